@@ -1,0 +1,50 @@
+//! `palisade`: zero-trust, AI-aware network security for Kubernetes. One binary with a
+//! subcommand per component; this file only parses the command line and dispatches.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "Zero-trust, AI-aware network security for Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate and lint manifests; file:line errors; exit 1 on any error.
+    Check(commands::check::Args),
+    /// Reachability matrix of every pod to every pod, and an exposure summary.
+    Analyze(commands::analyze::Args),
+    /// Explain the verdict for one connection, stage by stage.
+    Explain(commands::explain::Args),
+    /// Query the event store.
+    Events(commands::events::Args),
+    /// Run every component on this machine from a PalisadeConfig.
+    Up(commands::up::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => commands::check::run(a),
+        Command::Analyze(a) => commands::analyze::run(a),
+        Command::Explain(a) => commands::explain::run(a),
+        Command::Events(a) => commands::events::run(a),
+        Command::Up(a) => commands::up::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

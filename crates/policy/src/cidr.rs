@@ -1,0 +1,193 @@
+//! IPv4/IPv6 CIDR blocks: parsing, containment, matching.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// A CIDR block. Host bits are masked off on parse (`10.0.0.1/24` is `10.0.0.0/24`), as the
+/// Kubernetes API server accepts such values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    bits: u128,
+    prefix: u8,
+    v6: bool,
+}
+
+impl Cidr {
+    /// The block's prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+    /// Whether this is an IPv6 block.
+    pub fn is_ipv6(&self) -> bool {
+        self.v6
+    }
+    /// A /32 or /128 for one address.
+    pub fn host(ip: IpAddr) -> Self {
+        let (bits, v6) = addr_bits(ip);
+        Cidr {
+            bits,
+            prefix: if v6 { 128 } else { 32 },
+            v6,
+        }
+    }
+    fn width(&self) -> u8 {
+        if self.v6 {
+            128
+        } else {
+            32
+        }
+    }
+    fn mask(&self) -> u128 {
+        mask(self.width(), self.prefix)
+    }
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (bits, v6) = addr_bits(ip);
+        v6 == self.v6 && bits & self.mask() == self.bits
+    }
+    /// Whether `other` lies entirely inside this block.
+    pub fn contains_cidr(&self, other: &Cidr) -> bool {
+        other.v6 == self.v6 && other.prefix >= self.prefix && other.bits & self.mask() == self.bits
+    }
+    /// `0.0.0.0/0` or `::/0`.
+    pub fn is_everything(&self) -> bool {
+        self.prefix == 0
+    }
+}
+
+fn mask(width: u8, prefix: u8) -> u128 {
+    if prefix == 0 {
+        return 0;
+    }
+    let all: u128 = if width == 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    };
+    let host_bits = width - prefix;
+    if host_bits == 0 {
+        all
+    } else {
+        all & !((1u128 << host_bits) - 1)
+    }
+}
+
+fn addr_bits(ip: IpAddr) -> (u128, bool) {
+    match ip {
+        IpAddr::V4(v4) => (u32::from(v4) as u128, false),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (u32::from(v4) as u128, false),
+            None => (u128::from(v6), true),
+        },
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (expected address/prefix)"))?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not a CIDR: {addr:?} is not an IP address"))?;
+        let width: u8 = if ip.is_ipv6() { 128 } else { 32 };
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 3 {
+            return Err(format!("{s:?} is not a CIDR: bad prefix length {prefix:?}"));
+        }
+        let p: u8 = prefix
+            .parse()
+            .map_err(|_| format!("{s:?} is not a CIDR: bad prefix length"))?;
+        if p > width {
+            return Err(format!(
+                "{s:?} is not a CIDR: prefix length {p} is over {width}"
+            ));
+        }
+        let v6 = ip.is_ipv6();
+        let bits = match ip {
+            IpAddr::V4(v4) => u32::from(v4) as u128,
+            IpAddr::V6(v6a) => u128::from(v6a),
+        };
+        Ok(Cidr {
+            bits: bits & mask(width, p),
+            prefix: p,
+            v6,
+        })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.v6 {
+            write!(f, "{}/{}", std::net::Ipv6Addr::from(self.bits), self.prefix)
+        } else {
+            write!(
+                f,
+                "{}/{}",
+                std::net::Ipv4Addr::from(self.bits as u32),
+                self.prefix
+            )
+        }
+    }
+}
+
+/// A CIDR with exceptions, as `ipBlock` has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IpBlockMatcher {
+    /// The block.
+    pub cidr: Cidr,
+    /// Carved out.
+    pub except: Vec<Cidr>,
+}
+
+impl IpBlockMatcher {
+    /// Whether `ip` is inside the block and outside every exception.
+    pub fn matches(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(ip) && !self.except.iter().any(|e| e.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_contain() {
+        let c: Cidr = "10.0.0.0/16".parse().unwrap();
+        assert!(c.contains("10.0.255.1".parse().unwrap()));
+        assert!(!c.contains("10.1.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let e: Cidr = "10.0.1.0/24".parse().unwrap();
+        assert!(c.contains_cidr(&e));
+        assert!(!e.contains_cidr(&c));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(all.is_everything());
+        let h: Cidr = "10.0.1.7/24".parse().unwrap();
+        assert_eq!(h.to_string(), "10.0.1.0/24");
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        let v6all: Cidr = "::/0".parse().unwrap();
+        assert!(v6all.contains("2001:db8::1".parse().unwrap()));
+        assert!(!v6all.contains("1.2.3.4".parse().unwrap()));
+        let host: Cidr = "10.0.1.2/32".parse().unwrap();
+        assert!(host.contains("10.0.1.2".parse().unwrap()));
+        assert!(!host.contains("10.0.1.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_cidrs() {
+        for s in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x/8",
+            "10.0.0.0/-1",
+            "::/129",
+            "10.0.0.0/",
+        ] {
+            assert!(s.parse::<Cidr>().is_err(), "{s}");
+        }
+    }
+}

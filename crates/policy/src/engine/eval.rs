@@ -1,0 +1,341 @@
+//! Evaluation of one flow. Generic over a tracer so `verdict` pays nothing for the
+//! explanation that `explain` records.
+
+use super::explain::Step;
+use super::*;
+use crate::model::Mode;
+
+/// Receives evaluation steps; the closure runs only when tracing.
+pub(crate) trait Tracer {
+    fn step(&mut self, f: impl FnOnce() -> Step);
+    fn set_audit_pass(&mut self, _on: bool) {}
+}
+
+/// The tracer that records nothing.
+pub(crate) struct NoTrace;
+
+impl Tracer for NoTrace {
+    #[inline(always)]
+    fn step(&mut self, _f: impl FnOnce() -> Step) {}
+}
+
+impl Engine {
+    /// The verdict for a flow.
+    pub fn verdict(&self, flow: &Flow<'_>) -> Verdict {
+        self.evaluate(flow, &mut NoTrace)
+    }
+
+    pub(crate) fn evaluate<T: Tracer>(&self, flow: &Flow<'_>, t: &mut T) -> Verdict {
+        let (egress, ingress) = self.eval_flow(flow, false, t);
+        let ok = |d: &Option<DirVerdict>| d.is_none_or(|d| d.allowed);
+        if !(ok(&egress) && ok(&ingress)) {
+            return Verdict {
+                action: Action::Deny,
+                egress,
+                ingress,
+                audit: None,
+            };
+        }
+        if self.flow_has_audit(flow) {
+            t.set_audit_pass(true);
+            let (ae, ai) = self.eval_flow(flow, true, t);
+            t.set_audit_pass(false);
+            let denied = [ae, ai].into_iter().flatten().find(|d| !d.allowed);
+            if let Some(d) = denied {
+                return Verdict {
+                    action: Action::Audit,
+                    egress,
+                    ingress,
+                    audit: Some(d),
+                };
+            }
+        }
+        Verdict {
+            action: Action::Allow,
+            egress,
+            ingress,
+            audit: None,
+        }
+    }
+
+    fn flow_has_audit(&self, flow: &Flow<'_>) -> bool {
+        let e = matches!(flow.src, Endpoint::Pod(p) if self.per_pod[p as usize].egress.audit);
+        let i = matches!(flow.dst, Endpoint::Pod(p) if self.per_pod[p as usize].ingress.audit);
+        e || i
+    }
+
+    fn eval_flow<T: Tracer>(
+        &self,
+        flow: &Flow<'_>,
+        with_audit: bool,
+        t: &mut T,
+    ) -> (Option<DirVerdict>, Option<DirVerdict>) {
+        let egress = match flow.src {
+            Endpoint::Pod(p) => {
+                Some(self.eval_dir(p, Direction::Egress, &flow.dst, flow, with_audit, t))
+            }
+            _ => None,
+        };
+        let ingress = match flow.dst {
+            Endpoint::Pod(p) => {
+                Some(self.eval_dir(p, Direction::Ingress, &flow.src, flow, with_audit, t))
+            }
+            _ => None,
+        };
+        (egress, ingress)
+    }
+
+    pub(crate) fn eval_dir<T: Tracer>(
+        &self,
+        me: PodId,
+        dir: Direction,
+        other: &Endpoint<'_>,
+        flow: &Flow<'_>,
+        with_audit: bool,
+        t: &mut T,
+    ) -> DirVerdict {
+        let pod = &self.pods[me as usize];
+        if pod.host_network {
+            t.step(|| Step::host_network(dir, pod));
+            return DirVerdict {
+                direction: dir,
+                allowed: true,
+                stage: Stage::Default,
+                reason: Reason::HostNetwork,
+                rule: None,
+                policy: None,
+                l7: false,
+            };
+        }
+        let rules = self.per_pod[me as usize].dir(dir);
+        let dst_pod = match (dir, other) {
+            (Direction::Ingress, _) => Some(me),
+            (Direction::Egress, Endpoint::Pod(p)) => Some(*p),
+            _ => None,
+        };
+        // 1. Tiered cluster rules.
+        if let Some(v) = self.walk_tiered(
+            &rules.tiered,
+            dir,
+            other,
+            flow,
+            dst_pod,
+            with_audit,
+            Stage::Admin,
+            t,
+        ) {
+            return v;
+        }
+        // 2. Namespaced policy.
+        let mut isolating = rules
+            .ns_policies
+            .iter()
+            .copied()
+            .filter(|&p| with_audit || self.policies[p as usize].mode == Mode::Enforce);
+        if let Some(first) = isolating.next() {
+            for &rid in &rules.ns_rules {
+                let r = &self.rules[rid as usize];
+                if r.audit && !with_audit {
+                    continue;
+                }
+                if let Some(l7) = self.rule_matches(r, other, flow, dst_pod) {
+                    t.step(|| Step::rule(self, rid, "allow", l7));
+                    return DirVerdict {
+                        direction: dir,
+                        allowed: true,
+                        stage: Stage::Namespace,
+                        reason: Reason::RuleAllowed,
+                        rule: Some(rid),
+                        policy: Some(r.policy),
+                        l7,
+                    };
+                }
+            }
+            t.step(|| Step::no_rule_allows(self, dir, pod, &rules.ns_policies, with_audit));
+            return DirVerdict {
+                direction: dir,
+                allowed: false,
+                stage: Stage::Namespace,
+                reason: Reason::NoRuleAllows,
+                rule: None,
+                policy: Some(first),
+                l7: false,
+            };
+        }
+        t.step(|| Step::not_isolated(dir, pod));
+        // 3. Baseline.
+        if let Some(v) = self.walk_tiered(
+            &rules.baseline,
+            dir,
+            other,
+            flow,
+            dst_pod,
+            with_audit,
+            Stage::Baseline,
+            t,
+        ) {
+            return v;
+        }
+        // 4. Default posture.
+        let allowed = self.posture == Posture::Allow;
+        t.step(|| Step::default_posture(dir, self.posture));
+        DirVerdict {
+            direction: dir,
+            allowed,
+            stage: Stage::Default,
+            reason: Reason::Posture,
+            rule: None,
+            policy: None,
+            l7: false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk_tiered<T: Tracer>(
+        &self,
+        list: &[u32],
+        dir: Direction,
+        other: &Endpoint<'_>,
+        flow: &Flow<'_>,
+        dst_pod: Option<PodId>,
+        with_audit: bool,
+        stage: Stage,
+        t: &mut T,
+    ) -> Option<DirVerdict> {
+        let mut skip_tier = u8::MAX;
+        for &rid in list {
+            let r = &self.rules[rid as usize];
+            if r.tier_rank == skip_tier || (r.audit && !with_audit) {
+                continue;
+            }
+            let Some(l7) = self.rule_matches(r, other, flow, dst_pod) else {
+                continue;
+            };
+            match r.action {
+                AdminAction::Pass => {
+                    t.step(|| Step::rule(self, rid, "pass", false));
+                    skip_tier = r.tier_rank;
+                }
+                action => {
+                    let allowed = action == AdminAction::Allow;
+                    t.step(|| Step::rule(self, rid, if allowed { "allow" } else { "deny" }, l7));
+                    return Some(DirVerdict {
+                        direction: dir,
+                        allowed,
+                        stage,
+                        reason: if allowed {
+                            Reason::RuleAllowed
+                        } else {
+                            Reason::RuleDenied
+                        },
+                        rule: Some(rid),
+                        policy: Some(r.policy),
+                        l7: allowed && l7,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// `None`: the rule does not match. `Some(l7)`: it matches; `l7` when it matched at the
+    /// connection level and its HTTP conditions are left to the gateway.
+    #[inline]
+    pub(crate) fn rule_matches(
+        &self,
+        r: &Rule,
+        other: &Endpoint<'_>,
+        flow: &Flow<'_>,
+        dst_pod: Option<PodId>,
+    ) -> Option<bool> {
+        if !self.ports_match(r.ports.as_deref(), flow.port, flow.protocol, dst_pod) {
+            return None;
+        }
+        if !self.peers_match(r.peers.as_deref(), other) {
+            return None;
+        }
+        if r.http.is_empty() {
+            return Some(false);
+        }
+        match &flow.http {
+            Some(req) => r.http.iter().any(|h| http_matches(h, req)).then_some(false),
+            // A connection can be allowed pending per-request checks; it cannot be denied
+            // (or passed) on requests it may never carry.
+            None => (r.action == AdminAction::Allow).then_some(true),
+        }
+    }
+
+    #[inline]
+    fn ports_match(
+        &self,
+        ports: Option<&[PortMatch]>,
+        port: u16,
+        proto: Protocol,
+        dst_pod: Option<PodId>,
+    ) -> bool {
+        let Some(ports) = ports else { return true };
+        ports.iter().any(|p| match p {
+            PortMatch::Proto(pr) => *pr == proto,
+            PortMatch::Range(pr, lo, hi) => *pr == proto && *lo <= port && port <= *hi,
+            PortMatch::Named(pr, name) => {
+                pr.is_none_or(|pr| pr == proto)
+                    && dst_pod.is_some_and(|d| {
+                        self.pods[d as usize].ports.iter().any(|(n, cp, num)| {
+                            n.as_deref() == Some(name.as_str()) && *cp == proto && *num == port
+                        })
+                    })
+            }
+        })
+    }
+
+    #[inline]
+    fn peers_match(&self, peers: Option<&[PeerMatch]>, other: &Endpoint<'_>) -> bool {
+        let Some(peers) = peers else { return true };
+        peers.iter().any(|p| match (p, other) {
+            (PeerMatch::Pods(s), Endpoint::Pod(id)) => self.sets[*s as usize].contains(*id),
+            (PeerMatch::Block(b), Endpoint::Pod(id)) => {
+                self.pods[*id as usize].ips.iter().any(|ip| b.matches(*ip))
+            }
+            (PeerMatch::Block(b), Endpoint::Ip(ip)) => b.matches(*ip),
+            (PeerMatch::Block(b), Endpoint::Fqdn { ip: Some(ip), .. }) => b.matches(*ip),
+            (PeerMatch::Fqdn(f), Endpoint::Fqdn { name, .. }) => f.matches(name),
+            _ => false,
+        })
+    }
+}
+
+fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>) -> bool {
+    if !h.methods.is_empty() && !h.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)) {
+        return false;
+    }
+    if let Some(p) = &h.path {
+        let ok = match p {
+            PathCond::Exact(e) => req.path == e,
+            PathCond::Prefix(pre) => {
+                req.path.starts_with(pre.as_str())
+                    && (pre.ends_with('/')
+                        || req.path.len() == pre.len()
+                        || req.path.as_bytes()[pre.len()] == b'/')
+            }
+            PathCond::Regex(re) => re.is_match(req.path),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    h.headers.iter().all(|hc| {
+        let value = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&hc.name))
+            .map(|(_, v)| *v);
+        match value {
+            None => !hc.present,
+            Some(v) => {
+                hc.present
+                    && hc.value.as_deref().is_none_or(|want| want == v)
+                    && hc.regex.as_ref().is_none_or(|re| re.is_match(v))
+            }
+        }
+    })
+}

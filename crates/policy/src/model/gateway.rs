@@ -1,0 +1,336 @@
+//! `AIGateway` (ingress to inference backends) and `PalisadeConfig` (the standalone runtime).
+//! The gateways and runtime that read them arrive with their own issues; the types, defaults
+//! and validation live here so every component reads them the same way.
+
+use super::meta::{Mode, ObjectMeta};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// An AIGateway: routes, consumers and protections for inference APIs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AIGateway {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    pub spec: AIGatewaySpec,
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<IgnoredAny>,
+}
+
+/// AIGateway spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AIGatewaySpec {
+    /// Enforce or Audit (audit: detections are logged, nothing blocked).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Host names served (empty: any).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// TLS termination (PEM files).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Routes, first match wins.
+    pub routes: Vec<AIRoute>,
+    /// Known clients and their rights.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+}
+
+/// PEM certificate and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsFiles {
+    /// Certificate chain file.
+    pub cert_file: String,
+    /// Private key file.
+    pub key_file: String,
+}
+
+/// One route to an inference backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AIRoute {
+    /// Name.
+    pub name: String,
+    /// Path prefix (default `/`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Host (default: any of the gateway's).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Upstream URL (`http://host:port`).
+    pub backend: String,
+    /// API style of the backend (`openai` default).
+    #[serde(default)]
+    pub api: Option<String>,
+    /// Models served on this route (empty: any).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Authentication.
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Option<LimitsSpec>,
+    /// WAF.
+    #[serde(default)]
+    pub waf: Option<WafSpec>,
+    /// Prompt guard.
+    #[serde(default)]
+    pub prompt_guard: Option<PromptGuardSpec>,
+    /// Output filters.
+    #[serde(default)]
+    pub output_filters: Vec<OutputFilterSpec>,
+}
+
+/// API keys and/or JWT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// File of `consumer: sha256-hex` lines, or a Secret-style YAML.
+    #[serde(default)]
+    pub api_keys_file: Option<String>,
+    /// JWT validation.
+    #[serde(default)]
+    pub jwt: Option<JwtSpec>,
+}
+
+/// JWT validation settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JwtSpec {
+    /// Required issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required audience.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// JWKS file or URL.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Claim naming the consumer (default `sub`).
+    #[serde(default)]
+    pub consumer_claim: Option<String>,
+}
+
+/// Limits per consumer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Requests per second (token bucket).
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Burst size.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Tokens per minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Largest request body in bytes.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Largest prompt in characters.
+    #[serde(default)]
+    pub max_prompt_chars: Option<u64>,
+}
+
+/// WAF settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WafSpec {
+    /// On or off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// CRS paranoia level 1..=4.
+    #[serde(default)]
+    pub paranoia_level: Option<u8>,
+    /// Inbound anomaly threshold.
+    #[serde(default)]
+    pub anomaly_threshold: Option<u32>,
+    /// Rules folder (CRS).
+    #[serde(default)]
+    pub rules: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Detection actions for guards and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardAction {
+    /// Refuse.
+    #[default]
+    Block,
+    /// Let through, mark in the event.
+    Flag,
+    /// Record only.
+    Log,
+    /// Replace the match (output filters).
+    Redact,
+}
+
+/// Prompt-injection guard settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptGuardSpec {
+    /// Action on detection.
+    #[serde(default)]
+    pub action: GuardAction,
+    /// Score threshold 0..1.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// An output filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutputFilterSpec {
+    /// `secrets`, `pii` or `canary`.
+    pub kind: String,
+    /// Action.
+    #[serde(default)]
+    pub action: GuardAction,
+}
+
+/// A client of the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// Name (API key owner or JWT subject).
+    pub name: String,
+    /// Models allowed (empty: any the route serves).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Routes allowed (empty: any).
+    #[serde(default)]
+    pub routes: Vec<String>,
+}
+
+/// Runtime configuration of `palisade up` and the components.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PalisadeConfig {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: PalisadeConfigSpec,
+}
+
+/// Default posture for traffic no policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Posture {
+    /// Kubernetes default: allow.
+    #[default]
+    Allow,
+    /// Zero trust: deny.
+    Deny,
+}
+
+/// PalisadeConfig spec; relative paths are relative to the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PalisadeConfigSpec {
+    /// Cluster name (events, federation).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Node name of this machine.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Folder of manifests to enforce.
+    #[serde(default)]
+    pub manifests: Option<String>,
+    /// Where the event store and state live.
+    #[serde(default)]
+    pub data_dir: Option<String>,
+    /// Default posture.
+    #[serde(default)]
+    pub default_posture: Posture,
+    /// Admin API.
+    #[serde(default)]
+    pub admin: Option<ListenSpec>,
+    /// DNS proxy.
+    #[serde(default)]
+    pub dns: Option<DnsSpec>,
+    /// Egress gateway.
+    #[serde(default)]
+    pub egress: Option<ListenSpec>,
+    /// Ingress gateway.
+    #[serde(default)]
+    pub ingress: Option<ListenSpec>,
+    /// Node agent.
+    #[serde(default)]
+    pub agent: Option<AgentSpec>,
+    /// CA for TLS interception.
+    #[serde(default)]
+    pub ca: Option<TlsFiles>,
+    /// Event sinks.
+    #[serde(default)]
+    pub events: Option<EventsSpec>,
+    /// How often the manifests folder is checked for changes, in milliseconds (default 1000).
+    #[serde(default)]
+    pub reload_interval_ms: Option<u64>,
+}
+
+/// A listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSpec {
+    /// `host:port`.
+    pub listen: String,
+    /// Off switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// DNS proxy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnsSpec {
+    /// `host:port`.
+    pub listen: String,
+    /// Upstream resolver `host:port`.
+    pub upstream: String,
+    /// `REFUSED` (default) or `NXDOMAIN`.
+    #[serde(default)]
+    pub refuse_with: Option<String>,
+    /// Minimum TTL in seconds.
+    #[serde(default)]
+    pub min_ttl_seconds: Option<u32>,
+    /// Off switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Agent settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// Enforce for every pod regardless of node (standalone).
+    #[serde(default)]
+    pub all_nodes: bool,
+    /// Off switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Event sinks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventsSpec {
+    /// JSON-lines file to append to.
+    #[serde(default)]
+    pub jsonl: Option<String>,
+    /// Bounded channel capacity.
+    #[serde(default)]
+    pub channel_capacity: Option<usize>,
+    /// Days of events to keep.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}

@@ -1,0 +1,139 @@
+//! Workload kinds: Namespace, Pod, Service (read from manifests or a cluster dump; fields
+//! Palisade does not use are ignored, as a dump carries many).
+
+use super::meta::{IntOrString, ObjectMeta, Protocol};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `v1 Namespace`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Namespace {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+}
+
+/// `v1 Pod`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: PodSpec,
+    /// Status.
+    #[serde(default)]
+    pub status: PodStatus,
+}
+
+/// The parts of a pod spec that matter for policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// Node the pod runs on.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Host network pods are node traffic, not subject to pod policy.
+    #[serde(default)]
+    pub host_network: Option<bool>,
+    /// Service account.
+    #[serde(default)]
+    pub service_account_name: Option<String>,
+    /// Containers (their declared ports).
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    /// Init containers (sidecars may declare ports).
+    #[serde(default)]
+    pub init_containers: Vec<Container>,
+}
+
+/// A container's declared ports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Declared ports.
+    #[serde(default)]
+    pub ports: Vec<ContainerPort>,
+}
+
+/// A declared container port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    /// Port number.
+    pub container_port: u16,
+    /// Optional IANA_SVC_NAME.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Protocol (TCP default).
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Pod status: its IPs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// Primary IP.
+    #[serde(default)]
+    pub pod_ip: Option<String>,
+    /// All IPs (dual stack).
+    #[serde(default, rename = "podIPs")]
+    pub pod_ips: Vec<PodIp>,
+    /// Host IP.
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+/// One pod IP.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PodIp {
+    /// The address.
+    pub ip: String,
+}
+
+/// `v1 Service`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Service {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: ServiceSpec,
+}
+
+/// The parts of a service spec Palisade uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Pod selector.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Cluster IP.
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    /// Ports.
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+}
+
+/// A service port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Service port.
+    pub port: u16,
+    /// Target port on the pods.
+    #[serde(default)]
+    pub target_port: Option<IntOrString>,
+    /// Protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+}

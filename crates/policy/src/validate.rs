@@ -1,0 +1,986 @@
+//! Semantic validation of each object, as the API server (and the CRD schemas) would check
+//! it: names, selectors, CIDRs, ports, FQDN patterns, exclusive fields, ranges.
+
+use crate::cidr::Cidr;
+use crate::diag::Severity;
+use crate::fqdn::FqdnPattern;
+use crate::model::*;
+use crate::yaml::FieldPath;
+
+/// A problem at a field path of one object.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Severity.
+    pub severity: Severity,
+    /// Stable code.
+    pub code: &'static str,
+    /// Field path.
+    pub path: FieldPath,
+    /// Message.
+    pub message: String,
+}
+
+impl Finding {
+    /// An error.
+    pub fn error(path: FieldPath, message: impl Into<String>) -> Self {
+        Finding {
+            severity: Severity::Error,
+            code: "invalid-value",
+            path,
+            message: message.into(),
+        }
+    }
+    /// A warning.
+    pub fn warning(path: FieldPath, message: impl Into<String>) -> Self {
+        Finding {
+            severity: Severity::Warning,
+            code: "suspicious-value",
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+struct V {
+    out: Vec<Finding>,
+}
+
+impl V {
+    fn err(&mut self, p: &FieldPath, m: impl Into<String>) {
+        self.out.push(Finding::error(p.clone(), m));
+    }
+}
+
+/// Validates one object.
+pub fn validate_object(obj: &Object) -> Vec<Finding> {
+    let mut v = V { out: Vec::new() };
+    let meta = obj.meta();
+    let mp = FieldPath::root().key("metadata");
+    if meta.name.is_empty() {
+        v.err(&mp.key("name"), "metadata.name is required");
+    } else {
+        let check = if matches!(obj, Object::Namespace(_)) {
+            dns_label(&meta.name)
+        } else {
+            dns_subdomain(&meta.name)
+        };
+        if let Err(e) = check {
+            v.err(&mp.key("name"), e);
+        }
+    }
+    if let Some(ns) = &meta.namespace {
+        if let Err(e) = dns_label(ns) {
+            v.err(&mp.key("namespace"), e);
+        }
+    }
+    for (k, val) in &meta.labels {
+        label_pair(&mut v, &mp.key("labels").key(k), k, val);
+    }
+    let spec = FieldPath::root().key("spec");
+    match obj {
+        Object::Namespace(_) | Object::Service(_) => {}
+        Object::Pod(p) => pod(&mut v, p),
+        Object::NetworkPolicy(np) => network_policy(&mut v, &spec, &np.spec),
+        Object::AdminNetworkPolicy(anp) => {
+            if !(0..=1000).contains(&anp.spec.priority) {
+                v.err(
+                    &spec.key("priority"),
+                    format!("priority {} is outside 0..1000", anp.spec.priority),
+                );
+            }
+            admin_body(
+                &mut v,
+                &spec,
+                &anp.spec.subject,
+                &anp.spec.ingress,
+                &anp.spec.egress,
+                false,
+            );
+        }
+        Object::BaselineAdminNetworkPolicy(b) => {
+            if !meta.name.is_empty() && meta.name != "default" {
+                v.err(
+                    &mp.key("name"),
+                    "a BaselineAdminNetworkPolicy must be named \"default\" (it is a singleton)",
+                );
+            }
+            admin_body(
+                &mut v,
+                &spec,
+                &b.spec.subject,
+                &b.spec.ingress,
+                &b.spec.egress,
+                true,
+            );
+        }
+        Object::SecurityPolicy(sp) => security_policy(&mut v, &spec, &sp.spec),
+        Object::ClusterSecurityPolicy(csp) => cluster_security_policy(&mut v, &spec, &csp.spec),
+        Object::AIGateway(gw) => ai_gateway(&mut v, &spec, &gw.spec),
+        Object::PalisadeConfig(cfg) => palisade_config(&mut v, &spec, &cfg.spec),
+    }
+    v.out
+}
+
+fn pod(v: &mut V, p: &Pod) {
+    let sp = FieldPath::root().key("status");
+    if let Some(ip) = &p.status.pod_ip {
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            v.err(&sp.key("podIP"), format!("{ip:?} is not an IP address"));
+        }
+    }
+    for (i, ip) in p.status.pod_ips.iter().enumerate() {
+        if ip.ip.parse::<std::net::IpAddr>().is_err() {
+            v.err(
+                &sp.key("podIPs").index(i).key("ip"),
+                format!("{:?} is not an IP address", ip.ip),
+            );
+        }
+    }
+    let cp = FieldPath::root().key("spec").key("containers");
+    for (ci, c) in p.spec.containers.iter().enumerate() {
+        for (pi, port) in c.ports.iter().enumerate() {
+            let pp = cp.index(ci).key("ports").index(pi);
+            if port.container_port == 0 {
+                v.err(&pp.key("containerPort"), "containerPort must be 1..65535");
+            }
+            if let Some(name) = &port.name {
+                if let Err(e) = port_name(name) {
+                    v.err(&pp.key("name"), e);
+                }
+            }
+        }
+    }
+}
+
+fn network_policy(v: &mut V, spec: &FieldPath, s: &NetworkPolicySpec) {
+    selector(v, &spec.key("podSelector"), &s.pod_selector);
+    let mut seen = Vec::new();
+    for (i, t) in s.policy_types.iter().enumerate() {
+        if seen.contains(t) {
+            v.err(
+                &spec.key("policyTypes").index(i),
+                format!("duplicate policy type {t:?}"),
+            );
+        }
+        seen.push(*t);
+    }
+    for (i, r) in s.ingress.iter().enumerate() {
+        let rp = spec.key("ingress").index(i);
+        for (j, p) in r.from.iter().enumerate() {
+            np_peer(v, &rp.key("from").index(j), p);
+        }
+        for (j, p) in r.ports.iter().enumerate() {
+            np_port(
+                v,
+                &rp.key("ports").index(j),
+                p.protocol,
+                &p.port,
+                p.end_port,
+            );
+        }
+    }
+    for (i, r) in s.egress.iter().enumerate() {
+        let rp = spec.key("egress").index(i);
+        for (j, p) in r.to.iter().enumerate() {
+            np_peer(v, &rp.key("to").index(j), p);
+        }
+        for (j, p) in r.ports.iter().enumerate() {
+            np_port(
+                v,
+                &rp.key("ports").index(j),
+                p.protocol,
+                &p.port,
+                p.end_port,
+            );
+        }
+    }
+    if !s.egress.is_empty()
+        && !s.policy_types.is_empty()
+        && !s.policy_types.contains(&PolicyType::Egress)
+    {
+        v.out.push(Finding::warning(
+            spec.key("egress"),
+            "egress rules are ignored: policyTypes does not include Egress",
+        ));
+    }
+    if !s.ingress.is_empty()
+        && !s.policy_types.is_empty()
+        && !s.policy_types.contains(&PolicyType::Ingress)
+    {
+        v.out.push(Finding::warning(
+            spec.key("ingress"),
+            "ingress rules are ignored: policyTypes does not include Ingress",
+        ));
+    }
+}
+
+fn np_peer(v: &mut V, p: &FieldPath, peer: &NetworkPolicyPeer) {
+    let selectors = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
+    match (&peer.ip_block, selectors) {
+        (Some(_), true) => v.err(
+            p,
+            "ipBlock cannot be combined with podSelector or namespaceSelector",
+        ),
+        (None, false) => v.err(
+            p,
+            "a peer must set podSelector, namespaceSelector or ipBlock",
+        ),
+        _ => {}
+    }
+    if let Some(s) = &peer.pod_selector {
+        selector(v, &p.key("podSelector"), s);
+    }
+    if let Some(s) = &peer.namespace_selector {
+        selector(v, &p.key("namespaceSelector"), s);
+    }
+    if let Some(b) = &peer.ip_block {
+        ip_block(v, &p.key("ipBlock"), b);
+    }
+}
+
+/// Validates an ipBlock and returns the parsed CIDR.
+fn ip_block(v: &mut V, p: &FieldPath, b: &IpBlock) {
+    let cidr = match b.cidr.parse::<Cidr>() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            v.err(&p.key("cidr"), e);
+            None
+        }
+    };
+    for (i, e) in b.except.iter().enumerate() {
+        let ep = p.key("except").index(i);
+        match e.parse::<Cidr>() {
+            Err(msg) => v.err(&ep, msg),
+            Ok(ec) => {
+                if let Some(c) = cidr {
+                    if !c.contains_cidr(&ec) || ec.prefix_len() <= c.prefix_len() {
+                        v.err(&ep, format!("{e} is not inside cidr {}", b.cidr));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn np_port(
+    v: &mut V,
+    p: &FieldPath,
+    _proto: Option<Protocol>,
+    port: &Option<IntOrString>,
+    end: Option<i64>,
+) {
+    match port {
+        Some(IntOrString::Int(n)) => {
+            if !(1..=65535).contains(n) {
+                v.err(&p.key("port"), format!("port {n} is outside 1..65535"));
+            }
+            if let Some(e) = end {
+                if !(1..=65535).contains(&e) {
+                    v.err(
+                        &p.key("endPort"),
+                        format!("endPort {e} is outside 1..65535"),
+                    );
+                } else if e < *n {
+                    v.err(&p.key("endPort"), format!("endPort {e} is below port {n}"));
+                }
+            }
+        }
+        Some(IntOrString::String(name)) => {
+            if let Err(e) = port_name(name) {
+                v.err(&p.key("port"), e);
+            }
+            if end.is_some() {
+                v.err(
+                    &p.key("endPort"),
+                    "endPort needs a numeric port, not a named one",
+                );
+            }
+        }
+        None => {
+            if end.is_some() {
+                v.err(&p.key("endPort"), "endPort needs port to be set");
+            }
+        }
+    }
+}
+
+fn admin_body(
+    v: &mut V,
+    spec: &FieldPath,
+    subject: &AdminSubject,
+    ingress: &[AdminIngressRule],
+    egress: &[AdminEgressRule],
+    baseline: bool,
+) {
+    let sp = spec.key("subject");
+    match (&subject.namespaces, &subject.pods) {
+        (Some(s), None) => selector(v, &sp.key("namespaces"), s),
+        (None, Some(p)) => namespaced_pod(v, &sp.key("pods"), p),
+        _ => v.err(&sp, "subject must set exactly one of namespaces or pods"),
+    }
+    if ingress.len() > 100 {
+        v.err(&spec.key("ingress"), "at most 100 ingress rules");
+    }
+    if egress.len() > 100 {
+        v.err(&spec.key("egress"), "at most 100 egress rules");
+    }
+    for (i, r) in ingress.iter().enumerate() {
+        let rp = spec.key("ingress").index(i);
+        admin_rule(v, &rp, r.name.as_deref(), r.action, baseline);
+        admin_peers(v, &rp.key("from"), &r.from, false);
+        admin_ports(v, &rp.key("ports"), r.ports.as_deref());
+    }
+    for (i, r) in egress.iter().enumerate() {
+        let rp = spec.key("egress").index(i);
+        admin_rule(v, &rp, r.name.as_deref(), r.action, baseline);
+        admin_peers(v, &rp.key("to"), &r.to, true);
+        admin_ports(v, &rp.key("ports"), r.ports.as_deref());
+    }
+}
+
+fn admin_rule(v: &mut V, rp: &FieldPath, name: Option<&str>, action: AdminAction, baseline: bool) {
+    if let Some(n) = name {
+        if n.chars().count() > 100 {
+            v.err(&rp.key("name"), "rule name is longer than 100 characters");
+        }
+    }
+    if baseline && action == AdminAction::Pass {
+        v.err(
+            &rp.key("action"),
+            "BaselineAdminNetworkPolicy rules allow only Allow or Deny",
+        );
+    }
+}
+
+fn namespaced_pod(v: &mut V, p: &FieldPath, np: &NamespacedPod) {
+    selector(v, &p.key("namespaceSelector"), &np.namespace_selector);
+    selector(v, &p.key("podSelector"), &np.pod_selector);
+}
+
+fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
+    if peers.is_empty() {
+        v.err(p, "at least one peer is required");
+    }
+    if peers.len() > 100 {
+        v.err(p, "at most 100 peers");
+    }
+    for (i, peer) in peers.iter().enumerate() {
+        let pp = p.index(i);
+        let set = [
+            peer.namespaces.is_some(),
+            peer.pods.is_some(),
+            peer.nodes.is_some(),
+            peer.networks.is_some(),
+            peer.domain_names.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            v.err(
+                &pp,
+                "a peer must set exactly one of namespaces, pods, nodes, networks, domainNames",
+            );
+        }
+        if !egress
+            && (peer.nodes.is_some() || peer.networks.is_some() || peer.domain_names.is_some())
+        {
+            v.err(&pp, "nodes, networks and domainNames are egress peers only");
+        }
+        if let Some(s) = &peer.namespaces {
+            selector(v, &pp.key("namespaces"), s);
+        }
+        if let Some(np) = &peer.pods {
+            namespaced_pod(v, &pp.key("pods"), np);
+        }
+        if let Some(s) = &peer.nodes {
+            selector(v, &pp.key("nodes"), s);
+        }
+        if let Some(nets) = &peer.networks {
+            if nets.is_empty() || nets.len() > 25 {
+                v.err(&pp.key("networks"), "networks must have 1 to 25 CIDRs");
+            }
+            for (j, n) in nets.iter().enumerate() {
+                if let Err(e) = n.parse::<Cidr>() {
+                    v.err(&pp.key("networks").index(j), e);
+                }
+            }
+        }
+        if let Some(names) = &peer.domain_names {
+            if names.is_empty() || names.len() > 25 {
+                v.err(
+                    &pp.key("domainNames"),
+                    "domainNames must have 1 to 25 entries",
+                );
+            }
+            for (j, n) in names.iter().enumerate() {
+                if let Err(e) = FqdnPattern::parse_anp(n) {
+                    v.err(&pp.key("domainNames").index(j), e);
+                }
+            }
+        }
+    }
+}
+
+fn admin_ports(v: &mut V, p: &FieldPath, ports: Option<&[AdminPort]>) {
+    let Some(ports) = ports else { return };
+    if ports.is_empty() || ports.len() > 100 {
+        v.err(p, "ports must have 1 to 100 entries when set");
+    }
+    for (i, port) in ports.iter().enumerate() {
+        let pp = p.index(i);
+        let set = [
+            port.port_number.is_some(),
+            port.named_port.is_some(),
+            port.port_range.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            v.err(
+                &pp,
+                "a port must set exactly one of portNumber, namedPort, portRange",
+            );
+        }
+        if let Some(n) = &port.port_number {
+            if !(1..=65535).contains(&n.port) {
+                v.err(
+                    &pp.key("portNumber").key("port"),
+                    format!("port {} is outside 1..65535", n.port),
+                );
+            }
+        }
+        if let Some(name) = &port.named_port {
+            if let Err(e) = port_name(name) {
+                v.err(&pp.key("namedPort"), e);
+            }
+        }
+        if let Some(r) = &port.port_range {
+            let rp = pp.key("portRange");
+            if !(1..=65535).contains(&r.start) {
+                v.err(
+                    &rp.key("start"),
+                    format!("start {} is outside 1..65535", r.start),
+                );
+            }
+            if !(1..=65535).contains(&r.end) {
+                v.err(&rp.key("end"), format!("end {} is outside 1..65535", r.end));
+            } else if r.end < r.start {
+                v.err(
+                    &rp.key("end"),
+                    format!("end {} is below start {}", r.end, r.start),
+                );
+            }
+        }
+    }
+}
+
+fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpec) {
+    selector(v, &spec.key("podSelector"), &s.pod_selector);
+    if let Some(rules) = &s.ingress {
+        for (i, r) in rules.iter().enumerate() {
+            palisade_rule(
+                v,
+                &spec.key("ingress").index(i),
+                r.from.as_deref(),
+                r.to.as_deref(),
+                false,
+                &r.ports,
+                &r.http,
+            );
+            let rp = spec.key("ingress").index(i);
+            if r.inspect_tls || r.max_body_bytes.is_some() || r.dlp.is_some() {
+                v.err(
+                    &rp,
+                    "inspectTLS, maxBodyBytes and dlp apply to egress rules only",
+                );
+            }
+        }
+    }
+    if let Some(rules) = &s.egress {
+        for (i, r) in rules.iter().enumerate() {
+            palisade_rule(
+                v,
+                &spec.key("egress").index(i),
+                r.from.as_deref(),
+                r.to.as_deref(),
+                true,
+                &r.ports,
+                &r.http,
+            );
+            if let Some(d) = &r.dlp {
+                for (j, name) in d.detectors.iter().enumerate() {
+                    if !DLP_DETECTORS.contains(&name.as_str()) {
+                        v.err(
+                            &spec
+                                .key("egress")
+                                .index(i)
+                                .key("dlp")
+                                .key("detectors")
+                                .index(j),
+                            format!(
+                                "unknown DLP detector {name:?} (known: {})",
+                                DLP_DETECTORS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if s.ingress.is_none() && s.egress.is_none() {
+        v.out.push(Finding::warning(
+            spec.clone(),
+            "neither ingress nor egress is set: the policy has no effect",
+        ));
+    }
+}
+
+/// DLP detector names a policy may list.
+pub const DLP_DETECTORS: &[&str] = &[
+    "secrets",
+    "pii",
+    "aws-key",
+    "gcp-key",
+    "azure-key",
+    "github-token",
+    "gitlab-token",
+    "slack-token",
+    "openai-key",
+    "anthropic-key",
+    "huggingface-token",
+    "private-key",
+    "jwt",
+    "generic-secret",
+    "email",
+    "card",
+    "ssn",
+    "iban",
+    "phone",
+];
+
+fn cluster_security_policy(v: &mut V, spec: &FieldPath, s: &ClusterSecurityPolicySpec) {
+    if !(0..=1000).contains(&s.priority) {
+        v.err(
+            &spec.key("priority"),
+            format!("priority {} is outside 0..1000", s.priority),
+        );
+    }
+    if let Some(sel) = &s.subject.namespace_selector {
+        selector(v, &spec.key("subject").key("namespaceSelector"), sel);
+    }
+    if let Some(sel) = &s.subject.pod_selector {
+        selector(v, &spec.key("subject").key("podSelector"), sel);
+    }
+    if let Some(sel) = &s.clusters {
+        selector(v, &spec.key("clusters"), sel);
+    }
+    for (i, r) in s.ingress.iter().enumerate() {
+        palisade_rule(
+            v,
+            &spec.key("ingress").index(i),
+            r.from.as_deref(),
+            r.to.as_deref(),
+            false,
+            &r.ports,
+            &r.http,
+        );
+    }
+    for (i, r) in s.egress.iter().enumerate() {
+        palisade_rule(
+            v,
+            &spec.key("egress").index(i),
+            r.from.as_deref(),
+            r.to.as_deref(),
+            true,
+            &r.ports,
+            &r.http,
+        );
+    }
+}
+
+fn palisade_rule(
+    v: &mut V,
+    rp: &FieldPath,
+    from: Option<&[Peer]>,
+    to: Option<&[Peer]>,
+    egress: bool,
+    ports: &[PortSpec],
+    http: &[HttpRule],
+) {
+    let (peers, field) = if egress { (to, "to") } else { (from, "from") };
+    let wrong = if egress { from.is_some() } else { to.is_some() };
+    if wrong {
+        let other = if egress { "from" } else { "to" };
+        v.err(
+            &rp.key(other),
+            format!(
+                "{} rules list peers in `{field}`, not `{other}`",
+                if egress { "egress" } else { "ingress" }
+            ),
+        );
+    }
+    for (j, p) in peers.unwrap_or(&[]).iter().enumerate() {
+        let pp = rp.key(field).index(j);
+        let selectors = p.pod_selector.is_some() || p.namespace_selector.is_some();
+        let set = [selectors, p.ip_block.is_some(), p.fqdn.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            v.err(
+                &pp,
+                "a peer must set exactly one of podSelector/namespaceSelector, ipBlock, fqdn",
+            );
+        }
+        if p.cluster.is_some() && !selectors {
+            v.err(
+                &pp.key("cluster"),
+                "cluster goes with podSelector/namespaceSelector",
+            );
+        }
+        if let Some(s) = &p.pod_selector {
+            selector(v, &pp.key("podSelector"), s);
+        }
+        if let Some(s) = &p.namespace_selector {
+            selector(v, &pp.key("namespaceSelector"), s);
+        }
+        if let Some(b) = &p.ip_block {
+            ip_block(v, &pp.key("ipBlock"), b);
+        }
+        if let Some(f) = &p.fqdn {
+            if !egress {
+                v.err(&pp.key("fqdn"), "fqdn peers are for egress rules only");
+            }
+            if let Err(e) = FqdnPattern::parse(f) {
+                v.err(&pp.key("fqdn"), e);
+            }
+        }
+    }
+    for (j, p) in ports.iter().enumerate() {
+        np_port(
+            v,
+            &rp.key("ports").index(j),
+            p.protocol,
+            &p.port,
+            p.end_port,
+        );
+    }
+    for (j, h) in http.iter().enumerate() {
+        let hp = rp.key("http").index(j);
+        for (k, m) in h.methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                v.err(
+                    &hp.key("methods").index(k),
+                    format!("{m:?} is not an HTTP method (upper case, e.g. GET)"),
+                );
+            }
+        }
+        if let Some(pm) = &h.path {
+            let n = [pm.exact.is_some(), pm.prefix.is_some(), pm.regex.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if n != 1 {
+                v.err(
+                    &hp.key("path"),
+                    "path must set exactly one of exact, prefix, regex",
+                );
+            }
+            for (key, val) in [("exact", &pm.exact), ("prefix", &pm.prefix)] {
+                if let Some(s) = val {
+                    if !s.starts_with('/') {
+                        v.err(
+                            &hp.key("path").key(key),
+                            format!("{s:?} must start with '/'"),
+                        );
+                    }
+                }
+            }
+            if let Some(re) = &pm.regex {
+                if let Err(e) = regex::Regex::new(re) {
+                    v.err(&hp.key("path").key("regex"), format!("invalid regex: {e}"));
+                }
+            }
+        }
+        for (k, hm) in h.headers.iter().enumerate() {
+            let hp2 = hp.key("headers").index(k);
+            if hm.name.is_empty()
+                || !hm
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+            {
+                v.err(
+                    &hp2.key("name"),
+                    format!("{:?} is not a valid header name", hm.name),
+                );
+            }
+            if hm.value.is_some() && hm.regex.is_some() {
+                v.err(&hp2, "set value or regex, not both");
+            }
+            if let Some(re) = &hm.regex {
+                if let Err(e) = regex::Regex::new(re) {
+                    v.err(&hp2.key("regex"), format!("invalid regex: {e}"));
+                }
+            }
+        }
+    }
+}
+
+fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
+    if s.routes.is_empty() {
+        v.err(&spec.key("routes"), "at least one route is required");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in s.routes.iter().enumerate() {
+        let rp = spec.key("routes").index(i);
+        if !names.insert(r.name.as_str()) {
+            v.err(
+                &rp.key("name"),
+                format!("duplicate route name {:?}", r.name),
+            );
+        }
+        if !(r.backend.starts_with("http://") || r.backend.starts_with("https://")) {
+            v.err(
+                &rp.key("backend"),
+                format!("{:?} must be an http:// or https:// URL", r.backend),
+            );
+        }
+        if let Some(p) = &r.path_prefix {
+            if !p.starts_with('/') {
+                v.err(&rp.key("pathPrefix"), "pathPrefix must start with '/'");
+            }
+        }
+        if let Some(w) = &r.waf {
+            if let Some(pl) = w.paranoia_level {
+                if !(1..=4).contains(&pl) {
+                    v.err(
+                        &rp.key("waf").key("paranoiaLevel"),
+                        format!("paranoiaLevel {pl} is outside 1..4"),
+                    );
+                }
+            }
+        }
+        if let Some(g) = &r.prompt_guard {
+            if let Some(t) = g.threshold {
+                if !(0.0..=1.0).contains(&t) {
+                    v.err(
+                        &rp.key("promptGuard").key("threshold"),
+                        "threshold must be within 0..1",
+                    );
+                }
+            }
+        }
+        for (j, f) in r.output_filters.iter().enumerate() {
+            if !["secrets", "pii", "canary"].contains(&f.kind.as_str()) {
+                v.err(
+                    &rp.key("outputFilters").index(j).key("kind"),
+                    format!("unknown output filter {:?} (secrets, pii, canary)", f.kind),
+                );
+            }
+        }
+    }
+    let mut consumers = std::collections::HashSet::new();
+    for (i, c) in s.consumers.iter().enumerate() {
+        if !consumers.insert(c.name.as_str()) {
+            v.err(
+                &spec.key("consumers").index(i).key("name"),
+                format!("duplicate consumer {:?}", c.name),
+            );
+        }
+        for (j, r) in c.routes.iter().enumerate() {
+            if !names.contains(r.as_str()) {
+                v.err(
+                    &spec.key("consumers").index(i).key("routes").index(j),
+                    format!("no route named {r:?}"),
+                );
+            }
+        }
+    }
+}
+
+fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpec) {
+    let listeners = [
+        ("admin", s.admin.as_ref().map(|l| &l.listen)),
+        ("egress", s.egress.as_ref().map(|l| &l.listen)),
+        ("ingress", s.ingress.as_ref().map(|l| &l.listen)),
+        ("dns", s.dns.as_ref().map(|d| &d.listen)),
+    ];
+    for (name, addr) in listeners {
+        if let Some(a) = addr {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                v.err(
+                    &spec.key(name).key("listen"),
+                    format!("{a:?} is not host:port (e.g. 127.0.0.1:9900)"),
+                );
+            }
+        }
+    }
+    if let Some(d) = &s.dns {
+        if d.upstream.parse::<std::net::SocketAddr>().is_err() {
+            v.err(
+                &spec.key("dns").key("upstream"),
+                format!("{:?} is not host:port", d.upstream),
+            );
+        }
+        if let Some(r) = &d.refuse_with {
+            if r != "REFUSED" && r != "NXDOMAIN" {
+                v.err(
+                    &spec.key("dns").key("refuseWith"),
+                    "refuseWith must be REFUSED or NXDOMAIN",
+                );
+            }
+        }
+    }
+}
+
+fn selector(v: &mut V, p: &FieldPath, s: &LabelSelector) {
+    for (k, val) in &s.match_labels {
+        label_pair(v, &p.key("matchLabels").key(k), k, val);
+    }
+    for (i, r) in s.match_expressions.iter().enumerate() {
+        let rp = p.key("matchExpressions").index(i);
+        if let Err(e) = label_key(&r.key) {
+            v.err(&rp.key("key"), e);
+        }
+        match r.operator {
+            SelectorOperator::In | SelectorOperator::NotIn => {
+                if r.values.is_empty() {
+                    v.err(
+                        &rp.key("values"),
+                        format!("operator {:?} needs at least one value", r.operator),
+                    );
+                }
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist => {
+                if !r.values.is_empty() {
+                    v.err(
+                        &rp.key("values"),
+                        format!("operator {:?} takes no values", r.operator),
+                    );
+                }
+            }
+        }
+        for (j, val) in r.values.iter().enumerate() {
+            if let Err(e) = label_value(val) {
+                v.err(&rp.key("values").index(j), e);
+            }
+        }
+    }
+}
+
+fn label_pair(v: &mut V, p: &FieldPath, k: &str, val: &str) {
+    if let Err(e) = label_key(k) {
+        v.err(p, e);
+    }
+    if let Err(e) = label_value(val) {
+        v.err(p, e);
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
+}
+
+/// A label key: optional DNS-subdomain prefix and `/`, then a name of ≤63 characters.
+pub fn label_key(k: &str) -> Result<(), String> {
+    let name = match k.rsplit_once('/') {
+        Some((prefix, name)) => {
+            dns_subdomain(prefix).map_err(|e| format!("label key {k:?}: prefix: {e}"))?;
+            name
+        }
+        None => k,
+    };
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("label key {k:?}: name must be 1 to 63 characters"));
+    }
+    let ok_ends = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok_ends || !name.chars().all(is_name_char) {
+        return Err(format!(
+            "label key {k:?}: must be alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        ));
+    }
+    Ok(())
+}
+
+/// A label value: empty, or ≤63 characters of the name alphabet.
+pub fn label_value(val: &str) -> Result<(), String> {
+    if val.is_empty() {
+        return Ok(());
+    }
+    if val.len() > 63 {
+        return Err(format!("label value {val:?} is longer than 63 characters"));
+    }
+    let ok_ends = val
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && val
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok_ends || !val.chars().all(is_name_char) {
+        return Err(format!(
+            "label value {val:?}: must be alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 1123 label (namespace names).
+pub fn dns_label(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 63 {
+        return Err(format!("{s:?} must be 1 to 63 characters"));
+    }
+    let ok = s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if !ok {
+        return Err(format!("{s:?} must be lower-case alphanumerics or '-', starting and ending with an alphanumeric"));
+    }
+    Ok(())
+}
+
+/// RFC 1123 subdomain (most object names).
+pub fn dns_subdomain(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err(format!("{s:?} must be 1 to 253 characters"));
+    }
+    for label in s.split('.') {
+        dns_label(label).map_err(|_| {
+            format!("{s:?} must be lower-case alphanumerics, '-' or '.', each part starting and ending with an alphanumeric")
+        })?;
+    }
+    Ok(())
+}
+
+/// IANA_SVC_NAME: ≤15 characters, lower-case alphanumerics and '-', at least one letter,
+/// no leading, trailing or double '-'.
+pub fn port_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid port name (1-15 lower-case alphanumerics or '-', with a letter, no leading, trailing or double '-')"
+        ))
+    }
+}
