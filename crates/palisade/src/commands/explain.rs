@@ -2,7 +2,7 @@
 
 use super::analyze::parse_protocol;
 use super::{load_engine, Output, PostureArg};
-use palisade_policy::{Endpoint, Engine, Flow, HttpRequest, Protocol};
+use palisade_policy::{Endpoint, Flow, HttpRequest, Protocol};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,43 +44,18 @@ pub(crate) struct Args {
     default_posture: Option<PostureArg>,
 }
 
-/// Resolves a `--from`/`--to` argument.
-pub(crate) fn endpoint<'a>(
-    engine: &Engine,
-    s: &'a str,
-    ip: Option<IpAddr>,
-    allow_fqdn: bool,
-) -> Result<Endpoint<'a>, String> {
-    if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok(engine.endpoint_for_ip(addr));
-    }
-    if s.contains('/') {
-        return engine
-            .pod_by_key(s)
-            .map(Endpoint::Pod)
-            .ok_or_else(|| format!("no pod {s} in the manifests"));
-    }
-    if allow_fqdn && palisade_policy::fqdn::FqdnPattern::parse(s).is_ok() && !s.contains('*') {
-        return Ok(Endpoint::Fqdn { name: s, ip });
-    }
-    Err(format!(
-        "{s:?} is not NAMESPACE/POD, an IP{}",
-        if allow_fqdn { " or a domain name" } else { "" }
-    ))
-}
-
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let Some((_, engine)) = load_engine(&a.paths, a.default_posture) else {
         return Ok(ExitCode::from(1));
     };
-    let src = match endpoint(&engine, &a.from, None, false) {
+    let src = match engine.parse_endpoint(&a.from, None, false) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: --from: {e}");
             return Ok(ExitCode::from(1));
         }
     };
-    let dst = match endpoint(&engine, &a.to, a.ip, true) {
+    let dst = match engine.parse_endpoint(&a.to, a.ip, true) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: --to: {e}");

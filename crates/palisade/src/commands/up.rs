@@ -1,10 +1,63 @@
-//! `palisade up`
+//! `palisade up --config FILE`: every component on this machine.
 
+use palisade_standalone::{admin, config, supervisor};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// The PalisadeConfig file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Admin API address, overriding spec.admin.listen.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
 
-pub(crate) fn run(_a: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut rt = match config::load_runtime(&a.config) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Some(l) = a.listen {
+        rt.admin_listen = l;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        std::fs::create_dir_all(&rt.data_dir)?;
+        let events = super::events::open_backend(&rt.data_dir)?;
+        let listen = rt.admin_listen;
+        let state = supervisor::start(rt.clone());
+        if state.published.borrow().is_none() {
+            let status = state.status.borrow().clone();
+            for d in &status.errors {
+                eprintln!("{d}");
+            }
+            tracing::warn!("no valid policy snapshot yet: serving not-ready until the manifests are fixed");
+        }
+        let app = admin::router(admin::AdminState { state, events: Some(events) });
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+                }
+                tracing::info!("shutting down");
+            })
+            .await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -63,7 +63,7 @@ impl Step {
         };
         let mut text = match r.stage {
             Stage::Namespace => format!(
-                "{} {} rule {}[{}] allows",
+                "{}{} rule {}[{}] allows",
                 p.display(),
                 mode_note(p),
                 dirname,

@@ -266,6 +266,7 @@ pub(crate) struct NsInfo {
     pub(crate) name: String,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) pods: Vec<PodId>,
+    #[allow(dead_code)]
     pub(crate) declared: bool,
 }
 
@@ -494,5 +495,28 @@ impl Engine {
     /// Number of namespaces known.
     pub fn namespace_count(&self) -> usize {
         self.namespaces.len()
+    }
+}
+
+impl Engine {
+    /// Resolves a user's endpoint argument: `NAMESPACE/POD`, an IP (a pod's when one has it),
+    /// or, where `allow_fqdn`, a domain name (with the IP it resolved to, if known).
+    pub fn parse_endpoint<'a>(&self, s: &'a str, ip: Option<IpAddr>, allow_fqdn: bool) -> Result<Endpoint<'a>, String> {
+        if let Ok(addr) = s.parse::<IpAddr>() {
+            return Ok(self.endpoint_for_ip(addr));
+        }
+        if s.contains('/') {
+            return self
+                .pod_by_key(s)
+                .map(Endpoint::Pod)
+                .ok_or_else(|| format!("no pod {s} in the manifests"));
+        }
+        if allow_fqdn && !s.contains('*') && FqdnPattern::parse(s).is_ok() {
+            return Ok(Endpoint::Fqdn { name: s, ip });
+        }
+        Err(format!(
+            "{s:?} is not NAMESPACE/POD, an IP{}",
+            if allow_fqdn { " or a domain name" } else { "" }
+        ))
     }
 }

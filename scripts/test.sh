@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). Installs what the tests need on a
+# fresh Debian machine, then: format check, clippy, one release build, every test in one
+# pass, and the upstream NetworkPolicy conformance corpus when ../shared is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need_pkgs[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "== note: missing ${need_pkgs[*]} (not root or no apt-get); tests that need them skip"
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --release -- -D warnings
+echo "== cargo build --release"
+cargo build --release --workspace
+echo "== cargo test --release"
+cargo test --release --workspace 2>&1 | tee target/test-output.txt
+grep -q "test result: FAILED" target/test-output.txt && exit 1
+
+corpus="../shared/data/netpol-dev"
+if [ -d "$corpus" ]; then
+  echo "== upstream NetworkPolicy/AdminNetworkPolicy cases ($corpus)"
+  python3 scripts/netpol-conformance.py target/release/palisade "$corpus"
+else
+  echo "== skipping upstream netpol cases: $corpus not present"
+fi
+echo "== all tests passed"
