@@ -70,11 +70,9 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: Option<&String>, default: &str| -> PathBuf {
         let p = PathBuf::from(p.map(String::as_str).unwrap_or(default));
-        if p.is_absolute() {
-            p
-        } else {
-            base.join(p)
-        }
+        let joined = if p.is_absolute() { p } else { base.join(p) };
+        // `a/./b` and a trailing `.` read better as `a/b`.
+        joined.components().collect()
     };
     let spec = &config.spec;
     let admin_listen = spec

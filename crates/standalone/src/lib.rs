@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod config;
 pub mod duration;
+pub mod events;
 pub mod source;
 pub mod supervisor;

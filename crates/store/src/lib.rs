@@ -1,1 +1,58 @@
-//! placeholder
+//! Palisade's local event store: a SQLite database (WAL mode) of the events defined in
+//! `palisade-events`, indexed for the questions the CLI and UI ask (by time, type,
+//! workload, destination and verdict), plus an optional JSON Lines copy.
+//!
+//! Writes happen on one background thread ([`Writer`]) that drains the data path's
+//! [`EventReceiver`](palisade_events::EventReceiver) in large batches, so producers never
+//! wait for the disk. Readers open their own [`Store`] on the same file and use [`Query`].
+
+mod store;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use store::{Query, Store};
+pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats};
+
+/// Errors of the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (open, schema, insert or query).
+    #[error("event database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file could not be opened or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stored row does not hold a valid event.
+    #[error("stored event #{seq} is invalid: {source}")]
+    Corrupt {
+        /// The row's sequence number.
+        seq: i64,
+        /// Why it could not be read.
+        source: palisade_events::EventError,
+    },
+    /// An event could not be encoded as JSON.
+    #[error("event could not be encoded as JSON")]
+    Encode,
+    /// The writer thread panicked.
+    #[error("event writer thread panicked")]
+    WriterPanicked,
+}
+
+impl StoreError {
+    /// A stable, low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Io { .. } => "io",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Encode => "encode",
+            Self::WriterPanicked => "writer_panicked",
+        }
+    }
+}

@@ -115,12 +115,17 @@ impl Step {
         policies: &[u32],
         with_audit: bool,
     ) -> Self {
-        let names: Vec<String> = policies
+        let isolating: Vec<u32> = policies
             .iter()
-            .filter(|&&p| with_audit || e.policies[p as usize].mode == crate::model::Mode::Enforce)
+            .copied()
+            .filter(|&p| with_audit || e.policies[p as usize].mode == crate::model::Mode::Enforce)
+            .collect();
+        let names: Vec<String> = isolating
+            .iter()
             .map(|&p| e.policies[p as usize].display())
             .collect();
-        let first = policies.first().map(|&p| DirVerdict {
+        // The same policy `eval_dir` reports: the first one that isolates in this pass.
+        let first = isolating.first().map(|&p| DirVerdict {
             direction: dir,
             allowed: false,
             stage: Stage::Namespace,

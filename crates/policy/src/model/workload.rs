@@ -78,8 +78,8 @@ pub struct ContainerPort {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
-    /// Primary IP.
-    #[serde(default)]
+    /// Primary IP (`podIP`, as the API spells it; camelCase would give `podIp`).
+    #[serde(default, rename = "podIP")]
     pub pod_ip: Option<String>,
     /// All IPs (dual stack).
     #[serde(default, rename = "podIPs")]

@@ -1,0 +1,278 @@
+//! End-to-end: events go through the data-path channel and the background writer into
+//! SQLite (and JSON Lines), and come back by filter with exact counts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use palisade_events::*;
+use palisade_store::{Query, Store, Writer};
+
+const BASE_US: i64 = 1_790_000_000_000_000; // 2026-09-21
+const WORKLOADS: u64 = 50;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-store-{tag}-{}-{}",
+            std::process::id(),
+            now_micros()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn workload(w: u64) -> String {
+    format!("ns{}/app{w}", w % 5)
+}
+
+/// Event number `i`: a deterministic mix of types, workloads, destinations and verdicts.
+pub fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
+    let time = Timestamp(BASE_US + i as i64 * 1_000);
+    let w = i % WORKLOADS;
+    let body = match i % 10 {
+        0..=5 => EventBody::Flow(FlowInfo {
+            state: if i % 7 == 0 { FlowState::Denied } else { FlowState::End },
+            bytes_sent: Some(i * 13 % 100_000),
+            bytes_received: Some(i * 31 % 1_000_000),
+            packets: Some(i % 200),
+            duration_ms: Some(i % 5_000),
+        }),
+        6 | 7 => EventBody::Dns(DnsInfo {
+            query: format!("host{}.example.com", i % 1_000),
+            qtype: Some("A".into()),
+            rcode: Some("NOERROR".into()),
+            answers: Some(vec![format!("203.0.113.{}", i % 250)]),
+            ttl: Some(60),
+            latency_us: Some(i % 3_000),
+        }),
+        8 => EventBody::Http(HttpInfo {
+            method: Some("POST".into()),
+            host: Some("api.openai.com".into()),
+            path: Some("/v1/chat/completions".into()),
+            status: Some(if i % 7 == 0 { 403 } else { 200 }),
+            bytes_in: Some(i % 4_096),
+            bytes_out: Some(i % 65_536),
+            duration_ms: Some(i % 900),
+            tls: Some(TlsMode::Intercepted),
+            ai: Some(AiInfo {
+                provider: Some("openai".into()),
+                model: Some("gpt-4o".into()),
+                prompt_tokens: Some(i % 2_000),
+                ..AiInfo::default()
+            }),
+            ..HttpInfo::default()
+        }),
+        _ => EventBody::Alert(AlertInfo {
+            kind: AlertKind::NewDestination,
+            severity: Severity::Medium,
+            subject: workload(w),
+            summary: format!("{} contacted a new destination.", workload(w)),
+            evidence: vec![format!("ev-{}", i.saturating_sub(9))],
+        }),
+    };
+    let mut e = Event::new(ids.generate_at(time.as_micros() as u64 / 1000).to_string(), time, body);
+    e.cluster = Some("default".into());
+    e.node = Some(format!("node-{}", i % 4));
+    if e.event_type() == EventType::Alert {
+        return e;
+    }
+    let (ns, app) = (format!("ns{}", w % 5), format!("app{w}"));
+    let mut src = Endpoint::pod(ns, format!("{app}-{}", i % 3));
+    src.workload = Some(workload(w));
+    src.ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, (w % 250) as u8, (i % 250) as u8)));
+    src.labels.insert("app".into(), app);
+    src.service_account = Some("default".into());
+    e.source = Some(src);
+    e.destination = Some(if i % 4 == 0 {
+        // In-cluster: a pod of another workload, stored as `namespace/name`.
+        let w2 = (w + 7) % WORKLOADS;
+        Endpoint::pod(format!("ns{}", w2 % 5), format!("app{w2}-0"))
+    } else {
+        let mut d = Endpoint::external(IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 250) as u8)));
+        d.port = Some(443);
+        d.fqdn = Some(format!("host{}.example.com", i % 1_000));
+        d
+    });
+    e.protocol = Some(if e.event_type() == EventType::Dns { Protocol::Udp } else { Protocol::Tcp });
+    e.verdict = Some(match i {
+        _ if i % 7 == 0 => Verdict::Deny,
+        _ if i % 13 == 0 => Verdict::Audit,
+        _ => Verdict::Allow,
+    });
+    if e.verdict != Some(Verdict::Allow) {
+        e.policy = Some(PolicyRef {
+            kind: "SecurityPolicy".into(),
+            namespace: Some("ns0".into()),
+            name: "lockdown".into(),
+            rule: Some("egress[0]".into()),
+            stage: Some("namespace".into()),
+            mode: Some("Enforce".into()),
+        });
+    }
+    e
+}
+
+/// Counts the store is expected to return, tallied from the generated events themselves.
+#[derive(Default)]
+struct Expected {
+    http: u64,
+    flow_or_dns: u64,
+    since_half: u64,
+    workload: u64,
+    deny: u64,
+    flow_deny_since: u64,
+}
+
+const PROBE_WORKLOAD: &str = "ns3/app13";
+const PROBE_DST: &str = "ns0/app20-0"; // destination pod of workload 13 (13 + 7 = 20)
+
+fn tally(exp: &mut Expected, e: &Event, since: i64) {
+    let t = e.event_type();
+    let recent = e.time.as_micros() >= since;
+    let deny = e.verdict == Some(Verdict::Deny);
+    exp.http += u64::from(t == EventType::Http);
+    exp.flow_or_dns += u64::from(matches!(t, EventType::Flow | EventType::Dns));
+    exp.since_half += u64::from(recent);
+    exp.deny += u64::from(deny);
+    exp.flow_deny_since += u64::from(t == EventType::Flow && deny && recent);
+    let src_w = e.source.as_ref().and_then(|s| s.workload.as_deref());
+    let dst = e.destination.as_ref().map(|d| d.display_name());
+    exp.workload += u64::from(src_w == Some(PROBE_WORKLOAD) || dst.as_deref() == Some(PROBE_WORKLOAD));
+}
+
+#[test]
+fn million_events_through_channel_and_writer() {
+    const N: u64 = 1_000_000;
+    let dir = TempDir::new("million");
+    let db = dir.0.join("events.db");
+    let since = BASE_US + (N as i64 / 2) * 1_000;
+
+    let (tx, rx) = channel(65_536);
+    let start = Instant::now();
+    let writer = Writer::spawn(&db, rx, None).unwrap();
+    let producer = std::thread::spawn(move || {
+        let mut ids = UlidGenerator::new();
+        let mut exp = Expected::default();
+        for i in 0..N {
+            let e = generate(&mut ids, i);
+            tally(&mut exp, &e, since);
+            let mut pending = e;
+            // The producer retries instead of dropping: this test wants every event.
+            while let Err(back) = tx.try_send_or_return(pending) {
+                pending = back;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        (exp, tx.stats())
+    });
+    let (exp, chan) = producer.join().unwrap();
+    let stats = writer.flush_and_stop().unwrap();
+    let elapsed = start.elapsed();
+    eprintln!(
+        "stored {} events in {:.2?}: {:.0} events/s",
+        stats.written,
+        elapsed,
+        N as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!((chan.sent, chan.dropped), (N, 0));
+    assert_eq!((stats.written, stats.failed, stats.last_error), (N, 0, None));
+
+    let store = Store::open(&db).unwrap();
+    let count = |q: Query| store.count(&q).unwrap();
+    assert_eq!(count(Query::default()), N);
+    assert_eq!(count(Query { types: vec![EventType::Http], ..Query::default() }), exp.http);
+    assert_eq!(exp.http, N / 10);
+    let flow_dns = Query { types: vec![EventType::Flow, EventType::Dns], ..Query::default() };
+    assert_eq!(count(flow_dns), exp.flow_or_dns);
+    assert_eq!(count(Query { since_us: Some(since), ..Query::default() }), exp.since_half);
+    assert_eq!(exp.since_half, N / 2);
+    let by_workload = Query { workload: Some(PROBE_WORKLOAD.into()), ..Query::default() };
+    assert_eq!(count(by_workload.clone()), exp.workload);
+    assert_eq!(count(Query { verdict: Some("deny".into()), ..Query::default() }), exp.deny);
+    let combined = Query {
+        types: vec![EventType::Flow],
+        verdict: Some("deny".into()),
+        since_us: Some(since),
+        ..Query::default()
+    };
+    assert_eq!(count(combined), exp.flow_deny_since);
+    let by_dst = Query { workload: Some(PROBE_DST.into()), ..Query::default() };
+    assert_eq!(count(by_dst), N / WORKLOADS / 4 * 9 / 10); // i%4==0 and not an alert
+
+    // Read one workload back in full: every row matches, in time order, and parses.
+    let rows = store.query(&by_workload).unwrap();
+    assert_eq!(rows.len() as u64, exp.workload);
+    assert!(rows.windows(2).all(|w| w[0].1.time <= w[1].1.time));
+    assert!(rows.iter().all(|(_, e)| e.source.as_ref().unwrap().workload.as_deref() == Some(PROBE_WORKLOAD)));
+    let limited = store.query(&Query { limit: 10, ..by_workload }).unwrap();
+    assert_eq!(limited, rows[..10]);
+}
+
+#[test]
+fn writer_appends_json_lines_and_stops_cleanly() {
+    let dir = TempDir::new("jsonl");
+    let (db, jsonl) = (dir.0.join("events.db"), dir.0.join("events.jsonl"));
+    let (tx, rx) = channel(100_000);
+    let writer = Writer::spawn(&db, rx, Some(jsonl.clone())).unwrap();
+    let mut ids = UlidGenerator::new();
+    let events: Vec<Event> = (0..10_000).map(|i| generate(&mut ids, i)).collect();
+    for e in &events {
+        assert!(tx.try_send(e.clone()));
+    }
+    // The sender is still alive: flush_and_stop must not wait for it.
+    let stats = writer.flush_and_stop().unwrap();
+    assert_eq!(stats.written, 10_000);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let back: Vec<Event> = text.lines().map(|l| Event::from_json_line(l).unwrap()).collect();
+    assert_eq!(back, events);
+    let stored: Vec<Event> = Store::open(&db)
+        .unwrap()
+        .query(&Query::default())
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(stored, events);
+    drop(tx);
+}
+
+#[test]
+fn follow_with_after_seq_sees_only_new_rows() {
+    let dir = TempDir::new("follow");
+    let db = dir.0.join("events.db");
+    let (tx, rx) = channel(1_000);
+    let writer = Writer::spawn(&db, rx, None).unwrap();
+    let reader = Store::open(&db).unwrap();
+    let mut ids = UlidGenerator::new();
+    for i in 0..100 {
+        assert!(tx.try_send(generate(&mut ids, i)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while writer.written() < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cursor = reader.latest_seq().unwrap().unwrap();
+    assert_eq!(reader.count(&Query::default()).unwrap(), 100);
+    for i in 100..130 {
+        assert!(tx.try_send(generate(&mut ids, i)));
+    }
+    drop(tx);
+    assert_eq!(writer.flush_and_stop().unwrap().written, 130);
+    let newer = reader
+        .query(&Query { after_seq: Some(cursor), ..Query::default() })
+        .unwrap();
+    assert_eq!(newer.len(), 30);
+    assert!(newer.iter().all(|(seq, _)| *seq > cursor));
+    assert_eq!(newer[0].1.time, Timestamp(BASE_US + 100 * 1_000));
+}
