@@ -30,9 +30,16 @@ cargo test --release --workspace 2>&1 | tee target/test-output.txt
 grep -q "test result: FAILED" target/test-output.txt && exit 1
 
 corpus="../shared/data/netpol-dev"
+lab_ok=0; [ "$(id -u)" = 0 ] && command -v nft >/dev/null && lab_ok=1
 if [ -d "$corpus" ]; then
   echo "== upstream NetworkPolicy/AdminNetworkPolicy cases ($corpus)"
   python3 scripts/netpol-conformance.py target/release/palisade "$corpus"
+  if [ "$lab_ok" = 1 ]; then
+    echo "== the same cases enforced by nftables in network namespaces (palisade lab verify)"
+    python3 scripts/lab-conformance.py target/release/palisade "$corpus"
+  else
+    echo "== skipping kernel lab cases: needs root and nftables"
+  fi
 else
   echo "== skipping upstream netpol cases: $corpus not present"
 fi

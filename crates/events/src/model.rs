@@ -335,8 +335,13 @@ impl Event {
 
     /// The event as one line of JSON, without the trailing newline.
     pub fn to_json(&self) -> String {
-        // Cannot fail: every map key is a string.
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(768);
+        // Cannot fail: every map key is a string and writing to a Vec does not fail;
+        // serde_json writes UTF-8 only.
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Appends the event as JSON plus `\n` to `out`.

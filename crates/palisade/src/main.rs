@@ -29,6 +29,8 @@ enum Command {
     Events(commands::events::Args),
     /// Run every component on this machine from a PalisadeConfig.
     Up(commands::up::Args),
+    /// Kernel-enforced reachability in network namespaces on this machine.
+    Lab(commands::lab::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => commands::explain::run(a),
         Command::Events(a) => commands::events::run(a),
         Command::Up(a) => commands::up::run(a),
+        Command::Lab(a) => commands::lab::run(a),
     };
     match result {
         Ok(code) => code,

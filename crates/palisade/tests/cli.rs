@@ -244,3 +244,23 @@ fn up_serves_admin_api_and_keeps_last_good_snapshot() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"events\""));
 }
+
+#[test]
+fn kubectl_dump_is_read_as_it_is() {
+    let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl-dump.yaml");
+    let dump = dump.to_str().unwrap();
+    let out = run(&["check", "--verbose", dump]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apps/v1 Deployment is not used by Palisade; skipped"), "{err}");
+    let out = run(&["analyze", dump, "--port", "5432", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["probes"][0]["matrix"];
+    assert_eq!(m["shop/frontend-7c9d8f6b5-x2k9q"]["shop/db-0"], true);
+    // Host-network pods are node traffic: the pod selector does not match them.
+    assert_eq!(m["kube-system/kube-proxy-abcde"]["shop/db-0"], false);
+    let out = run(&["explain", dump, "--from", "10.244.1.7", "--to", "10.244.2.9", "--port", "5432", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["policy"]["name"], "db-from-frontend");
+}

@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
 CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time_us);
 CREATE INDEX IF NOT EXISTS events_src_workload_time ON events(src_workload, time_us);
-CREATE INDEX IF NOT EXISTS events_dst_time ON events(dst, time_us);
 CREATE INDEX IF NOT EXISTS events_verdict_time ON events(verdict, time_us);
 ";
 
@@ -89,22 +88,37 @@ impl Query {
     }
 }
 
-/// The indexed columns of one event row.
-struct Columns {
+/// One event encoded for the `events` table: the JSON text and the indexed columns.
+#[derive(Debug)]
+pub(crate) struct Row {
+    id: String,
+    time_us: i64,
+    event_type: &'static str,
     src: Option<String>,
     src_workload: Option<String>,
     dst: Option<String>,
     verdict: Option<&'static str>,
+    json: String,
 }
 
-impl Columns {
-    fn of(e: &Event) -> Self {
-        Columns {
+impl Row {
+    /// Encodes `e`: serializes it and extracts the indexed columns.
+    pub(crate) fn encode(e: &Event) -> Row {
+        Row {
+            id: e.id.clone(),
+            time_us: e.time.as_micros(),
+            event_type: e.event_type().as_str(),
             src: e.source.as_ref().map(|s| s.display_name()),
             src_workload: e.source.as_ref().and_then(|s| s.workload.clone()),
             dst: e.destination.as_ref().map(|d| d.display_name()),
             verdict: e.verdict.map(|v| v.as_str()),
+            json: e.to_json(),
         }
+    }
+
+    /// The event's JSON text (one line, no newline).
+    pub(crate) fn json(&self) -> &str {
+        &self.json
     }
 }
 
@@ -131,12 +145,20 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path.as_ref(), flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Page size only takes effect on a new database, before WAL is switched on.
+        // 8 KiB pages measured faster than 4 KiB for ~500-byte rows with five indexes.
+        conn.execute_batch("PRAGMA page_size = 8192")?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // NORMAL: a commit is durable once the WAL is synced at checkpoint; a power cut
+        // may lose the last transactions but never corrupts the file. 64 MiB of page
+        // cache; checkpoint (and cap the WAL) every 64 MiB rather than every 4 MiB, so
+        // hot index pages are copied to the database file less often.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA cache_size = -65536;
              PRAGMA temp_store = MEMORY;
-             PRAGMA wal_autocheckpoint = 4096;",
+             PRAGMA wal_autocheckpoint = 8192;
+             PRAGMA journal_size_limit = 67108864;",
         )?;
         conn.execute_batch(SCHEMA)?;
         Ok(Store { conn })
@@ -144,42 +166,35 @@ impl Store {
 
     /// Inserts `events` in one transaction. Returns how many rows were written.
     pub fn insert_batch(&mut self, events: &[Event]) -> Result<usize, StoreError> {
-        self.insert_with(events, |_| {})
+        let rows: Vec<Row> = events.iter().map(Row::encode).collect();
+        self.insert_rows(rows.iter())
     }
 
-    /// Inserts `events` in one transaction, serializing each once and handing its JSON
-    /// line (with `\n`) to `each_line` too, so other sinks need not serialize again.
-    pub(crate) fn insert_with(
+    /// Inserts encoded rows in one transaction with the cached insert statement.
+    pub(crate) fn insert_rows<'a>(
         &mut self,
-        events: &[Event],
-        mut each_line: impl FnMut(&[u8]),
+        rows: impl IntoIterator<Item = &'a Row>,
     ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
+        let mut n = 0;
         {
             let mut stmt = tx.prepare_cached(INSERT)?;
-            let mut buf = Vec::with_capacity(1024);
-            for e in events {
-                buf.clear();
-                e.write_json_line(&mut buf);
-                each_line(&buf);
-                // serde_json output is UTF-8; drop the trailing newline for the column.
-                let json = std::str::from_utf8(&buf[..buf.len().saturating_sub(1)])
-                    .map_err(|_| StoreError::Encode)?;
-                let c = Columns::of(e);
+            for r in rows {
                 stmt.execute(params![
-                    e.id,
-                    e.time.as_micros(),
-                    e.event_type().as_str(),
-                    c.src,
-                    c.src_workload,
-                    c.dst,
-                    c.verdict,
-                    json,
+                    r.id,
+                    r.time_us,
+                    r.event_type,
+                    r.src,
+                    r.src_workload,
+                    r.dst,
+                    r.verdict,
+                    r.json,
                 ])?;
+                n += 1;
             }
         }
         tx.commit()?;
-        Ok(events.len())
+        Ok(n)
     }
 
     /// Events matching `q`, ordered by time then sequence number, with their sequence

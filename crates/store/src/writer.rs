@@ -1,16 +1,26 @@
 //! The background writer: drains an [`EventReceiver`] in batches into a [`Store`] and,
 //! optionally, a JSON Lines file.
+//!
+//! Two threads form a pipeline so that SQLite, the slowest stage, does nothing else:
+//! the *encode* thread takes events off the channel, serializes them (once, for both
+//! sinks), extracts the indexed columns and appends to the JSON Lines file; the *sqlite*
+//! thread inserts what it is handed, merging whatever batches are waiting into one
+//! transaction, so transactions grow with load. The hand-off between them is bounded:
+//! when the disk falls behind, the event channel fills and the data path drops (and
+//! counts) events instead of waiting.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use palisade_events::{Event, EventReceiver};
 
+use crate::store::Row;
 use crate::{Store, StoreError};
 
 /// Appends events to a file, one JSON object per line.
@@ -40,17 +50,18 @@ impl JsonlSink {
 
     /// Appends one event.
     pub fn write_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        let mut line = Vec::with_capacity(512);
-        event.write_json_line(&mut line);
-        self.write_line(&line)
+        self.write_json(&event.to_json())
     }
 
-    /// Appends bytes that already hold one JSON line ending in `\n`.
-    fn write_line(&mut self, line: &[u8]) -> Result<(), StoreError> {
-        self.out.write_all(line).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })
+    /// Appends one line of already-serialized event JSON (without newline).
+    fn write_json(&mut self, json: &str) -> Result<(), StoreError> {
+        self.out
+            .write_all(json.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Writes buffered lines to the file.
@@ -67,7 +78,7 @@ impl JsonlSink {
 pub struct WriterStats {
     /// Events committed to the store.
     pub written: u64,
-    /// Events lost because their batch failed to commit.
+    /// Events lost because their transaction failed.
     pub failed: u64,
     /// Events that could not be appended to the JSON Lines file.
     pub jsonl_failed: u64,
@@ -78,10 +89,12 @@ pub struct WriterStats {
 /// Batching settings of the background writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Writer {
-    /// Most events per transaction.
+    /// Most events taken off the channel at once.
     pub batch_max: usize,
-    /// Longest wait for a batch to fill before writing what is there.
+    /// Longest wait for a batch to fill before taking what is there.
     pub batch_wait: Duration,
+    /// Most events per SQLite transaction when batches queue up behind a slow disk.
+    pub transaction_max: usize,
 }
 
 impl Default for Writer {
@@ -89,13 +102,17 @@ impl Default for Writer {
         Writer {
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),
+            transaction_max: 50_000,
         }
     }
 }
 
+/// Encoded batches in flight between the two threads.
+const PIPELINE_DEPTH: usize = 8;
+
 impl Writer {
-    /// Opens the store at `store_path` (and the JSON Lines file, if given) and starts a
-    /// writer thread with the default batching.
+    /// Opens the store at `store_path` (and the JSON Lines file, if given) and starts the
+    /// writer threads with the default batching.
     pub fn spawn(
         store_path: impl AsRef<Path>,
         receiver: EventReceiver,
@@ -106,7 +123,7 @@ impl Writer {
         Writer::default().start(store, receiver, sink)
     }
 
-    /// Starts a writer thread that owns `store` and `sink`.
+    /// Starts the writer threads; they own `store`, `receiver` and `sink`.
     pub fn start(
         self,
         store: Store,
@@ -114,25 +131,34 @@ impl Writer {
         sink: Option<JsonlSink>,
     ) -> Result<WriterHandle, StoreError> {
         let shared = Arc::new(Counters::default());
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("palisade-store-writer".into())
-            .spawn(move || self.run(store, receiver, sink, &thread_shared))
-            .map_err(|source| StoreError::Io {
-                path: PathBuf::from("<writer thread>"),
-                source,
-            })?;
+        let (rows_tx, rows_rx) = sync_channel::<Vec<Row>>(PIPELINE_DEPTH);
+        let spawn_err = |source| StoreError::Io {
+            path: PathBuf::from("<writer thread>"),
+            source,
+        };
+        let sqlite_shared = Arc::clone(&shared);
+        let sqlite = std::thread::Builder::new()
+            .name("palisade-store-sqlite".into())
+            .spawn(move || self.insert_loop(store, &rows_rx, &sqlite_shared))
+            .map_err(spawn_err)?;
+        let encode_shared = Arc::clone(&shared);
+        let encode = std::thread::Builder::new()
+            .name("palisade-store-encode".into())
+            .spawn(move || self.encode_loop(&receiver, sink, &rows_tx, &encode_shared))
+            .map_err(spawn_err)?;
         Ok(WriterHandle {
             shared,
-            thread: Some(thread),
+            threads: Some((encode, sqlite)),
         })
     }
 
-    fn run(
+    /// Takes events off the channel, encodes them, appends them to the JSON Lines file
+    /// and passes them on. Ends when stopped (after draining) or when every sender is gone.
+    fn encode_loop(
         self,
-        mut store: Store,
-        receiver: EventReceiver,
+        receiver: &EventReceiver,
         mut sink: Option<JsonlSink>,
+        rows_tx: &SyncSender<Vec<Row>>,
         shared: &Counters,
     ) -> WriterStats {
         let mut stats = WriterStats::default();
@@ -152,35 +178,72 @@ impl Writer {
                 }
                 continue;
             }
-            let mut sink_error = None;
-            let result = store.insert_with(&batch, |line| {
-                if let Some(s) = sink.as_mut() {
-                    if let Err(e) = s.write_line(line) {
+            let te = std::time::Instant::now();
+            let rows: Vec<Row> = batch.iter().map(Row::encode).collect();
+            ENC.with(|c| c.set(c.get() + te.elapsed()));
+            if let Some(s) = sink.as_mut() {
+                let mut result = Ok(());
+                for row in &rows {
+                    if let Err(e) = s.write_json(row.json()) {
                         stats.jsonl_failed += 1;
-                        sink_error = Some(e.to_string());
+                        result = Err(e);
                     }
                 }
-            });
-            if let Some(s) = sink.as_mut() {
-                if let Err(e) = s.flush() {
-                    sink_error = Some(e.to_string());
+                if let Err(e) = result.and_then(|()| s.flush()) {
+                    stats.last_error = Some(e.to_string());
                 }
             }
-            match result {
+            let ts = std::time::Instant::now();
+            let r = rows_tx.send(rows);
+            SEND.with(|c| c.set(c.get() + ts.elapsed()));
+            if r.is_err() {
+                // The sqlite thread is gone (it panicked); nothing more can be stored.
+                break;
+            }
+        }
+        eprintln!("encode {:?} blocked-send {:?}", ENC.with(|c| c.get()), SEND.with(|c| c.get()));
+        stats
+    }
+
+    /// Inserts encoded batches, merging those already waiting into one transaction.
+    fn insert_loop(
+        self,
+        mut store: Store,
+        rows_rx: &Receiver<Vec<Row>>,
+        shared: &Counters,
+    ) -> WriterStats {
+        let mut stats = WriterStats::default();
+        let mut pending: Vec<Vec<Row>> = Vec::with_capacity(PIPELINE_DEPTH + 1);
+        let mut busy = Duration::ZERO; let mut idle = Duration::ZERO; let mut txs = 0;
+        let mut t0 = std::time::Instant::now();
+        while let Ok(first) = rows_rx.recv() {
+            idle += t0.elapsed(); let t1 = std::time::Instant::now(); txs += 1;
+            let mut total = first.len();
+            pending.push(first);
+            while total < self.transaction_max {
+                match rows_rx.try_recv() {
+                    Ok(more) => {
+                        total += more.len();
+                        pending.push(more);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            match store.insert_rows(pending.iter().flatten()) {
                 Ok(n) => {
                     stats.written += n as u64;
                     shared.written.store(stats.written, Ordering::Release);
                 }
                 Err(e) => {
-                    stats.failed += batch.len() as u64;
+                    stats.failed += total as u64;
                     shared.failed.store(stats.failed, Ordering::Release);
                     stats.last_error = Some(e.to_string());
                 }
             }
-            if sink_error.is_some() {
-                stats.last_error = sink_error;
-            }
+            pending.clear();
+            busy += t1.elapsed(); t0 = std::time::Instant::now();
         }
+        eprintln!("sqlite busy {busy:?} idle {idle:?} txs {txs}");
         stats
     }
 }
@@ -197,7 +260,7 @@ struct Counters {
 #[derive(Debug)]
 pub struct WriterHandle {
     shared: Arc<Counters>,
-    thread: Option<JoinHandle<WriterStats>>,
+    threads: Option<(JoinHandle<WriterStats>, JoinHandle<WriterStats>)>,
 }
 
 impl WriterHandle {
@@ -206,12 +269,12 @@ impl WriterHandle {
         self.shared.written.load(Ordering::Acquire)
     }
 
-    /// Events lost to failed commits so far.
+    /// Events lost to failed transactions so far.
     pub fn failed(&self) -> u64 {
         self.shared.failed.load(Ordering::Acquire)
     }
 
-    /// Writes every event already queued, stops the thread and returns its totals.
+    /// Writes every event already queued, stops the threads and returns their totals.
     /// Events sent after this call starts may or may not be written.
     pub fn flush_and_stop(mut self) -> Result<WriterStats, StoreError> {
         self.stop()
@@ -219,17 +282,29 @@ impl WriterHandle {
 
     fn stop(&mut self) -> Result<WriterStats, StoreError> {
         self.shared.stop.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| StoreError::WriterPanicked),
-            None => Err(StoreError::WriterPanicked),
-        }
+        let (encode, sqlite) = self.threads.take().ok_or(StoreError::WriterPanicked)?;
+        // Join both before reporting, so neither thread outlives the handle.
+        let encoded = encode.join();
+        let inserted = sqlite.join();
+        let (encoded, inserted) = match (encoded, inserted) {
+            (Ok(e), Ok(i)) => (e, i),
+            _ => return Err(StoreError::WriterPanicked),
+        };
+        Ok(WriterStats {
+            written: inserted.written,
+            failed: inserted.failed,
+            jsonl_failed: encoded.jsonl_failed,
+            last_error: inserted.last_error.or(encoded.last_error),
+        })
     }
 }
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.threads.is_some() {
             let _ = self.stop();
         }
     }
 }
+
+thread_local! { static ENC: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) }; static SEND: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) }; }

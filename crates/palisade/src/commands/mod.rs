@@ -4,6 +4,7 @@ pub(crate) mod analyze;
 pub(crate) mod check;
 pub(crate) mod events;
 pub(crate) mod explain;
+pub(crate) mod lab;
 pub(crate) mod up;
 
 use palisade_policy::{Diagnostic, Engine, Manifests, Posture, Severity, Snapshot};

@@ -213,6 +213,7 @@ impl Engine {
         for banp in &snap.baseline_admin_network_policies {
             b.add_banp(banp);
         }
+        let fast = super::fast::Fast::build(&b.rules, &b.sets, &b.pods, &b.per_pod, &b.policies);
         Engine {
             pods: b.pods,
             namespaces: b.namespaces,
@@ -224,6 +225,7 @@ impl Engine {
             per_pod: b.per_pod,
             posture,
             subjects: b.subjects,
+            fast,
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use super::explain::Step;
 use super::*;
-use crate::model::Mode;
 
 /// Receives evaluation steps; the closure runs only when tracing.
 pub(crate) trait Tracer {
@@ -59,8 +58,8 @@ impl Engine {
     }
 
     fn flow_has_audit(&self, flow: &Flow<'_>) -> bool {
-        let e = matches!(flow.src, Endpoint::Pod(p) if self.per_pod[p as usize].egress.audit);
-        let i = matches!(flow.dst, Endpoint::Pod(p) if self.per_pod[p as usize].ingress.audit);
+        let e = matches!(flow.src, Endpoint::Pod(p) if self.fast.audit(p, Direction::Egress));
+        let i = matches!(flow.dst, Endpoint::Pod(p) if self.fast.audit(p, Direction::Ingress));
         e || i
     }
 
@@ -94,8 +93,9 @@ impl Engine {
         with_audit: bool,
         t: &mut T,
     ) -> DirVerdict {
+        let (fd, rules) = self.fast.dir(me, dir);
         let pod = &self.pods[me as usize];
-        if pod.host_network {
+        if fd.host_network {
             t.step(|| Step::host_network(dir, pod));
             return DirVerdict {
                 direction: dir,
@@ -107,7 +107,6 @@ impl Engine {
                 l7: false,
             };
         }
-        let rules = self.per_pod[me as usize].dir(dir);
         let dst_pod = match (dir, other) {
             (Direction::Ingress, _) => Some(me),
             (Direction::Egress, Endpoint::Pod(p)) => Some(*p),
@@ -115,7 +114,7 @@ impl Engine {
         };
         // 1. Tiered cluster rules.
         if let Some(v) = self.walk_tiered(
-            &rules.tiered,
+            rules.tiered,
             dir,
             other,
             flow,
@@ -131,14 +130,14 @@ impl Engine {
             .ns_policies
             .iter()
             .copied()
-            .filter(|&p| with_audit || self.policies[p as usize].mode == Mode::Enforce);
+            .filter(|&p| with_audit || self.fast.enforced[p as usize]);
         if let Some(first) = isolating.next() {
-            for &rid in &rules.ns_rules {
-                let r = &self.rules[rid as usize];
+            for &rid in rules.ns_rules {
+                let r = &self.fast.rules[rid as usize];
                 if r.audit && !with_audit {
                     continue;
                 }
-                if let Some(l7) = self.rule_matches(r, other, flow, dst_pod) {
+                if let Some(l7) = self.rule_matches(rid, other, flow, dst_pod) {
                     t.step(|| Step::rule(self, rid, "allow", l7));
                     return DirVerdict {
                         direction: dir,
@@ -151,7 +150,7 @@ impl Engine {
                     };
                 }
             }
-            t.step(|| Step::no_rule_allows(self, dir, pod, &rules.ns_policies, with_audit));
+            t.step(|| Step::no_rule_allows(self, dir, pod, rules.ns_policies, with_audit));
             return DirVerdict {
                 direction: dir,
                 allowed: false,
@@ -165,7 +164,7 @@ impl Engine {
         t.step(|| Step::not_isolated(dir, pod));
         // 3. Baseline.
         if let Some(v) = self.walk_tiered(
-            &rules.baseline,
+            rules.baseline,
             dir,
             other,
             flow,
@@ -204,11 +203,11 @@ impl Engine {
     ) -> Option<DirVerdict> {
         let mut skip_tier = u8::MAX;
         for &rid in list {
-            let r = &self.rules[rid as usize];
+            let r = &self.fast.rules[rid as usize];
             if r.tier_rank == skip_tier || (r.audit && !with_audit) {
                 continue;
             }
-            let Some(l7) = self.rule_matches(r, other, flow, dst_pod) else {
+            let Some(l7) = self.rule_matches(rid, other, flow, dst_pod) else {
                 continue;
             };
             match r.action {
@@ -243,55 +242,50 @@ impl Engine {
     #[inline]
     pub(crate) fn rule_matches(
         &self,
-        r: &Rule,
+        rid: u32,
         other: &Endpoint<'_>,
         flow: &Flow<'_>,
         dst_pod: Option<PodId>,
     ) -> Option<bool> {
-        if !self.ports_match(r.ports.as_deref(), flow.port, flow.protocol, dst_pod) {
+        let f = &self.fast.rules[rid as usize];
+        if !self
+            .fast
+            .ports_match(f, flow.port, flow.protocol, dst_pod)
+        {
             return None;
         }
-        if !self.peers_match(r.peers.as_deref(), other) {
-            return None;
+        if let Some(peers) = self.fast.peers(f) {
+            let matched = peers.iter().any(|&p| {
+                self.fast.peer_matches(p, other, |i| {
+                    let r = &self.rules[rid as usize];
+                    r.peers
+                        .as_deref()
+                        .and_then(|ps| ps.get(i as usize))
+                        .is_some_and(|pm| self.peer_matches(pm, other))
+                })
+            });
+            if !matched {
+                return None;
+            }
         }
-        if r.http.is_empty() {
+        if !f.http {
             return Some(false);
         }
         match &flow.http {
-            Some(req) => r.http.iter().any(|h| http_matches(h, req)).then_some(false),
+            Some(req) => self.rules[rid as usize]
+                .http
+                .iter()
+                .any(|h| http_matches(h, req))
+                .then_some(false),
             // A connection can be allowed pending per-request checks; it cannot be denied
             // (or passed) on requests it may never carry.
-            None => (r.action == AdminAction::Allow).then_some(true),
+            None => (f.action == AdminAction::Allow).then_some(true),
         }
     }
 
-    #[inline]
-    fn ports_match(
-        &self,
-        ports: Option<&[PortMatch]>,
-        port: u16,
-        proto: Protocol,
-        dst_pod: Option<PodId>,
-    ) -> bool {
-        let Some(ports) = ports else { return true };
-        ports.iter().any(|p| match p {
-            PortMatch::Proto(pr) => *pr == proto,
-            PortMatch::Range(pr, lo, hi) => *pr == proto && *lo <= port && port <= *hi,
-            PortMatch::Named(pr, name) => {
-                pr.is_none_or(|pr| pr == proto)
-                    && dst_pod.is_some_and(|d| {
-                        self.pods[d as usize].ports.iter().any(|(n, cp, num)| {
-                            n.as_deref() == Some(name.as_str()) && *cp == proto && *num == port
-                        })
-                    })
-            }
-        })
-    }
-
-    #[inline]
-    fn peers_match(&self, peers: Option<&[PeerMatch]>, other: &Endpoint<'_>) -> bool {
-        let Some(peers) = peers else { return true };
-        peers.iter().any(|p| match (p, other) {
+    /// One peer that is not a pod set (the compact index answers those).
+    fn peer_matches(&self, p: &PeerMatch, other: &Endpoint<'_>) -> bool {
+        match (p, other) {
             (PeerMatch::Pods(s), Endpoint::Pod(id)) => self.sets[*s as usize].contains(*id),
             (PeerMatch::Block(b), Endpoint::Pod(id)) => {
                 self.pods[*id as usize].ips.iter().any(|ip| b.matches(*ip))
@@ -300,7 +294,7 @@ impl Engine {
             (PeerMatch::Block(b), Endpoint::Fqdn { ip: Some(ip), .. }) => b.matches(*ip),
             (PeerMatch::Fqdn(f), Endpoint::Fqdn { name, .. }) => f.matches(name),
             _ => false,
-        })
+        }
     }
 }
 

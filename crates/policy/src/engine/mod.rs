@@ -17,10 +17,13 @@
 mod compile;
 mod eval;
 mod explain;
+mod fast;
 mod matrix;
+mod view;
 
 pub use explain::{Explanation, Step};
 pub use matrix::{Exposure, Matrix};
+pub use view::{DirRulesView, RuleView};
 
 use crate::cidr::IpBlockMatcher;
 use crate::fqdn::FqdnPattern;
@@ -179,7 +182,7 @@ pub(crate) struct Rule {
 
 /// A compiled peer.
 #[derive(Debug, Clone)]
-pub(crate) enum PeerMatch {
+pub enum PeerMatch {
     /// Pods in a pre-computed set.
     Pods(u32),
     /// CIDR with exceptions (pod IPs too).
@@ -192,7 +195,7 @@ pub(crate) enum PeerMatch {
 
 /// A compiled port condition.
 #[derive(Debug, Clone)]
-pub(crate) enum PortMatch {
+pub enum PortMatch {
     /// Any port of a protocol.
     Proto(Protocol),
     /// Inclusive range.
@@ -430,6 +433,8 @@ pub struct Engine {
     pub(crate) posture: Posture,
     /// For lints: subject set of each policy.
     pub(crate) subjects: Vec<PodSet>,
+    /// The compact copy of `rules` that `verdict` reads.
+    pub(crate) fast: fast::Fast,
 }
 
 impl Engine {

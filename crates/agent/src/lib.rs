@@ -1,0 +1,8 @@
+//! The node agent: turns the engine's compiled policy for the pods of one node into one
+//! nftables table (`inet palisade`), applies it as one atomic transaction, and keeps it in
+//! step with every change. Also the lab harness that proves, in network namespaces on this
+//! machine, that the kernel enforces exactly what the engine predicts.
+
+pub mod lab;
+pub mod nft;
+pub mod ruleset;

@@ -1,0 +1,442 @@
+//! Rendering the nftables ruleset.
+//!
+//! Layout of `table inet palisade`:
+//! - `forward` (hook forward): established/related accepted first, invalid dropped; then the
+//!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
+//!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
+//!   number of pods.
+//! - per pod and direction, one chain per stage section: `t0` (security tier), `t1`
+//!   (AdminNetworkPolicy / admin tier), `ns` (NetworkPolicy + SecurityPolicy), `b2`
+//!   (ClusterSecurityPolicy baseline tier), `b3` (BaselineAdminNetworkPolicy), `df` (default
+//!   posture). Each section ends by going to the next; `Pass` goes to the next section.
+//!   Egress Allow `return`s to `forward` (the ingress check follows); ingress Allow
+//!   `accept`s; Deny drops (logged to NFLOG group [`LOG_GROUP`] with the rule id).
+//! - pod sets (`ps<N>_4`/`_6`) for selector peers, so pods joining or leaving change set
+//!   elements; FQDN peers use sets of (pod IP . destination IP) with timeouts
+//!   (`fq<rule>_<peer>_4`) that the DNS proxy fills.
+
+use palisade_policy::engine::{PeerMatch, PortMatch};
+use palisade_policy::model::AdminAction;
+use palisade_policy::{Direction, Engine, PodId, Posture, Protocol};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// The table's name (family inet).
+pub const TABLE: &str = "palisade";
+/// NFLOG group for denied first packets and new allowed connections.
+pub const LOG_GROUP: u16 = 7;
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Pods enforced on this node (their egress and ingress).
+    pub local_pods: Vec<PodId>,
+    /// Log denied first packets to NFLOG.
+    pub log_denied: bool,
+    /// Log new allowed connections to NFLOG.
+    pub log_allowed: bool,
+}
+
+/// A rendered ruleset.
+#[derive(Debug, Clone)]
+pub struct Ruleset {
+    /// The nft script that replaces the table atomically.
+    pub script: String,
+    /// Number of rules rendered.
+    pub rules: usize,
+    /// Number of chains rendered.
+    pub chains: usize,
+    /// FQDN sets: name → (rule id, pattern).
+    pub fqdn_sets: BTreeMap<String, (u32, String)>,
+}
+
+fn chain_base(engine: &Engine, pod: PodId) -> String {
+    let p = &engine.pods()[pod as usize];
+    let mut h: u32 = 2166136261;
+    for b in p.key().bytes() {
+        h = (h ^ b as u32).wrapping_mul(16777619);
+    }
+    let clean: String = p
+        .key()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{clean}_{h:08x}")
+}
+
+fn proto_kw(p: Protocol) -> &'static str {
+    match p {
+        Protocol::TCP => "tcp",
+        Protocol::UDP => "udp",
+        Protocol::SCTP => "sctp",
+    }
+}
+
+/// Address match strings for one side, per family: (v4 match, v6 match). `None` means no
+/// address of that family can match.
+type AddrAlt = (Option<String>, Option<String>);
+
+struct Ctx<'e> {
+    engine: &'e Engine,
+    used_sets: BTreeSet<u32>,
+    fqdn_sets: BTreeMap<String, (u32, String)>,
+    out: String,
+    rules: usize,
+    chains: usize,
+    opts: &'e RenderOptions,
+}
+
+fn ip_list(ips: &[IpAddr], v6: bool) -> Vec<String> {
+    ips.iter().filter(|ip| ip.is_ipv6() == v6).map(|ip| ip.to_string()).collect()
+}
+
+impl Ctx<'_> {
+    /// Alternatives for a peer, as address matches on `field` (`saddr` or `daddr`).
+    fn peer_alts(&mut self, peer: &PeerMatch, field: &str, rule: u32, peer_idx: usize, dir: Direction) -> Vec<AddrAlt> {
+        match peer {
+            PeerMatch::Pods(set) => {
+                let members: Vec<IpAddr> = self
+                    .engine
+                    .pod_set(*set)
+                    .iter()
+                    .flat_map(|p| self.engine.pods()[p as usize].ips.clone())
+                    .collect();
+                if members.is_empty() {
+                    return Vec::new();
+                }
+                self.used_sets.insert(*set);
+                let has4 = members.iter().any(|i| i.is_ipv4());
+                let has6 = members.iter().any(|i| i.is_ipv6());
+                vec![(
+                    has4.then(|| format!("ip {field} @ps{set}_4")),
+                    has6.then(|| format!("ip6 {field} @ps{set}_6")),
+                )]
+            }
+            PeerMatch::Block(b) => {
+                let fam = if b.cidr.is_ipv6() { "ip6" } else { "ip" };
+                let mut m = format!("{fam} {field} {}", b.cidr);
+                let ex: Vec<String> = b.except.iter().filter(|e| e.is_ipv6() == b.cidr.is_ipv6()).map(|e| e.to_string()).collect();
+                if !ex.is_empty() {
+                    let _ = write!(m, " {fam} {field} != {{ {} }}", ex.join(", "));
+                }
+                if b.cidr.is_ipv6() {
+                    vec![(None, Some(m))]
+                } else {
+                    vec![(Some(m), None)]
+                }
+            }
+            PeerMatch::Fqdn(f) => {
+                if dir != Direction::Egress {
+                    return Vec::new();
+                }
+                let name = format!("fq{rule}_{peer_idx}");
+                self.fqdn_sets.insert(name.clone(), (rule, f.as_str().to_string()));
+                vec![(
+                    Some(format!("ip saddr . ip daddr @{name}_4")),
+                    Some(format!("ip6 saddr . ip6 daddr @{name}_6")),
+                )]
+            }
+            PeerMatch::Nothing => Vec::new(),
+        }
+    }
+
+    /// Alternatives for the ports of a rule: (protocol/port match, extra destination
+    /// address restriction for named ports on egress).
+    fn port_alts(&self, ports: Option<&[PortMatch]>, me: PodId, dir: Direction, peer_pods: Option<&[PodId]>) -> Vec<(String, Option<Vec<IpAddr>>)> {
+        let Some(ports) = ports else {
+            return vec![(String::new(), None)];
+        };
+        let mut by_proto: BTreeMap<Protocol, Vec<String>> = BTreeMap::new();
+        let mut any_proto: BTreeSet<Protocol> = BTreeSet::new();
+        let mut named: BTreeMap<(Protocol, u16), Vec<IpAddr>> = BTreeMap::new();
+        let mut named_local: BTreeMap<Protocol, Vec<String>> = BTreeMap::new();
+        for p in ports {
+            match p {
+                PortMatch::Proto(pr) => {
+                    any_proto.insert(*pr);
+                }
+                PortMatch::Range(pr, lo, hi) => {
+                    let v = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+                    by_proto.entry(*pr).or_default().push(v);
+                }
+                PortMatch::Named(pr, name) => {
+                    let resolve = |pod: PodId| -> Vec<(Protocol, u16)> {
+                        self.engine.pods()[pod as usize]
+                            .ports
+                            .iter()
+                            .filter(|(n, cp, _)| n.as_deref() == Some(name.as_str()) && pr.is_none_or(|x| x == *cp))
+                            .map(|(_, cp, num)| (*cp, *num))
+                            .collect()
+                    };
+                    match dir {
+                        Direction::Ingress => {
+                            for (cp, num) in resolve(me) {
+                                named_local.entry(cp).or_default().push(num.to_string());
+                            }
+                        }
+                        Direction::Egress => {
+                            let candidates: Vec<PodId> = match peer_pods {
+                                Some(p) => p.to_vec(),
+                                None => (0..self.engine.pods().len() as PodId).collect(),
+                            };
+                            for pod in candidates {
+                                for (cp, num) in resolve(pod) {
+                                    named.entry((cp, num)).or_default().extend(self.engine.pods()[pod as usize].ips.iter().copied());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (pr, v) in named_local {
+            by_proto.entry(pr).or_default().extend(v);
+        }
+        let mut out = Vec::new();
+        for pr in &any_proto {
+            out.push((format!("meta l4proto {}", proto_kw(*pr)), None));
+        }
+        for (pr, v) in by_proto {
+            if any_proto.contains(&pr) {
+                continue;
+            }
+            out.push((format!("{} dport {{ {} }}", proto_kw(pr), v.join(", ")), None));
+        }
+        for ((pr, num), ips) in named {
+            out.push((format!("{} dport {num}", proto_kw(pr)), Some(ips)));
+        }
+        out
+    }
+
+    fn rule_lines(&mut self, me: PodId, dir: Direction, rid: u32, verdict: &str) -> Vec<String> {
+        let r = self.engine.rule(rid);
+        let field = if dir == Direction::Egress { "daddr" } else { "saddr" };
+        let mut lines = Vec::new();
+        let peer_alts: Vec<(AddrAlt, Option<Vec<PodId>>)> = match r.peers {
+            None => vec![((Some(String::new()), Some(String::new())), None)],
+            Some(peers) => {
+                let mut v = Vec::new();
+                for (i, p) in peers.iter().enumerate() {
+                    let pods = match p {
+                        PeerMatch::Pods(s) => Some(self.engine.pod_set(*s).iter().collect::<Vec<_>>()),
+                        _ => None,
+                    };
+                    for alt in self.peer_alts(p, field, rid, i, dir) {
+                        v.push((alt, pods.clone()));
+                    }
+                }
+                v
+            }
+        };
+        for ((m4, m6), pods) in peer_alts {
+            for (port, restrict) in self.port_alts(r.ports, me, dir, pods.as_deref()) {
+                for (fam_match, v6) in [(m4.clone(), false), (m6.clone(), true)] {
+                    let Some(addr) = fam_match else { continue };
+                    // An "any" peer renders both families once: skip the duplicate.
+                    if addr.is_empty() && v6 && restrict.is_none() {
+                        continue;
+                    }
+                    let mut parts: Vec<String> = Vec::new();
+                    if !addr.is_empty() {
+                        parts.push(addr);
+                    }
+                    if let Some(ips) = &restrict {
+                        let l = ip_list(ips, v6);
+                        if l.is_empty() {
+                            continue;
+                        }
+                        let fam = if v6 { "ip6" } else { "ip" };
+                        parts.push(format!("{fam} daddr {{ {} }}", l.join(", ")));
+                    }
+                    if !port.is_empty() {
+                        parts.push(port.clone());
+                    }
+                    lines.push(format!("{} {verdict} comment \"r{rid}\"", parts.join(" ")).trim_start().to_string());
+                }
+            }
+        }
+        lines
+    }
+
+    fn chain(&mut self, name: &str, body: &[String]) {
+        self.chains += 1;
+        let _ = writeln!(self.out, "  chain {name} {{");
+        for l in body {
+            let _ = writeln!(self.out, "    {l}");
+            self.rules += 1;
+        }
+        let _ = writeln!(self.out, "  }}");
+    }
+
+    fn deny_stmt(&self, rid: Option<u32>) -> String {
+        let tag = rid.map(|r| format!("r{r}")).unwrap_or_else(|| "default".into());
+        if self.opts.log_denied {
+            format!("log group {LOG_GROUP} prefix \"D {tag}\" drop")
+        } else {
+            "drop".to_string()
+        }
+    }
+
+    fn allow_stmt(&self, dir: Direction, rid: Option<u32>) -> String {
+        let v = if dir == Direction::Egress { "return" } else { "accept" };
+        if self.opts.log_allowed && dir == Direction::Ingress {
+            let tag = rid.map(|r| format!("r{r}")).unwrap_or_else(|| "default".into());
+            format!("log group {LOG_GROUP} prefix \"A {tag}\" {v}")
+        } else {
+            v.to_string()
+        }
+    }
+
+    fn pod_direction(&mut self, pod: PodId, dir: Direction) {
+        let base = chain_base(self.engine, pod);
+        let d = if dir == Direction::Egress { "e" } else { "i" };
+        let rules = self.engine.pod_rules(pod, dir);
+        let sections = ["t0", "t1", "ns", "b2", "b3", "df"];
+        let name = |s: &str| format!("{d}_{base}_{s}");
+        let mut tier_rules: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
+        for &rid in rules.tiered.iter().chain(rules.baseline) {
+            let r = self.engine.rule(rid);
+            if r.audit {
+                continue;
+            }
+            tier_rules.entry(r.tier_rank).or_default().push(rid);
+        }
+        for (si, s) in sections.iter().enumerate() {
+            let next = sections.get(si + 1).map(|n| name(n));
+            let mut body = Vec::new();
+            match *s {
+                "t0" | "t1" | "b2" | "b3" => {
+                    let rank: u8 = s[1..].parse().unwrap_or(0);
+                    for rid in tier_rules.get(&rank).cloned().unwrap_or_default() {
+                        let r = self.engine.rule(rid);
+                        // HTTP conditions: a connection is allowed pending per-request
+                        // checks; it is never denied or passed on them.
+                        if r.has_http && r.action != AdminAction::Allow {
+                            continue;
+                        }
+                        let verdict = match r.action {
+                            AdminAction::Allow => self.allow_stmt(dir, Some(rid)),
+                            AdminAction::Deny => self.deny_stmt(Some(rid)),
+                            AdminAction::Pass => format!("goto {}", next.clone().unwrap_or_default()),
+                        };
+                        body.extend(self.rule_lines(pod, dir, rid, &verdict));
+                    }
+                    body.push(format!("goto {}", next.clone().unwrap_or_default()));
+                }
+                "ns" => {
+                    let isolated = rules.ns_policies.iter().any(|&p| !self.engine.policy_is_audit(p));
+                    if isolated {
+                        for &rid in rules.ns_rules {
+                            if self.engine.rule(rid).audit {
+                                continue;
+                            }
+                            let v = self.allow_stmt(dir, Some(rid));
+                            body.extend(self.rule_lines(pod, dir, rid, &v));
+                        }
+                        let first = rules.ns_policies.iter().find(|&&p| !self.engine.policy_is_audit(p)).copied();
+                        let tag = first.map(|p| format!("p{p}")).unwrap_or_default();
+                        if self.opts.log_denied {
+                            body.push(format!("log group {LOG_GROUP} prefix \"D ns {tag}\" drop"));
+                        } else {
+                            body.push("drop".into());
+                        }
+                    } else {
+                        body.push(format!("goto {}", next.clone().unwrap_or_default()));
+                    }
+                }
+                _ => {
+                    body.push(match self.engine.posture() {
+                        Posture::Allow => self.allow_stmt(dir, None),
+                        Posture::Deny => self.deny_stmt(None),
+                    });
+                }
+            }
+            self.chain(&name(s), &body);
+        }
+    }
+}
+
+/// Renders the table for the local pods.
+pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
+    let mut cx = Ctx {
+        engine,
+        used_sets: BTreeSet::new(),
+        fqdn_sets: BTreeMap::new(),
+        out: String::new(),
+        rules: 0,
+        chains: 0,
+        opts,
+    };
+    let local: Vec<PodId> = opts
+        .local_pods
+        .iter()
+        .copied()
+        .filter(|p| !engine.pods()[*p as usize].host_network && !engine.pods()[*p as usize].ips.is_empty())
+        .collect();
+    for &p in &local {
+        cx.pod_direction(p, Direction::Egress);
+        cx.pod_direction(p, Direction::Ingress);
+    }
+    let chains = std::mem::take(&mut cx.out);
+    let mut head = String::new();
+    let _ = writeln!(head, "table inet {TABLE} {{}}");
+    let _ = writeln!(head, "delete table inet {TABLE}");
+    let _ = writeln!(head, "table inet {TABLE} {{");
+    for &set in &cx.used_sets {
+        let ips: Vec<IpAddr> = engine.pod_set(set).iter().flat_map(|p| engine.pods()[p as usize].ips.clone()).collect();
+        for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
+            let l = ip_list(&ips, v6);
+            let suffix = if v6 { 6 } else { 4 };
+            if l.is_empty() {
+                let _ = writeln!(head, "  set ps{set}_{suffix} {{ type {ty}; }}");
+            } else {
+                let _ = writeln!(head, "  set ps{set}_{suffix} {{ type {ty}; elements = {{ {} }} }}", l.join(", "));
+            }
+        }
+    }
+    for name in cx.fqdn_sets.keys() {
+        let _ = writeln!(head, "  set {name}_4 {{ type ipv4_addr . ipv4_addr; flags timeout; }}");
+        let _ = writeln!(head, "  set {name}_6 {{ type ipv6_addr . ipv6_addr; flags timeout; }}");
+    }
+    for (map, dir) in [("egress", "e"), ("ingress", "i")] {
+        for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
+            let suffix = if v6 { 6 } else { 4 };
+            let elems: Vec<String> = local
+                .iter()
+                .flat_map(|&p| {
+                    let base = chain_base(engine, p);
+                    engine.pods()[p as usize]
+                        .ips
+                        .iter()
+                        .filter(move |ip| ip.is_ipv6() == v6)
+                        .map(move |ip| format!("{ip} : jump {dir}_{base}_t0"))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if elems.is_empty() {
+                let _ = writeln!(head, "  map {map}_{suffix} {{ type {ty} : verdict; }}");
+            } else {
+                let _ = writeln!(head, "  map {map}_{suffix} {{ type {ty} : verdict; elements = {{ {} }} }}", elems.join(", "));
+            }
+        }
+    }
+    head.push_str(&chains);
+    let _ = writeln!(head, "  chain forward {{");
+    let _ = writeln!(head, "    type filter hook forward priority filter; policy accept;");
+    let _ = writeln!(head, "    ct state established,related accept");
+    let _ = writeln!(head, "    ct state invalid drop");
+    let _ = writeln!(head, "    ip saddr vmap @egress_4");
+    let _ = writeln!(head, "    ip6 saddr vmap @egress_6");
+    let _ = writeln!(head, "    ip daddr vmap @ingress_4");
+    let _ = writeln!(head, "    ip6 daddr vmap @ingress_6");
+    let _ = writeln!(head, "  }}");
+    let _ = writeln!(head, "}}");
+    Ruleset {
+        script: head,
+        rules: cx.rules + 8,
+        chains: cx.chains + 1,
+        fqdn_sets: cx.fqdn_sets,
+    }
+}
