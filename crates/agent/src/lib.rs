@@ -6,3 +6,4 @@
 pub mod lab;
 pub mod nft;
 pub mod ruleset;
+pub mod runtime;

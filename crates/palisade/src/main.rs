@@ -31,6 +31,8 @@ enum Command {
     Up(commands::up::Args),
     /// Kernel-enforced reachability in network namespaces on this machine.
     Lab(commands::lab::Args),
+    /// The node agent: enforce policy for this node's pods with nftables.
+    Agent(commands::agent::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Events(a) => commands::events::run(a),
         Command::Up(a) => commands::up::run(a),
         Command::Lab(a) => commands::lab::run(a),
+        Command::Agent(a) => commands::agent::run(a),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
 CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time_us);
 CREATE INDEX IF NOT EXISTS events_src_workload_time ON events(src_workload, time_us);
+CREATE INDEX IF NOT EXISTS events_dst_time ON events(dst, time_us);
 CREATE INDEX IF NOT EXISTS events_verdict_time ON events(verdict, time_us);
 ";
 

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod check;
 pub(crate) mod events;
@@ -59,4 +60,12 @@ pub(crate) fn load_engine(
     };
     let engine = Engine::compile_with(&snap, posture);
     Some((m, engine))
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub(crate) fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -15,12 +15,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    super::init_logging();
     let mut rt = match config::load_runtime(&a.config) {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,6 +38,20 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{d}");
             }
             tracing::warn!("no valid policy snapshot yet: serving not-ready until the manifests are fixed");
+        }
+        if let Some(spec) = rt.config.spec.agent.clone().filter(|s| s.enabled) {
+            let settings = palisade_agent::runtime::AgentSettings {
+                node: rt.node.clone(),
+                all_nodes: spec.all_nodes,
+                netns: None,
+                log_flows: true,
+            };
+            let st = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = super::agent::run_agent(st, settings, false).await {
+                    tracing::error!(error = %e, "agent stopped");
+                }
+            });
         }
         let app = admin::router(admin::AdminState { state, events: Some(events) });
         let listener = tokio::net::TcpListener::bind(listen).await?;

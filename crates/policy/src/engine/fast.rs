@@ -202,6 +202,11 @@ impl Fast {
             });
         }
         // Transpose membership: one row per pod.
+        let pod_ips: Vec<(IpAddr, usize)> = pods
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.ips.iter().map(move |ip| (*ip, i)))
+            .collect();
         f.stride = sources.len().div_ceil(64).max(1);
         f.member = vec![0; f.stride * pods.len()];
         for (k, src) in sources.iter().enumerate() {
@@ -215,8 +220,8 @@ impl Fast {
                 // Every pod with an IP inside, host-network pods included, as the rule's
                 // own `peers` would answer.
                 Source::Block(b) => {
-                    for (pod, info) in pods.iter().enumerate() {
-                        if info.ips.iter().any(|ip| b.matches(*ip)) {
+                    for &(ip, pod) in &pod_ips {
+                        if b.matches(ip) {
                             f.member[pod * f.stride + k / 64] |= bit;
                         }
                     }

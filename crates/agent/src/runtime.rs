@@ -1,0 +1,114 @@
+//! The agent's reconcile step: which pods are local, render, apply atomically, remember
+//! what is in force. A rejected transaction leaves the previous ruleset in the kernel.
+
+use crate::nft::{self, NftError};
+use crate::ruleset::{render, RenderOptions, TABLE};
+use palisade_policy::{Engine, PodId};
+use std::time::Instant;
+
+/// Which pods this agent enforces.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// This node's name (pods with `spec.nodeName` equal to it are local).
+    pub node: String,
+    /// Enforce for every pod regardless of node (standalone, one machine).
+    pub all_nodes: bool,
+    /// Apply inside this network namespace instead of the current one.
+    pub netns: Option<String>,
+    /// Log denied first packets and new allowed connections to NFLOG.
+    pub log_flows: bool,
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyStats {
+    /// Local pods enforced.
+    pub pods: usize,
+    /// Rules rendered.
+    pub rules: usize,
+    /// Chains rendered.
+    pub chains: usize,
+    /// Time to render (µs).
+    pub render_us: u128,
+    /// Time for `nft` to apply (µs).
+    pub apply_us: u128,
+    /// Whether the kernel already had exactly this ruleset (nothing applied).
+    pub unchanged: bool,
+}
+
+/// The agent's state between reconciles.
+#[derive(Debug, Default)]
+pub struct Agent {
+    settings: Option<AgentSettings>,
+    applied_script: Option<String>,
+}
+
+/// The pods local to `settings.node` (all when `all_nodes`).
+pub fn local_pods(engine: &Engine, settings: &AgentSettings) -> Vec<PodId> {
+    engine
+        .pods()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| settings.all_nodes || p.node.as_deref() == Some(settings.node.as_str()))
+        .map(|(i, _)| i as PodId)
+        .collect()
+}
+
+impl Agent {
+    /// A new agent.
+    pub fn new(settings: AgentSettings) -> Self {
+        Agent {
+            settings: Some(settings),
+            applied_script: None,
+        }
+    }
+
+    /// Renders the engine's policy for the local pods and applies it in one transaction.
+    pub fn reconcile(&mut self, engine: &Engine) -> Result<ApplyStats, NftError> {
+        let settings = self.settings.clone().unwrap_or(AgentSettings {
+            node: String::new(),
+            all_nodes: true,
+            netns: None,
+            log_flows: false,
+        });
+        let t0 = Instant::now();
+        let pods = local_pods(engine, &settings);
+        let rs = render(
+            engine,
+            &RenderOptions {
+                local_pods: pods.clone(),
+                log_denied: settings.log_flows,
+                log_allowed: settings.log_flows,
+            },
+        );
+        let render_us = t0.elapsed().as_micros();
+        let mut stats = ApplyStats {
+            pods: pods.len(),
+            rules: rs.rules,
+            chains: rs.chains,
+            render_us,
+            ..ApplyStats::default()
+        };
+        if self.applied_script.as_deref() == Some(rs.script.as_str()) && self.table_present(&settings) {
+            stats.unchanged = true;
+            return Ok(stats);
+        }
+        let t1 = Instant::now();
+        nft::apply(&rs.script, settings.netns.as_deref())?;
+        stats.apply_us = t1.elapsed().as_micros();
+        self.applied_script = Some(rs.script);
+        Ok(stats)
+    }
+
+    fn table_present(&self, s: &AgentSettings) -> bool {
+        nft::run(&["list", "table", "inet", TABLE], s.netns.as_deref()).is_ok()
+    }
+
+    /// Removes Palisade's table (only it; nothing else on the host is touched).
+    pub fn remove(&mut self) -> Result<(), NftError> {
+        let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
+        self.applied_script = None;
+        nft::apply(&format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"), ns.as_deref())
+    }
+}
