@@ -5,5 +5,7 @@
 
 pub mod lab;
 pub mod nft;
+pub mod flowlog;
+pub mod nflog;
 pub mod ruleset;
 pub mod runtime;

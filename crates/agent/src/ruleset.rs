@@ -431,6 +431,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     let _ = writeln!(head, "    ip6 saddr vmap @egress_6");
     let _ = writeln!(head, "    ip daddr vmap @ingress_4");
     let _ = writeln!(head, "    ip6 daddr vmap @ingress_6");
+    if opts.log_allowed {
+        // Allowed new connections to destinations that are not local pods.
+        let _ = writeln!(head, "    ct state new log group {LOG_GROUP} prefix \"A egress\"");
+    }
     let _ = writeln!(head, "  }}");
     let _ = writeln!(head, "}}");
     Ruleset {

@@ -102,6 +102,8 @@ impl EventSender {
 
     /// Like [`try_send`](Self::try_send), but hands the event back instead of dropping it
     /// (not counted as a drop). For producers that may wait and retry, such as a replay.
+    // Handing the event back by value keeps the full-queue path free of allocation.
+    #[allow(clippy::result_large_err)]
     pub fn try_send_or_return(&self, event: Event) -> Result<(), Event> {
         let mut st = self.shared.lock();
         if !st.receiver_alive || st.items.len() >= self.shared.capacity {

@@ -274,8 +274,14 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(1969, 12, 31), -1);
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400_000_000));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00Z"), Some(1_709_208_000_000_000));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00Z"),
+            Some(1_709_208_000_000_000)
+        );
         assert_eq!(parse_rfc3339("1900-02-29T00:00:00Z"), None); // not a leap year
         assert_eq!(parse_rfc3339("2100-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2023-02-29T00:00:00Z"), None);
@@ -313,7 +319,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-26t16:00:00z"), Some(z));
         assert_eq!(parse_rfc3339("2026-11-26T16:00:00.5Z"), Some(z + 500_000));
         assert_eq!(parse_rfc3339("2026-11-26T16:00:00.123Z"), Some(z + 123_000));
-        assert_eq!(parse_rfc3339("2026-11-26T16:00:00.123456789Z"), Some(z + 123_456));
+        assert_eq!(
+            parse_rfc3339("2026-11-26T16:00:00.123456789Z"),
+            Some(z + 123_456)
+        );
         for bad in [
             "",
             "2026-11-26",
@@ -341,7 +350,16 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(5_400_000_000));
         assert_eq!(parse_duration("1m30s500ms"), Some(90_500_000));
         assert_eq!(parse_duration("0s"), Some(0));
-        for bad in ["", "1", "h", "1x", "-1s", "1 h", "1.5h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "-1s",
+            "1 h",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

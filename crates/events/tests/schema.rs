@@ -32,28 +32,44 @@ fn one_line(s: &str) -> String {
 fn spec_example_round_trips_exactly() {
     let e = Event::from_json_line(&one_line(EXAMPLE)).unwrap();
     assert_eq!(e.event_type(), EventType::Flow);
-    assert_eq!(e.time.as_micros(), parse_rfc3339("2026-11-26T16:00:00.123456Z").unwrap());
+    assert_eq!(
+        e.time.as_micros(),
+        parse_rfc3339("2026-11-26T16:00:00.123456Z").unwrap()
+    );
     let src = e.source.as_ref().unwrap();
     assert_eq!(src.workload.as_deref(), Some("training/trainer"));
     assert_eq!(src.service_account.as_deref(), Some("trainer"));
     assert_eq!(src.display_name(), "training/trainer-0");
-    assert_eq!(e.destination.as_ref().unwrap().display_name(), "huggingface.co");
+    assert_eq!(
+        e.destination.as_ref().unwrap().display_name(),
+        "huggingface.co"
+    );
     assert_eq!(e.protocol, Some(Protocol::Tcp));
     assert_eq!(e.verdict, Some(Verdict::Allow));
-    let EventBody::Flow(flow) = &e.body else { panic!("not a flow") };
-    assert_eq!((flow.state, flow.bytes_sent, flow.duration_ms), (FlowState::End, Some(1234), Some(1500)));
+    let EventBody::Flow(flow) = &e.body else {
+        panic!("not a flow")
+    };
+    assert_eq!(
+        (flow.state, flow.bytes_sent, flow.duration_ms),
+        (FlowState::End, Some(1234), Some(1500))
+    );
     let expected: Value = serde_json::from_str(EXAMPLE).unwrap();
     let written: Value = serde_json::from_str(&e.to_json()).unwrap();
     assert_eq!(written, expected);
     // Field order follows the schema: common fields first, then the body.
     let text = e.to_json();
-    assert!(text.starts_with(r#"{"id":"01JDX6Q5X9M4T8J2W3E5R7Y9K0","time":"2026-11-26T16:00:00.123456Z","type":"flow","#));
+    assert!(text.starts_with(
+        r#"{"id":"01JDX6Q5X9M4T8J2W3E5R7Y9K0","time":"2026-11-26T16:00:00.123456Z","type":"flow","#
+    ));
     assert!(text.ends_with(r#""flow":{"state":"end","bytesSent":1234,"bytesReceived":5678,"packets":12,"durationMs":1500}}"#));
 }
 
 #[test]
 fn absent_fields_are_omitted() {
-    let body = EventBody::Dns(DnsInfo { query: "example.com".into(), ..Default::default() });
+    let body = EventBody::Dns(DnsInfo {
+        query: "example.com".into(),
+        ..Default::default()
+    });
     let e = Event::new("x", Timestamp(0), body);
     assert_eq!(
         e.to_json(),
@@ -62,7 +78,10 @@ fn absent_fields_are_omitted() {
     let mut line = Vec::new();
     e.write_json_line(&mut line);
     assert_eq!(line.last(), Some(&b'\n'));
-    assert_eq!(Event::from_json_line(std::str::from_utf8(&line).unwrap()).unwrap(), e);
+    assert_eq!(
+        Event::from_json_line(std::str::from_utf8(&line).unwrap()).unwrap(),
+        e
+    );
 }
 
 #[test]
@@ -112,22 +131,48 @@ fn rejects_with_specific_errors() {
         ("{", "json"),
         (r#"{"type":"flow","flow":{"state":"new"}}"#, "json"),
         (&format!(r#"{{{base},"type":"flow"}}"#), "missing_body"),
-        (&format!(r#"{{{base},"type":"dns","flow":{{"state":"new"}}}}"#), "extra_body"),
-        (&format!(r#"{{{base},"type":"flow","flow":{{"state":"new"}},"dns":{{"query":"a"}}}}"#), "extra_body"),
-        (&format!(r#"{{{base},"type":"tcp","flow":{{"state":"new"}}}}"#), "json"),
-        (r#"{"id":"1","time":"yesterday","type":"flow","flow":{"state":"new"}}"#, "json"),
-        (&format!(r#"{{{base},"type":"flow","flow":{{"state":"new"}},"verdict":"maybe"}}"#), "json"),
-        (&format!(r#"{{{base},"type":"flow","flow":{{"state":"new"}},"destination":{{"kind":"pod","port":70000}}}}"#), "json"),
+        (
+            &format!(r#"{{{base},"type":"dns","flow":{{"state":"new"}}}}"#),
+            "extra_body",
+        ),
+        (
+            &format!(r#"{{{base},"type":"flow","flow":{{"state":"new"}},"dns":{{"query":"a"}}}}"#),
+            "extra_body",
+        ),
+        (
+            &format!(r#"{{{base},"type":"tcp","flow":{{"state":"new"}}}}"#),
+            "json",
+        ),
+        (
+            r#"{"id":"1","time":"yesterday","type":"flow","flow":{"state":"new"}}"#,
+            "json",
+        ),
+        (
+            &format!(r#"{{{base},"type":"flow","flow":{{"state":"new"}},"verdict":"maybe"}}"#),
+            "json",
+        ),
+        (
+            &format!(
+                r#"{{{base},"type":"flow","flow":{{"state":"new"}},"destination":{{"kind":"pod","port":70000}}}}"#
+            ),
+            "json",
+        ),
     ];
     for (line, label) in cases {
         let err = Event::from_json_line(line).unwrap_err();
         assert_eq!(err.label(), label, "{line}: {err}");
     }
     let err = Event::from_json_line(&format!(r#"{{{base},"type":"flow"}}"#)).unwrap_err();
-    assert_eq!(err.to_string(), r#"event has type "flow" but no "flow" object"#);
+    assert_eq!(
+        err.to_string(),
+        r#"event has type "flow" but no "flow" object"#
+    );
     assert_eq!("deny".parse::<Verdict>().unwrap(), Verdict::Deny);
     assert_eq!("alert".parse::<EventType>().unwrap(), EventType::Alert);
-    assert_eq!("x".parse::<EventType>().unwrap_err().label(), "unknown_value");
+    assert_eq!(
+        "x".parse::<EventType>().unwrap_err().label(),
+        "unknown_value"
+    );
 }
 
 #[test]

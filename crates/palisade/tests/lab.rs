@@ -172,3 +172,39 @@ fn bad_input_keeps_the_previous_ruleset_and_other_tables() {
     let theirs = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "table", "ip", "theirs"]).output().unwrap();
     assert!(theirs.status.success());
 }
+
+#[test]
+fn flow_events_come_from_the_kernel_with_the_deciding_policy() {
+    if !can_run() {
+        return;
+    }
+    let d = tmpdir("flows");
+    std::fs::write(d.join("pods.yaml"), PODS).unwrap();
+    std::fs::write(
+        d.join("policy.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-to-api, namespace: app}\nspec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: web}}}]\n    ports: [{port: http}]\n",
+    )
+    .unwrap();
+    let events = d.join("events");
+    let r = verify(&d, &["--events", events.to_str().unwrap()]);
+    assert_eq!(r["disagreements"].as_array().unwrap().len(), 0, "{r}");
+    let out = run(&["events", "--data-dir", events.to_str().unwrap(), "--type", "flow", "--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find = |from: &str, to: &str, port: u16| {
+        evs.iter()
+            .find(|e| e["source"]["name"] == from && e["destination"]["name"] == to && e["destination"]["port"] == port)
+            .unwrap_or_else(|| panic!("no flow event {from} -> {to}:{port} in {evs:#?}"))
+    };
+    let allowed = find("web", "api", 8080);
+    assert_eq!(allowed["verdict"], "allow");
+    assert_eq!(allowed["flow"]["state"], "new");
+    assert_eq!(allowed["policy"]["name"], "web-to-api");
+    assert_eq!(allowed["protocol"], "TCP");
+    let denied = find("db", "api", 8080);
+    assert_eq!(denied["verdict"], "deny");
+    assert_eq!(denied["flow"]["state"], "denied");
+    assert_eq!(denied["policy"]["name"], "web-to-api");
+    assert_eq!(denied["policy"]["stage"], "namespace");
+    assert_eq!(denied["source"]["namespace"], "data");
+}

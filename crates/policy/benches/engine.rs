@@ -6,7 +6,7 @@
 
 mod gen;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use gen::{Rng, Scale};
 use palisade_policy::{Endpoint, Engine, Flow, HttpRequest, PodId, Protocol, Snapshot};
 use std::hint::black_box;
@@ -28,7 +28,10 @@ fn engine_benches(c: &mut Criterion) {
     );
 
     let mut g = c.benchmark_group("load");
-    g.sample_size(10).measurement_time(Duration::from_secs(15));
+    // Slow: ten flat samples.
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("parse_validate_10k_pods_2k_policies", |b| {
         b.iter(|| gen::load(black_box(&files)))
     });
@@ -39,7 +42,10 @@ fn engine_benches(c: &mut Criterion) {
     assert_eq!(snap.policy_count(), scale.policies());
 
     let mut g = c.benchmark_group("compile");
-    g.sample_size(10).measurement_time(Duration::from_secs(15));
+    // Slow: ten flat samples.
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("compile_10k_pods_2k_policies", |b| {
         b.iter(|| Engine::compile(black_box(&snap)))
     });
@@ -106,7 +112,10 @@ fn engine_benches(c: &mut Criterion) {
     let allowed = m.allowed.iter().filter(|a| **a).count();
     eprintln!("matrix 1000x1000 on 80/TCP: {allowed} of 1000000 allowed");
     let mut g = c.benchmark_group("matrix");
-    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    // Slow: ten flat samples.
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("first_1000_pods_80_tcp", |b| {
         b.iter(|| engine.matrix(black_box(&first_1000), 80, Protocol::TCP))
     });

@@ -27,8 +27,12 @@ mod gen;
 mod generated;
 #[path = "semantics/netpol.rs"]
 mod netpol;
+#[path = "semantics/netpol_traffic.rs"]
+mod netpol_traffic;
 #[path = "semantics/palisade.rs"]
 mod palisade;
+#[path = "semantics/tiers.rs"]
+mod tiers;
 
 use palisade_policy::{
     Action, Direction, Endpoint, Engine, Flow, HttpRequest, Manifests, PodId, Posture, Protocol,
@@ -36,16 +40,43 @@ use palisade_policy::{
 };
 use std::net::IpAddr;
 
-/// The fixture's pods: (namespace, name, labels, IP, host network).
-const PODS: &[(&str, &str, &[(&str, &str)], &str, bool)] = &[
-    ("x", "a", &[("app", "a"), ("tier", "web")], "10.0.1.1", false),
-    ("x", "b", &[("app", "b"), ("tier", "db")], "10.0.1.2", false),
-    ("x", "c", &[("app", "c")], "10.0.1.3", false),
-    ("x", "node-agent", &[("app", "a")], "192.168.1.10", true),
-    ("y", "a", &[("app", "a"), ("tier", "web")], "10.0.2.1", false),
-    ("y", "b", &[("app", "b"), ("tier", "db")], "10.0.2.2", false),
-    ("z", "a", &[("app", "a")], "10.0.3.1", false),
-    ("w", "a", &[("app", "a")], "10.0.4.1", false),
+/// A pod of the fixture.
+struct FixturePod {
+    /// `namespace/name`.
+    key: &'static str,
+    /// `{k: v, …}`; the first is always `app`.
+    labels: &'static str,
+    ip: &'static str,
+    /// The number of its `web` port.
+    web: u16,
+    host_network: bool,
+}
+
+const fn pod(key: &'static str, labels: &'static str, ip: &'static str, web: u16) -> FixturePod {
+    FixturePod {
+        key,
+        labels,
+        ip,
+        web,
+        host_network: false,
+    }
+}
+
+const PODS: &[FixturePod] = &[
+    pod("x/a", "{app: a, tier: web}", "10.0.1.1", 80),
+    pod("x/b", "{app: b, tier: db}", "10.0.1.2", 8080),
+    pod("x/c", "{app: c}", "10.0.1.3", 8000),
+    FixturePod {
+        key: "x/node-agent",
+        labels: "{app: a}",
+        ip: "192.168.1.10",
+        web: 80,
+        host_network: true,
+    },
+    pod("y/a", "{app: a, tier: web}", "10.0.2.1", 80),
+    pod("y/b", "{app: b, tier: db}", "10.0.2.2", 8080),
+    pod("z/a", "{app: a}", "10.0.3.1", 80),
+    pod("w/a", "{app: a}", "10.0.4.1", 80),
 ];
 
 /// The fixture's workloads as one multi-document YAML file.
@@ -55,21 +86,18 @@ fn workloads() -> String {
          ---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: y\n  labels: {team: blue, env: dev}\n\
          ---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: z\n",
     );
-    for (ns, name, labels, ip, host) in PODS {
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let app = labels[0].trim_start_matches("app: ");
-        let web = match app {
-            "a" => 80,
-            "b" => 8080,
-            _ => 8000,
-        };
+    for p in PODS {
+        let (ns, name) = p.key.split_once('/').unwrap();
         y.push_str(&format!(
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  \
-             labels: {{{}}}\nspec:\n  hostNetwork: {host}\n  containers:\n  - name: main\n    \
+             labels: {labels}\nspec:\n  hostNetwork: {host}\n  containers:\n  - name: main\n    \
              ports:\n    - {{name: web, containerPort: {web}}}\n    \
              - {{name: dns, containerPort: 53, protocol: UDP}}\n    \
              - {{name: sig, containerPort: 9000, protocol: SCTP}}\nstatus:\n  podIP: {ip}\n",
-            labels.join(", ")
+            labels = p.labels,
+            web = p.web,
+            host = p.host_network,
+            ip = p.ip,
         ));
     }
     y
@@ -122,7 +150,7 @@ impl Cluster {
 
     /// From an address outside the cluster into a pod.
     #[track_caller]
-    pub(crate) fn from_ip(&self, ip: &str, to: &str, port: u16) -> Verdict {
+    pub(crate) fn ip_to_pod(&self, ip: &str, to: &str, port: u16) -> Verdict {
         self.engine.verdict(&Flow {
             src: Endpoint::Ip(ip.parse().unwrap()),
             dst: Endpoint::Pod(self.pod(to)),
@@ -134,7 +162,7 @@ impl Cluster {
 
     /// From a pod to an address outside the cluster.
     #[track_caller]
-    pub(crate) fn to_ip(&self, from: &str, ip: &str, port: u16, protocol: Protocol) -> Verdict {
+    pub(crate) fn pod_to_ip(&self, from: &str, ip: &str, port: u16, protocol: Protocol) -> Verdict {
         self.engine.verdict(&Flow {
             src: Endpoint::Pod(self.pod(from)),
             dst: Endpoint::Ip(ip.parse().unwrap()),
@@ -146,7 +174,7 @@ impl Cluster {
 
     /// From a pod to a name (resolved to `ip` when given), optionally with an HTTP request.
     #[track_caller]
-    pub(crate) fn to_fqdn(
+    pub(crate) fn pod_to_fqdn(
         &self,
         from: &str,
         name: &str,
@@ -169,7 +197,9 @@ impl Cluster {
     #[track_caller]
     pub(crate) fn expect(&self, v: &Verdict, action: Action, stage: Stage, policy: Option<&str>) {
         assert_eq!(v.action, action, "action of {v:#?}");
-        let d = v.decisive().expect("a verdict between pods has a deciding direction");
+        let d = v
+            .decisive()
+            .expect("a verdict between pods has a deciding direction");
         assert_eq!(d.stage, stage, "stage of {v:#?}");
         let got = self
             .engine
@@ -209,7 +239,11 @@ pub(crate) fn load(policies: &str) -> Snapshot {
         .filter(|d| d.severity == Severity::Error)
         .map(|d| d.to_string())
         .collect();
-    assert!(errors.is_empty(), "unexpected errors:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "unexpected errors:\n{}",
+        errors.join("\n")
+    );
     Snapshot::from_manifests(&m)
 }
 

@@ -213,8 +213,8 @@ impl Store {
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let json = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-            let event =
-                Event::from_json_line(json).map_err(|source| StoreError::Corrupt { seq, source })?;
+            let event = Event::from_json_line(json)
+                .map_err(|source| StoreError::Corrupt { seq, source })?;
             out.push((seq, event));
         }
         Ok(out)
@@ -266,12 +266,16 @@ mod tests {
     fn after_seq_returns_only_newer_rows() {
         let mut store = Store::open(":memory:").unwrap();
         assert_eq!(store.latest_seq().unwrap(), None);
-        store.insert_batch(&[ev(1, Verdict::Allow), ev(2, Verdict::Deny)]).unwrap();
+        store
+            .insert_batch(&[ev(1, Verdict::Allow), ev(2, Verdict::Deny)])
+            .unwrap();
         let first = store.query(&Query::default()).unwrap();
         assert_eq!(first.len(), 2);
         let last = store.latest_seq().unwrap().unwrap();
         assert_eq!(last, first[1].0);
-        store.insert_batch(&[ev(3, Verdict::Allow), ev(0, Verdict::Audit)]).unwrap();
+        store
+            .insert_batch(&[ev(3, Verdict::Allow), ev(0, Verdict::Audit)])
+            .unwrap();
         let q = Query {
             after_seq: Some(last),
             ..Query::default()
@@ -291,11 +295,23 @@ mod tests {
     fn filters_limit_and_round_trip() {
         let mut store = Store::open(":memory:").unwrap();
         let events: Vec<Event> = (0..10)
-            .map(|i| ev(i, if i % 3 == 0 { Verdict::Deny } else { Verdict::Allow }))
+            .map(|i| {
+                ev(
+                    i,
+                    if i % 3 == 0 {
+                        Verdict::Deny
+                    } else {
+                        Verdict::Allow
+                    },
+                )
+            })
             .collect();
         store.insert_batch(&events).unwrap();
         let all = store.query(&Query::default()).unwrap();
-        assert_eq!(all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), events);
+        assert_eq!(
+            all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            events
+        );
         let deny = Query {
             verdict: Some("deny".into()),
             ..Query::default()
@@ -307,7 +323,12 @@ mod tests {
             limit: 2,
             ..Query::default()
         };
-        let got: Vec<String> = store.query(&window).unwrap().into_iter().map(|(_, e)| e.id).collect();
+        let got: Vec<String> = store
+            .query(&window)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.id)
+            .collect();
         assert_eq!(got, ["e2", "e3"]);
         assert_eq!(store.count(&window).unwrap(), 3);
         let by_dst = Query {

@@ -178,9 +178,7 @@ impl Writer {
                 }
                 continue;
             }
-            let te = std::time::Instant::now();
             let rows: Vec<Row> = batch.iter().map(Row::encode).collect();
-            ENC.with(|c| c.set(c.get() + te.elapsed()));
             if let Some(s) = sink.as_mut() {
                 let mut result = Ok(());
                 for row in &rows {
@@ -193,15 +191,11 @@ impl Writer {
                     stats.last_error = Some(e.to_string());
                 }
             }
-            let ts = std::time::Instant::now();
-            let r = rows_tx.send(rows);
-            SEND.with(|c| c.set(c.get() + ts.elapsed()));
-            if r.is_err() {
+            if rows_tx.send(rows).is_err() {
                 // The sqlite thread is gone (it panicked); nothing more can be stored.
                 break;
             }
         }
-        eprintln!("encode {:?} blocked-send {:?}", ENC.with(|c| c.get()), SEND.with(|c| c.get()));
         stats
     }
 
@@ -214,10 +208,7 @@ impl Writer {
     ) -> WriterStats {
         let mut stats = WriterStats::default();
         let mut pending: Vec<Vec<Row>> = Vec::with_capacity(PIPELINE_DEPTH + 1);
-        let mut busy = Duration::ZERO; let mut idle = Duration::ZERO; let mut txs = 0;
-        let mut t0 = std::time::Instant::now();
         while let Ok(first) = rows_rx.recv() {
-            idle += t0.elapsed(); let t1 = std::time::Instant::now(); txs += 1;
             let mut total = first.len();
             pending.push(first);
             while total < self.transaction_max {
@@ -241,9 +232,7 @@ impl Writer {
                 }
             }
             pending.clear();
-            busy += t1.elapsed(); t0 = std::time::Instant::now();
         }
-        eprintln!("sqlite busy {busy:?} idle {idle:?} txs {txs}");
         stats
     }
 }
@@ -306,5 +295,3 @@ impl Drop for WriterHandle {
         }
     }
 }
-
-thread_local! { static ENC: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) }; static SEND: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) }; }

@@ -38,11 +38,16 @@ fn workload(w: u64) -> String {
 
 /// Event number `i`: a deterministic mix of types, workloads, destinations and verdicts.
 fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
+    let every_7th = i % 7 == 0;
     let time = Timestamp(BASE_US + i as i64 * 1_000);
     let w = i % WORKLOADS;
     let body = match i % 10 {
         0..=5 => EventBody::Flow(FlowInfo {
-            state: if i % 7 == 0 { FlowState::Denied } else { FlowState::End },
+            state: if every_7th {
+                FlowState::Denied
+            } else {
+                FlowState::End
+            },
             bytes_sent: Some(i * 13 % 100_000),
             bytes_received: Some(i * 31 % 1_000_000),
             packets: Some(i % 200),
@@ -60,7 +65,7 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
             method: Some("POST".into()),
             host: Some("api.openai.com".into()),
             path: Some("/v1/chat/completions".into()),
-            status: Some(if i % 7 == 0 { 403 } else { 200 }),
+            status: Some(if every_7th { 403 } else { 200 }),
             bytes_in: Some(i % 4_096),
             bytes_out: Some(i % 65_536),
             duration_ms: Some(i % 900),
@@ -81,7 +86,11 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
             evidence: vec![format!("ev-{}", i.saturating_sub(9))],
         }),
     };
-    let mut e = Event::new(ids.generate_at(time.as_micros() as u64 / 1000).to_string(), time, body);
+    let mut e = Event::new(
+        ids.generate_at(time.as_micros() as u64 / 1000).to_string(),
+        time,
+        body,
+    );
     e.cluster = Some("default".into());
     e.node = Some(format!("node-{}", i % 4));
     if e.event_type() == EventType::Alert {
@@ -90,11 +99,16 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
     let (ns, app) = (format!("ns{}", w % 5), format!("app{w}"));
     let mut src = Endpoint::pod(ns, format!("{app}-{}", i % 3));
     src.workload = Some(workload(w));
-    src.ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, (w % 250) as u8, (i % 250) as u8)));
+    src.ip = Some(IpAddr::V4(Ipv4Addr::new(
+        10,
+        0,
+        (w % 250) as u8,
+        (i % 250) as u8,
+    )));
     src.labels.insert("app".into(), app);
     src.service_account = Some("default".into());
     e.source = Some(src);
-    e.destination = Some(if i % 4 == 0 {
+    e.destination = Some(if i % 4 < 1 {
         // In-cluster: a pod of another workload, stored as `namespace/name`.
         let w2 = (w + 7) % WORKLOADS;
         Endpoint::pod(format!("ns{}", w2 % 5), format!("app{w2}-0"))
@@ -104,10 +118,14 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
         d.fqdn = Some(format!("host{}.example.com", i % 1_000));
         d
     });
-    e.protocol = Some(if e.event_type() == EventType::Dns { Protocol::Udp } else { Protocol::Tcp });
-    e.verdict = Some(match i {
-        _ if i % 7 == 0 => Verdict::Deny,
-        _ if i % 13 == 0 => Verdict::Audit,
+    e.protocol = Some(if e.event_type() == EventType::Dns {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    });
+    e.verdict = Some(match (i % 7, i % 13) {
+        (0, _) => Verdict::Deny,
+        (_, 0) => Verdict::Audit,
         _ => Verdict::Allow,
     });
     if e.verdict != Some(Verdict::Allow) {
@@ -149,7 +167,8 @@ fn tally(exp: &mut Expected, e: &Event, since: i64) {
     exp.flow_deny_since += u64::from(t == EventType::Flow && deny && recent);
     let src_w = e.source.as_ref().and_then(|s| s.workload.as_deref());
     let dst = e.destination.as_ref().map(|d| d.display_name());
-    exp.workload += u64::from(src_w == Some(PROBE_WORKLOAD) || dst.as_deref() == Some(PROBE_WORKLOAD));
+    exp.workload +=
+        u64::from(src_w == Some(PROBE_WORKLOAD) || dst.as_deref() == Some(PROBE_WORKLOAD));
     exp.dst += u64::from(src_w == Some(PROBE_DST) || dst.as_deref() == Some(PROBE_DST));
 }
 
@@ -188,20 +207,47 @@ fn million_events_through_channel_and_writer() {
         N as f64 / elapsed.as_secs_f64()
     );
     assert_eq!((chan.sent, chan.dropped), (N, 0));
-    assert_eq!((stats.written, stats.failed, stats.last_error), (N, 0, None));
+    assert_eq!(
+        (stats.written, stats.failed, stats.last_error),
+        (N, 0, None)
+    );
 
     let store = Store::open(&db).unwrap();
     let count = |q: Query| store.count(&q).unwrap();
     assert_eq!(count(Query::default()), N);
-    assert_eq!(count(Query { types: vec![EventType::Http], ..Query::default() }), exp.http);
+    assert_eq!(
+        count(Query {
+            types: vec![EventType::Http],
+            ..Query::default()
+        }),
+        exp.http
+    );
     assert_eq!(exp.http, N / 10);
-    let flow_dns = Query { types: vec![EventType::Flow, EventType::Dns], ..Query::default() };
+    let flow_dns = Query {
+        types: vec![EventType::Flow, EventType::Dns],
+        ..Query::default()
+    };
     assert_eq!(count(flow_dns), exp.flow_or_dns);
-    assert_eq!(count(Query { since_us: Some(since), ..Query::default() }), exp.since_half);
+    assert_eq!(
+        count(Query {
+            since_us: Some(since),
+            ..Query::default()
+        }),
+        exp.since_half
+    );
     assert_eq!(exp.since_half, N / 2);
-    let by_workload = Query { workload: Some(PROBE_WORKLOAD.into()), ..Query::default() };
+    let by_workload = Query {
+        workload: Some(PROBE_WORKLOAD.into()),
+        ..Query::default()
+    };
     assert_eq!(count(by_workload.clone()), exp.workload);
-    assert_eq!(count(Query { verdict: Some("deny".into()), ..Query::default() }), exp.deny);
+    assert_eq!(
+        count(Query {
+            verdict: Some("deny".into()),
+            ..Query::default()
+        }),
+        exp.deny
+    );
     let combined = Query {
         types: vec![EventType::Flow],
         verdict: Some("deny".into()),
@@ -209,7 +255,10 @@ fn million_events_through_channel_and_writer() {
         ..Query::default()
     };
     assert_eq!(count(combined), exp.flow_deny_since);
-    let by_dst = Query { workload: Some(PROBE_DST.into()), ..Query::default() };
+    let by_dst = Query {
+        workload: Some(PROBE_DST.into()),
+        ..Query::default()
+    };
     assert_eq!(count(by_dst), exp.dst);
     assert_eq!(exp.dst, N / 100); // i % 100 == 12: workload 12 and an in-cluster destination
 
@@ -217,8 +266,15 @@ fn million_events_through_channel_and_writer() {
     let rows = store.query(&by_workload).unwrap();
     assert_eq!(rows.len() as u64, exp.workload);
     assert!(rows.windows(2).all(|w| w[0].1.time <= w[1].1.time));
-    assert!(rows.iter().all(|(_, e)| e.source.as_ref().unwrap().workload.as_deref() == Some(PROBE_WORKLOAD)));
-    let limited = store.query(&Query { limit: 10, ..by_workload }).unwrap();
+    assert!(rows
+        .iter()
+        .all(|(_, e)| e.source.as_ref().unwrap().workload.as_deref() == Some(PROBE_WORKLOAD)));
+    let limited = store
+        .query(&Query {
+            limit: 10,
+            ..by_workload
+        })
+        .unwrap();
     assert_eq!(limited, rows[..10]);
 }
 
@@ -237,7 +293,10 @@ fn writer_appends_json_lines_and_stops_cleanly() {
     let stats = writer.flush_and_stop().unwrap();
     assert_eq!(stats.written, 10_000);
     let text = std::fs::read_to_string(&jsonl).unwrap();
-    let back: Vec<Event> = text.lines().map(|l| Event::from_json_line(l).unwrap()).collect();
+    let back: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
     assert_eq!(back, events);
     let stored: Vec<Event> = Store::open(&db)
         .unwrap()
@@ -273,7 +332,10 @@ fn follow_with_after_seq_sees_only_new_rows() {
     drop(tx);
     assert_eq!(writer.flush_and_stop().unwrap().written, 130);
     let newer = reader
-        .query(&Query { after_seq: Some(cursor), ..Query::default() })
+        .query(&Query {
+            after_seq: Some(cursor),
+            ..Query::default()
+        })
         .unwrap();
     assert_eq!(newer.len(), 30);
     assert!(newer.iter().all(|(seq, _)| *seq > cursor));

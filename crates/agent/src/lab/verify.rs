@@ -26,6 +26,9 @@ pub struct VerifyOptions {
     pub timeout: Duration,
     /// Namespace name prefix.
     pub prefix: String,
+    /// Write flow events (from the kernel's NFLOG) into the event store of this folder;
+    /// `flowlog_args` are the arguments of the flow logger run in the node namespace.
+    pub events: Option<(PathBuf, Vec<String>)>,
 }
 
 /// A cell where the kernel and the engine disagree.
@@ -159,14 +162,39 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
             }
         }
     }
+    // Flow logger in the node namespace (stops when its stdin closes).
+    let mut flowlog = match &opts.events {
+        Some((_, args)) => {
+            let mut c = Command::new("ip")
+                .args(["netns", "exec", &lab.node_ns])
+                .arg(&opts.exe)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| LabError::Unavailable(e.to_string()))?;
+            let (tx, rx) = mpsc::channel();
+            if let Some(out) = c.stdout.take() {
+                pump_lines(out, tx);
+            }
+            if rx.recv_timeout(Duration::from_secs(10)).ok().as_deref() != Some("ready") {
+                let _ = c.kill();
+                return Err(LabError::Command { cmd: "flow logger".into(), msg: "did not start".into() });
+            }
+            Some(c)
+        }
+        None => None,
+    };
     // Enforce.
     let started = Instant::now();
+    let log = opts.events.is_some();
     let rs = render(
         engine,
         &RenderOptions {
             local_pods: lab.pods.iter().map(|p| p.id).collect(),
-            log_denied: false,
-            log_allowed: false,
+            log_denied: log,
+            log_allowed: log,
         },
     );
     crate::nft::apply(&rs.script, Some(&lab.node_ns)).map_err(|e| LabError::Command {
@@ -267,6 +295,11 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
         });
     }
     drop(servers);
+    if let Some(mut c) = flowlog.take() {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
     Ok(VerifyReport {
         probes,
         disagreements,

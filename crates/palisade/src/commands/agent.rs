@@ -42,10 +42,31 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         log_flows: true,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let data_dir = rt.data_dir.clone();
+    let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
+    let code = runtime.block_on(async {
         let state = supervisor::start(rt);
-        run_agent(state, settings, a.once).await
-    })
+        let flows = if a.once {
+            None
+        } else {
+            let published = state.published.clone();
+            match start_flow_log(&data_dir, cluster, node, move || published.borrow().as_ref().map(|p| p.engine.clone()), stop.clone()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no flow events");
+                    None
+                }
+            }
+        };
+        let code = run_agent(state, settings, a.once).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = flows {
+            let _ = h.join();
+        }
+        code
+    });
+    code
 }
 
 /// Follows the published snapshot and reconciles the kernel on every change. A rejected
@@ -85,4 +106,37 @@ pub(crate) async fn run_agent(state: supervisor::State, settings: AgentSettings,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// Runs the kernel flow logger (NFLOG group of the agent's rules) on a thread, writing flow
+/// events into the event store of `data_dir`. Stops when `stop` is set; the returned handle
+/// joins after the store has flushed.
+pub(crate) fn start_flow_log(
+    data_dir: &std::path::Path,
+    cluster: String,
+    node: String,
+    engine: impl Fn() -> Option<std::sync::Arc<palisade_policy::Engine>> + Send + 'static,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    std::fs::create_dir_all(data_dir)?;
+    let (tx, rx) = palisade_events::channel(65_536);
+    let writer = palisade_store::Writer::spawn(palisade_standalone::events::store_path(data_dir), rx, None)?;
+    // Bind before returning so that no logged packet is missed.
+    let sock_check = palisade_agent::nflog::NflogSocket::bind(palisade_agent::ruleset::LOG_GROUP);
+    if let Err(e) = sock_check {
+        anyhow::bail!("cannot read NFLOG (needs root): {e}");
+    }
+    drop(sock_check);
+    Ok(std::thread::spawn(move || {
+        let s = stop.clone();
+        if let Err(e) = palisade_agent::flowlog::run(palisade_agent::ruleset::LOG_GROUP, engine, tx, cluster, node, move || {
+            s.load(std::sync::atomic::Ordering::Relaxed)
+        }) {
+            tracing::error!(error = %e, "flow logger stopped");
+        }
+        match writer.flush_and_stop() {
+            Ok(st) => tracing::info!(written = st.written, "flow events flushed"),
+            Err(e) => tracing::error!(error = %e, "event store"),
+        }
+    }))
 }

@@ -25,6 +25,19 @@ enum LabCommand {
     /// (internal) Probe targets from inside a pod namespace.
     #[command(hide = true)]
     Probe(ProbeArgs),
+    /// (internal) Flow events from NFLOG inside the lab's node namespace.
+    #[command(hide = true)]
+    Flowlog(FlowlogArgs),
+}
+
+#[derive(clap::Args)]
+struct FlowlogArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, value_enum)]
+    default_posture: Option<PostureArg>,
 }
 
 #[derive(clap::Args)]
@@ -50,6 +63,9 @@ struct VerifyArgs {
     /// Default posture, overriding the PalisadeConfig's.
     #[arg(long, value_enum)]
     default_posture: Option<PostureArg>,
+    /// Record flow events from the kernel into the event store of this folder.
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +96,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             lab::pod::serve(&s.tcp, &s.udp, &s.sctp)?;
             Ok(ExitCode::SUCCESS)
         }
+        LabCommand::Flowlog(f) => flowlog(f),
         LabCommand::Probe(p) => {
             let targets: Vec<Target> = serde_json::from_str(&p.targets)?;
             for (t, ok) in lab::pod::probe(&targets, Duration::from_millis(p.timeout_ms), p.tag) {
@@ -113,6 +130,21 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         keep: a.keep,
         timeout: Duration::from_millis(a.timeout_ms),
         prefix: format!("pl{}", std::process::id() % 100_000),
+        events: match &a.events {
+            None => None,
+            Some(dir) => {
+                let dir = std::path::absolute(dir)?;
+                let mut args = vec!["lab".to_string(), "flowlog".into(), "--data-dir".into(), dir.display().to_string()];
+                if let Some(p) = a.default_posture {
+                    args.push("--default-posture".into());
+                    args.push(if p == PostureArg::Deny { "deny".into() } else { "allow".into() });
+                }
+                for p in &a.paths {
+                    args.push(std::path::absolute(p)?.display().to_string());
+                }
+                Some((dir, args))
+            }
+        },
     };
     let report = lab::verify(&engine, &opts)?;
     match a.output {
@@ -141,4 +173,19 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.disagreements.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
+    let Some((_, engine)) = load_engine(&f.paths, f.default_posture) else {
+        return Ok(ExitCode::from(1));
+    };
+    let engine = std::sync::Arc::new(engine);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handle = super::agent::start_flow_log(&f.data_dir, "lab".into(), "lab-node".into(), move || Some(engine.clone()), stop.clone())?;
+    println!("ready");
+    let mut sink = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = handle.join();
+    Ok(ExitCode::SUCCESS)
 }

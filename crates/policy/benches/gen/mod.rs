@@ -141,7 +141,10 @@ pub(crate) fn generate(scale: &Scale, seed: u64) -> Vec<(String, String)> {
         security_policies(scale, &mut rng),
     ));
     files.push(("admin.yaml".to_string(), admin_policies(scale, &mut rng)));
-    files.push(("cluster.yaml".to_string(), cluster_policies(scale, &mut rng)));
+    files.push((
+        "cluster.yaml".to_string(),
+        cluster_policies(scale, &mut rng),
+    ));
     files.push(("baseline.yaml".to_string(), BASELINE.to_string()));
     files
 }
@@ -159,7 +162,11 @@ pub(crate) fn load(files: &[(String, String)]) -> Manifests {
         .take(10)
         .map(|d| d.to_string())
         .collect();
-    assert!(errors.is_empty(), "generated input has errors:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "generated input has errors:\n{}",
+        errors.join("\n")
+    );
     m
 }
 

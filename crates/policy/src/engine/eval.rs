@@ -248,10 +248,7 @@ impl Engine {
         dst_pod: Option<PodId>,
     ) -> Option<bool> {
         let f = &self.fast.rules[rid as usize];
-        if !self
-            .fast
-            .ports_match(f, flow.port, flow.protocol, dst_pod)
-        {
+        if !self.fast.ports_match(f, flow.port, flow.protocol, dst_pod) {
             return None;
         }
         if let Some(peers) = self.fast.peers(f) {

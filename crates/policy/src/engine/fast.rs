@@ -321,3 +321,207 @@ impl Fast {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Manifests;
+    use crate::snapshot::Snapshot;
+
+    const YAML: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: a, labels: {team: red}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p1, namespace: a, labels: {app: web}}
+spec: {containers: [{name: c, ports: [{name: web, containerPort: 80}, {name: dns, containerPort: 53, protocol: UDP}]}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p2, namespace: a, labels: {app: db}}
+spec: {containers: [{name: c, ports: [{name: web, containerPort: 8080}]}]}
+status: {podIP: 10.0.1.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p3, namespace: b, labels: {app: web}}
+status: {podIPs: [{ip: 10.1.0.3}, {ip: 'fd00::3'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: host, namespace: b, labels: {app: web}}
+spec: {hostNetwork: true, containers: [{name: c, ports: [{name: web, containerPort: 80}]}]}
+status: {podIP: 192.168.1.5}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: np, namespace: a}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.1.0/24]}}, {podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: web}, {port: 8000, endPort: 8100}, {protocol: SCTP}]
+  - from: [{namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}]
+  egress:
+  - to: [{ipBlock: {cidr: 192.168.0.0/16}}, {ipBlock: {cidr: 'fd00::/8'}}]
+    ports: [{port: dns, protocol: UDP}]
+  - {}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: anp}
+spec:
+  priority: 3
+  subject: {namespaces: {}}
+  ingress:
+  - {action: Pass, from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}}], ports: [{namedPort: web}]}
+  egress:
+  - {action: Deny, to: [{networks: [10.1.0.0/16]}, {domainNames: ['*.example.com']}], ports: [{portRange: {start: 80, end: 443}}]}
+  - {action: Allow, to: [{nodes: {}}, {namespaces: {matchLabels: {team: red}}}]}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: sp, namespace: a}
+spec:
+  mode: Audit
+  podSelector: {matchLabels: {app: web}}
+  egress:
+  - to: [{fqdn: '**.models.test'}]
+    http: [{methods: [GET]}]
+  - to: [{podSelector: {}}, {ipBlock: {cidr: 0.0.0.0/0}}]
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: csp}
+spec:
+  tier: baseline
+  ingress:
+  - {action: Deny, from: [{podSelector: {matchLabels: {app: db}}}], ports: [{port: web}]}
+";
+
+    /// What the rule's own fields say, read the slow way.
+    fn reference(
+        e: &Engine,
+        r: &Rule,
+        other: &Endpoint<'_>,
+        flow: &Flow<'_>,
+        dst: Option<PodId>,
+    ) -> Option<bool> {
+        let ports_ok = r.ports.as_ref().is_none_or(|ps| {
+            ps.iter().any(|p| match p {
+                PortMatch::Proto(pr) => *pr == flow.protocol,
+                PortMatch::Range(pr, lo, hi) => {
+                    *pr == flow.protocol && *lo <= flow.port && flow.port <= *hi
+                }
+                PortMatch::Named(pr, name) => {
+                    pr.is_none_or(|pr| pr == flow.protocol)
+                        && dst.is_some_and(|d| {
+                            e.pods[d as usize].ports.iter().any(|(n, cp, num)| {
+                                n.as_deref() == Some(name.as_str())
+                                    && *cp == flow.protocol
+                                    && *num == flow.port
+                            })
+                        })
+                }
+            })
+        });
+        let peers_ok = r.peers.as_ref().is_none_or(|ps| {
+            ps.iter().any(|p| match (p, other) {
+                (PeerMatch::Pods(s), Endpoint::Pod(id)) => e.sets[*s as usize].contains(*id),
+                (PeerMatch::Block(b), Endpoint::Pod(id)) => {
+                    e.pods[*id as usize].ips.iter().any(|ip| b.matches(*ip))
+                }
+                (PeerMatch::Block(b), Endpoint::Ip(ip)) => b.matches(*ip),
+                (PeerMatch::Block(b), Endpoint::Fqdn { ip: Some(ip), .. }) => b.matches(*ip),
+                (PeerMatch::Fqdn(f), Endpoint::Fqdn { name, .. }) => f.matches(name),
+                _ => false,
+            })
+        });
+        if !(ports_ok && peers_ok) {
+            return None;
+        }
+        if r.http.is_empty() {
+            return Some(false);
+        }
+        match flow.http {
+            Some(_) => unreachable!("flows here carry no request"),
+            None => (r.action == AdminAction::Allow).then_some(true),
+        }
+    }
+
+    #[test]
+    fn the_compact_index_answers_as_the_rules_do() {
+        let mut m = Manifests::new();
+        m.add_file("t.yaml", YAML);
+        assert!(!m.has_errors(), "{:#?}", m.diagnostics);
+        let e = Engine::compile(&Snapshot::from_manifests(&m));
+        assert_eq!(e.pods.len(), 4);
+        let mut others: Vec<Endpoint<'static>> = (0..4).map(Endpoint::Pod).collect();
+        for ip in [
+            "10.0.0.9",
+            "10.0.1.9",
+            "10.1.2.3",
+            "192.168.7.7",
+            "fd00::9",
+            "8.8.8.8",
+        ] {
+            others.push(Endpoint::Ip(ip.parse().unwrap()));
+        }
+        others.push(Endpoint::Fqdn {
+            name: "a.example.com",
+            ip: Some("10.1.0.9".parse().unwrap()),
+        });
+        others.push(Endpoint::Fqdn {
+            name: "hub.models.test",
+            ip: None,
+        });
+        let mut matched = 0;
+        for rid in 0..e.rules.len() as u32 {
+            for other in &others {
+                for dst in [None, Some(0), Some(1), Some(3)] {
+                    for (port, protocol) in [
+                        (53, Protocol::UDP),
+                        (80, Protocol::TCP),
+                        (443, Protocol::TCP),
+                        (8080, Protocol::TCP),
+                        (8100, Protocol::TCP),
+                        (9, Protocol::SCTP),
+                    ] {
+                        let flow = Flow {
+                            src: *other,
+                            dst: *other,
+                            port,
+                            protocol,
+                            http: None,
+                        };
+                        let want = reference(&e, &e.rules[rid as usize], other, &flow, dst);
+                        assert_eq!(
+                            e.rule_matches(rid, other, &flow, dst),
+                            want,
+                            "rule {rid} {other:?} {dst:?} {port}/{protocol}"
+                        );
+                        matched += usize::from(want.is_some());
+                    }
+                }
+            }
+        }
+        assert!(matched > 100, "{matched}");
+        for pod in 0..4u32 {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                let (d, lists) = e.fast.dir(pod, dir);
+                let want = e.per_pod[pod as usize].dir(dir);
+                assert_eq!(lists.tiered, &want.tiered[..]);
+                assert_eq!(lists.ns_policies, &want.ns_policies[..]);
+                assert_eq!(lists.ns_rules, &want.ns_rules[..]);
+                assert_eq!(lists.baseline, &want.baseline[..]);
+                assert_eq!(d.audit, want.audit);
+                assert_eq!(d.host_network, e.pods[pod as usize].host_network);
+            }
+        }
+        let enforced: Vec<bool> = e.policies.iter().map(|p| p.mode == Mode::Enforce).collect();
+        assert_eq!(e.fast.enforced, enforced);
+    }
+}

@@ -41,12 +41,33 @@ spec:
 #[test]
 fn lower_priority_number_wins_whatever_the_file_order() {
     let all = "namespaces: {}";
-    let c = Cluster::new(&(anp_x("allow-30", 30, "Allow", all) + &anp_x("deny-20", 20, "Deny", all)));
+    let c =
+        Cluster::new(&(anp_x("allow-30", 30, "Allow", all) + &anp_x("deny-20", 20, "Deny", all)));
     let v = c.tcp("y/a", "x/b", 8080);
-    c.expect_rule(&v, Deny, Admin, "AdminNetworkPolicy deny-20", Direction::Ingress, "ingress[0]");
-    assert_eq!(c.engine.policy_ref(v.decisive().unwrap()).unwrap().rule_name.as_deref(), Some("deny-20-rule"));
-    let c = Cluster::new(&(anp_x("deny-20", 20, "Deny", all) + &anp_x("allow-10", 10, "Allow", all)));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Allow, Admin, Some("AdminNetworkPolicy allow-10"));
+    c.expect_rule(
+        &v,
+        Deny,
+        Admin,
+        "AdminNetworkPolicy deny-20",
+        Direction::Ingress,
+        "ingress[0]",
+    );
+    assert_eq!(
+        c.engine
+            .policy_ref(v.decisive().unwrap())
+            .unwrap()
+            .rule_name
+            .as_deref(),
+        Some("deny-20-rule")
+    );
+    let c =
+        Cluster::new(&(anp_x("deny-20", 20, "Deny", all) + &anp_x("allow-10", 10, "Allow", all)));
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Allow,
+        Admin,
+        Some("AdminNetworkPolicy allow-10"),
+    );
     // Pods outside the subject are untouched.
     c.expect(&c.tcp("y/a", "y/b", 8080), Allow, DefaultStage, None);
 }
@@ -77,33 +98,92 @@ spec:
 "#,
     );
     let v = c.tcp("y/b", "x/a", 80);
-    c.expect_rule(&v, Deny, Admin, "AdminNetworkPolicy ordered", Direction::Ingress, "ingress[0]");
+    c.expect_rule(
+        &v,
+        Deny,
+        Admin,
+        "AdminNetworkPolicy ordered",
+        Direction::Ingress,
+        "ingress[0]",
+    );
     let r = c.engine.policy_ref(v.decisive().unwrap()).unwrap();
     assert_eq!(r.rule_name.as_deref(), Some("deny-db"));
-    c.expect_rule(&c.tcp("y/a", "x/a", 80), Allow, Admin, "AdminNetworkPolicy ordered", Direction::Ingress, "ingress[1]");
-    c.expect_rule(&c.tcp("z/a", "x/a", 80), Deny, Admin, "AdminNetworkPolicy ordered", Direction::Ingress, "ingress[2]");
+    c.expect_rule(
+        &c.tcp("y/a", "x/a", 80),
+        Allow,
+        Admin,
+        "AdminNetworkPolicy ordered",
+        Direction::Ingress,
+        "ingress[1]",
+    );
+    c.expect_rule(
+        &c.tcp("z/a", "x/a", 80),
+        Deny,
+        Admin,
+        "AdminNetworkPolicy ordered",
+        Direction::Ingress,
+        "ingress[2]",
+    );
     // x/b (app=b) is not a subject.
     c.expect(&c.tcp("z/a", "x/b", 8080), Allow, DefaultStage, None);
 }
 
 #[test]
 fn admin_allow_overrides_a_networkpolicy_deny() {
-    let c = Cluster::new(&(anp_x("allow-blue", 10, "Allow", "namespaces: {matchLabels: {team: blue}}") + NP_X_DENY_ALL));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Allow, Admin, Some("AdminNetworkPolicy allow-blue"));
-    c.expect(&c.tcp("z/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy deny-all"));
+    let c = Cluster::new(
+        &(anp_x(
+            "allow-blue",
+            10,
+            "Allow",
+            "namespaces: {matchLabels: {team: blue}}",
+        ) + NP_X_DENY_ALL),
+    );
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Allow,
+        Admin,
+        Some("AdminNetworkPolicy allow-blue"),
+    );
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy deny-all"),
+    );
 }
 
 #[test]
 fn admin_deny_overrides_a_networkpolicy_allow() {
-    let c = Cluster::new(&(anp_x("deny-blue", 10, "Deny", "namespaces: {matchLabels: {team: blue}}") + NP_X_ALLOW_ALL));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Deny, Admin, Some("AdminNetworkPolicy deny-blue"));
-    c.expect(&c.tcp("z/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy allow-all"));
+    let c = Cluster::new(
+        &(anp_x(
+            "deny-blue",
+            10,
+            "Deny",
+            "namespaces: {matchLabels: {team: blue}}",
+        ) + NP_X_ALLOW_ALL),
+    );
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy deny-blue"),
+    );
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy allow-all"),
+    );
 }
 
 #[test]
 fn pass_hands_the_decision_to_networkpolicy() {
-    let policies = anp_x("pass-blue", 1, "Pass", "namespaces: {matchLabels: {team: blue}}")
-        + &anp_x("deny-everyone", 50, "Deny", "namespaces: {}")
+    let policies = anp_x(
+        "pass-blue",
+        1,
+        "Pass",
+        "namespaces: {matchLabels: {team: blue}}",
+    ) + &anp_x("deny-everyone", 50, "Deny", "namespaces: {}")
         + r#"---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -117,17 +197,36 @@ spec:
 "#;
     let c = Cluster::new(&policies);
     // Passed, then the NetworkPolicy allows; the lower-priority Deny is skipped.
-    c.expect(&c.tcp("y/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-blue-a"));
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-blue-a"),
+    );
     // Passed, then the NetworkPolicy has no rule for y/b.
-    c.expect(&c.tcp("y/b", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-a"));
+    c.expect(
+        &c.tcp("y/b", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-a"),
+    );
     // Not passed: the priority-50 Deny decides.
-    c.expect(&c.tcp("z/a", "x/b", 8080), Deny, Admin, Some("AdminNetworkPolicy deny-everyone"));
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy deny-everyone"),
+    );
 }
 
 #[test]
 fn pass_without_networkpolicy_reaches_the_baseline() {
-    let policies = anp_x("pass-blue", 1, "Pass", "namespaces: {matchLabels: {team: blue}}")
-        + r#"---
+    let policies = anp_x(
+        "pass-blue",
+        1,
+        "Pass",
+        "namespaces: {matchLabels: {team: blue}}",
+    ) + r#"---
 apiVersion: policy.networking.k8s.io/v1alpha1
 kind: BaselineAdminNetworkPolicy
 metadata: {name: default}
@@ -140,7 +239,14 @@ spec:
 "#;
     let c = Cluster::new(&policies);
     let v = c.tcp("y/a", "x/b", 8080);
-    c.expect_rule(&v, Deny, Baseline, "BaselineAdminNetworkPolicy default", Direction::Ingress, "ingress[0]");
+    c.expect_rule(
+        &v,
+        Deny,
+        Baseline,
+        "BaselineAdminNetworkPolicy default",
+        Direction::Ingress,
+        "ingress[0]",
+    );
     // Not matched by the BANP either: the default posture.
     c.expect(&c.tcp("z/a", "x/b", 8080), Allow, DefaultStage, None);
 }
@@ -167,10 +273,30 @@ spec:
   - from: [{podSelector: {matchLabels: {app: a}}}]
 "#,
     );
-    c.expect(&c.tcp("x/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy b-from-a"));
-    c.expect(&c.tcp("x/c", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy b-from-a"));
-    c.expect(&c.tcp("x/a", "x/c", 8000), Deny, Baseline, Some("BaselineAdminNetworkPolicy default"));
-    c.expect(&c.tcp("y/a", "y/b", 8080), Deny, Baseline, Some("BaselineAdminNetworkPolicy default"));
+    c.expect(
+        &c.tcp("x/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy b-from-a"),
+    );
+    c.expect(
+        &c.tcp("x/c", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-from-a"),
+    );
+    c.expect(
+        &c.tcp("x/a", "x/c", 8000),
+        Deny,
+        Baseline,
+        Some("BaselineAdminNetworkPolicy default"),
+    );
+    c.expect(
+        &c.tcp("y/a", "y/b", 8080),
+        Deny,
+        Baseline,
+        Some("BaselineAdminNetworkPolicy default"),
+    );
 }
 
 #[test]
@@ -191,7 +317,12 @@ spec:
 "#,
         Posture::Deny,
     );
-    c.expect(&c.tcp("x/a", "y/b", 8080), Allow, Baseline, Some("BaselineAdminNetworkPolicy default"));
+    c.expect(
+        &c.tcp("x/a", "y/b", 8080),
+        Allow,
+        Baseline,
+        Some("BaselineAdminNetworkPolicy default"),
+    );
     let v = c.tcp("z/a", "y/b", 8080);
     c.expect(&v, Deny, DefaultStage, None);
     assert_eq!(v.decisive().unwrap().direction, Direction::Ingress);
@@ -213,9 +344,26 @@ spec:
     to: [{networks: [10.0.2.0/24]}]
 "#,
     );
-    c.expect_rule(&c.tcp("x/a", "y/a", 80), Deny, Admin, "AdminNetworkPolicy no-y-net", Direction::Egress, "egress[0]");
-    c.expect(&c.tcp("x/a", "y/b", 8080), Deny, Admin, Some("AdminNetworkPolicy no-y-net"));
-    c.expect(&c.to_ip("x/a", "10.0.2.99", 80, TCP), Deny, Admin, Some("AdminNetworkPolicy no-y-net"));
+    c.expect_rule(
+        &c.tcp("x/a", "y/a", 80),
+        Deny,
+        Admin,
+        "AdminNetworkPolicy no-y-net",
+        Direction::Egress,
+        "egress[0]",
+    );
+    c.expect(
+        &c.tcp("x/a", "y/b", 8080),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy no-y-net"),
+    );
+    c.expect(
+        &c.pod_to_ip("x/a", "10.0.2.99", 80, TCP),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy no-y-net"),
+    );
     c.expect(&c.tcp("x/a", "z/a", 80), Allow, DefaultStage, None);
 }
 
@@ -239,13 +387,35 @@ spec:
 "#,
     );
     let ip = Some("203.0.113.9");
-    for name in ["docs.kubernetes.io", "a.b.kubernetes.io", "DOCS.Kubernetes.IO."] {
-        let v = c.to_fqdn("x/a", name, ip, 443, None);
-        c.expect_rule(&v, Allow, Admin, "AdminNetworkPolicy k8s-docs-only", Direction::Egress, "egress[0]");
+    for name in [
+        "docs.kubernetes.io",
+        "a.b.kubernetes.io",
+        "DOCS.Kubernetes.IO.",
+    ] {
+        let v = c.pod_to_fqdn("x/a", name, ip, 443, None);
+        c.expect_rule(
+            &v,
+            Allow,
+            Admin,
+            "AdminNetworkPolicy k8s-docs-only",
+            Direction::Egress,
+            "egress[0]",
+        );
     }
-    for name in ["kubernetes.io", "kubernetes.io.evil.test", "notkubernetes.io"] {
-        let v = c.to_fqdn("x/a", name, ip, 443, None);
-        c.expect_rule(&v, Deny, Admin, "AdminNetworkPolicy k8s-docs-only", Direction::Egress, "egress[1]");
+    for name in [
+        "kubernetes.io",
+        "kubernetes.io.evil.test",
+        "notkubernetes.io",
+    ] {
+        let v = c.pod_to_fqdn("x/a", name, ip, 443, None);
+        c.expect_rule(
+            &v,
+            Deny,
+            Admin,
+            "AdminNetworkPolicy k8s-docs-only",
+            Direction::Egress,
+            "egress[1]",
+        );
     }
 }
 
@@ -265,13 +435,28 @@ spec:
     ports: [{namedPort: web}, {namedPort: dns}]
 "#,
     );
-    c.expect(&c.tcp("y/a", "x/a", 80), Deny, Admin, Some("AdminNetworkPolicy no-web"));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Deny, Admin, Some("AdminNetworkPolicy no-web"));
+    c.expect(
+        &c.tcp("y/a", "x/a", 80),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy no-web"),
+    );
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy no-web"),
+    );
     c.expect(&c.tcp("y/a", "x/a", 8080), Allow, DefaultStage, None);
     c.expect(&c.tcp("y/a", "x/b", 80), Allow, DefaultStage, None);
     // The protocol comes from the container port: web is TCP, dns is UDP.
     c.expect(&c.pods("y/a", "x/a", 80, UDP), Allow, DefaultStage, None);
-    c.expect(&c.pods("y/a", "x/a", 53, UDP), Deny, Admin, Some("AdminNetworkPolicy no-web"));
+    c.expect(
+        &c.pods("y/a", "x/a", 53, UDP),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy no-web"),
+    );
     c.expect(&c.pods("y/a", "x/a", 53, TCP), Allow, DefaultStage, None);
 }
 
@@ -294,22 +479,47 @@ spec:
 "#,
     );
     for port in [8000, 8500, 9000] {
-        c.expect(&c.tcp("y/a", "x/b", port), Deny, Admin, Some("AdminNetworkPolicy ports"));
+        c.expect(
+            &c.tcp("y/a", "x/b", port),
+            Deny,
+            Admin,
+            Some("AdminNetworkPolicy ports"),
+        );
     }
     for port in [7999, 9001] {
         c.expect(&c.tcp("y/a", "x/b", port), Allow, DefaultStage, None);
     }
     c.expect(&c.pods("y/a", "x/b", 8500, UDP), Allow, DefaultStage, None);
-    c.expect(&c.pods("y/a", "x/b", 53, UDP), Deny, Admin, Some("AdminNetworkPolicy ports"));
+    c.expect(
+        &c.pods("y/a", "x/b", 53, UDP),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy ports"),
+    );
     c.expect(&c.pods("y/a", "x/b", 53, TCP), Allow, DefaultStage, None);
 }
 
 #[test]
 fn admin_peers_do_not_match_host_network_pods() {
-    let c = Cluster::new(&anp_x("deny-a", 5, "Deny", "pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: a}}}"));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Deny, Admin, Some("AdminNetworkPolicy deny-a"));
+    let c = Cluster::new(&anp_x(
+        "deny-a",
+        5,
+        "Deny",
+        "pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: a}}}",
+    ));
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy deny-a"),
+    );
     // The host-network pod is labelled app=a but is node traffic.
-    c.expect(&c.tcp("x/node-agent", "x/b", 8080), Allow, DefaultStage, None);
+    c.expect(
+        &c.tcp("x/node-agent", "x/b", 8080),
+        Allow,
+        DefaultStage,
+        None,
+    );
     // And it is no subject of the ANP on namespace x.
     let v = c.tcp("y/a", "x/node-agent", 80);
     assert_eq!(v.action, Allow);

@@ -103,5 +103,8 @@ fn matrix_verdict_and_explain_agree_on_the_generated_cluster() {
     }
     // Neither everything nor nothing is reachable.
     let total = pods.len() * pods.len();
-    assert!(allowed > total / 20 && allowed < total * 19 / 20, "{allowed} of {total}");
+    assert!(
+        allowed > total / 20 && allowed < total * 19 / 20,
+        "{allowed} of {total}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `networking.k8s.io/v1 NetworkPolicy`, as upstream defines it.
+//! `networking.k8s.io/v1 NetworkPolicy`, as upstream defines it: which pods are isolated
+//! in which direction, and which peers the selectors mean.
 
 use super::*;
 
@@ -15,7 +16,14 @@ spec:
 "#,
     );
     let v = c.tcp("x/a", "x/b", 8080);
-    c.expect_rule(&v, Deny, Namespace, "NetworkPolicy b-ingress", Direction::Ingress, "default");
+    c.expect_rule(
+        &v,
+        Deny,
+        Namespace,
+        "NetworkPolicy b-ingress",
+        Direction::Ingress,
+        "default",
+    );
     assert_eq!(v.ingress.unwrap().reason, Reason::NoRuleAllows);
     // x/b's egress is not isolated.
     c.expect(&c.tcp("x/b", "x/a", 80), Allow, DefaultStage, None);
@@ -45,10 +53,20 @@ spec:
         Direction::Ingress,
         "ingress[0]",
     );
-    c.expect(&c.tcp("x/c", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy b-from-a"));
+    c.expect(
+        &c.tcp("x/c", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-from-a"),
+    );
     // Egress of x/b stays open: the defaulted policyTypes is [Ingress].
     c.expect(&c.tcp("x/b", "x/c", 8000), Allow, DefaultStage, None);
-    c.expect(&c.to_ip("x/b", "8.8.8.8", 53, UDP), Allow, DefaultStage, None);
+    c.expect(
+        &c.pod_to_ip("x/b", "8.8.8.8", 53, UDP),
+        Allow,
+        DefaultStage,
+        None,
+    );
 }
 
 #[test]
@@ -112,8 +130,18 @@ spec:
         Direction::Egress,
         "default",
     );
-    c.expect(&c.to_ip("x/b", "8.8.8.8", 53, UDP), Deny, Namespace, Some("NetworkPolicy b-no-egress"));
-    c.expect(&c.pods("x/b", "y/a", 9000, SCTP), Deny, Namespace, Some("NetworkPolicy b-no-egress"));
+    c.expect(
+        &c.pod_to_ip("x/b", "8.8.8.8", 53, UDP),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-no-egress"),
+    );
+    c.expect(
+        &c.pods("x/b", "y/a", 9000, SCTP),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-no-egress"),
+    );
     // Ingress is not isolated: policyTypes names only Egress.
     c.expect(&c.tcp("x/a", "x/b", 8080), Allow, DefaultStage, None);
 }
@@ -130,8 +158,18 @@ spec:
 "#,
     );
     for to in ["x/a", "x/b", "x/c"] {
-        c.expect(&c.tcp("y/a", to, 80), Deny, Namespace, Some("NetworkPolicy deny-all"));
-        c.expect(&c.tcp("z/a", to, 80), Deny, Namespace, Some("NetworkPolicy deny-all"));
+        c.expect(
+            &c.tcp("y/a", to, 80),
+            Deny,
+            Namespace,
+            Some("NetworkPolicy deny-all"),
+        );
+        c.expect(
+            &c.tcp("z/a", to, 80),
+            Deny,
+            Namespace,
+            Some("NetworkPolicy deny-all"),
+        );
     }
     // Other namespaces are untouched.
     c.expect(&c.tcp("y/a", "y/b", 8080), Allow, DefaultStage, None);
@@ -162,10 +200,25 @@ spec:
         "ingress[0]",
     );
     // Namespace matches but the pod does not.
-    c.expect(&c.tcp("y/b", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-a"));
+    c.expect(
+        &c.tcp("y/b", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-a"),
+    );
     // Pod matches but the namespace does not (including the policy's own namespace).
-    c.expect(&c.tcp("z/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-a"));
-    c.expect(&c.tcp("x/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-a"));
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-a"),
+    );
+    c.expect(
+        &c.tcp("x/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-a"),
+    );
 }
 
 #[test]
@@ -183,10 +236,30 @@ spec:
     - podSelector: {matchLabels: {app: a}}
 "#,
     );
-    c.expect(&c.tcp("y/b", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-blue-or-a"));
-    c.expect(&c.tcp("x/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-blue-or-a"));
-    c.expect(&c.tcp("x/c", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-or-a"));
-    c.expect(&c.tcp("z/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-blue-or-a"));
+    c.expect(
+        &c.tcp("y/b", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-blue-or-a"),
+    );
+    c.expect(
+        &c.tcp("x/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-blue-or-a"),
+    );
+    c.expect(
+        &c.tcp("x/c", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-or-a"),
+    );
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-blue-or-a"),
+    );
 }
 
 #[test]
@@ -203,9 +276,19 @@ spec:
     - podSelector: {matchLabels: {app: a}}
 "#,
     );
-    c.expect(&c.tcp("x/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-local-a"));
+    c.expect(
+        &c.tcp("x/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-local-a"),
+    );
     for from in ["y/a", "z/a", "w/a"] {
-        c.expect(&c.tcp(from, "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-local-a"));
+        c.expect(
+            &c.tcp(from, "x/b", 8080),
+            Deny,
+            Namespace,
+            Some("NetworkPolicy from-local-a"),
+        );
     }
 }
 
@@ -224,265 +307,20 @@ spec:
 "#,
     );
     for from in ["x/a", "x/c", "y/a", "y/b", "z/a", "w/a"] {
-        c.expect(&c.tcp(from, "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-all-pods"));
+        c.expect(
+            &c.tcp(from, "x/b", 8080),
+            Allow,
+            Namespace,
+            Some("NetworkPolicy from-all-pods"),
+        );
     }
     // Pods only: an address outside the cluster is no pod of any namespace.
-    c.expect(&c.from_ip("203.0.113.7", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-all-pods"));
-}
-
-#[test]
-fn missing_or_empty_from_and_ports_allow_everything() {
-    for rule in ["- {}", "- from: []\n    ports: []", "- ports: []"] {
-        let c = Cluster::new(&format!(
-            r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {{name: allow-any, namespace: x}}
-spec:
-  podSelector: {{matchLabels: {{app: b}}}}
-  policyTypes: [Ingress]
-  ingress:
-  {rule}
-"#
-        ));
-        c.expect(&c.tcp("z/a", "x/b", 1), Allow, Namespace, Some("NetworkPolicy allow-any"));
-        c.expect(&c.pods("y/a", "x/b", 5353, UDP), Allow, Namespace, Some("NetworkPolicy allow-any"));
-        c.expect(&c.pods("y/a", "x/b", 9000, SCTP), Allow, Namespace, Some("NetworkPolicy allow-any"));
-        c.expect(&c.from_ip("198.51.100.1", "x/b", 65535), Allow, Namespace, Some("NetworkPolicy allow-any"));
-    }
-}
-
-#[test]
-fn missing_ports_means_every_port_of_the_listed_peers() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: from-a-any-port, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {app: a}}
-"#,
-    );
-    for (port, proto) in [(1, TCP), (8080, TCP), (65535, TCP), (53, UDP), (9000, SCTP)] {
-        c.expect(&c.pods("x/a", "x/b", port, proto), Allow, Namespace, Some("NetworkPolicy from-a-any-port"));
-        c.expect(&c.pods("x/c", "x/b", port, proto), Deny, Namespace, Some("NetworkPolicy from-a-any-port"));
-    }
-}
-
-#[test]
-fn ip_block_with_except() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: a-to-net, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: a}}
-  policyTypes: [Egress]
-  egress:
-  - to:
-    - ipBlock:
-        cidr: 203.0.113.0/24
-        except: [203.0.113.128/25]
-"#,
-    );
-    c.expect_rule(
-        &c.to_ip("x/a", "203.0.113.5", 443, TCP),
-        Allow,
+    c.expect(
+        &c.ip_to_pod("203.0.113.7", "x/b", 8080),
+        Deny,
         Namespace,
-        "NetworkPolicy a-to-net",
-        Direction::Egress,
-        "egress[0]",
+        Some("NetworkPolicy from-all-pods"),
     );
-    c.expect(&c.to_ip("x/a", "203.0.113.127", 443, TCP), Allow, Namespace, Some("NetworkPolicy a-to-net"));
-    c.expect(&c.to_ip("x/a", "203.0.113.128", 443, TCP), Deny, Namespace, Some("NetworkPolicy a-to-net"));
-    c.expect(&c.to_ip("x/a", "203.0.113.200", 443, TCP), Deny, Namespace, Some("NetworkPolicy a-to-net"));
-    c.expect(&c.to_ip("x/a", "198.51.100.1", 443, TCP), Deny, Namespace, Some("NetworkPolicy a-to-net"));
-}
-
-#[test]
-fn ip_block_matches_pod_ips() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: from-y-net, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - from:
-    - ipBlock: {cidr: 10.0.2.0/24, except: [10.0.2.2/32]}
-"#,
-    );
-    c.expect(&c.tcp("y/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-y-net"));
-    c.expect(&c.tcp("y/b", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-y-net"));
-    c.expect(&c.tcp("x/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-y-net"));
-    // The same addresses arriving as plain IPs.
-    c.expect(&c.from_ip("10.0.2.77", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-y-net"));
-}
-
-#[test]
-fn end_port_ranges_are_inclusive_and_per_protocol() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: range, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - ports:
-    - {port: 8000, endPort: 8100}
-"#,
-    );
-    for port in [8000, 8050, 8100] {
-        c.expect(&c.tcp("x/a", "x/b", port), Allow, Namespace, Some("NetworkPolicy range"));
-    }
-    for port in [7999, 8101] {
-        c.expect(&c.tcp("x/a", "x/b", port), Deny, Namespace, Some("NetworkPolicy range"));
-    }
-    c.expect(&c.pods("x/a", "x/b", 8050, UDP), Deny, Namespace, Some("NetworkPolicy range"));
-}
-
-#[test]
-fn named_ports_resolve_against_the_destination_pod() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-in, namespace: x}
-spec:
-  podSelector: {}
-  policyTypes: [Ingress]
-  ingress:
-  - ports: [{port: web}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-web-out, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  policyTypes: [Egress]
-  egress:
-  - ports: [{port: web}]
-"#,
-    );
-    // Ingress: `web` is 80 on x/a and 8080 on x/b.
-    c.expect(&c.tcp("y/a", "x/a", 80), Allow, Namespace, Some("NetworkPolicy web-in"));
-    c.expect(&c.tcp("y/a", "x/a", 8080), Deny, Namespace, Some("NetworkPolicy web-in"));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy web-in"));
-    c.expect(&c.tcp("y/a", "x/b", 80), Deny, Namespace, Some("NetworkPolicy web-in"));
-    // Egress from x/c: resolved on the pod it connects to, not on x/c (web = 8000).
-    c.expect(&c.tcp("x/c", "y/a", 80), Allow, Namespace, Some("NetworkPolicy c-web-out"));
-    c.expect(&c.tcp("x/c", "y/b", 8080), Allow, Namespace, Some("NetworkPolicy c-web-out"));
-    c.expect(&c.tcp("x/c", "y/b", 80), Deny, Namespace, Some("NetworkPolicy c-web-out"));
-    c.expect(&c.tcp("x/c", "y/a", 8000), Deny, Namespace, Some("NetworkPolicy c-web-out"));
-    // An address that is no pod has no named ports.
-    c.expect(&c.to_ip("x/c", "203.0.113.1", 80, TCP), Deny, Namespace, Some("NetworkPolicy c-web-out"));
-}
-
-#[test]
-fn named_port_with_the_wrong_protocol_does_not_match() {
-    // `dns` is 53/UDP on every pod; the policy's protocol defaults to TCP.
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: dns-tcp, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - ports: [{port: dns}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: dns-udp, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  ingress:
-  - ports: [{port: dns, protocol: UDP}]
-"#,
-    );
-    c.expect(&c.pods("x/a", "x/b", 53, UDP), Deny, Namespace, Some("NetworkPolicy dns-tcp"));
-    c.expect(&c.pods("x/a", "x/b", 53, TCP), Deny, Namespace, Some("NetworkPolicy dns-tcp"));
-    c.expect(&c.pods("x/a", "x/c", 53, UDP), Allow, Namespace, Some("NetworkPolicy dns-udp"));
-    c.expect(&c.pods("x/a", "x/c", 53, TCP), Deny, Namespace, Some("NetworkPolicy dns-udp"));
-}
-
-#[test]
-fn udp_and_sctp_are_not_tcp() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: protos, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress:
-  - ports:
-    - {protocol: UDP, port: 53}
-    - {protocol: SCTP, port: 9000}
-    - {port: 80}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: any-sctp, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  ingress:
-  - ports: [{protocol: SCTP}]
-"#,
-    );
-    c.expect(&c.pods("x/a", "x/b", 53, UDP), Allow, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 53, TCP), Deny, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 9000, SCTP), Allow, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 9000, TCP), Deny, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 9000, UDP), Deny, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 80, TCP), Allow, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 80, UDP), Deny, Namespace, Some("NetworkPolicy protos"));
-    c.expect(&c.pods("x/a", "x/b", 80, SCTP), Deny, Namespace, Some("NetworkPolicy protos"));
-    // A protocol with no port: every port of that protocol, nothing of the others.
-    c.expect(&c.pods("x/a", "x/c", 1, SCTP), Allow, Namespace, Some("NetworkPolicy any-sctp"));
-    c.expect(&c.pods("x/a", "x/c", 9000, SCTP), Allow, Namespace, Some("NetworkPolicy any-sctp"));
-    c.expect(&c.pods("x/a", "x/c", 9000, TCP), Deny, Namespace, Some("NetworkPolicy any-sctp"));
-}
-
-#[test]
-fn sender_egress_and_receiver_ingress_must_both_allow() {
-    let c = Cluster::new(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: a-to-b, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: a}}
-  policyTypes: [Egress]
-  egress:
-  - to: [{podSelector: {matchLabels: {app: b}}}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-c, namespace: x}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  policyTypes: [Ingress]
-  ingress:
-  - from: [{podSelector: {matchLabels: {app: c}}}]
-"#,
-    );
-    // Egress allows, ingress refuses.
-    let v = c.tcp("x/a", "x/b", 8080);
-    c.expect_rule(&v, Deny, Namespace, "NetworkPolicy b-from-c", Direction::Ingress, "default");
-    assert!(v.egress.unwrap().allowed);
-    assert!(!v.ingress.unwrap().allowed);
-    // Ingress would allow, egress refuses.
-    let v = c.tcp("x/a", "x/c", 8000);
-    c.expect_rule(&v, Deny, Namespace, "NetworkPolicy a-to-b", Direction::Egress, "default");
-    // Both allow (x/c's egress is not isolated).
-    c.expect(&c.tcp("x/c", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy b-from-c"));
 }
 
 #[test]
@@ -515,11 +353,28 @@ spec:
     assert_eq!(v.action, Allow);
     assert_eq!(v.egress.unwrap().reason, Reason::HostNetwork);
     // app=a in any namespace may reach y/b, but not the host-network pod labelled app=a.
-    c.expect(&c.tcp("z/a", "y/b", 8080), Allow, Namespace, Some("NetworkPolicy from-any-a"));
+    c.expect(
+        &c.tcp("z/a", "y/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-any-a"),
+    );
     let v = c.tcp("x/node-agent", "y/b", 8080);
-    c.expect_rule(&v, Deny, Namespace, "NetworkPolicy from-any-a", Direction::Ingress, "default");
+    c.expect_rule(
+        &v,
+        Deny,
+        Namespace,
+        "NetworkPolicy from-any-a",
+        Direction::Ingress,
+        "default",
+    );
     // And a pod of x is held by deny-all.
-    c.expect(&c.tcp("x/a", "y/b", 8080), Deny, Namespace, Some("NetworkPolicy deny-all"));
+    c.expect(
+        &c.tcp("x/a", "y/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy deny-all"),
+    );
 }
 
 #[test]
@@ -580,10 +435,30 @@ spec:
 "#,
     );
     // z is declared without labels; w has no Namespace object at all.
-    c.expect(&c.tcp("z/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-z-and-w"));
-    c.expect(&c.tcp("w/a", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy from-z-and-w"));
-    c.expect(&c.tcp("y/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-z-and-w"));
-    c.expect(&c.tcp("x/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy from-z-and-w"));
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-z-and-w"),
+    );
+    c.expect(
+        &c.tcp("w/a", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy from-z-and-w"),
+    );
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-z-and-w"),
+    );
+    c.expect(
+        &c.tcp("x/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy from-z-and-w"),
+    );
 }
 
 #[test]
@@ -605,7 +480,22 @@ spec:
   - from: [{namespaceSelector: {matchLabels: {team: blue}}}]
 "#,
     );
-    c.expect(&c.tcp("y/b", "x/b", 8080), Allow, Namespace, Some("NetworkPolicy b-from-y"));
-    c.expect(&c.tcp("y/b", "x/a", 80), Deny, Namespace, Some("NetworkPolicy deny-all"));
-    c.expect(&c.tcp("z/a", "x/b", 8080), Deny, Namespace, Some("NetworkPolicy b-from-y"));
+    c.expect(
+        &c.tcp("y/b", "x/b", 8080),
+        Allow,
+        Namespace,
+        Some("NetworkPolicy b-from-y"),
+    );
+    c.expect(
+        &c.tcp("y/b", "x/a", 80),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy deny-all"),
+    );
+    c.expect(
+        &c.tcp("z/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-from-y"),
+    );
 }

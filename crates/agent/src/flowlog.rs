@@ -1,0 +1,128 @@
+//! Flow events from the kernel: each NFLOG'd packet becomes a `flow` event, attributed by
+//! the engine (the same answer `palisade explain` gives), with the kernel's own verdict.
+
+use crate::nflog::{LoggedPacket, NflogSocket};
+use palisade_events::{Endpoint, EndpointKind, Event, EventBody, EventSender, FlowInfo, FlowState, PolicyRef, Protocol as EvProto, Timestamp, Verdict as EvVerdict};
+use palisade_policy::{Action, Endpoint as Ep, Engine, Flow, Protocol};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Builds the flow event for a logged packet.
+pub fn flow_event(engine: &Engine, pkt: &LoggedPacket, cluster: &str, node: &str) -> Option<Event> {
+    let protocol = match pkt.protocol {
+        6 => Protocol::TCP,
+        17 => Protocol::UDP,
+        132 => Protocol::SCTP,
+        _ => return None,
+    };
+    let src = engine.endpoint_for_ip(pkt.src);
+    let dst = engine.endpoint_for_ip(pkt.dst);
+    let v = engine.verdict(&Flow { src, dst, port: pkt.dst_port, protocol, http: None });
+    let kernel_denied = pkt.prefix.starts_with('D');
+    let verdict = if kernel_denied {
+        EvVerdict::Deny
+    } else if v.action == Action::Audit {
+        EvVerdict::Audit
+    } else {
+        EvVerdict::Allow
+    };
+    let policy = v.decisive().and_then(|d| engine.policy_ref(d)).map(|r| PolicyRef {
+        kind: r.kind,
+        namespace: r.namespace,
+        name: r.name,
+        rule: Some(r.rule),
+        stage: Some(format!("{:?}", r.stage).to_lowercase()),
+        mode: Some(format!("{:?}", r.mode)),
+    });
+    let mut e = Event::new(
+        palisade_events::new_id(),
+        Timestamp::now(),
+        EventBody::Flow(FlowInfo {
+            state: if kernel_denied { FlowState::Denied } else { FlowState::New },
+            bytes_sent: None,
+            bytes_received: None,
+            packets: None,
+            duration_ms: None,
+        }),
+    );
+    e.cluster = Some(cluster.to_string());
+    e.node = Some(node.to_string());
+    e.source = Some(endpoint(engine, src, pkt.src, None));
+    e.destination = Some(endpoint(engine, dst, pkt.dst, Some(pkt.dst_port)));
+    e.protocol = Some(match protocol {
+        Protocol::TCP => EvProto::Tcp,
+        Protocol::UDP => EvProto::Udp,
+        Protocol::SCTP => EvProto::Sctp,
+    });
+    e.verdict = Some(verdict);
+    e.policy = policy;
+    Some(e)
+}
+
+fn endpoint(engine: &Engine, ep: Ep<'_>, ip: IpAddr, port: Option<u16>) -> Endpoint {
+    match ep {
+        Ep::Pod(id) => {
+            let p = &engine.pods()[id as usize];
+            let mut e = Endpoint::pod(p.namespace.clone(), p.name.clone());
+            e.workload = Some(p.workload.clone());
+            e.labels = p.labels.clone();
+            e.service_account = p.service_account.clone();
+            e.ip = Some(ip);
+            e.port = port;
+            e
+        }
+        _ => {
+            let mut e = Endpoint::new(EndpointKind::External);
+            e.ip = Some(ip);
+            e.port = port;
+            e
+        }
+    }
+}
+
+/// Reads NFLOG `group` until `stop` says so, sending flow events. Repeats of one denied
+/// connection attempt (retransmitted SYNs) within a second are folded into one event.
+pub fn run(
+    group: u16,
+    engine: impl Fn() -> Option<Arc<Engine>>,
+    events: EventSender,
+    cluster: String,
+    node: String,
+    stop: impl Fn() -> bool,
+) -> std::io::Result<()> {
+    let mut sock = NflogSocket::bind(group)?;
+    sock.set_timeout(Duration::from_millis(200))?;
+    let mut recent: HashMap<(IpAddr, IpAddr, u8, u16, bool), Instant> = HashMap::new();
+    loop {
+        let stopping = stop();
+        let pkts = match sock.recv() {
+            Ok(p) => p,
+            // After a stop, the first quiet period means everything logged was read.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stopping {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(eng) = engine() else { continue };
+        for p in pkts {
+            let key = (p.src, p.dst, p.protocol, p.dst_port, p.prefix.starts_with('D'));
+            let now = Instant::now();
+            if recent.get(&key).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1)) {
+                continue;
+            }
+            recent.insert(key, now);
+            if recent.len() > 100_000 {
+                recent.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
+            }
+            if let Some(e) = flow_event(&eng, &p, &cluster, &node) {
+                events.try_send(e);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! Values out of range or malformed: ports, CIDRs, FQDN patterns, label selectors.
+
+use super::*;
+
+#[test]
+fn out_of_range_ports_are_all_reported() {
+    let text = lines(&[
+        "apiVersion: networking.k8s.io/v1",              // 1
+        "kind: NetworkPolicy",                           // 2
+        "metadata: {name: np, namespace: x}",            // 3
+        "spec:",                                         // 4
+        "  podSelector: {}",                             // 5
+        "  ingress:",                                    // 6
+        "  - ports:",                                    // 7
+        "    - port: 70000",                             // 8
+        "    - port: 0",                                 // 9
+        "    - {port: 8080, endPort: 80}",               // 10
+        "    - {port: 8080, endPort: 70000}",            // 11
+        "---",                                           // 12
+        "apiVersion: policy.networking.k8s.io/v1alpha1", // 13
+        "kind: AdminNetworkPolicy",                      // 14
+        "metadata: {name: anp}",                         // 15
+        "spec:",                                         // 16
+        "  priority: 1001",                              // 17
+        "  subject: {namespaces: {}}",                   // 18
+        "  ingress:",                                    // 19
+        "  - action: Deny",                              // 20
+        "    from: [{namespaces: {}}]",                  // 21
+        "    ports:",                                    // 22
+        "    - portNumber: {port: 70000}",               // 23
+        "    - portRange: {start: 9000, end: 8000}",     // 24
+        "---",                                           // 25
+        "apiVersion: v1",                                // 26
+        "kind: Pod",                                     // 27
+        "metadata: {name: p, namespace: x}",             // 28
+        "spec:",                                         // 29
+        "  containers:",                                 // 30
+        "  - name: main",                                // 31
+        "    ports: [{containerPort: 70000}]",           // 32
+    ]);
+    let m = load("ports.yaml", &text);
+    let f = "ports.yaml";
+    assert_eq!(errors(&m), 8, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[0].port",
+        8,
+        13,
+        "invalid-value",
+        &["port 70000 is outside 1..65535"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[1].port",
+        9,
+        13,
+        "invalid-value",
+        &["port 0 is outside 1..65535"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[2].endPort",
+        10,
+        29,
+        "invalid-value",
+        &["endPort 80 is below port 8080"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[3].endPort",
+        11,
+        29,
+        "invalid-value",
+        &["endPort 70000 is outside 1..65535"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.priority",
+        17,
+        13,
+        "invalid-value",
+        &["priority 1001 is outside 0..1000"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[0].portNumber.port",
+        23,
+        26,
+        "invalid-value",
+        &["port 70000 is outside 1..65535"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].ports[1].portRange.end",
+        24,
+        37,
+        "invalid-value",
+        &["end 8000 is below start 9000"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.containers[0].ports[0].containerPort",
+        32,
+        29,
+        "invalid-field",
+        &["70000"],
+    );
+    for d in &m.diagnostics {
+        assert_eq!(d.file, f);
+    }
+    assert!(m.objects.is_empty());
+}
+
+#[test]
+fn bad_cidrs_and_exceptions_outside_the_block() {
+    let text = lines(&[
+        "apiVersion: networking.k8s.io/v1",                // 1
+        "kind: NetworkPolicy",                             // 2
+        "metadata: {name: np, namespace: x}",              // 3
+        "spec:",                                           // 4
+        "  podSelector: {}",                               // 5
+        "  egress:",                                       // 6
+        "  - to:",                                         // 7
+        "    - ipBlock: {cidr: 10.0.0.0/33}",              // 8
+        "    - ipBlock: {cidr: x}",                        // 9
+        "    - ipBlock:",                                  // 10
+        "        cidr: 10.0.0.0/8",                        // 11
+        "        except:",                                 // 12
+        "        - 10.1.0.0/16",                           // 13
+        "        - 192.168.0.0/24",                        // 14
+        "        - 10.0.0.0/8",                            // 15
+        "        - 10.2.0.0",                              // 16
+        "---",                                             // 17
+        "apiVersion: policy.networking.k8s.io/v1alpha1",   // 18
+        "kind: AdminNetworkPolicy",                        // 19
+        "metadata: {name: anp}",                           // 20
+        "spec:",                                           // 21
+        "  priority: 1",                                   // 22
+        "  subject: {namespaces: {}}",                     // 23
+        "  egress:",                                       // 24
+        "  - action: Deny",                                // 25
+        "    to: [{networks: [10.0.0.0/8, 300.0.0.0/8]}]", // 26
+    ]);
+    let m = load("cidr.yaml", &text);
+    let f = "cidr.yaml";
+    assert_eq!(errors(&m), 6, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[0].ipBlock.cidr",
+        8,
+        23,
+        "invalid-value",
+        &["10.0.0.0/33", "prefix length 33 is over 32"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[1].ipBlock.cidr",
+        9,
+        23,
+        "invalid-value",
+        &["\"x\" is not a CIDR"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[2].ipBlock.except[1]",
+        14,
+        11,
+        "invalid-value",
+        &["192.168.0.0/24 is not inside cidr 10.0.0.0/8"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[2].ipBlock.except[2]",
+        15,
+        11,
+        "invalid-value",
+        &["10.0.0.0/8 is not inside cidr 10.0.0.0/8"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[2].ipBlock.except[3]",
+        16,
+        11,
+        "invalid-value",
+        &["\"10.2.0.0\" is not a CIDR"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[0].networks[1]",
+        26,
+        34,
+        "invalid-value",
+        &["300.0.0.0/8", "not an IP address"],
+    );
+    assert!(m
+        .diagnostics
+        .iter()
+        .all(|d| d.path != "spec.egress[0].to[2].ipBlock.except[0]"));
+}
+
+#[test]
+fn bad_fqdn_patterns() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",             // 1
+        "kind: SecurityPolicy",                          // 2
+        "metadata: {name: sp, namespace: x}",            // 3
+        "spec:",                                         // 4
+        "  podSelector: {}",                             // 5
+        "  egress:",                                     // 6
+        "  - to:",                                       // 7
+        "    - fqdn: a..example.com",                    // 8
+        "    - fqdn: '*'",                               // 9
+        "    - fqdn: a.**.example.com",                  // 10
+        "    - fqdn: bücher.example",                    // 11
+        "    - fqdn: -a.example.com",                    // 12
+        "    - fqdn: 'a b.example.com'",                 // 13
+        "    - fqdn: '**.example.com'",                  // 14
+        "  ingress:",                                    // 15
+        "  - from:",                                     // 16
+        "    - fqdn: example.com",                       // 17
+        "---",                                           // 18
+        "apiVersion: policy.networking.k8s.io/v1alpha1", // 19
+        "kind: AdminNetworkPolicy",                      // 20
+        "metadata: {name: anp}",                         // 21
+        "spec:",                                         // 22
+        "  priority: 1",                                 // 23
+        "  subject: {namespaces: {}}",                   // 24
+        "  egress:",                                     // 25
+        "  - action: Allow",                             // 26
+        "    to:",                                       // 27
+        "    - domainNames: ['**.example.com', 'a.*.example.com', '*.example.com']", // 28
+    ]);
+    let m = load("fqdn.yaml", &text);
+    let f = "fqdn.yaml";
+    assert_eq!(errors(&m), 9, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[0].fqdn",
+        8,
+        13,
+        "invalid-value",
+        &["empty label"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[1].fqdn",
+        9,
+        13,
+        "invalid-value",
+        &["matches every name"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[2].fqdn",
+        10,
+        13,
+        "invalid-value",
+        &["`**` is only allowed as the whole first label"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[3].fqdn",
+        11,
+        13,
+        "invalid-value",
+        &["non-ASCII", "punycode"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[4].fqdn",
+        12,
+        13,
+        "invalid-value",
+        &["may not start or end with '-'"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[5].fqdn",
+        13,
+        13,
+        "invalid-value",
+        &["invalid character ' '"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].from[0].fqdn",
+        17,
+        13,
+        "invalid-value",
+        &["fqdn peers are for egress rules only"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[0].domainNames[0]",
+        28,
+        21,
+        "invalid-value",
+        &["**.example.com"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].to[0].domainNames[1]",
+        28,
+        39,
+        "invalid-value",
+        &["`*` only as the first label"],
+    );
+    // `**.example.com` (Palisade) and `*.example.com` (ANP) are fine.
+    assert!(m
+        .diagnostics
+        .iter()
+        .all(|d| d.path != "spec.egress[0].to[6].fqdn"));
+    assert!(m
+        .diagnostics
+        .iter()
+        .all(|d| d.path != "spec.egress[0].to[0].domainNames[2]"));
+}
+
+#[test]
+fn invalid_label_selectors() {
+    let text = lines(&[
+        "apiVersion: networking.k8s.io/v1",                   // 1
+        "kind: NetworkPolicy",                                // 2
+        "metadata: {name: np, namespace: x}",                 // 3
+        "spec:",                                              // 4
+        "  podSelector:",                                     // 5
+        "    matchExpressions:",                              // 6
+        "    - {key: app, operator: In}",                     // 7
+        "    - {key: tier, operator: Exists, values: [web]}", // 8
+        "    - {key: -app, operator: NotIn, values: [a]}",    // 9
+        "    - {key: app, operator: NotIn, values: []}",      // 10
+        "  ingress:",                                         // 11
+        "  - from:",                                          // 12
+        "    - namespaceSelector:",                           // 13
+        "        matchLabels: {team: 'red team'}",            // 14
+        "---",                                                // 15
+        "apiVersion: networking.k8s.io/v1",                   // 16
+        "kind: NetworkPolicy",                                // 17
+        "metadata: {name: np2, namespace: x}",                // 18
+        "spec:",                                              // 19
+        "  podSelector:",                                     // 20
+        "    matchExpressions:",                              // 21
+        "    - {key: app, operator: Equals, values: [a]}",    // 22
+    ]);
+    let m = load("selectors.yaml", &text);
+    let f = "selectors.yaml";
+    assert_eq!(errors(&m), 6, "{:#?}", m.diagnostics);
+    // `values` is missing: the location is the requirement itself.
+    error_at(
+        &m,
+        f,
+        "spec.podSelector.matchExpressions[0].values",
+        7,
+        7,
+        "invalid-value",
+        &["operator In needs at least one value"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.podSelector.matchExpressions[1].values",
+        8,
+        45,
+        "invalid-value",
+        &["operator Exists takes no values"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.podSelector.matchExpressions[2].key",
+        9,
+        13,
+        "invalid-value",
+        &["label key \"-app\""],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.podSelector.matchExpressions[3].values",
+        10,
+        43,
+        "invalid-value",
+        &["operator NotIn needs at least one value"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0].from[0].namespaceSelector.matchLabels.team",
+        14,
+        29,
+        "invalid-value",
+        &["label value \"red team\""],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.podSelector.matchExpressions[0].operator",
+        22,
+        28,
+        "invalid-field",
+        &[
+            "unknown variant `Equals`",
+            "`In`, `NotIn`, `Exists`, `DoesNotExist`",
+        ],
+    );
+}
