@@ -38,17 +38,146 @@ pub struct RenderOptions {
     pub log_allowed: bool,
 }
 
-/// A rendered ruleset.
-#[derive(Debug, Clone)]
+/// A named set or map and its elements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetDef {
+    /// `set` or `map`.
+    pub keyword: &'static str,
+    /// Type and flags, e.g. `type ipv4_addr;` or `type ipv4_addr : verdict;`.
+    pub spec: String,
+    /// Elements as nft writes them (`10.0.0.1`, `10.0.0.1 : jump x`).
+    pub elements: BTreeSet<String>,
+}
+
+/// A rendered ruleset: sets, maps and chains by name, so that two rulesets can be
+/// compared and the difference applied in one transaction.
+#[derive(Debug, Clone, Default)]
 pub struct Ruleset {
-    /// The nft script that replaces the table atomically.
-    pub script: String,
+    /// Sets and maps.
+    pub sets: BTreeMap<String, SetDef>,
+    /// Chains and their rules in order (the `forward` base chain included).
+    pub chains: BTreeMap<String, Vec<String>>,
     /// Number of rules rendered.
     pub rules: usize,
-    /// Number of chains rendered.
-    pub chains: usize,
     /// FQDN sets: name → (rule id, pattern).
     pub fqdn_sets: BTreeMap<String, (u32, String)>,
+}
+
+const FORWARD_HEADER: &str = "type filter hook forward priority filter; policy accept;";
+
+impl Ruleset {
+    /// Number of chains.
+    pub fn chain_count(&self) -> usize {
+        self.chains.len()
+    }
+
+    fn set_block(name: &str, d: &SetDef) -> String {
+        if d.elements.is_empty() {
+            format!("  {} {name} {{ {} }}\n", d.keyword, d.spec)
+        } else {
+            let e: Vec<&str> = d.elements.iter().map(String::as_str).collect();
+            format!("  {} {name} {{ {} elements = {{ {} }} }}\n", d.keyword, d.spec, e.join(", "))
+        }
+    }
+
+    /// The script that replaces the whole table in one transaction.
+    pub fn full_script(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "table inet {TABLE} {{}}");
+        let _ = writeln!(out, "delete table inet {TABLE}");
+        let _ = writeln!(out, "table inet {TABLE} {{");
+        for (name, d) in &self.sets {
+            out.push_str(&Self::set_block(name, d));
+        }
+        // Declare every chain first so that jumps and gotos resolve in any order.
+        for name in self.chains.keys() {
+            let _ = writeln!(out, "  chain {name} {{");
+            if name == "forward" {
+                let _ = writeln!(out, "    {FORWARD_HEADER}");
+            }
+            let _ = writeln!(out, "  }}");
+        }
+        let _ = writeln!(out, "}}");
+        for (name, rules) in &self.chains {
+            for r in rules {
+                let _ = writeln!(out, "add rule inet {TABLE} {name} {r}");
+            }
+        }
+        out
+    }
+
+    /// The script that turns `old` (in the kernel) into `self`, in one transaction; `None`
+    /// when nothing differs.
+    pub fn diff_script(&self, old: &Ruleset) -> Option<String> {
+        let mut out = String::new();
+        // New sets and maps (before rules use them); changed types are replaced.
+        for (name, d) in &self.sets {
+            match old.sets.get(name) {
+                Some(o) if o.spec == d.spec && o.keyword == d.keyword => {}
+                Some(_) => return None,
+                None => {
+                    let _ = write!(out, "add {} inet {TABLE} {name} {{ {} }}\n", d.keyword, d.spec);
+                }
+            }
+        }
+        // New chains, declared empty first.
+        for name in self.chains.keys() {
+            if !old.chains.contains_key(name) {
+                let _ = writeln!(out, "add chain inet {TABLE} {name}");
+            }
+        }
+        // Set elements that appear (map entries may jump to the new chains: after them).
+        for (name, d) in &self.sets {
+            let before = old.sets.get(name).map(|o| &o.elements);
+            let added: Vec<&str> = d.elements.iter().filter(|e| before.is_none_or(|b| !b.contains(*e))).map(String::as_str).collect();
+            if !added.is_empty() {
+                let _ = writeln!(out, "add element inet {TABLE} {name} {{ {} }}", added.join(", "));
+            }
+        }
+        // Chains whose rules changed: flush and refill (new chains: fill).
+        for (name, rules) in &self.chains {
+            if old.chains.get(name) == Some(rules) {
+                continue;
+            }
+            if name == "forward" && old.chains.contains_key(name) {
+                // The base chain is rewritten whole only on a full rebuild.
+                return None;
+            }
+            if old.chains.contains_key(name) {
+                let _ = writeln!(out, "flush chain inet {TABLE} {name}");
+            }
+            for r in rules {
+                let _ = writeln!(out, "add rule inet {TABLE} {name} {r}");
+            }
+        }
+        // Elements that disappear (map entries first, so their chains are unreferenced).
+        for (name, o) in &old.sets {
+            let now = self.sets.get(name).map(|d| &d.elements);
+            let gone: Vec<&str> = o.elements.iter().filter(|e| now.is_none_or(|n| !n.contains(*e))).map(String::as_str).collect();
+            if !gone.is_empty() && now.is_some() {
+                let keys: Vec<&str> = gone.iter().map(|e| e.split(" : ").next().unwrap_or(e)).collect();
+                let _ = writeln!(out, "delete element inet {TABLE} {name} {{ {} }}", keys.join(", "));
+            }
+        }
+        // Chains that disappear: flush all first (they may jump to each other), then delete.
+        let gone: Vec<&String> = old.chains.keys().filter(|n| !self.chains.contains_key(*n)).collect();
+        for name in &gone {
+            let _ = writeln!(out, "flush chain inet {TABLE} {name}");
+        }
+        for name in &gone {
+            let _ = writeln!(out, "delete chain inet {TABLE} {name}");
+        }
+        for (name, o) in &old.sets {
+            if !self.sets.contains_key(name) {
+                let _ = writeln!(out, "delete {} inet {TABLE} {name}", o.keyword);
+            }
+        }
+        if out.is_empty() {
+            Some(String::new())
+        } else {
+            Some(out)
+        }
+    }
 }
 
 fn chain_base(engine: &Engine, pod: PodId) -> String {
@@ -82,9 +211,8 @@ struct Ctx<'e> {
     engine: &'e Engine,
     used_sets: BTreeSet<u32>,
     fqdn_sets: BTreeMap<String, (u32, String)>,
-    out: String,
+    chains: BTreeMap<String, Vec<String>>,
     rules: usize,
-    chains: usize,
     opts: &'e RenderOptions,
 }
 
@@ -261,13 +389,8 @@ impl Ctx<'_> {
     }
 
     fn chain(&mut self, name: &str, body: &[String]) {
-        self.chains += 1;
-        let _ = writeln!(self.out, "  chain {name} {{");
-        for l in body {
-            let _ = writeln!(self.out, "    {l}");
-            self.rules += 1;
-        }
-        let _ = writeln!(self.out, "  }}");
+        self.rules += body.len();
+        self.chains.insert(name.to_string(), body.to_vec());
     }
 
     fn deny_stmt(&self, rid: Option<u32>) -> String {
@@ -364,9 +487,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         engine,
         used_sets: BTreeSet::new(),
         fqdn_sets: BTreeMap::new(),
-        out: String::new(),
+        chains: BTreeMap::new(),
         rules: 0,
-        chains: 0,
         opts,
     };
     let local: Vec<PodId> = opts
@@ -379,31 +501,29 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         cx.pod_direction(p, Direction::Egress);
         cx.pod_direction(p, Direction::Ingress);
     }
-    let chains = std::mem::take(&mut cx.out);
-    let mut head = String::new();
-    let _ = writeln!(head, "table inet {TABLE} {{}}");
-    let _ = writeln!(head, "delete table inet {TABLE}");
-    let _ = writeln!(head, "table inet {TABLE} {{");
+    let mut sets: BTreeMap<String, SetDef> = BTreeMap::new();
     for &set in &cx.used_sets {
         let ips: Vec<IpAddr> = engine.pod_set(set).iter().flat_map(|p| engine.pods()[p as usize].ips.clone()).collect();
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
-            let l = ip_list(&ips, v6);
             let suffix = if v6 { 6 } else { 4 };
-            if l.is_empty() {
-                let _ = writeln!(head, "  set ps{set}_{suffix} {{ type {ty}; }}");
-            } else {
-                let _ = writeln!(head, "  set ps{set}_{suffix} {{ type {ty}; elements = {{ {} }} }}", l.join(", "));
-            }
+            sets.insert(
+                format!("ps{set}_{suffix}"),
+                SetDef { keyword: "set", spec: format!("type {ty};"), elements: ip_list(&ips, v6).into_iter().collect() },
+            );
         }
     }
     for name in cx.fqdn_sets.keys() {
-        let _ = writeln!(head, "  set {name}_4 {{ type ipv4_addr . ipv4_addr; flags timeout; }}");
-        let _ = writeln!(head, "  set {name}_6 {{ type ipv6_addr . ipv6_addr; flags timeout; }}");
+        for (suffix, ty) in [(4, "ipv4_addr . ipv4_addr"), (6, "ipv6_addr . ipv6_addr")] {
+            sets.insert(
+                format!("{name}_{suffix}"),
+                SetDef { keyword: "set", spec: format!("type {ty}; flags timeout;"), elements: BTreeSet::new() },
+            );
+        }
     }
     for (map, dir) in [("egress", "e"), ("ingress", "i")] {
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
-            let elems: Vec<String> = local
+            let elements: BTreeSet<String> = local
                 .iter()
                 .flat_map(|&p| {
                     let base = chain_base(engine, p);
@@ -415,32 +535,27 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            if elems.is_empty() {
-                let _ = writeln!(head, "  map {map}_{suffix} {{ type {ty} : verdict; }}");
-            } else {
-                let _ = writeln!(head, "  map {map}_{suffix} {{ type {ty} : verdict; elements = {{ {} }} }}", elems.join(", "));
-            }
+            sets.insert(format!("{map}_{suffix}"), SetDef { keyword: "map", spec: format!("type {ty} : verdict;"), elements });
         }
     }
-    head.push_str(&chains);
-    let _ = writeln!(head, "  chain forward {{");
-    let _ = writeln!(head, "    type filter hook forward priority filter; policy accept;");
-    let _ = writeln!(head, "    ct state established,related accept");
-    let _ = writeln!(head, "    ct state invalid drop");
-    let _ = writeln!(head, "    ip saddr vmap @egress_4");
-    let _ = writeln!(head, "    ip6 saddr vmap @egress_6");
-    let _ = writeln!(head, "    ip daddr vmap @ingress_4");
-    let _ = writeln!(head, "    ip6 daddr vmap @ingress_6");
+    let mut forward = vec![
+        "ct state established,related accept".to_string(),
+        "ct state invalid drop".into(),
+        "ip saddr vmap @egress_4".into(),
+        "ip6 saddr vmap @egress_6".into(),
+        "ip daddr vmap @ingress_4".into(),
+        "ip6 daddr vmap @ingress_6".into(),
+    ];
     if opts.log_allowed {
         // Allowed new connections to destinations that are not local pods.
-        let _ = writeln!(head, "    ct state new log group {LOG_GROUP} prefix \"A egress\"");
+        forward.push(format!("ct state new log group {LOG_GROUP} prefix \"A egress\""));
     }
-    let _ = writeln!(head, "  }}");
-    let _ = writeln!(head, "}}");
+    cx.rules += forward.len();
+    cx.chains.insert("forward".into(), forward);
     Ruleset {
-        script: head,
-        rules: cx.rules + 8,
-        chains: cx.chains + 1,
+        sets,
+        chains: cx.chains,
+        rules: cx.rules,
         fqdn_sets: cx.fqdn_sets,
     }
 }

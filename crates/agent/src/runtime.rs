@@ -35,13 +35,15 @@ pub struct ApplyStats {
     pub apply_us: u128,
     /// Whether the kernel already had exactly this ruleset (nothing applied).
     pub unchanged: bool,
+    /// Whether only the difference was applied.
+    pub incremental: bool,
 }
 
 /// The agent's state between reconciles.
 #[derive(Debug, Default)]
 pub struct Agent {
     settings: Option<AgentSettings>,
-    applied_script: Option<String>,
+    applied: Option<crate::ruleset::Ruleset>,
 }
 
 /// The pods local to `settings.node` (all when `all_nodes`).
@@ -60,7 +62,7 @@ impl Agent {
     pub fn new(settings: AgentSettings) -> Self {
         Agent {
             settings: Some(settings),
-            applied_script: None,
+            applied: None,
         }
     }
 
@@ -86,18 +88,31 @@ impl Agent {
         let mut stats = ApplyStats {
             pods: pods.len(),
             rules: rs.rules,
-            chains: rs.chains,
+            chains: rs.chain_count(),
             render_us,
             ..ApplyStats::default()
         };
-        if self.applied_script.as_deref() == Some(rs.script.as_str()) && self.table_present(&settings) {
-            stats.unchanged = true;
-            return Ok(stats);
-        }
         let t1 = Instant::now();
-        nft::apply(&rs.script, settings.netns.as_deref())?;
+        // Incremental when the kernel holds what we applied last; a full atomic rebuild
+        // otherwise, or when the difference cannot be expressed (or is rejected).
+        let diff = match &self.applied {
+            Some(old) if self.table_present(&settings) => rs.diff_script(old),
+            _ => None,
+        };
+        match diff {
+            Some(d) if d.is_empty() => stats.unchanged = true,
+            Some(d) => {
+                stats.incremental = true;
+                if let Err(e) = nft::apply(&d, settings.netns.as_deref()) {
+                    tracing::warn!(error = %e, "incremental update rejected; rebuilding the table");
+                    stats.incremental = false;
+                    nft::apply(&rs.full_script(), settings.netns.as_deref())?;
+                }
+            }
+            None => nft::apply(&rs.full_script(), settings.netns.as_deref())?,
+        }
         stats.apply_us = t1.elapsed().as_micros();
-        self.applied_script = Some(rs.script);
+        self.applied = Some(rs);
         Ok(stats)
     }
 
@@ -108,7 +123,7 @@ impl Agent {
     /// Removes Palisade's table (only it; nothing else on the host is touched).
     pub fn remove(&mut self) -> Result<(), NftError> {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
-        self.applied_script = None;
+        self.applied = None;
         nft::apply(&format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"), ns.as_deref())
     }
 }

@@ -38,7 +38,7 @@ fn workload(w: u64) -> String {
 
 /// Event number `i`: a deterministic mix of types, workloads, destinations and verdicts.
 fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
-    let every_7th = i % 7 == 0;
+    let every_7th = matches!(i % 7, 0);
     let time = Timestamp(BASE_US + i as i64 * 1_000);
     let w = i % WORKLOADS;
     let body = match i % 10 {

@@ -7,4 +7,4 @@ pub mod topology;
 pub mod verify;
 
 pub use topology::{available, Lab, LabError, LabPod};
-pub use verify::{verify, VerifyOptions, VerifyReport};
+pub use verify::{verify, Session, VerifyOptions, VerifyReport};

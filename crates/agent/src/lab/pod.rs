@@ -25,7 +25,16 @@ pub fn serve(tcp: &[u16], udp: &[u16], sctp_ports: &[u16]) -> std::io::Result<()
         let l = TcpListener::bind(("0.0.0.0", p))?;
         std::thread::spawn(move || {
             for mut c in l.incoming().flatten() {
-                let _ = c.write_all(b"ok\n");
+                // Answer, then echo until the client closes (held connections).
+                std::thread::spawn(move || {
+                    let _ = c.write_all(b"ok\n");
+                    let mut buf = [0u8; 256];
+                    while let Ok(n) = c.read(&mut buf) {
+                        if n == 0 || c.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
         });
     }
@@ -142,4 +151,34 @@ pub fn pump_lines<R: Read + Send + 'static>(r: R, tx: mpsc::Sender<String>) {
             }
         }
     });
+}
+
+/// Holds one TCP connection open, exchanging a byte every `interval` until stdin closes;
+/// prints `ready` once connected and finally `alive N` (N round trips) or `broken N`.
+pub fn hold(addr: SocketAddr, interval: Duration) -> std::io::Result<bool> {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut hello = [0u8; 3];
+    c.read_exact(&mut hello)?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::stdin().read_to_string(&mut sink);
+        s2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut n = 0u64;
+    let mut buf = [0u8; 1];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if c.write_all(b"x").is_err() || c.read_exact(&mut buf).is_err() {
+            println!("broken {n}");
+            return Ok(false);
+        }
+        n += 1;
+        std::thread::sleep(interval);
+    }
+    println!("alive {n}");
+    Ok(true)
 }

@@ -25,9 +25,20 @@ enum LabCommand {
     /// (internal) Probe targets from inside a pod namespace.
     #[command(hide = true)]
     Probe(ProbeArgs),
+    /// (internal) Hold a TCP connection open from inside a pod namespace.
+    #[command(hide = true)]
+    Hold(HoldArgs),
     /// (internal) Flow events from NFLOG inside the lab's node namespace.
     #[command(hide = true)]
     Flowlog(FlowlogArgs),
+}
+
+#[derive(clap::Args)]
+struct HoldArgs {
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    #[arg(long, default_value_t = 50)]
+    interval_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -97,6 +108,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Flowlog(f) => flowlog(f),
+        LabCommand::Hold(h) => Ok(if lab::pod::hold(h.target, Duration::from_millis(h.interval_ms))? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
         LabCommand::Probe(p) => {
             let targets: Vec<Target> = serde_json::from_str(&p.targets)?;
             for (t, ok) in lab::pod::probe(&targets, Duration::from_millis(p.timeout_ms), p.tag) {

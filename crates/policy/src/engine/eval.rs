@@ -248,9 +248,6 @@ impl Engine {
         dst_pod: Option<PodId>,
     ) -> Option<bool> {
         let f = &self.fast.rules[rid as usize];
-        if !self.fast.ports_match(f, flow.port, flow.protocol, dst_pod) {
-            return None;
-        }
         if let Some(peers) = self.fast.peers(f) {
             let matched = peers.iter().any(|&p| {
                 self.fast.peer_matches(p, other, |i| {
@@ -264,6 +261,9 @@ impl Engine {
             if !matched {
                 return None;
             }
+        }
+        if !self.fast.ports_match(f, flow.port, flow.protocol, dst_pod) {
+            return None;
         }
         if !f.http {
             return Some(false);
