@@ -2,7 +2,10 @@
 //! the engine (the same answer `palisade explain` gives), with the kernel's own verdict.
 
 use crate::nflog::{LoggedPacket, NflogSocket};
-use palisade_events::{Endpoint, EndpointKind, Event, EventBody, EventSender, FlowInfo, FlowState, PolicyRef, Protocol as EvProto, Timestamp, Verdict as EvVerdict};
+use palisade_events::{
+    Endpoint, EndpointKind, Event, EventBody, EventSender, FlowInfo, FlowState, PolicyRef,
+    Protocol as EvProto, Timestamp, Verdict as EvVerdict,
+};
 use palisade_policy::{Action, Endpoint as Ep, Engine, Flow, Protocol};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,7 +22,13 @@ pub fn flow_event(engine: &Engine, pkt: &LoggedPacket, cluster: &str, node: &str
     };
     let src = engine.endpoint_for_ip(pkt.src);
     let dst = engine.endpoint_for_ip(pkt.dst);
-    let v = engine.verdict(&Flow { src, dst, port: pkt.dst_port, protocol, http: None });
+    let v = engine.verdict(&Flow {
+        src,
+        dst,
+        port: pkt.dst_port,
+        protocol,
+        http: None,
+    });
     let kernel_denied = pkt.prefix.starts_with('D');
     let verdict = if kernel_denied {
         EvVerdict::Deny
@@ -28,19 +37,26 @@ pub fn flow_event(engine: &Engine, pkt: &LoggedPacket, cluster: &str, node: &str
     } else {
         EvVerdict::Allow
     };
-    let policy = v.decisive().and_then(|d| engine.policy_ref(d)).map(|r| PolicyRef {
-        kind: r.kind,
-        namespace: r.namespace,
-        name: r.name,
-        rule: Some(r.rule),
-        stage: Some(format!("{:?}", r.stage).to_lowercase()),
-        mode: Some(format!("{:?}", r.mode)),
-    });
+    let policy = v
+        .decisive()
+        .and_then(|d| engine.policy_ref(d))
+        .map(|r| PolicyRef {
+            kind: r.kind,
+            namespace: r.namespace,
+            name: r.name,
+            rule: Some(r.rule),
+            stage: Some(format!("{:?}", r.stage).to_lowercase()),
+            mode: Some(format!("{:?}", r.mode)),
+        });
     let mut e = Event::new(
         palisade_events::new_id(),
         Timestamp::now(),
         EventBody::Flow(FlowInfo {
-            state: if kernel_denied { FlowState::Denied } else { FlowState::New },
+            state: if kernel_denied {
+                FlowState::Denied
+            } else {
+                FlowState::New
+            },
             bytes_sent: None,
             bytes_received: None,
             packets: None,
@@ -100,7 +116,12 @@ pub fn run(
         let pkts = match sock.recv() {
             Ok(p) => p,
             // After a stop, the first quiet period means everything logged was read.
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 if stopping {
                     break;
                 }
@@ -110,9 +131,18 @@ pub fn run(
         };
         let Some(eng) = engine() else { continue };
         for p in pkts {
-            let key = (p.src, p.dst, p.protocol, p.dst_port, p.prefix.starts_with('D'));
+            let key = (
+                p.src,
+                p.dst,
+                p.protocol,
+                p.dst_port,
+                p.prefix.starts_with('D'),
+            );
             let now = Instant::now();
-            if recent.get(&key).is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1)) {
+            if recent
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(1))
+            {
                 continue;
             }
             recent.insert(key, now);

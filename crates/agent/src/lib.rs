@@ -3,9 +3,9 @@
 //! step with every change. Also the lab harness that proves, in network namespaces on this
 //! machine, that the kernel enforces exactly what the engine predicts.
 
-pub mod lab;
-pub mod nft;
 pub mod flowlog;
+pub mod lab;
 pub mod nflog;
+pub mod nft;
 pub mod ruleset;
 pub mod runtime;

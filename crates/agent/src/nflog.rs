@@ -79,14 +79,41 @@ impl NflogSocket {
         )?;
         let _ = sock.set_recv_buffer_size(4 << 20);
         let ty = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
-        let mut s = NflogSocket { sock, buf: vec![0u8; 1 << 16] };
-        s.request(&nlmsg(ty, NLM_F_REQUEST | NLM_F_ACK, 1, group, &[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])]))?;
+        let mut s = NflogSocket {
+            sock,
+            buf: vec![0u8; 1 << 16],
+        };
+        s.request(&nlmsg(
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK,
+            1,
+            group,
+            &[(NFULA_CFG_CMD, vec![NFULNL_CFG_CMD_BIND])],
+        ))?;
         let mut mode = 128u32.to_be_bytes().to_vec();
         mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
-        s.request(&nlmsg(ty, NLM_F_REQUEST | NLM_F_ACK, 2, group, &[(NFULA_CFG_MODE, mode)]))?;
+        s.request(&nlmsg(
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK,
+            2,
+            group,
+            &[(NFULA_CFG_MODE, mode)],
+        ))?;
         // Deliver each packet at once instead of batching for up to a second.
-        s.request(&nlmsg(ty, NLM_F_REQUEST | NLM_F_ACK, 3, group, &[(NFULA_CFG_QTHRESH, 1u32.to_be_bytes().to_vec())]))?;
-        s.request(&nlmsg(ty, NLM_F_REQUEST | NLM_F_ACK, 4, group, &[(NFULA_CFG_TIMEOUT, 1u32.to_be_bytes().to_vec())]))?;
+        s.request(&nlmsg(
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK,
+            3,
+            group,
+            &[(NFULA_CFG_QTHRESH, 1u32.to_be_bytes().to_vec())],
+        ))?;
+        s.request(&nlmsg(
+            ty,
+            NLM_F_REQUEST | NLM_F_ACK,
+            4,
+            group,
+            &[(NFULA_CFG_TIMEOUT, 1u32.to_be_bytes().to_vec())],
+        ))?;
         Ok(s)
     }
 
@@ -149,7 +176,11 @@ fn parse_packet(mut attrs: &[u8]) -> Option<LoggedPacket> {
         }
         let value = &attrs[4..alen];
         match aty {
-            NFULA_PREFIX => prefix = String::from_utf8_lossy(value).trim_end_matches('\0').to_string(),
+            NFULA_PREFIX => {
+                prefix = String::from_utf8_lossy(value)
+                    .trim_end_matches('\0')
+                    .to_string()
+            }
             NFULA_PAYLOAD => payload = Some(value),
             _ => {}
         }
@@ -161,11 +192,21 @@ fn parse_packet(mut attrs: &[u8]) -> Option<LoggedPacket> {
     }
     let (src, dst, protocol, l4) = parse_ip(payload?)?;
     let (src_port, dst_port) = if l4.len() >= 4 && matches!(protocol, 6 | 17 | 132) {
-        (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
     } else {
         (0, 0)
     };
-    Some(LoggedPacket { prefix, src, dst, protocol, src_port, dst_port })
+    Some(LoggedPacket {
+        prefix,
+        src,
+        dst,
+        protocol,
+        src_port,
+        dst_port,
+    })
 }
 
 /// (source, destination, protocol, transport header) of an IPv4 or IPv6 packet.
@@ -199,12 +240,20 @@ mod tests {
     fn packet_msg(prefix: &str, payload: &[u8]) -> Vec<u8> {
         let mut p = prefix.as_bytes().to_vec();
         p.push(0);
-        nlmsg((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, 0, 0, 7, &[(NFULA_PREFIX, p), (NFULA_PAYLOAD, payload.to_vec())])
+        nlmsg(
+            (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET,
+            0,
+            0,
+            7,
+            &[(NFULA_PREFIX, p), (NFULA_PAYLOAD, payload.to_vec())],
+        )
     }
 
     #[test]
     fn parses_a_logged_tcp_syn() {
-        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 1, 1, 10, 0, 2, 2];
+        let mut ip = vec![
+            0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 1, 1, 10, 0, 2, 2,
+        ];
         ip.extend_from_slice(&[0x9c, 0x40, 0, 80, 0, 0, 0, 0]);
         let mut dgram = packet_msg("D r12", &ip);
         dgram.extend(packet_msg("A r3", &ip));

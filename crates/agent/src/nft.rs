@@ -35,13 +35,17 @@ pub fn apply(script: &str, netns: Option<&str>) -> Result<(), NftError> {
         .spawn()
         .map_err(NftError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).map_err(NftError::Spawn)?;
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(NftError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(NftError::Spawn)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(NftError::Rejected(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(NftError::Rejected(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
@@ -59,6 +63,8 @@ pub fn run(args: &[&str], netns: Option<&str>) -> Result<String, NftError> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(NftError::Rejected(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(NftError::Rejected(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }

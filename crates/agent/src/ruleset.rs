@@ -5,12 +5,15 @@
 //!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
-//! - per pod and direction, one chain per stage section: `t0` (security tier), `t1`
-//!   (AdminNetworkPolicy / admin tier), `ns` (NetworkPolicy + SecurityPolicy), `b2`
-//!   (ClusterSecurityPolicy baseline tier), `b3` (BaselineAdminNetworkPolicy), `df` (default
-//!   posture). Each section ends by going to the next; `Pass` goes to the next section.
-//!   Egress Allow `return`s to `forward` (the ingress check follows); ingress Allow
-//!   `accept`s; Deny drops (logged to NFLOG group [`LOG_GROUP`] with the rule id).
+//! - per pod and direction, one chain per non-empty stage section, in evaluation order:
+//!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
+//!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
+//!   the default posture. Each section ends by going to the next; `Pass` goes to the next
+//!   section. Chains are named by a hash of their content, so pods with the same rules share
+//!   them (a namespace of identical replicas costs one set of chains), and a pod with no
+//!   rules under an allowing posture needs no entry at all. Egress Allow `return`s to
+//!   `forward` (the ingress check follows); ingress Allow `accept`s; Deny drops (logged to
+//!   NFLOG group [`LOG_GROUP`] with the rule id).
 //! - pod sets (`ps<N>_4`/`_6`) for selector peers, so pods joining or leaving change set
 //!   elements; FQDN peers use sets of (pod IP . destination IP) with timeouts
 //!   (`fq<rule>_<peer>_4`) that the DNS proxy fills.
@@ -18,7 +21,7 @@
 use palisade_policy::engine::{PeerMatch, PortMatch};
 use palisade_policy::model::AdminAction;
 use palisade_policy::{Direction, Engine, PodId, Posture, Protocol};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -76,7 +79,12 @@ impl Ruleset {
             format!("  {} {name} {{ {} }}\n", d.keyword, d.spec)
         } else {
             let e: Vec<&str> = d.elements.iter().map(String::as_str).collect();
-            format!("  {} {name} {{ {} elements = {{ {} }} }}\n", d.keyword, d.spec, e.join(", "))
+            format!(
+                "  {} {name} {{ {} elements = {{ {} }} }}\n",
+                d.keyword,
+                d.spec,
+                e.join(", ")
+            )
         }
     }
 
@@ -116,7 +124,11 @@ impl Ruleset {
                 Some(o) if o.spec == d.spec && o.keyword == d.keyword => {}
                 Some(_) => return None,
                 None => {
-                    let _ = write!(out, "add {} inet {TABLE} {name} {{ {} }}\n", d.keyword, d.spec);
+                    let _ = write!(
+                        out,
+                        "add {} inet {TABLE} {name} {{ {} }}\n",
+                        d.keyword, d.spec
+                    );
                 }
             }
         }
@@ -124,14 +136,6 @@ impl Ruleset {
         for name in self.chains.keys() {
             if !old.chains.contains_key(name) {
                 let _ = writeln!(out, "add chain inet {TABLE} {name}");
-            }
-        }
-        // Set elements that appear (map entries may jump to the new chains: after them).
-        for (name, d) in &self.sets {
-            let before = old.sets.get(name).map(|o| &o.elements);
-            let added: Vec<&str> = d.elements.iter().filter(|e| before.is_none_or(|b| !b.contains(*e))).map(String::as_str).collect();
-            if !added.is_empty() {
-                let _ = writeln!(out, "add element inet {TABLE} {name} {{ {} }}", added.join(", "));
             }
         }
         // Chains whose rules changed: flush and refill (new chains: fill).
@@ -150,17 +154,53 @@ impl Ruleset {
                 let _ = writeln!(out, "add rule inet {TABLE} {name} {r}");
             }
         }
-        // Elements that disappear (map entries first, so their chains are unreferenced).
-        for (name, o) in &old.sets {
-            let now = self.sets.get(name).map(|d| &d.elements);
-            let gone: Vec<&str> = o.elements.iter().filter(|e| now.is_none_or(|n| !n.contains(*e))).map(String::as_str).collect();
-            if !gone.is_empty() && now.is_some() {
-                let keys: Vec<&str> = gone.iter().map(|e| e.split(" : ").next().unwrap_or(e)).collect();
-                let _ = writeln!(out, "delete element inet {TABLE} {name} {{ {} }}", keys.join(", "));
+        // Elements: removed (and, for maps, re-pointed) keys first, then the new ones.
+        let key_of = |e: &str| e.split(" : ").next().unwrap_or(e).to_string();
+        for (name, d) in &self.sets {
+            let Some(o) = old.sets.get(name) else {
+                if !d.elements.is_empty() {
+                    let all: Vec<&str> = d.elements.iter().map(String::as_str).collect();
+                    let _ = writeln!(
+                        out,
+                        "add element inet {TABLE} {name} {{ {} }}",
+                        all.join(", ")
+                    );
+                }
+                continue;
+            };
+            let gone: Vec<String> = o
+                .elements
+                .iter()
+                .filter(|e| !d.elements.contains(*e))
+                .map(|e| key_of(e))
+                .collect();
+            if !gone.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "delete element inet {TABLE} {name} {{ {} }}",
+                    gone.join(", ")
+                );
+            }
+            let added: Vec<&str> = d
+                .elements
+                .iter()
+                .filter(|e| !o.elements.contains(*e))
+                .map(String::as_str)
+                .collect();
+            if !added.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "add element inet {TABLE} {name} {{ {} }}",
+                    added.join(", ")
+                );
             }
         }
         // Chains that disappear: flush all first (they may jump to each other), then delete.
-        let gone: Vec<&String> = old.chains.keys().filter(|n| !self.chains.contains_key(*n)).collect();
+        let gone: Vec<&String> = old
+            .chains
+            .keys()
+            .filter(|n| !self.chains.contains_key(*n))
+            .collect();
         for name in &gone {
             let _ = writeln!(out, "flush chain inet {TABLE} {name}");
         }
@@ -180,21 +220,6 @@ impl Ruleset {
     }
 }
 
-fn chain_base(engine: &Engine, pod: PodId) -> String {
-    let p = &engine.pods()[pod as usize];
-    let mut h: u32 = 2166136261;
-    for b in p.key().bytes() {
-        h = (h ^ b as u32).wrapping_mul(16777619);
-    }
-    let clean: String = p
-        .key()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(40)
-        .collect();
-    format!("{clean}_{h:08x}")
-}
-
 fn proto_kw(p: Protocol) -> &'static str {
     match p {
         Protocol::TCP => "tcp",
@@ -212,17 +237,46 @@ struct Ctx<'e> {
     used_sets: BTreeSet<u32>,
     fqdn_sets: BTreeMap<String, (u32, String)>,
     chains: BTreeMap<String, Vec<String>>,
-    rules: usize,
+    entry_cache: HashMap<EntryKey, Option<String>>,
     opts: &'e RenderOptions,
 }
 
+type EntryKey = (
+    Direction,
+    Vec<u32>,
+    Vec<u32>,
+    Vec<u32>,
+    Vec<u32>,
+    Vec<(Option<String>, Protocol, u16)>,
+);
+
+fn fnv64(lines: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for l in lines {
+        for b in l.bytes().chain(std::iter::once(b'\n')) {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 fn ip_list(ips: &[IpAddr], v6: bool) -> Vec<String> {
-    ips.iter().filter(|ip| ip.is_ipv6() == v6).map(|ip| ip.to_string()).collect()
+    ips.iter()
+        .filter(|ip| ip.is_ipv6() == v6)
+        .map(|ip| ip.to_string())
+        .collect()
 }
 
 impl Ctx<'_> {
     /// Alternatives for a peer, as address matches on `field` (`saddr` or `daddr`).
-    fn peer_alts(&mut self, peer: &PeerMatch, field: &str, rule: u32, peer_idx: usize, dir: Direction) -> Vec<AddrAlt> {
+    fn peer_alts(
+        &mut self,
+        peer: &PeerMatch,
+        field: &str,
+        rule: u32,
+        peer_idx: usize,
+        dir: Direction,
+    ) -> Vec<AddrAlt> {
         match peer {
             PeerMatch::Pods(set) => {
                 let members: Vec<IpAddr> = self
@@ -245,7 +299,12 @@ impl Ctx<'_> {
             PeerMatch::Block(b) => {
                 let fam = if b.cidr.is_ipv6() { "ip6" } else { "ip" };
                 let mut m = format!("{fam} {field} {}", b.cidr);
-                let ex: Vec<String> = b.except.iter().filter(|e| e.is_ipv6() == b.cidr.is_ipv6()).map(|e| e.to_string()).collect();
+                let ex: Vec<String> = b
+                    .except
+                    .iter()
+                    .filter(|e| e.is_ipv6() == b.cidr.is_ipv6())
+                    .map(|e| e.to_string())
+                    .collect();
                 if !ex.is_empty() {
                     let _ = write!(m, " {fam} {field} != {{ {} }}", ex.join(", "));
                 }
@@ -260,7 +319,8 @@ impl Ctx<'_> {
                     return Vec::new();
                 }
                 let name = format!("fq{rule}_{peer_idx}");
-                self.fqdn_sets.insert(name.clone(), (rule, f.as_str().to_string()));
+                self.fqdn_sets
+                    .insert(name.clone(), (rule, f.as_str().to_string()));
                 vec![(
                     Some(format!("ip saddr . ip daddr @{name}_4")),
                     Some(format!("ip6 saddr . ip6 daddr @{name}_6")),
@@ -272,7 +332,13 @@ impl Ctx<'_> {
 
     /// Alternatives for the ports of a rule: (protocol/port match, extra destination
     /// address restriction for named ports on egress).
-    fn port_alts(&self, ports: Option<&[PortMatch]>, me: PodId, dir: Direction, peer_pods: Option<&[PodId]>) -> Vec<(String, Option<Vec<IpAddr>>)> {
+    fn port_alts(
+        &self,
+        ports: Option<&[PortMatch]>,
+        me: PodId,
+        dir: Direction,
+        peer_pods: Option<&[PodId]>,
+    ) -> Vec<(String, Option<Vec<IpAddr>>)> {
         let Some(ports) = ports else {
             return vec![(String::new(), None)];
         };
@@ -286,7 +352,11 @@ impl Ctx<'_> {
                     any_proto.insert(*pr);
                 }
                 PortMatch::Range(pr, lo, hi) => {
-                    let v = if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") };
+                    let v = if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    };
                     by_proto.entry(*pr).or_default().push(v);
                 }
                 PortMatch::Named(pr, name) => {
@@ -294,7 +364,9 @@ impl Ctx<'_> {
                         self.engine.pods()[pod as usize]
                             .ports
                             .iter()
-                            .filter(|(n, cp, _)| n.as_deref() == Some(name.as_str()) && pr.is_none_or(|x| x == *cp))
+                            .filter(|(n, cp, _)| {
+                                n.as_deref() == Some(name.as_str()) && pr.is_none_or(|x| x == *cp)
+                            })
                             .map(|(_, cp, num)| (*cp, *num))
                             .collect()
                     };
@@ -311,7 +383,9 @@ impl Ctx<'_> {
                             };
                             for pod in candidates {
                                 for (cp, num) in resolve(pod) {
-                                    named.entry((cp, num)).or_default().extend(self.engine.pods()[pod as usize].ips.iter().copied());
+                                    named.entry((cp, num)).or_default().extend(
+                                        self.engine.pods()[pod as usize].ips.iter().copied(),
+                                    );
                                 }
                             }
                         }
@@ -330,7 +404,10 @@ impl Ctx<'_> {
             if any_proto.contains(&pr) {
                 continue;
             }
-            out.push((format!("{} dport {{ {} }}", proto_kw(pr), v.join(", ")), None));
+            out.push((
+                format!("{} dport {{ {} }}", proto_kw(pr), v.join(", ")),
+                None,
+            ));
         }
         for ((pr, num), ips) in named {
             out.push((format!("{} dport {num}", proto_kw(pr)), Some(ips)));
@@ -340,7 +417,11 @@ impl Ctx<'_> {
 
     fn rule_lines(&mut self, me: PodId, dir: Direction, rid: u32, verdict: &str) -> Vec<String> {
         let r = self.engine.rule(rid);
-        let field = if dir == Direction::Egress { "daddr" } else { "saddr" };
+        let field = if dir == Direction::Egress {
+            "daddr"
+        } else {
+            "saddr"
+        };
         let mut lines = Vec::new();
         let peer_alts: Vec<(AddrAlt, Option<Vec<PodId>>)> = match r.peers {
             None => vec![((Some(String::new()), Some(String::new())), None)],
@@ -348,7 +429,9 @@ impl Ctx<'_> {
                 let mut v = Vec::new();
                 for (i, p) in peers.iter().enumerate() {
                     let pods = match p {
-                        PeerMatch::Pods(s) => Some(self.engine.pod_set(*s).iter().collect::<Vec<_>>()),
+                        PeerMatch::Pods(s) => {
+                            Some(self.engine.pod_set(*s).iter().collect::<Vec<_>>())
+                        }
                         _ => None,
                     };
                     for alt in self.peer_alts(p, field, rid, i, dir) {
@@ -381,20 +464,21 @@ impl Ctx<'_> {
                     if !port.is_empty() {
                         parts.push(port.clone());
                     }
-                    lines.push(format!("{} {verdict} comment \"r{rid}\"", parts.join(" ")).trim_start().to_string());
+                    lines.push(
+                        format!("{} {verdict} comment \"r{rid}\"", parts.join(" "))
+                            .trim_start()
+                            .to_string(),
+                    );
                 }
             }
         }
         lines
     }
 
-    fn chain(&mut self, name: &str, body: &[String]) {
-        self.rules += body.len();
-        self.chains.insert(name.to_string(), body.to_vec());
-    }
-
     fn deny_stmt(&self, rid: Option<u32>) -> String {
-        let tag = rid.map(|r| format!("r{r}")).unwrap_or_else(|| "default".into());
+        let tag = rid
+            .map(|r| format!("r{r}"))
+            .unwrap_or_else(|| "default".into());
         if self.opts.log_denied {
             format!("log group {LOG_GROUP} prefix \"D {tag}\" drop")
         } else {
@@ -403,81 +487,131 @@ impl Ctx<'_> {
     }
 
     fn allow_stmt(&self, dir: Direction, rid: Option<u32>) -> String {
-        let v = if dir == Direction::Egress { "return" } else { "accept" };
+        let v = if dir == Direction::Egress {
+            "return"
+        } else {
+            "accept"
+        };
         if self.opts.log_allowed && dir == Direction::Ingress {
-            let tag = rid.map(|r| format!("r{r}")).unwrap_or_else(|| "default".into());
+            let tag = rid
+                .map(|r| format!("r{r}"))
+                .unwrap_or_else(|| "default".into());
             format!("log group {LOG_GROUP} prefix \"A {tag}\" {v}")
         } else {
             v.to_string()
         }
     }
 
-    fn pod_direction(&mut self, pod: PodId, dir: Direction) {
-        let base = chain_base(self.engine, pod);
-        let d = if dir == Direction::Egress { "e" } else { "i" };
+    /// Renders one pod's rules for one direction as content-addressed chains (pods with the
+    /// same rules share them) and returns the entry chain; `None` when nothing needs checking
+    /// (no rules and an allowing default posture).
+    fn pod_direction(&mut self, pod: PodId, dir: Direction) -> Option<String> {
         let rules = self.engine.pod_rules(pod, dir);
-        let sections = ["t0", "t1", "ns", "b2", "b3", "df"];
-        let name = |s: &str| format!("{d}_{base}_{s}");
+        let enforce_ns: Vec<u32> = rules
+            .ns_policies
+            .iter()
+            .copied()
+            .filter(|&p| !self.engine.policy_is_audit(p))
+            .collect();
+        let own_ports = if dir == Direction::Ingress {
+            self.engine.pods()[pod as usize].ports.clone()
+        } else {
+            Vec::new()
+        };
+        let key = (
+            dir,
+            rules.tiered.to_vec(),
+            enforce_ns.clone(),
+            rules.ns_rules.to_vec(),
+            rules.baseline.to_vec(),
+            own_ports,
+        );
+        if let Some(v) = self.entry_cache.get(&key) {
+            return v.clone();
+        }
         let mut tier_rules: BTreeMap<u8, Vec<u32>> = BTreeMap::new();
         for &rid in rules.tiered.iter().chain(rules.baseline) {
             let r = self.engine.rule(rid);
-            if r.audit {
-                continue;
+            if !r.audit {
+                tier_rules.entry(r.tier_rank).or_default().push(rid);
             }
-            tier_rules.entry(r.tier_rank).or_default().push(rid);
         }
-        for (si, s) in sections.iter().enumerate() {
-            let next = sections.get(si + 1).map(|n| name(n));
+        let default_verdict = match self.engine.posture() {
+            Posture::Allow => self.allow_stmt(dir, None),
+            Posture::Deny => self.deny_stmt(None),
+        };
+        // Build from the last stage back, so each section knows where it continues.
+        let mut next: Option<String> = None;
+        let continue_stmt = |next: &Option<String>| match next {
+            Some(n) => format!("goto {n}"),
+            None => default_verdict.clone(),
+        };
+        for section in [3u8, 2, 9, 1, 0] {
             let mut body = Vec::new();
-            match *s {
-                "t0" | "t1" | "b2" | "b3" => {
-                    let rank: u8 = s[1..].parse().unwrap_or(0);
-                    for rid in tier_rules.get(&rank).cloned().unwrap_or_default() {
-                        let r = self.engine.rule(rid);
-                        // HTTP conditions: a connection is allowed pending per-request
-                        // checks; it is never denied or passed on them.
-                        if r.has_http && r.action != AdminAction::Allow {
-                            continue;
-                        }
-                        let verdict = match r.action {
-                            AdminAction::Allow => self.allow_stmt(dir, Some(rid)),
-                            AdminAction::Deny => self.deny_stmt(Some(rid)),
-                            AdminAction::Pass => format!("goto {}", next.clone().unwrap_or_default()),
-                        };
-                        body.extend(self.rule_lines(pod, dir, rid, &verdict));
+            if section == 9 {
+                if enforce_ns.is_empty() {
+                    continue;
+                }
+                for &rid in rules.ns_rules {
+                    if self.engine.rule(rid).audit {
+                        continue;
                     }
-                    body.push(format!("goto {}", next.clone().unwrap_or_default()));
+                    let v = self.allow_stmt(dir, Some(rid));
+                    body.extend(self.rule_lines(pod, dir, rid, &v));
                 }
-                "ns" => {
-                    let isolated = rules.ns_policies.iter().any(|&p| !self.engine.policy_is_audit(p));
-                    if isolated {
-                        for &rid in rules.ns_rules {
-                            if self.engine.rule(rid).audit {
-                                continue;
-                            }
-                            let v = self.allow_stmt(dir, Some(rid));
-                            body.extend(self.rule_lines(pod, dir, rid, &v));
-                        }
-                        let first = rules.ns_policies.iter().find(|&&p| !self.engine.policy_is_audit(p)).copied();
-                        let tag = first.map(|p| format!("p{p}")).unwrap_or_default();
-                        if self.opts.log_denied {
-                            body.push(format!("log group {LOG_GROUP} prefix \"D ns {tag}\" drop"));
-                        } else {
-                            body.push("drop".into());
-                        }
-                    } else {
-                        body.push(format!("goto {}", next.clone().unwrap_or_default()));
+                let tag = format!("p{}", enforce_ns[0]);
+                body.push(if self.opts.log_denied {
+                    format!("log group {LOG_GROUP} prefix \"D ns {tag}\" drop")
+                } else {
+                    "drop".into()
+                });
+            } else {
+                let Some(ids) = tier_rules.get(&section) else {
+                    continue;
+                };
+                for &rid in ids {
+                    let r = self.engine.rule(rid);
+                    // HTTP conditions: a connection is allowed pending per-request checks;
+                    // it is never denied or passed on them.
+                    if r.has_http && r.action != AdminAction::Allow {
+                        continue;
                     }
+                    let verdict = match r.action {
+                        AdminAction::Allow => self.allow_stmt(dir, Some(rid)),
+                        AdminAction::Deny => self.deny_stmt(Some(rid)),
+                        AdminAction::Pass => continue_stmt(&next),
+                    };
+                    body.extend(self.rule_lines(pod, dir, rid, &verdict));
                 }
-                _ => {
-                    body.push(match self.engine.posture() {
-                        Posture::Allow => self.allow_stmt(dir, None),
-                        Posture::Deny => self.deny_stmt(None),
-                    });
+                if body.is_empty() {
+                    continue;
                 }
+                body.push(continue_stmt(&next));
             }
-            self.chain(&name(s), &body);
+            let name = format!(
+                "{}_{:016x}",
+                if dir == Direction::Egress { "e" } else { "i" },
+                fnv64(&body)
+            );
+            self.chains.entry(name.clone()).or_insert_with(|| body);
+            next = Some(name);
         }
+        let entry = match next {
+            Some(n) => Some(n),
+            None if self.engine.posture() == Posture::Allow => None,
+            None => {
+                let name = if dir == Direction::Egress {
+                    "e_default_deny"
+                } else {
+                    "i_default_deny"
+                };
+                self.chains
+                    .insert(name.to_string(), vec![default_verdict.clone()]);
+                Some(name.to_string())
+            }
+        };
+        self.entry_cache.insert(key, entry.clone());
+        entry
     }
 }
 
@@ -488,27 +622,39 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         used_sets: BTreeSet::new(),
         fqdn_sets: BTreeMap::new(),
         chains: BTreeMap::new(),
-        rules: 0,
+        entry_cache: HashMap::new(),
         opts,
     };
     let local: Vec<PodId> = opts
         .local_pods
         .iter()
         .copied()
-        .filter(|p| !engine.pods()[*p as usize].host_network && !engine.pods()[*p as usize].ips.is_empty())
+        .filter(|p| {
+            !engine.pods()[*p as usize].host_network && !engine.pods()[*p as usize].ips.is_empty()
+        })
         .collect();
+    let mut entries: Vec<(PodId, Option<String>, Option<String>)> = Vec::new();
     for &p in &local {
-        cx.pod_direction(p, Direction::Egress);
-        cx.pod_direction(p, Direction::Ingress);
+        let e = cx.pod_direction(p, Direction::Egress);
+        let i = cx.pod_direction(p, Direction::Ingress);
+        entries.push((p, e, i));
     }
     let mut sets: BTreeMap<String, SetDef> = BTreeMap::new();
     for &set in &cx.used_sets {
-        let ips: Vec<IpAddr> = engine.pod_set(set).iter().flat_map(|p| engine.pods()[p as usize].ips.clone()).collect();
+        let ips: Vec<IpAddr> = engine
+            .pod_set(set)
+            .iter()
+            .flat_map(|p| engine.pods()[p as usize].ips.clone())
+            .collect();
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
             sets.insert(
                 format!("ps{set}_{suffix}"),
-                SetDef { keyword: "set", spec: format!("type {ty};"), elements: ip_list(&ips, v6).into_iter().collect() },
+                SetDef {
+                    keyword: "set",
+                    spec: format!("type {ty};"),
+                    elements: ip_list(&ips, v6).into_iter().collect(),
+                },
             );
         }
     }
@@ -516,26 +662,40 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         for (suffix, ty) in [(4, "ipv4_addr . ipv4_addr"), (6, "ipv6_addr . ipv6_addr")] {
             sets.insert(
                 format!("{name}_{suffix}"),
-                SetDef { keyword: "set", spec: format!("type {ty}; flags timeout;"), elements: BTreeSet::new() },
+                SetDef {
+                    keyword: "set",
+                    spec: format!("type {ty}; flags timeout;"),
+                    elements: BTreeSet::new(),
+                },
             );
         }
     }
-    for (map, dir) in [("egress", "e"), ("ingress", "i")] {
+    for (map, egress) in [("egress", true), ("ingress", false)] {
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
-            let elements: BTreeSet<String> = local
+            let elements: BTreeSet<String> = entries
                 .iter()
-                .flat_map(|&p| {
-                    let base = chain_base(engine, p);
-                    engine.pods()[p as usize]
-                        .ips
-                        .iter()
-                        .filter(move |ip| ip.is_ipv6() == v6)
-                        .map(move |ip| format!("{ip} : jump {dir}_{base}_t0"))
-                        .collect::<Vec<_>>()
+                .filter_map(|(p, e, i)| {
+                    let chain = if egress { e.as_ref() } else { i.as_ref() }?;
+                    Some(
+                        engine.pods()[*p as usize]
+                            .ips
+                            .iter()
+                            .filter(|ip| ip.is_ipv6() == v6)
+                            .map(|ip| format!("{ip} : jump {chain}"))
+                            .collect::<Vec<_>>(),
+                    )
                 })
+                .flatten()
                 .collect();
-            sets.insert(format!("{map}_{suffix}"), SetDef { keyword: "map", spec: format!("type {ty} : verdict;"), elements });
+            sets.insert(
+                format!("{map}_{suffix}"),
+                SetDef {
+                    keyword: "map",
+                    spec: format!("type {ty} : verdict;"),
+                    elements,
+                },
+            );
         }
     }
     let mut forward = vec![
@@ -548,14 +708,16 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     ];
     if opts.log_allowed {
         // Allowed new connections to destinations that are not local pods.
-        forward.push(format!("ct state new log group {LOG_GROUP} prefix \"A egress\""));
+        forward.push(format!(
+            "ct state new log group {LOG_GROUP} prefix \"A egress\""
+        ));
     }
-    cx.rules += forward.len();
     cx.chains.insert("forward".into(), forward);
+    let rules = cx.chains.values().map(Vec::len).sum();
     Ruleset {
         sets,
         chains: cx.chains,
-        rules: cx.rules,
+        rules,
         fqdn_sets: cx.fqdn_sets,
     }
 }

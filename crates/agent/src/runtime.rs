@@ -124,6 +124,9 @@ impl Agent {
     pub fn remove(&mut self) -> Result<(), NftError> {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
         self.applied = None;
-        nft::apply(&format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"), ns.as_deref())
+        nft::apply(
+            &format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"),
+            ns.as_deref(),
+        )
     }
 }

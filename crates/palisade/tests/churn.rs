@@ -11,8 +11,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 fn can_run() -> bool {
-    let root = std::process::Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
-    let nft = std::process::Command::new("nft").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let nft = std::process::Command::new("nft")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !(root && nft) {
         eprintln!("skipping: churn test needs root and nftables");
     }
@@ -41,41 +49,151 @@ fn kernel_follows_every_change_without_cutting_established_connections() {
     if !can_run() {
         return;
     }
-    let universe: Vec<(u32, String, IpAddr)> = [("a/a1", "10.88.1.1"), ("a/a2", "10.88.1.2"), ("b/b1", "10.88.2.1"), ("b/b2", "10.88.2.2")]
-        .iter()
-        .enumerate()
-        .map(|(i, (k, ip))| (i as u32, k.to_string(), ip.parse().unwrap()))
-        .collect();
+    let universe: Vec<(u32, String, IpAddr)> = [
+        ("a/a1", "10.88.1.1"),
+        ("a/a2", "10.88.1.2"),
+        ("b/b1", "10.88.2.1"),
+        ("b/b2", "10.88.2.2"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (k, ip))| (i as u32, k.to_string(), ip.parse().unwrap()))
+    .collect();
     let probes = [(8080u16, Protocol::TCP), (9000, Protocol::TCP)];
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_palisade"));
-    let session = Session::start(&format!("plc{}", std::process::id() % 10000), &universe, &probes, |_| Vec::new(), exe, Duration::from_millis(300), false)
-        .expect("lab");
-    let mut agent = Agent::new(AgentSettings { node: "n1".into(), all_nodes: true, netns: Some(session.node_ns().to_string()), log_flows: false });
+    let session = Session::start(
+        &format!("plc{}", std::process::id() % 10000),
+        &universe,
+        &probes,
+        |_| Vec::new(),
+        exe,
+        Duration::from_millis(300),
+        false,
+    )
+    .expect("lab");
+    let mut agent = Agent::new(AgentSettings {
+        node: "n1".into(),
+        all_nodes: true,
+        netns: Some(session.node_ns().to_string()),
+        log_flows: false,
+    });
 
     let steps: Vec<(&str, String)> = vec![
-        ("initial", [pod("a", "a1", "web", "10.88.1.1"), pod("a", "a2", "web", "10.88.1.2"), pod("b", "b1", "db", "10.88.2.1"), NP_B.replace("ROLE", "web")].concat()),
-        ("pod b2 added", [pod("a", "a1", "web", "10.88.1.1"), pod("a", "a2", "web", "10.88.1.2"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2"), NP_B.replace("ROLE", "web")].concat()),
-        ("policy edited", [pod("a", "a1", "web", "10.88.1.1"), pod("a", "a2", "web", "10.88.1.2"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2"), NP_B.replace("ROLE", "api")].concat()),
-        ("label changed", [pod("a", "a1", "api", "10.88.1.1"), pod("a", "a2", "blocked", "10.88.1.2"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2"), NP_B.replace("ROLE", "api")].concat()),
-        ("admin policy added", [pod("a", "a1", "api", "10.88.1.1"), pod("a", "a2", "blocked", "10.88.1.2"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2"), NP_B.replace("ROLE", "api"), ANP.to_string()].concat()),
-        ("pod a2 removed", [pod("a", "a1", "api", "10.88.1.1"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2"), NP_B.replace("ROLE", "api"), ANP.to_string()].concat()),
-        ("policies deleted", [pod("a", "a1", "api", "10.88.1.1"), pod("b", "b1", "db", "10.88.2.1"), pod("b", "b2", "db", "10.88.2.2")].concat()),
+        (
+            "initial",
+            [
+                pod("a", "a1", "web", "10.88.1.1"),
+                pod("a", "a2", "web", "10.88.1.2"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                NP_B.replace("ROLE", "web"),
+            ]
+            .concat(),
+        ),
+        (
+            "pod b2 added",
+            [
+                pod("a", "a1", "web", "10.88.1.1"),
+                pod("a", "a2", "web", "10.88.1.2"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+                NP_B.replace("ROLE", "web"),
+            ]
+            .concat(),
+        ),
+        (
+            "policy edited",
+            [
+                pod("a", "a1", "web", "10.88.1.1"),
+                pod("a", "a2", "web", "10.88.1.2"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+                NP_B.replace("ROLE", "api"),
+            ]
+            .concat(),
+        ),
+        (
+            "label changed",
+            [
+                pod("a", "a1", "api", "10.88.1.1"),
+                pod("a", "a2", "blocked", "10.88.1.2"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+                NP_B.replace("ROLE", "api"),
+            ]
+            .concat(),
+        ),
+        (
+            "admin policy added",
+            [
+                pod("a", "a1", "api", "10.88.1.1"),
+                pod("a", "a2", "blocked", "10.88.1.2"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+                NP_B.replace("ROLE", "api"),
+                ANP.to_string(),
+            ]
+            .concat(),
+        ),
+        (
+            "pod a2 removed",
+            [
+                pod("a", "a1", "api", "10.88.1.1"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+                NP_B.replace("ROLE", "api"),
+                ANP.to_string(),
+            ]
+            .concat(),
+        ),
+        (
+            "policies deleted",
+            [
+                pod("a", "a1", "api", "10.88.1.1"),
+                pod("b", "b1", "db", "10.88.2.1"),
+                pod("b", "b2", "db", "10.88.2.2"),
+            ]
+            .concat(),
+        ),
     ];
     let mut held = None;
     let mut report = Vec::new();
     for (i, (name, yaml)) in steps.iter().enumerate() {
         let eng = engine(yaml);
         let t = Instant::now();
-        let stats = agent.reconcile(&eng).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stats = agent
+            .reconcile(&eng)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let (_, dis) = session.observe(&eng, &probes).unwrap();
         let elapsed = t.elapsed();
-        assert!(dis.is_empty(), "step {name}: kernel and engine disagree: {dis:#?}");
-        assert!(elapsed < Duration::from_millis(1000) + Duration::from_millis(700), "step {name}: took {elapsed:?}");
-        assert!(i == 0 || stats.incremental || stats.unchanged, "step {name}: expected an incremental update, got {stats:?}");
-        report.push(format!("{name}: apply {} µs ({}), matrix verified in {:?}", stats.apply_us, if stats.incremental { "incremental" } else { "full" }, elapsed));
+        assert!(
+            dis.is_empty(),
+            "step {name}: kernel and engine disagree: {dis:#?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1000) + Duration::from_millis(700),
+            "step {name}: took {elapsed:?}"
+        );
+        assert!(
+            i == 0 || stats.incremental || stats.unchanged,
+            "step {name}: expected an incremental update, got {stats:?}"
+        );
+        report.push(format!(
+            "{name}: apply {} µs ({}), matrix verified in {:?}",
+            stats.apply_us,
+            if stats.incremental {
+                "incremental"
+            } else {
+                "full"
+            },
+            elapsed
+        ));
         if i == 0 {
             // a1 -> b1:9000 stays allowed through every step.
-            held = Some(session.hold("a/a1", "10.88.2.1".parse().unwrap(), 9000).expect("hold"));
+            held = Some(
+                session
+                    .hold("a/a1", "10.88.2.1".parse().unwrap(), 9000)
+                    .expect("hold"),
+            );
         }
     }
     let mut h = held.unwrap();

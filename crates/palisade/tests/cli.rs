@@ -15,7 +15,10 @@ fn example() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run palisade")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run palisade")
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -28,7 +31,11 @@ fn tmpdir(name: &str) -> PathBuf {
 #[test]
 fn check_accepts_the_example() {
     let out = run(&["check", example().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("0 error(s)"), "{stdout}");
 }
@@ -52,8 +59,19 @@ fn check_reports_file_line_and_field_and_exits_1() {
 
 #[test]
 fn analyze_json_has_the_contract_shape() {
-    let out = run(&["analyze", example().to_str().unwrap(), "--port", "8000", "--output", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "analyze",
+        example().to_str().unwrap(),
+        "--port",
+        "8000",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let probe = &v["probes"][0];
     assert_eq!(probe["port"], 8000);
@@ -64,7 +82,10 @@ fn analyze_json_has_the_contract_shape() {
         assert_eq!(row.as_object().unwrap().len(), 11, "every pod is a column");
     }
     // Inference is reachable only through the ingress gateway.
-    assert_eq!(m["palisade-system/ingress-gateway-0"]["inference/vllm-0"], true);
+    assert_eq!(
+        m["palisade-system/ingress-gateway-0"]["inference/vllm-0"],
+        true
+    );
     assert_eq!(m["ingestion/crawler-0"]["inference/vllm-0"], false);
     assert_eq!(m["training/trainer-0"]["inference/vllm-1"], false);
 }
@@ -83,81 +104,205 @@ fn analyze_table_shows_exposure() {
 fn explain_download_allowed_upload_denied() {
     let ex = example();
     let ex = ex.to_str().unwrap();
-    let get = run(&["explain", ex, "--from", "training/trainer-0", "--to", "cdn-lfs.huggingface.co", "--port", "443", "--method", "GET", "--path", "/repos/m/file", "--output", "json"]);
+    let get = run(&[
+        "explain",
+        ex,
+        "--from",
+        "training/trainer-0",
+        "--to",
+        "cdn-lfs.huggingface.co",
+        "--port",
+        "443",
+        "--method",
+        "GET",
+        "--path",
+        "/repos/m/file",
+        "--output",
+        "json",
+    ]);
     assert!(get.status.success());
     let v: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
     assert_eq!(v["verdict"], "allow");
     assert_eq!(v["policy"]["name"], "model-hub-download-only");
-    let post = run(&["explain", ex, "--from", "training/trainer-0", "--to", "huggingface.co", "--port", "443", "--method", "POST", "--path", "/api/upload", "--output", "json"]);
+    let post = run(&[
+        "explain",
+        ex,
+        "--from",
+        "training/trainer-0",
+        "--to",
+        "huggingface.co",
+        "--port",
+        "443",
+        "--method",
+        "POST",
+        "--path",
+        "/api/upload",
+        "--output",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&post.stdout).unwrap();
     assert_eq!(v["verdict"], "deny");
     assert_eq!(v["policy"]["stage"], "namespace");
-    let other = run(&["explain", ex, "--from", "training/trainer-0", "--to", "pastebin.com", "--port", "443"]);
+    let other = run(&[
+        "explain",
+        ex,
+        "--from",
+        "training/trainer-0",
+        "--to",
+        "pastebin.com",
+        "--port",
+        "443",
+    ]);
     let s = String::from_utf8_lossy(&other.stdout);
     assert!(s.starts_with("DENIED"), "{s}");
 }
 
 #[test]
 fn explain_walks_every_stage() {
-    let out = run(&["explain", example().to_str().unwrap(), "--from", "palisade-system/ingress-gateway-0", "--to", "inference/vllm-0", "--port", "8000"]);
+    let out = run(&[
+        "explain",
+        example().to_str().unwrap(),
+        "--from",
+        "palisade-system/ingress-gateway-0",
+        "--to",
+        "inference/vllm-0",
+        "--port",
+        "8000",
+    ]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.starts_with("ALLOWED"), "{s}");
     assert!(s.contains("AdminNetworkPolicy tenant-isolation rule ingress[1] 'pass-platform' Pass (priority 10)"), "{s}");
-    assert!(s.contains("NetworkPolicy inference/only-from-ingress-gateway rule ingress[0] allows"), "{s}");
+    assert!(
+        s.contains("NetworkPolicy inference/only-from-ingress-gateway rule ingress[0] allows"),
+        "{s}"
+    );
 }
 
 #[test]
 fn explain_rejects_unknown_pods() {
-    let out = run(&["explain", example().to_str().unwrap(), "--from", "nope/nope", "--to", "x/y", "--port", "80"]);
+    let out = run(&[
+        "explain",
+        example().to_str().unwrap(),
+        "--from",
+        "nope/nope",
+        "--to",
+        "x/y",
+        "--port",
+        "80",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pod nope/nope"));
 }
 
 #[test]
 fn events_reads_the_store_by_filter() {
-    use palisade_events::{DnsInfo, Endpoint, Event, EventBody, FlowInfo, FlowState, Timestamp, Verdict};
+    use palisade_events::{
+        DnsInfo, Endpoint, Event, EventBody, FlowInfo, FlowState, Timestamp, Verdict,
+    };
     let d = tmpdir("events");
     let mut store = palisade_store::Store::open(d.join("events.db")).unwrap();
     let now = Timestamp::now().as_micros();
     let mut evs = Vec::new();
     for i in 0..30 {
         let body = if i % 3 == 0 {
-            EventBody::Dns(DnsInfo { query: format!("q{i}.example.com"), ..Default::default() })
+            EventBody::Dns(DnsInfo {
+                query: format!("q{i}.example.com"),
+                ..Default::default()
+            })
         } else {
-            EventBody::Flow(FlowInfo { state: FlowState::New, bytes_sent: None, bytes_received: None, packets: None, duration_ms: None })
+            EventBody::Flow(FlowInfo {
+                state: FlowState::New,
+                bytes_sent: None,
+                bytes_received: None,
+                packets: None,
+                duration_ms: None,
+            })
         };
-        let mut e = Event::new(palisade_events::new_id(), Timestamp(now - (30 - i) * 1_000_000), body);
+        let mut e = Event::new(
+            palisade_events::new_id(),
+            Timestamp(now - (30 - i) * 1_000_000),
+            body,
+        );
         e.source = Some(Endpoint::pod("training", format!("trainer-{i}")));
-        e.verdict = Some(if i % 2 == 0 { Verdict::Allow } else { Verdict::Deny });
+        e.verdict = Some(if i % 2 == 0 {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        });
         evs.push(e);
     }
     store.insert_batch(&evs).unwrap();
     drop(store);
-    let out = run(&["events", "--data-dir", d.to_str().unwrap(), "--type", "dns", "--output", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "events",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--type",
+        "dns",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 10);
-    assert!(lines.iter().all(|l| l["type"] == "dns" && l["dns"].is_object()));
-    let out = run(&["events", "--data-dir", d.to_str().unwrap(), "--type", "flow", "--verdict", "deny", "--output", "json"]);
+    assert!(lines
+        .iter()
+        .all(|l| l["type"] == "dns" && l["dns"].is_object()));
+    let out = run(&[
+        "events",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--type",
+        "flow",
+        "--verdict",
+        "deny",
+        "--output",
+        "json",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 10);
-    let out = run(&["events", "--data-dir", d.to_str().unwrap(), "--since", "10s", "--output", "json"]);
+    let out = run(&[
+        "events",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--since",
+        "10s",
+        "--output",
+        "json",
+    ]);
     let n = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!((9..=11).contains(&n), "{n}");
-    let bad = run(&["events", "--data-dir", d.to_str().unwrap(), "--type", "bogus"]);
+    let bad = run(&[
+        "events",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--type",
+        "bogus",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
 }
 
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -192,7 +337,10 @@ fn up_serves_admin_api_and_keeps_last_good_snapshot() {
     let cfg = std::fs::read_to_string(d.join("palisade.yaml"))
         .unwrap()
         .replace("127.0.0.1:9900", &addr)
-        .replace("../../.palisade-data/genai", d.join("data").to_str().unwrap())
+        .replace(
+            "../../.palisade-data/genai",
+            d.join("data").to_str().unwrap(),
+        )
         .replace("reloadIntervalMs: 1000", "reloadIntervalMs: 100");
     std::fs::write(d.join("palisade.yaml"), cfg).unwrap();
     let _up = Up(Command::new(bin())
@@ -228,14 +376,22 @@ fn up_serves_admin_api_and_keeps_last_good_snapshot() {
     assert_eq!(err["line"], 8);
     let (_, body) = http_get(&addr, explain).unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["explanation"]["verdict"], "deny", "old policy still enforced");
+    assert_eq!(
+        v["explanation"]["verdict"], "deny",
+        "old policy still enforced"
+    );
     // A good change is applied atomically as the next generation: the gateway may now use
     // every port of the model servers.
-    let good = std::fs::read_to_string(example().join("inference.yaml")).unwrap().replace("    ports:\n    - port: http\n", "");
+    let good = std::fs::read_to_string(example().join("inference.yaml"))
+        .unwrap()
+        .replace("    ports:\n    - port: http\n", "");
     assert!(!good.contains("port: http"));
     std::fs::write(d.join("inference.yaml"), good).unwrap();
     let v = wait_for(|| {
-        let (_, b) = http_get(&addr, "/api/v1/explain?from=palisade-system/ingress-gateway-0&to=inference/vllm-0&port=9999")?;
+        let (_, b) = http_get(
+            &addr,
+            "/api/v1/explain?from=palisade-system/ingress-gateway-0&to=inference/vllm-0&port=9999",
+        )?;
         let v: serde_json::Value = serde_json::from_str(&b).ok()?;
         (v["generation"] == 2).then_some(v)
     });
@@ -250,16 +406,34 @@ fn kubectl_dump_is_read_as_it_is() {
     let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl-dump.yaml");
     let dump = dump.to_str().unwrap();
     let out = run(&["check", "--verbose", dump]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("apps/v1 Deployment is not used by Palisade; skipped"), "{err}");
+    assert!(
+        err.contains("apps/v1 Deployment is not used by Palisade; skipped"),
+        "{err}"
+    );
     let out = run(&["analyze", dump, "--port", "5432", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = &v["probes"][0]["matrix"];
     assert_eq!(m["shop/frontend-7c9d8f6b5-x2k9q"]["shop/db-0"], true);
     // Host-network pods are node traffic: the pod selector does not match them.
     assert_eq!(m["kube-system/kube-proxy-abcde"]["shop/db-0"], false);
-    let out = run(&["explain", dump, "--from", "10.244.1.7", "--to", "10.244.2.9", "--port", "5432", "--output", "json"]);
+    let out = run(&[
+        "explain",
+        dump,
+        "--from",
+        "10.244.1.7",
+        "--to",
+        "10.244.2.9",
+        "--port",
+        "5432",
+        "--output",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verdict"], "allow");
     assert_eq!(v["policy"]["name"], "db-from-frontend");

@@ -9,8 +9,16 @@ fn bin() -> &'static str {
 }
 
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
-    let nft = Command::new("nft").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let nft = Command::new("nft")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !(root && nft) {
         eprintln!("skipping: kernel lab tests need root and nftables");
     }
@@ -49,15 +57,35 @@ status: {podIP: 10.77.2.1}
 "#;
 
 fn verify(dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["lab", "verify", dir.to_str().unwrap(), "--port", "8080", "--port", "5432", "--output", "json"];
+    let mut args = vec![
+        "lab",
+        "verify",
+        dir.to_str().unwrap(),
+        "--port",
+        "8080",
+        "--port",
+        "5432",
+        "--output",
+        "json",
+    ];
     args.extend_from_slice(extra);
     let out = run(&args);
-    assert!(out.status.success() || out.status.code() == Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 fn cell(report: &serde_json::Value, port: u16, from: &str, to: &str) -> bool {
-    let p = report["probes"].as_array().unwrap().iter().find(|p| p["port"] == port).unwrap();
+    let p = report["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == port)
+        .unwrap();
     p["matrix"][from][to].as_bool().unwrap()
 }
 
@@ -84,7 +112,10 @@ fn zero_trust_posture_is_enforced_by_the_kernel() {
     let r = verify(&d, &[]);
     assert_eq!(r["disagreements"].as_array().unwrap().len(), 0, "{r}");
     assert!(cell(&r, 5432, "app/api", "data/db"));
-    assert!(!cell(&r, 5432, "app/web", "data/db"), "web's egress is isolated");
+    assert!(
+        !cell(&r, 5432, "app/web", "data/db"),
+        "web's egress is isolated"
+    );
 }
 
 #[test]
@@ -102,7 +133,18 @@ fn audit_mode_logs_would_deny_and_lets_traffic_pass() {
     let r = verify(&d, &[]);
     assert_eq!(r["disagreements"].as_array().unwrap().len(), 0, "{r}");
     assert!(cell(&r, 5432, "app/web", "data/db"), "audit denies nothing");
-    let ex = run(&["explain", d.to_str().unwrap(), "--from", "app/web", "--to", "data/db", "--port", "5432", "--output", "json"]);
+    let ex = run(&[
+        "explain",
+        d.to_str().unwrap(),
+        "--from",
+        "app/web",
+        "--to",
+        "data/db",
+        "--port",
+        "5432",
+        "--output",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&ex.stdout).unwrap();
     assert_eq!(v["verdict"], "audit");
     assert_eq!(v["policy"]["name"], "lock-db");
@@ -117,8 +159,15 @@ impl Drop for Netns {
 }
 
 fn list_table(ns: &str) -> Option<String> {
-    let o = Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", "palisade"]).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "table", "inet", "palisade",
+        ])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 #[test]
@@ -127,10 +176,20 @@ fn bad_input_keeps_the_previous_ruleset_and_other_tables() {
         return;
     }
     let ns = Netns(format!("pl-agent-{}", std::process::id()));
-    assert!(Command::new("ip").args(["netns", "add", &ns.0]).status().unwrap().success());
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
     // A table of someone else's that Palisade must never touch.
     let other = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "nft", "add table ip theirs; add chain ip theirs c { type filter hook input priority 0; }"])
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "add table ip theirs; add chain ip theirs c { type filter hook input priority 0; }",
+        ])
         .status()
         .unwrap();
     assert!(other.success());
@@ -148,14 +207,28 @@ fn bad_input_keeps_the_previous_ruleset_and_other_tables() {
     .unwrap();
     let cfg = d.join("config.yaml");
     let once = |extra: &[&str]| {
-        let mut args = vec!["agent", "--config", cfg.to_str().unwrap(), "--netns", &ns.0, "--once"];
+        let mut args = vec![
+            "agent",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--netns",
+            &ns.0,
+            "--once",
+        ];
         args.extend_from_slice(extra);
         run(&args)
     };
     let out = once(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = list_table(&ns.0).expect("table applied");
-    assert!(before.contains("chain i_data_db_") && before.contains("drop"), "{before}");
+    assert!(
+        before.contains("10.77.2.1 : jump i_") && before.contains("drop"),
+        "{before}"
+    );
     // Broken manifests: nothing is applied, the table in force stays as it was.
     std::fs::write(d.join("policy.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-db, namespace: data}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 0}]\n").unwrap();
     let out = once(&[]);
@@ -163,13 +236,24 @@ fn bad_input_keeps_the_previous_ruleset_and_other_tables() {
     assert_eq!(list_table(&ns.0).as_deref(), Some(before.as_str()));
     // A transaction nft rejects leaves the previous ruleset in force.
     let bad = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "nft", "flush table inet palisade; add rule inet palisade forward ip saddr @no_such_set drop"])
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "flush table inet palisade; add rule inet palisade forward ip saddr @no_such_set drop",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());
     assert_eq!(list_table(&ns.0).as_deref(), Some(before.as_str()));
     // The other table was never touched.
-    let theirs = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "table", "ip", "theirs"]).output().unwrap();
+    let theirs = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "nft", "list", "table", "ip", "theirs",
+        ])
+        .output()
+        .unwrap();
     assert!(theirs.status.success());
 }
 
@@ -188,12 +272,31 @@ fn flow_events_come_from_the_kernel_with_the_deciding_policy() {
     let events = d.join("events");
     let r = verify(&d, &["--events", events.to_str().unwrap()]);
     assert_eq!(r["disagreements"].as_array().unwrap().len(), 0, "{r}");
-    let out = run(&["events", "--data-dir", events.to_str().unwrap(), "--type", "flow", "--output", "json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = run(&[
+        "events",
+        "--data-dir",
+        events.to_str().unwrap(),
+        "--type",
+        "flow",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let find = |from: &str, to: &str, port: u16| {
         evs.iter()
-            .find(|e| e["source"]["name"] == from && e["destination"]["name"] == to && e["destination"]["port"] == port)
+            .find(|e| {
+                e["source"]["name"] == from
+                    && e["destination"]["name"] == to
+                    && e["destination"]["port"] == port
+            })
             .unwrap_or_else(|| panic!("no flow event {from} -> {to}:{port} in {evs:#?}"))
     };
     let allowed = find("web", "api", 8080);

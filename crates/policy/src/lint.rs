@@ -7,7 +7,14 @@ use crate::model::{AdminAction, IntOrString, Protocol};
 use crate::snapshot::Snapshot;
 use std::net::IpAddr;
 
-fn warn(code: &'static str, file: &str, line: usize, path: String, object: String, message: String) -> Diagnostic {
+fn warn(
+    code: &'static str,
+    file: &str,
+    line: usize,
+    path: String,
+    object: String,
+    message: String,
+) -> Diagnostic {
     Diagnostic {
         severity: Severity::Warning,
         code,
@@ -33,7 +40,14 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
                     PolicyKind::NetworkPolicy | PolicyKind::SecurityPolicy => "spec.podSelector",
                     _ => "spec.subject",
                 };
-                out.push(warn("selects-no-pods", &p.file, p.line, path.into(), p.display(), "selects no pod".into()));
+                out.push(warn(
+                    "selects-no-pods",
+                    &p.file,
+                    p.line,
+                    path.into(),
+                    p.display(),
+                    "selects no pod".into(),
+                ));
             }
         }
     }
@@ -60,16 +74,22 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
             engine.rules.iter().any(|r| {
                 r.policy as usize == pid
                     && r.direction == Direction::Egress
-                    && r.peers.as_ref().is_some_and(|ps| ps.iter().any(|p| matches!(p, PeerMatch::Fqdn(_))))
+                    && r.peers
+                        .as_ref()
+                        .is_some_and(|ps| ps.iter().any(|p| matches!(p, PeerMatch::Fqdn(_))))
             })
         })
         .collect();
     for (pid, p) in engine.policies.iter().enumerate() {
         let isolates_egress = match p.kind {
-            PolicyKind::NetworkPolicy | PolicyKind::SecurityPolicy => engine
-                .subjects[pid]
-                .iter()
-                .any(|pod| engine.per_pod[pod as usize].egress.ns_policies.contains(&(pid as u32))),
+            PolicyKind::NetworkPolicy | PolicyKind::SecurityPolicy => {
+                engine.subjects[pid].iter().any(|pod| {
+                    engine.per_pod[pod as usize]
+                        .egress
+                        .ns_policies
+                        .contains(&(pid as u32))
+                })
+            }
             _ => false,
         };
         if !isolates_egress && !fqdn_policies[pid] {
@@ -80,7 +100,13 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
             .filter(|&pod| {
                 !dns_targets.iter().any(|t| {
                     engine
-                        .verdict(&Flow { src: Endpoint::Pod(pod), dst: *t, port: 53, protocol: Protocol::UDP, http: None })
+                        .verdict(&Flow {
+                            src: Endpoint::Pod(pod),
+                            dst: *t,
+                            port: 53,
+                            protocol: Protocol::UDP,
+                            http: None,
+                        })
                         .allowed()
                 })
             })
@@ -89,7 +115,12 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
         if blocked.is_empty() {
             continue;
         }
-        let sample = blocked.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        let sample = blocked
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         if fqdn_policies[pid] {
             out.push(warn(
                 "fqdn-without-dns",
@@ -106,19 +137,32 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
                 p.line,
                 "spec.egress".into(),
                 p.display(),
-                format!("isolates egress of {} pod(s) without allowing DNS (UDP 53), e.g. {sample}", blocked.len()),
+                format!(
+                    "isolates egress of {} pod(s) without allowing DNS (UDP 53), e.g. {sample}",
+                    blocked.len()
+                ),
             ));
         }
     }
     // 3. Named ports no pod declares.
     for (np, origin) in &snap.network_policies {
-        let Some(pid) = find_policy(&engine, PolicyKind::NetworkPolicy, np.metadata.namespace.as_deref(), &np.metadata.name) else { continue };
+        let Some(pid) = find_policy(
+            &engine,
+            PolicyKind::NetworkPolicy,
+            np.metadata.namespace.as_deref(),
+            &np.metadata.name,
+        ) else {
+            continue;
+        };
         for (i, r) in np.spec.ingress.iter().enumerate() {
             for (j, port) in r.ports.iter().enumerate() {
                 if let Some(IntOrString::String(name)) = &port.port {
-                    let declared = engine.subjects[pid]
-                        .iter()
-                        .any(|pod| engine.pods[pod as usize].ports.iter().any(|(n, _, _)| n.as_deref() == Some(name.as_str())));
+                    let declared = engine.subjects[pid].iter().any(|pod| {
+                        engine.pods[pod as usize]
+                            .ports
+                            .iter()
+                            .any(|(n, _, _)| n.as_deref() == Some(name.as_str()))
+                    });
                     if have_pods && !declared {
                         out.push(warn(
                             "undeclared-named-port",
@@ -145,31 +189,47 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
                 && deny.policy != allow.policy
                 && !deny.audit
                 && deny.http.is_empty()
-                && engine.subjects[deny.policy as usize].is_superset(&engine.subjects[allow.policy as usize])
+                && engine.subjects[deny.policy as usize]
+                    .is_superset(&engine.subjects[allow.policy as usize])
                 && deny.ports.is_none()
                 && covers_peers(&engine, deny.peers.as_deref(), allow.peers.as_deref())
         });
         if let Some(deny) = shadow {
             let p = &engine.policies[allow.policy as usize];
             let d = &engine.policies[deny.policy as usize];
-            let dir = if allow.direction == Direction::Ingress { "ingress" } else { "egress" };
+            let dir = if allow.direction == Direction::Ingress {
+                "ingress"
+            } else {
+                "egress"
+            };
             out.push(warn(
                 "shadowed-allow",
                 &p.file,
                 p.line,
                 format!("spec.{dir}[{}]", allow.index),
                 p.display(),
-                format!("this Allow never applies: {} {dir}[{}] denies the same traffic first", d.display(), deny.index),
+                format!(
+                    "this Allow never applies: {} {dir}[{}] denies the same traffic first",
+                    d.display(),
+                    deny.index
+                ),
             ));
         }
     }
     // 5. Egress to everything on every port.
     for (pid, p) in engine.policies.iter().enumerate() {
-        for r in engine.rules.iter().filter(|r| r.policy as usize == pid && r.direction == Direction::Egress) {
+        for r in engine
+            .rules
+            .iter()
+            .filter(|r| r.policy as usize == pid && r.direction == Direction::Egress)
+        {
             let everything = r.peers.as_ref().is_some_and(|ps| {
                 ps.iter().any(|x| matches!(x, PeerMatch::Block(b) if b.cidr.is_everything() && b.except.is_empty()))
             });
-            let all_ports = r.ports.as_ref().is_none_or(|ps| ps.iter().any(|x| matches!(x, PortMatch::Range(_, 1, 65535))));
+            let all_ports = r.ports.as_ref().is_none_or(|ps| {
+                ps.iter()
+                    .any(|x| matches!(x, PortMatch::Range(_, 1, 65535)))
+            });
             if everything && all_ports && r.action == AdminAction::Allow {
                 out.push(warn(
                     "egress-anywhere",
@@ -197,8 +257,12 @@ fn covers_peers(e: &Engine, deny: Option<&[PeerMatch]>, allow: Option<&[PeerMatc
     let Some(allow) = allow else { return false };
     allow.iter().all(|a| {
         deny.iter().any(|d| match (d, a) {
-            (PeerMatch::Pods(ds), PeerMatch::Pods(as_)) => e.sets[*ds as usize].is_superset(&e.sets[*as_ as usize]),
-            (PeerMatch::Block(db), PeerMatch::Block(ab)) => db.except.is_empty() && db.cidr.contains_cidr(&ab.cidr),
+            (PeerMatch::Pods(ds), PeerMatch::Pods(as_)) => {
+                e.sets[*ds as usize].is_superset(&e.sets[*as_ as usize])
+            }
+            (PeerMatch::Block(db), PeerMatch::Block(ab)) => {
+                db.except.is_empty() && db.cidr.contains_cidr(&ab.cidr)
+            }
             _ => false,
         })
     })

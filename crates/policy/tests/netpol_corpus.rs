@@ -34,7 +34,9 @@ fn every_upstream_case_matches() {
     let mut failures = Vec::new();
     let mut checked = 0usize;
     for case in &cases {
-        let exp: Value = serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+        let exp: Value =
+            serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap())
+                .unwrap();
         let model = if case.join("model.yaml").exists() {
             case.join("model.yaml")
         } else {
@@ -62,7 +64,9 @@ fn every_upstream_case_matches() {
                     .allowed();
                 checked += 1;
                 if got != want {
-                    failures.push(format!("{name} {port}/{proto:?} {from} -> {to}: want {want}, got {got}"));
+                    failures.push(format!(
+                        "{name} {port}/{proto:?} {from} -> {to}: want {want}, got {got}"
+                    ));
                 }
             };
             if exp["format"] == "matrix" {
@@ -84,6 +88,11 @@ fn every_upstream_case_matches() {
         }
     }
     assert!(checked > 1000, "only {checked} probes checked");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} cases, {checked} probes: all match", cases.len());
 }

@@ -261,6 +261,7 @@ fn fixture_loads_every_pod_and_namespace() {
     let agent = &c.engine.pods()[c.pod("x/node-agent") as usize];
     assert!(agent.host_network);
     let b = &c.engine.pods()[c.pod("x/b") as usize];
+    // Read from `status.podIP`, as the API spells it.
     assert_eq!(b.ips, vec!["10.0.1.2".parse::<IpAddr>().unwrap()]);
     assert!(b
         .ports

@@ -24,7 +24,12 @@ pub struct AdminState {
 /// Answers `/api/v1/events` (implemented by the event store).
 pub trait EventQuery: Send + Sync {
     /// JSON events matching the filters, oldest first.
-    fn query(&self, types: &[String], since_us: Option<i64>, limit: usize) -> Result<Vec<serde_json::Value>, String>;
+    fn query(
+        &self,
+        types: &[String],
+        since_us: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, String>;
 }
 
 /// The router.
@@ -39,12 +44,20 @@ pub fn router(st: AdminState) -> Router {
 }
 
 fn error(code: StatusCode, reason: &str, message: String) -> Response {
-    (code, Json(json!({ "error": { "code": reason, "message": message } }))).into_response()
+    (
+        code,
+        Json(json!({ "error": { "code": reason, "message": message } })),
+    )
+        .into_response()
 }
 
 async fn readyz(AxState(st): AxState<AdminState>) -> Response {
     match st.state.published.borrow().as_ref() {
-        Some(p) => (StatusCode::OK, format!("ready (generation {})\n", p.generation)).into_response(),
+        Some(p) => (
+            StatusCode::OK,
+            format!("ready (generation {})\n", p.generation),
+        )
+            .into_response(),
         None => {
             let status = st.state.status.borrow().clone();
             let why = status
@@ -52,7 +65,11 @@ async fn readyz(AxState(st): AxState<AdminState>) -> Response {
                 .first()
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "no policy snapshot loaded yet".into());
-            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            )
+                .into_response()
         }
     }
 }
@@ -85,19 +102,32 @@ struct ExplainParams {
     path: Option<String>,
 }
 
-async fn explain(AxState(st): AxState<AdminState>, q: Result<Query<ExplainParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn explain(
+    AxState(st): AxState<AdminState>,
+    q: Result<Query<ExplainParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(q) = match q {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-query", e.body_text()),
     };
     let Some(published) = st.state.published.borrow().clone() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "no policy snapshot loaded".into());
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "no policy snapshot loaded".into(),
+        );
     };
     let engine = &published.engine;
     let protocol = match q.protocol.as_deref().map(Protocol::parse) {
         None => Protocol::TCP,
         Some(Some(p)) => p,
-        Some(None) => return error(StatusCode::BAD_REQUEST, "bad-protocol", "protocol must be TCP, UDP or SCTP".into()),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-protocol",
+                "protocol must be TCP, UDP or SCTP".into(),
+            )
+        }
     };
     let src = match engine.parse_endpoint(&q.from, None, false) {
         Ok(e) => e,
@@ -113,7 +143,13 @@ async fn explain(AxState(st): AxState<AdminState>, q: Result<Query<ExplainParams
         host: None,
         headers: &[],
     });
-    let ex = engine.explain(&Flow { src, dst, port: q.port, protocol, http });
+    let ex = engine.explain(&Flow {
+        src,
+        dst,
+        port: q.port,
+        protocol,
+        http,
+    });
     Json(json!({ "generation": published.generation, "explanation": ex })).into_response()
 }
 
@@ -125,31 +161,57 @@ struct EventParams {
     limit: Option<usize>,
 }
 
-async fn events(AxState(st): AxState<AdminState>, q: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn events(
+    AxState(st): AxState<AdminState>,
+    q: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(q) = match q {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-query", e.body_text()),
     };
     let Some(backend) = st.events.clone() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no-store", "event store not open".into());
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-store",
+            "event store not open".into(),
+        );
     };
-    let types: Vec<String> = q.kind.iter().flat_map(|t| t.split(',')).map(str::to_string).collect();
+    let types: Vec<String> = q
+        .kind
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::to_string)
+        .collect();
     for t in &types {
         if !["flow", "dns", "http", "alert"].contains(&t.as_str()) {
-            return error(StatusCode::BAD_REQUEST, "bad-type", format!("type {t:?} is not flow, dns, http or alert"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-type",
+                format!("type {t:?} is not flow, dns, http or alert"),
+            );
         }
     }
     let since_us = match q.since.as_deref() {
         None => None,
         Some(s) => match crate::duration::parse_since(s) {
             Some(us) => Some(us),
-            None => return error(StatusCode::BAD_REQUEST, "bad-since", format!("since {s:?} is not a duration like 15m, 1h, 2d")),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-since",
+                    format!("since {s:?} is not a duration like 15m, 1h, 2d"),
+                )
+            }
         },
     };
     let limit = q.limit.unwrap_or(1000).min(100_000);
     match tokio::task::spawn_blocking(move || backend.query(&types, since_us, limit)).await {
         Ok(Ok(rows)) => Json(json!({ "events": rows })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "query task failed".into()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "query task failed".into(),
+        ),
     }
 }

@@ -87,7 +87,9 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
         data_dir: resolve(spec.data_dir.as_ref(), ".palisade-data"),
         admin_listen,
         posture: spec.default_posture,
-        reload_interval: std::time::Duration::from_millis(spec.reload_interval_ms.unwrap_or(1000).max(50)),
+        reload_interval: std::time::Duration::from_millis(
+            spec.reload_interval_ms.unwrap_or(1000).max(50),
+        ),
         cluster: spec.cluster.clone().unwrap_or_else(|| "default".into()),
         node: spec.node.clone().unwrap_or_else(|| "node-1".into()),
         config,

@@ -24,7 +24,9 @@ pub fn parse_duration_us(s: &str) -> Option<i64> {
         }
         let n: i64 = num.parse().ok()?;
         num.clear();
-        let (unit, len) = if s[i..].starts_with("ms") { (1_000, 2) } else {
+        let (unit, len) = if s[i..].starts_with("ms") {
+            (1_000, 2)
+        } else {
             match c {
                 's' => (1_000_000, 1),
                 'm' => (60_000_000, 1),

@@ -37,14 +37,22 @@ impl StoreQuery {
 }
 
 impl EventQuery for StoreQuery {
-    fn query(&self, types: &[String], since_us: Option<i64>, limit: usize) -> Result<Vec<serde_json::Value>, String> {
+    fn query(
+        &self,
+        types: &[String],
+        since_us: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, String> {
         let q = Query {
             types: types.iter().filter_map(|t| parse_type(t)).collect(),
             since_us,
             limit,
             ..Query::default()
         };
-        let store = self.store.lock().map_err(|_| "store lock poisoned".to_string())?;
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())?;
         let rows = store.query(&q).map_err(|e| e.to_string())?;
         rows.into_iter()
             .map(|(_, e)| serde_json::from_str(&e.to_json()).map_err(|e| e.to_string()))

@@ -68,12 +68,20 @@ pub fn start(rt: Runtime) -> State {
     let (pub_tx, pub_rx) = watch::channel(None);
     let (status_tx, status_rx) = watch::channel(ReloadStatus::default());
     let mut generation = 0u64;
-    let mut apply = move |rt: &Runtime, pub_tx: &watch::Sender<Option<Arc<Published>>>, status_tx: &watch::Sender<ReloadStatus>| {
+    let mut apply = move |rt: &Runtime,
+                          pub_tx: &watch::Sender<Option<Arc<Published>>>,
+                          status_tx: &watch::Sender<ReloadStatus>| {
         let attempted_at_us = now_us();
         match build(rt) {
             Ok((engine, objects, diags)) => {
                 generation += 1;
-                tracing::info!(generation, objects, pods = engine.pods().len(), policies = engine.policies().len(), "applied policy snapshot");
+                tracing::info!(
+                    generation,
+                    objects,
+                    pods = engine.pods().len(),
+                    policies = engine.policies().len(),
+                    "applied policy snapshot"
+                );
                 pub_tx.send_replace(Some(Arc::new(Published {
                     engine: Arc::new(engine),
                     generation,
@@ -88,7 +96,9 @@ pub fn start(rt: Runtime) -> State {
                 });
             }
             Err(diags) => {
-                let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.severity == Severity::Error);
+                let (errors, warnings): (Vec<_>, Vec<_>) = diags
+                    .into_iter()
+                    .partition(|d| d.severity == Severity::Error);
                 for e in &errors {
                     tracing::warn!(%e, "manifest change rejected; the last good snapshot stays in force");
                 }

@@ -49,7 +49,11 @@ pub fn serve(tcp: &[u16], udp: &[u16], sctp_ports: &[u16]) -> std::io::Result<()
     }
     if !sctp_ports.is_empty() {
         let wanted: Vec<u16> = sctp_ports.to_vec();
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(132)))?;
+        let sock = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(132)),
+        )?;
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             let mut out = std::io::stdout();
@@ -104,8 +108,14 @@ fn probe_tcp(addr: SocketAddr, timeout: Duration) -> bool {
 }
 
 fn probe_udp(addr: SocketAddr, timeout: Duration) -> bool {
-    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().unwrap_or(addr) } else { "[::]:0".parse().unwrap_or(addr) };
-    let Ok(s) = UdpSocket::bind(bind) else { return false };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or(addr)
+    } else {
+        "[::]:0".parse().unwrap_or(addr)
+    };
+    let Ok(s) = UdpSocket::bind(bind) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
     let start = Instant::now();
     let mut buf = [0u8; 64];
@@ -125,7 +135,11 @@ fn probe_udp(addr: SocketAddr, timeout: Duration) -> bool {
 
 fn probe_sctp(ip: IpAddr, port: u16, tag: u32) -> bool {
     let IpAddr::V4(_) = ip else { return false };
-    let Ok(sock) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(132))) else {
+    let Ok(sock) = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(132)),
+    ) else {
         return false;
     };
     let pkt = sctp::init_packet(40000 + (tag % 20000) as u16, port, tag);
@@ -139,7 +153,11 @@ pub fn parse_sctp_line(line: &str) -> Option<(IpAddr, u16, u32)> {
     if it.next()? != "sctp" {
         return None;
     }
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 /// Reads lines from a reader into a channel until it closes.

@@ -68,9 +68,14 @@ mod tests {
     fn init_round_trip() {
         let sctp = init_packet(40000, 80, 77);
         assert_eq!(sctp.len(), 32);
-        let mut ip = vec![0x45, 0, 0, 52, 0, 0, 0, 0, 64, 132, 0, 0, 10, 0, 1, 1, 10, 0, 2, 2];
+        let mut ip = vec![
+            0x45, 0, 0, 52, 0, 0, 0, 0, 64, 132, 0, 0, 10, 0, 1, 1, 10, 0, 2, 2,
+        ];
         ip.extend_from_slice(&sctp);
-        assert_eq!(parse_ipv4_init(&ip), Some((std::net::Ipv4Addr::new(10, 0, 1, 1), 80, 77)));
+        assert_eq!(
+            parse_ipv4_init(&ip),
+            Some((std::net::Ipv4Addr::new(10, 0, 1, 1), 80, 77))
+        );
         assert_eq!(parse_ipv4_init(&ip[..30]), None);
         assert_eq!(parse_ipv4_init(&[]), None);
     }

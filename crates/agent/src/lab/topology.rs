@@ -54,11 +54,15 @@ fn run_ip(args: &[&str], stdin: Option<&str>) -> Result<(), LabError> {
     if stdin.is_some() {
         c.stdin(Stdio::piped());
     }
-    let mut child = c.spawn().map_err(|e| LabError::Unavailable(e.to_string()))?;
+    let mut child = c
+        .spawn()
+        .map_err(|e| LabError::Unavailable(e.to_string()))?;
     if let (Some(text), Some(mut si)) = (stdin, child.stdin.take()) {
         let _ = si.write_all(text.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| LabError::Unavailable(e.to_string()))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| LabError::Unavailable(e.to_string()))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -88,12 +92,19 @@ pub fn netns_exec(ns: &str, argv: &[&str]) -> Result<String, LabError> {
 
 /// Whether this process can build labs (root, `ip` and `nft` present).
 pub fn available() -> Result<(), String> {
-    let uid = Command::new("id").arg("-u").output().map_err(|e| e.to_string())?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Err("not running as root".into());
     }
     for tool in ["ip", "nft"] {
-        let ok = Command::new(tool).arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = Command::new(tool)
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if !ok {
             return Err(format!("`{tool}` is not installed"));
         }
@@ -113,8 +124,16 @@ impl Lab {
         };
         run_ip(&["netns", "add", &node_ns], None)?;
         lab.created.push(node_ns.clone());
-        netns_exec(&node_ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.netfilter.nf_conntrack_acct=1"])
-            .or_else(|_| netns_exec(&node_ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]))?;
+        netns_exec(
+            &node_ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.netfilter.nf_conntrack_acct=1",
+            ],
+        )
+        .or_else(|_| netns_exec(&node_ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]))?;
         let mut node_batch = String::from("link set lo up\n");
         for (i, (id, key, ip)) in pods.iter().enumerate() {
             if !ip.is_ipv4() {
@@ -124,7 +143,9 @@ impl Lab {
             run_ip(&["netns", "add", &ns], None)?;
             lab.created.push(ns.clone());
             let host_if = format!("h{i}");
-            node_batch.push_str(&format!("link add {host_if} type veth peer name eth0 netns {ns}\n"));
+            node_batch.push_str(&format!(
+                "link add {host_if} type veth peer name eth0 netns {ns}\n"
+            ));
             node_batch.push_str(&format!("link set {host_if} up\n"));
             node_batch.push_str(&format!("addr add 169.254.1.1/32 dev {host_if}\n"));
             node_batch.push_str(&format!("route add {ip}/32 dev {host_if}\n"));
@@ -153,7 +174,10 @@ impl Drop for Lab {
             return;
         }
         for ns in self.created.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

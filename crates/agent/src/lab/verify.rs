@@ -100,7 +100,10 @@ fn spawn_in(ns: &str, exe: &PathBuf, args: &[String]) -> Result<Child, LabError>
 }
 
 fn join_ports(v: &[u16]) -> String {
-    v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A running lab: namespaces, a server in every pod, probes on demand.
@@ -170,7 +173,12 @@ impl Session {
                 }
             }
         }
-        Ok(Session { lab, servers, exe, timeout })
+        Ok(Session {
+            lab,
+            servers,
+            exe,
+            timeout,
+        })
     }
 
     /// The node namespace (where the agent applies its table).
@@ -180,7 +188,11 @@ impl Session {
 
     /// Probes every pair of lab pods that `engine` knows, and compares with it. Pods are
     /// matched by `namespace/name`, so the lab can hold pods a snapshot does not.
-    pub fn observe(&self, engine: &Engine, probes: &[(u16, Protocol)]) -> Result<(Vec<ObservedProbe>, Vec<Disagreement>), LabError> {
+    pub fn observe(
+        &self,
+        engine: &Engine,
+        probes: &[(u16, Protocol)],
+    ) -> Result<(Vec<ObservedProbe>, Vec<Disagreement>), LabError> {
         let present: Vec<(&super::LabPod, u32)> = self
             .lab
             .pods
@@ -190,7 +202,11 @@ impl Session {
         let targets: Vec<Target> = probes
             .iter()
             .flat_map(|(port, proto)| {
-                present.iter().map(move |(p, _)| Target { ip: p.ip, port: *port, protocol: proto.as_str().to_string() })
+                present.iter().map(move |(p, _)| Target {
+                    ip: p.ip,
+                    port: *port,
+                    protocol: proto.as_str().to_string(),
+                })
             })
             .collect();
         let targets_json = serde_json::to_string(&targets).unwrap_or_default();
@@ -210,11 +226,17 @@ impl Session {
         }
         let mut observed: HashSet<(IpAddr, IpAddr, u16, String)> = HashSet::new();
         for (child, (lp, _)) in probers.into_iter().zip(&present) {
-            let out = child.wait_with_output().map_err(|e| LabError::Unavailable(e.to_string()))?;
+            let out = child
+                .wait_with_output()
+                .map_err(|e| LabError::Unavailable(e.to_string()))?;
             for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
                 if v["ok"] == true && v["protocol"] != "SCTP" {
-                    if let (Some(ip), Some(port), Some(proto)) = (v["ip"].as_str(), v["port"].as_u64(), v["protocol"].as_str()) {
+                    if let (Some(ip), Some(port), Some(proto)) =
+                        (v["ip"].as_str(), v["port"].as_u64(), v["protocol"].as_str())
+                    {
                         if let Ok(ip) = ip.parse() {
                             observed.insert((lp.ip, ip, port as u16, proto.to_string()));
                         }
@@ -240,11 +262,18 @@ impl Session {
                 let mut row = BTreeMap::new();
                 for (to, tid) in &present {
                     let same = fid == tid;
-                    let seen = same || observed.contains(&(from.ip, to.ip, *port, proto.as_str().to_string()));
+                    let seen = same
+                        || observed.contains(&(from.ip, to.ip, *port, proto.as_str().to_string()));
                     row.insert(to.key.clone(), seen);
                     if !same {
                         let expected = engine
-                            .verdict(&Flow { src: Endpoint::Pod(*fid), dst: Endpoint::Pod(*tid), port: *port, protocol: *proto, http: None })
+                            .verdict(&Flow {
+                                src: Endpoint::Pod(*fid),
+                                dst: Endpoint::Pod(*tid),
+                                port: *port,
+                                protocol: *proto,
+                                http: None,
+                            })
                             .allowed();
                         if expected != seen {
                             disagreements.push(Disagreement {
@@ -260,7 +289,11 @@ impl Session {
                 }
                 matrix.insert(from.key.clone(), row);
             }
-            out.push(ObservedProbe { port: *port, protocol: proto.as_str().into(), matrix });
+            out.push(ObservedProbe {
+                port: *port,
+                protocol: proto.as_str().into(),
+                matrix,
+            });
         }
         Ok((out, disagreements))
     }
@@ -292,7 +325,10 @@ impl Session {
         }
         if first != "ready" {
             let _ = c.kill();
-            return Err(LabError::Command { cmd: "hold".into(), msg: format!("could not connect: {first}") });
+            return Err(LabError::Command {
+                cmd: "hold".into(),
+                msg: format!("could not connect: {first}"),
+            });
         }
         Ok(c)
     }
@@ -309,8 +345,22 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
             _ => skipped.push(p.key()),
         }
     }
-    let declared = |id: u32| engine.pods()[id as usize].ports.iter().map(|(_, pr, n)| (*n, *pr)).collect::<Vec<_>>();
-    let mut session = Session::start(&opts.prefix, &members, &opts.probes, declared, opts.exe.clone(), opts.timeout, opts.keep)?;
+    let declared = |id: u32| {
+        engine.pods()[id as usize]
+            .ports
+            .iter()
+            .map(|(_, pr, n)| (*n, *pr))
+            .collect::<Vec<_>>()
+    };
+    let mut session = Session::start(
+        &opts.prefix,
+        &members,
+        &opts.probes,
+        declared,
+        opts.exe.clone(),
+        opts.timeout,
+        opts.keep,
+    )?;
     // Flow logger in the node namespace (stops when its stdin closes).
     let mut flowlog = match &opts.events {
         Some((_, args)) => {
@@ -329,7 +379,10 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
             }
             if rx.recv_timeout(Duration::from_secs(10)).ok().as_deref() != Some("ready") {
                 let _ = c.kill();
-                return Err(LabError::Command { cmd: "flow logger".into(), msg: "did not start".into() });
+                return Err(LabError::Command {
+                    cmd: "flow logger".into(),
+                    msg: "did not start".into(),
+                });
             }
             Some(c)
         }
@@ -339,9 +392,18 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
     let log = opts.events.is_some();
     let rs = render(
         engine,
-        &RenderOptions { local_pods: session.lab.pods.iter().map(|p| p.id).collect(), log_denied: log, log_allowed: log },
+        &RenderOptions {
+            local_pods: session.lab.pods.iter().map(|p| p.id).collect(),
+            log_denied: log,
+            log_allowed: log,
+        },
     );
-    crate::nft::apply(&rs.full_script(), Some(session.node_ns())).map_err(|e| LabError::Command { cmd: "nft -f".into(), msg: e.to_string() })?;
+    crate::nft::apply(&rs.full_script(), Some(session.node_ns())).map_err(|e| {
+        LabError::Command {
+            cmd: "nft -f".into(),
+            msg: e.to_string(),
+        }
+    })?;
     let apply_ms = started.elapsed().as_millis();
     let (probes, disagreements) = session.observe(engine, &opts.probes)?;
     session.servers.clear();
@@ -350,5 +412,11 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
         drop(c.stdin.take());
         let _ = c.wait();
     }
-    Ok(VerifyReport { probes, disagreements, skipped_pods: skipped, rules: rs.rules, apply_ms })
+    Ok(VerifyReport {
+        probes,
+        disagreements,
+        skipped_pods: skipped,
+        rules: rs.rules,
+        apply_ms,
+    })
 }

@@ -41,7 +41,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         netns: a.netns.clone(),
         log_flows: true,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let data_dir = rt.data_dir.clone();
     let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
@@ -51,7 +53,13 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             None
         } else {
             let published = state.published.clone();
-            match start_flow_log(&data_dir, cluster, node, move || published.borrow().as_ref().map(|p| p.engine.clone()), stop.clone()) {
+            match start_flow_log(
+                &data_dir,
+                cluster,
+                node,
+                move || published.borrow().as_ref().map(|p| p.engine.clone()),
+                stop.clone(),
+            ) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, "no flow events");
@@ -71,13 +79,19 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 /// Follows the published snapshot and reconciles the kernel on every change. A rejected
 /// transaction is reported; the previous ruleset stays in force.
-pub(crate) async fn run_agent(state: supervisor::State, settings: AgentSettings, once: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run_agent(
+    state: supervisor::State,
+    settings: AgentSettings,
+    once: bool,
+) -> anyhow::Result<ExitCode> {
     let mut agent = Agent::new(settings);
     let mut rx = state.published.clone();
     loop {
         let current = rx.borrow_and_update().clone();
         match current {
-            None => tracing::warn!("no valid policy snapshot: nothing applied (an existing table stays in force)"),
+            None => tracing::warn!(
+                "no valid policy snapshot: nothing applied (an existing table stays in force)"
+            ),
             Some(p) => {
                 let engine = p.engine.clone();
                 let generation = p.generation;
@@ -88,7 +102,15 @@ pub(crate) async fn run_agent(state: supervisor::State, settings: AgentSettings,
                 .await?;
                 agent = a2;
                 match result {
-                    Ok(s) => tracing::info!(generation, pods = s.pods, rules = s.rules, render_us = s.render_us as u64, apply_us = s.apply_us as u64, unchanged = s.unchanged, "ruleset in force"),
+                    Ok(s) => tracing::info!(
+                        generation,
+                        pods = s.pods,
+                        rules = s.rules,
+                        render_us = s.render_us as u64,
+                        apply_us = s.apply_us as u64,
+                        unchanged = s.unchanged,
+                        "ruleset in force"
+                    ),
                     Err(e) => {
                         tracing::error!(generation, error = %e, "ruleset rejected; the previous one stays in force");
                         if once {
@@ -120,7 +142,8 @@ pub(crate) fn start_flow_log(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     std::fs::create_dir_all(data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
-    let writer = palisade_store::Writer::spawn(palisade_standalone::events::store_path(data_dir), rx, None)?;
+    let writer =
+        palisade_store::Writer::spawn(palisade_standalone::events::store_path(data_dir), rx, None)?;
     // Bind before returning so that no logged packet is missed.
     let sock_check = palisade_agent::nflog::NflogSocket::bind(palisade_agent::ruleset::LOG_GROUP);
     if let Err(e) = sock_check {
@@ -129,9 +152,14 @@ pub(crate) fn start_flow_log(
     drop(sock_check);
     Ok(std::thread::spawn(move || {
         let s = stop.clone();
-        if let Err(e) = palisade_agent::flowlog::run(palisade_agent::ruleset::LOG_GROUP, engine, tx, cluster, node, move || {
-            s.load(std::sync::atomic::Ordering::Relaxed)
-        }) {
+        if let Err(e) = palisade_agent::flowlog::run(
+            palisade_agent::ruleset::LOG_GROUP,
+            engine,
+            tx,
+            cluster,
+            node,
+            move || s.load(std::sync::atomic::Ordering::Relaxed),
+        ) {
             tracing::error!(error = %e, "flow logger stopped");
         }
         match writer.flush_and_stop() {

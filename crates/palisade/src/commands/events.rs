@@ -40,7 +40,9 @@ pub(crate) struct Args {
 }
 
 /// Opens the query backend `palisade up` serves.
-pub(crate) fn open_backend(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn palisade_standalone::admin::EventQuery>> {
+pub(crate) fn open_backend(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn palisade_standalone::admin::EventQuery>> {
     Ok(Arc::new(StoreQuery::open(data_dir)?))
 }
 
@@ -58,7 +60,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let path = store_path(&data_dir);
     if !path.exists() {
-        eprintln!("error: no event store at {} (start `palisade up`, or pass --data-dir)", path.display());
+        eprintln!(
+            "error: no event store at {} (start `palisade up`, or pass --data-dir)",
+            path.display()
+        );
         return Ok(ExitCode::from(1));
     }
     let mut types = Vec::new();
@@ -119,9 +124,22 @@ fn print_event(e: &Event, output: Output) {
         println!("{}", e.to_json());
         return;
     }
-    let src = e.source.as_ref().map(|s| s.display_name()).unwrap_or_else(|| "-".into());
-    let dst = e.destination.as_ref().map(|s| s.display_name()).unwrap_or_else(|| "-".into());
-    let port = e.destination.as_ref().and_then(|d| d.port).map(|p| format!(":{p}")).unwrap_or_default();
+    let src = e
+        .source
+        .as_ref()
+        .map(|s| s.display_name())
+        .unwrap_or_else(|| "-".into());
+    let dst = e
+        .destination
+        .as_ref()
+        .map(|s| s.display_name())
+        .unwrap_or_else(|| "-".into());
+    let port = e
+        .destination
+        .as_ref()
+        .and_then(|d| d.port)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
     let verdict = e.verdict.map(|v| v.as_str()).unwrap_or("-");
     let policy = e
         .policy

@@ -108,11 +108,20 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Flowlog(f) => flowlog(f),
-        LabCommand::Hold(h) => Ok(if lab::pod::hold(h.target, Duration::from_millis(h.interval_ms))? { ExitCode::SUCCESS } else { ExitCode::from(1) }),
+        LabCommand::Hold(h) => Ok(
+            if lab::pod::hold(h.target, Duration::from_millis(h.interval_ms))? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            },
+        ),
         LabCommand::Probe(p) => {
             let targets: Vec<Target> = serde_json::from_str(&p.targets)?;
             for (t, ok) in lab::pod::probe(&targets, Duration::from_millis(p.timeout_ms), p.tag) {
-                println!("{}", serde_json::json!({"ip": t.ip, "port": t.port, "protocol": t.protocol, "ok": ok}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ip": t.ip, "port": t.port, "protocol": t.protocol, "ok": ok})
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -134,7 +143,10 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             .filter(|(_, p)| a.protocol.is_none_or(|want| want == *p))
             .collect()
     } else {
-        a.port.iter().map(|p| (*p, a.protocol.unwrap_or(Protocol::TCP))).collect()
+        a.port
+            .iter()
+            .map(|p| (*p, a.protocol.unwrap_or(Protocol::TCP)))
+            .collect()
     };
     let opts = VerifyOptions {
         exe: std::env::current_exe()?,
@@ -146,10 +158,19 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             None => None,
             Some(dir) => {
                 let dir = std::path::absolute(dir)?;
-                let mut args = vec!["lab".to_string(), "flowlog".into(), "--data-dir".into(), dir.display().to_string()];
+                let mut args = vec![
+                    "lab".to_string(),
+                    "flowlog".into(),
+                    "--data-dir".into(),
+                    dir.display().to_string(),
+                ];
                 if let Some(p) = a.default_posture {
                     args.push("--default-posture".into());
-                    args.push(if p == PostureArg::Deny { "deny".into() } else { "allow".into() });
+                    args.push(if p == PostureArg::Deny {
+                        "deny".into()
+                    } else {
+                        "allow".into()
+                    });
                 }
                 for p in &a.paths {
                     args.push(std::path::absolute(p)?.display().to_string());
@@ -164,27 +185,46 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Output::Table => {
             for p in &report.probes {
                 let names: Vec<&String> = p.matrix.keys().collect();
-                println!("{}/{} observed in the kernel (. reachable, X dropped):", p.port, p.protocol);
+                println!(
+                    "{}/{} observed in the kernel (. reachable, X dropped):",
+                    p.port, p.protocol
+                );
                 let w = names.iter().map(|n| n.len()).max().unwrap_or(0);
                 for (i, from) in names.iter().enumerate() {
-                    let row: String = p.matrix[*from].values().map(|b| if *b { " ." } else { " X" }).collect();
+                    let row: String = p.matrix[*from]
+                        .values()
+                        .map(|b| if *b { " ." } else { " X" })
+                        .collect();
                     println!("  {from:w$} {row}   {i}");
                 }
             }
-            println!("ruleset: {} rules applied in {} ms", report.rules, report.apply_ms);
+            println!(
+                "ruleset: {} rules applied in {} ms",
+                report.rules, report.apply_ms
+            );
             if !report.skipped_pods.is_empty() {
-                println!("skipped (no IPv4 address or host network): {}", report.skipped_pods.join(", "));
+                println!(
+                    "skipped (no IPv4 address or host network): {}",
+                    report.skipped_pods.join(", ")
+                );
             }
             if report.disagreements.is_empty() {
                 println!("kernel and engine agree on every pair");
             } else {
                 for d in &report.disagreements {
-                    println!("DISAGREE {}/{} {} -> {}: kernel {}, engine {}", d.port, d.protocol, d.from, d.to, d.observed, d.expected);
+                    println!(
+                        "DISAGREE {}/{} {} -> {}: kernel {}, engine {}",
+                        d.port, d.protocol, d.from, d.to, d.observed, d.expected
+                    );
                 }
             }
         }
     }
-    Ok(if report.disagreements.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.disagreements.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
@@ -193,7 +233,13 @@ fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = std::sync::Arc::new(engine);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handle = super::agent::start_flow_log(&f.data_dir, "lab".into(), "lab-node".into(), move || Some(engine.clone()), stop.clone())?;
+    let handle = super::agent::start_flow_log(
+        &f.data_dir,
+        "lab".into(),
+        "lab-node".into(),
+        move || Some(engine.clone()),
+        stop.clone(),
+    )?;
     println!("ready");
     let mut sink = String::new();
     let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);

@@ -26,7 +26,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = a.listen {
         rt.admin_listen = l;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         std::fs::create_dir_all(&rt.data_dir)?;
         let events = super::events::open_backend(&rt.data_dir)?;

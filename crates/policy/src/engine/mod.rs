@@ -506,7 +506,12 @@ impl Engine {
 impl Engine {
     /// Resolves a user's endpoint argument: `NAMESPACE/POD`, an IP (a pod's when one has it),
     /// or, where `allow_fqdn`, a domain name (with the IP it resolved to, if known).
-    pub fn parse_endpoint<'a>(&self, s: &'a str, ip: Option<IpAddr>, allow_fqdn: bool) -> Result<Endpoint<'a>, String> {
+    pub fn parse_endpoint<'a>(
+        &self,
+        s: &'a str,
+        ip: Option<IpAddr>,
+        allow_fqdn: bool,
+    ) -> Result<Endpoint<'a>, String> {
         if let Ok(addr) = s.parse::<IpAddr>() {
             return Ok(self.endpoint_for_ip(addr));
         }
