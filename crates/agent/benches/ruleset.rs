@@ -96,6 +96,32 @@ fn bench_apply() {
     let mut smaller = snap.clone();
     smaller.pods.remove(517);
     let e_minus = Engine::compile(&smaller);
+    {
+        let opts = RenderOptions {
+            local_pods: all(&e),
+            log_denied: true,
+            log_allowed: true,
+        };
+        let a = render(&e, &opts);
+        let b = render(
+            &e_minus,
+            &RenderOptions {
+                local_pods: all(&e_minus),
+                ..opts.clone()
+            },
+        );
+        let d = b.diff_script(&a).unwrap_or_default();
+        let changed_chains = d
+            .lines()
+            .filter(|l| l.starts_with("flush chain") || l.starts_with("add chain"))
+            .count();
+        println!(
+            "agent/diff for one pod removed: {} lines, {} chains touched, {} bytes",
+            d.lines().count(),
+            changed_chains,
+            d.len()
+        );
+    }
     let mut agent = Agent::new(settings.clone());
     agent.reconcile(&e).unwrap();
     let (mut removes, mut adds) = (Vec::new(), Vec::new());

@@ -238,8 +238,19 @@ struct Ctx<'e> {
     fqdn_sets: BTreeMap<String, (u32, String)>,
     chains: BTreeMap<String, Vec<String>>,
     entry_cache: HashMap<EntryKey, Option<String>>,
+    set_cache: HashMap<u32, std::rc::Rc<SetInfo>>,
+    lines_cache: HashMap<LinesKey, Vec<String>>,
     opts: &'e RenderOptions,
 }
+
+/// A pod set's members, computed once per render.
+struct SetInfo {
+    pods: Vec<PodId>,
+    v4: Vec<String>,
+    v6: Vec<String>,
+}
+
+type LinesKey = (u32, Direction, String, Vec<(Option<String>, Protocol, u16)>);
 
 type EntryKey = (
     Direction,
@@ -268,6 +279,26 @@ fn ip_list(ips: &[IpAddr], v6: bool) -> Vec<String> {
 }
 
 impl Ctx<'_> {
+    fn set_info(&mut self, set: u32) -> std::rc::Rc<SetInfo> {
+        if let Some(i) = self.set_cache.get(&set) {
+            return i.clone();
+        }
+        let pods: Vec<PodId> = self.engine.pod_set(set).iter().collect();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for &p in &pods {
+            for ip in &self.engine.pods()[p as usize].ips {
+                if ip.is_ipv6() {
+                    v6.push(ip.to_string());
+                } else {
+                    v4.push(ip.to_string());
+                }
+            }
+        }
+        let info = std::rc::Rc::new(SetInfo { pods, v4, v6 });
+        self.set_cache.insert(set, info.clone());
+        info
+    }
+
     /// Alternatives for a peer, as address matches on `field` (`saddr` or `daddr`).
     fn peer_alts(
         &mut self,
@@ -279,18 +310,13 @@ impl Ctx<'_> {
     ) -> Vec<AddrAlt> {
         match peer {
             PeerMatch::Pods(set) => {
-                let members: Vec<IpAddr> = self
-                    .engine
-                    .pod_set(*set)
-                    .iter()
-                    .flat_map(|p| self.engine.pods()[p as usize].ips.clone())
-                    .collect();
-                if members.is_empty() {
+                let info = self.set_info(*set);
+                if info.v4.is_empty() && info.v6.is_empty() {
                     return Vec::new();
                 }
                 self.used_sets.insert(*set);
-                let has4 = members.iter().any(|i| i.is_ipv4());
-                let has6 = members.iter().any(|i| i.is_ipv6());
+                let has4 = !info.v4.is_empty();
+                let has6 = !info.v6.is_empty();
                 vec![(
                     has4.then(|| format!("ip {field} @ps{set}_4")),
                     has6.then(|| format!("ip6 {field} @ps{set}_6")),
@@ -416,6 +442,27 @@ impl Ctx<'_> {
     }
 
     fn rule_lines(&mut self, me: PodId, dir: Direction, rid: u32, verdict: &str) -> Vec<String> {
+        let own = if dir == Direction::Ingress {
+            self.engine.pods()[me as usize].ports.clone()
+        } else {
+            Vec::new()
+        };
+        let key = (rid, dir, verdict.to_string(), own);
+        if let Some(l) = self.lines_cache.get(&key) {
+            return l.clone();
+        }
+        let lines = self.render_rule_lines(me, dir, rid, verdict);
+        self.lines_cache.insert(key, lines.clone());
+        lines
+    }
+
+    fn render_rule_lines(
+        &mut self,
+        me: PodId,
+        dir: Direction,
+        rid: u32,
+        verdict: &str,
+    ) -> Vec<String> {
         let r = self.engine.rule(rid);
         let field = if dir == Direction::Egress {
             "daddr"
@@ -429,9 +476,7 @@ impl Ctx<'_> {
                 let mut v = Vec::new();
                 for (i, p) in peers.iter().enumerate() {
                     let pods = match p {
-                        PeerMatch::Pods(s) => {
-                            Some(self.engine.pod_set(*s).iter().collect::<Vec<_>>())
-                        }
+                        PeerMatch::Pods(s) => Some(self.set_info(*s).pods.clone()),
                         _ => None,
                     };
                     for alt in self.peer_alts(p, field, rid, i, dir) {
@@ -623,6 +668,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         fqdn_sets: BTreeMap::new(),
         chains: BTreeMap::new(),
         entry_cache: HashMap::new(),
+        set_cache: HashMap::new(),
+        lines_cache: HashMap::new(),
         opts,
     };
     let local: Vec<PodId> = opts
@@ -640,20 +687,18 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         entries.push((p, e, i));
     }
     let mut sets: BTreeMap<String, SetDef> = BTreeMap::new();
-    for &set in &cx.used_sets {
-        let ips: Vec<IpAddr> = engine
-            .pod_set(set)
-            .iter()
-            .flat_map(|p| engine.pods()[p as usize].ips.clone())
-            .collect();
+    let used: Vec<u32> = cx.used_sets.iter().copied().collect();
+    for set in used {
+        let info = cx.set_info(set);
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
+            let list = if v6 { &info.v6 } else { &info.v4 };
             sets.insert(
                 format!("ps{set}_{suffix}"),
                 SetDef {
                     keyword: "set",
                     spec: format!("type {ty};"),
-                    elements: ip_list(&ips, v6).into_iter().collect(),
+                    elements: list.iter().cloned().collect(),
                 },
             );
         }

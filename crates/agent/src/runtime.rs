@@ -93,12 +93,11 @@ impl Agent {
             ..ApplyStats::default()
         };
         let t1 = Instant::now();
-        // Incremental when the kernel holds what we applied last; a full atomic rebuild
-        // otherwise, or when the difference cannot be expressed (or is rejected).
-        let diff = match &self.applied {
-            Some(old) if self.table_present(&settings) => rs.diff_script(old),
-            _ => None,
-        };
+        // Incremental against what this agent applied last; a full atomic rebuild on the
+        // first reconcile (adopting whatever table a previous run left), when the difference
+        // cannot be expressed, or when the kernel rejects it (someone changed the table).
+        // Listing the kernel's table first would cost more than the update itself.
+        let diff = self.applied.as_ref().and_then(|old| rs.diff_script(old));
         match diff {
             Some(d) if d.is_empty() => stats.unchanged = true,
             Some(d) => {
@@ -114,10 +113,6 @@ impl Agent {
         stats.apply_us = t1.elapsed().as_micros();
         self.applied = Some(rs);
         Ok(stats)
-    }
-
-    fn table_present(&self, s: &AgentSettings) -> bool {
-        nft::run(&["list", "table", "inet", TABLE], s.netns.as_deref()).is_ok()
     }
 
     /// Removes Palisade's table (only it; nothing else on the host is touched).
