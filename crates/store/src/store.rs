@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS events (
     verdict      TEXT,
     json         TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_time ON events(time_us);
+CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time_us);
+CREATE INDEX IF NOT EXISTS events_src_workload_time ON events(src_workload, time_us);
+CREATE INDEX IF NOT EXISTS events_dst_time ON events(dst, time_us);
+CREATE INDEX IF NOT EXISTS events_verdict_time ON events(verdict, time_us);
 ";
 
 const INSERT: &str = "INSERT INTO events (id, time_us, type, src, src_workload, dst, verdict, json)

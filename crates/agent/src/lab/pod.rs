@@ -200,3 +200,29 @@ pub fn hold(addr: SocketAddr, interval: Duration) -> std::io::Result<bool> {
     println!("alive {n}");
     Ok(true)
 }
+
+/// Opens and closes TCP connections to `addr` from `threads` threads for `duration`;
+/// returns completed connections per second (each reads the server's greeting).
+pub fn connection_rate(addr: SocketAddr, threads: usize, duration: Duration) -> f64 {
+    let deadline = Instant::now() + duration;
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                let mut buf = [0u8; 3];
+                while Instant::now() < deadline {
+                    if let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                        if c.read_exact(&mut buf).is_ok() {
+                            n += 1;
+                        }
+                        // Reset instead of FIN: no TIME_WAIT, so ports are not exhausted.
+                        let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    total as f64 / duration.as_secs_f64()
+}

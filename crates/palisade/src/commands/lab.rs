@@ -25,12 +25,25 @@ enum LabCommand {
     /// (internal) Probe targets from inside a pod namespace.
     #[command(hide = true)]
     Probe(ProbeArgs),
+    /// (internal) Measure new TCP connections per second from inside a pod namespace.
+    #[command(hide = true)]
+    Cps(CpsArgs),
     /// (internal) Hold a TCP connection open from inside a pod namespace.
     #[command(hide = true)]
     Hold(HoldArgs),
     /// (internal) Flow events from NFLOG inside the lab's node namespace.
     #[command(hide = true)]
     Flowlog(FlowlogArgs),
+}
+
+#[derive(clap::Args)]
+struct CpsArgs {
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    #[arg(long, default_value_t = 4)]
+    threads: usize,
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +121,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Flowlog(f) => flowlog(f),
+        LabCommand::Cps(c) => {
+            let rate =
+                lab::pod::connection_rate(c.target, c.threads, Duration::from_secs(c.seconds));
+            println!("{rate:.0}");
+            Ok(ExitCode::SUCCESS)
+        }
         LabCommand::Hold(h) => Ok(
             if lab::pod::hold(h.target, Duration::from_millis(h.interval_ms))? {
                 ExitCode::SUCCESS
