@@ -124,9 +124,9 @@ impl Ruleset {
                 Some(o) if o.spec == d.spec && o.keyword == d.keyword => {}
                 Some(_) => return None,
                 None => {
-                    let _ = write!(
+                    let _ = writeln!(
                         out,
-                        "add {} inet {TABLE} {name} {{ {} }}\n",
+                        "add {} inet {TABLE} {name} {{ {} }}",
                         d.keyword, d.spec
                     );
                 }
