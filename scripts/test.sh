@@ -11,6 +11,7 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
+command -v conntrack >/dev/null 2>&1 || need_pkgs+=(conntrack)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

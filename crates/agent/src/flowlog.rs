@@ -98,11 +98,44 @@ fn endpoint(engine: &Engine, ep: Ep<'_>, ip: IpAddr, port: Option<u16>) -> Endpo
     }
 }
 
+/// The `end` event of a finished connection, with its counters.
+pub fn end_event(
+    engine: &Engine,
+    f: &crate::conntrack::FinishedFlow,
+    cluster: &str,
+    node: &str,
+) -> Option<Event> {
+    let pkt = LoggedPacket {
+        prefix: "A end".into(),
+        src: f.src,
+        dst: f.dst,
+        protocol: f.protocol,
+        src_port: f.src_port,
+        dst_port: f.dst_port,
+    };
+    // Only connections that involve a pod of this snapshot.
+    if engine.pod_by_ip(f.src).is_none() && engine.pod_by_ip(f.dst).is_none() {
+        return None;
+    }
+    let mut e = flow_event(engine, &pkt, cluster, node)?;
+    e.body = EventBody::Flow(FlowInfo {
+        state: FlowState::End,
+        bytes_sent: Some(f.bytes_sent),
+        bytes_received: Some(f.bytes_received),
+        packets: Some(f.packets),
+        duration_ms: f.duration_ms,
+    });
+    Some(e)
+}
+
 /// Reads NFLOG `group` until `stop` says so, sending flow events. Repeats of one denied
 /// connection attempt (retransmitted SYNs) within a second are folded into one event.
+/// `ready` is called once both the NFLOG socket and the conntrack watcher listen.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
+    ready: impl FnOnce(),
     group: u16,
-    engine: impl Fn() -> Option<Arc<Engine>>,
+    engine: impl Fn() -> Option<Arc<Engine>> + Send + Sync + 'static,
     events: EventSender,
     cluster: String,
     node: String,
@@ -110,6 +143,21 @@ pub fn run(
 ) -> std::io::Result<()> {
     let mut sock = NflogSocket::bind(group)?;
     sock.set_timeout(Duration::from_millis(200))?;
+    let engine = Arc::new(engine);
+    crate::conntrack::enable_accounting();
+    let ct_engine = engine.clone();
+    let ct_events = events.clone();
+    let (ct_cluster, ct_node) = (cluster.clone(), node.clone());
+    let mut ct = crate::conntrack::watch(move |f| {
+        if let Some(eng) = ct_engine() {
+            if let Some(e) = end_event(&eng, &f, &ct_cluster, &ct_node) {
+                ct_events.try_send(e);
+            }
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "no byte counts for finished connections (conntrack-tools missing?)"))
+    .ok();
+    ready();
     let mut recent: HashMap<(IpAddr, IpAddr, u8, u16, bool), Instant> = HashMap::new();
     loop {
         let stopping = stop();
@@ -153,6 +201,13 @@ pub fn run(
                 events.try_send(e);
             }
         }
+    }
+    if let Some(c) = ct.as_mut() {
+        // Connections still tracked end with the agent's watch: flush so their totals are
+        // reported, then stop the reader.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = c.kill();
+        let _ = c.wait();
     }
     Ok(())
 }

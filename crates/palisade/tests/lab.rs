@@ -310,4 +310,25 @@ fn flow_events_come_from_the_kernel_with_the_deciding_policy() {
     assert_eq!(denied["policy"]["name"], "web-to-api");
     assert_eq!(denied["policy"]["stage"], "namespace");
     assert_eq!(denied["source"]["namespace"], "data");
+    // Finished connections carry their byte and packet counts (conntrack accounting).
+    if Command::new("conntrack")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    {
+        let end = evs
+            .iter()
+            .find(|e| {
+                e["flow"]["state"] == "end"
+                    && e["source"]["name"] == "web"
+                    && e["destination"]["port"] == 8080
+            })
+            .unwrap_or_else(|| panic!("no end event for web -> api:8080 in {evs:#?}"));
+        assert!(end["flow"]["bytesReceived"].as_u64().unwrap() >= 3, "{end}");
+        assert!(end["flow"]["packets"].as_u64().unwrap() >= 4, "{end}");
+        assert_eq!(end["verdict"], "allow");
+    } else {
+        eprintln!("skipping byte counts: conntrack-tools not installed");
+    }
 }

@@ -408,7 +408,9 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
     let (probes, disagreements) = session.observe(engine, &opts.probes)?;
     session.servers.clear();
     if let Some(mut c) = flowlog.take() {
-        std::thread::sleep(Duration::from_millis(300));
+        // End the connections still tracked so their byte counts are reported.
+        let _ = super::topology::netns_exec(session.node_ns(), &["conntrack", "-F"]);
+        std::thread::sleep(Duration::from_millis(500));
         drop(c.stdin.take());
         let _ = c.wait();
     }

@@ -137,22 +137,22 @@ pub(crate) fn start_flow_log(
     data_dir: &std::path::Path,
     cluster: String,
     node: String,
-    engine: impl Fn() -> Option<std::sync::Arc<palisade_policy::Engine>> + Send + 'static,
+    engine: impl Fn() -> Option<std::sync::Arc<palisade_policy::Engine>> + Send + Sync + 'static,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     std::fs::create_dir_all(data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
     let writer =
         palisade_store::Writer::spawn(palisade_standalone::events::store_path(data_dir), rx, None)?;
-    // Bind before returning so that no logged packet is missed.
-    let sock_check = palisade_agent::nflog::NflogSocket::bind(palisade_agent::ruleset::LOG_GROUP);
-    if let Err(e) = sock_check {
-        anyhow::bail!("cannot read NFLOG (needs root): {e}");
-    }
-    drop(sock_check);
-    Ok(std::thread::spawn(move || {
+    // Return only once the kernel's logs are being read, so that no flow is missed.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
         let s = stop.clone();
+        let ready = move || {
+            let _ = ready_tx.send(());
+        };
         if let Err(e) = palisade_agent::flowlog::run(
+            ready,
             palisade_agent::ruleset::LOG_GROUP,
             engine,
             tx,
@@ -166,5 +166,12 @@ pub(crate) fn start_flow_log(
             Ok(st) => tracing::info!(written = st.written, "flow events flushed"),
             Err(e) => tracing::error!(error = %e, "event store"),
         }
-    }))
+    });
+    if ready_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .is_err()
+    {
+        anyhow::bail!("cannot read NFLOG (needs root and nfnetlink_log)");
+    }
+    Ok(handle)
 }

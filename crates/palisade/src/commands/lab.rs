@@ -247,6 +247,7 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging();
     let Some((_, engine)) = load_engine(&f.paths, f.default_posture) else {
         return Ok(ExitCode::from(1));
     };
