@@ -1,0 +1,403 @@
+//! Snapshot → Engine: selectors pre-matched to pod sets, rules compiled once, and for every
+//! pod the rules that apply to it in each direction, in evaluation order.
+
+use super::*;
+use crate::model::*;
+use crate::snapshot::Snapshot;
+
+mod kinds;
+use std::collections::HashMap;
+
+#[derive(Hash, PartialEq, Eq)]
+enum SetKey {
+    /// Pods of namespaces matching a selector (None: all namespaces) or of one namespace,
+    /// filtered by an optional pod selector.
+    Pods(Option<LabelSelector>, Option<u32>, Option<LabelSelector>),
+}
+
+struct Builder {
+    pods: Vec<PodInfo>,
+    namespaces: Vec<NsInfo>,
+    sets: Vec<PodSet>,
+    set_cache: HashMap<SetKey, u32>,
+    ns_cache: HashMap<LabelSelector, Vec<u32>>,
+    policies: Vec<PolicyInfo>,
+    rules: Vec<Rule>,
+    per_pod: Vec<PodRules>,
+    subjects: Vec<PodSet>,
+    cluster: String,
+}
+
+impl Engine {
+    /// Compiles a snapshot with the posture its config sets.
+    pub fn compile(snap: &Snapshot) -> Engine {
+        Self::compile_with(snap, snap.posture())
+    }
+
+    /// Compiles a snapshot with an explicit default posture.
+    pub fn compile_with(snap: &Snapshot, posture: Posture) -> Engine {
+        let cluster = snap
+            .config
+            .as_ref()
+            .and_then(|(c, _)| c.spec.cluster.clone())
+            .unwrap_or_else(|| "default".to_string());
+        let mut b = Builder {
+            pods: Vec::with_capacity(snap.pods.len()),
+            namespaces: Vec::new(),
+            sets: Vec::new(),
+            set_cache: HashMap::new(),
+            ns_cache: HashMap::new(),
+            policies: Vec::new(),
+            rules: Vec::new(),
+            per_pod: Vec::new(),
+            subjects: Vec::new(),
+            cluster,
+        };
+        let mut ns_by_name: HashMap<String, u32> = HashMap::new();
+        for (ns, _) in &snap.namespaces {
+            let id = b.namespaces.len() as u32;
+            let mut labels = ns.metadata.labels.clone();
+            labels.insert(
+                "kubernetes.io/metadata.name".into(),
+                ns.metadata.name.clone(),
+            );
+            b.namespaces.push(NsInfo {
+                name: ns.metadata.name.clone(),
+                labels,
+                pods: Vec::new(),
+                declared: true,
+            });
+            ns_by_name.insert(ns.metadata.name.clone(), id);
+        }
+        let mut ns_id = |b: &mut Builder, name: &str| -> u32 {
+            if let Some(id) = ns_by_name.get(name) {
+                return *id;
+            }
+            let id = b.namespaces.len() as u32;
+            let mut labels = BTreeMap::new();
+            labels.insert("kubernetes.io/metadata.name".into(), name.to_string());
+            b.namespaces.push(NsInfo {
+                name: name.to_string(),
+                labels,
+                pods: Vec::new(),
+                declared: false,
+            });
+            ns_by_name.insert(name.to_string(), id);
+            id
+        };
+        let mut pod_index = HashMap::new();
+        let mut ip_index = HashMap::new();
+        for (pod, _) in &snap.pods {
+            let ns = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let nid = ns_id(&mut b, &ns);
+            let id = b.pods.len() as PodId;
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for s in pod
+                .status
+                .pod_ips
+                .iter()
+                .map(|p| p.ip.as_str())
+                .chain(pod.status.pod_ip.as_deref())
+            {
+                if let Ok(ip) = s.parse::<IpAddr>() {
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+            }
+            let host_network = pod.spec.host_network.unwrap_or(false);
+            if !host_network {
+                for ip in &ips {
+                    ip_index.insert(*ip, id);
+                }
+            }
+            let ports = pod
+                .spec
+                .containers
+                .iter()
+                .chain(&pod.spec.init_containers)
+                .flat_map(|c| c.ports.iter())
+                .map(|p| (p.name.clone(), p.protocol, p.container_port))
+                .collect();
+            pod_index.insert((ns.clone(), pod.metadata.name.clone()), id);
+            b.namespaces[nid as usize].pods.push(id);
+            b.pods.push(PodInfo {
+                workload: workload_name(&ns, &pod.metadata),
+                namespace: ns,
+                name: pod.metadata.name.clone(),
+                labels: pod.metadata.labels.clone(),
+                ips,
+                host_network,
+                node: pod.spec.node_name.clone(),
+                service_account: pod.spec.service_account_name.clone(),
+                ports,
+                ns_id: nid,
+            });
+        }
+        // Namespaces named only by policies still exist for selectors.
+        for (np, _) in &snap.network_policies {
+            ns_id(
+                &mut b,
+                np.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+        }
+        for (sp, _) in &snap.security_policies {
+            ns_id(
+                &mut b,
+                sp.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+        }
+        b.per_pod = vec![PodRules::default(); b.pods.len()];
+
+        // Tiered: CSP security tier, then ANP + CSP admin tier, by priority.
+        let mut tiered: Vec<(u8, i64, u8, String, Tiered)> = Vec::new();
+        for (i, (anp, _)) in snap.admin_network_policies.iter().enumerate() {
+            tiered.push((
+                1,
+                anp.spec.priority,
+                0,
+                anp.metadata.name.clone(),
+                Tiered::Anp(i),
+            ));
+        }
+        for (i, (csp, _)) in snap.cluster_security_policies.iter().enumerate() {
+            let rank = match csp.spec.tier {
+                Tier::Security => 0,
+                Tier::Admin => 1,
+                Tier::Baseline => 2,
+            };
+            tiered.push((
+                rank,
+                csp.spec.priority,
+                1,
+                csp.metadata.name.clone(),
+                Tiered::Csp(i),
+            ));
+        }
+        tiered.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        for (rank, _, _, _, t) in &tiered {
+            if *rank == 2 {
+                continue;
+            }
+            match t {
+                Tiered::Anp(i) => b.add_anp(&snap.admin_network_policies[*i]),
+                Tiered::Csp(i) => b.add_csp(&snap.cluster_security_policies[*i]),
+            }
+        }
+        // Namespaced, in a stable order.
+        let mut nps: Vec<&(NetworkPolicy, Origin)> = snap.network_policies.iter().collect();
+        nps.sort_by(|a, b| {
+            (&a.0.metadata.namespace, &a.0.metadata.name)
+                .cmp(&(&b.0.metadata.namespace, &b.0.metadata.name))
+        });
+        for np in nps {
+            b.add_np(np, &ns_by_name);
+        }
+        let mut sps: Vec<&(SecurityPolicy, Origin)> = snap.security_policies.iter().collect();
+        sps.sort_by(|a, b| {
+            (&a.0.metadata.namespace, &a.0.metadata.name)
+                .cmp(&(&b.0.metadata.namespace, &b.0.metadata.name))
+        });
+        for sp in sps {
+            b.add_sp(sp, &ns_by_name);
+        }
+        // Baseline: CSP baseline tier, then BANP.
+        for (rank, _, _, _, t) in &tiered {
+            if let (2, Tiered::Csp(i)) = (rank, t) {
+                b.add_csp(&snap.cluster_security_policies[*i]);
+            }
+        }
+        for banp in &snap.baseline_admin_network_policies {
+            b.add_banp(banp);
+        }
+        let fast = super::fast::Fast::build(&b.rules, &b.sets, &b.pods, &b.per_pod, &b.policies);
+        Engine {
+            pods: b.pods,
+            namespaces: b.namespaces,
+            pod_index,
+            ip_index,
+            policies: b.policies,
+            rules: b.rules,
+            sets: b.sets,
+            per_pod: b.per_pod,
+            posture,
+            subjects: b.subjects,
+            fast,
+        }
+    }
+}
+
+fn admin_info(kind: PolicyKind, name: &str, priority: Option<i64>, origin: &Origin) -> PolicyInfo {
+    PolicyInfo {
+        kind,
+        namespace: None,
+        name: name.to_string(),
+        mode: Mode::Enforce,
+        priority,
+        tier: None,
+        file: origin.file.clone(),
+        line: origin.line,
+    }
+}
+
+enum Tiered {
+    Anp(usize),
+    Csp(usize),
+}
+
+use crate::diag::Origin;
+
+/// `namespace/<owner>` (Deployment via its ReplicaSet, StatefulSet, Job, DaemonSet), else
+/// the `app.kubernetes.io/name` or `app` label, else the pod name.
+pub(crate) fn workload_name(ns: &str, meta: &ObjectMeta) -> String {
+    let owner = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or(meta.owner_references.first());
+    if let Some(o) = owner {
+        let name = if o.kind == "ReplicaSet" {
+            match o.name.rsplit_once('-') {
+                Some((base, hash))
+                    if !base.is_empty() && hash.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    base
+                }
+                _ => o.name.as_str(),
+            }
+        } else {
+            o.name.as_str()
+        };
+        return format!("{ns}/{name}");
+    }
+    if let Some(app) = meta
+        .labels
+        .get("app.kubernetes.io/name")
+        .or(meta.labels.get("app"))
+    {
+        return format!("{ns}/{app}");
+    }
+    format!("{ns}/{}", meta.name)
+}
+
+impl Builder {
+    fn ns_matching(&mut self, sel: &LabelSelector) -> Vec<u32> {
+        if let Some(v) = self.ns_cache.get(sel) {
+            return v.clone();
+        }
+        let v: Vec<u32> = self
+            .namespaces
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| sel.matches(&n.labels))
+            .map(|(i, _)| i as u32)
+            .collect();
+        self.ns_cache.insert(sel.clone(), v.clone());
+        v
+    }
+
+    /// The set of non-host-network pods in namespaces matching `ns_sel` (None: all) or in
+    /// namespace `ns_fixed`, whose labels match `pod_sel` (None: all).
+    fn pod_set(
+        &mut self,
+        ns_sel: Option<&LabelSelector>,
+        ns_fixed: Option<u32>,
+        pod_sel: Option<&LabelSelector>,
+    ) -> u32 {
+        let key = SetKey::Pods(ns_sel.cloned(), ns_fixed, pod_sel.cloned());
+        if let Some(id) = self.set_cache.get(&key) {
+            return *id;
+        }
+        let nss: Vec<u32> = match (ns_fixed, ns_sel) {
+            (Some(n), _) => vec![n],
+            (None, Some(sel)) => self.ns_matching(sel),
+            (None, None) => (0..self.namespaces.len() as u32).collect(),
+        };
+        let mut set = PodSet::new(self.pods.len());
+        for n in nss {
+            for &p in &self.namespaces[n as usize].pods {
+                let pod = &self.pods[p as usize];
+                if !pod.host_network && pod_sel.is_none_or(|s| s.matches(&pod.labels)) {
+                    set.insert(p);
+                }
+            }
+        }
+        let id = self.sets.len() as u32;
+        self.sets.push(set);
+        self.set_cache.insert(key, id);
+        id
+    }
+
+    fn add_policy(&mut self, info: PolicyInfo, subject: u32) -> u32 {
+        let id = self.policies.len() as u32;
+        self.policies.push(info);
+        self.subjects.push(self.sets[subject as usize].clone());
+        id
+    }
+
+    fn attach(&mut self, subject: u32, dir: Direction, list: List, ids: &[u32], audit: bool) {
+        if ids.is_empty() {
+            return;
+        }
+        let members: Vec<u32> = self.sets[subject as usize].iter().collect();
+        for p in members {
+            let pr = &mut self.per_pod[p as usize];
+            let d = match dir {
+                Direction::Ingress => &mut pr.ingress,
+                Direction::Egress => &mut pr.egress,
+            };
+            let v = match list {
+                List::Tiered => &mut d.tiered,
+                List::NsPolicies => &mut d.ns_policies,
+                List::NsRules => &mut d.ns_rules,
+                List::Baseline => &mut d.baseline,
+            };
+            v.extend_from_slice(ids);
+            d.audit |= audit;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_rule(
+        &mut self,
+        policy: u32,
+        direction: Direction,
+        index: usize,
+        name: Option<String>,
+        action: RuleAction,
+        stage: Stage,
+        tier_rank: u8,
+        peers: Option<Vec<PeerMatch>>,
+        ports: Option<Vec<PortMatch>>,
+        http: Vec<HttpMatch>,
+        audit: bool,
+    ) -> u32 {
+        let id = self.rules.len() as u32;
+        self.rules.push(Rule {
+            policy,
+            direction,
+            index: index as u32,
+            name,
+            action,
+            stage,
+            tier_rank,
+            peers,
+            ports,
+            http,
+            audit,
+        });
+        id
+    }
+}
+
+#[derive(Clone, Copy)]
+enum List {
+    Tiered,
+    NsPolicies,
+    NsRules,
+    Baseline,
+}

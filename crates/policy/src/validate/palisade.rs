@@ -1,0 +1,363 @@
+//! Palisade's kinds: SecurityPolicy, ClusterSecurityPolicy, AIGateway, PalisadeConfig.
+
+use super::*;
+
+pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpec) {
+    selector(v, &spec.key("podSelector"), &s.pod_selector);
+    if let Some(rules) = &s.ingress {
+        for (i, r) in rules.iter().enumerate() {
+            palisade_rule(
+                v,
+                &spec.key("ingress").index(i),
+                r.from.as_deref(),
+                r.to.as_deref(),
+                false,
+                &r.ports,
+                &r.http,
+            );
+            let rp = spec.key("ingress").index(i);
+            if r.inspect_tls || r.max_body_bytes.is_some() || r.dlp.is_some() {
+                v.err(
+                    &rp,
+                    "inspectTLS, maxBodyBytes and dlp apply to egress rules only",
+                );
+            }
+        }
+    }
+    if let Some(rules) = &s.egress {
+        for (i, r) in rules.iter().enumerate() {
+            palisade_rule(
+                v,
+                &spec.key("egress").index(i),
+                r.from.as_deref(),
+                r.to.as_deref(),
+                true,
+                &r.ports,
+                &r.http,
+            );
+            if let Some(d) = &r.dlp {
+                for (j, name) in d.detectors.iter().enumerate() {
+                    if !DLP_DETECTORS.contains(&name.as_str()) {
+                        v.err(
+                            &spec
+                                .key("egress")
+                                .index(i)
+                                .key("dlp")
+                                .key("detectors")
+                                .index(j),
+                            format!(
+                                "unknown DLP detector {name:?} (known: {})",
+                                DLP_DETECTORS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if s.ingress.is_none() && s.egress.is_none() {
+        v.out.push(Finding::warning(
+            spec.clone(),
+            "neither ingress nor egress is set: the policy has no effect",
+        ));
+    }
+}
+
+/// DLP detector names a policy may list.
+pub const DLP_DETECTORS: &[&str] = &[
+    "secrets",
+    "pii",
+    "aws-key",
+    "gcp-key",
+    "azure-key",
+    "github-token",
+    "gitlab-token",
+    "slack-token",
+    "openai-key",
+    "anthropic-key",
+    "huggingface-token",
+    "private-key",
+    "jwt",
+    "generic-secret",
+    "email",
+    "card",
+    "ssn",
+    "iban",
+    "phone",
+];
+
+pub(super) fn cluster_security_policy(v: &mut V, spec: &FieldPath, s: &ClusterSecurityPolicySpec) {
+    if !(0..=1000).contains(&s.priority) {
+        v.err(
+            &spec.key("priority"),
+            format!("priority {} is outside 0..1000", s.priority),
+        );
+    }
+    if let Some(sel) = &s.subject.namespace_selector {
+        selector(v, &spec.key("subject").key("namespaceSelector"), sel);
+    }
+    if let Some(sel) = &s.subject.pod_selector {
+        selector(v, &spec.key("subject").key("podSelector"), sel);
+    }
+    if let Some(sel) = &s.clusters {
+        selector(v, &spec.key("clusters"), sel);
+    }
+    for (i, r) in s.ingress.iter().enumerate() {
+        palisade_rule(
+            v,
+            &spec.key("ingress").index(i),
+            r.from.as_deref(),
+            r.to.as_deref(),
+            false,
+            &r.ports,
+            &r.http,
+        );
+    }
+    for (i, r) in s.egress.iter().enumerate() {
+        palisade_rule(
+            v,
+            &spec.key("egress").index(i),
+            r.from.as_deref(),
+            r.to.as_deref(),
+            true,
+            &r.ports,
+            &r.http,
+        );
+    }
+}
+
+fn palisade_rule(
+    v: &mut V,
+    rp: &FieldPath,
+    from: Option<&[Peer]>,
+    to: Option<&[Peer]>,
+    egress: bool,
+    ports: &[PortSpec],
+    http: &[HttpRule],
+) {
+    let (peers, field) = if egress { (to, "to") } else { (from, "from") };
+    let wrong = if egress { from.is_some() } else { to.is_some() };
+    if wrong {
+        let other = if egress { "from" } else { "to" };
+        v.err(
+            &rp.key(other),
+            format!(
+                "{} rules list peers in `{field}`, not `{other}`",
+                if egress { "egress" } else { "ingress" }
+            ),
+        );
+    }
+    for (j, p) in peers.unwrap_or(&[]).iter().enumerate() {
+        let pp = rp.key(field).index(j);
+        let selectors = p.pod_selector.is_some() || p.namespace_selector.is_some();
+        let set = [selectors, p.ip_block.is_some(), p.fqdn.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            v.err(
+                &pp,
+                "a peer must set exactly one of podSelector/namespaceSelector, ipBlock, fqdn",
+            );
+        }
+        if p.cluster.is_some() && !selectors {
+            v.err(
+                &pp.key("cluster"),
+                "cluster goes with podSelector/namespaceSelector",
+            );
+        }
+        if let Some(s) = &p.pod_selector {
+            selector(v, &pp.key("podSelector"), s);
+        }
+        if let Some(s) = &p.namespace_selector {
+            selector(v, &pp.key("namespaceSelector"), s);
+        }
+        if let Some(b) = &p.ip_block {
+            ip_block(v, &pp.key("ipBlock"), b);
+        }
+        if let Some(f) = &p.fqdn {
+            if !egress {
+                v.err(&pp.key("fqdn"), "fqdn peers are for egress rules only");
+            }
+            if let Err(e) = FqdnPattern::parse(f) {
+                v.err(&pp.key("fqdn"), e);
+            }
+        }
+    }
+    for (j, p) in ports.iter().enumerate() {
+        np_port(
+            v,
+            &rp.key("ports").index(j),
+            p.protocol,
+            &p.port,
+            p.end_port,
+        );
+    }
+    for (j, h) in http.iter().enumerate() {
+        let hp = rp.key("http").index(j);
+        for (k, m) in h.methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                v.err(
+                    &hp.key("methods").index(k),
+                    format!("{m:?} is not an HTTP method (upper case, e.g. GET)"),
+                );
+            }
+        }
+        if let Some(pm) = &h.path {
+            let n = [pm.exact.is_some(), pm.prefix.is_some(), pm.regex.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if n != 1 {
+                v.err(
+                    &hp.key("path"),
+                    "path must set exactly one of exact, prefix, regex",
+                );
+            }
+            for (key, val) in [("exact", &pm.exact), ("prefix", &pm.prefix)] {
+                if let Some(s) = val {
+                    if !s.starts_with('/') {
+                        v.err(
+                            &hp.key("path").key(key),
+                            format!("{s:?} must start with '/'"),
+                        );
+                    }
+                }
+            }
+            if let Some(re) = &pm.regex {
+                if let Err(e) = regex::Regex::new(re) {
+                    v.err(&hp.key("path").key("regex"), format!("invalid regex: {e}"));
+                }
+            }
+        }
+        for (k, hm) in h.headers.iter().enumerate() {
+            let hp2 = hp.key("headers").index(k);
+            if hm.name.is_empty()
+                || !hm
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+            {
+                v.err(
+                    &hp2.key("name"),
+                    format!("{:?} is not a valid header name", hm.name),
+                );
+            }
+            if hm.value.is_some() && hm.regex.is_some() {
+                v.err(&hp2, "set value or regex, not both");
+            }
+            if let Some(re) = &hm.regex {
+                if let Err(e) = regex::Regex::new(re) {
+                    v.err(&hp2.key("regex"), format!("invalid regex: {e}"));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
+    if s.routes.is_empty() {
+        v.err(&spec.key("routes"), "at least one route is required");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in s.routes.iter().enumerate() {
+        let rp = spec.key("routes").index(i);
+        if !names.insert(r.name.as_str()) {
+            v.err(
+                &rp.key("name"),
+                format!("duplicate route name {:?}", r.name),
+            );
+        }
+        if !(r.backend.starts_with("http://") || r.backend.starts_with("https://")) {
+            v.err(
+                &rp.key("backend"),
+                format!("{:?} must be an http:// or https:// URL", r.backend),
+            );
+        }
+        if let Some(p) = &r.path_prefix {
+            if !p.starts_with('/') {
+                v.err(&rp.key("pathPrefix"), "pathPrefix must start with '/'");
+            }
+        }
+        if let Some(w) = &r.waf {
+            if let Some(pl) = w.paranoia_level {
+                if !(1..=4).contains(&pl) {
+                    v.err(
+                        &rp.key("waf").key("paranoiaLevel"),
+                        format!("paranoiaLevel {pl} is outside 1..4"),
+                    );
+                }
+            }
+        }
+        if let Some(g) = &r.prompt_guard {
+            if let Some(t) = g.threshold {
+                if !(0.0..=1.0).contains(&t) {
+                    v.err(
+                        &rp.key("promptGuard").key("threshold"),
+                        "threshold must be within 0..1",
+                    );
+                }
+            }
+        }
+        for (j, f) in r.output_filters.iter().enumerate() {
+            if !["secrets", "pii", "canary"].contains(&f.kind.as_str()) {
+                v.err(
+                    &rp.key("outputFilters").index(j).key("kind"),
+                    format!("unknown output filter {:?} (secrets, pii, canary)", f.kind),
+                );
+            }
+        }
+    }
+    let mut consumers = std::collections::HashSet::new();
+    for (i, c) in s.consumers.iter().enumerate() {
+        if !consumers.insert(c.name.as_str()) {
+            v.err(
+                &spec.key("consumers").index(i).key("name"),
+                format!("duplicate consumer {:?}", c.name),
+            );
+        }
+        for (j, r) in c.routes.iter().enumerate() {
+            if !names.contains(r.as_str()) {
+                v.err(
+                    &spec.key("consumers").index(i).key("routes").index(j),
+                    format!("no route named {r:?}"),
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpec) {
+    let listeners = [
+        ("admin", s.admin.as_ref().map(|l| &l.listen)),
+        ("egress", s.egress.as_ref().map(|l| &l.listen)),
+        ("ingress", s.ingress.as_ref().map(|l| &l.listen)),
+        ("dns", s.dns.as_ref().map(|d| &d.listen)),
+    ];
+    for (name, addr) in listeners {
+        if let Some(a) = addr {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                v.err(
+                    &spec.key(name).key("listen"),
+                    format!("{a:?} is not host:port (e.g. 127.0.0.1:9900)"),
+                );
+            }
+        }
+    }
+    if let Some(d) = &s.dns {
+        if d.upstream.parse::<std::net::SocketAddr>().is_err() {
+            v.err(
+                &spec.key("dns").key("upstream"),
+                format!("{:?} is not host:port", d.upstream),
+            );
+        }
+        if let Some(r) = &d.refuse_with {
+            if r != "REFUSED" && r != "NXDOMAIN" {
+                v.err(
+                    &spec.key("dns").key("refuseWith"),
+                    "refuseWith must be REFUSED or NXDOMAIN",
+                );
+            }
+        }
+    }
+}
