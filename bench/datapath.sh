@@ -10,7 +10,13 @@ P=$(readlink -f "$P")
 pfx=pdp$$
 node=$pfx-node; a=$pfx-a; b=$pfx-b
 work=$(mktemp -d)
-cleanup() { for n in $a $b $node; do ip netns del $n 2>/dev/null || true; done; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  for n in $a $b $node; do
+    ip netns pids $n 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del $n 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 for n in $node $a $b; do ip netns add $n; done
 ip netns exec $node sysctl -qw net.ipv4.ip_forward=1
@@ -68,7 +74,7 @@ metadata: {name: bench}
 spec: {manifests: ., agent: {allNodes: true}}
 YAML
 ip netns exec $b iperf3 -s -D -1 >/dev/null 2>&1 || true
-( ip netns exec $b "$P" lab serve --tcp 7000 >/dev/null 2>&1 & )
+ip netns exec $b "$P" lab serve --tcp 7000 >/dev/null 2>&1 &
 sleep 0.5
 measure() {
   ip netns exec $b pkill -f "iperf3 -s" 2>/dev/null || true
