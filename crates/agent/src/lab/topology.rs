@@ -174,6 +174,16 @@ impl Drop for Lab {
             return;
         }
         for ns in self.created.iter().rev() {
+            // Whatever still runs inside (servers, probers of a failed run) goes too.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill")
+                        .arg("-9")
+                        .arg(pid)
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
