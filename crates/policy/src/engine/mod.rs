@@ -15,12 +15,14 @@
 //! allowed.
 
 mod compile;
+mod dns;
 mod eval;
 mod explain;
 mod fast;
 mod matrix;
 mod view;
 
+pub use dns::DnsDecision;
 pub use explain::{Explanation, Step};
 pub use matrix::{Exposure, Matrix};
 pub use view::{DirRulesView, RuleView};

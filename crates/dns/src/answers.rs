@@ -1,0 +1,211 @@
+//! The addresses an upstream answer gives for the question's name.
+//!
+//! Only records reachable from the question name count: the name itself, then the targets
+//! of CNAME records found in the same answer, link by link. Records for unrelated names an
+//! upstream may add are ignored, so a response cannot open addresses for a name the client
+//! did not ask about.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
+
+use crate::decide::normalise;
+
+/// Longest CNAME chain followed.
+const MAX_CHAIN: usize = 16;
+
+/// One address from an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The name the client asked for (normalised), not the CNAME target.
+    pub name: String,
+    /// The address.
+    pub ip: IpAddr,
+    /// Seconds it may be used: the smallest TTL along the chain that led to it.
+    pub ttl: u32,
+}
+
+/// What an upstream response says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnswerSummary {
+    /// Addresses for the question name, in answer order, without duplicates.
+    pub addresses: Vec<Resolved>,
+    /// Every answer record as text (`name TTL TYPE data`), for the event.
+    pub records: Vec<String>,
+    /// The smallest TTL among the answer records.
+    pub min_ttl: Option<u32>,
+}
+
+/// Extracts the addresses for `question` (normalised) from a parsed response.
+pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
+    let records = msg
+        .answers
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect();
+    let min_ttl = msg.answers.iter().map(|r| r.ttl).min();
+
+    // Names reachable from the question, with the smallest TTL on the way to each.
+    let mut reach: Vec<(String, u32)> = vec![(question.to_string(), u32::MAX)];
+    let mut seen: HashSet<String> = reach.iter().map(|(n, _)| n.clone()).collect();
+    let mut i = 0;
+    while i < reach.len() && reach.len() <= MAX_CHAIN {
+        let (name, ttl) = reach[i].clone();
+        for r in &msg.answers {
+            if let RData::CNAME(target) = &r.data {
+                if normalise(&r.name.to_ascii()) == name {
+                    let t = normalise(&target.0.to_ascii());
+                    if seen.insert(t.clone()) {
+                        reach.push((t, ttl.min(r.ttl)));
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+
+    let mut out: Vec<Resolved> = Vec::new();
+    for r in &msg.answers {
+        let ip = match &r.data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => continue,
+        };
+        let owner = normalise(&r.name.to_ascii());
+        let Some((_, chain_ttl)) = reach.iter().find(|(n, _)| *n == owner) else {
+            continue;
+        };
+        let ttl = r.ttl.min(*chain_ttl);
+        match out.iter_mut().find(|x| x.ip == ip) {
+            Some(x) => x.ttl = x.ttl.max(ttl),
+            None => out.push(Resolved {
+                name: question.to_string(),
+                ip,
+                ttl,
+            }),
+        }
+    }
+    AnswerSummary {
+        addresses: out,
+        records,
+        min_ttl,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
+    use hickory_proto::rr::{Name, Record, RecordType};
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn response(q: &str, answers: Vec<Record>) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name(q), RecordType::A));
+        m.add_answers(answers);
+        // Through the wire and back, as the proxy sees it.
+        Message::from_vec(&m.to_vec().unwrap()).unwrap()
+    }
+
+    fn a(owner: &str, ttl: u32, ip: [u8; 4]) -> Record {
+        Record::from_rdata(
+            name(owner),
+            ttl,
+            RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
+        )
+    }
+
+    fn cname(owner: &str, ttl: u32, target: &str) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::CNAME(CNAME(name(target))))
+    }
+
+    fn ips(s: &AnswerSummary) -> Vec<(String, u32)> {
+        s.addresses
+            .iter()
+            .map(|r| (r.ip.to_string(), r.ttl))
+            .collect()
+    }
+
+    #[test]
+    fn direct_a_and_aaaa() {
+        let six = Record::from_rdata(
+            name("cdn.models.test."),
+            60,
+            RData::AAAA(AAAA("2001:db8::1".parse().unwrap())),
+        );
+        let m = response(
+            "cdn.models.test.",
+            vec![a("CDN.models.test.", 300, [192, 0, 2, 1]), six],
+        );
+        let s = addresses(&m, "cdn.models.test");
+        assert_eq!(
+            ips(&s),
+            vec![("192.0.2.1".into(), 300), ("2001:db8::1".into(), 60)]
+        );
+        assert!(s.addresses.iter().all(|r| r.name == "cdn.models.test"));
+        assert_eq!(s.min_ttl, Some(60));
+        assert_eq!(s.records.len(), 2);
+        assert!(s.records[0].contains("192.0.2.1"), "{:?}", s.records);
+    }
+
+    #[test]
+    fn follows_cname_chains_with_the_smallest_ttl() {
+        let m = response(
+            "cdn.models.test.",
+            vec![
+                cname("cdn.models.test.", 100, "edge.cdn.example."),
+                cname("edge.cdn.example.", 30, "node7.cdn.example."),
+                a("node7.cdn.example.", 300, [198, 51, 100, 7]),
+            ],
+        );
+        let s = addresses(&m, "cdn.models.test");
+        assert_eq!(ips(&s), vec![("198.51.100.7".into(), 30)]);
+        assert_eq!(s.addresses[0].name, "cdn.models.test");
+    }
+
+    #[test]
+    fn unrelated_records_are_ignored() {
+        let m = response(
+            "cdn.models.test.",
+            vec![
+                a("cdn.models.test.", 60, [192, 0, 2, 1]),
+                a("bank.example.", 60, [203, 0, 113, 9]),
+                cname("other.example.", 60, "cdn.models.test."),
+                Record::from_rdata(
+                    name("cdn.models.test."),
+                    60,
+                    RData::TXT(TXT::new(vec!["hi".into()])),
+                ),
+            ],
+        );
+        let s = addresses(&m, "cdn.models.test");
+        assert_eq!(ips(&s), vec![("192.0.2.1".into(), 60)]);
+        assert_eq!(s.records.len(), 4);
+    }
+
+    #[test]
+    fn cname_loops_terminate() {
+        let m = response(
+            "a.test.",
+            vec![
+                cname("a.test.", 60, "b.test."),
+                cname("b.test.", 60, "a.test."),
+                a("b.test.", 60, [192, 0, 2, 2]),
+            ],
+        );
+        let s = addresses(&m, "a.test");
+        assert_eq!(ips(&s), vec![("192.0.2.2".into(), 60)]);
+    }
+
+    #[test]
+    fn empty_answer() {
+        let s = addresses(&response("a.test.", vec![]), "a.test");
+        assert_eq!(s, AnswerSummary::default());
+    }
+}

@@ -1,0 +1,56 @@
+//! Palisade's DNS proxy: a forwarding resolver that knows which pod is asking, answers only
+//! the names that pod's policy allows, logs every query as a `dns` event, and reports the
+//! addresses in allowed answers so the data plane can open them for their TTL.
+//!
+//! - [`decide`]: pure packet handling: parse a query, refuse it, or pass it on.
+//! - [`answers`]: the addresses (and their TTLs) an upstream response gives for the name
+//!   asked, following CNAME chains.
+//! - [`proxy`]: the UDP/TCP server that ties both to the policy engine and the event stream.
+
+pub mod answers;
+pub mod decide;
+
+pub use answers::{addresses, AnswerSummary, Resolved};
+pub use decide::{decide, parse_query, Decision, DenyRcode, Question};
+pub mod event;
+pub mod proxy;
+
+pub use event::{dns_event, Origin, QueryLog};
+pub use proxy::{DnsProxy, ProxyConfig, ProxyStats};
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What can go wrong running the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listening socket failed.
+    #[error("dns socket: {0}")]
+    Io(std::io::Error),
+    /// The upstream could not be reached or its answer could not be read.
+    #[error("upstream: {0}")]
+    Upstream(std::io::Error),
+    /// The upstream did not answer in time.
+    #[error("upstream did not answer within {0:?}")]
+    UpstreamTimeout(Duration),
+}
+
+impl DnsError {
+    /// A stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DnsError::Bind { .. } => "bind",
+            DnsError::Io(_) => "socket",
+            DnsError::Upstream(_) => "upstream",
+            DnsError::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+}

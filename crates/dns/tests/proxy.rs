@@ -1,0 +1,403 @@
+//! The proxy end to end on loopback: a fake upstream resolver, the proxy in front of it, and
+//! clients sending real DNS packets (and `dig`, when installed). The policy maps the pod
+//! `ml/trainer` to 127.0.0.1, so queries from 127.0.0.1 are the trainer's; 127.0.0.2 is no
+//! pod.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig, Resolved};
+use palisade_events::{Event, EventBody, EventReceiver, Verdict};
+use palisade_policy::{Engine, Manifests, Posture, Snapshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: main}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: model-hub, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: trainer}}
+  egress:
+  - to: [{fqdn: "**.models.test"}]
+    ports: [{port: 443}]
+"#;
+
+fn engine(posture: Posture) -> Arc<Engine> {
+    let mut m = Manifests::new();
+    m.add_file("test.yaml", MANIFESTS);
+    Arc::new(Engine::compile_with(&Snapshot::from_manifests(&m), posture))
+}
+
+/// The fake upstream's answer: `cdn.models.test` is a CNAME to an edge name with an A record;
+/// every other name gets 192.0.2.99.
+fn upstream_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    let question = q.queries.first()?.clone();
+    let name = question.name.clone();
+    if name.to_ascii().eq_ignore_ascii_case("cdn.models.test.") {
+        let edge = Name::from_ascii("edge.cdn.example.").ok()?;
+        m.add_answer(Record::from_rdata(
+            name,
+            120,
+            RData::CNAME(CNAME(edge.clone())),
+        ));
+        m.add_answer(Record::from_rdata(
+            edge,
+            60,
+            RData::A(A::new(192, 0, 2, 10)),
+        ));
+    } else {
+        m.add_answer(Record::from_rdata(
+            name,
+            30,
+            RData::A(A::new(192, 0, 2, 99)),
+        ));
+    }
+    m.add_query(question);
+    m.to_vec().ok()
+}
+
+/// Starts the fake upstream on UDP and TCP; returns its address and the number of queries
+/// it has seen.
+async fn fake_upstream() -> (SocketAddr, Arc<Mutex<u32>>) {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let seen = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+            *count.lock().unwrap() += 1;
+            if let Some(a) = upstream_answer(&buf[..n]) {
+                udp.send_to(&a, peer).await.unwrap();
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = tcp.accept().await.unwrap();
+            tokio::spawn(async move {
+                let len = s.read_u16().await.unwrap();
+                let mut q = vec![0u8; usize::from(len)];
+                s.read_exact(&mut q).await.unwrap();
+                let a = upstream_answer(&q).unwrap();
+                s.write_all(&u16::try_from(a.len()).unwrap().to_be_bytes())
+                    .await
+                    .unwrap();
+                s.write_all(&a).await.unwrap();
+            });
+        }
+    });
+    (addr, seen)
+}
+
+type Answers = Arc<Mutex<Vec<(IpAddr, Resolved)>>>;
+
+struct Setup {
+    proxy: SocketAddr,
+    answers: Answers,
+    events: EventReceiver,
+    upstream_queries: Arc<Mutex<u32>>,
+}
+
+async fn setup(posture: Posture, deny: DenyRcode, policy: Option<Arc<Engine>>) -> Setup {
+    let (upstream, upstream_queries) = fake_upstream().await;
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    cfg.deny = deny;
+    cfg.timeout = Duration::from_millis(500);
+    let (tx, events) = palisade_events::channel(1000);
+    let answers: Answers = Arc::default();
+    let sink = Arc::clone(&answers);
+    let engine = policy.or_else(|| Some(engine(posture)));
+    let proxy = DnsProxy::bind(
+        cfg,
+        move || engine.clone(),
+        tx,
+        move |client, r: &Resolved| sink.lock().unwrap().push((client, r.clone())),
+    )
+    .await
+    .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.run());
+    Setup {
+        proxy: addr,
+        answers,
+        events,
+        upstream_queries,
+    }
+}
+
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}
+
+/// Sends `packet` from `from` over UDP; the reply, if one comes within 1 s.
+async fn ask_udp(from: &str, proxy: SocketAddr, packet: &[u8]) -> Option<Message> {
+    let s = UdpSocket::bind((from, 0)).await.unwrap();
+    s.send_to(packet, proxy).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(1), s.recv(&mut buf))
+        .await
+        .ok()?
+        .unwrap();
+    Some(Message::from_vec(&buf[..n]).expect("the proxy sends DNS"))
+}
+
+fn a_records(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dns_events(rx: &EventReceiver) -> Vec<Event> {
+    rx.recv_batch(100, Duration::from_millis(200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_name_is_forwarded_and_recorded() {
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    let reply = ask_udp("127.0.0.1", s.proxy, &query(42, "CDN.models.test."))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.metadata.id, 42);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&reply), vec!["192.0.2.10"]);
+
+    let answers = s.answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let (client, r) = &answers[0];
+    assert_eq!(client.to_string(), "127.0.0.1");
+    assert_eq!(
+        (r.name.as_str(), r.ip.to_string(), r.ttl),
+        ("cdn.models.test", "192.0.2.10".to_string(), 60)
+    );
+
+    let events = dns_events(&s.events);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.verdict, Some(Verdict::Allow));
+    let src = e.source.as_ref().unwrap();
+    assert_eq!(src.display_name(), "ml/trainer");
+    let p = e.policy.as_ref().expect("the allowing rule");
+    assert_eq!(
+        (p.name.as_str(), p.rule.as_deref()),
+        ("model-hub", Some("egress[0]"))
+    );
+    let EventBody::Dns(d) = &e.body else {
+        panic!("a dns event")
+    };
+    assert_eq!(d.query, "cdn.models.test");
+    assert_eq!(d.qtype.as_deref(), Some("A"));
+    assert_eq!(d.rcode.as_deref(), Some("NOERROR"));
+    assert_eq!(d.ttl, Some(60));
+    assert_eq!(d.answers.as_ref().map(Vec::len), Some(2));
+    assert!(d.latency_us.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_name_is_refused_without_asking_upstream() {
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    let reply = ask_udp("127.0.0.1", s.proxy, &query(7, "evil.test"))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.metadata.id, 7);
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert!(reply.answers.is_empty());
+    assert_eq!(*s.upstream_queries.lock().unwrap(), 0);
+    assert!(s.answers.lock().unwrap().is_empty());
+
+    let events = dns_events(&s.events);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.verdict, Some(Verdict::Deny));
+    let p = e.policy.as_ref().expect("the isolating policy");
+    assert_eq!(
+        (p.name.as_str(), p.rule.as_deref()),
+        ("model-hub", Some("default"))
+    );
+    let EventBody::Dns(d) = &e.body else {
+        panic!("a dns event")
+    };
+    assert_eq!(
+        (d.query.as_str(), d.rcode.as_deref()),
+        ("evil.test", Some("REFUSED"))
+    );
+    assert_eq!(d.answers, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxdomain_mode_and_zero_trust_for_unknown_clients() {
+    let s = setup(Posture::Deny, DenyRcode::NxDomain, None).await;
+    let reply = ask_udp("127.0.0.1", s.proxy, &query(8, "evil.test"))
+        .await
+        .unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    // 127.0.0.2 is no pod: under a zero-trust posture it resolves nothing.
+    let reply = ask_udp("127.0.0.2", s.proxy, &query(9, "cdn.models.test"))
+        .await
+        .unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(*s.upstream_queries.lock().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_clients_resolve_under_the_default_posture() {
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    let reply = ask_udp("127.0.0.2", s.proxy, &query(10, "evil.test"))
+        .await
+        .unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&reply), vec!["192.0.2.99"]);
+    let events = dns_events(&s.events);
+    assert_eq!(events[0].verdict, Some(Verdict::Allow));
+    assert_eq!(
+        events[0].source.as_ref().unwrap().display_name(),
+        "127.0.0.2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_never_crashes_the_proxy() {
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    // Too short: no reply.
+    assert!(ask_udp("127.0.0.1", s.proxy, b"\x01\x02\x03")
+        .await
+        .is_none());
+    // A header promising a question that is not there: FORMERR.
+    let mut cut = query(11, "cdn.models.test");
+    cut.truncate(16);
+    let reply = ask_udp("127.0.0.1", s.proxy, &cut).await.expect("FORMERR");
+    assert_eq!(
+        (reply.metadata.id, reply.metadata.response_code),
+        (11, ResponseCode::FormErr)
+    );
+    // Random bytes, then the proxy still answers.
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut x: u32 = 0x1234_5678;
+    for len in 0..200usize {
+        let p: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        sock.send_to(&p, s.proxy).await.unwrap();
+    }
+    let reply = ask_udp("127.0.0.1", s.proxy, &query(12, "cdn.models.test")).await;
+    assert_eq!(
+        a_records(&reply.expect("still serving")),
+        vec!["192.0.2.10"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_policy_yet_refuses_everything() {
+    let (upstream, seen) = fake_upstream().await;
+    let (tx, _rx) = palisade_events::channel(10);
+    let proxy = DnsProxy::bind(
+        ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream),
+        || None,
+        tx,
+        |_, _: &Resolved| {},
+    )
+    .await
+    .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.run());
+    let reply = ask_udp("127.0.0.2", addr, &query(13, "cdn.models.test"))
+        .await
+        .unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(*seen.lock().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_queries_with_length_framing() {
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    let mut c = TcpStream::connect(s.proxy).await.unwrap();
+    for (id, name, rcode) in [
+        (20, "cdn.models.test", ResponseCode::NoError),
+        (21, "evil.test", ResponseCode::Refused),
+    ] {
+        let q = query(id, name);
+        c.write_all(&u16::try_from(q.len()).unwrap().to_be_bytes())
+            .await
+            .unwrap();
+        c.write_all(&q).await.unwrap();
+        let len = c.read_u16().await.unwrap();
+        let mut buf = vec![0u8; usize::from(len)];
+        c.read_exact(&mut buf).await.unwrap();
+        let m = Message::from_vec(&buf).unwrap();
+        assert_eq!((m.metadata.id, m.metadata.response_code), (id, rcode));
+    }
+    let events = dns_events(&s.events);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].protocol, Some(palisade_events::Protocol::Tcp));
+    assert_eq!(s.answers.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_as_a_real_client() {
+    if std::process::Command::new("dig")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("dig is not installed; skipping");
+        return;
+    }
+    let s = setup(Posture::Allow, DenyRcode::Refused, None).await;
+    let port = s.proxy.port().to_string();
+    let dig = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("dig")
+                .args(&args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let base = |name: &str, extra: &[&str]| {
+        let mut v: Vec<String> = ["@127.0.0.1", "-p", &port, "+time=2", "+tries=1", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let short = dig(base("cdn.models.test", &["A", "+short"]))
+        .await
+        .unwrap();
+    assert!(short.lines().any(|l| l.trim() == "192.0.2.10"), "{short}");
+    let tcp = dig(base("cdn.models.test", &["A", "+short", "+tcp"]))
+        .await
+        .unwrap();
+    assert!(tcp.lines().any(|l| l.trim() == "192.0.2.10"), "{tcp}");
+    let denied = dig(base("evil.test", &["A"])).await.unwrap();
+    assert!(denied.contains("status: REFUSED"), "{denied}");
+}
