@@ -5,6 +5,7 @@
 
 pub mod conntrack;
 pub mod flowlog;
+pub mod fqdn;
 pub mod lab;
 pub mod nflog;
 pub mod nft;

@@ -19,6 +19,7 @@
 //!   (`fq<rule>_<peer>_4`) that the DNS proxy fills.
 
 use palisade_policy::engine::{PeerMatch, PortMatch};
+use palisade_policy::fqdn::FqdnPattern;
 use palisade_policy::model::AdminAction;
 use palisade_policy::{Direction, Engine, PodId, Posture, Protocol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -63,7 +64,7 @@ pub struct Ruleset {
     /// Number of rules rendered.
     pub rules: usize,
     /// FQDN sets: name → (rule id, pattern).
-    pub fqdn_sets: BTreeMap<String, (u32, String)>,
+    pub fqdn_sets: BTreeMap<String, (u32, FqdnPattern)>,
 }
 
 const FORWARD_HEADER: &str = "type filter hook forward priority filter; policy accept;";
@@ -235,7 +236,7 @@ type AddrAlt = (Option<String>, Option<String>);
 struct Ctx<'e> {
     engine: &'e Engine,
     used_sets: BTreeSet<u32>,
-    fqdn_sets: BTreeMap<String, (u32, String)>,
+    fqdn_sets: BTreeMap<String, (u32, FqdnPattern)>,
     chains: BTreeMap<String, Vec<String>>,
     entry_cache: HashMap<EntryKey, Option<String>>,
     set_cache: HashMap<u32, std::rc::Rc<SetInfo>>,
@@ -345,8 +346,7 @@ impl Ctx<'_> {
                     return Vec::new();
                 }
                 let name = format!("fq{rule}_{peer_idx}");
-                self.fqdn_sets
-                    .insert(name.clone(), (rule, f.as_str().to_string()));
+                self.fqdn_sets.insert(name.clone(), (rule, f.clone()));
                 vec![(
                     Some(format!("ip saddr . ip daddr @{name}_4")),
                     Some(format!("ip6 saddr . ip6 daddr @{name}_6")),

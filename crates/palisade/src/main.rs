@@ -33,6 +33,8 @@ enum Command {
     Lab(commands::lab::Args),
     /// The node agent: enforce policy for this node's pods with nftables.
     Agent(commands::agent::Args),
+    /// The DNS proxy: names allowed per pod, DNS events, answers opened in the kernel.
+    Dns(commands::dns::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Up(a) => commands::up::run(a),
         Command::Lab(a) => commands::lab::run(a),
         Command::Agent(a) => commands::agent::run(a),
+        Command::Dns(a) => commands::dns::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,121 @@
+//! Opening FQDN egress in the kernel: each DNS answer a pod receives for a name its policy
+//! allows becomes an element `(pod IP . answer IP)` of the FQDN sets whose pattern matches
+//! the name, with a timeout of the answer's TTL (at least the configured minimum) plus a
+//! grace period. Elements name the pod, so an IP opened for one pod is not open for
+//! another; established connections outlive the element (conntrack accepts them first).
+
+use crate::nft;
+use crate::ruleset::{render, RenderOptions, TABLE};
+use palisade_policy::fqdn::FqdnPattern;
+use palisade_policy::Engine;
+use std::net::IpAddr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Timing of opened IPs.
+#[derive(Debug, Clone, Copy)]
+pub struct FqdnTiming {
+    /// Lower bound for an answer's TTL.
+    pub min_ttl: Duration,
+    /// Added to the TTL, so a client that re-resolves just in time is not cut off.
+    pub grace: Duration,
+}
+
+impl Default for FqdnTiming {
+    fn default() -> Self {
+        FqdnTiming {
+            min_ttl: Duration::from_secs(5),
+            grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Adds DNS answers to the agent's FQDN sets.
+#[derive(Debug)]
+pub struct FqdnOpener {
+    netns: Option<String>,
+    timing: FqdnTiming,
+    sets: RwLock<Vec<(String, FqdnPattern)>>,
+}
+
+impl FqdnOpener {
+    /// An opener for the table in `netns` (or the current namespace).
+    pub fn new(netns: Option<String>, timing: FqdnTiming) -> Self {
+        FqdnOpener {
+            netns,
+            timing,
+            sets: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Learns the FQDN sets of the ruleset the agent renders for `engine` (all pods: the
+    /// set names do not depend on which pods are local).
+    pub fn refresh(&self, engine: &Engine) {
+        let all = (0..engine.pods().len() as u32).collect();
+        let rs = render(
+            engine,
+            &RenderOptions {
+                local_pods: all,
+                log_denied: false,
+                log_allowed: false,
+            },
+        );
+        let sets = rs
+            .fqdn_sets
+            .into_iter()
+            .map(|(name, (_, pat))| (name, pat))
+            .collect();
+        if let Ok(mut w) = self.sets.write() {
+            *w = sets;
+        }
+    }
+
+    /// The element timeout for an answer's TTL.
+    pub fn timeout(&self, ttl: u32) -> Duration {
+        Duration::from_secs(ttl as u64).max(self.timing.min_ttl) + self.timing.grace
+    }
+
+    /// Opens `ip` for the pod at `pod_ip` in every set whose pattern matches `name`.
+    /// Returns the sets touched.
+    pub fn open(
+        &self,
+        pod_ip: IpAddr,
+        name: &str,
+        ip: IpAddr,
+        ttl: u32,
+    ) -> Result<Vec<String>, nft::NftError> {
+        if pod_ip.is_ipv4() != ip.is_ipv4() {
+            return Ok(Vec::new());
+        }
+        let suffix = if ip.is_ipv4() { 4 } else { 6 };
+        let names: Vec<String> = match self.sets.read() {
+            Ok(r) => r
+                .iter()
+                .filter(|(_, p)| p.matches(name))
+                .map(|(n, _)| format!("{n}_{suffix}"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if names.is_empty() {
+            return Ok(names);
+        }
+        let secs = self.timeout(ttl).as_secs().max(1);
+        // Re-adding an element does not extend its timeout: delete (ignoring "absent"),
+        // then add, so a fresh answer restarts the clock.
+        let mut del = String::new();
+        let mut add = String::new();
+        for n in &names {
+            del.push_str(&format!(
+                "delete element inet {TABLE} {n} {{ {pod_ip} . {ip} }}\n"
+            ));
+            add.push_str(&format!(
+                "add element inet {TABLE} {n} {{ {pod_ip} . {ip} timeout {secs}s }}\n"
+            ));
+        }
+        for line in del.lines() {
+            let _ = nft::apply(line, self.netns.as_deref());
+        }
+        nft::apply(&add, self.netns.as_deref())?;
+        Ok(names)
+    }
+}

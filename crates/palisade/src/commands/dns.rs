@@ -1,0 +1,142 @@
+//! `palisade dns --config FILE`: the DNS proxy. Answers only names the asking pod's policy
+//! allows, logs every query as a `dns` event, and opens each answer's IPs for that pod in
+//! the agent's FQDN sets for the answer's TTL.
+
+use palisade_agent::fqdn::{FqdnOpener, FqdnTiming};
+use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig};
+use palisade_standalone::{config, supervisor};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The PalisadeConfig file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Address to serve on, overriding spec.dns.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Upstream resolver, overriding spec.dns.upstream.
+    #[arg(long)]
+    upstream: Option<SocketAddr>,
+    /// The network namespace of the agent's table (for the FQDN sets).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Do not touch the kernel's FQDN sets (resolve and log only).
+    #[arg(long)]
+    no_sets: bool,
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let rt = match config::load_runtime(&a.config) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let spec = rt.config.spec.dns.clone();
+    let listen = a
+        .listen
+        .or_else(|| spec.as_ref().and_then(|d| d.listen.parse().ok()));
+    let upstream = a
+        .upstream
+        .or_else(|| spec.as_ref().and_then(|d| d.upstream.parse().ok()));
+    let (Some(listen), Some(upstream)) = (listen, upstream) else {
+        eprintln!("error: set spec.dns.listen and spec.dns.upstream in the config, or --listen and --upstream");
+        return Ok(ExitCode::from(1));
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let state = supervisor::start(rt.clone());
+        let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
+        serve(&rt, state, listen, upstream, opener).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn timing(rt: &config::Runtime) -> FqdnTiming {
+    let min = rt
+        .config
+        .spec
+        .dns
+        .as_ref()
+        .and_then(|d| d.min_ttl_seconds)
+        .unwrap_or(5);
+    FqdnTiming {
+        min_ttl: Duration::from_secs(min as u64),
+        ..FqdnTiming::default()
+    }
+}
+
+/// Runs the proxy until it fails or the process is stopped; shared by `palisade dns` and
+/// `palisade up`.
+pub(crate) async fn serve(
+    rt: &config::Runtime,
+    state: supervisor::State,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    opener: Option<Arc<FqdnOpener>>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&rt.data_dir)?;
+    let (tx, rx) = palisade_events::channel(65_536);
+    let writer = palisade_store::Writer::spawn(
+        palisade_standalone::events::store_path(&rt.data_dir),
+        rx,
+        None,
+    )?;
+    let mut cfg = ProxyConfig::new(listen, upstream);
+    if rt
+        .config
+        .spec
+        .dns
+        .as_ref()
+        .and_then(|d| d.refuse_with.as_deref())
+        == Some("NXDOMAIN")
+    {
+        cfg.deny = DenyRcode::NxDomain;
+    }
+    cfg.origin.cluster = Some(rt.cluster.clone());
+    cfg.origin.node = Some(rt.node.clone());
+    // Keep the opener's set names in step with the policy.
+    if let Some(op) = opener.clone() {
+        let mut rx = state.published.clone();
+        tokio::spawn(async move {
+            loop {
+                let cur = rx.borrow_and_update().clone();
+                if let Some(p) = cur {
+                    let (op, eng) = (op.clone(), p.engine.clone());
+                    let _ = tokio::task::spawn_blocking(move || op.refresh(&eng)).await;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let published = state.published.clone();
+    let engine = move || published.borrow().as_ref().map(|p| p.engine.clone());
+    let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
+        if let Some(op) = &opener {
+            // Runs before the reply leaves: the client cannot connect before the kernel
+            // lets it.
+            if let Err(e) = tokio::task::block_in_place(|| op.open(client, &r.name, r.ip, r.ttl)) {
+                tracing::warn!(error = %e, name = %r.name, ip = %r.ip, "could not open FQDN set");
+            }
+        }
+    };
+    let proxy = DnsProxy::bind(cfg, engine, tx, on_answer).await?;
+    tracing::info!(listen = %proxy.local_addr()?, %upstream, "DNS proxy serving");
+    let result = tokio::select! {
+        r = proxy.run() => r.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
+    result
+}

@@ -1,0 +1,287 @@
+//! DNS proxy end to end in network namespaces (root; skipped, saying so, elsewhere): a pod
+//! whose policy allows `**.models.test` resolves `cdn.models.test` through `palisade dns`
+//! (upstream: dnsmasq), connects to the answered IP, cannot connect to another IP of the
+//! same subnet it did not resolve, is REFUSED `evil.test`, and loses the IP once the TTL
+//! (+ grace) has passed. `dig` is the client.
+
+use palisade_agent::lab::Lab;
+use palisade_agent::runtime::{Agent, AgentSettings};
+use palisade_policy::{Engine, Manifests, Snapshot};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_palisade")
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn can_run() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let ok = root && ["nft", "dnsmasq", "dig"].iter().all(|t| tool(t));
+    if !ok {
+        eprintln!("skipping: the DNS end-to-end test needs root, nftables, dnsmasq and dig");
+    }
+    ok
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Netns(String);
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").arg("-9").arg(pid).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn connect(pod_ns: &str, ip: &str) -> bool {
+    let targets = format!("[{{\"ip\":\"{ip}\",\"port\":443,\"protocol\":\"TCP\"}}]");
+    let out = in_ns(
+        pod_ns,
+        &[
+            bin(),
+            "lab",
+            "probe",
+            "--targets",
+            &targets,
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    out.contains("\"ok\":true")
+}
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.90.1.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: model-hub, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: trainer}}
+  egress:
+  - to: [{fqdn: "**.models.test"}]
+    ports: [{port: 443}]
+  - to: [{ipBlock: {cidr: 169.254.1.1/32}}]
+    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+"#;
+
+#[test]
+fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
+    if !can_run() {
+        return;
+    }
+    let id = std::process::id() % 10000;
+    let dir: PathBuf = std::env::temp_dir().join(format!("palisade-dns-e2e-{id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/ml.yaml"), MANIFESTS).unwrap();
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: e2e}}\nspec:\n  manifests: manifests\n  dataDir: {}\n  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\", minTtlSeconds: 1}}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut m = Manifests::new();
+    m.add_file("ml.yaml", MANIFESTS);
+    assert!(!m.has_errors(), "{:?}", m.diagnostics);
+    let engine = Engine::compile(&Snapshot::from_manifests(&m));
+
+    // The node with the pod, and an "internet" namespace holding 10.99.0.10 and .11.
+    let lab = Lab::create(
+        &format!("pld{id}"),
+        &[(0, "ml/trainer".into(), "10.90.1.1".parse().unwrap())],
+    )
+    .expect("lab");
+    let node = lab.node_ns.clone();
+    let pod = lab.pods[0].netns.clone();
+    let ext = Netns(format!("pld{id}-ext"));
+    sh(&format!("ip netns add {}", ext.0));
+    sh(&format!(
+        "ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.0.10/32 dev hx && ip -n {node} route add 10.99.0.11/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.0.10/32 dev eth0 && ip -n {e} addr add 10.99.0.11/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
+        e = ext.0
+    ));
+    let _servers = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ext.0,
+                bin(),
+                "lab",
+                "serve",
+                "--tcp",
+                "443",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _dnsmasq = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=5353",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--local-ttl=2",
+                "--address=/cdn.models.test/10.99.0.10",
+                "--address=/evil.test/10.99.0.11",
+                "--pid-file=",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The agent's table in the node, then the DNS proxy beside it.
+    let mut agent = Agent::new(AgentSettings {
+        node: String::new(),
+        all_nodes: true,
+        netns: Some(node.clone()),
+        log_flows: false,
+    });
+    agent.reconcile(&engine).expect("ruleset");
+    let _dns = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node,
+                bin(),
+                "dns",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dig = |name: &str, extra: &str| {
+        in_ns(
+            &pod,
+            &["dig", "@169.254.1.1", name, "+time=1", "+tries=1", extra],
+        )
+    };
+    let start = Instant::now();
+    while !dig("cdn.models.test", "+short").contains("10.99.0.10") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the proxy never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Resolved: the answered IP is open for this pod.
+    assert!(
+        connect(&pod, "10.99.0.10"),
+        "the resolved IP must be reachable"
+    );
+    // Not resolved: another IP of the same subnet stays closed.
+    assert!(
+        !connect(&pod, "10.99.0.11"),
+        "an IP the pod did not resolve must be dropped"
+    );
+    // A name no rule allows is refused, and does not open anything.
+    let refused = dig("evil.test", "+noall");
+    let refused = if refused.is_empty() {
+        dig("evil.test", "+comments")
+    } else {
+        refused
+    };
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    assert!(!connect(&pod, "10.99.0.11"));
+    // After TTL (2 s) + grace (2 s) with no connection open, the IP closes again.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(
+        !connect(&pod, "10.99.0.10"),
+        "the IP must close when the answer expires"
+    );
+    // Resolving again reopens it.
+    assert!(dig("cdn.models.test", "+short").contains("10.99.0.10"));
+    assert!(connect(&pod, "10.99.0.10"));
+    drop(_dns);
+    // DNS events, refused ones with the rule.
+    let out = Command::new(bin())
+        .args([
+            "events",
+            "--data-dir",
+            dir.join("data").to_str().unwrap(),
+            "--type",
+            "dns",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let evs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let evil = evs
+        .iter()
+        .find(|e| e["dns"]["query"] == "evil.test")
+        .unwrap_or_else(|| panic!("{evs:#?}"));
+    assert_eq!(evil["verdict"], "deny");
+    assert_eq!(evil["dns"]["rcode"], "REFUSED");
+    assert_eq!(evil["policy"]["name"], "model-hub");
+    assert_eq!(evil["source"]["name"], "trainer");
+    let cdn = evs
+        .iter()
+        .find(|e| e["dns"]["query"] == "cdn.models.test")
+        .unwrap();
+    assert_eq!(cdn["verdict"], "allow");
+    assert!(
+        cdn["dns"]["answers"].to_string().contains("10.99.0.10"),
+        "{cdn}"
+    );
+    let _ = Path::new(&dir);
+}
