@@ -55,6 +55,27 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
             });
         }
+        if let Some(d) = rt.config.spec.dns.clone().filter(|d| d.enabled) {
+            match (d.listen.parse(), d.upstream.parse()) {
+                (Ok(listen), Ok(upstream)) => {
+                    // With the agent in this process, answers open its FQDN sets.
+                    let opener = rt.config.spec.agent.as_ref().filter(|a| a.enabled).map(|_| {
+                        let min = d.min_ttl_seconds.unwrap_or(5) as u64;
+                        std::sync::Arc::new(palisade_agent::fqdn::FqdnOpener::new(
+                            None,
+                            palisade_agent::fqdn::FqdnTiming { min_ttl: std::time::Duration::from_secs(min), ..Default::default() },
+                        ))
+                    });
+                    let (rt2, st) = (rt.clone(), state.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = super::dns::serve(&rt2, st, listen, upstream, opener).await {
+                            tracing::error!(error = %e, "DNS proxy stopped");
+                        }
+                    });
+                }
+                _ => tracing::error!("spec.dns.listen and spec.dns.upstream must be host:port"),
+            }
+        }
         let app = admin::router(admin::AdminState { state, events: Some(events) });
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
