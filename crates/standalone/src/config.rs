@@ -26,6 +26,8 @@ pub struct Runtime {
     pub cluster: String,
     /// Node name.
     pub node: String,
+    /// JSON-lines copy of every event (spec.events.jsonl), resolved.
+    pub events_jsonl: Option<PathBuf>,
 }
 
 /// Errors loading the config: every diagnostic, or a missing PalisadeConfig.
@@ -92,6 +94,11 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
         ),
         cluster: spec.cluster.clone().unwrap_or_else(|| "default".into()),
         node: spec.node.clone().unwrap_or_else(|| "node-1".into()),
+        events_jsonl: spec
+            .events
+            .as_ref()
+            .and_then(|e| e.jsonl.as_ref())
+            .map(|j| resolve(Some(j), "")),
         config,
         config_path: path.to_path_buf(),
     })

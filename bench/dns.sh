@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# PALISADE_DNS_CMD for ../shared/bench/dns-anchor.sh (contract in ../shared/bench/README.md):
+# serve UDP 127.0.0.1:15355, forward to $PALISADE_DNS_UPSTREAM, answer NXDOMAIN for the
+# names in $PALISADE_BLOCK_DOMAINS / $PALISADE_BLOCKLIST_FILE and their subdomains, log
+# every query (one JSON event per line) to $PALISADE_QUERY_LOG.
+#
+# The blocklist is expressed as Palisade policy: the load generator's address is a pod,
+# and a security-tier ClusterSecurityPolicy denies egress to those FQDNs.
+#   PALISADE_DNS_CMD="bash $PWD/bench/dns.sh" bash ../shared/bench/dns-anchor.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${PALISADE_BIN:-$here/target/release/palisade}
+dir=$(mktemp -d)
+domains=$( { echo "${PALISADE_BLOCK_DOMAINS:-}" | tr ',' '\n'; [ -n "${PALISADE_BLOCKLIST_FILE:-}" ] && cat "$PALISADE_BLOCKLIST_FILE"; } | sed 's/#.*//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
+{
+  echo "apiVersion: v1"
+  echo "kind: Pod"
+  echo "metadata: {name: dnsperf, namespace: bench}"
+  echo "spec: {containers: [{name: c}]}"
+  echo "status: {podIP: 127.0.0.1}"
+  echo "---"
+  echo "apiVersion: palisade.dev/v1alpha1"
+  echo "kind: ClusterSecurityPolicy"
+  echo "metadata: {name: blocklist}"
+  echo "spec:"
+  echo "  tier: security"
+  echo "  egress:"
+  echo "  - name: blocked-domains"
+  echo "    action: Deny"
+  echo "    to:"
+  for d in $domains; do
+    echo "    - fqdn: \"$d\""
+    echo "    - fqdn: \"**.$d\""
+  done
+} > "$dir/policy.yaml"
+cat > "$dir/palisade.yaml" <<YAML
+apiVersion: palisade.dev/v1alpha1
+kind: PalisadeConfig
+metadata: {name: dns-bench}
+spec:
+  manifests: .
+  dataDir: $dir/data
+  dns: {listen: "127.0.0.1:15355", upstream: "${PALISADE_DNS_UPSTREAM:-127.0.0.1:15353}", refuseWith: NXDOMAIN}
+  events: {jsonl: "${PALISADE_QUERY_LOG:-$dir/queries.jsonl}"}
+YAML
+exec "$bin" dns --config "$dir/palisade.yaml" --no-sets
