@@ -125,11 +125,13 @@ fn bench_apply() {
     let mut agent = Agent::new(settings.clone());
     agent.reconcile(&e).unwrap();
     let (mut removes, mut adds) = (Vec::new(), Vec::new());
+    let mut parts = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
         let s = agent.reconcile(&e_minus).unwrap();
         removes.push(t.elapsed());
         assert!(s.incremental);
+        parts.push((s.render_us, s.apply_us));
         let t = Instant::now();
         let s = agent.reconcile(&e).unwrap();
         adds.push(t.elapsed());
