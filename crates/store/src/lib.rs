@@ -1,17 +1,27 @@
 //! Palisade's local event store: a SQLite database (WAL mode) of the events defined in
-//! `palisade-events`, indexed for the questions the CLI and UI ask (by time, type,
-//! workload, destination and verdict), plus an optional JSON Lines copy.
+//! `palisade-events`, plus an optional JSON Lines copy.
+//!
+//! Rows are appended in insertion order with no per-row secondary index. Instead, every run
+//! of up to 16,384 consecutive rows (a *batch*) is summarized once: its sequence and time
+//! range and its rows per type and verdict, and, per workload or destination name, which of
+//! its rows carry it. Queries by time, type, verdict, workload or destination read only the
+//! batches (or rows) that can match, and counts over whole batches come from the summaries.
 //!
 //! Writes happen on one background thread ([`Writer`]) that drains the data path's
 //! [`EventReceiver`](palisade_events::EventReceiver) in large batches, so producers never
 //! wait for the disk. Readers open their own [`Store`] on the same file and use [`Query`].
 
+mod batch;
+mod query;
+mod row;
+mod schema;
 mod store;
 mod writer;
 
 use std::path::PathBuf;
 
-pub use store::{Query, Store};
+pub use query::Query;
+pub use store::Store;
 pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats};
 
 /// Errors of the event store.

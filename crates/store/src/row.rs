@@ -86,7 +86,7 @@ pub(crate) struct RowMeta {
     json: Range<usize>,
     /// Up to two lookup keys in [`Chunk::keys`]: the source workload and the destination
     /// name; a key equal to the first is not repeated.
-    keys: [Range<usize>; 2],
+    keys: [Option<Range<usize>>; 2],
 }
 
 /// Encoded events: what the store inserts, in order.
@@ -104,7 +104,7 @@ impl Chunk {
     pub(crate) fn encode(events: &[Event]) -> Chunk {
         let mut chunk = Chunk {
             json: Vec::with_capacity(events.len() * 640),
-            keys: String::with_capacity(events.len() * 32),
+            keys: String::with_capacity(events.len() * 48),
             rows: Vec::with_capacity(events.len()),
         };
         for e in events {
@@ -126,7 +126,13 @@ impl Chunk {
         let end = self.json.len() - 1;
         let src = e.source.as_ref().and_then(|s| s.workload.as_deref());
         let dst = e.destination.as_ref().map(|d| d.display_name());
-        self.push_meta(e.time.as_micros(), kind(e.event_type(), e.verdict), start..end, src, dst.as_deref());
+        self.push_meta(
+            e.time.as_micros(),
+            kind(e.event_type(), e.verdict),
+            start..end,
+            src,
+            dst.as_deref(),
+        );
     }
 
     /// Appends an already-serialized event (`json` without newline) with its columns.
@@ -153,11 +159,11 @@ impl Chunk {
         src: Option<&str>,
         dst: Option<&str>,
     ) {
-        let mut keys = [0..0, 0..0];
+        let mut keys = [None, None];
         let mut add = |slot: usize, key: &str| {
             let start = self.keys.len();
             self.keys.push_str(key);
-            keys[slot] = start..self.keys.len();
+            keys[slot] = Some(start..self.keys.len());
         };
         if let Some(s) = src {
             add(0, s);
@@ -192,9 +198,7 @@ impl Chunk {
     /// once.
     pub(crate) fn keys<'a>(&'a self, row: &RowMeta) -> impl Iterator<Item = &'a str> + 'a {
         let keys = row.keys.clone();
-        keys.into_iter()
-            .filter(|r| !r.is_empty())
-            .map(move |r| &self.keys[r])
+        keys.into_iter().flatten().map(move |r| &self.keys[r])
     }
 
     /// Every event as a JSON line (each ending with `\n`), ready for a JSON Lines file.
@@ -216,7 +220,10 @@ mod tests {
         assert_eq!(dns_deny, 1 << kind(EventType::Dns, Some(Verdict::Deny)));
         let flows = kind_mask(&[EventType::Flow], None);
         assert_eq!(flows.count_ones(), 4);
-        assert_eq!(kind_from_text("http", Some("audit")), Some(kind(EventType::Http, Some(Verdict::Audit))));
+        assert_eq!(
+            kind_from_text("http", Some("audit")),
+            Some(kind(EventType::Http, Some(Verdict::Audit)))
+        );
         assert_eq!(kind_from_text("http", Some("nope")), None);
     }
 
@@ -230,7 +237,10 @@ mod tests {
         let chunk = Chunk::encode(&[e.clone(), Event::new("b", Timestamp(6), e.body.clone())]);
         assert_eq!(chunk.len(), 2);
         let text = std::str::from_utf8(chunk.json_lines()).unwrap();
-        assert_eq!(text, format!("{}\n{}\n", e.to_json(), chunk_json(&chunk, 1)));
+        assert_eq!(
+            text,
+            format!("{}\n{}\n", e.to_json(), chunk_json(&chunk, 1))
+        );
         assert_eq!(chunk.keys(&chunk.rows()[0]).collect::<Vec<_>>(), ["ns/app"]);
         assert_eq!(chunk.keys(&chunk.rows()[1]).count(), 0);
     }

@@ -1,13 +1,13 @@
 //! The background writer: drains an [`EventReceiver`] in batches into a [`Store`] and,
 //! optionally, a JSON Lines file.
 //!
-//! Two threads form a pipeline so that SQLite, the slowest stage, does nothing else:
-//! the *encode* thread takes events off the channel, serializes them (once, for both
-//! sinks), extracts the indexed columns and appends to the JSON Lines file; the *sqlite*
-//! thread inserts what it is handed, merging whatever batches are waiting into one
-//! transaction, so transactions grow with load. The hand-off between them is bounded:
-//! when the disk falls behind, the event channel fills and the data path drops (and
-//! counts) events instead of waiting.
+//! Two threads form a pipeline so that SQLite does as little else as possible: the
+//! *encode* thread takes events off the channel, serializes them (once, for both sinks,
+//! into one buffer per batch), extracts the indexed values and appends to the JSON Lines
+//! file; the *sqlite* thread inserts what it is handed and summarizes it per batch, merging
+//! whatever batches are waiting into one transaction, so transactions grow with load. The
+//! hand-off between the threads is bounded: when the disk falls behind, the event channel
+//! fills and the data path drops (and counts) events instead of waiting.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use palisade_events::{Event, EventReceiver};
 
-use crate::store::Row;
+use crate::row::Chunk;
 use crate::{Store, StoreError};
 
 /// Appends events to a file, one JSON object per line.
@@ -55,13 +55,16 @@ impl JsonlSink {
 
     /// Appends one line of already-serialized event JSON (without newline).
     fn write_json(&mut self, json: &str) -> Result<(), StoreError> {
-        self.out
-            .write_all(json.as_bytes())
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })
+        self.write_lines(json.as_bytes())
+            .and_then(|()| self.write_lines(b"\n"))
+    }
+
+    /// Appends complete JSON lines (each ending with a newline).
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), StoreError> {
+        self.out.write_all(lines).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Writes buffered lines to the file.
@@ -131,7 +134,7 @@ impl Writer {
         sink: Option<JsonlSink>,
     ) -> Result<WriterHandle, StoreError> {
         let shared = Arc::new(Counters::default());
-        let (rows_tx, rows_rx) = sync_channel::<Vec<Row>>(PIPELINE_DEPTH);
+        let (rows_tx, rows_rx) = sync_channel::<Chunk>(PIPELINE_DEPTH);
         let spawn_err = |source| StoreError::Io {
             path: PathBuf::from("<writer thread>"),
             source,
@@ -158,7 +161,7 @@ impl Writer {
         self,
         receiver: &EventReceiver,
         mut sink: Option<JsonlSink>,
-        rows_tx: &SyncSender<Vec<Row>>,
+        rows_tx: &SyncSender<Chunk>,
         shared: &Counters,
     ) -> WriterStats {
         let mut stats = WriterStats::default();
@@ -178,20 +181,17 @@ impl Writer {
                 }
                 continue;
             }
-            let rows: Vec<Row> = batch.iter().map(Row::encode).collect();
+            let chunk = Chunk::encode(&batch);
             if let Some(s) = sink.as_mut() {
-                let mut result = Ok(());
-                for row in &rows {
-                    if let Err(e) = s.write_json(row.json()) {
-                        stats.jsonl_failed += 1;
-                        result = Err(e);
-                    }
+                let written = s.write_lines(chunk.json_lines());
+                if written.is_err() {
+                    stats.jsonl_failed += chunk.len() as u64;
                 }
-                if let Err(e) = result.and_then(|()| s.flush()) {
+                if let Err(e) = written.and_then(|()| s.flush()) {
                     stats.last_error = Some(e.to_string());
                 }
             }
-            if rows_tx.send(rows).is_err() {
+            if rows_tx.send(chunk).is_err() {
                 // The sqlite thread is gone (it panicked); nothing more can be stored.
                 break;
             }
@@ -203,11 +203,11 @@ impl Writer {
     fn insert_loop(
         self,
         mut store: Store,
-        rows_rx: &Receiver<Vec<Row>>,
+        rows_rx: &Receiver<Chunk>,
         shared: &Counters,
     ) -> WriterStats {
         let mut stats = WriterStats::default();
-        let mut pending: Vec<Vec<Row>> = Vec::with_capacity(PIPELINE_DEPTH + 1);
+        let mut pending: Vec<Chunk> = Vec::with_capacity(PIPELINE_DEPTH + 1);
         while let Ok(first) = rows_rx.recv() {
             let mut total = first.len();
             pending.push(first);
@@ -220,7 +220,7 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            match store.insert_rows(pending.iter().flatten()) {
+            match store.insert_chunks(pending.iter()) {
                 Ok(n) => {
                     stats.written += n as u64;
                     shared.written.store(stats.written, Ordering::Release);

@@ -2,7 +2,7 @@
 //! SQLite (and JSON Lines), and come back by filter with exact counts.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use palisade_events::*;
@@ -172,20 +172,16 @@ fn tally(exp: &mut Expected, e: &Event, since: i64) {
     exp.dst += u64::from(src_w == Some(PROBE_DST) || dst.as_deref() == Some(PROBE_DST));
 }
 
-#[test]
-fn million_events_through_channel_and_writer() {
-    const N: u64 = 1_000_000;
-    let dir = TempDir::new("million");
-    let db = dir.0.join("events.db");
-    let since = BASE_US + (N as i64 / 2) * 1_000;
-
+/// Sends `n` generated events through a channel and the background writer into `db`,
+/// asserting that none is lost; returns the expected counts.
+fn store_through_writer(db: &Path, n: u64, since: i64) -> Expected {
     let (tx, rx) = channel(65_536);
     let start = Instant::now();
-    let writer = Writer::spawn(&db, rx, None).unwrap();
+    let writer = Writer::spawn(db, rx, None).unwrap();
     let producer = std::thread::spawn(move || {
         let mut ids = UlidGenerator::new();
         let mut exp = Expected::default();
-        for i in 0..N {
+        for i in 0..n {
             let e = generate(&mut ids, i);
             tally(&mut exp, &e, since);
             let mut pending = e;
@@ -204,13 +200,119 @@ fn million_events_through_channel_and_writer() {
         "stored {} events in {:.2?}: {:.0} events/s",
         stats.written,
         elapsed,
-        N as f64 / elapsed.as_secs_f64()
+        n as f64 / elapsed.as_secs_f64()
     );
-    assert_eq!((chan.sent, chan.dropped), (N, 0));
+    assert_eq!((chan.sent, chan.dropped), (n, 0));
     assert_eq!(
         (stats.written, stats.failed, stats.last_error),
-        (N, 0, None)
+        (n, 0, None)
     );
+    exp
+}
+
+/// Runs the common queries (each with a limit, as the CLI and UI ask them) and the counts,
+/// printing how long each took, and checks that each answers in under a second.
+fn time_common_queries(store: &Store, n: u64) {
+    let at = |i: u64| BASE_US + i as i64 * 1_000;
+    let latest = store.latest_seq().unwrap().unwrap();
+    let queries = [
+        ("oldest 100", Query::default()),
+        (
+            "type http",
+            Query {
+                types: vec![EventType::Http],
+                ..Query::default()
+            },
+        ),
+        (
+            "since last 10%",
+            Query {
+                since_us: Some(at(n / 10 * 9)),
+                ..Query::default()
+            },
+        ),
+        (
+            "type dns + since last 1%",
+            Query {
+                types: vec![EventType::Dns],
+                since_us: Some(at(n / 100 * 99)),
+                ..Query::default()
+            },
+        ),
+        (
+            "window 1% in the middle",
+            Query {
+                since_us: Some(at(n / 2)),
+                until_us: Some(at(n / 2 + n / 100)),
+                ..Query::default()
+            },
+        ),
+        (
+            "workload",
+            Query {
+                workload: Some(PROBE_WORKLOAD.into()),
+                ..Query::default()
+            },
+        ),
+        (
+            "workload + type + verdict + since",
+            Query {
+                workload: Some(PROBE_WORKLOAD.into()),
+                types: vec![EventType::Flow],
+                verdict: Some("deny".into()),
+                since_us: Some(at(n / 2)),
+                ..Query::default()
+            },
+        ),
+        (
+            "destination fqdn",
+            Query {
+                workload: Some("host7.example.com".into()),
+                ..Query::default()
+            },
+        ),
+        (
+            "verdict audit",
+            Query {
+                verdict: Some("audit".into()),
+                ..Query::default()
+            },
+        ),
+        (
+            "follow (after_seq)",
+            Query {
+                after_seq: Some(latest - 1_000),
+                ..Query::default()
+            },
+        ),
+    ];
+    for (label, q) in queries {
+        let q = Query { limit: 100, ..q };
+        let start = Instant::now();
+        let rows = store.query(&q).unwrap();
+        let took = start.elapsed();
+        let start = Instant::now();
+        let total = store.count(&q).unwrap();
+        let counted = start.elapsed();
+        eprintln!(
+            "  {label:36} {:>3} rows in {took:>10.2?}; count {total:>9} in {counted:>10.2?}",
+            rows.len()
+        );
+        assert_eq!(rows.len() as u64, total.min(100), "{label}");
+        assert!(
+            took < Duration::from_secs(1) && counted < Duration::from_secs(1),
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn million_events_through_channel_and_writer() {
+    const N: u64 = 1_000_000;
+    let dir = TempDir::new("million");
+    let db = dir.0.join("events.db");
+    let since = BASE_US + (N as i64 / 2) * 1_000;
+    let exp = store_through_writer(&db, N, since);
 
     let store = Store::open(&db).unwrap();
     let count = |q: Query| store.count(&q).unwrap();
@@ -263,7 +365,13 @@ fn million_events_through_channel_and_writer() {
     assert_eq!(exp.dst, N / 100); // i % 100 == 12: workload 12 and an in-cluster destination
 
     // Read one workload back in full: every row matches, in time order, and parses.
+    let start = Instant::now();
     let rows = store.query(&by_workload).unwrap();
+    eprintln!(
+        "  workload, no limit: {} rows in {:.2?}",
+        rows.len(),
+        start.elapsed()
+    );
     assert_eq!(rows.len() as u64, exp.workload);
     assert!(rows.windows(2).all(|w| w[0].1.time <= w[1].1.time));
     assert!(rows
@@ -276,6 +384,34 @@ fn million_events_through_channel_and_writer() {
         })
         .unwrap();
     assert_eq!(limited, rows[..10]);
+    time_common_queries(&store, N);
+}
+
+/// Ten million events (about 6 GB on disk, a minute or two to write): the common queries
+/// must still answer in well under a second. Run with `-- --ignored --nocapture`.
+#[test]
+#[ignore = "writes about 6 GB"]
+fn ten_million_events_common_queries_stay_fast() {
+    const N: u64 = 10_000_000;
+    let dir = TempDir::new("ten-million");
+    let db = dir.0.join("events.db");
+    let since = BASE_US + (N as i64 / 2) * 1_000;
+    let exp = store_through_writer(&db, N, since);
+    let store = Store::open(&db).unwrap();
+    time_common_queries(&store, N);
+    let by_workload = Query {
+        workload: Some(PROBE_WORKLOAD.into()),
+        ..Query::default()
+    };
+    assert_eq!(store.count(&by_workload).unwrap(), exp.workload);
+    let start = Instant::now();
+    let all = store.query(&by_workload).unwrap();
+    eprintln!(
+        "  workload, no limit: {} rows in {:.2?}",
+        all.len(),
+        start.elapsed()
+    );
+    assert_eq!(all.len() as u64, exp.workload);
 }
 
 #[test]
