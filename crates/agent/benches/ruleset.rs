@@ -71,17 +71,23 @@ fn bench_apply() {
         eprintln!("skipping apply benchmarks: need root and nftables");
         return;
     }
+    // PALISADE_BENCH_HERE=1: apply in the current namespace, as the agent does in production
+    // (run the bench under `ip netns exec SCRATCH`); otherwise in a scratch namespace through
+    // `ip netns exec`, which adds a fork/exec and setns to every update.
+    let here = std::env::var("PALISADE_BENCH_HERE").is_ok();
     let ns = format!("plbench{}", std::process::id());
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap()
-        .success());
+    if !here {
+        assert!(Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap()
+            .success());
+    }
     let (snap, e) = engine();
     let settings = AgentSettings {
         node: String::new(),
         all_nodes: true,
-        netns: Some(ns.clone()),
+        netns: (!here).then(|| ns.clone()),
         log_flows: true,
     };
     // Full rebuilds (render + one nft transaction).
@@ -137,7 +143,9 @@ fn bench_apply() {
         adds.push(t.elapsed());
         assert!(s.incremental);
     }
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    if !here {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    }
     println!(
         "agent/full apply (render + nft), 1000 pods / 500 policies: median {:?} (of {:?})",
         median(full.clone()),
