@@ -83,14 +83,27 @@ measure() {
   local cps=$(ip netns exec $a "$P" lab cps --target 10.200.0.2:7000 --threads 4 --seconds 5)
   echo "$bps $cps"
 }
-read base_bps base_cps < <(measure)
-"$P" agent --config "$work/config.yaml" --netns $node --once 2>"$work/agent.log" || { cat "$work/agent.log"; exit 1; }
+# Rounds alternate no rules / Palisade's rules so that noise from other work on the machine
+# falls on both sides; medians of the rounds are compared.
+rounds=${PALISADE_BENCH_ROUNDS:-3}
+: > "$work/results"
+for r in $(seq 1 "$rounds"); do
+  ip netns exec $node nft delete table inet palisade 2>/dev/null || true
+  read bb bc < <(measure)
+  "$P" agent --config "$work/config.yaml" --netns $node --once 2>"$work/agent.log" || { cat "$work/agent.log"; exit 1; }
+  read pb pc < <(measure)
+  echo "$bb $bc $pb $pc" >> "$work/results"
+  echo "round $r: no rules $bb bit/s $bc conn/s; palisade $pb bit/s $pc conn/s" >&2
+done
 rules=$(ip netns exec $node nft list table inet palisade | grep -c ';\|accept\|drop\|goto\|return' || true)
-read pal_bps pal_cps < <(measure)
-python3 - "$base_bps" "$base_cps" "$pal_bps" "$pal_cps" "$rules" <<'PY'
-import sys
-bb, bc, pb, pc, rules = map(float, sys.argv[1:])
+python3 - "$work/results" "$rules" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+rules = int(sys.argv[2])
+bb, bc, pb, pc = (statistics.median(r[i] for r in rows) for i in range(4))
+print(f"rounds: {len(rows)} (medians)")
 print(f"throughput: no rules {bb/1e9:.2f} Gbit/s, palisade {pb/1e9:.2f} Gbit/s, ratio {pb/bb:.3f}")
 print(f"new connections/s: no rules {bc:.0f}, palisade {pc:.0f}, ratio {pc/bc:.3f}")
-print(f"(table lines: {int(rules)})")
+print("per-round conn/s ratios: " + ", ".join(f"{r[3]/r[1]:.3f}" for r in rows))
+print(f"(table lines: {rules})")
 PY

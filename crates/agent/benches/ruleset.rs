@@ -121,6 +121,10 @@ fn bench_apply() {
             .lines()
             .filter(|l| l.starts_with("flush chain") || l.starts_with("add chain"))
             .count();
+        if let Ok(path) = std::env::var("PALISADE_BENCH_DUMP") {
+            let _ = std::fs::write(&path, &d);
+            let _ = std::fs::write(format!("{path}.full"), a.full_script());
+        }
         println!(
             "agent/diff for one pod removed: {} lines, {} chains touched, {} bytes",
             d.lines().count(),
@@ -158,6 +162,15 @@ fn bench_apply() {
     println!(
         "agent/incremental pod add (render + diff + nft): median {:?}",
         median(adds)
+    );
+    let mut render: Vec<u128> = parts.iter().map(|p| p.0).collect();
+    let mut apply: Vec<u128> = parts.iter().map(|p| p.1).collect();
+    render.sort();
+    apply.sort();
+    println!(
+        "agent/incremental pod remove parts: render {} µs, nft {} µs (medians)",
+        render[render.len() / 2],
+        apply[apply.len() / 2]
     );
 }
 

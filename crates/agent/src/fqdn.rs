@@ -4,12 +4,13 @@
 //! grace period. Elements name the pod, so an IP opened for one pod is not open for
 //! another; established connections outlive the element (conntrack accepts them first).
 
+use crate::nfnetlink::{Element, ElementBatch, ElementOp, NftSocket};
 use crate::nft;
 use crate::ruleset::{render, RenderOptions, TABLE};
 use palisade_policy::fqdn::FqdnPattern;
 use palisade_policy::Engine;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Timing of opened IPs.
@@ -36,6 +37,7 @@ pub struct FqdnOpener {
     netns: Option<String>,
     timing: FqdnTiming,
     sets: RwLock<Vec<(String, FqdnPattern)>>,
+    socket: Mutex<Option<NftSocket>>,
 }
 
 impl FqdnOpener {
@@ -45,6 +47,7 @@ impl FqdnOpener {
             netns,
             timing,
             sets: RwLock::new(Vec::new()),
+            socket: Mutex::new(None),
         }
     }
 
@@ -99,23 +102,35 @@ impl FqdnOpener {
         if names.is_empty() {
             return Ok(names);
         }
-        let secs = self.timeout(ttl).as_secs().max(1);
-        // Re-adding an element does not extend its timeout: delete (ignoring "absent"),
-        // then add, so a fresh answer restarts the clock.
-        let mut del = String::new();
-        let mut add = String::new();
+        // Re-adding an element does not extend its timeout: destroy (absent is fine), then
+        // add, in one transaction, so a fresh answer restarts the clock without a gap.
+        let timeout = Duration::from_secs(self.timeout(ttl).as_secs().max(1));
+        let element = Element::of_ips(&[pod_ip, ip]);
+        let mut batch = ElementBatch::new();
         for n in &names {
-            del.push_str(&format!(
-                "delete element inet {TABLE} {n} {{ {pod_ip} . {ip} }}\n"
-            ));
-            add.push_str(&format!(
-                "add element inet {TABLE} {n} {{ {pod_ip} . {ip} timeout {secs}s }}\n"
-            ));
+            batch.push(ElementOp::Destroy, n, vec![element.clone()]);
+            batch.push(
+                ElementOp::Add,
+                n,
+                vec![element.clone().with_timeout(timeout)],
+            );
         }
-        for line in del.lines() {
-            let _ = nft::apply(line, self.netns.as_deref());
+        let mut guard = self
+            .socket
+            .lock()
+            .map_err(|_| nft::NftError::Rejected("netlink socket lock poisoned".into()))?;
+        if guard.is_none() {
+            *guard = Some(
+                NftSocket::open(self.netns.as_deref())
+                    .map_err(|e| nft::NftError::Rejected(format!("netlink: {e}")))?,
+            );
         }
-        nft::apply(&add, self.netns.as_deref())?;
+        if let Some(sock) = guard.as_mut() {
+            if let Err(e) = sock.apply(TABLE, &batch) {
+                *guard = None;
+                return Err(nft::NftError::Rejected(e.to_string()));
+            }
+        }
         Ok(names)
     }
 }

@@ -8,6 +8,7 @@ pub mod flowlog;
 pub mod fqdn;
 pub mod lab;
 pub mod nflog;
+pub mod nfnetlink;
 pub mod nft;
 pub mod ruleset;
 pub mod runtime;

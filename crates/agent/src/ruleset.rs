@@ -18,6 +18,7 @@
 //!   elements; FQDN peers use sets of (pod IP . destination IP) with timeouts
 //!   (`fq<rule>_<peer>_4`) that the DNS proxy fills.
 
+use crate::nfnetlink::{Element, ElementBatch, ElementOp};
 use palisade_policy::engine::{PeerMatch, PortMatch};
 use palisade_policy::fqdn::FqdnPattern;
 use palisade_policy::model::AdminAction;
@@ -113,6 +114,45 @@ impl Ruleset {
             }
         }
         out
+    }
+
+    /// When `self` differs from `old` only in set and map elements (the common case of pods
+    /// coming and going), those changes as one netlink batch: removed keys first (a map
+    /// element whose verdict changed is removed and re-added), then new elements. `None` when
+    /// chains or set definitions differ too, or an element cannot be encoded.
+    pub fn element_batch(&self, old: &Ruleset) -> Option<ElementBatch> {
+        if self.chains != old.chains
+            || self.sets.len() != old.sets.len()
+            || self
+                .sets
+                .iter()
+                .zip(&old.sets)
+                .any(|((n, d), (on, o))| n != on || d.spec != o.spec || d.keyword != o.keyword)
+        {
+            return None;
+        }
+        let mut batch = ElementBatch::new();
+        let mut adds = Vec::new();
+        for (name, d) in &self.sets {
+            let o = &old.sets[name];
+            if o.elements == d.elements {
+                continue;
+            }
+            let mut gone = Vec::new();
+            for e in o.elements.difference(&d.elements) {
+                gone.push(Element::parse(e).ok()?.key_only());
+            }
+            let mut new = Vec::new();
+            for e in d.elements.difference(&o.elements) {
+                new.push(Element::parse(e).ok()?);
+            }
+            batch.push(ElementOp::Delete, name, gone);
+            adds.push((name, new));
+        }
+        for (name, new) in adds {
+            batch.push(ElementOp::Add, name, new);
+        }
+        Some(batch)
     }
 
     /// The script that turns `old` (in the kernel) into `self`, in one transaction; `None`

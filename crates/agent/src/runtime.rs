@@ -1,6 +1,7 @@
 //! The agent's reconcile step: which pods are local, render, apply atomically, remember
 //! what is in force. A rejected transaction leaves the previous ruleset in the kernel.
 
+use crate::nfnetlink::{ElementError, NftSocket};
 use crate::nft::{self, NftError};
 use crate::ruleset::{render, RenderOptions, TABLE};
 use palisade_policy::{Engine, PodId};
@@ -44,6 +45,8 @@ pub struct ApplyStats {
 pub struct Agent {
     settings: Option<AgentSettings>,
     applied: Option<crate::ruleset::Ruleset>,
+    /// Netlink socket for element-only updates, opened on first use.
+    netlink: Option<NftSocket>,
 }
 
 /// The pods local to `settings.node` (all when `all_nodes`).
@@ -63,6 +66,7 @@ impl Agent {
         Agent {
             settings: Some(settings),
             applied: None,
+            netlink: None,
         }
     }
 
@@ -97,6 +101,28 @@ impl Agent {
         // first reconcile (adopting whatever table a previous run left), when the difference
         // cannot be expressed, or when the kernel rejects it (someone changed the table).
         // Listing the kernel's table first would cost more than the update itself.
+        // Pods coming and going change only elements: one netlink batch, no `nft` process
+        // and no cache dump.
+        if let Some(batch) = self.applied.as_ref().and_then(|old| rs.element_batch(old)) {
+            if batch.is_empty() {
+                stats.unchanged = true;
+                stats.apply_us = t1.elapsed().as_micros();
+                self.applied = Some(rs);
+                return Ok(stats);
+            }
+            match self.apply_elements(&batch, settings.netns.as_deref()) {
+                Ok(()) => {
+                    stats.incremental = true;
+                    stats.apply_us = t1.elapsed().as_micros();
+                    self.applied = Some(rs);
+                    return Ok(stats);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "element update over netlink failed; using nft");
+                    self.netlink = None;
+                }
+            }
+        }
         let diff = self.applied.as_ref().and_then(|old| rs.diff_script(old));
         match diff {
             Some(d) if d.is_empty() => stats.unchanged = true,
@@ -113,6 +139,20 @@ impl Agent {
         stats.apply_us = t1.elapsed().as_micros();
         self.applied = Some(rs);
         Ok(stats)
+    }
+
+    fn apply_elements(
+        &mut self,
+        batch: &crate::nfnetlink::ElementBatch,
+        netns: Option<&str>,
+    ) -> Result<(), ElementError> {
+        if self.netlink.is_none() {
+            self.netlink = Some(NftSocket::open(netns)?);
+        }
+        match self.netlink.as_mut() {
+            Some(sock) => sock.apply(TABLE, batch),
+            None => Ok(()),
+        }
     }
 
     /// Removes Palisade's table (only it; nothing else on the host is touched).
