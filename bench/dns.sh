@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${PALISADE_BIN:-$here/target/release/palisade}
 dir=$(mktemp -d)
-domains=$( { echo "${PALISADE_BLOCK_DOMAINS:-}" | tr ',' '\n'; [ -n "${PALISADE_BLOCKLIST_FILE:-}" ] && cat "$PALISADE_BLOCKLIST_FILE"; } | sed 's/#.*//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
+domains=$( { echo "${PALISADE_BLOCK_DOMAINS:-}" | tr ',' '\n'; if [ -n "${PALISADE_BLOCKLIST_FILE:-}" ]; then cat "$PALISADE_BLOCKLIST_FILE"; fi; } | sed 's/#.*//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
 {
   echo "apiVersion: v1"
   echo "kind: Pod"

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use palisade_events::{
-    DnsInfo, Endpoint, EndpointKind, Event, EventBody, PolicyRef, Protocol, Timestamp, Verdict,
+    Centi, DnsFeatures, DnsInfo, Endpoint, EndpointKind, Event, EventBody, PolicyRef, Protocol,
+    Timestamp, Verdict,
 };
 use palisade_policy::{Engine, PodId};
 
@@ -32,6 +33,8 @@ pub struct QueryLog {
     pub policy: Option<palisade_policy::PolicyRef>,
     /// Transport the client used.
     pub tcp: bool,
+    /// Shape of the name, for tunnelling detection.
+    pub features: Option<crate::wire::NameFeatures>,
 }
 
 /// Where the proxy runs, for the events' `cluster` and `node` fields.
@@ -55,6 +58,12 @@ pub fn dns_event(engine: Option<&Engine>, origin: &Origin, log: QueryLog) -> Eve
             answers: log.answers,
             ttl: log.ttl,
             latency_us: Some(log.latency_us),
+            features: log.features.map(|f| DnsFeatures {
+                labels: f.labels,
+                longest_label: f.longest_label,
+                length: f.length,
+                entropy: Centi::from_f32(f.entropy),
+            }),
         }),
     );
     e.cluster = origin.cluster.clone();

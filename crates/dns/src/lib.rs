@@ -5,7 +5,10 @@
 //! - [`decide`]: pure packet handling: parse a query, refuse it, or pass it on.
 //! - [`answers`]: the addresses (and their TTLs) an upstream response gives for the name
 //!   asked, following CNAME chains.
-//! - [`proxy`]: the UDP/TCP server that ties both to the policy engine and the event stream.
+//! - [`proxy`]: the UDP/TCP server that ties both to the policy engine and the event stream;
+//!   the UDP path runs on a few blocking worker threads (`udp`).
+//! - [`wire`]: the hot path's in-place reading of ordinary queries, and name features for
+//!   tunnelling detection.
 
 pub mod answers;
 pub mod decide;
@@ -14,6 +17,8 @@ pub use answers::{addresses, AnswerSummary, Resolved};
 pub use decide::{decide, parse_query, Decision, DenyRcode, Question};
 pub mod event;
 pub mod proxy;
+mod udp;
+pub mod wire;
 
 pub use event::{dns_event, Origin, QueryLog};
 pub use proxy::{DnsProxy, ProxyConfig, ProxyStats};

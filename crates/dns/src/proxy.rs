@@ -1,13 +1,14 @@
-//! The forwarding proxy: UDP and TCP (2-byte length framing) on one port.
+//! The forwarding proxy: UDP (see [`crate::udp`]) and TCP (2-byte length framing) on one
+//! port, both bound with `SO_REUSEPORT` so a new proxy process can take over the port while
+//! the old one still serves (restarts without lost queries).
 //!
-//! Each allowed query is sent to the upstream from its own socket (so answers cannot be
-//! confused between clients) and waited for with a timeout; a timeout or an unreadable
-//! answer is a SERVFAIL. Work is bounded: at most `max_in_flight` queries (UDP) and as many
-//! TCP connections are handled at once; beyond that, packets are dropped and counted, and
-//! clients retry.
+//! Over TCP each allowed query is sent to the upstream over its own connection and waited
+//! for with a timeout; a timeout or an unreadable answer is a SERVFAIL. Work is bounded: at
+//! most `max_in_flight` forwarded queries per UDP worker and as many TCP connections are
+//! handled at once; beyond that, packets are dropped and counted, and clients retry.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use palisade_events::EventSender;
 use palisade_policy::{Engine, Posture};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
@@ -24,8 +25,6 @@ use crate::decide::{decide, rcode_name, reply_with, Decision, DenyRcode};
 use crate::event::{dns_event, Origin, QueryLog};
 use crate::DnsError;
 
-/// Largest DNS message (TCP length prefix, or a UDP datagram).
-const MAX_MESSAGE: usize = 65_535;
 /// How long an idle TCP client connection is kept.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -44,18 +43,24 @@ pub struct ProxyConfig {
     pub max_in_flight: usize,
     /// Cluster and node, for events.
     pub origin: Origin,
+    /// UDP workers (each a listening socket and two threads).
+    pub udp_workers: usize,
 }
 
 impl ProxyConfig {
-    /// Defaults: 2 s upstream timeout, REFUSED for denied names, 1024 queries in flight.
+    /// Defaults: 2 s upstream timeout, REFUSED for denied names, 4096 queries in flight per
+    /// UDP worker, one worker per core (at most 4).
     pub fn new(listen: SocketAddr, upstream: SocketAddr) -> Self {
         ProxyConfig {
             listen,
             upstream,
             timeout: Duration::from_secs(2),
             deny: DenyRcode::Refused,
-            max_in_flight: 1024,
+            max_in_flight: 4096,
             origin: Origin::default(),
+            udp_workers: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2),
         }
     }
 }
@@ -80,19 +85,61 @@ pub struct ProxyStats {
     pub upstream_errors: AtomicU64,
 }
 
-struct Shared {
-    cfg: ProxyConfig,
-    engine: Box<EngineSource>,
-    events: EventSender,
-    on_answer: Box<AnswerSink>,
-    stats: Arc<ProxyStats>,
+pub(crate) struct Shared {
+    pub(crate) cfg: ProxyConfig,
+    pub(crate) engine: Box<EngineSource>,
+    pub(crate) events: EventSender,
+    pub(crate) on_answer: Box<AnswerSink>,
+    pub(crate) stats: Arc<ProxyStats>,
+}
+
+/// Whether the client (`pod`, when known) may resolve `name`, and the deciding rule.
+pub(crate) fn policy_decision(
+    engine: Option<&Engine>,
+    pod: Option<palisade_policy::PodId>,
+    name: &str,
+) -> (bool, Option<palisade_policy::PolicyRef>) {
+    match (engine, pod) {
+        (Some(e), Some(p)) => {
+            let d = e.dns_decision(p, name);
+            (d.allowed, d.policy)
+        }
+        // Not a pod: only a zero-trust posture restricts it.
+        (Some(e), None) => (e.posture() == Posture::Allow, None),
+        // No good policy yet: fail closed.
+        (None, _) => (false, None),
+    }
 }
 
 /// A bound DNS proxy; [`DnsProxy::run`] serves it.
 pub struct DnsProxy {
-    udp: Arc<UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
+    addr: SocketAddr,
     tcp: TcpListener,
     shared: Arc<Shared>,
+}
+
+/// Sets the flag when dropped: the UDP threads stop when the serving future goes away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 impl DnsProxy {
@@ -104,13 +151,16 @@ impl DnsProxy {
         on_answer: impl Fn(IpAddr, &Resolved) + Send + Sync + 'static,
     ) -> Result<DnsProxy, DnsError> {
         let bind_err = |addr| move |source| DnsError::Bind { addr, source };
-        let udp = UdpSocket::bind(cfg.listen)
-            .await
-            .map_err(bind_err(cfg.listen))?;
-        let addr = udp.local_addr().map_err(bind_err(cfg.listen))?;
-        let tcp = TcpListener::bind(addr).await.map_err(bind_err(addr))?;
+        let first = crate::udp::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
+        let addr = first.local_addr().map_err(bind_err(cfg.listen))?;
+        let mut udp = vec![first];
+        for _ in 1..cfg.udp_workers.max(1) {
+            udp.push(crate::udp::bind(addr).map_err(bind_err(addr))?);
+        }
+        let tcp = bind_tcp(addr).map_err(bind_err(addr))?;
         Ok(DnsProxy {
-            udp: Arc::new(udp),
+            udp,
+            addr,
             tcp,
             shared: Arc::new(Shared {
                 cfg,
@@ -124,7 +174,7 @@ impl DnsProxy {
 
     /// The address served.
     pub fn local_addr(&self) -> Result<SocketAddr, DnsError> {
-        self.udp.local_addr().map_err(DnsError::Io)
+        Ok(self.addr)
     }
 
     /// Counters, shared with the running proxy.
@@ -132,45 +182,34 @@ impl DnsProxy {
         Arc::clone(&self.shared.stats)
     }
 
-    /// Serves until the task is dropped or a socket fails.
+    /// Serves until the future is dropped or a socket fails.
     pub async fn run(self) -> Result<(), DnsError> {
-        let DnsProxy { udp, tcp, shared } = self;
+        let DnsProxy {
+            udp, tcp, shared, ..
+        } = self;
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
         let limit = shared.cfg.max_in_flight.max(1);
         let tcp_task = tokio::spawn(serve_tcp(tcp, Arc::clone(&shared), limit));
-        let result = serve_udp(udp, shared, limit).await;
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        for sock in udp {
+            crate::udp::spawn_worker(
+                Arc::clone(&shared),
+                sock,
+                Arc::clone(&stop),
+                done_tx.clone(),
+            )
+            .map_err(DnsError::Io)?;
+        }
+        drop(done_tx);
+        // Workers end only when stopped or on a socket failure.
+        let result = match done_rx.recv().await {
+            Some(Err(e)) => Err(DnsError::Io(e)),
+            _ => Ok(()),
+        };
+        stop.store(true, Ordering::Relaxed);
         tcp_task.abort();
         result
-    }
-}
-
-async fn serve_udp(
-    sock: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    limit: usize,
-) -> Result<(), DnsError> {
-    let permits = Arc::new(Semaphore::new(limit));
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            // ICMP errors from earlier sends surface here on some systems; keep serving.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => continue,
-            Err(e) => return Err(DnsError::Io(e)),
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let packet = buf[..n].to_vec();
-        let (sock, shared) = (Arc::clone(&sock), Arc::clone(&shared));
-        tokio::spawn(async move {
-            if let Some(reply) = handle(&shared, peer.ip(), &packet, false).await {
-                if let Err(e) = sock.send_to(&reply, peer).await {
-                    tracing::debug!(%peer, error = %e, "dns reply not sent");
-                }
-            }
-            drop(permit);
-        });
     }
 }
 
@@ -234,18 +273,9 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
     let outcome = decide(
         packet,
         |q| {
-            let (allowed, policy) = match (&engine, pod) {
-                (Some(e), Some(p)) => {
-                    let d = e.dns_decision(p, &q.name);
-                    (d.allowed, d.policy)
-                }
-                // Not a pod: only a zero-trust posture restricts it.
-                (Some(e), None) => (e.posture() == Posture::Allow, None),
-                // No good policy yet: fail closed.
-                (None, _) => (false, None),
-            };
-            decision = Some((allowed, policy));
-            allowed
+            let d = policy_decision(engine.as_deref(), pod, &q.name);
+            decision = Some(d.clone());
+            d.0
         },
         shared.cfg.deny,
     );
@@ -279,12 +309,14 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
             bytes,
         } => {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log.features = Some(crate::wire::name_features(&q.name));
             log.query = q.name;
             log.qtype = q.qtype.to_string();
             log.rcode = rcode_name(rcode);
             bytes
         }
         Decision::Forward(q) => {
+            log.features = Some(crate::wire::name_features(&q.name));
             log.query = q.name;
             log.qtype = q.qtype.to_string();
             match forward(&shared.cfg, packet, q.id, tcp).await {
@@ -325,7 +357,9 @@ async fn forward(
         if tcp {
             forward_tcp(cfg.upstream, packet, id).await
         } else {
-            forward_udp(cfg.upstream, packet, id).await
+            Err(std::io::Error::other(
+                "UDP queries are served by the UDP workers",
+            ))
         }
     };
     match timeout(cfg.timeout, exchange).await {
@@ -345,29 +379,6 @@ async fn forward_tcp(
         let answer = read_framed(&mut s).await?;
         if let Some(msg) = matching(&answer, id) {
             return Ok((answer, msg));
-        }
-    }
-}
-
-async fn forward_udp(
-    upstream: SocketAddr,
-    packet: &[u8],
-    id: u16,
-) -> std::io::Result<(Vec<u8>, Message)> {
-    let local: IpAddr = match upstream {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let sock = UdpSocket::bind((local, 0)).await?;
-    sock.connect(upstream).await?;
-    sock.send(packet).await?;
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let n = sock.recv(&mut buf).await?;
-        // Anything else (a stray or forged datagram) is ignored until the deadline.
-        if let Some(msg) = matching(&buf[..n], id) {
-            buf.truncate(n);
-            return Ok((buf, msg));
         }
     }
 }

@@ -55,6 +55,58 @@ pub struct DnsInfo {
     /// Time from query to answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// Shape of the queried name, for tunnelling detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<DnsFeatures>,
+}
+
+/// Shape of a queried name: DNS tunnels pack data into long, many-labelled, high-entropy
+/// names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsFeatures {
+    /// Number of labels.
+    pub labels: u8,
+    /// Length of the longest label.
+    pub longest_label: u8,
+    /// Length of the name.
+    pub length: u16,
+    /// Shannon entropy (bits per character) of the labels left of the last two.
+    pub entropy: Centi,
+}
+
+/// A non-negative number kept to two decimals (so events stay comparable with `Eq`);
+/// written in JSON as a plain number (`3.12`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct Centi(pub u32);
+
+impl Centi {
+    /// Rounds `v` (negative and non-finite values become 0).
+    pub fn from_f32(v: f32) -> Self {
+        if v.is_finite() && v > 0.0 {
+            Centi((v * 100.0).round().min(u32::MAX as f32) as u32)
+        } else {
+            Centi(0)
+        }
+    }
+
+    /// The value.
+    pub fn get(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+impl Serialize for Centi {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for Centi {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        Ok(Centi::from_f32(v as f32))
+    }
 }
 
 /// How a gateway handled TLS for an HTTP exchange.

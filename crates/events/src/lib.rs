@@ -15,8 +15,8 @@ mod ulid;
 
 pub use channel::{channel, ChannelStats, EventReceiver, EventSender};
 pub use details::{
-    AiInfo, AlertInfo, AlertKind, Detection, DetectionAction, DnsInfo, FlowInfo, FlowState,
-    HttpInfo, Severity, TlsMode, Transfer,
+    AiInfo, AlertInfo, AlertKind, Centi, Detection, DetectionAction, DnsFeatures, DnsInfo,
+    FlowInfo, FlowState, HttpInfo, Severity, TlsMode, Transfer,
 };
 pub use model::{
     Endpoint, EndpointKind, Event, EventBody, EventType, PolicyRef, Protocol, Verdict,

@@ -1,0 +1,446 @@
+//! The UDP path: a few workers, each with its own listening socket (`SO_REUSEPORT`, so the
+//! kernel spreads clients over them, and a restarted proxy can take over the port before the
+//! old one lets go) and its own connected upstream socket.
+//!
+//! A worker is two threads. The client side reads a query, decides it against the policy,
+//! and either answers at once (refused, malformed) or forwards it under a fresh random id,
+//! remembering the client. The upstream side reads answers, matches them by id *and*
+//! question (an answer that does not echo the question is ignored), restores the client's
+//! id, reports the addresses, and replies. Queries the upstream leaves unanswered get
+//! SERVFAIL after the timeout. Memory is bounded: at most `max_in_flight` forwarded queries
+//! per worker; beyond that queries are dropped and counted, and clients retry.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+use crate::answers::addresses;
+use crate::decide::{decide, rcode_name, Decision};
+use crate::event::{dns_event, QueryLog};
+use crate::proxy::{policy_decision, Shared};
+use crate::wire::{self, QuickQuery};
+
+/// Largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_535;
+/// How often blocked reads wake up to look at the stop flag and expired queries.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Binds a UDP socket with `SO_REUSEPORT` (blocking, with a read timeout).
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    s.set_reuse_port(true)?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    let s: UdpSocket = s.into();
+    s.set_read_timeout(Some(TICK))?;
+    Ok(s)
+}
+
+/// A forwarded query waiting for its answer.
+struct Pending {
+    client: SocketAddr,
+    id: u16,
+    flags: [u8; 2],
+    /// The question section as the client sent it.
+    question: Box<[u8]>,
+    start: Instant,
+    log: QueryLog,
+}
+
+/// Forwarded queries by upstream id.
+struct Table {
+    slots: HashMap<u16, Pending>,
+    limit: usize,
+    rng: u64,
+}
+
+impl Table {
+    fn new(limit: usize) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15)
+            ^ (std::process::id() as u64).rotate_left(32);
+        Table {
+            slots: HashMap::with_capacity(limit.min(4096)),
+            limit,
+            rng: seed | 1,
+        }
+    }
+
+    fn next(&mut self) -> u16 {
+        // xorshift64*: ids an off-path sender cannot predict from the previous ones.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 48) as u16
+    }
+
+    fn insert(&mut self, p: Pending) -> Option<u16> {
+        if self.slots.len() >= self.limit {
+            return None;
+        }
+        for _ in 0..32 {
+            let id = self.next();
+            if let std::collections::hash_map::Entry::Vacant(v) = self.slots.entry(id) {
+                v.insert(p);
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn expired(&mut self, now: Instant, timeout: Duration) -> Vec<Pending> {
+        let ids: Vec<u16> = self
+            .slots
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.start) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| self.slots.remove(id)).collect()
+    }
+}
+
+/// One worker's sockets and state.
+struct Worker {
+    shared: Arc<Shared>,
+    listen: UdpSocket,
+    upstream: UdpSocket,
+    table: Mutex<Table>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Starts one worker on `listen` (two threads); `done` gets the result when it ends.
+pub(crate) fn spawn_worker(
+    shared: Arc<Shared>,
+    listen: UdpSocket,
+    stop: Arc<AtomicBool>,
+    done: tokio::sync::mpsc::UnboundedSender<std::io::Result<()>>,
+) -> std::io::Result<()> {
+    let up = shared.cfg.upstream;
+    let local: IpAddr = match up {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let upstream = UdpSocket::bind((local, 0))?;
+    upstream.connect(up)?;
+    upstream.set_read_timeout(Some(TICK))?;
+    let limit = shared.cfg.max_in_flight.max(1);
+    let w = Arc::new(Worker {
+        shared,
+        listen,
+        upstream,
+        table: Mutex::new(Table::new(limit)),
+        stop,
+    });
+    for side in [Side::Clients, Side::Upstream] {
+        let (w, done) = (Arc::clone(&w), done.clone());
+        std::thread::Builder::new()
+            .name(format!("dns-{side:?}").to_lowercase())
+            .spawn(move || {
+                let r = match side {
+                    Side::Clients => w.serve_clients(),
+                    Side::Upstream => w.serve_upstream(),
+                };
+                w.stop.store(true, Ordering::Relaxed);
+                let _ = done.send(r);
+            })?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Clients,
+    Upstream,
+}
+
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock
+            | ErrorKind::TimedOut
+            | ErrorKind::Interrupted
+            // ICMP errors from earlier sends surface on the next read.
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+    )
+}
+
+impl Worker {
+    fn serve_clients(&self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        while !self.stop.load(Ordering::Relaxed) {
+            let (n, peer) = match self.listen.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if transient(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            self.on_query(&mut buf[..n], peer);
+        }
+        Ok(())
+    }
+
+    fn serve_upstream(&self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut last_sweep = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.upstream.recv(&mut buf) {
+                Ok(n) => self.on_answer(&mut buf[..n]),
+                Err(e) if transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if last_sweep.elapsed() >= TICK {
+                last_sweep = Instant::now();
+                self.sweep();
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&self, bytes: &[u8], to: SocketAddr) {
+        if let Err(e) = self.listen.send_to(bytes, to) {
+            tracing::debug!(%to, error = %e, "dns reply not sent");
+        }
+    }
+
+    fn emit(&self, engine: Option<&palisade_policy::Engine>, mut log: QueryLog, start: Instant) {
+        let s = &self.shared;
+        s.stats.answered.fetch_add(1, Ordering::Relaxed);
+        log.latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        s.events.try_send(dns_event(engine, &s.cfg.origin, log));
+    }
+
+    fn on_query(&self, packet: &mut [u8], peer: SocketAddr) {
+        let start = Instant::now();
+        let s = &self.shared;
+        let engine = (s.engine)();
+        let pod = engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip()));
+        let Some(q) = wire::quick_query(packet) else {
+            return self.slow_query(packet, peer, engine.as_deref(), pod, start);
+        };
+        let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
+        let features = Some(wire::name_features(&q.name));
+        let mut log = QueryLog {
+            client: Some(peer.ip()),
+            pod,
+            allowed,
+            policy,
+            qtype: RecordType::from(q.qtype).to_string(),
+            features,
+            ..QueryLog::default()
+        };
+        let flags = [packet[2], packet[3]];
+        let question = wire::question_bytes(packet, &q);
+        if !allowed {
+            let rcode = s.cfg.deny.rcode();
+            let bytes = wire::error_reply(q.id, flags, question, u16::from(rcode) as u8);
+            self.reply(&bytes, peer);
+            s.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log.query = q.name;
+            log.rcode = rcode_name(rcode);
+            return self.emit(engine.as_deref(), log, start);
+        }
+        log.query = q.name.clone();
+        self.forward(packet, peer, q, flags, log, start);
+    }
+
+    /// Queries the quick reader leaves alone: the full parser decides.
+    fn slow_query(
+        &self,
+        packet: &mut [u8],
+        peer: SocketAddr,
+        engine: Option<&palisade_policy::Engine>,
+        pod: Option<palisade_policy::PodId>,
+        start: Instant,
+    ) {
+        let s = &self.shared;
+        let mut decision = None;
+        let outcome = decide(
+            packet,
+            |q| {
+                let d = policy_decision(engine, pod, &q.name);
+                decision = Some(d.clone());
+                d.0
+            },
+            s.cfg.deny,
+        );
+        let (allowed, policy) = decision.unwrap_or((false, None));
+        let mut log = QueryLog {
+            client: Some(peer.ip()),
+            pod,
+            allowed,
+            policy,
+            ..QueryLog::default()
+        };
+        match outcome {
+            Decision::Drop => {
+                s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Reply {
+                question: None,
+                bytes,
+                ..
+            } => {
+                self.reply(&bytes, peer);
+                s.stats.answered.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Reply {
+                question: Some(q),
+                rcode,
+                bytes,
+            } => {
+                self.reply(&bytes, peer);
+                s.stats.refused.fetch_add(1, Ordering::Relaxed);
+                log.features = Some(wire::name_features(&q.name));
+                log.query = q.name;
+                log.qtype = q.qtype.to_string();
+                log.rcode = rcode_name(rcode);
+                self.emit(engine, log, start);
+            }
+            Decision::Forward(q) => {
+                // A name with unusual bytes, or a compressed question: forward it with the
+                // question as sent (the parser accepted exactly one).
+                let Some(end) = question_end(packet) else {
+                    s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                log.features = Some(wire::name_features(&q.name));
+                log.query = q.name.clone();
+                log.qtype = q.qtype.to_string();
+                let qq = QuickQuery {
+                    id: q.id,
+                    name: q.name,
+                    qtype: u16::from(q.qtype),
+                    qclass: 1,
+                    question_end: end,
+                };
+                let flags = [packet[2], packet[3]];
+                self.forward(packet, peer, qq, flags, log, start);
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        packet: &mut [u8],
+        peer: SocketAddr,
+        q: QuickQuery,
+        flags: [u8; 2],
+        log: QueryLog,
+        start: Instant,
+    ) {
+        let s = &self.shared;
+        let pending = Pending {
+            client: peer,
+            id: q.id,
+            flags,
+            question: wire::question_bytes(packet, &q).into(),
+            start,
+            log,
+        };
+        let id = match self.table.lock() {
+            Ok(mut t) => t.insert(pending),
+            Err(_) => None,
+        };
+        let Some(id) = id else {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        wire::set_id(packet, id);
+        if let Err(e) = self.upstream.send(packet) {
+            tracing::debug!(error = %e, "dns query not sent upstream");
+            // The sweep answers SERVFAIL when it expires.
+        }
+    }
+
+    fn on_answer(&self, resp: &mut [u8]) {
+        if resp.len() < wire::HEADER_LEN {
+            return;
+        }
+        let id = u16::from_be_bytes([resp[0], resp[1]]);
+        let pending = match self.table.lock() {
+            Ok(mut t) => match t.slots.get(&id) {
+                Some(p) if wire::answers_question(resp, &p.question) => t.slots.remove(&id),
+                // Not ours (late, forged or mangled): leave the query waiting.
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        let Some(p) = pending else {
+            return;
+        };
+        let s = &self.shared;
+        let engine = (s.engine)();
+        let mut log = p.log;
+        log.rcode = rcode_name(ResponseCode::from(0, wire::rcode(resp)));
+        if wire::rcode(resp) == 0 && wire::answer_count(resp) > 0 {
+            if let Ok(msg) = Message::from_vec(resp) {
+                let summary = addresses(&msg, &log.query);
+                // Before the reply leaves: the client cannot connect before the kernel
+                // lets it.
+                for r in &summary.addresses {
+                    (s.on_answer)(p.client.ip(), r);
+                }
+                log.answers = Some(summary.records);
+                log.ttl = summary.min_ttl;
+            }
+        } else {
+            log.answers = Some(Vec::new());
+        }
+        wire::set_id(resp, p.id);
+        self.reply(resp, p.client);
+        self.emit(engine.as_deref(), log, p.start);
+    }
+
+    fn sweep(&self) {
+        let expired = match self.table.lock() {
+            Ok(mut t) if !t.slots.is_empty() => t.expired(Instant::now(), self.shared.cfg.timeout),
+            _ => return,
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let s = &self.shared;
+        let engine = (s.engine)();
+        for p in expired {
+            s.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            let bytes = wire::error_reply(p.id, p.flags, &p.question, 2);
+            self.reply(&bytes, p.client);
+            let mut log = p.log;
+            log.rcode = rcode_name(ResponseCode::ServFail);
+            self.emit(engine.as_deref(), log, p.start);
+        }
+        tracing::warn!(upstream = %s.cfg.upstream, "dns upstream did not answer in time");
+    }
+}
+
+/// Offset just past the (single) question of a packet, following compression pointers
+/// only to skip them.
+fn question_end(p: &[u8]) -> Option<usize> {
+    let mut at = wire::HEADER_LEN;
+    loop {
+        let len = *p.get(at)? as usize;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        if len & 0xc0 == 0xc0 {
+            at += 2;
+            break;
+        }
+        at += 1 + len;
+    }
+    (at + 4 <= p.len()).then_some(at + 4)
+}
