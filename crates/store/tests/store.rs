@@ -60,6 +60,7 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
             answers: Some(vec![format!("203.0.113.{}", i % 250)]),
             ttl: Some(60),
             latency_us: Some(i % 3_000),
+            features: None,
         }),
         8 => EventBody::Http(HttpInfo {
             method: Some("POST".into()),
