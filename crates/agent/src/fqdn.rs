@@ -78,42 +78,22 @@ impl FqdnOpener {
         Duration::from_secs(ttl as u64).max(self.timing.min_ttl) + self.timing.grace
     }
 
-    /// Opens `ip` for the pod at `pod_ip` in every set whose pattern matches `name`.
-    /// Returns the sets touched.
-    pub fn open(
-        &self,
-        pod_ip: IpAddr,
-        name: &str,
-        ip: IpAddr,
-        ttl: u32,
-    ) -> Result<Vec<String>, nft::NftError> {
-        if pod_ip.is_ipv4() != ip.is_ipv4() {
-            return Ok(Vec::new());
-        }
-        let suffix = if ip.is_ipv4() { 4 } else { 6 };
-        let names: Vec<String> = match self.sets.read() {
+    /// The FQDN sets (this address family) whose pattern matches `name`.
+    fn sets_for(&self, name: &str, v4: bool) -> Vec<String> {
+        let suffix = if v4 { 4 } else { 6 };
+        match self.sets.read() {
             Ok(r) => r
                 .iter()
                 .filter(|(_, p)| p.matches(name))
                 .map(|(n, _)| format!("{n}_{suffix}"))
                 .collect(),
             Err(_) => Vec::new(),
-        };
-        if names.is_empty() {
-            return Ok(names);
         }
-        // Re-adding an element does not extend its timeout: destroy (absent is fine), then
-        // add, in one transaction, so a fresh answer restarts the clock without a gap.
-        let timeout = Duration::from_secs(self.timeout(ttl).as_secs().max(1));
-        let element = Element::of_ips(&[pod_ip, ip]);
-        let mut batch = ElementBatch::new();
-        for n in &names {
-            batch.push(ElementOp::Destroy, n, vec![element.clone()]);
-            batch.push(
-                ElementOp::Add,
-                n,
-                vec![element.clone().with_timeout(timeout)],
-            );
+    }
+
+    fn apply(&self, batch: &ElementBatch) -> Result<(), nft::NftError> {
+        if batch.is_empty() {
+            return Ok(());
         }
         let mut guard = self
             .socket
@@ -126,11 +106,95 @@ impl FqdnOpener {
             );
         }
         if let Some(sock) = guard.as_mut() {
-            if let Err(e) = sock.apply(TABLE, &batch) {
+            if let Err(e) = sock.apply(TABLE, batch) {
                 *guard = None;
                 return Err(nft::NftError::Rejected(e.to_string()));
             }
         }
+        Ok(())
+    }
+
+    /// Opens `ip` for the pod at `pod_ip` in every set whose pattern matches `name`, for the
+    /// answer's `ttl` (at least the minimum, plus grace). Returns the sets touched.
+    pub fn open(
+        &self,
+        pod_ip: IpAddr,
+        name: &str,
+        ip: IpAddr,
+        ttl: u32,
+    ) -> Result<Vec<String>, nft::NftError> {
+        self.open_for(pod_ip, name, ip, self.timeout(ttl))
+    }
+
+    /// Opens `ip` for the pod at `pod_ip` for exactly `timeout` (whole seconds, at least 1)
+    /// in every set whose pattern matches `name`. Returns the sets touched.
+    pub fn open_for(
+        &self,
+        pod_ip: IpAddr,
+        name: &str,
+        ip: IpAddr,
+        timeout: Duration,
+    ) -> Result<Vec<String>, nft::NftError> {
+        if pod_ip.is_ipv4() != ip.is_ipv4() {
+            return Ok(Vec::new());
+        }
+        let names = self.sets_for(name, ip.is_ipv4());
+        if names.is_empty() {
+            return Ok(names);
+        }
+        // Re-adding an element does not extend its timeout: destroy (absent is fine), then
+        // add, in one transaction, so a fresh answer restarts the clock without a gap.
+        let timeout = Duration::from_secs(timeout.as_secs().max(1));
+        let element = Element::of_ips(&[pod_ip, ip]);
+        let mut batch = ElementBatch::new();
+        for n in &names {
+            batch.push(ElementOp::Destroy, n, vec![element.clone()]);
+            batch.push(
+                ElementOp::Add,
+                n,
+                vec![element.clone().with_timeout(timeout)],
+            );
+        }
+        self.apply(&batch)?;
         Ok(names)
+    }
+
+    /// Puts back elements the kernel may have lost (a rebuilt table, a new FQDN set): each
+    /// (pod IP, name, IP, time left) is added where missing; elements already present keep
+    /// their timeout. One transaction. Returns the number of elements sent.
+    pub fn restore(
+        &self,
+        records: &[(IpAddr, &str, IpAddr, Duration)],
+    ) -> Result<usize, nft::NftError> {
+        // Per set, one element per (pod IP, IP): the longest time left wins.
+        type PerSet = std::collections::BTreeMap<(IpAddr, IpAddr), u64>;
+        let mut by_set: std::collections::BTreeMap<String, PerSet> = Default::default();
+        for &(pod_ip, name, ip, left) in records {
+            if pod_ip.is_ipv4() != ip.is_ipv4() || left.as_secs() == 0 {
+                continue;
+            }
+            for n in self.sets_for(name, ip.is_ipv4()) {
+                let e = by_set
+                    .entry(n)
+                    .or_default()
+                    .entry((pod_ip, ip))
+                    .or_default();
+                *e = (*e).max(left.as_secs());
+            }
+        }
+        let mut batch = ElementBatch::new();
+        let mut sent = 0;
+        for (n, els) in by_set {
+            sent += els.len();
+            let els = els
+                .into_iter()
+                .map(|((p, i), secs)| {
+                    Element::of_ips(&[p, i]).with_timeout(Duration::from_secs(secs))
+                })
+                .collect();
+            batch.push(ElementOp::Add, &n, els);
+        }
+        self.apply(&batch)?;
+        Ok(sent)
     }
 }

@@ -7,6 +7,8 @@
 //!   asked, following CNAME chains.
 //! - [`proxy`]: the UDP/TCP server that ties both to the policy engine and the event stream;
 //!   the UDP path runs on a few blocking worker threads (`udp`).
+//! - [`resolutions`]: the (pod, name, IP, expiry) records, bounded and saved across
+//!   restarts, shared with the kernel updater and the egress gateway.
 //! - [`wire`]: the hot path's in-place reading of ordinary queries, and name features for
 //!   tunnelling detection.
 
@@ -17,11 +19,13 @@ pub use answers::{addresses, AnswerSummary, Resolved};
 pub use decide::{decide, parse_query, Decision, DenyRcode, Question};
 pub mod event;
 pub mod proxy;
+pub mod resolutions;
 mod udp;
 pub mod wire;
 
 pub use event::{dns_event, Origin, QueryLog};
 pub use proxy::{DnsProxy, ProxyConfig, ProxyStats};
+pub use resolutions::{Record, Resolutions};
 
 use std::net::SocketAddr;
 use std::time::Duration;

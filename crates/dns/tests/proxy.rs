@@ -401,3 +401,153 @@ async fn dig_as_a_real_client() {
     let denied = dig(base("evil.test", &["A"])).await.unwrap();
     assert!(denied.contains("status: REFUSED"), "{denied}");
 }
+
+/// Starts a proxy on `listen` in front of `upstream`; returns its address and the task.
+async fn start_proxy(
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    max_in_flight: usize,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<()>,
+    Arc<palisade_dns::ProxyStats>,
+) {
+    let mut cfg = ProxyConfig::new(listen, upstream);
+    cfg.timeout = Duration::from_millis(300);
+    cfg.max_in_flight = max_in_flight;
+    let (tx, rx) = palisade_events::channel(1000);
+    // Keep the receiver alive (and drained) for the proxy's lifetime.
+    std::thread::spawn(move || {
+        while !rx.recv_batch(1000, Duration::from_millis(100)).is_empty() || !rx.is_closed() {}
+    });
+    let engine = Some(engine(Posture::Allow));
+    let proxy = DnsProxy::bind(cfg, move || engine.clone(), tx, |_, _: &Resolved| {})
+        .await
+        .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let stats = proxy.stats();
+    let task = tokio::spawn(async move {
+        let _ = proxy.run().await;
+    });
+    (addr, task, stats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_under_load_costs_clients_at_most_a_retry() {
+    let (upstream, _) = fake_upstream().await;
+    let (addr, old, _) = start_proxy("127.0.0.1:0".parse().unwrap(), upstream, 4096).await;
+    // Clients query without pause; each query may be retried once (as stub resolvers do).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4u16 {
+        let stop = Arc::clone(&stop);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            let mut id = c * 10_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id = id.wrapping_add(1);
+                let q = query(id, "cdn.models.test");
+                let mut answered = false;
+                for _try in 0..2 {
+                    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    s.send_to(&q, addr).await.unwrap();
+                    let mut buf = vec![0u8; 4096];
+                    if let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_millis(400), s.recv(&mut buf)).await
+                    {
+                        let m = Message::from_vec(&buf[..n]).unwrap();
+                        if m.metadata.id == id && m.metadata.response_code == ResponseCode::NoError
+                        {
+                            answered = true;
+                            break;
+                        }
+                    }
+                }
+                if answered {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new proxy binds the same port beside the old one, then the old one goes away.
+    let (addr2, new, _) = start_proxy(addr, upstream, 4096).await;
+    assert_eq!(addr2, addr);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    old.abort();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    new.abort();
+    assert!(ok > 100, "{ok} answered");
+    assert_eq!(
+        failed, 0,
+        "{failed} queries failed even after a retry ({ok} answered)"
+    );
+}
+
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_subdomain_flood_is_bounded() {
+    // An upstream that never answers: every forwarded query waits for its timeout, which is
+    // the worst case for the proxy's memory.
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let upstream = hole.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while hole.recv(&mut buf).is_ok() {}
+    });
+    let (addr, task, stats) = start_proxy("127.0.0.1:0".parse().unwrap(), upstream, 512).await;
+    let before = rss_kib();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed: u64 = 0x5eed;
+    for i in 0..100_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let name = format!("{:016x}.{i}.flood.models.test", seed);
+        let _ = sender.send_to(&query(i as u16, &name), addr);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = rss_kib();
+    let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = stats
+        .upstream_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 0, "the in-flight bound must shed load");
+    assert!(
+        failed > 0,
+        "queries the upstream ignores are answered SERVFAIL"
+    );
+    if let (Some(b), Some(a)) = (before, after) {
+        assert!(
+            a.saturating_sub(b) < 64 * 1024,
+            "memory grew by {} KiB during the flood",
+            a - b
+        );
+    }
+    // Still serving: a query gets its SERVFAIL once the upstream timeout passes.
+    let reply = ask_udp("127.0.0.1", addr, &query(7, "after.models.test")).await;
+    assert_eq!(
+        reply.map(|m| m.metadata.response_code),
+        Some(ResponseCode::ServFail)
+    );
+    task.abort();
+}

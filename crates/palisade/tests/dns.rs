@@ -141,7 +141,7 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
     let ext = Netns(format!("pld{id}-ext"));
     sh(&format!("ip netns add {}", ext.0));
     sh(&format!(
-        "ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.0.10/32 dev hx && ip -n {node} route add 10.99.0.11/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.0.10/32 dev eth0 && ip -n {e} addr add 10.99.0.11/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
+        "ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.0.10/32 dev hx && ip -n {node} route add 10.99.0.11/32 dev hx && ip -n {node} route add 10.99.0.12/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.0.10/32 dev eth0 && ip -n {e} addr add 10.99.0.11/32 dev eth0 && ip -n {e} addr add 10.99.0.12/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
         e = ext.0
     ));
     let _servers = Kill(
@@ -177,6 +177,7 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
                 "--local-ttl=2",
                 "--address=/cdn.models.test/10.99.0.10",
                 "--address=/evil.test/10.99.0.11",
+                "--host-record=hub.models.test,10.99.0.12,30",
                 "--pid-file=",
             ])
             .stderr(Stdio::null())
@@ -191,21 +192,24 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         log_flows: false,
     });
     agent.reconcile(&engine).expect("ruleset");
-    let _dns = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node,
-                bin(),
-                "dns",
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let start_dns = || {
+        Kill(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &node,
+                    bin(),
+                    "dns",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _dns = start_dns();
     let dig = |name: &str, extra: &str| {
         in_ns(
             &pod,
@@ -283,5 +287,73 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         cdn["dns"]["answers"].to_string().contains("10.99.0.10"),
         "{cdn}"
     );
+    assert!(cdn["dns"]["features"]["labels"] == 3, "{cdn}");
+
+    // Restart: the state survives. hub.models.test has a 30 s TTL.
+    let dns = start_dns();
+    let start = Instant::now();
+    while !dig("hub.models.test", "+short").contains("10.99.0.12") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no answer after restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(connect(&pod, "10.99.0.12"));
+    let lab_hold = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pod,
+            bin(),
+            "lab",
+            "hold",
+            "--target",
+            "10.99.0.12:443",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut held = Kill(lab_hold);
+    std::thread::sleep(Duration::from_millis(300));
+    // Stop the proxy and rebuild the table from scratch (as a restarted agent does): the
+    // kernel forgets the opened IP...
+    drop(dns);
+    let mut fresh = Agent::new(AgentSettings {
+        node: String::new(),
+        all_nodes: true,
+        netns: Some(node.clone()),
+        log_flows: false,
+    });
+    let stats = fresh.reconcile(&engine).expect("rebuild");
+    assert!(!stats.incremental);
+    assert!(
+        !connect(&pod, "10.99.0.12"),
+        "a rebuilt table has no FQDN elements"
+    );
+    // ...and the restarted proxy puts it back from its saved state, without the pod
+    // resolving again.
+    let _dns3 = start_dns();
+    let start = Instant::now();
+    while !connect(&pod, "10.99.0.12") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the restarted proxy did not restore the opened IP; state: {:?}",
+            std::fs::read_to_string(dir.join("data/dns-resolutions.jsonl"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The connection opened before the restarts kept working throughout.
+    drop(held.0.stdin.take());
+    let mut out = String::new();
+    std::io::Read::read_to_string(held.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(
+        out.lines().any(|l| l.starts_with("alive")),
+        "held connection: {out}"
+    );
+    let saved = std::fs::read_to_string(dir.join("data/dns-resolutions.jsonl")).unwrap();
+    assert!(saved.contains("\"name\":\"hub.models.test\""), "{saved}");
     let _ = Path::new(&dir);
 }

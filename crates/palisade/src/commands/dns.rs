@@ -3,13 +3,23 @@
 //! the agent's FQDN sets for the answer's TTL.
 
 use palisade_agent::fqdn::{FqdnOpener, FqdnTiming};
-use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig};
+use palisade_dns::resolutions::now_ms;
+use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig, Resolutions};
 use palisade_standalone::{config, supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where the (pod, name, IP, expiry) records are saved, under the data directory.
+const STATE_FILE: &str = "dns-resolutions.jsonl";
+/// Records held at most (about 100 bytes each).
+const MAX_RECORDS: usize = 200_000;
+/// How often the kernel's sets are checked for lost elements.
+const RESYNC: Duration = Duration::from_secs(2);
+/// How often changed state is saved (what a crash can lose).
+const SAVE: Duration = Duration::from_millis(250);
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -120,13 +130,59 @@ pub(crate) async fn serve(
             }
         });
     }
+    // What pods resolved: bounded, saved across restarts, and put back into the kernel's
+    // FQDN sets whenever they may have lost it (new sets, a rebuilt table, a restart).
+    let per_name = rt
+        .config
+        .spec
+        .dns
+        .as_ref()
+        .and_then(|d| d.max_ips_per_name)
+        .unwrap_or(50) as usize;
+    let resolutions = Arc::new(Resolutions::new(per_name, MAX_RECORDS));
+    let state_file = rt.data_dir.join(STATE_FILE);
+    match resolutions.load(&state_file, now_ms()) {
+        Ok((n, bad)) => tracing::info!(records = n, unreadable = bad, "DNS state restored"),
+        Err(e) => {
+            tracing::warn!(error = %e, file = %state_file.display(), "DNS state not restored")
+        }
+    }
+    {
+        let (res, op, file) = (resolutions.clone(), opener.clone(), state_file.clone());
+        let mut policy = state.published.clone();
+        tokio::spawn(async move {
+            let mut save = tokio::time::interval(SAVE);
+            let mut kernel = tokio::time::interval(RESYNC);
+            loop {
+                let restore = tokio::select! {
+                    _ = save.tick() => false,
+                    _ = kernel.tick() => true,
+                    changed = policy.changed() => if changed.is_err() { break } else { true },
+                };
+                let (res, op, file) = (res.clone(), op.clone(), file.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    resync(&res, op.as_deref().filter(|_| restore), &file)
+                })
+                .await;
+            }
+        });
+    }
+    let timing = timing(rt);
     let published = state.published.clone();
     let engine = move || published.borrow().as_ref().map(|p| p.engine.clone());
+    let res = resolutions.clone();
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
+        let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
+        if !res.record(client, &r.name, r.ip, valid, now_ms()) {
+            tracing::warn!(name = %r.name, ip = %r.ip, "DNS state full: address not opened");
+            return;
+        }
         if let Some(op) = &opener {
             // Runs before the reply leaves: the client cannot connect before the kernel
             // lets it.
-            if let Err(e) = tokio::task::block_in_place(|| op.open(client, &r.name, r.ip, r.ttl)) {
+            if let Err(e) =
+                tokio::task::block_in_place(|| op.open_for(client, &r.name, r.ip, valid))
+            {
                 tracing::warn!(error = %e, name = %r.name, ip = %r.ip, "could not open FQDN set");
             }
         }
@@ -135,8 +191,48 @@ pub(crate) async fn serve(
     tracing::info!(listen = %proxy.local_addr()?, %upstream, "DNS proxy serving");
     let result = tokio::select! {
         r = proxy.run() => r.map_err(anyhow::Error::from),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = shutdown() => Ok(()),
     };
+    if let Err(e) = resolutions.save(&state_file, now_ms()) {
+        tracing::warn!(error = %e, "DNS state not saved");
+    }
     let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
     result
+}
+
+/// Saves the state and puts live records back into the kernel's sets.
+fn resync(res: &Resolutions, opener: Option<&FqdnOpener>, file: &std::path::Path) {
+    let now = now_ms();
+    if res.take_dirty() {
+        if let Err(e) = res.save(file, now) {
+            tracing::warn!(error = %e, file = %file.display(), "DNS state not saved");
+        }
+    }
+    if let Some(op) = opener {
+        let live = res.live(now);
+        let records: Vec<_> = live
+            .iter()
+            .map(|r| (r.pod, r.name.as_str(), r.ip, r.remaining(now)))
+            .collect();
+        if let Err(e) = op.restore(&records) {
+            // The table may be being rebuilt; the next tick tries again.
+            tracing::debug!(error = %e, "FQDN sets not restored yet");
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

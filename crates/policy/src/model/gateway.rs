@@ -303,6 +303,10 @@ pub struct DnsSpec {
     /// Minimum TTL in seconds.
     #[serde(default)]
     pub min_ttl_seconds: Option<u32>,
+    /// Addresses kept per (pod, name); beyond it the soonest to expire gives way
+    /// (default 50).
+    #[serde(default)]
+    pub max_ips_per_name: Option<u32>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

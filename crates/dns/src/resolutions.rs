@@ -1,0 +1,326 @@
+//! What each pod resolved: (pod IP, name, answer IP, expiry) records.
+//!
+//! The DNS proxy records every address it lets a pod use; the kernel's FQDN sets are filled
+//! from these records, the egress gateway asks them whether a pod's connection to an IP
+//! for a name agrees with what that pod resolved, and they are saved to disk so that a
+//! restarted proxy (or a rebuilt ruleset) does not forget IPs that are still open.
+//!
+//! Bounded: at most `max_per_name` IPs per (pod, name) (the soonest to expire gives way, as
+//! a rotating CDN would have it) and `max_records` in all (beyond that new records are
+//! refused and counted, so a flood of answers cannot grow memory without end).
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One open address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// The pod's address.
+    pub pod: IpAddr,
+    /// The name it asked for (normalised).
+    pub name: String,
+    /// An address the answer gave.
+    pub ip: IpAddr,
+    /// When it stops being open (Unix time, milliseconds).
+    pub expires_ms: u64,
+}
+
+impl Record {
+    /// Time left at `now_ms`.
+    pub fn remaining(&self, now_ms: u64) -> Duration {
+        Duration::from_millis(self.expires_ms.saturating_sub(now_ms))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_key: HashMap<(IpAddr, String), Vec<(IpAddr, u64)>>,
+    total: usize,
+    refused: u64,
+}
+
+/// The records, shared by the proxy, the kernel updater and the egress gateway.
+#[derive(Debug)]
+pub struct Resolutions {
+    inner: Mutex<Inner>,
+    max_per_name: usize,
+    max_records: usize,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+impl Resolutions {
+    /// Empty, with the given bounds (each at least 1).
+    pub fn new(max_per_name: usize, max_records: usize) -> Self {
+        Resolutions {
+            inner: Mutex::new(Inner::default()),
+            max_per_name: max_per_name.max(1),
+            max_records: max_records.max(1),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves consistent data (every update is
+        // a single push or retain): keep going.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that `pod` may use `ip` for `name` for `valid` from `now_ms`. Returns whether
+    /// it was recorded (false when the global bound is reached).
+    pub fn record(&self, pod: IpAddr, name: &str, ip: IpAddr, valid: Duration, now: u64) -> bool {
+        let expires = now.saturating_add(valid.as_millis() as u64);
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let key = (pod, name.to_string());
+        if let Some(list) = inner.by_key.get_mut(&key) {
+            let before = list.len();
+            list.retain(|(_, e)| *e > now);
+            inner.total -= before - list.len();
+            if let Some(entry) = list.iter_mut().find(|(i, _)| *i == ip) {
+                entry.1 = entry.1.max(expires);
+                return true;
+            }
+            if list.len() >= self.max_per_name {
+                // The soonest to expire gives way.
+                if let Some(pos) = (0..list.len()).min_by_key(|&i| list[i].1) {
+                    list.swap_remove(pos);
+                    inner.total -= 1;
+                }
+            }
+        }
+        if inner.total >= self.max_records {
+            inner.refused += 1;
+            return false;
+        }
+        inner.by_key.entry(key).or_default().push((ip, expires));
+        inner.total += 1;
+        true
+    }
+
+    /// Whether `pod` resolved `name` to `ip` and it has not expired.
+    pub fn allows(&self, pod: IpAddr, name: &str, ip: IpAddr, now: u64) -> bool {
+        let g = self.lock();
+        g.by_key
+            .get(&(pod, name.to_string()))
+            .is_some_and(|l| l.iter().any(|(i, e)| *i == ip && *e > now))
+    }
+
+    /// The live addresses `pod` resolved for `name`.
+    pub fn ips(&self, pod: IpAddr, name: &str, now: u64) -> Vec<IpAddr> {
+        let g = self.lock();
+        g.by_key
+            .get(&(pod, name.to_string()))
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, e)| *e > now)
+                    .map(|(i, _)| *i)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every live record (expired ones are dropped on the way).
+    pub fn live(&self, now: u64) -> Vec<Record> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let mut out = Vec::new();
+        let mut removed = 0;
+        inner.by_key.retain(|(pod, name), list| {
+            let before = list.len();
+            list.retain(|(_, e)| *e > now);
+            removed += before - list.len();
+            for (ip, e) in list.iter() {
+                out.push(Record {
+                    pod: *pod,
+                    name: name.clone(),
+                    ip: *ip,
+                    expires_ms: *e,
+                });
+            }
+            !list.is_empty()
+        });
+        inner.total -= removed;
+        out
+    }
+
+    /// Number of records held (live or not yet pruned).
+    pub fn len(&self) -> usize {
+        self.lock().total
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records refused because the global bound was reached.
+    pub fn refused(&self) -> u64 {
+        self.lock().refused
+    }
+
+    /// Whether records changed since the last [`save`](Self::save) (and clears the flag).
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes the live records to `path` (JSON lines), atomically: a temporary file renamed
+    /// over the old one, so a crash leaves either the old or the new state.
+    pub fn save(&self, path: &Path, now: u64) -> std::io::Result<usize> {
+        let records = self.live(now);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            for r in &records {
+                serde_json::to_writer(&mut f, r)?;
+                f.write_all(b"\n")?;
+            }
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        Ok(records.len())
+    }
+
+    /// Adds the still-live records saved in `path` (a missing file is an empty state; lines
+    /// that do not parse are skipped and counted). Returns (loaded, skipped).
+    pub fn load(&self, path: &Path, now: u64) -> std::io::Result<(usize, usize)> {
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        let (mut loaded, mut skipped) = (0, 0);
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(&line) {
+                Ok(r) if r.expires_ms > now => {
+                    if self.record(r.pod, &r.name, r.ip, r.remaining(now), now) {
+                        loaded += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => skipped += 1,
+            }
+        }
+        Ok((loaded, skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn records_expire_and_belong_to_one_pod_and_name() {
+        let r = Resolutions::new(8, 100);
+        let (p, q) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        assert!(r.record(
+            p,
+            "hub.test",
+            ip("192.0.2.1"),
+            Duration::from_secs(10),
+            1_000
+        ));
+        assert!(r.allows(p, "hub.test", ip("192.0.2.1"), 5_000));
+        assert!(
+            !r.allows(q, "hub.test", ip("192.0.2.1"), 5_000),
+            "another pod"
+        );
+        assert!(
+            !r.allows(p, "other.test", ip("192.0.2.1"), 5_000),
+            "another name"
+        );
+        assert!(!r.allows(p, "hub.test", ip("192.0.2.1"), 11_000), "expired");
+        assert!(r.live(11_000).is_empty());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_fresh_answer_extends_and_the_cap_evicts_the_soonest_to_expire() {
+        let r = Resolutions::new(2, 100);
+        let p = ip("10.0.0.1");
+        r.record(p, "cdn.test", ip("192.0.2.1"), Duration::from_secs(5), 0);
+        r.record(p, "cdn.test", ip("192.0.2.2"), Duration::from_secs(50), 0);
+        r.record(p, "cdn.test", ip("192.0.2.1"), Duration::from_secs(30), 0);
+        assert!(r.allows(p, "cdn.test", ip("192.0.2.1"), 20_000), "extended");
+        r.record(p, "cdn.test", ip("192.0.2.3"), Duration::from_secs(40), 0);
+        let mut ips = r.ips(p, "cdn.test", 0);
+        ips.sort();
+        assert_eq!(ips, vec![ip("192.0.2.2"), ip("192.0.2.3")]);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn the_global_bound_refuses_new_records() {
+        let r = Resolutions::new(4, 3);
+        for i in 0..10u8 {
+            r.record(
+                ip("10.0.0.1"),
+                &format!("n{i}.test"),
+                IpAddr::from([192, 0, 2, i]),
+                Duration::from_secs(60),
+                0,
+            );
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.refused(), 7);
+    }
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = std::env::temp_dir().join(format!("palisade-res-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolutions.jsonl");
+        let r = Resolutions::new(8, 100);
+        r.record(
+            ip("10.0.0.1"),
+            "a.test",
+            ip("192.0.2.1"),
+            Duration::from_secs(60),
+            0,
+        );
+        r.record(
+            ip("10.0.0.1"),
+            "b.test",
+            ip("192.0.2.2"),
+            Duration::from_secs(1),
+            0,
+        );
+        assert_eq!(r.save(&path, 0).unwrap(), 2);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("not json\n");
+        std::fs::write(&path, text).unwrap();
+        let back = Resolutions::new(8, 100);
+        assert_eq!(
+            back.load(&path, 2_000).unwrap(),
+            (1, 1),
+            "expired dropped, junk skipped"
+        );
+        assert!(back.allows(ip("10.0.0.1"), "a.test", ip("192.0.2.1"), 2_000));
+        assert_eq!(
+            Resolutions::new(1, 1).load(&dir.join("none"), 0).unwrap(),
+            (0, 0)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
