@@ -38,6 +38,28 @@ pub struct AnswerSummary {
     pub min_ttl: Option<u32>,
 }
 
+/// An answer record reduced to what the chain logic needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimpleRecord {
+    /// Owner name as it appeared (with the trailing dot).
+    pub owner: String,
+    /// TTL.
+    pub ttl: u32,
+    /// What the record says.
+    pub data: SimpleData,
+}
+
+/// Record data the proxy acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimpleData {
+    /// An address (A or AAAA).
+    Addr(IpAddr),
+    /// A CNAME target (with the trailing dot).
+    Alias(String),
+    /// Anything else (kept only as text).
+    Other,
+}
+
 /// Extracts the addresses for `question` (normalised) from a parsed response.
 pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
     let records = msg
@@ -45,18 +67,52 @@ pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
         .iter()
         .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
         .collect();
-    let min_ttl = msg.answers.iter().map(|r| r.ttl).min();
+    let simple: Vec<SimpleRecord> = msg
+        .answers
+        .iter()
+        .map(|r| SimpleRecord {
+            owner: r.name.to_ascii(),
+            ttl: r.ttl,
+            data: match &r.data {
+                RData::A(a) => SimpleData::Addr(IpAddr::V4(a.0)),
+                RData::AAAA(a) => SimpleData::Addr(IpAddr::V6(a.0)),
+                RData::CNAME(t) => SimpleData::Alias(t.0.to_ascii()),
+                _ => SimpleData::Other,
+            },
+        })
+        .collect();
+    summarise(&simple, records, question)
+}
 
+/// Like [`addresses`], straight from the wire, for responses whose answers are only A,
+/// AAAA and CNAME records with plain names (the common case); `None` for anything else, which
+/// the caller hands to the full parser. Both give the same summary.
+pub fn quick_addresses(resp: &[u8], question: &str) -> Option<AnswerSummary> {
+    let simple = crate::wire::simple_answers(resp)?;
+    let records = simple
+        .iter()
+        .map(|r| match &r.data {
+            SimpleData::Addr(IpAddr::V4(ip)) => format!("{} {} A {ip}", r.owner, r.ttl),
+            SimpleData::Addr(IpAddr::V6(ip)) => format!("{} {} AAAA {ip}", r.owner, r.ttl),
+            SimpleData::Alias(t) => format!("{} {} CNAME {t}", r.owner, r.ttl),
+            SimpleData::Other => String::new(),
+        })
+        .collect();
+    Some(summarise(&simple, records, question))
+}
+
+fn summarise(answers: &[SimpleRecord], records: Vec<String>, question: &str) -> AnswerSummary {
+    let min_ttl = answers.iter().map(|r| r.ttl).min();
     // Names reachable from the question, with the smallest TTL on the way to each.
     let mut reach: Vec<(String, u32)> = vec![(question.to_string(), u32::MAX)];
     let mut seen: HashSet<String> = reach.iter().map(|(n, _)| n.clone()).collect();
     let mut i = 0;
     while i < reach.len() && reach.len() <= MAX_CHAIN {
         let (name, ttl) = reach[i].clone();
-        for r in &msg.answers {
-            if let RData::CNAME(target) = &r.data {
-                if normalise(&r.name.to_ascii()) == name {
-                    let t = normalise(&target.0.to_ascii());
+        for r in answers {
+            if let SimpleData::Alias(target) = &r.data {
+                if normalise(&r.owner) == name {
+                    let t = normalise(target);
                     if seen.insert(t.clone()) {
                         reach.push((t, ttl.min(r.ttl)));
                     }
@@ -67,13 +123,11 @@ pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
     }
 
     let mut out: Vec<Resolved> = Vec::new();
-    for r in &msg.answers {
-        let ip = match &r.data {
-            RData::A(a) => IpAddr::V4(a.0),
-            RData::AAAA(a) => IpAddr::V6(a.0),
-            _ => continue,
+    for r in answers {
+        let SimpleData::Addr(ip) = r.data else {
+            continue;
         };
-        let owner = normalise(&r.name.to_ascii());
+        let owner = normalise(&r.owner);
         let Some((_, chain_ttl)) = reach.iter().find(|(n, _)| *n == owner) else {
             continue;
         };
@@ -201,6 +255,35 @@ mod tests {
         );
         let s = addresses(&m, "a.test");
         assert_eq!(ips(&s), vec![("192.0.2.2".into(), 60)]);
+    }
+
+    #[test]
+    fn the_wire_reader_agrees_with_the_full_parser() {
+        let six = Record::from_rdata(
+            name("CDN.models.test."),
+            60,
+            RData::AAAA(AAAA("2001:db8::1".parse().unwrap())),
+        );
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name("cdn.models.test."), RecordType::A));
+        m.add_answers(vec![
+            cname("cdn.models.test.", 100, "edge.cdn.example."),
+            a("edge.cdn.example.", 30, [198, 51, 100, 7]),
+            six,
+        ]);
+        let wire = m.to_vec().unwrap();
+        let full = addresses(&Message::from_vec(&wire).unwrap(), "cdn.models.test");
+        let quick = quick_addresses(&wire, "cdn.models.test").expect("simple answers");
+        assert_eq!(quick, full);
+        // A TXT answer is left to the full parser.
+        let mut t = Message::new(1, MessageType::Response, OpCode::Query);
+        t.add_query(Query::query(name("a.test."), RecordType::TXT));
+        t.add_answer(Record::from_rdata(
+            name("a.test."),
+            60,
+            RData::TXT(TXT::new(vec!["hi".into()])),
+        ));
+        assert!(quick_addresses(&t.to_vec().unwrap(), "a.test").is_none());
     }
 
     #[test]

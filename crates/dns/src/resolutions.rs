@@ -47,7 +47,8 @@ pub fn now_ms() -> u64 {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_key: HashMap<(IpAddr, String), Vec<(IpAddr, u64)>>,
+    /// pod → name → (IP, expiry).
+    by_pod: HashMap<IpAddr, HashMap<String, Vec<(IpAddr, u64)>>>,
     total: usize,
     refused: u64,
 }
@@ -85,8 +86,7 @@ impl Resolutions {
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut g = self.lock();
         let inner = &mut *g;
-        let key = (pod, name.to_string());
-        if let Some(list) = inner.by_key.get_mut(&key) {
+        if let Some(list) = inner.by_pod.get_mut(&pod).and_then(|m| m.get_mut(name)) {
             let before = list.len();
             list.retain(|(_, e)| *e > now);
             inner.total -= before - list.len();
@@ -106,7 +106,13 @@ impl Resolutions {
             inner.refused += 1;
             return false;
         }
-        inner.by_key.entry(key).or_default().push((ip, expires));
+        inner
+            .by_pod
+            .entry(pod)
+            .or_default()
+            .entry(name.to_string())
+            .or_default()
+            .push((ip, expires));
         inner.total += 1;
         true
     }
@@ -114,16 +120,18 @@ impl Resolutions {
     /// Whether `pod` resolved `name` to `ip` and it has not expired.
     pub fn allows(&self, pod: IpAddr, name: &str, ip: IpAddr, now: u64) -> bool {
         let g = self.lock();
-        g.by_key
-            .get(&(pod, name.to_string()))
+        g.by_pod
+            .get(&pod)
+            .and_then(|m| m.get(name))
             .is_some_and(|l| l.iter().any(|(i, e)| *i == ip && *e > now))
     }
 
     /// The live addresses `pod` resolved for `name`.
     pub fn ips(&self, pod: IpAddr, name: &str, now: u64) -> Vec<IpAddr> {
         let g = self.lock();
-        g.by_key
-            .get(&(pod, name.to_string()))
+        g.by_pod
+            .get(&pod)
+            .and_then(|m| m.get(name))
             .map(|l| {
                 l.iter()
                     .filter(|(_, e)| *e > now)
@@ -139,19 +147,22 @@ impl Resolutions {
         let inner = &mut *g;
         let mut out = Vec::new();
         let mut removed = 0;
-        inner.by_key.retain(|(pod, name), list| {
-            let before = list.len();
-            list.retain(|(_, e)| *e > now);
-            removed += before - list.len();
-            for (ip, e) in list.iter() {
-                out.push(Record {
-                    pod: *pod,
-                    name: name.clone(),
-                    ip: *ip,
-                    expires_ms: *e,
-                });
-            }
-            !list.is_empty()
+        inner.by_pod.retain(|pod, names| {
+            names.retain(|name, list| {
+                let before = list.len();
+                list.retain(|(_, e)| *e > now);
+                removed += before - list.len();
+                for (ip, e) in list.iter() {
+                    out.push(Record {
+                        pod: *pod,
+                        name: name.clone(),
+                        ip: *ip,
+                        expires_ms: *e,
+                    });
+                }
+                !list.is_empty()
+            });
+            !names.is_empty()
         });
         inner.total -= removed;
         out

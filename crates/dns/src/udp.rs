@@ -386,8 +386,12 @@ impl Worker {
         let mut log = p.log;
         log.rcode = rcode_name(ResponseCode::from(0, wire::rcode(resp)));
         if wire::rcode(resp) == 0 && wire::answer_count(resp) > 0 {
-            if let Ok(msg) = Message::from_vec(resp) {
-                let summary = addresses(&msg, &log.query);
+            let summary = crate::answers::quick_addresses(resp, &log.query).or_else(|| {
+                Message::from_vec(resp)
+                    .ok()
+                    .map(|msg| addresses(&msg, &log.query))
+            });
+            if let Some(summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
                 for r in &summary.addresses {

@@ -6,6 +6,8 @@
 //! and goes through the full parser in [`crate::decide`], which answers FORMERR / NOTIMP or
 //! drops. Both give the same name for the packets this accepts. Never panics.
 
+use std::net::IpAddr;
+
 /// Size of a DNS header.
 pub const HEADER_LEN: usize = 12;
 
@@ -135,6 +137,101 @@ pub fn set_id(msg: &mut [u8], id: u16) {
     if msg.len() >= 2 {
         msg[..2].copy_from_slice(&id.to_be_bytes());
     }
+}
+
+/// Reads a possibly compressed name at `at`; returns it (with the trailing dot, case kept)
+/// and the offset after it in the record. `None` for malformed names, pointer loops and
+/// labels with bytes other than letters, digits, `-` and `_`.
+fn read_name(p: &[u8], mut at: usize) -> Option<(String, usize)> {
+    let mut name = String::new();
+    let mut end = None;
+    let mut jumps = 0;
+    loop {
+        let len = *p.get(at)? as usize;
+        if len & 0xc0 == 0xc0 {
+            let ptr = ((len & 0x3f) << 8) | *p.get(at + 1)? as usize;
+            end.get_or_insert(at + 2);
+            jumps += 1;
+            if jumps > 32 || ptr >= at {
+                return None; // loops and forward pointers
+            }
+            at = ptr;
+            continue;
+        }
+        if len > 63 {
+            return None;
+        }
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        let label = p.get(at..at + len)?;
+        if !label
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        {
+            return None;
+        }
+        name.push_str(std::str::from_utf8(label).ok()?);
+        name.push('.');
+        if name.len() > 254 {
+            return None;
+        }
+        at += len;
+    }
+    if name.is_empty() {
+        name.push('.');
+    }
+    Some((name, end.unwrap_or(at)))
+}
+
+/// The answer section of a response when every answer is an A, AAAA or CNAME record of
+/// class IN with plain names; `None` otherwise (the full parser then decides).
+pub fn simple_answers(resp: &[u8]) -> Option<Vec<crate::answers::SimpleRecord>> {
+    use crate::answers::{SimpleData, SimpleRecord};
+    if resp.len() < HEADER_LEN {
+        return None;
+    }
+    let qd = u16::from_be_bytes([resp[4], resp[5]]);
+    let an = u16::from_be_bytes([resp[6], resp[7]]);
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        let (_, after) = read_name(resp, at)?;
+        at = after + 4;
+    }
+    let mut out = Vec::with_capacity(an as usize);
+    for _ in 0..an {
+        let (owner, after) = read_name(resp, at)?;
+        let fixed = resp.get(after..after + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata_at = after + 10;
+        let rdata = resp.get(rdata_at..rdata_at + rdlen)?;
+        if class != 1 {
+            return None;
+        }
+        let data = match (rtype, rdlen) {
+            (1, 4) => SimpleData::Addr(IpAddr::from([rdata[0], rdata[1], rdata[2], rdata[3]])),
+            (28, 16) => {
+                let b: [u8; 16] = rdata.try_into().ok()?;
+                SimpleData::Addr(IpAddr::from(b))
+            }
+            (5, _) => {
+                let (target, end) = read_name(resp, rdata_at)?;
+                if end != rdata_at + rdlen {
+                    return None;
+                }
+                SimpleData::Alias(target)
+            }
+            _ => return None,
+        };
+        // hickory prints TTLs as sent; keep the same.
+        out.push(SimpleRecord { owner, ttl, data });
+        at = rdata_at + rdlen;
+    }
+    Some(out)
 }
 
 /// Shape of a queried name, kept per query for tunnelling detection: DNS tunnels pack data

@@ -28,6 +28,8 @@ proptest! {
         }
         let _ = decide(&data, |_| true, DenyRcode::NxDomain);
         let _ = (wire::rcode(&data), wire::answer_count(&data));
+        let _ = wire::simple_answers(&data);
+        let _ = palisade_dns::answers::quick_addresses(&data, "a.test");
     }
 
     #[test]

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = decide(data, |q| q.name.len() % 2 == 0, DenyRcode::Refused);
     let _ = (wire::rcode(data), wire::answer_count(data));
+    let _ = palisade_dns::answers::quick_addresses(data, "cdn.models.test");
     if let Ok(m) = hickory_proto::op::Message::from_vec(data) {
         let _ = addresses(&m, "cdn.models.test");
     }

@@ -46,6 +46,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let data_dir = rt.data_dir.clone();
+    let jsonl = rt.events_jsonl.clone();
     let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
     let code = runtime.block_on(async {
         let state = supervisor::start(rt);
@@ -55,6 +56,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             let published = state.published.clone();
             match start_flow_log(
                 &data_dir,
+                jsonl,
                 cluster,
                 node,
                 move || published.borrow().as_ref().map(|p| p.engine.clone()),
@@ -135,6 +137,7 @@ pub(crate) async fn run_agent(
 /// joins after the store has flushed.
 pub(crate) fn start_flow_log(
     data_dir: &std::path::Path,
+    jsonl: Option<std::path::PathBuf>,
     cluster: String,
     node: String,
     engine: impl Fn() -> Option<std::sync::Arc<palisade_policy::Engine>> + Send + Sync + 'static,
@@ -142,8 +145,11 @@ pub(crate) fn start_flow_log(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     std::fs::create_dir_all(data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
-    let writer =
-        palisade_store::Writer::spawn(palisade_standalone::events::store_path(data_dir), rx, None)?;
+    let writer = palisade_store::Writer::spawn(
+        palisade_standalone::events::store_path(data_dir),
+        rx,
+        jsonl,
+    )?;
     // Return only once the kernel's logs are being read, so that no flow is missed.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {

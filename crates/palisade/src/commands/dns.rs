@@ -99,7 +99,7 @@ pub(crate) async fn serve(
     let writer = palisade_store::Writer::spawn(
         palisade_standalone::events::store_path(&rt.data_dir),
         rx,
-        None,
+        rt.events_jsonl.clone(),
     )?;
     let mut cfg = ProxyConfig::new(listen, upstream);
     if rt

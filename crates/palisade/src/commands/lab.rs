@@ -255,6 +255,7 @@ fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handle = super::agent::start_flow_log(
         &f.data_dir,
+        None,
         "lab".into(),
         "lab-node".into(),
         move || Some(engine.clone()),
