@@ -4,6 +4,9 @@
 # names in $PALISADE_BLOCK_DOMAINS / $PALISADE_BLOCKLIST_FILE and their subdomains, log
 # every query (one JSON event per line) to $PALISADE_QUERY_LOG.
 #
+# PALISADE_DNS_STORE=false logs to the JSON-lines file only (spec.events.store: false), as
+# dnsmasq does; the default also keeps every event in the queryable SQLite store.
+#
 # The blocklist is expressed as Palisade policy: the load generator's address is a pod,
 # and a security-tier ClusterSecurityPolicy denies egress to those FQDNs.
 #   PALISADE_DNS_CMD="bash $PWD/bench/dns.sh" bash ../shared/bench/dns-anchor.sh
@@ -41,6 +44,6 @@ spec:
   manifests: .
   dataDir: $dir/data
   dns: {listen: "127.0.0.1:15355", upstream: "${PALISADE_DNS_UPSTREAM:-127.0.0.1:15353}", refuseWith: NXDOMAIN}
-  events: {jsonl: "${PALISADE_QUERY_LOG:-$dir/queries.jsonl}"}
+  events: {jsonl: "${PALISADE_QUERY_LOG:-$dir/queries.jsonl}", store: ${PALISADE_DNS_STORE:-true}}
 YAML
 exec "$bin" dns --config "$dir/palisade.yaml" --no-sets

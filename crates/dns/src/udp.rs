@@ -181,31 +181,43 @@ fn transient(e: &std::io::Error) -> bool {
 impl Worker {
     fn serve_clients(&self) -> std::io::Result<()> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut events = Events::new();
         while !self.stop.load(Ordering::Relaxed) {
             let (n, peer) = match self.listen.recv_from(&mut buf) {
                 Ok(x) => x,
-                Err(e) if transient(&e) => continue,
+                Err(e) if transient(&e) => {
+                    events.flush(&self.shared);
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            self.on_query(&mut buf[..n], peer);
+            self.on_query(&mut buf[..n], peer, &mut events);
+            events.flush_if_due(&self.shared);
         }
+        events.flush(&self.shared);
         Ok(())
     }
 
     fn serve_upstream(&self) -> std::io::Result<()> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut last_sweep = Instant::now();
+        let mut events = Events::new();
         while !self.stop.load(Ordering::Relaxed) {
             match self.upstream.recv(&mut buf) {
-                Ok(n) => self.on_answer(&mut buf[..n]),
-                Err(e) if transient(&e) => {}
+                Ok(n) => {
+                    self.on_answer(&mut buf[..n], &mut events);
+                    events.flush_if_due(&self.shared);
+                }
+                Err(e) if transient(&e) => events.flush(&self.shared),
                 Err(e) => return Err(e),
             }
             if last_sweep.elapsed() >= TICK {
                 last_sweep = Instant::now();
-                self.sweep();
+                self.sweep(&mut events);
+                events.flush(&self.shared);
             }
         }
+        events.flush(&self.shared);
         Ok(())
     }
 
@@ -215,20 +227,26 @@ impl Worker {
         }
     }
 
-    fn emit(&self, engine: Option<&palisade_policy::Engine>, mut log: QueryLog, start: Instant) {
+    fn emit(
+        &self,
+        engine: Option<&palisade_policy::Engine>,
+        mut log: QueryLog,
+        start: Instant,
+        events: &mut Events,
+    ) {
         let s = &self.shared;
         s.stats.answered.fetch_add(1, Ordering::Relaxed);
         log.latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        s.events.try_send(dns_event(engine, &s.cfg.origin, log));
+        events.push(dns_event(engine, &s.cfg.origin, log));
     }
 
-    fn on_query(&self, packet: &mut [u8], peer: SocketAddr) {
+    fn on_query(&self, packet: &mut [u8], peer: SocketAddr, events: &mut Events) {
         let start = Instant::now();
         let s = &self.shared;
         let engine = (s.engine)();
         let pod = engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip()));
         let Some(q) = wire::quick_query(packet) else {
-            return self.slow_query(packet, peer, engine.as_deref(), pod, start);
+            return self.slow_query(packet, peer, engine.as_deref(), pod, start, events);
         };
         let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
         let features = Some(wire::name_features(&q.name));
@@ -250,7 +268,7 @@ impl Worker {
             s.stats.refused.fetch_add(1, Ordering::Relaxed);
             log.query = q.name;
             log.rcode = rcode_name(rcode);
-            return self.emit(engine.as_deref(), log, start);
+            return self.emit(engine.as_deref(), log, start, events);
         }
         log.query = q.name.clone();
         self.forward(packet, peer, q, flags, log, start);
@@ -264,6 +282,7 @@ impl Worker {
         engine: Option<&palisade_policy::Engine>,
         pod: Option<palisade_policy::PodId>,
         start: Instant,
+        events: &mut Events,
     ) {
         let s = &self.shared;
         let mut decision = None;
@@ -307,7 +326,7 @@ impl Worker {
                 log.query = q.name;
                 log.qtype = q.qtype.to_string();
                 log.rcode = rcode_name(rcode);
-                self.emit(engine, log, start);
+                self.emit(engine, log, start, events);
             }
             Decision::Forward(q) => {
                 // A name with unusual bytes, or a compressed question: forward it with the
@@ -365,7 +384,7 @@ impl Worker {
         }
     }
 
-    fn on_answer(&self, resp: &mut [u8]) {
+    fn on_answer(&self, resp: &mut [u8], events: &mut Events) {
         if resp.len() < wire::HEADER_LEN {
             return;
         }
@@ -405,10 +424,10 @@ impl Worker {
         }
         wire::set_id(resp, p.id);
         self.reply(resp, p.client);
-        self.emit(engine.as_deref(), log, p.start);
+        self.emit(engine.as_deref(), log, p.start, events);
     }
 
-    fn sweep(&self) {
+    fn sweep(&self, events: &mut Events) {
         let expired = match self.table.lock() {
             Ok(mut t) if !t.slots.is_empty() => t.expired(Instant::now(), self.shared.cfg.timeout),
             _ => return,
@@ -424,9 +443,51 @@ impl Worker {
             self.reply(&bytes, p.client);
             let mut log = p.log;
             log.rcode = rcode_name(ResponseCode::ServFail);
-            self.emit(engine.as_deref(), log, p.start);
+            self.emit(engine.as_deref(), log, p.start, events);
         }
         tracing::warn!(upstream = %s.cfg.upstream, "dns upstream did not answer in time");
+    }
+}
+
+/// A thread's events on their way to the store: handed over in batches (one lock per batch
+/// instead of one per query), at most [`EVENT_DELAY`] late.
+struct Events {
+    buf: Vec<palisade_events::Event>,
+    since: Instant,
+}
+
+/// Events per hand-over.
+const EVENT_BATCH: usize = 64;
+/// Longest an event waits in a thread's batch.
+const EVENT_DELAY: Duration = Duration::from_millis(20);
+
+impl Events {
+    fn new() -> Self {
+        Events {
+            buf: Vec::with_capacity(EVENT_BATCH),
+            since: Instant::now(),
+        }
+    }
+
+    fn push(&mut self, e: palisade_events::Event) {
+        if self.buf.is_empty() {
+            self.since = Instant::now();
+        }
+        self.buf.push(e);
+    }
+
+    fn flush_if_due(&mut self, shared: &Shared) {
+        if self.buf.len() >= EVENT_BATCH
+            || (!self.buf.is_empty() && self.since.elapsed() >= EVENT_DELAY)
+        {
+            self.flush(shared);
+        }
+    }
+
+    fn flush(&mut self, shared: &Shared) {
+        if !self.buf.is_empty() {
+            shared.events.try_send_many(&mut self.buf);
+        }
     }
 }
 

@@ -122,6 +122,40 @@ impl EventSender {
         Ok(())
     }
 
+    /// Queues all of `events` under one lock (emptying the vector), dropping and counting
+    /// those that do not fit. Returns how many were queued. Producers with many events per
+    /// second batch them this way instead of taking the lock for each.
+    pub fn try_send_many(&self, events: &mut Vec<Event>) -> usize {
+        if events.is_empty() {
+            return 0;
+        }
+        let mut st = self.shared.lock();
+        let room = if st.receiver_alive {
+            self.shared.capacity.saturating_sub(st.items.len())
+        } else {
+            0
+        };
+        let n = room.min(events.len());
+        let dropped = events.len() - n;
+        st.items.extend(events.drain(..n));
+        let wake = n > 0 && st.wanted != 0 && st.items.len() >= st.wanted;
+        if wake {
+            st.wanted = 0;
+        }
+        drop(st);
+        events.clear();
+        self.shared.sent.fetch_add(n as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            self.shared
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        n
+    }
+
     /// Counters of the channel.
     pub fn stats(&self) -> ChannelStats {
         self.shared.stats()
@@ -236,6 +270,29 @@ impl std::fmt::Debug for EventReceiver {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batches_queue_under_one_lock_and_count_what_does_not_fit() {
+        use crate::{DnsInfo, EventBody, Timestamp};
+        let (tx, rx) = channel(3);
+        let mk = |i: u64| {
+            Event::new(
+                format!("e{i}"),
+                Timestamp(i as i64),
+                EventBody::Dns(DnsInfo::default()),
+            )
+        };
+        let mut batch: Vec<Event> = (0..5).map(mk).collect();
+        assert_eq!(tx.try_send_many(&mut batch), 3);
+        assert!(batch.is_empty());
+        let st = tx.stats();
+        assert_eq!((st.sent, st.dropped), (3, 2));
+        let got = rx.recv_batch(10, std::time::Duration::from_millis(10));
+        assert_eq!(
+            got.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["e0", "e1", "e2"]
+        );
+    }
+
     use super::*;
     use crate::{DnsInfo, EventBody, Timestamp};
     use std::thread;

@@ -28,6 +28,8 @@ pub struct Runtime {
     pub node: String,
     /// JSON-lines copy of every event (spec.events.jsonl), resolved.
     pub events_jsonl: Option<PathBuf>,
+    /// Whether events go into the queryable store (spec.events.store, default true).
+    pub events_store: bool,
 }
 
 /// Errors loading the config: every diagnostic, or a missing PalisadeConfig.
@@ -99,6 +101,7 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
             .as_ref()
             .and_then(|e| e.jsonl.as_ref())
             .map(|j| resolve(Some(j), "")),
+        events_store: spec.events.as_ref().and_then(|e| e.store).unwrap_or(true),
         config,
         config_path: path.to_path_buf(),
     })

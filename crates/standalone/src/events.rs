@@ -59,3 +59,93 @@ impl EventQuery for StoreQuery {
             .collect()
     }
 }
+
+/// Where a component's events go: the store (and the JSON-lines copy when configured), or
+/// only the JSON-lines file when the store is turned off.
+pub enum EventWriter {
+    /// The SQLite store writer (with its optional JSON-lines sink).
+    Store(palisade_store::WriterHandle),
+    /// A thread appending to the JSON-lines file only.
+    Jsonl {
+        /// Set to stop once the queue is drained.
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        /// The thread.
+        thread: std::thread::JoinHandle<()>,
+    },
+    /// Nowhere (no store, no file): events are received and discarded.
+    Discard(std::thread::JoinHandle<()>),
+}
+
+impl EventWriter {
+    /// Starts the writer the runtime config asks for, consuming `rx`.
+    pub fn spawn(
+        rt: &crate::config::Runtime,
+        rx: palisade_events::EventReceiver,
+    ) -> Result<EventWriter, StoreError> {
+        if rt.events_store {
+            return Ok(EventWriter::Store(palisade_store::Writer::spawn(
+                store_path(&rt.data_dir),
+                rx,
+                rt.events_jsonl.clone(),
+            )?));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let Some(path) = rt.events_jsonl.clone() else {
+            let s = stop.clone();
+            return Ok(EventWriter::Discard(std::thread::spawn(move || {
+                while !(s.load(std::sync::atomic::Ordering::Acquire) && rx.is_closed()) {
+                    let b = rx.recv_batch(4096, std::time::Duration::from_millis(100));
+                    if b.is_empty() && rx.is_closed() {
+                        break;
+                    }
+                }
+            })));
+        };
+        let mut sink = palisade_store::JsonlSink::open(&path)?;
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("palisade-jsonl".into())
+            .spawn(move || loop {
+                let stopping = s.load(std::sync::atomic::Ordering::Acquire);
+                let wait = if stopping {
+                    std::time::Duration::ZERO
+                } else {
+                    std::time::Duration::from_millis(50)
+                };
+                let batch = rx.recv_batch(4096, wait);
+                for e in &batch {
+                    if let Err(err) = sink.write_event(e) {
+                        tracing::warn!(error = %err, "event not written");
+                        break;
+                    }
+                }
+                let _ = sink.flush();
+                if batch.is_empty() && (stopping || rx.is_closed()) {
+                    break;
+                }
+            })
+            .map_err(|e| StoreError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        Ok(EventWriter::Jsonl { stop, thread })
+    }
+
+    /// Writes what is queued and stops.
+    pub fn flush_and_stop(self) {
+        match self {
+            EventWriter::Store(w) => {
+                if let Err(e) = w.flush_and_stop() {
+                    tracing::warn!(error = %e, "event store did not stop cleanly");
+                }
+            }
+            EventWriter::Jsonl { stop, thread } => {
+                stop.store(true, std::sync::atomic::Ordering::Release);
+                let _ = thread.join();
+            }
+            EventWriter::Discard(t) => {
+                drop(t);
+            }
+        }
+    }
+}

@@ -96,11 +96,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
-    let writer = palisade_store::Writer::spawn(
-        palisade_standalone::events::store_path(&rt.data_dir),
-        rx,
-        rt.events_jsonl.clone(),
-    )?;
+    let writer = palisade_standalone::events::EventWriter::spawn(rt, rx)?;
     let mut cfg = ProxyConfig::new(listen, upstream);
     if rt
         .config

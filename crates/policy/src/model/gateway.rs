@@ -331,6 +331,11 @@ pub struct EventsSpec {
     /// JSON-lines file to append to.
     #[serde(default)]
     pub jsonl: Option<String>,
+    /// Keep events in the queryable store (`palisade events`, the admin API); default true.
+    /// A node that only ships events onward (the `jsonl` file tailed by a log shipper) can
+    /// turn it off.
+    #[serde(default)]
+    pub store: Option<bool>,
     /// Bounded channel capacity.
     #[serde(default)]
     pub channel_capacity: Option<usize>,
