@@ -1,0 +1,267 @@
+//! Evaluating one rule (chain) and running its actions.
+
+use super::collect::{collect, Cand};
+use super::expand::expand;
+use super::{MatchedRule, Transaction};
+use crate::actions::{Ctl, Effect, IdRanges, SetOp};
+use crate::operators::{parse_int, Captures};
+use crate::ruleset::rule::{tag_matches, Rule};
+use crate::transforms::Transform;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A value after transformations: borrowed, cached, or fresh.
+enum Val<'a> {
+    B(&'a [u8]),
+    A(Arc<[u8]>),
+    O(Vec<u8>),
+}
+
+impl std::ops::Deref for Val<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Val::B(b) => b,
+            Val::A(a) => a,
+            Val::O(o) => o,
+        }
+    }
+}
+
+fn apply_chain(chain: &[Transform], v: &[u8]) -> Vec<u8> {
+    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(v);
+    for t in chain {
+        let next = t.apply(&cur);
+        if let Cow::Owned(o) = next {
+            cur = Cow::Owned(o);
+        }
+    }
+    cur.into_owned()
+}
+
+fn transformed<'a>(
+    cache: &mut HashMap<(u32, u32), Arc<[u8]>>,
+    c: &'a Cand<'a>,
+    rule: &Rule,
+) -> Val<'a> {
+    let chain = &rule.actions.transforms;
+    if chain.is_empty() {
+        return Val::B(&c.value);
+    }
+    match c.slot {
+        Some(slot) => {
+            let key = (slot, rule.transform_key);
+            if let Some(v) = cache.get(&key) {
+                return Val::A(v.clone());
+            }
+            let v: Arc<[u8]> = Arc::from(apply_chain(chain, &c.value));
+            cache.insert(key, v.clone());
+            Val::A(v)
+        }
+        None => Val::O(apply_chain(chain, &c.value)),
+    }
+}
+
+fn in_ranges(r: &IdRanges, id: u32) -> bool {
+    r.iter().any(|(a, b)| (*a..=*b).contains(&id))
+}
+
+impl Transaction<'_> {
+    /// Whether the whole chain starting at rule `idx` matches.
+    pub(crate) fn eval_chain(&mut self, idx: usize) -> bool {
+        let rs = self.rs;
+        let mut link = &rs.rules[idx];
+        loop {
+            if !self.eval_link(idx, link) {
+                return false;
+            }
+            match link.chain.as_deref() {
+                Some(n) => link = n,
+                None => return true,
+            }
+        }
+    }
+
+    fn eval_link(&mut self, idx: usize, rule: &Rule) -> bool {
+        if rule.is_action {
+            return true;
+        }
+        let detector = &*self.rs.detector;
+        let param: Vec<u8> = match rule.op.param_macro() {
+            Some(m) => expand(&self.data, &self.st, rule, m).into_owned(),
+            None => Vec::new(),
+        };
+        let data = &self.data;
+        let mut cands = Vec::new();
+        collect(
+            data,
+            &self.st,
+            &rule.targets,
+            self.st.removed_targets.get(&idx),
+            &mut cands,
+        );
+        let st = &mut self.st;
+        let negated = rule.op.negated;
+        let want_caps = rule.actions.capture && !negated;
+        let mut caps: Captures = Vec::new();
+        let mut matched: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for c in &cands {
+            let hit: Option<Vec<u8>> = if rule.actions.multi_match {
+                let mut cur: Vec<u8> = c.value.to_vec();
+                let mut found = None;
+                let mut steps = vec![cur.clone()];
+                for t in &rule.actions.transforms {
+                    let n = t.apply(&cur).into_owned();
+                    if n != cur {
+                        steps.push(n.clone());
+                    }
+                    cur = n;
+                }
+                for v in steps {
+                    let r = rule
+                        .op
+                        .eval(&v, &param, detector, want_caps.then_some(&mut caps));
+                    if r != negated {
+                        found = Some(v);
+                        break;
+                    }
+                }
+                found
+            } else {
+                let v = transformed(&mut st.cache, c, rule);
+                let r = rule
+                    .op
+                    .eval(&v, &param, detector, want_caps.then_some(&mut caps));
+                (r != negated).then(|| v.to_vec())
+            };
+            if let Some(v) = hit {
+                if want_caps && !caps.is_empty() {
+                    for (i, g) in caps.iter().enumerate() {
+                        st.tx.insert(i.to_string(), g.clone());
+                    }
+                }
+                matched.push((c.name(), v));
+            }
+        }
+        if matched.is_empty() {
+            return false;
+        }
+        if let Some((n, v)) = matched.last() {
+            st.matched_var = v.clone();
+            st.matched_var_name = n.clone();
+        }
+        st.matched_vars = matched;
+        true
+    }
+
+    /// Runs the non-disruptive actions of every link, then logs.
+    pub(crate) fn run_actions(&mut self, idx: usize, disruptive: bool) {
+        let rs = self.rs;
+        let rule = &rs.rules[idx];
+        for link in rule.links() {
+            for e in &link.actions.effects {
+                match e {
+                    Effect::SetVar(sv) => self.setvar(link, sv),
+                    Effect::Ctl(c) => self.ctl(c),
+                }
+            }
+        }
+        if let Some(s) = rule.actions.severity {
+            if self.st.highest_severity.is_none_or(|h| s < h) {
+                self.st.highest_severity = Some(s);
+            }
+        }
+        if rule.actions.log == Some(true) {
+            let text = |m: &Option<crate::macros::Macro>| {
+                m.as_ref()
+                    .map(|m| {
+                        String::from_utf8_lossy(&expand(&self.data, &self.st, rule, m)).into_owned()
+                    })
+                    .unwrap_or_default()
+            };
+            let msg = text(&rule.actions.msg);
+            let data = text(&rule.actions.logdata);
+            self.st.log.push(MatchedRule {
+                id: rule.id,
+                phase: rule.phase,
+                msg,
+                data,
+                severity: rule.actions.severity,
+                tags: rule.actions.tags.clone(),
+                matched_var_name: String::from_utf8_lossy(&self.st.matched_var_name).into_owned(),
+                disruptive,
+            });
+        }
+    }
+
+    fn setvar(&mut self, rule: &Rule, sv: &crate::actions::SetVar) {
+        if !sv.tx {
+            return;
+        }
+        let name = String::from_utf8_lossy(&expand(&self.data, &self.st, rule, &sv.name))
+            .to_ascii_lowercase();
+        match &sv.op {
+            SetOp::Delete => {
+                self.st.tx.remove(&name);
+            }
+            SetOp::Set(v) => {
+                let v = expand(&self.data, &self.st, rule, v).into_owned();
+                self.st.tx.insert(name, v);
+            }
+            SetOp::Add(v) | SetOp::Sub(v) => {
+                let n = parse_int(&expand(&self.data, &self.st, rule, v));
+                let cur = self.st.tx.get(&name).map(|c| parse_int(c)).unwrap_or(0);
+                let r = if matches!(sv.op, SetOp::Add(_)) {
+                    cur.saturating_add(n)
+                } else {
+                    cur.saturating_sub(n)
+                };
+                self.st.tx.insert(name, r.to_string().into_bytes());
+            }
+        }
+    }
+
+    fn mark_removed(&mut self, pred: impl Fn(&Rule) -> bool) {
+        let rs = self.rs;
+        if self.st.removed.len() < rs.rules.len() {
+            self.st.removed.resize(rs.rules.len(), false);
+        }
+        for (i, r) in rs.rules.iter().enumerate() {
+            if pred(r) {
+                self.st.removed[i] = true;
+            }
+        }
+    }
+
+    fn remove_targets(&mut self, pred: impl Fn(&Rule) -> bool, t: &[crate::variables::Target]) {
+        let rs = self.rs;
+        for (i, r) in rs.rules.iter().enumerate() {
+            if pred(r) {
+                let e = self.st.removed_targets.entry(i).or_default();
+                e.extend(t.iter().cloned().map(|mut x| {
+                    x.exclude = true;
+                    x
+                }));
+            }
+        }
+    }
+
+    fn ctl(&mut self, c: &Ctl) {
+        match c {
+            Ctl::RuleEngine(m) => self.st.engine = Some(*m),
+            Ctl::RuleRemoveById(r) => self.mark_removed(|x| in_ranges(r, x.id)),
+            Ctl::RuleRemoveByTag(t) => self.mark_removed(|x| x.has_tag(t)),
+            Ctl::RuleRemoveByMsg(m) => self.mark_removed(|x| tag_matches(m, &x.msg_text())),
+            Ctl::RuleRemoveTargetById(r, t) => self.remove_targets(|x| in_ranges(r, x.id), t),
+            Ctl::RuleRemoveTargetByTag(tag, t) => self.remove_targets(|x| x.has_tag(tag), t),
+            Ctl::RuleRemoveTargetByMsg(m, t) => {
+                self.remove_targets(|x| tag_matches(m, &x.msg_text()), t)
+            }
+            Ctl::RequestBodyProcessor(p) => self.st.body_processor = Some(*p),
+            Ctl::RequestBodyAccess(b) => self.st.body_access = Some(*b),
+            Ctl::ForceRequestBodyVariable(b) => self.st.force_body_variable = *b,
+            Ctl::Ignored => {}
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! CRS regression tests, run in-process.
