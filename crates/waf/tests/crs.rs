@@ -31,3 +31,21 @@ fn loads_full_crs() {
     );
     assert!(rs.len() > 500, "only {} rules", rs.len());
 }
+
+#[test]
+fn regression_suite_at_paranoia_4() {
+    let Some(d) = crs_dir() else { return };
+    let cfg = palisade_waf::runner::RunnerConfig {
+        setup: d.join("crs-setup.conf.example"),
+        rules: d.join("rules"),
+        tests: d.join("tests/regression/tests"),
+        paranoia: Some(4),
+        overrides: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("overrides.yaml")),
+        filter: std::env::var("WAF_TEST_FILTER").ok(),
+    };
+    let out = palisade_waf::runner::run(&cfg).unwrap();
+    eprintln!("{out}");
+    let total = out.passed.len() + out.failed.len();
+    let ratio = out.passed.len() as f64 / total.max(1) as f64;
+    assert!(ratio >= 0.99, "pass ratio {ratio:.4} below 0.99");
+}

@@ -28,9 +28,31 @@ pub(crate) fn boundary(content_type: &[u8]) -> Option<(Vec<u8>, bool, bool)> {
     Some((rest[..end].to_vec(), false, ws_before || ws_after))
 }
 
+/// Splits a Content-Disposition value on `;` outside double quotes.
+fn segments(v: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut quoted = false;
+    let mut st = 0;
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b';' if !quoted => {
+                out.push(&v[st..i]);
+                st = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&v[st.min(v.len())..]);
+    out
+}
+
 /// `name="x"` or `name=x` from a Content-Disposition value.
 fn param(v: &[u8], name: &[u8], p: &mut Parsed) -> Option<Vec<u8>> {
-    for seg in v.split(|&c| c == b';') {
+    for seg in segments(v) {
         let seg = seg.trim_ascii();
         let Some(eq) = seg.iter().position(|&c| c == b'=') else {
             continue;
@@ -40,13 +62,26 @@ fn param(v: &[u8], name: &[u8], p: &mut Parsed) -> Option<Vec<u8>> {
         }
         let val = seg[eq + 1..].trim_ascii();
         if let Some(q) = val.strip_prefix(b"\"") {
-            return match q.iter().rposition(|&c| c == b'"') {
-                Some(e) => Some(q[..e].to_vec()),
-                None => {
-                    p.mp_flags.invalid_quoting = true;
-                    Some(q.to_vec())
+            let mut out = Vec::new();
+            let mut i = 0;
+            let mut closed = false;
+            while i < q.len() {
+                if q[i] == b'\\' && i + 1 < q.len() && (q[i + 1] == b'"' || q[i + 1] == b'\\') {
+                    out.push(q[i + 1]);
+                    i += 2;
+                    continue;
                 }
-            };
+                if q[i] == b'"' {
+                    closed = true;
+                    break;
+                }
+                out.push(q[i]);
+                i += 1;
+            }
+            if !closed || i + 1 != q.len() {
+                p.mp_flags.invalid_quoting = true;
+            }
+            return Some(out);
         }
         if val.starts_with(b"'") {
             p.mp_flags.invalid_quoting = true;

@@ -297,9 +297,8 @@ fn one<'d>(data: &'d Data, st: &State, t: &Target, excl: &[&Target], out: &mut V
             }
         }
         ReqbodyProcessor => {
-            if let Some(bp) = st.body_processor {
-                scalar(t, Cow::Borrowed(bp.name().as_bytes()), out)
-            }
+            let name = st.body_processor.map(|bp| bp.name()).unwrap_or("");
+            scalar(t, Cow::Borrowed(name.as_bytes()), out)
         }
         ReqbodyError | ReqbodyProcessorError => scalar(t, flag(p.error.is_some()), out),
         ReqbodyErrorMsg => {

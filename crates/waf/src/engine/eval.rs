@@ -76,6 +76,14 @@ impl Transaction<'_> {
             if !self.eval_link(idx, link) {
                 return false;
             }
+            // Non-disruptive actions run as each link matches (a link may read what the
+            // previous one set).
+            for e in &link.actions.effects {
+                match e {
+                    Effect::SetVar(sv) => self.setvar(link, sv),
+                    Effect::Ctl(c) => self.ctl(c),
+                }
+            }
             match link.chain.as_deref() {
                 Some(n) => link = n,
                 None => return true,
@@ -155,18 +163,10 @@ impl Transaction<'_> {
         true
     }
 
-    /// Runs the non-disruptive actions of every link, then logs.
+    /// Records a matched rule (severity, log entry).
     pub(crate) fn run_actions(&mut self, idx: usize, disruptive: bool) {
         let rs = self.rs;
         let rule = &rs.rules[idx];
-        for link in rule.links() {
-            for e in &link.actions.effects {
-                match e {
-                    Effect::SetVar(sv) => self.setvar(link, sv),
-                    Effect::Ctl(c) => self.ctl(c),
-                }
-            }
-        }
         if let Some(s) = rule.actions.severity {
             if self.st.highest_severity.is_none_or(|h| s < h) {
                 self.st.highest_severity = Some(s);
