@@ -233,7 +233,8 @@ fn one<'d>(data: &'d Data, st: &State, t: &Target, excl: &[&Target], out: &mut V
             }
         }
         RequestBody => {
-            if data.body_seen {
+            let urlencoded = st.body_processor == Some(crate::actions::BodyProcessor::UrlEncoded);
+            if data.body_seen && (urlencoded || st.force_body_variable) {
                 scalar(t, b(&data.body), out)
             }
         }

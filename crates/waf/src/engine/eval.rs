@@ -1,11 +1,13 @@
 //! Evaluating one rule (chain) and running its actions.
 
 use super::collect::{collect, Cand};
+use super::data::Data;
 use super::expand::expand;
-use super::{MatchedRule, Transaction};
+use super::{MatchedRule, State, Transaction};
 use crate::actions::{Ctl, Effect, IdRanges, SetOp};
 use crate::operators::{parse_int, Captures};
 use crate::ruleset::rule::{tag_matches, Rule};
+use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -68,21 +70,15 @@ fn in_ranges(r: &IdRanges, id: u32) -> bool {
 }
 
 impl Transaction<'_> {
-    /// Whether the whole chain starting at rule `idx` matches.
+    /// Whether the whole chain starting at rule `idx` matches. Non-disruptive actions
+    /// (setvar, ctl) of a link run for every value that matches it, as ModSecurity does.
     pub(crate) fn eval_chain(&mut self, idx: usize) -> bool {
         let rs = self.rs;
         let mut link = &rs.rules[idx];
+        self.st.matched_vars.clear();
         loop {
             if !self.eval_link(idx, link) {
                 return false;
-            }
-            // Non-disruptive actions run as each link matches (a link may read what the
-            // previous one set).
-            for e in &link.actions.effects {
-                match e {
-                    Effect::SetVar(sv) => self.setvar(link, sv),
-                    Effect::Ctl(c) => self.ctl(c),
-                }
             }
             match link.chain.as_deref() {
                 Some(n) => link = n,
@@ -92,10 +88,12 @@ impl Transaction<'_> {
     }
 
     fn eval_link(&mut self, idx: usize, rule: &Rule) -> bool {
+        let rs = self.rs;
         if rule.is_action {
+            run_effects(rs, &self.data, &mut self.st, rule);
             return true;
         }
-        let detector = &*self.rs.detector;
+        let detector = &*rs.detector;
         let param: Vec<u8> = match rule.op.param_macro() {
             Some(m) => expand(&self.data, &self.st, rule, m).into_owned(),
             None => Vec::new(),
@@ -113,7 +111,7 @@ impl Transaction<'_> {
         let negated = rule.op.negated;
         let want_caps = rule.actions.capture && !negated;
         let mut caps: Captures = Vec::new();
-        let mut matched: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut any = false;
         for c in &cands {
             let hit: Option<Vec<u8>> = if rule.actions.multi_match {
                 let mut cur: Vec<u8> = c.value.to_vec();
@@ -143,24 +141,20 @@ impl Transaction<'_> {
                     .eval(&v, &param, detector, want_caps.then_some(&mut caps));
                 (r != negated).then(|| v.to_vec())
             };
-            if let Some(v) = hit {
-                if want_caps && !caps.is_empty() {
-                    for (i, g) in caps.iter().enumerate() {
-                        st.tx.insert(i.to_string(), g.clone());
-                    }
+            let Some(v) = hit else { continue };
+            any = true;
+            if want_caps && !caps.is_empty() {
+                for (i, g) in caps.iter().enumerate() {
+                    st.tx.insert(i.to_string(), g.clone());
                 }
-                matched.push((c.name(), v));
             }
+            let name = c.name();
+            st.matched_var.clone_from(&v);
+            st.matched_var_name.clone_from(&name);
+            st.matched_vars.push((name, v));
+            run_effects(rs, data, st, rule);
         }
-        if matched.is_empty() {
-            return false;
-        }
-        if let Some((n, v)) = matched.last() {
-            st.matched_var = v.clone();
-            st.matched_var_name = n.clone();
-        }
-        st.matched_vars = matched;
-        true
+        any
     }
 
     /// Records a matched rule (severity, log entry).
@@ -194,74 +188,85 @@ impl Transaction<'_> {
             });
         }
     }
+}
 
-    fn setvar(&mut self, rule: &Rule, sv: &crate::actions::SetVar) {
-        if !sv.tx {
-            return;
-        }
-        let name = String::from_utf8_lossy(&expand(&self.data, &self.st, rule, &sv.name))
-            .to_ascii_lowercase();
-        match &sv.op {
-            SetOp::Delete => {
-                self.st.tx.remove(&name);
-            }
-            SetOp::Set(v) => {
-                let v = expand(&self.data, &self.st, rule, v).into_owned();
-                self.st.tx.insert(name, v);
-            }
-            SetOp::Add(v) | SetOp::Sub(v) => {
-                let n = parse_int(&expand(&self.data, &self.st, rule, v));
-                let cur = self.st.tx.get(&name).map(|c| parse_int(c)).unwrap_or(0);
-                let r = if matches!(sv.op, SetOp::Add(_)) {
-                    cur.saturating_add(n)
-                } else {
-                    cur.saturating_sub(n)
-                };
-                self.st.tx.insert(name, r.to_string().into_bytes());
-            }
+fn run_effects(rs: &Ruleset, data: &Data, st: &mut State, rule: &Rule) {
+    for e in &rule.actions.effects {
+        match e {
+            Effect::SetVar(sv) => setvar(data, st, rule, sv),
+            Effect::Ctl(c) => ctl(rs, st, c),
         }
     }
+}
 
-    fn mark_removed(&mut self, pred: impl Fn(&Rule) -> bool) {
-        let rs = self.rs;
-        if self.st.removed.len() < rs.rules.len() {
-            self.st.removed.resize(rs.rules.len(), false);
+fn setvar(data: &Data, st: &mut State, rule: &Rule, sv: &crate::actions::SetVar) {
+    if !sv.tx {
+        return;
+    }
+    let name = String::from_utf8_lossy(&expand(data, st, rule, &sv.name)).to_ascii_lowercase();
+    match &sv.op {
+        SetOp::Delete => {
+            st.tx.remove(&name);
         }
-        for (i, r) in rs.rules.iter().enumerate() {
-            if pred(r) {
-                self.st.removed[i] = true;
-            }
+        SetOp::Set(v) => {
+            let v = expand(data, st, rule, v).into_owned();
+            st.tx.insert(name, v);
+        }
+        SetOp::Add(v) | SetOp::Sub(v) => {
+            let n = parse_int(&expand(data, st, rule, v));
+            let cur = st.tx.get(&name).map(|c| parse_int(c)).unwrap_or(0);
+            let r = if matches!(sv.op, SetOp::Add(_)) {
+                cur.saturating_add(n)
+            } else {
+                cur.saturating_sub(n)
+            };
+            st.tx.insert(name, r.to_string().into_bytes());
         }
     }
+}
 
-    fn remove_targets(&mut self, pred: impl Fn(&Rule) -> bool, t: &[crate::variables::Target]) {
-        let rs = self.rs;
-        for (i, r) in rs.rules.iter().enumerate() {
-            if pred(r) {
-                let e = self.st.removed_targets.entry(i).or_default();
-                e.extend(t.iter().cloned().map(|mut x| {
-                    x.exclude = true;
-                    x
-                }));
-            }
+fn mark_removed(rs: &Ruleset, st: &mut State, pred: impl Fn(&Rule) -> bool) {
+    if st.removed.len() < rs.rules.len() {
+        st.removed.resize(rs.rules.len(), false);
+    }
+    for (i, r) in rs.rules.iter().enumerate() {
+        if pred(r) {
+            st.removed[i] = true;
         }
     }
+}
 
-    fn ctl(&mut self, c: &Ctl) {
-        match c {
-            Ctl::RuleEngine(m) => self.st.engine = Some(*m),
-            Ctl::RuleRemoveById(r) => self.mark_removed(|x| in_ranges(r, x.id)),
-            Ctl::RuleRemoveByTag(t) => self.mark_removed(|x| x.has_tag(t)),
-            Ctl::RuleRemoveByMsg(m) => self.mark_removed(|x| tag_matches(m, &x.msg_text())),
-            Ctl::RuleRemoveTargetById(r, t) => self.remove_targets(|x| in_ranges(r, x.id), t),
-            Ctl::RuleRemoveTargetByTag(tag, t) => self.remove_targets(|x| x.has_tag(tag), t),
-            Ctl::RuleRemoveTargetByMsg(m, t) => {
-                self.remove_targets(|x| tag_matches(m, &x.msg_text()), t)
-            }
-            Ctl::RequestBodyProcessor(p) => self.st.body_processor = Some(*p),
-            Ctl::RequestBodyAccess(b) => self.st.body_access = Some(*b),
-            Ctl::ForceRequestBodyVariable(b) => self.st.force_body_variable = *b,
-            Ctl::Ignored => {}
+fn remove_targets(
+    rs: &Ruleset,
+    st: &mut State,
+    pred: impl Fn(&Rule) -> bool,
+    t: &[crate::variables::Target],
+) {
+    for (i, r) in rs.rules.iter().enumerate() {
+        if pred(r) {
+            let e = st.removed_targets.entry(i).or_default();
+            e.extend(t.iter().cloned().map(|mut x| {
+                x.exclude = true;
+                x
+            }));
         }
+    }
+}
+
+fn ctl(rs: &Ruleset, st: &mut State, c: &Ctl) {
+    match c {
+        Ctl::RuleEngine(m) => st.engine = Some(*m),
+        Ctl::RuleRemoveById(r) => mark_removed(rs, st, |x| in_ranges(r, x.id)),
+        Ctl::RuleRemoveByTag(t) => mark_removed(rs, st, |x| x.has_tag(t)),
+        Ctl::RuleRemoveByMsg(m) => mark_removed(rs, st, |x| tag_matches(m, &x.msg_text())),
+        Ctl::RuleRemoveTargetById(r, t) => remove_targets(rs, st, |x| in_ranges(r, x.id), t),
+        Ctl::RuleRemoveTargetByTag(tag, t) => remove_targets(rs, st, |x| x.has_tag(tag), t),
+        Ctl::RuleRemoveTargetByMsg(m, t) => {
+            remove_targets(rs, st, |x| tag_matches(m, &x.msg_text()), t)
+        }
+        Ctl::RequestBodyProcessor(p) => st.body_processor = Some(*p),
+        Ctl::RequestBodyAccess(b) => st.body_access = Some(*b),
+        Ctl::ForceRequestBodyVariable(b) => st.force_body_variable = *b,
+        Ctl::Ignored => {}
     }
 }
