@@ -23,7 +23,7 @@ impl Rx {
                 .dfa_size_limit(16 << 20)
                 .build()
         };
-        let first = match build(format!("(?s-u){pattern}")) {
+        let first = match build(format!("(?s-u){}", byte_escapes(pattern))) {
             Ok(r) => return Ok(Rx::Bytes(r)),
             Err(e) => e,
         };
@@ -79,6 +79,42 @@ impl Rx {
     }
 }
 
+/// PCRE without UTF mode reads `\x{e2}` as the byte 0xE2; the `regex` crate reads it as
+/// U+00E2 even with Unicode off. Rewrites `\x{HH}` to `\xHH` (escaped backslashes kept).
+fn byte_escapes(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
+                let digits = b[i + 3..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .count();
+                if (1..=2).contains(&digits) && b.get(i + 3 + digits) == Some(&b'}') {
+                    out.push_str("\\x");
+                    if digits == 1 {
+                        out.push('0');
+                    }
+                    out.push_str(&p[i + 3..i + 3 + digits]);
+                    i += 4 + digits;
+                    continue;
+                }
+            }
+            let ch = p[i + 1..].chars().next().unwrap_or('\\');
+            out.push('\\');
+            out.push(ch);
+            i += 1 + ch.len_utf8();
+            continue;
+        }
+        let ch = p[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +132,12 @@ mod tests {
         assert!(Rx::new("(a)(b)?").unwrap().matches(b"xa", Some(&mut c)));
         assert_eq!(c, vec![b"a".to_vec(), b"a".to_vec(), Vec::new()]);
         assert!(Rx::new("(").is_err());
+        assert_eq!(
+            byte_escapes(r"a\x{e2}\\x{e2}\x{2019}\x{9}"),
+            r"a\xe2\\x{e2}\x{2019}\x09"
+        );
+        assert!(Rx::new(r"\x{e2}\x80[\x98\x99]")
+            .unwrap()
+            .matches("’".as_bytes(), None));
     }
 }

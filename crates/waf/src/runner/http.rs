@@ -67,14 +67,42 @@ pub(crate) fn from_input(i: &Input) -> Result<HttpRequest, String> {
             .map(|d| d.0.as_bytes().to_vec())
             .unwrap_or_default(),
     };
+    let has_body_method = matches!(r.method.as_str(), "POST" | "PUT" | "PATCH");
     if i.autocomplete_headers.unwrap_or(true)
-        && !r.body.is_empty()
+        && (!r.body.is_empty() || has_body_method)
         && r.header("content-length").is_none()
+        && r.header("transfer-encoding").is_none()
     {
         let n = r.body.len().to_string().into_bytes();
         r.headers.push((b"Content-Length".to_vec(), n));
     }
+    frame(&mut r);
     Ok(r)
+}
+
+/// HTTP/1.1 message framing as a server applies it (RFC 9112 section 6): a chunked
+/// Transfer-Encoding wins over Content-Length (which is dropped), Content-Length bounds
+/// the body, and without either there is no body.
+fn frame(r: &mut HttpRequest) {
+    if r.version.starts_with("HTTP/2") || r.version.starts_with("HTTP/3") {
+        return;
+    }
+    let chunked = r
+        .header("transfer-encoding")
+        .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if chunked {
+        r.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(b"content-length"));
+        r.body = dechunk(&r.body);
+        return;
+    }
+    match r
+        .header("content-length")
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+    {
+        Some(n) => r.body.truncate(n),
+        None => r.body.clear(),
+    }
 }
 
 /// Parses a raw HTTP/1.x request (chunked bodies are de-chunked).
