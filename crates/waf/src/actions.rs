@@ -1,6 +1,7 @@
 //! Rule actions: parsing the action list and the typed result.
 
 use crate::macros::Macro;
+use crate::ruleset::rule::TagPattern;
 use crate::ruleset::EngineMode;
 use crate::transforms::{Parsed, Transform};
 use crate::variables::{parse_targets, Target};
@@ -69,11 +70,11 @@ pub(crate) type IdRanges = Vec<(u32, u32)>;
 pub(crate) enum Ctl {
     RuleEngine(EngineMode),
     RuleRemoveById(IdRanges),
-    RuleRemoveByTag(String),
-    RuleRemoveByMsg(String),
+    RuleRemoveByTag(TagPattern),
+    RuleRemoveByMsg(TagPattern),
     RuleRemoveTargetById(IdRanges, Vec<Target>),
-    RuleRemoveTargetByTag(String, Vec<Target>),
-    RuleRemoveTargetByMsg(String, Vec<Target>),
+    RuleRemoveTargetByTag(TagPattern, Vec<Target>),
+    RuleRemoveTargetByMsg(TagPattern, Vec<Target>),
     RequestBodyProcessor(BodyProcessor),
     RequestBodyAccess(bool),
     ForceRequestBodyVariable(bool),
@@ -290,19 +291,19 @@ fn parse_ctl(v: &str) -> Result<Ctl, String> {
     Ok(match k.trim().to_ascii_lowercase().as_str() {
         "ruleengine" => Ctl::RuleEngine(EngineMode::parse(val)?),
         "ruleremovebyid" => Ctl::RuleRemoveById(parse_id_ranges(val)?),
-        "ruleremovebytag" => Ctl::RuleRemoveByTag(val.to_string()),
-        "ruleremovebymsg" => Ctl::RuleRemoveByMsg(val.to_string()),
+        "ruleremovebytag" => Ctl::RuleRemoveByTag(TagPattern::new(val)),
+        "ruleremovebymsg" => Ctl::RuleRemoveByMsg(TagPattern::new(val)),
         "ruleremovetargetbyid" => {
             let (ids, t) = target_pair(val)?;
             Ctl::RuleRemoveTargetById(parse_id_ranges(&ids)?, t)
         }
         "ruleremovetargetbytag" => {
             let (tag, t) = target_pair(val)?;
-            Ctl::RuleRemoveTargetByTag(tag, t)
+            Ctl::RuleRemoveTargetByTag(TagPattern::new(&tag), t)
         }
         "ruleremovetargetbymsg" => {
             let (m, t) = target_pair(val)?;
-            Ctl::RuleRemoveTargetByMsg(m, t)
+            Ctl::RuleRemoveTargetByMsg(TagPattern::new(&m), t)
         }
         "requestbodyprocessor" => {
             Ctl::RequestBodyProcessor(match val.to_ascii_uppercase().as_str() {

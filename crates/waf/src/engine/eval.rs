@@ -6,7 +6,7 @@ use super::expand::expand;
 use super::{MatchedRule, State, Transaction};
 use crate::actions::{Ctl, Effect, IdRanges, SetOp};
 use crate::operators::{parse_int, Captures};
-use crate::ruleset::rule::{tag_matches, Rule};
+use crate::ruleset::rule::Rule;
 use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
 use std::borrow::Cow;
@@ -257,13 +257,11 @@ fn ctl(rs: &Ruleset, st: &mut State, c: &Ctl) {
     match c {
         Ctl::RuleEngine(m) => st.engine = Some(*m),
         Ctl::RuleRemoveById(r) => mark_removed(rs, st, |x| in_ranges(r, x.id)),
-        Ctl::RuleRemoveByTag(t) => mark_removed(rs, st, |x| x.has_tag(t)),
-        Ctl::RuleRemoveByMsg(m) => mark_removed(rs, st, |x| tag_matches(m, &x.msg_text())),
+        Ctl::RuleRemoveByTag(t) => mark_removed(rs, st, |x| x.has_tag_pattern(t)),
+        Ctl::RuleRemoveByMsg(m) => mark_removed(rs, st, |x| m.matches(&x.msg_text())),
         Ctl::RuleRemoveTargetById(r, t) => remove_targets(rs, st, |x| in_ranges(r, x.id), t),
-        Ctl::RuleRemoveTargetByTag(tag, t) => remove_targets(rs, st, |x| x.has_tag(tag), t),
-        Ctl::RuleRemoveTargetByMsg(m, t) => {
-            remove_targets(rs, st, |x| tag_matches(m, &x.msg_text()), t)
-        }
+        Ctl::RuleRemoveTargetByTag(tag, t) => remove_targets(rs, st, |x| x.has_tag_pattern(tag), t),
+        Ctl::RuleRemoveTargetByMsg(m, t) => remove_targets(rs, st, |x| m.matches(&x.msg_text()), t),
         Ctl::RequestBodyProcessor(p) => st.body_processor = Some(*p),
         Ctl::RequestBodyAccess(b) => st.body_access = Some(*b),
         Ctl::ForceRequestBodyVariable(b) => st.force_body_variable = *b,

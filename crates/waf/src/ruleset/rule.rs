@@ -90,6 +90,10 @@ impl Rule {
         self.actions.tags.iter().any(|t| tag_matches(pat, t))
     }
 
+    pub(crate) fn has_tag_pattern(&self, pat: &TagPattern) -> bool {
+        self.actions.tags.iter().any(|t| pat.matches(t))
+    }
+
     pub(crate) fn msg_text(&self) -> String {
         self.actions
             .msg
@@ -109,4 +113,24 @@ pub(crate) fn tag_matches(pat: &str, tag: &str) -> bool {
     regex::Regex::new(pat)
         .map(|r| r.is_match(tag))
         .unwrap_or(false)
+}
+
+/// A tag or message selector of `ctl:`, compiled once.
+#[derive(Debug, Clone)]
+pub(crate) struct TagPattern {
+    text: String,
+    re: Option<regex::Regex>,
+}
+
+impl TagPattern {
+    pub(crate) fn new(text: &str) -> TagPattern {
+        TagPattern {
+            text: text.to_string(),
+            re: regex::Regex::new(text).ok(),
+        }
+    }
+
+    pub(crate) fn matches(&self, s: &str) -> bool {
+        self.text == s || self.re.as_ref().is_some_and(|r| r.is_match(s))
+    }
 }
