@@ -272,8 +272,8 @@ fn log_lines(tx: &Transaction<'_>) -> String {
         s.push_str(&format!(
             "[id \"{}\"] [msg \"{}\"] [data \"{}\"] [severity \"{}\"] [matched \"{}\"]",
             m.id,
-            m.msg,
-            m.data,
+            log_escape(&m.msg),
+            log_escape(&m.data),
             m.severity.map(|x| x.to_string()).unwrap_or_default(),
             m.matched_var_name
         ));
@@ -283,4 +283,17 @@ fn log_lines(tx: &Transaction<'_>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// Control characters as `\xHH`, as ModSecurity writes them to its log.
+fn log_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
