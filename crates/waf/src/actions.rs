@@ -179,7 +179,7 @@ pub(crate) fn split_actions(s: &str) -> Result<Vec<RawAction>, String> {
     Ok(out)
 }
 
-fn need<'a>(a: &'a RawAction) -> Result<&'a str, String> {
+fn need(a: &RawAction) -> Result<&str, String> {
     a.value
         .as_deref()
         .ok_or_else(|| format!("action {} needs a value", a.name))

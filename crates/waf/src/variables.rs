@@ -1,6 +1,7 @@
 //! SecLang variables: names, selectors (`ARGS:foo`, `ARGS:/re/`), counts and exclusions.
 
-/// A variable or collection name.
+/// A variable or collection name (SecLang's names, hence `MatchedVar` and friends).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Var {
     Args,

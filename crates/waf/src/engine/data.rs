@@ -26,7 +26,6 @@ pub(crate) struct Data {
     pub(crate) remote_port: Vec<u8>,
     pub(crate) server_addr: Vec<u8>,
     pub(crate) server_port: Vec<u8>,
-    pub(crate) server_name: Vec<u8>,
     pub(crate) unique_id: Vec<u8>,
     pub(crate) response_status: Vec<u8>,
     pub(crate) response_protocol: Vec<u8>,

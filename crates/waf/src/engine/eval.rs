@@ -182,6 +182,7 @@ impl Transaction<'_> {
                 msg,
                 data,
                 severity: rule.actions.severity,
+                operator: rule.op.name,
                 tags: rule.actions.tags.clone(),
                 matched_var_name: String::from_utf8_lossy(&self.st.matched_var_name).into_owned(),
                 disruptive,

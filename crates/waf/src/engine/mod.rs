@@ -69,6 +69,8 @@ pub struct MatchedRule {
     pub severity: Option<u8>,
     /// Tags.
     pub tags: Vec<String>,
+    /// The operator (`rx`, `detectSQLi`, …).
+    pub operator: &'static str,
     /// `ARGS:q` etc. of the last value that matched.
     pub matched_var_name: String,
     /// Whether the rule's action was disruptive (and applied).

@@ -2,7 +2,7 @@
 
 mod lex;
 
-pub(crate) use lex::{split_args, Directive};
+pub(crate) use lex::Directive;
 
 use crate::error::LoadError;
 use std::path::{Path, PathBuf};

@@ -275,7 +275,7 @@ impl RulesetBuilder {
             if chained {
                 self.open_chain = Some((root, start));
             } else {
-                self.items.push(ItemBox(Item::Rule(root)));
+                self.items.push(ItemBox(Item::Rule(Box::new(root))));
             }
             return Ok(());
         }
@@ -292,7 +292,7 @@ impl RulesetBuilder {
         if chained {
             self.open_chain = Some((r, d.clone()));
         } else {
-            self.items.push(ItemBox(Item::Rule(r)));
+            self.items.push(ItemBox(Item::Rule(Box::new(r))));
         }
         Ok(())
     }

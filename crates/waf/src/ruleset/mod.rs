@@ -73,7 +73,7 @@ impl Default for Config {
 #[derive(Debug, Clone)]
 pub(crate) enum Step {
     Rule(usize),
-    Marker(Arc<str>),
+    Marker,
 }
 
 /// Compiled rules, shared by all transactions (`Send + Sync`, immutable).
@@ -128,6 +128,22 @@ impl Ruleset {
         &self.component_signatures
     }
 
+    /// Whether a rule with this id is loaded.
+    pub fn has_rule(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Where rule `id` was defined (file and line).
+    pub fn rule_location(&self, id: u32) -> Option<(&Path, usize)> {
+        let r = &self.rules[*self.by_id.get(&id)?];
+        Some((&r.file, r.line))
+    }
+
+    /// Distinct transformation chains (the unit of the per-transaction cache).
+    pub fn transformation_chains(&self) -> usize {
+        self.transform_chains
+    }
+
     /// How many `@rx` patterns needed the backtracking fallback.
     pub fn fallback_regex_count(&self) -> usize {
         self.rules
@@ -139,7 +155,7 @@ impl Ruleset {
 }
 
 pub(crate) enum Item {
-    Rule(Rule),
+    Rule(Box<Rule>),
     Marker(Arc<str>),
 }
 
@@ -256,10 +272,11 @@ impl RulesetBuilder {
                 Item::Marker(m) => {
                     for p in 0..5 {
                         markers[p].insert(m.clone(), phases[p].len());
-                        phases[p].push(Step::Marker(m.clone()));
+                        phases[p].push(Step::Marker);
                     }
                 }
-                Item::Rule(mut r) => {
+                Item::Rule(r) => {
+                    let mut r = *r;
                     r.links_mut(&mut |l| {
                         let n = chains.len() as u32;
                         l.transform_key = *chains.entry(l.actions.transforms.clone()).or_insert(n);

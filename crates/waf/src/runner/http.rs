@@ -163,10 +163,7 @@ pub(crate) fn parse_raw(raw: &[u8]) -> Result<HttpRequest, String> {
 
 fn dechunk(mut s: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(e) = s.iter().position(|&c| c == b'\n') else {
-            break;
-        };
+    while let Some(e) = s.iter().position(|&c| c == b'\n') {
         let size_line = s[..e].trim_ascii();
         let size_hex = size_line.split(|&c| c == b';').next().unwrap_or(b"");
         let Ok(size) = usize::from_str_radix(&String::from_utf8_lossy(size_hex), 16) else {
