@@ -188,6 +188,21 @@ fn one<'d>(data: &'d Data, st: &State, t: &Target, excl: &[&Target], out: &mut V
             }
         }
         Tx => {
+            if let Selector::Key(k) = &t.selector {
+                // Keys are stored lower-case: one lookup instead of a scan.
+                if let Some(v) = st.tx.get(k.as_str()) {
+                    if !excluded(t, k.as_bytes(), excl) {
+                        out.push(Cand {
+                            var: Tx,
+                            key: Cow::Owned(k.as_bytes().to_vec()),
+                            value: Cow::Owned(v.clone()),
+                            slot: None,
+                            scalar: false,
+                        });
+                    }
+                }
+                return;
+            }
             for (k, v) in &st.tx {
                 if t.selector.matches(k.as_bytes()) && !excluded(t, k.as_bytes(), excl) {
                     out.push(Cand {

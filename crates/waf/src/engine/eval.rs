@@ -43,7 +43,7 @@ fn apply_chain(chain: &[Transform], v: &[u8]) -> Vec<u8> {
 }
 
 fn transformed<'a>(
-    cache: &mut HashMap<(u32, u32), Arc<[u8]>>,
+    cache: &mut HashMap<(u32, u32), Arc<[u8]>, super::BuildFx>,
     c: &'a Cand<'a>,
     rule: &Rule,
 ) -> Val<'a> {
@@ -94,9 +94,9 @@ impl Transaction<'_> {
             return true;
         }
         let detector = &*rs.detector;
-        let param: Vec<u8> = match rule.op.param_macro() {
-            Some(m) => expand(&self.data, &self.st, rule, m).into_owned(),
-            None => Vec::new(),
+        let param: Cow<'_, [u8]> = match rule.op.param_macro() {
+            Some(m) => expand(&self.data, &self.st, rule, m),
+            None => Cow::Borrowed(b""),
         };
         let data = &self.data;
         let mut cands = Vec::new();

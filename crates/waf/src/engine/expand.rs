@@ -17,6 +17,11 @@ pub(crate) fn expand<'m>(data: &Data, st: &State, rule: &Rule, m: &'m Macro) -> 
     for p in &m.parts {
         match p {
             Part::Lit(l) => out.extend_from_slice(l),
+            Part::Var(crate::variables::Var::Tx, Some(key)) => {
+                if let Some(v) = st.tx.get(key.as_str()) {
+                    out.extend_from_slice(v);
+                }
+            }
             Part::Var(var, key) => {
                 let t = Target {
                     var: *var,

@@ -11,7 +11,29 @@ use crate::ruleset::{EngineMode, Ruleset};
 use crate::variables::Target;
 use data::Data;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// A small, fast hasher for the transformation cache's integer keys (not DoS-relevant:
+/// keys are slot and chain numbers the engine assigns, not attacker-chosen strings).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type BuildFx = BuildHasherDefault<Fx>;
 
 /// A request as the engine sees it. Header names and values are bytes as received.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +127,7 @@ pub(crate) struct State {
     pub(crate) body_processor: Option<BodyProcessor>,
     pub(crate) body_access: Option<bool>,
     pub(crate) force_body_variable: bool,
-    pub(crate) cache: HashMap<(u32, u32), Arc<[u8]>>,
+    pub(crate) cache: HashMap<(u32, u32), Arc<[u8]>, BuildFx>,
     pub(crate) interruption: Option<Interruption>,
     pub(crate) allow: Option<crate::actions::AllowScope>,
     pub(crate) allow_phase: u8,

@@ -45,6 +45,8 @@ impl Rx {
         match self {
             Rx::Bytes(r) => match caps {
                 None => r.is_match(input),
+                // Most values do not match: decide with the DFA before paying for captures.
+                Some(_) if !r.is_match(input) => false,
                 Some(out) => match r.captures(input) {
                     Some(c) => {
                         out.clear();

@@ -124,9 +124,16 @@ pub(crate) struct TagPattern {
 
 impl TagPattern {
     pub(crate) fn new(text: &str) -> TagPattern {
+        // Plain names (the usual case) compare exactly; anything with regex syntax is
+        // also tried as a regex, as ModSecurity v2 did.
+        let plain = !text.contains(['^', '$', '*', '+', '?', '(', '[', '|', '\\', '.', '{']);
         TagPattern {
             text: text.to_string(),
-            re: regex::Regex::new(text).ok(),
+            re: if plain {
+                None
+            } else {
+                regex::Regex::new(text).ok()
+            },
         }
     }
 
