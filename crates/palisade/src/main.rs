@@ -35,6 +35,8 @@ enum Command {
     Agent(commands::agent::Args),
     /// The DNS proxy: names allowed per pod, DNS events, answers opened in the kernel.
     Dns(commands::dns::Args),
+    /// The WAF engine: run the OWASP CRS regression suite in-process.
+    Waf(commands::waf::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Lab(a) => commands::lab::run(a),
         Command::Agent(a) => commands::agent::run(a),
         Command::Dns(a) => commands::dns::run(a),
+        Command::Waf(a) => commands::waf::run(a),
     };
     match result {
         Ok(code) => code,

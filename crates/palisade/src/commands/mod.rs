@@ -8,6 +8,7 @@ pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod lab;
 pub(crate) mod up;
+pub(crate) mod waf;
 
 use palisade_policy::{Diagnostic, Engine, Manifests, Posture, Severity, Snapshot};
 use std::path::PathBuf;

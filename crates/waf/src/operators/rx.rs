@@ -1,0 +1,145 @@
+//! `@rx`: the `regex` crate (linear time) first; patterns it cannot express (look-around,
+//! backreferences, atomic groups) fall back to `fancy-regex` with a backtracking limit.
+
+use super::Captures;
+
+/// Backtracking steps a fallback regex may take on one value before giving up (no match).
+const BACKTRACK_LIMIT: usize = 100_000;
+
+#[derive(Debug)]
+pub(crate) enum Rx {
+    /// Byte-oriented, non-Unicode like PCRE without UTF mode.
+    Bytes(regex::bytes::Regex),
+    /// Fallback: only for patterns the `regex` crate rejects; input is read as UTF-8
+    /// (invalid bytes replaced).
+    Fancy(fancy_regex::Regex),
+}
+
+impl Rx {
+    pub(crate) fn new(pattern: &str) -> Result<Rx, String> {
+        let build = |p: String| {
+            regex::bytes::RegexBuilder::new(&p)
+                .size_limit(256 << 20)
+                .dfa_size_limit(16 << 20)
+                .build()
+        };
+        let first = match build(format!("(?s-u){}", byte_escapes(pattern))) {
+            Ok(r) => return Ok(Rx::Bytes(r)),
+            Err(e) => e,
+        };
+        if let Ok(r) = build(format!("(?s){pattern}")) {
+            return Ok(Rx::Bytes(r));
+        }
+        fancy_regex::RegexBuilder::new(&format!("(?s){pattern}"))
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .build()
+            .map(Rx::Fancy)
+            .map_err(|e| format!("invalid regex {pattern:?}: {first}; fallback: {e}"))
+    }
+
+    pub(crate) fn is_fallback(&self) -> bool {
+        matches!(self, Rx::Fancy(_))
+    }
+
+    pub(crate) fn matches(&self, input: &[u8], caps: Option<&mut Captures>) -> bool {
+        match self {
+            Rx::Bytes(r) => match caps {
+                None => r.is_match(input),
+                // Most values do not match: decide with the DFA before paying for captures.
+                Some(_) if !r.is_match(input) => false,
+                Some(out) => match r.captures(input) {
+                    Some(c) => {
+                        out.clear();
+                        for g in c.iter().take(10) {
+                            out.push(g.map(|m| m.as_bytes().to_vec()).unwrap_or_default());
+                        }
+                        true
+                    }
+                    None => false,
+                },
+            },
+            Rx::Fancy(r) => {
+                let s = String::from_utf8_lossy(input);
+                match caps {
+                    None => r.is_match(&s).unwrap_or(false),
+                    Some(out) => match r.captures(&s) {
+                        Ok(Some(c)) => {
+                            out.clear();
+                            for g in c.iter().take(10) {
+                                out.push(
+                                    g.map(|m| m.as_str().as_bytes().to_vec())
+                                        .unwrap_or_default(),
+                                );
+                            }
+                            true
+                        }
+                        _ => false,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// PCRE without UTF mode reads `\x{e2}` as the byte 0xE2; the `regex` crate reads it as
+/// U+00E2 even with Unicode off. Rewrites `\x{HH}` to `\xHH` (escaped backslashes kept).
+fn byte_escapes(p: &str) -> String {
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
+                let digits = b[i + 3..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_hexdigit())
+                    .count();
+                if (1..=2).contains(&digits) && b.get(i + 3 + digits) == Some(&b'}') {
+                    out.push_str("\\x");
+                    if digits == 1 {
+                        out.push('0');
+                    }
+                    out.push_str(&p[i + 3..i + 3 + digits]);
+                    i += 4 + digits;
+                    continue;
+                }
+            }
+            let ch = p[i + 1..].chars().next().unwrap_or('\\');
+            out.push('\\');
+            out.push(ch);
+            i += 1 + ch.len_utf8();
+            continue;
+        }
+        let ch = p[i..].chars().next().unwrap_or(' ');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_and_bytes() {
+        let r = Rx::new(r"(?i)a(?=b)").unwrap();
+        assert!(r.is_fallback());
+        assert!(r.matches(b"xAb", None));
+        assert!(!r.matches(b"xAc", None));
+        let r = Rx::new(r"[\x80-\xff]").unwrap();
+        assert!(!r.is_fallback());
+        assert!(r.matches(&[0x41, 0xff], None));
+        let mut c = Vec::new();
+        assert!(Rx::new("(a)(b)?").unwrap().matches(b"xa", Some(&mut c)));
+        assert_eq!(c, vec![b"a".to_vec(), b"a".to_vec(), Vec::new()]);
+        assert!(Rx::new("(").is_err());
+        assert_eq!(
+            byte_escapes(r"a\x{e2}\\x{e2}\x{2019}\x{9}"),
+            r"a\xe2\\x{e2}\x{2019}\x09"
+        );
+        assert!(Rx::new(r"\x{e2}\x80[\x98\x99]")
+            .unwrap()
+            .matches("’".as_bytes(), None));
+    }
+}
