@@ -127,7 +127,7 @@ pub(crate) struct State {
     pub(crate) body_processor: Option<BodyProcessor>,
     pub(crate) body_access: Option<bool>,
     pub(crate) force_body_variable: bool,
-    pub(crate) cache: HashMap<(u32, u32), Arc<[u8]>, BuildFx>,
+    pub(crate) cache: HashMap<(u32, u32), Option<Arc<Vec<u8>>>, BuildFx>,
     pub(crate) interruption: Option<Interruption>,
     pub(crate) allow: Option<crate::actions::AllowScope>,
     pub(crate) allow_phase: u8,
