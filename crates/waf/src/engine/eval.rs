@@ -10,7 +10,6 @@ use crate::ruleset::rule::Rule;
 use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A value after transformations: borrowed, cached, or fresh.
@@ -46,11 +45,7 @@ fn apply_chain(chain: &[Transform], v: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn transformed<'a>(
-    cache: &mut HashMap<(u32, u32), Option<Arc<Vec<u8>>>, super::BuildFx>,
-    c: &'a Cand<'a>,
-    rule: &Rule,
-) -> Val<'a> {
+fn transformed<'a>(cache: &mut super::TransformCache, c: &'a Cand<'a>, rule: &Rule) -> Val<'a> {
     let chain = &rule.actions.transforms;
     if chain.is_empty() {
         return Val::B(&c.value);
