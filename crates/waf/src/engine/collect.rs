@@ -29,7 +29,23 @@ impl Cand<'_> {
     }
 }
 
-fn excluded(t: &Target, key: &[u8], excl: &[&Target]) -> bool {
+/// Exclusions of a rule: its `!VAR` targets and those removed by `ctl:` at run time.
+#[derive(Clone, Copy)]
+struct Excl<'a> {
+    own: &'a [Target],
+    removed: &'a [Target],
+}
+
+impl Excl<'_> {
+    fn iter(&self) -> impl Iterator<Item = &Target> {
+        self.own
+            .iter()
+            .filter(|t| t.exclude)
+            .chain(self.removed.iter())
+    }
+}
+
+fn excluded(t: &Target, key: &[u8], excl: Excl<'_>) -> bool {
     excl.iter()
         .any(|e| e.var == t.var && e.selector.matches(key))
 }
@@ -39,7 +55,7 @@ fn members<'d>(
     list: &'d [Kv],
     names: bool,
     src: u32,
-    excl: &[&Target],
+    excl: Excl<'_>,
     out: &mut Vec<Cand<'d>>,
 ) {
     for (i, kv) in list.iter().enumerate() {
@@ -92,10 +108,10 @@ pub(crate) fn collect<'d>(
     removed: Option<&Vec<Target>>,
     out: &mut Vec<Cand<'d>>,
 ) {
-    let mut excl: Vec<&Target> = targets.iter().filter(|t| t.exclude).collect();
-    if let Some(r) = removed {
-        excl.extend(r.iter());
-    }
+    let excl = Excl {
+        own: targets,
+        removed: removed.map_or(&[][..], Vec::as_slice),
+    };
     for t in targets.iter().filter(|t| !t.exclude) {
         if t.count {
             let mut tmp = Vec::new();
@@ -103,7 +119,7 @@ pub(crate) fn collect<'d>(
                 count: false,
                 ..t.clone()
             };
-            one(data, st, &plain, &excl, &mut tmp);
+            one(data, st, &plain, excl, &mut tmp);
             let n = tmp.len();
             out.push(Cand {
                 var: t.var,
@@ -113,12 +129,12 @@ pub(crate) fn collect<'d>(
                 scalar: true,
             });
         } else {
-            one(data, st, t, &excl, out);
+            one(data, st, t, excl, out);
         }
     }
 }
 
-fn one<'d>(data: &'d Data, st: &State, t: &Target, excl: &[&Target], out: &mut Vec<Cand<'d>>) {
+fn one<'d>(data: &'d Data, st: &State, t: &Target, excl: Excl<'_>, out: &mut Vec<Cand<'d>>) {
     use Var::*;
     let p = &data.parsed;
     let b = |v: &'d [u8]| Cow::Borrowed(v);

@@ -10,13 +10,12 @@ use crate::ruleset::rule::Rule;
 use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A value after transformations: borrowed, cached, or fresh.
 enum Val<'a> {
     B(&'a [u8]),
-    A(Arc<[u8]>),
+    A(Arc<Vec<u8>>),
     O(Vec<u8>),
 }
 
@@ -31,7 +30,8 @@ impl std::ops::Deref for Val<'_> {
     }
 }
 
-fn apply_chain(chain: &[Transform], v: &[u8]) -> Vec<u8> {
+/// `None` when no transformation changed the value.
+fn apply_chain(chain: &[Transform], v: &[u8]) -> Option<Vec<u8>> {
     let mut cur: Cow<'_, [u8]> = Cow::Borrowed(v);
     for t in chain {
         let next = t.apply(&cur);
@@ -39,14 +39,13 @@ fn apply_chain(chain: &[Transform], v: &[u8]) -> Vec<u8> {
             cur = Cow::Owned(o);
         }
     }
-    cur.into_owned()
+    match cur {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(o) => Some(o),
+    }
 }
 
-fn transformed<'a>(
-    cache: &mut HashMap<(u32, u32), Arc<[u8]>, super::BuildFx>,
-    c: &'a Cand<'a>,
-    rule: &Rule,
-) -> Val<'a> {
+fn transformed<'a>(cache: &mut super::TransformCache, c: &'a Cand<'a>, rule: &Rule) -> Val<'a> {
     let chain = &rule.actions.transforms;
     if chain.is_empty() {
         return Val::B(&c.value);
@@ -55,13 +54,27 @@ fn transformed<'a>(
         Some(slot) => {
             let key = (slot, rule.transform_key);
             if let Some(v) = cache.get(&key) {
-                return Val::A(v.clone());
+                return match v {
+                    Some(a) => Val::A(a.clone()),
+                    None => Val::B(&c.value),
+                };
             }
-            let v: Arc<[u8]> = Arc::from(apply_chain(chain, &c.value));
-            cache.insert(key, v.clone());
-            Val::A(v)
+            match apply_chain(chain, &c.value) {
+                Some(v) => {
+                    let a = Arc::new(v);
+                    cache.insert(key, Some(a.clone()));
+                    Val::A(a)
+                }
+                None => {
+                    cache.insert(key, None);
+                    Val::B(&c.value)
+                }
+            }
         }
-        None => Val::O(apply_chain(chain, &c.value)),
+        None => match apply_chain(chain, &c.value) {
+            Some(v) => Val::O(v),
+            None => Val::B(&c.value),
+        },
     }
 }
 

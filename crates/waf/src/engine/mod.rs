@@ -35,6 +35,9 @@ impl Hasher for Fx {
 
 pub(crate) type BuildFx = BuildHasherDefault<Fx>;
 
+/// (value slot, transformation chain) → transformed value; `None`: unchanged.
+pub(crate) type TransformCache = HashMap<(u32, u32), Option<Arc<Vec<u8>>>, BuildFx>;
+
 /// A request as the engine sees it. Header names and values are bytes as received.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -127,7 +130,7 @@ pub(crate) struct State {
     pub(crate) body_processor: Option<BodyProcessor>,
     pub(crate) body_access: Option<bool>,
     pub(crate) force_body_variable: bool,
-    pub(crate) cache: HashMap<(u32, u32), Arc<[u8]>, BuildFx>,
+    pub(crate) cache: TransformCache,
     pub(crate) interruption: Option<Interruption>,
     pub(crate) allow: Option<crate::actions::AllowScope>,
     pub(crate) allow_phase: u8,

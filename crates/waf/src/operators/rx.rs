@@ -81,14 +81,21 @@ impl Rx {
     }
 }
 
-/// PCRE without UTF mode reads `\x{e2}` as the byte 0xE2; the `regex` crate reads it as
-/// U+00E2 even with Unicode off. Rewrites `\x{HH}` to `\xHH` (escaped backslashes kept).
+/// Rewrites PCRE-isms the `regex` crate reads differently: `\\x{HH}` is a byte in PCRE
+/// without UTF mode (the `regex` crate would read U+00HH), and possessive quantifiers
+/// (`*+`, `++`, `?+`, `{n,m}+`) become greedy ones: without backtracking there is nothing
+/// to give up, so the only difference is that a few inputs a possessive quantifier would
+/// reject can match. Escapes and character classes are copied as they are.
 fn byte_escapes(p: &str) -> String {
     let b = p.as_bytes();
     let mut out = String::with_capacity(p.len());
     let mut i = 0;
+    let mut in_class = false;
+    let mut class_start = 0usize;
+    let mut after_quant = false;
     while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() {
             if b[i + 1] == b'x' && b.get(i + 2) == Some(&b'{') {
                 let digits = b[i + 3..]
                     .iter()
@@ -101,6 +108,7 @@ fn byte_escapes(p: &str) -> String {
                     }
                     out.push_str(&p[i + 3..i + 3 + digits]);
                     i += 4 + digits;
+                    after_quant = false;
                     continue;
                 }
             }
@@ -108,11 +116,42 @@ fn byte_escapes(p: &str) -> String {
             out.push('\\');
             out.push(ch);
             i += 1 + ch.len_utf8();
+            after_quant = false;
             continue;
         }
+        if in_class {
+            // `]` right after `[` or `[^` is a literal.
+            if c == b']' && i > class_start {
+                in_class = false;
+            } else if c == b'[' && b.get(i + 1) == Some(&b':') {
+                // POSIX class such as `[:alpha:]`: copy through its closing `:]`.
+                let end = p[i..].find(":]").map_or(b.len(), |e| i + e + 2);
+                out.push_str(&p[i..end]);
+                i = end;
+                continue;
+            } else if matches!(c, b'[' | b'&' | b'~') {
+                // Literal in PCRE; nesting or set operations in the `regex` crate.
+                out.push('\\');
+                out.push(c as char);
+                i += 1;
+                continue;
+            }
+        } else if c == b'[' {
+            in_class = true;
+            class_start = i + 1;
+            if b.get(i + 1) == Some(&b'^') {
+                class_start += 1;
+            }
+        } else if c == b'+' && after_quant {
+            i += 1;
+            after_quant = false;
+            continue;
+        }
+        let quant = !in_class && matches!(c, b'*' | b'+' | b'?' | b'}');
         let ch = p[i..].chars().next().unwrap_or(' ');
         out.push(ch);
         i += ch.len_utf8();
+        after_quant = quant;
     }
     out
 }
