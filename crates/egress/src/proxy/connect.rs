@@ -1,0 +1,127 @@
+//! `CONNECT` tunnels: decided on the target name and port, then bytes copied both ways.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use palisade_events::TlsMode;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::forward::dial;
+use super::{local, normal_host, Caller, ClientConn, RespBody};
+use crate::decide::{decide, DenyReason, Target};
+use crate::events::HttpLog;
+
+/// Buffer per direction of a tunnel.
+pub(crate) const TUNNEL_BUFFER: usize = 64 * 1024;
+
+pub(crate) async fn handle(
+    conn: &ClientConn,
+    caller: Caller,
+    mut req: Request<Incoming>,
+    start: Instant,
+) -> Response<RespBody> {
+    // CONNECT takes `host:port` (RFC 9110 §9.3.6), nothing else.
+    let target = req
+        .uri()
+        .authority()
+        .filter(|_| req.uri().path_and_query().is_none())
+        .and_then(|a| Some((a.host(), a.port_u16()?)));
+    let Some((host, port)) = target else {
+        conn.shared
+            .stats
+            .bad_requests
+            .fetch_add(1, Ordering::Relaxed);
+        return local(
+            StatusCode::BAD_REQUEST,
+            "palisade: bad request (connect-target)\n",
+        );
+    };
+    let host = normal_host(host).into_owned();
+    let mut d = decide(
+        caller.engine.as_deref(),
+        caller.pod,
+        conn.peer,
+        Target {
+            host: &host,
+            ip: None,
+            port,
+        },
+        None,
+    );
+    if d.allowed && d.l7_pending {
+        // Only some requests are allowed there and the tunnel would hide which.
+        d.allowed = false;
+        d.deny = Some(DenyReason::NeedsInspection);
+    }
+    let mut log = conn.log(&caller, &host, port, "CONNECT");
+    log.tls = TlsMode::Passthrough;
+    if !d.allowed {
+        return conn.refuse(&caller, &d, log, start);
+    }
+    let (upstream, addr) = match dial(&conn.shared, &host, port, None).await {
+        Ok(x) => x,
+        Err(e) => {
+            if conn.shared.wants_event(true) {
+                log.status = e.status();
+                log.allowed = true;
+                log.policy = d.policy;
+                log.duration = start.elapsed();
+                conn.shared.emit(caller.engine.as_deref(), log);
+            }
+            return e.response();
+        }
+    };
+    conn.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shared = std::sync::Arc::clone(&conn.shared);
+    log.allowed = true;
+    log.audit = d.audit;
+    log.policy = d.policy;
+    log.status = 200;
+    log.ip = Some(addr.ip());
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let client = TokioIo::new(upgraded);
+                tunnel(client, upstream, log, addr, start, &shared, caller).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    Response::new(RespBody::empty())
+}
+
+/// Copies both ways until either side closes, then records the tunnel.
+pub(crate) async fn tunnel<C, U>(
+    mut client: C,
+    mut upstream: U,
+    mut log: HttpLog,
+    addr: SocketAddr,
+    start: Instant,
+    shared: &super::Shared,
+    caller: Caller,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let r = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        TUNNEL_BUFFER,
+        TUNNEL_BUFFER,
+    )
+    .await;
+    if shared.wants_event(true) {
+        if let Ok((up, down)) = r {
+            log.bytes_in = up;
+            log.bytes_out = down;
+        }
+        log.ip = Some(addr.ip());
+        log.duration = start.elapsed();
+        shared.emit(caller.engine.as_deref(), log);
+    }
+}

@@ -1,0 +1,1 @@
+//! The server name of a TLS ClientHello, read without terminating TLS.
