@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     pub max_head_bytes: usize,
     /// How long an idle client connection is kept.
     pub idle_timeout: Duration,
+    /// Threads serving the explicit proxy (default: one per CPU).
+    pub workers: usize,
 }
 
 impl GatewayConfig {
@@ -82,6 +84,7 @@ impl GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             max_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(120),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 
