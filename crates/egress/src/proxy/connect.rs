@@ -8,7 +8,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use palisade_events::TlsMode;
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::io;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::forward::dial;
 use super::{local, normal_host, Caller, ClientConn, RespBody};
@@ -86,8 +88,8 @@ pub(crate) async fn handle(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let client = TokioIo::new(upgraded);
-                tunnel(client, upstream, log, addr, start, &shared, caller).await;
+                let r = relay(upgraded, upstream).await;
+                record(r, log, addr, start, &shared, caller);
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
@@ -95,26 +97,45 @@ pub(crate) async fn handle(
     Response::new(RespBody::empty())
 }
 
-/// Copies both ways until either side closes, then records the tunnel.
-pub(crate) async fn tunnel<C, U>(
-    mut client: C,
-    mut upstream: U,
+/// Relays a tunnel: zero-copy between the two sockets when hyper hands the client socket
+/// back (it always does for plain TCP), else through buffers.
+async fn relay(
+    upgraded: hyper::upgrade::Upgraded,
+    mut upstream: TcpStream,
+) -> io::Result<(u64, u64)> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let client = parts.io.into_inner();
+            // Bytes the client sent after its CONNECT head, already read by hyper.
+            let early = parts.read_buf.len() as u64;
+            if early > 0 {
+                upstream.write_all(&parts.read_buf).await?;
+            }
+            let (up, down) = super::splice::tunnel(&client, &upstream).await?;
+            Ok((up + early, down))
+        }
+        Err(upgraded) => {
+            let mut client = TokioIo::new(upgraded);
+            tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut upstream,
+                TUNNEL_BUFFER,
+                TUNNEL_BUFFER,
+            )
+            .await
+        }
+    }
+}
+
+/// Records a finished tunnel.
+pub(crate) fn record(
+    r: io::Result<(u64, u64)>,
     mut log: HttpLog,
     addr: SocketAddr,
     start: Instant,
     shared: &super::Shared,
     caller: Caller,
-) where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let r = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut upstream,
-        TUNNEL_BUFFER,
-        TUNNEL_BUFFER,
-    )
-    .await;
+) {
     if shared.wants_event(true) {
         if let Ok((up, down)) = r {
             log.bytes_in = up;

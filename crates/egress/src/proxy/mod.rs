@@ -7,6 +7,7 @@
 mod body;
 mod connect;
 mod forward;
+mod splice;
 mod transparent;
 
 use std::convert::Infallible;
