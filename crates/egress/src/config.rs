@@ -67,6 +67,10 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// Threads serving the explicit proxy (default: one per CPU).
     pub workers: usize,
+    /// Transparent listener, for connections that were not redirected (no original
+    /// destination on the socket): connect to the SNI / `Host` name on this port. Off by
+    /// default; for trying the listener without the agent's redirect rules.
+    pub transparent_fallback_port: Option<u16>,
 }
 
 impl GatewayConfig {
@@ -85,6 +89,7 @@ impl GatewayConfig {
             max_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(120),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            transparent_fallback_port: None,
         }
     }
 

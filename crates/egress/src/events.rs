@@ -59,7 +59,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
         palisade_events::new_id(),
         Timestamp::now(),
         EventBody::Http(HttpInfo {
-            method: Some(log.method),
+            method: (!log.method.is_empty()).then_some(log.method),
             host: Some(log.host.clone()),
             path: log.path,
             status: Some(log.status),

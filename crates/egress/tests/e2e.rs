@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/transparent.rs"]
+mod transparent;
 
 const POLICY: &str = r#"
 apiVersion: v1
@@ -51,6 +53,7 @@ spec:
 
 pub(crate) struct Setup {
     pub(crate) proxy: SocketAddr,
+    pub(crate) transparent: Option<SocketAddr>,
     pub(crate) upstream: u16,
     pub(crate) events: EventReceiver,
 }
@@ -108,8 +111,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub(crate) async fn start(posture: Posture, users: &[(&str, &str, &str)]) -> Setup {
+    start_with(posture, users, |_, _| {}).await
+}
+
+pub(crate) async fn start_with(
+    posture: Posture,
+    users: &[(&str, &str, &str)],
+    tweak: impl FnOnce(&mut GatewayConfig, u16),
+) -> Setup {
     let upstream = upstream().await;
     let mut cfg = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
+    tweak(&mut cfg, upstream);
     for name in ["allowed.test", "denied.test", "hub.test", "models.test"] {
         cfg.hosts.insert(name.into(), "127.0.0.1".parse().unwrap());
     }
@@ -121,9 +133,11 @@ pub(crate) async fn start(posture: Posture, users: &[(&str, &str, &str)]) -> Set
     let (tx, rx) = palisade_events::channel(1024);
     let gw = EgressGateway::bind(cfg, handle, Some(tx)).await.unwrap();
     let proxy = gw.local_addr().unwrap();
+    let transparent = gw.transparent_addr();
     tokio::spawn(gw.run());
     Setup {
         proxy,
+        transparent,
         upstream,
         events: rx,
     }

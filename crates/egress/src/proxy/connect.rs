@@ -103,9 +103,9 @@ async fn relay(
     upgraded: hyper::upgrade::Upgraded,
     mut upstream: TcpStream,
 ) -> io::Result<(u64, u64)> {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
+    match upgraded.downcast::<TokioIo<super::guard::Guarded>>() {
         Ok(parts) => {
-            let client = parts.io.into_inner();
+            let client = parts.io.into_inner().inner;
             // Bytes the client sent after its CONNECT head, already read by hyper.
             let early = parts.read_buf.len() as u64;
             if early > 0 {

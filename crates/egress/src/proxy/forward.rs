@@ -20,7 +20,7 @@ use palisade_policy::HttpRequest;
 use tokio::net::TcpStream;
 
 use super::body::PendingEvent;
-use super::{local, normal_host, Caller, ClientConn, ReqBody, RespBody, Shared};
+use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
 use crate::decide::{decide, Target};
 
 /// An upstream connection kept by one client connection.
@@ -141,32 +141,48 @@ pub(crate) async fn handle(
     if req.headers().contains_key(TRANSFER_ENCODING) && req.headers().contains_key(CONTENT_LENGTH) {
         return bad_request(conn, "palisade: bad request (conflicting-framing)\n");
     }
-    let (host_raw, port) = match conn.original {
-        None => {
+    let (host_raw, port, fixed) = match conn.mode {
+        Mode::Explicit => {
             let uri = req.uri();
             match (uri.scheme_str(), uri.host()) {
-                (Some("http"), Some(h)) => (h.to_string(), uri.port_u16().unwrap_or(80)),
+                (Some("http"), Some(h)) => (h.to_string(), uri.port_u16().unwrap_or(80), None),
                 (Some(_), Some(_)) => {
                     return bad_request(conn, "palisade: bad request (use CONNECT for https)\n")
                 }
                 _ => return bad_request(conn, "palisade: bad request (absolute-uri-required)\n"),
             }
         }
-        Some(orig) => {
+        Mode::Transparent(original) => {
             let host = req
                 .headers()
                 .get(HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(strip_port)
                 .filter(|h| !h.is_empty());
-            match host {
-                Some(h) => (h.to_string(), orig.port()),
-                None => (orig.ip().to_string(), orig.port()),
+            let (name, port) = match host {
+                Some(h) => {
+                    let name = strip_port(h);
+                    let port = h[name.len()..]
+                        .strip_prefix(':')
+                        .and_then(|p| p.parse().ok());
+                    (Some(name), port)
+                }
+                None => (None, None),
+            };
+            match (original, name) {
+                (Some(o), Some(n)) => (n.to_string(), o.port(), original),
+                (Some(o), None) => (o.ip().to_string(), o.port(), original),
+                // Not redirected: the name (and port) from Host, or the configured port.
+                (None, Some(n)) => match port.or(conn.shared.cfg.transparent_fallback_port) {
+                    Some(p) => (n.to_string(), p, None),
+                    None => return bad_request(conn, "palisade: bad request (no-destination)\n"),
+                },
+                (None, None) => {
+                    return bad_request(conn, "palisade: bad request (host-required)\n")
+                }
             }
         }
     };
     let host = normal_host(&host_raw).into_owned();
-    let fixed = conn.original;
     let decision = {
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers().len());
         for (n, v) in req.headers() {
@@ -212,7 +228,7 @@ pub(crate) async fn handle(
     });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
-    if conn.original.is_none() {
+    if matches!(conn.mode, Mode::Explicit) {
         // The upstream sees the name the decision was about, whatever Host said.
         let authority = parts.uri.authority().map(|a| a.as_str());
         let same = match (authority, parts.headers.get(HOST)) {

@@ -7,6 +7,7 @@
 mod body;
 mod connect;
 mod forward;
+mod guard;
 mod splice;
 mod transparent;
 
@@ -214,23 +215,33 @@ async fn serve_explicit(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
-        tokio::spawn(serve_client(stream, peer, shared, None));
+        tokio::spawn(serve_client(stream, peer, shared, Mode::Explicit));
     }
 }
 
-/// Serves one client connection with hyper; `original` is the transparent listener's
-/// original destination.
+/// How a client connection reached the gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    /// The explicit proxy: absolute-form requests and CONNECT.
+    Explicit,
+    /// The transparent listener: origin-form requests with `Host`, going to the socket's
+    /// original destination (`None` when the connection was not redirected).
+    Transparent(Option<SocketAddr>),
+}
+
+/// Serves one client connection with hyper.
 pub(crate) async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    original: Option<SocketAddr>,
+    mode: Mode,
 ) {
     let head_limit = shared.cfg.max_head_bytes.max(8192);
+    let guard = guard::Guarded::new(stream, head_limit, Arc::clone(&shared.stats));
     let idle = shared.cfg.idle_timeout;
     let conn = Arc::new(ClientConn {
         peer: peer.ip(),
-        original,
+        mode,
         shared,
         upstream: Mutex::new(None),
     });
@@ -244,7 +255,7 @@ pub(crate) async fn serve_client(
         .timer(TokioTimer::new())
         .header_read_timeout(idle);
     let served = builder
-        .serve_connection(TokioIo::new(stream), svc)
+        .serve_connection(TokioIo::new(guard), svc)
         .with_upgrades()
         .await;
     if let Err(e) = served {
@@ -255,7 +266,7 @@ pub(crate) async fn serve_client(
 /// One client connection's state.
 pub(crate) struct ClientConn {
     pub(crate) peer: IpAddr,
-    pub(crate) original: Option<SocketAddr>,
+    pub(crate) mode: Mode,
     pub(crate) shared: Arc<Shared>,
     /// The upstream connection this client last used (taken while a request uses it).
     pub(crate) upstream: Mutex<Option<forward::Upstream>>,
