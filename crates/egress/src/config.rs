@@ -71,6 +71,10 @@ pub struct GatewayConfig {
     /// destination on the socket): connect to the SNI / `Host` name on this port. Off by
     /// default; for trying the listener without the agent's redirect rules.
     pub transparent_fallback_port: Option<u16>,
+    /// TLS interception: tunnels to names whose rules have HTTP conditions are terminated
+    /// with a minted certificate and their requests decided one by one. Without it such
+    /// tunnels are refused (`needs-inspection`).
+    pub intercept: Option<std::sync::Arc<crate::tls::Interceptor>>,
 }
 
 impl GatewayConfig {
@@ -90,6 +94,7 @@ impl GatewayConfig {
             idle_timeout: Duration::from_secs(120),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             transparent_fallback_port: None,
+            intercept: None,
         }
     }
 

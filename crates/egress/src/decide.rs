@@ -22,6 +22,8 @@ pub enum DenyReason {
     NeedsInspection,
     /// A proxy credential was given and is not known.
     BadCredential,
+    /// Inside intercepted TLS, `Host` names another server than the tunnel (fronting).
+    HostMismatch,
 }
 
 impl DenyReason {
@@ -34,6 +36,7 @@ impl DenyReason {
             DenyReason::L7NotAllowed => "l7-not-allowed",
             DenyReason::NeedsInspection => "needs-inspection",
             DenyReason::BadCredential => "bad-credential",
+            DenyReason::HostMismatch => "host-mismatch",
         }
     }
 
@@ -46,6 +49,7 @@ impl DenyReason {
             DenyReason::L7NotAllowed => "palisade: denied (l7-not-allowed)\n",
             DenyReason::NeedsInspection => "palisade: denied (needs-inspection)\n",
             DenyReason::BadCredential => "palisade: denied (bad-credential)\n",
+            DenyReason::HostMismatch => "palisade: denied (host-mismatch)\n",
         }
     }
 }

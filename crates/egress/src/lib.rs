@@ -14,6 +14,7 @@
 //! - [`events`]: `http` events in the shared schema.
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
+//! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
 
 pub mod config;
@@ -23,6 +24,7 @@ pub mod head;
 pub mod proxy;
 pub mod resolve;
 pub mod sni;
+pub mod tls;
 
 pub use config::{EventSelection, GatewayConfig};
 pub use decide::{Decision, DenyReason};

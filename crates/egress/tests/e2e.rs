@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/intercept.rs"]
+mod intercept;
 #[path = "e2e/transparent.rs"]
 mod transparent;
 
@@ -72,38 +74,42 @@ async fn upstream() -> u16 {
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 return;
             };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() < end + 4 + len {
-                            break;
-                        }
-                        buf.drain(..end + 4 + len);
-                        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
-                        if s.write_all(resp).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
+            tokio::spawn(serve_toy(s));
         }
     });
     port
+}
+
+/// Answers every request on `s` with `200 hello`, keep-alive.
+pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            buf.drain(..end + 4 + len);
+            let resp =
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
+            if s.write_all(resp).await.is_err() {
+                return;
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -144,7 +150,7 @@ pub(crate) async fn start_with(
 }
 
 /// Runs curl; returns (stdout, the `-w` line).
-async fn curl(args: Vec<String>) -> (String, String) {
+pub(crate) async fn curl(args: Vec<String>) -> (String, String) {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("curl")
             .args(["-s", "--max-time", "10", "--noproxy", ""])
@@ -161,7 +167,7 @@ async fn curl(args: Vec<String>) -> (String, String) {
     }
 }
 
-fn via(s: &Setup, extra: &[&str], url: &str) -> Vec<String> {
+pub(crate) fn via(s: &Setup, extra: &[&str], url: &str) -> Vec<String> {
     let mut v: Vec<String> = vec!["-x".into(), format!("http://{}", s.proxy)];
     v.extend(extra.iter().map(|a| a.to_string()));
     v.push(url.into());
@@ -172,7 +178,7 @@ fn w(fmt: &str) -> [&str; 2] {
     ["-w", fmt]
 }
 
-async fn next_event(rx: &EventReceiver) -> Event {
+pub(crate) async fn next_event(rx: &EventReceiver) -> Event {
     let rx_events = tokio::task::block_in_place(|| rx.recv_batch(1, Duration::from_secs(5)));
     rx_events.into_iter().next().expect("an event")
 }

@@ -37,6 +37,8 @@ enum Command {
     Dns(commands::dns::Args),
     /// The egress gateway: forward proxy deciding by name, port and request.
     Egress(commands::egress::Args),
+    /// The CA for opt-in TLS interception.
+    Ca(commands::ca::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Agent(a) => commands::agent::run(a),
         Command::Dns(a) => commands::dns::run(a),
         Command::Egress(a) => commands::egress::run(a),
+        Command::Ca(a) => commands::ca::run(a),
     };
     match result {
         Ok(code) => code,

@@ -54,10 +54,17 @@ pub(crate) async fn handle(
         },
         None,
     );
+    let interceptor = conn.shared.cfg.intercept.clone();
     if d.allowed && d.l7_pending {
-        // Only some requests are allowed there and the tunnel would hide which.
-        d.allowed = false;
-        d.deny = Some(DenyReason::NeedsInspection);
+        match &interceptor {
+            // Only some requests are allowed there: terminate TLS and decide each one.
+            Some(i) => return intercept(conn, i, &host, port, req),
+            // The tunnel would hide which requests pass.
+            None => {
+                d.allowed = false;
+                d.deny = Some(DenyReason::NeedsInspection);
+            }
+        }
     }
     let mut log = conn.log(&caller, &host, port, "CONNECT");
     log.tls = TlsMode::Passthrough;
@@ -145,4 +152,54 @@ pub(crate) fn record(
         log.duration = start.elapsed();
         shared.emit(caller.engine.as_deref(), log);
     }
+}
+
+/// Answers the CONNECT, then terminates the client's TLS with a leaf for `host` and serves
+/// the requests inside, each decided and forwarded over verified TLS.
+fn intercept(
+    conn: &ClientConn,
+    interceptor: &crate::tls::Interceptor,
+    host: &str,
+    port: u16,
+    mut req: Request<Incoming>,
+) -> Response<RespBody> {
+    let server = match interceptor.server_config(host) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(host, error = %e, "no certificate for interception");
+            return local(
+                StatusCode::BAD_GATEWAY,
+                "palisade: bad gateway (intercept-certificate)\n",
+            );
+        }
+    };
+    conn.shared.stats.tunnels.fetch_add(1, Ordering::Relaxed);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shared = std::sync::Arc::clone(&conn.shared);
+    let peer = SocketAddr::new(conn.peer, 0);
+    let host = host.to_string();
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let tls = match tokio_rustls::TlsAcceptor::from(server)
+            .accept(TokioIo::new(upgraded))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(%host, error = %e, "client TLS handshake failed");
+                return;
+            }
+        };
+        // Domain fronting: the SNI must name the server the tunnel was opened to.
+        if let Some(sni) = tls.get_ref().1.server_name() {
+            if !sni.eq_ignore_ascii_case(&host) {
+                tracing::debug!(%host, sni, "SNI differs from the CONNECT target");
+                return;
+            }
+        }
+        super::serve_io(tls, peer, shared, super::Mode::Intercepted(host, port)).await;
+    });
+    Response::new(RespBody::empty())
 }

@@ -31,12 +31,30 @@ pub(crate) struct Upstream {
     sender: SendRequest<ReqBody>,
 }
 
+async fn handshake<I>(io: I) -> Result<SendRequest<ReqBody>, DialError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| DialError::Refused)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
 /// Why an upstream could not be reached.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum DialError {
     Unresolved,
     Refused,
     Timeout,
+    /// The upstream's TLS failed (certificate not verified, handshake error).
+    Tls,
 }
 
 impl DialError {
@@ -49,6 +67,10 @@ impl DialError {
             DialError::Refused => local(
                 StatusCode::BAD_GATEWAY,
                 "palisade: bad gateway (upstream-connect-failed)\n",
+            ),
+            DialError::Tls => local(
+                StatusCode::BAD_GATEWAY,
+                "palisade: bad gateway (upstream-tls)\n",
             ),
             DialError::Timeout => local(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -103,17 +125,25 @@ async fn open(
     host: &str,
     port: u16,
     fixed: Option<SocketAddr>,
+    tls: bool,
 ) -> Result<Upstream, DialError> {
     let (stream, addr) = dial(shared, host, port, fixed).await?;
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| DialError::Refused)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
+    let sender = match (tls, &shared.cfg.intercept) {
+        (true, Some(i)) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| DialError::Unresolved)?;
+            let stream = tokio_rustls::TlsConnector::from(i.client_config())
+                .connect(name, stream)
+                .await
+                .map_err(|e| {
+                    tracing::debug!(host, error = %e, "upstream TLS failed");
+                    DialError::Tls
+                })?;
+            handshake(stream).await?
         }
-    });
+        (true, None) => return Err(DialError::Tls),
+        (false, _) => handshake(stream).await?,
+    };
     Ok(Upstream {
         host: host.to_string(),
         port,
@@ -141,7 +171,23 @@ pub(crate) async fn handle(
     if req.headers().contains_key(TRANSFER_ENCODING) && req.headers().contains_key(CONTENT_LENGTH) {
         return bad_request(conn, "palisade: bad request (conflicting-framing)\n");
     }
-    let (host_raw, port, fixed) = match conn.mode {
+    let (host_raw, port, fixed) = match &conn.mode {
+        Mode::Intercepted(host, port) => {
+            let named = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(strip_port);
+            // Domain fronting: the request must be for the server the tunnel was opened to.
+            if named.is_some_and(|n| !normal_host(n).eq_ignore_ascii_case(host)) {
+                let mut log = conn.log(&caller, host, *port, req.method().as_str());
+                log.path = Some(req.uri().path().to_string());
+                log.tls = TlsMode::Intercepted;
+                let d = crate::decide::Decision::denied(crate::decide::DenyReason::HostMismatch);
+                return conn.refuse(&caller, &d, log, start);
+            }
+            (host.clone(), *port, None)
+        }
         Mode::Explicit => {
             let uri = req.uri();
             match (uri.scheme_str(), uri.host()) {
@@ -153,6 +199,7 @@ pub(crate) async fn handle(
             }
         }
         Mode::Transparent(original) => {
+            let original = *original;
             let host = req
                 .headers()
                 .get(HOST)
@@ -213,6 +260,9 @@ pub(crate) async fn handle(
     if !decision.allowed {
         let mut log = conn.log(&caller, &host, port, req.method().as_str());
         log.path = Some(req.uri().path().to_string());
+        if matches!(conn.mode, Mode::Intercepted(..)) {
+            log.tls = TlsMode::Intercepted;
+        }
         return conn.refuse(&caller, &decision, log, start);
     }
 
@@ -223,7 +273,10 @@ pub(crate) async fn handle(
         log.allowed = true;
         log.audit = decision.audit;
         log.policy = decision.policy.clone();
-        log.tls = TlsMode::None;
+        log.tls = match conn.mode {
+            Mode::Intercepted(..) => TlsMode::Intercepted,
+            _ => TlsMode::None,
+        };
         log
     });
     strip_hop_by_hop(&mut parts.headers);
@@ -263,7 +316,15 @@ pub(crate) async fn handle(
         let fresh = kept.is_none();
         let mut up = match kept.take() {
             Some(u) => u,
-            None => match open(&conn.shared, &host, port, fixed).await {
+            None => match open(
+                &conn.shared,
+                &host,
+                port,
+                fixed,
+                matches!(conn.mode, Mode::Intercepted(..)),
+            )
+            .await
+            {
                 Ok(u) => u,
                 Err(e) => {
                     return upstream_failed(conn, &caller, log, e.response(), e.status(), start)

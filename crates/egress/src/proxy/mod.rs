@@ -220,16 +220,18 @@ async fn serve_explicit(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// How a client connection reached the gateway.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Mode {
     /// The explicit proxy: absolute-form requests and CONNECT.
     Explicit,
     /// The transparent listener: origin-form requests with `Host`, going to the socket's
     /// original destination (`None` when the connection was not redirected).
     Transparent(Option<SocketAddr>),
+    /// Requests inside intercepted TLS, all for the tunnel's `host:port`.
+    Intercepted(String, u16),
 }
 
-/// Serves one client connection with hyper.
+/// Serves one client TCP connection with hyper, watching its request framing.
 pub(crate) async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
@@ -238,6 +240,15 @@ pub(crate) async fn serve_client(
 ) {
     let head_limit = shared.cfg.max_head_bytes.max(8192);
     let guard = guard::Guarded::new(stream, head_limit, Arc::clone(&shared.stats));
+    serve_io(guard, peer, shared, mode).await;
+}
+
+/// Serves HTTP/1.1 on any byte stream.
+pub(crate) async fn serve_io<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, mode: Mode)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let head_limit = shared.cfg.max_head_bytes.max(8192);
     let idle = shared.cfg.idle_timeout;
     let conn = Arc::new(ClientConn {
         peer: peer.ip(),
@@ -255,7 +266,7 @@ pub(crate) async fn serve_client(
         .timer(TokioTimer::new())
         .header_read_timeout(idle);
     let served = builder
-        .serve_connection(TokioIo::new(guard), svc)
+        .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
     if let Err(e) = served {
@@ -294,7 +305,7 @@ impl ClientConn {
             );
             return r;
         };
-        if req.method() == Method::CONNECT {
+        if req.method() == Method::CONNECT && !matches!(self.mode, Mode::Intercepted(..)) {
             connect::handle(self, caller, req, start).await
         } else {
             forward::handle(self, caller, req, start).await

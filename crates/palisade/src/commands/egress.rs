@@ -58,6 +58,27 @@ pub(crate) fn gateway_config(
     if let Some(l) = listen {
         cfg.listen = l;
     }
+    if let Some(ca) = &rt.config.spec.ca {
+        let read = |f: &str| {
+            let p = base.join(f);
+            std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        };
+        let bundle = rt
+            .config
+            .spec
+            .egress
+            .as_ref()
+            .and_then(|e| e.upstream_ca_file.as_ref())
+            .map(|f| base.join(f))
+            .unwrap_or_else(|| palisade_egress::tls::SYSTEM_BUNDLE.into());
+        let roots = palisade_egress::tls::load_roots(&bundle)?;
+        let i = palisade_egress::tls::Interceptor::new(
+            &read(&ca.cert_file)?,
+            &read(&ca.key_file)?,
+            roots,
+        )?;
+        cfg.intercept = Some(std::sync::Arc::new(i));
+    }
     cfg.cluster = Some(rt.cluster.clone());
     cfg.node = Some(rt.node.clone());
     Ok(cfg)

@@ -2,6 +2,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod analyze;
+pub(crate) mod ca;
 pub(crate) mod check;
 pub(crate) mod dns;
 pub(crate) mod egress;
