@@ -75,6 +75,30 @@ pub struct GatewayConfig {
     /// with a minted certificate and their requests decided one by one. Without it such
     /// tunnels are refused (`needs-inspection`).
     pub intercept: Option<std::sync::Arc<crate::tls::Interceptor>>,
+    /// Data-loss prevention on visible request bodies.
+    pub dlp: Option<DlpSettings>,
+}
+
+/// What DLP looks for and does.
+#[derive(Debug, Clone)]
+pub struct DlpSettings {
+    /// Detectors to run.
+    pub detectors: Vec<crate::dlp::Detector>,
+    /// Block, redact or log.
+    pub action: palisade_policy::model::DlpAction,
+    /// Largest body scanned (bytes); a larger one is refused with `413` (fail closed).
+    pub max_body: usize,
+}
+
+impl DlpSettings {
+    /// Every detector, with `action`, scanning bodies up to 1 MiB.
+    pub fn all(action: palisade_policy::model::DlpAction) -> Self {
+        DlpSettings {
+            detectors: crate::dlp::ALL.to_vec(),
+            action,
+            max_body: 1 << 20,
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -95,6 +119,7 @@ impl GatewayConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             transparent_fallback_port: None,
             intercept: None,
+            dlp: None,
         }
     }
 
@@ -130,6 +155,23 @@ impl GatewayConfig {
                 )));
             }
             cfg.add_proxy_user(&u.username, &u.password, &u.pod);
+        }
+        if let Some(d) = &spec.dlp {
+            let mut settings = DlpSettings::all(d.action);
+            if !d.detectors.is_empty() {
+                settings.detectors.clear();
+                for name in &d.detectors {
+                    let set = crate::dlp::Detector::parse_set(name).ok_or_else(|| {
+                        EgressError::Config(format!("dlp.detectors: unknown detector {name:?}"))
+                    })?;
+                    for det in set {
+                        if !settings.detectors.contains(&det) {
+                            settings.detectors.push(det);
+                        }
+                    }
+                }
+            }
+            cfg.dlp = Some(settings);
         }
         if let Some(e) = &spec.events {
             cfg.events = EventSelection::parse(e).ok_or_else(|| {

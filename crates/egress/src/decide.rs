@@ -24,6 +24,8 @@ pub enum DenyReason {
     BadCredential,
     /// Inside intercepted TLS, `Host` names another server than the tunnel (fronting).
     HostMismatch,
+    /// A DLP detector found something in the body and the action is block.
+    Dlp,
 }
 
 impl DenyReason {
@@ -37,6 +39,7 @@ impl DenyReason {
             DenyReason::NeedsInspection => "needs-inspection",
             DenyReason::BadCredential => "bad-credential",
             DenyReason::HostMismatch => "host-mismatch",
+            DenyReason::Dlp => "dlp",
         }
     }
 
@@ -50,6 +53,7 @@ impl DenyReason {
             DenyReason::NeedsInspection => "palisade: denied (needs-inspection)\n",
             DenyReason::BadCredential => "palisade: denied (bad-credential)\n",
             DenyReason::HostMismatch => "palisade: denied (host-mismatch)\n",
+            DenyReason::Dlp => "palisade: denied (dlp)\n",
         }
     }
 }

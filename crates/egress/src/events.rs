@@ -42,6 +42,8 @@ pub struct HttpLog {
     pub policy: Option<palisade_policy::PolicyRef>,
     /// How TLS was handled.
     pub tls: TlsMode,
+    /// What the content detectors found.
+    pub detections: Vec<palisade_events::Detection>,
 }
 
 /// Where the gateway runs, for the events' `cluster` and `node`.
@@ -67,6 +69,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
             bytes_out: Some(log.bytes_out),
             duration_ms: Some(u64::try_from(log.duration.as_millis()).unwrap_or(u64::MAX)),
             tls: Some(log.tls),
+            detections: log.detections,
             ..HttpInfo::default()
         }),
     );
@@ -148,6 +151,7 @@ mod tests {
                 mode: Mode::Enforce,
             }),
             tls: TlsMode::None,
+            detections: Vec::new(),
         };
         let origin = Origin {
             cluster: Some("c1".into()),

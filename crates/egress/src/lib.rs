@@ -14,11 +14,13 @@
 //! - [`events`]: `http` events in the shared schema.
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
+//! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log).
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
 
 pub mod config;
 pub mod decide;
+pub mod dlp;
 pub mod events;
 pub mod head;
 pub mod proxy;
@@ -26,7 +28,7 @@ pub mod resolve;
 pub mod sni;
 pub mod tls;
 
-pub use config::{EventSelection, GatewayConfig};
+pub use config::{DlpSettings, EventSelection, GatewayConfig};
 pub use decide::{Decision, DenyReason};
 pub use proxy::{engine_handle, publish, EgressGateway, EngineHandle, GatewayStats};
 

@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/dlp.rs"]
+mod dlp;
 #[path = "e2e/intercept.rs"]
 mod intercept;
 #[path = "e2e/transparent.rs"]
@@ -98,10 +100,20 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             if buf.len() < end + 4 + len {
                 break;
             }
-            buf.drain(..end + 4 + len);
-            let resp =
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello";
-            if s.write_all(resp).await.is_err() {
+            let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+            // `/echo` answers with the request body; anything else with `hello`.
+            let body = if head.contains(" /echo") {
+                body
+            } else {
+                b"hello".to_vec()
+            };
+            let mut resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            resp.extend_from_slice(&body);
+            if s.write_all(&resp).await.is_err() {
                 return;
             }
         }

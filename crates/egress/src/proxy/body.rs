@@ -14,10 +14,14 @@ use hyper::body::Incoming;
 use super::Shared;
 use crate::events::HttpLog;
 
-/// The request body sent upstream.
-pub(crate) struct ReqBody {
-    pub(crate) inner: Incoming,
-    pub(crate) counter: Option<Arc<AtomicU64>>,
+/// The request body sent upstream: the client's, streamed (and counted when recorded), or
+/// one that DLP read whole (and maybe redacted).
+pub(crate) enum ReqBody {
+    Stream {
+        inner: Incoming,
+        counter: Option<Arc<AtomicU64>>,
+    },
+    Full(Option<Bytes>),
 }
 
 impl Body for ReqBody {
@@ -28,22 +32,36 @@ impl Body for ReqBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let poll = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Some(c), Poll::Ready(Some(Ok(f)))) = (&this.counter, &poll) {
-            if let Some(d) = f.data_ref() {
-                c.fetch_add(d.len() as u64, Ordering::Relaxed);
+        match &mut *self {
+            ReqBody::Stream { inner, counter } => {
+                let poll = Pin::new(inner).poll_frame(cx);
+                if let (Some(c), Poll::Ready(Some(Ok(f)))) = (counter, &poll) {
+                    if let Some(d) = f.data_ref() {
+                        c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                poll
             }
+            ReqBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|d| Ok(Frame::data(d))),
+            ),
         }
-        poll
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

@@ -21,7 +21,11 @@ use tokio::net::TcpStream;
 
 use super::body::PendingEvent;
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
-use crate::decide::{decide, Target};
+use crate::decide::{decide, Decision, DenyReason, Target};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use palisade_events::{Detection, DetectionAction};
+use palisade_policy::model::DlpAction;
 
 /// An upstream connection kept by one client connection.
 pub(crate) struct Upstream {
@@ -296,14 +300,47 @@ pub(crate) async fn handle(
         parts.uri = origin_form(&parts.uri);
     }
     parts.version = Version::HTTP_11;
-    let counter = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
-    let mut up_req = Request::from_parts(
-        parts,
-        ReqBody {
-            inner: body,
-            counter: counter.clone(),
-        },
-    );
+    let mut log = log;
+    let mut counter = None;
+    let up_body = match &conn.shared.cfg.dlp {
+        Some(dlp) if !body.is_end_stream() => {
+            match inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log).await {
+                Ok(b) => b,
+                Err(refusal) => {
+                    let d = Decision {
+                        policy: decision.policy.clone(),
+                        ..Decision::denied(refusal.0)
+                    };
+                    let mut l = log
+                        .unwrap_or_else(|| conn.log(&caller, &host, port, parts.method.as_str()));
+                    l.path = Some(parts.uri.path().to_string());
+                    l.allowed = false;
+                    return match refusal.1 {
+                        Some(status) => {
+                            l.status = status.as_u16();
+                            upstream_failed(
+                                conn,
+                                &caller,
+                                Some(l),
+                                local(status, "palisade: denied (body-too-large)\n"),
+                                status.as_u16(),
+                                start,
+                            )
+                        }
+                        None => conn.refuse(&caller, &d, l, start),
+                    };
+                }
+            }
+        }
+        _ => {
+            counter = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+            ReqBody::Stream {
+                inner: body,
+                counter: counter.clone(),
+            }
+        }
+    };
+    let mut up_req = Request::from_parts(parts, up_body);
 
     // The client connection's upstream, if it goes to the same place.
     let mut kept = conn
@@ -385,6 +422,65 @@ pub(crate) async fn handle(
         }
     };
     Response::from_parts(parts, body)
+}
+
+/// Reads a body whole (bounded) and runs DLP on it: the body to send, or why not (a reason
+/// for a 403, or a status such as 413).
+async fn inspect_body(
+    conn: &ClientConn,
+    caller: &Caller,
+    dlp: &crate::config::DlpSettings,
+    body: Incoming,
+    headers: &mut HeaderMap,
+    log: &mut Option<crate::events::HttpLog>,
+) -> Result<ReqBody, (DenyReason, Option<StatusCode>)> {
+    let _ = caller;
+    let bytes = match http_body_util::Limited::new(body, dlp.max_body)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            conn.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            return Err((DenyReason::Dlp, Some(StatusCode::PAYLOAD_TOO_LARGE)));
+        }
+    };
+    let hits = crate::dlp::scan(&bytes, &dlp.detectors);
+    if let Some(l) = log.as_mut() {
+        l.bytes_in = bytes.len() as u64;
+    }
+    if hits.is_empty() {
+        return Ok(ReqBody::Full(Some(bytes)));
+    }
+    let action = match dlp.action {
+        DlpAction::Block => DetectionAction::Block,
+        DlpAction::Redact => DetectionAction::Redact,
+        DlpAction::Log => DetectionAction::Log,
+    };
+    let mut detections: Vec<Detection> = Vec::new();
+    for h in &hits {
+        let name = format!("dlp.{}", h.detector.name());
+        if !detections.iter().any(|d| d.detector == name) {
+            detections.push(Detection {
+                detector: name,
+                action,
+                score: None,
+                rules: Vec::new(),
+            });
+        }
+    }
+    let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
+    l.detections = detections;
+    *log = Some(l);
+    match dlp.action {
+        DlpAction::Block => Err((DenyReason::Dlp, None)),
+        DlpAction::Redact => {
+            let red = crate::dlp::redact(&bytes, &hits);
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(red.len()));
+            Ok(ReqBody::Full(Some(red.into())))
+        }
+        DlpAction::Log => Ok(ReqBody::Full(Some(bytes))),
+    }
 }
 
 fn upstream_failed(

@@ -380,6 +380,7 @@ impl ClientConn {
             audit: false,
             policy: None,
             tls: TlsMode::None,
+            detections: Vec::new(),
         }
     }
 }

@@ -128,6 +128,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         audit: d.audit,
         policy: d.policy.clone(),
         tls: TlsMode::Passthrough,
+        detections: Vec::new(),
     };
     if !d.allowed {
         shared.stats.denied.fetch_add(1, Ordering::Relaxed);

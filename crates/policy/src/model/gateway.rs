@@ -358,6 +358,9 @@ pub struct EgressSpec {
     /// Which requests become `http` events: `all` (default), `denied`, `none`.
     #[serde(default)]
     pub events: Option<String>,
+    /// Data-loss prevention on every visible request body (plain HTTP and intercepted TLS).
+    #[serde(default)]
+    pub dlp: Option<super::palisade::DlpSpec>,
     /// Trust anchors (PEM bundle) for upstream TLS when intercepting; default: the system's.
     #[serde(default, rename = "upstreamCAFile")]
     pub upstream_ca_file: Option<String>,
