@@ -44,6 +44,8 @@ pub struct HttpLog {
     pub tls: TlsMode,
     /// What the content detectors found.
     pub detections: Vec<palisade_events::Detection>,
+    /// Set when the request was an AI API call.
+    pub ai: Option<palisade_events::AiInfo>,
 }
 
 /// Where the gateway runs, for the events' `cluster` and `node`.
@@ -70,6 +72,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
             duration_ms: Some(u64::try_from(log.duration.as_millis()).unwrap_or(u64::MAX)),
             tls: Some(log.tls),
             detections: log.detections,
+            ai: log.ai,
             ..HttpInfo::default()
         }),
     );
@@ -152,6 +155,7 @@ mod tests {
             }),
             tls: TlsMode::None,
             detections: Vec::new(),
+            ai: None,
         };
         let origin = Origin {
             cluster: Some("c1".into()),

@@ -14,6 +14,8 @@ use palisade_policy::{Engine, Manifests, Posture, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "e2e/ai.rs"]
+mod ai;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
 #[path = "e2e/dlp.rs"]
@@ -104,6 +106,8 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             // `/echo` answers with the request body; anything else with `hello`.
             let body = if head.contains(" /echo") {
                 body
+            } else if head.contains("/v1/chat/completions") {
+                br#"{"id":"c1","model":"gpt-test-0","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
             } else {
                 b"hello".to_vec()
             };

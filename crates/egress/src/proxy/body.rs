@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ pub(crate) enum ReqBody {
     Stream {
         inner: Incoming,
         counter: Option<Arc<AtomicU64>>,
+        /// The first bytes, kept for AI-API awareness (the model asked for).
+        capture: Option<Arc<Mutex<Vec<u8>>>>,
     },
     Full(Option<Bytes>),
 }
@@ -33,11 +35,20 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut *self {
-            ReqBody::Stream { inner, counter } => {
+            ReqBody::Stream {
+                inner,
+                counter,
+                capture,
+            } => {
                 let poll = Pin::new(inner).poll_frame(cx);
-                if let (Some(c), Poll::Ready(Some(Ok(f)))) = (counter, &poll) {
+                if let Poll::Ready(Some(Ok(f))) = &poll {
                     if let Some(d) = f.data_ref() {
-                        c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        if let Some(c) = counter {
+                            c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        }
+                        if let Some(buf) = capture.as_ref().and_then(|c| c.lock().ok()).as_mut() {
+                            keep(buf, d);
+                        }
                     }
                 }
                 poll
@@ -65,6 +76,12 @@ impl Body for ReqBody {
     }
 }
 
+/// Appends up to the capture limit.
+fn keep(buf: &mut Vec<u8>, d: &[u8]) {
+    let room = crate::ai::MAX_CAPTURE.saturating_sub(buf.len());
+    buf.extend_from_slice(&d[..d.len().min(room)]);
+}
+
 /// An event waiting for the end of the response body.
 pub(crate) struct PendingEvent {
     pub(crate) shared: Arc<Shared>,
@@ -72,6 +89,9 @@ pub(crate) struct PendingEvent {
     pub(crate) log: HttpLog,
     pub(crate) start: Instant,
     pub(crate) bytes_in: Option<Arc<AtomicU64>>,
+    /// AI calls: the request's first bytes (when streamed) and the response's.
+    pub(crate) req_capture: Option<Arc<Mutex<Vec<u8>>>>,
+    pub(crate) resp_capture: Option<Vec<u8>>,
 }
 
 impl PendingEvent {
@@ -79,6 +99,21 @@ impl PendingEvent {
         self.log.bytes_out = bytes_out;
         if let Some(c) = &self.bytes_in {
             self.log.bytes_in = c.load(Ordering::Relaxed);
+        }
+        if let Some(ai) = self.log.ai.as_mut() {
+            if ai.model.is_none() {
+                if let Some(req) = self.req_capture.as_ref().and_then(|c| c.lock().ok()) {
+                    ai.model = crate::ai::request_model(&req);
+                }
+            }
+            if let Some(resp) = &self.resp_capture {
+                let (p, c, m) = crate::ai::response_usage(resp);
+                ai.prompt_tokens = p;
+                ai.completion_tokens = c;
+                if ai.model.is_none() {
+                    ai.model = m;
+                }
+            }
         }
         self.log.duration = self.start.elapsed();
         self.shared.emit(self.engine.as_deref(), self.log);
@@ -139,6 +174,11 @@ impl Body for RespBody {
                     Poll::Ready(Some(Ok(f))) => {
                         if let Some(d) = f.data_ref() {
                             *bytes += d.len() as u64;
+                            if let Some(buf) =
+                                pending.as_mut().and_then(|p| p.resp_capture.as_mut())
+                            {
+                                keep(buf, d);
+                            }
                         }
                     }
                     Poll::Ready(_) => {

@@ -281,8 +281,13 @@ pub(crate) async fn handle(
             Mode::Intercepted(..) => TlsMode::Intercepted,
             _ => TlsMode::None,
         };
+        log.ai = crate::ai::classify(&host, parts.method.as_str(), parts.uri.path());
         log
     });
+    let ai_bodies = log
+        .as_ref()
+        .and_then(|l| l.ai.as_ref())
+        .is_some_and(crate::ai::wants_bodies);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
     if matches!(conn.mode, Mode::Explicit) {
@@ -302,6 +307,7 @@ pub(crate) async fn handle(
     parts.version = Version::HTTP_11;
     let mut log = log;
     let mut counter = None;
+    let mut req_capture = None;
     let up_body = match &conn.shared.cfg.dlp {
         Some(dlp) if !body.is_end_stream() => {
             match inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log).await {
@@ -334,9 +340,11 @@ pub(crate) async fn handle(
         }
         _ => {
             counter = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+            req_capture = ai_bodies.then(|| Arc::new(std::sync::Mutex::new(Vec::new())));
             ReqBody::Stream {
                 inner: body,
                 counter: counter.clone(),
+                capture: req_capture.clone(),
             }
         }
     };
@@ -417,6 +425,8 @@ pub(crate) async fn handle(
                     log,
                     start,
                     bytes_in: counter,
+                    req_capture,
+                    resp_capture: ai_bodies.then(Vec::new),
                 })),
             }
         }
@@ -448,6 +458,9 @@ async fn inspect_body(
     let hits = crate::dlp::scan(&bytes, &dlp.detectors);
     if let Some(l) = log.as_mut() {
         l.bytes_in = bytes.len() as u64;
+    }
+    if let Some(ai) = log.as_mut().and_then(|l| l.ai.as_mut()) {
+        ai.model = crate::ai::request_model(&bytes);
     }
     if hits.is_empty() {
         return Ok(ReqBody::Full(Some(bytes)));

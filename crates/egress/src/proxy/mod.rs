@@ -381,6 +381,7 @@ impl ClientConn {
             policy: None,
             tls: TlsMode::None,
             detections: Vec::new(),
+            ai: None,
         }
     }
 }

@@ -129,6 +129,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         policy: d.policy.clone(),
         tls: TlsMode::Passthrough,
         detections: Vec::new(),
+        ai: None,
     };
     if !d.allowed {
         shared.stats.denied.fetch_add(1, Ordering::Relaxed);
