@@ -58,15 +58,20 @@ spec:
 "#;
 
 pub(crate) struct Setup {
+    pub(crate) engine: palisade_egress::EngineHandle,
     pub(crate) proxy: SocketAddr,
     pub(crate) transparent: Option<SocketAddr>,
     pub(crate) upstream: u16,
     pub(crate) events: EventReceiver,
 }
 
-fn engine(posture: Posture) -> Engine {
+pub(crate) fn engine(posture: Posture) -> Engine {
+    engine_from(POLICY, posture)
+}
+
+pub(crate) fn engine_from(policy: &str, posture: Posture) -> Engine {
     let mut m = Manifests::new();
-    m.add_file("policy.yaml", POLICY);
+    m.add_file("policy.yaml", policy);
     assert!(!m.has_errors(), "{:?}", m.diagnostics);
     Engine::compile_with(&Snapshot::from_manifests(&m), posture)
 }
@@ -153,11 +158,14 @@ pub(crate) async fn start_with(
     let handle = palisade_egress::engine_handle();
     palisade_egress::publish(&handle, Some(std::sync::Arc::new(engine(posture))));
     let (tx, rx) = palisade_events::channel(1024);
-    let gw = EgressGateway::bind(cfg, handle, Some(tx)).await.unwrap();
+    let gw = EgressGateway::bind(cfg, handle.clone(), Some(tx))
+        .await
+        .unwrap();
     let proxy = gw.local_addr().unwrap();
     let transparent = gw.transparent_addr();
     tokio::spawn(gw.run());
     Setup {
+        engine: handle,
         proxy,
         transparent,
         upstream,
@@ -320,4 +328,46 @@ async fn a_proxy_credential_stands_for_a_pod() {
         (body.as_str(), code.as_str()),
         ("palisade: denied (bad-credential)", "407")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnels_close_when_policy_stops_allowing_them() {
+    let s = start(Posture::Allow, &[]).await;
+    let mut c = TcpStream::connect(s.proxy).await.unwrap();
+    let target = format!("allowed.test:{}", s.upstream);
+    c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    c.write_all(b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        .await
+        .unwrap();
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The policy no longer names allowed.test: the open tunnel is closed.
+    let narrower = POLICY.replace("  - to: [{fqdn: \"allowed.test\"}]\n", "");
+    assert_ne!(narrower, POLICY);
+    // Unchanged policy: still open after a recheck.
+    palisade_egress::publish(&s.engine, Some(std::sync::Arc::new(engine(Posture::Allow))));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        .await
+        .unwrap();
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(&narrower, Posture::Allow))),
+    );
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .expect("closed within the recheck interval")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
 }

@@ -95,7 +95,18 @@ pub(crate) async fn handle(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let r = relay(upgraded, upstream).await;
+                let watch = rechecks(
+                    std::sync::Arc::clone(&shared),
+                    caller.engine.clone(),
+                    caller.pod,
+                    log.client,
+                    log.host.clone(),
+                    log.port,
+                );
+                let r = tokio::select! {
+                    r = relay(upgraded, upstream) => r,
+                    () = watch => Err(io::Error::other("closed: policy no longer allows it")),
+                };
                 record(r, log, addr, start, &shared, caller);
             }
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -131,6 +142,50 @@ async fn relay(
             )
             .await
         }
+    }
+}
+
+/// How often an open tunnel looks for a new policy snapshot.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Returns when a new policy snapshot no longer allows the tunnel (never otherwise): open
+/// tunnels are checked again on every policy change, and those now denied are closed.
+pub(crate) async fn rechecks(
+    shared: std::sync::Arc<super::Shared>,
+    mut engine: Option<std::sync::Arc<palisade_policy::Engine>>,
+    mut pod: Option<palisade_policy::PodId>,
+    client: std::net::IpAddr,
+    host: String,
+    port: u16,
+) {
+    let mut tick = tokio::time::interval(RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.engine.load_full();
+        let same = match (&now, &engine) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        // Pod ids are per snapshot: follow the pod by name.
+        let key = pod.and_then(|p| engine.as_ref()?.pods().get(p as usize).map(|i| i.key()));
+        pod = key.and_then(|k| now.as_ref()?.pod_by_key(&k));
+        let target = Target {
+            host: &host,
+            ip: None,
+            port,
+        };
+        let d = decide(now.as_deref(), pod, client, target, None);
+        if !d.allowed || (d.l7_pending && shared.cfg.intercept.is_none()) {
+            shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%client, host, "tunnel closed after a policy change");
+            return;
+        }
+        engine = now;
     }
 }
 

@@ -156,9 +156,19 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if upstream.write_all(&hello).await.is_err() {
         return;
     }
-    let r = super::splice::tunnel(&stream, &upstream)
-        .await
-        .map(|(up, down)| (up + hello.len() as u64, down));
+    let watch = super::connect::rechecks(
+        Arc::clone(&shared),
+        caller.engine.clone(),
+        caller.pod,
+        peer.ip(),
+        host.clone(),
+        port,
+    );
+    let r = tokio::select! {
+        r = super::splice::tunnel(&stream, &upstream) => r,
+        () = watch => Err(std::io::Error::other("closed: policy no longer allows it")),
+    };
+    let r = r.map(|(up, down)| (up + hello.len() as u64, down));
     log.status = 200;
     super::connect::record(r, log, addr, start, &shared, caller);
 }
