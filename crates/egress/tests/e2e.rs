@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 mod ai;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/clients.rs"]
+mod clients;
 #[path = "e2e/dlp.rs"]
 mod dlp;
 #[path = "e2e/intercept.rs"]
@@ -47,6 +49,8 @@ spec:
   - to: [{fqdn: "allowed.test"}]
   - to: [{fqdn: "hub.test"}]
     http: [{methods: [GET, HEAD]}]
+  - to: [{fqdn: "api.openai.test"}]
+    http: [{methods: [POST], path: {prefix: /v1}}]
 ---
 apiVersion: palisade.dev/v1alpha1
 kind: SecurityPolicy
@@ -112,7 +116,7 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             let body = if head.contains(" /echo") {
                 body
             } else if head.contains("/v1/chat/completions") {
-                br#"{"id":"c1","model":"gpt-test-0","usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
+                br#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-test-0","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
             } else {
                 b"hello".to_vec()
             };
@@ -149,7 +153,13 @@ pub(crate) async fn start_with(
     let upstream = upstream().await;
     let mut cfg = GatewayConfig::new("127.0.0.1:0".parse().unwrap());
     tweak(&mut cfg, upstream);
-    for name in ["allowed.test", "denied.test", "hub.test", "models.test"] {
+    for name in [
+        "allowed.test",
+        "denied.test",
+        "hub.test",
+        "models.test",
+        "api.openai.test",
+    ] {
         cfg.hosts.insert(name.into(), "127.0.0.1".parse().unwrap());
     }
     for (u, p, pod) in users {

@@ -9,18 +9,18 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
-fn roots(ca_pem: &str) -> RootCertStore {
+pub(crate) fn roots(ca_pem: &str) -> RootCertStore {
     let mut r = RootCertStore::empty();
     r.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
         .unwrap();
     r
 }
 
-/// An HTTPS server for `hub.test` (and `models.test`) answering `200 hello`.
-async fn https_upstream(upstream_ca: &Interceptor) -> u16 {
+/// An HTTPS server for `name` answering like the toy upstream.
+pub(crate) async fn https_upstream(upstream_ca: &Interceptor, name: &str) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let cfg = upstream_ca.server_config("hub.test").unwrap();
+    let cfg = upstream_ca.server_config(name).unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&cfg));
@@ -38,7 +38,7 @@ async fn https_upstream(upstream_ca: &Interceptor) -> u16 {
 async fn https_requests_are_decided_one_by_one() {
     let (up_cert, up_key) = generate_ca("test upstream CA").unwrap();
     let upstream_ca = Interceptor::new(&up_cert, &up_key, roots(&up_cert)).unwrap();
-    let port = https_upstream(&upstream_ca).await;
+    let port = https_upstream(&upstream_ca, "hub.test").await;
     let (gw_cert, gw_key) = generate_ca("test gateway CA").unwrap();
     let gw = Interceptor::new(&gw_cert, &gw_key, roots(&up_cert)).unwrap();
     let dir = std::env::temp_dir().join(format!("palisade-egress-test-{}", std::process::id()));
