@@ -120,12 +120,20 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             } else {
                 b"hello".to_vec()
             };
+            // Hub-style file URLs carry the metadata the Hugging Face client wants.
+            let hub = if head.contains("/resolve/") {
+                "X-Repo-Commit: 0123456789abcdef0123456789abcdef01234567\r\nETag: \"e1\"\r\n"
+            } else {
+                ""
+            };
             let mut resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{hub}\r\n",
                 body.len()
             )
             .into_bytes();
-            resp.extend_from_slice(&body);
+            if !head.starts_with("head ") {
+                resp.extend_from_slice(&body);
+            }
             if s.write_all(&resp).await.is_err() {
                 return;
             }
