@@ -36,10 +36,14 @@ pub enum Detector {
     Ssn,
     /// IBANs with a valid checksum.
     Iban,
+    /// International phone numbers (`+` and 8–15 digits).
+    Phone,
+    /// A high-entropy value right after a key word (`secret`, `token`, `password`, …).
+    HighEntropy,
 }
 
 /// Every detector, secrets first.
-pub const ALL: [Detector; 13] = [
+pub const ALL: [Detector; 15] = [
     Detector::AwsKey,
     Detector::GithubToken,
     Detector::GitlabToken,
@@ -49,10 +53,12 @@ pub const ALL: [Detector; 13] = [
     Detector::HuggingfaceToken,
     Detector::PrivateKey,
     Detector::Jwt,
+    Detector::HighEntropy,
     Detector::Email,
     Detector::Card,
     Detector::Ssn,
     Detector::Iban,
+    Detector::Phone,
 ];
 
 impl Detector {
@@ -72,6 +78,8 @@ impl Detector {
             Detector::Card => "card",
             Detector::Ssn => "ssn",
             Detector::Iban => "iban",
+            Detector::Phone => "phone",
+            Detector::HighEntropy => "high-entropy",
         }
     }
 
@@ -79,7 +87,7 @@ impl Detector {
     pub fn is_secret(self) -> bool {
         !matches!(
             self,
-            Detector::Email | Detector::Card | Detector::Ssn | Detector::Iban
+            Detector::Email | Detector::Card | Detector::Ssn | Detector::Iban | Detector::Phone
         )
     }
 
@@ -113,6 +121,10 @@ impl Detector {
             Detector::Card => r"\b\d(?:[ -]?\d){12,18}\b",
             Detector::Ssn => r"\b\d{3}-\d{2}-\d{4}\b",
             Detector::Iban => r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+            Detector::Phone => r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,2}(?:[ .-]?\d{2,4}){2,4}\b",
+            Detector::HighEntropy => {
+                r"(?i:secret|token|api[_-]?key|passw(?:or)?d|credential)[a-z_-]{0,12}\x22?\s*[:=]\s*['\x22]?[A-Za-z0-9/+_=.-]{20,}"
+            }
         }
     }
 
@@ -123,6 +135,8 @@ impl Detector {
             Detector::Ssn => ssn(m),
             Detector::Iban => iban(m),
             Detector::OpenaiKey => !m.starts_with(b"sk-ant-"),
+            Detector::Phone => (8..=15).contains(&digits(m).len()),
+            Detector::HighEntropy => high_entropy(m),
             _ => true,
         }
     }
@@ -226,6 +240,32 @@ pub fn luhn(m: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// The value after the key word has at least 3.5 bits of entropy per character.
+fn high_entropy(m: &[u8]) -> bool {
+    let start = m
+        .iter()
+        .rposition(|b| matches!(b, b':' | b'=' | b'\'' | b'"' | b' '))
+        .map_or(0, |i| i + 1);
+    let v = &m[start..];
+    if v.len() < 20 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits >= 3.5
+}
+
 fn ssn(m: &[u8]) -> bool {
     let d = digits(m);
     if d.len() != 9 {
@@ -309,6 +349,14 @@ mod tests {
             found("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijk"),
             ["jwt"]
         );
+        assert_eq!(
+            found(r#"{"db_password": "Zx8#qL2vR9tY4mK7pW3nB6cF"}"#.replace('#', "Q").as_str()),
+            ["high-entropy"]
+        );
+        assert!(
+            found("token = aaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty(),
+            "low entropy"
+        );
     }
 
     #[test]
@@ -324,6 +372,8 @@ mod tests {
             "checksum fails"
         );
         assert!(found("nothing to see, order 12345").is_empty());
+        assert_eq!(found("call +44 20 7946 0958 today"), ["phone"]);
+        assert!(found("version +1.2").is_empty());
     }
 
     #[test]
@@ -339,8 +389,8 @@ mod tests {
     #[test]
     fn sets_by_name() {
         assert_eq!(Detector::parse_set("card"), Some(vec![Detector::Card]));
-        assert_eq!(Detector::parse_set("pii").unwrap().len(), 4);
-        assert_eq!(Detector::parse_set("secrets").unwrap().len(), 9);
+        assert_eq!(Detector::parse_set("pii").unwrap().len(), 5);
+        assert_eq!(Detector::parse_set("secrets").unwrap().len(), 10);
         assert_eq!(Detector::parse_set("nope"), None);
     }
 
