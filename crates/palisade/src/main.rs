@@ -37,6 +37,10 @@ enum Command {
     Dns(commands::dns::Args),
     /// The WAF engine: run the OWASP CRS regression suite in-process.
     Waf(commands::waf::Args),
+    /// The egress gateway: forward proxy deciding by name, port and request.
+    Egress(commands::egress::Args),
+    /// The CA for opt-in TLS interception.
+    Ca(commands::ca::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
         Command::Agent(a) => commands::agent::run(a),
         Command::Dns(a) => commands::dns::run(a),
         Command::Waf(a) => commands::waf::run(a),
+        Command::Egress(a) => commands::egress::run(a),
+        Command::Ca(a) => commands::ca::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,8 +2,10 @@
 
 pub(crate) mod agent;
 pub(crate) mod analyze;
+pub(crate) mod ca;
 pub(crate) mod check;
 pub(crate) mod dns;
+pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod lab;

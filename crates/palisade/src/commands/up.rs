@@ -76,6 +76,19 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 _ => tracing::error!("spec.dns.listen and spec.dns.upstream must be host:port"),
             }
         }
+        if rt.config.spec.egress.as_ref().is_some_and(|e| e.enabled) {
+            match super::egress::gateway_config(&rt, None) {
+                Ok(cfg) => {
+                    let (rt2, st) = (rt.clone(), state.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = super::egress::serve(&rt2, st, cfg).await {
+                            tracing::error!(error = %e, "egress gateway stopped");
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "egress gateway not started"),
+            }
+        }
         let app = admin::router(admin::AdminState { state, events: Some(events) });
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");

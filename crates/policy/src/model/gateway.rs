@@ -260,7 +260,7 @@ pub struct PalisadeConfigSpec {
     pub dns: Option<DnsSpec>,
     /// Egress gateway.
     #[serde(default)]
-    pub egress: Option<ListenSpec>,
+    pub egress: Option<Box<EgressSpec>>,
     /// Ingress gateway.
     #[serde(default)]
     pub ingress: Option<ListenSpec>,
@@ -342,4 +342,50 @@ pub struct EventsSpec {
     /// Days of events to keep.
     #[serde(default)]
     pub retention_days: Option<u32>,
+}
+
+/// Egress gateway settings (`spec.egress`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EgressSpec {
+    /// Explicit proxy `host:port`.
+    pub listen: String,
+    /// Transparent listener `host:port` (traffic the agent redirects; original destination
+    /// from the socket).
+    #[serde(default)]
+    pub transparent: Option<String>,
+    /// Static names for upstream connections (`name: ip`), checked before the system
+    /// resolver. For tests and trying it on one machine.
+    #[serde(default)]
+    pub hosts: std::collections::BTreeMap<String, String>,
+    /// A hosts(5) file read at start, like `hosts`.
+    #[serde(default)]
+    pub hosts_file: Option<String>,
+    /// Standalone mode: `Proxy-Authorization: Basic` credentials that stand for a pod.
+    #[serde(default)]
+    pub proxy_users: Vec<ProxyUser>,
+    /// Which requests become `http` events: `all` (default), `denied`, `none`.
+    #[serde(default)]
+    pub events: Option<String>,
+    /// Data-loss prevention on every visible request body (plain HTTP and intercepted TLS).
+    #[serde(default)]
+    pub dlp: Option<super::palisade::DlpSpec>,
+    /// Trust anchors (PEM bundle) for upstream TLS when intercepting; default: the system's.
+    #[serde(default, rename = "upstreamCAFile")]
+    pub upstream_ca_file: Option<String>,
+    /// Off switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// A proxy credential mapped to a workload (standalone mode).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyUser {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// The pod it stands for, `NAMESPACE/NAME`.
+    pub pod: String,
 }

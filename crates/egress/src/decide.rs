@@ -1,0 +1,243 @@
+//! The engine question for one request or tunnel, and the short reason codes a denied
+//! client sees. Pure and synchronous.
+
+use std::net::IpAddr;
+
+use palisade_policy::{
+    Action, Endpoint, Engine, Flow, HttpRequest, PodId, PolicyRef, Posture, Protocol,
+};
+
+/// Why a request was refused. The code is all a client learns; the event has the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No policy snapshot has been loaded yet (fail closed).
+    NotReady,
+    /// The client is not a known pod and the posture is zero trust.
+    UnknownClient,
+    /// Policy does not allow this destination name (and port).
+    FqdnNotAllowed,
+    /// The destination is allowed, but not this method / path / headers.
+    L7NotAllowed,
+    /// Only some requests to the destination are allowed, and a tunnel hides them.
+    NeedsInspection,
+    /// A proxy credential was given and is not known.
+    BadCredential,
+    /// Inside intercepted TLS, `Host` names another server than the tunnel (fronting).
+    HostMismatch,
+    /// A DLP detector found something in the body and the action is block.
+    Dlp,
+}
+
+impl DenyReason {
+    /// The stable code (also the metrics label).
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::NotReady => "not-ready",
+            DenyReason::UnknownClient => "unknown-client",
+            DenyReason::FqdnNotAllowed => "fqdn-not-allowed",
+            DenyReason::L7NotAllowed => "l7-not-allowed",
+            DenyReason::NeedsInspection => "needs-inspection",
+            DenyReason::BadCredential => "bad-credential",
+            DenyReason::HostMismatch => "host-mismatch",
+            DenyReason::Dlp => "dlp",
+        }
+    }
+
+    /// The response body: `palisade: denied (<code>)`.
+    pub fn body(self) -> &'static str {
+        match self {
+            DenyReason::NotReady => "palisade: denied (not-ready)\n",
+            DenyReason::UnknownClient => "palisade: denied (unknown-client)\n",
+            DenyReason::FqdnNotAllowed => "palisade: denied (fqdn-not-allowed)\n",
+            DenyReason::L7NotAllowed => "palisade: denied (l7-not-allowed)\n",
+            DenyReason::NeedsInspection => "palisade: denied (needs-inspection)\n",
+            DenyReason::BadCredential => "palisade: denied (bad-credential)\n",
+            DenyReason::HostMismatch => "palisade: denied (host-mismatch)\n",
+            DenyReason::Dlp => "palisade: denied (dlp)\n",
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Host name (lower case, no trailing dot) or IP literal.
+    pub host: &'a str,
+    /// The address being connected to, when known.
+    pub ip: Option<IpAddr>,
+    /// Destination port.
+    pub port: u16,
+}
+
+/// The outcome for one request or tunnel.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Whether it may pass.
+    pub allowed: bool,
+    /// Allowed, but an Audit-mode policy would have denied it.
+    pub audit: bool,
+    /// Why not, when denied.
+    pub deny: Option<DenyReason>,
+    /// The deciding rule.
+    pub policy: Option<PolicyRef>,
+    /// Allowed at the connection level by a rule whose HTTP conditions still need checking
+    /// per request (only when the request was not given).
+    pub l7_pending: bool,
+}
+
+impl Decision {
+    /// A refusal with no deciding rule.
+    pub fn denied(reason: DenyReason) -> Self {
+        Decision {
+            allowed: false,
+            audit: false,
+            deny: Some(reason),
+            policy: None,
+            l7_pending: false,
+        }
+    }
+}
+
+/// Decides a request (with `http`) or a connection (without) from `pod` (or a client that
+/// is no pod, at `client`) to `target`.
+pub fn decide(
+    engine: Option<&Engine>,
+    pod: Option<PodId>,
+    client: IpAddr,
+    target: Target<'_>,
+    http: Option<HttpRequest<'_>>,
+) -> Decision {
+    let Some(engine) = engine else {
+        return Decision::denied(DenyReason::NotReady);
+    };
+    let src = match pod {
+        Some(p) => Endpoint::Pod(p),
+        None if engine.posture() == Posture::Deny => {
+            return Decision::denied(DenyReason::UnknownClient)
+        }
+        None => Endpoint::Ip(client),
+    };
+    let dst = match target.host.parse::<IpAddr>() {
+        Ok(ip) => engine.endpoint_for_ip(ip),
+        Err(_) => Endpoint::Fqdn {
+            name: target.host,
+            ip: target.ip,
+        },
+    };
+    let mut flow = Flow {
+        src,
+        dst,
+        port: target.port,
+        protocol: Protocol::TCP,
+        http,
+    };
+    let v = engine.verdict(&flow);
+    let policy = v.decisive().and_then(|d| engine.policy_ref(d));
+    if !v.allowed() {
+        let reason = if flow.http.is_some() && {
+            flow.http = None;
+            engine.verdict(&flow).allowed()
+        } {
+            DenyReason::L7NotAllowed
+        } else {
+            DenyReason::FqdnNotAllowed
+        };
+        return Decision {
+            allowed: false,
+            audit: false,
+            deny: Some(reason),
+            policy,
+            l7_pending: false,
+        };
+    }
+    let l7_pending = http.is_none() && [v.egress, v.ingress].iter().flatten().any(|d| d.l7);
+    Decision {
+        allowed: true,
+        audit: v.action == Action::Audit,
+        deny: None,
+        policy,
+        l7_pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_policy::{Manifests, Snapshot};
+
+    const POLICY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.0.5}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: hub, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: trainer}}
+  egress:
+  - to: [{fqdn: "api.allowed.test"}]
+  - to: [{fqdn: "hub.test"}]
+    http: [{methods: [GET, HEAD]}]
+"#;
+
+    fn engine(posture: Posture) -> Engine {
+        let mut m = Manifests::new();
+        m.add_file("p.yaml", POLICY);
+        assert!(!m.has_errors(), "{:?}", m.diagnostics);
+        Engine::compile_with(&Snapshot::from_manifests(&m), posture)
+    }
+
+    fn target(host: &str) -> Target<'_> {
+        Target {
+            host,
+            ip: None,
+            port: 443,
+        }
+    }
+
+    fn get(method: &str) -> HttpRequest<'_> {
+        HttpRequest {
+            method,
+            path: "/x",
+            host: None,
+            headers: &[],
+        }
+    }
+
+    #[test]
+    fn names_and_methods() {
+        let e = engine(Posture::Allow);
+        let pod = e.pod_by_ip("10.0.0.5".parse().unwrap());
+        let ip = "10.0.0.5".parse().unwrap();
+        let d = decide(Some(&e), pod, ip, target("api.allowed.test"), None);
+        assert!(d.allowed && !d.l7_pending, "{d:?}");
+        assert_eq!(d.policy.unwrap().rule, "egress[0]");
+
+        let d = decide(Some(&e), pod, ip, target("evil.test"), Some(get("GET")));
+        assert_eq!(d.deny, Some(DenyReason::FqdnNotAllowed));
+        assert_eq!(d.policy.unwrap().name, "hub");
+
+        let d = decide(Some(&e), pod, ip, target("hub.test"), Some(get("GET")));
+        assert!(d.allowed, "{d:?}");
+        let d = decide(Some(&e), pod, ip, target("hub.test"), Some(get("POST")));
+        assert_eq!(d.deny, Some(DenyReason::L7NotAllowed));
+        // A tunnel to it is allowed only pending per-request checks.
+        let d = decide(Some(&e), pod, ip, target("hub.test"), None);
+        assert!(d.allowed && d.l7_pending, "{d:?}");
+    }
+
+    #[test]
+    fn fail_closed_and_unknown_clients() {
+        let ip = "192.0.2.1".parse().unwrap();
+        let d = decide(None, None, ip, target("api.allowed.test"), None);
+        assert_eq!(d.deny, Some(DenyReason::NotReady));
+        let e = engine(Posture::Deny);
+        let d = decide(Some(&e), None, ip, target("api.allowed.test"), None);
+        assert_eq!(d.deny, Some(DenyReason::UnknownClient));
+        let e = engine(Posture::Allow);
+        assert!(decide(Some(&e), None, ip, target("evil.test"), None).allowed);
+    }
+}

@@ -1,0 +1,405 @@
+//! Data-loss prevention on outbound bodies: secrets (cloud and SaaS tokens, private keys,
+//! JWTs) and PII (emails, payment cards with a Luhn check, US SSNs, IBANs with their
+//! checksum). Pure and synchronous, so the same detectors can be fuzzed and reused by the
+//! ingress gateway's output filters.
+
+use std::sync::OnceLock;
+
+use regex::bytes::Regex;
+
+/// One detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// AWS access key id (`AKIA…`/`ASIA…`) or a 40-character secret next to an AWS key word.
+    AwsKey,
+    /// GitHub tokens (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`).
+    GithubToken,
+    /// GitLab personal access tokens (`glpat-`).
+    GitlabToken,
+    /// Slack tokens (`xoxb-`, `xoxp-`, …).
+    SlackToken,
+    /// OpenAI API keys (`sk-…`, `sk-proj-…`).
+    OpenaiKey,
+    /// Anthropic API keys (`sk-ant-…`).
+    AnthropicKey,
+    /// Hugging Face tokens (`hf_…`).
+    HuggingfaceToken,
+    /// PEM private keys.
+    PrivateKey,
+    /// JSON Web Tokens.
+    Jwt,
+    /// Email addresses.
+    Email,
+    /// Payment card numbers (13–19 digits passing the Luhn check).
+    Card,
+    /// US social security numbers.
+    Ssn,
+    /// IBANs with a valid checksum.
+    Iban,
+    /// International phone numbers (`+` and 8–15 digits).
+    Phone,
+    /// A high-entropy value right after a key word (`secret`, `token`, `password`, …).
+    HighEntropy,
+}
+
+/// Every detector, secrets first.
+pub const ALL: [Detector; 15] = [
+    Detector::AwsKey,
+    Detector::GithubToken,
+    Detector::GitlabToken,
+    Detector::SlackToken,
+    Detector::OpenaiKey,
+    Detector::AnthropicKey,
+    Detector::HuggingfaceToken,
+    Detector::PrivateKey,
+    Detector::Jwt,
+    Detector::HighEntropy,
+    Detector::Email,
+    Detector::Card,
+    Detector::Ssn,
+    Detector::Iban,
+    Detector::Phone,
+];
+
+impl Detector {
+    /// The name used in configs and in events (`dlp.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::AwsKey => "aws-key",
+            Detector::GithubToken => "github-token",
+            Detector::GitlabToken => "gitlab-token",
+            Detector::SlackToken => "slack-token",
+            Detector::OpenaiKey => "openai-key",
+            Detector::AnthropicKey => "anthropic-key",
+            Detector::HuggingfaceToken => "huggingface-token",
+            Detector::PrivateKey => "private-key",
+            Detector::Jwt => "jwt",
+            Detector::Email => "email",
+            Detector::Card => "card",
+            Detector::Ssn => "ssn",
+            Detector::Iban => "iban",
+            Detector::Phone => "phone",
+            Detector::HighEntropy => "high-entropy",
+        }
+    }
+
+    /// Whether it finds secrets (else PII).
+    pub fn is_secret(self) -> bool {
+        !matches!(
+            self,
+            Detector::Email | Detector::Card | Detector::Ssn | Detector::Iban | Detector::Phone
+        )
+    }
+
+    /// Detectors named by a config entry: one name, or `secrets` / `pii`.
+    pub fn parse_set(name: &str) -> Option<Vec<Detector>> {
+        match name {
+            "secrets" => Some(ALL.into_iter().filter(|d| d.is_secret()).collect()),
+            "pii" => Some(ALL.into_iter().filter(|d| !d.is_secret()).collect()),
+            _ => ALL.into_iter().find(|d| d.name() == name).map(|d| vec![d]),
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Detector::AwsKey => {
+                r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|(?i:aws.{0,20}(?:secret|key).{0,5}[:=]\s*['\x22]?)[A-Za-z0-9/+]{40}\b"
+            }
+            Detector::GithubToken => {
+                r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"
+            }
+            Detector::GitlabToken => r"\bglpat-[A-Za-z0-9_-]{20,}",
+            Detector::SlackToken => r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+            Detector::OpenaiKey => r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}",
+            Detector::AnthropicKey => r"\bsk-ant-[A-Za-z0-9_-]{20,}",
+            Detector::HuggingfaceToken => r"\bhf_[A-Za-z0-9]{30,}",
+            Detector::PrivateKey => r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----",
+            Detector::Jwt => r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            Detector::Email => {
+                r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b"
+            }
+            Detector::Card => r"\b\d(?:[ -]?\d){12,18}\b",
+            Detector::Ssn => r"\b\d{3}-\d{2}-\d{4}\b",
+            Detector::Iban => r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+            Detector::Phone => r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,2}(?:[ .-]?\d{2,4}){2,4}\b",
+            Detector::HighEntropy => {
+                r"(?i:secret|token|api[_-]?key|passw(?:or)?d|credential)[a-z_-]{0,12}\x22?\s*[:=]\s*['\x22]?[A-Za-z0-9/+_=.-]{20,}"
+            }
+        }
+    }
+
+    /// Checks beyond the pattern (checksums, reserved numbers).
+    fn valid(self, m: &[u8]) -> bool {
+        match self {
+            Detector::Card => luhn(m),
+            Detector::Ssn => ssn(m),
+            Detector::Iban => iban(m),
+            Detector::OpenaiKey => !m.starts_with(b"sk-ant-"),
+            Detector::Phone => (8..=15).contains(&digits(m).len()),
+            Detector::HighEntropy => high_entropy(m),
+            _ => true,
+        }
+    }
+}
+
+fn regexes() -> &'static [Regex] {
+    static RE: OnceLock<Vec<Regex>> = OnceLock::new();
+    RE.get_or_init(|| {
+        ALL.iter()
+            // The patterns are constants checked by the tests below.
+            .map(|d| Regex::new(d.pattern()).unwrap_or_else(|_| Regex::new("$^").expect("trivial")))
+            .collect()
+    })
+}
+
+/// A finding: which detector, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The detector.
+    pub detector: Detector,
+    /// Byte range in the scanned text.
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+}
+
+/// Every hit of `detectors` in `text`, in order, non-overlapping (earlier detectors win).
+pub fn scan(text: &[u8], detectors: &[Detector]) -> Vec<Hit> {
+    let res = regexes();
+    let mut hits: Vec<Hit> = Vec::new();
+    for (i, d) in ALL.iter().enumerate() {
+        if !detectors.contains(d) {
+            continue;
+        }
+        for m in res[i].find_iter(text) {
+            if !d.valid(m.as_bytes()) {
+                continue;
+            }
+            let overlaps = hits.iter().any(|h| m.start() < h.end && h.start < m.end());
+            if !overlaps {
+                hits.push(Hit {
+                    detector: *d,
+                    start: m.start(),
+                    end: m.end(),
+                });
+            }
+        }
+    }
+    hits.sort_by_key(|h| h.start);
+    hits
+}
+
+/// `text` with every hit replaced by `[REDACTED:<name>]`.
+pub fn redact(text: &[u8], hits: &[Hit]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    for h in hits {
+        if h.start < at || h.end > text.len() {
+            continue;
+        }
+        out.extend_from_slice(&text[at..h.start]);
+        out.extend_from_slice(b"[REDACTED:");
+        out.extend_from_slice(h.detector.name().as_bytes());
+        out.push(b']');
+        at = h.end;
+    }
+    out.extend_from_slice(&text[at..]);
+    out
+}
+
+fn digits(m: &[u8]) -> Vec<u32> {
+    m.iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| u32::from(b - b'0'))
+        .collect()
+}
+
+/// The Luhn check of a card number (separators ignored).
+pub fn luhn(m: &[u8]) -> bool {
+    let d = digits(m);
+    if !(13..=19).contains(&d.len()) {
+        return false;
+    }
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The value after the key word has at least 3.5 bits of entropy per character.
+fn high_entropy(m: &[u8]) -> bool {
+    let start = m
+        .iter()
+        .rposition(|b| matches!(b, b':' | b'=' | b'\'' | b'"' | b' '))
+        .map_or(0, |i| i + 1);
+    let v = &m[start..];
+    if v.len() < 20 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits >= 3.5
+}
+
+fn ssn(m: &[u8]) -> bool {
+    let d = digits(m);
+    if d.len() != 9 {
+        return false;
+    }
+    let area = d[0] * 100 + d[1] * 10 + d[2];
+    let group = d[3] * 10 + d[4];
+    let serial = d[5] * 1000 + d[6] * 100 + d[7] * 10 + d[8];
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// The ISO 13616 mod-97 check of an IBAN (spaces ignored).
+pub fn iban(m: &[u8]) -> bool {
+    let s: Vec<u8> = m.iter().copied().filter(|b| *b != b' ').collect();
+    if !(15..=34).contains(&s.len()) {
+        return false;
+    }
+    let (head, tail) = s.split_at(4);
+    let mut rem: u32 = 0;
+    for &b in tail.iter().chain(head) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn found(text: &str) -> Vec<&'static str> {
+        scan(text.as_bytes(), &ALL)
+            .into_iter()
+            .map(|h| h.detector.name())
+            .collect()
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        for d in ALL {
+            assert!(Regex::new(d.pattern()).is_ok(), "{}", d.name());
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        assert_eq!(found("id=AKIAIOSFODNN7EXAMPLE&x=1"), ["aws-key"]);
+        assert_eq!(
+            found("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            ["aws-key"]
+        );
+        assert_eq!(
+            found("token ghp_0123456789abcdefghijABCDEFGHIJ012345"),
+            ["github-token"]
+        );
+        assert_eq!(found("glpat-abcdefghij0123456789"), ["gitlab-token"]);
+        assert_eq!(found("xoxb-1234567890-abcdefghij"), ["slack-token"]);
+        assert_eq!(found("sk-proj-abcdefghijklmnopqrstuvwx"), ["openai-key"]);
+        assert_eq!(
+            found("sk-ant-api03-abcdefghijklmnopqrstuvwx"),
+            ["anthropic-key"]
+        );
+        assert_eq!(
+            found("hf_abcdefghijklmnopqrstuvwxyzABCDEF"),
+            ["huggingface-token"]
+        );
+        assert_eq!(
+            found("-----BEGIN RSA PRIVATE KEY-----\nMII"),
+            ["private-key"]
+        );
+        assert_eq!(
+            found("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijk"),
+            ["jwt"]
+        );
+        assert_eq!(
+            found(r#"{"db_password": "Zx8#qL2vR9tY4mK7pW3nB6cF"}"#.replace('#', "Q").as_str()),
+            ["high-entropy"]
+        );
+        assert!(
+            found("token = aaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_empty(),
+            "low entropy"
+        );
+    }
+
+    #[test]
+    fn pii_with_checksums() {
+        assert_eq!(found("mail bob@example.com now"), ["email"]);
+        assert_eq!(found("card 4111 1111 1111 1111"), ["card"]);
+        assert!(found("card 4111 1111 1111 1112").is_empty(), "Luhn fails");
+        assert_eq!(found("ssn 123-45-6789"), ["ssn"]);
+        assert!(found("ssn 000-45-6789").is_empty());
+        assert_eq!(found("iban GB82 WEST 1234 5698 7654 32"), ["iban"]);
+        assert!(
+            found("iban GB83 WEST 1234 5698 7654 32").is_empty(),
+            "checksum fails"
+        );
+        assert!(found("nothing to see, order 12345").is_empty());
+        assert_eq!(found("call +44 20 7946 0958 today"), ["phone"]);
+        assert!(found("version +1.2").is_empty());
+    }
+
+    #[test]
+    fn redaction_replaces_each_hit() {
+        let t = b"key AKIAIOSFODNN7EXAMPLE and bob@example.com.";
+        let hits = scan(t, &ALL);
+        assert_eq!(
+            String::from_utf8(redact(t, &hits)).unwrap(),
+            "key [REDACTED:aws-key] and [REDACTED:email]."
+        );
+    }
+
+    #[test]
+    fn sets_by_name() {
+        assert_eq!(Detector::parse_set("card"), Some(vec![Detector::Card]));
+        assert_eq!(Detector::parse_set("pii").unwrap().len(), 5);
+        assert_eq!(Detector::parse_set("secrets").unwrap().len(), 10);
+        assert_eq!(Detector::parse_set("nope"), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let hits = scan(&bytes, &ALL);
+            let _ = redact(&bytes, &hits);
+        }
+    }
+}

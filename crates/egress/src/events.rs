@@ -1,0 +1,176 @@
+//! `http` events in the shared schema (EVENTS.md), one per request or tunnel.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use palisade_events::{
+    Endpoint, EndpointKind, Event, EventBody, HttpInfo, PolicyRef, Protocol, Timestamp, TlsMode,
+    Verdict,
+};
+use palisade_policy::{Engine, PodId};
+
+/// The facts one `http` event records.
+#[derive(Debug, Clone)]
+pub struct HttpLog {
+    /// The client's address.
+    pub client: IpAddr,
+    /// The client pod, when known.
+    pub pod: Option<PodId>,
+    /// Destination name (or IP literal).
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// The upstream address connected to, when one was.
+    pub ip: Option<IpAddr>,
+    /// Request method (`CONNECT` for tunnels).
+    pub method: String,
+    /// Path without the query, when visible.
+    pub path: Option<String>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Request body bytes (tunnels: client to server).
+    pub bytes_in: u64,
+    /// Response body bytes (tunnels: server to client).
+    pub bytes_out: u64,
+    /// Request start to end of response (or tunnel).
+    pub duration: Duration,
+    /// Whether policy allowed it.
+    pub allowed: bool,
+    /// Allowed, but an Audit-mode policy would have denied it.
+    pub audit: bool,
+    /// The deciding rule.
+    pub policy: Option<palisade_policy::PolicyRef>,
+    /// How TLS was handled.
+    pub tls: TlsMode,
+    /// What the content detectors found.
+    pub detections: Vec<palisade_events::Detection>,
+    /// Set when the request was an AI API call.
+    pub ai: Option<palisade_events::AiInfo>,
+}
+
+/// Where the gateway runs, for the events' `cluster` and `node`.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Cluster name.
+    pub cluster: Option<String>,
+    /// Node name.
+    pub node: Option<String>,
+}
+
+/// The `http` event for one request or tunnel.
+pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Event {
+    let mut e = Event::new(
+        palisade_events::new_id(),
+        Timestamp::now(),
+        EventBody::Http(HttpInfo {
+            method: (!log.method.is_empty()).then_some(log.method),
+            host: Some(log.host.clone()),
+            path: log.path,
+            status: Some(log.status),
+            bytes_in: Some(log.bytes_in),
+            bytes_out: Some(log.bytes_out),
+            duration_ms: Some(u64::try_from(log.duration.as_millis()).unwrap_or(u64::MAX)),
+            tls: Some(log.tls),
+            detections: log.detections,
+            ai: log.ai,
+            ..HttpInfo::default()
+        }),
+    );
+    e.cluster = origin.cluster.clone();
+    e.node = origin.node.clone();
+    e.source = Some(source(engine, log.pod, log.client));
+    let mut dst = Endpoint::new(if log.ip.is_some() {
+        EndpointKind::External
+    } else {
+        EndpointKind::Fqdn
+    });
+    dst.ip = log.ip;
+    dst.port = Some(log.port);
+    if log.host.parse::<IpAddr>().is_err() {
+        dst.fqdn = Some(log.host);
+    }
+    e.destination = Some(dst);
+    e.protocol = Some(Protocol::Tcp);
+    e.verdict = Some(match (log.allowed, log.audit) {
+        (false, _) => Verdict::Deny,
+        (true, true) => Verdict::Audit,
+        (true, false) => Verdict::Allow,
+    });
+    e.policy = log.policy.map(|r| PolicyRef {
+        kind: r.kind,
+        namespace: r.namespace,
+        name: r.name,
+        rule: Some(r.rule),
+        stage: Some(format!("{:?}", r.stage).to_lowercase()),
+        mode: Some(format!("{:?}", r.mode)),
+    });
+    e
+}
+
+fn source(engine: Option<&Engine>, pod: Option<PodId>, ip: IpAddr) -> Endpoint {
+    let info = engine.zip(pod).and_then(|(e, p)| e.pods().get(p as usize));
+    let mut ep = match info {
+        Some(p) => {
+            let mut ep = Endpoint::pod(p.namespace.clone(), p.name.clone());
+            ep.workload = Some(p.workload.clone());
+            ep.labels = p.labels.clone();
+            ep.service_account = p.service_account.clone();
+            ep
+        }
+        None => Endpoint::new(EndpointKind::External),
+    };
+    ep.ip = Some(ip);
+    ep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_policy::{Mode, Stage};
+
+    #[test]
+    fn a_denied_request_in_the_schema() {
+        let log = HttpLog {
+            client: "10.0.0.5".parse().unwrap(),
+            pod: None,
+            host: "evil.test".into(),
+            port: 80,
+            ip: None,
+            method: "POST".into(),
+            path: Some("/upload".into()),
+            status: 403,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::from_millis(3),
+            allowed: false,
+            audit: false,
+            policy: Some(palisade_policy::PolicyRef {
+                kind: "SecurityPolicy".into(),
+                namespace: Some("ml".into()),
+                name: "hub".into(),
+                rule: "default".into(),
+                rule_name: None,
+                stage: Stage::Namespace,
+                mode: Mode::Enforce,
+            }),
+            tls: TlsMode::None,
+            detections: Vec::new(),
+            ai: None,
+        };
+        let origin = Origin {
+            cluster: Some("c1".into()),
+            node: None,
+        };
+        let json = http_event(None, &origin, log).to_json();
+        for want in [
+            r#""type":"http""#,
+            r#""verdict":"deny""#,
+            r#""destination":{"kind":"fqdn","port":80,"fqdn":"evil.test"}"#,
+            r#""policy":{"kind":"SecurityPolicy","namespace":"ml","name":"hub","rule":"default","stage":"namespace","mode":"Enforce"}"#,
+            r#""http":{"method":"POST","host":"evil.test","path":"/upload","status":403,"bytesIn":0,"bytesOut":0,"durationMs":3,"tls":"none"}"#,
+        ] {
+            assert!(json.contains(want), "{want} not in {json}");
+        }
+        assert!(Event::from_json_line(&json).is_ok());
+    }
+}

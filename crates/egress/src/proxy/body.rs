@@ -1,0 +1,212 @@
+//! Body types: what goes upstream (the client's body, counted when recorded) and what goes
+//! back (the upstream's body, metered for the event, or a short local answer).
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::Shared;
+use crate::events::HttpLog;
+
+/// The request body sent upstream: the client's, streamed (and counted when recorded), or
+/// one that DLP read whole (and maybe redacted).
+pub(crate) enum ReqBody {
+    Stream {
+        inner: Incoming,
+        counter: Option<Arc<AtomicU64>>,
+        /// The first bytes, kept for AI-API awareness (the model asked for).
+        capture: Option<Arc<Mutex<Vec<u8>>>>,
+    },
+    Full(Option<Bytes>),
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            ReqBody::Stream {
+                inner,
+                counter,
+                capture,
+            } => {
+                let poll = Pin::new(inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &poll {
+                    if let Some(d) = f.data_ref() {
+                        if let Some(c) = counter {
+                            c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        }
+                        if let Some(buf) = capture.as_ref().and_then(|c| c.lock().ok()).as_mut() {
+                            keep(buf, d);
+                        }
+                    }
+                }
+                poll
+            }
+            ReqBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|d| Ok(Frame::data(d))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// Appends up to the capture limit.
+fn keep(buf: &mut Vec<u8>, d: &[u8]) {
+    let room = crate::ai::MAX_CAPTURE.saturating_sub(buf.len());
+    buf.extend_from_slice(&d[..d.len().min(room)]);
+}
+
+/// An event waiting for the end of the response body.
+pub(crate) struct PendingEvent {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) engine: Option<Arc<palisade_policy::Engine>>,
+    pub(crate) log: HttpLog,
+    pub(crate) start: Instant,
+    pub(crate) bytes_in: Option<Arc<AtomicU64>>,
+    /// AI calls: the request's first bytes (when streamed) and the response's.
+    pub(crate) req_capture: Option<Arc<Mutex<Vec<u8>>>>,
+    pub(crate) resp_capture: Option<Vec<u8>>,
+}
+
+impl PendingEvent {
+    fn finish(mut self, bytes_out: u64) {
+        self.log.bytes_out = bytes_out;
+        if let Some(c) = &self.bytes_in {
+            self.log.bytes_in = c.load(Ordering::Relaxed);
+        }
+        if let Some(ai) = self.log.ai.as_mut() {
+            if ai.model.is_none() {
+                if let Some(req) = self.req_capture.as_ref().and_then(|c| c.lock().ok()) {
+                    ai.model = crate::ai::request_model(&req);
+                }
+            }
+            if let Some(resp) = &self.resp_capture {
+                let (p, c, m) = crate::ai::response_usage(resp);
+                ai.prompt_tokens = p;
+                ai.completion_tokens = c;
+                if ai.model.is_none() {
+                    ai.model = m;
+                }
+            }
+        }
+        self.log.duration = self.start.elapsed();
+        self.shared.emit(self.engine.as_deref(), self.log);
+    }
+}
+
+/// The response body sent to the client.
+pub(crate) enum RespBody {
+    /// Straight from the upstream.
+    Upstream(Incoming),
+    /// From the upstream, counted; the event goes out when the body ends or is dropped.
+    Metered {
+        inner: Incoming,
+        bytes: u64,
+        pending: Option<Box<PendingEvent>>,
+    },
+    /// A short local answer.
+    Local(Option<Bytes>),
+}
+
+impl RespBody {
+    pub(crate) fn text(s: &'static str) -> Self {
+        RespBody::Local(Some(Bytes::from_static(s.as_bytes())))
+    }
+
+    pub(crate) fn empty() -> Self {
+        RespBody::Local(None)
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if let RespBody::Metered { bytes, pending, .. } = self {
+            if let Some(p) = pending.take() {
+                p.finish(*bytes);
+            }
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Metered {
+                inner,
+                bytes,
+                pending,
+            } => {
+                let poll = Pin::new(inner).poll_frame(cx);
+                match &poll {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let Some(d) = f.data_ref() {
+                            *bytes += d.len() as u64;
+                            if let Some(buf) =
+                                pending.as_mut().and_then(|p| p.resp_capture.as_mut())
+                            {
+                                keep(buf, d);
+                            }
+                        }
+                    }
+                    Poll::Ready(_) => {
+                        if let Some(p) = pending.take() {
+                            p.finish(*bytes);
+                        }
+                    }
+                    Poll::Pending => {}
+                }
+                poll
+            }
+            RespBody::Local(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Upstream(b) => b.is_end_stream(),
+            RespBody::Metered { inner, .. } => inner.is_end_stream(),
+            RespBody::Local(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Upstream(b) => b.size_hint(),
+            RespBody::Metered { inner, .. } => inner.size_hint(),
+            RespBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

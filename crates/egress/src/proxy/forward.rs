@@ -1,0 +1,598 @@
+//! Plain HTTP: absolute-form requests (explicit proxy) and origin-form requests with
+//! `Host` (transparent listener), decided per request and forwarded over the client
+//! connection's own upstream connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE,
+    TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use palisade_events::TlsMode;
+use palisade_policy::HttpRequest;
+use tokio::net::TcpStream;
+
+use super::body::PendingEvent;
+use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
+use crate::decide::{decide, Decision, DenyReason, Target};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use palisade_events::{Detection, DetectionAction};
+use palisade_policy::model::DlpAction;
+
+/// An upstream connection kept by one client connection.
+pub(crate) struct Upstream {
+    host: String,
+    port: u16,
+    addr: SocketAddr,
+    sender: SendRequest<ReqBody>,
+}
+
+async fn handshake<I>(io: I) -> Result<SendRequest<ReqBody>, DialError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| DialError::Refused)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Why an upstream could not be reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DialError {
+    Unresolved,
+    Refused,
+    Timeout,
+    /// The upstream's TLS failed (certificate not verified, handshake error).
+    Tls,
+}
+
+impl DialError {
+    pub(crate) fn response(self) -> Response<RespBody> {
+        match self {
+            DialError::Unresolved => local(
+                StatusCode::BAD_GATEWAY,
+                "palisade: bad gateway (upstream-unresolved)\n",
+            ),
+            DialError::Refused => local(
+                StatusCode::BAD_GATEWAY,
+                "palisade: bad gateway (upstream-connect-failed)\n",
+            ),
+            DialError::Tls => local(
+                StatusCode::BAD_GATEWAY,
+                "palisade: bad gateway (upstream-tls)\n",
+            ),
+            DialError::Timeout => local(
+                StatusCode::GATEWAY_TIMEOUT,
+                "palisade: gateway timeout (upstream-connect-timeout)\n",
+            ),
+        }
+    }
+
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            DialError::Timeout => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// Opens a TCP connection to `host:port` (or to `fixed`, the transparent listener's
+/// original destination).
+pub(crate) async fn dial(
+    shared: &Shared,
+    host: &str,
+    port: u16,
+    fixed: Option<SocketAddr>,
+) -> Result<(TcpStream, SocketAddr), DialError> {
+    let deadline = shared.cfg.connect_timeout;
+    let work = async {
+        let addr = match fixed {
+            Some(a) => a,
+            None => shared
+                .resolver
+                .resolve(host, port)
+                .await
+                .map_err(|_| DialError::Unresolved)?,
+        };
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|_| DialError::Refused)?;
+        let _ = s.set_nodelay(true);
+        Ok((s, addr))
+    };
+    let r = tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or(Err(DialError::Timeout));
+    if r.is_err() {
+        shared.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn open(
+    shared: &Shared,
+    host: &str,
+    port: u16,
+    fixed: Option<SocketAddr>,
+    tls: bool,
+) -> Result<Upstream, DialError> {
+    let (stream, addr) = dial(shared, host, port, fixed).await?;
+    let sender = match (tls, &shared.cfg.intercept) {
+        (true, Some(i)) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|_| DialError::Unresolved)?;
+            let stream = tokio_rustls::TlsConnector::from(i.client_config())
+                .connect(name, stream)
+                .await
+                .map_err(|e| {
+                    tracing::debug!(host, error = %e, "upstream TLS failed");
+                    DialError::Tls
+                })?;
+            handshake(stream).await?
+        }
+        (true, None) => return Err(DialError::Tls),
+        (false, _) => handshake(stream).await?,
+    };
+    Ok(Upstream {
+        host: host.to_string(),
+        port,
+        addr,
+        sender,
+    })
+}
+
+fn bad_request(conn: &ClientConn, body: &'static str) -> Response<RespBody> {
+    conn.shared
+        .stats
+        .bad_requests
+        .fetch_add(1, Ordering::Relaxed);
+    local(StatusCode::BAD_REQUEST, body)
+}
+
+/// Handles one non-CONNECT request.
+pub(crate) async fn handle(
+    conn: &ClientConn,
+    caller: Caller,
+    req: Request<Incoming>,
+    start: Instant,
+) -> Response<RespBody> {
+    // Request smuggling: a message with both framings is refused, never guessed at.
+    if req.headers().contains_key(TRANSFER_ENCODING) && req.headers().contains_key(CONTENT_LENGTH) {
+        return bad_request(conn, "palisade: bad request (conflicting-framing)\n");
+    }
+    let (host_raw, port, fixed) = match &conn.mode {
+        Mode::Intercepted(host, port) => {
+            let named = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(strip_port);
+            // Domain fronting: the request must be for the server the tunnel was opened to.
+            if named.is_some_and(|n| !normal_host(n).eq_ignore_ascii_case(host)) {
+                let mut log = conn.log(&caller, host, *port, req.method().as_str());
+                log.path = Some(req.uri().path().to_string());
+                log.tls = TlsMode::Intercepted;
+                let d = crate::decide::Decision::denied(crate::decide::DenyReason::HostMismatch);
+                return conn.refuse(&caller, &d, log, start);
+            }
+            (host.clone(), *port, None)
+        }
+        Mode::Explicit => {
+            let uri = req.uri();
+            match (uri.scheme_str(), uri.host()) {
+                (Some("http"), Some(h)) => (h.to_string(), uri.port_u16().unwrap_or(80), None),
+                (Some(_), Some(_)) => {
+                    return bad_request(conn, "palisade: bad request (use CONNECT for https)\n")
+                }
+                _ => return bad_request(conn, "palisade: bad request (absolute-uri-required)\n"),
+            }
+        }
+        Mode::Transparent(original) => {
+            let original = *original;
+            let host = req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.is_empty());
+            let (name, port) = match host {
+                Some(h) => {
+                    let name = strip_port(h);
+                    let port = h[name.len()..]
+                        .strip_prefix(':')
+                        .and_then(|p| p.parse().ok());
+                    (Some(name), port)
+                }
+                None => (None, None),
+            };
+            match (original, name) {
+                (Some(o), Some(n)) => (n.to_string(), o.port(), original),
+                (Some(o), None) => (o.ip().to_string(), o.port(), original),
+                // Not redirected: the name (and port) from Host, or the configured port.
+                (None, Some(n)) => match port.or(conn.shared.cfg.transparent_fallback_port) {
+                    Some(p) => (n.to_string(), p, None),
+                    None => return bad_request(conn, "palisade: bad request (no-destination)\n"),
+                },
+                (None, None) => {
+                    return bad_request(conn, "palisade: bad request (host-required)\n")
+                }
+            }
+        }
+    };
+    let host = normal_host(&host_raw).into_owned();
+    let decision = {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers().len());
+        for (n, v) in req.headers() {
+            if let Ok(v) = v.to_str() {
+                headers.push((n.as_str(), v));
+            }
+        }
+        let http = HttpRequest {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            host: Some(&host),
+            headers: &headers,
+        };
+        let target = Target {
+            host: &host,
+            ip: fixed.map(|a| a.ip()),
+            port,
+        };
+        decide(
+            caller.engine.as_deref(),
+            caller.pod,
+            conn.peer,
+            target,
+            Some(http),
+        )
+    };
+    let wants_event = conn.shared.wants_event(decision.allowed);
+    if !decision.allowed {
+        let mut log = conn.log(&caller, &host, port, req.method().as_str());
+        log.path = Some(req.uri().path().to_string());
+        if matches!(conn.mode, Mode::Intercepted(..)) {
+            log.tls = TlsMode::Intercepted;
+        }
+        return conn.refuse(&caller, &decision, log, start);
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let log = wants_event.then(|| {
+        let mut log = conn.log(&caller, &host, port, parts.method.as_str());
+        log.path = Some(parts.uri.path().to_string());
+        log.allowed = true;
+        log.audit = decision.audit;
+        log.policy = decision.policy.clone();
+        log.tls = match conn.mode {
+            Mode::Intercepted(..) => TlsMode::Intercepted,
+            _ => TlsMode::None,
+        };
+        log.ai = crate::ai::classify(&host, parts.method.as_str(), parts.uri.path());
+        log
+    });
+    let ai_bodies = log
+        .as_ref()
+        .and_then(|l| l.ai.as_ref())
+        .is_some_and(crate::ai::wants_bodies);
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(PROXY_AUTHORIZATION);
+    if matches!(conn.mode, Mode::Explicit) {
+        // The upstream sees the name the decision was about, whatever Host said.
+        let authority = parts.uri.authority().map(|a| a.as_str());
+        let same = match (authority, parts.headers.get(HOST)) {
+            (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
+            _ => false,
+        };
+        if !same {
+            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+                parts.headers.insert(HOST, v);
+            }
+        }
+        parts.uri = origin_form(&parts.uri);
+    }
+    parts.version = Version::HTTP_11;
+    let mut log = log;
+    let mut counter = None;
+    let mut req_capture = None;
+    let up_body = match &conn.shared.cfg.dlp {
+        Some(dlp) if !body.is_end_stream() => {
+            match inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log).await {
+                Ok(b) => b,
+                Err(refusal) => {
+                    let d = Decision {
+                        policy: decision.policy.clone(),
+                        ..Decision::denied(refusal.0)
+                    };
+                    let mut l = log
+                        .unwrap_or_else(|| conn.log(&caller, &host, port, parts.method.as_str()));
+                    l.path = Some(parts.uri.path().to_string());
+                    l.allowed = false;
+                    return match refusal.1 {
+                        Some(status) => {
+                            l.status = status.as_u16();
+                            upstream_failed(
+                                conn,
+                                &caller,
+                                Some(l),
+                                local(status, "palisade: denied (body-too-large)\n"),
+                                status.as_u16(),
+                                start,
+                            )
+                        }
+                        None => conn.refuse(&caller, &d, l, start),
+                    };
+                }
+            }
+        }
+        _ => {
+            counter = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+            req_capture = ai_bodies.then(|| Arc::new(std::sync::Mutex::new(Vec::new())));
+            ReqBody::Stream {
+                inner: body,
+                counter: counter.clone(),
+                capture: req_capture.clone(),
+            }
+        }
+    };
+    let mut up_req = Request::from_parts(parts, up_body);
+
+    // The client connection's upstream, if it goes to the same place.
+    let mut kept = conn
+        .upstream
+        .lock()
+        .ok()
+        .and_then(|mut g| g.take())
+        .filter(|u| u.host == host && u.port == port && !u.sender.is_closed());
+    let (resp, addr) = loop {
+        let fresh = kept.is_none();
+        let mut up = match kept.take() {
+            Some(u) => u,
+            None => match open(
+                &conn.shared,
+                &host,
+                port,
+                fixed,
+                matches!(conn.mode, Mode::Intercepted(..)),
+            )
+            .await
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    return upstream_failed(conn, &caller, log, e.response(), e.status(), start)
+                }
+            },
+        };
+        if up.sender.ready().await.is_err() {
+            if fresh {
+                let e = super::forward::DialError::Refused;
+                return upstream_failed(conn, &caller, log, e.response(), e.status(), start);
+            }
+            continue;
+        }
+        match up.sender.try_send_request(up_req).await {
+            Ok(resp) => {
+                let addr = up.addr;
+                if let Ok(mut g) = conn.upstream.lock() {
+                    *g = Some(up);
+                }
+                break (resp, addr);
+            }
+            Err(mut e) => match e.take_message() {
+                // Not sent (the kept connection had closed): once more on a new one.
+                Some(r) if !fresh => up_req = r,
+                _ => {
+                    conn.shared
+                        .stats
+                        .upstream_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    let r = local(
+                        StatusCode::BAD_GATEWAY,
+                        "palisade: bad gateway (upstream-failed)\n",
+                    );
+                    return upstream_failed(conn, &caller, log, r, 502, start);
+                }
+            },
+        }
+    };
+
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = match log {
+        None => RespBody::Upstream(body),
+        Some(mut log) => {
+            log.status = parts.status.as_u16();
+            log.ip = Some(addr.ip());
+            RespBody::Metered {
+                inner: body,
+                bytes: 0,
+                pending: Some(Box::new(PendingEvent {
+                    shared: Arc::clone(&conn.shared),
+                    engine: caller.engine,
+                    log,
+                    start,
+                    bytes_in: counter,
+                    req_capture,
+                    resp_capture: ai_bodies.then(Vec::new),
+                })),
+            }
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Reads a body whole (bounded) and runs DLP on it: the body to send, or why not (a reason
+/// for a 403, or a status such as 413).
+async fn inspect_body(
+    conn: &ClientConn,
+    caller: &Caller,
+    dlp: &crate::config::DlpSettings,
+    body: Incoming,
+    headers: &mut HeaderMap,
+    log: &mut Option<crate::events::HttpLog>,
+) -> Result<ReqBody, (DenyReason, Option<StatusCode>)> {
+    let _ = caller;
+    let bytes = match http_body_util::Limited::new(body, dlp.max_body)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            conn.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            return Err((DenyReason::Dlp, Some(StatusCode::PAYLOAD_TOO_LARGE)));
+        }
+    };
+    let hits = crate::dlp::scan(&bytes, &dlp.detectors);
+    if let Some(l) = log.as_mut() {
+        l.bytes_in = bytes.len() as u64;
+    }
+    if let Some(ai) = log.as_mut().and_then(|l| l.ai.as_mut()) {
+        ai.model = crate::ai::request_model(&bytes);
+    }
+    if hits.is_empty() {
+        return Ok(ReqBody::Full(Some(bytes)));
+    }
+    let action = match dlp.action {
+        DlpAction::Block => DetectionAction::Block,
+        DlpAction::Redact => DetectionAction::Redact,
+        DlpAction::Log => DetectionAction::Log,
+    };
+    let mut detections: Vec<Detection> = Vec::new();
+    for h in &hits {
+        let name = format!("dlp.{}", h.detector.name());
+        if !detections.iter().any(|d| d.detector == name) {
+            detections.push(Detection {
+                detector: name,
+                action,
+                score: None,
+                rules: Vec::new(),
+            });
+        }
+    }
+    let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
+    l.detections = detections;
+    *log = Some(l);
+    match dlp.action {
+        DlpAction::Block => Err((DenyReason::Dlp, None)),
+        DlpAction::Redact => {
+            let red = crate::dlp::redact(&bytes, &hits);
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(red.len()));
+            Ok(ReqBody::Full(Some(red.into())))
+        }
+        DlpAction::Log => Ok(ReqBody::Full(Some(bytes))),
+    }
+}
+
+fn upstream_failed(
+    conn: &ClientConn,
+    caller: &Caller,
+    log: Option<crate::events::HttpLog>,
+    resp: Response<RespBody>,
+    status: u16,
+    start: Instant,
+) -> Response<RespBody> {
+    if let Some(mut log) = log {
+        log.status = status;
+        log.duration = start.elapsed();
+        conn.shared.emit(caller.engine.as_deref(), log);
+    }
+    resp
+}
+
+/// `host[:port]` → `host` (IPv6 literals keep their brackets).
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        };
+    }
+    match h.rsplit_once(':') {
+        Some((host, p)) if p.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
+    }
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    let mut parts = hyper::http::uri::Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Removes the headers that belong to one hop (RFC 9110 §7.6.1), including those the
+/// `Connection` header names.
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(c) = h.remove(CONNECTION) {
+        if let Ok(list) = c.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if !name.is_empty() {
+                    h.remove(name);
+                }
+            }
+        }
+    }
+    for name in [
+        PROXY_CONNECTION,
+        KEEP_ALIVE,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        h.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_host() {
+        assert_eq!(strip_port("a.test:8080"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1"), "[::1");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn absolute_uris_become_origin_form() {
+        let u: Uri = "http://a.test:81/p?q=1".parse().unwrap();
+        assert_eq!(origin_form(&u).to_string(), "/p?q=1");
+        let u: Uri = "http://a.test".parse().unwrap();
+        assert_eq!(origin_form(&u).to_string(), "/");
+    }
+}

@@ -1,0 +1,406 @@
+//! The gateway server: listeners, per-client-connection state, and the request dispatch.
+//!
+//! Each client connection keeps its own upstream connection (re-used while the client asks
+//! for the same host and port), so the hot path takes no shared lock: the policy snapshot
+//! is read through an [`ArcSwapOption`] and counters are relaxed atomics.
+
+mod body;
+mod connect;
+mod forward;
+mod guard;
+mod splice;
+mod transparent;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use palisade_events::{EventSender, TlsMode};
+use palisade_policy::{Engine, PodId};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::GatewayConfig;
+use crate::decide::{Decision, DenyReason};
+use crate::events::{http_event, HttpLog, Origin};
+use crate::resolve::Resolver;
+use crate::EgressError;
+
+pub(crate) use body::{ReqBody, RespBody};
+
+/// The policy the gateway enforces; `None` until a good snapshot is loaded (everything is
+/// then refused). Publish a new engine with `store`; requests in flight finish on the old.
+pub type EngineHandle = Arc<ArcSwapOption<Engine>>;
+
+/// A handle with no policy yet.
+pub fn engine_handle() -> EngineHandle {
+    Arc::new(ArcSwapOption::empty())
+}
+
+/// Publishes `engine` (or withdraws the policy with `None`).
+pub fn publish(handle: &EngineHandle, engine: Option<Arc<Engine>>) {
+    handle.store(engine);
+}
+
+/// Counters of a running gateway.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Requests and tunnels seen.
+    pub requests: AtomicU64,
+    /// Refused by policy.
+    pub denied: AtomicU64,
+    /// Tunnels opened (CONNECT and transparent TLS).
+    pub tunnels: AtomicU64,
+    /// Upstreams that could not be reached or failed mid-request.
+    pub upstream_errors: AtomicU64,
+    /// Requests refused as malformed.
+    pub bad_requests: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) engine: EngineHandle,
+    pub(crate) events: Option<EventSender>,
+    pub(crate) origin: Origin,
+    pub(crate) resolver: Resolver,
+    pub(crate) stats: Arc<GatewayStats>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, engine: Option<&Engine>, log: HttpLog) {
+        if let Some(tx) = &self.events {
+            tx.try_send(http_event(engine, &self.origin, log));
+        }
+    }
+
+    pub(crate) fn wants_event(&self, allowed: bool) -> bool {
+        self.events.is_some() && self.cfg.events.wants(allowed)
+    }
+}
+
+/// A bound gateway; [`EgressGateway::run`] serves it.
+pub struct EgressGateway {
+    explicit: TcpListener,
+    transparent: Option<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+impl EgressGateway {
+    /// Binds the explicit proxy (and the transparent listener, when configured).
+    pub async fn bind(
+        cfg: GatewayConfig,
+        engine: EngineHandle,
+        events: Option<EventSender>,
+    ) -> Result<EgressGateway, EgressError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| EgressError::Bind { addr, source })
+        };
+        let explicit = bind(cfg.listen).await?;
+        let transparent = match cfg.transparent {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        let origin = Origin {
+            cluster: cfg.cluster.clone(),
+            node: cfg.node.clone(),
+        };
+        let resolver = Resolver::new(cfg.hosts.clone());
+        Ok(EgressGateway {
+            explicit,
+            transparent,
+            shared: Arc::new(Shared {
+                cfg,
+                engine,
+                events,
+                origin,
+                resolver,
+                stats: Arc::default(),
+            }),
+        })
+    }
+
+    /// The explicit proxy's address.
+    pub fn local_addr(&self) -> Result<SocketAddr, EgressError> {
+        self.explicit.local_addr().map_err(EgressError::Io)
+    }
+
+    /// The transparent listener's address.
+    pub fn transparent_addr(&self) -> Option<SocketAddr> {
+        self.transparent.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Counters, shared with the running gateway.
+    pub fn stats(&self) -> Arc<GatewayStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// Serves until this future is dropped.
+    ///
+    /// The explicit listener is served by `cfg.workers` threads, each with its own
+    /// single-threaded runtime (thread per core): a client connection, its upstream
+    /// connection and its tunnel stay on one thread, with no cross-thread wake-ups.
+    pub async fn run(self) -> Result<(), EgressError> {
+        let EgressGateway {
+            explicit,
+            transparent,
+            shared,
+        } = self;
+        let t = transparent.map(|l| tokio::spawn(transparent::serve(l, Arc::clone(&shared))));
+        let std_listener = explicit.into_std().map_err(EgressError::Io)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let mut threads = Vec::new();
+        for i in 0..shared.cfg.workers.max(1) {
+            let listener = std_listener.try_clone().map_err(EgressError::Io)?;
+            let (shared, mut stop) = (Arc::clone(&shared), stop_rx.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(EgressError::Io)?;
+            let th = std::thread::Builder::new()
+                .name(format!("egress-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!(error = %e, "egress worker could not listen");
+                                return;
+                            }
+                        };
+                        tokio::select! {
+                            _ = serve_explicit(listener, shared) => {}
+                            _ = stop.changed() => {}
+                        }
+                    })
+                })
+                .map_err(EgressError::Io)?;
+            threads.push(th);
+        }
+        // Dropping this future drops `stop_tx`, which stops the workers.
+        let _stop = stop_tx;
+        let _guard = AbortOnDrop(t);
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
+async fn serve_explicit(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(serve_client(stream, peer, shared, Mode::Explicit));
+    }
+}
+
+/// How a client connection reached the gateway.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    /// The explicit proxy: absolute-form requests and CONNECT.
+    Explicit,
+    /// The transparent listener: origin-form requests with `Host`, going to the socket's
+    /// original destination (`None` when the connection was not redirected).
+    Transparent(Option<SocketAddr>),
+    /// Requests inside intercepted TLS, all for the tunnel's `host:port`.
+    Intercepted(String, u16),
+}
+
+/// Serves one client TCP connection with hyper, watching its request framing.
+pub(crate) async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mode: Mode,
+) {
+    let head_limit = shared.cfg.max_head_bytes.max(8192);
+    let guard = guard::Guarded::new(stream, head_limit, Arc::clone(&shared.stats));
+    serve_io(guard, peer, shared, mode).await;
+}
+
+/// Serves HTTP/1.1 on any byte stream.
+pub(crate) async fn serve_io<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, mode: Mode)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let head_limit = shared.cfg.max_head_bytes.max(8192);
+    let idle = shared.cfg.idle_timeout;
+    let conn = Arc::new(ClientConn {
+        peer: peer.ip(),
+        mode,
+        shared,
+        upstream: Mutex::new(None),
+    });
+    let svc = hyper::service::service_fn(move |req| {
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .max_buf_size(head_limit)
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle);
+    let served = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// One client connection's state.
+pub(crate) struct ClientConn {
+    pub(crate) peer: IpAddr,
+    pub(crate) mode: Mode,
+    pub(crate) shared: Arc<Shared>,
+    /// The upstream connection this client last used (taken while a request uses it).
+    pub(crate) upstream: Mutex<Option<forward::Upstream>>,
+}
+
+/// Who is asking: the pod, and the engine that named it.
+pub(crate) struct Caller {
+    pub(crate) engine: Option<Arc<Engine>>,
+    pub(crate) pod: Option<PodId>,
+}
+
+impl ClientConn {
+    async fn handle(&self, req: Request<Incoming>) -> Response<RespBody> {
+        self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let Some(caller) = self.caller(&req) else {
+            self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+            let mut r = local(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                DenyReason::BadCredential.body(),
+            );
+            r.headers_mut().insert(
+                PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"palisade\""),
+            );
+            return r;
+        };
+        if req.method() == Method::CONNECT && !matches!(self.mode, Mode::Intercepted(..)) {
+            connect::handle(self, caller, req, start).await
+        } else {
+            forward::handle(self, caller, req, start).await
+        }
+    }
+
+    /// The pod behind the request: a proxy credential (standalone mode), else the source IP.
+    /// `None`: a credential was given and is not known.
+    fn caller<B>(&self, req: &Request<B>) -> Option<Caller> {
+        let engine = self.shared.engine.load_full();
+        let users = &self.shared.cfg.proxy_users;
+        let credential = if users.is_empty() {
+            None
+        } else {
+            req.headers().get(PROXY_AUTHORIZATION)
+        };
+        let pod = match credential {
+            Some(v) => {
+                let token = v
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        v.strip_prefix("Basic ")
+                            .or_else(|| v.strip_prefix("basic "))
+                    })
+                    .map(str::trim);
+                match token.and_then(|t| users.get(t)) {
+                    Some(key) => engine.as_ref().and_then(|e| e.pod_by_key(key)),
+                    None => return None,
+                }
+            }
+            None => engine.as_ref().and_then(|e| e.pod_by_ip(self.peer)),
+        };
+        Some(Caller { engine, pod })
+    }
+
+    /// Records a refusal and builds its `403`.
+    pub(crate) fn refuse(
+        &self,
+        caller: &Caller,
+        d: &Decision,
+        mut log: HttpLog,
+        start: Instant,
+    ) -> Response<RespBody> {
+        let reason = d.deny.unwrap_or(DenyReason::FqdnNotAllowed);
+        self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(client = %self.peer, host = %log.host, reason = reason.code(), "denied");
+        if self.shared.wants_event(false) {
+            log.status = 403;
+            log.duration = start.elapsed();
+            log.policy = d.policy.clone();
+            self.shared.emit(caller.engine.as_deref(), log);
+        }
+        local(StatusCode::FORBIDDEN, reason.body())
+    }
+
+    /// The skeleton of this request's event.
+    pub(crate) fn log(&self, caller: &Caller, host: &str, port: u16, method: &str) -> HttpLog {
+        HttpLog {
+            client: self.peer,
+            pod: caller.pod,
+            host: host.to_string(),
+            port,
+            ip: None,
+            method: method.to_string(),
+            path: None,
+            status: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: std::time::Duration::ZERO,
+            allowed: false,
+            audit: false,
+            policy: None,
+            tls: TlsMode::None,
+            detections: Vec::new(),
+            ai: None,
+        }
+    }
+}
+
+/// A short `text/plain` answer from the gateway itself.
+pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<RespBody> {
+    let mut r = Response::new(RespBody::text(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// `host` in lower case without a trailing dot, borrowing when it already is.
+pub(crate) fn normal_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    }
+}

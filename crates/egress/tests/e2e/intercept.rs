@@ -1,0 +1,109 @@
+//! TLS interception: `curl` trusts the gateway's CA; the upstream is a local HTTPS server
+//! with a certificate from a second, test-only CA that the gateway is told to trust.
+
+use std::sync::Arc;
+
+use super::*;
+use palisade_egress::tls::{generate_ca, Interceptor};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
+
+pub(crate) fn roots(ca_pem: &str) -> RootCertStore {
+    let mut r = RootCertStore::empty();
+    r.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    r
+}
+
+/// An HTTPS server for `name` answering like the toy upstream.
+pub(crate) async fn https_upstream(upstream_ca: &Interceptor, name: &str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let cfg = upstream_ca.server_config(name).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&cfg));
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(s).await {
+                    serve_toy(tls).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_requests_are_decided_one_by_one() {
+    let (up_cert, up_key) = generate_ca("test upstream CA").unwrap();
+    let upstream_ca = Interceptor::new(&up_cert, &up_key, roots(&up_cert)).unwrap();
+    let port = https_upstream(&upstream_ca, "hub.test").await;
+    let (gw_cert, gw_key) = generate_ca("test gateway CA").unwrap();
+    let gw = Interceptor::new(&gw_cert, &gw_key, roots(&up_cert)).unwrap();
+    let dir = std::env::temp_dir().join(format!("palisade-egress-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("gateway-ca.crt");
+    std::fs::write(&ca_file, &gw_cert).unwrap();
+    let gw = Arc::new(gw);
+    let s = start_with(Posture::Allow, &[], move |cfg, _| cfg.intercept = Some(gw)).await;
+    let cacert = ca_file.display().to_string();
+    let url = format!("https://hub.test:{port}/api/models/x");
+
+    let (body, code) = curl(via(
+        &s,
+        &["--cacert", &cacert, "-w", "\n%{http_code}"],
+        &url,
+    ))
+    .await;
+    assert_eq!((body.as_str(), code.as_str()), ("hello", "200"));
+    let e = next_event(&s.events).await;
+    let EventBody::Http(h) = &e.body else {
+        panic!()
+    };
+    assert_eq!(
+        (h.method.as_deref(), h.path.as_deref(), h.tls),
+        (
+            Some("GET"),
+            Some("/api/models/x"),
+            Some(palisade_events::TlsMode::Intercepted)
+        )
+    );
+
+    let (body, code) = curl(via(
+        &s,
+        &["--cacert", &cacert, "-d", "weights", "-w", "\n%{http_code}"],
+        &url,
+    ))
+    .await;
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        ("palisade: denied (l7-not-allowed)", "403")
+    );
+    let e = next_event(&s.events).await;
+    assert_eq!(e.verdict, Some(Verdict::Deny));
+
+    // Fronting: Host names another server inside the tunnel.
+    let (body, code) = curl(via(
+        &s,
+        &[
+            "--cacert",
+            &cacert,
+            "-H",
+            "Host: allowed.test",
+            "-w",
+            "\n%{http_code}",
+        ],
+        &url,
+    ))
+    .await;
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        ("palisade: denied (host-mismatch)", "403")
+    );
+
+    // Without trusting the gateway's CA the client refuses (no silent downgrade).
+    let (_, code) = curl(via(&s, &["-w", "\n%{http_code}"], &url)).await;
+    assert_eq!(code, "000");
+    let _ = std::fs::remove_dir_all(&dir);
+}
