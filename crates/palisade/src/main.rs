@@ -35,6 +35,8 @@ enum Command {
     Agent(commands::agent::Args),
     /// The DNS proxy: names allowed per pod, DNS events, answers opened in the kernel.
     Dns(commands::dns::Args),
+    /// Anomaly detectors: replay recorded events and print the alerts.
+    Detect(commands::detect::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Lab(a) => commands::lab::run(a),
         Command::Agent(a) => commands::agent::run(a),
         Command::Dns(a) => commands::dns::run(a),
+        Command::Detect(a) => commands::detect::run(a),
     };
     match result {
         Ok(code) => code,

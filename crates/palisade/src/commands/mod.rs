@@ -3,6 +3,7 @@
 pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod check;
+pub(crate) mod detect;
 pub(crate) mod dns;
 pub(crate) mod events;
 pub(crate) mod explain;

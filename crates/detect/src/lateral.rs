@@ -1,0 +1,147 @@
+//! Lateral movement and scanning: one workload's denied connections fanning out across
+//! many destinations (pods, addresses) or (destination, port) pairs within a sliding
+//! window. A workload that is routinely denied towards many places (monitoring) raises
+//! its own threshold: thresholds are at least `peakFactor` × the largest fan-out of an
+//! earlier window that did not alert.
+
+use std::collections::{HashMap, VecDeque};
+
+use palisade_events::{AlertKind, Endpoint, EndpointKind, Event, Severity};
+use serde::{Deserialize, Serialize};
+
+use crate::book::Signal;
+use crate::{Ctx, SECOND};
+
+/// Windows per workload.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct State {
+    workloads: HashMap<String, Fanout>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Fanout {
+    denied: VecDeque<Denied>,
+    hosts: HashMap<String, u32>,
+    pairs: HashMap<String, u32>,
+    /// Tumbling period (index) the peaks below are being measured for.
+    period: i64,
+    period_hosts: usize,
+    period_pairs: usize,
+    period_alerted: bool,
+    /// Largest fan-out of a completed period that did not alert.
+    peak_hosts: usize,
+    peak_pairs: usize,
+    alerted: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Denied {
+    time: i64,
+    host: String,
+    pair: String,
+    id: String,
+}
+
+fn host_key(dst: &Endpoint) -> String {
+    match dst.kind {
+        EndpointKind::Pod | EndpointKind::Node => match (&dst.namespace, &dst.name, dst.ip) {
+            (Some(ns), Some(n), _) => format!("{ns}/{n}"),
+            (None, Some(n), _) => n.clone(),
+            (_, _, Some(ip)) => ip.to_string(),
+            _ => dst.display_name(),
+        },
+        _ => dst.display_name(),
+    }
+}
+
+impl Fanout {
+    fn expire(&mut self, before: i64) {
+        while self.denied.front().is_some_and(|d| d.time < before) {
+            let Some(d) = self.denied.pop_front() else {
+                break;
+            };
+            for (map, k) in [(&mut self.hosts, d.host), (&mut self.pairs, d.pair)] {
+                if let Some(n) = map.get_mut(&k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        map.remove(&k);
+                    }
+                }
+            }
+        }
+        if self.denied.is_empty() {
+            self.alerted = false;
+        }
+    }
+
+    fn roll(&mut self, period: i64) {
+        if period != self.period {
+            if !self.period_alerted {
+                self.peak_hosts = self.peak_hosts.max(self.period_hosts);
+                self.peak_pairs = self.peak_pairs.max(self.period_pairs);
+            }
+            self.period = period;
+            self.period_hosts = 0;
+            self.period_pairs = 0;
+            self.period_alerted = false;
+        }
+    }
+}
+
+impl State {
+    pub(crate) fn observe(&mut self, ctx: &mut Ctx<'_>, workload: &str, e: &Event, dst: &Endpoint) {
+        let cfg = &ctx.cfg().lateral_movement;
+        let window = cfg.window_secs * SECOND;
+        let f = self.workloads.entry(workload.to_string()).or_default();
+        f.expire(ctx.now - window);
+        f.roll(ctx.now.div_euclid(window));
+        let host = host_key(dst);
+        let pair = format!("{host}:{}", dst.port.unwrap_or(0));
+        *f.hosts.entry(host.clone()).or_default() += 1;
+        *f.pairs.entry(pair.clone()).or_default() += 1;
+        f.denied.push_back(Denied {
+            time: ctx.now,
+            host,
+            pair,
+            id: e.id.clone(),
+        });
+        let (hosts, pairs) = (f.hosts.len(), f.pairs.len());
+        f.period_hosts = f.period_hosts.max(hosts);
+        f.period_pairs = f.period_pairs.max(pairs);
+        let host_limit = (cfg.min_destinations as f64).max(cfg.peak_factor * f.peak_hosts as f64);
+        let pair_limit = (cfg.min_ports as f64).max(cfg.peak_factor * f.peak_pairs as f64);
+        if (hosts as f64) < host_limit && (pairs as f64) < pair_limit {
+            return;
+        }
+        f.period_alerted = true;
+        let evidence = if f.alerted {
+            vec![e.id.clone()]
+        } else {
+            f.denied.iter().map(|d| d.id.clone()).collect()
+        };
+        f.alerted = true;
+        let reason = format!(
+            "had {} denied connections to {hosts} distinct destinations and {pairs} distinct destination ports within {} minutes, a fan-out typical of scanning or lateral movement",
+            f.denied.len(),
+            cfg.window_secs / 60
+        );
+        ctx.signal(Signal {
+            kind: AlertKind::LateralMovement,
+            subject: workload.to_string(),
+            time: ctx.now,
+            severity: Severity::High,
+            topic: "fan-out".to_string(),
+            reason,
+            evidence,
+            cooldown_secs: cfg.cooldown_secs,
+        });
+    }
+
+    /// Forgets windows that have emptied (peaks are kept).
+    pub(crate) fn sweep(&mut self, ctx: &mut Ctx<'_>) {
+        let window = ctx.cfg.lateral_movement.window_secs * SECOND;
+        for f in self.workloads.values_mut() {
+            f.expire(ctx.now - window);
+        }
+    }
+}
