@@ -149,7 +149,7 @@ impl Default for DnsTunnelConfig {
     fn default() -> Self {
         DnsTunnelConfig {
             enabled: true,
-            window_secs: 600,
+            window_secs: 1800,
             min_unique_names: 20,
             min_suspicious: 15,
             min_txt: 20,

@@ -21,7 +21,8 @@ pub(crate) struct State {
 struct Known {
     /// Destination → `None` when learned, `Some(t)` when first seen after learning at t.
     dests: HashMap<String, Option<i64>>,
-    /// Registered domain → distinct names learned under it.
+    /// Registered domain (for names) or network (for addresses) → distinct destinations
+    /// learned in it.
     domains: HashMap<String, usize>,
 }
 
@@ -50,27 +51,44 @@ impl State {
             }
             None => {}
         }
+        // Names group by registered domain, addresses by network (/24, /48): CDN shards
+        // and address rotation within a provider's range are not new destinations.
+        let group = if is_name {
+            registered_domain(dest).to_string()
+        } else {
+            network_of(dest)
+        };
         if learning {
             known.dests.insert(dest.to_string(), None);
-            if is_name {
-                *known
-                    .domains
-                    .entry(registered_domain(dest).to_string())
-                    .or_default() += 1;
-            }
+            *known.domains.entry(group).or_default() += 1;
             return;
         }
-        if is_name
-            && known
-                .domains
-                .get(registered_domain(dest))
-                .is_some_and(|n| *n >= ctx.cfg.new_destination.domain_known_after_names)
-        {
+        let needed = if is_name {
+            ctx.cfg.new_destination.domain_known_after_names
+        } else {
+            1
+        };
+        if known.domains.get(&group).is_some_and(|n| *n >= needed) {
             known.dests.insert(dest.to_string(), None);
             return;
         }
         known.dests.insert(dest.to_string(), Some(ctx.now));
         ctx.signal(signal(ctx.cfg, workload, dest, ctx.now, id));
+    }
+}
+
+/// The /24 (IPv4) or /48 (IPv6) network of an address, as text (`net:203.0.113.0/24`).
+fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("net:{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("net:{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        Err(_) => format!("net:{ip}"),
     }
 }
 
@@ -87,5 +105,16 @@ fn signal(cfg: &crate::DetectConfig, workload: &str, dest: &str, now: i64, id: &
         ),
         evidence: vec![id.to_string()],
         cooldown_secs: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_of;
+
+    #[test]
+    fn networks() {
+        assert_eq!(network_of("203.0.113.77"), "net:203.0.113.0/24");
+        assert_eq!(network_of("2001:db8:1:2::5"), "net:2001:db8:1::/48");
     }
 }

@@ -199,7 +199,7 @@ fn config_has_defaults_and_refuses_unknown_fields() {
     assert_eq!(cfg.learning_window_secs, 24 * 3600);
     let cfg = DetectConfig::from_json(r#"{"dnsTunnel": {"minUniqueNames": 5}}"#).unwrap();
     assert_eq!(cfg.dns_tunnel.min_unique_names, 5);
-    assert_eq!(cfg.dns_tunnel.window_secs, 600);
+    assert_eq!(cfg.dns_tunnel.window_secs, 1800);
     assert!(DetectConfig::from_json(r#"{"learningWindow": 5}"#).is_err());
     let err = DetectConfig::from_json(r#"{"alertHoldSecs": -1, "dnsTunnel": {"windowSecs": 0}}"#)
         .unwrap_err()

@@ -24,10 +24,14 @@ fn replay(args: &[&str]) -> Output {
         .expect("run palisade")
 }
 
-/// Writes the trace with two broken lines (lines 3 and 10) and returns its path.
+/// Writes the trace slightly out of time order (every four lines reversed) with two broken
+/// lines (lines 3 and 10) and returns its path.
 fn write_trace(dir: &std::path::Path, t: &Trace) -> PathBuf {
     let text = to_jsonl(&t.events);
     let mut lines: Vec<&str> = text.lines().collect();
+    for chunk in lines.chunks_mut(4) {
+        chunk.reverse();
+    }
     lines.insert(2, "{not json");
     lines.insert(
         9,

@@ -3,6 +3,8 @@
 
 use palisade_detect::{DetectConfig, Detector};
 use palisade_events::Event;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,41 @@ struct ReplayArgs {
     /// Detector thresholds (JSON, see docs/detect.md); defaults when absent.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
+}
+
+/// How far out of time order events may be and still be replayed in order (5 minutes).
+const REORDER_US: i64 = 300 * 1_000_000;
+
+/// An event waiting in the reorder buffer; the heap pops the earliest (then first read).
+struct Queued {
+    seq: u64,
+    event: Event,
+}
+
+impl Queued {
+    fn key(&self) -> (i64, u64) {
+        (self.event.time.as_micros(), self.seq)
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -56,8 +93,24 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
-    let mut events: Vec<Event> = Vec::new();
-    let mut skipped = 0usize;
+    let mut det = Detector::new(cfg);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut alerts = 0usize;
+    let mut buf = Vec::with_capacity(1024);
+    let mut emit = |list: Vec<Event>, out: &mut BufWriter<_>| -> std::io::Result<()> {
+        for alert in list {
+            buf.clear();
+            alert.write_json_line(&mut buf);
+            out.write_all(&buf)?;
+            alerts += 1;
+        }
+        Ok(())
+    };
+    // Events are replayed in time order through a reorder buffer, so the file is streamed
+    // rather than held in memory; ties keep the file's order.
+    let mut queue: BinaryHeap<Queued> = BinaryHeap::new();
+    let (mut newest, mut seq, mut replayed, mut skipped) = (i64::MIN, 0u64, 0usize, 0usize);
     for (i, line) in reader.split(b'\n').enumerate() {
         let line = line.map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
         let text = String::from_utf8_lossy(&line);
@@ -65,7 +118,11 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match Event::from_json_line(&text) {
-            Ok(e) => events.push(e),
+            Ok(e) => {
+                newest = newest.max(e.time.as_micros());
+                seq += 1;
+                queue.push(Queued { seq, event: e });
+            }
             Err(e) => {
                 skipped += 1;
                 if skipped <= 20 {
@@ -73,28 +130,21 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-    }
-    // Time order; ties keep the file's order.
-    events.sort_by_key(|e| e.time);
-    let mut det = Detector::new(cfg);
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut alerts = 0usize;
-    let mut buf = Vec::with_capacity(1024);
-    for e in &events {
-        for alert in det.observe(e) {
-            buf.clear();
-            alert.write_json_line(&mut buf);
-            out.write_all(&buf)?;
-            alerts += 1;
+        while queue
+            .peek()
+            .is_some_and(|q| q.event.time.as_micros() <= newest.saturating_sub(REORDER_US))
+        {
+            if let Some(q) = queue.pop() {
+                replayed += 1;
+                emit(det.observe(&q.event), &mut out)?;
+            }
         }
     }
-    for alert in det.finish() {
-        buf.clear();
-        alert.write_json_line(&mut buf);
-        out.write_all(&buf)?;
-        alerts += 1;
+    while let Some(q) = queue.pop() {
+        replayed += 1;
+        emit(det.observe(&q.event), &mut out)?;
     }
+    emit(det.finish(), &mut out)?;
     out.flush()?;
     if skipped > 0 {
         eprintln!(
@@ -102,6 +152,6 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             a.file.display()
         );
     }
-    eprintln!("{} event(s) replayed, {alerts} alert(s)", events.len());
+    eprintln!("{replayed} event(s) replayed, {alerts} alert(s)");
     Ok(ExitCode::SUCCESS)
 }
