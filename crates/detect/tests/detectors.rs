@@ -214,3 +214,227 @@ fn config_has_defaults_and_refuses_unknown_fields() {
         DetectConfig::default()
     );
 }
+
+// Hand-made events for single behaviours.
+
+use palisade_events::{
+    DnsFeatures, DnsInfo, Endpoint, EndpointKind, FlowInfo, FlowState, HttpInfo, Timestamp, Verdict,
+};
+use std::net::IpAddr;
+
+const T0: i64 = palisade_detect::tracegen::START_US;
+const S: i64 = 1_000_000;
+
+fn pod(workload: &str, name: &str) -> Endpoint {
+    let (ns, _) = workload.split_once('/').unwrap();
+    let mut p = Endpoint::pod(ns, name);
+    p.workload = Some(workload.to_string());
+    p
+}
+
+fn ev(id: usize, secs: i64, src: Endpoint, dst: Option<Endpoint>, body: EventBody) -> Event {
+    let mut e = Event::new(format!("e{id:08}"), Timestamp(T0 + secs * S), body);
+    e.source = Some(src);
+    e.destination = dst;
+    e
+}
+
+fn flow(state: FlowState, sent: Option<u64>) -> EventBody {
+    EventBody::Flow(FlowInfo {
+        state,
+        bytes_sent: sent,
+        bytes_received: None,
+        packets: None,
+        duration_ms: None,
+    })
+}
+
+fn ip_dst(ip: &str, port: u16) -> Endpoint {
+    let mut d = Endpoint::external(ip.parse::<IpAddr>().unwrap());
+    d.port = Some(port);
+    d
+}
+
+fn kinds(alerts: &[Event]) -> Vec<(AlertKind, String)> {
+    alerts
+        .iter()
+        .map(|e| (alert(e).kind, alert(e).subject.clone()))
+        .collect()
+}
+
+#[test]
+fn address_rotation_within_a_network_is_not_a_new_destination() {
+    let w = "ml/fetcher";
+    let mut events = Vec::new();
+    // 25 h of flows to five addresses of one /24, without names, from churning pods.
+    for i in 0..300 {
+        let d = ip_dst(&format!("203.0.113.{}", i % 5 + 1), 443);
+        let p = pod(w, &format!("fetcher-{}", i / 40));
+        events.push(ev(
+            i,
+            i as i64 * 300,
+            p,
+            Some(d),
+            flow(FlowState::End, Some(1_000)),
+        ));
+    }
+    let after = 26 * 3600;
+    events.push(ev(
+        1000,
+        after,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("203.0.113.99", 443)),
+        flow(FlowState::End, Some(1_000)),
+    ));
+    assert!(run(DetectConfig::default(), &events).is_empty());
+    events.push(ev(
+        1001,
+        after + 60,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("198.51.100.3", 443)),
+        flow(FlowState::New, None),
+    ));
+    events.push(ev(
+        1002,
+        after + 70,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("198.51.100.3", 443)),
+        flow(FlowState::End, Some(500)),
+    ));
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::NewDestination, w.to_string())]
+    );
+    assert_eq!(alert(&alerts[0]).evidence, vec!["e00001001", "e00001002"]);
+}
+
+#[test]
+fn dns_features_written_by_the_proxy_are_used() {
+    // Short names, but the producer's features say long high-entropy labels.
+    let w = "app/api";
+    let events: Vec<Event> = (0..30)
+        .map(|i| {
+            let body = EventBody::Dns(DnsInfo {
+                query: format!("q{i}.x.tunnel.example"),
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                features: Some(DnsFeatures {
+                    labels: 4,
+                    longest_label: 48,
+                    length: 70,
+                    entropy: palisade_events::Centi(450),
+                }),
+                ..DnsInfo::default()
+            });
+            ev(i, i as i64 * 10, pod(w, "api-0"), None, body)
+        })
+        .collect();
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(kinds(&alerts), vec![(AlertKind::DnsTunnel, w.to_string())]);
+    // Without features the same names are plain.
+    let plain: Vec<Event> = events
+        .into_iter()
+        .map(|mut e| {
+            if let EventBody::Dns(d) = &mut e.body {
+                d.features = None;
+            }
+            e
+        })
+        .collect();
+    assert!(run(DetectConfig::default(), &plain).is_empty());
+}
+
+#[test]
+fn a_brand_new_scanning_pod_is_caught_while_its_workload_is_learning() {
+    let w = "default/attacker";
+    let events: Vec<Event> = (0..15)
+        .map(|i| {
+            let mut d = Endpoint::new(EndpointKind::Pod);
+            d.ip = Some(format!("10.0.3.{}", i + 1).parse().unwrap());
+            d.port = Some(22);
+            let mut e = ev(
+                i,
+                i as i64,
+                pod(w, "attacker"),
+                Some(d),
+                flow(FlowState::Denied, None),
+            );
+            e.verdict = Some(Verdict::Deny);
+            e
+        })
+        .collect();
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::LateralMovement, w.to_string())]
+    );
+    // Nine destinations are not a fan-out.
+    assert!(run(DetectConfig::default(), &events[..9]).is_empty());
+}
+
+#[test]
+fn a_brand_new_consumer_hammering_the_api_is_caught() {
+    let mut client = Endpoint::new(EndpointKind::External);
+    client.ip = Some("192.0.2.1".parse().unwrap());
+    let req = |i: usize, ms: i64, consumer: &str| {
+        let body = EventBody::Http(HttpInfo {
+            path: Some(format!("/v1/chat/completions/{i}")),
+            consumer: Some(consumer.into()),
+            ..HttpInfo::default()
+        });
+        let mut e = ev(i, 0, client.clone(), None, body);
+        e.time = Timestamp(T0 + ms * 1000);
+        e
+    };
+    // A steady consumer for two hours, then a newcomer at 1,000 requests a minute.
+    let mut events: Vec<Event> = (0..1200)
+        .map(|i| req(i, i as i64 * 6_000, "steady"))
+        .collect();
+    events.extend((0..2000).map(|i| req(10_000 + i, 7_200_000 + i as i64 * 60, "newcomer")));
+    events.sort_by_key(|e| e.time);
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::InferenceAbuse, "consumer:newcomer".to_string())]
+    );
+}
+
+#[test]
+fn a_sustained_exfiltration_is_one_alert() {
+    let w = "data/exporter";
+    let d = || {
+        let mut d = ip_dst("192.0.2.50", 443);
+        d.fqdn = Some("backup.example.net".into());
+        d
+    };
+    let mut events = Vec::new();
+    // 25 h of small uploads once a minute, then 30 minutes of 1 GB a minute.
+    for i in 0..(25 * 60) {
+        events.push(ev(
+            i,
+            i as i64 * 60,
+            pod(w, "exporter-0"),
+            Some(d()),
+            flow(FlowState::End, Some(200_000 + (i as u64 % 7) * 10_000)),
+        ));
+    }
+    for i in 0..30 {
+        events.push(ev(
+            5000 + i,
+            26 * 3600 + i as i64 * 60,
+            pod(w, "exporter-0"),
+            Some(d()),
+            flow(FlowState::End, Some(1_000_000_000)),
+        ));
+    }
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::EgressVolume, w.to_string())]
+    );
+    assert!(alert(&alerts[0])
+        .evidence
+        .iter()
+        .all(|id| id.as_str() >= "e00005000"));
+}
