@@ -66,7 +66,7 @@ impl Default for NewDestinationConfig {
     fn default() -> Self {
         NewDestinationConfig {
             enabled: true,
-            domain_known_after_names: 3,
+            domain_known_after_names: 1,
         }
     }
 }

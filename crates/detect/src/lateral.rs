@@ -1,10 +1,12 @@
 //! Lateral movement and scanning: one workload's denied connections fanning out across
-//! many destinations (pods, addresses) or (destination, port) pairs within a sliding
-//! window. A workload that is routinely denied towards many places (monitoring) raises
+//! many in-cluster or private destinations (pods, nodes, private addresses) or
+//! (destination, port) pairs within a sliding window. Denied egress to public addresses is
+//! not east-west movement (and rotating CDN addresses would look like fan-out). A workload that is routinely denied towards many places (monitoring) raises
 //! its own threshold: thresholds are at least `peakFactor` × the largest fan-out of an
 //! earlier window that did not alert.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 use palisade_events::{AlertKind, Endpoint, EndpointKind, Event, Severity};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,29 @@ struct Denied {
     host: String,
     pair: String,
     id: String,
+}
+
+/// True for destinations inside the cluster or a private network: pods, nodes, and
+/// addresses in private, shared, loopback or link-local ranges without a public name.
+pub(crate) fn is_internal(dst: &Endpoint) -> bool {
+    match dst.kind {
+        EndpointKind::Pod | EndpointKind::Node => true,
+        EndpointKind::Fqdn => false,
+        EndpointKind::External => match dst.ip {
+            Some(IpAddr::V4(v4)) => {
+                let o = v4.octets();
+                v4.is_private()
+                    || v4.is_loopback()
+                    || v4.is_link_local()
+                    || (o[0] == 100 && (64..128).contains(&o[1]))
+            }
+            Some(IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                v6.is_loopback() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            }
+            None => false,
+        },
+    }
 }
 
 fn host_key(dst: &Endpoint) -> String {

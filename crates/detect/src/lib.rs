@@ -292,7 +292,7 @@ impl Detector {
             return;
         };
         if denied {
-            if self.cfg.lateral_movement.enabled {
+            if self.cfg.lateral_movement.enabled && lateral::is_internal(dst) {
                 let mut ctx = Ctx {
                     cfg: &self.cfg,
                     book: &mut self.state.book,

@@ -371,6 +371,22 @@ fn a_brand_new_scanning_pod_is_caught_while_its_workload_is_learning() {
     );
     // Nine destinations are not a fan-out.
     assert!(run(DetectConfig::default(), &events[..9]).is_empty());
+    // Denied egress towards rotating public addresses is not lateral movement.
+    let public: Vec<Event> = (0..30)
+        .map(|i| {
+            let d = ip_dst(&format!("151.101.{}.10", i + 1), 443);
+            let mut e = ev(
+                i,
+                i as i64,
+                pod("web/app", "app-0"),
+                Some(d),
+                flow(FlowState::Denied, None),
+            );
+            e.verdict = Some(Verdict::Deny);
+            e
+        })
+        .collect();
+    assert!(run(DetectConfig::default(), &public).is_empty());
 }
 
 #[test]
