@@ -250,7 +250,7 @@ impl Default for InferenceAbuseConfig {
             near_duplicate_share: 0.6,
             peak_factor: 3.0,
             size_tolerance: 0.03,
-            min_injections: 5,
+            min_injections: 8,
             injection_factor: 3.0,
             cooldown_secs: 3600,
         }
