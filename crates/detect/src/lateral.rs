@@ -5,7 +5,7 @@
 //! its own threshold: thresholds are at least `peakFactor` × the largest fan-out of an
 //! earlier window that did not alert.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use palisade_events::{AlertKind, Endpoint, EndpointKind, Event, Severity};
@@ -30,6 +30,12 @@ struct Fanout {
     period_hosts: usize,
     period_pairs: usize,
     period_alerted: bool,
+    /// Targets denied in the current period.
+    period_targets: BTreeSet<String>,
+    /// Targets routinely denied: seen in quiet periods of the learning window. Denials
+    /// towards them neither count nor are evidence.
+    routine: BTreeSet<String>,
+    learn_until: i64,
     /// Largest fan-out of a completed period that did not alert.
     peak_hosts: usize,
     peak_pairs: usize,
@@ -67,6 +73,12 @@ pub(crate) fn is_internal(dst: &Endpoint) -> bool {
     }
 }
 
+/// What a denied destination is, stable across pod churn: its workload, else
+/// `namespace/<app label>`, else its host key.
+fn target_key(dst: &Endpoint) -> String {
+    crate::util::workload_of(dst).unwrap_or_else(|| host_key(dst))
+}
+
 fn host_key(dst: &Endpoint) -> String {
     match dst.kind {
         EndpointKind::Pod | EndpointKind::Node => match (&dst.namespace, &dst.name, dst.ip) {
@@ -99,12 +111,16 @@ impl Fanout {
         }
     }
 
-    fn roll(&mut self, period: i64) {
+    fn roll(&mut self, period: i64, width: i64) {
         if period != self.period {
             if !self.period_alerted {
                 self.peak_hosts = self.peak_hosts.max(self.period_hosts);
                 self.peak_pairs = self.peak_pairs.max(self.period_pairs);
+                if (self.period + 1) * width <= self.learn_until {
+                    self.routine.append(&mut self.period_targets);
+                }
             }
+            self.period_targets.clear();
             self.period = period;
             self.period_hosts = 0;
             self.period_pairs = 0;
@@ -114,12 +130,31 @@ impl Fanout {
 }
 
 impl State {
-    pub(crate) fn observe(&mut self, ctx: &mut Ctx<'_>, workload: &str, e: &Event, dst: &Endpoint) {
+    pub(crate) fn observe(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        workload: &str,
+        learn_until: i64,
+        e: &Event,
+        dst: &Endpoint,
+    ) {
         let cfg = &ctx.cfg().lateral_movement;
         let window = cfg.window_secs * SECOND;
-        let f = self.workloads.entry(workload.to_string()).or_default();
+        let f = self
+            .workloads
+            .entry(workload.to_string())
+            .or_insert_with(|| Fanout {
+                learn_until,
+                period: ctx.now.div_euclid(window),
+                ..Fanout::default()
+            });
         f.expire(ctx.now - window);
-        f.roll(ctx.now.div_euclid(window));
+        f.roll(ctx.now.div_euclid(window), window);
+        let target = target_key(dst);
+        if f.routine.contains(&target) {
+            return;
+        }
+        f.period_targets.insert(target);
         let host = host_key(dst);
         let pair = format!("{host}:{}", dst.port.unwrap_or(0));
         *f.hosts.entry(host.clone()).or_default() += 1;

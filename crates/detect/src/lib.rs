@@ -298,7 +298,9 @@ impl Detector {
                     book: &mut self.state.book,
                     now,
                 };
-                self.state.lateral.observe(&mut ctx, workload, e, dst);
+                self.state
+                    .lateral
+                    .observe(&mut ctx, workload, learn_until, e, dst);
             }
             return;
         }

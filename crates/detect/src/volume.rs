@@ -99,15 +99,17 @@ impl Pair {
         self.bytes = 0;
         let bucket_end = (self.bucket + 1) * width;
         let learning = bucket_end <= self.learn_until;
+        let (med, mad, max) = robust_stats(self.history.iter().map(|b| *b as f64));
+        // The largest bucket seen always counts, even in a short history: a pair used
+        // only for occasional checkpoint uploads has few, big buckets.
+        let floor = (cfg.min_bytes as f64).max(max * cfg.max_ratio);
         let (threshold, median) = if self.history.len() >= cfg.min_history_buckets {
-            let (med, mad, max) = robust_stats(self.history.iter().map(|b| *b as f64));
-            let t = (cfg.min_bytes as f64)
+            let t = floor
                 .max(med * cfg.median_ratio)
-                .max(med + cfg.mad_factor * 1.4826 * mad)
-                .max(max * cfg.max_ratio);
+                .max(med + cfg.mad_factor * 1.4826 * mad);
             (t, med)
         } else {
-            (cfg.new_pair_bytes as f64, 0.0)
+            (floor.max(cfg.new_pair_bytes as f64), 0.0)
         };
         if !learning && bytes as f64 > threshold {
             // Evidence: the fewest largest transfers without which the bucket would not
