@@ -334,7 +334,7 @@ impl Detector {
             );
         }
         if self.cfg.egress_volume.enabled && f.state == FlowState::End {
-            if let Some(bytes) = f.bytes_sent.filter(|b| *b > 0) {
+            if let Some(bytes) = f.bytes_sent {
                 self.state
                     .egress_volume
                     .add(&mut ctx, workload, &dest, learn_until, bytes, &e.id);
@@ -386,7 +386,7 @@ impl Detector {
             );
         }
         if self.cfg.egress_volume.enabled {
-            if let Some(bytes) = h.bytes_in.filter(|b| *b > 0) {
+            if let Some(bytes) = h.bytes_in {
                 self.state
                     .egress_volume
                     .add(&mut ctx, workload, &dest, learn_until, bytes, &e.id);

@@ -63,7 +63,7 @@ impl State {
         let mut keys: Vec<&String> = self
             .pairs
             .iter()
-            .filter(|(_, p)| p.bucket < current && p.bytes > 0)
+            .filter(|(_, p)| p.bucket < current && !p.events.is_empty())
             .map(|(k, _)| k)
             .collect();
         keys.sort();
@@ -89,7 +89,8 @@ impl State {
 
 impl Pair {
     fn close(&mut self, ctx: &mut Ctx<'_>) {
-        if self.bytes == 0 {
+        // A bucket with only zero-byte sends (downloads) still counts as activity.
+        if self.events.is_empty() {
             return;
         }
         let cfg = &ctx.cfg().egress_volume;
