@@ -4,7 +4,8 @@
 use palisade_events::{DnsInfo, Endpoint, EndpointKind};
 
 /// The key baselines use for an endpoint: its `workload`, else
-/// `namespace/<app.kubernetes.io/name or app label>`, else `namespace/name`. `None` when the
+/// `namespace/<app.kubernetes.io/name or app label>`, else `namespace/name` without the
+/// generated suffixes of ReplicaSet, Job and DaemonSet pods. `None` when the
 /// endpoint is not a pod (or a node) with a name.
 pub(crate) fn workload_of(ep: &Endpoint) -> Option<String> {
     if !matches!(ep.kind, EndpointKind::Pod | EndpointKind::Node) {
@@ -20,9 +21,32 @@ pub(crate) fn workload_of(ep: &Endpoint) -> Option<String> {
         .or_else(|| ep.labels.get("app"));
     match (app, ep.name.as_deref()) {
         (Some(app), _) if !ns.is_empty() => Some(format!("{ns}/{app}")),
-        (_, Some(name)) if !ns.is_empty() => Some(format!("{ns}/{name}")),
+        (_, Some(name)) if !ns.is_empty() => Some(format!("{ns}/{}", owner_of_pod_name(name))),
         (_, Some(name)) => Some(name.to_string()),
         _ => None,
+    }
+}
+
+/// The characters Kubernetes uses for generated name suffixes (no vowels, no 0, 1, 3).
+fn is_generated(segment: &str, lengths: std::ops::RangeInclusive<usize>) -> bool {
+    lengths.contains(&segment.len())
+        && segment
+            .bytes()
+            .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+}
+
+/// A pod name without its generated suffixes: `web-7d9f8c6b5-x2x9k` → `web`,
+/// `backup-28391045-q8z2k` → `backup-28391045` stays a Job's name, `db-0` → `db-0`.
+pub(crate) fn owner_of_pod_name(name: &str) -> &str {
+    let Some((rest, last)) = name.rsplit_once('-') else {
+        return name;
+    };
+    if rest.is_empty() || !is_generated(last, 5..=5) {
+        return name;
+    }
+    match rest.rsplit_once('-') {
+        Some((base, hash)) if !base.is_empty() && is_generated(hash, 8..=10) => base,
+        _ => rest,
     }
 }
 
@@ -150,6 +174,15 @@ pub(crate) fn human_bytes(b: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_names_lose_generated_suffixes() {
+        assert_eq!(owner_of_pod_name("web-7d9f8c6b5-x2x9k"), "web");
+        assert_eq!(owner_of_pod_name("node-exporter-x2x9k"), "node-exporter");
+        assert_eq!(owner_of_pod_name("db-0"), "db-0");
+        assert_eq!(owner_of_pod_name("api-front"), "api-front");
+        assert_eq!(owner_of_pod_name("x2x9k"), "x2x9k");
+    }
 
     #[test]
     fn names_and_domains() {
