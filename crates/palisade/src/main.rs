@@ -41,6 +41,8 @@ enum Command {
     Egress(commands::egress::Args),
     /// The CA for opt-in TLS interception.
     Ca(commands::ca::Args),
+    /// Anomaly detectors: replay recorded events and print the alerts.
+    Detect(commands::detect::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Waf(a) => commands::waf::run(a),
         Command::Egress(a) => commands::egress::run(a),
         Command::Ca(a) => commands::ca::run(a),
+        Command::Detect(a) => commands::detect::run(a),
     };
     match result {
         Ok(code) => code,

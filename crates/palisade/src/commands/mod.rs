@@ -4,6 +4,7 @@ pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod ca;
 pub(crate) mod check;
+pub(crate) mod detect;
 pub(crate) mod dns;
 pub(crate) mod egress;
 pub(crate) mod events;

@@ -1,0 +1,456 @@
+//! Detector tests on generated traces: plenty of normal traffic (training downloads,
+//! diurnal inference load with a daily batch, pod churn, routine denials) with and without
+//! planted anomalies.
+
+use palisade_detect::tracegen::{generate, Trace, TraceConfig};
+use palisade_detect::{AlertKind, DetectConfig, Detector};
+use palisade_events::{AlertInfo, Event, EventBody};
+
+fn run(cfg: DetectConfig, events: &[Event]) -> Vec<Event> {
+    let mut d = Detector::new(cfg);
+    let mut out = Vec::new();
+    for e in events {
+        out.extend(d.observe(e));
+    }
+    out.extend(d.finish());
+    out
+}
+
+fn alert(e: &Event) -> &AlertInfo {
+    match &e.body {
+        EventBody::Alert(a) => a,
+        other => panic!("not an alert: {other:?}"),
+    }
+}
+
+fn trace(seed: u64, anomalies: bool) -> Trace {
+    generate(TraceConfig {
+        seed,
+        hours: 30,
+        anomalies,
+    })
+}
+
+fn describe(alerts: &[Event]) -> String {
+    alerts
+        .iter()
+        .map(|e| {
+            let a = alert(e);
+            format!("{:?} {} {}: {}", a.kind, a.subject, e.time, a.summary)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn normal_traffic_raises_no_alert() {
+    for seed in [1, 7, 9] {
+        let t = trace(seed, false);
+        assert!(t.events.len() > 30_000, "{}", t.events.len());
+        let alerts = run(DetectConfig::default(), &t.events);
+        assert!(alerts.is_empty(), "seed {seed}:\n{}", describe(&alerts));
+    }
+}
+
+#[test]
+fn every_planted_anomaly_raises_exactly_its_alert_with_its_evidence() {
+    for seed in [1, 7, 9] {
+        let t = trace(seed, true);
+        assert_eq!(t.planted.len(), 5);
+        let alerts = run(DetectConfig::default(), &t.events);
+        assert_eq!(
+            alerts.len(),
+            t.planted.len(),
+            "seed {seed}: one alert per anomaly, none for normal traffic:\n{}",
+            describe(&alerts)
+        );
+        for p in &t.planted {
+            let matching: Vec<&AlertInfo> = alerts
+                .iter()
+                .map(alert)
+                .filter(|a| a.evidence.iter().any(|id| p.ids.contains(id)))
+                .collect();
+            assert_eq!(
+                matching.len(),
+                1,
+                "seed {seed}: {} should raise one alert:\n{}",
+                p.name,
+                describe(&alerts)
+            );
+            let a = matching[0];
+            assert_eq!(a.kind, p.kind, "seed {seed}: {}", p.name);
+            assert_eq!(a.subject, p.subject, "seed {seed}: {}", p.name);
+            assert!(!a.summary.is_empty() && a.summary.ends_with('.'));
+            for id in &a.evidence {
+                assert!(
+                    p.ids.contains(id),
+                    "seed {seed}: {} evidence {id} is not part of the anomaly",
+                    p.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn alerts_carry_kind_specific_evidence_and_severity() {
+    let t = trace(3, true);
+    let alerts = run(DetectConfig::default(), &t.events);
+    let by_kind = |k: AlertKind| {
+        alerts
+            .iter()
+            .map(alert)
+            .find(|a| a.kind == k)
+            .unwrap_or_else(|| panic!("no {k:?} alert:\n{}", describe(&alerts)))
+    };
+    // The scan: every denied connection of the burst is evidence (72 of them).
+    assert_eq!(by_kind(AlertKind::LateralMovement).evidence.len(), 72);
+    // The tunnel: at least the queries that crossed the thresholds.
+    assert!(by_kind(AlertKind::DnsTunnel).evidence.len() >= 15);
+    // The upload: the five big transfers, not the routine log shipping of that minute.
+    let up = by_kind(AlertKind::EgressVolume);
+    assert!(!up.evidence.is_empty() && up.evidence.len() <= 5, "{up:?}");
+    let abuse = by_kind(AlertKind::InferenceAbuse);
+    assert_eq!(
+        abuse.severity,
+        palisade_events::Severity::High,
+        "{}",
+        abuse.summary
+    );
+    assert!(
+        abuse.summary.contains("prompt-injection"),
+        "{}",
+        abuse.summary
+    );
+    assert!(
+        abuse.summary.contains("requests in 60s"),
+        "{}",
+        abuse.summary
+    );
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let t = trace(11, true);
+    let a: Vec<String> = run(DetectConfig::default(), &t.events)
+        .iter()
+        .map(Event::to_json)
+        .collect();
+    let b: Vec<String> = run(DetectConfig::default(), &t.events)
+        .iter()
+        .map(Event::to_json)
+        .collect();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 5);
+}
+
+#[test]
+fn saved_baselines_continue_where_they_left_off() {
+    let t = trace(5, true);
+    let whole: Vec<String> = run(DetectConfig::default(), &t.events)
+        .iter()
+        .map(Event::to_json)
+        .collect();
+    // Stop after 25 h of event time, save, load, go on.
+    let cut = t
+        .events
+        .iter()
+        .position(|e| {
+            e.time.as_micros() >= palisade_detect::tracegen::START_US + 25 * 3_600_000_000
+        })
+        .unwrap();
+    let mut d = Detector::new(DetectConfig::default());
+    let mut out = Vec::new();
+    for e in &t.events[..cut] {
+        out.extend(d.observe(e));
+    }
+    let saved = d.save();
+    let mut d = Detector::load(DetectConfig::default(), &saved).unwrap();
+    for e in &t.events[cut..] {
+        out.extend(d.observe(e));
+    }
+    out.extend(d.finish());
+    let resumed: Vec<String> = out.iter().map(Event::to_json).collect();
+    assert_eq!(whole, resumed);
+    assert!(Detector::load(DetectConfig::default(), "{").is_err());
+}
+
+#[test]
+fn learning_window_is_configurable_and_on_event_time() {
+    // With a 48 h learning window nothing in a 30 h trace is past learning, so only the
+    // detectors that need no baseline (tunnel, scan, injections) fire.
+    let t = trace(1, true);
+    let cfg = DetectConfig {
+        learning_window_secs: 48 * 3600,
+        ..DetectConfig::default()
+    };
+    let kinds: Vec<AlertKind> = run(cfg, &t.events).iter().map(|e| alert(e).kind).collect();
+    assert!(!kinds.contains(&AlertKind::NewDestination), "{kinds:?}");
+    assert!(!kinds.contains(&AlertKind::EgressVolume), "{kinds:?}");
+    assert!(kinds.contains(&AlertKind::DnsTunnel), "{kinds:?}");
+    assert!(kinds.contains(&AlertKind::LateralMovement), "{kinds:?}");
+    assert!(kinds.contains(&AlertKind::InferenceAbuse), "{kinds:?}");
+}
+
+#[test]
+fn config_has_defaults_and_refuses_unknown_fields() {
+    let cfg = DetectConfig::from_json("{}").unwrap();
+    assert_eq!(cfg, DetectConfig::default());
+    assert_eq!(cfg.learning_window_secs, 24 * 3600);
+    let cfg = DetectConfig::from_json(r#"{"dnsTunnel": {"minUniqueNames": 5}}"#).unwrap();
+    assert_eq!(cfg.dns_tunnel.min_unique_names, 5);
+    assert_eq!(cfg.dns_tunnel.window_secs, 1800);
+    assert!(DetectConfig::from_json(r#"{"learningWindow": 5}"#).is_err());
+    let err = DetectConfig::from_json(r#"{"alertHoldSecs": -1, "dnsTunnel": {"windowSecs": 0}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("alertHoldSecs") && err.contains("dnsTunnel.windowSecs"),
+        "{err}"
+    );
+    let text = serde_json::to_string(&DetectConfig::default()).unwrap();
+    assert_eq!(
+        DetectConfig::from_json(&text).unwrap(),
+        DetectConfig::default()
+    );
+}
+
+// Hand-made events for single behaviours.
+
+use palisade_events::{
+    DnsFeatures, DnsInfo, Endpoint, EndpointKind, FlowInfo, FlowState, HttpInfo, Timestamp, Verdict,
+};
+use std::net::IpAddr;
+
+const T0: i64 = palisade_detect::tracegen::START_US;
+const S: i64 = 1_000_000;
+
+fn pod(workload: &str, name: &str) -> Endpoint {
+    let (ns, _) = workload.split_once('/').unwrap();
+    let mut p = Endpoint::pod(ns, name);
+    p.workload = Some(workload.to_string());
+    p
+}
+
+fn ev(id: usize, secs: i64, src: Endpoint, dst: Option<Endpoint>, body: EventBody) -> Event {
+    let mut e = Event::new(format!("e{id:08}"), Timestamp(T0 + secs * S), body);
+    e.source = Some(src);
+    e.destination = dst;
+    e
+}
+
+fn flow(state: FlowState, sent: Option<u64>) -> EventBody {
+    EventBody::Flow(FlowInfo {
+        state,
+        bytes_sent: sent,
+        bytes_received: None,
+        packets: None,
+        duration_ms: None,
+    })
+}
+
+fn ip_dst(ip: &str, port: u16) -> Endpoint {
+    let mut d = Endpoint::external(ip.parse::<IpAddr>().unwrap());
+    d.port = Some(port);
+    d
+}
+
+fn kinds(alerts: &[Event]) -> Vec<(AlertKind, String)> {
+    alerts
+        .iter()
+        .map(|e| (alert(e).kind, alert(e).subject.clone()))
+        .collect()
+}
+
+#[test]
+fn address_rotation_within_a_network_is_not_a_new_destination() {
+    let w = "ml/fetcher";
+    let mut events = Vec::new();
+    // 25 h of flows to five addresses of one /24, without names, from churning pods.
+    for i in 0..300 {
+        let d = ip_dst(&format!("203.0.113.{}", i % 5 + 1), 443);
+        let p = pod(w, &format!("fetcher-{}", i / 40));
+        events.push(ev(
+            i,
+            i as i64 * 300,
+            p,
+            Some(d),
+            flow(FlowState::End, Some(1_000)),
+        ));
+    }
+    let after = 26 * 3600;
+    events.push(ev(
+        1000,
+        after,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("203.0.113.99", 443)),
+        flow(FlowState::End, Some(1_000)),
+    ));
+    assert!(run(DetectConfig::default(), &events).is_empty());
+    events.push(ev(
+        1001,
+        after + 60,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("198.51.100.3", 443)),
+        flow(FlowState::New, None),
+    ));
+    events.push(ev(
+        1002,
+        after + 70,
+        pod(w, "fetcher-x"),
+        Some(ip_dst("198.51.100.3", 443)),
+        flow(FlowState::End, Some(500)),
+    ));
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::NewDestination, w.to_string())]
+    );
+    assert_eq!(alert(&alerts[0]).evidence, vec!["e00001001", "e00001002"]);
+}
+
+#[test]
+fn dns_features_written_by_the_proxy_are_used() {
+    // Short names, but the producer's features say long high-entropy labels.
+    let w = "app/api";
+    let events: Vec<Event> = (0..30)
+        .map(|i| {
+            let body = EventBody::Dns(DnsInfo {
+                query: format!("q{i}.x.tunnel.example"),
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                features: Some(DnsFeatures {
+                    labels: 4,
+                    longest_label: 48,
+                    length: 70,
+                    entropy: palisade_events::Centi(450),
+                }),
+                ..DnsInfo::default()
+            });
+            ev(i, i as i64 * 10, pod(w, "api-0"), None, body)
+        })
+        .collect();
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(kinds(&alerts), vec![(AlertKind::DnsTunnel, w.to_string())]);
+    // Without features the same names are plain.
+    let plain: Vec<Event> = events
+        .into_iter()
+        .map(|mut e| {
+            if let EventBody::Dns(d) = &mut e.body {
+                d.features = None;
+            }
+            e
+        })
+        .collect();
+    assert!(run(DetectConfig::default(), &plain).is_empty());
+}
+
+#[test]
+fn a_brand_new_scanning_pod_is_caught_while_its_workload_is_learning() {
+    let w = "default/attacker";
+    let events: Vec<Event> = (0..15)
+        .map(|i| {
+            let mut d = Endpoint::new(EndpointKind::Pod);
+            d.ip = Some(format!("10.0.3.{}", i + 1).parse().unwrap());
+            d.port = Some(22);
+            let mut e = ev(
+                i,
+                i as i64,
+                pod(w, "attacker"),
+                Some(d),
+                flow(FlowState::Denied, None),
+            );
+            e.verdict = Some(Verdict::Deny);
+            e
+        })
+        .collect();
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::LateralMovement, w.to_string())]
+    );
+    // Nine destinations are not a fan-out.
+    assert!(run(DetectConfig::default(), &events[..9]).is_empty());
+    // Denied egress towards rotating public addresses is not lateral movement.
+    let public: Vec<Event> = (0..30)
+        .map(|i| {
+            let d = ip_dst(&format!("151.101.{}.10", i + 1), 443);
+            let mut e = ev(
+                i,
+                i as i64,
+                pod("web/app", "app-0"),
+                Some(d),
+                flow(FlowState::Denied, None),
+            );
+            e.verdict = Some(Verdict::Deny);
+            e
+        })
+        .collect();
+    assert!(run(DetectConfig::default(), &public).is_empty());
+}
+
+#[test]
+fn a_brand_new_consumer_hammering_the_api_is_caught() {
+    let mut client = Endpoint::new(EndpointKind::External);
+    client.ip = Some("192.0.2.1".parse().unwrap());
+    let req = |i: usize, ms: i64, consumer: &str| {
+        let body = EventBody::Http(HttpInfo {
+            path: Some(format!("/v1/chat/completions/{i}")),
+            consumer: Some(consumer.into()),
+            ..HttpInfo::default()
+        });
+        let mut e = ev(i, 0, client.clone(), None, body);
+        e.time = Timestamp(T0 + ms * 1000);
+        e
+    };
+    // A steady consumer for two hours, then a newcomer at 1,000 requests a minute.
+    let mut events: Vec<Event> = (0..1200)
+        .map(|i| req(i, i as i64 * 6_000, "steady"))
+        .collect();
+    events.extend((0..2000).map(|i| req(10_000 + i, 7_200_000 + i as i64 * 60, "newcomer")));
+    events.sort_by_key(|e| e.time);
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::InferenceAbuse, "consumer:newcomer".to_string())]
+    );
+}
+
+#[test]
+fn a_sustained_exfiltration_is_one_alert() {
+    let w = "data/exporter";
+    let d = || {
+        let mut d = ip_dst("192.0.2.50", 443);
+        d.fqdn = Some("backup.example.net".into());
+        d
+    };
+    let mut events = Vec::new();
+    // 25 h of small uploads once a minute, then 30 minutes of 1 GB a minute.
+    for i in 0..(25 * 60) {
+        events.push(ev(
+            i,
+            i as i64 * 60,
+            pod(w, "exporter-0"),
+            Some(d()),
+            flow(FlowState::End, Some(200_000 + (i as u64 % 7) * 10_000)),
+        ));
+    }
+    for i in 0..30 {
+        events.push(ev(
+            5000 + i,
+            26 * 3600 + i as i64 * 60,
+            pod(w, "exporter-0"),
+            Some(d()),
+            flow(FlowState::End, Some(1_000_000_000)),
+        ));
+    }
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::EgressVolume, w.to_string())]
+    );
+    assert!(alert(&alerts[0])
+        .evidence
+        .iter()
+        .all(|id| id.as_str() >= "e00005000"));
+}
