@@ -25,6 +25,28 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   fi
 fi
 
+# Python clients for the end-to-end tests (openai, huggingface_hub, requests), in a
+# virtual environment of their own; tests find it through PALISADE_TEST_PYTHON.
+venv=target/test-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, huggingface_hub, requests" 2>/dev/null; then
+  echo "== python test clients ($venv)"
+  mkdir -p target
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv" || true
+    fi
+  fi
+  if [ -x "$venv/bin/pip" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check openai huggingface_hub requests \
+      || echo "== note: could not install the Python clients; their tests skip"
+  fi
+fi
+if [ -x "$venv/bin/python" ]; then
+  PALISADE_TEST_PYTHON="$(pwd)/$venv/bin/python"
+  export PALISADE_TEST_PYTHON
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
