@@ -112,7 +112,12 @@ impl Transaction<'_> {
             None => Cow::Borrowed(b""),
         };
         let data = &self.data;
-        let mut cands = Vec::new();
+        // Room for the usual targets (ARGS|ARGS_NAMES|cookies|headers) without regrowing.
+        let p = &data.parsed;
+        let mut cands = Vec::with_capacity(
+            8 + 2 * (data.args_get.len() + p.args_post.len() + data.cookies.len())
+                + data.headers.len(),
+        );
         collect(
             data,
             &self.st,

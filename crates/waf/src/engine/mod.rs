@@ -10,7 +10,7 @@ use crate::body;
 use crate::ruleset::{EngineMode, Ruleset};
 use crate::variables::Target;
 use data::Data;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -24,9 +24,21 @@ impl Hasher for Fx {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
         }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
     fn write_u32(&mut self, n: u32) {
         self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
@@ -120,12 +132,13 @@ pub struct AuditRecord {
 /// Per-transaction state that rules change.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) tx: BTreeMap<String, Vec<u8>>,
+    /// TX, by lower-case name.
+    pub(crate) tx: HashMap<String, Vec<u8>, BuildFx>,
     pub(crate) matched_var: Vec<u8>,
     pub(crate) matched_var_name: Vec<u8>,
     pub(crate) matched_vars: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) removed: Vec<bool>,
-    pub(crate) removed_targets: HashMap<usize, Vec<Target>>,
+    pub(crate) removed_targets: HashMap<usize, Vec<Target>, BuildFx>,
     pub(crate) engine: Option<EngineMode>,
     pub(crate) body_processor: Option<BodyProcessor>,
     pub(crate) body_access: Option<bool>,

@@ -147,7 +147,18 @@ fn byte_escapes(p: &str) -> String {
             after_quant = false;
             continue;
         }
-        let quant = !in_class && matches!(c, b'*' | b'+' | b'?' | b'}');
+        // `}` is a quantifier only when it closes `{n}`, `{n,}` or `{n,m}`.
+        let closes_counted = c == b'}' && {
+            let before = &b[..i];
+            let open = before.iter().rposition(|&x| x == b'{');
+            open.is_some_and(|o| {
+                let inner = &before[o + 1..];
+                !inner.is_empty()
+                    && inner[0].is_ascii_digit()
+                    && inner.iter().all(|x| x.is_ascii_digit() || *x == b',')
+            })
+        };
+        let quant = !in_class && (matches!(c, b'*' | b'+' | b'?') || closes_counted);
         let ch = p[i..].chars().next().unwrap_or(' ');
         out.push(ch);
         i += ch.len_utf8();
