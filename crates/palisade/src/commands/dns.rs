@@ -56,7 +56,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let state = supervisor::start(rt.clone());
         let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
-        serve(&rt, state, listen, upstream, opener).await
+        serve(&rt, state, listen, upstream, opener, None).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -83,6 +83,7 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     upstream: SocketAddr,
     opener: Option<Arc<FqdnOpener>>,
+    answers: Option<Arc<palisade_egress::answers::AnswerBook>>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
@@ -123,6 +124,10 @@ pub(crate) async fn serve(
     let published = state.published.clone();
     let engine = move || published.borrow().as_ref().map(|p| p.engine.clone());
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
+        // The egress gateway in this process checks redirected connections against these.
+        if let Some(book) = &answers {
+            book.record(client, &r.name, r.ip, Duration::from_secs(u64::from(r.ttl)));
+        }
         if let Some(op) = &opener {
             // Runs before the reply leaves: the client cannot connect before the kernel
             // lets it.
