@@ -77,6 +77,8 @@ pub struct GatewayConfig {
     pub intercept: Option<std::sync::Arc<crate::tls::Interceptor>>,
     /// Data-loss prevention on visible request bodies.
     pub dlp: Option<DlpSettings>,
+    /// What the DNS proxy told each client; redirected connections must agree with it.
+    pub answers: Option<std::sync::Arc<dyn crate::answers::ResolvedNames>>,
 }
 
 /// What DLP looks for and does.
@@ -120,6 +122,7 @@ impl GatewayConfig {
             transparent_fallback_port: None,
             intercept: None,
             dlp: None,
+            answers: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub enum DenyReason {
     HostMismatch,
     /// A DLP detector found something in the body and the action is block.
     Dlp,
+    /// The destination IP is not one this pod's DNS answers gave for the name it presents.
+    DnsMismatch,
 }
 
 impl DenyReason {
@@ -40,6 +42,7 @@ impl DenyReason {
             DenyReason::BadCredential => "bad-credential",
             DenyReason::HostMismatch => "host-mismatch",
             DenyReason::Dlp => "dlp",
+            DenyReason::DnsMismatch => "dns-mismatch",
         }
     }
 
@@ -54,6 +57,7 @@ impl DenyReason {
             DenyReason::BadCredential => "palisade: denied (bad-credential)\n",
             DenyReason::HostMismatch => "palisade: denied (host-mismatch)\n",
             DenyReason::Dlp => "palisade: denied (dlp)\n",
+            DenyReason::DnsMismatch => "palisade: denied (dns-mismatch)\n",
         }
     }
 }
@@ -160,6 +164,21 @@ pub fn decide(
     }
 }
 
+/// Whether a redirected connection's name and original destination agree with the
+/// client's DNS answers (when they are known).
+pub fn dns_agrees(
+    answers: Option<&dyn crate::answers::ResolvedNames>,
+    client: IpAddr,
+    host: &str,
+    ip: IpAddr,
+) -> bool {
+    // An IP literal names itself; unknown clients are not held to answers we never saw.
+    host.parse::<IpAddr>().is_ok()
+        || answers
+            .and_then(|a| a.agrees(client, host, ip))
+            .unwrap_or(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +246,39 @@ spec:
         // A tunnel to it is allowed only pending per-request checks.
         let d = decide(Some(&e), pod, ip, target("hub.test"), None);
         assert!(d.allowed && d.l7_pending, "{d:?}");
+    }
+
+    #[test]
+    fn redirected_connections_must_agree_with_dns_answers() {
+        use crate::answers::AnswerBook;
+        let book = AnswerBook::new();
+        let pod: IpAddr = "10.0.0.5".parse().unwrap();
+        let cdn: IpAddr = "203.0.113.7".parse().unwrap();
+        book.record(pod, "hub.test", cdn, std::time::Duration::from_secs(30));
+        let a = Some(&book as &dyn crate::answers::ResolvedNames);
+        assert!(dns_agrees(a, pod, "hub.test", cdn));
+        // SNI names an allowed host, but the IP was resolved for another name: refused.
+        assert!(!dns_agrees(a, pod, "other.test", cdn));
+        assert!(!dns_agrees(
+            a,
+            pod,
+            "hub.test",
+            "203.0.113.8".parse().unwrap()
+        ));
+        // No DNS proxy in the path, or a client it never answered: not held to it.
+        assert!(dns_agrees(None, pod, "other.test", cdn));
+        assert!(dns_agrees(
+            a,
+            "10.0.0.9".parse().unwrap(),
+            "other.test",
+            cdn
+        ));
+        assert!(dns_agrees(
+            a,
+            pod,
+            "203.0.113.9",
+            "203.0.113.9".parse().unwrap()
+        ));
     }
 
     #[test]

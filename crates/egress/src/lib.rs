@@ -14,12 +14,14 @@
 //! - [`events`]: `http` events in the shared schema.
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
+//! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
 //! - [`ai`]: AI-API awareness (provider, model, operation, token usage, up/downloads).
 //! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log).
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
 
 pub mod ai;
+pub mod answers;
 pub mod config;
 pub mod decide;
 pub mod dlp;

@@ -260,6 +260,14 @@ pub(crate) async fn handle(
             Some(http),
         )
     };
+    let mut decision = decision;
+    if let (true, Some(o)) = (decision.allowed, fixed) {
+        let answers = conn.shared.cfg.answers.as_deref();
+        if !crate::decide::dns_agrees(answers, conn.peer, &host, o.ip()) {
+            decision.allowed = false;
+            decision.deny = Some(DenyReason::DnsMismatch);
+        }
+    }
     let wants_event = conn.shared.wants_event(decision.allowed);
     if !decision.allowed {
         let mut log = conn.log(&caller, &host, port, req.method().as_str());

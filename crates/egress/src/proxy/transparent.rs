@@ -112,6 +112,12 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         d.allowed = false;
         d.deny = Some(DenyReason::NeedsInspection);
     }
+    if let (true, Some(o)) = (d.allowed, original) {
+        if !crate::decide::dns_agrees(shared.cfg.answers.as_deref(), peer.ip(), &host, o.ip()) {
+            d.allowed = false;
+            d.deny = Some(DenyReason::DnsMismatch);
+        }
+    }
     let mut log = HttpLog {
         client: peer.ip(),
         pod: caller.pod,

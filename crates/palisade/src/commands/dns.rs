@@ -66,7 +66,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let state = supervisor::start(rt.clone());
         let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
-        serve(&rt, state, listen, upstream, opener).await
+        serve(&rt, state, listen, upstream, opener, None).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -93,6 +93,7 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     upstream: SocketAddr,
     opener: Option<Arc<FqdnOpener>>,
+    answers: Option<Arc<palisade_egress::answers::AnswerBook>>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
@@ -169,6 +170,10 @@ pub(crate) async fn serve(
     let res = resolutions.clone();
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
+        // The egress gateway in this process checks redirected connections against these.
+        if let Some(book) = &answers {
+            book.record(client, &r.name, r.ip, Duration::from_secs(u64::from(r.ttl)));
+        }
         if !res.record(client, &r.name, r.ip, valid, now_ms()) {
             tracing::warn!(name = %r.name, ip = %r.ip, "DNS state full: address not opened");
             return;

@@ -55,6 +55,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
             });
         }
+        // With the DNS proxy and the egress gateway both here, redirected connections must
+        // go where this pod's DNS answers said (SNI / DNS / IP agreement).
+        let answers = (rt.config.spec.dns.as_ref().is_some_and(|d| d.enabled)
+            && rt.config.spec.egress.as_ref().is_some_and(|e| e.enabled))
+        .then(|| std::sync::Arc::new(palisade_egress::answers::AnswerBook::new()));
         if let Some(d) = rt.config.spec.dns.clone().filter(|d| d.enabled) {
             match (d.listen.parse(), d.upstream.parse()) {
                 (Ok(listen), Ok(upstream)) => {
@@ -66,9 +71,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                             palisade_agent::fqdn::FqdnTiming { min_ttl: std::time::Duration::from_secs(min), ..Default::default() },
                         ))
                     });
-                    let (rt2, st) = (rt.clone(), state.clone());
+                    let (rt2, st, book) = (rt.clone(), state.clone(), answers.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = super::dns::serve(&rt2, st, listen, upstream, opener).await {
+                        if let Err(e) = super::dns::serve(&rt2, st, listen, upstream, opener, book).await {
                             tracing::error!(error = %e, "DNS proxy stopped");
                         }
                     });
@@ -78,7 +83,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         if rt.config.spec.egress.as_ref().is_some_and(|e| e.enabled) {
             match super::egress::gateway_config(&rt, None) {
-                Ok(cfg) => {
+                Ok(mut cfg) => {
+                    if let Some(book) = answers.clone() {
+                        cfg.answers = Some(book);
+                    }
                     let (rt2, st) = (rt.clone(), state.clone());
                     tokio::spawn(async move {
                         if let Err(e) = super::egress::serve(&rt2, st, cfg).await {
