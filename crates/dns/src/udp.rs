@@ -12,13 +12,16 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 
 use crate::answers::addresses;
 use crate::decide::{decide, rcode_name, Decision};
@@ -180,18 +183,28 @@ fn transient(e: &std::io::Error) -> bool {
 
 impl Worker {
     fn serve_clients(&self) -> std::io::Result<()> {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = RecvBatch::new(QUERY_SLOT);
         let mut events = Events::new();
         while !self.stop.load(Ordering::Relaxed) {
-            let (n, peer) = match self.listen.recv_from(&mut buf) {
-                Ok(x) => x,
+            let n = match batch.recv(&self.listen) {
+                Ok(n) => n,
                 Err(e) if transient(&e) => {
                     events.flush(&self.shared);
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            self.on_query(&mut buf[..n], peer, &mut events);
+            for i in 0..n {
+                let (len, peer, truncated) = batch.got[i];
+                match peer {
+                    Some(peer) if !truncated => {
+                        self.on_query(&mut batch.bufs[i][..len], peer, &mut events)
+                    }
+                    _ => {
+                        self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             events.flush_if_due(&self.shared);
         }
         events.flush(&self.shared);
@@ -199,13 +212,18 @@ impl Worker {
     }
 
     fn serve_upstream(&self) -> std::io::Result<()> {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch = RecvBatch::new(MAX_DATAGRAM);
         let mut last_sweep = Instant::now();
         let mut events = Events::new();
         while !self.stop.load(Ordering::Relaxed) {
-            match self.upstream.recv(&mut buf) {
+            match batch.recv(&self.upstream) {
                 Ok(n) => {
-                    self.on_answer(&mut buf[..n], &mut events);
+                    for i in 0..n {
+                        let (len, _, truncated) = batch.got[i];
+                        if !truncated {
+                            self.on_answer(&mut batch.bufs[i][..len], &mut events);
+                        }
+                    }
                     events.flush_if_due(&self.shared);
                 }
                 Err(e) if transient(&e) => events.flush(&self.shared),
@@ -446,6 +464,61 @@ impl Worker {
             self.emit(engine.as_deref(), log, p.start, events);
         }
         tracing::warn!(upstream = %s.cfg.upstream, "dns upstream did not answer in time");
+    }
+}
+
+/// Datagrams read per system call.
+const RECV_BATCH: usize = 32;
+/// Room for one client query (larger ones are dropped as truncated).
+const QUERY_SLOT: usize = 4096;
+
+/// Buffers for reading up to [`RECV_BATCH`] datagrams with one `recvmmsg(2)`: under load a
+/// worker wakes once per batch instead of once per packet.
+struct RecvBatch {
+    headers: MultiHeaders<SockaddrStorage>,
+    bufs: Vec<Vec<u8>>,
+    /// (length, sender, truncated) of each datagram read.
+    got: Vec<(usize, Option<SocketAddr>, bool)>,
+}
+
+impl RecvBatch {
+    fn new(slot: usize) -> Self {
+        RecvBatch {
+            headers: MultiHeaders::preallocate(RECV_BATCH, None),
+            bufs: (0..RECV_BATCH).map(|_| vec![0u8; slot]).collect(),
+            got: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+
+    /// Blocks (up to the socket's read timeout) for at least one datagram, then takes what
+    /// else is queued, up to the batch size.
+    fn recv(&mut self, sock: &UdpSocket) -> std::io::Result<usize> {
+        self.got.clear();
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
+            .bufs
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+            .collect();
+        let got = recvmmsg(
+            sock.as_raw_fd(),
+            &mut self.headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )
+        .map_err(std::io::Error::from)?;
+        for m in got {
+            let from = m.address.and_then(|a: SockaddrStorage| {
+                if let Some(v4) = a.as_sockaddr_in() {
+                    Some(SocketAddr::V4((*v4).into()))
+                } else {
+                    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+                }
+            });
+            self.got
+                .push((m.bytes, from, m.flags.contains(MsgFlags::MSG_TRUNC)));
+        }
+        Ok(self.got.len())
     }
 }
 
