@@ -2,6 +2,7 @@
 //! the engine (the same answer `palisade explain` gives), with the kernel's own verdict.
 
 use crate::nflog::{LoggedPacket, NflogSocket};
+use palisade_events::from_policy::pod_endpoint;
 use palisade_events::{
     Endpoint, EndpointKind, Event, EventBody, EventSender, FlowInfo, FlowState, PolicyRef,
     Protocol as EvProto, Timestamp, Verdict as EvVerdict,
@@ -40,14 +41,7 @@ pub fn flow_event(engine: &Engine, pkt: &LoggedPacket, cluster: &str, node: &str
     let policy = v
         .decisive()
         .and_then(|d| engine.policy_ref(d))
-        .map(|r| PolicyRef {
-            kind: r.kind,
-            namespace: r.namespace,
-            name: r.name,
-            rule: Some(r.rule),
-            stage: Some(format!("{:?}", r.stage).to_lowercase()),
-            mode: Some(format!("{:?}", r.mode)),
-        });
+        .map(PolicyRef::from);
     let mut e = Event::new(
         palisade_events::new_id(),
         Timestamp::now(),
@@ -80,12 +74,7 @@ pub fn flow_event(engine: &Engine, pkt: &LoggedPacket, cluster: &str, node: &str
 fn endpoint(engine: &Engine, ep: Ep<'_>, ip: IpAddr, port: Option<u16>) -> Endpoint {
     match ep {
         Ep::Pod(id) => {
-            let p = &engine.pods()[id as usize];
-            let mut e = Endpoint::pod(p.namespace.clone(), p.name.clone());
-            e.workload = Some(p.workload.clone());
-            e.labels = p.labels.clone();
-            e.service_account = p.service_account.clone();
-            e.ip = Some(ip);
+            let mut e = pod_endpoint(Some(engine), Some(id), Some(ip));
             e.port = port;
             e
         }

@@ -2,9 +2,10 @@
 
 use std::net::IpAddr;
 
+use palisade_events::from_policy::{pod_endpoint, verdict};
 use palisade_events::{
     Centi, DnsFeatures, DnsInfo, Endpoint, EndpointKind, Event, EventBody, PolicyRef, Protocol,
-    Timestamp, Verdict,
+    Timestamp,
 };
 use palisade_policy::{Engine, PodId};
 
@@ -68,7 +69,7 @@ pub fn dns_event(engine: Option<&Engine>, origin: &Origin, log: QueryLog) -> Eve
     );
     e.cluster = origin.cluster.clone();
     e.node = origin.node.clone();
-    e.source = Some(source(engine, log.pod, log.client));
+    e.source = Some(pod_endpoint(engine, log.pod, log.client));
     let mut dst = Endpoint::new(EndpointKind::Fqdn);
     dst.fqdn = Some(log.query);
     e.destination = Some(dst);
@@ -81,41 +82,15 @@ pub fn dns_event(engine: Option<&Engine>, origin: &Origin, log: QueryLog) -> Eve
         .policy
         .as_ref()
         .is_some_and(|p| p.mode == palisade_policy::Mode::Audit);
-    e.verdict = Some(match (log.allowed, audit) {
-        (false, _) => Verdict::Deny,
-        (true, true) => Verdict::Audit,
-        (true, false) => Verdict::Allow,
-    });
-    e.policy = log.policy.map(|r| PolicyRef {
-        kind: r.kind,
-        namespace: r.namespace,
-        name: r.name,
-        rule: Some(r.rule),
-        stage: Some(format!("{:?}", r.stage).to_lowercase()),
-        mode: Some(format!("{:?}", r.mode)),
-    });
+    e.verdict = Some(verdict(log.allowed, audit));
+    e.policy = log.policy.map(PolicyRef::from);
     e
-}
-
-fn source(engine: Option<&Engine>, pod: Option<PodId>, ip: Option<IpAddr>) -> Endpoint {
-    let info = engine.zip(pod).and_then(|(e, p)| e.pods().get(p as usize));
-    let mut ep = match info {
-        Some(p) => {
-            let mut ep = Endpoint::pod(p.namespace.clone(), p.name.clone());
-            ep.workload = Some(p.workload.clone());
-            ep.labels = p.labels.clone();
-            ep.service_account = p.service_account.clone();
-            ep
-        }
-        None => Endpoint::new(EndpointKind::External),
-    };
-    ep.ip = ip;
-    ep
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_events::Verdict;
     use palisade_policy::{Mode, Stage};
 
     fn policy(mode: Mode) -> palisade_policy::PolicyRef {

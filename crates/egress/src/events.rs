@@ -3,9 +3,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use palisade_events::from_policy::{pod_endpoint, verdict};
 use palisade_events::{
     Endpoint, EndpointKind, Event, EventBody, HttpInfo, PolicyRef, Protocol, Timestamp, TlsMode,
-    Verdict,
 };
 use palisade_policy::{Engine, PodId};
 
@@ -78,7 +78,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
     );
     e.cluster = origin.cluster.clone();
     e.node = origin.node.clone();
-    e.source = Some(source(engine, log.pod, log.client));
+    e.source = Some(pod_endpoint(engine, log.pod, Some(log.client)));
     let mut dst = Endpoint::new(if log.ip.is_some() {
         EndpointKind::External
     } else {
@@ -91,36 +91,9 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
     }
     e.destination = Some(dst);
     e.protocol = Some(Protocol::Tcp);
-    e.verdict = Some(match (log.allowed, log.audit) {
-        (false, _) => Verdict::Deny,
-        (true, true) => Verdict::Audit,
-        (true, false) => Verdict::Allow,
-    });
-    e.policy = log.policy.map(|r| PolicyRef {
-        kind: r.kind,
-        namespace: r.namespace,
-        name: r.name,
-        rule: Some(r.rule),
-        stage: Some(format!("{:?}", r.stage).to_lowercase()),
-        mode: Some(format!("{:?}", r.mode)),
-    });
+    e.verdict = Some(verdict(log.allowed, log.audit));
+    e.policy = log.policy.map(PolicyRef::from);
     e
-}
-
-fn source(engine: Option<&Engine>, pod: Option<PodId>, ip: IpAddr) -> Endpoint {
-    let info = engine.zip(pod).and_then(|(e, p)| e.pods().get(p as usize));
-    let mut ep = match info {
-        Some(p) => {
-            let mut ep = Endpoint::pod(p.namespace.clone(), p.name.clone());
-            ep.workload = Some(p.workload.clone());
-            ep.labels = p.labels.clone();
-            ep.service_account = p.service_account.clone();
-            ep
-        }
-        None => Endpoint::new(EndpointKind::External),
-    };
-    ep.ip = Some(ip);
-    ep
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 
 mod channel;
 mod details;
+#[cfg(feature = "policy")]
+pub mod from_policy;
 mod model;
 mod time;
 mod ulid;
