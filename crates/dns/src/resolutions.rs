@@ -126,6 +126,14 @@ impl Resolutions {
             .is_some_and(|l| l.iter().any(|(i, e)| *i == ip && *e > now))
     }
 
+    /// Whether any live record is held for `pod` (its DNS goes through this proxy).
+    pub fn knows(&self, pod: IpAddr, now: u64) -> bool {
+        let g = self.lock();
+        g.by_pod
+            .get(&pod)
+            .is_some_and(|m| m.values().any(|l| l.iter().any(|(_, e)| *e > now)))
+    }
+
     /// The live addresses `pod` resolved for `name`.
     pub fn ips(&self, pod: IpAddr, name: &str, now: u64) -> Vec<IpAddr> {
         let g = self.lock();
@@ -262,6 +270,7 @@ mod tests {
             "another name"
         );
         assert!(!r.allows(p, "hub.test", ip("192.0.2.1"), 11_000), "expired");
+        assert!(r.knows(p, 5_000) && !r.knows(q, 5_000) && !r.knows(p, 11_000));
         assert!(r.live(11_000).is_empty());
         assert!(r.is_empty());
     }

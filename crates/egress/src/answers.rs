@@ -2,12 +2,16 @@
 //! only if the destination IP is one that this pod's own DNS answers gave for the name
 //! it presents (SNI or `Host`), which closes the shared-CDN-IP hole of IP-only rules.
 //!
-//! The gateway asks through [`ResolvedNames`]; [`AnswerBook`] is the in-process record the
-//! binary fills from the DNS proxy's answers when both run in one process.
+//! The gateway asks through [`ResolvedNames`]; under `palisade up` the binary hands it the
+//! DNS proxy's own records (`palisade_dns::Resolutions`: bounded, saved across restarts).
+//! `AnswerBook` is a minimal in-memory implementation for this crate's tests.
 
+#[cfg(test)]
 use std::collections::HashMap;
 use std::net::IpAddr;
+#[cfg(test)]
 use std::sync::Mutex;
+#[cfg(test)]
 use std::time::{Duration, Instant};
 
 /// What the DNS path told each client.
@@ -19,17 +23,21 @@ pub trait ResolvedNames: Send + Sync + std::fmt::Debug {
 }
 
 /// Answers per client: name → addresses with their expiry.
+#[cfg(test)]
 type Names = HashMap<String, Vec<(IpAddr, Instant)>>;
 
 /// An in-memory record of DNS answers, bounded per client.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct AnswerBook {
     clients: Mutex<HashMap<IpAddr, Names>>,
 }
 
 /// Names kept per client (the oldest are dropped first when full).
+#[cfg(test)]
 const MAX_NAMES: usize = 4096;
 
+#[cfg(test)]
 impl AnswerBook {
     /// An empty book.
     pub fn new() -> Self {
@@ -59,6 +67,7 @@ impl AnswerBook {
     }
 }
 
+#[cfg(test)]
 impl ResolvedNames for AnswerBook {
     fn agrees(&self, client: IpAddr, name: &str, ip: IpAddr) -> Option<bool> {
         let clients = self.clients.lock().ok()?;

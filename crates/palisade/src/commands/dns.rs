@@ -66,7 +66,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let state = supervisor::start(rt.clone());
         let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
-        serve(&rt, state, listen, upstream, opener, None).await
+        serve(&rt, state, listen, upstream, opener, resolutions(&rt)).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -85,6 +85,34 @@ fn timing(rt: &config::Runtime) -> FqdnTiming {
     }
 }
 
+/// An empty record of what pods resolved, bounded as the config says; the proxy fills it
+/// (and restores it from the data folder) and the egress gateway may read it.
+pub(crate) fn resolutions(rt: &config::Runtime) -> Arc<Resolutions> {
+    let per_name = rt
+        .config
+        .spec
+        .dns
+        .as_ref()
+        .and_then(|d| d.max_ips_per_name)
+        .unwrap_or(50) as usize;
+    Arc::new(Resolutions::new(per_name, MAX_RECORDS))
+}
+
+/// The DNS proxy's records as the egress gateway asks them (SNI / DNS / IP agreement).
+#[derive(Debug)]
+pub(crate) struct DnsAnswers(pub(crate) Arc<Resolutions>);
+
+impl palisade_egress::answers::ResolvedNames for DnsAnswers {
+    fn agrees(&self, client: std::net::IpAddr, name: &str, ip: std::net::IpAddr) -> Option<bool> {
+        let now = now_ms();
+        if !self.0.knows(client, now) {
+            return None;
+        }
+        let name = palisade_egress::config::normalize_host(name);
+        Some(self.0.allows(client, &name, ip, now))
+    }
+}
+
 /// Runs the proxy until it fails or the process is stopped; shared by `palisade dns` and
 /// `palisade up`.
 pub(crate) async fn serve(
@@ -93,7 +121,7 @@ pub(crate) async fn serve(
     listen: SocketAddr,
     upstream: SocketAddr,
     opener: Option<Arc<FqdnOpener>>,
-    answers: Option<Arc<palisade_egress::answers::AnswerBook>>,
+    resolutions: Arc<Resolutions>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
@@ -129,14 +157,6 @@ pub(crate) async fn serve(
     }
     // What pods resolved: bounded, saved across restarts, and put back into the kernel's
     // FQDN sets whenever they may have lost it (new sets, a rebuilt table, a restart).
-    let per_name = rt
-        .config
-        .spec
-        .dns
-        .as_ref()
-        .and_then(|d| d.max_ips_per_name)
-        .unwrap_or(50) as usize;
-    let resolutions = Arc::new(Resolutions::new(per_name, MAX_RECORDS));
     let state_file = rt.data_dir.join(STATE_FILE);
     match resolutions.load(&state_file, now_ms()) {
         Ok((n, bad)) => tracing::info!(records = n, unreadable = bad, "DNS state restored"),
@@ -170,10 +190,6 @@ pub(crate) async fn serve(
     let res = resolutions.clone();
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
-        // The egress gateway in this process checks redirected connections against these.
-        if let Some(book) = &answers {
-            book.record(client, &r.name, r.ip, Duration::from_secs(u64::from(r.ttl)));
-        }
         if !res.record(client, &r.name, r.ip, valid, now_ms()) {
             tracing::warn!(name = %r.name, ip = %r.ip, "DNS state full: address not opened");
             return;

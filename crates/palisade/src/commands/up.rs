@@ -57,9 +57,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         // With the DNS proxy and the egress gateway both here, redirected connections must
         // go where this pod's DNS answers said (SNI / DNS / IP agreement).
+        let resolutions = super::dns::resolutions(&rt);
         let answers = (rt.config.spec.dns.as_ref().is_some_and(|d| d.enabled)
             && rt.config.spec.egress.as_ref().is_some_and(|e| e.enabled))
-        .then(|| std::sync::Arc::new(palisade_egress::answers::AnswerBook::new()));
+        .then(|| std::sync::Arc::new(super::dns::DnsAnswers(resolutions.clone())));
         if let Some(d) = rt.config.spec.dns.clone().filter(|d| d.enabled) {
             match (d.listen.parse(), d.upstream.parse()) {
                 (Ok(listen), Ok(upstream)) => {
@@ -71,7 +72,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                             palisade_agent::fqdn::FqdnTiming { min_ttl: std::time::Duration::from_secs(min), ..Default::default() },
                         ))
                     });
-                    let (rt2, st, book) = (rt.clone(), state.clone(), answers.clone());
+                    let (rt2, st, book) = (rt.clone(), state.clone(), resolutions.clone());
                     tokio::spawn(async move {
                         if let Err(e) = super::dns::serve(&rt2, st, listen, upstream, opener, book).await {
                             tracing::error!(error = %e, "DNS proxy stopped");
