@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
-use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+};
 
 use crate::answers::addresses;
 use crate::decide::{decide, rcode_name, Decision};
@@ -185,6 +188,7 @@ impl Worker {
     fn serve_clients(&self) -> std::io::Result<()> {
         let mut batch = RecvBatch::new(QUERY_SLOT);
         let mut events = Events::new();
+        let mut out = Outbox::default();
         while !self.stop.load(Ordering::Relaxed) {
             let n = match batch.recv(&self.listen) {
                 Ok(n) => n,
@@ -198,13 +202,15 @@ impl Worker {
                 let (len, peer, truncated) = batch.got[i];
                 match peer {
                     Some(peer) if !truncated => {
-                        self.on_query(&mut batch.bufs[i][..len], peer, &mut events)
+                        self.on_query(&mut batch.bufs[i][..len], peer, &mut out, &mut events)
                     }
                     _ => {
                         self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
+            out.upstream.flush(&self.upstream);
+            out.clients.flush(&self.listen);
             events.flush_if_due(&self.shared);
         }
         events.flush(&self.shared);
@@ -215,15 +221,17 @@ impl Worker {
         let mut batch = RecvBatch::new(MAX_DATAGRAM);
         let mut last_sweep = Instant::now();
         let mut events = Events::new();
+        let mut replies = SendBatch::new();
         while !self.stop.load(Ordering::Relaxed) {
             match batch.recv(&self.upstream) {
                 Ok(n) => {
                     for i in 0..n {
                         let (len, _, truncated) = batch.got[i];
                         if !truncated {
-                            self.on_answer(&mut batch.bufs[i][..len], &mut events);
+                            self.on_answer(&mut batch.bufs[i][..len], &mut replies, &mut events);
                         }
                     }
+                    replies.flush(&self.listen);
                     events.flush_if_due(&self.shared);
                 }
                 Err(e) if transient(&e) => events.flush(&self.shared),
@@ -231,7 +239,8 @@ impl Worker {
             }
             if last_sweep.elapsed() >= TICK {
                 last_sweep = Instant::now();
-                self.sweep(&mut events);
+                self.sweep(&mut replies, &mut events);
+                replies.flush(&self.listen);
                 events.flush(&self.shared);
             }
         }
@@ -239,10 +248,8 @@ impl Worker {
         Ok(())
     }
 
-    fn reply(&self, bytes: &[u8], to: SocketAddr) {
-        if let Err(e) = self.listen.send_to(bytes, to) {
-            tracing::debug!(%to, error = %e, "dns reply not sent");
-        }
+    fn reply(&self, replies: &mut SendBatch, bytes: &[u8], to: SocketAddr) {
+        replies.push(&self.listen, bytes, Some(to));
     }
 
     fn emit(
@@ -258,13 +265,13 @@ impl Worker {
         events.push(dns_event(engine, &s.cfg.origin, log));
     }
 
-    fn on_query(&self, packet: &mut [u8], peer: SocketAddr, events: &mut Events) {
+    fn on_query(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Outbox, events: &mut Events) {
         let start = Instant::now();
         let s = &self.shared;
         let engine = (s.engine)();
         let pod = engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip()));
         let Some(q) = wire::quick_query(packet) else {
-            return self.slow_query(packet, peer, engine.as_deref(), pod, start, events);
+            return self.slow_query(packet, peer, engine.as_deref(), pod, start, out, events);
         };
         let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
         let features = Some(wire::name_features(&q.name));
@@ -282,17 +289,18 @@ impl Worker {
         if !allowed {
             let rcode = s.cfg.deny.rcode();
             let bytes = wire::error_reply(q.id, flags, question, u16::from(rcode) as u8);
-            self.reply(&bytes, peer);
+            self.reply(&mut out.clients, &bytes, peer);
             s.stats.refused.fetch_add(1, Ordering::Relaxed);
             log.query = q.name;
             log.rcode = rcode_name(rcode);
             return self.emit(engine.as_deref(), log, start, events);
         }
         log.query = q.name.clone();
-        self.forward(packet, peer, q, flags, log, start);
+        self.forward(packet, peer, q, flags, log, start, &mut out.upstream);
     }
 
     /// Queries the quick reader leaves alone: the full parser decides.
+    #[allow(clippy::too_many_arguments)]
     fn slow_query(
         &self,
         packet: &mut [u8],
@@ -300,6 +308,7 @@ impl Worker {
         engine: Option<&palisade_policy::Engine>,
         pod: Option<palisade_policy::PodId>,
         start: Instant,
+        out: &mut Outbox,
         events: &mut Events,
     ) {
         let s = &self.shared;
@@ -330,7 +339,7 @@ impl Worker {
                 bytes,
                 ..
             } => {
-                self.reply(&bytes, peer);
+                self.reply(&mut out.clients, &bytes, peer);
                 s.stats.answered.fetch_add(1, Ordering::Relaxed);
             }
             Decision::Reply {
@@ -338,7 +347,7 @@ impl Worker {
                 rcode,
                 bytes,
             } => {
-                self.reply(&bytes, peer);
+                self.reply(&mut out.clients, &bytes, peer);
                 s.stats.refused.fetch_add(1, Ordering::Relaxed);
                 log.features = Some(wire::name_features(&q.name));
                 log.query = q.name;
@@ -364,11 +373,12 @@ impl Worker {
                     question_end: end,
                 };
                 let flags = [packet[2], packet[3]];
-                self.forward(packet, peer, qq, flags, log, start);
+                self.forward(packet, peer, qq, flags, log, start, &mut out.upstream);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         packet: &mut [u8],
@@ -377,6 +387,7 @@ impl Worker {
         flags: [u8; 2],
         log: QueryLog,
         start: Instant,
+        to_upstream: &mut SendBatch,
     ) {
         let s = &self.shared;
         let pending = Pending {
@@ -396,13 +407,11 @@ impl Worker {
             return;
         };
         wire::set_id(packet, id);
-        if let Err(e) = self.upstream.send(packet) {
-            tracing::debug!(error = %e, "dns query not sent upstream");
-            // The sweep answers SERVFAIL when it expires.
-        }
+        // A query that cannot be sent is answered SERVFAIL by the sweep when it expires.
+        to_upstream.push(&self.upstream, packet, None);
     }
 
-    fn on_answer(&self, resp: &mut [u8], events: &mut Events) {
+    fn on_answer(&self, resp: &mut [u8], replies: &mut SendBatch, events: &mut Events) {
         if resp.len() < wire::HEADER_LEN {
             return;
         }
@@ -441,11 +450,11 @@ impl Worker {
             log.answers = Some(Vec::new());
         }
         wire::set_id(resp, p.id);
-        self.reply(resp, p.client);
+        self.reply(replies, resp, p.client);
         self.emit(engine.as_deref(), log, p.start, events);
     }
 
-    fn sweep(&self, events: &mut Events) {
+    fn sweep(&self, replies: &mut SendBatch, events: &mut Events) {
         let expired = match self.table.lock() {
             Ok(mut t) if !t.slots.is_empty() => t.expired(Instant::now(), self.shared.cfg.timeout),
             _ => return,
@@ -458,7 +467,7 @@ impl Worker {
         for p in expired {
             s.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
             let bytes = wire::error_reply(p.id, p.flags, &p.question, 2);
-            self.reply(&bytes, p.client);
+            self.reply(replies, &bytes, p.client);
             let mut log = p.log;
             log.rcode = rcode_name(ResponseCode::ServFail);
             self.emit(engine.as_deref(), log, p.start, events);
@@ -519,6 +528,99 @@ impl RecvBatch {
                 .push((m.bytes, from, m.flags.contains(MsgFlags::MSG_TRUNC)));
         }
         Ok(self.got.len())
+    }
+}
+
+/// Datagrams waiting to leave one socket, sent with one `sendmmsg(2)` per batch read
+/// instead of one system call each.
+struct SendBatch {
+    headers: MultiHeaders<SockaddrStorage>,
+    /// The datagrams, back to back.
+    data: Vec<u8>,
+    /// Where each datagram ends in `data`.
+    ends: Vec<usize>,
+    /// Each datagram's destination (`None` on a connected socket).
+    to: Vec<Option<SockaddrStorage>>,
+}
+
+impl SendBatch {
+    fn new() -> Self {
+        SendBatch {
+            headers: MultiHeaders::preallocate(RECV_BATCH, None),
+            data: Vec::with_capacity(RECV_BATCH * 512),
+            ends: Vec::with_capacity(RECV_BATCH),
+            to: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+
+    /// Queues one datagram for `sock` (sending the queue first when it is full).
+    fn push(&mut self, sock: &UdpSocket, bytes: &[u8], to: Option<SocketAddr>) {
+        if self.ends.len() >= RECV_BATCH {
+            self.flush(sock);
+        }
+        self.data.extend_from_slice(bytes);
+        self.ends.push(self.data.len());
+        self.to.push(to.map(SockaddrStorage::from));
+    }
+
+    /// Sends every queued datagram. One that the kernel refuses is skipped (and logged);
+    /// the others still go.
+    fn flush(&mut self, sock: &UdpSocket) {
+        let n = self.ends.len();
+        if n == 0 {
+            return;
+        }
+        let mut start = 0;
+        let slices: Vec<[IoSlice<'_>; 1]> = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let s = [IoSlice::new(&self.data[start..end])];
+                start = end;
+                s
+            })
+            .collect();
+        let no_cmsgs: [ControlMessage<'_>; 0] = [];
+        let mut at = 0;
+        while at < n {
+            match sendmmsg(
+                sock.as_raw_fd(),
+                &mut self.headers,
+                slices[at..].iter(),
+                &self.to[at..],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(sent) => match sent.count() {
+                    0 => break,
+                    k => at += k,
+                },
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns datagram not sent");
+                    at += 1;
+                }
+            }
+        }
+        drop(slices);
+        self.data.clear();
+        self.ends.clear();
+        self.to.clear();
+    }
+}
+
+/// What the client side sends after a batch: queries to the upstream, replies to clients.
+struct Outbox {
+    upstream: SendBatch,
+    clients: SendBatch,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            upstream: SendBatch::new(),
+            clients: SendBatch::new(),
+        }
     }
 }
 
