@@ -295,6 +295,7 @@ impl Gen {
                 transfer: None,
             }),
             detections,
+            reason: None,
         });
         self.push(t, src, Some(dst), body)
     }

@@ -46,6 +46,8 @@ pub struct HttpLog {
     pub detections: Vec<palisade_events::Detection>,
     /// Set when the request was an AI API call.
     pub ai: Option<palisade_events::AiInfo>,
+    /// The reason code of a refusal by the gateway (`DenyReason::code`).
+    pub reason: Option<&'static str>,
 }
 
 /// Where the gateway runs, for the events' `cluster` and `node`.
@@ -73,6 +75,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
             tls: Some(log.tls),
             detections: log.detections,
             ai: log.ai,
+            reason: log.reason.map(str::to_string),
             ..HttpInfo::default()
         }),
     );
@@ -127,6 +130,7 @@ mod tests {
                 mode: Mode::Enforce,
             }),
             tls: TlsMode::None,
+            reason: Some("fqdn-not-allowed"),
             detections: Vec::new(),
             ai: None,
         };
@@ -140,7 +144,7 @@ mod tests {
             r#""verdict":"deny""#,
             r#""destination":{"kind":"fqdn","port":80,"fqdn":"evil.test"}"#,
             r#""policy":{"kind":"SecurityPolicy","namespace":"ml","name":"hub","rule":"default","stage":"namespace","mode":"Enforce"}"#,
-            r#""http":{"method":"POST","host":"evil.test","path":"/upload","status":403,"bytesIn":0,"bytesOut":0,"durationMs":3,"tls":"none"}"#,
+            r#""http":{"method":"POST","host":"evil.test","path":"/upload","status":403,"bytesIn":0,"bytesOut":0,"durationMs":3,"tls":"none","reason":"fqdn-not-allowed"}"#,
         ] {
             assert!(json.contains(want), "{want} not in {json}");
         }

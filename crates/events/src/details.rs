@@ -225,6 +225,10 @@ pub struct HttpInfo {
     /// What the content detectors found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detections: Vec<Detection>,
+    /// Why a gateway refused, as its short reason code (e.g. `dns-mismatch`,
+    /// `l7-not-allowed`); absent when the exchange was not refused by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What an alert is about.

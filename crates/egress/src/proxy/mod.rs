@@ -357,6 +357,7 @@ impl ClientConn {
             log.status = 403;
             log.duration = start.elapsed();
             log.policy = d.policy.clone();
+            log.reason = Some(reason.code());
             self.shared.emit(caller.engine.as_deref(), log);
         }
         local(StatusCode::FORBIDDEN, reason.body())
@@ -382,6 +383,7 @@ impl ClientConn {
             tls: TlsMode::None,
             detections: Vec::new(),
             ai: None,
+            reason: None,
         }
     }
 }

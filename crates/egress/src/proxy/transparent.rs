@@ -136,6 +136,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         tls: TlsMode::Passthrough,
         detections: Vec::new(),
         ai: None,
+        reason: d.deny.map(DenyReason::code),
     };
     if !d.allowed {
         shared.stats.denied.fetch_add(1, Ordering::Relaxed);

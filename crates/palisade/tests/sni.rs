@@ -1,0 +1,305 @@
+//! SNI / DNS / IP agreement end to end (root; skipped, saying so, elsewhere): `palisade up`
+//! runs the DNS proxy and the egress gateway's transparent listener in a node namespace; the
+//! node redirects the pod's TCP 443 to that listener (nftables `redirect`, as the agent's
+//! egress redirect would). A TLS ClientHello whose SNI names an allowed host is tunnelled only
+//! to an IP that this pod's DNS answers gave for that name; any other destination IP, or a
+//! name the pod never resolved, is refused (connection closed), and the refusal is an `http`
+//! event with the deciding reason.
+
+use palisade_agent::lab::Lab;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_palisade")
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn can_run() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let ok = root && ["nft", "dnsmasq", "dig", "python3"].iter().all(|t| tool(t));
+    if !ok {
+        eprintln!(
+            "skipping: the SNI agreement test needs root, nftables, dnsmasq, dig and python3"
+        );
+    }
+    ok
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Netns(String);
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").arg("-9").arg(pid).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends a real TLS ClientHello for `sni` to `ip:443` from the pod; returns what came back
+/// before the connection ended: the upstream's greeting when tunnelled, `CLOSED` when refused.
+const HELLO: &str = r#"
+import socket, ssl, sys
+sni, ip = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context()
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname=sni)
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+s = socket.create_connection((ip, 443), timeout=3)
+s.sendall(hello)
+try:
+    data = s.recv(3)
+except (ConnectionResetError, socket.timeout):
+    data = b""
+print(data.decode("latin-1") if data else "CLOSED")
+"#;
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.91.1.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: model-hub, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: trainer}}
+  egress:
+  - to: [{fqdn: "**.models.test"}]
+    ports: [{port: 443}]
+"#;
+
+#[test]
+fn sni_must_name_what_the_pod_resolved_to_that_ip() {
+    if !can_run() {
+        return;
+    }
+    let id = std::process::id() % 10000;
+    let dir: PathBuf = std::env::temp_dir().join(format!("palisade-sni-e2e-{id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(dir.join("manifests/ml.yaml"), MANIFESTS).unwrap();
+    let events = dir.join("events.jsonl");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: palisade.dev/v1alpha1
+kind: PalisadeConfig
+metadata: {{name: sni-e2e}}
+spec:
+  manifests: manifests
+  dataDir: {data}
+  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\"}}
+  egress: {{listen: \"127.0.0.1:3128\", transparent: \"0.0.0.0:15443\"}}
+  events: {{jsonl: {events}, store: false}}
+",
+            data = dir.join("data").display(),
+            events = events.display()
+        ),
+    )
+    .unwrap();
+
+    let lab = Lab::create(
+        &format!("pls{id}"),
+        &[(0, "ml/trainer".into(), "10.91.1.1".parse().unwrap())],
+    )
+    .expect("lab");
+    let node = lab.node_ns.clone();
+    let pod = lab.pods[0].netns.clone();
+    // "The internet": 10.99.1.10 and .12 in a namespace of their own, both serving TCP 443.
+    let ext = Netns(format!("pls{id}-ext"));
+    sh(&format!(
+        "ip netns add {e} && ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.1.10/32 dev hx && ip -n {node} route add 10.99.1.12/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.1.10/32 dev eth0 && ip -n {e} addr add 10.99.1.12/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
+        e = ext.0
+    ));
+    // The pod's HTTPS goes to the gateway's transparent listener.
+    let redirect = "table ip sni_e2e {\n chain pre {\n  type nat hook prerouting priority dstnat;\n  ip saddr 10.91.1.1 tcp dport 443 redirect to :15443\n }\n}\n";
+    let st = Command::new("ip")
+        .args(["netns", "exec", &node, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(redirect.as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(st.success(), "redirect rule");
+    let _servers = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ext.0,
+                bin(),
+                "lab",
+                "serve",
+                "--tcp",
+                "443",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _dnsmasq = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=5353",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--address=/cdn.models.test/10.99.1.10",
+                "--address=/hub.models.test/10.99.1.12",
+                "--pid-file=",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _up = Kill(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node,
+                bin(),
+                "up",
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dig = |name: &str| {
+        in_ns(
+            &pod,
+            &["dig", "@169.254.1.1", name, "+short", "+time=1", "+tries=1"],
+        )
+    };
+    let hello = |sni: &str, ip: &str| {
+        in_ns(&pod, &["python3", "-c", HELLO, sni, ip])
+            .trim()
+            .to_string()
+    };
+    let start = Instant::now();
+    while !dig("cdn.models.test").contains("10.99.1.10") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the DNS proxy never answered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Wait for the transparent listener too: the agreeing connection must get through.
+    let start = Instant::now();
+    loop {
+        let got = hello("cdn.models.test", "10.99.1.10");
+        if got == "ok\n".trim() || got == "ok" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "SNI and IP agree, yet the tunnel did not open: {got}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The name is allowed, but the pod was never told that it lives at 10.99.1.12.
+    assert_eq!(hello("cdn.models.test", "10.99.1.12"), "CLOSED");
+    // A name the pod never resolved, at the IP it has (shared-CDN-IP fronting).
+    assert_eq!(hello("hub.models.test", "10.99.1.10"), "CLOSED");
+    // Once resolved, that name works at its own IP, and still not at the other.
+    assert!(dig("hub.models.test").contains("10.99.1.12"));
+    assert_eq!(hello("hub.models.test", "10.99.1.12"), "ok");
+    assert_eq!(hello("hub.models.test", "10.99.1.10"), "CLOSED");
+
+    // The refusals are http events with the reason; the agreeing tunnels are allowed ones.
+    let start = Instant::now();
+    let evs = loop {
+        let evs: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["type"] == "http")
+            .collect();
+        if evs.iter().filter(|e| e["verdict"] == "deny").count() >= 3
+            || start.elapsed() > Duration::from_secs(5)
+        {
+            break evs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let denied: Vec<&serde_json::Value> = evs.iter().filter(|e| e["verdict"] == "deny").collect();
+    assert_eq!(denied.len(), 3, "{evs:#?}");
+    for e in &denied {
+        assert_eq!(e["source"]["name"], "trainer", "{e}");
+        assert!(
+            e.to_string().contains("dns-mismatch"),
+            "the event must say why: {e}"
+        );
+    }
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["destination"]["fqdn"] == "cdn.models.test"
+                && e["destination"]["ip"] == "10.99.1.12"),
+        "{denied:#?}"
+    );
+    assert!(
+        evs.iter().any(|e| e["verdict"] == "allow"
+            && e["destination"]["fqdn"] == "hub.models.test"
+            && e["destination"]["ip"] == "10.99.1.12"),
+        "{evs:#?}"
+    );
+    drop(lab);
+}
