@@ -21,8 +21,9 @@ pub mod yaml;
 
 pub use diag::{Diagnostic, Origin, Severity};
 pub use engine::{
-    Action, DirVerdict, Direction, Endpoint, Engine, Explanation, Exposure, Flow, HttpRequest,
-    Matrix, PodId, PodInfo, PolicyInfo, PolicyKind, PolicyRef, Reason, Stage, Step, Verdict,
+    Action, DirVerdict, Direction, Endpoint, Engine, Explanation, Exposure, Flow, GatewayDemands,
+    HttpRequest, Matrix, PodId, PodInfo, PolicyInfo, PolicyKind, PolicyRef, Reason, Stage, Step,
+    UploadBudget, Verdict,
 };
 pub use load::Manifests;
 pub use model::{Mode, Posture, Protocol};

@@ -180,6 +180,51 @@ pub(crate) struct Rule {
     /// Empty: any request.
     pub(crate) http: Vec<HttpMatch>,
     pub(crate) audit: bool,
+    /// What an egress SecurityPolicy rule asks of the egress gateway (none for others).
+    pub(crate) gateway: Option<std::sync::Arc<GatewayDemands>>,
+}
+
+/// What an allowing SecurityPolicy egress rule asks of the egress gateway beyond letting the
+/// traffic through: interception, a body size limit, DLP, an upload budget.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayDemands {
+    /// Terminate TLS so that L7 rules and DLP see HTTPS.
+    pub inspect_tls: bool,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// DLP on visible request bodies.
+    pub dlp: Option<crate::model::DlpSpec>,
+    /// Bytes each pod may send to each destination name per window.
+    pub upload_budget: Option<UploadBudget>,
+}
+
+/// An upload budget, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadBudget {
+    /// Bytes per window.
+    pub bytes: u64,
+    /// Window length.
+    pub window: std::time::Duration,
+}
+
+impl GatewayDemands {
+    /// The demands of a SecurityPolicy egress rule, `None` when it makes none.
+    pub(crate) fn of(r: &crate::model::SecurityRule) -> Option<Self> {
+        let upload_budget = r.upload_budget.as_ref().and_then(|b| {
+            Some(UploadBudget {
+                bytes: b.bytes,
+                window: b.window_duration()?,
+            })
+        });
+        let d = GatewayDemands {
+            inspect_tls: r.inspect_tls,
+            max_body_bytes: r.max_body_bytes,
+            dlp: r.dlp.clone(),
+            upload_budget,
+        };
+        (d.inspect_tls || d.max_body_bytes.is_some() || d.dlp.is_some() || upload_budget.is_some())
+            .then_some(d)
+    }
 }
 
 /// A compiled peer.
@@ -499,6 +544,13 @@ impl Engine {
             mode: p.mode,
         })
     }
+    /// What the egress rule that allowed `v` asks of the egress gateway (interception,
+    /// body limit, DLP, upload budget), if it is a SecurityPolicy rule that asks anything.
+    pub fn gateway_demands(&self, v: &Verdict) -> Option<&std::sync::Arc<GatewayDemands>> {
+        let d = v.egress.as_ref().filter(|d| d.allowed)?;
+        self.rules.get(d.rule? as usize)?.gateway.as_ref()
+    }
+
     /// Number of namespaces known.
     pub fn namespace_count(&self) -> usize {
         self.namespaces.len()

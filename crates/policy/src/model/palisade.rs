@@ -63,6 +63,37 @@ pub struct SecurityRule {
     /// Egress: data-loss prevention on visible request bodies.
     #[serde(default)]
     pub dlp: Option<DlpSpec>,
+    /// Egress: most bytes each selected pod may send to each destination name per window.
+    #[serde(default)]
+    pub upload_budget: Option<UploadBudgetSpec>,
+}
+
+/// An upload byte budget: `bytes` per pod and destination in each `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadBudgetSpec {
+    /// Bytes allowed per window (request bodies and tunnel bytes client → server).
+    pub bytes: u64,
+    /// Window length: a number and a unit, `s`, `m`, `h` or `d` (e.g. `1h`).
+    pub window: String,
+}
+
+impl UploadBudgetSpec {
+    /// The window as a duration; `None` when it is not `<number><s|m|h|d>` or is zero.
+    pub fn window_duration(&self) -> Option<std::time::Duration> {
+        let w = self.window.trim();
+        let unit = w.chars().last()?;
+        let secs: u64 = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let n: u64 = w[..w.len() - 1].parse().ok()?;
+        let total = n.checked_mul(secs)?;
+        (total > 0).then(|| std::time::Duration::from_secs(total))
+    }
 }
 
 /// A peer of a Palisade rule: exactly one of selectors, `ipBlock`, or `fqdn`.

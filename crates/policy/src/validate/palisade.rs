@@ -16,10 +16,14 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
                 &r.http,
             );
             let rp = spec.key("ingress").index(i);
-            if r.inspect_tls || r.max_body_bytes.is_some() || r.dlp.is_some() {
+            if r.inspect_tls
+                || r.max_body_bytes.is_some()
+                || r.dlp.is_some()
+                || r.upload_budget.is_some()
+            {
                 v.err(
                     &rp,
-                    "inspectTLS, maxBodyBytes and dlp apply to egress rules only",
+                    "inspectTLS, maxBodyBytes, dlp and uploadBudget apply to egress rules only",
                 );
             }
         }
@@ -35,6 +39,21 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
                 &r.ports,
                 &r.http,
             );
+            if let Some(b) = &r.upload_budget {
+                let bp = spec.key("egress").index(i).key("uploadBudget");
+                if b.window_duration().is_none() {
+                    v.err(
+                        &bp.key("window"),
+                        format!(
+                            "window {:?} must be a positive number with a unit s, m, h or d (e.g. 1h)",
+                            b.window
+                        ),
+                    );
+                }
+                if b.bytes == 0 {
+                    v.err(&bp.key("bytes"), "bytes must be at least 1 (omit uploadBudget for no limit)");
+                }
+            }
             if let Some(d) = &r.dlp {
                 for (j, name) in d.detectors.iter().enumerate() {
                     if !DLP_DETECTORS.contains(&name.as_str()) {

@@ -427,3 +427,49 @@ fn invalid_label_selectors() {
         ],
     );
 }
+
+#[test]
+fn bad_upload_budgets_and_gateway_fields_on_ingress() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",            // 1
+        "kind: SecurityPolicy",                         // 2
+        "metadata: {name: sp, namespace: x}",           // 3
+        "spec:",                                        // 4
+        "  podSelector: {}",                            // 5
+        "  egress:",                                    // 6
+        "  - to: [{fqdn: hub.test}]",                   // 7
+        "    uploadBudget: {bytes: 0, window: 1w}",     // 8
+        "  ingress:",                                   // 9
+        "  - uploadBudget: {bytes: 5, window: 10m}",    // 10
+    ]);
+    let m = load("budget.yaml", &text);
+    let f = "budget.yaml";
+    assert_eq!(errors(&m), 3, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].uploadBudget.window",
+        8,
+        38,
+        "invalid-value",
+        &["window \"1w\"", "s, m, h or d"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress[0].uploadBudget.bytes",
+        8,
+        27,
+        "invalid-value",
+        &["at least 1"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.ingress[0]",
+        10,
+        5,
+        "invalid-value",
+        &["apply to egress rules only"],
+    );
+}

@@ -283,3 +283,46 @@ spec:
     let v = c.tcp("x/a", "x/b", 8080);
     c.expect(&v, Allow, Namespace, Some("SecurityPolicy b-enforce"));
 }
+
+#[test]
+fn egress_rules_carry_their_gateway_demands() {
+    let c = Cluster::new(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: hub-guarded, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{fqdn: hub.models.test}]
+    ports: [{port: 443}]
+    inspectTLS: true
+    maxBodyBytes: 1048576
+    dlp: {detectors: [secrets], action: redact}
+    uploadBudget: {bytes: 10000000, window: 1h}
+  - to: [{fqdn: plain.models.test}]
+"#,
+    );
+    let v = c.pod_to_fqdn("x/a", "hub.models.test", None, 443, None);
+    let d = c.engine.gateway_demands(&v).expect("the rule's demands");
+    assert!(d.inspect_tls);
+    assert_eq!(d.max_body_bytes, Some(1_048_576));
+    let dlp = d.dlp.as_ref().unwrap();
+    assert_eq!(dlp.detectors, vec!["secrets".to_string()]);
+    assert_eq!(
+        d.upload_budget,
+        Some(palisade_policy::UploadBudget {
+            bytes: 10_000_000,
+            window: std::time::Duration::from_secs(3600)
+        })
+    );
+    // A rule that asks nothing, a pod no rule selects, and a denied flow: no demands.
+    let plain = c.pod_to_fqdn("x/a", "plain.models.test", None, 443, None);
+    assert!(plain.allowed());
+    assert!(c.engine.gateway_demands(&plain).is_none());
+    let other = c.pod_to_fqdn("x/b", "hub.models.test", None, 443, None);
+    assert!(c.engine.gateway_demands(&other).is_none());
+    let denied = c.pod_to_fqdn("x/a", "evil.test", None, 443, None);
+    assert!(!denied.allowed());
+    assert!(c.engine.gateway_demands(&denied).is_none());
+}

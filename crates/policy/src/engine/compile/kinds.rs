@@ -376,7 +376,7 @@ impl Builder {
                     r.ports.iter().map(PortSpecRef::from_palisade).collect();
                 let ports = Self::np_ports(&ports);
                 let http = compile_http(&r.http);
-                ids.push(self.push_rule(
+                let id = self.push_rule(
                     pid,
                     dir,
                     i,
@@ -388,7 +388,12 @@ impl Builder {
                     ports,
                     http,
                     audit,
-                ));
+                );
+                if dir == Direction::Egress {
+                    self.rules[id as usize].gateway =
+                        crate::engine::GatewayDemands::of(r).map(std::sync::Arc::new);
+                }
+                ids.push(id);
             }
             self.attach(subject, dir, List::NsPolicies, &[pid], audit);
             self.attach(subject, dir, List::NsRules, &ids, audit);

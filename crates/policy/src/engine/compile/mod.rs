@@ -389,6 +389,7 @@ impl Builder {
             ports,
             http,
             audit,
+            gateway: None,
         });
         id
     }
