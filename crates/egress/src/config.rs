@@ -101,6 +101,25 @@ impl DlpSettings {
             max_body: 1 << 20,
         }
     }
+
+    /// The settings a `dlp` block asks for (a gateway's `spec.egress.dlp` or a rule's):
+    /// the named detectors and sets (none named: all), scanning bodies up to 1 MiB.
+    pub fn from_spec(d: &palisade_policy::model::DlpSpec) -> Result<Self, String> {
+        let mut settings = DlpSettings::all(d.action);
+        if !d.detectors.is_empty() {
+            settings.detectors.clear();
+            for name in &d.detectors {
+                let set = crate::dlp::Detector::parse_set(name)
+                    .ok_or_else(|| format!("dlp.detectors: unknown detector {name:?}"))?;
+                for det in set {
+                    if !settings.detectors.contains(&det) {
+                        settings.detectors.push(det);
+                    }
+                }
+            }
+        }
+        Ok(settings)
+    }
 }
 
 impl GatewayConfig {
@@ -160,21 +179,7 @@ impl GatewayConfig {
             cfg.add_proxy_user(&u.username, &u.password, &u.pod);
         }
         if let Some(d) = &spec.dlp {
-            let mut settings = DlpSettings::all(d.action);
-            if !d.detectors.is_empty() {
-                settings.detectors.clear();
-                for name in &d.detectors {
-                    let set = crate::dlp::Detector::parse_set(name).ok_or_else(|| {
-                        EgressError::Config(format!("dlp.detectors: unknown detector {name:?}"))
-                    })?;
-                    for det in set {
-                        if !settings.detectors.contains(&det) {
-                            settings.detectors.push(det);
-                        }
-                    }
-                }
-            }
-            cfg.dlp = Some(settings);
+            cfg.dlp = Some(DlpSettings::from_spec(d).map_err(EgressError::Config)?);
         }
         if let Some(e) = &spec.events {
             cfg.events = EventSelection::parse(e).ok_or_else(|| {

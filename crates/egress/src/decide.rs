@@ -3,8 +3,11 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use palisade_policy::{
-    Action, Endpoint, Engine, Flow, HttpRequest, PodId, PolicyRef, Posture, Protocol,
+    Action, Endpoint, Engine, Flow, GatewayDemands, HttpRequest, PodId, PolicyRef, Posture,
+    Protocol,
 };
 
 /// Why a request was refused. The code is all a client learns; the event has the rest.
@@ -28,6 +31,10 @@ pub enum DenyReason {
     Dlp,
     /// The destination IP is not one this pod's DNS answers gave for the name it presents.
     DnsMismatch,
+    /// The request body is larger than the allowing rule's `maxBodyBytes` (`413`).
+    BodyTooLarge,
+    /// The pod has used up its upload budget towards this name for now (`429`).
+    UploadBudget,
 }
 
 impl DenyReason {
@@ -43,6 +50,18 @@ impl DenyReason {
             DenyReason::HostMismatch => "host-mismatch",
             DenyReason::Dlp => "dlp",
             DenyReason::DnsMismatch => "dns-mismatch",
+            DenyReason::BodyTooLarge => "body-too-large",
+            DenyReason::UploadBudget => "upload-budget",
+        }
+    }
+
+    /// The HTTP status of the refusal: `403`, or `407`, `413`, `429` for those reasons.
+    pub fn status(self) -> u16 {
+        match self {
+            DenyReason::BadCredential => 407,
+            DenyReason::BodyTooLarge => 413,
+            DenyReason::UploadBudget => 429,
+            _ => 403,
         }
     }
 
@@ -58,6 +77,8 @@ impl DenyReason {
             DenyReason::HostMismatch => "palisade: denied (host-mismatch)\n",
             DenyReason::Dlp => "palisade: denied (dlp)\n",
             DenyReason::DnsMismatch => "palisade: denied (dns-mismatch)\n",
+            DenyReason::BodyTooLarge => "palisade: denied (body-too-large)\n",
+            DenyReason::UploadBudget => "palisade: denied (upload-budget)\n",
         }
     }
 }
@@ -87,6 +108,9 @@ pub struct Decision {
     /// Allowed at the connection level by a rule whose HTTP conditions still need checking
     /// per request (only when the request was not given).
     pub l7_pending: bool,
+    /// What the allowing rule asks of the gateway (interception, body limit, DLP, upload
+    /// budget).
+    pub demands: Option<Arc<GatewayDemands>>,
 }
 
 impl Decision {
@@ -98,7 +122,14 @@ impl Decision {
             deny: Some(reason),
             policy: None,
             l7_pending: false,
+            demands: None,
         }
+    }
+
+    /// Allowed, but only with TLS terminated: the rule has HTTP conditions that a tunnel
+    /// would hide, or asks for inspection (`inspectTLS`).
+    pub fn needs_inspection(&self) -> bool {
+        self.allowed && (self.l7_pending || self.demands.as_ref().is_some_and(|d| d.inspect_tls))
     }
 }
 
@@ -152,6 +183,7 @@ pub fn decide(
             deny: Some(reason),
             policy,
             l7_pending: false,
+            demands: None,
         };
     }
     let l7_pending = http.is_none() && [v.egress, v.ingress].iter().flatten().any(|d| d.l7);
@@ -161,6 +193,7 @@ pub fn decide(
         deny: None,
         policy,
         l7_pending,
+        demands: engine.gateway_demands(&v).cloned(),
     }
 }
 

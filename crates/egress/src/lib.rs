@@ -22,6 +22,7 @@
 
 pub mod ai;
 pub mod answers;
+pub mod budget;
 pub mod config;
 pub mod decide;
 pub mod dlp;

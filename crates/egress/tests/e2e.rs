@@ -24,6 +24,8 @@ mod clients;
 mod dlp;
 #[path = "e2e/intercept.rs"]
 mod intercept;
+#[path = "e2e/rules.rs"]
+mod rules;
 #[path = "e2e/transparent.rs"]
 mod transparent;
 

@@ -22,27 +22,73 @@ pub(crate) enum ReqBody {
         counter: Option<Arc<AtomicU64>>,
         /// The first bytes, kept for AI-API awareness (the model asked for).
         capture: Option<Arc<Mutex<Vec<u8>>>>,
+        /// Limits checked as the body streams (a body of unknown length).
+        limits: Option<Box<StreamLimits>>,
     },
     Full(Option<Bytes>),
 }
 
+/// What a streamed body of unknown length may not exceed: the rule's `maxBodyBytes` and
+/// what is left of the pod's upload budget. Going over ends the body with an error, so the
+/// upstream sees an aborted request, never a complete one.
+pub(crate) struct StreamLimits {
+    pub(crate) max: Option<u64>,
+    pub(crate) budget: Option<Arc<crate::budget::BudgetCell>>,
+    pub(crate) seen: u64,
+}
+
+/// Why a streamed body was cut.
+#[derive(Debug)]
+pub(crate) struct BodyCut(pub(crate) crate::decide::DenyReason);
+
+impl std::fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body cut ({})", self.0.code())
+    }
+}
+
+impl std::error::Error for BodyCut {}
+
+impl StreamLimits {
+    fn check(&mut self, n: u64) -> Result<(), BodyCut> {
+        self.seen = self.seen.saturating_add(n);
+        if self.max.is_some_and(|m| self.seen > m) {
+            return Err(BodyCut(crate::decide::DenyReason::BodyTooLarge));
+        }
+        if let Some(b) = &self.budget {
+            b.take(n)
+                .map_err(|_| BodyCut(crate::decide::DenyReason::UploadBudget))?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of a request body on its way upstream.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut *self {
             ReqBody::Stream {
                 inner,
                 counter,
                 capture,
+                limits,
             } => {
                 let poll = Pin::new(inner).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(f))) = &poll {
                     if let Some(d) = f.data_ref() {
+                        if let Some(l) = limits.as_mut() {
+                            if let Err(cut) = l.check(d.len() as u64) {
+                                return Poll::Ready(Some(Err(Box::new(cut))));
+                            }
+                        }
                         if let Some(c) = counter {
                             c.fetch_add(d.len() as u64, Ordering::Relaxed);
                         }
@@ -51,7 +97,7 @@ impl Body for ReqBody {
                         }
                     }
                 }
-                poll
+                poll.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as BodyError)))
             }
             ReqBody::Full(b) => Poll::Ready(
                 b.take()

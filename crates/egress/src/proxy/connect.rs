@@ -55,7 +55,7 @@ pub(crate) async fn handle(
         None,
     );
     let interceptor = conn.shared.cfg.intercept.clone();
-    if d.allowed && d.l7_pending {
+    if d.needs_inspection() {
         match &interceptor {
             // Only some requests are allowed there: terminate TLS and decide each one.
             Some(i) => return intercept(conn, i, &host, port, req),
@@ -66,10 +66,27 @@ pub(crate) async fn handle(
             }
         }
     }
+    let budget = if d.allowed {
+        conn.shared.budget(&caller, conn.peer, &host, &d)
+    } else {
+        None
+    };
+    if budget.as_ref().is_some_and(|b| b.remaining() == 0) {
+        d.allowed = false;
+        d.deny = Some(DenyReason::UploadBudget);
+    }
     let mut log = conn.log(&caller, &host, port, "CONNECT");
     log.tls = TlsMode::Passthrough;
     if !d.allowed {
-        return conn.refuse(&caller, &d, log, start);
+        let wait = budget.as_ref().map(|b| b.retry_after());
+        let mut resp = conn.refuse(&caller, &d, log, start);
+        if let (Some(DenyReason::UploadBudget), Some(w)) = (d.deny, wait) {
+            resp.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(w.as_secs().max(1)),
+            );
+        }
+        return resp;
     }
     let (upstream, addr) = match dial(&conn.shared, &host, port, None).await {
         Ok(x) => x,
@@ -104,7 +121,7 @@ pub(crate) async fn handle(
                     log.port,
                 );
                 let r = tokio::select! {
-                    r = relay(upgraded, upstream) => r,
+                    r = relay(upgraded, upstream, budget.as_deref()) => r,
                     () = watch => Err(io::Error::other("closed: policy no longer allows it")),
                 };
                 record(r, log, addr, start, &shared, caller);
@@ -120,6 +137,7 @@ pub(crate) async fn handle(
 async fn relay(
     upgraded: hyper::upgrade::Upgraded,
     mut upstream: TcpStream,
+    budget: Option<&crate::budget::BudgetCell>,
 ) -> io::Result<(u64, u64)> {
     match upgraded.downcast::<TokioIo<super::guard::Guarded>>() {
         Ok(parts) => {
@@ -127,20 +145,29 @@ async fn relay(
             // Bytes the client sent after its CONNECT head, already read by hyper.
             let early = parts.read_buf.len() as u64;
             if early > 0 {
+                if budget.is_some_and(|b| b.take(early).is_err()) {
+                    return Err(io::Error::other(super::splice::BUDGET_USED_UP));
+                }
                 upstream.write_all(&parts.read_buf).await?;
             }
-            let (up, down) = super::splice::tunnel(&client, &upstream).await?;
+            let (up, down) = super::splice::tunnel(&client, &upstream, budget).await?;
             Ok((up + early, down))
         }
         Err(upgraded) => {
+            // Not a plain socket (never the case today): buffered copy, and the budget
+            // counted when the tunnel ends.
             let mut client = TokioIo::new(upgraded);
-            tokio::io::copy_bidirectional_with_sizes(
+            let r = tokio::io::copy_bidirectional_with_sizes(
                 &mut client,
                 &mut upstream,
                 TUNNEL_BUFFER,
                 TUNNEL_BUFFER,
             )
-            .await
+            .await;
+            if let (Ok((up, _)), Some(b)) = (&r, budget) {
+                let _ = b.take(*up);
+            }
+            r
         }
     }
 }
@@ -180,7 +207,8 @@ pub(crate) async fn rechecks(
             port,
         };
         let d = decide(now.as_deref(), pod, client, target, None);
-        if !d.allowed || (d.l7_pending && shared.cfg.intercept.is_none()) {
+        // A passthrough tunnel hides the requests: closed once the rule wants them seen.
+        if !d.allowed || d.needs_inspection() {
             shared.stats.denied.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%client, host, "tunnel closed after a policy change");
             return;
@@ -199,9 +227,15 @@ pub(crate) fn record(
     caller: Caller,
 ) {
     if shared.wants_event(true) {
-        if let Ok((up, down)) = r {
-            log.bytes_in = up;
-            log.bytes_out = down;
+        match r {
+            Ok((up, down)) => {
+                log.bytes_in = up;
+                log.bytes_out = down;
+            }
+            Err(e) if e.to_string() == super::splice::BUDGET_USED_UP => {
+                log.reason = Some(DenyReason::UploadBudget.code());
+            }
+            Err(_) => {}
         }
         log.ip = Some(addr.ip());
         log.duration = start.elapsed();

@@ -268,6 +268,32 @@ pub(crate) async fn handle(
             decision.deny = Some(DenyReason::DnsMismatch);
         }
     }
+    // What the allowing rule asks: a body limit and an upload budget, checked up front
+    // when the length is declared, else as the body streams.
+    let declared: Option<u64> = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    let max_body = decision.demands.as_ref().and_then(|d| d.max_body_bytes);
+    let budget = if decision.allowed {
+        conn.shared.budget(&caller, conn.peer, &host, &decision)
+    } else {
+        None
+    };
+    let mut retry_after = None;
+    if let (true, Some(max), Some(len)) = (decision.allowed, max_body, declared) {
+        if len > max {
+            decision.allowed = false;
+            decision.deny = Some(DenyReason::BodyTooLarge);
+        }
+    }
+    if let (true, Some(b), Some(len)) = (decision.allowed, &budget, declared) {
+        if let Err(wait) = b.take(len) {
+            decision.allowed = false;
+            decision.deny = Some(DenyReason::UploadBudget);
+            retry_after = Some(wait);
+        }
+    }
     let wants_event = conn.shared.wants_event(decision.allowed);
     if !decision.allowed {
         let mut log = conn.log(&caller, &host, port, req.method().as_str());
@@ -275,8 +301,17 @@ pub(crate) async fn handle(
         if matches!(conn.mode, Mode::Intercepted(..)) {
             log.tls = TlsMode::Intercepted;
         }
-        return conn.refuse(&caller, &decision, log, start);
+        let resp = conn.refuse(&caller, &decision, log, start);
+        return with_retry_after(resp, retry_after);
     }
+    let stream_limits =
+        (declared.is_none() && (max_body.is_some() || budget.is_some())).then(|| {
+            Box::new(super::body::StreamLimits {
+                max: max_body,
+                budget: budget.clone(),
+                seen: 0,
+            })
+        });
 
     let (mut parts, body) = req.into_parts();
     let log = wants_event.then(|| {
@@ -316,9 +351,45 @@ pub(crate) async fn handle(
     let mut log = log;
     let mut counter = None;
     let mut req_capture = None;
-    let up_body = match &conn.shared.cfg.dlp {
+    // The rule's DLP settings, else the gateway's.
+    let rule_dlp = decision
+        .demands
+        .as_ref()
+        .and_then(|d| d.dlp.as_ref())
+        .map(|d| {
+            crate::config::DlpSettings::from_spec(d)
+                .unwrap_or_else(|_| crate::config::DlpSettings::all(d.action))
+        });
+    let dlp = rule_dlp.as_ref().or(conn.shared.cfg.dlp.as_ref()).map(|d| {
+        let mut d = d.clone();
+        if let Some(max) = max_body {
+            d.max_body = d.max_body.min(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        d
+    });
+    let up_body = match &dlp {
         Some(dlp) if !body.is_end_stream() => {
-            match inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log).await {
+            let read = inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log)
+                .await
+                .and_then(|b| {
+                    // A body of unknown length counts against the budget once read.
+                    match (&stream_limits, &b) {
+                        (Some(l), ReqBody::Full(Some(bytes))) => match &l.budget {
+                            Some(cell) => {
+                                cell.take(bytes.len() as u64).map(|()| b).map_err(|wait| {
+                                    retry_after = Some(wait);
+                                    (
+                                        DenyReason::UploadBudget,
+                                        Some(StatusCode::TOO_MANY_REQUESTS),
+                                    )
+                                })
+                            }
+                            None => Ok(b),
+                        },
+                        _ => Ok(b),
+                    }
+                });
+            match read {
                 Ok(b) => b,
                 Err(refusal) => {
                     let d = Decision {
@@ -332,14 +403,20 @@ pub(crate) async fn handle(
                     return match refusal.1 {
                         Some(status) => {
                             l.status = status.as_u16();
-                            upstream_failed(
+                            let reason = match refusal.0 {
+                                DenyReason::UploadBudget => DenyReason::UploadBudget,
+                                _ => DenyReason::BodyTooLarge,
+                            };
+                            l.reason = Some(reason.code());
+                            let resp = upstream_failed(
                                 conn,
                                 &caller,
                                 Some(l),
-                                local(status, "palisade: denied (body-too-large)\n"),
+                                local(status, reason.body()),
                                 status.as_u16(),
                                 start,
-                            )
+                            );
+                            with_retry_after(resp, retry_after)
                         }
                         None => conn.refuse(&caller, &d, l, start),
                     };
@@ -353,6 +430,7 @@ pub(crate) async fn handle(
                 inner: body,
                 counter: counter.clone(),
                 capture: req_capture.clone(),
+                limits: stream_limits,
             }
         }
     };
@@ -403,6 +481,24 @@ pub(crate) async fn handle(
                 // Not sent (the kept connection had closed): once more on a new one.
                 Some(r) if !fresh => up_req = r,
                 _ => {
+                    if let Some(cut) = body_cut(e.error()) {
+                        // The streamed body went over the rule's limit or the budget.
+                        let mut l = log.unwrap_or_else(|| conn.log(&caller, &host, port, ""));
+                        l.allowed = false;
+                        l.reason = Some(cut.code());
+                        let status = cut.status();
+                        let wait = (cut == DenyReason::UploadBudget)
+                            .then(|| budget.as_ref().map(|b| b.retry_after()))
+                            .flatten();
+                        let r = local(
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+                            cut.body(),
+                        );
+                        return with_retry_after(
+                            upstream_failed(conn, &caller, Some(l), r, status, start),
+                            wait,
+                        );
+                    }
                     conn.shared
                         .stats
                         .upstream_errors
@@ -516,6 +612,31 @@ fn upstream_failed(
         log.status = status;
         log.duration = start.elapsed();
         conn.shared.emit(caller.engine.as_deref(), log);
+    }
+    resp
+}
+
+/// The limit a streamed request body went over, if that is why sending it failed.
+fn body_cut(e: &hyper::Error) -> Option<DenyReason> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(cut) = c.downcast_ref::<super::body::BodyCut>() {
+            return Some(cut.0);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// Adds `Retry-After` (whole seconds, at least 1) to a refusal that has one.
+fn with_retry_after(
+    mut resp: Response<RespBody>,
+    wait: Option<std::time::Duration>,
+) -> Response<RespBody> {
+    if let Some(w) = wait {
+        let secs = w.as_secs() + u64::from(w.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     resp
 }

@@ -70,6 +70,7 @@ pub(crate) struct Shared {
     pub(crate) origin: Origin,
     pub(crate) resolver: Resolver,
     pub(crate) stats: Arc<GatewayStats>,
+    pub(crate) budgets: crate::budget::UploadBudgets,
 }
 
 impl Shared {
@@ -81,6 +82,29 @@ impl Shared {
 
     pub(crate) fn wants_event(&self, allowed: bool) -> bool {
         self.events.is_some() && self.cfg.events.wants(allowed)
+    }
+
+    /// The upload budget of this caller towards `host`, when the allowing rule has one.
+    pub(crate) fn budget(
+        &self,
+        caller: &Caller,
+        client: std::net::IpAddr,
+        host: &str,
+        d: &crate::decide::Decision,
+    ) -> Option<Arc<crate::budget::BudgetCell>> {
+        let limit = d.demands.as_ref()?.upload_budget?;
+        let who = caller
+            .pod
+            .and_then(|p| {
+                caller
+                    .engine
+                    .as_ref()?
+                    .pods()
+                    .get(p as usize)
+                    .map(|i| i.key())
+            })
+            .unwrap_or_else(|| client.to_string());
+        Some(self.budgets.cell(&who, host, limit))
     }
 }
 
@@ -123,6 +147,7 @@ impl EgressGateway {
                 origin,
                 resolver,
                 stats: Arc::default(),
+                budgets: crate::budget::UploadBudgets::default(),
             }),
         })
     }
@@ -353,14 +378,15 @@ impl ClientConn {
         let reason = d.deny.unwrap_or(DenyReason::FqdnNotAllowed);
         self.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client = %self.peer, host = %log.host, reason = reason.code(), "denied");
+        let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::FORBIDDEN);
         if self.shared.wants_event(false) {
-            log.status = 403;
+            log.status = status.as_u16();
             log.duration = start.elapsed();
             log.policy = d.policy.clone();
             log.reason = Some(reason.code());
             self.shared.emit(caller.engine.as_deref(), log);
         }
-        local(StatusCode::FORBIDDEN, reason.body())
+        local(status, reason.body())
     }
 
     /// The skeleton of this request's event.

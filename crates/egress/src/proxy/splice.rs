@@ -34,8 +34,18 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
-/// Moves bytes from `src` to `dst` until `src` ends, then half-closes `dst`.
-async fn one_way(src: &TcpStream, dst: &TcpStream, p: Pipe) -> io::Result<u64> {
+/// The message of the error that ends a tunnel whose upload budget ran out.
+pub(crate) const BUDGET_USED_UP: &str = "upload budget used up";
+
+/// Moves bytes from `src` to `dst` until `src` ends, then half-closes `dst`. With a
+/// budget, every chunk read is counted against it first; one that does not fit ends the
+/// tunnel before it is sent.
+async fn one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    p: Pipe,
+    budget: Option<&crate::budget::BudgetCell>,
+) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
         src.readable().await?;
@@ -47,6 +57,9 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, p: Pipe) -> io::Result<u64> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         };
+        if budget.is_some_and(|b| b.take(n as u64).is_err()) {
+            return Err(io::Error::other(BUDGET_USED_UP));
+        }
         let mut left = n;
         while left > 0 {
             dst.writable().await?;
@@ -67,11 +80,16 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, p: Pipe) -> io::Result<u64> {
 }
 
 /// Copies both ways between two TCP sockets until both directions end; returns the bytes
-/// client → upstream and upstream → client.
-pub(crate) async fn tunnel(client: &TcpStream, upstream: &TcpStream) -> io::Result<(u64, u64)> {
+/// client → upstream and upstream → client. Client → upstream bytes count against
+/// `budget`, when given.
+pub(crate) async fn tunnel(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    budget: Option<&crate::budget::BudgetCell>,
+) -> io::Result<(u64, u64)> {
     let (up, down) = (pipe()?, pipe()?);
     tokio::try_join!(
-        one_way(client, upstream, up),
-        one_way(upstream, client, down)
+        one_way(client, upstream, up, budget),
+        one_way(upstream, client, down, None)
     )
 }

@@ -108,7 +108,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         },
         None,
     );
-    if d.allowed && d.l7_pending {
+    if d.needs_inspection() {
         d.allowed = false;
         d.deny = Some(DenyReason::NeedsInspection);
     }
@@ -116,6 +116,18 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         if !crate::decide::dns_agrees(shared.cfg.answers.as_deref(), peer.ip(), &host, o.ip()) {
             d.allowed = false;
             d.deny = Some(DenyReason::DnsMismatch);
+        }
+    }
+    // The ClientHello is the first of the bytes the upload budget counts.
+    let budget = if d.allowed {
+        shared.budget(&caller, peer.ip(), &host, &d)
+    } else {
+        None
+    };
+    if let (true, Some(b)) = (d.allowed, &budget) {
+        if b.take(hello.len() as u64).is_err() {
+            d.allowed = false;
+            d.deny = Some(DenyReason::UploadBudget);
         }
     }
     let mut log = HttpLog {
@@ -172,7 +184,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         port,
     );
     let r = tokio::select! {
-        r = super::splice::tunnel(&stream, &upstream) => r,
+        r = super::splice::tunnel(&stream, &upstream, budget.as_deref()) => r,
         () = watch => Err(std::io::Error::other("closed: policy no longer allows it")),
     };
     let r = r.map(|(up, down)| (up + hello.len() as u64, down));

@@ -51,7 +51,10 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
                     );
                 }
                 if b.bytes == 0 {
-                    v.err(&bp.key("bytes"), "bytes must be at least 1 (omit uploadBudget for no limit)");
+                    v.err(
+                        &bp.key("bytes"),
+                        "bytes must be at least 1 (omit uploadBudget for no limit)",
+                    );
                 }
             }
             if let Some(d) = &r.dlp {

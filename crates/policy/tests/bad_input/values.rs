@@ -431,16 +431,16 @@ fn invalid_label_selectors() {
 #[test]
 fn bad_upload_budgets_and_gateway_fields_on_ingress() {
     let text = lines(&[
-        "apiVersion: palisade.dev/v1alpha1",            // 1
-        "kind: SecurityPolicy",                         // 2
-        "metadata: {name: sp, namespace: x}",           // 3
-        "spec:",                                        // 4
-        "  podSelector: {}",                            // 5
-        "  egress:",                                    // 6
-        "  - to: [{fqdn: hub.test}]",                   // 7
-        "    uploadBudget: {bytes: 0, window: 1w}",     // 8
-        "  ingress:",                                   // 9
-        "  - uploadBudget: {bytes: 5, window: 10m}",    // 10
+        "apiVersion: palisade.dev/v1alpha1",         // 1
+        "kind: SecurityPolicy",                      // 2
+        "metadata: {name: sp, namespace: x}",        // 3
+        "spec:",                                     // 4
+        "  podSelector: {}",                         // 5
+        "  egress:",                                 // 6
+        "  - to: [{fqdn: hub.test}]",                // 7
+        "    uploadBudget: {bytes: 0, window: 1w}",  // 8
+        "  ingress:",                                // 9
+        "  - uploadBudget: {bytes: 5, window: 10m}", // 10
     ]);
     let m = load("budget.yaml", &text);
     let f = "budget.yaml";
