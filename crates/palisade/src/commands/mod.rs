@@ -10,6 +10,8 @@ pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod lab;
+pub(crate) mod recommend;
+pub(crate) mod replay;
 pub(crate) mod up;
 pub(crate) mod waf;
 
