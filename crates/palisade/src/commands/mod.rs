@@ -14,6 +14,7 @@ pub(crate) mod recommend;
 pub(crate) mod replay;
 pub(crate) mod up;
 pub(crate) mod waf;
+pub(crate) mod web;
 
 use palisade_policy::{Diagnostic, Engine, Manifests, Posture, Severity, Snapshot};
 use std::path::PathBuf;
