@@ -14,6 +14,7 @@ command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 command -v conntrack >/dev/null 2>&1 || need_pkgs+=(conntrack)
 command -v dnsmasq >/dev/null 2>&1 || need_pkgs+=(dnsmasq)
 command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

@@ -160,6 +160,35 @@ impl EventSender {
     pub fn stats(&self) -> ChannelStats {
         self.shared.stats()
     }
+
+    /// A handle that reads the channel's counters (for metrics) without being a sender:
+    /// holding it does not keep the channel open.
+    pub fn watch(&self) -> ChannelWatch {
+        ChannelWatch {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Reads a channel's counters; see [`EventSender::watch`].
+#[derive(Clone)]
+pub struct ChannelWatch {
+    shared: Arc<Shared>,
+}
+
+impl ChannelWatch {
+    /// Counters of the channel.
+    pub fn stats(&self) -> ChannelStats {
+        self.shared.stats()
+    }
+}
+
+impl std::fmt::Debug for ChannelWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelWatch")
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl Clone for EventSender {

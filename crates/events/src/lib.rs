@@ -15,7 +15,7 @@ mod model;
 mod time;
 mod ulid;
 
-pub use channel::{channel, ChannelStats, EventReceiver, EventSender};
+pub use channel::{channel, ChannelStats, ChannelWatch, EventReceiver, EventSender};
 pub use details::{
     AiInfo, AlertInfo, AlertKind, Centi, Detection, DetectionAction, DnsFeatures, DnsInfo,
     FlowInfo, FlowState, HttpInfo, Severity, TlsMode, Transfer,

@@ -43,6 +43,10 @@ enum Command {
     Ca(commands::ca::Args),
     /// Anomaly detectors: replay recorded events and print the alerts.
     Detect(commands::detect::Args),
+    /// Least-privilege policy recommended from observed traffic.
+    Recommend(commands::recommend::Args),
+    /// What if: recorded flows whose verdict a proposed policy set would change.
+    Replay(commands::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
         Command::Egress(a) => commands::egress::run(a),
         Command::Ca(a) => commands::ca::run(a),
         Command::Detect(a) => commands::detect::run(a),
+        Command::Recommend(a) => commands::recommend::run(a),
+        Command::Replay(a) => commands::replay::run(a),
     };
     match result {
         Ok(code) => code,

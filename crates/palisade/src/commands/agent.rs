@@ -145,6 +145,7 @@ pub(crate) fn start_flow_log(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     std::fs::create_dir_all(data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
+    palisade_observe::metrics::watch_channel("agent", tx.watch());
     let writer = palisade_store::Writer::spawn(
         palisade_standalone::events::store_path(data_dir),
         rx,

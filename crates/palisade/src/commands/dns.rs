@@ -125,6 +125,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
+    palisade_observe::metrics::watch_channel("dns", tx.watch());
     let writer = palisade_standalone::events::EventWriter::spawn(rt, rx)?;
     let mut cfg = ProxyConfig::new(listen, upstream);
     if rt

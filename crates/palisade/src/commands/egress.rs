@@ -93,6 +93,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
+    palisade_observe::metrics::watch_channel("egress", tx.watch());
     let writer = palisade_store::Writer::spawn(
         palisade_standalone::events::store_path(&rt.data_dir),
         rx,

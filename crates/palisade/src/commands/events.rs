@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// The data folder holding `events.db` (default `.palisade-data`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Store the events of this JSON-lines file (EVENTS.md schema) instead of querying,
+    /// e.g. events recorded elsewhere, for `recommend`, `replay` and the UI.
+    #[arg(long, conflicts_with = "follow")]
+    import: Option<PathBuf>,
 }
 
 /// Opens the query backend `palisade up` serves.
@@ -59,6 +63,20 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         (None, None) => PathBuf::from(".palisade-data"),
     };
     let path = store_path(&data_dir);
+    if let Some(file) = &a.import {
+        let events =
+            match palisade_observe::source::EventSource::Jsonl(file.clone()).read(&[], None) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+        std::fs::create_dir_all(&data_dir)?;
+        let n = Store::open(&path)?.insert_batch(&events)?;
+        eprintln!("stored {n} events in {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     if !path.exists() {
         eprintln!(
             "error: no event store at {} (start `palisade up`, or pass --data-dir)",

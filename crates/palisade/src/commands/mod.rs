@@ -10,8 +10,11 @@ pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod lab;
+pub(crate) mod recommend;
+pub(crate) mod replay;
 pub(crate) mod up;
 pub(crate) mod waf;
+pub(crate) mod web;
 
 use palisade_policy::{Diagnostic, Engine, Manifests, Posture, Severity, Snapshot};
 use std::path::PathBuf;

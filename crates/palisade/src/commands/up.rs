@@ -12,6 +12,9 @@ pub(crate) struct Args {
     /// Admin API address, overriding spec.admin.listen.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Also serve Prometheus `/metrics` on this address (it is always on the admin address).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -98,7 +101,14 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 Err(e) => tracing::error!(error = %e, "egress gateway not started"),
             }
         }
-        let app = admin::router(admin::AdminState { state, events: Some(events) });
+        // The web UI (`/ui/`) and `/metrics` beside the admin API.
+        let (web, metrics_only) = super::web::routers(&rt, &state);
+        if let Some(addr) = a.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "metrics listening");
+            tokio::spawn(async move { axum::serve(listener, metrics_only).await });
+        }
+        let app = admin::router(admin::AdminState { state, events: Some(events) }).merge(web);
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
         axum::serve(listener, app)

@@ -1,0 +1,8 @@
+//! Integration tests of the observe crate: recommended policy evaluated by the engine, and
+//! replay of a proposed policy set against recorded events.
+
+mod observe {
+    pub(crate) mod recommend;
+    pub(crate) mod replay;
+    pub(crate) mod support;
+}
