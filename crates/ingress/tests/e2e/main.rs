@@ -37,10 +37,15 @@ pub struct Setup {
     pub addr: SocketAddr,
     pub events: EventReceiver,
     pub waf: bool,
-    _dir: PathBuf,
+    dir: PathBuf,
 }
 
-fn gateway_yaml(upstream: SocketAddr, crs: Option<&Path>) -> String {
+fn gateway_yaml(upstream: SocketAddr, crs: Option<&Path>, tls: bool) -> String {
+    let tls = if tls {
+        "  hosts: [localhost]\n  tls:\n    certFile: tls.crt\n    keyFile: tls.key\n"
+    } else {
+        ""
+    };
     let waf = match crs {
         Some(c) => format!(
             "      waf:\n        rules: {}\n        setup: {}\n        paranoiaLevel: 1\n",
@@ -56,7 +61,7 @@ metadata:
   name: inference
   namespace: ml
 spec:
-  routes:
+{tls}  routes:
     - name: chat
       pathPrefix: /v1
       backend: http://{upstream}
@@ -93,6 +98,12 @@ spec:
 }
 
 pub async fn setup() -> Setup {
+    setup_with(false).await
+}
+
+/// The gateway (with TLS termination when `tls`: a self-signed `localhost` certificate in
+/// `tls.crt`, which the returned setup's folder holds).
+pub async fn setup_with(tls: bool) -> Setup {
     let up = upstream::start().await;
     let dir = std::env::temp_dir().join(format!(
         "palisade-ingress-e2e-{}-{}",
@@ -120,7 +131,12 @@ pub async fn setup() -> Setup {
         eprintln!("note: ../shared/data/crs-v4.25.0 not present; the WAF checks are skipped");
     }
     let file = dir.join("gateway.yaml");
-    let text = gateway_yaml(up, crs.as_deref());
+    if tls {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("tls.crt"), c.cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), c.signing_key.serialize_pem()).unwrap();
+    }
+    let text = gateway_yaml(up, crs.as_deref(), tls);
     std::fs::write(&file, &text).unwrap();
     let mut m = Manifests::new();
     m.add_file(&file.display().to_string(), &text);
@@ -144,7 +160,7 @@ pub async fn setup() -> Setup {
         addr,
         events: rx,
         waf: crs.is_some(),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -426,4 +442,73 @@ async fn bad_input_gets_clear_statuses() {
     );
     let r = raw(s.addr, &ok).await;
     assert_eq!(status(&r), 200, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_termination_with_http2_and_http1() {
+    use http_body_util::{BodyExt, Full};
+    let s = setup_with(true).await;
+    let pem = std::fs::read(s.dir.join("tls.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    for alpn in [b"h2".to_vec(), b"http/1.1".to_vec()] {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![alpn.clone()];
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn.as_slice()));
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
+        let req = http::Request::post("https://localhost/v1/chat/completions")
+            .header("authorization", format!("Bearer {ALICE}"))
+            .header("content-type", "application/json")
+            .header("host", "localhost")
+            .body(Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let resp = if alpn == b"h2" {
+            let (mut tx, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            tx.send_request(req).await.unwrap()
+        } else {
+            let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            tx.send_request(req).await.unwrap()
+        };
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        // The stream arrives as several frames, not one buffered body.
+        let mut body = resp.into_body();
+        let (mut frames, mut text) = (0, String::new());
+        while let Some(f) = body.frame().await {
+            if let Ok(d) = f.unwrap().into_data() {
+                frames += 1;
+                text.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+        assert!(frames >= 3, "{frames} frames: {text}");
+        assert!(
+            text.contains("Echo: ") && text.trim_end().ends_with("data: [DONE]"),
+            "{text}"
+        );
+    }
+    let events = drain(&s.events);
+    assert!(events.iter().any(|e| matches!(&e.body, EventBody::Http(h) if h.tls == Some(palisade_events::TlsMode::Intercepted))));
 }
