@@ -39,6 +39,9 @@ enum Command {
     Waf(commands::waf::Args),
     /// The egress gateway: forward proxy deciding by name, port and request.
     Egress(commands::egress::Args),
+    /// The ingress AI gateway: auth, limits, WAF, prompt guard and output filters for
+    /// inference APIs.
+    Ingress(commands::ingress::Args),
     /// The CA for opt-in TLS interception.
     Ca(commands::ca::Args),
     /// Anomaly detectors: replay recorded events and print the alerts.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Dns(a) => commands::dns::run(a),
         Command::Waf(a) => commands::waf::run(a),
         Command::Egress(a) => commands::egress::run(a),
+        Command::Ingress(a) => commands::ingress::run(a),
         Command::Ca(a) => commands::ca::run(a),
         Command::Detect(a) => commands::detect::run(a),
         Command::Recommend(a) => commands::recommend::run(a),

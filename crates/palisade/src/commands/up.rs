@@ -101,6 +101,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 Err(e) => tracing::error!(error = %e, "egress gateway not started"),
             }
         }
+        let ingress_listen = rt.config.spec.ingress.as_ref().filter(|l| l.enabled).and_then(|l| l.listen.parse().ok());
+        if let Some(listen) = ingress_listen.filter(|_| !super::ingress::gateways(&rt).is_empty()) {
+            let (rt2, st) = (rt.clone(), state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = super::ingress::serve(&rt2, st, listen).await {
+                    tracing::error!(error = %e, "ingress gateway stopped");
+                }
+            });
+        }
         // The web UI (`/ui/`) and `/metrics` beside the admin API.
         let (web, metrics_only) = super::web::routers(&rt, &state);
         if let Some(addr) = a.metrics_listen {

@@ -84,6 +84,9 @@ pub struct AIRoute {
     /// Output filters.
     #[serde(default)]
     pub output_filters: Vec<OutputFilterSpec>,
+    /// Seconds to wait for the backend's response headers (default 60).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// API keys and/or JWT.
@@ -114,6 +117,9 @@ pub struct JwtSpec {
     /// Claim naming the consumer (default `sub`).
     #[serde(default)]
     pub consumer_claim: Option<String>,
+    /// Signature algorithms accepted (default `RS256`, `ES256`, `HS256`).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
 }
 
 /// Limits per consumer.
@@ -153,6 +159,17 @@ pub struct WafSpec {
     /// Rules folder (CRS).
     #[serde(default)]
     pub rules: Option<String>,
+    /// CRS setup file read before the rules (`crs-setup.conf`).
+    #[serde(default)]
+    pub setup: Option<String>,
+    /// Feed natural-language prompt fields to the rules too (default false: prompts are
+    /// checked by the prompt guard, not by rules written for form fields).
+    #[serde(default)]
+    pub inspect_prompts: bool,
+    /// Extra top-level JSON fields that carry prompts (besides `messages[].content`,
+    /// `prompt`, `input`).
+    #[serde(default)]
+    pub prompt_fields: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -209,6 +226,9 @@ pub struct Consumer {
     /// Routes allowed (empty: any).
     #[serde(default)]
     pub routes: Vec<String>,
+    /// Limits for this consumer, replacing the route's.
+    #[serde(default)]
+    pub limits: Option<LimitsSpec>,
 }
 
 /// Runtime configuration of `palisade up` and the components.

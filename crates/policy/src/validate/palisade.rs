@@ -301,6 +301,25 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 v.err(&rp.key("pathPrefix"), "pathPrefix must start with '/'");
             }
         }
+        if r.timeout_seconds == Some(0) {
+            v.err(
+                &rp.key("timeoutSeconds"),
+                "timeoutSeconds must be at least 1",
+            );
+        }
+        if let Some(l) = &r.limits {
+            gateway_limits(v, &rp.key("limits"), l);
+        }
+        if let Some(j) = r.auth.as_ref().and_then(|a| a.jwt.as_ref()) {
+            for (k, alg) in j.algorithms.iter().enumerate() {
+                if !JWT_ALGORITHMS.contains(&alg.as_str()) {
+                    v.err(
+                        &rp.key("auth").key("jwt").key("algorithms").index(k),
+                        format!("unknown algorithm {alg:?} ({})", JWT_ALGORITHMS.join(", ")),
+                    );
+                }
+            }
+        }
         if let Some(w) = &r.waf {
             if let Some(pl) = w.paranoia_level {
                 if !(1..=4).contains(&pl) {
@@ -338,6 +357,9 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 format!("duplicate consumer {:?}", c.name),
             );
         }
+        if let Some(l) = &c.limits {
+            gateway_limits(v, &spec.key("consumers").index(i).key("limits"), l);
+        }
         for (j, r) in c.routes.iter().enumerate() {
             if !names.contains(r.as_str()) {
                 v.err(
@@ -346,6 +368,31 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 );
             }
         }
+    }
+}
+
+/// JWT signature algorithms an AIGateway accepts.
+const JWT_ALGORITHMS: [&str; 9] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA",
+];
+
+fn gateway_limits(v: &mut V, lp: &FieldPath, l: &LimitsSpec) {
+    if let Some(r) = l.requests_per_second {
+        if !(r.is_finite() && r > 0.0) {
+            v.err(
+                &lp.key("requestsPerSecond"),
+                "requestsPerSecond must be above 0",
+            );
+        }
+    }
+    if l.burst == Some(0) {
+        v.err(&lp.key("burst"), "burst must be at least 1");
+    }
+    if l.tokens_per_minute == Some(0) {
+        v.err(
+            &lp.key("tokensPerMinute"),
+            "tokensPerMinute must be at least 1",
+        );
     }
 }
 

@@ -1,0 +1,604 @@
+//! One request through the gateway: route, authenticate, authorise, read the body within
+//! its limits, check models, sizes and rates, run the WAF and the prompt guard, inject the
+//! canary, forward, and stream the answer back through the output filters. Every exit
+//! writes one event.
+
+use super::body::{BodySummary, FilteredBody};
+use super::upstream::{full, ProxyBody};
+use super::Shared;
+use crate::auth::{credential, looks_like_jwt, AuthError};
+use crate::config::Route;
+use crate::events::{detection, http_event, ExchangeLog};
+use crate::filter::{FilterAction, FilterSet};
+use crate::limits::Exceeded;
+use crate::openai::{operation, ApiRequest, BodyError};
+use crate::refusal::Refusal;
+use crate::tokens;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use palisade_events::DetectionAction;
+use palisade_policy::model::GuardAction;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for a client to send its whole request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers carrying the gateway credential, never forwarded.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
+
+struct Exchange {
+    shared: Arc<Shared>,
+    log: ExchangeLog,
+    started: Instant,
+}
+
+impl Exchange {
+    fn refuse(mut self, r: Refusal) -> Response<ProxyBody> {
+        self.log.status = r.status;
+        self.log.denied = true;
+        self.log.reason = Some(r.code.to_string());
+        let body = r.body();
+        self.log.bytes_out = body.len() as u64;
+        self.finish();
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() =
+            http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::FORBIDDEN);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(s) = r.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if r.status == 401 {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+
+    fn finish(mut self) {
+        self.log.duration = self.started.elapsed();
+        tracing::debug!(status = self.log.status, route = ?self.log.route, consumer = ?self.log.consumer, reason = ?self.log.reason, "ingress request");
+        if let Some(tx) = &self.shared.events {
+            tx.try_send(http_event(&self.shared.origin, self.log));
+        }
+    }
+}
+
+fn auth_refusal(e: &AuthError) -> Refusal {
+    let msg = match e {
+        AuthError::Missing => "You didn't provide an API key.",
+        AuthError::InvalidKey => "Incorrect API key provided.",
+        AuthError::Expired => "The access token has expired.",
+        AuthError::InvalidToken(_) => "The access token is not valid.",
+    };
+    Refusal::new(401, "invalid_request_error", e.code(), msg)
+}
+
+fn authenticate(route: &Route, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let Some(auth) = &route.auth else {
+        return Ok(None);
+    };
+    let cred = credential(headers)
+        .filter(|c| !c.is_empty())
+        .ok_or(AuthError::Missing)?;
+    if let (Some(jwt), true) = (&auth.jwt, looks_like_jwt(cred)) {
+        return jwt.verify(cred).map(Some);
+    }
+    match (&auth.keys, &auth.jwt) {
+        (Some(keys), _) => keys
+            .lookup(cred)
+            .map(|c| Some(c.to_string()))
+            .ok_or(AuthError::InvalidKey),
+        (None, Some(jwt)) => jwt.verify(cred).map(Some),
+        (None, None) => Err(AuthError::InvalidKey),
+    }
+}
+
+fn guard_action(a: GuardAction) -> DetectionAction {
+    match a {
+        GuardAction::Block => DetectionAction::Block,
+        GuardAction::Flag => DetectionAction::Flag,
+        GuardAction::Log => DetectionAction::Log,
+        GuardAction::Redact => DetectionAction::Redact,
+    }
+}
+
+fn filter_detection(a: FilterAction) -> DetectionAction {
+    match a {
+        FilterAction::Block => DetectionAction::Block,
+        FilterAction::Redact => DetectionAction::Redact,
+        FilterAction::Flag => DetectionAction::Flag,
+        FilterAction::Log => DetectionAction::Log,
+    }
+}
+
+/// A fresh canary token.
+fn new_canary() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("pcn-{hex}")
+}
+
+/// Serves one request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let op = operation(&path);
+    let mut x = Exchange {
+        log: ExchangeLog {
+            client: Some(remote),
+            method: req.method().to_string(),
+            host: host.clone(),
+            path: path.clone(),
+            tls: shared.tls,
+            operation: op.map(str::to_string),
+            ..Default::default()
+        },
+        shared: shared.clone(),
+        started,
+    };
+    let config = shared.config.load_full();
+    let Some(route) = config.route(&host, &path).cloned() else {
+        return x.refuse(Refusal::new(
+            404,
+            "invalid_request_error",
+            "route_not_found",
+            "No route serves this URL.",
+        ));
+    };
+    x.log.route = Some(route.name.clone());
+    x.log.backend = Some(route.backend.authority.to_string());
+
+    // Who is calling, and may they use this route?
+    let consumer = match authenticate(&route, req.headers()) {
+        Ok(c) => c,
+        Err(e) => return x.refuse(auth_refusal(&e)),
+    };
+    x.log.consumer = consumer.clone();
+    let rights = match &consumer {
+        Some(c) if !route.consumers.is_empty() => match route.consumers.get(c) {
+            Some(r) => Some(r.clone()),
+            None => {
+                return x.refuse(Refusal::new(
+                    403,
+                    "permission_error",
+                    "consumer_not_allowed",
+                    "This consumer may not use this gateway.",
+                ))
+            }
+        },
+        _ => None,
+    };
+    if let Some(r) = &rights {
+        if !r.routes.is_empty() && !r.routes.contains(&route.name) {
+            return x.refuse(Refusal::new(
+                403,
+                "permission_error",
+                "route_not_allowed",
+                "This consumer may not use this route.",
+            ));
+        }
+    }
+    let (limits, max_body, max_prompt) = route.limits_for(consumer.as_deref());
+    let limit_key = consumer
+        .clone()
+        .unwrap_or_else(|| format!("ip:{}", remote.ip()));
+
+    // The body, within its size and time limits.
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max_body {
+            return x.refuse(Refusal::new(
+                413,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The request body is larger than {max_body} bytes."),
+            ));
+        }
+    }
+    let raw = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).collect(),
+    )
+    .await
+    {
+        Err(_) => {
+            return x.refuse(Refusal::new(
+                408,
+                "invalid_request_error",
+                "request_timeout",
+                "The request body took too long to arrive.",
+            ))
+        }
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return x.refuse(Refusal::new(
+                413,
+                "invalid_request_error",
+                "request_too_large",
+                format!("The request body is larger than {max_body} bytes."),
+            ))
+        }
+        Ok(Err(_)) => {
+            return x.refuse(Refusal::new(
+                400,
+                "invalid_request_error",
+                "bad_request_body",
+                "The request body could not be read.",
+            ))
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    x.log.bytes_in = raw.len() as u64;
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    let mut api = None;
+    if !raw.is_empty() && (is_json || op.is_some()) {
+        match ApiRequest::parse(&raw, &route.prompt_fields) {
+            Ok(a) => api = Some(a),
+            Err(e) => {
+                let msg = match e {
+                    BodyError::Malformed(_) => "We could not parse the JSON body of your request.",
+                    BodyError::TooDeep => "The JSON body of your request is nested too deeply.",
+                    BodyError::NotObject => "The JSON body of your request must be an object.",
+                };
+                return x.refuse(Refusal::new(
+                    400,
+                    "invalid_request_error",
+                    "invalid_json",
+                    msg,
+                ));
+            }
+        }
+    }
+
+    // Models: the route's list, then the consumer's.
+    let model = api.as_ref().and_then(|a| a.model.clone());
+    x.log.model = model.clone();
+    if let Some(m) = &model {
+        if !route.models.is_empty() && !route.models.contains(m) {
+            return x.refuse(Refusal::new(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                format!("The model `{m}` does not exist or you do not have access to it."),
+            ));
+        }
+        if let Some(r) = &rights {
+            if !r.models.is_empty() && !r.models.contains(m) {
+                return x.refuse(Refusal::new(
+                    403,
+                    "permission_error",
+                    "model_not_allowed",
+                    format!("You are not allowed to use the model `{m}`."),
+                ));
+            }
+        }
+    }
+    if let (Some(a), Some(max)) = (&api, max_prompt) {
+        if a.prompt_chars() > max {
+            return x.refuse(Refusal::new(
+                400,
+                "invalid_request_error",
+                "prompt_too_long",
+                format!("The prompt is longer than {max} characters."),
+            ));
+        }
+    }
+
+    // Rates: requests per second and prompt tokens per minute.
+    let prompt_tokens = api
+        .as_ref()
+        .map(|a| tokens::prompt_tokens(model.as_deref().unwrap_or(""), &a.prompts))
+        .unwrap_or(0);
+    if api.is_some() {
+        x.log.prompt_tokens = Some(prompt_tokens);
+    }
+    if let Err(e) = shared.limiter.admit(
+        &route.name,
+        &limit_key,
+        &limits,
+        prompt_tokens,
+        Instant::now(),
+    ) {
+        let (kind, msg) = match e {
+            Exceeded::Requests(_) => ("requests", "Rate limit reached for requests."),
+            Exceeded::Tokens(_) => ("tokens", "Rate limit reached for tokens per minute."),
+        };
+        let mut r = Refusal::new(429, kind, "rate_limit_exceeded", msg);
+        r.retry_after = Some(e.retry_after());
+        return x.refuse(r);
+    }
+
+    // The WAF, on everything but the prompt text.
+    if let Some(waf) = &route.waf {
+        let waf_body: Vec<u8> = match (&api, route.waf_inspect_prompts) {
+            (Some(a), false) => a.without_prompts(&route.prompt_fields),
+            _ => raw.to_vec(),
+        };
+        let mut hv: Vec<(&[u8], &[u8])> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
+            .collect();
+        if parts.headers.get(header::HOST).is_none() {
+            hv.push((b"Host", host.as_bytes()));
+        }
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let proto = match parts.version {
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        let remote_s = remote.ip().to_string();
+        let o = waf.check(&crate::waf::WafInput {
+            method: parts.method.as_str(),
+            uri: uri.as_bytes(),
+            protocol: proto,
+            headers: &hv,
+            body: &waf_body,
+            remote_addr: &remote_s,
+        });
+        if !o.rule_ids.is_empty() || o.blocked.is_some() {
+            let block = o.blocked.is_some() && !route.audit;
+            x.log.audit |= o.blocked.is_some() && route.audit;
+            x.log.detections.push(detection(
+                "crs",
+                if block {
+                    DetectionAction::Block
+                } else {
+                    DetectionAction::Log
+                },
+                Some(o.score as f64),
+                o.rule_ids.iter().map(|i| i.to_string()).collect(),
+            ));
+            if let (true, Some(status)) = (block, o.blocked) {
+                return x.refuse(Refusal::new(
+                    status,
+                    "invalid_request_error",
+                    "waf_blocked",
+                    "The request was blocked by the web application firewall.",
+                ));
+            }
+        }
+    }
+
+    // The prompt guard, on every prompt field (direct and indirect injection).
+    if let (Some(g), Some(a)) = (&route.guard, &api) {
+        let mut best = crate::guard::PromptScore::default();
+        for p in &a.prompts {
+            let s = shared.scorer.score(&p.text);
+            if s.score > best.score {
+                best = s;
+            }
+        }
+        if best.score >= g.threshold && best.score > 0.0 {
+            let block = g.action == GuardAction::Block && !route.audit;
+            x.log.audit |= g.action == GuardAction::Block && route.audit;
+            let act = if route.audit {
+                DetectionAction::Log
+            } else {
+                guard_action(g.action)
+            };
+            x.log.detections.push(detection(
+                "prompt-guard",
+                act,
+                Some(f64::from(best.score)),
+                best.signals.clone(),
+            ));
+            if block {
+                return x.refuse(Refusal::new(
+                    400,
+                    "invalid_request_error",
+                    "prompt_injection_detected",
+                    "The request was refused by the prompt guard.",
+                ));
+            }
+        }
+    }
+
+    // The canary and the body to send.
+    let mut filters = FilterSet {
+        detectors: route.filters.detectors.clone(),
+        canary: None,
+    };
+    let mut out_body = raw.clone();
+    if let (Some(action), Some(a)) = (route.filters.canary, api.as_mut()) {
+        let c = new_canary();
+        if a.with_canary(&c) {
+            out_body = Bytes::from(a.to_bytes());
+            filters.canary = Some((c, action));
+        }
+    }
+    if route.audit {
+        for (_, a) in filters.detectors.iter_mut() {
+            *a = FilterAction::Log;
+        }
+        if let Some((_, a)) = filters.canary.as_mut() {
+            *a = FilterAction::Log;
+        }
+    }
+
+    // Forward.
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let target = format!(
+        "http://{}{}{}",
+        route.backend.authority, route.backend.base_path, pq
+    );
+    let mut up = Request::builder().method(parts.method.clone()).uri(target);
+    if let Some(h) = up.headers_mut() {
+        for (k, v) in parts.headers.iter() {
+            let n = k.as_str();
+            if HOP_BY_HOP.contains(&n)
+                || CREDENTIAL_HEADERS.contains(&n)
+                || n == "host"
+                || n == "content-length"
+            {
+                continue;
+            }
+            h.append(k.clone(), v.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(route.backend.authority.as_str()) {
+            h.insert(header::HOST, v);
+        }
+        if !out_body.is_empty() || parts.method == http::Method::POST {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(out_body.len()));
+        }
+        if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+            h.append("x-forwarded-for", v);
+        }
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if shared.tls { "https" } else { "http" }),
+        );
+        if let Some(c) = consumer
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert("x-palisade-consumer", c);
+        }
+    }
+    let Ok(up) = up.body(full(out_body)) else {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "bad_request",
+            "The request could not be forwarded.",
+        ));
+    };
+    let resp = match tokio::time::timeout(route.timeout, shared.client.request(up)).await {
+        Err(_) => {
+            return x.refuse(Refusal::new(
+                504,
+                "server_error",
+                "upstream_timeout",
+                "The model backend did not answer in time.",
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(route = %route.name, error = %e, "backend request failed");
+            return x.refuse(Refusal::new(
+                502,
+                "server_error",
+                "upstream_unavailable",
+                "The model backend is unavailable.",
+            ));
+        }
+        Ok(Ok(r)) => r,
+    };
+
+    // The answer, streamed back through the filters.
+    let (mut rparts, rbody) = resp.into_parts();
+    let ctype = rparts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let sse = ctype.starts_with("text/event-stream");
+    let json = ctype.contains("json");
+    for h in HOP_BY_HOP {
+        rparts.headers.remove(h);
+    }
+    if sse || !filters.is_empty() {
+        rparts.headers.remove(header::CONTENT_LENGTH);
+    }
+    x.log.status = rparts.status.as_u16();
+    let charged = prompt_tokens;
+    let shared2 = shared.clone();
+    let route2 = route.clone();
+    let est_model = model.clone().unwrap_or_default();
+    let finish = Box::new(move |s: BodySummary| {
+        let mut x = x;
+        x.log.bytes_out = s.bytes_out;
+        let completion = s.usage.and_then(|u| u.completion_tokens).or_else(|| {
+            (!s.completion_text.is_empty()).then(|| tokens::count(&est_model, &s.completion_text))
+        });
+        let prompt = s
+            .usage
+            .and_then(|u| u.prompt_tokens)
+            .or(x.log.prompt_tokens);
+        if x.log.prompt_tokens.is_some() || s.usage.is_some() {
+            x.log.prompt_tokens = prompt;
+            x.log.completion_tokens = completion;
+        }
+        let used = prompt.unwrap_or(0) + completion.unwrap_or(0);
+        let delta = used as i64 - charged as i64;
+        if delta != 0 {
+            shared2
+                .limiter
+                .reconcile(&route2.name, &limit_key, &limits, delta, Instant::now());
+        }
+        for h in &s.hits {
+            x.log.detections.push(detection(
+                &format!("output.{}", h.name),
+                filter_detection(h.action),
+                None,
+                Vec::new(),
+            ));
+        }
+        if let Some(name) = &s.blocked {
+            x.log.denied = true;
+            x.log.reason = Some(format!("output_blocked:{name}"));
+        }
+        if route2.audit && !s.hits.is_empty() {
+            x.log.audit = true;
+        }
+        x.finish();
+    });
+    let body = FilteredBody::new(rbody, filters, sse, json, finish);
+    Response::from_parts(rparts, body.boxed_unsync())
+}

@@ -1,0 +1,175 @@
+//! The listener: plain TCP or TLS (rustls), HTTP/1.1 and HTTP/2 on the same port (ALPN, or
+//! the HTTP/2 preface on plain connections), with header-size, header-count and
+//! header-read-time bounds so header floods and slow clients are cut off.
+
+pub mod body;
+pub mod handle;
+pub mod tls;
+pub mod upstream;
+
+use crate::config::Compiled;
+use crate::events::EventOrigin;
+use crate::guard::PromptScorer;
+use crate::limits::Limiter;
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use palisade_events::EventSender;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Longest wait for a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most headers in one request (HTTP/1.1).
+pub const MAX_HEADERS: usize = 100;
+/// Largest header block (HTTP/1.1 read buffer; HTTP/2 header list).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// State every request shares.
+pub struct Shared {
+    /// What is served; swapped whole on reload.
+    pub config: ArcSwap<Compiled>,
+    /// Rate and token buckets.
+    pub limiter: Limiter,
+    /// Prompt scorer.
+    pub scorer: Arc<dyn PromptScorer>,
+    /// Backend client pool.
+    pub client: upstream::Upstream,
+    /// Event sink.
+    pub events: Option<EventSender>,
+    /// Cluster and node for events.
+    pub origin: EventOrigin,
+    /// Whether the listener terminates TLS.
+    pub tls: bool,
+}
+
+/// A bound gateway.
+pub struct IngressGateway {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Settings besides the compiled resources.
+pub struct GatewayOptions {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Prompt scorer (default: the built-in heuristics).
+    pub scorer: Arc<dyn PromptScorer>,
+    /// Event sink.
+    pub events: Option<EventSender>,
+    /// Cluster and node.
+    pub origin: EventOrigin,
+}
+
+impl IngressGateway {
+    /// Binds the listener and prepares TLS; fetches JWKS URLs once before serving.
+    pub async fn bind(
+        compiled: Compiled,
+        opts: GatewayOptions,
+    ) -> Result<Self, crate::IngressError> {
+        let acceptor = if compiled.tls.is_empty() {
+            None
+        } else {
+            let cfg = tls::server_config(&compiled.tls).map_err(crate::IngressError::Tls)?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+        };
+        crate::jwks::refresh_all(&compiled).await;
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|e| crate::IngressError::Bind(opts.listen, e))?;
+        let shared = Arc::new(Shared {
+            config: ArcSwap::from_pointee(compiled),
+            limiter: Limiter::new(),
+            scorer: opts.scorer,
+            client: upstream::client(),
+            events: opts.events,
+            origin: opts.origin,
+            tls: acceptor.is_some(),
+        });
+        tokio::task::spawn_blocking(crate::tokens::preload);
+        Ok(IngressGateway {
+            listener,
+            shared,
+            acceptor,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Replaces what is served (a reload); requests in flight finish with the old one.
+    pub fn publish(&self, compiled: Compiled) {
+        self.shared.config.store(Arc::new(compiled));
+    }
+
+    /// A handle to publish from elsewhere.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until the listener fails.
+    pub async fn run(self) -> Result<(), crate::IngressError> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        tokio::spawn(crate::jwks::refresh_loop(self.shared.clone()));
+        loop {
+            let (tcp, remote) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let shared = self.shared.clone();
+            let acceptor = self.acceptor.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match acceptor {
+                    None => serve_conn(TokioIo::new(tcp), shared, remote).await,
+                    Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
+                        Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    },
+                }
+            });
+        }
+    }
+}
+
+async fn serve_conn<I>(io: TokioIo<I>, shared: Arc<Shared>, remote: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle::handle(shared, req, remote).await) }
+    });
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEADER_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    if let Err(e) = b.serve_connection(io, svc).await {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}

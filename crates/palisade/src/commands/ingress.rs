@@ -1,0 +1,179 @@
+//! `palisade ingress --config FILE [--listen ADDR]`: the ingress AI gateway. FILE is a
+//! PalisadeConfig (the AIGateways come from its manifests folder, the address from
+//! `spec.ingress.listen`, events go to its store) or a file of AIGateway resources
+//! (then `--listen` is required and events are not stored).
+
+use palisade_ingress::{events::EventOrigin, GatewayOptions, HeuristicScorer, IngressGateway};
+use palisade_policy::model::{AIGateway, Object};
+use palisade_policy::{Manifests, Origin, Severity, Snapshot};
+use palisade_standalone::{config, source, supervisor};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// A PalisadeConfig, or a file of AIGateway resources.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Listen address, overriding spec.ingress.listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let name = a.config.display().to_string();
+    let text = match std::fs::read_to_string(&a.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut m = Manifests::new();
+    m.add_file(&name, &text);
+    if m.has_errors() {
+        super::print_diags(&m.diagnostics, Severity::Error);
+        return Ok(ExitCode::from(1));
+    }
+    let has_config = m
+        .objects
+        .iter()
+        .any(|o| matches!(o.object, Object::PalisadeConfig(_)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if has_config {
+        let rt = match config::load_runtime(&a.config) {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let Some(listen) = a.listen.or_else(|| listen_of(&rt)) else {
+            eprintln!("error: set spec.ingress.listen in the config, or --listen");
+            return Ok(ExitCode::from(1));
+        };
+        runtime.block_on(async move {
+            let state = supervisor::start(rt.clone());
+            serve(&rt, state, listen).await
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let gateways = Snapshot::from_manifests(&m).gateways;
+    if gateways.is_empty() {
+        eprintln!("{name}: no AIGateway or PalisadeConfig in this file");
+        return Ok(ExitCode::from(1));
+    }
+    let Some(listen) = a.listen else {
+        eprintln!("error: --listen is required with a file of AIGateways");
+        return Ok(ExitCode::from(1));
+    };
+    let compiled = match palisade_ingress::compile(&gateways) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    runtime.block_on(async move {
+        let gw =
+            IngressGateway::bind(compiled, options(listen, None, EventOrigin::default())).await?;
+        tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
+        until_stopped(gw.run()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn listen_of(rt: &config::Runtime) -> Option<SocketAddr> {
+    rt.config
+        .spec
+        .ingress
+        .as_ref()
+        .filter(|l| l.enabled)
+        .and_then(|l| l.listen.parse().ok())
+}
+
+fn options(
+    listen: SocketAddr,
+    events: Option<palisade_events::EventSender>,
+    origin: EventOrigin,
+) -> GatewayOptions {
+    GatewayOptions {
+        listen,
+        scorer: Arc::new(HeuristicScorer::new()),
+        events,
+        origin,
+    }
+}
+
+/// The AIGateways of the manifests folder.
+pub(crate) fn gateways(rt: &config::Runtime) -> Vec<(AIGateway, Origin)> {
+    let m = source::load_paths(std::slice::from_ref(&rt.manifests));
+    Snapshot::from_manifests(&m).gateways
+}
+
+async fn until_stopped(
+    run: impl std::future::Future<Output = Result<(), palisade_ingress::IngressError>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = run => r.map_err(anyhow::Error::from),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut t) => { t.recv().await; }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        } => Ok(()),
+    }
+}
+
+/// Runs the gateway from a PalisadeConfig until stopped; the AIGateways are compiled
+/// again whenever the supervisor publishes a new snapshot (a change that does not compile
+/// keeps the last good one). Shared by `palisade ingress` and `palisade up`.
+pub(crate) async fn serve(
+    rt: &config::Runtime,
+    state: supervisor::State,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let compiled = palisade_ingress::compile(&gateways(rt))
+        .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    std::fs::create_dir_all(&rt.data_dir)?;
+    let (tx, rx) = palisade_events::channel(65_536);
+    let writer = palisade_store::Writer::spawn(
+        palisade_standalone::events::store_path(&rt.data_dir),
+        rx,
+        rt.events_jsonl.clone(),
+    )?;
+    let origin = EventOrigin {
+        cluster: Some(rt.cluster.clone()),
+        node: Some(rt.node.clone()),
+    };
+    let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin)).await?;
+    tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
+    let shared = gw.shared();
+    let (rt2, mut published) = (rt.clone(), state.published.clone());
+    tokio::spawn(async move {
+        published.borrow_and_update();
+        while published.changed().await.is_ok() {
+            match palisade_ingress::compile(&gateways(&rt2)) {
+                Ok(c) => {
+                    palisade_ingress::jwks::refresh_all(&c).await;
+                    shared.config.store(Arc::new(c));
+                    tracing::info!("ingress gateway: AIGateways reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(errors = %e.join("; "), "AIGateways not reloaded; keeping the last good ones")
+                }
+            }
+        }
+    });
+    let result = until_stopped(gw.run()).await;
+    let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
+    result
+}
