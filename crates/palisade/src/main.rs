@@ -43,6 +43,10 @@ enum Command {
     Ca(commands::ca::Args),
     /// Anomaly detectors: replay recorded events and print the alerts.
     Detect(commands::detect::Args),
+    /// The Kubernetes controller: watch the API, validate, report status, hold the Lease.
+    Controller(commands::controller::Args),
+    /// CRDs of Palisade's kinds, generated from the Rust types.
+    Crdgen(commands::crdgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
         Command::Egress(a) => commands::egress::run(a),
         Command::Ca(a) => commands::ca::run(a),
         Command::Detect(a) => commands::detect::run(a),
+        Command::Controller(a) => commands::controller::run(a),
+        Command::Crdgen(a) => commands::crdgen::run(a),
     };
     match result {
         Ok(code) => code,

@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 /// A namespaced SecurityPolicy. A pod it selects is isolated in each direction whose field
 /// (`ingress`, `egress`) is present; traffic is then allowed if any rule of any policy allows.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecurityPolicy {
     /// Metadata.
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: SecurityPolicySpec,
+    #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<IgnoredAny>,
@@ -23,6 +25,7 @@ pub struct SecurityPolicy {
 
 /// SecurityPolicy spec.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecurityPolicySpec {
     /// Enforce (default) or Audit.
@@ -40,6 +43,7 @@ pub struct SecurityPolicySpec {
 
 /// An allow rule of a SecurityPolicy (`from` for ingress, `to` for egress).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecurityRule {
     /// Sources (ingress rules).
@@ -67,6 +71,7 @@ pub struct SecurityRule {
 
 /// A peer of a Palisade rule: exactly one of selectors, `ipBlock`, or `fqdn`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Peer {
     /// Pods (SecurityPolicy: in the policy's namespace unless namespaceSelector is set;
@@ -89,6 +94,7 @@ pub struct Peer {
 
 /// A port or range.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortSpec {
     /// Protocol (TCP default).
@@ -104,6 +110,7 @@ pub struct PortSpec {
 
 /// An HTTP rule: every given condition must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRule {
     /// Methods (upper case; empty: any).
@@ -119,6 +126,7 @@ pub struct HttpRule {
 
 /// Exactly one of `exact`, `prefix`, `regex`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PathMatch {
     /// Whole path equals.
@@ -134,6 +142,7 @@ pub struct PathMatch {
 
 /// A header condition: present, equal to `value`, or matching `regex`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     /// Header name (case-insensitive).
@@ -151,6 +160,7 @@ pub struct HeaderMatch {
 
 /// DLP settings of an egress rule.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DlpSpec {
     /// Detector names (`secrets`, `pii`, or single ones such as `aws-key`, `card`); empty: all.
@@ -163,6 +173,7 @@ pub struct DlpSpec {
 
 /// DLP actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DlpAction {
     /// Refuse the request.
@@ -176,12 +187,14 @@ pub enum DlpAction {
 
 /// A cluster-scoped, tiered ClusterSecurityPolicy.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSecurityPolicy {
     /// Metadata.
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: ClusterSecurityPolicySpec,
+    #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<IgnoredAny>,
@@ -191,6 +204,7 @@ pub struct ClusterSecurityPolicy {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Before AdminNetworkPolicy (federated global policy lives here).
@@ -204,6 +218,7 @@ pub enum Tier {
 
 /// ClusterSecurityPolicy spec.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterSecurityPolicySpec {
     /// Tier (default `admin`).
@@ -231,6 +246,7 @@ pub struct ClusterSecurityPolicySpec {
 
 /// Subject pods: namespaces and pods (missing selector: all).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterSubject {
     /// Namespaces.
@@ -243,6 +259,7 @@ pub struct ClusterSubject {
 
 /// A ClusterSecurityPolicy rule.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterRule {
     /// Name.
