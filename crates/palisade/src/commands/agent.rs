@@ -11,6 +11,9 @@ pub(crate) struct Args {
     /// The PalisadeConfig file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Where policy comes from: the config's manifests folder, or the Kubernetes API.
+    #[arg(long, value_enum, default_value = "files")]
+    source: super::SourceArg,
     /// This node's name (default: the config's spec.node).
     #[arg(long)]
     node: Option<String>,
@@ -49,7 +52,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let jsonl = rt.events_jsonl.clone();
     let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
     let code = runtime.block_on(async {
-        let state = supervisor::start(rt);
+        let (state, _source) = super::start_source(a.source, &rt).await?;
         let flows = if a.once {
             None
         } else {

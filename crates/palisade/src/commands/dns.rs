@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// The PalisadeConfig file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Where policy comes from: the config's manifests folder, or the Kubernetes API.
+    #[arg(long, value_enum, default_value = "files")]
+    source: super::SourceArg,
     /// Address to serve on, overriding spec.dns.listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -64,7 +67,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let state = supervisor::start(rt.clone());
+        let (state, _source) = super::start_source(a.source, &rt).await?;
         let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
         serve(&rt, state, listen, upstream, opener, resolutions(&rt)).await
     })?;

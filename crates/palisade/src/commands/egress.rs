@@ -13,6 +13,9 @@ pub(crate) struct Args {
     /// The PalisadeConfig file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Where policy comes from: the config's manifests folder, or the Kubernetes API.
+    #[arg(long, value_enum, default_value = "files")]
+    source: super::SourceArg,
     /// Explicit proxy address, overriding spec.egress.listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -38,7 +41,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let state = supervisor::start(rt.clone());
+        let (state, _source) = super::start_source(a.source, &rt).await?;
         serve(&rt, state, cfg).await
     })?;
     Ok(ExitCode::SUCCESS)

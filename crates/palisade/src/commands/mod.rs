@@ -4,6 +4,8 @@ pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod ca;
 pub(crate) mod check;
+pub(crate) mod controller;
+pub(crate) mod crdgen;
 pub(crate) mod detect;
 pub(crate) mod dns;
 pub(crate) mod egress;
@@ -79,4 +81,36 @@ pub(crate) fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Where a component takes its policy from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SourceArg {
+    /// The config's manifests folder, reloaded when it changes.
+    #[default]
+    Files,
+    /// The Kubernetes API (in-cluster service account or KUBECONFIG), read only.
+    Kubernetes,
+}
+
+/// Starts the policy source. For Kubernetes the returned guard keeps the watches running;
+/// keep it for as long as the state is used.
+pub(crate) async fn start_source(
+    source: SourceArg,
+    rt: &palisade_standalone::config::Runtime,
+) -> anyhow::Result<(
+    palisade_standalone::supervisor::State,
+    Option<palisade_k8s::controller::Running>,
+)> {
+    Ok(match source {
+        SourceArg::Files => (palisade_standalone::supervisor::start(rt.clone()), None),
+        SourceArg::Kubernetes => {
+            let client = palisade_k8s::cluster::default_client().await?;
+            let running = palisade_k8s::controller::start(
+                client,
+                palisade_k8s::controller::Settings::default(),
+            );
+            (running.state.clone(), Some(running))
+        }
+    })
 }

@@ -85,6 +85,7 @@ pub struct NamespacedPod {
 
 /// Allow, Deny or Pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum AdminAction {
     /// Allow, skipping lower stages.
     Allow,

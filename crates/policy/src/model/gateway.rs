@@ -8,12 +8,14 @@ use serde::Deserialize;
 
 /// An AIGateway: routes, consumers and protections for inference APIs.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AIGateway {
     /// Metadata.
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: AIGatewaySpec,
+    #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<IgnoredAny>,
@@ -21,6 +23,7 @@ pub struct AIGateway {
 
 /// AIGateway spec.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AIGatewaySpec {
     /// Enforce or Audit (audit: detections are logged, nothing blocked).
@@ -41,6 +44,7 @@ pub struct AIGatewaySpec {
 
 /// PEM certificate and key.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsFiles {
     /// Certificate chain file.
@@ -51,6 +55,7 @@ pub struct TlsFiles {
 
 /// One route to an inference backend.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AIRoute {
     /// Name.
@@ -91,6 +96,7 @@ pub struct AIRoute {
 
 /// API keys and/or JWT.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AuthSpec {
     /// File of `consumer: sha256-hex` lines, or a Secret-style YAML.
@@ -103,6 +109,7 @@ pub struct AuthSpec {
 
 /// JWT validation settings.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JwtSpec {
     /// Required issuer.
@@ -124,6 +131,7 @@ pub struct JwtSpec {
 
 /// Limits per consumer.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// Requests per second (token bucket).
@@ -145,6 +153,7 @@ pub struct LimitsSpec {
 
 /// WAF settings.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WafSpec {
     /// On or off.
@@ -178,6 +187,7 @@ fn yes() -> bool {
 
 /// Detection actions for guards and filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum GuardAction {
     /// Refuse.
@@ -193,6 +203,7 @@ pub enum GuardAction {
 
 /// Prompt-injection guard settings.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PromptGuardSpec {
     /// Action on detection.
@@ -205,6 +216,7 @@ pub struct PromptGuardSpec {
 
 /// An output filter.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutputFilterSpec {
     /// `secrets`, `pii` or `canary`.
@@ -216,6 +228,7 @@ pub struct OutputFilterSpec {
 
 /// A client of the gateway.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Consumer {
     /// Name (API key owner or JWT subject).
@@ -233,6 +246,7 @@ pub struct Consumer {
 
 /// Runtime configuration of `palisade up` and the components.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PalisadeConfig {
     /// Metadata.
@@ -244,6 +258,7 @@ pub struct PalisadeConfig {
 
 /// Default posture for traffic no policy decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Posture {
     /// Kubernetes default: allow.
@@ -255,6 +270,7 @@ pub enum Posture {
 
 /// PalisadeConfig spec; relative paths are relative to the config file.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PalisadeConfigSpec {
     /// Cluster name (events, federation).
@@ -300,6 +316,7 @@ pub struct PalisadeConfigSpec {
 
 /// A listener.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListenSpec {
     /// `host:port`.
@@ -311,6 +328,7 @@ pub struct ListenSpec {
 
 /// DNS proxy settings.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DnsSpec {
     /// `host:port`.
@@ -334,6 +352,7 @@ pub struct DnsSpec {
 
 /// Agent settings.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentSpec {
     /// Enforce for every pod regardless of node (standalone).
@@ -346,6 +365,7 @@ pub struct AgentSpec {
 
 /// Event sinks.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventsSpec {
     /// JSON-lines file to append to.
@@ -366,6 +386,7 @@ pub struct EventsSpec {
 
 /// Egress gateway settings (`spec.egress`).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EgressSpec {
     /// Explicit proxy `host:port`.
@@ -400,6 +421,7 @@ pub struct EgressSpec {
 
 /// A proxy credential mapped to a workload (standalone mode).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProxyUser {
     /// User name.

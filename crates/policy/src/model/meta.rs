@@ -62,6 +62,7 @@ pub struct OwnerReference {
 
 /// A Kubernetes label selector.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Exact label matches (AND).
@@ -74,6 +75,7 @@ pub struct LabelSelector {
 
 /// One set-based requirement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelectorRequirement {
     /// Label key.
@@ -87,6 +89,7 @@ pub struct LabelSelectorRequirement {
 
 /// Label selector operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SelectorOperator {
     /// Label value is one of `values`.
     In,
@@ -124,6 +127,7 @@ impl LabelSelector {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Protocol {
     /// TCP (the default).
     #[default]
@@ -196,6 +200,7 @@ impl<'de> Deserialize<'de> for IntOrString {
 
 /// Policy mode for Palisade kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Mode {
     /// Enforce: denials drop traffic.
     #[default]

@@ -5,6 +5,8 @@ pub mod gateway;
 pub mod meta;
 pub mod netpol;
 pub mod palisade;
+#[cfg(feature = "schema")]
+mod schema;
 pub mod workload;
 
 pub use anp::*;

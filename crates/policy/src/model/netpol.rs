@@ -84,6 +84,7 @@ pub struct NetworkPolicyPeer {
 
 /// A CIDR and the CIDRs carved out of it.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IpBlock {
     /// The block.

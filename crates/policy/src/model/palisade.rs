@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 /// A namespaced SecurityPolicy. A pod it selects is isolated in each direction whose field
 /// (`ingress`, `egress`) is present; traffic is then allowed if any rule of any policy allows.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecurityPolicy {
     /// Metadata.
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: SecurityPolicySpec,
+    #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<IgnoredAny>,
@@ -23,6 +25,7 @@ pub struct SecurityPolicy {
 
 /// SecurityPolicy spec.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecurityPolicySpec {
     /// Enforce (default) or Audit.
@@ -40,6 +43,7 @@ pub struct SecurityPolicySpec {
 
 /// An allow rule of a SecurityPolicy (`from` for ingress, `to` for egress).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecurityRule {
     /// Sources (ingress rules).
@@ -98,6 +102,7 @@ impl UploadBudgetSpec {
 
 /// A peer of a Palisade rule: exactly one of selectors, `ipBlock`, or `fqdn`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Peer {
     /// Pods (SecurityPolicy: in the policy's namespace unless namespaceSelector is set;
@@ -120,6 +125,7 @@ pub struct Peer {
 
 /// A port or range.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortSpec {
     /// Protocol (TCP default).
@@ -135,6 +141,7 @@ pub struct PortSpec {
 
 /// An HTTP rule: every given condition must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRule {
     /// Methods (upper case; empty: any).
@@ -150,6 +157,7 @@ pub struct HttpRule {
 
 /// Exactly one of `exact`, `prefix`, `regex`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PathMatch {
     /// Whole path equals.
@@ -165,6 +173,7 @@ pub struct PathMatch {
 
 /// A header condition: present, equal to `value`, or matching `regex`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
     /// Header name (case-insensitive).
@@ -182,6 +191,7 @@ pub struct HeaderMatch {
 
 /// DLP settings of an egress rule.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DlpSpec {
     /// Detector names (`secrets`, `pii`, or single ones such as `aws-key`, `card`); empty: all.
@@ -194,6 +204,7 @@ pub struct DlpSpec {
 
 /// DLP actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DlpAction {
     /// Refuse the request.
@@ -207,12 +218,14 @@ pub enum DlpAction {
 
 /// A cluster-scoped, tiered ClusterSecurityPolicy.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSecurityPolicy {
     /// Metadata.
     pub metadata: ObjectMeta,
     /// Spec.
     pub spec: ClusterSecurityPolicySpec,
+    #[cfg_attr(feature = "schema", schemars(skip))]
     #[serde(default)]
     #[allow(dead_code)]
     status: Option<IgnoredAny>,
@@ -222,6 +235,7 @@ pub struct ClusterSecurityPolicy {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Before AdminNetworkPolicy (federated global policy lives here).
@@ -235,6 +249,7 @@ pub enum Tier {
 
 /// ClusterSecurityPolicy spec.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterSecurityPolicySpec {
     /// Tier (default `admin`).
@@ -262,6 +277,7 @@ pub struct ClusterSecurityPolicySpec {
 
 /// Subject pods: namespaces and pods (missing selector: all).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterSubject {
     /// Namespaces.
@@ -274,6 +290,7 @@ pub struct ClusterSubject {
 
 /// A ClusterSecurityPolicy rule.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClusterRule {
     /// Name.

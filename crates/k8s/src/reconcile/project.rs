@@ -1,0 +1,122 @@
+//! The part of an API object that matters to policy. Pods change often in ways policy does
+//! not see (readiness, conditions, container statuses); keeping only what the model reads
+//! makes those updates free, and makes the object smaller to parse and hold.
+
+use crate::resources::Resource;
+use serde_json::{Map, Value};
+use std::hash::{Hash, Hasher};
+
+/// `object` reduced to what the policy model reads.
+pub fn project(res: &Resource, object: &Value) -> Value {
+    let mut out = object.clone();
+    let Some(m) = out.as_object_mut() else {
+        return out;
+    };
+    if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+    }
+    if res.palisade_owned {
+        m.remove("status");
+    }
+    if res.kind == "Pod" {
+        return pod(m);
+    }
+    out
+}
+
+fn pick(from: &Value, keys: &[&str]) -> Value {
+    let mut out = Map::new();
+    for k in keys {
+        if let Some(v) = from.get(*k) {
+            if !v.is_null() {
+                out.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn containers(spec: &Value, key: &str) -> Option<Value> {
+    let list = spec.get(key)?.as_array()?;
+    Some(Value::Array(
+        list.iter().map(|c| pick(c, &["name", "ports"])).collect(),
+    ))
+}
+
+fn pod(m: &Map<String, Value>) -> Value {
+    let null = Value::Null;
+    let meta = m.get("metadata").unwrap_or(&null);
+    let spec = m.get("spec").unwrap_or(&null);
+    let status = m.get("status").unwrap_or(&null);
+    let mut s = pick(spec, &["nodeName", "hostNetwork", "serviceAccountName"]);
+    for key in ["containers", "initContainers"] {
+        if let (Some(c), Some(o)) = (containers(spec, key), s.as_object_mut()) {
+            o.insert(key.to_string(), c);
+        }
+    }
+    let mut out = Map::new();
+    out.insert(
+        "metadata".into(),
+        pick(
+            meta,
+            &[
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "labels",
+                "annotations",
+                "ownerReferences",
+                "deletionTimestamp",
+            ],
+        ),
+    );
+    out.insert("spec".into(), s);
+    out.insert(
+        "status".into(),
+        pick(status, &["podIP", "podIPs", "hostIP"]),
+    );
+    Value::Object(out)
+}
+
+/// A fingerprint of a projected object (keys are sorted, so equal values hash equal).
+pub fn fingerprint(projected: &Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(projected)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::by_kind;
+    use serde_json::json;
+
+    #[test]
+    fn pod_readiness_does_not_change_the_fingerprint() {
+        let pod = |ready: &str, ip: &str| {
+            json!({
+                "metadata": {"name": "a", "namespace": "x", "resourceVersion": ready,
+                    "labels": {"app": "a"}},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                    "ports": [{"containerPort": 80, "name": "http"}]}]},
+                "status": {"phase": "Running", "podIP": ip,
+                    "conditions": [{"type": "Ready", "status": ready}]}
+            })
+        };
+        let res = by_kind("Pod").unwrap();
+        let a = project(res, &pod("True", "10.0.0.1"));
+        let b = project(res, &pod("False", "10.0.0.1"));
+        let c = project(res, &pod("False", "10.0.0.2"));
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&b), fingerprint(&c));
+        assert_eq!(
+            a["spec"]["containers"][0],
+            json!({"name": "c", "ports": [{"containerPort": 80, "name": "http"}]})
+        );
+        assert!(a["status"].get("phase").is_none());
+    }
+}

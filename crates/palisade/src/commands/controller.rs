@@ -1,0 +1,74 @@
+//! `palisade controller`: watches the Kubernetes API (Namespaces, Pods, Services,
+//! NetworkPolicies, AdminNetworkPolicies, Palisade's kinds) into one validated snapshot,
+//! writes status conditions and Events for invalid objects while it holds the Lease, and
+//! serves the admin API (`/healthz`, `/readyz`, `/api/v1/status`, `/api/v1/explain`).
+
+use super::PostureArg;
+use palisade_k8s::controller::{start, LeaderSettings, Settings};
+use palisade_policy::Posture;
+use palisade_standalone::admin::{router, AdminState};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Admin API address.
+    #[arg(long, default_value = "0.0.0.0:9900")]
+    admin: std::net::SocketAddr,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the service account's).
+    #[arg(long)]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "palisade-controller")]
+    lease_name: String,
+    /// Lease duration in seconds (a new leader takes over after this long).
+    #[arg(long, default_value_t = 15)]
+    lease_duration: i64,
+    /// Override the default posture (else the PalisadeConfig's, else allow).
+    #[arg(long, value_enum)]
+    posture: Option<PostureArg>,
+}
+
+pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = palisade_k8s::cluster::default_client().await?;
+        let settings = Settings {
+            leader: Some(LeaderSettings {
+                namespace: a
+                    .lease_namespace
+                    .unwrap_or_else(palisade_k8s::cluster::namespace),
+                name: a.lease_name,
+                identity: a.identity.unwrap_or_else(palisade_k8s::cluster::identity),
+                duration_secs: a.lease_duration.max(3),
+                renew_every: Duration::from_secs((a.lease_duration.max(3) / 3) as u64),
+            }),
+            posture: a.posture.map(|p| match p {
+                PostureArg::Allow => Posture::Allow,
+                PostureArg::Deny => Posture::Deny,
+            }),
+            ..Settings::default()
+        };
+        let running = start(client, settings);
+        let app = router(AdminState {
+            state: running.state.clone(),
+            events: None,
+        });
+        let listener = tokio::net::TcpListener::bind(a.admin).await?;
+        tracing::info!(admin = %a.admin, "controller started");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = axum::serve(listener, app) => r?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        drop(running);
+        Ok(ExitCode::SUCCESS)
+    })
+}
