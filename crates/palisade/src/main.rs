@@ -43,6 +43,8 @@ enum Command {
     Ca(commands::ca::Args),
     /// Anomaly detectors: replay recorded events and print the alerts.
     Detect(commands::detect::Args),
+    /// Global policy over etcd: push, rollback, status.
+    Federation(commands::federation::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Egress(a) => commands::egress::run(a),
         Command::Ca(a) => commands::ca::run(a),
         Command::Detect(a) => commands::detect::run(a),
+        Command::Federation(a) => commands::federation::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod admin_client;
 pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod ca;
@@ -9,6 +10,7 @@ pub(crate) mod dns;
 pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
+pub(crate) mod federation;
 pub(crate) mod lab;
 pub(crate) mod up;
 pub(crate) mod waf;

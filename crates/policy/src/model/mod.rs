@@ -1,6 +1,7 @@
 //! The resources users write, as typed Rust values.
 
 pub mod anp;
+pub mod federation;
 pub mod gateway;
 pub mod meta;
 pub mod netpol;
@@ -8,6 +9,7 @@ pub mod palisade;
 pub mod workload;
 
 pub use anp::*;
+pub use federation::*;
 pub use gateway::*;
 pub use meta::*;
 pub use netpol::*;
