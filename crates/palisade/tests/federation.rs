@@ -458,3 +458,165 @@ fn global_policy_is_enforced_everywhere_and_survives_etcd_faults() {
     drop(etcd);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Sums every sample of a metric family in Prometheus text (`name{…} value` or `name value`).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn scrape(endpoint: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(endpoint).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The benchmark behind docs/benchmarks.md ("Federation"): push-to-enforcement on all three
+/// members for 1,000 global policies, and etcd load at steady state. Run with
+/// `cargo test --release -p palisade --test federation -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_push_to_enforcement_1000_policies() {
+    if !Etcd::available() {
+        eprintln!("skipping: etcd is not installed (apt-get install etcd-server)");
+        return;
+    }
+    let pushes: usize = std::env::var("FEDERATION_BENCH_PUSHES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let tmp = std::env::temp_dir().join(format!("palisade-fedbench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let etcd = Etcd::start(&tmp);
+    let url = etcd.url();
+    wait_until("etcd quorum", Duration::from_secs(20), || {
+        federation(&url, &["status"]).0
+    });
+    let members = [
+        Member::start(&tmp, "east", &["env=prod"], &workloads(1), &etcd),
+        Member::start(&tmp, "west", &["env=prod"], &workloads(2), &etcd),
+        Member::start(&tmp, "south", &["env=dev"], &workloads(3), &etcd),
+    ];
+    // Two sets of 1,000 policies (10 files of 100) that differ in every port.
+    let set = |variant: u16| {
+        let mut files = Vec::new();
+        for f in 0..10 {
+            let mut y = String::new();
+            for i in 0..100 {
+                let n = f * 100 + i;
+                y.push_str(&format!(
+                    "---\napiVersion: palisade.dev/v1alpha1\nkind: ClusterSecurityPolicy\nmetadata: {{name: global-{n}}}\nspec:\n  tier: admin\n  priority: {}\n  subject:\n    namespaceSelector: {{matchLabels: {{team: serving}}}}\n    podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n  - action: Allow\n    from:\n    - cluster: east\n      namespaceSelector: {{matchLabels: {{team: ml}}}}\n      podSelector: {{matchLabels: {{app: trainer}}}}\n    ports: [{{port: {}}}]\n",
+                    n % 1000,
+                    1000 + variant * 2000 + n
+                ));
+            }
+            files.push((format!("g{f}.yaml"), y));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        write_set(&tmp, &format!("set{variant}"), &refs)
+    };
+    let sets = [set(0), set(1)];
+    let bytes: u64 = std::fs::read_dir(&sets[0])
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let revision_of = |m: &Member| m.status()["enforcing"]["federationRevision"].as_u64();
+    let mut all = Vec::new();
+    let mut push_only = Vec::new();
+    for k in 0..pushes {
+        let rev = k as u64 + 1;
+        let t0 = std::time::Instant::now();
+        let (ok, out, err) = federation(&url, &["push", &sets[k % 2]]);
+        assert!(ok, "{out}{err}");
+        push_only.push(t0.elapsed().as_secs_f64());
+        let mut done = [false; 3];
+        while done.iter().any(|d| !d) {
+            for (i, m) in members.iter().enumerate() {
+                if !done[i] && revision_of(m) == Some(rev) {
+                    done[i] = true;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "revision {rev} not enforced"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        all.push(t0.elapsed().as_secs_f64());
+    }
+    // Every member compiled the 1,000 policies.
+    for m in &members {
+        let p = m.status()["enforcing"]["policies"].as_u64().unwrap();
+        assert!(p >= 1000, "{}: {p} policies", m.name);
+    }
+    all.sort_by(f64::total_cmp);
+    push_only.sort_by(f64::total_cmp);
+    println!(
+        "push-to-enforcement on 3 members, 1,000 policies ({bytes} bytes of YAML), {pushes} pushes: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; push command alone p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&all, 0.5) * 1e3,
+        percentile(&all, 0.99) * 1e3,
+        all.last().unwrap() * 1e3,
+        percentile(&push_only, 0.5) * 1e3,
+        percentile(&push_only, 0.99) * 1e3,
+    );
+
+    // Steady state: three members renewing leases and writing status, nothing pushed.
+    std::thread::sleep(Duration::from_secs(3));
+    let window = Duration::from_secs(20);
+    let families = [
+        "grpc_server_handled_total",
+        "etcd_network_client_grpc_received_bytes_total",
+        "etcd_network_client_grpc_sent_bytes_total",
+        "etcd_mvcc_put_total",
+    ];
+    let before: Vec<String> = etcd.endpoints().iter().map(|e| scrape(e)).collect();
+    std::thread::sleep(window);
+    let after: Vec<String> = etcd.endpoints().iter().map(|e| scrape(e)).collect();
+    for f in families {
+        let per_etcd: Vec<f64> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (metric(a, f) - metric(b, f)) / window.as_secs_f64())
+            .collect();
+        // Puts are replicated: every etcd member applies each one, so the logical rate is
+        // one member's; requests and bytes are served by one member each, so they add up.
+        let total: f64 = if f == "etcd_mvcc_put_total" {
+            per_etcd.iter().cloned().fold(0.0, f64::max)
+        } else {
+            per_etcd.iter().sum()
+        };
+        println!(
+            "steady state {f}: {:.2}/s over the cluster ({:?} per etcd member), {:.2}/s per Palisade member",
+            total,
+            per_etcd.iter().map(|v| (v * 100.0).round() / 100.0).collect::<Vec<_>>(),
+            total / 3.0
+        );
+    }
+    let db: Vec<f64> = after
+        .iter()
+        .map(|a| metric(a, "etcd_mvcc_db_total_size_in_bytes"))
+        .collect();
+    println!("etcd db size per member after {pushes} revisions: {db:?} bytes");
+    drop(members);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
