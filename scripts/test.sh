@@ -15,12 +15,16 @@ command -v conntrack >/dev/null 2>&1 || need_pkgs+=(conntrack)
 command -v dnsmasq >/dev/null 2>&1 || need_pkgs+=(dnsmasq)
 command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)  # etcd-client build
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)  # federation tests
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
     # The tests start their own dnsmasq; the packaged service is not wanted.
     systemctl disable --now dnsmasq >/dev/null 2>&1 || true
+    # Likewise etcd: the federation tests start their own cluster on other ports.
+    systemctl disable --now etcd >/dev/null 2>&1 || true
   else
     echo "== note: missing ${need_pkgs[*]} (not root or no apt-get); tests that need them skip"
   fi

@@ -54,6 +54,8 @@ enum Command {
     Controller(commands::controller::Args),
     /// CRDs of Palisade's kinds, generated from the Rust types.
     Crdgen(commands::crdgen::Args),
+    /// Global policy over etcd: push, rollback, status.
+    Federation(commands::federation::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => commands::replay::run(a),
         Command::Controller(a) => commands::controller::run(a),
         Command::Crdgen(a) => commands::crdgen::run(a),
+        Command::Federation(a) => commands::federation::run(a),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,14 @@ pub struct Snapshot {
     pub gateways: Sourced<AIGateway>,
     /// The runtime configuration, if one was among the manifests.
     pub config: Option<(PalisadeConfig, Origin)>,
+    /// Federation: global ClusterSecurityPolicies, the highest-precedence tier (before every
+    /// local tier; their `baseline` tier goes before the local baseline tier).
+    pub global_policies: Sourced<ClusterSecurityPolicy>,
+    /// Federation: workloads of other member clusters (peers with `cluster:` select them).
+    pub remote_workloads: Vec<RemoteWorkload>,
+    /// Federation: the cluster this snapshot is enforced in (default: the config's
+    /// `spec.cluster`, else `default`, with no labels).
+    pub cluster: Option<ClusterIdentity>,
 }
 
 impl Snapshot {
@@ -58,6 +66,18 @@ impl Snapshot {
         s
     }
 
+    /// The cluster this snapshot is enforced in: `cluster`, else the config's name.
+    pub fn cluster_identity(&self) -> ClusterIdentity {
+        self.cluster.clone().unwrap_or_else(|| ClusterIdentity {
+            name: self
+                .config
+                .as_ref()
+                .and_then(|(c, _)| c.spec.cluster.clone())
+                .unwrap_or_else(|| "default".to_string()),
+            labels: Default::default(),
+        })
+    }
+
     /// The default posture the config sets (allow when there is no config).
     pub fn posture(&self) -> Posture {
         self.config
@@ -73,5 +93,6 @@ impl Snapshot {
             + self.baseline_admin_network_policies.len()
             + self.security_policies.len()
             + self.cluster_security_policies.len()
+            + self.global_policies.len()
     }
 }

@@ -21,6 +21,8 @@
 
 #[path = "semantics/admin.rs"]
 mod admin;
+#[path = "semantics/federation.rs"]
+mod federation;
 #[path = "../benches/gen/mod.rs"]
 mod gen;
 #[path = "semantics/generated.rs"]

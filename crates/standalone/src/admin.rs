@@ -19,6 +19,8 @@ pub struct AdminState {
     pub state: State,
     /// Event query backend.
     pub events: Option<Arc<dyn EventQuery>>,
+    /// Federation membership health (connection, revisions, last error), when federated.
+    pub federation: Option<tokio::sync::watch::Receiver<serde_json::Value>>,
 }
 
 /// Answers `/api/v1/events` (implemented by the event store).
@@ -80,6 +82,7 @@ async fn status(AxState(st): AxState<AdminState>) -> Response {
     Json(json!({
         "enforcing": published.as_ref().map(|p| json!({
             "generation": p.generation,
+            "federationRevision": p.federation_revision,
             "appliedAtUs": p.applied_at_us,
             "objects": p.objects,
             "pods": p.engine.pods().len(),
@@ -87,6 +90,7 @@ async fn status(AxState(st): AxState<AdminState>) -> Response {
             "posture": p.engine.posture(),
         })),
         "lastReload": reload,
+        "federation": st.federation.as_ref().map(|f| f.borrow().clone()),
     }))
     .into_response()
 }
@@ -150,7 +154,12 @@ async fn explain(
         protocol,
         http,
     });
-    Json(json!({ "generation": published.generation, "explanation": ex })).into_response()
+    Json(json!({
+        "generation": published.generation,
+        "federationRevision": published.federation_revision,
+        "explanation": ex,
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

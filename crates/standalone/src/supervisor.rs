@@ -1,9 +1,14 @@
 //! The standalone supervisor: loads the manifests folder, compiles it, publishes the result
 //! as one immutable snapshot, and reloads when the folder changes. A change that does not
 //! validate keeps the last good snapshot in force and is reported; nothing is half-applied.
+//! Under federation, an [`Overlay`] (global policies of one revision and other clusters'
+//! workloads) is merged into every build, and a new overlay triggers a rebuild like a file
+//! change does.
 
 use crate::config::Runtime;
 use crate::source;
+use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkload};
+use palisade_policy::snapshot::Sourced;
 use palisade_policy::{Diagnostic, Engine, Severity, Snapshot};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -19,6 +24,23 @@ pub struct Published {
     pub applied_at_us: i64,
     /// Objects in the snapshot.
     pub objects: usize,
+    /// Federation: the global policy revision merged in (`None`: not federated, or no
+    /// revision received yet).
+    pub federation_revision: Option<u64>,
+}
+
+/// What federation adds to the local manifests: one revision of global policies and the
+/// workloads other member clusters publish.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    /// The global policy revision (0: none yet).
+    pub revision: u64,
+    /// Its ClusterSecurityPolicies.
+    pub policies: Sourced<ClusterSecurityPolicy>,
+    /// Workloads of other member clusters.
+    pub remote_workloads: Vec<RemoteWorkload>,
+    /// This cluster's name and labels.
+    pub cluster: ClusterIdentity,
 }
 
 /// The outcome of the last reload attempt.
@@ -53,26 +75,52 @@ pub(crate) fn now_us() -> i64 {
 
 /// Loads and compiles the manifests folder once.
 pub fn build(rt: &Runtime) -> Result<(Engine, usize, Vec<Diagnostic>), Vec<Diagnostic>> {
+    build_with(rt, None)
+}
+
+/// Loads the manifests folder, merges the federation overlay, and compiles.
+pub fn build_with(
+    rt: &Runtime,
+    overlay: Option<&Overlay>,
+) -> Result<(Engine, usize, Vec<Diagnostic>), Vec<Diagnostic>> {
     let m = source::load_paths(std::slice::from_ref(&rt.manifests));
     if m.has_errors() {
         return Err(m.diagnostics);
     }
-    let snap = Snapshot::from_manifests(&m);
+    let mut snap = Snapshot::from_manifests(&m);
+    let mut objects = m.objects.len();
+    if let Some(o) = overlay {
+        snap.global_policies = o.policies.clone();
+        snap.remote_workloads = o.remote_workloads.clone();
+        snap.cluster = Some(o.cluster.clone());
+        objects += o.policies.len();
+    }
     let engine = Engine::compile_with(&snap, rt.posture);
-    Ok((engine, m.objects.len(), m.diagnostics))
+    Ok((engine, objects, m.diagnostics))
 }
 
 /// Starts the reload loop; returns the state handle. The first load happens before this
 /// returns.
 pub fn start(rt: Runtime) -> State {
+    start_with_overlay(rt, None)
+}
+
+/// [`start`], merging the latest federation overlay into every build and rebuilding when it
+/// changes. Until the first overlay arrives only the local manifests are enforced.
+pub fn start_with_overlay(
+    rt: Runtime,
+    mut overlay: Option<watch::Receiver<Option<Arc<Overlay>>>>,
+) -> State {
     let (pub_tx, pub_rx) = watch::channel(None);
     let (status_tx, status_rx) = watch::channel(ReloadStatus::default());
     let mut generation = 0u64;
     let mut apply = move |rt: &Runtime,
+                          overlay: Option<Arc<Overlay>>,
                           pub_tx: &watch::Sender<Option<Arc<Published>>>,
                           status_tx: &watch::Sender<ReloadStatus>| {
         let attempted_at_us = now_us();
-        match build(rt) {
+        let federation_revision = overlay.as_ref().map(|o| o.revision).filter(|r| *r > 0);
+        match build_with(rt, overlay.as_deref()) {
             Ok((engine, objects, diags)) => {
                 generation += 1;
                 tracing::info!(
@@ -87,6 +135,7 @@ pub fn start(rt: Runtime) -> State {
                     generation,
                     applied_at_us: attempted_at_us,
                     objects,
+                    federation_revision,
                 })));
                 status_tx.send_replace(ReloadStatus {
                     attempted_at_us,
@@ -111,7 +160,8 @@ pub fn start(rt: Runtime) -> State {
             }
         }
     };
-    apply(&rt, &pub_tx, &status_tx);
+    let mut last_overlay = overlay.as_ref().and_then(|r| r.borrow().clone());
+    apply(&rt, last_overlay.clone(), &pub_tx, &status_tx);
     let state = State {
         published: pub_rx,
         status: status_rx,
@@ -120,12 +170,38 @@ pub fn start(rt: Runtime) -> State {
         let paths = vec![rt.manifests.clone()];
         let mut last = source::fingerprint(&paths);
         loop {
-            tokio::time::sleep(rt.reload_interval).await;
-            let now = source::fingerprint(&paths);
-            if now != last {
-                last = now;
+            let overlay_changed = async {
+                match overlay.as_mut() {
+                    Some(r) => r.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let changed = tokio::select! {
+                _ = tokio::time::sleep(rt.reload_interval) => {
+                    let now = source::fingerprint(&paths);
+                    let changed = now != last;
+                    last = now;
+                    changed
+                }
+                alive = overlay_changed => {
+                    match overlay.as_ref().filter(|_| alive) {
+                        Some(r) => {
+                            last_overlay = r.borrow().clone();
+                            true
+                        }
+                        None => {
+                            // The federation side stopped: keep merging its last overlay.
+                            tracing::warn!("federation overlay source stopped; keeping its last revision");
+                            overlay = None;
+                            false
+                        }
+                    }
+                }
+            };
+            if changed {
+                let o = last_overlay.clone();
                 // Loading and compiling is CPU work: keep it off the async workers.
-                tokio::task::block_in_place(|| apply(&rt, &pub_tx, &status_tx));
+                tokio::task::block_in_place(|| apply(&rt, o, &pub_tx, &status_tx));
             }
         }
     });

@@ -59,6 +59,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         let app = router(AdminState {
             state: running.state.clone(),
             events: None,
+            federation: None,
         });
         let listener = tokio::net::TcpListener::bind(a.admin).await?;
         tracing::info!(admin = %a.admin, "controller started");

@@ -1,4 +1,6 @@
-//! `palisade explain PATH... --from NS/POD --to NS/POD|IP|FQDN --port N`
+//! `palisade explain PATH... --from NS/POD --to NS/POD|IP|FQDN --port N`, or
+//! `palisade explain --member HOST:PORT ...` to ask a running `palisade up` (its admin API)
+//! what it enforces now, with the generation and federation revision that decided.
 
 use super::analyze::parse_protocol;
 use super::{load_engine, Output, PostureArg};
@@ -10,8 +12,11 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// Files or folders of manifests.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "member")]
     paths: Vec<PathBuf>,
+    /// Ask a running `palisade up` at this admin address instead of reading manifests.
+    #[arg(long, conflicts_with = "paths")]
+    member: Option<String>,
     /// Source: NAMESPACE/POD or an IP.
     #[arg(long)]
     from: String,
@@ -45,6 +50,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &a.member {
+        return explain_member(addr, &a);
+    }
     let Some((_, engine)) = load_engine(&a.paths, a.default_posture) else {
         return Ok(ExitCode::from(1));
     };
@@ -101,6 +109,75 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 println!("  {:?} {:?}{pass}: {}", s.direction, s.stage, s.text);
             }
             println!("{}", ex.summary);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--member`: the running member's verdict, stamped with what it enforces.
+fn explain_member(addr: &str, a: &Args) -> anyhow::Result<ExitCode> {
+    let mut query = vec![
+        ("from", a.from.clone()),
+        ("to", a.to.clone()),
+        ("port", a.port.to_string()),
+        ("protocol", a.protocol.to_string()),
+    ];
+    for (k, v) in [
+        ("ip", a.ip.map(|i| i.to_string())),
+        ("method", a.method.clone()),
+        ("path", a.path.clone()),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v));
+        }
+    }
+    let (status, body) = match super::admin_client::get(addr, "/api/v1/explain", &query) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --member {addr}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            eprintln!("error: --member {addr}: HTTP {status}: {}", body.trim());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if status != 200 {
+        let msg = v["error"]["message"].as_str().unwrap_or("request failed");
+        eprintln!("error: --member {addr}: HTTP {status}: {msg}");
+        return Ok(ExitCode::from(1));
+    }
+    let stamp = match v["federationRevision"].as_u64() {
+        Some(r) => format!("federation revision {r}"),
+        None => "federation revision none".to_string(),
+    };
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Table => {
+            let ex = &v["explanation"];
+            let verdict = match ex["verdict"].as_str() {
+                Some("allow") => "ALLOWED",
+                Some("deny") => "DENIED",
+                Some("audit") => "ALLOWED (audit: would be denied)",
+                _ => "UNKNOWN",
+            };
+            println!(
+                "{verdict}: {} -> {} port {}/{}",
+                a.from, a.to, a.port, a.protocol
+            );
+            for s in ex["steps"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} {}: {}",
+                    s["direction"].as_str().unwrap_or(""),
+                    s["stage"].as_str().unwrap_or(""),
+                    s["text"].as_str().unwrap_or("")
+                );
+            }
+            println!("{}", ex["summary"].as_str().unwrap_or(""));
+            println!("{stamp} (generation {})", v["generation"]);
         }
     }
     Ok(ExitCode::SUCCESS)

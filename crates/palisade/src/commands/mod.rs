@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod admin_client;
 pub(crate) mod agent;
 pub(crate) mod analyze;
 pub(crate) mod ca;
@@ -12,6 +13,7 @@ pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod ingress;
+pub(crate) mod federation;
 pub(crate) mod lab;
 pub(crate) mod recommend;
 pub(crate) mod replay;

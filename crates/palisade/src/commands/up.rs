@@ -15,6 +15,9 @@ pub(crate) struct Args {
     /// Also serve Prometheus `/metrics` on this address (it is always on the admin address).
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Federation membership (global policy and shared identities over etcd).
+    #[command(flatten)]
+    join: super::federation::JoinArgs,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -29,6 +32,16 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = a.listen {
         rt.admin_listen = l;
     }
+    let federation = match a.join.enabled() {
+        true => match a.join.settings(&rt.cluster, &rt.data_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        false => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -36,7 +49,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&rt.data_dir)?;
         let events = super::events::open_backend(&rt.data_dir)?;
         let listen = rt.admin_listen;
-        let state = supervisor::start(rt.clone());
+        let (state, joined) = match federation {
+            Some(settings) => {
+                let (overlay_tx, overlay_rx) = super::federation::overlay_channel(&settings);
+                let state = supervisor::start_with_overlay(rt.clone(), Some(overlay_rx));
+                let joined = super::federation::join(settings, overlay_tx, state.clone());
+                (state, Some(joined))
+            }
+            None => (supervisor::start(rt.clone()), None),
+        };
         if state.published.borrow().is_none() {
             let status = state.status.borrow().clone();
             for d in &status.errors {
@@ -117,7 +138,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             tracing::info!(%addr, "metrics listening");
             tokio::spawn(async move { axum::serve(listener, metrics_only).await });
         }
-        let app = admin::router(admin::AdminState { state, events: Some(events) }).merge(web);
+        let app = admin::router(admin::AdminState {
+            state,
+            events: Some(events),
+            federation: joined.map(|j| j.health),
+        })
+        .merge(web);
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
         axum::serve(listener, app)

@@ -69,14 +69,15 @@ impl Engine {
         with_audit: bool,
         t: &mut T,
     ) -> (Option<DirVerdict>, Option<DirVerdict>) {
+        // A pod of another member cluster is a peer only: its own cluster enforces its side.
         let egress = match flow.src {
-            Endpoint::Pod(p) => {
+            Endpoint::Pod(p) if self.pods[p as usize].cluster.is_none() => {
                 Some(self.eval_dir(p, Direction::Egress, &flow.dst, flow, with_audit, t))
             }
             _ => None,
         };
         let ingress = match flow.dst {
-            Endpoint::Pod(p) => {
+            Endpoint::Pod(p) if self.pods[p as usize].cluster.is_none() => {
                 Some(self.eval_dir(p, Direction::Ingress, &flow.src, flow, with_audit, t))
             }
             _ => None,

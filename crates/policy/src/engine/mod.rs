@@ -299,6 +299,10 @@ pub struct PodInfo {
     pub ports: Vec<(Option<String>, Protocol, u16)>,
     /// Stable workload name (`namespace/owner`).
     pub workload: String,
+    /// Federation: the other member cluster this pod runs in (`None`: this cluster). Remote
+    /// pods are peers only: their own cluster enforces their policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     #[serde(skip)]
     pub(crate) ns_id: u32,
 }
@@ -318,6 +322,8 @@ pub(crate) struct NsInfo {
     pub(crate) pods: Vec<PodId>,
     #[allow(dead_code)]
     pub(crate) declared: bool,
+    /// Federation: the other member cluster (`None`: this cluster).
+    pub(crate) cluster: Option<String>,
 }
 
 /// The rules that apply to one pod in one direction, in evaluation order.
@@ -507,6 +513,10 @@ impl Engine {
     pub fn pod_by_key(&self, key: &str) -> Option<PodId> {
         let (ns, name) = key.split_once('/')?;
         self.pod_id(ns, name)
+    }
+    /// The labels of a pod's namespace (with `kubernetes.io/metadata.name`).
+    pub fn namespace_labels(&self, pod: PodId) -> &BTreeMap<String, String> {
+        &self.namespaces[self.pods[pod as usize].ns_id as usize].labels
     }
     /// The pod that owns an IP.
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {

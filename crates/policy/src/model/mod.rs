@@ -1,6 +1,7 @@
 //! The resources users write, as typed Rust values.
 
 pub mod anp;
+pub mod federation;
 pub mod gateway;
 pub mod meta;
 pub mod netpol;
@@ -10,6 +11,7 @@ mod schema;
 pub mod workload;
 
 pub use anp::*;
+pub use federation::*;
 pub use gateway::*;
 pub use meta::*;
 pub use netpol::*;

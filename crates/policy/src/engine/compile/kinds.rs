@@ -190,6 +190,27 @@ impl Builder {
         }
     }
 
+    /// Pods of another member cluster: a namespace selector there, or (no selector) the
+    /// namespace of the same name as the policy's.
+    fn remote_peer(&mut self, cluster: &str, p: &Peer, own_ns: Option<u32>) -> PeerMatch {
+        let pod_sel = p.pod_selector.as_ref();
+        match (p.namespace_selector.as_ref(), own_ns) {
+            (Some(ns), _) => {
+                PeerMatch::Pods(self.pod_set_in(Some(cluster), Some(ns), None, pod_sel))
+            }
+            (None, None) => PeerMatch::Pods(self.pod_set_in(Some(cluster), None, None, pod_sel)),
+            (None, Some(own)) => {
+                let name = self.namespaces[own as usize].name.clone();
+                match self.remote_namespace(cluster, &name) {
+                    Some(n) => {
+                        PeerMatch::Pods(self.pod_set_in(Some(cluster), None, Some(n), pod_sel))
+                    }
+                    None => PeerMatch::Nothing,
+                }
+            }
+        }
+    }
+
     fn block(b: &IpBlock) -> Option<PeerMatch> {
         let cidr = b.cidr.parse::<Cidr>().ok()?;
         let except = b.except.iter().filter_map(|e| e.parse().ok()).collect();
@@ -308,8 +329,8 @@ impl Builder {
             peers
                 .iter()
                 .map(|p| {
-                    if p.cluster.as_deref().is_some_and(|c| c != cluster) {
-                        PeerMatch::Nothing
+                    if let Some(remote) = p.cluster.as_deref().filter(|c| *c != cluster) {
+                        self.remote_peer(remote, p, own_ns)
                     } else if let Some(b) = &p.ip_block {
                         Self::block(b).unwrap_or(PeerMatch::Nothing)
                     } else if let Some(f) = &p.fqdn {

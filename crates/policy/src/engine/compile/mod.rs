@@ -6,13 +6,20 @@ use crate::model::*;
 use crate::snapshot::Snapshot;
 
 mod kinds;
+mod remote;
 use std::collections::HashMap;
 
 #[derive(Hash, PartialEq, Eq)]
 enum SetKey {
     /// Pods of namespaces matching a selector (None: all namespaces) or of one namespace,
     /// filtered by an optional pod selector.
-    Pods(Option<LabelSelector>, Option<u32>, Option<LabelSelector>),
+    /// The first field is the member cluster (`None`: this cluster).
+    Pods(
+        Option<String>,
+        Option<LabelSelector>,
+        Option<u32>,
+        Option<LabelSelector>,
+    ),
 }
 
 struct Builder {
@@ -36,11 +43,9 @@ impl Engine {
 
     /// Compiles a snapshot with an explicit default posture.
     pub fn compile_with(snap: &Snapshot, posture: Posture) -> Engine {
-        let cluster = snap
-            .config
-            .as_ref()
-            .and_then(|(c, _)| c.spec.cluster.clone())
-            .unwrap_or_else(|| "default".to_string());
+        let identity = snap.cluster_identity();
+        let cluster_labels = identity.selector_labels();
+        let cluster = identity.name;
         let mut b = Builder {
             pods: Vec::with_capacity(snap.pods.len()),
             namespaces: Vec::new(),
@@ -66,6 +71,7 @@ impl Engine {
                 labels,
                 pods: Vec::new(),
                 declared: true,
+                cluster: None,
             });
             ns_by_name.insert(ns.metadata.name.clone(), id);
         }
@@ -81,6 +87,7 @@ impl Engine {
                 labels,
                 pods: Vec::new(),
                 declared: false,
+                cluster: None,
             });
             ns_by_name.insert(name.to_string(), id);
             id
@@ -135,9 +142,11 @@ impl Engine {
                 node: pod.spec.node_name.clone(),
                 service_account: pod.spec.service_account_name.clone(),
                 ports,
+                cluster: None,
                 ns_id: nid,
             });
         }
+        b.add_remote_workloads(&snap.remote_workloads, &mut ip_index);
         // Namespaces named only by policies still exist for selectors.
         for (np, _) in &snap.network_policies {
             ns_id(
@@ -153,22 +162,32 @@ impl Engine {
         }
         b.per_pod = vec![PodRules::default(); b.pods.len()];
 
-        // Tiered: CSP security tier, then ANP + CSP admin tier, by priority.
+        // Tiered: global (federated) security and admin tiers, then the local CSP security
+        // tier, then ANP + CSP admin tier, by priority; global baseline before local baseline.
         let mut tiered: Vec<(u8, i64, u8, String, Tiered)> = Vec::new();
         for (i, (anp, _)) in snap.admin_network_policies.iter().enumerate() {
             tiered.push((
-                1,
+                RANK_ADMIN,
                 anp.spec.priority,
                 0,
                 anp.metadata.name.clone(),
                 Tiered::Anp(i),
             ));
         }
+        let applies = |csp: &ClusterSecurityPolicy| {
+            csp.spec
+                .clusters
+                .as_ref()
+                .is_none_or(|sel| sel.matches(&cluster_labels))
+        };
         for (i, (csp, _)) in snap.cluster_security_policies.iter().enumerate() {
+            if !applies(csp) {
+                continue;
+            }
             let rank = match csp.spec.tier {
-                Tier::Security => 0,
-                Tier::Admin => 1,
-                Tier::Baseline => 2,
+                Tier::Security => RANK_SECURITY,
+                Tier::Admin => RANK_ADMIN,
+                Tier::Baseline => RANK_BASELINE,
             };
             tiered.push((
                 rank,
@@ -178,14 +197,40 @@ impl Engine {
                 Tiered::Csp(i),
             ));
         }
-        tiered.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        for (i, (csp, _)) in snap.global_policies.iter().enumerate() {
+            if !applies(csp) {
+                continue;
+            }
+            let rank = match csp.spec.tier {
+                Tier::Security | Tier::Admin => RANK_GLOBAL,
+                Tier::Baseline => RANK_GLOBAL_BASELINE,
+            };
+            // Within the global tier, the declared tier still orders: security before admin.
+            let sub = match csp.spec.tier {
+                Tier::Security => 0,
+                _ => 1,
+            };
+            tiered.push((
+                rank,
+                csp.spec.priority,
+                sub,
+                csp.metadata.name.clone(),
+                Tiered::Global(i),
+            ));
+        }
+        tiered.sort_by(|a, b| {
+            let ka = (a.0, if a.0 == RANK_GLOBAL { a.2 } else { 0 }, a.1, a.2);
+            let kb = (b.0, if b.0 == RANK_GLOBAL { b.2 } else { 0 }, b.1, b.2);
+            ka.cmp(&kb).then_with(|| a.3.cmp(&b.3))
+        });
         for (rank, _, _, _, t) in &tiered {
-            if *rank == 2 {
+            if *rank >= RANK_GLOBAL_BASELINE {
                 continue;
             }
             match t {
                 Tiered::Anp(i) => b.add_anp(&snap.admin_network_policies[*i]),
                 Tiered::Csp(i) => b.add_csp(&snap.cluster_security_policies[*i]),
+                Tiered::Global(i) => b.add_csp(&snap.global_policies[*i]),
             }
         }
         // Namespaced, in a stable order.
@@ -207,8 +252,10 @@ impl Engine {
         }
         // Baseline: CSP baseline tier, then BANP.
         for (rank, _, _, _, t) in &tiered {
-            if let (2, Tiered::Csp(i)) = (rank, t) {
-                b.add_csp(&snap.cluster_security_policies[*i]);
+            match (*rank, t) {
+                (RANK_GLOBAL_BASELINE, Tiered::Global(i)) => b.add_csp(&snap.global_policies[*i]),
+                (RANK_BASELINE, Tiered::Csp(i)) => b.add_csp(&snap.cluster_security_policies[*i]),
+                _ => {}
             }
         }
         for banp in &snap.baseline_admin_network_policies {
@@ -247,7 +294,15 @@ fn admin_info(kind: PolicyKind, name: &str, priority: Option<i64>, origin: &Orig
 enum Tiered {
     Anp(usize),
     Csp(usize),
+    Global(usize),
 }
+
+/// Evaluation order of the tiered stages (lower first).
+const RANK_GLOBAL: u8 = 0;
+const RANK_SECURITY: u8 = 1;
+const RANK_ADMIN: u8 = 2;
+const RANK_GLOBAL_BASELINE: u8 = 3;
+const RANK_BASELINE: u8 = 4;
 
 use crate::diag::Origin;
 
@@ -308,7 +363,23 @@ impl Builder {
         ns_fixed: Option<u32>,
         pod_sel: Option<&LabelSelector>,
     ) -> u32 {
-        let key = SetKey::Pods(ns_sel.cloned(), ns_fixed, pod_sel.cloned());
+        self.pod_set_in(None, ns_sel, ns_fixed, pod_sel)
+    }
+
+    /// [`Self::pod_set`] over the pods of one member cluster (`None`: this cluster).
+    fn pod_set_in(
+        &mut self,
+        cluster: Option<&str>,
+        ns_sel: Option<&LabelSelector>,
+        ns_fixed: Option<u32>,
+        pod_sel: Option<&LabelSelector>,
+    ) -> u32 {
+        let key = SetKey::Pods(
+            cluster.map(str::to_string),
+            ns_sel.cloned(),
+            ns_fixed,
+            pod_sel.cloned(),
+        );
         if let Some(id) = self.set_cache.get(&key) {
             return *id;
         }
@@ -317,6 +388,10 @@ impl Builder {
             (None, Some(sel)) => self.ns_matching(sel),
             (None, None) => (0..self.namespaces.len() as u32).collect(),
         };
+        let nss: Vec<u32> = nss
+            .into_iter()
+            .filter(|n| self.namespaces[*n as usize].cluster.as_deref() == cluster)
+            .collect();
         let mut set = PodSet::new(self.pods.len());
         for n in nss {
             for &p in &self.namespaces[n as usize].pods {

@@ -1,0 +1,163 @@
+//! `palisade federation push` and `rollback`: one immutable revision document and the move of
+//! the `current` pointer, in one etcd transaction guarded by compare-and-swap on the pointer.
+//! Readers see either the old revision or the new one, never part of one.
+
+use crate::connect::{within, EtcdOptions};
+use crate::error::{FederationError, Result};
+use crate::layout::{KeyKind, Layout};
+use crate::revision::{parse_revision, validate_files, RevisionDoc, RevisionFile};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+
+/// Largest revision document written (etcd refuses requests over 1.5 MiB by default).
+pub const MAX_REVISION_BYTES: usize = 1_400_000;
+
+/// What a push or rollback wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The new revision.
+    pub revision: u64,
+    /// Global policies in it.
+    pub policies: usize,
+}
+
+/// Validates `files` and writes them as the next revision.
+pub async fn push(opts: &EtcdOptions, layout: &Layout, files: Vec<RevisionFile>) -> Result<Pushed> {
+    let policies = validate_files(&files).map_err(FederationError::Invalid)?;
+    let revision = retry_transient(opts, || async {
+        let mut client = opts.connect().await?;
+        write_revision(&mut client, opts, layout, files.clone(), None).await
+    })
+    .await?;
+    Ok(Pushed { revision, policies })
+}
+
+/// Writes a new revision with the policies of revision `rev` (which must be a valid one).
+pub async fn rollback(opts: &EtcdOptions, layout: &Layout, rev: u64) -> Result<Pushed> {
+    retry_transient(opts, || rollback_once(opts, layout, rev)).await
+}
+
+async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64) -> Result<Pushed> {
+    let mut client = opts.connect().await?;
+    let resp = within(opts.timeout, client.get(layout.revision(rev), None)).await?;
+    let kv = resp
+        .kvs()
+        .first()
+        .ok_or_else(|| FederationError::Revision(format!("there is no revision {rev}")))?;
+    let parsed = parse_revision(rev, kv.value()).map_err(|e| {
+        FederationError::Revision(format!(
+            "revision {rev} cannot be rolled back to:\n{}",
+            e.join("\n")
+        ))
+    })?;
+    let doc: RevisionDoc = serde_json::from_slice(kv.value())
+        .map_err(|e| FederationError::Revision(format!("revision {rev}: {e}")))?;
+    let revision = write_revision(&mut client, opts, layout, doc.files, Some(rev)).await?;
+    Ok(Pushed {
+        revision,
+        policies: parsed.policies.len(),
+    })
+}
+
+/// The highest revision number stored (0: none).
+pub async fn latest_revision(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+) -> Result<u64> {
+    let resp = within(
+        opts.timeout,
+        client.get(
+            layout.revisions(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    )
+    .await?;
+    Ok(resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| match layout.classify(kv.key()) {
+            KeyKind::Revision(n) => Some(n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0))
+}
+
+async fn write_revision(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+    files: Vec<RevisionFile>,
+    rolled_back_from: Option<u64>,
+) -> Result<u64> {
+    for _ in 0..5 {
+        let cur = within(opts.timeout, client.get(layout.current(), None)).await?;
+        let cur_mod = cur.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
+        let next = latest_revision(client, opts, layout).await? + 1;
+        let doc = RevisionDoc {
+            revision: next,
+            created_at_us: now_us(),
+            rolled_back_from,
+            files: files.clone(),
+        };
+        let body = serde_json::to_vec(&doc)
+            .map_err(|e| FederationError::Revision(format!("cannot encode revision: {e}")))?;
+        if body.len() > MAX_REVISION_BYTES {
+            return Err(FederationError::Revision(format!(
+                "the revision is {} bytes; etcd takes at most {MAX_REVISION_BYTES}",
+                body.len()
+            )));
+        }
+        let pointer_unchanged = if cur_mod == 0 {
+            Compare::create_revision(layout.current(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(layout.current(), CompareOp::Equal, cur_mod)
+        };
+        let txn = Txn::new()
+            .when([
+                pointer_unchanged,
+                Compare::create_revision(layout.revision(next), CompareOp::Equal, 0),
+            ])
+            .and_then([
+                TxnOp::put(layout.revision(next), body, None),
+                TxnOp::put(layout.current(), next.to_string(), None),
+            ]);
+        if within(opts.timeout, client.txn(txn)).await?.succeeded() {
+            return Ok(next);
+        }
+    }
+    Err(FederationError::Conflict)
+}
+
+/// Retries `f` while etcd answers "unavailable" (a leader election in progress, a member
+/// just gone), for up to twice the request timeout. A write that committed but whose answer
+/// was lost is retried too and then lands as one more identical revision, never a partial one.
+async fn retry_transient<T, F, Fut>(opts: &EtcdOptions, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = std::time::Instant::now() + opts.timeout * 2;
+    loop {
+        match f().await {
+            Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "etcd unavailable; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// gRPC UNAVAILABLE (code 14): leader changes, no leader, an endpoint going away.
+fn is_transient(e: &FederationError) -> bool {
+    const UNAVAILABLE: i32 = 14;
+    matches!(e, FederationError::Etcd(etcd_client::Error::GRpcStatus(s)) if s.code() as i32 == UNAVAILABLE)
+}
+
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
