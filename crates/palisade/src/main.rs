@@ -43,6 +43,8 @@ enum Command {
     Ca(commands::ca::Args),
     /// Anomaly detectors: replay recorded events and print the alerts.
     Detect(commands::detect::Args),
+    /// Prompt-injection guard: train the classifier, evaluate it on labelled prompts.
+    Guard(commands::guard::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Egress(a) => commands::egress::run(a),
         Command::Ca(a) => commands::ca::run(a),
         Command::Detect(a) => commands::detect::run(a),
+        Command::Guard(a) => commands::guard::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub(crate) mod dns;
 pub(crate) mod egress;
 pub(crate) mod events;
 pub(crate) mod explain;
+pub(crate) mod guard;
 pub(crate) mod lab;
 pub(crate) mod up;
 pub(crate) mod waf;
