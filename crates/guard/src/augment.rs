@@ -4,7 +4,8 @@
 //! JSON, logs, shell commands or base64 in them, while their attacks often do; a model
 //! trained on them alone learns "looks technical" as "is an attack". These generated
 //! hard negatives (ordinary questions about queries, code, configs and data, some
-//! with everyday uses of "ignore", "override" or "previous") teach it otherwise. They are
+//! with everyday uses of "ignore", "override" or "previous", and harmless role-play
+//! requests such as "pretend you are a chef") teach it otherwise. They are
 //! never used for validation, so the threshold and the reported figures come from real data.
 
 use crate::decode;
@@ -61,6 +62,9 @@ const TOPICS: &[&str] = &[
     "the API changelog",
     "the garden layout",
 ];
+
+const ROLES: &[&str] = &["an expert sommelier", "a patient maths tutor", "a travel agent", "a senior Python developer", "a personal fitness coach", "a museum guide", "a career counsellor", "a friendly librarian", "a film critic", "a chef", "a product manager", "an interviewer for a frontend role", "a spelling bee judge", "a Shakespearean actor", "a tour guide in Rome"];
+const TASKS: &[&str] = &["recommend something for a grilled salmon dinner", "explain fractions to a ten-year-old", "plan three days in Lisbon on a budget", "review my function for readability", "suggest a four-week running plan", "describe the history of the building", "help me prepare for a salary negotiation", "suggest five novels like The Hobbit", "critique the pacing of my short film", "give me a weeknight pasta recipe", "write user stories for a login page", "ask me one question at a time and wait for my answers", "quiz me on ten hard words", "recite a sonnet about the sea", "tell me what to see near the Colosseum"];
 
 fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
     *r = r
@@ -125,7 +129,12 @@ fn base64(s: &str) -> String {
 
 fn prompt(r: &mut u64) -> String {
     let topic = pick(r, TOPICS);
-    match pick(r, &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]) {
+    let role = pick(r, ROLES);
+    let task = pick(r, TASKS);
+    match pick(r, &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14"]) {
+        "12" => format!("{} {role} and {task}.", pick(r, &["Pretend you are", "Act as", "I want you to act as", "Imagine you are", "Play the role of"])),
+        "13" => format!("You are {role}. {}{task}. Stay in that role for the rest of our chat, and keep answers short.", pick(r, &["Please ", "From now on, ", "Your task is to ", ""])),
+        "14" => format!("Let's role-play: you are {role} and I am a customer. {} {task}.", pick(r, &["First,", "Start by asking what I need, then", "Begin now:"])),
         "0" => format!("{} {}", pick(r, &["Can you review this SQL?", "Why is this query slow?", "Is this query safe to run in production?", "What does this statement do?"]), sql(r)),
         "1" => format!("{} {}\n{}", pick(r, &["Explain this code:", "Fix the bug in this snippet:", "Add comments to this:", "Rewrite this more idiomatically:"]), code(r), pick(r, &["Thanks!", "It fails on empty input.", "Keep the same behaviour.", ""])),
         "2" => format!("Here is an error from our logs:\n{}\nWhat went wrong, and what should we check first?", code(r)),
