@@ -63,8 +63,40 @@ const TOPICS: &[&str] = &[
     "the garden layout",
 ];
 
-const ROLES: &[&str] = &["an expert sommelier", "a patient maths tutor", "a travel agent", "a senior Python developer", "a personal fitness coach", "a museum guide", "a career counsellor", "a friendly librarian", "a film critic", "a chef", "a product manager", "an interviewer for a frontend role", "a spelling bee judge", "a Shakespearean actor", "a tour guide in Rome"];
-const TASKS: &[&str] = &["recommend something for a grilled salmon dinner", "explain fractions to a ten-year-old", "plan three days in Lisbon on a budget", "review my function for readability", "suggest a four-week running plan", "describe the history of the building", "help me prepare for a salary negotiation", "suggest five novels like The Hobbit", "critique the pacing of my short film", "give me a weeknight pasta recipe", "write user stories for a login page", "ask me one question at a time and wait for my answers", "quiz me on ten hard words", "recite a sonnet about the sea", "tell me what to see near the Colosseum"];
+const ROLES: &[&str] = &[
+    "an expert sommelier",
+    "a patient maths tutor",
+    "a travel agent",
+    "a senior Python developer",
+    "a personal fitness coach",
+    "a museum guide",
+    "a career counsellor",
+    "a friendly librarian",
+    "a film critic",
+    "a chef",
+    "a product manager",
+    "an interviewer for a frontend role",
+    "a spelling bee judge",
+    "a Shakespearean actor",
+    "a tour guide in Rome",
+];
+const TASKS: &[&str] = &[
+    "recommend something for a grilled salmon dinner",
+    "explain fractions to a ten-year-old",
+    "plan three days in Lisbon on a budget",
+    "review my function for readability",
+    "suggest a four-week running plan",
+    "describe the history of the building",
+    "help me prepare for a salary negotiation",
+    "suggest five novels like The Hobbit",
+    "critique the pacing of my short film",
+    "give me a weeknight pasta recipe",
+    "write user stories for a login page",
+    "ask me one question at a time and wait for my answers",
+    "quiz me on ten hard words",
+    "recite a sonnet about the sea",
+    "tell me what to see near the Colosseum",
+];
 
 fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
     *r = r

@@ -10,23 +10,37 @@ fn palisade() -> Command {
 
 #[test]
 fn eval_prints_one_json_object_with_the_metrics() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../guard/tests/fixtures/handmade.jsonl");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guard/tests/fixtures/handmade.jsonl");
     let out = palisade()
         .args(["guard", "eval", "--output", "json"])
         .arg(&fixture)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.trim().lines().count(), 1, "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    for key in ["precision", "recall", "f1", "false_positive_rate", "p50_us", "p99_us"] {
+    for key in [
+        "precision",
+        "recall",
+        "f1",
+        "false_positive_rate",
+        "p50_us",
+        "p99_us",
+    ] {
         assert!(v[key].is_number(), "missing {key}: {stdout}");
     }
     assert_eq!(v["prompts"], 80);
     assert!(v["f1"].as_f64().unwrap() >= 0.9, "{stdout}");
-    assert!(v["false_positive_rate"].as_f64().unwrap() <= 0.1, "{stdout}");
+    assert!(
+        v["false_positive_rate"].as_f64().unwrap() <= 0.1,
+        "{stdout}"
+    );
 }
 
 #[test]
