@@ -2,7 +2,7 @@
 //! robustness fixture, the in-distribution targets of issue 7 (skipped when
 //! `../shared/data` is absent), and no-panic / bounded-time properties of `assess`.
 
-use palisade_guard::{evaluate, read_jsonl, Guard, MAX_ANALYSED_BYTES};
+use palisade_guard::{evaluate, parse_jsonl, read_jsonl, Guard, MAX_ANALYSED_BYTES};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -163,5 +163,13 @@ proptest! {
     ) {
         let a = Guard::builtin().assess(&s);
         prop_assert!((0.0..=1.0).contains(&a.score));
+    }
+
+    #[test]
+    fn jsonl_parser_never_panics(s in "(\\{\"text\": ?\"[a-z ]{0,10}\", ?\"label\": ?\"(benign|injection|x)\"\\}|[^\n]{0,30})(\n[^\n]{0,30}){0,3}") {
+        match parse_jsonl("f", &s) {
+            Ok(v) => prop_assert!(v.len() <= s.lines().count()),
+            Err(e) => prop_assert!(e.to_string().starts_with("f:")),
+        }
     }
 }
