@@ -4,8 +4,10 @@
 //! JSON, logs, shell commands or base64 in them, while their attacks often do; a model
 //! trained on them alone learns "looks technical" as "is an attack". These generated
 //! hard negatives (ordinary questions about queries, code, configs and data, some
-//! with everyday uses of "ignore", "override" or "previous", and harmless role-play
-//! requests such as "pretend you are a chef") teach it otherwise. They are
+//! with everyday uses of "ignore", "override" or "previous", harmless role-play
+//! requests such as "pretend you are a chef", and long documents of technical prose mixed
+//! with code, since nearly every long text in the public sets is a jailbreak) teach it
+//! otherwise. They are
 //! never used for validation, so the threshold and the reported figures come from real data.
 
 use crate::decode;
@@ -182,10 +184,92 @@ fn prompt(r: &mut u64) -> String {
     }
 }
 
+const PROSE: &[&str] = &[
+    "The service reads its configuration at start-up and reloads it when the file changes.",
+    "Requests that fail validation are rejected with a clear error and logged with the request id.",
+    "By default every connection is denied unless a policy allows it explicitly.",
+    "The admin API listens on localhost only; remote access goes through the gateway.",
+    "Tokens expire after fifteen minutes, and the client refreshes them in the background.",
+    "Firewall rules are applied in order, and the first matching rule decides.",
+    "The previous release ignored the timeout setting; this one honours it.",
+    "Each worker keeps its own cache, so a restart clears it without affecting the others.",
+    "If the upstream does not answer within five seconds, the proxy returns a gateway timeout.",
+    "The system keeps the last good configuration when a new one fails to parse.",
+    "Passwords are stored as salted hashes and compared in constant time.",
+    "The migration adds an index on the created_at column and backfills the new status field.",
+    "Logs are rotated daily and kept for thirty days before they are deleted.",
+    "The test suite runs on every pull request, and a failing test blocks the merge.",
+    "Users with the viewer role can read dashboards but cannot change alert rules.",
+    "The scheduler retries failed jobs three times with exponential back-off.",
+    "Our onboarding guide explains how to request access, set up the VPN and clone the repositories.",
+    "Quarterly revenue grew by eight percent, driven mainly by the subscription tier.",
+    "The committee reviewed the proposal and asked for a revised budget by the end of the month.",
+    "Water the tomatoes in the morning and mulch the beds to keep the soil moist.",
+    "The museum is closed on Mondays; guided tours start every hour from ten until four.",
+    "Chapter three describes how the instructions in the manual were translated and revised.",
+    "The model is evaluated on a held-out set, and the threshold is chosen on validation data.",
+    "Override the default port with the PORT environment variable if 8080 is taken.",
+    "Skip this section if you already installed the command-line tools.",
+    "Note: the old endpoint is deprecated and will be removed in the next major version.",
+    "The assistant feature answers questions about the documentation and links to the source pages.",
+    "Access is granted per team, and owners review the list every quarter.",
+];
+
+/// A long benign document: prose paragraphs with code, queries, configs and lists.
+fn document(r: &mut u64) -> String {
+    let mut doc = String::from(pick(
+        r,
+        &[
+            "Please summarise this document:
+
+",
+            "Can you proofread the following?
+
+",
+            "Here are our internal notes; list the action items.
+
+",
+            "Translate this page into plain English for new staff:
+
+",
+            "",
+        ],
+    ));
+    let parts = 6 + (*r >> 60) as usize;
+    for i in 0..parts {
+        match pick(r, &["p", "p", "p", "code", "sql", "list"]) {
+            "code" => doc.push_str(&format!("```\n{}\n```", code(r))),
+            "sql" => doc.push_str(&sql(r)),
+            "list" => doc.push_str(&format!(
+                "- {}\n- {}\n- {}",
+                pick(r, PROSE),
+                pick(r, PROSE),
+                pick(r, PROSE)
+            )),
+            _ => {
+                for _ in 0..3 {
+                    doc.push_str(pick(r, PROSE));
+                    doc.push(' ');
+                }
+            }
+        }
+        doc.push_str(if i % 2 == 0 { "\n\n" } else { "\n" });
+    }
+    doc
+}
+
 /// `n` generated benign prompts (deterministic).
 pub(crate) fn benign_prompts(n: usize, seed: u64) -> Vec<String> {
     let mut r = seed | 1;
-    (0..n).map(|_| prompt(&mut r)).collect()
+    (0..n)
+        .map(|i| {
+            if i % 4 == 3 {
+                document(&mut r)
+            } else {
+                prompt(&mut r)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //!
 //! Every n-gram is hashed (FNV-1a, then a murmur3 finaliser) into one table of
 //! `2^bits` weights; words and byte n-grams use different seeds. Each family is scaled by
-//! `1/sqrt(count)` (an L2-style normalisation without sorting, so long prompts and short
-//! ones score on the same scale). Byte n-grams of UTF-8 stand in for character n-grams:
+//! `1/sqrt(count)` up to a knee and by the mean beyond it (an L2-style normalisation
+//! without sorting for short prompts, length-neutral for long texts). Byte n-grams of UTF-8 stand in for character n-grams:
 //! the same for ASCII text, and cheaper. The words are the runs of alphanumeric characters.
 
 /// Sparse features of one text: indices with duplicates, and a scale per family.
@@ -97,16 +97,27 @@ pub(crate) fn extract(text: &str, bits: u32) -> Features {
     Features {
         idx,
         n_words,
-        word_value: inv_sqrt(n_words),
-        char_value: inv_sqrt(n_chars),
+        word_value: norm(n_words, WORD_KNEE),
+        char_value: norm(n_chars, CHAR_KNEE),
     }
 }
 
-fn inv_sqrt(n: usize) -> f32 {
+/// Up to this many n-grams a family is scaled by `1/sqrt(count)`; beyond it by
+/// `sqrt(knee)/count`, the mean. Short prompts keep the discriminative `1/sqrt` scaling;
+/// for long texts the score is an average, so it does not drift with length (in the public
+/// data nearly every long text is a jailbreak, and a `1/sqrt` sum over a long benign
+/// document adds up many small positive weights).
+const WORD_KNEE: usize = 50;
+const CHAR_KNEE: usize = 300;
+
+/// The value of each n-gram occurrence in a family of `n` of them.
+fn norm(n: usize, knee: usize) -> f32 {
     if n == 0 {
         0.0
-    } else {
+    } else if n <= knee {
         1.0 / (n as f32).sqrt()
+    } else {
+        (knee as f32).sqrt() / n as f32
     }
 }
 

@@ -253,7 +253,7 @@ fn sgd(
     snapshots: &[usize],
     seed: u64,
 ) -> Vec<(usize, Weights)> {
-    let eta0 = 0.5f32;
+    let eta0 = 1.0f32;
     let mut v = vec![0f32; 1 << bits];
     let mut s = 1f32;
     let mut bias = 0f32;

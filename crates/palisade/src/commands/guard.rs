@@ -87,7 +87,7 @@ fn train(t: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let c = &report.chosen;
     println!(
-        "chosen: lambda {:e}, {} epochs, threshold {:.3}; retrained on all {} examples; wrote {} ({} bytes)",
+        "chosen: lambda {:e}, {} epochs, threshold {:.3}; retrained on all {} examples and the generated ones; wrote {} ({} bytes)",
         c.lambda,
         c.epochs,
         c.threshold,
