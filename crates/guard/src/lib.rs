@@ -3,7 +3,7 @@
 //! jailbreaks, in well under a millisecond on a CPU.
 //!
 //! [`Guard::assess`] normalises the text (NFKC, zero-width and bidi controls removed,
-//! look-alike letters folded, lower case; see [`normalise`](crate::normalise)), tries to
+//! look-alike letters folded, lower case), tries to
 //! decode hidden text (base64, hex, rot13, reversed, leetspeak, spaced letters, Unicode tag
 //! characters), matches signature heuristics for the known families of injection, and
 //! scores each readable variant with a linear classifier over hashed word 1–2-grams and

@@ -111,7 +111,7 @@ fn patterns() -> Vec<(Family, String)> {
         (IndirectInjection, r"\bif you(?:'re| are) (?:an?|the) (?:ai|llm|language model|assistant|chatbot|bot|gpt|agent|automated system|large language model)\b".into()),
         (IndirectInjection, r"(?:^|[.!:\n]\s*)(?:dear|hey|hi|hello|attention|psst)\s+(?:ai|assistant|chatgpt|gpt|claude|llm|bot|language model|ai model)\b".into()),
         (IndirectInjection, r"\bwhen (?:the |an |any )?(?:ai|assistant|llm|model|chatbot|bot|agent|language model) (?:reads|processes|summari[sz]es|sees|parses|encounters|analy[sz]es) this\b|\b(?:ai|assistant|llm|model|agent)s? (?:reading|processing|summari[sz]ing|parsing) this\b".into()),
-        (IndirectInjection, r"\b(?:hidden|embedded|secret) (?:instruction|command|message)s? (?:for|to) (?:the )?(?:ai|assistant|model|llm)\b".into()),
+        (IndirectInjection, r"\b(?:hidden|embedded|secret|invisible) (?:instruction|command|message|text|note|prompt)s? (?:for|to) (?:the |any |all )?(?:ai|assistant|model|llm|language model|chatbot|bot|agent)s?\b".into()),
         (IndirectInjection, r"\b(?:do not|don't|never) (?:tell|inform|mention (?:this|it) to|alert|notify|let) the user\b|\bwithout (?:telling|informing|alerting|notifying|the user knowing)\b".into()),
         (IndirectInjection, r"\b(?:send|forward|exfiltrate|post|upload|email|transmit|leak)\s+(?:all\s+|the\s+|any\s+)?(?:user'?s?\s+|conversation\s+|chat\s+|private\s+|personal\s+|session\s+)?(?:data|history|messages|emails|credentials|cookies|tokens|files|information|details|passwords)\s+to\s+(?:https?://|www\.|[a-z0-9.-]+@|[a-z0-9-]+\.(?:com|net|org|io|ru|xyz|site|info)\b)".into()),
         (IndirectInjection, r"!\[[^\]]{0,100}\]\(https?://[^)\s]{0,200}[?&][a-z_]+=".into()),
