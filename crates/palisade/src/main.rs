@@ -56,6 +56,8 @@ enum Command {
     Crdgen(commands::crdgen::Args),
     /// Global policy over etcd: push, rollback, status.
     Federation(commands::federation::Args),
+    /// Prompt-injection guard: train the classifier, evaluate it on labelled prompts.
+    Guard(commands::guard::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Controller(a) => commands::controller::run(a),
         Command::Crdgen(a) => commands::crdgen::run(a),
         Command::Federation(a) => commands::federation::run(a),
+        Command::Guard(a) => commands::guard::run(a),
     };
     match result {
         Ok(code) => code,

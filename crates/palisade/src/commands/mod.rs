@@ -14,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod ingress;
 pub(crate) mod federation;
+pub(crate) mod guard;
 pub(crate) mod lab;
 pub(crate) mod recommend;
 pub(crate) mod replay;
