@@ -1,7 +1,9 @@
-//! Per-request cost of the WAF engine with OWASP CRS v4.25.0 at paranoia level 1, for the
-//! three request kinds of `shared/bench/waf-anchor.sh`: a benign GET with a query string,
-//! a benign 2 KiB JSON POST, and a SQL injection GET (blocked). Skipped, with a printed
-//! reason, when `../shared/data` is absent.
+//! Per-request cost of the WAF engine at paranoia level 1, for the three request kinds of
+//! `shared/bench/waf-anchor.sh`: a benign GET with a query string, a benign 2 KiB JSON
+//! POST, and a SQL injection GET (blocked). Group `crs_pl1`: OWASP CRS v4.25.0 from
+//! `../shared/data`; group `crs334_pl1`: Debian's `modsecurity-crs` 3.3.4 (the rules the
+//! nginx + ModSecurity anchor runs). Each group is skipped, with a printed reason, when its
+//! rules are absent.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_waf::{Request, Ruleset, RulesetBuilder, Transaction};
@@ -20,6 +22,26 @@ SecRequestBodyJsonDepthLimit 512
 SecArgumentsLimit 1000
 SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.'"
 "#;
+
+/// Debian's `modsecurity-crs` 3.3.4 with its `crs-setup.conf` (paranoia level 1,
+/// anomaly scoring).
+fn ruleset_334() -> Option<Ruleset> {
+    let rules = std::path::Path::new("/usr/share/modsecurity-crs/rules");
+    let setup = std::path::Path::new("/etc/modsecurity/crs/crs-setup.conf");
+    if !rules.is_dir() || !setup.is_file() {
+        eprintln!(
+            "skipped: {} or {} not found (apt-get install modsecurity-crs)",
+            rules.display(),
+            setup.display()
+        );
+        return None;
+    }
+    let mut b = RulesetBuilder::new();
+    b.load_str("engine.conf", ENGINE).ok()?;
+    b.load_file(setup).ok()?;
+    b.load_dir(rules).ok()?;
+    b.build().ok()
+}
 
 fn ruleset() -> Option<Ruleset> {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/crs-v4.25.0");
@@ -71,7 +93,15 @@ fn run(rs: &Ruleset, method: &str, uri: &[u8], headers: &[(&[u8], &[u8])], body:
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(rs) = ruleset() else { return };
+    if let Some(rs) = ruleset() {
+        group(c, "crs_pl1", &rs);
+    }
+    if let Some(rs) = ruleset_334() {
+        group(c, "crs334_pl1", &rs);
+    }
+}
+
+fn group(c: &mut Criterion, name: &str, rs: &Ruleset) {
     let base: [(&[u8], &[u8]); 3] = [
         (b"Host", b"app.bench.test"),
         (b"User-Agent", b"palisade-bench/1.0"),
@@ -89,22 +119,22 @@ fn bench(c: &mut Criterion) {
         .collect();
     let get = b"/search?q=blue+widget&page=2&lang=en&sort=price";
     let sqli = b"/search?q=blue+widget&id=1%27%20OR%20%271%27%3D%271";
-    assert!(!run(&rs, "GET", get, &base, b""), "benign GET blocked");
+    assert!(!run(rs, "GET", get, &base, b""), "benign GET blocked");
     assert!(
-        !run(&rs, "POST", b"/api/orders", &json_headers, &body),
+        !run(rs, "POST", b"/api/orders", &json_headers, &body),
         "benign JSON blocked"
     );
-    assert!(run(&rs, "GET", sqli, &base, b""), "SQLi not blocked");
+    assert!(run(rs, "GET", sqli, &base, b""), "SQLi not blocked");
 
-    let mut g = c.benchmark_group("crs_pl1");
+    let mut g = c.benchmark_group(name);
     g.bench_function("get_qs", |b| {
-        b.iter(|| run(&rs, "GET", black_box(get), &base, b""))
+        b.iter(|| run(rs, "GET", black_box(get), &base, b""))
     });
     g.bench_function("post_json_2k", |b| {
-        b.iter(|| run(&rs, "POST", b"/api/orders", &json_headers, black_box(&body)))
+        b.iter(|| run(rs, "POST", b"/api/orders", &json_headers, black_box(&body)))
     });
     g.bench_function("sqli_get", |b| {
-        b.iter(|| run(&rs, "GET", black_box(sqli), &base, b""))
+        b.iter(|| run(rs, "GET", black_box(sqli), &base, b""))
     });
     g.finish();
 }

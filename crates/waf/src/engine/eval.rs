@@ -3,83 +3,24 @@
 use super::collect::{collect, Cand};
 use super::data::Data;
 use super::expand::expand;
+use super::tcache::apply_one;
 use super::{MatchedRule, State, Transaction};
 use crate::actions::{Ctl, Effect, IdRanges, SetOp};
 use crate::operators::{parse_int, Captures};
-use crate::ruleset::rule::Rule;
+use crate::ruleset::rule::{Rule, TagPattern};
 use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
 use std::borrow::Cow;
-use std::sync::Arc;
 
-/// A value after transformations: borrowed, cached, or fresh.
-enum Val<'a> {
-    B(&'a [u8]),
-    A(Arc<Vec<u8>>),
-    O(Vec<u8>),
-}
-
-impl std::ops::Deref for Val<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Val::B(b) => b,
-            Val::A(a) => a,
-            Val::O(o) => o,
-        }
-    }
-}
-
-/// `None` when no transformation changed the value.
+/// The chain applied to a value that has no cache slot; `None` when unchanged.
 fn apply_chain(chain: &[Transform], v: &[u8]) -> Option<Vec<u8>> {
-    let mut cur: Cow<'_, [u8]> = Cow::Borrowed(v);
-    for t in chain {
-        let next = t.apply(&cur);
-        if let Cow::Owned(o) = next {
-            cur = Cow::Owned(o);
+    let mut cur: Option<Vec<u8>> = None;
+    for &t in chain {
+        if let Some(n) = apply_one(t, cur.as_deref().unwrap_or(v)) {
+            cur = Some(n);
         }
     }
-    match cur {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(o) => Some(o),
-    }
-}
-
-fn transformed<'a>(cache: &mut super::TransformCache, c: &'a Cand<'a>, rule: &Rule) -> Val<'a> {
-    let chain = &rule.actions.transforms;
-    if chain.is_empty() {
-        return Val::B(&c.value);
-    }
-    match c.slot {
-        Some(slot) => {
-            let key = (slot, rule.transform_key);
-            if let Some(v) = cache.get(&key) {
-                return match v {
-                    Some(a) => Val::A(a.clone()),
-                    None => Val::B(&c.value),
-                };
-            }
-            match apply_chain(chain, &c.value) {
-                Some(v) => {
-                    let a = Arc::new(v);
-                    cache.insert(key, Some(a.clone()));
-                    Val::A(a)
-                }
-                None => {
-                    cache.insert(key, None);
-                    Val::B(&c.value)
-                }
-            }
-        }
-        None => match apply_chain(chain, &c.value) {
-            Some(v) => Val::O(v),
-            None => Val::B(&c.value),
-        },
-    }
-}
-
-fn in_ranges(r: &IdRanges, id: u32) -> bool {
-    r.iter().any(|(a, b)| (*a..=*b).contains(&id))
+    cur
 }
 
 impl Transaction<'_> {
@@ -112,12 +53,7 @@ impl Transaction<'_> {
             None => Cow::Borrowed(b""),
         };
         let data = &self.data;
-        // Room for the usual targets (ARGS|ARGS_NAMES|cookies|headers) without regrowing.
-        let p = &data.parsed;
-        let mut cands = Vec::with_capacity(
-            8 + 2 * (data.args_get.len() + p.args_post.len() + data.cookies.len())
-                + data.headers.len(),
-        );
+        let mut cands = recycle(std::mem::take(&mut self.cand_buf));
         collect(
             data,
             &self.st,
@@ -132,31 +68,49 @@ impl Transaction<'_> {
         let mut any = false;
         for c in &cands {
             let hit: Option<Vec<u8>> = if rule.actions.multi_match {
-                let mut cur: Vec<u8> = c.value.to_vec();
                 let mut found = None;
-                let mut steps = vec![cur.clone()];
-                for t in &rule.actions.transforms {
-                    let n = t.apply(&cur).into_owned();
-                    if n != cur {
-                        steps.push(n.clone());
-                    }
-                    cur = n;
-                }
-                for v in steps {
-                    let r = rule
-                        .op
-                        .eval(&v, &param, detector, want_caps.then_some(&mut caps));
-                    if r != negated {
-                        found = Some(v);
-                        break;
+                let mut cur: Cow<'_, [u8]> = Cow::Borrowed(&c.value);
+                if rule
+                    .op
+                    .eval(&cur, &param, detector, want_caps.then_some(&mut caps))
+                    != negated
+                {
+                    found = Some(cur.to_vec());
+                } else {
+                    for &t in &rule.actions.transforms {
+                        let Some(n) = apply_one(t, &cur).filter(|n| n[..] != cur[..]) else {
+                            continue;
+                        };
+                        cur = Cow::Owned(n);
+                        let r =
+                            rule.op
+                                .eval(&cur, &param, detector, want_caps.then_some(&mut caps));
+                        if r != negated {
+                            found = Some(cur.to_vec());
+                            break;
+                        }
                     }
                 }
                 found
+            } else if let Some(slot) = c.slot {
+                let node = rule.transform_key;
+                let e = st.cache.entry(&rs.tnodes, slot, &c.value, node);
+                let possible = match (&rule.prefilter, rs.prefilters.get(node as usize)) {
+                    (Some(g), Some(Some(pf))) => st.cache.may_match(pf, e, &c.value, *g),
+                    _ => true,
+                };
+                let v = st.cache.value(e, &c.value);
+                let r = possible
+                    && rule
+                        .op
+                        .eval(v, &param, detector, want_caps.then_some(&mut caps));
+                (r != negated).then(|| v.to_vec())
             } else {
-                let v = transformed(&mut st.cache, c, rule);
+                let t = apply_chain(&rule.actions.transforms, &c.value);
+                let v = t.as_deref().unwrap_or(&c.value);
                 let r = rule
                     .op
-                    .eval(&v, &param, detector, want_caps.then_some(&mut caps));
+                    .eval(v, &param, detector, want_caps.then_some(&mut caps));
                 (r != negated).then(|| v.to_vec())
             };
             let Some(v) = hit else { continue };
@@ -172,6 +126,7 @@ impl Transaction<'_> {
             st.matched_vars.push((name, v));
             run_effects(rs, data, st, rule);
         }
+        self.cand_buf = recycle(cands);
         any
     }
 
@@ -209,6 +164,13 @@ impl Transaction<'_> {
     }
 }
 
+/// An emptied candidate list with its allocation, for another borrow of the data (the
+/// in-place `collect` keeps the buffer: same element layout, no element to map).
+fn recycle<'b>(mut v: Vec<Cand<'_>>) -> Vec<Cand<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
+}
+
 fn run_effects(rs: &Ruleset, data: &Data, st: &mut State, rule: &Rule) {
     for e in &rule.actions.effects {
         match e {
@@ -244,43 +206,57 @@ fn setvar(data: &Data, st: &mut State, rule: &Rule, sv: &crate::actions::SetVar)
     }
 }
 
-fn mark_removed(rs: &Ruleset, st: &mut State, pred: impl Fn(&Rule) -> bool) {
-    if st.removed.len() < rs.rules.len() {
-        st.removed.resize(rs.rules.len(), false);
-    }
-    for (i, r) in rs.rules.iter().enumerate() {
-        if pred(r) {
-            st.removed[i] = true;
+/// The rules a `ctl:` selector names: by id ranges, or resolved once by tag or message.
+fn selected(rs: &Ruleset, by: Sel<'_>, f: &mut impl FnMut(usize)) {
+    match by {
+        Sel::Ids(r) => {
+            for (i, x) in rs.rules.iter().enumerate() {
+                if r.iter().any(|&(a, b)| (a..=b).contains(&x.id)) {
+                    f(i);
+                }
+            }
         }
+        Sel::Tag(t) => t
+            .rules(&rs.rules, false)
+            .iter()
+            .for_each(|&i| f(i as usize)),
+        Sel::Msg(m) => m.rules(&rs.rules, true).iter().for_each(|&i| f(i as usize)),
     }
 }
 
-fn remove_targets(
-    rs: &Ruleset,
-    st: &mut State,
-    pred: impl Fn(&Rule) -> bool,
-    t: &[crate::variables::Target],
-) {
-    for (i, r) in rs.rules.iter().enumerate() {
-        if pred(r) {
-            let e = st.removed_targets.entry(i).or_default();
-            e.extend(t.iter().cloned().map(|mut x| {
-                x.exclude = true;
-                x
-            }));
-        }
+#[derive(Clone, Copy)]
+enum Sel<'a> {
+    Ids(&'a IdRanges),
+    Tag(&'a TagPattern),
+    Msg(&'a TagPattern),
+}
+
+fn mark_removed(rs: &Ruleset, st: &mut State, by: Sel<'_>) {
+    if st.removed.len() < rs.rules.len() {
+        st.removed.resize(rs.rules.len(), false);
     }
+    selected(rs, by, &mut |i| st.removed[i] = true);
+}
+
+fn remove_targets(rs: &Ruleset, st: &mut State, by: Sel<'_>, t: &[crate::variables::Target]) {
+    selected(rs, by, &mut |i| {
+        let e = st.removed_targets.entry(i).or_default();
+        e.extend(t.iter().cloned().map(|mut x| {
+            x.exclude = true;
+            x
+        }));
+    });
 }
 
 fn ctl(rs: &Ruleset, st: &mut State, c: &Ctl) {
     match c {
         Ctl::RuleEngine(m) => st.engine = Some(*m),
-        Ctl::RuleRemoveById(r) => mark_removed(rs, st, |x| in_ranges(r, x.id)),
-        Ctl::RuleRemoveByTag(t) => mark_removed(rs, st, |x| x.has_tag_pattern(t)),
-        Ctl::RuleRemoveByMsg(m) => mark_removed(rs, st, |x| m.matches(&x.msg_text())),
-        Ctl::RuleRemoveTargetById(r, t) => remove_targets(rs, st, |x| in_ranges(r, x.id), t),
-        Ctl::RuleRemoveTargetByTag(tag, t) => remove_targets(rs, st, |x| x.has_tag_pattern(tag), t),
-        Ctl::RuleRemoveTargetByMsg(m, t) => remove_targets(rs, st, |x| m.matches(&x.msg_text()), t),
+        Ctl::RuleRemoveById(r) => mark_removed(rs, st, Sel::Ids(r)),
+        Ctl::RuleRemoveByTag(t) => mark_removed(rs, st, Sel::Tag(t)),
+        Ctl::RuleRemoveByMsg(m) => mark_removed(rs, st, Sel::Msg(m)),
+        Ctl::RuleRemoveTargetById(r, t) => remove_targets(rs, st, Sel::Ids(r), t),
+        Ctl::RuleRemoveTargetByTag(tag, t) => remove_targets(rs, st, Sel::Tag(tag), t),
+        Ctl::RuleRemoveTargetByMsg(m, t) => remove_targets(rs, st, Sel::Msg(m), t),
         Ctl::RequestBodyProcessor(p) => st.body_processor = Some(*p),
         Ctl::RequestBodyAccess(b) => st.body_access = Some(*b),
         Ctl::ForceRequestBodyVariable(b) => st.force_body_variable = *b,

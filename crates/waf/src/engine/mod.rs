@@ -4,6 +4,7 @@ mod collect;
 mod data;
 mod eval;
 mod expand;
+mod tcache;
 
 use crate::actions::{BodyProcessor, Disruptive};
 use crate::body;
@@ -12,7 +13,6 @@ use crate::variables::Target;
 use data::Data;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 /// A small, fast hasher for the transformation cache's integer keys (not DoS-relevant:
 /// keys are slot and chain numbers the engine assigns, not attacker-chosen strings).
@@ -46,9 +46,6 @@ impl Hasher for Fx {
 }
 
 pub(crate) type BuildFx = BuildHasherDefault<Fx>;
-
-/// (value slot, transformation chain) → transformed value; `None`: unchanged.
-pub(crate) type TransformCache = HashMap<(u32, u32), Option<Arc<Vec<u8>>>, BuildFx>;
 
 /// A request as the engine sees it. Header names and values are bytes as received.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +140,7 @@ pub(crate) struct State {
     pub(crate) body_processor: Option<BodyProcessor>,
     pub(crate) body_access: Option<bool>,
     pub(crate) force_body_variable: bool,
-    pub(crate) cache: TransformCache,
+    pub(crate) cache: tcache::TCache,
     pub(crate) interruption: Option<Interruption>,
     pub(crate) allow: Option<crate::actions::AllowScope>,
     pub(crate) allow_phase: u8,
@@ -158,6 +155,8 @@ pub struct Transaction<'r> {
     pub(crate) data: Data,
     pub(crate) st: State,
     phase_done: u8,
+    /// The candidate list's allocation, reused by every rule (always empty here).
+    pub(crate) cand_buf: Vec<collect::Cand<'static>>,
 }
 
 impl<'r> Transaction<'r> {
@@ -168,6 +167,7 @@ impl<'r> Transaction<'r> {
             data: Data::default(),
             st: State::default(),
             phase_done: 0,
+            cand_buf: Vec::new(),
         }
     }
 

@@ -37,6 +37,15 @@ impl Rx {
             .map_err(|e| format!("invalid regex {pattern:?}: {first}; fallback: {e}"))
     }
 
+    /// The pattern as compiled (flags included), for literal extraction; `None` for the
+    /// fallback engine.
+    pub(crate) fn pattern(&self) -> Option<&str> {
+        match self {
+            Rx::Bytes(r) => Some(r.as_str()),
+            Rx::Fancy(_) => None,
+        }
+    }
+
     pub(crate) fn is_fallback(&self) -> bool {
         matches!(self, Rx::Fancy(_))
     }

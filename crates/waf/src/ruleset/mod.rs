@@ -1,6 +1,8 @@
 //! The immutable, compiled rule set and the builder that reads SecLang into it.
 
 mod directives;
+mod literals;
+pub(crate) mod prefilter;
 pub(crate) mod rule;
 
 use crate::actions::{Actions, Disruptive};
@@ -89,6 +91,10 @@ pub struct Ruleset {
     pub(crate) detector: Arc<dyn InjectionDetector>,
     pub(crate) transform_chains: usize,
     pub(crate) component_signatures: Vec<String>,
+    /// Transformation chains as a trie (`Rule::transform_key` is a node).
+    pub(crate) tnodes: Vec<prefilter::TNode>,
+    /// Per trie node: the literal prefilter of the `@rx` rules ending there.
+    pub(crate) prefilters: Vec<Option<prefilter::NodePrefilter>>,
 }
 
 impl Ruleset {
@@ -144,6 +150,16 @@ impl Ruleset {
         self.transform_chains
     }
 
+    /// How many `@rx` rule links have a literal prefilter (their regex runs only on values
+    /// that contain one of their required literals).
+    pub fn prefiltered_regex_count(&self) -> usize {
+        self.rules
+            .iter()
+            .flat_map(|r| r.links())
+            .filter(|r| r.prefilter.is_some())
+            .count()
+    }
+
     /// How many `@rx` patterns needed the backtracking fallback.
     pub fn fallback_regex_count(&self) -> usize {
         self.rules
@@ -169,6 +185,7 @@ pub struct RulesetBuilder {
     pub(crate) warnings: Vec<Warning>,
     pub(crate) detector: Arc<dyn InjectionDetector>,
     pub(crate) component_signatures: Vec<String>,
+    pub(crate) literal_prefilter: bool,
 }
 
 /// `Item` with Debug (rules are large).
@@ -200,7 +217,15 @@ impl RulesetBuilder {
             warnings: Vec::new(),
             detector: Arc::new(LibInjection),
             component_signatures: Vec::new(),
+            literal_prefilter: true,
         }
+    }
+
+    /// Turns the literal prefilter of `@rx` rules on (the default) or off. Results are
+    /// the same either way; off is for measuring what it saves.
+    pub fn literal_prefilter(mut self, on: bool) -> Self {
+        self.literal_prefilter = on;
+        self
     }
 
     /// Uses another SQLi/XSS detector.
@@ -279,7 +304,7 @@ impl RulesetBuilder {
                     let mut r = *r;
                     r.links_mut(&mut |l| {
                         let n = chains.len() as u32;
-                        l.transform_key = *chains.entry(l.actions.transforms.clone()).or_insert(n);
+                        chains.entry(l.actions.transforms.clone()).or_insert(n);
                     });
                     let idx = rules.len();
                     if r.id != 0 {
@@ -290,7 +315,15 @@ impl RulesetBuilder {
                 }
             }
         }
+        let tnodes = prefilter::build_trie(&mut rules);
+        let prefilters = if self.literal_prefilter {
+            prefilter::build_prefilters(&mut rules, tnodes.len())
+        } else {
+            Vec::new()
+        };
         Ok(Ruleset {
+            tnodes,
+            prefilters,
             rules,
             phases,
             markers,

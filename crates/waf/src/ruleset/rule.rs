@@ -24,6 +24,10 @@ pub(crate) struct Rule {
     /// Interned id of `actions.transforms` for the per-transaction cache.
     pub(crate) transform_key: u32,
     pub(crate) is_action: bool,
+    /// This link's group in the literal prefilter of node `transform_key` (its `@rx`
+    /// can only match values where one of the group's literals occurs); `None`: no
+    /// prefilter.
+    pub(crate) prefilter: Option<u32>,
 }
 
 impl Rule {
@@ -64,6 +68,7 @@ impl Rule {
             chain: None,
             transform_key: 0,
             is_action,
+            prefilter: None,
         })
     }
 
@@ -120,6 +125,9 @@ pub(crate) fn tag_matches(pat: &str, tag: &str) -> bool {
 pub(crate) struct TagPattern {
     text: String,
     re: Option<regex::Regex>,
+    /// The rules (indices) it selects, resolved on first use against the ruleset that
+    /// holds it (rules never change after build).
+    resolved: std::sync::OnceLock<Box<[u32]>>,
 }
 
 impl TagPattern {
@@ -134,7 +142,24 @@ impl TagPattern {
             } else {
                 regex::Regex::new(text).ok()
             },
+            resolved: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Indices of the rules whose tags (`by_msg`: message) match, computed once.
+    pub(crate) fn rules(&self, rules: &[Rule], by_msg: bool) -> &[u32] {
+        self.resolved.get_or_init(|| {
+            (0..rules.len() as u32)
+                .filter(|&i| {
+                    let r = &rules[i as usize];
+                    if by_msg {
+                        self.matches(&r.msg_text())
+                    } else {
+                        r.has_tag_pattern(self)
+                    }
+                })
+                .collect()
+        })
     }
 
     pub(crate) fn matches(&self, s: &str) -> bool {

@@ -98,3 +98,23 @@ fn blocks_sqli_at_paranoia_1() {
     let audit = bad.audit_record();
     assert!(audit.blocked && audit.inbound_score >= 5);
 }
+
+/// The anchor benchmark's 2048-byte order document (a benign JSON POST body).
+pub(crate) fn order_json() -> Vec<u8> {
+    let items: Vec<String> = (1..=12)
+        .map(|i| {
+            format!(
+                r#"{{"sku":"SKU-{:05}","name":"Blue widget number {i}","qty":{},"price":{}}}"#,
+                i * 7,
+                i % 5 + 1,
+                f64::from(i) + 10.99
+            )
+        })
+        .collect();
+    let head = format!(
+        r#"{{"customer":{{"id":48213,"name":"Alice Example","email":"alice@example.test","tier":"gold"}},"currency":"EUR","items":[{}],"note":""#,
+        items.join(",")
+    );
+    let pad = 2048usize.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "a".repeat(pad)).into_bytes()
+}

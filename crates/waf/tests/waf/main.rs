@@ -2,6 +2,7 @@
 //! of untrusted input, and the OWASP CRS regression suite.
 
 mod crs;
+mod crs334;
 mod props;
 mod seclang;
 
