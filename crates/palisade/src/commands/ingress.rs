@@ -3,7 +3,9 @@
 //! `spec.ingress.listen`, events go to its store) or a file of AIGateway resources
 //! (then `--listen` is required and events are not stored).
 
-use palisade_ingress::{events::EventOrigin, GatewayOptions, HeuristicScorer, IngressGateway};
+use palisade_ingress::{
+    events::EventOrigin, GatewayOptions, IngressGateway, PromptScore, PromptScorer,
+};
 use palisade_policy::model::{AIGateway, Object};
 use palisade_policy::{Manifests, Origin, Severity, Snapshot};
 use palisade_standalone::{config, source, supervisor};
@@ -106,7 +108,7 @@ fn options(
 ) -> GatewayOptions {
     GatewayOptions {
         listen,
-        scorer: Arc::new(HeuristicScorer::new()),
+        scorer: Arc::new(GuardScorer(palisade_guard::Guard::builtin())),
         events,
         origin,
     }
@@ -176,4 +178,19 @@ pub(crate) async fn serve(
     let result = until_stopped(gw.run()).await;
     let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
     result
+}
+
+/// The gateway's prompt scorer: Palisade's prompt-injection guard (normalisation, decoders,
+/// signatures and the committed classifier, `crates/guard`).
+struct GuardScorer(palisade_guard::Guard);
+
+impl PromptScorer for GuardScorer {
+    fn score(&self, text: &str) -> PromptScore {
+        let a = self.0.assess(text);
+        PromptScore {
+            score: a.score,
+            injection: a.injection,
+            signals: a.signals,
+        }
+    }
 }

@@ -74,6 +74,7 @@ pub struct SecurityRule {
 
 /// An upload byte budget: `bytes` per pod and destination in each `window`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UploadBudgetSpec {
     /// Bytes allowed per window (request bodies and tunnel bytes client → server).
