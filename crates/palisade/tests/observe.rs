@@ -127,6 +127,27 @@ fn recommend_output_passes_check_and_replay_lists_what_a_stricter_set_denies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A broken line of recorded events is reported with file:line, never a panic.
+    let broken = d.join("broken.jsonl");
+    std::fs::write(&broken, format!("{}\n{{\"id\": 1}}\n", lines[0])).unwrap();
+    for args in [
+        vec!["recommend", "--store", broken.to_str().unwrap()],
+        vec![
+            "events",
+            "--data-dir",
+            d.join("imp").to_str().unwrap(),
+            "--import",
+            broken.to_str().unwrap(),
+        ],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("broken.jsonl:2: invalid event JSON"),
+            "{args:?}: {err}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
