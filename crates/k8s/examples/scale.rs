@@ -31,7 +31,7 @@ fn pod(ns: usize, i: usize, nodes: usize, rv: u64, ip_bump: usize) -> Value {
     json!({
         "metadata": {"name": format!("app-{}-{i}", i % APPS), "namespace": format!("ns-{ns}"),
             "uid": format!("uid-{ns}-{i}"), "resourceVersion": rv.to_string(),
-            "labels": {"app": format!("app-{}", i % APPS), "tier": if i % 2 == 0 {"web"} else {"backend"}},
+            "labels": {"app": format!("app-{}", i % APPS), "tier": if i.is_multiple_of(2) {"web"} else {"backend"}},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("app-{}", i % APPS), "uid": "x", "controller": true}],
             "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:conditions": {}, "f:podIP": {}}}}]},
         "spec": {"nodeName": format!("node-{}", n % nodes), "serviceAccountName": "default",

@@ -6,5 +6,6 @@ mod k8s {
     mod api;
     mod crds;
     mod fake_api;
+    mod props;
     mod reconcile;
 }

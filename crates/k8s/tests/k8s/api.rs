@@ -288,3 +288,57 @@ async fn controller_against_the_api_wire_protocol() {
     .await;
     drop(running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_follow_continue_tokens_and_unserved_resources_are_empty() {
+    use palisade_k8s::reconcile::Change;
+    let mut st = ApiState::default();
+    st.lists.insert(path("Pod"), VecDeque::from([list("pods")]));
+    st.absent.insert(path("AdminNetworkPolicy"));
+    let api = FakeApi::start(st).await;
+    let client = palisade_k8s::cluster::client_from(kube::Config::new(api.url.parse().unwrap()))
+        .expect("client");
+    let settings = WatchSettings {
+        page_size: 2,
+        ..WatchSettings::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let pods = tokio::spawn(palisade_k8s::watch::follow(
+        client.clone(),
+        by_kind("Pod").unwrap(),
+        settings.clone(),
+        tx.clone(),
+    ));
+    let (res, change) = rx.recv().await.expect("a list");
+    assert_eq!(res.kind, "Pod");
+    let Change::Listed {
+        items,
+        resource_version,
+        absent,
+    } = change
+    else {
+        panic!("expected a list first")
+    };
+    assert_eq!(items.len(), 3, "both pages");
+    assert_eq!(resource_version, "1200");
+    assert!(!absent);
+    let reqs = api.requests();
+    let lists: Vec<&Recorded> = find(&reqs, "GET", &path("Pod"))
+        .into_iter()
+        .filter(|r| !r.query.contains("watch=true"))
+        .collect();
+    assert_eq!(lists.len(), 2, "{lists:?}");
+    assert!(lists[1].query.contains("continue=offset-2") && lists[1].query.contains("limit=2"));
+
+    let anp = tokio::spawn(palisade_k8s::watch::follow(
+        client,
+        by_kind("AdminNetworkPolicy").unwrap(),
+        settings,
+        tx,
+    ));
+    let (res, change) = rx.recv().await.expect("an empty list");
+    assert_eq!(res.kind, "AdminNetworkPolicy");
+    assert!(matches!(change, Change::Listed { ref items, absent: true, .. } if items.is_empty()));
+    pods.abort();
+    anp.abort();
+}

@@ -183,12 +183,32 @@ fn handle(
     let Some(q) = s.lists.get_mut(&path) else {
         return status(404, "NotFound", "no such collection in this fake");
     };
-    let list = if q.len() > 1 {
+    // Pages: `limit` items from the offset the `continue` token carries.
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let offset: usize = param("continue")
+        .and_then(|c| c.strip_prefix("offset-")?.parse().ok())
+        .unwrap_or(0);
+    let list = if q.len() > 1 && offset == 0 {
         q.pop_front().unwrap()
     } else {
         q.front().cloned().unwrap_or(json!({"items": []}))
     };
-    ok(200, &list)
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let limit: usize = param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    let mut page = list.clone();
+    let end = offset.saturating_add(limit).min(items.len());
+    page["items"] = Value::Array(items[offset.min(end)..end].to_vec());
+    if end < items.len() {
+        page["metadata"]["continue"] = json!(format!("offset-{end}"));
+    }
+    ok(200, &page)
 }
 
 fn lease(s: &mut ApiState, method: &Method, path: &str, body: Value) -> Response {
