@@ -167,7 +167,8 @@ impl FilteredBody {
                     .entry(idx)
                     .or_insert_with(|| StreamScanner::new(filters.clone()));
                 let incoming = text_of(c).map(str::to_string);
-                if incoming.is_none() && !(finished && !filters.is_empty()) {
+                let flush_here = finished && !filters.is_empty();
+                if incoming.is_none() && !flush_here {
                     continue;
                 }
                 let incoming = incoming.unwrap_or_default();
