@@ -141,7 +141,7 @@ impl FilteredBody {
             return Ok(());
         };
         if e.data.trim() == "[DONE]" {
-            flush_all(scanners, template, &mut self.summary, out)?;
+            flush_all(scanners, template, out)?;
             out.extend(e.to_wire());
             return Ok(());
         }
@@ -166,9 +166,12 @@ impl FilteredBody {
                 let s = scanners
                     .entry(idx)
                     .or_insert_with(|| StreamScanner::new(filters.clone()));
-                let slot = text_slot(c);
-                let Some(slot) = slot else { continue };
-                let incoming = slot.as_str().unwrap_or("").to_string();
+                let incoming = text_of(c).map(str::to_string);
+                let flush_here = finished && !filters.is_empty();
+                if incoming.is_none() && !flush_here {
+                    continue;
+                }
+                let incoming = incoming.unwrap_or_default();
                 if self.summary.completion_text.len() < MAX_COMPLETION_TEXT {
                     self.summary.completion_text.push_str(&incoming);
                 }
@@ -180,7 +183,7 @@ impl FilteredBody {
                 if finished && !filters.is_empty() {
                     t.extend(release(s.finish())?);
                 }
-                *slot = Value::String(String::from_utf8_lossy(&t).into_owned());
+                set_text(c, String::from_utf8_lossy(&t).into_owned());
             }
             if template.is_none() {
                 *template = Some(v.clone());
@@ -192,18 +195,28 @@ impl FilteredBody {
     }
 }
 
-/// Where a choice's new text is: `delta.content` (chat) or `text` (completions). A
-/// finished choice without one gets an empty `delta.content` to carry held-back text.
-fn text_slot(c: &mut Value) -> Option<&mut Value> {
+/// A choice's new text: `delta.content` (chat) or `text` (completions).
+fn text_of(c: &Value) -> Option<&str> {
+    c.get("text")
+        .and_then(Value::as_str)
+        .or_else(|| c.pointer("/delta/content").and_then(Value::as_str))
+}
+
+/// Puts filtered text back where it came from. A finished choice that had none (a final
+/// chunk with only `finish_reason`) gets `delta.content` when held-back text remains, and is
+/// left as it was otherwise (tool-call deltas keep their `content: null`).
+fn set_text(c: &mut Value, t: String) {
     if c.get("text").is_some_and(Value::is_string) {
-        return c.get_mut("text");
+        c["text"] = Value::String(t);
+    } else if c.pointer("/delta/content").is_some_and(Value::is_string) {
+        c["delta"]["content"] = Value::String(t);
+    } else if !t.is_empty() {
+        if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+            d.insert("content".into(), Value::String(t));
+        } else if let Some(o) = c.as_object_mut() {
+            o.insert("delta".into(), serde_json::json!({ "content": t }));
+        }
     }
-    let delta = c.get_mut("delta")?.as_object_mut()?;
-    let content = delta.entry("content").or_insert(Value::Null);
-    if content.is_null() {
-        *content = Value::String(String::new());
-    }
-    content.is_string().then_some(content)
 }
 
 fn release(r: Release) -> Result<Vec<u8>, String> {
@@ -217,10 +230,8 @@ fn release(r: Release) -> Result<Vec<u8>, String> {
 fn flush_all(
     scanners: &mut BTreeMap<u64, StreamScanner>,
     template: &Option<Value>,
-    summary: &mut BodySummary,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let _ = summary;
     for (idx, s) in scanners.iter_mut() {
         let t = release(s.finish())?;
         if t.is_empty() || *idx == u64::MAX {
@@ -306,7 +317,7 @@ impl Body for FilteredBody {
                         } => {
                             let mut out = Vec::new();
                             let rest = parser.remainder().to_vec();
-                            let r = flush_all(scanners, template, &mut this.summary, &mut out);
+                            let r = flush_all(scanners, template, &mut out);
                             if !rest.iter().all(u8::is_ascii_whitespace) {
                                 out.extend_from_slice(&rest);
                             }

@@ -429,6 +429,7 @@ fn invalid_label_selectors() {
 }
 
 #[test]
+<<<<<<< HEAD
 fn bad_upload_budgets_and_gateway_fields_on_ingress() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1",         // 1
@@ -472,4 +473,45 @@ fn bad_upload_budgets_and_gateway_fields_on_ingress() {
         "invalid-value",
         &["apply to egress rules only"],
     );
+=======
+fn ai_gateway_limits_algorithms_and_timeouts() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",   // 1
+        "kind: AIGateway",                     // 2
+        "metadata: {name: gw, namespace: ml}", // 3
+        "spec:",                               // 4
+        "  routes:",                           // 5
+        "  - name: chat",                      // 6
+        "    backend: http://127.0.0.1:8000",  // 7
+        "    timeoutSeconds: 0",               // 8
+        "    auth:",                           // 9
+        "      jwt:",                          // 10
+        "        algorithms: [RS256, none]",   // 11
+        "    limits:",                         // 12
+        "      requestsPerSecond: -1",         // 13
+        "      burst: 0",                      // 14
+        "  consumers:",                        // 15
+        "  - name: alice",                     // 16
+        "    limits: {tokensPerMinute: 0}",    // 17
+    ]);
+    let m = load("gw.yaml", &text);
+    assert_eq!(errors(&m), 5, "{:#?}", m.diagnostics);
+    for (path, line, words) in [
+        ("spec.routes[0].timeoutSeconds", 8, "at least 1"),
+        (
+            "spec.routes[0].auth.jwt.algorithms[1]",
+            11,
+            "unknown algorithm \"none\"",
+        ),
+        ("spec.routes[0].limits.requestsPerSecond", 13, "above 0"),
+        ("spec.routes[0].limits.burst", 14, "at least 1"),
+        ("spec.consumers[0].limits.tokensPerMinute", 17, "at least 1"),
+    ] {
+        let d = at(&m, path);
+        assert_eq!(d.severity, Severity::Error, "{d}");
+        assert_eq!((d.file.as_str(), d.line), ("gw.yaml", line), "{d}");
+        assert!(d.message.contains(words), "{d}");
+    }
+    assert!(m.objects.is_empty());
+>>>>>>> ingress
 }
