@@ -15,6 +15,7 @@
 
 mod assess;
 mod augment;
+mod combiner;
 mod confusables;
 mod dataset;
 mod decode;

@@ -17,6 +17,7 @@
 
 use crate::assess::{self, Prepared};
 use crate::augment;
+use crate::combiner::{fit_combiner, Combiner};
 use crate::eval::Confusion;
 use crate::model::{Model, N_DENSE};
 use crate::normalise;
@@ -63,12 +64,19 @@ impl Default for TrainOptions {
 /// Validation figures of one setting.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trial {
+    /// L2 regularisation strength.
     pub lambda: f32,
+    /// Epochs of SGD.
     pub epochs: usize,
+    /// Decision threshold (logit) chosen on validation.
     pub threshold: f32,
+    /// Validation precision at that threshold.
     pub precision: f64,
+    /// Validation recall.
     pub recall: f64,
+    /// Validation F1.
     pub f1: f64,
+    /// Validation false-positive rate.
     pub false_positive_rate: f64,
     /// Weight of the n-gram classifier's logit in the combination.
     pub ngram_weight: f32,
@@ -79,10 +87,15 @@ pub struct Trial {
 /// What training did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainReport {
+    /// Examples in the training split, generated ones included.
     pub train_examples: usize,
+    /// Examples in the validation split.
     pub validation_examples: usize,
+    /// Every setting tried.
     pub trials: Vec<Trial>,
+    /// The setting used for the final model.
     pub chosen: Trial,
+    /// Size of the model file.
     pub model_bytes: usize,
 }
 
@@ -91,112 +104,6 @@ pub struct TrainReport {
 struct Weights {
     w: Vec<f32>,
     bias: f32,
-}
-
-/// The second stage: `logit = a * ngram_logit + dense · inputs + c`.
-#[derive(Debug, Clone, Copy)]
-struct Combiner {
-    a: f32,
-    dense: [f32; N_DENSE],
-    c: f32,
-}
-
-/// Prior mean of each signature family's weight, and how strongly it is held there: a
-/// family seldom seen in the validation data keeps about this weight, a frequent one gets
-/// what the data says.
-const SIGNATURE_PRIOR: f64 = 2.0;
-const OBFUSCATION_PRIOR: f64 = 0.5;
-const PRIOR_STRENGTH: f64 = 2.0;
-
-/// Fits the combiner by Newton's method (logistic regression on 1 + N_DENSE + 1 inputs)
-/// with a Gaussian prior on the dense weights.
-#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
-fn fit_combiner(rows: &[(f32, [f32; N_DENSE], bool)]) -> Combiner {
-    const K: usize = N_DENSE + 2;
-    let mut mean = [0f64; K];
-    let mut strength = [1e-4f64; K];
-    mean[0] = 1.0;
-    for j in 0..N_DENSE {
-        mean[1 + j] = if j + 1 == N_DENSE {
-            OBFUSCATION_PRIOR
-        } else {
-            SIGNATURE_PRIOR
-        };
-        strength[1 + j] = PRIOR_STRENGTH;
-    }
-    let mut theta = mean;
-    let input = |r: &(f32, [f32; N_DENSE], bool)| -> [f64; K] {
-        let mut x = [0f64; K];
-        x[0] = f64::from(r.0);
-        for j in 0..N_DENSE {
-            x[1 + j] = f64::from(r.1[j]);
-        }
-        x[K - 1] = 1.0;
-        x
-    };
-    for _ in 0..25 {
-        let mut grad = [0f64; K];
-        let mut hess = [[0f64; K]; K];
-        for r in rows {
-            let x = input(r);
-            let z: f64 = x.iter().zip(&theta).map(|(a, b)| a * b).sum();
-            let p = 1.0 / (1.0 + (-z).exp());
-            let g = p - f64::from(u8::from(r.2));
-            let w = (p * (1.0 - p)).max(1e-9);
-            for i in 0..K {
-                grad[i] += g * x[i];
-                for j in 0..K {
-                    hess[i][j] += w * x[i] * x[j];
-                }
-            }
-        }
-        for i in 0..K {
-            grad[i] += strength[i] * (theta[i] - mean[i]);
-            hess[i][i] += strength[i];
-        }
-        let Some(step) = solve(hess, grad) else { break };
-        for i in 0..K {
-            theta[i] -= step[i];
-        }
-        if step.iter().all(|s| s.abs() < 1e-6) {
-            break;
-        }
-    }
-    let mut dense = [0f32; N_DENSE];
-    for j in 0..N_DENSE {
-        dense[j] = theta[1 + j] as f32;
-    }
-    Combiner {
-        a: theta[0] as f32,
-        dense,
-        c: theta[K - 1] as f32,
-    }
-}
-
-/// Solves `m x = b` by Gaussian elimination with partial pivoting.
-#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
-fn solve<const K: usize>(mut m: [[f64; K]; K], mut b: [f64; K]) -> Option<[f64; K]> {
-    for col in 0..K {
-        let piv = (col..K).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))?;
-        if m[piv][col].abs() < 1e-12 {
-            return None;
-        }
-        m.swap(col, piv);
-        b.swap(col, piv);
-        for row in col + 1..K {
-            let f = m[row][col] / m[col][col];
-            for k in col..K {
-                m[row][k] -= f * m[col][k];
-            }
-            b[row] -= f * b[col];
-        }
-    }
-    let mut x = [0f64; K];
-    for i in (0..K).rev() {
-        let s: f64 = (i + 1..K).map(|k| m[i][k] * x[k]).sum();
-        x[i] = (b[i] - s) / m[i][i];
-    }
-    Some(x)
 }
 
 /// The model of n-gram weights `w` combined by `c`.
