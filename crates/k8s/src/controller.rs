@@ -228,6 +228,7 @@ async fn reconcile_loop(
                 generation,
                 applied_at_us: now_us(),
                 objects,
+                federation_revision: None,
             })));
             status_tx.send_replace(ReloadStatus {
                 attempted_at_us: started,

@@ -429,7 +429,6 @@ fn invalid_label_selectors() {
 }
 
 #[test]
-<<<<<<< HEAD
 fn bad_upload_budgets_and_gateway_fields_on_ingress() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1",         // 1
@@ -473,7 +472,6 @@ fn bad_upload_budgets_and_gateway_fields_on_ingress() {
         "invalid-value",
         &["apply to egress rules only"],
     );
-=======
 fn ai_gateway_limits_algorithms_and_timeouts() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1",   // 1
@@ -513,5 +511,4 @@ fn ai_gateway_limits_algorithms_and_timeouts() {
         assert!(d.message.contains(words), "{d}");
     }
     assert!(m.objects.is_empty());
->>>>>>> ingress
 }
