@@ -108,6 +108,7 @@ pub fn http_event(origin: &EventOrigin, log: ExchangeLog) -> Event {
             }),
             ai,
             detections: log.detections,
+            reason: log.reason.clone(),
         }),
     );
     e.cluster = origin.cluster.clone();

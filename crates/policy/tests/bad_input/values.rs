@@ -472,6 +472,9 @@ fn bad_upload_budgets_and_gateway_fields_on_ingress() {
         "invalid-value",
         &["apply to egress rules only"],
     );
+}
+
+#[test]
 fn ai_gateway_limits_algorithms_and_timeouts() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1",   // 1
