@@ -190,6 +190,24 @@ fn put_raw(endpoints: &[String], kvs: &[(&str, &str)]) {
     });
 }
 
+/// Waits until `federation status` shows all three members enforcing `rev` without drift
+/// (members write their status just after they apply a revision).
+fn wait_reported(url: &str, rev: u64) {
+    wait_until(
+        &format!("every member to report revision {rev}"),
+        Duration::from_secs(15),
+        || {
+            let (_, st, _) = federation(url, &["status", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&st).unwrap_or_default();
+            let members = v["members"].as_array().cloned().unwrap_or_default();
+            members.len() == 3
+                && members
+                    .iter()
+                    .all(|m| m["enforcedRevision"] == rev && m["drift"] == false)
+        },
+    );
+}
+
 /// Compacts etcd's history up to its current revision.
 fn compact(endpoints: &[String]) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -328,8 +346,15 @@ fn global_policy_is_enforced_everywhere_and_survives_etcd_faults() {
                 .is_some_and(|r| r.contains("revision 4 refused"))
         },
     );
-    let ignored = west.status()["federation"]["ignoredKeys"].to_string();
-    assert!(ignored.contains("junk"), "{ignored}");
+    wait_until(
+        "west to report the stray key",
+        Duration::from_secs(10),
+        || {
+            west.status()["federation"]["ignoredKeys"]
+                .to_string()
+                .contains("junk")
+        },
+    );
     check_all(&[&east, &west, &south], 3);
     let (_, st, _) = federation(&url, &["status"]);
     assert!(st.contains("junk: unexpected key"), "{st}");
@@ -348,6 +373,7 @@ fn global_policy_is_enforced_everywhere_and_survives_etcd_faults() {
         wait_rev(m, 6);
     }
     check_all(&[&east, &west, &south], 6);
+    wait_reported(&url, 6);
 
     // 7. Two down (no quorum): members keep revision 6, status says so, a push fails cleanly.
     etcd.kill(1);
@@ -383,19 +409,7 @@ fn global_policy_is_enforced_everywhere_and_survives_etcd_faults() {
         wait_rev(m, 7);
     }
     check_all(&[&east, &west, &south], 7);
-    wait_until(
-        "every member to report revision 7",
-        Duration::from_secs(15),
-        || {
-            let (_, st, _) = federation(&url, &["status", "-o", "json"]);
-            let v: serde_json::Value = serde_json::from_str(&st).unwrap_or_default();
-            let members = v["members"].as_array().cloned().unwrap_or_default();
-            members.len() == 3
-                && members
-                    .iter()
-                    .all(|m| m["enforcedRevision"] == 7 && m["drift"] == false)
-        },
-    );
+    wait_reported(&url, 7);
 
     // 9. Partition west from etcd: it keeps 7 while the others take 8; heal: it catches up
     // from the etcd revision it last saw (no full re-read).
