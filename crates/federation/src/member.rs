@@ -5,8 +5,8 @@
 //! Fail static: while etcd is unreachable or without quorum the last applied revision stays
 //! in force; the watch resumes from the last etcd revision seen, and only a compacted history
 //! forces a full re-read. A revision or pointer that does not parse is reported (health and
-//! member status) and ignored. The last applied revision is also kept on disk, so a restart
-//! during an etcd outage enforces it too.
+//! member status) and ignored. The last applied revision and the other clusters' workloads
+//! are also kept on disk, so a restart during an etcd outage enforces them too.
 
 use crate::connect::{within, EtcdOptions};
 use crate::error::{FederationError, Result};
@@ -106,6 +106,7 @@ pub fn start(
             "federation: enforcing the saved revision until etcd answers"
         );
         w.current = Some(saved);
+        w.remotes = w.load_saved_identities();
         w.publish_view();
     }
     let member = Member {
@@ -401,6 +402,42 @@ impl Watcher {
             h.remote_clusters = clusters;
         });
         self.view_tx.send_replace(Some(Arc::new(view)));
+        self.save_identities();
+    }
+
+    fn identities_file(&self) -> Option<PathBuf> {
+        self.settings
+            .state_file
+            .as_ref()
+            .map(|p| p.with_extension("identities.json"))
+    }
+
+    /// Other clusters' workloads as last seen, so a restart during an outage knows them.
+    fn save_identities(&self) {
+        let Some(p) = self.identities_file() else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&self.remotes) else {
+            return;
+        };
+        let tmp = p.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &p)) {
+            tracing::warn!(error = %e, file = %p.display(), "federation: cannot save remote identities");
+        }
+    }
+
+    fn load_saved_identities(&self) -> BTreeMap<String, Vec<RemoteWorkload>> {
+        let Some(bytes) = self.identities_file().and_then(|p| std::fs::read(p).ok()) else {
+            return BTreeMap::new();
+        };
+        let saved: BTreeMap<String, Vec<RemoteWorkload>> =
+            serde_json::from_slice(&bytes).unwrap_or_default();
+        saved
+            .into_iter()
+            .filter(|(c, ws)| {
+                *c != self.settings.cluster.name && ws.iter().all(|w| w.cluster == *c)
+            })
+            .collect()
     }
 
     fn save(&self, bytes: &[u8]) {

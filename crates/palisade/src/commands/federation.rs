@@ -266,13 +266,13 @@ impl JoinArgs {
     }
 }
 
+/// The latest federation overlay, as the supervisor reads it.
+pub(crate) type OverlayTx = watch::Sender<Option<Arc<Overlay>>>;
+
 /// The overlay channel the supervisor merges, before the supervisor starts.
 pub(crate) fn overlay_channel(
     settings: &MemberSettings,
-) -> (
-    watch::Sender<Option<Arc<Overlay>>>,
-    watch::Receiver<Option<Arc<Overlay>>>,
-) {
+) -> (OverlayTx, watch::Receiver<Option<Arc<Overlay>>>) {
     watch::channel(Some(Arc::new(Overlay {
         cluster: settings.cluster.clone(),
         ..Default::default()
@@ -281,11 +281,7 @@ pub(crate) fn overlay_channel(
 
 /// Starts the member and connects it to the supervisor: its views become overlays; the
 /// supervisor's snapshots give the workloads to publish and the revision enforced.
-pub(crate) fn join(
-    settings: MemberSettings,
-    overlay_tx: watch::Sender<Option<Arc<Overlay>>>,
-    state: State,
-) -> Joined {
+pub(crate) fn join(settings: MemberSettings, overlay_tx: OverlayTx, state: State) -> Joined {
     let cluster = settings.cluster.clone();
     let (local_tx, local_rx) = watch::channel(Vec::new());
     let (enforced_tx, enforced_rx) = watch::channel(None);

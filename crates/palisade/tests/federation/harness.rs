@@ -73,9 +73,9 @@ impl Etcd {
         let peer = |i: usize| format!("http://127.0.0.1:{}", ports[3 + i]);
         let cluster: Vec<String> = (0..3).map(|i| format!("e{i}={}", peer(i))).collect();
         let mut members = Vec::new();
-        for i in 0..3 {
+        for (i, port) in ports.iter().take(3).enumerate() {
             let data = dir.join(format!("etcd{i}"));
-            let client = format!("http://127.0.0.1:{}", ports[i]);
+            let client = format!("http://127.0.0.1:{port}");
             let args = vec![
                 format!("--name=e{i}"),
                 format!("--data-dir={}", data.display()),
@@ -92,7 +92,7 @@ impl Etcd {
             ];
             members.push(EtcdMember {
                 name: format!("e{i}"),
-                client: ports[i],
+                client: *port,
                 args,
                 child: None,
                 log: dir.join(format!("etcd{i}.log")),
