@@ -14,6 +14,8 @@ command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 command -v conntrack >/dev/null 2>&1 || need_pkgs+=(conntrack)
 command -v dnsmasq >/dev/null 2>&1 || need_pkgs+=(dnsmasq)
 command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
+# The WAF's CRS 3.3.4 test and benches use Debian's OWASP Core Rule Set package.
+[ -f /usr/share/modsecurity-crs/rules/REQUEST-942-APPLICATION-ATTACK-SQLI.conf ] || need_pkgs+=(modsecurity-crs)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

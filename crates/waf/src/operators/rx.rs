@@ -37,12 +37,16 @@ impl Rx {
             .map_err(|e| format!("invalid regex {pattern:?}: {first}; fallback: {e}"))
     }
 
-    /// The pattern as compiled (flags included), for literal extraction; `None` for the
-    /// fallback engine.
-    pub(crate) fn pattern(&self) -> Option<&str> {
+    /// The pattern as compiled (flags included), for literal extraction; for the fallback
+    /// engine, look-around, backreferences and atomic groups are first rewritten into
+    /// what the `regex` crate parses and matches at least as much (see
+    /// `ruleset::literals::relax`).
+    pub(crate) fn pattern(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Rx::Bytes(r) => Some(r.as_str()),
-            Rx::Fancy(_) => None,
+            Rx::Bytes(r) => Some(std::borrow::Cow::Borrowed(r.as_str())),
+            Rx::Fancy(r) => {
+                crate::ruleset::literals::relax(r.as_str()).map(std::borrow::Cow::Owned)
+            }
         }
     }
 

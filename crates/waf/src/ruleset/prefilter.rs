@@ -78,7 +78,7 @@ pub(crate) fn build_prefilters(rules: &mut [Rule], nodes: usize) -> Vec<Option<N
                 return;
             }
             let OpKind::Rx(rx) = &l.op.kind else { return };
-            let Some(set) = rx.pattern().and_then(required_literals) else {
+            let Some(set) = rx.pattern().and_then(|p| required_literals(&p)) else {
                 return;
             };
             let n = &mut lits[l.transform_key as usize];
