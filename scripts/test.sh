@@ -17,6 +17,8 @@ command -v dig >/dev/null 2>&1 || need_pkgs+=(dnsutils)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)  # etcd-client build
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)  # federation tests
+# The WAF's CRS 3.3.4 test and benches use Debian's OWASP Core Rule Set package.
+[ -f /usr/share/modsecurity-crs/rules/REQUEST-942-APPLICATION-ATTACK-SQLI.conf ] || need_pkgs+=(modsecurity-crs)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

@@ -13,6 +13,7 @@ mod body;
 pub mod detect;
 mod engine;
 mod error;
+mod event;
 mod macros;
 mod operators;
 mod parser;

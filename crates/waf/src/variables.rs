@@ -93,6 +93,23 @@ pub(crate) enum Var {
 }
 
 impl Var {
+    /// Whether the values of this variable are among the request's arguments, cookies
+    /// and XML (see `engine::collect::universe`).
+    pub(crate) fn in_universe(self) -> bool {
+        use Var::*;
+        matches!(
+            self,
+            Args | ArgsNames
+                | ArgsGet
+                | ArgsGetNames
+                | ArgsPost
+                | ArgsPostNames
+                | RequestCookies
+                | RequestCookiesNames
+                | Xml
+        )
+    }
+
     /// Looks up a name, case-insensitively.
     pub(crate) fn parse(name: &str) -> Option<Var> {
         use Var::*;

@@ -29,6 +29,34 @@ impl Cand<'_> {
     }
 }
 
+/// The values of the request's arguments (and names), cookies (and names) and XML, with
+/// the slots [`collect`] gives them: a superset of what a rule whose targets are all among
+/// [`Var::in_universe`] sees.
+pub(crate) fn universe(data: &Data) -> impl Iterator<Item = (u32, &[u8])> {
+    let p = &data.parsed;
+    kv(1, &data.args_get, false)
+        .chain(kv(2, &p.args_post, false))
+        .chain(kv(3, &data.args_get, true))
+        .chain(kv(4, &p.args_post, true))
+        .chain(kv(7, &data.cookies, false))
+        .chain(kv(8, &data.cookies, true))
+        .chain(
+            p.xml_attrs
+                .iter()
+                .enumerate()
+                .map(|(i, kv)| (17 << 24 | i as u32, &kv.value[..])),
+        )
+        .chain(p.xml_text.iter().map(|t| (18 << 24, &t[..])))
+}
+
+/// A collection's values (or keys) with their slots.
+fn kv(src: u32, list: &[Kv], names: bool) -> impl Iterator<Item = (u32, &[u8])> {
+    list.iter().enumerate().map(move |(i, kv)| {
+        let v: &[u8] = if names { &kv.key } else { &kv.value };
+        (src << 24 | (i as u32 & 0xFF_FFFF), v)
+    })
+}
+
 /// Exclusions of a rule: its `!VAR` targets and those removed by `ctl:` at run time.
 #[derive(Clone, Copy)]
 struct Excl<'a> {
@@ -58,8 +86,12 @@ fn members<'d>(
     excl: Excl<'_>,
     out: &mut Vec<Cand<'d>>,
 ) {
+    // Most targets take every member and have no exclusion for their variable.
+    let all = matches!(t.selector, Selector::All);
+    let has_excl = excl.iter().any(|e| e.var == t.var);
+    out.reserve(list.len());
     for (i, kv) in list.iter().enumerate() {
-        if !t.selector.matches(&kv.key) || excluded(t, &kv.key, excl) {
+        if !all && !t.selector.matches(&kv.key) || has_excl && excluded(t, &kv.key, excl) {
             continue;
         }
         out.push(Cand {
@@ -74,7 +106,8 @@ fn members<'d>(
 
 fn scalar<'d>(t: &Target, v: Cow<'d, [u8]>, out: &mut Vec<Cand<'d>>) {
     let slot = match v {
-        Cow::Borrowed(_) => Some(0x7F00_0000 | t.var as u32),
+        // Source 0: scalars, by variable (collections are sources 1–18).
+        Cow::Borrowed(_) => Some(t.var as u32),
         Cow::Owned(_) => None,
     };
     out.push(Cand {

@@ -47,6 +47,15 @@ impl Transaction<'_> {
             run_effects(rs, &self.data, &mut self.st, rule);
             return true;
         }
+        if rule.universe {
+            let node = rule.transform_key;
+            if let (Some(g), Some(Some(pf))) = (rule.prefilter, rs.prefilters.get(node as usize)) {
+                let values = super::collect::universe(&self.data);
+                if !self.st.cache.any_may_match(&rs.tnodes, pf, node, g, values) {
+                    return false;
+                }
+            }
+        }
         let detector = &*rs.detector;
         let param: Cow<'_, [u8]> = match rule.op.param_macro() {
             Some(m) => expand(&self.data, &self.st, rule, m),

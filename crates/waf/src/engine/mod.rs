@@ -317,6 +317,7 @@ impl<'r> Transaction<'r> {
             return;
         }
         self.phase_done = phase;
+        self.st.cache.new_phase();
         if self.mode() == EngineMode::Off {
             return;
         }

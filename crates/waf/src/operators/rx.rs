@@ -37,12 +37,18 @@ impl Rx {
             .map_err(|e| format!("invalid regex {pattern:?}: {first}; fallback: {e}"))
     }
 
-    /// The pattern as compiled (flags included), for literal extraction; `None` for the
-    /// fallback engine.
-    pub(crate) fn pattern(&self) -> Option<&str> {
+    /// The pattern as compiled (flags included), for literal extraction; for the fallback
+    /// engine, look-around, backreferences and atomic groups are first rewritten into
+    /// what the `regex` crate parses and matches at least as much (see
+    /// `ruleset::literals::relax`).
+    pub(crate) fn pattern(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Rx::Bytes(r) => Some(r.as_str()),
-            Rx::Fancy(_) => None,
+            Rx::Bytes(r) => Some(std::borrow::Cow::Borrowed(r.as_str())),
+            Rx::Fancy(r) => {
+                // Possessive quantifiers become greedy (a superset), as for the `regex` crate.
+                crate::ruleset::literals::relax(&byte_escapes(r.as_str()))
+                    .map(std::borrow::Cow::Owned)
+            }
         }
     }
 
@@ -122,7 +128,10 @@ fn byte_escapes(p: &str) -> String {
                 }
             }
             let ch = p[i + 1..].chars().next().unwrap_or('\\');
-            out.push('\\');
+            // `\<` and `\>` are literal in PCRE, word boundaries in the `regex` crate.
+            if ch != '<' && ch != '>' {
+                out.push('\\');
+            }
             out.push(ch);
             i += 1 + ch.len_utf8();
             after_quant = false;
@@ -167,6 +176,17 @@ fn byte_escapes(p: &str) -> String {
                     && inner.iter().all(|x| x.is_ascii_digit() || *x == b',')
             })
         };
+        // PCRE reads `{` as a literal unless it opens `{n}`, `{n,}` or `{n,m}` (and `}` as
+        // a literal unless it closes one); the `regex` crate wants them escaped.
+        if !in_class && c == b'{' && !opens_counted(&b[i..])
+            || !in_class && c == b'}' && !closes_counted
+        {
+            out.push('\\');
+            out.push(c as char);
+            i += 1;
+            after_quant = false;
+            continue;
+        }
         let quant = !in_class && (matches!(c, b'*' | b'+' | b'?') || closes_counted);
         let ch = p[i..].chars().next().unwrap_or(' ');
         out.push(ch);
@@ -174,6 +194,23 @@ fn byte_escapes(p: &str) -> String {
         after_quant = quant;
     }
     out
+}
+
+/// Whether `b` starts with a PCRE counted repetition: `{n}`, `{n,}` or `{n,m}`.
+fn opens_counted(b: &[u8]) -> bool {
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let n = digits(1);
+    if n == 0 {
+        return false;
+    }
+    match b.get(1 + n) {
+        Some(b'}') => true,
+        Some(b',') => {
+            let m = digits(2 + n);
+            b.get(2 + n + m) == Some(&b'}')
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -193,9 +230,21 @@ mod tests {
         assert!(Rx::new("(a)(b)?").unwrap().matches(b"xa", Some(&mut c)));
         assert_eq!(c, vec![b"a".to_vec(), b"a".to_vec(), Vec::new()]);
         assert!(Rx::new("(").is_err());
+        // PCRE literals the `regex` crate needs escaped, without the fallback engine.
+        for (pat, yes, no) in [
+            (r"^\(\s*\)\s+{", &b"() {"[..], &b"()"[..]),
+            (r"{{.*?}}", b"{{x}}", b"{x}"),
+            (r"a{2}b{,3}", b"aab{,3}", b"ab"),
+            (r"[^\<\>]\<", b"x<", b"<<"),
+        ] {
+            let r = Rx::new(pat).unwrap();
+            assert!(!r.is_fallback(), "{pat}");
+            assert!(r.matches(yes, None), "{pat}");
+            assert!(!r.matches(no, None), "{pat}");
+        }
         assert_eq!(
             byte_escapes(r"a\x{e2}\\x{e2}\x{2019}\x{9}"),
-            r"a\xe2\\x{e2}\x{2019}\x09"
+            r"a\xe2\\x\{e2\}\x{2019}\x09"
         );
         assert!(Rx::new(r"\x{e2}\x80[\x98\x99]")
             .unwrap()

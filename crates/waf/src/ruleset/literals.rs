@@ -38,10 +38,134 @@ pub(crate) fn required_literals(pattern: &str) -> Option<Set> {
         .parse(pattern)
         .ok()?;
     let set = required(&hir)?;
-    if set.iter().any(Vec::is_empty) {
+    // U+FFFD: the fallback engine matches a lossy UTF-8 copy of the value, where it may
+    // stand for invalid bytes that are not in the value itself.
+    if set
+        .iter()
+        .any(|l| l.is_empty() || l.windows(3).any(|w| w == "\u{FFFD}".as_bytes()))
+    {
         return None;
     }
     Some(set)
+}
+
+/// A pattern for the `regex` crate that matches wherever `pattern` (a fallback-engine
+/// pattern) matches, for literal extraction only: look-around becomes an empty group
+/// (it only restricts where a match may be), an atomic group a plain group, and a
+/// backreference `(?s:.*)` (the repeated text, whatever it is). `None` when the pattern
+/// has a construct this does not rewrite.
+pub(crate) fn relax(pattern: &str) -> Option<String> {
+    let b = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                let next = *b.get(i + 1)?;
+                if next.is_ascii_digit() && next != b'0' || matches!(next, b'k' | b'g') {
+                    if next == b'k' || next == b'g' {
+                        // \k<name>, \k{name}, \g{n}: skip to the closing bracket.
+                        let close = match b.get(i + 2)? {
+                            b'<' => b'>',
+                            b'{' => b'}',
+                            b'\'' => b'\'',
+                            _ => return None,
+                        };
+                        let end = b[i + 3..].iter().position(|&c| c == close)? + i + 3;
+                        i = end + 1;
+                    } else {
+                        i += 2;
+                        while i < b.len() && b[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                    }
+                    out.push_str("(?s:.*)");
+                    continue;
+                }
+                let ch = pattern[i + 1..].chars().next()?;
+                out.push('\\');
+                out.push(ch);
+                i += 1 + ch.len_utf8();
+            }
+            b'[' => {
+                let end = class_end(b, i)?;
+                out.push_str(&pattern[i..end]);
+                i = end;
+            }
+            b'(' if b.get(i + 1) == Some(&b'?') => {
+                let rest = &b[i + 2..];
+                if rest.starts_with(b"=")
+                    || rest.starts_with(b"!")
+                    || rest.starts_with(b"<=")
+                    || rest.starts_with(b"<!")
+                {
+                    out.push_str("(?:)");
+                    i = group_end(b, i)?;
+                } else if rest.starts_with(b">") {
+                    out.push_str("(?:");
+                    i += 3;
+                } else {
+                    out.push_str("(?");
+                    i += 2;
+                }
+            }
+            _ => {
+                let ch = pattern[i..].chars().next()?;
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The index after the `]` closing the class that opens at `start`.
+fn class_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    if b.get(i) == Some(&b'^') {
+        i += 1;
+    }
+    if b.get(i) == Some(&b']') {
+        i += 1;
+    }
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'[' if b.get(i + 1) == Some(&b':') => {
+                let e = b[i..].windows(2).position(|w| w == b":]")?;
+                i += e + 2;
+            }
+            b'[' => i = class_end(b, i)?,
+            b']' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index after the `)` closing the group that opens at `start`.
+fn group_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'[' => i = class_end(b, i)?,
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn lower(b: &[u8]) -> Vec<u8> {
@@ -233,12 +357,44 @@ mod tests {
             lits("(?s-u)\\bon(?:load|error)="),
             Some(vec!["onerror=".into(), "onload=".into()])
         );
+        assert_eq!(
+            relax(r"(?i)a(?=b)c(?<!x\))(?>d)\1[(?=]").as_deref(),
+            Some(r"(?i)a(?:)c(?:)(?:d)(?s:.*)[(?=]")
+        );
+        let sel = lits(&format!(
+            "(?s){}",
+            relax(r"(?i)select(?=\s)\s+from").unwrap()
+        ))
+        .unwrap();
+        assert!(sel.contains(&"select".to_string()), "{sel:?}");
         // Case-insensitive Unicode: the Kelvin sign is a `k`.
         let k = lits("(?s)(?i)kx").unwrap();
         assert!(k.contains(&"kx".to_string()), "{k:?}");
     }
 
     proptest::proptest! {
+        /// Whenever a fallback regex matches, the relaxed pattern's literals occur.
+        #[test]
+        fn relaxed_sound(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "a", "b", "c", "(?=a)", "(?!b)", "(?<=c)", "(?>ab)", "(a|b)\\1", "|", "*", "+", "?",
+            ]), 1..10),
+            input in "[abcABC ]{0,16}",
+        ) {
+            let pat = parts.concat();
+            let Ok(re) = fancy_regex::Regex::new(&format!("(?s){pat}")) else { return Ok(()) };
+            let Some(relaxed) = relax(&pat) else { return Ok(()) };
+            if let Some(set) = required_literals(&format!("(?s){relaxed}")) {
+                if re.is_match(&input).unwrap_or(false) {
+                    let low = input.to_ascii_lowercase();
+                    proptest::prop_assert!(
+                        set.iter().any(|l| crate::operators::find(low.as_bytes(), l).is_some()),
+                        "{pat} matched {input:?} without any of {set:?}"
+                    );
+                }
+            }
+        }
+
         /// Whenever a regex matches, its value contains one of the required literals.
         #[test]
         fn sound(

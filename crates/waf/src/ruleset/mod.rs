@@ -1,7 +1,7 @@
 //! The immutable, compiled rule set and the builder that reads SecLang into it.
 
 mod directives;
-mod literals;
+pub(crate) mod literals;
 pub(crate) mod prefilter;
 pub(crate) mod rule;
 

@@ -14,6 +14,10 @@ use crate::transforms::Transform;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 
+/// Fewest prefiltered rules on a node for its automaton to pay off (measured with CRS
+/// v4.25.0: from one to four makes no difference, twenty is slower).
+const MIN_GROUPS: u32 = 2;
+
 /// A trie node: the chain of its parent followed by `t` (node 0: no transformation).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TNode {
@@ -74,7 +78,7 @@ pub(crate) fn build_prefilters(rules: &mut [Rule], nodes: usize) -> Vec<Option<N
                 return;
             }
             let OpKind::Rx(rx) = &l.op.kind else { return };
-            let Some(set) = rx.pattern().and_then(required_literals) else {
+            let Some(set) = rx.pattern().and_then(|p| required_literals(&p)) else {
                 return;
             };
             let n = &mut lits[l.transform_key as usize];
@@ -94,7 +98,9 @@ pub(crate) fn build_prefilters(rules: &mut [Rule], nodes: usize) -> Vec<Option<N
     let built: Vec<Option<NodePrefilter>> = lits
         .into_iter()
         .map(|n| {
-            if n.groups == 0 {
+            // With few rules on a node, a pass over the value costs about what their
+            // regexes (which have their own literal prefilters) cost.
+            if n.groups < MIN_GROUPS {
                 return None;
             }
             let ac = AhoCorasick::builder()
@@ -110,12 +116,18 @@ pub(crate) fn build_prefilters(rules: &mut [Rule], nodes: usize) -> Vec<Option<N
             })
         })
         .collect();
-    // A node whose automaton failed to build: its rules run without prefilter.
+    // A node without automaton: its rules run without prefilter.
     for r in rules.iter_mut() {
         r.links_mut(&mut |l| {
             if built[l.transform_key as usize].is_none() {
                 l.prefilter = None;
             }
+            l.universe = l.prefilter.is_some()
+                && !l.op.negated
+                && l.targets.iter().any(|t| !t.exclude)
+                && l.targets
+                    .iter()
+                    .all(|t| t.exclude || !t.count && t.var.in_universe());
         });
     }
     built

@@ -28,6 +28,10 @@ pub(crate) struct Rule {
     /// can only match values where one of the group's literals occurs); `None`: no
     /// prefilter.
     pub(crate) prefilter: Option<u32>,
+    /// Prefiltered, not negated, and every target is among the request's arguments,
+    /// cookies and XML: when none of those values has a literal of the group, the link
+    /// cannot match, without collecting its targets.
+    pub(crate) universe: bool,
 }
 
 impl Rule {
@@ -69,6 +73,7 @@ impl Rule {
             transform_key: 0,
             is_action,
             prefilter: None,
+            universe: false,
         })
     }
 
