@@ -151,13 +151,26 @@ impl DnsProxy {
         on_answer: impl Fn(IpAddr, &Resolved) + Send + Sync + 'static,
     ) -> Result<DnsProxy, DnsError> {
         let bind_err = |addr| move |source| DnsError::Bind { addr, source };
-        let first = crate::udp::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
-        let addr = first.local_addr().map_err(bind_err(cfg.listen))?;
-        let mut udp = vec![first];
-        for _ in 1..cfg.udp_workers.max(1) {
-            udp.push(crate::udp::bind(addr).map_err(bind_err(addr))?);
-        }
-        let tcp = bind_tcp(addr).map_err(bind_err(addr))?;
+        // With port 0 the UDP port is the kernel's choice and TCP must take the same one,
+        // which another socket may hold: try again with another port a few times.
+        let mut attempt = 0;
+        let (udp, addr, tcp) = loop {
+            attempt += 1;
+            let first = crate::udp::bind(cfg.listen).map_err(bind_err(cfg.listen))?;
+            let addr = first.local_addr().map_err(bind_err(cfg.listen))?;
+            let mut udp = vec![first];
+            for _ in 1..cfg.udp_workers.max(1) {
+                udp.push(crate::udp::bind(addr).map_err(bind_err(addr))?);
+            }
+            match bind_tcp(addr) {
+                Ok(tcp) => break (udp, addr, tcp),
+                Err(e)
+                    if cfg.listen.port() == 0
+                        && e.kind() == std::io::ErrorKind::AddrInUse
+                        && attempt < 16 => {}
+                Err(e) => return Err(bind_err(addr)(e)),
+            }
+        };
         Ok(DnsProxy {
             udp,
             addr,
