@@ -133,6 +133,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         // The web UI (`/ui/`) and `/metrics` beside the admin API.
         let (web, metrics_only) = super::web::routers(&rt, &state);
+        // The anomaly detectors on the live event stream (alerts into the store).
+        super::web::start_detectors(&rt);
         if let Some(addr) = a.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "metrics listening");

@@ -26,3 +26,68 @@ pub(crate) fn routers(rt: &Runtime, state: &supervisor::State) -> (axum::Router,
     };
     (web::router(st.clone()), web::metrics_router(st))
 }
+
+/// Runs the anomaly detectors (`crates/detect`) on the live event stream of `palisade up`:
+/// follows the event store from now on, feeds every stored event to the detectors on event
+/// time (as `palisade detect replay` does with a file), and stores the `alert` events they
+/// raise, so the UI's alert list, `/metrics` and `palisade events --type alert` show them.
+/// Baselines are saved to `<dataDir>/detect-baselines.json` every minute and restored at
+/// start, so a restart does not begin a new learning window.
+pub(crate) fn start_detectors(rt: &Runtime) {
+    let store = palisade_standalone::events::store_path(&rt.data_dir);
+    let saved = rt.data_dir.join("detect-baselines.json");
+    let (tx, rx) = palisade_events::channel(4096);
+    let writer = match palisade_standalone::events::EventWriter::spawn(rt, rx) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "anomaly detectors not started");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("palisade-detect".into())
+        .spawn(move || {
+            let _writer = writer;
+            let cfg = palisade_detect::DetectConfig::default();
+            let mut detector = std::fs::read_to_string(&saved)
+                .ok()
+                .and_then(|s| palisade_detect::Detector::load(cfg.clone(), &s).ok())
+                .unwrap_or_else(|| palisade_detect::Detector::new(cfg));
+            let mut opened = None;
+            let mut after: Option<i64> = None;
+            let mut last_save = std::time::Instant::now();
+            loop {
+                if opened.is_none() && store.exists() {
+                    opened = palisade_store::Store::open(&store).ok();
+                }
+                if let Some(s) = &opened {
+                    if after.is_none() {
+                        after = s.latest_seq().ok().map(|l| l.unwrap_or(0));
+                    }
+                    let q = palisade_store::Query {
+                        after_seq: after,
+                        ..palisade_store::Query::default()
+                    };
+                    if let Ok(rows) = s.query(&q) {
+                        for (seq, e) in &rows {
+                            after = Some(after.map_or(*seq, |a| a.max(*seq)));
+                            for alert in detector.observe(e) {
+                                tx.try_send(alert);
+                            }
+                        }
+                    }
+                }
+                if last_save.elapsed() >= std::time::Duration::from_secs(60) {
+                    last_save = std::time::Instant::now();
+                    let tmp = saved.with_extension("json.tmp");
+                    if std::fs::write(&tmp, detector.save()).is_ok() {
+                        let _ = std::fs::rename(&tmp, &saved);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "anomaly detectors not started");
+    }
+}
