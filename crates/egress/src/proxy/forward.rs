@@ -360,35 +360,39 @@ pub(crate) async fn handle(
             crate::config::DlpSettings::from_spec(d)
                 .unwrap_or_else(|_| crate::config::DlpSettings::all(d.action))
         });
-    let dlp = rule_dlp.as_ref().or(conn.shared.cfg.dlp.as_ref()).map(|d| {
-        let mut d = d.clone();
-        if let Some(max) = max_body {
-            d.max_body = d.max_body.min(usize::try_from(max).unwrap_or(usize::MAX));
-        }
-        d
-    });
-    let up_body = match &dlp {
+    let dlp = rule_dlp.as_ref().or(conn.shared.cfg.dlp.as_ref());
+    let up_body = match dlp {
         Some(dlp) if !body.is_end_stream() => {
-            let read = inspect_body(conn, &caller, dlp, body, &mut parts.headers, &mut log)
-                .await
-                .and_then(|b| {
-                    // A body of unknown length counts against the budget once read.
-                    match (&stream_limits, &b) {
-                        (Some(l), ReqBody::Full(Some(bytes))) => match &l.budget {
-                            Some(cell) => {
-                                cell.take(bytes.len() as u64).map(|()| b).map_err(|wait| {
-                                    retry_after = Some(wait);
-                                    (
-                                        DenyReason::UploadBudget,
-                                        Some(StatusCode::TOO_MANY_REQUESTS),
-                                    )
-                                })
-                            }
-                            None => Ok(b),
-                        },
-                        _ => Ok(b),
-                    }
-                });
+            // Read whole up to the smaller of DLP's scan limit and the rule's body limit.
+            let limit = max_body.map_or(dlp.max_body, |m| {
+                dlp.max_body.min(usize::try_from(m).unwrap_or(usize::MAX))
+            });
+            let read = inspect_body(
+                conn,
+                &caller,
+                dlp,
+                limit,
+                body,
+                &mut parts.headers,
+                &mut log,
+            )
+            .await
+            .and_then(|b| {
+                // A body of unknown length counts against the budget once read.
+                match (&stream_limits, &b) {
+                    (Some(l), ReqBody::Full(Some(bytes))) => match &l.budget {
+                        Some(cell) => cell.take(bytes.len() as u64).map(|()| b).map_err(|wait| {
+                            retry_after = Some(wait);
+                            (
+                                DenyReason::UploadBudget,
+                                Some(StatusCode::TOO_MANY_REQUESTS),
+                            )
+                        }),
+                        None => Ok(b),
+                    },
+                    _ => Ok(b),
+                }
+            });
             match read {
                 Ok(b) => b,
                 Err(refusal) => {
@@ -544,15 +548,13 @@ async fn inspect_body(
     conn: &ClientConn,
     caller: &Caller,
     dlp: &crate::config::DlpSettings,
+    limit: usize,
     body: Incoming,
     headers: &mut HeaderMap,
     log: &mut Option<crate::events::HttpLog>,
 ) -> Result<ReqBody, (DenyReason, Option<StatusCode>)> {
     let _ = caller;
-    let bytes = match http_body_util::Limited::new(body, dlp.max_body)
-        .collect()
-        .await
-    {
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
             conn.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
