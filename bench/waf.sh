@@ -8,7 +8,8 @@
 #   PALISADE_WAF_CMD="bash $(pwd)/bench/waf.sh" bash ../shared/bench/waf-anchor.sh
 #
 # PALISADE_WAF=off: the same proxy without the WAF (the plain reverse-proxy figure).
-# PALISADE_BIN: the binary (default target/release/palisade next to this script).
+# PALISADE_BIN: the binary (default target/release/palisade next to this script); may carry a
+# wrapper, e.g. "valgrind --tool=callgrind target/release/palisade", for profiling.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="${PALISADE_BIN:-$root/target/release/palisade}"
@@ -40,4 +41,4 @@ spec:
 $waf_block
 YAML
 export RUST_LOG="${RUST_LOG:-warn}"
-exec "$bin" ingress --config "$run/ingress-bench.yaml" --listen "$listen"
+exec $bin ingress --config "$run/ingress-bench.yaml" --listen "$listen"

@@ -36,6 +36,9 @@ pub enum IngressError {
     /// The listen address.
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    /// Starting the worker threads.
+    #[error("cannot start the gateway's workers: {0}")]
+    Io(std::io::Error),
 }
 
 impl IngressError {
@@ -45,6 +48,7 @@ impl IngressError {
             IngressError::Config(_) => "config",
             IngressError::Tls(_) => "tls",
             IngressError::Bind(..) => "bind",
+            IngressError::Io(_) => "io",
         }
     }
 }

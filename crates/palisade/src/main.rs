@@ -3,6 +3,11 @@
 
 mod commands;
 
+/// mimalloc: per-thread free lists, far cheaper than glibc malloc for the gateways'
+/// many small per-request allocations (measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

@@ -139,12 +139,63 @@ fn new_canary() -> String {
     format!("pcn-{hex}")
 }
 
+/// The client end of a connection, formatted once for all its requests.
+#[derive(Debug)]
+pub struct Peer {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// The address as text (WAF `REMOTE_ADDR`).
+    pub ip: String,
+    /// The per-client limit key, `ip:ADDRESS`.
+    pub limit_key: String,
+    /// The address as an `X-Forwarded-For` value.
+    pub forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// Formats `addr`.
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        Peer {
+            addr,
+            limit_key: format!("ip:{ip}"),
+            forwarded_for: HeaderValue::from_str(&ip).ok(),
+            ip,
+        }
+    }
+}
+
+/// Response headers never passed back to the client.
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Removes the hop-by-hop headers present, and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let mut names: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
+    for v in headers.get_all(header::CONNECTION) {
+        let listed = v.to_str().unwrap_or("").split(',');
+        names.extend(listed.filter_map(|t| http::HeaderName::try_from(t.trim()).ok()));
+    }
+    for n in names {
+        headers.remove(n);
+    }
+}
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    remote: SocketAddr,
+    peer: Arc<Peer>,
 ) -> Response<ProxyBody> {
+    let remote = peer.addr;
     let started = Instant::now();
     let host = req
         .uri()
@@ -215,9 +266,7 @@ pub async fn handle(
         }
     }
     let (limits, max_body, max_prompt) = route.limits_for(consumer.as_deref());
-    let limit_key = consumer
-        .clone()
-        .unwrap_or_else(|| format!("ip:{}", remote.ip()));
+    let limit_key = consumer.clone().unwrap_or_else(|| peer.limit_key.clone());
 
     // The body, within its size and time limits.
     let (parts, body) = req.into_parts();
@@ -379,14 +428,13 @@ pub async fn handle(
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        let remote_s = remote.ip().to_string();
         let o = waf.check(&crate::waf::WafInput {
             method: parts.method.as_str(),
             uri: uri.as_bytes(),
             protocol: proto,
             headers: &hv,
             body: &waf_body,
-            remote_addr: &remote_s,
+            remote_addr: &peer.ip,
         });
         if !o.rule_ids.is_empty() || o.blocked.is_some() {
             let block = o.blocked.is_some() && !route.audit;
@@ -497,7 +545,7 @@ pub async fn handle(
         if !out_body.is_empty() || parts.method == http::Method::POST {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(out_body.len()));
         }
-        if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+        if let Some(v) = peer.forwarded_for.clone() {
             h.append("x-forwarded-for", v);
         }
         h.insert(
@@ -519,7 +567,8 @@ pub async fn handle(
             "The request could not be forwarded.",
         ));
     };
-    let resp = match tokio::time::timeout(route.timeout, shared.client.request(up)).await {
+    let sent = super::upstream::send_request(&shared.client, up);
+    let resp = match tokio::time::timeout(route.timeout, sent).await {
         Err(_) => {
             return x.refuse(Refusal::new(
                 504,
@@ -550,9 +599,7 @@ pub async fn handle(
         .to_ascii_lowercase();
     let sse = ctype.starts_with("text/event-stream");
     let json = ctype.contains("json");
-    for h in HOP_BY_HOP {
-        rparts.headers.remove(h);
-    }
+    strip_hop_by_hop(&mut rparts.headers);
     if sse || !filters.is_empty() {
         rparts.headers.remove(header::CONTENT_LENGTH);
     }
@@ -601,4 +648,29 @@ pub async fn handle(
     });
     let body = FilteredBody::new(rbody, filters, sse, json, finish);
     Response::from_parts(rparts, body.boxed_unsync())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-trace", HeaderValue::from_static("1"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
 }

@@ -115,38 +115,100 @@ impl IngressGateway {
         self.shared.clone()
     }
 
-    /// Serves until the listener fails.
+    /// Serves until this future is dropped.
+    ///
+    /// Connections are served by one thread per core, each with its own single-threaded
+    /// runtime and backend pool (thread per core, as nginx's workers): a request, its
+    /// backend connection and its response stay on one thread, with no cross-thread
+    /// wake-ups.
     pub async fn run(self) -> Result<(), crate::IngressError> {
+        let IngressGateway {
+            listener,
+            shared,
+            acceptor,
+        } = self;
+        let _jwks = AbortOnDrop(tokio::spawn(crate::jwks::refresh_loop(shared.clone())));
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        tokio::spawn(crate::jwks::refresh_loop(self.shared.clone()));
-        loop {
-            let (tcp, remote) = match self.listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                drop(tcp);
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let shared = self.shared.clone();
-            let acceptor = self.acceptor.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                match acceptor {
-                    None => serve_conn(TokioIo::new(tcp), shared, remote).await,
-                    Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
-                        Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
-                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                    },
-                }
-            });
+        let std_listener = listener.into_std().map_err(crate::IngressError::Io)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        for i in 0..workers {
+            let listener = std_listener.try_clone().map_err(crate::IngressError::Io)?;
+            let (shared, acceptor, limit) = (shared.clone(), acceptor.clone(), limit.clone());
+            let mut stop = stop_rx.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(crate::IngressError::Io)?;
+            std::thread::Builder::new()
+                .name(format!("ingress-{i}"))
+                .spawn(move || {
+                    upstream::install_thread_pool();
+                    runtime.block_on(async move {
+                        let listener = match TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!(error = %e, "ingress worker could not listen");
+                                return;
+                            }
+                        };
+                        tokio::select! {
+                            _ = accept_loop(listener, shared, acceptor, limit) => {}
+                            _ = stop.changed() => {}
+                        }
+                    })
+                })
+                .map_err(crate::IngressError::Io)?;
         }
+        // Dropping this future drops `stop_tx`, which stops the workers.
+        let _stop = stop_tx;
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accepts connections on one worker thread and serves each in a task of its own.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    limit: Arc<tokio::sync::Semaphore>,
+) {
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => serve_conn(TokioIo::new(tcp), shared, remote).await,
+                Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
+                    Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                },
+            }
+        });
     }
 }
 
@@ -154,9 +216,10 @@ async fn serve_conn<I>(io: TokioIo<I>, shared: Arc<Shared>, remote: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = Arc::new(handle::Peer::new(remote));
     let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle::handle(shared, req, remote).await) }
+        let (shared, peer) = (shared.clone(), peer.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle::handle(shared, req, peer).await) }
     });
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()

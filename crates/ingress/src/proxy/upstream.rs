@@ -26,6 +26,28 @@ pub fn client() -> Upstream {
         .build(c)
 }
 
+thread_local! {
+    /// The gateway worker thread's own pool (see `IngressGateway::run`).
+    static LOCAL: std::cell::RefCell<Option<Upstream>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Gives the calling thread a pool of its own: its connections are then only used by
+/// requests served on this thread, with no cross-thread hand-offs.
+pub fn install_thread_pool() {
+    LOCAL.with(|l| *l.borrow_mut() = Some(client()));
+}
+
+/// Sends `req` on the calling thread's pool, or on `shared` when the thread has none.
+pub fn send_request(
+    shared: &Upstream,
+    req: http::Request<ProxyBody>,
+) -> hyper_util::client::legacy::ResponseFuture {
+    LOCAL.with(|l| match &*l.borrow() {
+        Some(c) => c.request(req),
+        None => shared.request(req),
+    })
+}
+
 /// A whole body as a [`ProxyBody`].
 pub fn full(b: impl Into<Bytes>) -> ProxyBody {
     Full::new(b.into())

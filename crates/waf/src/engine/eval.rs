@@ -10,6 +10,7 @@ use crate::operators::{parse_int, Captures};
 use crate::ruleset::rule::{Rule, TagPattern};
 use crate::ruleset::Ruleset;
 use crate::transforms::Transform;
+use crate::variables::{Selector, Target, Var};
 use std::borrow::Cow;
 
 /// The chain applied to a value that has no cache slot; `None` when unchanged.
@@ -54,6 +55,11 @@ impl Transaction<'_> {
                 if !self.st.cache.any_may_match(&rs.tnodes, pf, node, g, values) {
                     return false;
                 }
+            }
+        }
+        if let Some(key) = single_tx_key(rule) {
+            if !self.st.removed_targets.contains_key(&idx) {
+                return self.eval_tx_link(rule, key);
             }
         }
         let detector = &*rs.detector;
@@ -139,6 +145,49 @@ impl Transaction<'_> {
         any
     }
 
+    /// [`Transaction::eval_link`] for a rule whose one target is `TX:key` (CRS's many
+    /// paranoia-level and score checks): the value is read in place, with no candidate
+    /// list and no copies unless it matches.
+    fn eval_tx_link(&mut self, rule: &Rule, key: &str) -> bool {
+        let st = &self.st;
+        let Some(raw) = st.tx.get(key) else {
+            return false;
+        };
+        let param: Cow<'_, [u8]> = match rule.op.param_macro() {
+            Some(m) => expand(&self.data, st, rule, m),
+            None => Cow::Borrowed(b""),
+        };
+        let t = apply_chain(&rule.actions.transforms, raw);
+        let v = t.as_deref().unwrap_or(raw);
+        let want_caps = rule.actions.capture && !rule.op.negated;
+        let mut caps: Captures = Vec::new();
+        let hit = rule.op.eval(
+            v,
+            &param,
+            &*self.rs.detector,
+            want_caps.then_some(&mut caps),
+        ) != rule.op.negated;
+        if !hit {
+            return false;
+        }
+        let v = v.to_vec();
+        drop(param);
+        let st = &mut self.st;
+        if want_caps && !caps.is_empty() {
+            for (i, g) in caps.into_iter().enumerate() {
+                st.tx.insert(i.to_string(), g);
+            }
+        }
+        let mut name = Var::Tx.name().as_bytes().to_vec();
+        name.push(b':');
+        name.extend_from_slice(key.as_bytes());
+        st.matched_var.clone_from(&v);
+        st.matched_var_name.clone_from(&name);
+        st.matched_vars.push((name, v));
+        run_effects(self.rs, &self.data, st, rule);
+        true
+    }
+
     /// Records a matched rule (severity, log entry).
     pub(crate) fn run_actions(&mut self, idx: usize, disruptive: bool) {
         let rs = self.rs;
@@ -170,6 +219,19 @@ impl Transaction<'_> {
                 disruptive,
             });
         }
+    }
+}
+
+/// The key when `rule` looks at exactly one `TX:key` (not counted, not multiMatch).
+fn single_tx_key(rule: &Rule) -> Option<&str> {
+    match &rule.targets[..] {
+        [Target {
+            var: Var::Tx,
+            selector: Selector::Key(k),
+            count: false,
+            exclude: false,
+        }] if !rule.actions.multi_match => Some(k),
+        _ => None,
     }
 }
 
