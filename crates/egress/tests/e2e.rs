@@ -22,6 +22,8 @@ mod bad_input;
 mod clients;
 #[path = "e2e/dlp.rs"]
 mod dlp;
+#[path = "e2e/http2.rs"]
+mod http2;
 #[path = "e2e/intercept.rs"]
 mod intercept;
 #[path = "e2e/rules.rs"]

@@ -178,6 +178,54 @@ pub(crate) enum RespBody {
     },
     /// A short local answer.
     Local(Option<Bytes>),
+    /// A local answer to an HTTP/2 request whose body was not read: the body is kept until
+    /// the answer has gone out, else dropping it would cancel the stream (`RST_STREAM`)
+    /// before the answer is sent.
+    Unread {
+        answer: Option<Bytes>,
+        _request: Incoming,
+    },
+}
+
+/// Bytes of a refused HTTP/2 request's body read (and dropped) before answering.
+const DRAIN_MAX: usize = 64 * 1024;
+
+/// How long a refused HTTP/2 request's body is read before answering.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `resp` (a local answer) to `req`. Over HTTP/2 the answer must not outrun the request:
+/// a short body is read first and dropped (so the stream ends cleanly: some clients take a
+/// reset after an early answer as a failure); a longer one is kept open until the answer
+/// has gone out, then reset with `NO_ERROR` as RFC 9113 §8.1 allows.
+pub(crate) async fn answer_unread(
+    mut resp: hyper::Response<RespBody>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<RespBody> {
+    if req.version() != hyper::Version::HTTP_2 {
+        return resp;
+    }
+    let mut body = req.into_body();
+    let drain = async {
+        let mut seen = 0;
+        while seen <= DRAIN_MAX && !body.is_end_stream() {
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(f)) => seen += f.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) | None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_WAIT, drain).await;
+    if body.is_end_stream() {
+        return resp;
+    }
+    if let RespBody::Local(answer) = resp.body_mut() {
+        let answer = answer.take();
+        *resp.body_mut() = RespBody::Unread {
+            answer,
+            _request: body,
+        };
+    }
+    resp
 }
 
 impl RespBody {
@@ -236,7 +284,9 @@ impl Body for RespBody {
                 }
                 poll
             }
-            RespBody::Local(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => {
+                Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 
@@ -244,7 +294,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.is_end_stream(),
             RespBody::Metered { inner, .. } => inner.is_end_stream(),
-            RespBody::Local(b) => b.is_none(),
+            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => b.is_none(),
         }
     }
 
@@ -252,7 +302,9 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.size_hint(),
             RespBody::Metered { inner, .. } => inner.size_hint(),
-            RespBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
         }
     }
 }
