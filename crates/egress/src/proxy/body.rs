@@ -178,13 +178,6 @@ pub(crate) enum RespBody {
     },
     /// A short local answer.
     Local(Option<Bytes>),
-    /// A local answer to an HTTP/2 request whose body was not read: the body is kept until
-    /// the answer has gone out, else dropping it would cancel the stream (`RST_STREAM`)
-    /// before the answer is sent.
-    Unread {
-        answer: Option<Bytes>,
-        _request: Incoming,
-    },
 }
 
 /// Bytes of a refused HTTP/2 request's body read (and dropped) before answering.
@@ -193,12 +186,12 @@ const DRAIN_MAX: usize = 64 * 1024;
 /// How long a refused HTTP/2 request's body is read before answering.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// `resp` (a local answer) to `req`. Over HTTP/2 the answer must not outrun the request:
-/// a short body is read first and dropped (so the stream ends cleanly: some clients take a
-/// reset after an early answer as a failure); a longer one is kept open until the answer
-/// has gone out, then reset with `NO_ERROR` as RFC 9113 §8.1 allows.
-pub(crate) async fn answer_unread(
-    mut resp: hyper::Response<RespBody>,
+/// `resp`, a refusal of `req`. Over HTTP/2 a short request body is read first (and
+/// dropped) so the stream ends cleanly: after an early answer the stream is reset with
+/// `NO_ERROR` (RFC 9113 §8.1), which some clients (curl 7.88) take as a failure and so
+/// never show the answer. A longer body is not waited for.
+pub(crate) async fn refusal_after_body(
+    resp: hyper::Response<RespBody>,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<RespBody> {
     if req.version() != hyper::Version::HTTP_2 {
@@ -215,16 +208,6 @@ pub(crate) async fn answer_unread(
         }
     };
     let _ = tokio::time::timeout(DRAIN_WAIT, drain).await;
-    if body.is_end_stream() {
-        return resp;
-    }
-    if let RespBody::Local(answer) = resp.body_mut() {
-        let answer = answer.take();
-        *resp.body_mut() = RespBody::Unread {
-            answer,
-            _request: body,
-        };
-    }
     resp
 }
 
@@ -284,9 +267,7 @@ impl Body for RespBody {
                 }
                 poll
             }
-            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => {
-                Poll::Ready(b.take().map(|d| Ok(Frame::data(d))))
-            }
+            RespBody::Local(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -294,7 +275,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.is_end_stream(),
             RespBody::Metered { inner, .. } => inner.is_end_stream(),
-            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => b.is_none(),
+            RespBody::Local(b) => b.is_none(),
         }
     }
 
@@ -302,9 +283,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream(b) => b.size_hint(),
             RespBody::Metered { inner, .. } => inner.size_hint(),
-            RespBody::Local(b) | RespBody::Unread { answer: b, .. } => {
-                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            RespBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }

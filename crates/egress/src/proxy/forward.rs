@@ -19,7 +19,7 @@ use palisade_events::TlsMode;
 use palisade_policy::HttpRequest;
 use tokio::net::TcpStream;
 
-use super::body::{answer_unread, PendingEvent};
+use super::body::{refusal_after_body, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
 use crate::decide::{decide, Decision, DenyReason, Target};
 use http_body::Body as _;
@@ -206,7 +206,7 @@ pub(crate) async fn handle(
                 log.path = Some(req.uri().path().to_string());
                 log.tls = TlsMode::Intercepted;
                 let d = crate::decide::Decision::denied(crate::decide::DenyReason::HostMismatch);
-                return answer_unread(conn.refuse(&caller, &d, log, start), req).await;
+                return refusal_after_body(conn.refuse(&caller, &d, log, start), req).await;
             }
             (host.clone(), *port, None)
         }
@@ -320,7 +320,7 @@ pub(crate) async fn handle(
             log.tls = TlsMode::Intercepted;
         }
         let resp = conn.refuse(&caller, &decision, log, start);
-        return answer_unread(with_retry_after(resp, retry_after), req).await;
+        return refusal_after_body(with_retry_after(resp, retry_after), req).await;
     }
     let stream_limits =
         (declared.is_none() && (max_body.is_some() || budget.is_some())).then(|| {

@@ -147,6 +147,36 @@ async fn parallel_http2_streams_are_each_decided() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_http2_requests_share_one_upstream_connection() {
+    let i = intercepting("h2-reuse").await;
+    let url = |p: &str| format!("https://hub.test:{}{p}", i.port);
+    let (a, b) = (url("/a"), url("/b"));
+    // Three URLs, one after another, over curl's one connection (the last one is `via`'s).
+    let args = [
+        "--http2",
+        "--cacert",
+        &i.cacert,
+        "-w",
+        "%{http_code} %{http_version};",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        &a,
+        &b,
+    ];
+    let (_, codes) = curl(via(&i.s, &args, &url("/c"))).await;
+    assert_eq!(codes, "200 2;200 2;200 2;");
+    let conns = i.upstream_conns.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        conns, 1,
+        "one client connection, one kept upstream connection"
+    );
+}
+
 /// Opens a tunnel to the intercepted `hub.test` and completes TLS offering only `h2`.
 async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut c = TcpStream::connect(i.s.proxy).await.unwrap();
@@ -251,4 +281,36 @@ async fn garbage_after_h2_is_negotiated_closes_the_connection() {
     // The gateway keeps serving.
     let (body, code) = curl_h(&i, &["--http2"], "/").await;
     assert_eq!((body.as_str(), code.as_str()), ("hello", "200 2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_large_http2_upload_still_gets_its_403() {
+    use http_body_util::BodyExt;
+    let i = intercepting("h2-large").await;
+    let tls = h2_tunnel(&i).await;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Far more than the gateway reads of a refused body: the answer comes before the upload
+    // ends (the stream is then reset with NO_ERROR).
+    let weights = bytes::Bytes::from(vec![7u8; 4 << 20]);
+    let req = hyper::Request::post(format!("https://hub.test:{}/upload", i.port))
+        .body(http_body_util::Full::new(weights))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"palisade: denied (l7-not-allowed)\n");
+    let e = next_event(&i.s.events).await;
+    assert_eq!(
+        (http(&e).method.as_deref(), http(&e).version),
+        (Some("POST"), Some(HttpVersion::Http2))
+    );
 }

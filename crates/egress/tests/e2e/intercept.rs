@@ -1,6 +1,7 @@
 //! TLS interception: `curl` trusts the gateway's CA; the upstream is a local HTTPS server
 //! with a certificate from a second, test-only CA that the gateway is told to trust.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::*;
@@ -19,6 +20,16 @@ pub(crate) fn roots(ca_pem: &str) -> RootCertStore {
 
 /// An HTTPS server for `name` answering like the toy upstream (HTTP/1.1 only).
 pub(crate) async fn https_upstream(upstream_ca: &Interceptor, name: &str) -> u16 {
+    counted_https_upstream(upstream_ca, name).await.0
+}
+
+/// The same, with the count of connections it accepted.
+pub(crate) async fn counted_https_upstream(
+    upstream_ca: &Interceptor,
+    name: &str,
+) -> (u16, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let mut cfg = (*upstream_ca.server_config(name).unwrap()).clone();
@@ -26,6 +37,7 @@ pub(crate) async fn https_upstream(upstream_ca: &Interceptor, name: &str) -> u16
     let cfg = Arc::new(cfg);
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&cfg));
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(s).await {
@@ -34,7 +46,7 @@ pub(crate) async fn https_upstream(upstream_ca: &Interceptor, name: &str) -> u16
             });
         }
     });
-    port
+    (port, accepted)
 }
 
 /// A gateway that intercepts TLS to a local HTTPS `hub.test`.
@@ -42,6 +54,8 @@ pub(crate) struct Intercepting {
     pub(crate) s: Setup,
     /// The upstream's port.
     pub(crate) port: u16,
+    /// Connections the upstream accepted.
+    pub(crate) upstream_conns: Arc<AtomicUsize>,
     /// The gateway CA's PEM (what clients trust).
     pub(crate) ca_pem: String,
     /// The same, in a file (for curl's `--cacert`).
@@ -59,7 +73,7 @@ impl Drop for Intercepting {
 pub(crate) async fn intercepting(test: &str) -> Intercepting {
     let (up_cert, up_key) = generate_ca("test upstream CA").unwrap();
     let upstream_ca = Interceptor::new(&up_cert, &up_key, roots(&up_cert)).unwrap();
-    let port = https_upstream(&upstream_ca, "hub.test").await;
+    let (port, upstream_conns) = counted_https_upstream(&upstream_ca, "hub.test").await;
     let (gw_cert, gw_key) = generate_ca("test gateway CA").unwrap();
     let gw = Interceptor::new(&gw_cert, &gw_key, roots(&up_cert)).unwrap();
     let dir = std::env::temp_dir().join(format!("palisade-egress-{test}-{}", std::process::id()));
@@ -71,6 +85,7 @@ pub(crate) async fn intercepting(test: &str) -> Intercepting {
     Intercepting {
         s,
         port,
+        upstream_conns,
         ca_pem: gw_cert,
         cacert: ca_file.display().to_string(),
         dir,
