@@ -351,9 +351,12 @@ pub(crate) async fn handle(
         .is_some_and(crate::ai::wants_bodies);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
-    if matches!(conn.mode, Mode::Explicit) || parts.uri.authority().is_some() {
+    let intercepted_absolute =
+        matches!(conn.mode, Mode::Intercepted(..)) && parts.uri.authority().is_some();
+    if matches!(conn.mode, Mode::Explicit) || intercepted_absolute {
         // The upstream sees the name the decision was about, whatever Host said (HTTP/2
-        // requests carry it as `:authority`, Host being optional there).
+        // requests carry it as `:authority`, Host being optional there; inside
+        // interception it was checked to name the tunnel's server).
         let authority = parts.uri.authority().map(|a| a.as_str());
         let same = match (authority, parts.headers.get(HOST)) {
             (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
