@@ -98,6 +98,12 @@ async fn http2_requests_get_the_same_l7_rules_as_http1() {
         (Some("POST"), Some(9), Some(HttpVersion::Http2))
     );
 
+    // The upstream (HTTP/1.1) gets one Host, from `:authority`.
+    let (body, code) = curl_h(&i, &["--http2"], "/host").await;
+    assert_eq!(code, "200 2");
+    assert_eq!(body, format!("1 hub.test:{}", i.port));
+    next_event(&i.s.events).await;
+
     // Fronting: `:authority` names another server inside the tunnel.
     let (body, code) = curl_h(&i, &["--http2", "-H", "Host: allowed.test"], "/").await;
     assert_eq!(
