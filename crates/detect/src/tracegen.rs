@@ -286,6 +286,7 @@ impl Gen {
             consumer: Some(consumer.into()),
             route: Some("llm".into()),
             tls: Some(palisade_events::TlsMode::Intercepted),
+            version: None,
             ai: Some(AiInfo {
                 provider: Some("vllm".into()),
                 model: Some(model.into()),

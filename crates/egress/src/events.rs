@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use palisade_events::from_policy::{pod_endpoint, verdict};
 use palisade_events::{
-    Endpoint, EndpointKind, Event, EventBody, HttpInfo, PolicyRef, Protocol, Timestamp, TlsMode,
+    Endpoint, EndpointKind, Event, EventBody, HttpInfo, HttpVersion, PolicyRef, Protocol,
+    Timestamp, TlsMode,
 };
 use palisade_policy::{Engine, PodId};
 
@@ -42,6 +43,8 @@ pub struct HttpLog {
     pub policy: Option<palisade_policy::PolicyRef>,
     /// How TLS was handled.
     pub tls: TlsMode,
+    /// The HTTP version the client spoke (`HTTP/1.1`, `HTTP/2`), when it spoke HTTP.
+    pub version: Option<HttpVersion>,
     /// What the content detectors found.
     pub detections: Vec<palisade_events::Detection>,
     /// Set when the request was an AI API call.
@@ -59,6 +62,17 @@ pub struct Origin {
     pub node: Option<String>,
 }
 
+/// The events' name for an HTTP version (none for HTTP/0.9, which the gateway never serves).
+pub fn http_version(v: hyper::Version) -> Option<HttpVersion> {
+    match v {
+        hyper::Version::HTTP_10 => Some(HttpVersion::Http10),
+        hyper::Version::HTTP_11 => Some(HttpVersion::Http11),
+        hyper::Version::HTTP_2 => Some(HttpVersion::Http2),
+        hyper::Version::HTTP_3 => Some(HttpVersion::Http3),
+        _ => None,
+    }
+}
+
 /// The `http` event for one request or tunnel.
 pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Event {
     let mut e = Event::new(
@@ -73,6 +87,7 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
             bytes_out: Some(log.bytes_out),
             duration_ms: Some(u64::try_from(log.duration.as_millis()).unwrap_or(u64::MAX)),
             tls: Some(log.tls),
+            version: log.version,
             detections: log.detections,
             ai: log.ai,
             reason: log.reason.map(str::to_string),
@@ -130,6 +145,7 @@ mod tests {
                 mode: Mode::Enforce,
             }),
             tls: TlsMode::None,
+            version: Some(HttpVersion::Http2),
             reason: Some("fqdn-not-allowed"),
             detections: Vec::new(),
             ai: None,
@@ -144,7 +160,7 @@ mod tests {
             r#""verdict":"deny""#,
             r#""destination":{"kind":"fqdn","port":80,"fqdn":"evil.test"}"#,
             r#""policy":{"kind":"SecurityPolicy","namespace":"ml","name":"hub","rule":"default","stage":"namespace","mode":"Enforce"}"#,
-            r#""http":{"method":"POST","host":"evil.test","path":"/upload","status":403,"bytesIn":0,"bytesOut":0,"durationMs":3,"tls":"none","reason":"fqdn-not-allowed"}"#,
+            r#""http":{"method":"POST","host":"evil.test","path":"/upload","status":403,"bytesIn":0,"bytesOut":0,"durationMs":3,"tls":"none","version":"HTTP/2","reason":"fqdn-not-allowed"}"#,
         ] {
             assert!(json.contains(want), "{want} not in {json}");
         }

@@ -145,7 +145,8 @@ impl Interceptor {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(|e| err("leaf", e))?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first, as clients expect; the upstream is always spoken to in HTTP/1.1.
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let cfg = Arc::new(cfg);
         if let Ok(mut m) = self.leaves.lock() {
             if m.len() >= MAX_LEAVES {

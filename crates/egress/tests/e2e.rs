@@ -22,6 +22,8 @@ mod bad_input;
 mod clients;
 #[path = "e2e/dlp.rs"]
 mod dlp;
+#[path = "e2e/http2.rs"]
+mod http2;
 #[path = "e2e/intercept.rs"]
 mod intercept;
 #[path = "e2e/rules.rs"]
@@ -114,9 +116,17 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                 break;
             }
             let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
-            // `/echo` answers with the request body; anything else with `hello`.
+            // `/echo` answers with the request body, `/host` with the Host header (and how
+            // many there were); anything else with `hello`.
             let body = if head.contains(" /echo") {
                 body
+            } else if head.contains(" /host") {
+                let hosts: Vec<&str> = head
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("host:"))
+                    .map(str::trim)
+                    .collect();
+                format!("{} {}", hosts.len(), hosts.join(",")).into_bytes()
             } else if head.contains("/v1/chat/completions") {
                 br#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-test-0","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
             } else {

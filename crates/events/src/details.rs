@@ -121,6 +121,23 @@ pub enum TlsMode {
     None,
 }
 
+/// The HTTP version a client spoke to a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.0.
+    #[serde(rename = "HTTP/1.0")]
+    Http10,
+    /// HTTP/1.1.
+    #[serde(rename = "HTTP/1.1")]
+    Http11,
+    /// HTTP/2.
+    #[serde(rename = "HTTP/2")]
+    Http2,
+    /// HTTP/3.
+    #[serde(rename = "HTTP/3")]
+    Http3,
+}
+
 /// Direction of an AI data transfer (model weights, datasets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,6 +236,9 @@ pub struct HttpInfo {
     /// `intercepted`, `passthrough` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
+    /// The HTTP version the client spoke (`HTTP/1.0`, `HTTP/1.1`, `HTTP/2`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<HttpVersion>,
     /// Set when the exchange was an AI API call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai: Option<AiInfo>,

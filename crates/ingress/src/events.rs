@@ -106,6 +106,7 @@ pub fn http_event(origin: &EventOrigin, log: ExchangeLog) -> Event {
             } else {
                 TlsMode::None
             }),
+            version: None,
             ai,
             detections: log.detections,
             reason: log.reason.clone(),

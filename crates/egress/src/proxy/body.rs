@@ -180,6 +180,37 @@ pub(crate) enum RespBody {
     Local(Option<Bytes>),
 }
 
+/// Bytes of a refused HTTP/2 request's body read (and dropped) before answering.
+const DRAIN_MAX: usize = 64 * 1024;
+
+/// How long a refused HTTP/2 request's body is read before answering.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `resp`, a refusal of `req`. Over HTTP/2 a short request body is read first (and
+/// dropped) so the stream ends cleanly: after an early answer the stream is reset with
+/// `NO_ERROR` (RFC 9113 §8.1), which some clients (curl 7.88) take as a failure and so
+/// never show the answer. A longer body is not waited for.
+pub(crate) async fn refusal_after_body(
+    resp: hyper::Response<RespBody>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<RespBody> {
+    if req.version() != hyper::Version::HTTP_2 {
+        return resp;
+    }
+    let mut body = req.into_body();
+    let drain = async {
+        let mut seen = 0;
+        while seen <= DRAIN_MAX && !body.is_end_stream() {
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(f)) => seen += f.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) | None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_WAIT, drain).await;
+    resp
+}
+
 impl RespBody {
     pub(crate) fn text(s: &'static str) -> Self {
         RespBody::Local(Some(Bytes::from_static(s.as_bytes())))

@@ -288,7 +288,12 @@ fn intercept(
                 return;
             }
         }
-        super::serve_io(tls, peer, shared, super::Mode::Intercepted(host, port)).await;
+        let mode = super::Mode::Intercepted(host, port);
+        if super::http2::negotiated(tls.get_ref().1.alpn_protocol()) {
+            super::http2::serve(tls, peer, shared, mode).await;
+        } else {
+            super::serve_io(tls, peer, shared, mode).await;
+        }
     });
     Response::new(RespBody::empty())
 }

@@ -19,7 +19,7 @@ use palisade_events::TlsMode;
 use palisade_policy::HttpRequest;
 use tokio::net::TcpStream;
 
-use super::body::PendingEvent;
+use super::body::{refusal_after_body, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
 use crate::decide::{decide, Decision, DenyReason, Target};
 use http_body::Body as _;
@@ -33,6 +33,21 @@ pub(crate) struct Upstream {
     port: u16,
     addr: SocketAddr,
     sender: SendRequest<ReqBody>,
+}
+
+impl Upstream {
+    pub(crate) fn goes_to(&self, host: &str, port: u16) -> bool {
+        self.host == host && self.port == port
+    }
+
+    /// Idle and able to take a request now.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.sender.is_ready()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
 }
 
 async fn handshake<I>(io: I) -> Result<SendRequest<ReqBody>, DialError>
@@ -182,13 +197,16 @@ pub(crate) async fn handle(
                 .get(HOST)
                 .and_then(|h| h.to_str().ok())
                 .map(strip_port);
+            // HTTP/2's `:authority` (or an absolute-form URI) names a server too.
+            let authority = req.uri().host();
+            let other = |n: &str| !normal_host(n).eq_ignore_ascii_case(host);
             // Domain fronting: the request must be for the server the tunnel was opened to.
-            if named.is_some_and(|n| !normal_host(n).eq_ignore_ascii_case(host)) {
+            if named.is_some_and(other) || authority.is_some_and(other) {
                 let mut log = conn.log(&caller, host, *port, req.method().as_str());
                 log.path = Some(req.uri().path().to_string());
                 log.tls = TlsMode::Intercepted;
                 let d = crate::decide::Decision::denied(crate::decide::DenyReason::HostMismatch);
-                return conn.refuse(&caller, &d, log, start);
+                return refusal_after_body(conn.refuse(&caller, &d, log, start), req).await;
             }
             (host.clone(), *port, None)
         }
@@ -302,7 +320,7 @@ pub(crate) async fn handle(
             log.tls = TlsMode::Intercepted;
         }
         let resp = conn.refuse(&caller, &decision, log, start);
-        return with_retry_after(resp, retry_after);
+        return refusal_after_body(with_retry_after(resp, retry_after), req).await;
     }
     let stream_limits =
         (declared.is_none() && (max_body.is_some() || budget.is_some())).then(|| {
@@ -333,8 +351,12 @@ pub(crate) async fn handle(
         .is_some_and(crate::ai::wants_bodies);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
-    if matches!(conn.mode, Mode::Explicit) {
-        // The upstream sees the name the decision was about, whatever Host said.
+    let intercepted_absolute =
+        matches!(conn.mode, Mode::Intercepted(..)) && parts.uri.authority().is_some();
+    if matches!(conn.mode, Mode::Explicit) || intercepted_absolute {
+        // The upstream sees the name the decision was about, whatever Host said (HTTP/2
+        // requests carry it as `:authority`, Host being optional there; inside
+        // interception it was checked to name the tunnel's server).
         let authority = parts.uri.authority().map(|a| a.as_str());
         let same = match (authority, parts.headers.get(HOST)) {
             (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
@@ -346,6 +368,9 @@ pub(crate) async fn handle(
             }
         }
         parts.uri = origin_form(&parts.uri);
+    }
+    if parts.version == Version::HTTP_2 {
+        super::http2::fold_cookies(&mut parts.headers);
     }
     parts.version = Version::HTTP_11;
     let mut log = log;
@@ -440,13 +465,11 @@ pub(crate) async fn handle(
     };
     let mut up_req = Request::from_parts(parts, up_body);
 
-    // The client connection's upstream, if it goes to the same place.
-    let mut kept = conn
-        .upstream
-        .lock()
-        .ok()
-        .and_then(|mut g| g.take())
-        .filter(|u| u.host == host && u.port == port && !u.sender.is_closed());
+    // A kept upstream connection to the same place. HTTP/1.1 clients send one request at a
+    // time, so theirs is free (or about to be); an HTTP/2 client's requests run side by
+    // side and do not wait for one another's upstream.
+    let may_wait = caller.version != Some(Version::HTTP_2);
+    let mut kept = conn.take_upstream(&host, port, may_wait);
     let (resp, addr) = loop {
         let fresh = kept.is_none();
         let mut up = match kept.take() {
@@ -476,9 +499,7 @@ pub(crate) async fn handle(
         match up.sender.try_send_request(up_req).await {
             Ok(resp) => {
                 let addr = up.addr;
-                if let Ok(mut g) = conn.upstream.lock() {
-                    *g = Some(up);
-                }
+                conn.keep_upstream(up);
                 break (resp, addr);
             }
             Err(mut e) => match e.take_message() {

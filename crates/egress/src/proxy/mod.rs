@@ -8,6 +8,7 @@ mod body;
 mod connect;
 mod forward;
 mod guard;
+mod http2;
 mod splice;
 mod transparent;
 
@@ -275,16 +276,7 @@ where
 {
     let head_limit = shared.cfg.max_head_bytes.max(8192);
     let idle = shared.cfg.idle_timeout;
-    let conn = Arc::new(ClientConn {
-        peer: peer.ip(),
-        mode,
-        shared,
-        upstream: Mutex::new(None),
-    });
-    let svc = hyper::service::service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        async move { Ok::<_, Infallible>(conn.handle(req).await) }
-    });
+    let svc = service(ClientConn::new(peer, shared, mode));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .max_buf_size(head_limit)
@@ -299,22 +291,83 @@ where
     }
 }
 
+/// The per-request service of one client connection: the same for HTTP/1.1 and HTTP/2, so
+/// every request is decided, inspected and recorded the same way whatever the client spoke.
+pub(crate) fn service(
+    conn: Arc<ClientConn>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<RespBody>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<RespBody>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req| {
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+    })
+}
+
+/// Idle upstream connections one client connection keeps (HTTP/2 clients send requests
+/// side by side, each needing its own HTTP/1.1 upstream connection).
+const MAX_IDLE_UPSTREAMS: usize = 4;
+
+/// Who is asking: the pod, the engine that named it, and the HTTP version it spoke.
+pub(crate) struct Caller {
+    pub(crate) engine: Option<Arc<Engine>>,
+    pub(crate) pod: Option<PodId>,
+    pub(crate) version: Option<hyper::Version>,
+}
+
 /// One client connection's state.
 pub(crate) struct ClientConn {
     pub(crate) peer: IpAddr,
     pub(crate) mode: Mode,
     pub(crate) shared: Arc<Shared>,
-    /// The upstream connection this client last used (taken while a request uses it).
-    pub(crate) upstream: Mutex<Option<forward::Upstream>>,
-}
-
-/// Who is asking: the pod, and the engine that named it.
-pub(crate) struct Caller {
-    pub(crate) engine: Option<Arc<Engine>>,
-    pub(crate) pod: Option<PodId>,
+    /// Upstream connections this client used (each taken while a request uses it).
+    upstreams: Mutex<Vec<forward::Upstream>>,
 }
 
 impl ClientConn {
+    pub(crate) fn new(peer: SocketAddr, shared: Arc<Shared>, mode: Mode) -> Arc<Self> {
+        Arc::new(ClientConn {
+            peer: peer.ip(),
+            mode,
+            shared,
+            upstreams: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A kept connection to `host:port`: one ready for a request, else (when `may_wait`)
+    /// one still finishing its last response.
+    pub(crate) fn take_upstream(
+        &self,
+        host: &str,
+        port: u16,
+        may_wait: bool,
+    ) -> Option<forward::Upstream> {
+        let mut kept = self.upstreams.lock().ok()?;
+        kept.retain(|u| !u.is_closed());
+        let i = kept
+            .iter()
+            .position(|u| u.goes_to(host, port) && u.is_ready())
+            .or_else(|| {
+                may_wait
+                    .then(|| kept.iter().position(|u| u.goes_to(host, port)))
+                    .flatten()
+            })?;
+        Some(kept.swap_remove(i))
+    }
+
+    /// Keeps `up` for later requests (the oldest goes when too many are kept).
+    pub(crate) fn keep_upstream(&self, up: forward::Upstream) {
+        if let Ok(mut kept) = self.upstreams.lock() {
+            if kept.len() >= MAX_IDLE_UPSTREAMS {
+                kept.remove(0);
+            }
+            kept.push(up);
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<RespBody> {
         self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
@@ -364,7 +417,11 @@ impl ClientConn {
             }
             None => engine.as_ref().and_then(|e| e.pod_by_ip(self.peer)),
         };
-        Some(Caller { engine, pod })
+        Some(Caller {
+            engine,
+            pod,
+            version: Some(req.version()),
+        })
     }
 
     /// Records a refusal and builds its `403`.
@@ -407,6 +464,7 @@ impl ClientConn {
             audit: false,
             policy: None,
             tls: TlsMode::None,
+            version: caller.version.and_then(crate::events::http_version),
             detections: Vec::new(),
             ai: None,
             reason: None,

@@ -87,6 +87,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let caller = Caller {
         pod: engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip())),
         engine,
+        version: None,
     };
     let (host, port) = match (&server_name, original) {
         (Some(n), Some(o)) => (n.clone(), o.port()),
@@ -146,6 +147,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         audit: d.audit,
         policy: d.policy.clone(),
         tls: TlsMode::Passthrough,
+        version: None,
         detections: Vec::new(),
         ai: None,
         reason: d.deny.map(DenyReason::code),

@@ -1,0 +1,88 @@
+//! HTTP/2 from clients inside intercepted TLS (ALPN `h2`): served by hyper's HTTP/2 server
+//! with the same per-request service as HTTP/1.1, and translated to HTTP/1.1 for the
+//! upstream (`:authority` becomes `Host`, split `cookie` fields are joined).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::header::{HeaderMap, HeaderValue, COOKIE};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::{service, ClientConn, Mode, Shared};
+
+/// Streams one client connection may have open at once.
+const MAX_STREAMS: u32 = 100;
+
+/// How long a ping may go unanswered before the connection is closed.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Whether the client chose HTTP/2 in the TLS handshake.
+pub(crate) fn negotiated(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(b"h2")
+}
+
+/// Serves HTTP/2 on an intercepted TLS stream. A connection that breaks the protocol (a bad
+/// preface, malformed frames, forbidden headers) is closed by hyper with a `GOAWAY`.
+pub(crate) async fn serve<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, mode: Mode)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let head_limit = u32::try_from(shared.cfg.max_head_bytes.max(8192)).unwrap_or(u32::MAX);
+    let idle = shared.cfg.idle_timeout;
+    let svc = service(ClientConn::new(peer, shared, mode));
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(head_limit)
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(idle))
+        .keep_alive_timeout(PING_TIMEOUT);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(%peer, error = %e, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// Joins the `cookie` fields HTTP/2 allows to be split into the one HTTP/1.1 wants
+/// (RFC 9113 §8.2.3).
+pub(crate) fn fold_cookies(headers: &mut HeaderMap) {
+    let values = headers.get_all(COOKIE);
+    if values.iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = values.iter().map(HeaderValue::as_bytes).collect();
+    let joined = joined.join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1"));
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        fold_cookies(&mut h);
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
+    }
+
+    #[test]
+    fn one_cookie_is_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("a=1"));
+        fold_cookies(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1");
+    }
+
+    #[test]
+    fn only_h2_selects_http2() {
+        assert!(negotiated(Some(b"h2")));
+        assert!(!negotiated(Some(b"http/1.1")));
+        assert!(!negotiated(None));
+    }
+}
