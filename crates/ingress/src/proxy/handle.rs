@@ -189,6 +189,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a request to `route` (on a path that is not a known OpenAI-style operation)
+/// needs its JSON body read: for models, prompt sizes, token limits, the prompt guard,
+/// the canary, or the WAF's prompt exclusion. A plain JSON API behind the gateway is
+/// then proxied without parsing its bodies.
+fn reads_prompts(
+    route: &Route,
+    rights: Option<&crate::config::ConsumerRights>,
+    limits: &crate::limits::Limits,
+    max_prompt: Option<u64>,
+) -> bool {
+    !route.models.is_empty()
+        || rights.is_some_and(|r| !r.models.is_empty())
+        || route.guard.is_some()
+        || route.filters.canary.is_some()
+        || limits.tokens_per_minute.is_some()
+        || max_prompt.is_some()
+        || route.waf.is_some() && !route.waf_inspect_prompts
+}
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
@@ -327,7 +346,8 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let mut api = None;
-    if !raw.is_empty() && (is_json || op.is_some()) {
+    let wanted = op.is_some() || reads_prompts(&route, rights.as_ref(), &limits, max_prompt);
+    if !raw.is_empty() && (is_json || op.is_some()) && wanted {
         match ApiRequest::parse(&raw, &route.prompt_fields) {
             Ok(a) => api = Some(a),
             Err(e) => {
