@@ -304,40 +304,45 @@ pub async fn handle(
             ));
         }
     }
-    let raw = match tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            return x.refuse(Refusal::new(
-                408,
-                "invalid_request_error",
-                "request_timeout",
-                "The request body took too long to arrive.",
-            ))
-        }
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
+    let raw = if hyper::body::Body::is_end_stream(&body) {
+        // No body (a GET): nothing to wait for.
+        Bytes::new()
+    } else {
+        match tokio::time::timeout(
+            BODY_TIMEOUT,
+            Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).collect(),
+        )
+        .await
         {
-            return x.refuse(Refusal::new(
-                413,
-                "invalid_request_error",
-                "request_too_large",
-                format!("The request body is larger than {max_body} bytes."),
-            ))
+            Err(_) => {
+                return x.refuse(Refusal::new(
+                    408,
+                    "invalid_request_error",
+                    "request_timeout",
+                    "The request body took too long to arrive.",
+                ))
+            }
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return x.refuse(Refusal::new(
+                    413,
+                    "invalid_request_error",
+                    "request_too_large",
+                    format!("The request body is larger than {max_body} bytes."),
+                ))
+            }
+            Ok(Err(_)) => {
+                return x.refuse(Refusal::new(
+                    400,
+                    "invalid_request_error",
+                    "bad_request_body",
+                    "The request body could not be read.",
+                ))
+            }
+            Ok(Ok(b)) => b.to_bytes(),
         }
-        Ok(Err(_)) => {
-            return x.refuse(Refusal::new(
-                400,
-                "invalid_request_error",
-                "bad_request_body",
-                "The request body could not be read.",
-            ))
-        }
-        Ok(Ok(b)) => b.to_bytes(),
     };
     x.log.bytes_in = raw.len() as u64;
     let is_json = parts

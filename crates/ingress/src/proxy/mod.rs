@@ -23,7 +23,9 @@ use tokio::net::TcpListener;
 
 /// Longest wait for a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most headers in one request (HTTP/1.1).
+/// Most headers in one request (HTTP/1.1): hyper's built-in limit, which it enforces with
+/// a buffer on the stack (setting the same number explicitly makes it allocate and fill a
+/// buffer per request).
 pub const MAX_HEADERS: usize = 100;
 /// Largest header block (HTTP/1.1 read buffer; HTTP/2 header list).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -225,7 +227,6 @@ where
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEADER_BYTES);
     b.http2()
         .timer(TokioTimer::new())

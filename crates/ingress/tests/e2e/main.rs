@@ -409,6 +409,14 @@ async fn bad_input_gets_clear_statuses() {
     flood.extend_from_slice(b"\r\n");
     let r = raw(s.addr, &flood).await;
     assert!(matches!(status(&r), 431 | 400) || r.is_empty(), "{r}");
+    // More headers than the limit (100), each short: refused by count, not size.
+    let mut many = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n".to_vec();
+    for i in 0..120 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let r = raw(s.addr, &many).await;
+    assert_eq!(status(&r), 431, "{r}");
     // No credential, and a route that does not exist.
     let r = raw(
         s.addr,
