@@ -186,6 +186,31 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_bytes_split_anywhere_give_the_same_events(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b':'), Just(b' '), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            let whole = SseParser::new().push(&data);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            cuts.push(data.len());
+            let mut p = SseParser::new();
+            let (mut at, mut got) = (0, Ok(Vec::new()));
+            for c in cuts {
+                match p.push(&data[at..c]) {
+                    Ok(e) => got.as_mut().map(|g: &mut Vec<SseEvent>| g.extend(e)).unwrap_or(()),
+                    Err(e) => { got = Err(e); break; }
+                }
+                at = c;
+            }
+            match (whole, got) {
+                (Ok(w), Ok(g)) => prop_assert_eq!(w, g),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (w, g) => prop_assert!(false, "whole {:?} split {:?}", w, g),
+            }
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..8)) {
             let mut p = SseParser::new();
             for c in chunks {
