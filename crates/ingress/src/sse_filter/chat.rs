@@ -1,6 +1,7 @@
 //! Chat/completions stream chunks: each choice (`index`) is a lane; its text is
 //! `delta.content` (chat) or `text` (legacy completions). A choice's `finish_reason` ends
-//! its lane.
+//! its lane. With filters, a choice's `logprobs` are dropped: their tokens spell the text
+//! out again, past the filter.
 
 use super::{LaneKey, SseFilter};
 use serde_json::Value;
@@ -39,6 +40,12 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value) -> Result<(), String> {
             finished,
         )?;
         set_text(c, t);
+        if filtering {
+            // Token log-probabilities spell the text out again, unfiltered.
+            if let Some(lp) = c.get_mut("logprobs").filter(|l| !l.is_null()) {
+                *lp = Value::Null;
+            }
+        }
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! `response.content_part.done`, `response.output_item.done` and the final
 //! `response.completed`; those copies are filtered as whole texts, so what was redacted in
 //! the deltas is redacted there too. The response object's echo of `instructions` loses the
-//! canary note the gateway added to them.
+//! canary note the gateway added to them. With filters, `logprobs` are emptied (their tokens
+//! would spell the text out again).
 
 use super::{LaneKey, SseFilter};
 use crate::openai::strip_canary_note;
@@ -39,11 +40,13 @@ pub(super) fn event(
         if let Some(d) = v.get("delta").and_then(Value::as_str).map(str::to_string) {
             v["delta"] = Value::String(f.pass(&key, &d, false)?);
         }
+        drop_logprobs(f, v);
         return Ok(());
     }
     if let Some((family, field)) = kind.strip_suffix(".done").and_then(family) {
         f.close(&lane_key(family, v), out)?;
         whole(f, v, field)?;
+        drop_logprobs(f, v);
         return Ok(());
     }
     if let (Some((canary, _)), Some(Value::String(ins))) =
@@ -52,6 +55,17 @@ pub(super) fn event(
         *ins = strip_canary_note(ins, canary);
     }
     output_parts(f, v)
+}
+
+/// With filters, token log-probabilities are emptied: their tokens spell the text out
+/// again, past the filter.
+fn drop_logprobs(f: &SseFilter, v: &mut Value) {
+    if f.filters.is_empty() {
+        return;
+    }
+    if let Some(Value::Array(lp)) = v.get_mut("logprobs") {
+        lp.clear();
+    }
 }
 
 fn family(prefix: &str) -> Option<(&'static str, &'static str)> {
@@ -107,6 +121,9 @@ pub(super) fn flush_delta(template: &Value, text: &str) -> Value {
     if let Some(o) = e.as_object_mut() {
         o.insert("delta".into(), Value::String(text.to_string()));
         o.remove("obfuscation");
+        if o.contains_key("logprobs") {
+            o.insert("logprobs".into(), Value::Array(Vec::new()));
+        }
     }
     e
 }

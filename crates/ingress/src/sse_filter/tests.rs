@@ -266,6 +266,29 @@ fn a_leak_only_in_the_full_text_is_still_filtered() {
 }
 
 #[test]
+fn logprobs_do_not_spell_out_a_redacted_key() {
+    let mut f = SseFilter::new(redacting());
+    let chat = json!({"choices":[{"index":0,"delta":{"content":format!("k {KEY}")},
+        "logprobs":{"content":[{"token":KEY,"logprob":-0.1}]},"finish_reason":"stop"}]});
+    let resp = json!({"type":"response.output_text.delta","output_index":0,"content_index":0,
+        "delta":format!("k {KEY}"),"logprobs":[{"token":KEY,"logprob":-0.1}]});
+    let mut w = wire(None, &chat);
+    w.extend(wire(Some("response.output_text.delta"), &resp));
+    let (out, err) = run(&mut f, &w, &[]);
+    assert_eq!(err, None);
+    let s = String::from_utf8_lossy(&out);
+    assert!(!s.contains(KEY), "{s}");
+    assert!(
+        s.contains(r#""logprobs":null"#) && s.contains(r#""logprobs":[]"#),
+        "{s}"
+    );
+    // Without filters they are left alone.
+    let mut f = SseFilter::new(FilterSet::default());
+    let (out, _) = run(&mut f, &w, &[]);
+    assert_eq!(String::from_utf8_lossy(&out).matches(KEY).count(), 4);
+}
+
+#[test]
 fn an_unterminated_last_event_is_filtered_not_passed_raw() {
     let mut f = SseFilter::new(redacting());
     let mut w = chat_stream(&["fine"]);
