@@ -69,10 +69,15 @@ impl SseFilter {
     /// Adds bytes from the backend; returns the bytes to send on. `Err` names the finding
     /// (or the framing error) that stops the stream: send nothing more.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let events = self.parser.push(data).map_err(|e| format!("sse: {e}"))?;
+        let framing = |e: crate::sse::SseError| format!("sse: {e}");
+        let mut events = self.parser.push(data).map_err(framing)?;
         let mut out = Vec::with_capacity(data.len() + 64);
-        for e in events {
-            self.event(e, &mut out)?;
+        while !events.is_empty() {
+            for e in events {
+                self.event(e, &mut out)?;
+            }
+            // An event the parser could not read after these is reported now.
+            events = self.parser.push(&[]).map_err(framing)?;
         }
         Ok(out)
     }

@@ -289,6 +289,22 @@ fn logprobs_do_not_spell_out_a_redacted_key() {
 }
 
 #[test]
+fn a_finding_before_a_bad_event_wins_whatever_the_split() {
+    // Found by the `sse_filter` fuzz target: the canary event came before an event that is
+    // not UTF-8; which one stopped the stream depended on the chunking.
+    let mut w = format!("data: leak {CANARY}\n\ndata: ").into_bytes();
+    w.extend(b"\xff\n\n");
+    for cuts in [vec![], vec![10], vec![30, 40]] {
+        let mut f = SseFilter::new(filters(FilterAction::Redact, FilterAction::Block));
+        assert_eq!(
+            run(&mut f, &w, &cuts).1.as_deref(),
+            Some("canary"),
+            "{cuts:?}"
+        );
+    }
+}
+
+#[test]
 fn an_unterminated_last_event_is_filtered_not_passed_raw() {
     let mut f = SseFilter::new(redacting());
     let mut w = chat_stream(&["fine"]);
