@@ -22,13 +22,21 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 
 /// POSTs a chat request with `Host: host`; the status and the body.
 async fn ask(addr: SocketAddr, host: &str) -> (u16, Value) {
+    let (status, _, body) = ask_raw(addr, host, false).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// POSTs a chat request (streamed when `stream`); status, content type and body text.
+async fn ask_raw(addr: SocketAddr, host: &str, stream: bool) -> (u16, String, String) {
     use http_body_util::{BodyExt, Full};
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}"#;
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","stream":{stream},"messages":[{{"role":"user","content":"hello"}}]}}"#
+    );
     let req = http::Request::post("/v1/chat/completions")
         .header("host", host)
         .header("content-type", "application/json")
@@ -36,8 +44,14 @@ async fn ask(addr: SocketAddr, host: &str) -> (u16, Value) {
         .unwrap();
     let resp = tx.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let b = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    (status, ctype, String::from_utf8_lossy(&b).into_owned())
 }
 
 fn compile(dir: &std::path::Path, yaml: &str) -> Result<palisade_ingress::Compiled, Vec<String>> {
@@ -114,6 +128,17 @@ async fn https_backends_are_verified_against_the_route_ca() {
             "Echo: 5 characters received."
         );
     }
+    // A streamed answer over the same pooled connection.
+    let (status, ctype, text) = ask_raw(addr, "good.test", true).await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "text/event-stream"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""content":"Echo:""#) && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
+    );
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
