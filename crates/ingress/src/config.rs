@@ -8,6 +8,7 @@ use crate::auth::jwt::{parse_jwks, JwtSettings, JwtVerifier};
 use crate::auth::keys::ApiKeys;
 use crate::filter::FilterAction;
 use crate::limits::Limits;
+use crate::proxy::https::{self, HttpsUpstream};
 use crate::waf::{self, Waf, WafSettings};
 use palisade_egress::dlp::Detector;
 use palisade_policy::diag::Origin;
@@ -23,12 +24,62 @@ pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A backend: where requests of a route go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Backend {
     /// `host:port`.
     pub authority: http::uri::Authority,
     /// Path prefix of the backend URL (`""` for none).
     pub base_path: String,
+    /// `https` backends: the pooled TLS client trusting the route's CAs.
+    pub tls: Option<BackendTls>,
+}
+
+/// How an `https` backend is reached.
+#[derive(Clone)]
+pub struct BackendTls {
+    /// The client (its own connection pool).
+    pub client: HttpsUpstream,
+    /// Where its trust anchors come from (a file, or the system bundle).
+    pub trust: String,
+}
+
+impl Backend {
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl Backend {
+    /// The `Host` header sent to the backend: the authority, without the scheme's default
+    /// port.
+    pub fn host_header(&self) -> &str {
+        let default = if self.tls.is_some() { 443 } else { 80 };
+        match self.authority.port_u16() {
+            Some(p) if p == default => self
+                .authority
+                .as_str()
+                .rsplit_once(':')
+                .map_or(self.authority.as_str(), |(h, _)| h),
+            _ => self.authority.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field(
+                "url",
+                &format!("{}://{}{}", self.scheme(), self.authority, self.base_path),
+            )
+            .field("trust", &self.tls.as_ref().map(|t| &t.trust))
+            .finish()
+    }
 }
 
 /// Credentials a route accepts.
@@ -214,6 +265,8 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
     let mut out = Compiled::default();
     let mut all_errors = Vec::new();
     let mut wafs: HashMap<WafSettings, Arc<Waf>> = HashMap::new();
+    // One TLS client (and pool) per trust-anchor file, shared by the routes naming it.
+    let mut tls_clients: HashMap<std::path::PathBuf, HttpsUpstream> = HashMap::new();
     for (gw, origin) in gateways {
         let mut errs = Errors {
             origin,
@@ -252,13 +305,47 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
         );
         for (i, r) in s.routes.iter().enumerate() {
             let f = |k: &str| format!("spec.routes[{i}].{k}");
-            let backend = match parse_backend(&r.backend) {
+            let mut backend = match parse_backend(&r.backend) {
                 Ok(b) => b,
                 Err(e) => {
                     errs.push(&f("backend"), e);
                     continue;
                 }
             };
+            if r.backend_ca_file.is_some() && !r.backend.starts_with("https://") {
+                errs.push(&f("backendCaFile"), "only https backends use a CA file");
+            }
+            if r.backend.starts_with("https://") {
+                let (ca, field) = match &r.backend_ca_file {
+                    Some(file) => (base.join(file), "backendCaFile"),
+                    None => (
+                        Path::new(palisade_egress::tls::SYSTEM_BUNDLE).to_path_buf(),
+                        "backend",
+                    ),
+                };
+                let client = match tls_clients.get(&ca) {
+                    Some(c) => Ok(c.clone()),
+                    None => palisade_egress::tls::load_roots(&ca)
+                        .map_err(|e| match field {
+                            "backend" => format!("{e} (system trust anchors; set backendCaFile to name the backend's CA)"),
+                            _ => e.to_string(),
+                        })
+                        .and_then(https::client),
+                };
+                match client {
+                    Ok(c) => {
+                        tls_clients.insert(ca.clone(), c.clone());
+                        backend.tls = Some(BackendTls {
+                            client: c,
+                            trust: ca.display().to_string(),
+                        });
+                    }
+                    Err(e) => {
+                        errs.push(&f(field), e);
+                        continue;
+                    }
+                }
+            }
             let auth = r.auth.as_ref().map(|a| {
                 let mut ra = RouteAuth::default();
                 if let Some(file) = &a.api_keys_file {
@@ -407,30 +494,36 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
     }
 }
 
-/// Parses `http://host:port[/base]`.
+/// Parses `http(s)://host[:port][/base]`; an `https` backend's TLS client is added by
+/// [`compile`].
 pub fn parse_backend(url: &str) -> Result<Backend, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{url:?}: https backends are not supported yet (terminate TLS at the gateway, plain HTTP to the backend)"
-            ))
-        }
-        _ => return Err(format!("{url:?} must be an http:// URL")),
-    }
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
+        _ => return Err(format!("{url:?} must be an http:// or https:// URL")),
+    };
     let mut authority = uri
         .authority()
         .cloned()
         .ok_or_else(|| format!("{url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{url:?}: user information is not allowed in a backend URL"
+        ));
+    }
     if authority.port().is_none() {
-        authority = format!("{}:80", authority.host())
+        authority = format!("{}:{default_port}", authority.host())
             .parse()
             .map_err(|e| format!("{url:?}: {e}"))?;
+    }
+    if uri.query().is_some() {
+        return Err(format!("{url:?}: a backend URL has no query"));
     }
     Ok(Backend {
         authority,
         base_path: uri.path().trim_end_matches('/').to_string(),
+        tls: None,
     })
 }
 
@@ -459,5 +552,18 @@ mod tests {
             "llm:80"
         );
         assert!(parse_backend("ftp://x").is_err());
+        assert_eq!(
+            parse_backend("https://llm.internal/v1")
+                .unwrap()
+                .authority
+                .as_str(),
+            "llm.internal:443"
+        );
+        assert!(parse_backend("https://user:pw@llm").is_err());
+        assert_eq!(parse_backend("http://llm").unwrap().host_header(), "llm");
+        assert_eq!(
+            parse_backend("http://[::1]:8000").unwrap().host_header(),
+            "[::1]:8000"
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod openai;
 pub mod proxy;
 pub mod refusal;
 pub mod sse;
+pub mod sse_filter;
 pub mod tokens;
 pub mod waf;
 

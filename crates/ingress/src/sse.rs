@@ -63,7 +63,10 @@ impl SseParser {
         Self::default()
     }
 
-    /// Adds bytes; returns the events they complete.
+    /// Adds bytes; returns the events they complete. An event that cannot be parsed is
+    /// reported once the events before it have been returned (by this call when there are
+    /// none, else by the next one — `push(&[])` asks), so the split of a stream into chunks
+    /// never changes which events come out before the error.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         self.buf.extend_from_slice(data);
         let mut events = Vec::new();
@@ -75,10 +78,16 @@ impl SseParser {
                 }
                 return Ok(events);
             };
-            let raw: Vec<u8> = self.buf.drain(..next).take(end).collect();
             self.scanned = 0;
-            if let Some(e) = parse_event(&raw)? {
-                events.push(e);
+            match parse_event(&self.buf[..end]) {
+                Ok(e) => {
+                    self.buf.drain(..next);
+                    events.extend(e);
+                }
+                Err(e) if events.is_empty() => return Err(e),
+                // The events before a bad one come out first; the bad one stays at the
+                // front, so the next call reports it.
+                Err(_) => return Ok(events),
             }
         }
     }
@@ -166,6 +175,28 @@ mod tests {
         assert_eq!(again[0].data, "one\ntwo");
     }
 
+    /// Events up to the first error, and the error (`push(&[])` at the end asks for one
+    /// still pending).
+    fn collect(pieces: &[&[u8]]) -> (Vec<SseEvent>, Option<SseError>) {
+        let mut p = SseParser::new();
+        let mut got = Vec::new();
+        for piece in pieces.iter().copied().chain([&[][..]]) {
+            match p.push(piece) {
+                Ok(e) => got.extend(e),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+        (got, None)
+    }
+
+    #[test]
+    fn events_before_a_bad_one_come_out_first() {
+        let (events, err) = collect(&[b"data: a\n\ndata: \xff\n\ndata: b\n\n"]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "a");
+        assert_eq!(err, Some(SseError::NotUtf8));
+    }
+
     #[test]
     fn an_endless_event_is_refused() {
         let mut p = SseParser::new();
@@ -183,6 +214,21 @@ mod tests {
             got.extend(p.push(&wire[cut..]).unwrap());
             let got: Vec<String> = got.into_iter().map(|e| e.data).collect();
             prop_assert_eq!(got, datas);
+        }
+
+        #[test]
+        fn arbitrary_bytes_split_anywhere_give_the_same_events(
+            data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b':'), Just(b' '), any::<u8>()], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            let whole = collect(&[&data]);
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for c in cuts { pieces.push(&data[at..c]); at = c; }
+            pieces.push(&data[at..]);
+            prop_assert_eq!(whole, collect(&pieces));
         }
 
         #[test]

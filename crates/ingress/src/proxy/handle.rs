@@ -4,6 +4,7 @@
 //! writes one event.
 
 use super::body::{BodySummary, FilteredBody};
+use super::https::{tls_failure, TlsFailure};
 use super::upstream::{full, ProxyBody};
 use super::Shared;
 use crate::auth::{credential, looks_like_jwt, AuthError};
@@ -527,7 +528,12 @@ pub async fn handle(
     let mut out_body = raw.clone();
     if let (Some(action), Some(a)) = (route.filters.canary, api.as_mut()) {
         let c = new_canary();
-        if a.with_canary(&c) {
+        let injected = if op == Some("responses") {
+            a.with_instructions_canary(&c)
+        } else {
+            a.with_canary(&c)
+        };
+        if injected {
             out_body = Bytes::from(a.to_bytes());
             filters.canary = Some((c, action));
         }
@@ -548,8 +554,11 @@ pub async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let target = format!(
-        "http://{}{}{}",
-        route.backend.authority, route.backend.base_path, pq
+        "{}://{}{}{}",
+        route.backend.scheme(),
+        route.backend.authority,
+        route.backend.base_path,
+        pq
     );
     let mut up = Request::builder().method(parts.method.clone()).uri(target);
     if let Some(h) = up.headers_mut() {
@@ -564,7 +573,7 @@ pub async fn handle(
             }
             h.append(k.clone(), v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(route.backend.authority.as_str()) {
+        if let Ok(v) = HeaderValue::from_str(route.backend.host_header()) {
             h.insert(header::HOST, v);
         }
         if !out_body.is_empty() || parts.method == http::Method::POST {
@@ -592,7 +601,12 @@ pub async fn handle(
             "The request could not be forwarded.",
         ));
     };
-    let sent = super::upstream::send_request(&shared.client, up);
+    let sent = async {
+        match &route.backend.tls {
+            Some(t) => t.client.request(up).await.map_err(Into::into),
+            None => super::upstream::send_request(&shared.client, up).await,
+        }
+    };
     let resp = match tokio::time::timeout(route.timeout, sent).await {
         Err(_) => {
             return x.refuse(Refusal::new(
@@ -603,13 +617,29 @@ pub async fn handle(
             ))
         }
         Ok(Err(e)) => {
-            tracing::warn!(route = %route.name, error = %e, "backend request failed");
-            return x.refuse(Refusal::new(
-                502,
-                "server_error",
-                "upstream_unavailable",
-                "The model backend is unavailable.",
-            ));
+            let tls = tls_failure(&*e);
+            tracing::warn!(route = %route.name, error = %e, tls = ?tls, "backend request failed");
+            let refusal = match tls {
+                Some(TlsFailure::Certificate(_)) => Refusal::new(
+                    502,
+                    "server_error",
+                    "upstream_certificate_invalid",
+                    "The model backend's TLS certificate could not be verified.",
+                ),
+                Some(TlsFailure::Handshake(_)) => Refusal::new(
+                    502,
+                    "server_error",
+                    "upstream_tls_failed",
+                    "The TLS handshake with the model backend failed.",
+                ),
+                None => Refusal::new(
+                    502,
+                    "server_error",
+                    "upstream_unavailable",
+                    "The model backend is unavailable.",
+                ),
+            };
+            return x.refuse(refusal);
         }
         Ok(Ok(r)) => r,
     };

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod handle;
+pub mod https;
 pub mod tls;
 pub mod upstream;
 

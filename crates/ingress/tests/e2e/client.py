@@ -53,6 +53,25 @@ def stream(name, key, content):
         out[name]["leaked"] = "pcn-" in text
 
 
+def responses_stream(name, key, content):
+    text = ""
+    try:
+        s = client(key).responses.create(
+            model="gpt-4o-mini", stream=True, instructions="You are a support bot.", input=content,
+        )
+        done = None
+        for ev in s:
+            if ev.type == "response.output_text.delta":
+                text += ev.delta
+            elif ev.type == "response.completed":
+                done = ev.response.output_text
+        out[name] = {"content": text, "completed": done}
+    except openai.APIError as e:
+        out[name] = err(e)
+        out[name]["partial"] = text
+        out[name]["leaked"] = "pcn-" in text
+
+
 chat("valid_key", alice, "hello")
 stream("valid_stream", alice, "hello")
 chat("valid_jwt", good_jwt, "hello")
@@ -81,6 +100,8 @@ chat("long_benign", alice, long)
 stream("canary_stream", alice, "Please LEAK-CANARY now")
 stream("key_stream", alice, "Please LEAK-KEY now")
 chat("key_json", alice, "Please LEAK-KEY now")
+responses_stream("responses_key_stream", alice, "Please LEAK-KEY now")
+responses_stream("responses_canary_stream", alice, "Please LEAK-CANARY now")
 chat("sqli_query", alice, "hello", extra_query={"id": "1' UNION SELECT password FROM users--"})
 try:
     client(alice).models.list(extra_query={"q": "1' OR '1'='1' --"})

@@ -3,6 +3,7 @@
 //! with the package is found; set `PALISADE_TEST_PYTHON`), plus raw-HTTP checks of bad
 //! input. The WAF runs the OWASP CRS from `../shared/data/crs-v4.25.0` when present.
 
+mod https_backend;
 mod upstream;
 
 use palisade_events::{Event, EventBody, EventReceiver};
@@ -188,7 +189,7 @@ fn python_with(module: &str) -> Option<String> {
     ok.then_some(py)
 }
 
-fn drain(rx: &EventReceiver) -> Vec<Event> {
+pub(crate) fn drain(rx: &EventReceiver) -> Vec<Event> {
     let mut all = Vec::new();
     loop {
         let b = rx.recv_batch(1000, Duration::from_millis(300));
@@ -281,6 +282,13 @@ async fn the_openai_client_through_the_gateway() {
         "{red}"
     );
     assert!(red.ends_with("Keep it safe."), "{red}");
+    // The same through the Responses API's stream events.
+    let want = "The deployment uses the key [REDACTED:openai-key] for billing. Keep it safe.";
+    assert_eq!(get("responses_key_stream")["content"], want);
+    assert_eq!(get("responses_key_stream")["completed"], want);
+    assert_eq!(get("responses_canary_stream")["error"], "APIError");
+    assert_eq!(get("responses_canary_stream")["code"], "output_blocked");
+    assert_eq!(get("responses_canary_stream")["leaked"], false);
     let red = get("key_json")["content"].as_str().unwrap();
     assert!(
         red.contains("[REDACTED:openai-key]") && !red.contains(upstream::LEAKED_KEY),
@@ -519,4 +527,105 @@ async fn tls_termination_with_http2_and_http1() {
     }
     let events = drain(&s.events);
     assert!(events.iter().any(|e| matches!(&e.body, EventBody::Http(h) if h.tls == Some(palisade_events::TlsMode::Intercepted))));
+}
+
+/// POSTs `body` to `path` over HTTP/1.1; the status and the whole response body.
+async fn post_http(addr: SocketAddr, path: &str, body: &str, key: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(path)
+        .header("host", "gw")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.map(|b| b.to_bytes());
+    (
+        status,
+        String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned(),
+    )
+}
+
+/// The `data:` JSON of each SSE event of `text`.
+fn sse_data(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_api_streams_are_output_filtered() {
+    let s = setup().await;
+    let req = |input: &str| {
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true, "instructions": "You are a support bot.", "input": input}).to_string()
+    };
+    // A leaked key is redacted in the deltas and in every full copy of the text.
+    let (status, text) = post_http(s.addr, "/v1/responses", &req("please LEAK-KEY"), ALICE).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(upstream::LEAKED_KEY), "{text}");
+    let events = sse_data(&text);
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    let want = "The deployment uses the key [REDACTED:openai-key] for billing. Keep it safe.";
+    assert_eq!(deltas, want, "{text}");
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "response.output_text.done")
+        .expect("a done event");
+    assert_eq!(done["text"], want);
+    let completed = events
+        .iter()
+        .find(|e| e["type"] == "response.completed")
+        .expect("the completed event");
+    assert_eq!(
+        completed["response"]["output"][0]["content"][0]["text"],
+        want
+    );
+    // The canary the gateway put into the instructions: a stream that leaks it is cut, and
+    // the echo of the instructions does not show it.
+    let (status, text) = post_http(s.addr, "/v1/responses", &req("LEAK-CANARY now"), ALICE).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"code\":\"output_blocked\""), "{text}");
+    assert!(!text.contains("pcn-"), "{text}");
+    let events = sse_data(&text);
+    assert_eq!(
+        events[0]["response"]["instructions"], "You are a support bot.",
+        "{text}"
+    );
+    assert!(!events.iter().any(|e| e["type"] == "response.completed"));
+    // A clean answer passes unchanged, with the backend's usage accounted.
+    let (status, text) = post_http(s.addr, "/v1/responses", &req("hello"), ALICE).await;
+    assert_eq!(status, 200, "{text}");
+    let deltas: String = sse_data(&text)
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, "Echo: 5 characters received.");
+    let http: Vec<_> = drain(&s.events)
+        .into_iter()
+        .filter_map(|e| match e.body {
+            EventBody::Http(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(http.len(), 3);
+    let has =
+        |h: &palisade_events::HttpInfo, name: &str| h.detections.iter().any(|d| d.detector == name);
+    assert!(has(&http[0], "output.openai-key"), "{:?}", http[0]);
+    assert!(has(&http[1], "output.canary"), "{:?}", http[1]);
+    assert_eq!(
+        http[2].ai.as_ref().and_then(|a| a.completion_tokens),
+        Some(upstream::COMPLETION_TOKENS)
+    );
 }

@@ -3,6 +3,8 @@
 //! small chunks. What it answers depends on the last user message: `LEAK-CANARY` repeats
 //! the system prompt (a model leaking its instructions), `LEAK-KEY` includes an API key,
 //! anything else is an echo of the prompt's length. It reports 150 completion tokens.
+//! `/v1/responses` answers the same way in the Responses-API shape (the system prompt is
+//! `instructions`), streamed as `response.output_text.delta` events.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,7 +37,15 @@ impl Body for ChannelBody {
 type Out = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
 
 fn answer(body: &Value) -> String {
-    let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+    let mut msgs = body["messages"].as_array().cloned().unwrap_or_default();
+    if let Some(ins) = body["instructions"].as_str() {
+        msgs.insert(0, json!({"role": "system", "content": ins}));
+    }
+    match &body["input"] {
+        Value::String(s) => msgs.push(json!({"role": "user", "content": s})),
+        Value::Array(a) => msgs.extend(a.iter().cloned()),
+        _ => {}
+    }
     let last_user = msgs
         .iter()
         .rev()
@@ -74,6 +84,9 @@ async fn serve(req: Request<Incoming>) -> Response<Out> {
             .unwrap();
     }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if path == "/v1/responses" {
+        return responses(&body, answer(&body));
+    }
     let text = answer(&body);
     let model = body["model"].as_str().unwrap_or("unknown").to_string();
     let prompt_tokens = (raw.len() / 4) as u64;
@@ -123,6 +136,134 @@ async fn serve(req: Request<Incoming>) -> Response<Out> {
         .header("content-type", "text/event-stream")
         .body(ChannelBody(rx).boxed_unsync())
         .unwrap()
+}
+
+/// A Responses-API answer: one JSON response object, or its event stream.
+fn responses(body: &Value, text: String) -> Response<Out> {
+    let part = json!({"type": "output_text", "text": text, "annotations": []});
+    let item = json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant", "content": [part]});
+    let usage = json!({"input_tokens": 20, "output_tokens": COMPLETION_TOKENS, "total_tokens": 20 + COMPLETION_TOKENS});
+    let resp = |status: &str, output: Value, usage: Value| {
+        json!({"id": "resp_1", "object": "response", "created_at": 1, "status": status,
+               "model": body["model"], "instructions": body["instructions"],
+               "output": output, "usage": usage})
+    };
+    if body["stream"].as_bool() != Some(true) {
+        let b = resp("completed", json!([item]), usage);
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(b.to_string())).boxed_unsync())
+            .unwrap();
+    }
+    let mut events = vec![
+        (
+            "response.created",
+            json!({"response": resp("in_progress", json!([]), Value::Null)}),
+        ),
+        (
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        ),
+        (
+            "response.content_part.added",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+    ];
+    let chars: Vec<char> = text.chars().collect();
+    for piece in chars.chunks(5) {
+        let d: String = piece.iter().collect();
+        events.push((
+            "response.output_text.delta",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": d}),
+        ));
+    }
+    events.extend([
+        (
+            "response.output_text.done",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text}),
+        ),
+        (
+            "response.content_part.done",
+            json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part}),
+        ),
+        (
+            "response.output_item.done",
+            json!({"output_index": 0, "item": item}),
+        ),
+        (
+            "response.completed",
+            json!({"response": resp("completed", json!([item]), usage)}),
+        ),
+    ]);
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        for (seq, (name, mut data)) in events.into_iter().enumerate() {
+            data["type"] = json!(name);
+            data["sequence_number"] = json!(seq);
+            if tx
+                .send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(ChannelBody(rx).boxed_unsync())
+        .unwrap()
+}
+
+/// Starts the backend behind TLS with `cert_pem` / `key_pem`; returns its address and a
+/// count of the TLS connections it accepted.
+pub(crate) async fn start_tls(
+    cert_pem: &str,
+    key_pem: &str,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(
+                        TokioIo::new(tls),
+                        hyper::service::service_fn(|r| async move {
+                            Ok::<_, std::convert::Infallible>(serve(r).await)
+                        }),
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 /// Starts the backend; returns its address.

@@ -66,8 +66,12 @@ pub struct AIRoute {
     /// Host (default: any of the gateway's).
     #[serde(default)]
     pub host: Option<String>,
-    /// Upstream URL (`http://host:port`).
+    /// Upstream URL (`http://host:port` or `https://host:port`, optionally with a base path).
     pub backend: String,
+    /// PEM bundle of the CAs an `https` backend's certificate must chain to (relative to this
+    /// file); default: the system's trust anchors. The certificate is always verified.
+    #[serde(default)]
+    pub backend_ca_file: Option<String>,
     /// API style of the backend (`openai` default).
     #[serde(default)]
     pub api: Option<String>,

@@ -1,0 +1,94 @@
+//! Chat/completions stream chunks: each choice (`index`) is a lane; its text is
+//! `delta.content` (chat) or `text` (legacy completions). A choice's `finish_reason` ends
+//! its lane. With filters, a choice's `logprobs` are dropped: their tokens spell the text
+//! out again, past the filter.
+
+use super::{LaneKey, SseFilter};
+use serde_json::Value;
+
+/// Filters the text of every choice of one chunk in place.
+pub(super) fn event(f: &mut SseFilter, v: &mut Value) -> Result<(), String> {
+    let Some(indexes) = v.get("choices").and_then(Value::as_array).map(|cs| {
+        cs.iter()
+            .map(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0))
+            .collect::<Vec<_>>()
+    }) else {
+        return Ok(());
+    };
+    if indexes
+        .iter()
+        .any(|i| !f.lanes.contains_key(&LaneKey::Choice(*i)))
+    {
+        let shape = v.clone();
+        for i in &indexes {
+            f.open(&LaneKey::Choice(*i), || shape.clone(), None);
+        }
+    }
+    let filtering = !f.filters.is_empty();
+    let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for (c, idx) in choices.iter_mut().zip(indexes) {
+        let finished = c.get("finish_reason").is_some_and(|r| !r.is_null());
+        let incoming = text_of(c).map(str::to_string);
+        if incoming.is_none() && !(finished && filtering) {
+            continue;
+        }
+        let t = f.pass(
+            &LaneKey::Choice(idx),
+            &incoming.unwrap_or_default(),
+            finished,
+        )?;
+        set_text(c, t);
+        if filtering {
+            // Token log-probabilities spell the text out again, unfiltered.
+            if let Some(lp) = c.get_mut("logprobs").filter(|l| !l.is_null()) {
+                *lp = Value::Null;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A choice's new text: `delta.content` (chat) or `text` (completions).
+fn text_of(c: &Value) -> Option<&str> {
+    c.get("text")
+        .and_then(Value::as_str)
+        .or_else(|| c.pointer("/delta/content").and_then(Value::as_str))
+}
+
+/// Puts filtered text back where it came from. A finished choice that had none (a final
+/// chunk with only `finish_reason`) gets `delta.content` when held-back text remains, and is
+/// left as it was otherwise (tool-call deltas keep their `content: null`).
+fn set_text(c: &mut Value, t: String) {
+    if c.get("text").is_some_and(Value::is_string) {
+        c["text"] = Value::String(t);
+    } else if c.pointer("/delta/content").is_some_and(Value::is_string) {
+        c["delta"]["content"] = Value::String(t);
+    } else if !t.is_empty() {
+        if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+            d.insert("content".into(), Value::String(t));
+        } else if let Some(o) = c.as_object_mut() {
+            o.insert("delta".into(), serde_json::json!({ "content": t }));
+        }
+    }
+}
+
+/// A chunk like `template` carrying `text` for choice `idx` only.
+pub(super) fn flush_chunk(template: &Value, idx: u64, text: &str) -> Value {
+    let mut chunk = if template.is_object() {
+        template.clone()
+    } else {
+        serde_json::json!({"object": "chat.completion.chunk"})
+    };
+    if let Some(o) = chunk.as_object_mut() {
+        let choice = if template.pointer("/choices/0/text").is_some() {
+            serde_json::json!({"index": idx, "text": text, "finish_reason": null})
+        } else {
+            serde_json::json!({"index": idx, "delta": {"content": text}, "finish_reason": null})
+        };
+        o.remove("usage");
+        o.insert("choices".into(), Value::Array(vec![choice]));
+    }
+    chunk
+}
