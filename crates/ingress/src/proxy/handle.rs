@@ -176,18 +176,51 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let mut names: Vec<http::HeaderName> = headers
+    // Names `Connection` lists besides the usual `keep-alive` / `close` (rare).
+    let mut listed: Vec<http::HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        for t in v.to_str().unwrap_or("").split(',').map(str::trim) {
+            if t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            listed.extend(http::HeaderName::try_from(t).ok());
+        }
+    }
+    let present: Vec<http::HeaderName> = headers
         .keys()
         .filter(|k| is_hop_by_hop(k))
         .cloned()
         .collect();
-    for v in headers.get_all(header::CONNECTION) {
-        let listed = v.to_str().unwrap_or("").split(',');
-        names.extend(listed.filter_map(|t| http::HeaderName::try_from(t.trim()).ok()));
-    }
-    for n in names {
+    for n in present.into_iter().chain(listed) {
         headers.remove(n);
     }
+}
+
+/// The backend URI for a request to `pq`: the backend's scheme and authority, its path
+/// prefix, then the request's path and query (built from parts, without re-parsing when
+/// the backend has no prefix).
+fn backend_uri(
+    backend: &crate::config::Backend,
+    pq: Option<&http::uri::PathAndQuery>,
+) -> Option<http::Uri> {
+    let path = match (backend.base_path.is_empty(), pq) {
+        (true, Some(p)) => p.clone(),
+        (true, None) => http::uri::PathAndQuery::from_static("/"),
+        (false, p) => format!("{}{}", backend.base_path, p.map_or("/", |p| p.as_str()))
+            .parse()
+            .ok()?,
+    };
+    let scheme = if backend.tls.is_some() {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    };
+    http::Uri::builder()
+        .scheme(scheme)
+        .authority(backend.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()
 }
 
 /// Whether a request to `route` (on a path that is not a known OpenAI-style operation)
@@ -548,18 +581,14 @@ pub async fn handle(
     }
 
     // Forward.
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let target = format!(
-        "{}://{}{}{}",
-        route.backend.scheme(),
-        route.backend.authority,
-        route.backend.base_path,
-        pq
-    );
+    let Some(target) = backend_uri(&route.backend, parts.uri.path_and_query()) else {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "bad_request",
+            "The request could not be forwarded.",
+        ));
+    };
     let mut up = Request::builder().method(parts.method.clone()).uri(target);
     if let Some(h) = up.headers_mut() {
         for (k, v) in parts.headers.iter() {
@@ -708,6 +737,22 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_uris_join_the_prefix_and_keep_the_query() {
+        let b = |base: &str| crate::config::Backend {
+            authority: "10.0.0.1:8000".parse().unwrap(),
+            base_path: base.to_string(),
+            tls: None,
+        };
+        let pq: http::uri::PathAndQuery = "/v1/chat?x=1&y=%20".parse().unwrap();
+        let u = backend_uri(&b(""), Some(&pq)).unwrap();
+        assert_eq!(u.to_string(), "http://10.0.0.1:8000/v1/chat?x=1&y=%20");
+        let u = backend_uri(&b("/llm"), Some(&pq)).unwrap();
+        assert_eq!(u.to_string(), "http://10.0.0.1:8000/llm/v1/chat?x=1&y=%20");
+        let u = backend_uri(&b(""), None).unwrap();
+        assert_eq!(u.to_string(), "http://10.0.0.1:8000/");
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
