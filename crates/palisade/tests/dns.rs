@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod netns;
-use netns::{bin, in_ns, sh, Kill, Netns};
+use netns::{bin, dnsmasq, in_ns, lab_server, sh, Kill, Netns};
 
 fn can_run() -> bool {
     netns::can_run("the DNS end-to-end test", &["nft", "dnsmasq", "dig"])
@@ -92,45 +92,15 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         "ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.0.10/32 dev hx && ip -n {node} route add 10.99.0.11/32 dev hx && ip -n {node} route add 10.99.0.12/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.0.10/32 dev eth0 && ip -n {e} addr add 10.99.0.11/32 dev eth0 && ip -n {e} addr add 10.99.0.12/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
         e = ext.0
     ));
-    let _servers = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ext.0,
-                bin(),
-                "lab",
-                "serve",
-                "--tcp",
-                "443",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _dnsmasq = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--port=5353",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--local-ttl=2",
-                "--address=/cdn.models.test/10.99.0.10",
-                "--address=/evil.test/10.99.0.11",
-                "--host-record=hub.models.test,10.99.0.12,30",
-                "--pid-file=",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _servers = lab_server(&ext.0, "443");
+    let _dnsmasq = dnsmasq(
+        &node,
+        &[
+            "--local-ttl=2",
+            "--address=/cdn.models.test/10.99.0.10",
+            "--address=/evil.test/10.99.0.11",
+            "--host-record=hub.models.test,10.99.0.12,30",
+        ],
     );
     // The agent's table in the node, then the DNS proxy beside it.
     let mut agent = Agent::new(AgentSettings {

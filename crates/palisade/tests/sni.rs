@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod netns;
-use netns::{bin, in_ns, sh, Kill, Netns};
+use netns::{bin, dnsmasq, in_ns, lab_server, sh, Kill, Netns};
 
 fn can_run() -> bool {
     netns::can_run(
@@ -117,43 +117,13 @@ spec:
         })
         .unwrap();
     assert!(st.success(), "redirect rule");
-    let _servers = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ext.0,
-                bin(),
-                "lab",
-                "serve",
-                "--tcp",
-                "443",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _dnsmasq = Kill(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--port=5353",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--address=/cdn.models.test/10.99.1.10",
-                "--address=/hub.models.test/10.99.1.12",
-                "--pid-file=",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _servers = lab_server(&ext.0, "443");
+    let _dnsmasq = dnsmasq(
+        &node,
+        &[
+            "--address=/cdn.models.test/10.99.1.10",
+            "--address=/hub.models.test/10.99.1.12",
+        ],
     );
     let _up = Kill(
         Command::new("ip")

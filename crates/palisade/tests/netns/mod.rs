@@ -2,7 +2,7 @@
 //! (`dns.rs`, `sni.rs`): the binary under test, a skip check, processes and namespaces
 //! cleaned up on drop, and commands inside a namespace.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 /// The `palisade` binary built for these tests.
 pub(crate) fn bin() -> &'static str {
@@ -38,6 +38,41 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `palisade lab serve --tcp PORT` in namespace `ns` (answers on every address there).
+pub(crate) fn lab_server(ns: &str, port: &str) -> Kill {
+    Kill(
+        Command::new("ip")
+            .args(["netns", "exec", ns, bin(), "lab", "serve", "--tcp", port])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A dnsmasq in namespace `ns` on 127.0.0.1:5353 answering only from `records`
+/// (`--address=…`, `--host-record=…`, `--local-ttl=…`), no upstream.
+pub(crate) fn dnsmasq(ns: &str, records: &[&str]) -> Kill {
+    Kill(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "dnsmasq", "--keep-in-foreground"])
+            .args([
+                "--conf-file=/dev/null",
+                "--port=5353",
+                "--listen-address=127.0.0.1",
+            ])
+            .args([
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+            ])
+            .args(records)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A network namespace whose processes are killed and which is deleted on drop.
