@@ -130,16 +130,8 @@ impl Transaction<'_> {
             };
             let Some(v) = hit else { continue };
             any = true;
-            if want_caps && !caps.is_empty() {
-                for (i, g) in caps.iter().enumerate() {
-                    st.tx.insert(i.to_string(), g.clone());
-                }
-            }
-            let name = c.name();
-            st.matched_var.clone_from(&v);
-            st.matched_var_name.clone_from(&name);
-            st.matched_vars.push((name, v));
-            run_effects(rs, data, st, rule);
+            let caps = want_caps.then_some(&caps[..]);
+            record_match(rs, data, st, rule, c.name(), v, caps);
         }
         self.cand_buf = recycle(cands);
         any
@@ -172,19 +164,11 @@ impl Transaction<'_> {
         }
         let v = v.to_vec();
         drop(param);
-        let st = &mut self.st;
-        if want_caps && !caps.is_empty() {
-            for (i, g) in caps.into_iter().enumerate() {
-                st.tx.insert(i.to_string(), g);
-            }
-        }
         let mut name = Var::Tx.name().as_bytes().to_vec();
         name.push(b':');
         name.extend_from_slice(key.as_bytes());
-        st.matched_var.clone_from(&v);
-        st.matched_var_name.clone_from(&name);
-        st.matched_vars.push((name, v));
-        run_effects(self.rs, &self.data, st, rule);
+        let caps = want_caps.then_some(&caps[..]);
+        record_match(self.rs, &self.data, &mut self.st, rule, name, v, caps);
         true
     }
 
@@ -220,6 +204,26 @@ impl Transaction<'_> {
             });
         }
     }
+}
+
+/// A value `name` = `v` matched `rule`'s link: its captures become `TX:0`…, it becomes
+/// `MATCHED_VAR(_NAME)` and joins `MATCHED_VARS`, and the link's non-disruptive actions run.
+fn record_match(
+    rs: &Ruleset,
+    data: &Data,
+    st: &mut State,
+    rule: &Rule,
+    name: Vec<u8>,
+    v: Vec<u8>,
+    caps: Option<&[Vec<u8>]>,
+) {
+    for (i, g) in caps.unwrap_or(&[]).iter().enumerate() {
+        st.tx.insert(i.to_string(), g.clone());
+    }
+    st.matched_var.clone_from(&v);
+    st.matched_var_name.clone_from(&name);
+    st.matched_vars.push((name, v));
+    run_effects(rs, data, st, rule);
 }
 
 /// The key when `rule` looks at exactly one `TX:key` (not counted, not multiMatch).
