@@ -6,8 +6,9 @@
 #
 # The allow-list is expressed as Palisade policy: the load generator's address (127.0.0.1)
 # is a pod, and a SecurityPolicy isolates its egress to those FQDNs. Every request is an
-# `http` event in the event store (like squid's access log); PALISADE_EGRESS_EVENTS=denied
-# or none changes that.
+# `http` event, one JSON line each in $PALISADE_BENCH_RUN_DIR/access.jsonl (like squid's
+# access log); PALISADE_EGRESS_STORE=true also keeps them in the queryable SQLite store, and
+# PALISADE_EGRESS_EVENTS=denied or none records fewer.
 #   PALISADE_EGRESS_CMD="bash $PWD/bench/egress.sh" bash ../shared/bench/egress-anchor.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,5 +43,7 @@ spec:
   manifests: manifests
   dataDir: data
   egress: {listen: "${PALISADE_LISTEN:-127.0.0.1:13129}", $hosts_line events: "${PALISADE_EGRESS_EVENTS:-all}"}
+  events: {jsonl: "$dir/access.jsonl", store: ${PALISADE_EGRESS_STORE:-false}}
 YAML
-RUST_LOG=${RUST_LOG:-warn} exec "$bin" egress --config "$dir/palisade.yaml"
+# $bin unquoted: PALISADE_BIN may carry a wrapper (valgrind …) before the binary.
+RUST_LOG=${RUST_LOG:-warn} exec $bin egress --config "$dir/palisade.yaml"

@@ -16,7 +16,11 @@ pub fn classify(host: &str, method: &str, path: &str) -> Option<AiInfo> {
             ..AiInfo::default()
         })
     };
-    let is = |suffix: &str| host == suffix || host.ends_with(&format!(".{suffix}"));
+    // `host` is `suffix` or a name under it (no allocation: this runs on every request).
+    let is = |suffix: &str| {
+        host.strip_suffix(suffix)
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+    };
     if method == "POST" && path.ends_with("/v1/messages") && !is("openai.com") {
         return op("anthropic", "messages");
     }
@@ -122,6 +126,12 @@ mod tests {
             c("api.openai.com", "POST", "/v1/chat/completions"),
             s("openai", "chat")
         );
+        // A name merely ending in the provider's domain is not the provider.
+        assert_eq!(
+            c("notopenai.com", "POST", "/v1/chat/completions"),
+            s("openai-compatible", "chat")
+        );
+        assert_eq!(c("example.test", "GET", "/"), None);
         assert_eq!(
             c("vllm.test", "POST", "/v1/embeddings"),
             s("openai-compatible", "embeddings")

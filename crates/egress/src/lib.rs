@@ -12,12 +12,14 @@
 //! - [`proxy`]: the tokio + hyper 1 server: forwarding with per-connection upstream reuse,
 //!   tunnels, the transparent listener.
 //! - [`events`]: `http` events in the shared schema.
+//! - [`hop`]: hop-by-hop headers, never passed on (shared with the ingress gateway).
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
 //! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
 //! - [`ai`]: AI-API awareness (provider, model, operation, token usage, up/downloads).
 //! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log).
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
+//! - [`workers`]: thread-per-core serving with one accept loop (shared with the ingress).
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
 
 pub mod ai;
@@ -28,10 +30,12 @@ pub mod decide;
 pub mod dlp;
 pub mod events;
 pub mod head;
+pub mod hop;
 pub mod proxy;
 pub mod resolve;
 pub mod sni;
 pub mod tls;
+pub mod workers;
 
 pub use config::{DlpSettings, EventSelection, GatewayConfig};
 pub use decide::{Decision, DenyReason};

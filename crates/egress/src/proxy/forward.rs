@@ -10,8 +10,7 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderValue, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -22,6 +21,7 @@ use tokio::net::TcpStream;
 use super::body::{refusal_after_body, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
 use crate::decide::{decide, Decision, DenyReason, Target};
+use crate::hop::strip_hop_by_hop;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use palisade_events::{Detection, DetectionAction};
@@ -688,34 +688,6 @@ fn origin_form(uri: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
-/// Removes the headers that belong to one hop (RFC 9110 §7.6.1), including those the
-/// `Connection` header names.
-pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(c) = h.remove(CONNECTION) {
-        if let Ok(list) = c.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if !name.is_empty() {
-                    h.remove(name);
-                }
-            }
-        }
-    }
-    for name in [
-        PROXY_CONNECTION,
-        KEEP_ALIVE,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
-        h.remove(name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,18 +698,6 @@ mod tests {
         assert_eq!(strip_port("a.test"), "a.test");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("[::1"), "[::1");
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("close, x-private"));
-        h.insert("x-private", HeaderValue::from_static("1"));
-        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
     }
 
     #[test]

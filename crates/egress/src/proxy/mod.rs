@@ -171,8 +171,9 @@ impl EgressGateway {
     /// Serves until this future is dropped.
     ///
     /// The explicit listener is served by `cfg.workers` threads, each with its own
-    /// single-threaded runtime (thread per core): a client connection, its upstream
-    /// connection and its tunnel stay on one thread, with no cross-thread wake-ups.
+    /// single-threaded runtime (thread per core, see [`crate::workers`]): a client
+    /// connection, its upstream connection and its tunnel stay on one thread, with no
+    /// cross-thread wake-ups.
     pub async fn run(self) -> Result<(), EgressError> {
         let EgressGateway {
             explicit,
@@ -180,41 +181,17 @@ impl EgressGateway {
             shared,
         } = self;
         let t = transparent.map(|l| tokio::spawn(transparent::serve(l, Arc::clone(&shared))));
-        let std_listener = explicit.into_std().map_err(EgressError::Io)?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-        let mut threads = Vec::new();
-        for i in 0..shared.cfg.workers.max(1) {
-            let listener = std_listener.try_clone().map_err(EgressError::Io)?;
-            let (shared, mut stop) = (Arc::clone(&shared), stop_rx.clone());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(EgressError::Io)?;
-            let th = std::thread::Builder::new()
-                .name(format!("egress-{i}"))
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        let listener = match TcpListener::from_std(listener) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                tracing::error!(error = %e, "egress worker could not listen");
-                                return;
-                            }
-                        };
-                        tokio::select! {
-                            _ = serve_explicit(listener, shared) => {}
-                            _ = stop.changed() => {}
-                        }
-                    })
-                })
-                .map_err(EgressError::Io)?;
-            threads.push(th);
-        }
-        // Dropping this future drops `stop_tx`, which stops the workers.
-        let _stop = stop_tx;
         let _guard = AbortOnDrop(t);
-        std::future::pending::<()>().await;
-        Ok(())
+        let workers = shared.cfg.workers;
+        crate::workers::serve_on_workers(
+            explicit,
+            "egress",
+            workers,
+            || {},
+            move |stream, peer| serve_client(stream, peer, Arc::clone(&shared), Mode::Explicit),
+        )
+        .await
+        .map_err(EgressError::Io)
     }
 }
 
@@ -225,23 +202,6 @@ impl Drop for AbortOnDrop {
         if let Some(t) = &self.0 {
             t.abort();
         }
-    }
-}
-
-async fn serve_explicit(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(&shared);
-        tokio::spawn(serve_client(stream, peer, shared, Mode::Explicit));
     }
 }
 

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use palisade_egress::hop::{is_hop_by_hop, strip_hop_by_hop};
 use palisade_events::DetectionAction;
 use palisade_policy::model::GuardAction;
 use std::net::SocketAddr;
@@ -27,18 +28,6 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for a client to send its whole request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Headers carrying the gateway credential, never forwarded.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
@@ -163,36 +152,6 @@ impl Peer {
             forwarded_for: HeaderValue::from_str(&ip).ok(),
             ip,
         }
-    }
-}
-
-/// Response headers never passed back to the client.
-fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
-}
-
-/// Removes the hop-by-hop headers present, and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    // Names `Connection` lists besides the usual `keep-alive` / `close` (rare).
-    let mut listed: Vec<http::HeaderName> = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        for t in v.to_str().unwrap_or("").split(',').map(str::trim) {
-            if t.eq_ignore_ascii_case("keep-alive") || t.eq_ignore_ascii_case("close") {
-                continue;
-            }
-            listed.extend(http::HeaderName::try_from(t).ok());
-        }
-    }
-    let present: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k))
-        .cloned()
-        .collect();
-    for n in present.into_iter().chain(listed) {
-        headers.remove(n);
     }
 }
 
@@ -593,7 +552,7 @@ pub async fn handle(
     if let Some(h) = up.headers_mut() {
         for (k, v) in parts.headers.iter() {
             let n = k.as_str();
-            if HOP_BY_HOP.contains(&n)
+            if is_hop_by_hop(k)
                 || CREDENTIAL_HEADERS.contains(&n)
                 || n == "host"
                 || n == "content-length"

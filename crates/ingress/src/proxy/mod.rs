@@ -132,41 +132,24 @@ impl IngressGateway {
         } = self;
         let _jwks = AbortOnDrop(tokio::spawn(crate::jwks::refresh_loop(shared.clone())));
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        let std_listener = listener.into_std().map_err(crate::IngressError::Io)?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
-        for i in 0..workers {
-            let listener = std_listener.try_clone().map_err(crate::IngressError::Io)?;
-            let (shared, acceptor, limit) = (shared.clone(), acceptor.clone(), limit.clone());
-            let mut stop = stop_rx.clone();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(crate::IngressError::Io)?;
-            std::thread::Builder::new()
-                .name(format!("ingress-{i}"))
-                .spawn(move || {
-                    upstream::install_thread_pool();
-                    runtime.block_on(async move {
-                        let listener = match TcpListener::from_std(listener) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                tracing::error!(error = %e, "ingress worker could not listen");
-                                return;
-                            }
-                        };
-                        tokio::select! {
-                            _ = accept_loop(listener, shared, acceptor, limit) => {}
-                            _ = stop.changed() => {}
-                        }
-                    })
-                })
-                .map_err(crate::IngressError::Io)?;
-        }
-        // Dropping this future drops `stop_tx`, which stops the workers.
-        let _stop = stop_tx;
-        std::future::pending::<()>().await;
-        Ok(())
+        palisade_egress::workers::serve_on_workers(
+            listener,
+            "ingress",
+            workers,
+            upstream::install_thread_pool,
+            move |tcp, remote| {
+                // Over the connection limit: the connection is closed at once.
+                let permit = limit.clone().try_acquire_owned().ok();
+                let (shared, acceptor) = (shared.clone(), acceptor.clone());
+                async move {
+                    let Some(_permit) = permit else { return };
+                    serve_accepted(tcp, remote, shared, acceptor).await
+                }
+            },
+        )
+        .await
+        .map_err(crate::IngressError::Io)
     }
 }
 
@@ -178,40 +161,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Accepts connections on one worker thread and serves each in a task of its own.
-async fn accept_loop(
-    listener: TcpListener,
+/// Serves one accepted connection: TLS first when the gateway terminates it.
+async fn serve_accepted(
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
     shared: Arc<Shared>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    limit: Arc<tokio::sync::Semaphore>,
 ) {
-    loop {
-        let (tcp, remote) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            drop(tcp);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let shared = shared.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => serve_conn(TokioIo::new(tcp), shared, remote).await,
-                Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
-                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                },
-            }
-        });
+    match acceptor {
+        None => serve_conn(TokioIo::new(tcp), shared, remote).await,
+        Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
+            Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
+            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+        },
     }
 }
 

@@ -97,11 +97,8 @@ pub(crate) async fn serve(
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
     palisade_observe::metrics::watch_channel("egress", tx.watch());
-    let writer = palisade_store::Writer::spawn(
-        palisade_standalone::events::store_path(&rt.data_dir),
-        rx,
-        rt.events_jsonl.clone(),
-    )?;
+    // The store (with its JSON-lines copy), or only the JSON-lines file (spec.events.store: false).
+    let writer = palisade_standalone::events::EventWriter::spawn(rt, rx)?;
     // Every published snapshot goes to the gateway's lock-free handle.
     let engine = palisade_egress::engine_handle();
     let (handle, mut published) = (engine.clone(), state.published.clone());

@@ -147,11 +147,8 @@ pub(crate) async fn serve(
         .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
-    let writer = palisade_store::Writer::spawn(
-        palisade_standalone::events::store_path(&rt.data_dir),
-        rx,
-        rt.events_jsonl.clone(),
-    )?;
+    // The store (with its JSON-lines copy), or only the JSON-lines file (spec.events.store: false).
+    let writer = palisade_standalone::events::EventWriter::spawn(rt, rx)?;
     let origin = EventOrigin {
         cluster: Some(rt.cluster.clone()),
         node: Some(rt.node.clone()),
