@@ -12,8 +12,22 @@ impl From<palisade_policy::PolicyRef> for PolicyRef {
             namespace: r.namespace,
             name: r.name,
             rule: Some(r.rule),
-            stage: Some(format!("{:?}", r.stage).to_lowercase()),
-            mode: Some(format!("{:?}", r.mode)),
+            stage: Some(
+                match r.stage {
+                    palisade_policy::Stage::Admin => "admin",
+                    palisade_policy::Stage::Namespace => "namespace",
+                    palisade_policy::Stage::Baseline => "baseline",
+                    palisade_policy::Stage::Default => "default",
+                }
+                .to_string(),
+            ),
+            mode: Some(
+                match r.mode {
+                    palisade_policy::Mode::Enforce => "Enforce",
+                    palisade_policy::Mode::Audit => "Audit",
+                }
+                .to_string(),
+            ),
         }
     }
 }
