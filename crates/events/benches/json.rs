@@ -8,13 +8,15 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_events::Event;
 use std::hint::black_box;
 
-const EGRESS_HTTP_LINE: &str = r#"{"id":"01M8DQ6Z9FWJ9N90WHPCD9K8JK","time":"2026-11-27T05:21:23.247493Z","type":"http","cluster":"default","node":"node-1","source":{"kind":"pod","namespace":"bench","name":"loadgen","workload":"bench/loadgen","ip":"127.0.0.1","labels":{"app":"loadgen"}},"destination":{"kind":"external","ip":"127.0.0.1","port":18999,"fqdn":"allowed.test"},"protocol":"TCP","verdict":"allow","policy":{"kind":"SecurityPolicy","namespace":"bench","name":"allow-list","rule":"egress[0]","stage":"namespace","mode":"Enforce"},"http":{"method":"GET","host":"allowed.test","path":"/","status":200,"bytesIn":0,"bytesOut":100,"durationMs":7,"tls":"none","version":"HTTP/1.1"}}"#;
+/// The line the egress gateway writes for one proxied request.
+const EGRESS_HTTP_LINE: &str = include_str!("egress_http_event.json");
 
 fn bench_http_event(c: &mut Criterion) {
     let event = Event::from_json_line(EGRESS_HTTP_LINE).expect("the example line parses");
+    let line = EGRESS_HTTP_LINE.trim_end();
     let mut check = Vec::new();
     event.write_json_line(&mut check);
-    assert_eq!(check, format!("{EGRESS_HTTP_LINE}\n").as_bytes());
+    assert_eq!(check, format!("{line}\n").as_bytes());
 
     let mut g = c.benchmark_group("event_json");
     let mut buf = Vec::with_capacity(1024);

@@ -376,16 +376,17 @@ fn custom_errors_from_serialize_impls_pass_through() {
 }
 
 /// The HTTP event the egress gateway writes, as in the benchmark.
-const EGRESS_HTTP_LINE: &str = r#"{"id":"01M8DQ6Z9FWJ9N90WHPCD9K8JK","time":"2026-11-27T05:21:23.247493Z","type":"http","cluster":"default","node":"node-1","source":{"kind":"pod","namespace":"bench","name":"loadgen","workload":"bench/loadgen","ip":"127.0.0.1","labels":{"app":"loadgen"}},"destination":{"kind":"external","ip":"127.0.0.1","port":18999,"fqdn":"allowed.test"},"protocol":"TCP","verdict":"allow","policy":{"kind":"SecurityPolicy","namespace":"bench","name":"allow-list","rule":"egress[0]","stage":"namespace","mode":"Enforce"},"http":{"method":"GET","host":"allowed.test","path":"/","status":200,"bytesIn":0,"bytesOut":100,"durationMs":7,"tls":"none","version":"HTTP/1.1"}}"#;
+const EGRESS_HTTP_LINE: &str = include_str!("../../benches/egress_http_event.json");
 
 #[test]
 fn egress_http_event_is_written_exactly() {
-    let e = Event::from_json_line(EGRESS_HTTP_LINE).unwrap();
-    assert_eq!(e.to_json(), EGRESS_HTTP_LINE);
-    assert_eq!(same_as_serde_json(&e), EGRESS_HTTP_LINE);
+    let line = EGRESS_HTTP_LINE.trim_end();
+    let e = Event::from_json_line(line).unwrap();
+    assert_eq!(e.to_json(), line);
+    assert_eq!(same_as_serde_json(&e), line);
     let mut out = b"previous\n".to_vec();
     e.write_json_line(&mut out);
-    assert_eq!(out, format!("previous\n{EGRESS_HTTP_LINE}\n").as_bytes());
+    assert_eq!(out, format!("previous\n{line}\n").as_bytes());
 }
 
 /// Strings rich in what JSON escapes, plus arbitrary Unicode.
