@@ -1,8 +1,10 @@
 //! JSON string escaping, eight bytes at a time.
 //!
-//! A string is scanned as little-endian `u64` words; one SWAR expression marks every byte
-//! that JSON requires escaping (control bytes below 0x20, `"` and `\`), so clean runs are
-//! found without looking at each byte and copied with one `extend_from_slice`. Escapes are
+//! A string is read as little-endian `u64` words; one SWAR expression marks every byte
+//! that JSON requires escaping (control bytes below 0x20, `"` and `\`). A string of at
+//! most 16 bytes that needs no escape (most field values) is written with fixed-size
+//! stores; a longer one is scanned word by word, and its clean runs are copied with one
+//! `extend_from_slice` each, without looking at each byte. Escapes are
 //! written exactly as `serde_json` writes them: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`,
 //! and `\u00xx` (lowercase hex) for the other control bytes. `/`, DEL and non-ASCII text
 //! are copied unchanged.
@@ -58,10 +60,10 @@ pub(crate) fn write_key(out: &mut Vec<u8>, key: &str, comma: bool) {
 /// Appends `[,]"s"[:]` when `s` is short and needs no escape; returns `false`, having
 /// written nothing, otherwise.
 ///
-/// Field names and most values are short. A string of at most 16 bytes is loaded into one
-/// or two zero-padded words and checked with one mask each; when it needs no escape it is
-/// written with fixed-size stores and a `truncate`: no byte loop, no `memcpy` call. Small
-/// enough to be inlined where fields are written, so the common case makes no call.
+/// A string of at most 16 bytes is loaded into one or two words (zero-padded, or
+/// overlapping) and checked with one mask each; when it needs no escape it is written with
+/// fixed-size stores and a `truncate`: no byte loop, no `memcpy` call. The escaping path
+/// is kept out of line ([`write_quoted`]) so this one stays small.
 #[inline(always)]
 fn write_short_clean(out: &mut Vec<u8>, s: &str, comma: bool, colon: bool) -> bool {
     let b = s.as_bytes();

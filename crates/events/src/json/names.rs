@@ -5,9 +5,9 @@
 //! field, `"name"` for a unit variant) is computed once, kept in a small per-thread table
 //! indexed by the name's address, and from then on written with one 16-byte store and a
 //! `truncate`, instead of being loaded, checked and written in pieces for every field of
-//! every event. The table is two-way set-associative: a set holds the two names of its
-//! set last put there (a third name in the same set evicts the older). Names that do not
-//! fit (or need escapes) are written by the general code every time.
+//! every event. The table is two-way set-associative: each set holds the last two names
+//! put in it (a third evicts the older). Names that do not fit (or need escapes) are
+//! written by the general code every time.
 
 use std::cell::Cell;
 
