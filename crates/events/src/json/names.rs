@@ -5,16 +5,20 @@
 //! field, `"name"` for a unit variant) is computed once, kept in a small per-thread table
 //! indexed by the name's address, and from then on written with one 16-byte store and a
 //! `truncate`, instead of being loaded, checked and written in pieces for every field of
-//! every event. The table is two-way set-associative: each set holds the last two names
-//! put in it (a third evicts the older). Names that do not fit (or need escapes) are
-//! written by the general code every time.
+//! every event. The table is four-way set-associative (a fifth name in one set evicts the
+//! oldest), so the ~40 names of an event rarely compete, whatever addresses the linker
+//! gave them. Names that do not fit (or need escapes) are written by the general code
+//! every time.
 
 use std::cell::Cell;
 
 use super::escape::{needs_escape, write_key, write_str};
 
-/// Table size (a power of two): 128 sets of two ways, 8 KiB per thread.
-const SLOTS: usize = 256;
+/// Ways per set.
+const WAYS: usize = 4;
+
+/// Table size (a power of two): 128 sets of four ways, 16 KiB per thread.
+const SLOTS: usize = 512;
 
 /// What a name is rendered as.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -47,12 +51,11 @@ thread_local! {
     static NAMES: [Cell<Slot>; SLOTS] = const { [const { Cell::new(EMPTY) }; SLOTS] };
 }
 
-/// The first of the two slots of the set for a name at `addr` in `role` (Fibonacci
-/// hashing).
+/// The first slot of the set for a name at `addr` in `role` (Fibonacci hashing).
 #[inline(always)]
 fn set_of(addr: usize, role: Role) -> usize {
     let key = addr as u64 ^ role as u64;
-    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize & (SLOTS - 2)
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 55) as usize & (SLOTS - WAYS)
 }
 
 /// The remembered rendering of `name` in `role`, if any.
@@ -63,14 +66,10 @@ fn lookup(name: &'static str, role: Role) -> Option<u128> {
     let set = set_of(addr, role);
     NAMES
         .try_with(|names| {
-            let (a, b) = (names[set].get(), names[set + 1].get());
-            if a.addr == addr && a.len_role == len_role {
-                Some(a.text)
-            } else if b.addr == addr && b.len_role == len_role {
-                Some(b.text)
-            } else {
-                None
-            }
+            names[set..set + WAYS].iter().find_map(|slot| {
+                let s = slot.get();
+                (s.addr == addr && s.len_role == len_role).then_some(s.text)
+            })
         })
         .ok()
         .flatten()
@@ -130,10 +129,12 @@ fn remember(name: &'static str, role: Role) {
         text: u128::from_le_bytes(text),
     };
     let set = set_of(slot.addr, role);
-    // The newer name goes first, the older moves to the second way. Only fails while the
-    // thread is being torn down; then the name is just not kept.
+    // The newest name goes first, the others move down one way and the oldest leaves.
+    // Only fails while the thread is being torn down; then the name is just not kept.
     let _ = NAMES.try_with(|names| {
-        names[set + 1].set(names[set].get());
+        for way in (set + 1..set + WAYS).rev() {
+            names[way].set(names[way - 1].get());
+        }
         names[set].set(slot);
     });
 }
@@ -205,38 +206,31 @@ mod tests {
 
     #[test]
     fn names_sharing_a_set_are_all_served_correctly() {
-        // Three names in one set (more than its two ways): sub-slices of a static string,
+        // Five names in one set (more than its four ways): sub-slices of a static string,
         // at addresses that collide.
-        const TEXT: &str = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz\
-                            abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz";
-        let at = |i: usize| -> &'static str { &TEXT[i..i + 5] };
+        let text: &'static str = "abcdefghijklmnopqrstuvwxyz".repeat(40).leak();
+        let at = |i: usize| -> &'static str { &text[i..i + 5] };
         let mut by_set: Vec<Vec<&'static str>> = vec![Vec::new(); SLOTS];
-        for i in 0..TEXT.len() - 5 {
+        for i in 0..text.len() - 5 {
             by_set[set_of(at(i).as_ptr() as usize, Role::Field)].push(at(i));
         }
         let crowded = by_set
             .iter()
-            .find(|names| names.len() >= 3)
-            .expect("411 addresses in 128 sets: some set has three");
+            .find(|names| names.len() >= 5)
+            .expect("1,035 addresses in 128 sets of four: some set has five");
         // Same address, other length: a different name too.
         let shorter: &'static str = &crowded[0][..4];
         for _ in 0..3 {
-            for &name in crowded.iter().take(3).chain([&shorter]) {
+            for &name in crowded.iter().take(5).chain([&shorter]) {
                 assert_eq!(written(name, true), format!("{{,\"{name}\":"));
                 assert_eq!(written(name, false), format!("{{\"{name}\":"));
                 assert_eq!(value(name), format!("[\"{name}\""));
             }
         }
-        // Two names of one set are both kept.
-        let (a, b) = (crowded[0], crowded[1]);
-        written(a, true);
-        written(b, true);
-        assert!(is_remembered(a) && is_remembered(b));
+        // Four names of one set are all kept.
+        for &name in &crowded[..4] {
+            written(name, true);
+        }
+        assert!(crowded[..4].iter().all(|&name| is_remembered(name)));
     }
 }
