@@ -1,7 +1,7 @@
 //! Struct field names and enum variant names, rendered once per thread.
 //!
 //! serde hands these names over as `&'static str`, and a `'static` address always holds
-//! the same text. So the rendering of a short name that needs no escape (`,"name":` for a
+//! the same text (static data is never unloaded: Palisade loads no plugins). So the rendering of a short name that needs no escape (`,"name":` for a
 //! field, `"name"` for a unit variant) is computed once, kept in a small per-thread table
 //! indexed by the name's address, and from then on written with one 16-byte store and a
 //! `truncate`, instead of being loaded, checked and written in pieces for every field of
