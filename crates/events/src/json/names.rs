@@ -1,14 +1,14 @@
 //! Struct field names and enum variant names, rendered once per thread.
 //!
 //! serde hands these names over as `&'static str`, and a `'static` address always holds
-//! the same text (static data is never unloaded: Palisade loads no plugins). So the rendering of a short name that needs no escape (`,"name":` for a
-//! field, `"name"` for a unit variant) is computed once, kept in a small per-thread table
-//! indexed by the name's address, and from then on written with one 16-byte store and a
-//! `truncate`, instead of being loaded, checked and written in pieces for every field of
-//! every event. The table is four-way set-associative (a fifth name in one set evicts the
-//! oldest), so the ~40 names of an event rarely compete, whatever addresses the linker
-//! gave them. Names that do not fit (or need escapes) are written by the general code
-//! every time.
+//! the same text (static data is never unloaded: Palisade loads no plugins). So the
+//! rendering of a short name that needs no escape (`,"name":` for a field, `"name"` for a
+//! unit variant) is computed once, kept in a small per-thread table indexed by the name's
+//! address, and from then on written with one 16-byte store and a `truncate`, instead of
+//! being loaded, checked and written in pieces for every field of every event. The table
+//! is four-way set-associative (a fifth name in one set evicts the oldest), so the ~40
+//! names of an event rarely compete, whatever addresses the linker gave them. Names that
+//! do not fit (or need escapes) are written by the general code every time.
 
 use std::cell::Cell;
 
