@@ -11,6 +11,7 @@ mod channel;
 mod details;
 #[cfg(feature = "policy")]
 pub mod from_policy;
+mod json;
 mod model;
 mod time;
 mod ulid;

@@ -334,21 +334,22 @@ impl Event {
     }
 
     /// The event as one line of JSON, without the trailing newline.
+    ///
+    /// Written by the crate's own compact writer, byte-identical to `serde_json`'s output.
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(768);
-        // Cannot fail: every map key is a string and writing to a Vec does not fail;
-        // serde_json writes UTF-8 only.
-        match serde_json::to_writer(&mut out, self) {
+        // Cannot fail: every map key is a string. The writer writes UTF-8 only.
+        match crate::json::write(&mut out, self) {
             Ok(()) => String::from_utf8(out).unwrap_or_default(),
             Err(_) => String::new(),
         }
     }
 
-    /// Appends the event as JSON plus `\n` to `out`.
+    /// Appends the event as JSON plus `\n` to `out` (nothing if it cannot be written).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // Serializing these types cannot fail: every map key is a string and writing to
-        // a Vec does not fail.
-        if serde_json::to_writer(&mut *out, self).is_ok() {
+        out.reserve(768);
+        // Cannot fail: every map key is a string. On error nothing is appended.
+        if crate::json::write(out, self).is_ok() {
             out.push(b'\n');
         }
     }

@@ -197,24 +197,19 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The RFC 3339 text written into `buf`, for years 0 to 9999 (every real event);
+    /// `None` for other years, which [`fmt::Display`] writes the slow way.
+    fn fixed_width_text(self, buf: &mut [u8; 27]) -> Option<&str> {
         let days = self.0.div_euclid(MICROS_PER_DAY);
         let rem = self.0.rem_euclid(MICROS_PER_DAY);
         let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
         let secs = rem / MICROS_PER_SEC;
         let frac = rem % MICROS_PER_SEC;
-        if !(0..=9999).contains(&y) {
-            return write!(
-                f,
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60
-            );
-        }
-        // Fast path (every event is formatted): fixed-width digits into a stack buffer.
-        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        *buf = *b"0000-00-00T00:00:00.000000Z";
         let mut put = |at: usize, width: usize, mut v: i64| {
             for i in (at..at + width).rev() {
                 buf[i] = b'0' + (v % 10) as u8;
@@ -228,7 +223,28 @@ impl fmt::Display for Timestamp {
         put(14, 2, secs / 60 % 60);
         put(17, 2, secs % 60);
         put(20, 6, frac);
-        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+        std::str::from_utf8(buf).ok()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Fast path (every event is formatted): fixed-width digits into a stack buffer.
+        if let Some(text) = self.fixed_width_text(&mut [0; 27]) {
+            return f.write_str(text);
+        }
+        let days = self.0.div_euclid(MICROS_PER_DAY);
+        let rem = self.0.rem_euclid(MICROS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let secs = rem / MICROS_PER_SEC;
+        let frac = rem % MICROS_PER_SEC;
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
     }
 }
 
@@ -242,7 +258,11 @@ impl FromStr for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        // As a plain string when it fits the fixed width: no formatting machinery.
+        match self.fixed_width_text(&mut [0; 27]) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 

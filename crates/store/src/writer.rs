@@ -28,6 +28,8 @@ use crate::{Store, StoreError};
 pub struct JsonlSink {
     path: PathBuf,
     out: BufWriter<File>,
+    /// One event's line, reused so that writing an event allocates nothing.
+    line: Vec<u8>,
 }
 
 impl JsonlSink {
@@ -45,18 +47,18 @@ impl JsonlSink {
         Ok(JsonlSink {
             path,
             out: BufWriter::with_capacity(1 << 16, file),
+            line: Vec::with_capacity(1024),
         })
     }
 
     /// Appends one event.
     pub fn write_event(&mut self, event: &Event) -> Result<(), StoreError> {
-        self.write_json(&event.to_json())
-    }
-
-    /// Appends one line of already-serialized event JSON (without newline).
-    fn write_json(&mut self, json: &str) -> Result<(), StoreError> {
-        self.write_lines(json.as_bytes())
-            .and_then(|()| self.write_lines(b"\n"))
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        event.write_json_line(&mut line);
+        let written = self.write_lines(&line);
+        self.line = line;
+        written
     }
 
     /// Appends complete JSON lines (each ending with a newline).
