@@ -71,8 +71,37 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// `tchar` of RFC 9110 §5.6.2, as a table: every byte of every header name goes through it.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[b as usize]
 }
 
 /// Parses the head at the start of `buf` (at most `max` bytes); returns it and its length.
@@ -224,6 +253,14 @@ mod tests {
     fn head(s: &str) -> Result<Framing, HeadError> {
         let (h, _) = parse_head(s.as_bytes(), 65536)?;
         framing(&h)
+    }
+
+    #[test]
+    fn token_bytes_are_exactly_rfc_9110_tchar() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_token(b), want, "byte {b:#04x}");
+        }
     }
 
     #[test]
