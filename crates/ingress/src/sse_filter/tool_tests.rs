@@ -242,3 +242,67 @@ proptest! {
         prop_assert!(!String::from_utf8_lossy(&out).contains(CANARY));
     }
 }
+
+#[test]
+fn responses_function_call_arguments_are_redacted_everywhere() {
+    let args = leaky_args("r");
+    let item = |a: &str| json!({"id":"fc_1","type":"function_call","call_id":"call_1","name":"lookup","arguments":a});
+    let mut w = Vec::new();
+    let mut ev = |name: &str, mut data: Value| {
+        data["type"] = json!(name);
+        w.extend(wire(Some(name), &data));
+    };
+    ev(
+        "response.output_item.added",
+        json!({"output_index":0,"item":item("")}),
+    );
+    for p in frags(&args, &[25, 60, 90, 140]) {
+        ev(
+            "response.function_call_arguments.delta",
+            json!({"item_id":"fc_1","output_index":0,"delta":p}),
+        );
+    }
+    ev(
+        "response.function_call_arguments.done",
+        json!({"item_id":"fc_1","output_index":0,"arguments":args}),
+    );
+    ev(
+        "response.output_item.done",
+        json!({"output_index":0,"item":item(&args)}),
+    );
+    ev(
+        "response.completed",
+        json!({"response":{"id":"resp_1","output":[item(&args)]}}),
+    );
+    let mut f = SseFilter::new(redacting());
+    let (out, err) = run(&mut f, &w, &[]);
+    assert_eq!(err, None);
+    let mut deltas = String::new();
+    let mut copies = Vec::new();
+    for e in events(&out) {
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        match v["type"].as_str().unwrap() {
+            "response.function_call_arguments.delta" => deltas += v["delta"].as_str().unwrap(),
+            "response.function_call_arguments.done" => copies.push(v["arguments"].clone()),
+            "response.output_item.done" => copies.push(v["item"]["arguments"].clone()),
+            "response.completed" => copies.push(v["response"]["output"][0]["arguments"].clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        serde_json::from_str::<Value>(&deltas).unwrap(),
+        redacted_args("r")
+    );
+    assert_eq!(copies.len(), 3);
+    for c in copies {
+        assert_eq!(
+            serde_json::from_str::<Value>(c.as_str().unwrap()).unwrap(),
+            redacted_args("r")
+        );
+    }
+    let s = String::from_utf8_lossy(&out);
+    assert!(
+        !s.contains(AWS_ID) && !s.contains(AWS_SECRET) && !s.contains(CANARY),
+        "{s}"
+    );
+}
