@@ -34,7 +34,7 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
     for (c, idx) in choices.iter_mut().zip(indexes) {
         let finished = c.get("finish_reason").is_some_and(|r| !r.is_null());
         if let Some(shape) = &shape {
-            tools::deltas(f, idx, c, shape, out)?;
+            tools::deltas(f, idx, c, shape, finished, out)?;
         }
         if finished {
             tools::close(f, idx, out)?;

@@ -28,6 +28,11 @@ pub(super) fn redacted_args(filler: &str) -> Value {
 /// A chat stream of one choice calling tools; `calls[n]` are the argument fragments of
 /// tool call `n`.
 fn tool_stream(calls: &[Vec<String>]) -> Vec<u8> {
+    tool_stream_ending(calls, false)
+}
+
+/// [`tool_stream`]; `last_in_finish`: the last fragment comes in the finishing chunk.
+fn tool_stream_ending(calls: &[Vec<String>], last_in_finish: bool) -> Vec<u8> {
     let chunk = |delta: Value, finish: Value| {
         wire(
             None,
@@ -42,14 +47,23 @@ fn tool_stream(calls: &[Vec<String>]) -> Vec<u8> {
                                   "function":{"name":"lookup","arguments":""}}]}),
             Value::Null,
         ));
-        for a in frags {
+        let held = usize::from(last_in_finish && n + 1 == calls.len());
+        for a in &frags[..frags.len().saturating_sub(held)] {
             w.extend(chunk(
                 json!({"tool_calls":[{"index":n,"function":{"arguments":a}}]}),
                 Value::Null,
             ));
         }
     }
-    w.extend(chunk(json!({}), json!("tool_calls")));
+    let last = calls
+        .last()
+        .and_then(|c| c.last())
+        .filter(|_| last_in_finish);
+    let end = match last {
+        Some(a) => json!({"tool_calls":[{"index":calls.len() - 1,"function":{"arguments":a}}]}),
+        None => json!({}),
+    };
+    w.extend(chunk(end, json!("tool_calls")));
     w.extend(wire(
         None,
         &json!({"id":"c1","object":"chat.completion.chunk","choices":[],
@@ -213,17 +227,18 @@ proptest! {
         cuts in proptest::collection::vec(0usize..700, 1..5),
         chunks in proptest::collection::vec(0usize..5000, 0..10),
         second in proptest::collection::vec(0usize..700, 0..5),
+        last_in_finish in any::<bool>(),
     ) {
         let args = leaky_args(&filler);
-        let calls = [frags(&args, &cuts), frags(&leaky_args("two"), &second)];
+        let calls = [frags(&args, &cuts), frags(&leaky_args(&filler), &second)];
         let mut f = SseFilter::new(redacting());
-        let (out, err) = run(&mut f, &tool_stream(&calls), &chunks);
+        let (out, err) = run(&mut f, &tool_stream_ending(&calls, last_in_finish), &chunks);
         prop_assert_eq!(err, None);
         let (got, late) = tool_calls(&out);
         prop_assert!(!late);
         prop_assert_eq!(got.len(), 2);
         prop_assert_eq!(serde_json::from_str::<Value>(&got[0].2).unwrap(), redacted_args(&filler));
-        prop_assert_eq!(serde_json::from_str::<Value>(&got[1].2).unwrap(), redacted_args("two"));
+        prop_assert_eq!(serde_json::from_str::<Value>(&got[1].2).unwrap(), redacted_args(&filler));
         prop_assert_eq!(&got[1].0, "call_1");
         let s = String::from_utf8_lossy(&out);
         prop_assert!(!s.contains(AWS_ID) && !s.contains(AWS_SECRET) && !s.contains(CANARY));
@@ -305,4 +320,43 @@ fn responses_function_call_arguments_are_redacted_everywhere() {
         !s.contains(AWS_ID) && !s.contains(AWS_SECRET) && !s.contains(CANARY),
         "{s}"
     );
+}
+
+#[test]
+fn a_last_fragment_in_the_finishing_chunk_keeps_its_place() {
+    // Some backends send the last fragment together with `finish_reason`.
+    // Longer than the hold-back, so the first chunk already releases some arguments.
+    let filler = "z".repeat(300);
+    let args = leaky_args(&filler);
+    let (head, tail) = args.split_at(args.len() - 30);
+    let chunk = |delta: Value, finish: Value| {
+        wire(
+            None,
+            &json!({"choices":[{"index":0,"delta":delta,"finish_reason":finish}]}),
+        )
+    };
+    let w = [
+        chunk(
+            json!({"tool_calls":[{"index":0,"id":"call_0","function":{"name":"f","arguments":head}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls":[{"index":0,"function":{"arguments":tail}}]}),
+            json!("tool_calls"),
+        ),
+    ]
+    .concat();
+    for filters in [redacting(), FilterSet::default()] {
+        let mut f = SseFilter::new(filters);
+        let (out, err) = run(&mut f, &w, &[]);
+        assert_eq!(err, None);
+        let (calls, late) = tool_calls(&out);
+        assert!(!late);
+        let got: Value = serde_json::from_str(&calls[0].2).unwrap();
+        if f.hits().is_empty() {
+            assert_eq!(calls[0].2, args);
+        } else {
+            assert_eq!(got, redacted_args(&filler));
+        }
+    }
 }

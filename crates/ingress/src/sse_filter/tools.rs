@@ -25,12 +25,14 @@ pub(super) fn has_calls(v: &Value) -> bool {
 }
 
 /// Filters the argument fragments of choice `choice` (`c`) in place; `shape` is the chunk,
-/// the model of flush chunks.
+/// the model of flush chunks. `finished`: the chunk ends the choice, so its fragments end
+/// their calls and carry all that is left of them (a flush chunk would come before them).
 pub(super) fn deltas(
     f: &mut SseFilter,
     choice: u64,
     c: &mut Value,
     shape: &Value,
+    finished: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     if let Some(Value::Array(calls)) = c.pointer_mut("/delta/tool_calls") {
@@ -50,26 +52,27 @@ pub(super) fn deltas(
                 }
                 f.open(&key, || shape.clone(), None);
             }
-            arguments(f, &key, call)?;
+            arguments(f, &key, call, finished)?;
         }
     }
     if let Some(call) = c.pointer_mut("/delta/function_call") {
         let key = LaneKey::Tool(choice, None);
         f.open(&key, || shape.clone(), None);
-        arguments(f, &key, call)?;
+        arguments(f, &key, call, finished)?;
     }
     Ok(())
 }
 
-/// Sends `call.function.arguments` (or a legacy `function_call.arguments`) through `key`.
-fn arguments(f: &mut SseFilter, key: &LaneKey, call: &mut Value) -> Result<(), String> {
+/// Sends `call.function.arguments` (or a legacy `function_call.arguments`) through `key`;
+/// `end`: the call's arguments are complete.
+fn arguments(f: &mut SseFilter, key: &LaneKey, call: &mut Value, end: bool) -> Result<(), String> {
     let func = if call.get("function").is_some_and(Value::is_object) {
         &mut call["function"]
     } else {
         call
     };
     if let Some(Value::String(a)) = func.get_mut("arguments") {
-        *a = f.pass(key, a, false)?;
+        *a = f.pass(key, a, end)?;
     }
     Ok(())
 }
