@@ -1,8 +1,9 @@
 //! Anthropic Messages-API stream events (`POST /v1/messages` with `stream: true`). Each
 //! content block (`index`) is a lane, fed by its `content_block_delta` events: `text_delta`
 //! (`text`), `input_json_delta` (`partial_json`, the tool input being written) and
-//! `thinking_delta` (`thinking`). `content_block_stop` closes the lane: its held-back text
-//! goes out first, as one more delta event shaped like the block's own. The complete
+//! `thinking_delta` (`thinking`). `content_block_stop` closes the lane (`message_delta`
+//! closes any left open): its held-back text goes out first, as one more delta event
+//! shaped like the block's own. The complete
 //! objects in `message_start` and `content_block_start` are filtered whole. Usage
 //! (`message_start.message.usage`, `message_delta.usage`) is read by the caller. A cut
 //! stream ends with the API's own `error` event.
@@ -66,6 +67,18 @@ pub(super) fn event(
             }
         }
         "content_block_stop" => f.close(&block(v), out)?,
+        // A block the backend never stopped is flushed before the message ends.
+        "message_delta" | "message_stop" => {
+            let open: Vec<LaneKey> = f
+                .lanes
+                .keys()
+                .filter(|k| matches!(k, LaneKey::Block(_)))
+                .cloned()
+                .collect();
+            for k in open {
+                f.close(&k, out)?;
+            }
+        }
         "content_block_start" | "message_start" => {
             let part = if kind == "message_start" {
                 v.pointer_mut("/message/content")

@@ -223,3 +223,32 @@ proptest! {
         prop_assert!(!String::from_utf8_lossy(&out).contains(CANARY));
     }
 }
+
+#[test]
+fn a_block_never_stopped_is_flushed_before_the_message_ends() {
+    let mut w = messages_stream(&pieces(&format!("k {KEY}"), &[4]), &[]);
+    // Drop the block's stop event.
+    let stop = wire(
+        Some("content_block_stop"),
+        &json!({"type":"content_block_stop","index":0}),
+    );
+    let at = w
+        .windows(stop.len())
+        .position(|x| x == stop.as_slice())
+        .unwrap();
+    w.drain(at..at + stop.len());
+    let mut f = SseFilter::new(redacting());
+    let (out, err) = run(&mut f, &w, &[]);
+    assert_eq!(err, None);
+    let evs = events(&out);
+    let delta = evs
+        .iter()
+        .rposition(|e| e.event.as_deref() == Some("content_block_delta"))
+        .unwrap();
+    let end = evs
+        .iter()
+        .position(|e| e.event.as_deref() == Some("message_delta"))
+        .unwrap();
+    assert!(delta < end);
+    assert_eq!(blocks(&out)[0], "k [REDACTED:openai-key]");
+}
