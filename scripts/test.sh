@@ -45,7 +45,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, huggin
     fi
   fi
   if [ -x "$venv/bin/pip" ]; then
-    "$venv/bin/pip" install -q --disable-pip-version-check openai huggingface_hub requests kubernetes-validate \
+    "$venv/bin/pip" install -q --disable-pip-version-check openai anthropic huggingface_hub requests kubernetes-validate \
       || echo "== note: could not install the Python clients; their tests skip"
   fi
 fi

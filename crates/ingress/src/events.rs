@@ -81,7 +81,14 @@ pub fn detection(
 /// The event for one exchange.
 pub fn http_event(origin: &EventOrigin, log: ExchangeLog) -> Event {
     let ai = (log.model.is_some() || log.operation.is_some()).then(|| AiInfo {
-        provider: Some("openai".into()),
+        provider: Some(
+            if log.operation.as_deref() == Some("messages") {
+                "anthropic"
+            } else {
+                "openai"
+            }
+            .into(),
+        ),
         model: log.model.clone(),
         operation: log.operation.clone(),
         prompt_tokens: log.prompt_tokens,

@@ -120,6 +120,7 @@ impl StreamScanner {
         let mut found: Vec<Found> = dlp::scan(text, &self.dlp)
             .into_iter()
             .map(|h| Found {
+                start: value_start(h.detector, text, h.start, h.end),
                 name: h.detector.name().to_string(),
                 action: self
                     .filters
@@ -128,7 +129,6 @@ impl StreamScanner {
                     .find(|(d, _)| *d == h.detector)
                     .map(|(_, a)| *a)
                     .unwrap_or(FilterAction::Log),
-                start: h.start,
                 end: h.end,
             })
             .collect();
@@ -201,6 +201,46 @@ impl StreamScanner {
         self.context = text.split_off(char_ceil(&text, keep));
         Release::Text(out)
     }
+}
+
+/// Where the secret of a hit starts. Detectors that need a key word before the secret
+/// (`aws_secret_access_key = …`, `"password": "…"`) match the key word too; only the value
+/// after it is redacted, so the key word stays readable and JSON text (tool-call
+/// arguments) keeps its quotes and colons and stays JSON.
+fn value_start(d: Detector, text: &[u8], start: usize, end: usize) -> usize {
+    let m = &text[start..end];
+    let sep = |b: &u8| matches!(b, b':' | b'=' | b'\'' | b'"') || b.is_ascii_whitespace();
+    let at = match d {
+        // The secret's characters are never separators: it starts after the last one.
+        Detector::AwsKey if !(m.starts_with(b"AKIA") || m.starts_with(b"ASIA")) => {
+            m.iter().rposition(sep).map(|i| i + 1)
+        }
+        // The value may hold `=`: it starts after the first `:`/`=` and the spaces and
+        // quote after it.
+        Detector::HighEntropy => m.iter().position(|b| matches!(b, b':' | b'=')).map(|i| {
+            i + 1
+                + m[i + 1..]
+                    .iter()
+                    .take_while(|b| sep(b) && !matches!(b, b':' | b'='))
+                    .count()
+        }),
+        _ => None,
+    };
+    start + at.filter(|a| *a < m.len()).unwrap_or(0)
+}
+
+/// `text` filtered as one complete text (not a stream): the filtered text (or the name of
+/// the blocking finding) and the findings.
+pub fn scan_whole(filters: &FilterSet, text: &str) -> (Result<String, String>, Vec<FilterHit>) {
+    let mut s = StreamScanner::new(filters.clone());
+    let r = match (s.push(text.as_bytes()), s.finish()) {
+        (Release::Blocked(n), _) | (_, Release::Blocked(n)) => Err(n),
+        (Release::Text(mut a), Release::Text(b)) => {
+            a.extend(b);
+            Ok(String::from_utf8_lossy(&a).into_owned())
+        }
+    };
+    (r, s.hits)
 }
 
 /// The largest index ≤ `i` that starts a UTF-8 character.

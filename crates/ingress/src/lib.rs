@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod filter;
 pub mod guard;
+pub mod json_output;
 pub mod jwks;
 pub mod limits;
 pub mod openai;

@@ -1,7 +1,8 @@
-//! Reading OpenAI-compatible request and response bodies: the model, the prompt fields
-//! (`messages[].content`, `prompt`, `input`, plus configured extras), the stream flag,
-//! canary injection into the system prompt, a copy with the prompts blanked for the WAF,
-//! and the `usage` the backend reports.
+//! Reading OpenAI-compatible (and Anthropic Messages) request and response bodies: the
+//! model, the prompt fields (`messages[].content`, `prompt`, `input`, Anthropic's top-level
+//! `system`, plus configured extras), the stream flag, canary injection into the system
+//! prompt, a copy with the prompts blanked for the WAF, and the `usage` the backend reports
+//! (`prompt_tokens`/`completion_tokens` or `input_tokens`/`output_tokens`).
 
 use serde_json::{Map, Value};
 
@@ -46,8 +47,8 @@ pub enum BodyError {
     NotObject,
 }
 
-/// The top-level fields whose strings are prompts.
-pub const PROMPT_FIELDS: [&str; 3] = ["messages", "prompt", "input"];
+/// The top-level fields whose strings are prompts (`system`: Anthropic's system prompt).
+pub const PROMPT_FIELDS: [&str; 4] = ["messages", "prompt", "input", "system"];
 
 impl ApiRequest {
     /// Parses a JSON request body; `extra` names further top-level prompt fields.
@@ -171,6 +172,30 @@ impl ApiRequest {
         true
     }
 
+    /// Adds `canary` to the top-level `system` of an Anthropic Messages request
+    /// (`POST /v1/messages`): appended to a string, as one more text block to an array,
+    /// or as the whole system prompt when there is none. The API does not echo it.
+    pub fn with_system_canary(&mut self, canary: &str) -> bool {
+        let note = canary_note(canary);
+        let Some(obj) = self.body.as_object_mut() else {
+            return false;
+        };
+        match obj.get_mut("system") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                s.push_str("\n\n");
+                s.push_str(&note);
+            }
+            Some(Value::Array(blocks)) => {
+                blocks.push(serde_json::json!({"type": "text", "text": note}));
+            }
+            Some(Value::String(_)) | Some(Value::Null) | None => {
+                obj.insert("system".into(), Value::String(note));
+            }
+            Some(_) => return false,
+        }
+        true
+    }
+
     /// The body serialised again.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.body).unwrap_or_default()
@@ -192,10 +217,12 @@ pub fn strip_canary_note(instructions: &str, canary: &str) -> String {
         .replace(&note, "")
 }
 
-/// The API operation named by the path (`chat`, `completions`, `embeddings`, `responses`).
+/// The API operation named by the path (`chat`, `completions`, `embeddings`, `responses`,
+/// `models`, and `messages` for Anthropic's `/v1/messages`).
 pub fn operation(path: &str) -> Option<&'static str> {
     let p = path.trim_end_matches('/');
     [
+        ("/v1/messages", "messages"),
         ("/chat/completions", "chat"),
         ("/completions", "completions"),
         ("/embeddings", "embeddings"),
@@ -386,6 +413,39 @@ mod tests {
     }
 
     #[test]
+    fn canary_goes_into_the_anthropic_system_prompt() {
+        let raw = br#"{"model":"claude-3-5-haiku","max_tokens":64,"system":"Be brief.",
+            "messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#;
+        let mut r = ApiRequest::parse(raw, &[]).unwrap();
+        assert_eq!(r.prompts[0].role, "user");
+        assert!(r
+            .prompts
+            .iter()
+            .any(|p| p.role == "system" && p.text == "Be brief."));
+        assert!(r.with_system_canary("pcn-77"));
+        let sys = r.body["system"].as_str().unwrap();
+        assert!(
+            sys.starts_with("Be brief.\n\nConfidential marker pcn-77"),
+            "{sys}"
+        );
+        assert_eq!(r.body["messages"].as_array().unwrap().len(), 1);
+        let raw = br#"{"model":"m","system":[{"type":"text","text":"Be brief."}],"messages":[]}"#;
+        let mut r = ApiRequest::parse(raw, &[]).unwrap();
+        assert!(r.with_system_canary("pcn-77"));
+        assert_eq!(r.body["system"][1]["type"], "text");
+        assert!(r.body["system"][1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("pcn-77"));
+        let mut r = ApiRequest::parse(br#"{"model":"m","messages":[]}"#, &[]).unwrap();
+        assert!(r.with_system_canary("pcn-77"));
+        assert!(r.body["system"].as_str().unwrap().contains("pcn-77"));
+        let w =
+            String::from_utf8(ApiRequest::parse(raw, &[]).unwrap().without_prompts(&[])).unwrap();
+        assert!(!w.contains("Be brief."), "{w}");
+    }
+
+    #[test]
     fn bad_bodies_are_errors() {
         assert!(matches!(
             ApiRequest::parse(b"{\"model\":", &[]),
@@ -416,6 +476,19 @@ mod tests {
         );
         assert_eq!(operation("/v1/chat/completions"), Some("chat"));
         assert_eq!(operation("/v1/embeddings"), Some("embeddings"));
+        assert_eq!(operation("/anthropic/v1/messages"), Some("messages"));
+        assert_eq!(operation("/v1/threads/t1/messages"), None);
+        let v: Value = serde_json::from_str(
+            r#"{"type":"message","usage":{"input_tokens":25,"output_tokens":9}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Usage::from_value(&v),
+            Some(Usage {
+                prompt_tokens: Some(25),
+                completion_tokens: Some(9)
+            })
+        );
     }
 
     proptest! {

@@ -1,13 +1,15 @@
 //! The response body on its way back: passed through frame by frame, or — when the route
-//! has output filters — filtered as it streams (Server-Sent Events through [`SseFilter`],
-//! other bodies as raw bytes), while the backend's `usage` is picked up for token
-//! accounting. When the body ends (or the client goes away) the summary goes to a
+//! has output filters — filtered (Server-Sent Events as they stream, through [`SseFilter`];
+//! a JSON body of up to 1 MiB whole, once complete, through [`json_output`], so tool-call
+//! arguments and content blocks are scanned decoded; other bodies as raw bytes), while the
+//! backend's `usage` is picked up for token accounting. When the body ends (or the client goes away) the summary goes to a
 //! callback that charges tokens and writes the event.
 
 use super::upstream::BoxError;
 use crate::filter::{FilterHit, FilterSet, Release, StreamScanner};
+use crate::json_output;
 use crate::openai::Usage;
-use crate::sse_filter::{blocked_event, release, SseFilter};
+use crate::sse_filter::{release, SseFilter};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -40,6 +42,8 @@ type Finish = Box<dyn FnOnce(BodySummary) + Send>;
 enum Mode {
     Pass,
     Raw(StreamScanner),
+    /// A JSON body kept whole (up to [`MAX_CAPTURE`]) and filtered at its end.
+    Json(Vec<u8>, FilterSet),
     Sse(Box<SseFilter>),
 }
 
@@ -59,6 +63,7 @@ impl FilteredBody {
         let mode = match (sse, filters.is_empty()) {
             (true, _) => Mode::Sse(Box::new(SseFilter::new(filters))),
             (false, true) => Mode::Pass,
+            (false, false) if json => Mode::Json(Vec::new(), filters),
             (false, false) => Mode::Raw(StreamScanner::new(filters.clone())),
         };
         FilteredBody {
@@ -79,6 +84,7 @@ impl FilteredBody {
         }
         match &self.mode {
             Mode::Raw(s) => self.summary.hits = s.hits().to_vec(),
+            Mode::Json(..) => {}
             Mode::Sse(f) => {
                 self.summary.hits = f.hits();
                 self.summary.usage = f.usage().or(self.summary.usage);
@@ -107,7 +113,32 @@ impl FilteredBody {
                 Release::Text(t) => Ok(Bytes::from(t)),
                 Release::Blocked(n) => Err(n),
             },
+            Mode::Json(buf, filters) => {
+                buf.extend_from_slice(&data);
+                if buf.len() <= MAX_CAPTURE {
+                    return Ok(Bytes::new());
+                }
+                // Too large to keep: scanned as raw bytes from here on.
+                let mut s = StreamScanner::new(std::mem::take(filters));
+                let r = release(s.push(buf));
+                self.mode = Mode::Raw(s);
+                r.map(Bytes::from)
+            }
             Mode::Sse(f) => f.push(&data).map(Bytes::from),
+        }
+    }
+
+    /// The end of the backend's body: what is still to send.
+    fn tail(&mut self) -> Result<Vec<u8>, String> {
+        match &mut self.mode {
+            Mode::Pass => Ok(Vec::new()),
+            Mode::Raw(s) => release(s.finish()),
+            Mode::Json(buf, filters) => {
+                let buf = std::mem::take(buf);
+                let r = json_output::filter_body(&buf, filters, &mut self.summary.hits);
+                r.map(|t| t.unwrap_or(buf))
+            }
+            Mode::Sse(f) => f.finish(),
         }
     }
 }
@@ -146,12 +177,7 @@ impl Body for FilteredBody {
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
                 Poll::Ready(None) => {
-                    let tail = match &mut this.mode {
-                        Mode::Pass => Ok(Vec::new()),
-                        Mode::Raw(s) => release(s.finish()),
-                        Mode::Sse(f) => f.finish(),
-                    };
-                    return match tail {
+                    return match this.tail() {
                         Err(name) => Poll::Ready(this.cut(name)),
                         Ok(t) => {
                             this.summary.bytes_out += t.len() as u64;
@@ -185,10 +211,13 @@ impl FilteredBody {
     /// are aborted (the client sees an incomplete response, never the rest).
     fn cut(&mut self, name: String) -> Option<Result<Frame<Bytes>, BoxError>> {
         self.summary.blocked = Some(name);
-        let sse = matches!(self.mode, Mode::Sse(_));
+        let event = match &self.mode {
+            Mode::Sse(f) => Some(f.blocked_event()),
+            _ => None,
+        };
         self.done(false);
-        if sse {
-            Some(Ok(Frame::data(Bytes::from(blocked_event()))))
+        if let Some(event) = event {
+            Some(Ok(Frame::data(Bytes::from(event))))
         } else {
             Some(Err("response blocked by output filter".into()))
         }

@@ -520,10 +520,10 @@ pub async fn handle(
     let mut out_body = raw.clone();
     if let (Some(action), Some(a)) = (route.filters.canary, api.as_mut()) {
         let c = new_canary();
-        let injected = if op == Some("responses") {
-            a.with_instructions_canary(&c)
-        } else {
-            a.with_canary(&c)
+        let injected = match op {
+            Some("responses") => a.with_instructions_canary(&c),
+            Some("messages") => a.with_system_canary(&c),
+            _ => a.with_canary(&c),
         };
         if injected {
             out_body = Bytes::from(a.to_bytes());

@@ -1,13 +1,15 @@
 //! Chat/completions stream chunks: each choice (`index`) is a lane; its text is
 //! `delta.content` (chat) or `text` (legacy completions). A choice's `finish_reason` ends
-//! its lane. With filters, a choice's `logprobs` are dropped: their tokens spell the text
-//! out again, past the filter.
+//! its lane (and, through [`super::tools`], the lanes of its tool calls, whose held-back
+//! arguments go out just before the finishing chunk). With filters, a choice's `logprobs`
+//! are dropped: their tokens spell the text out again, past the filter.
 
-use super::{LaneKey, SseFilter};
+use super::{tools, LaneKey, SseFilter};
 use serde_json::Value;
 
-/// Filters the text of every choice of one chunk in place.
-pub(super) fn event(f: &mut SseFilter, v: &mut Value) -> Result<(), String> {
+/// Filters the text and tool-call arguments of every choice of one chunk in place; events
+/// that end tool-call lanes go to `out` first.
+pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Result<(), String> {
     let Some(indexes) = v.get("choices").and_then(Value::as_array).map(|cs| {
         cs.iter()
             .map(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0))
@@ -25,11 +27,18 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value) -> Result<(), String> {
         }
     }
     let filtering = !f.filters.is_empty();
+    let shape = tools::has_calls(v).then(|| v.clone());
     let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
         return Ok(());
     };
     for (c, idx) in choices.iter_mut().zip(indexes) {
         let finished = c.get("finish_reason").is_some_and(|r| !r.is_null());
+        if let Some(shape) = &shape {
+            tools::deltas(f, idx, c, shape, finished, out)?;
+        }
+        if finished {
+            tools::close(f, idx, out)?;
+        }
         let incoming = text_of(c).map(str::to_string);
         if incoming.is_none() && !(finished && filtering) {
             continue;

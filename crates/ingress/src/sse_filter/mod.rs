@@ -1,17 +1,22 @@
 //! Output filtering of a Server-Sent-Events response, as pure bytes-in, bytes-out code (so it
 //! can be fuzzed and property-tested without a network): the stream is split into events,
 //! each JSON event's text is routed to the [`StreamScanner`] of its *lane* — one
-//! chat/completions choice, or one Responses-API text part — so a secret or canary spread
-//! over many deltas is still seen whole, and the event is sent on with the filtered text.
-//! Text held back at the end of a lane goes out as one more delta shaped like the lane's
-//! events. The backend's `usage` and the completion text are picked up on the way.
+//! chat/completions choice, one tool call of a choice, one Responses-API text part, or one
+//! Anthropic content block — so a secret or canary spread over many deltas is still seen
+//! whole, and the event is sent on with the filtered text. Text held back at the end of a
+//! lane goes out as one more delta shaped like the lane's events. The backend's `usage` and
+//! the completion text are picked up on the way.
 //!
 //! Which events carry text is the business of [`chat`] (`choices[].delta.content`,
-//! `choices[].text`) and [`responses`] (`response.output_text.delta` and friends, plus the
-//! full texts the `.done` events and the final response repeat).
+//! `choices[].text`), [`tools`] (`choices[].delta.tool_calls[].function.arguments` and the
+//! legacy `function_call`), [`responses`] (`response.output_text.delta` and friends, plus
+//! the full texts the `.done` events and the final response repeat) and [`anthropic`]
+//! (Messages-API `content_block_delta` events).
 
+mod anthropic;
 mod chat;
 mod responses;
+mod tools;
 
 use crate::filter::{FilterHit, FilterSet, Release, StreamScanner};
 use crate::openai::Usage;
@@ -30,6 +35,11 @@ enum LaneKey {
     /// A Responses-API text part: its event family (`response.output_text`, …), output
     /// index and content (or summary) index.
     Part(&'static str, u64, u64),
+    /// The arguments of a chat/completions tool call: choice index, tool-call index
+    /// (`None`: the legacy `function_call`).
+    Tool(u64, Option<u64>),
+    /// An Anthropic Messages content block, by `index`.
+    Block(u64),
 }
 
 #[derive(Debug)]
@@ -51,6 +61,8 @@ pub struct SseFilter {
     hits: Vec<FilterHit>,
     usage: Option<Usage>,
     completion_text: String,
+    /// Anthropic Messages events were seen (a cut stream ends with their error event).
+    anthropic: bool,
 }
 
 impl SseFilter {
@@ -63,6 +75,7 @@ impl SseFilter {
             hits: Vec::new(),
             usage: None,
             completion_text: String::new(),
+            anthropic: false,
         }
     }
 
@@ -124,18 +137,28 @@ impl SseFilter {
             out.extend(e.to_wire());
             return Ok(());
         };
-        let usage = Usage::from_value(&v).or_else(|| v.get("response").and_then(Usage::from_value));
-        if usage.is_some() {
-            self.usage = usage;
+        // Anthropic reports input tokens in `message_start.message` and output tokens in
+        // `message_delta`: later counts complete earlier ones.
+        let usage = Usage::from_value(&v)
+            .or_else(|| v.get("response").and_then(Usage::from_value))
+            .or_else(|| v.get("message").and_then(Usage::from_value));
+        if let Some(u) = usage {
+            let old = self.usage.unwrap_or_default();
+            self.usage = Some(Usage {
+                prompt_tokens: u.prompt_tokens.or(old.prompt_tokens),
+                completion_tokens: u.completion_tokens.or(old.completion_tokens),
+            });
         }
-        let kind = v
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| t.starts_with("response."))
-            .map(str::to_string);
+        let kind = v.get("type").and_then(Value::as_str).map(str::to_string);
         match kind {
-            Some(kind) => responses::event(self, &kind, e.event.as_deref(), &mut v, out)?,
-            None => chat::event(self, &mut v)?,
+            Some(k) if k.starts_with("response.") => {
+                responses::event(self, &k, e.event.as_deref(), &mut v, out)?
+            }
+            Some(k) if anthropic::is_event(&k) => {
+                self.anthropic = true;
+                anthropic::event(self, &k, e.event.as_deref(), &mut v, out)?
+            }
+            _ => chat::event(self, &mut v, out)?,
         }
         e.data = serde_json::to_string(&v).unwrap_or_default();
         out.extend(e.to_wire());
@@ -178,18 +201,14 @@ impl SseFilter {
         if self.filters.is_empty() || text.is_empty() {
             return Ok(text.to_string());
         }
-        let mut s = StreamScanner::new(self.filters.clone());
-        let r = release(s.push(text.as_bytes())).and_then(|mut t| {
-            t.extend(release(s.finish())?);
-            Ok(t)
-        });
+        let (r, hits) = crate::filter::scan_whole(&self.filters, text);
         let known = self.hits();
-        for h in s.hits() {
+        for h in hits {
             if !known.iter().any(|k| k.name == h.name) {
-                self.hits.push(h.clone());
+                self.hits.push(h);
             }
         }
-        r.map(|t| String::from_utf8_lossy(&t).into_owned())
+        r
     }
 
     /// Closes `key`'s lane: its held-back text goes out as one more delta event.
@@ -223,6 +242,8 @@ fn flush_event(key: &LaneKey, lane: &Lane, text: &str) -> Vec<u8> {
     let data = match key {
         LaneKey::Choice(idx) => chat::flush_chunk(&lane.template, *idx, text),
         LaneKey::Part(..) => responses::flush_delta(&lane.template, text),
+        LaneKey::Tool(choice, call) => tools::flush_chunk(&lane.template, *choice, *call, text),
+        LaneKey::Block(_) => anthropic::flush_delta(&lane.template, text),
     };
     SseEvent {
         event: lane.event.clone(),
@@ -236,6 +257,17 @@ pub(crate) fn release(r: Release) -> Result<Vec<u8>, String> {
     match r {
         Release::Text(t) => Ok(t),
         Release::Blocked(n) => Err(n),
+    }
+}
+
+impl SseFilter {
+    /// The SSE event that tells the client the stream was cut, in its API's shape.
+    pub fn blocked_event(&self) -> Vec<u8> {
+        if self.anthropic {
+            anthropic::blocked_event()
+        } else {
+            blocked_event()
+        }
     }
 }
 
@@ -255,4 +287,8 @@ pub fn blocked_event() -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod anthropic_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_tests;

@@ -1,6 +1,7 @@
 //! OpenAI Responses-API stream events (`POST /v1/responses` with `stream: true`). Text
 //! arrives as deltas — `response.output_text.delta`, `response.refusal.delta`,
-//! `response.reasoning_text.delta`, `response.reasoning_summary_text.delta` — each part
+//! `response.reasoning_text.delta`, `response.reasoning_summary_text.delta`, and a
+//! function call's `response.function_call_arguments.delta` — each part
 //! (output index, content or summary index) a lane of its own, closed by the family's
 //! `.done` event. The whole text is then repeated: in the `.done` event itself, in
 //! `response.content_part.done`, `response.output_item.done` and the final
@@ -15,16 +16,23 @@ use serde_json::Value;
 
 /// Event families whose `.delta` events carry text, with the field of their `.done` event
 /// that repeats it whole.
-const FAMILIES: [(&str, &str); 4] = [
+const FAMILIES: [(&str, &str); 5] = [
     ("response.output_text", "text"),
+    ("response.function_call_arguments", "arguments"),
     ("response.refusal", "refusal"),
     ("response.reasoning_text", "text"),
     ("response.reasoning_summary_text", "text"),
 ];
 
 /// `type`s of the content parts (in `part`, `item.content`, `response.output[].content`,
-/// `item.summary`) whose text is model output.
-const OUTPUT_PARTS: [&str; 4] = ["output_text", "refusal", "reasoning_text", "summary_text"];
+/// `item.summary`) whose text is model output; `function_call` items carry `arguments`.
+const OUTPUT_PARTS: [&str; 5] = [
+    "output_text",
+    "refusal",
+    "reasoning_text",
+    "summary_text",
+    "function_call",
+];
 
 /// Filters one event in place; a closed lane's held-back text goes to `out` first.
 pub(super) fn event(
@@ -102,7 +110,9 @@ fn output_parts(f: &mut SseFilter, v: &mut Value) -> Result<(), String> {
                 .is_some_and(|t| OUTPUT_PARTS.contains(&t));
             for (k, x) in o.iter_mut() {
                 match x {
-                    Value::String(s) if part && (k == "text" || k == "refusal") => {
+                    Value::String(s)
+                        if part && (k == "text" || k == "refusal" || k == "arguments") =>
+                    {
                         *s = f.scan_whole(s)?;
                     }
                     Value::Array(_) | Value::Object(_) => output_parts(f, x)?,

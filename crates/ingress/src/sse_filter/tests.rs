@@ -8,10 +8,10 @@ use palisade_egress::dlp::Detector;
 use proptest::prelude::*;
 use serde_json::json;
 
-const KEY: &str = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789";
-const CANARY: &str = "pcn-7f3a9c1e5b2d4a60";
+pub(super) const KEY: &str = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789";
+pub(super) const CANARY: &str = "pcn-7f3a9c1e5b2d4a60";
 
-fn filters(secrets: FilterAction, canary: FilterAction) -> FilterSet {
+pub(super) fn filters(secrets: FilterAction, canary: FilterAction) -> FilterSet {
     FilterSet {
         detectors: Detector::parse_set("secrets")
             .unwrap()
@@ -22,11 +22,11 @@ fn filters(secrets: FilterAction, canary: FilterAction) -> FilterSet {
     }
 }
 
-fn redacting() -> FilterSet {
+pub(super) fn redacting() -> FilterSet {
     filters(FilterAction::Redact, FilterAction::Redact)
 }
 
-fn wire(event: Option<&str>, data: &Value) -> Vec<u8> {
+pub(super) fn wire(event: Option<&str>, data: &Value) -> Vec<u8> {
     SseEvent {
         event: event.map(str::to_string),
         data: data.to_string(),
@@ -105,7 +105,7 @@ fn responses_stream(deltas: &[&str]) -> Vec<u8> {
 }
 
 /// Feeds `wire` cut at `cuts`; the bytes sent and the error that stopped the stream.
-fn run(f: &mut SseFilter, wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Option<String>) {
+pub(super) fn run(f: &mut SseFilter, wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::new();
     let mut at = 0;
     let mut ends: Vec<usize> = cuts.iter().map(|c| (*c).min(wire.len())).collect();
@@ -125,7 +125,7 @@ fn run(f: &mut SseFilter, wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Option<Strin
     (out, None)
 }
 
-fn events(out: &[u8]) -> Vec<SseEvent> {
+pub(super) fn events(out: &[u8]) -> Vec<SseEvent> {
     let mut p = SseParser::new();
     let e = p.push(out).unwrap();
     assert!(p.remainder().is_empty());
@@ -331,7 +331,7 @@ fn without_filters_text_passes_and_usage_is_read() {
 }
 
 /// Cuts `text` at `cuts` (on character boundaries).
-fn pieces(text: &str, cuts: &[usize]) -> Vec<String> {
+pub(super) fn pieces(text: &str, cuts: &[usize]) -> Vec<String> {
     let mut cuts: Vec<usize> = cuts
         .iter()
         .map(|c| (*c).min(text.len()))

@@ -4,6 +4,8 @@
 //! input. The WAF runs the OWASP CRS from `../shared/data/crs-v4.25.0` when present.
 
 mod https_backend;
+mod tools;
+mod tools_upstream;
 mod upstream;
 
 use palisade_events::{Event, EventBody, EventReceiver};
@@ -81,6 +83,20 @@ spec:
       outputFilters:
         - kind: canary
           action: block
+        - kind: secrets
+          action: redact
+    - name: claude
+      pathPrefix: /anthropic
+      backend: http://{upstream}
+      auth:
+        apiKeysFile: keys.yaml
+        jwt:
+          issuer: https://idp.test
+          audience: inference
+          jwks: jwks.json
+      outputFilters:
+        - kind: canary
+          action: redact
         - kind: secrets
           action: redact
   consumers:
@@ -180,7 +196,7 @@ pub fn jwt(sub: &str, exp_offset: i64) -> String {
     jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_secret(HMAC)).unwrap()
 }
 
-fn python_with(module: &str) -> Option<String> {
+pub(crate) fn python_with(module: &str) -> Option<String> {
     let py = std::env::var("PALISADE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&py)
         .args(["-c", &format!("import {module}")])
@@ -530,7 +546,12 @@ async fn tls_termination_with_http2_and_http1() {
 }
 
 /// POSTs `body` to `path` over HTTP/1.1; the status and the whole response body.
-async fn post_http(addr: SocketAddr, path: &str, body: &str, key: &str) -> (u16, String) {
+pub(crate) async fn post_http(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    key: &str,
+) -> (u16, String) {
     use http_body_util::{BodyExt, Full};
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
@@ -553,7 +574,7 @@ async fn post_http(addr: SocketAddr, path: &str, body: &str, key: &str) -> (u16,
 }
 
 /// The `data:` JSON of each SSE event of `text`.
-fn sse_data(text: &str) -> Vec<Value> {
+pub(crate) fn sse_data(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
         .filter_map(|d| serde_json::from_str(d).ok())

@@ -4,7 +4,8 @@
 //! the system prompt (a model leaking its instructions), `LEAK-KEY` includes an API key,
 //! anything else is an echo of the prompt's length. It reports 150 completion tokens.
 //! `/v1/responses` answers the same way in the Responses-API shape (the system prompt is
-//! `instructions`), streamed as `response.output_text.delta` events.
+//! `instructions`), streamed as `response.output_text.delta` events. Tool calls and the
+//! Anthropic Messages API are answered by [`super::tools_upstream`].
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -21,7 +22,7 @@ pub(crate) const LEAKED_KEY: &str = "sk-proj-Zq8mX2vN4bL6cK9dF1gH3jT5wY7eR0uI";
 pub(crate) const COMPLETION_TOKENS: u64 = 150;
 
 /// A body fed by a channel, one frame per message.
-pub(crate) struct ChannelBody(mpsc::Receiver<Bytes>);
+pub(crate) struct ChannelBody(pub(crate) mpsc::Receiver<Bytes>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -84,6 +85,9 @@ async fn serve(req: Request<Incoming>) -> Response<Out> {
             .unwrap();
     }
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if let Some(r) = super::tools_upstream::answer(&path, &body) {
+        return r;
+    }
     if path == "/v1/responses" {
         return responses(&body, answer(&body));
     }
