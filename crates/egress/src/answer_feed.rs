@@ -14,13 +14,16 @@
 //! `ttlMs` is the time left when the line was written (so the two clocks need not agree).
 //! Lines that do not decode are skipped and logged, never fatal. A stream that ends, fails
 //! or stays silent past [`IDLE`] is opened again with exponential backoff; what was already
-//! learnt stays in the [`AnswerBook`] until it expires.
+//! learnt stays in the [`AnswerBook`] until it expires. A source's host is resolved every
+//! [`RESOLVE`] and every address it names is followed: in Kubernetes a headless Service over
+//! the agent DaemonSet names every node's DNS proxy.
 
 use crate::answers::AnswerBook;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +34,8 @@ pub const IDLE: Duration = Duration::from_secs(45);
 pub const MAX_LINE: usize = 4096;
 /// First and longest wait before opening a failed stream again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
+/// How often each source's host is resolved again (new DNS proxies behind a name).
+pub const RESOLVE: Duration = Duration::from_secs(30);
 /// How often expired answers are dropped from the book.
 const PRUNE: Duration = Duration::from_secs(30);
 
@@ -75,8 +80,10 @@ pub fn decode_line(line: &[u8]) -> Result<Option<SharedAnswer>, FeedLineError> {
 /// A feed to read: where to connect and what to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedSource {
-    /// `host:port` to connect to.
+    /// `host:port` as configured (also the `Host` header).
     pub authority: String,
+    /// The one address to connect to; `None`: whatever `authority` resolves to first.
+    pub addr: Option<SocketAddr>,
 }
 
 impl FeedSource {
@@ -99,6 +106,7 @@ impl FeedSource {
         }
         Ok(FeedSource {
             authority: authority.to_string(),
+            addr: None,
         })
     }
 }
@@ -162,7 +170,9 @@ impl LineSplitter {
     }
 }
 
-/// Starts one subscription task per source, each feeding `book`, and a task dropping
+/// Starts, per source, a task that resolves its host every [`RESOLVE`] and keeps one
+/// subscription per address it resolves to (an IP literal is one address; a headless
+/// Service's name is every DNS proxy behind it), each feeding `book`; and a task dropping
 /// expired answers. `token` is sent as `Authorization: Bearer`.
 pub fn subscribe(
     sources: Vec<FeedSource>,
@@ -172,7 +182,7 @@ pub fn subscribe(
     let token: Option<Arc<str>> = token.map(Into::into);
     let mut tasks: Vec<_> = sources
         .into_iter()
-        .map(|src| tokio::spawn(follow(src, token.clone(), book.clone())))
+        .map(|src| tokio::spawn(follow_all(src, token.clone(), book.clone())))
         .collect();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE);
@@ -184,8 +194,48 @@ pub fn subscribe(
     tasks
 }
 
-/// Reads one source for ever, opening the stream again after each failure.
-async fn follow(src: FeedSource, token: Option<Arc<str>>, book: Arc<AnswerBook>) {
+/// Keeps one subscription per address `src` resolves to, looking again every [`RESOLVE`]:
+/// new addresses are followed, vanished ones dropped (what they told stays until it
+/// expires). A failed lookup keeps the current subscriptions.
+async fn follow_all(src: FeedSource, token: Option<Arc<str>>, book: Arc<AnswerBook>) {
+    let mut following: HashMap<SocketAddr, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut wait = BACKOFF.0;
+    loop {
+        match tokio::net::lookup_host(&src.authority).await {
+            Ok(addrs) => {
+                let now: HashSet<SocketAddr> = addrs.collect();
+                following.retain(|a, task| {
+                    let keep = now.contains(a);
+                    if !keep {
+                        tracing::info!(source = %src.authority, addr = %a, "DNS answers feed: address gone");
+                        task.abort();
+                    }
+                    keep
+                });
+                for a in now {
+                    following.entry(a).or_insert_with(|| {
+                        let (src, token, book) = (src.clone(), token.clone(), book.clone());
+                        tokio::spawn(async move { follow(src, a, token, book).await })
+                    });
+                }
+                wait = BACKOFF.0;
+                tokio::time::sleep(RESOLVE).await;
+            }
+            Err(e) => {
+                tracing::warn!(source = %src.authority, error = %e, "DNS answers feed: lookup failed");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BACKOFF.1);
+            }
+        }
+    }
+}
+
+/// Reads one address of a source for ever, opening the stream again after each failure.
+async fn follow(src: FeedSource, addr: SocketAddr, token: Option<Arc<str>>, book: Arc<AnswerBook>) {
+    let src = FeedSource {
+        authority: src.authority,
+        addr: Some(addr),
+    };
     let mut wait = BACKOFF.0;
     loop {
         let mut heard = false;
@@ -212,13 +262,16 @@ async fn read_once(
     book: &AnswerBook,
     heard: &mut bool,
 ) -> Result<u64, FeedError> {
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&src.authority),
-    )
-    .await
-    .map_err(|_| FeedError::Timeout)?
-    .map_err(FeedError::Connect)?;
+    let connect = async {
+        match src.addr {
+            Some(a) => tokio::net::TcpStream::connect(a).await,
+            None => tokio::net::TcpStream::connect(&src.authority).await,
+        }
+    };
+    let tcp = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| FeedError::Timeout)?
+        .map_err(FeedError::Connect)?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     let conn = tokio::spawn(conn);
@@ -427,5 +480,26 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, FeedError::Status(s) if s == 401), "{e}");
         assert!(!heard);
+    }
+
+    #[tokio::test]
+    async fn a_source_named_by_host_is_resolved_and_followed() {
+        let body = concat!(
+            r#"{"client":"10.0.0.5","name":"a.test","ip":"192.0.2.1","ttlMs":60000}"#,
+            "\n"
+        );
+        let addr = fake_proxy("200 OK", body.as_bytes().to_vec()).await;
+        let src = FeedSource::parse(&format!("http://localhost:{}", addr.port())).unwrap();
+        let book = Arc::new(AnswerBook::new());
+        let tasks = subscribe(vec![src], None, book.clone());
+        let (pod, ip) = ("10.0.0.5".parse().unwrap(), "192.0.2.1".parse().unwrap());
+        let start = std::time::Instant::now();
+        while book.agrees(pod, "a.test", ip) != Some(true) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never followed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in tasks {
+            t.abort();
+        }
     }
 }
