@@ -297,7 +297,7 @@ pub struct PalisadeConfigSpec {
     pub admin: Option<ListenSpec>,
     /// DNS proxy.
     #[serde(default)]
-    pub dns: Option<DnsSpec>,
+    pub dns: Option<Box<DnsSpec>>,
     /// Egress gateway.
     #[serde(default)]
     pub egress: Option<Box<EgressSpec>>,
