@@ -320,3 +320,27 @@ async fn shutdown() {
         _ = term => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The DNS proxy writes the answers feed and the egress gateway reads it: the two sides
+    /// of the wire format must agree.
+    #[test]
+    fn the_gateway_reads_what_the_feed_writes() {
+        let r = palisade_dns::Record {
+            pod: "10.0.0.5".parse().unwrap(),
+            name: "hub.models.test".into(),
+            ip: "2001:db8::7".parse().unwrap(),
+            expires_ms: 90_000,
+        };
+        let line = palisade_dns::feed::encode(&r, 60_000);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let got = palisade_egress::answer_feed::decode_line(&line[..line.len() - 1])
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.client, r.pod);
+        assert_eq!(got.name, r.name);
+        assert_eq!(got.ip, r.ip);
+        assert_eq!(got.ttl_ms, 30_000);
+    }
+}
