@@ -502,4 +502,56 @@ mod tests {
             t.abort();
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any bytes, in any chunking: lines come out whole, none longer than the bound,
+            /// and decoding them never panics.
+            #[test]
+            fn any_stream_splits_and_decodes_without_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..6000),
+                cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            ) {
+                let mut s = LineSplitter::default();
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+                cuts.sort();
+                let mut from = 0;
+                for c in cuts.into_iter().chain([bytes.len()]) {
+                    s.push(&bytes[from..c], |l| {
+                        assert!(l.len() <= MAX_LINE && !l.contains(&b'\n'));
+                        let _ = decode_line(l);
+                    });
+                    from = c;
+                }
+            }
+
+            /// A valid line with bytes changed decodes or is an error, never a panic; valid
+            /// lines round-trip.
+            #[test]
+            fn mutated_lines_never_panic(
+                a in any::<[u8; 4]>(), b in any::<[u8; 16]>(), ttl in any::<u64>(),
+                name in "[a-z0-9.-]{1,60}",
+                flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            ) {
+                let ans = SharedAnswer {
+                    client: IpAddr::from(a),
+                    name,
+                    ip: IpAddr::from(b),
+                    ttl_ms: ttl,
+                };
+                let mut line = serde_json::to_vec(&ans).unwrap();
+                prop_assert_eq!(decode_line(&line).unwrap(), Some(ans));
+                for (i, x) in flips {
+                    let n = line.len();
+                    line[i % n] = x;
+                }
+                let _ = decode_line(&line);
+            }
+        }
+    }
 }
