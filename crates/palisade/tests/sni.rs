@@ -9,7 +9,7 @@
 //! The same holds with the DNS proxy and the gateway as two processes (`palisade dns` and
 //! `palisade egress`, as in Kubernetes): the gateway follows the proxy's answers feed
 //! (`spec.dns.answersListen` / `spec.egress.dnsAnswers`), learning earlier answers from its
-//! snapshot and later ones as they are given.
+//! snapshot and later ones as they are given, and following the proxy across a restart.
 
 use palisade_agent::lab::Lab;
 use std::path::PathBuf;
@@ -117,6 +117,7 @@ fn world(prefix: &str) -> World {
         &[
             "--address=/cdn.models.test/10.99.1.10",
             "--address=/hub.models.test/10.99.1.12",
+            "--address=/new.models.test/10.99.1.10",
         ],
     );
     World {
@@ -276,7 +277,7 @@ fn a_gateway_in_another_process_follows_the_dns_proxys_answers() {
         &w,
         "dns.yaml",
         "dns-events.jsonl",
-        ", answersListen: \"127.0.0.1:9054\", answersTokenFile: feed.token",
+        ", minTtlSeconds: 30, answersListen: \"127.0.0.1:9054\", answersTokenFile: feed.token",
         "",
     );
     let egress_cfg = write_config(
@@ -286,11 +287,8 @@ fn a_gateway_in_another_process_follows_the_dns_proxys_answers() {
         "",
         ", dnsAnswers: [\"http://127.0.0.1:9054\"], dnsAnswersTokenFile: feed.token",
     );
-    let _dns = palisade_in_node(
-        &w,
-        &["dns", "--no-sets", "--config", dns_cfg.to_str().unwrap()],
-        "dns.log",
-    );
+    let dns_args = ["dns", "--no-sets", "--config", dns_cfg.to_str().unwrap()];
+    let dns = palisade_in_node(&w, &dns_args, "dns.log");
     wait_for(20, "the DNS proxy never answered", || {
         dig(&w, "cdn.models.test").contains("10.99.1.10")
     });
@@ -327,4 +325,19 @@ fn a_gateway_in_another_process_follows_the_dns_proxys_answers() {
         ],
     );
     assert_eq!(refused, "401");
+
+    // The DNS proxy restarts: the gateway opens the feed again and hears the new answers.
+    drop(dns);
+    let _dns = palisade_in_node(&w, &dns_args, "dns-2.log");
+    wait_for(20, "the restarted DNS proxy never answered", || {
+        dig(&w, "new.models.test").contains("10.99.1.10")
+    });
+    // The pod is known (its earlier answers are still live), so the new name is refused
+    // until the gateway hears the new answer through the reopened feed.
+    wait_for(
+        10,
+        "after the restart, the feed's answers never reached the gateway",
+        || hello(&w, "new.models.test", "10.99.1.10") == "ok",
+    );
+    assert_eq!(hello(&w, "new.models.test", "10.99.1.12"), "CLOSED");
 }
