@@ -9,6 +9,7 @@
 //!   the UDP path runs on a few blocking worker threads (`udp`).
 //! - [`resolutions`]: the (pod, name, IP, expiry) records, bounded and saved across
 //!   restarts, shared with the kernel updater and the egress gateway.
+//! - [`feed`]: `GET /v1/answers`, the records streamed to egress gateways in other processes.
 //! - [`wire`]: the hot path's in-place reading of ordinary queries, and name features for
 //!   tunnelling detection.
 
@@ -18,6 +19,7 @@ pub mod decide;
 pub use answers::{addresses, AnswerSummary, Resolved};
 pub use decide::{decide, parse_query, Decision, DenyRcode, Question};
 pub mod event;
+pub mod feed;
 pub mod proxy;
 pub mod resolutions;
 mod udp;

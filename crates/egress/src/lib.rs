@@ -16,6 +16,7 @@
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
 //! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
+//! - [`answer_feed`]: subscriptions to DNS proxies in other processes (their answers feed).
 //! - [`ai`]: AI-API awareness (provider, model, operation, token usage, up/downloads).
 //! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log).
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
@@ -23,6 +24,7 @@
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
 
 pub mod ai;
+pub mod answer_feed;
 pub mod answers;
 pub mod budget;
 pub mod config;

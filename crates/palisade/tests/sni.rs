@@ -5,6 +5,11 @@
 //! to an IP that this pod's DNS answers gave for that name; any other destination IP, or a
 //! name the pod never resolved, is refused (connection closed), and the refusal is an `http`
 //! event with the deciding reason.
+//!
+//! The same holds with the DNS proxy and the gateway as two processes (`palisade dns` and
+//! `palisade egress`, as in Kubernetes): the gateway follows the proxy's answers feed
+//! (`spec.dns.answersListen` / `spec.egress.dnsAnswers`), learning earlier answers from its
+//! snapshot and later ones as they are given, and following the proxy across a restart.
 
 use palisade_agent::lab::Lab;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ use netns::{bin, dnsmasq, in_ns, lab_server, sh, Kill, Netns};
 fn can_run() -> bool {
     netns::can_run(
         "the SNI agreement test",
-        &["nft", "dnsmasq", "dig", "python3"],
+        &["nft", "dnsmasq", "dig", "python3", "curl"],
     )
 }
 
@@ -60,46 +65,35 @@ spec:
     ports: [{port: 443}]
 "#;
 
-#[test]
-fn sni_must_name_what_the_pod_resolved_to_that_ip() {
-    if !can_run() {
-        return;
-    }
+/// The namespaces and servers both tests share: a lab node with one pod (`ml/trainer`,
+/// 10.91.1.1), "the internet" (10.99.1.10 and .12 serving TCP 443 in a namespace of their
+/// own), the pod's TCP 443 redirected to the node's port 15443, and a dnsmasq upstream on the
+/// node's 127.0.0.1:5353. Dropped in field order: servers first, the lab last (after the
+/// components each test starts, which are declared later and so dropped first).
+struct World {
+    _servers: Kill,
+    _dnsmasq: Kill,
+    _ext: Netns,
+    _lab: Lab,
+    node: String,
+    pod: String,
+    dir: PathBuf,
+}
+
+fn world(prefix: &str) -> World {
     let id = std::process::id() % 10000;
-    let dir: PathBuf = std::env::temp_dir().join(format!("palisade-sni-e2e-{id}"));
+    let dir: PathBuf = std::env::temp_dir().join(format!("palisade-{prefix}-e2e-{id}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     std::fs::write(dir.join("manifests/ml.yaml"), MANIFESTS).unwrap();
-    let events = dir.join("events.jsonl");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "apiVersion: palisade.dev/v1alpha1
-kind: PalisadeConfig
-metadata: {{name: sni-e2e}}
-spec:
-  manifests: manifests
-  dataDir: {data}
-  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\"}}
-  egress: {{listen: \"127.0.0.1:3128\", transparent: \"0.0.0.0:15443\"}}
-  events: {{jsonl: {events}, store: false}}
-",
-            data = dir.join("data").display(),
-            events = events.display()
-        ),
-    )
-    .unwrap();
-
     let lab = Lab::create(
-        &format!("pls{id}"),
+        &format!("{prefix}{id}"),
         &[(0, "ml/trainer".into(), "10.91.1.1".parse().unwrap())],
     )
     .expect("lab");
     let node = lab.node_ns.clone();
     let pod = lab.pods[0].netns.clone();
-    // "The internet": 10.99.1.10 and .12 in a namespace of their own, both serving TCP 443.
-    let ext = Netns(format!("pls{id}-ext"));
+    let ext = Netns(format!("{prefix}{id}-ext"));
     sh(&format!(
         "ip netns add {e} && ip -n {node} link add hx type veth peer name eth0 netns {e} && ip -n {node} link set hx up && ip -n {node} addr add 169.254.1.1/32 dev hx && ip -n {node} route add 10.99.1.10/32 dev hx && ip -n {node} route add 10.99.1.12/32 dev hx && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.1.10/32 dev eth0 && ip -n {e} addr add 10.99.1.12/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
         e = ext.0
@@ -117,75 +111,106 @@ spec:
         })
         .unwrap();
     assert!(st.success(), "redirect rule");
-    let _servers = lab_server(&ext.0, "443");
-    let _dnsmasq = dnsmasq(
+    let servers = lab_server(&ext.0, "443");
+    let dnsmasq = dnsmasq(
         &node,
         &[
             "--address=/cdn.models.test/10.99.1.10",
             "--address=/hub.models.test/10.99.1.12",
+            "--address=/new.models.test/10.99.1.10",
         ],
     );
-    let _up = Kill(
+    World {
+        _servers: servers,
+        _dnsmasq: dnsmasq,
+        _ext: ext,
+        _lab: lab,
+        node,
+        pod,
+        dir,
+    }
+}
+
+/// A PalisadeConfig for `w` writing events to `events`, with `dns` and `egress` extra keys.
+fn write_config(w: &World, file: &str, events: &str, dns: &str, egress: &str) -> PathBuf {
+    let cfg = w.dir.join(file);
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: palisade.dev/v1alpha1
+kind: PalisadeConfig
+metadata: {{name: sni-e2e}}
+spec:
+  manifests: manifests
+  dataDir: {data}
+  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\"{dns}}}
+  egress: {{listen: \"127.0.0.1:3128\", transparent: \"0.0.0.0:15443\"{egress}}}
+  events: {{jsonl: {events}, store: false}}
+",
+            data = w.dir.join(format!("data-{file}")).display(),
+            events = w.dir.join(events).display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// `palisade ARGS...` in the node namespace, its stderr in `log` (under the test folder).
+fn palisade_in_node(w: &World, args: &[&str], log: &str) -> Kill {
+    let err = std::fs::File::create(w.dir.join(log)).unwrap();
+    Kill(
         Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &node,
-                bin(),
-                "up",
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
-            .current_dir(&dir)
-            .stderr(Stdio::null())
+            .args(["netns", "exec", &w.node, bin()])
+            .args(args)
+            .current_dir(&w.dir)
+            .stderr(err)
             .spawn()
             .unwrap(),
-    );
-    let dig = |name: &str| {
-        in_ns(
-            &pod,
-            &["dig", "@169.254.1.1", name, "+short", "+time=1", "+tries=1"],
-        )
-    };
-    let hello = |sni: &str, ip: &str| {
-        in_ns(&pod, &["python3", "-c", HELLO, sni, ip])
-            .trim()
-            .to_string()
-    };
-    let start = Instant::now();
-    while !dig("cdn.models.test").contains("10.99.1.10") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the DNS proxy never answered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Wait for the transparent listener too: the agreeing connection must get through.
-    let start = Instant::now();
-    loop {
-        let got = hello("cdn.models.test", "10.99.1.10");
-        if got == "ok\n".trim() || got == "ok" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "SNI and IP agree, yet the tunnel did not open: {got}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // The name is allowed, but the pod was never told that it lives at 10.99.1.12.
-    assert_eq!(hello("cdn.models.test", "10.99.1.12"), "CLOSED");
-    // A name the pod never resolved, at the IP it has (shared-CDN-IP fronting).
-    assert_eq!(hello("hub.models.test", "10.99.1.10"), "CLOSED");
-    // Once resolved, that name works at its own IP, and still not at the other.
-    assert!(dig("hub.models.test").contains("10.99.1.12"));
-    assert_eq!(hello("hub.models.test", "10.99.1.12"), "ok");
-    assert_eq!(hello("hub.models.test", "10.99.1.10"), "CLOSED");
+    )
+}
 
-    // The refusals are http events with the reason; the agreeing tunnels are allowed ones.
+fn dig(w: &World, name: &str) -> String {
+    in_ns(
+        &w.pod,
+        &["dig", "@169.254.1.1", name, "+short", "+time=1", "+tries=1"],
+    )
+}
+
+fn hello(w: &World, sni: &str, ip: &str) -> String {
+    in_ns(&w.pod, &["python3", "-c", HELLO, sni, ip])
+        .trim()
+        .to_string()
+}
+
+/// Waits until `cond` holds, failing with `what` after `secs` seconds.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The resolved-then-connected sequence both tests check, once the DNS proxy answers and
+/// the gateway knows what `cdn.models.test` resolved to.
+fn check_agreement(w: &World) {
+    // The name is allowed, but the pod was never told that it lives at 10.99.1.12.
+    assert_eq!(hello(w, "cdn.models.test", "10.99.1.12"), "CLOSED");
+    // A name the pod never resolved, at the IP it has (shared-CDN-IP fronting).
+    assert_eq!(hello(w, "hub.models.test", "10.99.1.10"), "CLOSED");
+    // Once resolved, that name works at its own IP, and still not at the other.
+    assert!(dig(w, "hub.models.test").contains("10.99.1.12"));
+    wait_for(5, "the newly resolved name never got through", || {
+        hello(w, "hub.models.test", "10.99.1.12") == "ok"
+    });
+    assert_eq!(hello(w, "hub.models.test", "10.99.1.10"), "CLOSED");
+}
+
+/// The refusals are http events with the reason; the agreeing tunnels are allowed ones.
+fn check_events(events: &std::path::Path) {
     let start = Instant::now();
     let evs = loop {
-        let evs: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        let evs: Vec<serde_json::Value> = std::fs::read_to_string(events)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -220,5 +245,99 @@ spec:
             && e["destination"]["ip"] == "10.99.1.12"),
         "{evs:#?}"
     );
-    drop(lab);
+}
+
+#[test]
+fn sni_must_name_what_the_pod_resolved_to_that_ip() {
+    if !can_run() {
+        return;
+    }
+    let w = world("pls");
+    let cfg = write_config(&w, "config.yaml", "events.jsonl", "", "");
+    let _up = palisade_in_node(&w, &["up", "--config", cfg.to_str().unwrap()], "up.log");
+    wait_for(20, "the DNS proxy never answered", || {
+        dig(&w, "cdn.models.test").contains("10.99.1.10")
+    });
+    // Wait for the transparent listener too: the agreeing connection must get through.
+    wait_for(20, "SNI and IP agree, yet the tunnel did not open", || {
+        hello(&w, "cdn.models.test", "10.99.1.10") == "ok"
+    });
+    check_agreement(&w);
+    check_events(&w.dir.join("events.jsonl"));
+}
+
+#[test]
+fn a_gateway_in_another_process_follows_the_dns_proxys_answers() {
+    if !can_run() {
+        return;
+    }
+    let w = world("plf");
+    std::fs::write(w.dir.join("feed.token"), "s3cret-feed-token\n").unwrap();
+    let dns_cfg = write_config(
+        &w,
+        "dns.yaml",
+        "dns-events.jsonl",
+        ", minTtlSeconds: 30, answersListen: \"127.0.0.1:9054\", answersTokenFile: feed.token",
+        "",
+    );
+    let egress_cfg = write_config(
+        &w,
+        "egress.yaml",
+        "events.jsonl",
+        "",
+        ", dnsAnswers: [\"http://127.0.0.1:9054\"], dnsAnswersTokenFile: feed.token",
+    );
+    let dns_args = ["dns", "--no-sets", "--config", dns_cfg.to_str().unwrap()];
+    let dns = palisade_in_node(&w, &dns_args, "dns.log");
+    wait_for(20, "the DNS proxy never answered", || {
+        dig(&w, "cdn.models.test").contains("10.99.1.10")
+    });
+    // The gateway starts after the answer was given: it learns it from the feed's snapshot.
+    let _egress = palisade_in_node(
+        &w,
+        &["egress", "--config", egress_cfg.to_str().unwrap()],
+        "egress.log",
+    );
+    let log = w.dir.join("egress.log");
+    wait_for(20, "the gateway never opened the answers feed", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("DNS answers feed open"))
+    });
+    // The snapshot follows the response head at once; give it a moment to be read.
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for(20, "SNI and IP agree, yet the tunnel did not open", || {
+        hello(&w, "cdn.models.test", "10.99.1.10") == "ok"
+    });
+    check_agreement(&w);
+    check_events(&w.dir.join("events.jsonl"));
+    // A subscriber without the token is refused.
+    let refused = in_ns(
+        &w.node,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:9054/v1/answers",
+        ],
+    );
+    assert_eq!(refused, "401");
+
+    // The DNS proxy restarts: the gateway opens the feed again and hears the new answers.
+    drop(dns);
+    let _dns = palisade_in_node(&w, &dns_args, "dns-2.log");
+    wait_for(20, "the restarted DNS proxy never answered", || {
+        dig(&w, "new.models.test").contains("10.99.1.10")
+    });
+    // The pod is known (its earlier answers are still live), so the new name is refused
+    // until the gateway hears the new answer through the reopened feed.
+    wait_for(
+        10,
+        "after the restart, the feed's answers never reached the gateway",
+        || hello(&w, "new.models.test", "10.99.1.10") == "ok",
+    );
+    assert_eq!(hello(&w, "new.models.test", "10.99.1.12"), "CLOSED");
 }

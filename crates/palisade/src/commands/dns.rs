@@ -1,8 +1,10 @@
 //! `palisade dns --config FILE`: the DNS proxy. Answers only names the asking pod's policy
 //! allows, logs every query as a `dns` event, and opens each answer's IPs for that pod in
-//! the agent's FQDN sets for the answer's TTL.
+//! the agent's FQDN sets for the answer's TTL. With `spec.dns.answersListen`, it also
+//! serves those answers to egress gateways in other processes (`GET /v1/answers`).
 
 use palisade_agent::fqdn::{FqdnOpener, FqdnTiming};
+use palisade_dns::feed::AnswerFeed;
 use palisade_dns::resolutions::now_ms;
 use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig, Resolutions};
 use palisade_standalone::{config, supervisor};
@@ -188,15 +190,26 @@ pub(crate) async fn serve(
             }
         });
     }
+    // Other processes' egress gateways follow what pods resolve (spec.dns.answersListen).
+    let feed = answers_feed(rt, &resolutions).await?;
     let timing = timing(rt);
     let published = state.published.clone();
     let engine = move || published.borrow().as_ref().map(|p| p.engine.clone());
     let res = resolutions.clone();
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
-        if !res.record(client, &r.name, r.ip, valid, now_ms()) {
+        let now = now_ms();
+        if !res.record(client, &r.name, r.ip, valid, now) {
             tracing::warn!(name = %r.name, ip = %r.ip, "DNS state full: address not opened");
             return;
+        }
+        if let Some(f) = &feed {
+            f.publish(palisade_dns::Record {
+                pod: client,
+                name: r.name.clone(),
+                ip: r.ip,
+                expires_ms: now.saturating_add(valid.as_millis() as u64),
+            });
         }
         if let Some(op) = &opener {
             // Runs before the reply leaves: the client cannot connect before the kernel
@@ -219,6 +232,56 @@ pub(crate) async fn serve(
     }
     let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
     result
+}
+
+/// Serves the answers feed when `spec.dns.answersListen` is set (egress gateways in other
+/// processes subscribe to it); `None` when it is not.
+async fn answers_feed(
+    rt: &config::Runtime,
+    resolutions: &Arc<Resolutions>,
+) -> anyhow::Result<Option<Arc<AnswerFeed>>> {
+    let Some(spec) = rt.config.spec.dns.as_ref() else {
+        return Ok(None);
+    };
+    let Some(listen) = spec.answers_listen.as_deref() else {
+        return Ok(None);
+    };
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("spec.dns.answersListen: {listen:?} is not host:port"))?;
+    let token = spec
+        .answers_token_file
+        .as_deref()
+        .map(|f| read_token(rt, f))
+        .transpose()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("spec.dns.answersListen {listen}: {e}"))?;
+    let feed = Arc::new(AnswerFeed::new(resolutions.clone(), token.clone()));
+    tracing::info!(listen = %listener.local_addr()?, token = token.is_some(), "DNS answers feed serving");
+    let f = feed.clone();
+    tokio::spawn(async move {
+        if let Err(e) = f.serve(listener).await {
+            tracing::error!(error = %e, "DNS answers feed stopped");
+        }
+    });
+    Ok(Some(feed))
+}
+
+/// A bearer token from a file named in the config (relative to the config's folder),
+/// without surrounding whitespace; an empty file is an error.
+pub(crate) fn read_token(rt: &config::Runtime, file: &str) -> anyhow::Result<String> {
+    let base = rt.config_path.parent().unwrap_or(std::path::Path::new("."));
+    let path = base.join(file);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "{}: the token file is empty",
+        path.display()
+    );
+    Ok(token.to_string())
 }
 
 /// Saves the state and puts live records back into the kernel's sets.
@@ -255,5 +318,29 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The DNS proxy writes the answers feed and the egress gateway reads it: the two sides
+    /// of the wire format must agree.
+    #[test]
+    fn the_gateway_reads_what_the_feed_writes() {
+        let r = palisade_dns::Record {
+            pod: "10.0.0.5".parse().unwrap(),
+            name: "hub.models.test".into(),
+            ip: "2001:db8::7".parse().unwrap(),
+            expires_ms: 90_000,
+        };
+        let line = palisade_dns::feed::encode(&r, 60_000);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let got = palisade_egress::answer_feed::decode_line(&line[..line.len() - 1])
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.client, r.pod);
+        assert_eq!(got.name, r.name);
+        assert_eq!(got.ip, r.ip);
+        assert_eq!(got.ttl_ms, 30_000);
     }
 }

@@ -1,6 +1,7 @@
 //! `palisade egress --config FILE [--listen ADDR]`: the egress gateway. Explicit forward
 //! proxy (and transparent listener when configured), decided per request by the policy
-//! engine, every request an `http` event.
+//! engine, every request an `http` event. With `spec.egress.dnsAnswers`, it follows DNS
+//! proxies in other processes for SNI / DNS / IP agreement.
 
 use palisade_egress::{EgressGateway, GatewayConfig};
 use palisade_standalone::{config, supervisor};
@@ -92,9 +93,16 @@ pub(crate) fn gateway_config(
 pub(crate) async fn serve(
     rt: &config::Runtime,
     state: supervisor::State,
-    cfg: GatewayConfig,
+    mut cfg: GatewayConfig,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&rt.data_dir)?;
+    // The DNS proxy in another process (spec.egress.dnsAnswers); under `palisade up` with
+    // the DNS proxy in process, its records are already in `cfg.answers`.
+    if cfg.answers.is_none() {
+        if let Some(book) = follow_dns_answers(rt)? {
+            cfg.answers = Some(book);
+        }
+    }
     let (tx, rx) = palisade_events::channel(65_536);
     palisade_observe::metrics::watch_channel("egress", tx.watch());
     // The store (with its JSON-lines copy), or only the JSON-lines file (spec.events.store: false).
@@ -128,4 +136,33 @@ pub(crate) async fn serve(
     };
     let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
     result
+}
+
+/// Subscribes to the DNS proxies' answers feeds named in `spec.egress.dnsAnswers`; the
+/// returned book fills as they answer. `None` when no feed is named.
+fn follow_dns_answers(
+    rt: &config::Runtime,
+) -> anyhow::Result<Option<std::sync::Arc<dyn palisade_egress::answers::ResolvedNames>>> {
+    use palisade_egress::answer_feed::{subscribe, FeedSource};
+    let Some(spec) = rt.config.spec.egress.as_ref() else {
+        return Ok(None);
+    };
+    if spec.dns_answers.is_empty() {
+        return Ok(None);
+    }
+    let sources = spec
+        .dns_answers
+        .iter()
+        .map(|u| FeedSource::parse(u).map_err(|e| anyhow::anyhow!("spec.egress.dnsAnswers: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let token = spec
+        .dns_answers_token_file
+        .as_deref()
+        .map(|f| super::dns::read_token(rt, f))
+        .transpose()?;
+    tracing::info!(sources = ?spec.dns_answers, "following DNS answers feeds");
+    let book = std::sync::Arc::new(palisade_egress::answers::AnswerBook::new());
+    // The tasks live as long as the runtime.
+    drop(subscribe(sources, token, book.clone()));
+    Ok(Some(book))
 }

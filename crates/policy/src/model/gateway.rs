@@ -297,7 +297,7 @@ pub struct PalisadeConfigSpec {
     pub admin: Option<ListenSpec>,
     /// DNS proxy.
     #[serde(default)]
-    pub dns: Option<DnsSpec>,
+    pub dns: Option<Box<DnsSpec>>,
     /// Egress gateway.
     #[serde(default)]
     pub egress: Option<Box<EgressSpec>>,
@@ -349,6 +349,13 @@ pub struct DnsSpec {
     /// (default 50).
     #[serde(default)]
     pub max_ips_per_name: Option<u32>,
+    /// `host:port` on which the answers feed (`GET /v1/answers`) is served to egress
+    /// gateways in other processes; off when unset. Reachable by the gateways only.
+    #[serde(default)]
+    pub answers_listen: Option<String>,
+    /// A file holding the bearer token subscribers of the answers feed must send.
+    #[serde(default)]
+    pub answers_token_file: Option<String>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -418,6 +425,14 @@ pub struct EgressSpec {
     /// Trust anchors (PEM bundle) for upstream TLS when intercepting; default: the system's.
     #[serde(default, rename = "upstreamCAFile")]
     pub upstream_ca_file: Option<String>,
+    /// DNS proxies' answers feeds (`http://host:port`) to follow for SNI / DNS / IP agreement
+    /// when the DNS proxy runs in another process (under `palisade up` it is shared in
+    /// process and this is not needed).
+    #[serde(default)]
+    pub dns_answers: Vec<String>,
+    /// A file holding the bearer token sent to the answers feeds.
+    #[serde(default)]
+    pub dns_answers_token_file: Option<String>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

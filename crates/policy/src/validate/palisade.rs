@@ -420,6 +420,14 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
                 format!("{:?} is not host:port", d.upstream),
             );
         }
+        if let Some(a) = &d.answers_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                v.err(
+                    &spec.key("dns").key("answersListen"),
+                    format!("{a:?} is not host:port (e.g. 0.0.0.0:9054)"),
+                );
+            }
+        }
         if let Some(r) = &d.refuse_with {
             if r != "REFUSED" && r != "NXDOMAIN" {
                 v.err(
@@ -429,4 +437,27 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             }
         }
     }
+    if let Some(e) = &s.egress {
+        for (i, url) in e.dns_answers.iter().enumerate() {
+            if !is_http_host_port(url) {
+                v.err(
+                    &spec.key("egress").key("dnsAnswers").index(i),
+                    format!("{url:?} is not http://host:port"),
+                );
+            }
+        }
+    }
+}
+
+/// `http://host:port`, optionally with a trailing `/`.
+fn is_http_host_port(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(['/', '@', '?', '#'])
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+    })
 }

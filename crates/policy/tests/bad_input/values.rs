@@ -515,3 +515,53 @@ fn ai_gateway_limits_algorithms_and_timeouts() {
     }
     assert!(m.objects.is_empty());
 }
+
+#[test]
+fn bad_dns_answers_feed_addresses() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",         // 1
+        "kind: PalisadeConfig",                      // 2
+        "metadata: {name: node}",                    // 3
+        "spec:",                                     // 4
+        "  dns:",                                    // 5
+        "    listen: 127.0.0.1:53",                  // 6
+        "    upstream: 127.0.0.1:5353",              // 7
+        "    answersListen: nowhere",                // 8
+        "  egress:",                                 // 9
+        "    listen: 127.0.0.1:3128",                // 10
+        "    dnsAnswers:",                           // 11
+        "    - http://10.0.0.1:9054",                // 12
+        "    - https://10.0.0.2:9054",               // 13
+        "    - http://dns.palisade:9054/v1/answers", // 14
+    ]);
+    let m = load("config.yaml", &text);
+    let f = "config.yaml";
+    assert_eq!(errors(&m), 3, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        f,
+        "spec.dns.answersListen",
+        8,
+        20,
+        "invalid-value",
+        &["\"nowhere\" is not host:port"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress.dnsAnswers[1]",
+        13,
+        7,
+        "invalid-value",
+        &["is not http://host:port"],
+    );
+    error_at(
+        &m,
+        f,
+        "spec.egress.dnsAnswers[2]",
+        14,
+        7,
+        "invalid-value",
+        &["/v1/answers"],
+    );
+}
