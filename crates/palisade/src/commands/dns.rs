@@ -249,11 +249,21 @@ async fn answers_feed(
     let listen: SocketAddr = listen
         .parse()
         .map_err(|_| anyhow::anyhow!("spec.dns.answersListen: {listen:?} is not host:port"))?;
-    let token = spec
-        .answers_token_file
-        .as_deref()
-        .map(|f| read_token(rt, f))
-        .transpose()?;
+    let token = match spec.answers_token_file.as_deref() {
+        None => None,
+        // Asked for a token that is not there (the Secret not created yet): no feed rather
+        // than an open one; the gateways then skip the check for these pods.
+        Some(f) => match read_token(rt, f)? {
+            Some(t) => Some(t),
+            None => {
+                tracing::warn!(
+                    file = f,
+                    "DNS answers feed off: its token file does not exist"
+                );
+                return Ok(None);
+            }
+        },
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("spec.dns.answersListen {listen}: {e}"))?;
@@ -269,19 +279,23 @@ async fn answers_feed(
 }
 
 /// A bearer token from a file named in the config (relative to the config's folder),
-/// without surrounding whitespace; an empty file is an error.
-pub(crate) fn read_token(rt: &config::Runtime, file: &str) -> anyhow::Result<String> {
+/// without surrounding whitespace; `None` when the file does not exist (in Kubernetes: the
+/// optional Secret was not created), an error when it is empty or unreadable.
+pub(crate) fn read_token(rt: &config::Runtime, file: &str) -> anyhow::Result<Option<String>> {
     let base = rt.config_path.parent().unwrap_or(std::path::Path::new("."));
     let path = base.join(file);
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    };
     let token = text.trim();
     anyhow::ensure!(
         !token.is_empty(),
         "{}: the token file is empty",
         path.display()
     );
-    Ok(token.to_string())
+    Ok(Some(token.to_string()))
 }
 
 /// Saves the state and puts live records back into the kernel's sets.

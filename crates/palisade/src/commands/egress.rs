@@ -155,11 +155,19 @@ fn follow_dns_answers(
         .iter()
         .map(|u| FeedSource::parse(u).map_err(|e| anyhow::anyhow!("spec.egress.dnsAnswers: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let token = spec
-        .dns_answers_token_file
-        .as_deref()
-        .map(|f| super::dns::read_token(rt, f))
-        .transpose()?;
+    let token = match spec.dns_answers_token_file.as_deref() {
+        None => None,
+        Some(f) => match super::dns::read_token(rt, f)? {
+            Some(t) => Some(t),
+            None => {
+                tracing::warn!(
+                    file = f,
+                    "not following DNS answers feeds: the token file does not exist"
+                );
+                return Ok(None);
+            }
+        },
+    };
     tracing::info!(sources = ?spec.dns_answers, "following DNS answers feeds");
     let book = std::sync::Arc::new(palisade_egress::answers::AnswerBook::new());
     // The tasks live as long as the runtime.
