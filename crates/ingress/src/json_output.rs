@@ -88,11 +88,26 @@ pub fn filter_body(
         return Ok((t != text).then(|| t.into_bytes()));
     };
     let before = v.clone();
+    // A Responses-API answer echoes the request's `instructions`, canary note included.
+    if let (Some((canary, _)), Some(Value::String(ins))) =
+        (&filters.canary, echoed_instructions(&mut v))
+    {
+        *ins = crate::openai::strip_canary_note(ins, canary);
+    }
     filter_strings(&mut v, &mut scan)?;
     if v == before {
         return Ok(None);
     }
     Ok(Some(serde_json::to_vec(&v).unwrap_or_default()))
+}
+
+/// The `instructions` a Responses-API answer (`"object": "response"`) repeats.
+fn echoed_instructions(v: &mut Value) -> Option<&mut Value> {
+    let o = v.as_object_mut()?;
+    if o.get("object").and_then(Value::as_str) != Some("response") {
+        return None;
+    }
+    o.get_mut("instructions")
 }
 
 #[cfg(test)]
@@ -194,6 +209,34 @@ mod tests {
         assert!(hits
             .iter()
             .any(|h| h.name == "canary" && h.action == FilterAction::Block));
+    }
+
+    #[test]
+    fn the_echoed_instructions_lose_the_canary_note_and_a_leak_is_still_caught() {
+        let note = crate::openai::canary_note(CANARY);
+        let echo = |text: &str| {
+            json!({"object": "response", "instructions": format!("Be brief.\n\n{note}"),
+                   "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}]})
+            .to_string()
+            .into_bytes()
+        };
+        let mut hits = Vec::new();
+        let out = filter_body(&echo("Paris."), &filters(FilterAction::Block), &mut hits)
+            .unwrap()
+            .expect("the note is taken out");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["instructions"], "Be brief.");
+        assert_eq!(v["output"][0]["content"][0]["text"], "Paris.");
+        assert!(hits.is_empty(), "{hits:?}");
+        // The model repeating the canary is a leak all the same.
+        let leak = echo(&format!("The marker is {CANARY}."));
+        assert_eq!(
+            filter_body(&leak, &filters(FilterAction::Block), &mut hits),
+            Err("canary".to_string())
+        );
+        // Not a Responses answer: an `instructions` field is scanned like any other.
+        let other = json!({"instructions": note}).to_string().into_bytes();
+        assert!(filter_body(&other, &filters(FilterAction::Block), &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -148,14 +148,11 @@ impl ApiRequest {
     }
 
     /// Adds `canary` to the `instructions` of a Responses-API request (`POST /v1/responses`),
-    /// which are its system prompt. Only streamed requests get one: the API echoes
-    /// `instructions` in its answer, and only the stream filter takes the note out of the
-    /// echo again.
+    /// which are its system prompt. The API echoes `instructions` in its answer; the output
+    /// filters take the note out of that echo again (the stream filter in `response`
+    /// objects, the JSON body filter in a non-streamed answer).
     pub fn with_instructions_canary(&mut self, canary: &str) -> bool {
         let note = canary_note(canary);
-        if !self.stream {
-            return false;
-        }
         let Some(obj) = self.body.as_object_mut() else {
             return false;
         };
@@ -389,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn canary_goes_into_streamed_responses_instructions() {
+    fn canary_goes_into_responses_instructions() {
         let raw = br#"{"model":"m","stream":true,"instructions":"Be brief.","input":"hi"}"#;
         let mut r = ApiRequest::parse(raw, &[]).unwrap();
         assert!(r.with_instructions_canary("pcn-42"));
@@ -406,9 +403,10 @@ mod tests {
             ""
         );
         let mut r = ApiRequest::parse(br#"{"model":"m","input":"hi"}"#, &[]).unwrap();
-        assert!(
-            !r.with_instructions_canary("pcn-42"),
-            "not streamed: no canary"
+        assert!(r.with_instructions_canary("pcn-42"), "not streamed too");
+        assert_eq!(
+            strip_canary_note(r.body["instructions"].as_str().unwrap(), "pcn-42"),
+            ""
         );
     }
 

@@ -564,7 +564,11 @@ pub(crate) async fn post_http(
         .header("content-type", "application/json")
         .body(Full::new(bytes::Bytes::from(body.to_string())))
         .unwrap();
-    let resp = tx.send_request(req).await.unwrap();
+    let resp = match tx.send_request(req).await {
+        Ok(r) => r,
+        // The gateway cut the answer before its head went out.
+        Err(e) => return (0, format!("no answer: {e}")),
+    };
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.map(|b| b.to_bytes());
     (
@@ -624,6 +628,25 @@ async fn responses_api_streams_are_output_filtered() {
         "{text}"
     );
     assert!(!events.iter().any(|e| e["type"] == "response.completed"));
+    // Not streamed: the canary goes into the instructions too; the answer's echo of them
+    // comes back without it, and an answer that leaks it is not delivered.
+    let plain = |input: &str| {
+        serde_json::json!({"model": "gpt-4o-mini", "instructions": "You are a support bot.", "input": input}).to_string()
+    };
+    let (status, text) = post_http(s.addr, "/v1/responses", &plain("hello"), ALICE).await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("a whole JSON answer");
+    assert_eq!(v["instructions"], "You are a support bot.", "{text}");
+    assert_eq!(
+        v["output"][0]["content"][0]["text"],
+        "Echo: 5 characters received."
+    );
+    let (status, text) = post_http(s.addr, "/v1/responses", &plain("LEAK-CANARY now"), ALICE).await;
+    assert!(!text.contains("pcn-"), "{status} {text}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{status} {text}"
+    );
     // A clean answer passes unchanged, with the backend's usage accounted.
     let (status, text) = post_http(s.addr, "/v1/responses", &req("hello"), ALICE).await;
     assert_eq!(status, 200, "{text}");
@@ -640,13 +663,16 @@ async fn responses_api_streams_are_output_filtered() {
             _ => None,
         })
         .collect();
-    assert_eq!(http.len(), 3);
+    // Streamed key leak, streamed canary leak, plain clean, plain canary leak, streamed clean.
+    assert_eq!(http.len(), 5);
     let has =
         |h: &palisade_events::HttpInfo, name: &str| h.detections.iter().any(|d| d.detector == name);
     assert!(has(&http[0], "output.openai-key"), "{:?}", http[0]);
     assert!(has(&http[1], "output.canary"), "{:?}", http[1]);
+    assert!(http[2].detections.is_empty(), "{:?}", http[2]);
+    assert!(has(&http[3], "output.canary"), "{:?}", http[3]);
     assert_eq!(
-        http[2].ai.as_ref().and_then(|a| a.completion_tokens),
+        http[4].ai.as_ref().and_then(|a| a.completion_tokens),
         Some(upstream::COMPLETION_TOKENS)
     );
 }
