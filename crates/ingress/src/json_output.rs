@@ -77,9 +77,14 @@ pub fn filter_body(
     filters: &FilterSet,
     hits: &mut Vec<FilterHit>,
 ) -> Result<Option<Vec<u8>>, String> {
+    // Whether any text came back different (then the body is serialized again).
+    let mut changed = false;
     let mut scan = |t: &str| {
         let (r, h) = scan_whole(filters, t);
         hits.extend(h);
+        if r.as_deref().is_ok_and(|n| n != t) {
+            changed = true;
+        }
         r
     };
     let Ok(mut v) = serde_json::from_slice::<Value>(raw) else {
@@ -87,15 +92,17 @@ pub fn filter_body(
         let t = scan(&text)?;
         return Ok((t != text).then(|| t.into_bytes()));
     };
-    let before = v.clone();
     // A Responses-API answer echoes the request's `instructions`, canary note included.
+    let mut stripped = false;
     if let (Some((canary, _)), Some(Value::String(ins))) =
         (&filters.canary, echoed_instructions(&mut v))
     {
-        *ins = crate::openai::strip_canary_note(ins, canary);
+        let without = crate::openai::strip_canary_note(ins, canary);
+        stripped = without != *ins;
+        *ins = without;
     }
     filter_strings(&mut v, &mut scan)?;
-    if v == before {
+    if !(changed || stripped) {
         return Ok(None);
     }
     Ok(Some(serde_json::to_vec(&v).unwrap_or_default()))

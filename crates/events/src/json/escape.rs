@@ -160,6 +160,19 @@ fn low_bytes(n: usize) -> u64 {
     }
 }
 
+/// Writes the bytes of the word at `base` that `mask` marks (one high bit per byte), each
+/// escaped and preceded by the clean run since `clean`, which then moves past it.
+#[inline(always)]
+fn escape_marked(out: &mut Vec<u8>, bytes: &[u8], base: usize, mut mask: u64, clean: &mut usize) {
+    while mask != 0 {
+        let at = base + (mask.trailing_zeros() / 8) as usize;
+        out.extend_from_slice(&bytes[*clean..at]);
+        write_escape(out, bytes[at]);
+        *clean = at + 1;
+        mask &= mask - 1;
+    }
+}
+
 /// Appends `s` escaped for the inside of a JSON string, without quotes.
 pub(crate) fn write_str_contents(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -167,14 +180,13 @@ pub(crate) fn write_str_contents(out: &mut Vec<u8>, s: &str) {
     let mut clean = 0;
     let mut i = 0;
     while let Some(chunk) = bytes[i..].first_chunk::<8>() {
-        let mut mask = escape_mask(u64::from_le_bytes(*chunk));
-        while mask != 0 {
-            let at = i + (mask.trailing_zeros() / 8) as usize;
-            out.extend_from_slice(&bytes[clean..at]);
-            write_escape(out, bytes[at]);
-            clean = at + 1;
-            mask &= mask - 1;
-        }
+        escape_marked(
+            out,
+            bytes,
+            i,
+            escape_mask(u64::from_le_bytes(*chunk)),
+            &mut clean,
+        );
         i += 8;
     }
     let rest = bytes.len() - i;
@@ -182,14 +194,8 @@ pub(crate) fn write_str_contents(out: &mut Vec<u8>, s: &str) {
         // The last, partial word: load the final eight bytes (overlapping bytes already
         // scanned) and drop the marks of the overlap.
         if let Some(chunk) = bytes.last_chunk::<8>() {
-            let mut mask = escape_mask(u64::from_le_bytes(*chunk)) >> ((8 - rest) * 8);
-            while mask != 0 {
-                let at = i + (mask.trailing_zeros() / 8) as usize;
-                out.extend_from_slice(&bytes[clean..at]);
-                write_escape(out, bytes[at]);
-                clean = at + 1;
-                mask &= mask - 1;
-            }
+            let mask = escape_mask(u64::from_le_bytes(*chunk)) >> ((8 - rest) * 8);
+            escape_marked(out, bytes, i, mask, &mut clean);
         }
     } else {
         // Shorter than one word.

@@ -218,6 +218,21 @@ pub(crate) fn drain(rx: &EventReceiver) -> Vec<Event> {
 
 const SCRIPT: &str = include_str!("client.py");
 
+/// Runs a Python client script (`py -c SCRIPT args…`) to completion; the JSON object its
+/// last output line holds (it prints what each call came back with).
+pub(crate) async fn run_client(py: String, args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || Command::new(py).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "client failed:\n{stdout}\n{stderr}");
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    eprintln!("client outcomes: {r}");
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_client_through_the_gateway() {
     let Some(py) = python_with("openai") else {
@@ -235,15 +250,7 @@ async fn the_openai_client_through_the_gateway() {
         jwt("svc-batch", 600),
         jwt("svc-batch", -3600),
     ];
-    let out = tokio::task::spawn_blocking(move || Command::new(py).args(args).output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "client failed:\n{stdout}\n{stderr}");
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    eprintln!("client outcomes: {r}");
+    let r = run_client(py, args).await;
     let get = |k: &str| r.get(k).unwrap_or_else(|| panic!("no {k} in {r}"));
 
     // Valid credentials work, streaming and not.

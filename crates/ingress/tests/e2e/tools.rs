@@ -7,10 +7,9 @@
 
 use super::tools_upstream::{AWS_ID, AWS_SECRET, INPUT_TOKENS};
 use super::upstream::COMPLETION_TOKENS as COMPLETION_TOKENS_CHECK;
-use super::{drain, jwt, post_http, python_with, setup, sse_data, ALICE};
+use super::{drain, jwt, post_http, python_with, run_client, setup, sse_data, ALICE};
 use palisade_events::EventBody;
 use serde_json::Value;
-use std::process::Command;
 
 const SCRIPT: &str = include_str!("tools_client.py");
 
@@ -48,15 +47,7 @@ async fn tool_calls_and_anthropic_messages_through_real_clients() {
         ALICE.into(),
         jwt("svc-batch", 600),
     ];
-    let out = tokio::task::spawn_blocking(move || Command::new(py).args(args).output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "client failed:\n{stdout}\n{stderr}");
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    eprintln!("client outcomes: {r}");
+    let r = run_client(py, args).await;
     let get = |k: &str| r.get(k).unwrap_or_else(|| panic!("no {k} in {r}"));
     let parse = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
 
