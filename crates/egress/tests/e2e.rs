@@ -26,6 +26,8 @@ mod dlp;
 mod http2;
 #[path = "e2e/intercept.rs"]
 mod intercept;
+#[path = "e2e/lean.rs"]
+mod lean;
 #[path = "e2e/rules.rs"]
 mod rules;
 #[path = "e2e/transparent.rs"]

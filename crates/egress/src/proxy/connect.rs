@@ -141,14 +141,16 @@ async fn relay(
 ) -> io::Result<(u64, u64)> {
     match upgraded.downcast::<TokioIo<super::guard::Guarded>>() {
         Ok(parts) => {
-            let client = parts.io.into_inner().inner;
-            // Bytes the client sent after its CONNECT head, already read by hyper.
-            let early = parts.read_buf.len() as u64;
+            let (client, unread) = parts.io.into_inner().into_parts();
+            // Bytes the client sent after its CONNECT head, already read by hyper (or by
+            // the lean lane and not yet by hyper).
+            let early = (parts.read_buf.len() + unread.len()) as u64;
             if early > 0 {
                 if budget.is_some_and(|b| b.take(early).is_err()) {
                     return Err(io::Error::other(super::splice::BUDGET_USED_UP));
                 }
                 upstream.write_all(&parts.read_buf).await?;
+                upstream.write_all(&unread).await?;
             }
             let (up, down) = super::splice::tunnel(&client, &upstream, budget).await?;
             Ok((up + early, down))

@@ -78,23 +78,17 @@ pub(crate) enum DialError {
 
 impl DialError {
     pub(crate) fn response(self) -> Response<RespBody> {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        local(status, self.text())
+    }
+
+    /// The answer's body: the status and a short reason code.
+    pub(crate) fn text(self) -> &'static str {
         match self {
-            DialError::Unresolved => local(
-                StatusCode::BAD_GATEWAY,
-                "palisade: bad gateway (upstream-unresolved)\n",
-            ),
-            DialError::Refused => local(
-                StatusCode::BAD_GATEWAY,
-                "palisade: bad gateway (upstream-connect-failed)\n",
-            ),
-            DialError::Tls => local(
-                StatusCode::BAD_GATEWAY,
-                "palisade: bad gateway (upstream-tls)\n",
-            ),
-            DialError::Timeout => local(
-                StatusCode::GATEWAY_TIMEOUT,
-                "palisade: gateway timeout (upstream-connect-timeout)\n",
-            ),
+            DialError::Unresolved => "palisade: bad gateway (upstream-unresolved)\n",
+            DialError::Refused => "palisade: bad gateway (upstream-connect-failed)\n",
+            DialError::Tls => "palisade: bad gateway (upstream-tls)\n",
+            DialError::Timeout => "palisade: gateway timeout (upstream-connect-timeout)\n",
         }
     }
 

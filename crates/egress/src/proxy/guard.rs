@@ -30,17 +30,40 @@ enum State {
 
 /// The client socket, watched.
 pub(crate) struct Guarded {
-    pub(crate) inner: TcpStream,
+    inner: TcpStream,
     framer: Framer,
     stats: Arc<GatewayStats>,
+    /// Bytes already read from `inner` (by the lean lane), served first.
+    prefix: Vec<u8>,
+    prefix_at: usize,
 }
 
 impl Guarded {
     pub(crate) fn new(inner: TcpStream, max_head: usize, stats: Arc<GatewayStats>) -> Self {
+        Self::with_prefix(inner, max_head, stats, Vec::new())
+    }
+
+    /// The socket, and the bytes of the prefix not yet read (after a CONNECT they belong
+    /// to the tunnel).
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        let mut rest = self.prefix;
+        rest.drain(..self.prefix_at);
+        (self.inner, rest)
+    }
+
+    /// Watches `inner`, whose first bytes `prefix` were already read from it.
+    pub(crate) fn with_prefix(
+        inner: TcpStream,
+        max_head: usize,
+        stats: Arc<GatewayStats>,
+        prefix: Vec<u8>,
+    ) -> Self {
         Guarded {
             inner,
             framer: Framer::new(max_head),
             stats,
+            prefix,
+            prefix_at: 0,
         }
     }
 }
@@ -176,9 +199,19 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
+        if this.prefix_at < this.prefix.len() {
+            let n = (this.prefix.len() - this.prefix_at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.prefix_at..this.prefix_at + n]);
+            this.prefix_at += n;
+            if this.prefix_at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.prefix_at = 0;
+            }
+        } else {
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
         }
         if let Err(why) = this.framer.observe(&buf.filled()[before..]) {
             this.stats.bad_requests.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ mod connect;
 mod forward;
 mod guard;
 mod http2;
+mod lean;
 mod splice;
 mod transparent;
 
@@ -188,7 +189,17 @@ impl EgressGateway {
             "egress",
             workers,
             || {},
-            move |stream, peer| serve_client(stream, peer, Arc::clone(&shared), Mode::Explicit),
+            move |stream, peer| {
+                let shared = Arc::clone(&shared);
+                async move {
+                    // Proxy credentials name the pod per request: the full path reads them.
+                    if shared.cfg.proxy_users.is_empty() {
+                        lean::serve(stream, peer, shared).await;
+                    } else {
+                        serve_client(stream, peer, shared, Mode::Explicit).await;
+                    }
+                }
+            },
         )
         .await
         .map_err(EgressError::Io)
