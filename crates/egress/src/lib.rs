@@ -13,6 +13,7 @@
 //!   tunnels, the transparent listener.
 //! - [`events`]: `http` events in the shared schema.
 //! - [`hop`]: hop-by-hop headers, never passed on (shared with the ingress gateway).
+//! - [`h1`]: HTTP/1.1 answer relaying for the lean lanes (shared with the ingress gateway).
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
 //! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod decide;
 pub mod dlp;
 pub mod events;
+pub mod h1;
 pub mod head;
 pub mod hop;
 pub mod proxy;

@@ -31,38 +31,9 @@ use super::guard::Guarded;
 use super::{normal_host, serve_io, Caller, ClientConn, Mode, Shared};
 use crate::decide::{decide, Target};
 use crate::events::HttpLog;
+use crate::h1::{decimal, field, is_hop_by_hop, local_answer, read_answer, relay_body, trim};
+use crate::h1::{Answer, BodyFraming, Read};
 use crate::head::{framing, head_end, parse_head, Framing, RequestHead};
-
-mod chunked;
-mod date;
-
-use chunked::ChunkedEnd;
-
-/// Longest upstream answer head read.
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
-/// Most header fields in an upstream answer head.
-const MAX_ANSWER_FIELDS: usize = 100;
-/// Bytes read from the upstream at a time while relaying a body.
-const RELAY_CHUNK: usize = 32 * 1024;
-
-/// Hop-by-hop names (RFC 9110 §7.6.1), never passed on.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
-}
 
 /// Serves one explicit-proxy client connection: the lean lane while its requests allow,
 /// then the full path.
@@ -130,25 +101,6 @@ struct Plan {
     caller: Caller,
     log: Option<HttpLog>,
     start: Instant,
-}
-
-/// How an answer's body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
-/// The answer head, read and rewritten for the client (in `Lane::out`).
-struct Answer {
-    status: u16,
-    framing: BodyFraming,
-    /// The upstream connection can take another request afterwards.
-    reusable: bool,
-    /// Length of the upstream head in `Upstream::buf`.
-    head_len: usize,
 }
 
 /// Why a lean request ended without a relayed answer.
@@ -219,7 +171,14 @@ impl Lane {
         let Some(up) = self.up.as_mut() else {
             return Err(());
         };
-        let relayed = relay_body(&mut self.client, up, &mut self.out, &answer).await;
+        let relayed = relay_body(
+            &mut self.client,
+            &mut up.stream,
+            &mut up.buf,
+            &mut self.out,
+            &answer,
+        )
+        .await;
         let (bytes, clean) = match relayed.outcome {
             Ok(n) => (n, true),
             Err(n) => (n, false),
@@ -261,7 +220,14 @@ impl Lane {
             };
             up.buf.clear();
             let answered = if up.stream.write_all(&self.req).await.is_ok() {
-                read_answer(up, plan.head_only, plan.close, &mut self.out).await
+                read_answer(
+                    &mut up.stream,
+                    &mut up.buf,
+                    plan.head_only,
+                    plan.close,
+                    &mut self.out,
+                )
+                .await
             } else {
                 Read::Closed
             };
@@ -294,7 +260,13 @@ impl Lane {
         }
         self.finish(&mut plan, 0);
         self.out.clear();
-        local_answer(&mut self.out, status, body, plan.close);
+        local_answer(
+            &mut self.out,
+            status,
+            "text/plain",
+            body.as_bytes(),
+            plan.close,
+        );
         self.client.write_all(&self.out).await.map_err(|_| ())?;
         Ok(!plan.close)
     }
@@ -307,312 +279,6 @@ impl Lane {
             self.shared.emit(plan.caller.engine.as_deref(), log);
         }
     }
-}
-
-/// Relays the answer body after the head in `out`: the body bytes sent (`Err` when the
-/// relay broke off), and whether the upstream sent more than the answer.
-async fn relay_body(
-    client: &mut TcpStream,
-    up: &mut Upstream,
-    out: &mut Vec<u8>,
-    answer: &Answer,
-) -> Relayed {
-    let mut spare = false;
-    let outcome = relay_framed(client, up, out, answer, &mut spare).await;
-    Relayed { outcome, spare }
-}
-
-/// [`relay_body`]'s work; `spare` is set when the upstream sent bytes after the answer.
-async fn relay_framed(
-    client: &mut TcpStream,
-    up: &mut Upstream,
-    out: &mut Vec<u8>,
-    answer: &Answer,
-    spare: &mut bool,
-) -> Result<u64, u64> {
-    let first = &up.buf[answer.head_len..];
-    match answer.framing {
-        BodyFraming::None => {
-            if !first.is_empty() {
-                // Bytes after a body-less answer: the connection is not kept.
-                *spare = true;
-            }
-            client.write_all(out).await.map_err(|_| 0u64)?;
-            Ok(0)
-        }
-        BodyFraming::Length(n) => {
-            let take = first.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-            out.extend_from_slice(&first[..take]);
-            let extra = first.len() > take;
-            client.write_all(out).await.map_err(|_| 0u64)?;
-            let mut sent = take as u64;
-            if extra {
-                *spare = true;
-                return Ok(sent);
-            }
-            while sent < n {
-                up.buf.clear();
-                let want = usize::try_from(n - sent)
-                    .unwrap_or(usize::MAX)
-                    .min(RELAY_CHUNK);
-                up.buf.reserve(want);
-                let got = (&mut up.stream)
-                    .take(want as u64)
-                    .read_buf(&mut up.buf)
-                    .await
-                    .map_err(|_| sent)?;
-                if got == 0 {
-                    return Err(sent);
-                }
-                client.write_all(&up.buf).await.map_err(|_| sent)?;
-                sent += got as u64;
-            }
-            Ok(sent)
-        }
-        BodyFraming::Chunked => {
-            let mut scan = ChunkedEnd::default();
-            let used = scan.feed(first).map_err(|()| 0u64)?;
-            let extra = used < first.len();
-            out.extend_from_slice(&first[..used]);
-            client.write_all(out).await.map_err(|_| 0u64)?;
-            if extra {
-                *spare = true;
-                return Ok(scan.payload());
-            }
-            while !scan.done() {
-                up.buf.clear();
-                up.buf.reserve(RELAY_CHUNK);
-                let got = up
-                    .stream
-                    .read_buf(&mut up.buf)
-                    .await
-                    .map_err(|_| scan.payload())?;
-                if got == 0 {
-                    return Err(scan.payload());
-                }
-                let used = scan.feed(&up.buf).map_err(|()| scan.payload())?;
-                client
-                    .write_all(&up.buf[..used])
-                    .await
-                    .map_err(|_| scan.payload())?;
-                if used < up.buf.len() {
-                    *spare = true;
-                    return Ok(scan.payload());
-                }
-            }
-            Ok(scan.payload())
-        }
-        BodyFraming::UntilClose => {
-            let mut sent = first.len() as u64;
-            out.extend_from_slice(first);
-            client.write_all(out).await.map_err(|_| 0u64)?;
-            loop {
-                up.buf.clear();
-                up.buf.reserve(RELAY_CHUNK);
-                match up.stream.read_buf(&mut up.buf).await {
-                    Ok(0) => return Ok(sent),
-                    Ok(got) => {
-                        client.write_all(&up.buf).await.map_err(|_| sent)?;
-                        sent += got as u64;
-                    }
-                    Err(_) => return Err(sent),
-                }
-            }
-        }
-    }
-}
-
-/// The end of a body relay.
-struct Relayed {
-    /// Body bytes sent; `Err` when the relay broke off.
-    outcome: Result<u64, u64>,
-    /// The upstream sent bytes after the answer: its connection is not kept.
-    spare: bool,
-}
-
-/// What reading an answer head gave.
-enum Read {
-    Answer(Answer),
-    /// The connection closed (or failed) before any answer byte.
-    Closed,
-    /// A malformed, oversized or unfinished answer.
-    Bad,
-}
-
-/// Reads the answer head from `up` (skipping interim 1xx answers) and writes the client's
-/// version of it into `out`.
-async fn read_answer(up: &mut Upstream, head_only: bool, close: bool, out: &mut Vec<u8>) -> Read {
-    loop {
-        if !up.buf.is_empty() {
-            match answer_head(&up.buf, head_only, close, out) {
-                Parsed::Done(a) => return Read::Answer(a),
-                Parsed::Interim(n) => {
-                    up.buf.drain(..n);
-                    continue;
-                }
-                Parsed::Bad => return Read::Bad,
-                Parsed::Partial if up.buf.len() > MAX_ANSWER_HEAD => return Read::Bad,
-                Parsed::Partial => {}
-            }
-        }
-        up.buf.reserve(8192);
-        match up.stream.read_buf(&mut up.buf).await {
-            Ok(n) if n > 0 => {}
-            _ if up.buf.is_empty() => return Read::Closed,
-            _ => return Read::Bad,
-        }
-    }
-}
-
-enum Parsed {
-    Done(Answer),
-    /// A 1xx answer of this many bytes, to skip.
-    Interim(usize),
-    Partial,
-    Bad,
-}
-
-/// Parses an answer head at the start of `buf`; when whole, writes the client's head to
-/// `out`: the status line, the end-to-end fields, and the framing and connection fields the
-/// lane itself decides.
-fn answer_head(buf: &[u8], head_only: bool, close: bool, out: &mut Vec<u8>) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_ANSWER_FIELDS];
-    let mut r = httparse::Response::new(&mut fields);
-    let len = match r.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Bad,
-    };
-    let (Some(status), Some(minor)) = (r.code, r.version) else {
-        return Parsed::Bad;
-    };
-    if status == 101 || !(100..=999).contains(&status) {
-        return Parsed::Bad;
-    }
-    if status < 200 {
-        return Parsed::Interim(len);
-    }
-    // Framing (RFC 9112 §6.3) and whether the upstream keeps the connection.
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    let mut upstream_close = minor == 0;
-    let mut has_date = false;
-    let mut listed: Vec<&[u8]> = Vec::new();
-    for f in r.headers.iter() {
-        let name = f.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            for part in f.value.split(|&b| b == b',') {
-                let Some(n) = decimal(trim(part)) else {
-                    return Parsed::Bad;
-                };
-                if length.is_some_and(|l| l != n) {
-                    return Parsed::Bad;
-                }
-                length = Some(n);
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = f.value.rsplit(|&b| b == b',').next().map(trim);
-            let is_chunked = last.is_some_and(|l| l.eq_ignore_ascii_case(b"chunked"));
-            if chunked.is_some() || minor == 0 {
-                return Parsed::Bad;
-            }
-            chunked = Some(is_chunked);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for t in f.value.split(|&b| b == b',').map(trim) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    upstream_close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    if minor == 0 {
-                        upstream_close = false;
-                    }
-                } else if !t.is_empty() {
-                    listed.push(t);
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"date") {
-            has_date = true;
-        }
-    }
-    let framing = if head_only || status == 204 || status == 304 {
-        BodyFraming::None
-    } else {
-        match (chunked, length) {
-            (Some(_), Some(_)) => return Parsed::Bad,
-            (Some(true), None) => BodyFraming::Chunked,
-            (Some(false), None) | (None, None) => BodyFraming::UntilClose,
-            (None, Some(n)) => BodyFraming::Length(n),
-        }
-    };
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.to_string().as_bytes());
-    out.push(b' ');
-    match r
-        .reason
-        .filter(|t| t.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
-    {
-        Some(reason) => out.extend_from_slice(reason.as_bytes()),
-        None => out.extend_from_slice(
-            hyper::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-                .as_bytes(),
-        ),
-    }
-    out.extend_from_slice(b"\r\n");
-    for f in r.headers.iter() {
-        let name = f.name.as_bytes();
-        if is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        field(out, name, f.value);
-    }
-    if framing == BodyFraming::Chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    }
-    if !has_date {
-        out.extend_from_slice(b"Date: ");
-        date::now(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    if close || framing == BodyFraming::UntilClose {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    let reusable = !upstream_close && framing != BodyFraming::UntilClose;
-    Parsed::Done(Answer {
-        status,
-        framing,
-        reusable,
-        head_len: len,
-    })
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// A short answer from the gateway itself.
-fn local_answer(out: &mut Vec<u8>, status: u16, body: &str, close: bool) {
-    let reason = hyper::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
-    out.extend_from_slice(b"Content-Type: text/plain\r\n");
-    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    out.extend_from_slice(b"Date: ");
-    date::now(out);
-    out.extend_from_slice(b"\r\n");
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
 }
 
 /// Decides whether `head` takes the lean lane; if so writes its upstream request head into
@@ -816,29 +482,6 @@ fn url_byte(b: u8) -> bool {
                 | b'?'
                 | b'%'
         )
-}
-
-/// A non-empty run of at most 19 ASCII digits, as a number.
-fn decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        s.iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')),
-    )
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
-    &v[start..end.max(start)]
 }
 
 #[cfg(test)]

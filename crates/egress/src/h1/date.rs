@@ -9,7 +9,7 @@ thread_local! {
 }
 
 /// Appends the current date.
-pub(super) fn now(out: &mut Vec<u8>) {
+pub fn now(out: &mut Vec<u8>) {
     let t = SystemTime::now();
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHE.with(|c| {

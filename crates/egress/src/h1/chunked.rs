@@ -2,9 +2,21 @@
 //! relay them unchanged and know when the answer is over. Strict: sizes are hex digits
 //! (at most 15), lines end in CRLF, and anything else is an error.
 
+/// A chunked body that breaks the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedChunk;
+
+impl std::fmt::Display for MalformedChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("malformed chunked body")
+    }
+}
+
+impl std::error::Error for MalformedChunk {}
+
 /// The end of a chunked body, found byte by byte.
 #[derive(Debug, Default)]
-pub(super) struct ChunkedEnd {
+pub struct ChunkedEnd {
     state: State,
     payload: u64,
 }
@@ -43,7 +55,7 @@ enum State {
 impl ChunkedEnd {
     /// Follows `data`: how many of its bytes belong to the body (all of them unless the
     /// body ends inside `data`); `Err` on a malformed body.
-    pub(super) fn feed(&mut self, data: &[u8]) -> Result<usize, ()> {
+    pub fn feed(&mut self, data: &[u8]) -> Result<usize, MalformedChunk> {
         let mut i = 0;
         while i < data.len() {
             if let State::Data(rem) = self.state {
@@ -69,45 +81,45 @@ impl ChunkedEnd {
                         value: u64::from(d),
                         digits: 1,
                     },
-                    None => return Err(()),
+                    None => return Err(MalformedChunk),
                 },
                 (State::Size { value, digits }, _) => match hex(b) {
                     Some(d) if digits < 15 => State::Size {
                         value: value * 16 + u64::from(d),
                         digits: digits + 1,
                     },
-                    Some(_) => return Err(()),
+                    Some(_) => return Err(MalformedChunk),
                     None => match b {
                         b'\r' => State::SizeLf { value },
                         b';' | b' ' | b'\t' => State::Ext { value },
-                        _ => return Err(()),
+                        _ => return Err(MalformedChunk),
                     },
                 },
                 (State::Ext { value }, b'\r') => State::SizeLf { value },
-                (State::Ext { .. }, b'\n') => return Err(()),
+                (State::Ext { .. }, b'\n') => return Err(MalformedChunk),
                 (State::Ext { value }, _) => State::Ext { value },
                 (State::SizeLf { value: 0 }, b'\n') => State::Trailer { empty: true },
                 (State::SizeLf { value }, b'\n') => State::Data(value),
                 (State::DataCr, b'\r') => State::DataLf,
                 (State::DataLf, b'\n') => State::Start,
                 (State::Trailer { empty }, b'\r') => State::TrailerLf { empty },
-                (State::Trailer { .. }, b'\n') => return Err(()),
+                (State::Trailer { .. }, b'\n') => return Err(MalformedChunk),
                 (State::Trailer { .. }, _) => State::Trailer { empty: false },
                 (State::TrailerLf { empty: true }, b'\n') => State::Done,
                 (State::TrailerLf { empty: false }, b'\n') => State::Trailer { empty: true },
-                _ => return Err(()),
+                _ => return Err(MalformedChunk),
             };
         }
         Ok(i)
     }
 
     /// The body has ended.
-    pub(super) fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Payload bytes seen (chunk data, without the framing).
-    pub(super) fn payload(&self) -> u64 {
+    pub fn payload(&self) -> u64 {
         self.payload
     }
 }
