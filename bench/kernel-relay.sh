@@ -104,6 +104,7 @@ run() {
   by=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$out")
   echo "${mb:-0} $(awk -v t=$((s1 - s0)) -v hz="$hz" -v b="${by:-0}" 'BEGIN{if (b > 0) printf "%.3f", t/hz/(b/1e9); else print "-"}') $(grep -o 'errors=[0-9]*' <<<"$out" || echo errors=?)"
 }
+[ "$ROUNDS" -gt 0 ] || exit 0
 echo "## throughput: 8 tunnels x GET /big, ${SECS}s runs, $ROUNDS interleaved rounds"
 printf '%-16s %10s %7s %14s %s\n' target MB/s ratio core-s/GB errors
 for ((r = 1; r <= ROUNDS; r++)); do

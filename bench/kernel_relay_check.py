@@ -14,6 +14,9 @@
   upload     N MiB client -> in-process sink upstream, then the client's FIN: the sink answers
              with the sha256 and length it saw and closes (checks upload bytes, upload EOF and
              download EOF)
+  banner     an in-process upstream that speaks first (1 MiB the moment it accepts, i.e. most
+             likely before a kernel relay has taken the sockets over), then echoes the sha256
+             of what the client sends and closes: bytes queued before the hand-over
 Prints `name key=value ...` lines; exit status 1 when a check fails.
 """
 import argparse
@@ -94,6 +97,29 @@ def tcp_mem_pages():
     return 0
 
 
+def banner_server(banner):
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+
+    def serve():
+        while True:
+            c, _ = ls.accept()
+            c.sendall(banner)
+            h = hashlib.sha256()
+            got = 0
+            while got < 4096:
+                d = c.recv(4096 - got)
+                if not d:
+                    break
+                h.update(d)
+                got += len(d)
+            c.sendall(h.hexdigest().encode())
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return ls.getsockname()[1]
+
+
 def sink_server():
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
@@ -172,6 +198,29 @@ def main():
     good = reply == want
     ok &= good
     print("upload ok=%d sent=%d sink_saw=%r" % (good, len(data), reply.strip()[:20]))
+
+    banner = os.urandom(1 << 20)
+    port = banner_server(banner)
+    s = tunnel(proxy, "%s:%d" % (a.target.rsplit(":", 1)[0], port))
+    s.settimeout(20)
+    got = b""
+    msg = os.urandom(4096)
+    try:
+        while len(got) < len(banner):
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            got += d
+        s.sendall(msg)
+        reply, errors = read_all(s, 1 << 16)
+    except (socket.timeout, OSError) as e:
+        reply, errors = b"", {type(e).__name__: 1}
+    s.close()
+    good = got == banner and reply == hashlib.sha256(msg).hexdigest().encode()
+    ok &= good
+    print("banner ok=%d banner_intact=%d echo_ok=%d errors=%s" % (
+        good, got == banner, reply == hashlib.sha256(msg).hexdigest().encode(),
+        ",".join("%s:%d" % kv for kv in errors.items()) or "none"))
     sys.exit(0 if ok else 1)
 
 
