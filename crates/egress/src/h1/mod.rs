@@ -381,6 +381,34 @@ pub fn local_answer(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[
     out.extend_from_slice(body);
 }
 
+/// Bytes the lane passes in a URL path and query: RFC 3986 unreserved, sub-delims, `:`,
+/// `@`, `/`, `?` and `%` (escapes). Anything else is left to the full (hyper) path.
+pub fn is_url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
+}
+
 /// A non-empty run of at most 19 ASCII digits, as a number.
 pub fn decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {

@@ -31,7 +31,9 @@ use super::guard::Guarded;
 use super::{normal_host, serve_io, Caller, ClientConn, Mode, Shared};
 use crate::decide::{decide, Target};
 use crate::events::HttpLog;
-use crate::h1::{decimal, field, is_hop_by_hop, local_answer, read_answer, relay_body, trim};
+use crate::h1::{
+    decimal, field, is_hop_by_hop, is_url_byte, local_answer, read_answer, relay_body, trim,
+};
 use crate::h1::{Answer, BodyFraming, Read};
 use crate::head::{framing, head_end, parse_head, Framing, RequestHead};
 
@@ -428,7 +430,7 @@ impl<'a> Url<'a> {
         } else {
             path_and_query
         };
-        if !path_and_query.bytes().all(url_byte) {
+        if !path_and_query.bytes().all(is_url_byte) {
             return None;
         }
         let path = path_and_query
@@ -454,34 +456,6 @@ impl<'a> Url<'a> {
             path_and_query,
         })
     }
-}
-
-/// Bytes the lane passes in a URL path and query: RFC 3986 unreserved, sub-delims, `:`,
-/// `@`, `/`, `?` and `%` (escapes). Anything else goes to the full path.
-fn url_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-                | b'?'
-                | b'%'
-        )
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod handle;
 pub mod https;
+pub mod lean;
 pub mod tls;
 pub mod upstream;
 
@@ -169,7 +170,7 @@ async fn serve_accepted(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) {
     match acceptor {
-        None => serve_conn(TokioIo::new(tcp), shared, remote).await,
+        None => lean::serve_plain(tcp, remote, shared).await,
         Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
             Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
@@ -182,7 +183,15 @@ async fn serve_conn<I>(io: TokioIo<I>, shared: Arc<Shared>, remote: SocketAddr)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = Arc::new(handle::Peer::new(remote));
+    serve_conn_with_peer(io, shared, Arc::new(handle::Peer::new(remote))).await
+}
+
+/// Serves one connection with hyper (HTTP/1.1 or HTTP/2), for `peer`.
+async fn serve_conn_with_peer<I>(io: TokioIo<I>, shared: Arc<Shared>, peer: Arc<handle::Peer>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = peer.addr;
     let svc = service_fn(move |req| {
         let (shared, peer) = (shared.clone(), peer.clone());
         async move { Ok::<_, std::convert::Infallible>(handle::handle(shared, req, peer).await) }
