@@ -185,7 +185,8 @@ pub fn parse_head(buf: &[u8], max: usize) -> Result<(RequestHead<'_>, usize), He
     ))
 }
 
-fn trim(v: &[u8]) -> &[u8] {
+/// `v` without leading and trailing spaces and tabs (optional whitespace, RFC 9110 §5.6.3).
+pub fn trim(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
         .position(|&b| b != b' ' && b != b'\t')

@@ -4,7 +4,7 @@
 use hyper::http::header::{HeaderMap, HeaderName, CONNECTION};
 
 /// The fixed hop-by-hop names (lower case, as `HeaderName` stores them).
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

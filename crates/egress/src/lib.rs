@@ -14,6 +14,7 @@
 //! - [`events`]: `http` events in the shared schema.
 //! - [`hop`]: hop-by-hop headers, never passed on (shared with the ingress gateway).
 //! - [`h1`]: HTTP/1.1 answer relaying for the lean lanes (shared with the ingress gateway).
+//! - [`prefixed`]: a socket with bytes already read put back in front (lane → hyper).
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
 //!   ClientHello) that never panic.
 //! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
@@ -35,6 +36,7 @@ pub mod events;
 pub mod h1;
 pub mod head;
 pub mod hop;
+pub mod prefixed;
 pub mod proxy;
 pub mod resolve;
 pub mod sni;

@@ -9,6 +9,8 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub use crate::head::trim;
+
 mod chunked;
 mod date;
 
@@ -22,21 +24,9 @@ const MAX_ANSWER_FIELDS: usize = 100;
 /// Bytes read from the upstream at a time while relaying a body.
 pub const RELAY_CHUNK: usize = 32 * 1024;
 
-/// Hop-by-hop names (RFC 9110 §7.6.1), never passed on; see also [`crate::hop`].
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
+/// Whether `name` is a hop-by-hop field (RFC 9110 §7.6.1), never passed on.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP
+    crate::hop::HOP_BY_HOP
         .iter()
         .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
@@ -418,19 +408,6 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
         s.iter()
             .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')),
     )
-}
-
-/// `v` without leading and trailing spaces and tabs.
-pub fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |i| i + 1);
-    &v[start..end.max(start)]
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::GatewayStats;
 use crate::head::{framing, parse_head, Framing, HeadError};
+use crate::prefixed::Prefixed;
 
 const REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 44\r\nConnection: close\r\n\r\npalisade: bad request (conflicting-framing)\n";
 
@@ -30,12 +31,10 @@ enum State {
 
 /// The client socket, watched.
 pub(crate) struct Guarded {
-    inner: TcpStream,
+    /// The socket, after the bytes the lean lane had already read from it.
+    inner: Prefixed,
     framer: Framer,
     stats: Arc<GatewayStats>,
-    /// Bytes already read from `inner` (by the lean lane), served first.
-    prefix: Vec<u8>,
-    prefix_at: usize,
 }
 
 impl Guarded {
@@ -46,9 +45,7 @@ impl Guarded {
     /// The socket, and the bytes of the prefix not yet read (after a CONNECT they belong
     /// to the tunnel).
     pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
-        let mut rest = self.prefix;
-        rest.drain(..self.prefix_at);
-        (self.inner, rest)
+        self.inner.into_parts()
     }
 
     /// Watches `inner`, whose first bytes `prefix` were already read from it.
@@ -59,11 +56,9 @@ impl Guarded {
         prefix: Vec<u8>,
     ) -> Self {
         Guarded {
-            inner,
+            inner: Prefixed::new(inner, prefix),
             framer: Framer::new(max_head),
             stats,
-            prefix,
-            prefix_at: 0,
         }
     }
 }
@@ -199,25 +194,15 @@ impl AsyncRead for Guarded {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        if this.prefix_at < this.prefix.len() {
-            let n = (this.prefix.len() - this.prefix_at).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.prefix_at..this.prefix_at + n]);
-            this.prefix_at += n;
-            if this.prefix_at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.prefix_at = 0;
-            }
-        } else {
-            match Pin::new(&mut this.inner).poll_read(cx, buf) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
         }
         if let Err(why) = this.framer.observe(&buf.filled()[before..]) {
             this.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(why, "refused a request with ambiguous framing");
             // Best effort: the connection is closed either way.
-            let _ = this.inner.try_write(REFUSAL);
+            let _ = this.inner.get_ref().try_write(REFUSAL);
             this.framer.state = State::Passthrough;
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
         }

@@ -31,9 +31,8 @@ use crate::events::{http_event, ExchangeLog};
 use crate::refusal::Refusal;
 
 mod pool;
-mod prefixed;
 
-pub use prefixed::Prefixed;
+use palisade_egress::prefixed::Prefixed;
 
 /// How long a kept-alive client connection may sit idle between requests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(75);

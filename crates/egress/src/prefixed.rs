@@ -1,5 +1,5 @@
-//! A socket with bytes already read from it put back in front, for hyper to serve a
-//! connection the lane started on.
+//! A socket with bytes already read from it put back in front: for hyper (or a tunnel) to
+//! carry on a connection a lean lane started reading.
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +23,20 @@ impl Prefixed {
             prefix,
             at: 0,
         }
+    }
+}
+
+impl Prefixed {
+    /// The socket.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.inner
+    }
+
+    /// The socket, and the prefix bytes not read yet.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        let mut rest = self.prefix;
+        rest.drain(..self.at);
+        (self.inner, rest)
     }
 }
 
