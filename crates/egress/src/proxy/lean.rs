@@ -141,6 +141,8 @@ impl Lane {
     /// Reads until `buf` holds a whole head (or more than a head may be, or something
     /// parse_head will refuse); `false` when the client closed or idled out first.
     async fn read_head(&mut self) -> bool {
+        // The whole head within the idle timeout, as hyper's `header_read_timeout`.
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.idle_timeout;
         loop {
             let skip = self
                 .buf
@@ -151,8 +153,7 @@ impl Lane {
                 return true;
             }
             self.buf.reserve(4096);
-            let idle = self.shared.cfg.idle_timeout;
-            match tokio::time::timeout(idle, self.client.read_buf(&mut self.buf)).await {
+            match tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return false,
             }

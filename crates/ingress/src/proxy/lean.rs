@@ -132,6 +132,10 @@ impl Lane {
     /// Reads until `buf` holds a whole head (or too much for one). `Some(false)`: the
     /// connection speaks HTTP/2; `None`: it closed or idled out.
     async fn read_head(&mut self) -> Option<bool> {
+        // Idle until the first byte; from then on the whole head within HEADER_TIMEOUT (a
+        // slow client trickling bytes does not reset it).
+        let idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
+        let mut head_until = None;
         loop {
             if self.buf.starts_with(H2_PREFACE) {
                 return Some(false);
@@ -147,13 +151,13 @@ impl Lane {
             } else if head_end(&self.buf[skip..]).is_some() || self.buf.len() > MAX_HEADER_BYTES {
                 return Some(true);
             }
-            let wait = if started {
-                HEADER_TIMEOUT
+            let deadline = if started {
+                *head_until.get_or_insert_with(|| tokio::time::Instant::now() + HEADER_TIMEOUT)
             } else {
-                IDLE_TIMEOUT
+                idle_until
             };
             self.buf.reserve(4096);
-            match tokio::time::timeout(wait, self.client.read_buf(&mut self.buf)).await {
+            match tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
             }
