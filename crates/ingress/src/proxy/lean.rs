@@ -118,7 +118,12 @@ impl Lane {
             if !self.read_body(&mut plan).await {
                 return Next::Close;
             }
-            match self.exchange(plan).await {
+            let kept = self.exchange(plan).await;
+            if self.req.capacity() > 1 << 16 {
+                // A large body was buffered: give the memory back.
+                self.req = Vec::with_capacity(1024);
+            }
+            match kept {
                 Ok(true) => {}
                 Ok(false) => {
                     let _ = self.client.shutdown().await;
