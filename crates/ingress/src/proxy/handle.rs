@@ -43,7 +43,7 @@ impl Exchange {
         self.log.status = r.status;
         self.log.denied = true;
         self.log.reason = Some(r.code.to_string());
-        let body = r.body();
+        let body = r.body_for(self.log.operation.as_deref() == Some("messages"));
         self.log.bytes_out = body.len() as u64;
         self.finish();
         let mut resp = Response::new(full(body));

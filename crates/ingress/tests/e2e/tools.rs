@@ -95,6 +95,10 @@ async fn tool_calls_and_anthropic_messages_through_real_clients() {
             get("messages_stream_clean")["text"],
             "Echo: 5 characters received."
         );
+        let refused = get("messages_wrong_key");
+        assert_eq!(refused["error"], "AuthenticationError", "{refused}");
+        assert_eq!(refused["status"], 401, "{refused}");
+        assert_eq!(refused["type"], "authentication_error", "{refused}");
     }
 
     let http: Vec<_> = drain(&s.events)

@@ -91,4 +91,14 @@ else:
         err = body.get("error", {}) if isinstance(body, dict) else {}
         out["messages_stream_blocked"] = {"error": type(e).__name__, "type": err.get("type"),
                                           "leaked": "pcn-" in text}
+if anthropic is not None:
+    # Gateway refusals on the Messages API come in Anthropic's error shape.
+    bad = anthropic.Anthropic(base_url=f"{base}/anthropic", api_key="sk-wrong", max_retries=0, timeout=30)
+    try:
+        bad.messages.create(**ask("hello"))
+        out["messages_wrong_key"] = {"error": None}
+    except anthropic.APIStatusError as e:
+        body = e.body if isinstance(e.body, dict) else {}
+        out["messages_wrong_key"] = {"error": type(e).__name__, "status": e.status_code,
+                                     "type": (body.get("error") or {}).get("type")}
 print(json.dumps(out))
