@@ -165,7 +165,11 @@ impl<'r> Transaction<'r> {
         Transaction {
             rs,
             data: Data::default(),
-            st: State::default(),
+            st: State {
+                // CRS sets a few dozen TX variables per request: sized once, not regrown.
+                tx: HashMap::with_capacity_and_hasher(64, BuildFx::default()),
+                ..State::default()
+            },
             phase_done: 0,
             cand_buf: Vec::new(),
         }

@@ -84,8 +84,9 @@ pub struct Ruleset {
     pub(crate) rules: Vec<Rule>,
     /// Steps of phases 1–5 (index 0 is phase 1).
     pub(crate) phases: [Vec<Step>; 5],
-    /// Per phase: marker name → step index.
-    pub(crate) markers: [HashMap<Arc<str>, usize>; 5],
+    /// Per phase: marker name → step index (looked up for every `skipAfter` taken, so with
+    /// the engine's fast hasher).
+    pub(crate) markers: [HashMap<Arc<str>, usize, crate::engine::BuildFx>; 5],
     pub(crate) by_id: HashMap<u32, usize>,
     pub(crate) config: Config,
     pub(crate) detector: Arc<dyn InjectionDetector>,
@@ -289,7 +290,8 @@ impl RulesetBuilder {
         }
         let mut rules = Vec::new();
         let mut phases: [Vec<Step>; 5] = Default::default();
-        let mut markers: [HashMap<Arc<str>, usize>; 5] = Default::default();
+        let mut markers: [HashMap<Arc<str>, usize, crate::engine::BuildFx>; 5] =
+            Default::default();
         let mut by_id = HashMap::new();
         let mut chains: HashMap<Vec<Transform>, u32> = HashMap::new();
         for ItemBox(item) in self.items {
