@@ -17,8 +17,8 @@ use serde_json::Value;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Largest non-streamed body copy kept to read `usage` from.
-const MAX_CAPTURE: usize = 1 << 20;
+/// Largest non-streamed body copy kept to read `usage` from (and filtered whole).
+pub const MAX_CAPTURE: usize = 1 << 20;
 
 /// What the body did, handed to the callback at its end.
 #[derive(Debug, Clone, Default)]
@@ -35,9 +35,13 @@ pub struct BodySummary {
     pub blocked: Option<String>,
     /// The body did not reach its end (client gone, backend error).
     pub incomplete: bool,
+    /// The status sent, when the gateway answered instead of the backend (an answer
+    /// withheld whole, see [`super::whole`]).
+    pub status: Option<u16>,
 }
 
-type Finish = Box<dyn FnOnce(BodySummary) + Send>;
+/// What runs when the body is over: charges tokens and writes the event.
+pub type Finish = Box<dyn FnOnce(BodySummary) + Send>;
 
 enum Mode {
     Pass,

@@ -43,23 +43,9 @@ impl Exchange {
         self.log.status = r.status;
         self.log.denied = true;
         self.log.reason = Some(r.code.to_string());
-        let body = r.body_for(self.log.operation.as_deref() == Some("messages"));
-        self.log.bytes_out = body.len() as u64;
+        let resp = refusal_response(&r, self.log.operation.as_deref() == Some("messages"));
+        self.log.bytes_out = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
         self.finish();
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() =
-            http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::FORBIDDEN);
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(s) = r.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        if r.status == 401 {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
         resp
     }
 
@@ -70,6 +56,26 @@ impl Exchange {
             tx.try_send(http_event(&self.shared.origin, self.log));
         }
     }
+}
+
+/// A refusal as a response: the JSON body in the API's shape (Anthropic's on the Messages
+/// API), `Retry-After` when it has one, `WWW-Authenticate` on a 401.
+pub(super) fn refusal_response(r: &Refusal, anthropic: bool) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(r.body_for(anthropic)));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::FORBIDDEN);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(s) = r.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    if r.status == 401 {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
 }
 
 fn auth_refusal(e: &AuthError) -> Refusal {
@@ -642,6 +648,16 @@ pub async fn handle(
         .to_ascii_lowercase();
     let sse = ctype.starts_with("text/event-stream");
     let json = ctype.contains("json");
+    // A non-streamed JSON answer to filter, of a declared length the filter keeps whole:
+    // read before anything is sent, so a blocking finding is a clean refusal.
+    let whole = !sse
+        && json
+        && !filters.is_empty()
+        && rparts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+            .is_some_and(|n| n <= super::body::MAX_CAPTURE);
     strip_hop_by_hop(&mut rparts.headers);
     if sse || !filters.is_empty() {
         rparts.headers.remove(header::CONTENT_LENGTH);
@@ -680,6 +696,9 @@ pub async fn handle(
                 Vec::new(),
             ));
         }
+        if let Some(status) = s.status {
+            x.log.status = status;
+        }
         if let Some(name) = &s.blocked {
             x.log.denied = true;
             x.log.reason = Some(format!("output_blocked:{name}"));
@@ -689,6 +708,18 @@ pub async fn handle(
         }
         x.finish();
     });
+    if whole {
+        let anthropic = op == Some("messages");
+        return super::whole::filter_whole(
+            rparts,
+            rbody,
+            &filters,
+            route.timeout,
+            anthropic,
+            finish,
+        )
+        .await;
+    }
     let body = FilteredBody::new(rbody, filters, sse, json, finish);
     Response::from_parts(rparts, body.boxed_unsync())
 }

@@ -8,6 +8,7 @@ pub mod https;
 pub mod lean;
 pub mod tls;
 pub mod upstream;
+pub mod whole;
 
 use crate::config::Compiled;
 use crate::events::EventOrigin;

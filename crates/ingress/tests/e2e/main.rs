@@ -300,6 +300,11 @@ async fn the_openai_client_through_the_gateway() {
     assert_eq!(get("canary_stream")["error"], "APIError");
     assert_eq!(get("canary_stream")["leaked"], false);
     assert_eq!(get("canary_stream")["code"], "output_blocked");
+    // Not streamed: the answer is withheld whole, a clean 403 the client does not retry.
+    let withheld = get("canary_json");
+    assert_eq!(withheld["error"], "PermissionDeniedError", "{withheld}");
+    assert_eq!(withheld["status"], 403, "{withheld}");
+    assert_eq!(withheld["code"], "output_blocked", "{withheld}");
     let red = get("key_stream")["content"].as_str().unwrap();
     assert!(
         red.contains("[REDACTED:openai-key]") && !red.contains(upstream::LEAKED_KEY),
@@ -651,10 +656,10 @@ async fn responses_api_streams_are_output_filtered() {
     );
     let (status, text) = post_http(s.addr, "/v1/responses", &plain("LEAK-CANARY now"), ALICE).await;
     assert!(!text.contains("pcn-"), "{status} {text}");
-    assert!(
-        serde_json::from_str::<serde_json::Value>(&text).is_err(),
-        "{status} {text}"
-    );
+    // Withheld whole: a clean refusal, not a cut answer.
+    assert_eq!(status, 403, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("a JSON refusal");
+    assert_eq!(v["error"]["code"], "output_blocked", "{text}");
     // A clean answer passes unchanged, with the backend's usage accounted.
     let (status, text) = post_http(s.addr, "/v1/responses", &req("hello"), ALICE).await;
     assert_eq!(status, 200, "{text}");
@@ -679,6 +684,7 @@ async fn responses_api_streams_are_output_filtered() {
     assert!(has(&http[1], "output.canary"), "{:?}", http[1]);
     assert!(http[2].detections.is_empty(), "{:?}", http[2]);
     assert!(has(&http[3], "output.canary"), "{:?}", http[3]);
+    assert_eq!(http[3].status, Some(403), "{:?}", http[3]);
     assert_eq!(
         http[4].ai.as_ref().and_then(|a| a.completion_tokens),
         Some(upstream::COMPLETION_TOKENS)

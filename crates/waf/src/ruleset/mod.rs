@@ -290,8 +290,7 @@ impl RulesetBuilder {
         }
         let mut rules = Vec::new();
         let mut phases: [Vec<Step>; 5] = Default::default();
-        let mut markers: [HashMap<Arc<str>, usize, crate::engine::BuildFx>; 5] =
-            Default::default();
+        let mut markers: [HashMap<Arc<str>, usize, crate::engine::BuildFx>; 5] = Default::default();
         let mut by_id = HashMap::new();
         let mut chains: HashMap<Vec<Transform>, u32> = HashMap::new();
         for ItemBox(item) in self.items {
