@@ -5,13 +5,11 @@
 
 use crate::drain;
 use palisade_events::EventBody;
-use palisade_ingress::{events::EventOrigin, GatewayOptions, HeuristicScorer, IngressGateway};
 use palisade_policy::{Manifests, Snapshot};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -104,20 +102,7 @@ async fn https_backends_are_verified_against_the_route_ca() {
         Err(e) => panic!("{e:?}"),
     };
     let has_system = compiled.routes.iter().any(|r| r.name == "system");
-    let (tx, rx) = palisade_events::channel(1024);
-    let gw = IngressGateway::bind(
-        compiled,
-        GatewayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            scorer: Arc::new(HeuristicScorer::new()),
-            events: Some(tx),
-            origin: EventOrigin::default(),
-        },
-    )
-    .await
-    .unwrap();
-    let addr = gw.local_addr().unwrap();
-    tokio::spawn(gw.run());
+    let (addr, rx) = crate::serve_gateway(compiled).await;
 
     // The right CA: answered, over pooled TLS connections. Each `ask` is a new client
     // connection, which any gateway worker thread may serve; the pause lets the previous

@@ -160,6 +160,20 @@ pub async fn setup_with(tls: bool) -> Setup {
     m.add_file(&file.display().to_string(), &text);
     assert!(!m.has_errors(), "{:?}", m.diagnostics);
     let compiled = palisade_ingress::compile(&Snapshot::from_manifests(&m).gateways).unwrap();
+    let (addr, rx) = serve_gateway(compiled).await;
+    Setup {
+        addr,
+        events: rx,
+        waf: crs.is_some(),
+        dir,
+    }
+}
+
+/// Binds a gateway for `compiled` on a free local port, serves it in the background, and
+/// returns its address and its events.
+pub(crate) async fn serve_gateway(
+    compiled: palisade_ingress::Compiled,
+) -> (SocketAddr, EventReceiver) {
     let (tx, rx) = palisade_events::channel(4096);
     let gw = IngressGateway::bind(
         compiled,
@@ -174,12 +188,7 @@ pub async fn setup_with(tls: bool) -> Setup {
     .unwrap();
     let addr = gw.local_addr().unwrap();
     tokio::spawn(gw.run());
-    Setup {
-        addr,
-        events: rx,
-        waf: crs.is_some(),
-        dir,
-    }
+    (addr, rx)
 }
 
 fn rand_suffix() -> u64 {

@@ -7,7 +7,6 @@
 
 use crate::drain;
 use palisade_events::EventBody;
-use palisade_ingress::{events::EventOrigin, GatewayOptions, HeuristicScorer, IngressGateway};
 use palisade_policy::{Manifests, Snapshot};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,21 +85,7 @@ async fn gateway(
     m.add_file(&file.display().to_string(), yaml);
     assert!(!m.has_errors(), "{:?}", m.diagnostics);
     let compiled = palisade_ingress::compile(&Snapshot::from_manifests(&m).gateways).unwrap();
-    let (tx, rx) = palisade_events::channel(1024);
-    let gw = IngressGateway::bind(
-        compiled,
-        GatewayOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            scorer: Arc::new(HeuristicScorer::new()),
-            events: Some(tx),
-            origin: EventOrigin::default(),
-        },
-    )
-    .await
-    .unwrap();
-    let addr = gw.local_addr().unwrap();
-    tokio::spawn(gw.run());
-    (addr, rx)
+    crate::serve_gateway(compiled).await
 }
 
 async fn curl(args: Vec<String>) -> String {
