@@ -104,7 +104,12 @@ pub fn http_event(engine: Option<&Engine>, origin: &Origin, log: HttpLog) -> Eve
     });
     dst.ip = log.ip;
     dst.port = Some(log.port);
-    if log.host.parse::<IpAddr>().is_err() {
+    // A name unless it is an IP literal (checked cheaply first: names have letters).
+    let maybe_ip = log
+        .host
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'[' || b == b']');
+    if !maybe_ip || log.host.parse::<IpAddr>().is_err() {
         dst.fqdn = Some(log.host);
     }
     e.destination = Some(dst);
