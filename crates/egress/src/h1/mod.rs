@@ -56,6 +56,43 @@ pub struct Answer {
     pub head_len: usize,
 }
 
+/// Reads a client's request head into `buf`: waits up to `idle` for its first byte, then
+/// for the whole head up to `head` from that byte (`None`: within `idle` from the start, as
+/// hyper's `header_read_timeout`), so a client trickling bytes does not reset the clock.
+/// `true` once `buf` holds a whole head (or more than `max` bytes, for the caller to refuse);
+/// `false` when the client closed, failed or ran out of time first.
+pub async fn read_head(
+    client: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    idle: std::time::Duration,
+    head: Option<std::time::Duration>,
+) -> bool {
+    let idle_until = tokio::time::Instant::now() + idle;
+    let mut head_until = None;
+    loop {
+        // Empty lines before a request line are tolerated (RFC 9112 §2.2).
+        let skip = buf
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(buf.len());
+        if crate::head::head_end(&buf[skip..]).is_some() || buf.len() > max {
+            return true;
+        }
+        let deadline = match head {
+            Some(h) if skip < buf.len() => {
+                *head_until.get_or_insert_with(|| tokio::time::Instant::now() + h)
+            }
+            _ => idle_until,
+        };
+        buf.reserve(4096);
+        match tokio::time::timeout_at(deadline, client.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+}
+
 /// Relays the answer body after the head in `out`: the body bytes sent (`Err` when the
 /// relay broke off), and whether the upstream sent more than the answer.
 pub async fn relay_body(

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use palisade_policy::HttpRequest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::forward::{dial, DialError};
@@ -32,10 +32,11 @@ use super::{normal_host, serve_io, Caller, ClientConn, Mode, Shared};
 use crate::decide::{decide, Target};
 use crate::events::HttpLog;
 use crate::h1::{
-    decimal, field, is_hop_by_hop, is_url_byte, local_answer, read_answer, relay_body, trim,
+    decimal, field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body,
+    trim,
 };
 use crate::h1::{Answer, BodyFraming, Read};
-use crate::head::{framing, head_end, parse_head, Framing, RequestHead};
+use crate::head::{framing, parse_head, Framing, RequestHead};
 
 /// Serves one explicit-proxy client connection: the lean lane while its requests allow,
 /// then the full path.
@@ -116,7 +117,9 @@ enum Failure {
 impl Lane {
     async fn run(&mut self) -> Next {
         loop {
-            if !self.read_head().await {
+            // The whole head within the idle timeout, as hyper's `header_read_timeout`.
+            let idle = self.shared.cfg.idle_timeout;
+            if !read_head(&mut self.client, &mut self.buf, self.max_head, idle, None).await {
                 return Next::Close;
             }
             let Ok((head, consumed)) = parse_head(&self.buf, self.max_head) else {
@@ -134,28 +137,6 @@ impl Lane {
                     return Next::Close;
                 }
                 Err(()) => return Next::Close,
-            }
-        }
-    }
-
-    /// Reads until `buf` holds a whole head (or more than a head may be, or something
-    /// parse_head will refuse); `false` when the client closed or idled out first.
-    async fn read_head(&mut self) -> bool {
-        // The whole head within the idle timeout, as hyper's `header_read_timeout`.
-        let deadline = tokio::time::Instant::now() + self.shared.cfg.idle_timeout;
-        loop {
-            let skip = self
-                .buf
-                .iter()
-                .position(|&b| b != b'\r' && b != b'\n')
-                .unwrap_or(self.buf.len());
-            if head_end(&self.buf[skip..]).is_some() || self.buf.len() > self.max_head {
-                return true;
-            }
-            self.buf.reserve(4096);
-            match tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return false,
             }
         }
     }

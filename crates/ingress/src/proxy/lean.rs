@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_egress::h1::{
-    field, is_hop_by_hop, is_url_byte, local_answer, read_answer, relay_body, trim, BodyFraming,
-    Read,
+    field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body, trim,
+    BodyFraming, Read,
 };
-use palisade_egress::head::{framing, head_end, parse_head, Framing, RequestHead};
+use palisade_egress::head::{framing, parse_head, Framing, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -101,10 +101,20 @@ struct Plan {
 impl Lane {
     async fn run(&mut self) -> Next {
         loop {
-            match self.read_head().await {
-                Some(true) => {}
-                Some(false) => return Next::HandOff,
-                None => return Next::Close,
+            let got = read_head(
+                &mut self.client,
+                &mut self.buf,
+                MAX_HEADER_BYTES,
+                IDLE_TIMEOUT,
+                Some(HEADER_TIMEOUT),
+            )
+            .await;
+            if !got {
+                return Next::Close;
+            }
+            if self.buf.starts_with(H2_PREFACE) {
+                // The preface's first line and empty line read as a head: HTTP/2.
+                return Next::HandOff;
             }
             let Ok((head, consumed)) = parse_head(&self.buf, MAX_HEADER_BYTES) else {
                 return Next::HandOff;
@@ -130,41 +140,6 @@ impl Lane {
                     return Next::Close;
                 }
                 Err(()) => return Next::Close,
-            }
-        }
-    }
-
-    /// Reads until `buf` holds a whole head (or too much for one). `Some(false)`: the
-    /// connection speaks HTTP/2; `None`: it closed or idled out.
-    async fn read_head(&mut self) -> Option<bool> {
-        // Idle until the first byte; from then on the whole head within HEADER_TIMEOUT (a
-        // slow client trickling bytes does not reset it).
-        let idle_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
-        let mut head_until = None;
-        loop {
-            if self.buf.starts_with(H2_PREFACE) {
-                return Some(false);
-            }
-            let skip = self
-                .buf
-                .iter()
-                .position(|&b| b != b'\r' && b != b'\n')
-                .unwrap_or(self.buf.len());
-            let started = skip < self.buf.len();
-            if started && H2_PREFACE.starts_with(&self.buf[skip..]) && skip == 0 {
-                // Could still be the preface: read on.
-            } else if head_end(&self.buf[skip..]).is_some() || self.buf.len() > MAX_HEADER_BYTES {
-                return Some(true);
-            }
-            let deadline = if started {
-                *head_until.get_or_insert_with(|| tokio::time::Instant::now() + HEADER_TIMEOUT)
-            } else {
-                idle_until
-            };
-            self.buf.reserve(4096);
-            match tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
             }
         }
     }
@@ -466,3 +441,6 @@ pub async fn serve_plain(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests;
