@@ -21,19 +21,34 @@ pub struct EtcdOptions {
     pub key_file: Option<PathBuf>,
     /// Timeout of every request.
     pub timeout: Duration,
+    /// The scheme the endpoints were written with: `Some(true)` for `https://`,
+    /// `Some(false)` for `http://`, `None` for `etcd://` or none (TLS when a CA is given).
+    pub https: Option<bool>,
 }
 
 impl EtcdOptions {
     /// Parses `etcd://h:p,h:p` (or `http://`, `https://`, bare `h:p`, comma-separated;
-    /// a scheme may repeat on each entry).
+    /// a scheme may repeat on each entry, but `http://` and `https://` do not mix).
     pub fn parse(urls: &str) -> std::result::Result<EtcdOptions, String> {
         let mut endpoints = Vec::new();
+        let mut https = None;
         for part in urls.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let hostport = ["etcd://", "http://", "https://"]
+            let (scheme, rest) = ["etcd://", "http://", "https://"]
                 .iter()
-                .find_map(|s| part.strip_prefix(s))
-                .unwrap_or(part)
-                .trim_end_matches('/');
+                .find_map(|s| Some((*s, part.strip_prefix(s)?)))
+                .unwrap_or(("", part));
+            let this = match scheme {
+                "https://" => Some(true),
+                "http://" => Some(false),
+                _ => None,
+            };
+            if let (Some(a), Some(b)) = (https, this) {
+                if a != b {
+                    return Err("http:// and https:// endpoints cannot be mixed".into());
+                }
+            }
+            https = https.or(this);
+            let hostport = rest.trim_end_matches('/');
             let (host, port) = hostport
                 .rsplit_once(':')
                 .ok_or_else(|| format!("etcd endpoint {part:?} is not host:port"))?;
@@ -51,12 +66,20 @@ impl EtcdOptions {
             cert_file: None,
             key_file: None,
             timeout: Duration::from_secs(3),
+            https,
         })
     }
 
     fn tls(&self) -> Result<Option<TlsOptions>> {
-        if self.ca_file.is_none() && self.cert_file.is_none() {
-            return Ok(None);
+        let files = self.ca_file.is_some() || self.cert_file.is_some();
+        match (self.https, files) {
+            (Some(false), true) => {
+                return Err(FederationError::Config(
+                    "TLS files are given but the etcd endpoints are http://; write https://".into(),
+                ))
+            }
+            (None | Some(false), false) => return Ok(None),
+            _ => {}
         }
         let read = |p: &PathBuf| {
             std::fs::read(p).map_err(|e| FederationError::Config(format!("{}: {e}", p.display())))
@@ -112,10 +135,52 @@ impl EtcdOptions {
             };
             match within(probe, attempt).await {
                 Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
+                Err(e) => last = Some(self.explain(e)),
             }
         }
         Err(last.unwrap_or_else(|| FederationError::Config("no etcd endpoint".into())))
+    }
+}
+
+impl EtcdOptions {
+    /// Leads a failed connection's error with what to change, for the usual TLS mistakes
+    /// (the transport's own words stay after it).
+    fn explain(&self, e: FederationError) -> FederationError {
+        let FederationError::Etcd(inner) = &e else {
+            return e;
+        };
+        let text = inner.to_string();
+        let has = |s: &str| text.contains(s);
+        let tls = self.ca_file.is_some() || self.https == Some(true);
+        let hint = if has("UnknownIssuer") || has("invalid peer certificate") {
+            "etcd's certificate is not trusted: --etcd-cacert must be the CA that signed it"
+        } else if has("NotValidForName") {
+            "etcd's certificate does not name the endpoint's host (use a name or IP in it)"
+        } else if tls
+            && (has("BadCertificate")
+                || has("UnknownCA")
+                || has("CertificateRequired")
+                || has("canceled")
+                || has("closed")
+                || has("broken pipe"))
+        {
+            // TLS 1.3 servers check the client's certificate after the client has finished
+            // its handshake: a refusal shows as an alert or just a closed connection.
+            if self.cert_file.is_none() {
+                "etcd closed the TLS connection; if it asks for client certificates \
+                 (--client-cert-auth), give --etcd-cert and --etcd-key"
+            } else {
+                "etcd closed the TLS connection, so it likely refused the client certificate: \
+                 --etcd-cert/--etcd-key must be signed by a CA etcd trusts (its \
+                 --trusted-ca-file)"
+            }
+        } else if !tls && (has("broken pipe") || has("transport error") || has("closed")) {
+            "etcd closed the connection; if it serves TLS, write https:// endpoints and give \
+             --etcd-cacert"
+        } else {
+            return e;
+        };
+        FederationError::Config(format!("etcd: {hint} ({text})"))
     }
 }
 
@@ -138,8 +203,13 @@ mod tests {
     fn endpoint_lists_parse() {
         let o = EtcdOptions::parse("etcd://127.0.0.1:23790,127.0.0.1:23791").unwrap();
         assert_eq!(o.endpoints, vec!["127.0.0.1:23790", "127.0.0.1:23791"]);
-        let o = EtcdOptions::parse("http://a:1/, https://b:2").unwrap();
+        let o = EtcdOptions::parse("https://a:1/, b:2").unwrap();
         assert_eq!(o.endpoints, vec!["a:1", "b:2"]);
+        assert_eq!(o.https, Some(true));
+        assert_eq!(EtcdOptions::parse("etcd://a:1").unwrap().https, None);
+        assert!(EtcdOptions::parse("http://a:1,https://b:2")
+            .unwrap_err()
+            .contains("mixed"));
         assert!(EtcdOptions::parse("etcd://nohost").is_err());
         assert!(EtcdOptions::parse("a:notaport").is_err());
         assert!(EtcdOptions::parse(" , ").is_err());

@@ -1,15 +1,21 @@
 //! `palisade federation push` and `rollback`: one immutable revision document and the move of
 //! the `current` pointer, in one etcd transaction guarded by compare-and-swap on the pointer.
-//! Readers see either the old revision or the new one, never part of one.
+//! Readers see either the old revision or the new one, never part of one. The same
+//! transaction deletes revisions older than the newest `keep` ones, so the store does not
+//! grow with every push; revision numbers still only grow.
 
 use crate::connect::{within, EtcdOptions};
 use crate::error::{FederationError, Result};
 use crate::layout::{KeyKind, Layout};
 use crate::revision::{parse_revision, validate_files, RevisionDoc, RevisionFile};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 
 /// Largest revision document written (etcd refuses requests over 1.5 MiB by default).
 pub const MAX_REVISION_BYTES: usize = 1_400_000;
+
+/// Revisions kept by default (the newest ones); older ones are deleted by the push that
+/// makes them fall out, so `rollback` reaches this many revisions back.
+pub const DEFAULT_KEEP_REVISIONS: u64 = 100;
 
 /// What a push or rollback wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,29 +26,37 @@ pub struct Pushed {
     pub policies: usize,
 }
 
-/// Validates `files` and writes them as the next revision.
-pub async fn push(opts: &EtcdOptions, layout: &Layout, files: Vec<RevisionFile>) -> Result<Pushed> {
+/// Validates `files` and writes them as the next revision, keeping the newest `keep`
+/// revisions (at least 1).
+pub async fn push(
+    opts: &EtcdOptions,
+    layout: &Layout,
+    files: Vec<RevisionFile>,
+    keep: u64,
+) -> Result<Pushed> {
     let policies = validate_files(&files).map_err(FederationError::Invalid)?;
     let revision = retry_transient(opts, || async {
         let mut client = opts.connect().await?;
-        write_revision(&mut client, opts, layout, files.clone(), None).await
+        write_revision(&mut client, opts, layout, files.clone(), None, keep).await
     })
     .await?;
     Ok(Pushed { revision, policies })
 }
 
-/// Writes a new revision with the policies of revision `rev` (which must be a valid one).
-pub async fn rollback(opts: &EtcdOptions, layout: &Layout, rev: u64) -> Result<Pushed> {
-    retry_transient(opts, || rollback_once(opts, layout, rev)).await
+/// Writes a new revision with the policies of revision `rev` (which must be a valid one, and
+/// still kept), keeping the newest `keep` revisions.
+pub async fn rollback(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64) -> Result<Pushed> {
+    retry_transient(opts, || rollback_once(opts, layout, rev, keep)).await
 }
 
-async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64) -> Result<Pushed> {
+async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64) -> Result<Pushed> {
     let mut client = opts.connect().await?;
     let resp = within(opts.timeout, client.get(layout.revision(rev), None)).await?;
-    let kv = resp
-        .kvs()
-        .first()
-        .ok_or_else(|| FederationError::Revision(format!("there is no revision {rev}")))?;
+    let kv = resp.kvs().first().ok_or_else(|| {
+        FederationError::Revision(format!(
+            "there is no revision {rev} (never written, or older than the kept ones)"
+        ))
+    })?;
     let parsed = parse_revision(rev, kv.value()).map_err(|e| {
         FederationError::Revision(format!(
             "revision {rev} cannot be rolled back to:\n{}",
@@ -51,7 +65,7 @@ async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64) -> Result<
     })?;
     let doc: RevisionDoc = serde_json::from_slice(kv.value())
         .map_err(|e| FederationError::Revision(format!("revision {rev}: {e}")))?;
-    let revision = write_revision(&mut client, opts, layout, doc.files, Some(rev)).await?;
+    let revision = write_revision(&mut client, opts, layout, doc.files, Some(rev), keep).await?;
     Ok(Pushed {
         revision,
         policies: parsed.policies.len(),
@@ -89,6 +103,7 @@ async fn write_revision(
     layout: &Layout,
     files: Vec<RevisionFile>,
     rolled_back_from: Option<u64>,
+    keep: u64,
 ) -> Result<u64> {
     for _ in 0..5 {
         let cur = within(opts.timeout, client.get(layout.current(), None)).await?;
@@ -113,20 +128,35 @@ async fn write_revision(
         } else {
             Compare::mod_revision(layout.current(), CompareOp::Equal, cur_mod)
         };
+        let mut ops = vec![
+            TxnOp::put(layout.revision(next), body, None),
+            TxnOp::put(layout.current(), next.to_string(), None),
+        ];
+        if let Some((from, to)) = pruned_range(layout, next, keep) {
+            ops.push(TxnOp::delete(
+                from,
+                Some(DeleteOptions::new().with_range(to)),
+            ));
+        }
         let txn = Txn::new()
             .when([
                 pointer_unchanged,
                 Compare::create_revision(layout.revision(next), CompareOp::Equal, 0),
             ])
-            .and_then([
-                TxnOp::put(layout.revision(next), body, None),
-                TxnOp::put(layout.current(), next.to_string(), None),
-            ]);
+            .and_then(ops);
         if within(opts.timeout, client.txn(txn)).await?.succeeded() {
             return Ok(next);
         }
     }
     Err(FederationError::Conflict)
+}
+
+/// The key range `[from, to)` of the revisions that fall out when `next` is written and the
+/// newest `keep` (at least 1) stay: every revision below `next + 1 - keep`. Revision keys are
+/// zero-padded, so the range holds exactly those numbers.
+fn pruned_range(layout: &Layout, next: u64, keep: u64) -> Option<(String, String)> {
+    let first_kept = (next + 1).saturating_sub(keep.max(1));
+    (first_kept > 1).then(|| (layout.revision(0), layout.revision(first_kept)))
 }
 
 /// Retries `f` while etcd answers "unavailable" (a leader election in progress, a member
@@ -160,4 +190,27 @@ pub(crate) fn now_us() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_revisions_and_never_the_one_written() {
+        let l = Layout::new("prod");
+        assert_eq!(pruned_range(&l, 1, 100), None);
+        assert_eq!(pruned_range(&l, 100, 100), None);
+        // Writing 101 with 100 kept: revision 1 goes.
+        assert_eq!(
+            pruned_range(&l, 101, 100),
+            Some((l.revision(0), l.revision(2)))
+        );
+        // keep 0 is taken as 1: only the revision written stays.
+        assert_eq!(pruned_range(&l, 5, 0), Some((l.revision(0), l.revision(5))));
+        assert_eq!(pruned_range(&l, 5, 1), Some((l.revision(0), l.revision(5))));
+        // The range never reaches non-numeric keys under revisions/.
+        let (_, to) = pruned_range(&l, 500, 3).unwrap();
+        assert!(to.as_str() < format!("{}a", l.revisions()).as_str());
+    }
 }

@@ -15,6 +15,7 @@
 //! Skipped, saying why, when `etcd` is not installed.
 
 #[path = "federation/harness.rs"]
+#[allow(dead_code)] // shared with federation_tls.rs
 mod harness;
 
 use harness::{federation, wait_until, Etcd, Member};

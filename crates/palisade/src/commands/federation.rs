@@ -68,6 +68,10 @@ struct PushArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
+    /// Revisions to keep in etcd (the newest ones; older ones are deleted by this write).
+    #[arg(long, default_value_t = palisade_federation::push::DEFAULT_KEEP_REVISIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    keep_revisions: u64,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +80,10 @@ struct RollbackArgs {
     revision: u64,
     #[command(flatten)]
     store: StoreArgs,
+    /// Revisions to keep in etcd (the newest ones; older ones are deleted by this write).
+    #[arg(long, default_value_t = palisade_federation::push::DEFAULT_KEEP_REVISIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    keep_revisions: u64,
 }
 
 #[derive(clap::Args)]
@@ -161,12 +169,12 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                     }
                 };
                 report(
-                    palisade_federation::push::push(&opts, &layout, files).await,
+                    palisade_federation::push::push(&opts, &layout, files, p.keep_revisions).await,
                     &set,
                 )
             }
             Command::Rollback(r) => report(
-                palisade_federation::push::rollback(&opts, &layout, r.revision)
+                palisade_federation::push::rollback(&opts, &layout, r.revision, r.keep_revisions)
                     .await
                     .inspect(|_| {
                         eprintln!("restoring the policies of revision {}", r.revision);

@@ -233,6 +233,19 @@ impl Member {
         workloads: &str,
         etcd: &Etcd,
     ) -> Member {
+        Member::start_with(root, name, labels, workloads, etcd.endpoints(), &[])
+    }
+
+    /// As [`Member::start`], for etcd members at `endpoints` (`host:port`), with `extra`
+    /// arguments for `palisade up` (the `--etcd-*` TLS files, say).
+    pub(crate) fn start_with(
+        root: &Path,
+        name: &str,
+        labels: &[&str],
+        workloads: &str,
+        endpoints: Vec<String>,
+        extra: &[String],
+    ) -> Member {
         let dir = root.join(name);
         std::fs::create_dir_all(dir.join("manifests")).unwrap();
         let admin = free_ports(1)[0];
@@ -244,7 +257,7 @@ impl Member {
         )
         .unwrap();
         std::fs::write(dir.join("manifests/workloads.yaml"), workloads).unwrap();
-        let proxies: Vec<Proxy> = etcd.endpoints().into_iter().map(Proxy::start).collect();
+        let proxies: Vec<Proxy> = endpoints.into_iter().map(Proxy::start).collect();
         let url = format!(
             "etcd://{}",
             proxies
@@ -270,6 +283,7 @@ impl Member {
             args.push("--cluster-label".into());
             args.push(l.to_string());
         }
+        args.extend(extra.iter().cloned());
         let mut m = Member {
             name: name.into(),
             admin,
@@ -379,10 +393,20 @@ impl Drop for Member {
 
 /// Runs `palisade federation ARGS… --etcd URL --name test` → (exit ok, stdout, stderr).
 pub(crate) fn federation(etcd_url: &str, args: &[&str]) -> (bool, String, String) {
+    federation_with(etcd_url, args, &[])
+}
+
+/// As [`federation`], with `extra` arguments after the store's (TLS files, say).
+pub(crate) fn federation_with(
+    etcd_url: &str,
+    args: &[&str],
+    extra: &[String],
+) -> (bool, String, String) {
     let out = Command::new(exe())
         .arg("federation")
         .args(args)
         .args(["--etcd", etcd_url, "--name", "test", "--timeout-ms", "2000"])
+        .args(extra)
         .output()
         .unwrap();
     (
