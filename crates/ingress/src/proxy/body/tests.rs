@@ -46,6 +46,11 @@ struct Run {
 
 /// Runs `read` then `rest` through a [`FilteredBody`] for a JSON answer.
 async fn run(read: &[Bytes], rest: &[Bytes], filters: FilterSet) -> Run {
+    run_as(read, rest, filters, true).await
+}
+
+/// Runs `read` then `rest` through a [`FilteredBody`] (`json`: for a JSON answer).
+async fn run_as(read: &[Bytes], rest: &[Bytes], filters: FilterSet, json: bool) -> Run {
     let got = Arc::new(Mutex::new(None));
     let into = got.clone();
     let finish: Finish = Box::new(move |s| *into.lock().unwrap() = Some(s));
@@ -54,7 +59,7 @@ async fn run(read: &[Bytes], rest: &[Bytes], filters: FilterSet) -> Run {
         test_body::of(rest),
         filters,
         false,
-        true,
+        json,
         finish,
     );
     let (mut out, mut cut) = (Vec::new(), false);
@@ -172,4 +177,37 @@ async fn a_short_answer_resumed_is_still_filtered_as_json() {
         "{content}"
     );
     assert_eq!(r.summary.usage.and_then(|u| u.completion_tokens), Some(5));
+}
+
+proptest::proptest! {
+    /// Short bodies, JSON or not, leaking a key or not: resumed after any number of their
+    /// frames, they come out exactly as when read from the start.
+    #[test]
+    fn a_body_resumed_after_any_frame_comes_out_the_same(
+        words in proptest::collection::vec("[a-z]{1,8}", 0..200),
+        key_at in proptest::option::of(0usize..200),
+        size in 1usize..300,
+        split in 0usize..100,
+        json_body in proptest::bool::ANY,
+        block in proptest::bool::ANY,
+    ) {
+        let mut words = words;
+        if let Some(i) = key_at {
+            words.insert(i.min(words.len()), KEY.to_string());
+        }
+        let text = words.join(" ");
+        let data = if json_body { answer(0, &text) } else { text.into_bytes() };
+        let frames = test_body::frames(&data, size);
+        let split = split.min(frames.len());
+        let action = if block { FilterAction::Block } else { FilterAction::Redact };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let from_start = rt.block_on(run_as(&[], &frames, secrets(action), json_body));
+        let resumed = rt.block_on(run_as(&frames[..split], &frames[split..], secrets(action), json_body));
+        proptest::prop_assert_eq!(&resumed.out, &from_start.out);
+        proptest::prop_assert_eq!(resumed.cut, from_start.cut);
+        proptest::prop_assert_eq!(names(&resumed.summary), names(&from_start.summary));
+        proptest::prop_assert_eq!(resumed.summary.bytes_out, from_start.summary.bytes_out);
+        let leaked = resumed.out.windows(KEY.len()).any(|w| w == KEY.as_bytes());
+        proptest::prop_assert!(!leaked);
+    }
 }

@@ -5,6 +5,7 @@
 use super::*;
 use crate::filter::FilterAction;
 use crate::proxy::test_body::{self, channel};
+use proptest::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,6 +36,32 @@ async fn a_body_going_past_the_limit_hands_back_what_was_read_and_the_rest() {
     let mut all: Vec<u8> = read.iter().flat_map(|f| f.to_vec()).collect();
     all.extend_from_slice(&rest.collect().await.unwrap().to_bytes());
     assert!(all == data, "no byte lost or repeated");
+}
+
+proptest! {
+    /// Whatever the framing and the limit: a body within the limit is read whole; a longer
+    /// one stops at the first frame past the limit, and what was read followed by the rest
+    /// is the body, no byte lost or repeated.
+    #[test]
+    fn the_start_and_the_rest_are_the_body(
+        data in proptest::collection::vec(any::<u8>(), 0..4000),
+        size in 1usize..700,
+        limit in 0usize..4000,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let frames = test_body::frames(&data, size);
+        match rt.block_on(read_start(test_body::of(&frames), limit, SECOND)) {
+            Start::Whole(b) => prop_assert!(data.len() <= limit && b[..] == data[..]),
+            Start::Longer(read, rest) => {
+                let got: usize = read.iter().map(Bytes::len).sum();
+                prop_assert!(got > limit && got - read.back().unwrap().len() <= limit);
+                let mut all: Vec<u8> = read.iter().flat_map(|f| f.to_vec()).collect();
+                all.extend_from_slice(&rt.block_on(rest.collect()).unwrap().to_bytes());
+                prop_assert!(all == data);
+            }
+            Start::Failed => prop_assert!(false, "a body that ends is never a failure"),
+        }
+    }
 }
 
 #[tokio::test]
