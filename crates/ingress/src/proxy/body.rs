@@ -2,8 +2,13 @@
 //! has output filters — filtered (Server-Sent Events as they stream, through [`SseFilter`];
 //! a JSON body of up to 1 MiB whole, once complete, through [`json_output`], so tool-call
 //! arguments and content blocks are scanned decoded; other bodies as raw bytes), while the
-//! backend's `usage` is picked up for token accounting. When the body ends (or the client goes away) the summary goes to a
-//! callback that charges tokens and writes the event.
+//! backend's `usage` is picked up for token accounting. When the body ends (or the client
+//! goes away) the summary goes to a callback that charges tokens and writes the event.
+//!
+//! A body whose start was already read (a chunked JSON answer found to be longer than
+//! [`MAX_CAPTURE`] while [`super::whole`] tried to keep it whole) resumes here with
+//! [`FilteredBody::continuing`]: the frames read so far go through the filters first, in
+//! order, exactly as if they had just arrived, then the rest of the body.
 
 use super::upstream::BoxError;
 use crate::filter::{FilterHit, FilterSet, Release, StreamScanner};
@@ -14,6 +19,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -51,19 +57,34 @@ enum Mode {
     Sse(Box<SseFilter>),
 }
 
-/// The filtering body.
-pub struct FilteredBody {
-    inner: Option<Incoming>,
+/// The filtering body, over the backend's body `B`.
+pub struct FilteredBody<B = Incoming> {
+    /// Frames of this body read before it was wrapped; filtered before `inner` is polled.
+    read: VecDeque<Bytes>,
+    inner: Option<B>,
     mode: Mode,
     capture: Option<Vec<u8>>,
     summary: BodySummary,
     finish: Option<Finish>,
 }
 
-impl FilteredBody {
+impl<B> FilteredBody<B> {
     /// Wraps a backend body. `sse`: the response is `text/event-stream`; `json`: keep a
     /// copy to read `usage` from.
-    pub fn new(inner: Incoming, filters: FilterSet, sse: bool, json: bool, finish: Finish) -> Self {
+    pub fn new(inner: B, filters: FilterSet, sse: bool, json: bool, finish: Finish) -> Self {
+        Self::continuing(VecDeque::new(), inner, filters, sse, json, finish)
+    }
+
+    /// Wraps a backend body whose first frames, `read`, were already taken from it: they
+    /// are filtered first, then what `inner` still holds (no byte lost or sent twice).
+    pub fn continuing(
+        read: VecDeque<Bytes>,
+        inner: B,
+        filters: FilterSet,
+        sse: bool,
+        json: bool,
+        finish: Finish,
+    ) -> Self {
         let mode = match (sse, filters.is_empty()) {
             (true, _) => Mode::Sse(Box::new(SseFilter::new(filters))),
             (false, true) => Mode::Pass,
@@ -71,6 +92,7 @@ impl FilteredBody {
             (false, false) => Mode::Raw(StreamScanner::new(filters.clone())),
         };
         FilteredBody {
+            read,
             inner: Some(inner),
             mode,
             capture: json.then(Vec::new),
@@ -81,6 +103,7 @@ impl FilteredBody {
 
     fn done(&mut self, incomplete: bool) {
         self.inner = None;
+        self.read.clear();
         if let Some(c) = self.capture.take() {
             if let Ok(v) = serde_json::from_slice::<Value>(&c) {
                 self.summary.usage = self.summary.usage.or(Usage::from_value(&v));
@@ -147,7 +170,11 @@ impl FilteredBody {
     }
 }
 
-impl Body for FilteredBody {
+impl<B> Body for FilteredBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -160,40 +187,41 @@ impl Body for FilteredBody {
             let Some(inner) = this.inner.as_mut() else {
                 return Poll::Ready(None);
             };
-            match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    let frame = match frame.into_data() {
+            let data = match this.read.pop_front() {
+                Some(d) => d,
+                None => match Pin::new(inner).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                         Ok(d) => d,
                         Err(f) => return Poll::Ready(Some(Ok(f))),
-                    };
-                    match this.process(frame) {
-                        Ok(b) if b.is_empty() => continue,
-                        Ok(b) => {
-                            this.summary.bytes_out += b.len() as u64;
-                            return Poll::Ready(Some(Ok(Frame::data(b))));
-                        }
-                        Err(name) => return Poll::Ready(this.cut(name)),
+                    },
+                    Poll::Ready(Some(Err(e))) => {
+                        this.done(true);
+                        return Poll::Ready(Some(Err(e.into())));
                     }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done(true);
-                    return Poll::Ready(Some(Err(Box::new(e))));
-                }
-                Poll::Ready(None) => {
-                    return match this.tail() {
-                        Err(name) => Poll::Ready(this.cut(name)),
-                        Ok(t) => {
-                            this.summary.bytes_out += t.len() as u64;
-                            this.done(false);
-                            if t.is_empty() {
-                                Poll::Ready(None)
-                            } else {
-                                Poll::Ready(Some(Ok(Frame::data(Bytes::from(t)))))
+                    Poll::Ready(None) => {
+                        return match this.tail() {
+                            Err(name) => Poll::Ready(this.cut(name)),
+                            Ok(t) => {
+                                this.summary.bytes_out += t.len() as u64;
+                                this.done(false);
+                                if t.is_empty() {
+                                    Poll::Ready(None)
+                                } else {
+                                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(t)))))
+                                }
                             }
-                        }
-                    };
+                        };
+                    }
+                },
+            };
+            match this.process(data) {
+                Ok(b) if b.is_empty() => continue,
+                Ok(b) => {
+                    this.summary.bytes_out += b.len() as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
                 }
+                Err(name) => return Poll::Ready(this.cut(name)),
             }
         }
     }
@@ -204,13 +232,13 @@ impl Body for FilteredBody {
 
     fn size_hint(&self) -> SizeHint {
         match (&self.mode, &self.inner) {
-            (Mode::Pass, Some(i)) => i.size_hint(),
+            (Mode::Pass, Some(i)) if self.read.is_empty() => i.size_hint(),
             _ => SizeHint::default(),
         }
     }
 }
 
-impl FilteredBody {
+impl<B> FilteredBody<B> {
     /// Ends the response after a blocking finding: SSE gets an error event, other bodies
     /// are aborted (the client sees an incomplete response, never the rest).
     fn cut(&mut self, name: String) -> Option<Result<Frame<Bytes>, BoxError>> {
@@ -228,10 +256,13 @@ impl FilteredBody {
     }
 }
 
-impl Drop for FilteredBody {
+impl<B> Drop for FilteredBody<B> {
     fn drop(&mut self) {
         if self.finish.is_some() {
             self.done(true);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

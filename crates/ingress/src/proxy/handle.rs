@@ -648,16 +648,21 @@ pub async fn handle(
         .to_ascii_lowercase();
     let sse = ctype.starts_with("text/event-stream");
     let json = ctype.contains("json");
-    // A non-streamed JSON answer to filter, of a declared length the filter keeps whole:
-    // read before anything is sent, so a blocking finding is a clean refusal.
+    // A non-streamed JSON answer to filter is read before anything is sent, so that a
+    // blocking finding is a clean refusal, when the filter can keep it whole: a declared
+    // length of at most 1 MiB, or none (chunked or until close: read up to 1 MiB, then
+    // streamed if it goes on, see `whole.rs`). A larger declared length streams at once; an
+    // answer known to be empty (204, 304, a `HEAD`) has nothing to wait for.
+    let declared = rparts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
     let whole = !sse
         && json
         && !filters.is_empty()
-        && rparts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
-            .is_some_and(|n| n <= super::body::MAX_CAPTURE);
+        && declared.map_or(!hyper::body::Body::is_end_stream(&rbody), |n| {
+            n <= super::body::MAX_CAPTURE
+        });
     strip_hop_by_hop(&mut rparts.headers);
     if sse || !filters.is_empty() {
         rparts.headers.remove(header::CONTENT_LENGTH);
@@ -710,10 +715,10 @@ pub async fn handle(
     });
     if whole {
         let anthropic = op == Some("messages");
-        return super::whole::filter_whole(
+        return super::whole::filter_answer(
             rparts,
             rbody,
-            &filters,
+            filters,
             route.timeout,
             anthropic,
             finish,

@@ -6,6 +6,8 @@ pub mod body;
 pub mod handle;
 pub mod https;
 pub mod lean;
+#[cfg(test)]
+mod test_body;
 pub mod tls;
 pub mod upstream;
 pub mod whole;
