@@ -183,6 +183,22 @@ struct Got {
 }
 
 impl Got {
+    /// Asserts the answer is exactly `want`, sent with `Content-Length` and not chunked.
+    fn assert_whole(&self, want: &[u8]) {
+        assert!(self.body == want, "{}", String::from_utf8_lossy(&self.body));
+        assert!(
+            self.headers
+                .contains(&format!("\r\ncontent-length: {}\r\n", want.len())),
+            "{}",
+            self.headers
+        );
+        assert!(
+            !self.headers.contains("transfer-encoding"),
+            "{}",
+            self.headers
+        );
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
@@ -283,18 +299,7 @@ async fn chunked_json_answers_are_filtered_whole_up_to_a_mebibyte() {
     let got = post(&dir, url("/block/v1/chat/completions"), "hello").await;
     assert_eq!(got.status, 200);
     let want = answer_body("/v1/chat/completions", CLEAN);
-    assert!(got.body == want, "{}", String::from_utf8_lossy(&got.body));
-    assert!(
-        got.headers
-            .contains(&format!("\r\ncontent-length: {}\r\n", want.len())),
-        "{}",
-        got.headers
-    );
-    assert!(
-        !got.headers.contains("transfer-encoding"),
-        "{}",
-        got.headers
-    );
+    got.assert_whole(&want);
     // One ended by the backend closing its connection is read whole too.
     let got = post(&dir, url("/block/v1/chat/completions"), "UNTIL-CLOSE").await;
     assert_eq!(got.status, 200);
@@ -317,24 +322,12 @@ async fn chunked_json_answers_are_filtered_whole_up_to_a_mebibyte() {
         "/v1/chat/completions",
         "The deployment uses the key [REDACTED:openai-key] for billing.",
     );
-    assert!(got.body == want, "{v}");
-    assert!(
-        got.headers
-            .contains(&format!("\r\ncontent-length: {}\r\n", want.len())),
-        "{}",
-        got.headers
-    );
+    got.assert_whole(&want);
     // A clean Messages-API answer passes as sent.
     let got = post(&dir, url("/block/v1/messages"), "hello").await;
     assert_eq!(got.status, 200);
     let want = answer_body("/v1/messages", CLEAN);
-    assert!(got.body == want, "{}", String::from_utf8_lossy(&got.body));
-    assert!(
-        got.headers
-            .contains(&format!("\r\ncontent-length: {}\r\n", want.len())),
-        "{}",
-        got.headers
-    );
+    got.assert_whole(&want);
 
     // Events: the refusal's status and finding, the clean answers' token usage.
     let http = http_events(&events);
