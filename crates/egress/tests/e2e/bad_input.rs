@@ -76,3 +76,98 @@ async fn malformed_requests_get_clear_answers() {
     let ok = format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n");
     assert_eq!(raw(s.proxy, ok.as_bytes()).await, "HTTP/1.1 200 OK");
 }
+
+/// Every status line the gateway sends for `bytes` (pipelined requests get one each),
+/// reading until it closes or is quiet for a second.
+async fn statuses(proxy: SocketAddr, bytes: &[u8]) -> Vec<String> {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    text.match_indices("HTTP/1.1 ")
+        .map(|(i, _)| text[i..].lines().next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tricks_in_the_authority_reach_only_what_policy_allows() {
+    // The client pod may reach allowed.test and nothing else (denied.test resolves too, to
+    // the same upstream): a 200 means the decision was made for allowed.test.
+    let s = start(Posture::Deny, &[]).await;
+    let p = s.upstream;
+    let get = |target: String| format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let cases: Vec<(String, &str)> = vec![
+        // The host is what follows the last `@` of the authority.
+        (format!("http://allowed.test@denied.test:{p}/"), "403"),
+        (format!("http://denied.test:{p}@allowed.test:{p}/"), "200"),
+        // `?`, `#` and `\` end or break the authority; they never move the host (what
+        // follows `#` is a fragment: refused, or dropped as RFC 3986 §3.5 says).
+        (format!("http://denied.test:{p}?@allowed.test/"), "403"),
+        (
+            format!("http://allowed.test:{p}#@denied.test:{p}/"),
+            "200|400",
+        ),
+        (format!("http://allowed.test:{p}\\@denied.test:{p}/"), "400"),
+        // Encoded or NUL bytes in the host, a second port.
+        (format!("http://allowed%2etest:{p}/"), "400"),
+        (format!("http://allowed.test%00.denied.test:{p}/"), "400"),
+        (format!("http://allowed.test:{p}:80/"), "400"),
+        // A name that merely starts with the allowed one; its IP by other spellings.
+        (format!("http://allowed.test.denied.test:{p}/"), "403"),
+        (format!("http://127.0.0.1:{p}/"), "403"),
+        (format!("http://[::ffff:127.0.0.1]:{p}/"), "403"),
+        (format!("http://2130706433:{p}/"), "403"),
+        // Case and a trailing dot name the same host (RFC 3986 §6.2.2.1, RFC 1034 §3.1).
+        (format!("HTTP://ALLOWED.TEST.:{p}/"), "200"),
+    ];
+    for (target, want) in &cases {
+        let got = raw(s.proxy, get(target.clone()).as_bytes()).await;
+        assert!(
+            want.split('|')
+                .any(|w| got.starts_with(&format!("HTTP/1.1 {w}"))),
+            "{target}: {got:?}, want {want}"
+        );
+    }
+    // CONNECT: the request target decides, never the Host header.
+    for (req, want) in [
+        (
+            format!("CONNECT denied.test:{p} HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n"),
+            "403",
+        ),
+        (
+            format!("CONNECT allowed.test:{p}@denied.test:{p} HTTP/1.1\r\n\r\n"),
+            "40",
+        ),
+        (format!("CONNECT 127.0.0.1:{p} HTTP/1.1\r\n\r\n"), "403"),
+        (format!("CONNECT [::1]:{p} HTTP/1.1\r\n\r\n"), "403"),
+    ] {
+        let got = raw(s.proxy, req.as_bytes()).await;
+        assert!(
+            got.starts_with(&format!("HTTP/1.1 {want}")),
+            "{req:?}: {got:?}"
+        );
+    }
+    // A request hidden behind another (pipelined, or in a body the gateway frames by
+    // Transfer-Encoding where a lax reader would use a length) is decided on its own.
+    let pipelined = format!(
+        "GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: x\r\n\r\nGET http://denied.test:{p}/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    assert_eq!(
+        statuses(s.proxy, pipelined.as_bytes()).await,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"]
+    );
+    let chunked = format!(
+        "POST http://allowed.test:{p}/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://denied.test:{p}/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    assert_eq!(
+        statuses(s.proxy, chunked.as_bytes()).await,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"]
+    );
+}
