@@ -11,6 +11,7 @@ pub mod cidr;
 pub mod diag;
 pub mod engine;
 pub mod fqdn;
+pub mod http_path;
 pub mod lint;
 pub mod load;
 pub mod model;

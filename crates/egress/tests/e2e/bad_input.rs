@@ -135,6 +135,26 @@ async fn tricks_in_the_authority_reach_only_what_policy_allows() {
             "{target}: {got:?}, want {want}"
         );
     }
+    // A path rule holds for every reading of the path (POST is allowed under /v1 only):
+    // an escape, a dot segment or an encoded slash that takes it elsewhere is refused.
+    let post = |path: &str| {
+        format!("POST http://api.openai.test:{p}{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    };
+    for (path, want) in [
+        ("/v1/chat/completions", "200"),
+        ("/v1/%63hat/./completions", "200"),
+        ("/v1/../admin", "403"),
+        ("/v1/%2e%2e/admin", "403"),
+        ("/v1/..%2Fadmin", "403"),
+        ("/v1//../admin", "403"),
+        ("/v1/%zz", "403"),
+    ] {
+        let got = raw(s.proxy, post(path).as_bytes()).await;
+        assert!(
+            got.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {got:?}"
+        );
+    }
     // CONNECT: the request target decides, never the Host header.
     for (req, want) in [
         (

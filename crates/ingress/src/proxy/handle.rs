@@ -207,6 +207,33 @@ fn reads_prompts(
         || route.waf.is_some() && !route.waf_inspect_prompts
 }
 
+/// Refuses a path that servers may read differently (`palisade_policy::http_path`) when
+/// the readings would take different routes or be different AI operations: the route's
+/// authentication, limits and prompt checks must be those of the resource the backend
+/// serves, whichever way it reads the path. A malformed escape is refused too. Nothing is
+/// rewritten: the backend gets the path as sent.
+pub(crate) fn one_reading(
+    config: &crate::config::Compiled,
+    host: &str,
+    path: &str,
+) -> Result<(), Refusal> {
+    let bad = |why: &'static str| Refusal::new(400, "invalid_request_error", "invalid_path", why);
+    let views = palisade_policy::http_path::views(path)
+        .map_err(|_| bad("The path has a malformed percent-escape."))?;
+    let first = &views[0];
+    let route = |p: &str| config.route(host, p).map(|r| r.name.clone());
+    let (r0, o0) = (route(first), operation(first));
+    if views[1..]
+        .iter()
+        .any(|v| route(v) != r0 || operation(v) != o0)
+    {
+        return Err(bad(
+            "The path reads differently once normalised (escapes, dot segments, slashes).",
+        ));
+    }
+    Ok(())
+}
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
@@ -242,6 +269,9 @@ pub async fn handle(
         started,
     };
     let config = shared.config.load_full();
+    if let Err(r) = one_reading(&config, &host, &path) {
+        return x.refuse(r);
+    }
     let Some(route) = config.route(&host, &path).cloned() else {
         return x.refuse(Refusal::new(
             404,
@@ -732,6 +762,43 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_read_differently_by_servers_are_refused_when_it_matters() {
+        let yaml = "apiVersion: palisade.dev/v1alpha1\nkind: AIGateway\nmetadata: {name: t, namespace: ml}\nspec:\n  routes:\n    - name: admin\n      pathPrefix: /admin\n      backend: http://127.0.0.1:9\n    - name: llm\n      pathPrefix: /v1\n      backend: http://127.0.0.1:9\n    - name: public\n      pathPrefix: /\n      backend: http://127.0.0.1:9\n";
+        let mut m = palisade_policy::Manifests::new();
+        m.add_file("gateway.yaml", yaml);
+        assert!(!m.has_errors(), "{:?}", m.diagnostics);
+        let c = crate::compile(&palisade_policy::Snapshot::from_manifests(&m).gateways).unwrap();
+        let code = |path: &str| {
+            one_reading(&c, "gw", path)
+                .err()
+                .map(|r| (r.status, r.code))
+        };
+        // Same route and operation for every reading: served as sent.
+        for p in [
+            "/v1/chat/completions",
+            "/public/a/../b",
+            "/v1//models",
+            "/x/%41",
+            "/a%2Fb",
+        ] {
+            assert_eq!(code(p), None, "{p}");
+        }
+        // Another route (its auth, limits) or another AI operation (its prompt checks).
+        for p in [
+            "/%61dmin",
+            "//admin/x",
+            "/public/../admin",
+            "/v1/%63hat/completions",
+            "/v1/chat/x/../completions",
+            "/v1/x/..%2F..%2Fadmin",
+            "/v1/chat/completions%2F..%2Fembeddings",
+        ] {
+            assert_eq!(code(p), Some((400, "invalid_path")), "{p}");
+        }
+        assert_eq!(code("/v1/%zz"), Some((400, "invalid_path")));
+    }
 
     #[test]
     fn backend_uris_join_the_prefix_and_keep_the_query() {

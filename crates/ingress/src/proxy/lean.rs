@@ -368,7 +368,8 @@ fn plan(
         return None;
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    if crate::openai::operation(path).is_some() {
+    // A path servers may read differently is checked on the full path (`one_reading`).
+    if crate::openai::operation(path).is_some() || !palisade_policy::http_path::is_plain(path) {
         return None;
     }
     let route = config.route(host, path)?;

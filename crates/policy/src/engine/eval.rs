@@ -270,11 +270,16 @@ impl Engine {
             return Some(false);
         }
         match &flow.http {
-            Some(req) => self.rules[rid as usize]
-                .http
-                .iter()
-                .any(|h| http_matches(h, req))
-                .then_some(false),
+            Some(req) => {
+                // An allowing condition must hold for every reading of the path; a denying
+                // (or passing) one for any (`http_path`).
+                let allow = f.action == AdminAction::Allow;
+                self.rules[rid as usize]
+                    .http
+                    .iter()
+                    .any(|h| http_matches(h, req, allow))
+                    .then_some(false)
+            }
             // A connection can be allowed pending per-request checks; it cannot be denied
             // (or passed) on requests it may never carry.
             None => (f.action == AdminAction::Allow).then_some(true),
@@ -296,22 +301,13 @@ impl Engine {
     }
 }
 
-fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>) -> bool {
+/// Whether `req` meets `h`; `allow`: for an allowing rule (see [`path_meets`]).
+fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>, allow: bool) -> bool {
     if !h.methods.is_empty() && !h.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)) {
         return false;
     }
     if let Some(p) = &h.path {
-        let ok = match p {
-            PathCond::Exact(e) => req.path == e,
-            PathCond::Prefix(pre) => {
-                req.path.starts_with(pre.as_str())
-                    && (pre.ends_with('/')
-                        || req.path.len() == pre.len()
-                        || req.path.as_bytes()[pre.len()] == b'/')
-            }
-            PathCond::Regex(re) => re.is_match(req.path),
-        };
-        if !ok {
+        if !path_meets(p, req.path, allow) {
             return false;
         }
     }
@@ -330,4 +326,28 @@ fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>) -> bool {
             }
         }
     })
+}
+
+/// A path condition against every reading of `path` (`crate::http_path::views`): for an
+/// allowing rule all readings must meet it, for a denying or passing one any reading does.
+/// A path with a malformed escape meets no allowing condition and every denying one.
+fn path_meets(cond: &PathCond, path: &str, allow: bool) -> bool {
+    let one = |path: &str| match cond {
+        PathCond::Exact(e) => path == e,
+        PathCond::Prefix(pre) => {
+            path.starts_with(pre.as_str())
+                && (pre.ends_with('/')
+                    || path.len() == pre.len()
+                    || path.as_bytes()[pre.len()] == b'/')
+        }
+        PathCond::Regex(re) => re.is_match(path),
+    };
+    if crate::http_path::is_plain(path) {
+        return one(path);
+    }
+    match crate::http_path::views(path) {
+        Ok(views) if allow => views.iter().all(|v| one(v)),
+        Ok(views) => views.iter().any(|v| one(v)),
+        Err(_) => !allow,
+    }
 }

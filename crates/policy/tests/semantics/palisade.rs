@@ -181,6 +181,73 @@ spec:
 }
 
 #[test]
+fn l7_path_conditions_hold_for_every_reading_of_the_path() {
+    // Allowed: GET under /models. Denied by a higher tier: anything under /admin.
+    let c = Cluster::new(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: hub-read-only, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{fqdn: hub.models.test}]
+    http:
+    - methods: [GET]
+      path: {prefix: /models}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: no-admin}
+spec:
+  tier: security
+  subject: {namespaceSelector: {}}
+  egress:
+  - action: Deny
+    to: [{fqdn: hub.models.test}]
+    http: [{path: {prefix: /admin}}]
+"#,
+    );
+    let sp = "SecurityPolicy hub-read-only";
+    let csp = "ClusterSecurityPolicy no-admin";
+    let at = |path: &str| c.pod_to_fqdn("x/a", "hub.models.test", None, 443, get(path));
+    // Every reading is under /models: allowed.
+    for path in [
+        "/models/x",
+        "/models/%78",
+        "/models//x",
+        "/models/./x",
+        "/models/a/../x",
+    ] {
+        c.expect(&at(path), Allow, Namespace, Some(sp));
+    }
+    // Some server reads it outside /models: not allowed by the GET rule.
+    for path in [
+        "/models/../datasets/x",
+        "/models/%2e%2e/datasets",
+        "/models/..%2Fdatasets",
+        "/models/..%2f..%2fdatasets",
+        "/models\\..\\datasets",
+    ] {
+        let v = at(path);
+        c.expect_rule(&v, Deny, Namespace, sp, Direction::Egress, "default");
+    }
+    // Some server reads it inside /admin: the Deny rule applies.
+    for path in [
+        "/admin",
+        "/%61dmin/x",
+        "//admin",
+        "/models/../admin",
+        "/x/..%2Fadmin",
+        // A malformed escape has no reading: every denying condition holds.
+        "/admin%",
+        "/models/%zz",
+    ] {
+        c.expect(&at(path), Deny, Admin, Some(csp));
+    }
+}
+
+#[test]
 fn audit_mode_reports_and_does_not_deny() {
     let c = Cluster::new(
         r#"

@@ -62,6 +62,11 @@ fn what_the_lane_leaves_to_the_full_path() {
         b"CONNECT gw:443 HTTP/1.1\r\nHost: gw\r\n\r\n",
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n",
         b"POST /small HTTP/1.1\r\nHost: gw\r\nContent-Length: 9\r\n\r\n",
+        // Paths servers may read differently: escapes, `//`, dot segments.
+        b"GET /x/%61 HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET //small HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /x/../small HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /x/. HTTP/1.1\r\nHost: gw\r\n\r\n",
     ] {
         assert!(
             planned(&c, raw).is_none(),
