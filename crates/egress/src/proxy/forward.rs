@@ -247,12 +247,14 @@ pub(crate) async fn handle(
     };
     let host = normal_host(&host_raw).into_owned();
     let decision = {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(req.headers().len());
-        for (n, v) in req.headers() {
-            if let Ok(v) = v.to_str() {
-                headers.push((n.as_str(), v));
-            }
-        }
+        // Every field takes part, those with bytes beyond visible ASCII read lossily (a
+        // condition on them must not pass by their being left out).
+        let lossy: Vec<(&str, std::borrow::Cow<'_, str>)> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        let headers: Vec<(&str, &str)> = lossy.iter().map(|(n, v)| (*n, v.as_ref())).collect();
         let http = HttpRequest {
             method: req.method().as_str(),
             path: req.uri().path(),

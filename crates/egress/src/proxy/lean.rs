@@ -311,12 +311,11 @@ fn plan(
     let pod = engine.as_ref().and_then(|e| e.pod_by_ip(conn.peer));
     let mut fields: Vec<(&str, &str)> = Vec::with_capacity(head.headers.len());
     for (n, v) in &head.headers {
-        // As `HeaderValue::to_str` would: visible ASCII and tabs only.
-        if v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
-            if let Ok(v) = std::str::from_utf8(v) {
-                fields.push((n, v));
-            }
+        // Visible ASCII and tabs; any other byte: the full path reads the field lossily.
+        if !v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            return None;
         }
+        fields.push((n, std::str::from_utf8(v).ok()?));
     }
     let d = decide(
         engine.as_deref(),

@@ -191,3 +191,40 @@ async fn tricks_in_the_authority_reach_only_what_policy_allows() {
         ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_rule_holds_for_every_field_of_that_name() {
+    let s = start(Posture::Deny, &[]).await;
+    let policy = POLICY.replace(
+        "  - to: [{fqdn: \"allowed.test\"}]\n",
+        "  - to: [{fqdn: \"allowed.test\"}]\n    http: [{headers: [{name: X-Env, value: prod}]}]\n",
+    );
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(&policy, Posture::Deny))),
+    );
+    let p = s.upstream;
+    let get = |fields: &[u8]| {
+        let mut r =
+            format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test\r\n").into_bytes();
+        r.extend_from_slice(fields);
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    for (fields, want) in [
+        (&b"X-Env: prod\r\n"[..], "HTTP/1.1 200"),
+        (b"X-Env: prod\r\nX-Env: prod\r\n", "HTTP/1.1 200"),
+        (b"", "HTTP/1.1 403"),
+        // A second field an upstream reading the last one would take.
+        (b"X-Env: prod\r\nX-Env: dev\r\n", "HTTP/1.1 403"),
+        // One with bytes beyond ASCII is read too, not left out.
+        (b"X-Env: prod\r\nX-Env: pr\xffod\r\n", "HTTP/1.1 403"),
+    ] {
+        let got = raw(s.proxy, &get(fields)).await;
+        assert!(
+            got.starts_with(want),
+            "{}: {got:?}",
+            String::from_utf8_lossy(fields)
+        );
+    }
+}

@@ -311,21 +311,37 @@ fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>, allow: bool) -> bool {
             return false;
         }
     }
-    h.headers.iter().all(|hc| {
-        let value = req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&hc.name))
-            .map(|(_, v)| *v);
-        match value {
-            None => !hc.present,
-            Some(v) => {
-                hc.present
-                    && hc.value.as_deref().is_none_or(|want| want == v)
-                    && hc.regex.as_ref().is_none_or(|re| re.is_match(v))
-            }
-        }
-    })
+    h.headers
+        .iter()
+        .all(|hc| header_meets(hc, req.headers, allow))
+}
+
+/// A header condition against every field of that name (a request may repeat a field, and
+/// servers differ on which one they read): for an allowing rule every field must meet it,
+/// for a denying or passing one any field, or any element of a comma-separated list, does.
+fn header_meets(hc: &HeaderCond, headers: &[(&str, &str)], allow: bool) -> bool {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(&hc.name))
+        .map(|(_, v)| *v)
+        .peekable();
+    if values.peek().is_none() {
+        return !hc.present;
+    }
+    if !hc.present {
+        return false;
+    }
+    let one = |v: &str| {
+        hc.value.as_deref().is_none_or(|want| want == v)
+            && hc.regex.as_ref().is_none_or(|re| re.is_match(v))
+    };
+    if allow {
+        values.into_iter().all(one)
+    } else {
+        values
+            .into_iter()
+            .any(|v| one(v) || v.split(',').any(|e| one(e.trim())))
+    }
 }
 
 /// A path condition against every reading of `path` (`crate::http_path::views`): for an

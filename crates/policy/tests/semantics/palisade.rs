@@ -248,6 +248,80 @@ spec:
 }
 
 #[test]
+fn l7_header_conditions_hold_for_every_field_of_that_name() {
+    // Allowed: requests carrying `X-Env: prod`. Denied by a higher tier: `X-Debug: on`.
+    let c = Cluster::new(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: prod-only, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{fqdn: hub.models.test}]
+    http: [{headers: [{name: X-Env, value: prod}]}]
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: no-debug}
+spec:
+  tier: security
+  subject: {namespaceSelector: {}}
+  egress:
+  - action: Deny
+    to: [{fqdn: hub.models.test}]
+    http: [{headers: [{name: X-Debug, value: "on"}]}]
+"#,
+    );
+    let at = |headers: &[(&str, &str)]| {
+        let http = HttpRequest {
+            method: "GET",
+            path: "/",
+            host: Some("hub.models.test"),
+            headers,
+        };
+        c.pod_to_fqdn("x/a", "hub.models.test", None, 443, Some(http))
+    };
+    let sp = Some("SecurityPolicy prod-only");
+    let csp = Some("ClusterSecurityPolicy no-debug");
+    c.expect(&at(&[("x-env", "prod")]), Allow, Namespace, sp);
+    c.expect(
+        &at(&[("X-Env", "prod"), ("X-Env", "prod")]),
+        Allow,
+        Namespace,
+        sp,
+    );
+    // A second field that a server reading the last one would take: not allowed.
+    c.expect(
+        &at(&[("X-Env", "prod"), ("X-Env", "dev")]),
+        Deny,
+        Namespace,
+        sp,
+    );
+    c.expect(
+        &at(&[("X-Env", "dev"), ("X-Env", "prod")]),
+        Deny,
+        Namespace,
+        sp,
+    );
+    c.expect(&at(&[("X-Env", "prod, dev")]), Deny, Namespace, sp);
+    // The Deny takes any field, and any element of a list.
+    for debug in [
+        &[("X-Env", "prod"), ("X-Debug", "on")][..],
+        &[("X-Env", "prod"), ("X-Debug", "off"), ("x-debug", "on")],
+        &[("X-Env", "prod"), ("X-Debug", "off, on")],
+    ] {
+        c.expect(&at(debug), Deny, Admin, csp);
+    }
+    c.expect(
+        &at(&[("X-Env", "prod"), ("X-Debug", "off")]),
+        Allow,
+        Namespace,
+        sp,
+    );
+}
+
+#[test]
 fn audit_mode_reports_and_does_not_deny() {
     let c = Cluster::new(
         r#"
