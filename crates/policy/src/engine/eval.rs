@@ -303,7 +303,7 @@ impl Engine {
 
 /// Whether `req` meets `h`; `allow`: for an allowing rule (see [`path_meets`]).
 fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>, allow: bool) -> bool {
-    if !h.methods.is_empty() && !h.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)) {
+    if !h.methods.is_empty() && !methods_meet(&h.methods, req, allow) {
         return false;
     }
     if let Some(p) = &h.path {
@@ -314,6 +314,32 @@ fn http_matches(h: &HttpMatch, req: &HttpRequest<'_>, allow: bool) -> bool {
     h.headers
         .iter()
         .all(|hc| header_meets(hc, req.headers, allow))
+}
+
+/// Fields by which clients ask frameworks (Rails, Express's method-override, Google APIs)
+/// to take the request as another method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// A method condition against the request's method and any method it asks to be taken
+/// as ([`METHOD_OVERRIDES`]): for an allowing rule all of them must be listed, for a
+/// denying or passing one any.
+fn methods_meet(methods: &[String], req: &HttpRequest<'_>, allow: bool) -> bool {
+    let listed = |m: &str| methods.iter().any(|x| x.eq_ignore_ascii_case(m.trim()));
+    let mut asked = std::iter::once(req.method).chain(
+        req.headers
+            .iter()
+            .filter(|(n, _)| METHOD_OVERRIDES.iter().any(|o| n.eq_ignore_ascii_case(o)))
+            .flat_map(|(_, v)| v.split(',')),
+    );
+    if allow {
+        asked.all(listed)
+    } else {
+        asked.any(listed)
+    }
 }
 
 /// A header condition against every field of that name (a request may repeat a field, and

@@ -322,6 +322,47 @@ spec:
 }
 
 #[test]
+fn l7_method_conditions_count_method_override_fields() {
+    // GET and HEAD only (the hub's read-only rule of `l7_http_rules`).
+    let c = Cluster::new(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: hub-read-only, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{fqdn: hub.models.test}]
+    http: [{methods: [GET, HEAD]}]
+"#,
+    );
+    let sp = Some("SecurityPolicy hub-read-only");
+    let at = |headers: &[(&str, &str)]| {
+        let http = HttpRequest {
+            method: "GET",
+            path: "/models/x",
+            host: Some("hub.models.test"),
+            headers,
+        };
+        c.pod_to_fqdn("x/a", "hub.models.test", None, 443, Some(http))
+    };
+    c.expect(&at(&[]), Allow, Namespace, sp);
+    c.expect(
+        &at(&[("X-HTTP-Method-Override", "HEAD")]),
+        Allow,
+        Namespace,
+        sp,
+    );
+    for (name, value) in [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "PUT"),
+        ("X-Method-Override", "GET, POST"),
+    ] {
+        c.expect(&at(&[(name, value)]), Deny, Namespace, sp);
+    }
+}
+
+#[test]
 fn audit_mode_reports_and_does_not_deny() {
     let c = Cluster::new(
         r#"
