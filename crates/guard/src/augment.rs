@@ -11,6 +11,7 @@
 //! never used for validation, so the threshold and the reported figures come from real data.
 
 use crate::decode;
+use crate::documents;
 
 const TABLES: &[&str] = &[
     "users",
@@ -100,11 +101,22 @@ const TASKS: &[&str] = &[
     "tell me what to see near the Colosseum",
 ];
 
-fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
+/// Advances the generator (a 64-bit LCG) and returns its high bits.
+fn step(r: &mut u64) -> u64 {
     *r = r
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
-    list[((*r >> 33) as usize) % list.len()]
+    *r >> 33
+}
+
+/// One item of `list`, chosen by the generator.
+pub(crate) fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
+    list[(step(r) as usize) % list.len()]
+}
+
+/// A number in `lo..hi` (`hi > lo`), chosen by the generator.
+pub(crate) fn num(r: &mut u64, lo: u64, hi: u64) -> u64 {
+    lo + step(r) % (hi - lo)
 }
 
 fn sql(r: &mut u64) -> String {
@@ -263,10 +275,11 @@ pub(crate) fn benign_prompts(n: usize, seed: u64) -> Vec<String> {
     let mut r = seed | 1;
     (0..n)
         .map(|i| {
-            if i % 4 == 3 {
-                document(&mut r)
-            } else {
-                prompt(&mut r)
+            // Of every 8: 4 short prompts, 3 technical documents, 1 page of notes.
+            match i % 8 {
+                3 => document(&mut r),
+                1 | 5 | 7 => documents::technical_document(&mut r),
+                _ => prompt(&mut r),
             }
         })
         .collect()

@@ -97,6 +97,11 @@ fn handmade_fixture_generalises() {
     // Written by hand, not drawn from any training source: at least 90% right on each side.
     assert!(benign_ok >= 36, "benign passed: {benign_ok}/40");
     assert!(inj_ok >= 36, "injections caught: {inj_ok}/40");
+    // The committed model: 39/40 and 40/40 (docs/guard.md); keep at least that.
+    assert!(
+        benign_ok >= 39 && inj_ok == 40,
+        "{benign_ok}/40, {inj_ok}/40"
+    );
 }
 
 #[test]
@@ -109,9 +114,11 @@ fn in_distribution_targets() {
     let r = evaluate(&Guard::builtin(), &read_jsonl(&p).unwrap());
     eprintln!("{r:?}");
     assert_eq!(r.prompts, 3043);
-    assert!(r.f1 >= 0.95, "f1 {}", r.f1);
+    // Issue 7 asks for F1 >= 0.95 and FPR <= 3%; the committed model measures F1 0.958 and
+    // FPR 0.49% (7 of 1,440), and a retrain must not trade these for long-document gains.
+    assert!(r.f1 >= 0.955, "f1 {}", r.f1);
     assert!(
-        r.false_positive_rate <= 0.03,
+        r.false_positive_rate <= 0.01,
         "fpr {}",
         r.false_positive_rate
     );
