@@ -14,7 +14,30 @@ const SHORT: &[&str] = &[
 /// A literal value of the kind tests and configs are full of.
 fn literal(r: &mut u64) -> String {
     let n = pick(r, NOUNS);
-    match num(r, 0, 9) {
+    match num(r, 0, 12) {
+        9 => format!(
+            "b\"{} /{n}s/{} HTTP/1.1\\r\\nHost: {}.test\\r\\nContent-Length: {}\\r\\n\\r\\n\"",
+            pick(r, &["GET", "POST", "PUT", "DELETE", "HEAD"]),
+            num(r, 1, 999),
+            pick(r, NOUNS),
+            num(r, 0, 4096)
+        ),
+        10 => format!(
+            "json!({{\"{n}\": \"{}\", \"{}\": {}, \"{}\": [\"{}\"]}})",
+            pick(r, ADJECTIVES),
+            pick(r, NOUNS),
+            num(r, 0, 1000),
+            pick(r, NOUNS),
+            pick(r, VERBS)
+        ),
+        11 => format!(
+            "\"{}: {}\\n{}: {{{}: {}}}\\n\"",
+            pick(r, NOUNS),
+            pick(r, ADJECTIVES),
+            n,
+            pick(r, NOUNS),
+            num(r, 0, 100)
+        ),
         0 => format!(
             "\"10.{}.{}.{}\"",
             num(r, 0, 255),
@@ -112,7 +135,18 @@ fn test_function(r: &mut u64, lang: usize) -> String {
     let body: Vec<String> = (0..2 + num(r, 0, 5)).map(|_| assertion(r, lang)).collect();
     let body = body.join("\n");
     match lang {
-        0 => format!("#[test]\nfn {name}() {{\n{}\n}}\n", indent(&body, "    ")),
+        0 => format!(
+            "{}fn {name}() {{\n{}\n}}\n",
+            pick(
+                r,
+                &[
+                    "#[test]\n",
+                    "#[tokio::test]\nasync ",
+                    "#[tokio::test(flavor = \"multi_thread\", worker_threads = 2)]\nasync "
+                ]
+            ),
+            indent(&body, "    ")
+        ),
         1 => format!("def test_{name}():\n{}\n", indent(&body, "    ")),
         2 => format!(
             "func Test{}(t *testing.T) {{\n{}\n}}\n",
@@ -153,6 +187,10 @@ pub(super) fn statement(r: &mut u64, lang: usize) -> String {
             format!("{a}.{v}(&mut buf[..{n}]).map_err(|e| Error::Io(e, \"{b}\"))?;"),
             format!("let {a} = {}::{v}({}).await.context(\"{adj} {b}\")?;", camel(b, ""), literal(r)),
             format!("{a}.{v}_{b}({}, {});", literal(r), literal(r)),
+            format!("let mut buf = vec![0u8; {n}];\nlet n = {a}.read(&mut buf).await?;"),
+            format!("{a}.write_all({}).await.unwrap();", literal(r)),
+            format!("assert!({a}[..n].starts_with(b\"HTTP/1.1 {}\"), \"{{:?}}\", {b});", 200 + num(r, 0, 300)),
+            format!("let ({a}, {b}) = {v}(&{c}, {}).await;", literal(r)),
             format!("if let Some({c}) = self.{a}s.get_mut(&{b}.id) {{\n    {c}.{v}({});\n}}", literal(r)),
         ][..],
         // Python
@@ -299,6 +337,70 @@ fn function(r: &mut u64, lang: usize) -> String {
     }
 }
 
+/// A type definition (struct, enum, class) in `lang`, with its doc comment.
+fn type_item(r: &mut u64, lang: usize) -> String {
+    let name = camel(pick(r, ADJECTIVES), pick(r, NOUNS));
+    let doc = sentence(r);
+    let fields: Vec<(&str, &str)> = (0..2 + num(r, 0, 5))
+        .map(|_| {
+            (
+                pick(r, NOUNS),
+                pick(
+                    r,
+                    &[
+                        "u64",
+                        "String",
+                        "bool",
+                        "Duration",
+                        "Vec<u8>",
+                        "Option<u32>",
+                    ],
+                ),
+            )
+        })
+        .collect();
+    let variants: Vec<String> = (0..2 + num(r, 0, 4))
+        .map(|_| camel(pick(r, ADJECTIVES), ""))
+        .collect();
+    let line = |f: &dyn Fn(&(&str, &str)) -> String| -> String {
+        fields.iter().map(f).collect::<Vec<_>>().join("\n")
+    };
+    match (lang, num(r, 0, 2)) {
+        (0, 0) => format!(
+            "/// {doc}\n#[derive(Debug, Clone, PartialEq)]\npub struct {name} {{\n{}\n}}\n",
+            line(&|(n, t)| format!("    /// The {n}.\n    pub {n}: {t},"))
+        ),
+        (0, _) => {
+            format!(
+            "/// {doc}\n#[derive(Debug, Clone, Copy, PartialEq, Eq)]\npub enum {name} {{\n{}\n}}\n",
+            variants.iter().map(|v| format!("    {v},")).collect::<Vec<_>>().join("\n")
+        )
+        }
+        (1, _) => format!(
+            "@dataclass\nclass {name}:\n    \"\"\"{doc}\"\"\"\n\n{}\n",
+            line(&|(n, _)| format!("    {n}: str = \"\""))
+        ),
+        (2, _) => format!(
+            "// {name} {doc}\ntype {name} struct {{\n{}\n}}\n",
+            line(&|(n, _)| format!("\t{} string `json:\"{n}\"`", cap(n)))
+        ),
+        (3, _) => format!(
+            "/** {doc} */\nexport class {name} {{\n  constructor({{ {} }}) {{\n{}\n  }}\n}}\n",
+            fields.iter().map(|f| f.0).collect::<Vec<_>>().join(", "),
+            line(&|(n, _)| format!("    this.{n} = {n};"))
+        ),
+        (4, _) => format!(
+            "/* {doc} */\nstruct {} {{\n{}\n}};\n",
+            name.to_lowercase(),
+            line(&|(n, _)| format!("\tuint32_t {n};"))
+        ),
+        _ => format!(
+            "# {doc}\n{}\n",
+            line(&|(n, _)| format!("{}=\"${{{}:-}}\"", n.to_uppercase(), n.to_uppercase()))
+        ),
+    }
+}
+
 pub(super) fn source_file(r: &mut u64, target: usize) -> String {
     let lang = num(r, 0, 6) as usize;
     let mut out = match lang {
@@ -313,6 +415,8 @@ pub(super) fn source_file(r: &mut u64, target: usize) -> String {
     while out.len() < target {
         if out.len() >= tests_from {
             out.push_str(&test_function(r, lang));
+        } else if num(r, 0, 4) == 0 {
+            out.push_str(&type_item(r, lang));
         } else {
             out.push_str(&function(r, lang));
         }
