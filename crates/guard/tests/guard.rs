@@ -1,6 +1,7 @@
 //! The built-in model end to end: known injections and benign prompts, the hand-made
-//! robustness fixture, the in-distribution targets of issue 7 (skipped when
-//! `../shared/data` is absent), and no-panic / bounded-time properties of `assess`.
+//! robustness fixture, hand-written long technical documents, the in-distribution targets
+//! of issue 7 (skipped when `../shared/data` is absent), and no-panic / bounded-time
+//! properties of `assess`.
 
 use palisade_guard::{evaluate, parse_jsonl, read_jsonl, Guard, MAX_ANALYSED_BYTES};
 use proptest::prelude::*;
@@ -102,6 +103,24 @@ fn handmade_fixture_generalises() {
         benign_ok >= 39 && inj_ok == 40,
         "{benign_ok}/40, {inj_ok}/40"
     );
+}
+
+#[test]
+fn long_technical_documents_are_not_flagged() {
+    // Ten hand-written documents of 1.5-2.1 KB (written for this crate, in no training
+    // source): a runbook, a Python CLI, a security advisory that describes a prompt-injection
+    // attack in the third person, an nginx config, a changelog, a Go cache, a postmortem, a
+    // README draft, a Rust module with tests, a JavaScript test file. The model before the
+    // long-document work passed them too: this is a floor; the held-out measurement is
+    // bench/guard-long-docs.sh.
+    let g = Guard::builtin();
+    let examples = read_jsonl(manifest("tests/fixtures/long_documents.jsonl")).unwrap();
+    assert_eq!(examples.len(), 10);
+    for e in &examples {
+        assert!(!e.injection && e.text.len() > 1400);
+        let a = g.assess(&e.text);
+        assert!(!a.injection, "{a:?}\n{}", e.text);
+    }
 }
 
 #[test]
