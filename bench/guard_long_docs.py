@@ -13,6 +13,9 @@ Writes, when its source is present (otherwise says so on stderr and skips it):
                 columns with overstrikes removed
                 (also split as system-doc.jsonl and system-man.jsonl)
 
+GUARD_LONG_DOCS_DOC_ROOT and GUARD_LONG_DOCS_MAN_ROOT replace /usr/share/doc and
+/usr/share/man (e.g. to check that an absent source is skipped).
+
 Chunks are cut on line boundaries to at most 3,000 characters (a longer line is cut at
 3,000) and each is prefixed with "Please summarise this for me:\\n\\n". Chunks shorter than
 1,000 characters (ends of files) are dropped. Selection is deterministic for a given set
@@ -124,7 +127,8 @@ def take(files, family, load, limit):
 
 
 def doc_package(p):
-    return os.path.relpath(p, "/usr/share/doc").split(os.sep)[0]
+    root = os.environ.get("GUARD_LONG_DOCS_DOC_ROOT", "/usr/share/doc")
+    return os.path.relpath(p, root).split(os.sep)[0]
 
 
 def man_family(p):
@@ -154,7 +158,8 @@ def load_man(p):
 
 
 def system_sets(out):
-    doc_root, man_root = "/usr/share/doc", "/usr/share/man"
+    doc_root = os.environ.get("GUARD_LONG_DOCS_DOC_ROOT", "/usr/share/doc")
+    man_root = os.environ.get("GUARD_LONG_DOCS_MAN_ROOT", "/usr/share/man")
     sets = {}
     if os.path.isdir(doc_root):
         files = []
