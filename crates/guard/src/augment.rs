@@ -5,9 +5,9 @@
 //! trained on them alone learns "looks technical" as "is an attack". These generated
 //! hard negatives (ordinary questions about queries, code, configs and data, some
 //! with everyday uses of "ignore", "override" or "previous", harmless role-play
-//! requests such as "pretend you are a chef", and long documents of technical prose mixed
-//! with code, since nearly every long text in the public sets is a jailbreak) teach it
-//! otherwise. They are
+//! requests such as "pretend you are a chef", pages of notes mixing prose and code, and —
+//! from [`documents`] — long technical documents of many kinds, since nearly every long
+//! text in the public sets is a jailbreak) teach it otherwise. They are
 //! never used for validation, so the threshold and the reported figures come from real data.
 
 use crate::decode;
@@ -295,6 +295,9 @@ mod tests {
         assert_eq!(a, benign_prompts(200, 3));
         let distinct: std::collections::HashSet<_> = a.iter().collect();
         assert!(distinct.len() > 150, "{}", distinct.len());
+        // 3 of every 8 are technical documents and 1 a page of notes, all long.
+        let long = a.iter().filter(|t| t.len() >= 500).count();
+        assert!((90..=110).contains(&long), "{long}");
     }
 
     #[test]
