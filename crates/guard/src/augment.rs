@@ -5,12 +5,13 @@
 //! trained on them alone learns "looks technical" as "is an attack". These generated
 //! hard negatives (ordinary questions about queries, code, configs and data, some
 //! with everyday uses of "ignore", "override" or "previous", harmless role-play
-//! requests such as "pretend you are a chef", and long documents of technical prose mixed
-//! with code, since nearly every long text in the public sets is a jailbreak) teach it
-//! otherwise. They are
+//! requests such as "pretend you are a chef", pages of notes mixing prose and code, and —
+//! from [`documents`] — long technical documents of many kinds, since nearly every long
+//! text in the public sets is a jailbreak) teach it otherwise. They are
 //! never used for validation, so the threshold and the reported figures come from real data.
 
 use crate::decode;
+use crate::documents;
 
 const TABLES: &[&str] = &[
     "users",
@@ -100,11 +101,22 @@ const TASKS: &[&str] = &[
     "tell me what to see near the Colosseum",
 ];
 
-fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
+/// Advances the generator (a 64-bit LCG) and returns its high bits.
+fn step(r: &mut u64) -> u64 {
     *r = r
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
-    list[((*r >> 33) as usize) % list.len()]
+    *r >> 33
+}
+
+/// One item of `list`, chosen by the generator.
+pub(crate) fn pick<'a>(r: &mut u64, list: &[&'a str]) -> &'a str {
+    list[(step(r) as usize) % list.len()]
+}
+
+/// A number in `lo..hi` (`hi > lo`), chosen by the generator.
+pub(crate) fn num(r: &mut u64, lo: u64, hi: u64) -> u64 {
+    lo + step(r) % (hi - lo)
 }
 
 fn sql(r: &mut u64) -> String {
@@ -263,10 +275,11 @@ pub(crate) fn benign_prompts(n: usize, seed: u64) -> Vec<String> {
     let mut r = seed | 1;
     (0..n)
         .map(|i| {
-            if i % 4 == 3 {
-                document(&mut r)
-            } else {
-                prompt(&mut r)
+            // Of every 8: 4 short prompts, 3 technical documents, 1 page of notes.
+            match i % 8 {
+                3 => document(&mut r),
+                1 | 5 | 7 => documents::technical_document(&mut r),
+                _ => prompt(&mut r),
             }
         })
         .collect()
@@ -282,6 +295,9 @@ mod tests {
         assert_eq!(a, benign_prompts(200, 3));
         let distinct: std::collections::HashSet<_> = a.iter().collect();
         assert!(distinct.len() > 150, "{}", distinct.len());
+        // 3 of every 8 are technical documents and 1 a page of notes, all long.
+        let long = a.iter().filter(|t| t.len() >= 500).count();
+        assert!((90..=110).contains(&long), "{long}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod combiner;
 mod confusables;
 mod dataset;
 mod decode;
+mod documents;
 mod eval;
 mod features;
 mod model;

@@ -56,7 +56,7 @@ impl Default for TrainOptions {
             max_validation_fpr: 0.02,
             lambdas: vec![1e-5, 3e-6, 1e-6],
             epochs: vec![4, 8, 12],
-            generated_benign: 2000,
+            generated_benign: 3000,
         }
     }
 }

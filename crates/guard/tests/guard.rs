@@ -1,6 +1,7 @@
 //! The built-in model end to end: known injections and benign prompts, the hand-made
-//! robustness fixture, the in-distribution targets of issue 7 (skipped when
-//! `../shared/data` is absent), and no-panic / bounded-time properties of `assess`.
+//! robustness fixture, hand-written long technical documents, the in-distribution targets
+//! of issue 7 (skipped when `../shared/data` is absent), and no-panic / bounded-time
+//! properties of `assess`.
 
 use palisade_guard::{evaluate, parse_jsonl, read_jsonl, Guard, MAX_ANALYSED_BYTES};
 use proptest::prelude::*;
@@ -97,6 +98,29 @@ fn handmade_fixture_generalises() {
     // Written by hand, not drawn from any training source: at least 90% right on each side.
     assert!(benign_ok >= 36, "benign passed: {benign_ok}/40");
     assert!(inj_ok >= 36, "injections caught: {inj_ok}/40");
+    // The committed model: 39/40 and 40/40 (docs/guard.md); keep at least that.
+    assert!(
+        benign_ok >= 39 && inj_ok == 40,
+        "{benign_ok}/40, {inj_ok}/40"
+    );
+}
+
+#[test]
+fn long_technical_documents_are_not_flagged() {
+    // Ten hand-written documents of 1.5-2.1 KB (written for this crate, in no training
+    // source): a runbook, a Python CLI, a security advisory that describes a prompt-injection
+    // attack in the third person, an nginx config, a changelog, a Go cache, a postmortem, a
+    // README draft, a Rust module with tests, a JavaScript test file. The model before the
+    // long-document work passed them too: this is a floor; the held-out measurement is
+    // bench/guard-long-docs.sh.
+    let g = Guard::builtin();
+    let examples = read_jsonl(manifest("tests/fixtures/long_documents.jsonl")).unwrap();
+    assert_eq!(examples.len(), 10);
+    for e in &examples {
+        assert!(!e.injection && e.text.len() > 1400);
+        let a = g.assess(&e.text);
+        assert!(!a.injection, "{a:?}\n{}", e.text);
+    }
 }
 
 #[test]
@@ -109,9 +133,11 @@ fn in_distribution_targets() {
     let r = evaluate(&Guard::builtin(), &read_jsonl(&p).unwrap());
     eprintln!("{r:?}");
     assert_eq!(r.prompts, 3043);
-    assert!(r.f1 >= 0.95, "f1 {}", r.f1);
+    // Issue 7 asks for F1 >= 0.95 and FPR <= 3%; the committed model measures F1 0.958 and
+    // FPR 0.49% (7 of 1,440), and a retrain must not trade these for long-document gains.
+    assert!(r.f1 >= 0.955, "f1 {}", r.f1);
     assert!(
-        r.false_positive_rate <= 0.03,
+        r.false_positive_rate <= 0.01,
         "fpr {}",
         r.false_positive_rate
     );
