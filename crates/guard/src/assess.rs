@@ -103,6 +103,13 @@ pub(crate) fn max_logit(model: &Model, sig: &Signatures, text: &str) -> (f32, Ve
 
 /// Assesses one text.
 pub(crate) fn assess(model: &Model, sig: &Signatures, text: &str) -> Assessment {
+    if crate::small_talk::is_small_talk(text) {
+        return Assessment {
+            score: 0.0,
+            injection: false,
+            signals: vec!["small_talk".to_owned()],
+        };
+    }
     let (logit, mut signals) = max_logit(model, sig, text);
     let score = sigmoid(logit - model.threshold);
     let injection = score >= 0.5;

@@ -25,6 +25,7 @@ mod features;
 mod model;
 mod normalise;
 mod signatures;
+mod small_talk;
 pub mod train;
 
 use std::path::Path;
