@@ -110,7 +110,19 @@ pub(crate) fn assess(model: &Model, sig: &Signatures, text: &str) -> Assessment 
             signals: vec!["small_talk".to_owned()],
         };
     }
-    let (logit, mut signals) = max_logit(model, sig, text);
+    // The text as sent and without its opening greeting: the higher score counts only if
+    // the greeting is all that raised it, so the lower one is taken.
+    let rest = crate::small_talk::without_greeting(text);
+    let (logit, mut signals) = if rest.len() < text.len() && !rest.is_empty() {
+        let (a, b) = (max_logit(model, sig, text), max_logit(model, sig, rest));
+        if a.0 <= b.0 {
+            a
+        } else {
+            b
+        }
+    } else {
+        max_logit(model, sig, text)
+    };
     let score = sigmoid(logit - model.threshold);
     let injection = score >= 0.5;
     if injection {

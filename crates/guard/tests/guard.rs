@@ -41,6 +41,7 @@ fn builtin_passes_benign_prompts() {
         "Hello, how are you?",
         "Hi there! Good morning.",
         "thanks, bye",
+        "Hello, summarise this article for me please",
     ] {
         let a = g.assess(text);
         assert!(!a.injection, "{text}: {a:?}");
