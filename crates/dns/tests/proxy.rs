@@ -74,9 +74,20 @@ fn upstream_answer(query: &[u8]) -> Option<Vec<u8>> {
 /// Starts the fake upstream on UDP and TCP; returns its address and the number of queries
 /// it has seen.
 async fn fake_upstream() -> (SocketAddr, Arc<Mutex<u32>>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The UDP port the kernel picks may be taken for TCP: pick again until both bind.
+    let mut tries = 0;
+    let (udp, addr, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, addr, tcp),
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("fake upstream: {addr} is taken for TCP ({e}); another port");
+            }
+            Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+        }
+    };
     let seen = Arc::new(Mutex::new(0));
     let count = Arc::clone(&seen);
     tokio::spawn(async move {
