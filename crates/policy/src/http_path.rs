@@ -15,14 +15,14 @@ use std::borrow::Cow;
 #[error("the path has a malformed percent-escape")]
 pub struct BadEscape;
 
-/// Whether `path` reads the same to every server: no `%`, no `\`, no `//`, and no `.` or
-/// `..` segment. The common case, checked in one pass.
+/// Whether `path` reads the same to every server: no `%`, no `\`, no `;`, no `//`, and no
+/// `.` or `..` segment. The common case, checked in one pass.
 pub fn is_plain(path: &str) -> bool {
     let b = path.as_bytes();
     let mut prev = 0u8;
     for (i, &c) in b.iter().enumerate() {
         match c {
-            b'%' | b'\\' => return false,
+            b'%' | b'\\' | b';' => return false,
             b'/' if prev == b'/' => return false,
             b'.' if prev == b'/' => {
                 // `/.` or `/..` followed by `/` or the end is a dot segment.
@@ -39,13 +39,16 @@ pub fn is_plain(path: &str) -> bool {
     true
 }
 
-/// The distinct readings of `path`, the raw one first; at most five:
+/// The distinct readings of `path`, the raw one first; at most nine:
 /// 1. as sent;
 /// 2. normalised as RFC 3986 §6.2.2 does: escapes of unreserved characters decoded (the
 ///    others kept, hex in upper case) and dot segments removed (§5.2.4);
 /// 3. the same with runs of `/` merged first (nginx, Envoy's `merge_slashes`);
 /// 4. and 5. when the path holds `%2F`, `%5C` or `\`: 2 and 3 with those read as `/`
-///    (servers that decode encoded slashes, and those that take `\` for `/`).
+///    (servers that decode encoded slashes, and those that take `\` for `/`);
+/// 6. to 9. when it holds `;`: each of those with every segment's `;parameters` dropped
+///    before dot segments are resolved, as Java servlet containers do (`/..;/admin` is
+///    `/admin` to Tomcat, `/..;/admin` to nginx).
 pub fn views(path: &str) -> Result<Vec<Cow<'_, str>>, BadEscape> {
     if is_plain(path) {
         return Ok(vec![Cow::Borrowed(path)]);
@@ -59,7 +62,13 @@ pub fn views(path: &str) -> Result<Vec<Cow<'_, str>>, BadEscape> {
                 .replace("%5C", "/")
                 .replace('\\', "/")
         });
-    for d in std::iter::once(&decoded).chain(slashed.as_ref()) {
+    let mut bases = vec![decoded];
+    bases.extend(slashed);
+    if path.contains(';') {
+        let stripped: Vec<String> = bases.iter().map(|b| without_parameters(b)).collect();
+        bases.extend(stripped);
+    }
+    for d in &bases {
         for merge in [false, true] {
             let v = remove_dot_segments(d, merge);
             if !out.iter().any(|o| *o == v) {
@@ -68,6 +77,14 @@ pub fn views(path: &str) -> Result<Vec<Cow<'_, str>>, BadEscape> {
         }
     }
     Ok(out)
+}
+
+/// `path` with each segment cut at its first `;` (`/a;x/b;y=1` → `/a/b`).
+fn without_parameters(path: &str) -> String {
+    path.split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(s, _)| s))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -197,6 +214,12 @@ mod tests {
         assert_eq!(v("/ok/..%2F..%2Fadmin"), ["/ok/..%2F..%2Fadmin", "/admin"]);
         assert_eq!(v("/ok\\..\\admin"), ["/ok\\..\\admin", "/admin"]);
         assert_eq!(v("/a%20b"), ["/a%20b"]);
+        // Servlet path parameters: `..;` is a dot segment to Tomcat, a name to nginx.
+        assert_eq!(v("/public/..;/admin"), ["/public/..;/admin", "/admin"]);
+        assert_eq!(
+            v("/admin;jsessionid=1/x"),
+            ["/admin;jsessionid=1/x", "/admin/x"]
+        );
         assert_eq!(v("/a%3f"), ["/a%3f", "/a%3F"]);
     }
 
@@ -210,10 +233,10 @@ mod tests {
     proptest! {
         #[test]
         fn readings_never_panic_and_normal_forms_are_stable(
-            p in "(/|[a-z]|\\.|%2[eEfF]|%5[cC]|%6[13]|\\\\|%){0,24}"
+            p in "(/|[a-z]|\\.|;|%2[eEfF]|%5[cC]|%6[13]|\\\\|%){0,24}"
         ) {
             let Ok(vs) = views(&p) else { return Ok(()) };
-            prop_assert!(!vs.is_empty() && vs.len() <= 5);
+            prop_assert!(!vs.is_empty() && vs.len() <= 9);
             prop_assert_eq!(vs[0].as_ref(), p.as_str());
             // No reading after the first holds a dot segment; the last merged one no `//`.
             for r in &vs[1..] {

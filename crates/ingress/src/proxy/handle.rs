@@ -790,6 +790,7 @@ mod tests {
             "/%61dmin",
             "//admin/x",
             "/public/../admin",
+            "/public/..;/admin",
             "/v1/%63hat/completions",
             "/v1/chat/x/../completions",
             "/v1/x/..%2F..%2Fadmin",

@@ -227,6 +227,7 @@ spec:
         "/models/%2e%2e/datasets",
         "/models/..%2Fdatasets",
         "/models/..%2f..%2fdatasets",
+        "/models/..;/datasets",
         "/models\\..\\datasets",
     ] {
         let v = at(path);
@@ -239,6 +240,8 @@ spec:
         "//admin",
         "/models/../admin",
         "/x/..%2Fadmin",
+        "/x/..;/admin",
+        "/admin;v=1",
         // A malformed escape has no reading: every denying condition holds.
         "/admin%",
         "/models/%zz",
