@@ -104,6 +104,17 @@ impl FromStr for Cidr {
                 "{s:?} is not a CIDR: prefix length {p} is over {width}"
             ));
         }
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it maps
+        // (`10.0.0.0/8`): addresses are compared as IPv4 once unmapped (`addr_bits`), so
+        // kept as IPv6 it would contain no address at all.
+        let (ip, p) = match ip {
+            IpAddr::V6(v6a) if p >= 96 => match v6a.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), p - 96),
+                None => (ip, p),
+            },
+            _ => (ip, p),
+        };
+        let width: u8 = if ip.is_ipv6() { 128 } else { 32 };
         let v6 = ip.is_ipv6();
         let bits = match ip {
             IpAddr::V4(v4) => u32::from(v4) as u128,
@@ -174,6 +185,29 @@ mod tests {
         let host: Cidr = "10.0.1.2/32".parse().unwrap();
         assert!(host.contains("10.0.1.2".parse().unwrap()));
         assert!(!host.contains("10.0.1.3".parse().unwrap()));
+    }
+
+    /// Found by `cargo fuzz run patterns` (`crates/policy/fuzz`): `::ffff:0.0.0.0/96`
+    /// parsed as an IPv6 block that contained not even its own address, because addresses
+    /// are compared unmapped; a Deny on such a block matched nothing.
+    #[test]
+    fn ipv4_mapped_blocks_are_the_ipv4_blocks_they_map() {
+        let c: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(c, "10.0.0.0/8".parse().unwrap());
+        assert!(!c.is_ipv6());
+        assert_eq!(c.prefix_len(), 8);
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let all: Cidr = "::ffff:0.0.0.0/96".parse().unwrap();
+        assert!(all.contains("::ffff:0.0.0.0".parse().unwrap()));
+        assert!(all.is_everything());
+        assert_eq!(all.to_string(), "0.0.0.0/0");
+        let host: Cidr = "::ffff:1.2.3.4/128".parse().unwrap();
+        assert_eq!(host, Cidr::host("1.2.3.4".parse().unwrap()));
+        // A shorter prefix is an IPv6 block (it is not all IPv4-mapped addresses).
+        let wide: Cidr = "::ffff:0.0.0.0/80".parse().unwrap();
+        assert!(wide.is_ipv6());
     }
 
     #[test]

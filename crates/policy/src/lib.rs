@@ -12,6 +12,7 @@ pub mod diag;
 pub mod engine;
 pub mod fqdn;
 pub mod http_path;
+mod http_regex;
 pub mod lint;
 pub mod load;
 pub mod model;

@@ -247,7 +247,7 @@ fn palisade_rule(
                 }
             }
             if let Some(re) = &pm.regex {
-                if let Err(e) = regex::Regex::new(re) {
+                if let Err(e) = crate::http_regex::whole_value(re) {
                     v.err(&hp.key("path").key("regex"), format!("invalid regex: {e}"));
                 }
             }
@@ -269,7 +269,7 @@ fn palisade_rule(
                 v.err(&hp2, "set value or regex, not both");
             }
             if let Some(re) = &hm.regex {
-                if let Err(e) = regex::Regex::new(re) {
+                if let Err(e) = crate::http_regex::whole_value(re) {
                     v.err(&hp2.key("regex"), format!("invalid regex: {e}"));
                 }
             }

@@ -116,6 +116,28 @@ fn mark_of(span: &Span) -> Mark {
     }
 }
 
+/// `mark`, or the end of the last line when it lies beyond it: at the end of a file without
+/// a final line break the parser reports the line after the last, which no editor shows.
+fn within(text: &str, mark: Mark) -> Mark {
+    // Line breaks as YAML 1.2 counts them: LF, CRLF and a lone CR.
+    let mut lines = 1;
+    let mut last_start = 0;
+    let b = text.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\n' || c == b'\r' && b.get(i + 1) != Some(&b'\n') {
+            lines += 1;
+            last_start = i + 1;
+        }
+    }
+    if mark.line <= lines {
+        return mark;
+    }
+    Mark {
+        line: lines,
+        col: text[last_start..].chars().count() + 1,
+    }
+}
+
 enum Frame {
     Seq(Mark, usize, Vec<Node>),
     Map(Mark, usize, Vec<(Node, Node)>, Option<Node>),
@@ -135,13 +157,14 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, ParseError> {
             None => break,
             Some(Ok(e)) => e,
             Some(Err(e)) => {
+                let mark = Mark {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                };
                 return Err(ParseError {
-                    mark: Mark {
-                        line: e.marker().line(),
-                        col: e.marker().col() + 1,
-                    },
+                    mark: within(text, mark),
                     message: e.info().to_string(),
-                })
+                });
             }
         };
         let mark = mark_of(&span);

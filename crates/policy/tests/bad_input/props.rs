@@ -182,9 +182,21 @@ proptest! {
     #[test]
     fn cidr_parsing_round_trips(text in "[0-9a-fA-F:./]{0,45}") {
         if let Ok(c) = text.parse::<Cidr>() {
-            let again: Cidr = c.to_string().parse().unwrap();
+            let printed = c.to_string();
+            let again: Cidr = printed.parse().unwrap();
             prop_assert_eq!(again, c);
+            let network: std::net::IpAddr = printed.split_once('/').unwrap().0.parse().unwrap();
+            prop_assert!(c.contains(network), "{} does not contain its address", printed);
         }
+    }
+
+    /// `::ffff:a.b.c.d/96+n` is `a.b.c.d/n` (found by `cargo fuzz run patterns`).
+    #[test]
+    fn ipv4_mapped_blocks_are_ipv4_blocks(a: u8, b: u8, c: u8, d: u8, prefix in 96u32..=128) {
+        let mapped: Cidr = format!("::ffff:{a}.{b}.{c}.{d}/{prefix}").parse().unwrap();
+        let plain: Cidr = format!("{a}.{b}.{c}.{d}/{}", prefix - 96).parse().unwrap();
+        prop_assert_eq!(mapped, plain);
+        prop_assert!(mapped.contains(std::net::IpAddr::from([a, b, c, d])));
     }
 
     #[test]

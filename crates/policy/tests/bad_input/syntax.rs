@@ -213,3 +213,26 @@ fn unknown_fields_are_errors_at_the_key() {
         &["unknown field `fqdns`", "`fqdn`"],
     );
 }
+
+/// Found by `cargo fuzz run manifests` (`crates/policy/fuzz`): at the end of a file without
+/// a final line break the YAML parser reported the line after the last, which no editor
+/// shows. The error now points at the end of the last line.
+#[test]
+fn a_syntax_error_at_the_end_of_the_file_points_into_the_file() {
+    for (text, line, col) in [
+        (
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a\n",
+            4,
+            1,
+        ),
+        ("apiVersion: v1\nkind: Namespace\nmetadata: {name: a", 3, 19),
+        ("apiVersion: v1\rkind: Namespace\rmetadata: [a", 3, 13),
+        ("a: b\nn", 2, 2),
+    ] {
+        let m = load("eof.yaml", text);
+        assert_eq!(m.diagnostics.len(), 1, "{text:?}: {:#?}", m.diagnostics);
+        let d = &m.diagnostics[0];
+        assert_eq!(d.code, "yaml-syntax", "{d}");
+        assert_eq!((d.line, d.col), (line, col), "{text:?}: {d}");
+    }
+}

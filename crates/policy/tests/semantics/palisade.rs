@@ -324,6 +324,42 @@ spec:
     );
 }
 
+/// Found by `cargo fuzz run http_rules` (`crates/policy/fuzz`): a verbose-mode regex ending
+/// in a comment passed validation but could not be anchored, so the rule lost its path
+/// condition and allowed every path. It is now anchored and holds.
+#[test]
+fn l7_regex_conditions_may_end_in_a_verbose_mode_comment() {
+    let c = Cluster::new(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: hub-read-only, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  egress:
+  - to: [{fqdn: hub.models.test}]
+    http:
+    - path: {regex: "(?x) /models/ .*  # what training reads"}
+      headers: [{name: X-Env, regex: "(?x) prod | staging  # never dev"}]
+"#,
+    );
+    let at = |path: &'static str, env: &'static str| {
+        let headers = [("X-Env", env)];
+        let http = HttpRequest {
+            method: "GET",
+            path,
+            host: Some("hub.models.test"),
+            headers: &headers,
+        };
+        c.pod_to_fqdn("x/a", "hub.models.test", None, 443, Some(http))
+    };
+    let sp = Some("SecurityPolicy hub-read-only");
+    c.expect(&at("/models/llama", "prod"), Allow, Namespace, sp);
+    c.expect(&at("/models/llama", "staging"), Allow, Namespace, sp);
+    c.expect(&at("/upload", "prod"), Deny, Namespace, sp);
+    c.expect(&at("/models/llama", "dev"), Deny, Namespace, sp);
+}
+
 #[test]
 fn l7_method_conditions_count_method_override_fields() {
     // GET and HEAD only (the hub's read-only rule of `l7_http_rules`).

@@ -2,6 +2,13 @@
 
 use super::Kv;
 
+/// A container being read: the length of the key outside it, and for an array the index
+/// of the current element.
+enum Open {
+    Object(usize),
+    Array(usize, usize),
+}
+
 struct P<'a> {
     s: &'a [u8],
     i: usize,
@@ -19,7 +26,7 @@ pub(crate) fn parse(s: &[u8], max_depth: usize, out: &mut Vec<Kv>) -> Result<(),
     };
     let mut key = b"json".to_vec();
     p.ws();
-    p.value(&mut key, 0)?;
+    p.value(&mut key)?;
     p.ws();
     if p.i != p.s.len() {
         return Err(format!("JSON: unexpected data at offset {}", p.i));
@@ -38,108 +45,129 @@ impl P<'_> {
         Err(format!("JSON: {what} at offset {}", self.i))
     }
 
-    fn value(&mut self, key: &mut Vec<u8>, depth: usize) -> Result<(), String> {
-        if depth > self.max_depth {
-            return self.err("nesting too deep");
-        }
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
+    /// Reads one value (and everything nested in it) at `key`. Iterative, with an explicit
+    /// stack of open containers: however high `SecRequestBodyJsonDepthLimit` is set, a
+    /// deeply nested body cannot overflow the thread's stack.
+    fn value(&mut self, key: &mut Vec<u8>) -> Result<(), String> {
+        let mut open: Vec<Open> = Vec::new();
+        'value: loop {
+            // The value's depth is the number of containers around it.
+            if open.len() > self.max_depth {
+                return self.err("nesting too deep");
+            }
+            match self.s.get(self.i) {
+                Some(b'{') => {
                     self.i += 1;
-                    return Ok(());
+                    self.ws();
+                    if self.s.get(self.i) == Some(&b'}') {
+                        self.i += 1;
+                    } else {
+                        open.push(Open::Object(key.len()));
+                        self.member_key(key)?;
+                        continue 'value;
+                    }
                 }
-                loop {
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b'"') {
-                        return self.err("expected a key");
-                    }
-                    let k = self.string()?;
-                    self.ws();
-                    if self.s.get(self.i) != Some(&b':') {
-                        return self.err("expected ':'");
-                    }
+                Some(b'[') => {
                     self.i += 1;
                     self.ws();
-                    let len = key.len();
-                    key.push(b'.');
-                    key.extend_from_slice(&k);
-                    self.value(key, depth + 1)?;
-                    key.truncate(len);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(());
+                    if self.s.get(self.i) == Some(&b']') {
+                        self.i += 1;
+                    } else {
+                        open.push(Open::Array(key.len(), 0));
+                        self.ws();
+                        key.extend_from_slice(b".0");
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    let v = self.string()?;
+                    self.out.push(Kv {
+                        key: key.clone(),
+                        value: v,
+                    });
+                }
+                Some(b't') => self.lit(key, b"true")?,
+                Some(b'f') => self.lit(key, b"false")?,
+                Some(b'n') => {
+                    self.lit(key, b"null")?;
+                    if let Some(last) = self.out.last_mut() {
+                        last.value.clear();
+                    }
+                }
+                Some(c) if *c == b'-' || c.is_ascii_digit() => {
+                    let st = self.i;
+                    while self.i < self.s.len()
+                        && matches!(
+                            self.s[self.i],
+                            b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                        )
+                    {
+                        self.i += 1;
+                    }
+                    self.out.push(Kv {
+                        key: key.clone(),
+                        value: self.s[st..self.i].to_vec(),
+                    });
+                }
+                _ => return self.err("expected a value"),
+            }
+            // A value is complete: close the containers it completes, or go on to the
+            // next member of the innermost one.
+            loop {
+                match open.last_mut() {
+                    None => return Ok(()),
+                    Some(Open::Object(len)) => {
+                        key.truncate(*len);
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => {
+                                self.i += 1;
+                                self.member_key(key)?;
+                                continue 'value;
+                            }
+                            Some(b'}') => self.i += 1,
+                            _ => return self.err("expected ',' or '}'"),
                         }
-                        _ => return self.err("expected ',' or '}'"),
                     }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                let mut n = 0usize;
-                loop {
-                    self.ws();
-                    let len = key.len();
-                    key.push(b'.');
-                    key.extend_from_slice(n.to_string().as_bytes());
-                    self.value(key, depth + 1)?;
-                    key.truncate(len);
-                    n += 1;
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
+                    Some(Open::Array(len, n)) => {
+                        key.truncate(*len);
+                        *n += 1;
+                        let n = *n;
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => {
+                                self.i += 1;
+                                self.ws();
+                                key.push(b'.');
+                                key.extend_from_slice(n.to_string().as_bytes());
+                                continue 'value;
+                            }
+                            Some(b']') => self.i += 1,
+                            _ => return self.err("expected ',' or ']'"),
                         }
-                        _ => return self.err("expected ',' or ']'"),
                     }
                 }
+                open.pop();
             }
-            Some(b'"') => {
-                let v = self.string()?;
-                self.out.push(Kv {
-                    key: key.clone(),
-                    value: v,
-                });
-                Ok(())
-            }
-            Some(b't') => self.lit(key, b"true"),
-            Some(b'f') => self.lit(key, b"false"),
-            Some(b'n') => {
-                self.lit(key, b"null")?;
-                if let Some(last) = self.out.last_mut() {
-                    last.value.clear();
-                }
-                Ok(())
-            }
-            Some(c) if *c == b'-' || c.is_ascii_digit() => {
-                let st = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
-                    )
-                {
-                    self.i += 1;
-                }
-                self.out.push(Kv {
-                    key: key.clone(),
-                    value: self.s[st..self.i].to_vec(),
-                });
-                Ok(())
-            }
-            _ => self.err("expected a value"),
         }
+    }
+
+    /// `"name":` of an object member; appends `.name` to `key`.
+    fn member_key(&mut self, key: &mut Vec<u8>) -> Result<(), String> {
+        self.ws();
+        if self.s.get(self.i) != Some(&b'"') {
+            return self.err("expected a key");
+        }
+        let k = self.string()?;
+        self.ws();
+        if self.s.get(self.i) != Some(&b':') {
+            return self.err("expected ':'");
+        }
+        self.i += 1;
+        self.ws();
+        key.push(b'.');
+        key.extend_from_slice(&k);
+        Ok(())
     }
 
     fn lit(&mut self, key: &[u8], word: &[u8]) -> Result<(), String> {
@@ -246,5 +274,58 @@ mod tests {
         assert!(parse(b"{\"a\":", 10, &mut Vec::new()).is_err());
         assert!(parse(b"[[[[1]]]]", 2, &mut Vec::new()).is_err());
         assert!(parse(b"{} x", 2, &mut Vec::new()).is_err());
+        // The limit counts the containers around a value, scalars included.
+        assert!(parse(b"[[1]]", 2, &mut Vec::new()).is_ok());
+        assert!(parse(b"[[1]]", 1, &mut Vec::new()).is_err());
+        assert!(parse(b"[[]]", 1, &mut Vec::new()).is_ok());
+        assert!(parse(b"{\"a\":{\"b\":1}}", 1, &mut Vec::new()).is_err());
+        let mut out = Vec::new();
+        parse(br#"{"a":[{"b":[1,{"c":"d"}]},2],"e":null}"#, 10, &mut out).unwrap();
+        let keys: Vec<&[u8]> = out.iter().map(|k| k.key.as_slice()).collect();
+        assert_eq!(
+            keys,
+            [
+                &b"json.a.0.b.0"[..],
+                b"json.a.0.b.1.c",
+                b"json.a.1",
+                b"json.e"
+            ]
+        );
+        for bad in [
+            &b"[1,]"[..],
+            b"{\"a\" 1}",
+            b"{\"a\":1,}",
+            b"[1 2]",
+            b"{1:2}",
+            b"[",
+            b"{",
+        ] {
+            assert!(parse(bad, 10, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Found while fuzzing the body processors: the parser recursed once per nesting level,
+    /// so with `SecRequestBodyJsonDepthLimit` set high (ModSecurity accepts any number) a
+    /// 20 KiB body of `[` overflowed a 2 MiB thread stack (tokio's default) and aborted the
+    /// whole gateway. The parser now keeps its own stack.
+    #[test]
+    fn deep_nesting_does_not_use_the_thread_stack() {
+        let depth = 200_000;
+        let mut body = vec![b'['; depth];
+        body.push(b'1');
+        body.extend(std::iter::repeat_n(b']', depth));
+        let t = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let mut out = Vec::new();
+                let r = parse(&body, usize::MAX, &mut out);
+                (
+                    r,
+                    out.len(),
+                    parse(&body, depth - 1, &mut Vec::new()).is_err(),
+                )
+            })
+            .unwrap();
+        assert_eq!(t.join().unwrap(), (Ok(()), 1, true));
     }
 }

@@ -1,6 +1,8 @@
 //! Property tests: no parser of untrusted input panics.
 
-use palisade_waf::{apply_transformation, Request, Ruleset, RulesetBuilder, Transaction};
+use palisade_waf::{
+    apply_transformation, LoadError, Request, Ruleset, RulesetBuilder, Transaction,
+};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
@@ -90,6 +92,87 @@ proptest! {
     #[test]
     fn seclang_bytes_never_panic(text in "\\PC{0,200}") {
         let _ = Ruleset::from_str("fuzz.conf", &text);
+    }
+
+    /// Every load error names the file and a line inside it (as `cargo fuzz run seclang`
+    /// checks on any bytes).
+    #[test]
+    fn seclang_errors_name_a_line_of_the_file(parts in proptest::collection::vec(0..TOKENS.len(), 0..40)) {
+        let text: String = parts.iter().map(|&i| TOKENS[i]).collect();
+        if text.to_ascii_lowercase().contains("include") {
+            return Ok(());
+        }
+        let lines = text.split('\n').count();
+        match Ruleset::from_str("fuzz.conf", &text) {
+            Ok(_) => {}
+            Err(LoadError::Directive { file, line, message, .. }) => {
+                prop_assert_eq!(file.to_str(), Some("fuzz.conf"));
+                prop_assert!(line >= 1 && line <= lines, "line {} of {}: {}", line, lines, message);
+                prop_assert!(!message.is_empty());
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+
+    /// Decoders and removers never lengthen a value; encoders round-trip (the properties of
+    /// `cargo fuzz run transforms`).
+    #[test]
+    fn decoders_shrink_and_encoders_round_trip(v in proptest::collection::vec(any::<u8>(), 0..200)) {
+        for t in ["urlDecode", "urlDecodeUni", "htmlEntityDecode", "jsDecode", "cssDecode", "cmdLine",
+                  "base64Decode", "base64DecodeExt", "hexDecode", "escapeSeqDecode", "sqlHexDecode",
+                  "replaceComments", "removeComments",
+                  "removeCommentsChar", "compressWhitespace", "trim"] {
+            let out = apply_transformation(t, &v).unwrap();
+            prop_assert!(out.len() <= v.len(), "t:{} lengthened {:?} to {:?}", t, v, out);
+        }
+        let enc = |t: &str, v: &[u8]| apply_transformation(t, v).unwrap();
+        prop_assert_eq!(enc("base64Decode", &enc("base64Encode", &v)), v.clone());
+        prop_assert_eq!(enc("hexDecode", &enc("hexEncode", &v)), v.clone());
+        prop_assert_eq!(enc("urlDecode", &enc("urlEncode", &v)), v.clone());
+        // Path normalisation may add the `/` that marks a final `..` (`../..` → `../../`).
+        let p = enc("normalizePathWin", &v);
+        prop_assert!(p.len() <= v.len() + 1);
+        prop_assert_eq!(enc("normalizePathWin", &p), p);
+    }
+
+    /// `@pm`, `@streq`, `@within` and `@ipMatch` arguments as written in a rules file match
+    /// what a plain reference implementation says (the `operators` fuzz target's check).
+    #[test]
+    fn operator_arguments_mean_what_they_say(
+        words in proptest::collection::vec("[a-zA-Z]{1,4}", 1..4),
+        value in "[a-zA-Z ]{0,12}",
+        net in (any::<[u8; 4]>(), 0u8..=32),
+        ip in any::<[u8; 4]>(),
+    ) {
+        let arg = words.join(" ");
+        let fires = |op: &str, arg: &str, v: &str| {
+            let rs = Ruleset::from_str(
+                "op.conf",
+                &format!("SecRule REQUEST_HEADERS:x-v \"@{op} {arg}\" \"id:1,phase:1,pass,log\""),
+            )
+            .unwrap();
+            let h: [(&[u8], &[u8]); 1] = [(b"x-v", v.as_bytes())];
+            let mut tx = Transaction::new(&rs);
+            tx.process_request(&Request {
+                method: "GET",
+                uri: b"/",
+                protocol: "HTTP/1.1",
+                headers: &h,
+                body: b"",
+                remote_addr: "10.0.0.1",
+            });
+            !tx.matched_rules().is_empty()
+        };
+        let lv = value.to_ascii_lowercase();
+        let pm = words.iter().any(|w| lv.contains(&w.to_ascii_lowercase()));
+        prop_assert_eq!(fires("pm", &arg, &value), pm);
+        prop_assert_eq!(fires("streq", &arg, &value), value == arg);
+        prop_assert_eq!(fires("within", &arg, &value), value.is_empty() || arg.contains(value.as_str()));
+        let ((n, prefix), addr) = (net, std::net::Ipv4Addr::from(ip));
+        let (n, a) = (u32::from_be_bytes(n), u32::from(addr));
+        let inside = prefix == 0 || n >> (32 - prefix) == a >> (32 - prefix);
+        let cidr = format!("{}/{prefix}", std::net::Ipv4Addr::from(n));
+        prop_assert_eq!(fires("ipMatch", &cidr, &addr.to_string()), inside, "{} {}", cidr, addr);
     }
 
     #[test]

@@ -517,7 +517,7 @@ pub(crate) fn compile_http(rules: &[HttpRule]) -> Vec<HttpMatch> {
                 } else {
                     p.regex
                         .as_ref()
-                        .and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok())
+                        .and_then(|r| crate::http_regex::whole_value(r).ok())
                         .map(PathCond::Regex)
                 }
             }),
@@ -530,7 +530,7 @@ pub(crate) fn compile_http(rules: &[HttpRule]) -> Vec<HttpMatch> {
                     regex: hm
                         .regex
                         .as_ref()
-                        .and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok()),
+                        .and_then(|r| crate::http_regex::whole_value(r).ok()),
                     present: hm.present.unwrap_or(true),
                 })
                 .collect(),
