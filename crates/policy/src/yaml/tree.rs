@@ -117,7 +117,8 @@ fn mark_of(span: &Span) -> Mark {
 }
 
 /// `mark`, or the end of the last line when it lies beyond it: at the end of a file without
-/// a final line break the parser reports the line after the last, which no editor shows.
+/// a final line break the parser reports the line after the last (for a syntax error, or
+/// a duplicate empty key there), which no editor shows.
 fn within(text: &str, mark: Mark) -> Mark {
     // Line breaks as YAML 1.2 counts them: LF, CRLF and a lone CR.
     let mut lines = 1;
@@ -146,6 +147,13 @@ enum Frame {
 /// Parses every document of a YAML stream. Each document is returned with the mark of its
 /// first line; empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, ParseError> {
+    read_documents(text).map_err(|e| ParseError {
+        mark: within(text, e.mark),
+        message: e.message,
+    })
+}
+
+fn read_documents(text: &str) -> Result<Vec<Node>, ParseError> {
     let mut parser = Parser::new_from_str(text);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -162,7 +170,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, ParseError> {
                     col: e.marker().col() + 1,
                 };
                 return Err(ParseError {
-                    mark: within(text, mark),
+                    mark,
                     message: e.info().to_string(),
                 });
             }

@@ -228,6 +228,9 @@ fn a_syntax_error_at_the_end_of_the_file_points_into_the_file() {
         ("apiVersion: v1\nkind: Namespace\nmetadata: {name: a", 3, 19),
         ("apiVersion: v1\rkind: Namespace\rmetadata: [a", 3, 13),
         ("a: b\nn", 2, 2),
+        // Two empty explicit keys: the second one's mark is the end of the input.
+        ("?\r?", 2, 2),
+        ("?\n?", 2, 2),
     ] {
         let m = load("eof.yaml", text);
         assert_eq!(m.diagnostics.len(), 1, "{text:?}: {:#?}", m.diagnostics);

@@ -324,9 +324,9 @@ spec:
     );
 }
 
-/// Found by `cargo fuzz run http_rules` (`crates/policy/fuzz`): a verbose-mode regex ending
-/// in a comment passed validation but could not be anchored, so the rule lost its path
-/// condition and allowed every path. It is now anchored and holds.
+/// Found while writing the `http_rules` fuzz target (`crates/policy/fuzz`): a verbose-mode
+/// regex ending in a comment passed validation but could not be anchored, so the rule lost
+/// its path condition and allowed every path. It is now anchored and holds.
 #[test]
 fn l7_regex_conditions_may_end_in_a_verbose_mode_comment() {
     let c = Cluster::new(
