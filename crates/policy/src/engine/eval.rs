@@ -346,6 +346,9 @@ fn methods_meet(methods: &[String], req: &HttpRequest<'_>, allow: bool) -> bool 
 /// servers differ on which one they read): for an allowing rule every field must meet it,
 /// for a denying or passing one any field, or any element of a comma-separated list, does.
 fn header_meets(hc: &HeaderCond, headers: &[(&str, &str)], allow: bool) -> bool {
+    if hc.unusable {
+        return !allow;
+    }
     let mut values = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(&hc.name))
@@ -383,6 +386,7 @@ fn path_meets(cond: &PathCond, path: &str, allow: bool) -> bool {
                     || path.as_bytes()[pre.len()] == b'/')
         }
         PathCond::Regex(re) => re.is_match(path),
+        PathCond::Unusable => !allow,
     };
     if crate::http_path::is_plain(path) {
         return one(path);
@@ -391,5 +395,39 @@ fn path_meets(cond: &PathCond, path: &str, allow: bool) -> bool {
         Ok(views) if allow => views.iter().all(|v| one(v)),
         Ok(views) => views.iter().any(|v| one(v)),
         Err(_) => !allow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::palisade::{HeaderMatch, HttpRule, PathMatch};
+
+    /// Validation refuses a regex that does not compile; one that reaches the compiler
+    /// anyway fails closed: it meets no allowing rule and every denying one. (A pattern the
+    /// compiler dropped used to leave the rule with no path condition: every path allowed.)
+    #[test]
+    fn a_regex_that_does_not_compile_fails_closed() {
+        let rule = HttpRule {
+            methods: vec![],
+            path: Some(PathMatch {
+                regex: Some("(unclosed".into()),
+                ..Default::default()
+            }),
+            headers: vec![HeaderMatch {
+                name: "X-Env".into(),
+                regex: Some("[z-a]".into()),
+                ..Default::default()
+            }],
+        };
+        let m = &crate::engine::compile::kinds::compile_http(&[rule])[0];
+        let path = m.path.as_ref().expect("the condition is kept");
+        for p in ["/", "/models", "/a/../b"] {
+            assert!(!path_meets(path, p, true), "{p} must not be allowed");
+            assert!(path_meets(path, p, false), "{p} must be denied");
+        }
+        let h = &m.headers[0];
+        assert!(!header_meets(h, &[("x-env", "prod")], true));
+        assert!(header_meets(h, &[("x-env", "prod")], false));
     }
 }

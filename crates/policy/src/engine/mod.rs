@@ -265,6 +265,8 @@ pub(crate) enum PathCond {
     Exact(String),
     Prefix(String),
     Regex(regex::Regex),
+    /// A pattern that did not compile: meets no allowing rule and every denying one.
+    Unusable,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +274,9 @@ pub(crate) struct HeaderCond {
     pub(crate) name: String,
     pub(crate) value: Option<String>,
     pub(crate) regex: Option<regex::Regex>,
+    /// The pattern did not compile: the condition meets no allowing rule and every
+    /// denying one.
+    pub(crate) unusable: bool,
     pub(crate) present: bool,
 }
 

@@ -56,6 +56,31 @@ impl V {
     fn err(&mut self, p: &FieldPath, m: impl Into<String>) {
         self.out.push(Finding::error(p.clone(), m));
     }
+    fn warn(&mut self, p: &FieldPath, m: impl Into<String>) {
+        self.out.push(Finding::warning(p.clone(), m));
+    }
+}
+
+/// Parses a CIDR field: an error when it is not one, a warning when it is not written
+/// the canonical way (host bits set, an IPv4-mapped IPv6 block, leading zeros in IPv6),
+/// which Kubernetes warns about too and, with strict IP validation (1.33+), refuses.
+fn cidr_field(v: &mut V, p: &FieldPath, text: &str) -> Option<Cidr> {
+    match text.parse::<Cidr>() {
+        Err(e) => {
+            v.err(p, e);
+            None
+        }
+        Ok(c) => {
+            let canonical = c.to_string();
+            if canonical != text {
+                v.warn(
+                    p,
+                    format!("non-canonical CIDR {text:?} is read as {canonical:?}; write that"),
+                );
+            }
+            Some(c)
+        }
+    }
 }
 
 /// Validates one object.
@@ -247,23 +272,12 @@ fn np_peer(v: &mut V, p: &FieldPath, peer: &NetworkPolicyPeer) {
 
 /// Validates an ipBlock and returns the parsed CIDR.
 fn ip_block(v: &mut V, p: &FieldPath, b: &IpBlock) {
-    let cidr = match b.cidr.parse::<Cidr>() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            v.err(&p.key("cidr"), e);
-            None
-        }
-    };
+    let cidr = cidr_field(v, &p.key("cidr"), &b.cidr);
     for (i, e) in b.except.iter().enumerate() {
         let ep = p.key("except").index(i);
-        match e.parse::<Cidr>() {
-            Err(msg) => v.err(&ep, msg),
-            Ok(ec) => {
-                if let Some(c) = cidr {
-                    if !c.contains_cidr(&ec) || ec.prefix_len() <= c.prefix_len() {
-                        v.err(&ep, format!("{e} is not inside cidr {}", b.cidr));
-                    }
-                }
+        if let (Some(ec), Some(c)) = (cidr_field(v, &ep, e), cidr) {
+            if !c.contains_cidr(&ec) || ec.prefix_len() <= c.prefix_len() {
+                v.err(&ep, format!("{e} is not inside cidr {}", b.cidr));
             }
         }
     }
@@ -408,9 +422,7 @@ fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
                 v.err(&pp.key("networks"), "networks must have 1 to 25 CIDRs");
             }
             for (j, n) in nets.iter().enumerate() {
-                if let Err(e) = n.parse::<Cidr>() {
-                    v.err(&pp.key("networks").index(j), e);
-                }
+                cidr_field(v, &pp.key("networks").index(j), n);
             }
         }
         if let Some(names) = &peer.domain_names {

@@ -212,6 +212,50 @@ fn bad_cidrs_and_exceptions_outside_the_block() {
         .all(|d| d.path != "spec.egress[0].to[2].ipBlock.except[0]"));
 }
 
+/// CIDRs Kubernetes accepts but warns about (and refuses with strict IP validation): host
+/// bits set, an IPv4-mapped IPv6 block, IPv6 not in its shortest form. They load, with a
+/// warning that says how each is read.
+#[test]
+fn non_canonical_cidrs_are_warned_about_and_read_as_kubernetes_reads_them() {
+    let text = lines(&[
+        "apiVersion: networking.k8s.io/v1",                // 1
+        "kind: NetworkPolicy",                             // 2
+        "metadata: {name: np, namespace: x}",              // 3
+        "spec:",                                           // 4
+        "  podSelector: {}",                               // 5
+        "  egress:",                                       // 6
+        "  - to:",                                         // 7
+        "    - ipBlock: {cidr: 10.1.2.3/8}",               // 8
+        "    - ipBlock: {cidr: '::ffff:192.168.0.0/112'}", // 9
+        "    - ipBlock: {cidr: '2001:0DB8::/32'}",         // 10
+        "    - ipBlock: {cidr: 172.16.0.0/12}",            // 11
+    ]);
+    let m = load("cidr.yaml", &text);
+    assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
+    for (i, line, words) in [
+        (0, 8, ["\"10.1.2.3/8\"", "\"10.0.0.0/8\""]),
+        (1, 9, ["::ffff:192.168.0.0/112", "\"192.168.0.0/16\""]),
+        (2, 10, ["2001:0DB8::/32", "\"2001:db8::/32\""]),
+    ] {
+        check(
+            at(&m, &format!("spec.egress[0].to[{i}].ipBlock.cidr")),
+            Want {
+                severity: Severity::Warning,
+                code: "suspicious-value",
+                file: "cidr.yaml",
+                line,
+                col: 23,
+                path: &format!("spec.egress[0].to[{i}].ipBlock.cidr"),
+                words: &words,
+            },
+        );
+    }
+    assert!(m
+        .diagnostics
+        .iter()
+        .all(|d| d.path != "spec.egress[0].to[3].ipBlock.cidr"));
+}
+
 #[test]
 fn bad_fqdn_patterns() {
     let text = lines(&[

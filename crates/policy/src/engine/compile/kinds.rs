@@ -515,23 +515,27 @@ pub(crate) fn compile_http(rules: &[HttpRule]) -> Vec<HttpMatch> {
                 } else if let Some(pre) = &p.prefix {
                     Some(PathCond::Prefix(pre.clone()))
                 } else {
-                    p.regex
-                        .as_ref()
-                        .and_then(|r| crate::http_regex::whole_value(r).ok())
-                        .map(PathCond::Regex)
+                    // Validation refuses a pattern that does not compile; should one reach
+                    // here anyway, it fails closed (no allow, every deny), never open.
+                    p.regex.as_ref().map(|r| {
+                        crate::http_regex::whole_value(r)
+                            .map(PathCond::Regex)
+                            .unwrap_or(PathCond::Unusable)
+                    })
                 }
             }),
             headers: h
                 .headers
                 .iter()
-                .map(|hm| HeaderCond {
-                    name: hm.name.to_ascii_lowercase(),
-                    value: hm.value.clone(),
-                    regex: hm
-                        .regex
-                        .as_ref()
-                        .and_then(|r| crate::http_regex::whole_value(r).ok()),
-                    present: hm.present.unwrap_or(true),
+                .map(|hm| {
+                    let regex = hm.regex.as_ref().map(|r| crate::http_regex::whole_value(r));
+                    HeaderCond {
+                        name: hm.name.to_ascii_lowercase(),
+                        value: hm.value.clone(),
+                        unusable: matches!(regex, Some(Err(_))),
+                        regex: regex.and_then(Result::ok),
+                        present: hm.present.unwrap_or(true),
+                    }
                 })
                 .collect(),
         })

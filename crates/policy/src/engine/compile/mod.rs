@@ -5,7 +5,7 @@ use super::*;
 use crate::model::*;
 use crate::snapshot::Snapshot;
 
-mod kinds;
+pub(super) mod kinds;
 mod remote;
 use std::collections::HashMap;
 
