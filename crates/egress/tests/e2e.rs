@@ -24,6 +24,10 @@ mod clients;
 mod dlp;
 #[path = "e2e/http2.rs"]
 mod http2;
+#[path = "e2e/http2_frames.rs"]
+mod http2_frames;
+#[path = "e2e/http2_rules.rs"]
+mod http2_rules;
 #[path = "e2e/intercept.rs"]
 mod intercept;
 #[path = "e2e/lean.rs"]

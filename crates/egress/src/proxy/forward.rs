@@ -177,25 +177,30 @@ fn bad_request(conn: &ClientConn, body: &'static str) -> Response<RespBody> {
 pub(crate) async fn handle(
     conn: &ClientConn,
     caller: Caller,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     start: Instant,
 ) -> Response<RespBody> {
     // Request smuggling: a message with both framings is refused, never guessed at.
     if req.headers().contains_key(TRANSFER_ENCODING) && req.headers().contains_key(CONTENT_LENGTH) {
         return bad_request(conn, "palisade: bad request (conflicting-framing)\n");
     }
+    // Two `Host` fields: servers differ on which they read (RFC 9112 §3.2: a 400).
+    if req.headers().get_all(HOST).iter().nth(1).is_some() {
+        return bad_request(conn, "palisade: bad request (duplicate-host)\n");
+    }
+    // HTTP/2 may split `cookie` into fields; the upstream (HTTP/1.1) gets them joined, and
+    // the decision is made on what it gets.
+    if req.version() == Version::HTTP_2 {
+        super::http2::fold_cookies(req.headers_mut());
+    }
     let (host_raw, port, fixed) = match &conn.mode {
         Mode::Intercepted(host, port) => {
-            let named = req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(strip_port);
-            // HTTP/2's `:authority` (or an absolute-form URI) names a server too.
-            let authority = req.uri().host();
-            let other = |n: &str| !normal_host(n).eq_ignore_ascii_case(host);
-            // Domain fronting: the request must be for the server the tunnel was opened to.
-            if named.is_some_and(other) || authority.is_some_and(other) {
+            if let Some(why) = super::inside::malformed(&req) {
+                return bad_request(conn, why);
+            }
+            // Domain fronting: `Host` and HTTP/2's `:authority` (or an absolute-form URI)
+            // must name the server, and port, the tunnel was opened to.
+            if super::inside::names_other_server(&req, host, *port) {
                 let mut log = conn.log(&caller, host, *port, req.method().as_str());
                 log.path = Some(req.uri().path().to_string());
                 log.tls = TlsMode::Intercepted;
@@ -353,7 +358,11 @@ pub(crate) async fn handle(
         // The upstream sees the name the decision was about, whatever Host said (HTTP/2
         // requests carry it as `:authority`, Host being optional there; inside
         // interception it was checked to name the tunnel's server).
-        let authority = parts.uri.authority().map(|a| a.as_str());
+        // (Without any userinfo: the upstream reads `Host` as a name and a port only.)
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
         let same = match (authority, parts.headers.get(HOST)) {
             (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
             _ => false,
@@ -365,8 +374,11 @@ pub(crate) async fn handle(
         }
         parts.uri = origin_form(&parts.uri);
     }
-    if parts.version == Version::HTTP_2 {
-        super::http2::fold_cookies(&mut parts.headers);
+    if let (Mode::Intercepted(host, port), false) = (&conn.mode, parts.headers.contains_key(HOST)) {
+        // Neither `Host` nor `:authority`: the upstream is told which server was meant.
+        if let Ok(v) = HeaderValue::from_str(&super::inside::host_value(host, *port)) {
+            parts.headers.insert(HOST, v);
+        }
     }
     parts.version = Version::HTTP_11;
     let mut log = log;

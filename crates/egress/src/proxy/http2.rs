@@ -11,8 +11,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::{service, ClientConn, Mode, Shared};
 
-/// Streams one client connection may have open at once.
-const MAX_STREAMS: u32 = 100;
+/// Streams one client connection may have open at once (each may hold an upstream
+/// connection: the bound on what one client connection costs).
+pub(crate) const MAX_STREAMS: u32 = 100;
+
+/// Streams a client may reset before the gateway took them, before the connection is
+/// closed with `ENHANCE_YOUR_CALM` (the "rapid reset" flood, CVE-2023-44487).
+const MAX_PENDING_RESETS: usize = 20;
+
+/// Streams the gateway may reset for a client's protocol errors before it closes the
+/// connection (RUSTSEC-2024-0003).
+const MAX_ERROR_RESETS: usize = 256;
 
 /// How long a ping may go unanswered before the connection is closed.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -23,7 +32,12 @@ pub(crate) fn negotiated(alpn: Option<&[u8]>) -> bool {
 }
 
 /// Serves HTTP/2 on an intercepted TLS stream. A connection that breaks the protocol (a bad
-/// preface, malformed frames, forbidden headers) is closed by hyper with a `GOAWAY`.
+/// preface, malformed frames, undecodable or upper-case header names) is closed by hyper
+/// with a `GOAWAY`; a malformed request (missing or repeated pseudo-header fields,
+/// connection-specific fields such as `connection` or `transfer-encoding`, `:protocol`)
+/// gets its stream reset. The header list (all `CONTINUATION` frames together) is bounded
+/// by the gateway's head limit; the h2 crate closes a connection whose headers go far over
+/// it.
 pub(crate) async fn serve<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, mode: Mode)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -36,6 +50,8 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size(head_limit)
         .max_concurrent_streams(MAX_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .keep_alive_interval(Some(idle))
         .keep_alive_timeout(PING_TIMEOUT);
     if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {

@@ -9,6 +9,7 @@ mod connect;
 mod forward;
 mod guard;
 mod http2;
+mod inside;
 mod lean;
 mod splice;
 mod transparent;

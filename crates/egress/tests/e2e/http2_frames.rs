@@ -1,0 +1,505 @@
+//! HTTP/2 frames no well-behaved client sends, written by hand inside an intercepted tunnel:
+//! odd `:path`s, missing, repeated or unknown pseudo-header fields, `:protocol` (extended
+//! CONNECT), connection-specific and upper-case field names; and the limits: the settings
+//! the gateway announces, an oversized header list, a CONTINUATION flood, more streams than
+//! allowed at once, and a rapid-reset flood. Each gets a status, a reset stream or a
+//! closed connection, and the gateway goes on serving.
+
+use std::sync::atomic::Ordering;
+
+use super::http2::h2_tunnel;
+use super::intercept::{intercepting, Intercepting};
+use super::*;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const PROTOCOL_ERROR: u32 = 1;
+const REFUSED_STREAM: u32 = 7;
+
+/// An HPACK integer with an `n`-bit prefix, the prefix's other bits being `flags`
+/// (RFC 7541 §5.1).
+fn int(flags: u8, n: u32, mut v: usize, out: &mut Vec<u8>) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(flags | v as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// A field as an HPACK literal without indexing, new name, no Huffman coding: any bytes
+/// go, upper case and repeated pseudo-header fields included.
+fn lit(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    int(0, 7, name.len(), &mut out);
+    out.extend_from_slice(name.as_bytes());
+    int(0, 7, value.len(), &mut out);
+    out.extend_from_slice(value);
+    out
+}
+
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    fields
+        .iter()
+        .flat_map(|(n, v)| lit(n, v.as_bytes()))
+        .collect()
+}
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A frame read back: type, flags, stream, payload.
+#[derive(Debug, Clone)]
+struct Frame(u8, u8, u32, Vec<u8>);
+
+fn frames(mut bytes: &[u8]) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        if bytes.len() < 9 + len {
+            break;
+        }
+        let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
+        out.push(Frame(
+            bytes[3],
+            bytes[4],
+            stream,
+            bytes[9..9 + len].to_vec(),
+        ));
+        bytes = &bytes[9 + len..];
+    }
+    out
+}
+
+/// How the gateway answered a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Status(u16),
+    Reset(u32),
+    GoAway(u32),
+    Closed,
+}
+
+/// Three decimal digits Huffman-coded (RFC 7541 Appendix B: `0`-`2` take 5 bits, `3`-`9`
+/// take 6, starting `011`).
+fn huffman_digits(bytes: &[u8]) -> Option<u16> {
+    let bit = |i: usize| Some((bytes.get(i / 8)? >> (7 - i % 8)) & 1);
+    let (mut at, mut n) = (0usize, 0u16);
+    for _ in 0..3 {
+        let five = (0..5).try_fold(0u8, |a, k| Some(a << 1 | bit(at + k)?))?;
+        if five < 3 {
+            n = n * 10 + u16::from(five);
+            at += 5;
+        } else {
+            let six = five << 1 | bit(at + 5)?;
+            if !(0x19..=0x1f).contains(&six) {
+                return None;
+            }
+            n = n * 10 + u16::from(six - 0x16);
+            at += 6;
+        }
+    }
+    Some(n)
+}
+
+/// The `:status` of a response header block, when it comes first as the gateway's HPACK
+/// encoder writes it: indexed from the static table, or a literal with the static name.
+fn status(block: &[u8]) -> Option<u16> {
+    let mut b = block;
+    // Dynamic table size updates.
+    while b.first().is_some_and(|x| x & 0xe0 == 0x20) {
+        b = &b[1..];
+    }
+    let first = *b.first()?;
+    if first & 0x80 != 0 {
+        return [200, 204, 206, 304, 400, 404, 500]
+            .get(usize::from(first & 0x7f).checked_sub(8)?)
+            .copied();
+    }
+    let name_index = if first & 0x40 != 0 {
+        first & 0x3f
+    } else {
+        first & 0x0f
+    };
+    if name_index != 8 {
+        return None;
+    }
+    let (huff, len) = (b[1] & 0x80 != 0, usize::from(b[1] & 0x7f));
+    let value = b.get(2..2 + len)?;
+    if huff {
+        huffman_digits(value)
+    } else {
+        std::str::from_utf8(value).ok()?.parse().ok()
+    }
+}
+
+/// The outcome of `stream` among `got`.
+fn outcome(got: &[Frame], stream: u32, closed: bool) -> Outcome {
+    for Frame(ty, flags, id, payload) in got {
+        match *ty {
+            HEADERS if *id == stream => {
+                let mut p = &payload[..];
+                if flags & 0x8 != 0 {
+                    p = &p[1..p.len() - usize::from(p[0])];
+                }
+                if flags & 0x20 != 0 {
+                    p = &p[5..];
+                }
+                return Outcome::Status(status(p).expect("a :status the test can read"));
+            }
+            RST_STREAM if *id == stream => {
+                return Outcome::Reset(u32::from_be_bytes(payload[..4].try_into().unwrap()))
+            }
+            GOAWAY => {
+                return Outcome::GoAway(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+            }
+            _ => {}
+        }
+    }
+    if closed {
+        Outcome::Closed
+    } else {
+        panic!("no answer for stream {stream}: {got:?}")
+    }
+}
+
+/// Opens an `h2` tunnel, sends the preface, empty SETTINGS and `bytes` (from a task of
+/// its own, so a gateway that stops reading does not stall the test), and reads until
+/// `done` says the frames read so far are enough, the gateway closes, or 5 s pass.
+/// Returns the frames and whether the connection was closed.
+async fn exchange(
+    i: &Intercepting,
+    bytes: Vec<u8>,
+    done: impl Fn(&[Frame]) -> bool,
+) -> (Vec<Frame>, bool) {
+    let tls = h2_tunnel(i).await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        let all = [PREFACE, &frame(SETTINGS, 0, 0, &[]), &bytes].concat();
+        for chunk in all.chunks(64 * 1024) {
+            if wr.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        // Keep the write half open until the test is done reading.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    });
+    let mut buf = Vec::new();
+    let mut closed = false;
+    let read = async {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    closed = true;
+                    return;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if done(&frames(&buf)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    writer.abort();
+    (frames(&buf), closed)
+}
+
+/// Sends one request as a HEADERS frame on stream 1 and returns how it was answered.
+async fn one(i: &Intercepting, fields: &[u8]) -> Outcome {
+    let bytes = frame(HEADERS, END_STREAM | END_HEADERS, 1, fields);
+    let answered = |f: &[Frame]| {
+        f.iter().any(|Frame(ty, _, id, _)| {
+            *id == 1 && matches!(*ty, HEADERS | RST_STREAM) || *ty == GOAWAY
+        })
+    };
+    let (got, closed) = exchange(i, bytes, answered).await;
+    outcome(&got, 1, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http2_requests_are_refused_before_any_decision() {
+    let i = intercepting("h2-frames").await;
+    let authority = format!("hub.test:{}", i.port);
+    let a = authority.as_str();
+    let get = |path: &str| {
+        block(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", a),
+            (":path", path),
+        ])
+    };
+    let with = |extra: &[(&str, &str)]| [get("/"), block(extra)].concat();
+    let reset = Outcome::Reset(PROTOCOL_ERROR);
+    let cases: Vec<(&str, Vec<u8>, Outcome)> = vec![
+        ("a plain GET", get("/"), Outcome::Status(200)),
+        // `:path` must be an origin-form path (or `*` for OPTIONS): hyper cannot make a
+        // URI of a relative one, the gateway refuses the others.
+        ("path without /", get("models"), reset),
+        ("path of a query", get("?q=/admin"), Outcome::Status(400)),
+        ("path * for GET", get("*"), Outcome::Status(400)),
+        (
+            "OPTIONS *",
+            block(&[
+                (":method", "OPTIONS"),
+                (":scheme", "https"),
+                (":authority", a),
+                (":path", "*"),
+            ]),
+            Outcome::Status(403),
+        ),
+        (
+            ":scheme http",
+            block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", a),
+                (":path", "/"),
+            ]),
+            Outcome::Status(400),
+        ),
+        (
+            "CONNECT",
+            block(&[(":method", "CONNECT"), (":authority", "allowed.test:443")]),
+            Outcome::Status(400),
+        ),
+        (
+            "extended CONNECT",
+            block(&[
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "https"),
+                (":authority", a),
+                (":path", "/"),
+            ]),
+            reset,
+        ),
+        (
+            "no :path",
+            block(&[(":method", "GET"), (":scheme", "https"), (":authority", a)]),
+            reset,
+        ),
+        (
+            "no :method",
+            block(&[(":scheme", "https"), (":authority", a), (":path", "/")]),
+            reset,
+        ),
+        (
+            "no :scheme",
+            block(&[(":method", "GET"), (":authority", a), (":path", "/")]),
+            reset,
+        ),
+        (
+            "two :path",
+            [get("/"), block(&[(":path", "/x")])].concat(),
+            reset,
+        ),
+        (
+            "pseudo-header after a field",
+            [
+                block(&[(":method", "GET"), (":scheme", "https"), ("x-a", "1")]),
+                block(&[(":authority", a), (":path", "/")]),
+            ]
+            .concat(),
+            reset,
+        ),
+        (
+            "a :status in a request",
+            with(&[(":status", "200")]).into_iter().collect(),
+            reset,
+        ),
+        ("connection", with(&[("connection", "close")]), reset),
+        (
+            "transfer-encoding",
+            with(&[("transfer-encoding", "chunked")]),
+            reset,
+        ),
+        ("keep-alive", with(&[("keep-alive", "1")]), reset),
+        (
+            "proxy-connection",
+            with(&[("proxy-connection", "close")]),
+            reset,
+        ),
+        ("upgrade", with(&[("upgrade", "websocket")]), reset),
+        ("te other than trailers", with(&[("te", "gzip")]), reset),
+        (
+            "te: trailers",
+            with(&[("te", "trailers")]),
+            Outcome::Status(200),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fields, want) in &cases {
+        let got = one(&i, fields).await;
+        if got != *want {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+    }
+    // Upper-case names and an unknown pseudo-header field break HPACK decoding as h2
+    // defines it: the whole connection is closed.
+    for (name, fields) in [
+        ("upper-case name", with(&[("X-Env", "prod")])),
+        ("unknown pseudo-header", with(&[(":foo", "bar")])),
+    ] {
+        let got = one(&i, &fields).await;
+        if !matches!(got, Outcome::GoAway(_) | Outcome::Reset(PROTOCOL_ERROR)) {
+            failures.push(format!("{name}: got {got:?}, want a GOAWAY or a reset"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Two requests reached the upstream, over one kept connection each at most.
+    let conns = i.upstream_conns.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&conns), "{conns} upstream connections");
+}
+
+/// The gateway's SETTINGS (the first frame it sends) as (identifier, value) pairs.
+fn settings(got: &[Frame]) -> Vec<(u16, u32)> {
+    let Some(Frame(_, _, _, p)) = got.iter().find(|f| f.0 == SETTINGS && f.1 == 0) else {
+        panic!("no SETTINGS: {got:?}")
+    };
+    p.chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_limits_hold_for_headers_streams_and_resets() {
+    let i = intercepting("h2-limits").await;
+    let authority = format!("hub.test:{}", i.port);
+    let get = |_: bool| {
+        block(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", &authority),
+            (":path", "/"),
+        ])
+    };
+
+    // The announced limits: 100 streams at once, a 64 KiB header list.
+    let (got, _) = exchange(&i, Vec::new(), |f| f.iter().any(|x| x.0 == SETTINGS)).await;
+    let s = settings(&got);
+    assert!(s.contains(&(0x3, 100)), "{s:?}");
+    assert!(s.contains(&(0x6, 64 * 1024)), "{s:?}");
+
+    // A header list over the limit, spread over CONTINUATION frames: a 431 for that stream.
+    let mut fields = get(true);
+    fields.extend(lit("x-big", &vec![b'a'; 70 * 1024]));
+    let mut bytes = Vec::new();
+    let mut parts = fields.chunks(16 * 1024).peekable();
+    let mut first = true;
+    while let Some(p) = parts.next() {
+        let last = parts.peek().is_none();
+        let (ty, flags) = match (first, last) {
+            (true, true) => (HEADERS, END_STREAM | END_HEADERS),
+            (true, false) => (HEADERS, END_STREAM),
+            (false, true) => (CONTINUATION, END_HEADERS),
+            (false, false) => (CONTINUATION, 0),
+        };
+        bytes.extend(frame(ty, flags, 1, p));
+        first = false;
+    }
+    let (got, closed) = exchange(&i, bytes, |f| f.iter().any(|x| x.2 == 1 || x.0 == GOAWAY)).await;
+    assert_eq!(outcome(&got, 1, closed), Outcome::Status(431), "{got:?}");
+
+    // A CONTINUATION flood (one header block that never ends, 1 KiB fields, 16 MiB in
+    // all): the connection is closed long before it is read whole.
+    let mut bytes = frame(HEADERS, END_STREAM, 1, &get(true));
+    for n in 0..16 * 1024 {
+        bytes.extend(frame(
+            CONTINUATION,
+            0,
+            1,
+            &lit(&format!("x-flood-{n}"), &[b'v'; 1000]),
+        ));
+    }
+    let start = std::time::Instant::now();
+    let (got, closed) = exchange(&i, bytes, |f| f.iter().any(|x| x.0 == GOAWAY)).await;
+    assert!(
+        matches!(
+            outcome(&got, 1, closed),
+            Outcome::GoAway(_) | Outcome::Closed
+        ),
+        "{got:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // 150 streams at once: those over the 100 allowed are refused, each answered.
+    let mut bytes = Vec::new();
+    for n in 0..150u32 {
+        bytes.extend(frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            2 * n + 1,
+            &get(true),
+        ));
+    }
+    let all_answered = |f: &[Frame]| {
+        f.iter()
+            .filter(|Frame(ty, flags, id, _)| {
+                *id != 0
+                    && (*ty == RST_STREAM
+                        || (*ty == DATA || *ty == HEADERS) && flags & END_STREAM != 0)
+            })
+            .count()
+            >= 150
+    };
+    let (got, closed) = exchange(&i, bytes, all_answered).await;
+    let (mut ok, mut refused) = (0, 0);
+    for n in 0..150u32 {
+        match outcome(&got, 2 * n + 1, closed) {
+            Outcome::Status(200) => ok += 1,
+            Outcome::Reset(REFUSED_STREAM) => refused += 1,
+            other => panic!("stream {}: {other:?}", 2 * n + 1),
+        }
+    }
+    assert_eq!(ok + refused, 150);
+    assert!(
+        ok <= 100 && refused >= 50,
+        "{ok} answered, {refused} refused"
+    );
+
+    // Rapid reset (CVE-2023-44487): streams opened and cancelled at once, 1000 times.
+    let mut bytes = Vec::new();
+    for n in 0..1000u32 {
+        let id = 2 * n + 1;
+        bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get(true)));
+        bytes.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+    }
+    let before = i.upstream_conns.load(Ordering::Relaxed);
+    let (got, closed) = exchange(&i, bytes, |f| f.iter().any(|x| x.0 == GOAWAY)).await;
+    // After 20 such streams the connection is closed with ENHANCE_YOUR_CALM; next to
+    // nothing reached the upstream.
+    assert_eq!(outcome(&got, 1, closed), Outcome::GoAway(0xb), "{got:?}");
+    let opened = i.upstream_conns.load(Ordering::Relaxed) - before;
+    assert!(opened <= 20, "{opened} upstream connections");
+
+    // The gateway still serves.
+    let got = one(&i, &get(true)).await;
+    assert_eq!(got, Outcome::Status(200));
+}
