@@ -2,6 +2,7 @@
 //! with the same per-request service as HTTP/1.1, and translated to HTTP/1.1 for the
 //! upstream (`:authority` becomes `Host`, split `cookie` fields are joined).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use hyper::header::{HeaderMap, HeaderValue, COOKIE};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::{service, ClientConn, Mode, Shared};
+use super::{ClientConn, Mode, Shared};
+use crate::idle::{serve_until_idle, Activity};
 
 /// Streams one client connection may have open at once (each may hold an upstream
 /// connection: the bound on what one client connection costs).
@@ -44,7 +46,13 @@ where
 {
     let head_limit = u32::try_from(shared.cfg.max_head_bytes.max(8192)).unwrap_or(u32::MAX);
     let idle = shared.cfg.idle_timeout;
-    let svc = service(ClientConn::new(peer, shared, mode));
+    let conn = ClientConn::new(peer, shared, mode);
+    let activity = Activity::new();
+    let watched = Arc::clone(&activity);
+    let svc = hyper::service::service_fn(move |req| {
+        let (conn, guard) = (Arc::clone(&conn), watched.begin());
+        async move { Ok::<_, Infallible>(Activity::track(conn.handle(req).await, guard)) }
+    });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -54,7 +62,15 @@ where
         .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .keep_alive_interval(Some(idle))
         .keep_alive_timeout(PING_TIMEOUT);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+    // Pings the client answers keep a connection open; one with no request in flight for
+    // the idle time is closed (so is one that never sends its preface).
+    let served = serve_until_idle(
+        builder.serve_connection(TokioIo::new(io), svc),
+        &activity,
+        idle,
+        |c| c.graceful_shutdown(),
+    );
+    if let Some(Err(e)) = served.await {
         tracing::debug!(%peer, error = %e, "HTTP/2 client connection ended with an error");
     }
 }

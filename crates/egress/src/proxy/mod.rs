@@ -263,8 +263,9 @@ where
     }
 }
 
-/// The per-request service of one client connection: the same for HTTP/1.1 and HTTP/2, so
-/// every request is decided, inspected and recorded the same way whatever the client spoke.
+/// The per-request service of one HTTP/1.1 client connection. HTTP/2 calls the same
+/// [`ClientConn::handle`] (`http2::serve`), so every request is decided, inspected and
+/// recorded the same way whatever the client spoke.
 pub(crate) fn service(
     conn: Arc<ClientConn>,
 ) -> impl hyper::service::Service<

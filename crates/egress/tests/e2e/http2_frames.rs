@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use super::http2::h2_tunnel;
-use super::intercept::{intercepting, Intercepting};
+use super::intercept::{intercepting, intercepting_with, Intercepting};
 use super::*;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -502,4 +502,39 @@ async fn http2_limits_hold_for_headers_streams_and_resets() {
     // The gateway still serves.
     let got = one(&i, &get(true)).await;
     assert_eq!(got, Outcome::Status(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    let i = intercepting_with("h2-idle", |cfg| cfg.idle_timeout = Duration::from_secs(1)).await;
+    // No preface at all, and a preface with nothing after it: closed after the idle time
+    // (with a GOAWAY once HTTP/2 is spoken), though keep-alive pings would be answered.
+    let t = std::time::Instant::now();
+    let mut tls = h2_tunnel(&i).await;
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "left open without a preface");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+
+    let t = std::time::Instant::now();
+    let (got, closed) = exchange(&i, Vec::new(), |f| f.iter().any(|x| x.0 == GOAWAY)).await;
+    assert!(got.iter().any(|x| x.0 == GOAWAY) || closed, "{got:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+
+    // After a request, the idle time counts from its end.
+    let mut bytes = frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &block(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", &format!("hub.test:{}", i.port)),
+            (":path", "/"),
+        ]),
+    );
+    bytes.extend(frame(SETTINGS, 1, 0, &[]));
+    let (got, _) = exchange(&i, bytes, |f| f.iter().any(|x| x.0 == GOAWAY)).await;
+    assert_eq!(outcome(&got, 1, false), Outcome::Status(200));
+    assert!(got.iter().any(|x| x.0 == GOAWAY), "{got:?}");
 }
