@@ -191,7 +191,7 @@ pub(crate) async fn handle(
     // HTTP/2 may split `cookie` into fields; the upstream (HTTP/1.1) gets them joined, and
     // the decision is made on what it gets.
     if req.version() == Version::HTTP_2 {
-        super::http2::fold_cookies(req.headers_mut());
+        crate::hop::fold_cookies(req.headers_mut());
     }
     let (host_raw, port, fixed) = match &conn.mode {
         Mode::Intercepted(host, port) => {

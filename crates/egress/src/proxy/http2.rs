@@ -1,13 +1,12 @@
 //! HTTP/2 from clients inside intercepted TLS (ALPN `h2`): served by hyper's HTTP/2 server
 //! with the same per-request service as HTTP/1.1, and translated to HTTP/1.1 for the
-//! upstream (`:authority` becomes `Host`, split `cookie` fields are joined).
+//! upstream (`:authority` becomes `Host`, split `cookie` fields are joined: `hop::fold_cookies`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderValue, COOKIE};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::{ClientConn, Mode, Shared};
@@ -75,41 +74,9 @@ where
     }
 }
 
-/// Joins the `cookie` fields HTTP/2 allows to be split into the one HTTP/1.1 wants
-/// (RFC 9113 §8.2.3).
-pub(crate) fn fold_cookies(headers: &mut HeaderMap) {
-    let values = headers.get_all(COOKIE);
-    if values.iter().nth(1).is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = values.iter().map(HeaderValue::as_bytes).collect();
-    let joined = joined.join(&b"; "[..]);
-    if let Ok(v) = HeaderValue::from_bytes(&joined) {
-        headers.insert(COOKIE, v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_cookies_are_joined() {
-        let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1"));
-        h.append(COOKIE, HeaderValue::from_static("b=2"));
-        fold_cookies(&mut h);
-        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
-        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
-    }
-
-    #[test]
-    fn one_cookie_is_left_alone() {
-        let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("a=1"));
-        fold_cookies(&mut h);
-        assert_eq!(h.get(COOKIE).unwrap(), "a=1");
-    }
 
     #[test]
     fn only_h2_selects_http2() {
