@@ -343,6 +343,12 @@ async fn malformed_http2_requests_are_refused_before_any_decision() {
         ),
         ("upgrade", with(&[("upgrade", "websocket")]), reset),
         ("te other than trailers", with(&[("te", "gzip")]), reset),
+        ("a space in :path", get("/a b"), reset),
+        (
+            "content-length with no body",
+            with(&[("content-length", "5")]),
+            reset,
+        ),
         (
             "te: trailers",
             with(&[("te", "trailers")]),
@@ -361,6 +367,13 @@ async fn malformed_http2_requests_are_refused_before_any_decision() {
     for (name, fields) in [
         ("upper-case name", with(&[("X-Env", "prod")])),
         ("unknown pseudo-header", with(&[(":foo", "bar")])),
+        // Bytes that would split the field when written as HTTP/1.1 for the upstream.
+        (
+            "CR LF in a value",
+            with(&[("x-a", "a\r\nhost: allowed.test")]),
+        ),
+        ("NUL in a value", with(&[("x-a", "a\0b")])),
+        ("a colon in a name", with(&[("x-a:b", "c")])),
     ] {
         let got = one(&i, &fields).await;
         if !matches!(got, Outcome::GoAway(_) | Outcome::Reset(PROTOCOL_ERROR)) {
@@ -537,4 +550,20 @@ async fn idle_http2_connections_are_closed() {
     let (got, _) = exchange(&i, bytes, |f| f.iter().any(|x| x.0 == GOAWAY)).await;
     assert_eq!(outcome(&got, 1, false), Outcome::Status(200));
     assert!(got.iter().any(|x| x.0 == GOAWAY), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_does_not_pass_the_explicit_proxy() {
+    let s = start(Posture::Allow, &[]).await;
+    // The proxy speaks HTTP/1.1 only: an HTTP/2 preface gets a 4xx or a closed connection.
+    let preface = [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat();
+    let got = super::bad_input::raw(s.proxy, &preface).await;
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 4"), "{got:?}");
+    // An h2c upgrade is a plain HTTP/1.1 request upstream (`Upgrade` is hop-by-hop).
+    let req = format!(
+        "GET http://allowed.test:{}/ HTTP/1.1\r\nHost: allowed.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        s.upstream
+    );
+    let got = super::bad_input::raw(s.proxy, req.as_bytes()).await;
+    assert_eq!(got, "HTTP/1.1 200 OK");
 }
