@@ -251,6 +251,11 @@ pub(crate) async fn handle(
         }
     };
     let host = normal_host(&host_raw).into_owned();
+    // The `Host` the upstream gets, set before the decision so that header rules see it.
+    if let Some(v) = upstream_host(&conn.mode, &req) {
+        req.headers_mut().insert(HOST, v);
+    }
+    let sent_host = req.headers().get(HOST).cloned();
     let decision = {
         // Every field takes part, those with bytes beyond visible ASCII read lossily (a
         // condition on them must not pass by their being left out).
@@ -352,33 +357,12 @@ pub(crate) async fn handle(
         .is_some_and(crate::ai::wants_bodies);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
-    let intercepted_absolute =
-        matches!(conn.mode, Mode::Intercepted(..)) && parts.uri.authority().is_some();
-    if matches!(conn.mode, Mode::Explicit) || intercepted_absolute {
-        // The upstream sees the name the decision was about, whatever Host said (HTTP/2
-        // requests carry it as `:authority`, Host being optional there; inside
-        // interception it was checked to name the tunnel's server).
-        // (Without any userinfo: the upstream reads `Host` as a name and a port only.)
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
-        let same = match (authority, parts.headers.get(HOST)) {
-            (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
-            _ => false,
-        };
-        if !same {
-            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-                parts.headers.insert(HOST, v);
-            }
-        }
+    if matches!(conn.mode, Mode::Explicit) || parts.uri.authority().is_some() {
         parts.uri = origin_form(&parts.uri);
     }
-    if let (Mode::Intercepted(host, port), false) = (&conn.mode, parts.headers.contains_key(HOST)) {
-        // Neither `Host` nor `:authority`: the upstream is told which server was meant.
-        if let Ok(v) = HeaderValue::from_str(&super::inside::host_value(host, *port)) {
-            parts.headers.insert(HOST, v);
-        }
+    // `Connection` may name `Host`: the upstream gets the one decided on all the same.
+    if let (Some(h), false) = (sent_host, parts.headers.contains_key(HOST)) {
+        parts.headers.insert(HOST, h);
     }
     parts.version = Version::HTTP_11;
     let mut log = log;
@@ -569,6 +553,29 @@ pub(crate) async fn handle(
         }
     };
     Response::from_parts(parts, body)
+}
+
+/// The `Host` to send upstream when it is not the request's own: the absolute URI's
+/// authority (explicit proxy; HTTP/2 `:authority`, `Host` being optional there; inside
+/// interception it was checked to name the tunnel's server) without any userinfo, or,
+/// inside interception with neither, the tunnel's server.
+fn upstream_host<B>(mode: &Mode, req: &Request<B>) -> Option<HeaderValue> {
+    let current = req.headers().get(HOST);
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
+    let wanted = match (mode, authority) {
+        (Mode::Explicit | Mode::Intercepted(..), Some(a)) => a.to_string(),
+        (Mode::Intercepted(host, port), None) if current.is_none() => {
+            super::inside::host_value(host, *port)
+        }
+        _ => return None,
+    };
+    if current.is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(wanted.as_bytes())) {
+        return None;
+    }
+    HeaderValue::from_str(&wanted).ok()
 }
 
 /// Reads a body whole (bounded) and runs DLP on it: the body to send, or why not (a reason

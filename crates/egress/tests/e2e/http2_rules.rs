@@ -103,6 +103,7 @@ const RULES: &str = r#"
     - {methods: [POST], path: {prefix: /v1}}
     - {methods: [GET], path: {prefix: /env}, headers: [{name: X-Env, value: prod}]}
     - {methods: [GET], path: {prefix: /c}, headers: [{name: Cookie, regex: "session=[a-z0-9]+(; [a-z]+=[a-z0-9]+)*"}]}
+    - {methods: [GET], path: {prefix: /host}, headers: [{name: Host, regex: "hub\\.test:[0-9]+"}]}
 ---
 apiVersion: palisade.dev/v1alpha1
 kind: ClusterSecurityPolicy
@@ -148,6 +149,7 @@ async fn http2_paths_headers_cookies_and_method_overrides_are_read_like_http1() 
         "palisade: denied (l7-not-allowed)",
     );
 
+    let host_body = format!("1 hub.test:{}", i.port);
     let mut cases: Vec<(String, Request<Body>, Want<'_>)> = Vec::new();
     let mut case = |name: &str, r: Request<Body>, want| cases.push((name.to_string(), r, want));
 
@@ -232,6 +234,13 @@ async fn http2_paths_headers_cookies_and_method_overrides_are_read_like_http1() 
         allowed,
     );
     case("crumbs other", crumbs("/c", &["session=abc", "x=Y!"]), l7);
+    // No `host` field (HTTP/2 clients send `:authority`): a rule on `Host` sees the one the
+    // upstream gets.
+    case(
+        "host rule",
+        get("/host").body(empty()).unwrap(),
+        (200, None, host_body.as_str()),
+    );
 
     let mut failures = Vec::new();
     for (name, req, (status, why, body)) in cases {
@@ -270,6 +279,23 @@ async fn http2_paths_headers_cookies_and_method_overrides_are_read_like_http1() 
         (body.as_str(), code.as_str()),
         ("palisade: denied (l7-not-allowed)", "403")
     );
+    next_event(&i.s.events).await;
+    // `Connection` naming `Host` does not take it from the upstream.
+    let (body, code) = curl(via(
+        &i.s,
+        &[
+            "--http1.1",
+            "--cacert",
+            &i.cacert,
+            "-H",
+            "Connection: host",
+            "-w",
+            "\n%{http_code}",
+        ],
+        &url("/host"),
+    ))
+    .await;
+    assert_eq!((body, code), (host_body.clone(), "200".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
