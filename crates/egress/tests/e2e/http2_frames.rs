@@ -6,6 +6,7 @@
 //! closed connection, and the gateway goes on serving.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::http2::h2_tunnel;
 use super::intercept::{intercepting, intercepting_with, Intercepting};
@@ -566,4 +567,138 @@ async fn http2_does_not_pass_the_explicit_proxy() {
     );
     let got = super::bad_input::raw(s.proxy, req.as_bytes()).await;
     assert_eq!(got, "HTTP/1.1 200 OK");
+}
+
+/// Accepts any server certificate: the client below names another server in its SNI than
+/// the leaf the gateway presents, to see what the gateway does (not what a client would).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A tunnel to `hub.test` whose TLS names `sni` and offers `alpn`.
+async fn tunnel_with_sni(
+    i: &Intercepting,
+    sni: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut c = TcpStream::connect(i.s.proxy).await.unwrap();
+    let target = format!("hub.test:{}", i.port);
+    c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while find(&head, b"\r\n\r\n").is_none() {
+        assert_eq!(c.read(&mut byte).await.unwrap(), 1, "CONNECT answered");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sni_other_than_the_connect_target_gets_no_answer_in_either_version() {
+    let i = intercepting("h2-sni").await;
+    let request = |host: &str, alpn: &[u8]| -> Vec<u8> {
+        if alpn == b"h2" {
+            let fields = block(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", host),
+                (":path", "/"),
+            ]);
+            [
+                PREFACE,
+                &frame(SETTINGS, 0, 0, &[]),
+                &frame(HEADERS, END_STREAM | END_HEADERS, 1, &fields),
+            ]
+            .concat()
+        } else {
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+        }
+    };
+    let answer = |alpn: &[u8], bytes: &[u8]| -> Option<u16> {
+        if alpn == b"h2" {
+            match outcome(&frames(bytes), 1, true) {
+                Outcome::Status(s) => Some(s),
+                _ => None,
+            }
+        } else {
+            let text = String::from_utf8_lossy(bytes);
+            text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+        }
+    };
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        // Domain fronting by SNI: the handshake completes, then the connection is closed
+        // before any request is read.
+        let mut tls = tunnel_with_sni(&i, "allowed.test", alpn).await;
+        let _ = tls.write_all(&request("allowed.test", alpn)).await;
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+        assert!(r.is_ok(), "left open");
+        assert_eq!(answer(alpn, &got), None, "{alpn:?}: {got:?}");
+        // The same client naming the tunnel's server is served.
+        let authority = format!("hub.test:{}", i.port);
+        let mut tls = tunnel_with_sni(&i, "hub.test", alpn).await;
+        tls.write_all(&request(&authority, alpn)).await.unwrap();
+        let mut got = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            while answer(alpn, &got).is_none() {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        assert_eq!(answer(alpn, &got), Some(200), "{alpn:?}: {got:?}");
+    }
+    assert_eq!(i.upstream_conns.load(Ordering::Relaxed), 2);
 }
