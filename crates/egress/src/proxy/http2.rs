@@ -2,14 +2,13 @@
 //! with the same per-request service as HTTP/1.1, and translated to HTTP/1.1 for the
 //! upstream (`:authority` becomes `Host`, split `cookie` fields are joined: `hop::fold_cookies`).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::{ClientConn, Mode, Shared};
+use super::{service, ClientConn, Mode, Shared};
 use crate::idle::{serve_until_idle, Activity};
 
 /// Streams one client connection may have open at once (each may hold an upstream
@@ -45,13 +44,8 @@ where
 {
     let head_limit = u32::try_from(shared.cfg.max_head_bytes.max(8192)).unwrap_or(u32::MAX);
     let idle = shared.cfg.idle_timeout;
-    let conn = ClientConn::new(peer, shared, mode);
     let activity = Activity::new();
-    let watched = Arc::clone(&activity);
-    let svc = hyper::service::service_fn(move |req| {
-        let (conn, guard) = (Arc::clone(&conn), watched.begin());
-        async move { Ok::<_, Infallible>(Activity::track(conn.handle(req).await, guard)) }
-    });
+    let svc = service(ClientConn::new(peer, shared, mode), Arc::clone(&activity));
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())

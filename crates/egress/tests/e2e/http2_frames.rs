@@ -551,6 +551,17 @@ async fn idle_http2_connections_are_closed() {
     let (got, _) = exchange(&i, bytes, |f| f.iter().any(|x| x.0 == GOAWAY)).await;
     assert_eq!(outcome(&got, 1, false), Outcome::Status(200));
     assert!(got.iter().any(|x| x.0 == GOAWAY), "{got:?}");
+
+    // HTTP/1.1 inside the tunnel too: kept alive after a request, then closed when idle.
+    let mut tls = tunnel_with_sni(&i, "hub.test", b"http/1.1").await;
+    let t = std::time::Instant::now();
+    let req = format!("GET / HTTP/1.1\r\nHost: hub.test:{}\r\n\r\n", i.port);
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "left open");
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
