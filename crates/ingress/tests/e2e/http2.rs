@@ -62,6 +62,16 @@ async fn http2_requests_get_the_same_checks_as_http1() {
     let (status, body) = ask(a, post("/v1/chat/completions", hello, Some(ALICE))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(reason(&s.events), None);
+    // The output filter reads the answer to an HTTP/2 request too.
+    let leak =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"please LEAK-KEY"}]}"#;
+    let (status, body) = ask(a, post("/v1/chat/completions", leak, Some(ALICE))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("[REDACTED:openai-key]") && !body.contains(upstream::LEAKED_KEY),
+        "{body}"
+    );
+    assert_eq!(reason(&s.events), None);
 
     let mut failures = Vec::new();
     let mut check = |name: &str, got: (u16, String), want: (u16, &str)| {
