@@ -117,6 +117,12 @@ spec:
     )
 }
 
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 pub async fn setup() -> Setup {
     setup_with(false).await
 }
