@@ -154,6 +154,29 @@ mod tests {
         assert!(other("/", &["[::1]:8443"]));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_host_value_is_read_without_panicking(v in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            if let Ok(h) = hyper::header::HeaderValue::from_bytes(&v) {
+                let mut r = Request::get("/").body(()).unwrap();
+                r.headers_mut().insert(HOST, h);
+                let _ = names_other_server(&r, "hub.test", 443);
+            }
+            let text = String::from_utf8_lossy(&v);
+            let (name, _) = split_port(&text);
+            proptest::prop_assert!(text.starts_with(name));
+        }
+
+        #[test]
+        fn name_and_port_round_trip(name in "[a-z0-9-]{1,10}(\\.[a-z0-9-]{1,10}){0,3}", port in proptest::num::u16::ANY) {
+            let v = format!("{name}:{port}");
+            proptest::prop_assert_eq!(split_port(&v), (name.as_str(), Ok(Some(port))));
+            let r = req("/", "GET", &[&v]);
+            proptest::prop_assert_eq!(names_other_server(&r, &name, port), false);
+            proptest::prop_assert!(names_other_server(&r, &name, port.wrapping_add(1)));
+        }
+    }
+
     #[test]
     fn ports_split_off_host_values() {
         assert_eq!(split_port("a.test"), ("a.test", Ok(None)));

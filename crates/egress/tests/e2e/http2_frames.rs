@@ -713,3 +713,54 @@ async fn an_sni_other_than_the_connect_target_gets_no_answer_in_either_version()
     }
     assert_eq!(i.upstream_conns.load(Ordering::Relaxed), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_inside_the_tunnel_gets_the_same_target_checks() {
+    let i = intercepting("h1-inside").await;
+    let p = i.port;
+    let cases = [
+        (
+            format!("GET / HTTP/1.1\r\nHost: hub.test:{p}\r\nHost: allowed.test\r\n"),
+            "HTTP/1.1 400",
+            "palisade: bad request (duplicate-host)".to_string(),
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: hub.test:{}\r\n", p.wrapping_add(1)),
+            "HTTP/1.1 403",
+            "palisade: denied (host-mismatch)".to_string(),
+        ),
+        (
+            format!("GET https://allowed.test@hub.test:{p}/ HTTP/1.1\r\nHost: hub.test:{p}\r\n"),
+            "HTTP/1.1 400",
+            "palisade: bad request (authority-userinfo)".to_string(),
+        ),
+        (
+            format!("GET http://hub.test:{p}/ HTTP/1.1\r\nHost: hub.test:{p}\r\n"),
+            "HTTP/1.1 400",
+            "palisade: bad request (scheme-not-https)".to_string(),
+        ),
+        (
+            format!("CONNECT allowed.test:443 HTTP/1.1\r\nHost: hub.test:{p}\r\n"),
+            "HTTP/1.1 400",
+            "palisade: bad request (connect-inside-tunnel)".to_string(),
+        ),
+        (
+            format!("GET /host HTTP/1.1\r\nHost: hub.test:{p}\r\nConnection: close, host\r\n"),
+            "HTTP/1.1 200",
+            format!("1 hub.test:{p}"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (head, status, body) in &cases {
+        let mut tls = tunnel_with_sni(&i, "hub.test", b"http/1.1").await;
+        let req = format!("{head}Connection: close\r\n\r\n");
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        if !text.starts_with(status) || !text.trim_end().ends_with(body.as_str()) {
+            failures.push(format!("{head:?}: {text:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
