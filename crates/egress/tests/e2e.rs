@@ -22,6 +22,8 @@ mod bad_input;
 mod clients;
 #[path = "e2e/dlp.rs"]
 mod dlp;
+#[path = "e2e/h2_wire.rs"]
+mod h2_wire;
 #[path = "e2e/http2.rs"]
 mod http2;
 #[path = "e2e/http2_frames.rs"]
@@ -36,6 +38,8 @@ mod lean;
 mod rules;
 #[path = "e2e/transparent.rs"]
 mod transparent;
+#[path = "e2e/tunnel_checks.rs"]
+mod tunnel_checks;
 
 const POLICY: &str = r#"
 apiVersion: v1
