@@ -127,7 +127,7 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             }
             let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
             // `/echo` answers with the request body, `/host` with the Host header (and how
-            // many there were); anything else with `hello`.
+            // many there were), `/line` with the request line; anything else with `hello`.
             let body = if head.contains(" /echo") {
                 body
             } else if head.contains(" /host") {
@@ -137,6 +137,9 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                     .map(str::trim)
                     .collect();
                 format!("{} {}", hosts.len(), hosts.join(",")).into_bytes()
+            } else if head.contains("/line ") {
+                // `/line`: the request line as the upstream got it (lower case).
+                head.lines().next().unwrap_or("").as_bytes().to_vec()
             } else if head.contains("/v1/chat/completions") {
                 br#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-test-0","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
             } else {
