@@ -1,7 +1,8 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy never
-//! passes them on. Shared by the egress and ingress gateways.
+//! passes them on; and the one field HTTP/2 splits that HTTP/1.1 does not (`cookie`).
+//! Shared by the egress and ingress gateways.
 
-use hyper::http::header::{HeaderMap, HeaderName, CONNECTION};
+use hyper::http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE};
 
 /// The fixed hop-by-hop names (lower case, as `HeaderName` stores them).
 pub const HOP_BY_HOP: [&str; 9] = [
@@ -50,10 +51,41 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Joins the `cookie` fields HTTP/2 allows to be split into the one HTTP/1.1 wants
+/// (RFC 9113 §8.2.3).
+pub fn fold_cookies(headers: &mut HeaderMap) {
+    let values = headers.get_all(COOKIE);
+    if values.iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = values.iter().map(HeaderValue::as_bytes).collect();
+    let joined = joined.join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::http::HeaderValue;
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1"));
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        fold_cookies(&mut h);
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
+    }
+
+    #[test]
+    fn one_cookie_is_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("a=1"));
+        fold_cookies(&mut h);
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1");
+    }
 
     #[test]
     fn hop_by_hop_headers_and_connection_listed_names_go() {

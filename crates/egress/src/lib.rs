@@ -13,6 +13,7 @@
 //!   tunnels, the transparent listener.
 //! - [`events`]: `http` events in the shared schema.
 //! - [`hop`]: hop-by-hop headers, never passed on (shared with the ingress gateway).
+//! - [`idle`]: closing connections with no request in flight (shared with the ingress).
 //! - [`h1`]: HTTP/1.1 answer relaying for the lean lanes (shared with the ingress gateway).
 //! - [`prefixed`]: a socket with bytes already read put back in front (lane → hyper).
 //! - [`head`], [`sni`]: small parsers for untrusted bytes (an HTTP request head, a TLS
@@ -36,6 +37,7 @@ pub mod events;
 pub mod h1;
 pub mod head;
 pub mod hop;
+pub mod idle;
 pub mod prefixed;
 pub mod proxy;
 pub mod resolve;

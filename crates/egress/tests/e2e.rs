@@ -22,8 +22,14 @@ mod bad_input;
 mod clients;
 #[path = "e2e/dlp.rs"]
 mod dlp;
+#[path = "e2e/h2_wire.rs"]
+mod h2_wire;
 #[path = "e2e/http2.rs"]
 mod http2;
+#[path = "e2e/http2_frames.rs"]
+mod http2_frames;
+#[path = "e2e/http2_rules.rs"]
+mod http2_rules;
 #[path = "e2e/intercept.rs"]
 mod intercept;
 #[path = "e2e/lean.rs"]
@@ -32,6 +38,8 @@ mod lean;
 mod rules;
 #[path = "e2e/transparent.rs"]
 mod transparent;
+#[path = "e2e/tunnel_checks.rs"]
+mod tunnel_checks;
 
 const POLICY: &str = r#"
 apiVersion: v1
@@ -119,7 +127,7 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             }
             let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
             // `/echo` answers with the request body, `/host` with the Host header (and how
-            // many there were); anything else with `hello`.
+            // many there were), `/line` with the request line; anything else with `hello`.
             let body = if head.contains(" /echo") {
                 body
             } else if head.contains(" /host") {
@@ -129,6 +137,9 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                     .map(str::trim)
                     .collect();
                 format!("{} {}", hosts.len(), hosts.join(",")).into_bytes()
+            } else if head.contains("/line ") {
+                // `/line`: the request line as the upstream got it (lower case).
+                head.lines().next().unwrap_or("").as_bytes().to_vec()
             } else if head.contains("/v1/chat/completions") {
                 br#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-test-0","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}}"#.to_vec()
             } else {

@@ -61,6 +61,8 @@ pub struct ExchangeLog {
     pub audit: bool,
     /// Refusal reason code.
     pub reason: Option<String>,
+    /// The HTTP version the client spoke.
+    pub version: Option<palisade_events::HttpVersion>,
 }
 
 /// A detection entry.
@@ -113,7 +115,7 @@ pub fn http_event(origin: &EventOrigin, log: ExchangeLog) -> Event {
             } else {
                 TlsMode::None
             }),
-            version: None,
+            version: log.version,
             ai,
             detections: log.detections,
             reason: log.reason.clone(),

@@ -177,25 +177,30 @@ fn bad_request(conn: &ClientConn, body: &'static str) -> Response<RespBody> {
 pub(crate) async fn handle(
     conn: &ClientConn,
     caller: Caller,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     start: Instant,
 ) -> Response<RespBody> {
     // Request smuggling: a message with both framings is refused, never guessed at.
     if req.headers().contains_key(TRANSFER_ENCODING) && req.headers().contains_key(CONTENT_LENGTH) {
         return bad_request(conn, "palisade: bad request (conflicting-framing)\n");
     }
+    // Two `Host` fields: servers differ on which they read (RFC 9112 §3.2: a 400).
+    if req.headers().get_all(HOST).iter().nth(1).is_some() {
+        return bad_request(conn, "palisade: bad request (duplicate-host)\n");
+    }
+    // HTTP/2 may split `cookie` into fields; the upstream (HTTP/1.1) gets them joined, and
+    // the decision is made on what it gets.
+    if req.version() == Version::HTTP_2 {
+        crate::hop::fold_cookies(req.headers_mut());
+    }
     let (host_raw, port, fixed) = match &conn.mode {
         Mode::Intercepted(host, port) => {
-            let named = req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(strip_port);
-            // HTTP/2's `:authority` (or an absolute-form URI) names a server too.
-            let authority = req.uri().host();
-            let other = |n: &str| !normal_host(n).eq_ignore_ascii_case(host);
-            // Domain fronting: the request must be for the server the tunnel was opened to.
-            if named.is_some_and(other) || authority.is_some_and(other) {
+            if let Some(why) = super::inside::malformed(&req) {
+                return bad_request(conn, why);
+            }
+            // Domain fronting: `Host` and HTTP/2's `:authority` (or an absolute-form URI)
+            // must name the server, and port, the tunnel was opened to.
+            if super::inside::names_other_server(&req, host, *port) {
                 let mut log = conn.log(&caller, host, *port, req.method().as_str());
                 log.path = Some(req.uri().path().to_string());
                 log.tls = TlsMode::Intercepted;
@@ -246,6 +251,11 @@ pub(crate) async fn handle(
         }
     };
     let host = normal_host(&host_raw).into_owned();
+    // The `Host` the upstream gets, set before the decision so that header rules see it.
+    if let Some(v) = upstream_host(&conn.mode, &req) {
+        req.headers_mut().insert(HOST, v);
+    }
+    let sent_host = req.headers().get(HOST).cloned();
     let decision = {
         // Every field takes part, those with bytes beyond visible ASCII read lossily (a
         // condition on them must not pass by their being left out).
@@ -347,26 +357,12 @@ pub(crate) async fn handle(
         .is_some_and(crate::ai::wants_bodies);
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(PROXY_AUTHORIZATION);
-    let intercepted_absolute =
-        matches!(conn.mode, Mode::Intercepted(..)) && parts.uri.authority().is_some();
-    if matches!(conn.mode, Mode::Explicit) || intercepted_absolute {
-        // The upstream sees the name the decision was about, whatever Host said (HTTP/2
-        // requests carry it as `:authority`, Host being optional there; inside
-        // interception it was checked to name the tunnel's server).
-        let authority = parts.uri.authority().map(|a| a.as_str());
-        let same = match (authority, parts.headers.get(HOST)) {
-            (Some(a), Some(h)) => h.as_bytes().eq_ignore_ascii_case(a.as_bytes()),
-            _ => false,
-        };
-        if !same {
-            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-                parts.headers.insert(HOST, v);
-            }
-        }
+    if matches!(conn.mode, Mode::Explicit) || parts.uri.authority().is_some() {
         parts.uri = origin_form(&parts.uri);
     }
-    if parts.version == Version::HTTP_2 {
-        super::http2::fold_cookies(&mut parts.headers);
+    // `Connection` may name `Host`: the upstream gets the one decided on all the same.
+    if let (Some(h), false) = (sent_host, parts.headers.contains_key(HOST)) {
+        parts.headers.insert(HOST, h);
     }
     parts.version = Version::HTTP_11;
     let mut log = log;
@@ -557,6 +553,29 @@ pub(crate) async fn handle(
         }
     };
     Response::from_parts(parts, body)
+}
+
+/// The `Host` to send upstream when it is not the request's own: the absolute URI's
+/// authority (explicit proxy; HTTP/2 `:authority`, `Host` being optional there; inside
+/// interception it was checked to name the tunnel's server) without any userinfo, or,
+/// inside interception with neither, the tunnel's server.
+fn upstream_host<B>(mode: &Mode, req: &Request<B>) -> Option<HeaderValue> {
+    let current = req.headers().get(HOST);
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
+    let wanted = match (mode, authority) {
+        (Mode::Explicit | Mode::Intercepted(..), Some(a)) => a.to_string(),
+        (Mode::Intercepted(host, port), None) if current.is_none() => {
+            super::inside::host_value(host, *port)
+        }
+        _ => return None,
+    };
+    if current.is_some_and(|h| h.as_bytes().eq_ignore_ascii_case(wanted.as_bytes())) {
+        return None;
+    }
+    HeaderValue::from_str(&wanted).ok()
 }
 
 /// Reads a body whole (bounded) and runs DLP on it: the body to send, or why not (a reason

@@ -309,8 +309,13 @@ fn plan(
     let host = normal_host(url.host).into_owned();
     let engine = shared.engine.load_full();
     let pod = engine.as_ref().and_then(|e| e.pod_by_ip(conn.peer));
-    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(head.headers.len());
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(head.headers.len() + 1);
+    // The upstream gets the URL's authority as `Host`: a rule on `Host` sees that one.
+    fields.push(("host", url.authority));
     for (n, v) in &head.headers {
+        if n.eq_ignore_ascii_case("host") {
+            continue;
+        }
         // Visible ASCII and tabs; any other byte: the full path reads the field lossily.
         if !v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
             return None;

@@ -9,6 +9,7 @@ mod connect;
 mod forward;
 mod guard;
 mod http2;
+mod inside;
 mod lean;
 mod splice;
 mod transparent;
@@ -247,34 +248,48 @@ where
 {
     let head_limit = shared.cfg.max_head_bytes.max(8192);
     let idle = shared.cfg.idle_timeout;
-    let svc = service(ClientConn::new(peer, shared, mode));
+    let activity = crate::idle::Activity::new();
+    let svc = service(ClientConn::new(peer, shared, mode), Arc::clone(&activity));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .max_buf_size(head_limit)
         .timer(TokioTimer::new())
         .header_read_timeout(idle);
-    let served = builder
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades()
-        .await;
-    if let Err(e) = served {
+    // hyper's header timeout starts with the first byte of a request: a kept-alive
+    // connection with nothing in flight is closed after the idle time here.
+    let served = crate::idle::serve_until_idle(
+        builder
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades(),
+        &activity,
+        idle,
+        |c| c.graceful_shutdown(),
+    );
+    if let Some(Err(e)) = served.await {
         tracing::debug!(%peer, error = %e, "client connection ended with an error");
     }
 }
 
-/// The per-request service of one client connection: the same for HTTP/1.1 and HTTP/2, so
+/// The per-request service of one client connection, HTTP/1.1 or HTTP/2 (`http2::serve`):
 /// every request is decided, inspected and recorded the same way whatever the client spoke.
+/// Each request is in flight for `activity` until its response body is dropped.
 pub(crate) fn service(
     conn: Arc<ClientConn>,
+    activity: Arc<crate::idle::Activity>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<RespBody>,
+    Response = Response<crate::idle::Tracked<RespBody>>,
     Error = Infallible,
-    Future = impl std::future::Future<Output = Result<Response<RespBody>, Infallible>> + Send,
+    Future = impl std::future::Future<
+        Output = Result<Response<crate::idle::Tracked<RespBody>>, Infallible>,
+    > + Send,
 > + Clone {
     hyper::service::service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+        let (conn, guard) = (Arc::clone(&conn), activity.begin());
+        async move {
+            let resp = conn.handle(req).await;
+            Ok::<_, Infallible>(crate::idle::Activity::track(resp, guard))
+        }
     })
 }
 

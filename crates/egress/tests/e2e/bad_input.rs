@@ -228,3 +228,44 @@ async fn a_header_rule_holds_for_every_field_of_that_name() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_rule_sees_the_host_the_upstream_gets() {
+    // The explicit proxy sends the URL's authority as `Host`, whatever the client's `Host`
+    // said: a rule on `Host` is decided on that one, in the lean lane and in hyper's.
+    let s = start(Posture::Deny, &[]).await;
+    let deny = r#"
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: no-vhost}
+spec:
+  tier: security
+  subject: {namespaceSelector: {}}
+  egress:
+  - action: Deny
+    to: [{fqdn: allowed.test}]
+    http: [{path: {prefix: /vhost}, headers: [{name: Host, regex: "allowed\\.test:[0-9]+"}]}]
+"#;
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(
+            &format!("{POLICY}{deny}"),
+            Posture::Deny,
+        ))),
+    );
+    let p = s.upstream;
+    for (req, want) in [
+        (format!("GET http://allowed.test:{p}/vhost HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 403"),
+        (format!("GET http://allowed.test:{p}/vhost HTTP/1.1\r\n\r\n"), "HTTP/1.1 403"),
+        // (hyper's path: a body)
+        (
+            format!("POST http://allowed.test:{p}/vhost HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"),
+            "HTTP/1.1 403",
+        ),
+        (format!("GET http://allowed.test:{p}/other HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 200"),
+    ] {
+        let got = raw(s.proxy, req.as_bytes()).await;
+        assert!(got.starts_with(want), "{req:?}: {got:?}");
+    }
+}

@@ -184,7 +184,7 @@ async fn sequential_http2_requests_share_one_upstream_connection() {
 }
 
 /// Opens a tunnel to the intercepted `hub.test` and completes TLS offering only `h2`.
-async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStream<TcpStream> {
+pub(crate) async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut c = TcpStream::connect(i.s.proxy).await.unwrap();
     let target = format!("hub.test:{}", i.port);
     c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())

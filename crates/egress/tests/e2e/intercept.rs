@@ -71,6 +71,14 @@ impl Drop for Intercepting {
 
 /// Starts an HTTPS `hub.test` (test CA) and a gateway intercepting it (its own CA).
 pub(crate) async fn intercepting(test: &str) -> Intercepting {
+    intercepting_with(test, |_| {}).await
+}
+
+/// The same, with the gateway's configuration adjusted by `tweak`.
+pub(crate) async fn intercepting_with(
+    test: &str,
+    tweak: impl FnOnce(&mut GatewayConfig),
+) -> Intercepting {
     let (up_cert, up_key) = generate_ca("test upstream CA").unwrap();
     let upstream_ca = Interceptor::new(&up_cert, &up_key, roots(&up_cert)).unwrap();
     let (port, upstream_conns) = counted_https_upstream(&upstream_ca, "hub.test").await;
@@ -81,7 +89,11 @@ pub(crate) async fn intercepting(test: &str) -> Intercepting {
     let ca_file = dir.join("gateway-ca.crt");
     std::fs::write(&ca_file, &gw_cert).unwrap();
     let gw = Arc::new(gw);
-    let s = start_with(Posture::Allow, &[], move |cfg, _| cfg.intercept = Some(gw)).await;
+    let s = start_with(Posture::Allow, &[], move |cfg, _| {
+        cfg.intercept = Some(gw);
+        tweak(cfg);
+    })
+    .await;
     Intercepting {
         s,
         port,

@@ -35,6 +35,20 @@ async fn plain_http_is_decided_on_host() {
     assert_eq!(raw(t, denied.as_bytes()).await, "HTTP/1.1 403 Forbidden");
     let post = format!("POST /x HTTP/1.1\r\nHost: hub.test:{p}\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(raw(t, post.as_bytes()).await, "HTTP/1.1 403 Forbidden");
+    // An absolute-form target is decided on Host, and the upstream gets it in origin form
+    // (a server reads an absolute target's authority before Host, RFC 9112 §3.2.2).
+    let absolute = format!(
+        "GET http://denied.test:{p}/line HTTP/1.1\r\nHost: allowed.test:{p}\r\nConnection: close\r\n\r\n"
+    );
+    let mut c = TcpStream::connect(t).await.unwrap();
+    c.write_all(absolute.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.ends_with("\r\n\r\nget /line http/1.1"),
+        "{got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,7 +241,7 @@ pub(crate) fn one_reading(
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: Arc<Peer>,
 ) -> Response<ProxyBody> {
     let remote = peer.addr;
@@ -267,12 +267,21 @@ pub async fn handle(
             path: path.clone(),
             tls: shared.tls,
             operation: op.map(str::to_string),
+            version: palisade_egress::events::http_version(req.version()),
             ..Default::default()
         },
         shared: shared.clone(),
         started,
     };
     let config = shared.config.load_full();
+    if let Some(r) = super::target::flaw(&req) {
+        return x.refuse(r);
+    }
+    // HTTP/2 may split `cookie` into fields: the WAF and the backend (HTTP/1.1) get them
+    // joined, as an HTTP/1.1 client sends them.
+    if req.version() == http::Version::HTTP_2 {
+        palisade_egress::hop::fold_cookies(req.headers_mut());
+    }
     if let Err(r) = one_reading(&config, &host, &path) {
         return x.refuse(r);
     }

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use palisade_egress::h1::{
     field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body, trim,
@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handle::{Peer, BODY_TIMEOUT};
-use super::{Shared, HEADER_TIMEOUT, MAX_HEADER_BYTES};
+use super::{Shared, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEADER_BYTES};
 use crate::config::Route;
 use crate::events::{http_event, ExchangeLog};
 use crate::refusal::Refusal;
@@ -34,8 +34,6 @@ mod pool;
 
 use palisade_egress::prefixed::Prefixed;
 
-/// How long a kept-alive client connection may sit idle between requests.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// The HTTP/2 connection preface's first bytes.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// Headers carrying the gateway credential, never forwarded.
@@ -388,6 +386,7 @@ fn plan(
         route: Some(route.name.clone()),
         backend: Some(route.backend.authority.to_string()),
         bytes_in: body,
+        version: Some(palisade_events::HttpVersion::Http11),
         ..Default::default()
     };
     req.clear();

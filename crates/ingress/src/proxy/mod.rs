@@ -1,11 +1,13 @@
 //! The listener: plain TCP or TLS (rustls), HTTP/1.1 and HTTP/2 on the same port (ALPN, or
 //! the HTTP/2 preface on plain connections), with header-size, header-count and
-//! header-read-time bounds so header floods and slow clients are cut off.
+//! header-read-time bounds so header floods and slow clients are cut off, HTTP/2 stream and
+//! reset limits, and an idle timeout hyper does not have.
 
 pub mod body;
 pub mod handle;
 pub mod https;
 pub mod lean;
+mod target;
 #[cfg(test)]
 mod test_body;
 pub mod tls;
@@ -20,6 +22,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use palisade_egress::idle::{serve_until_idle, Activity};
 use palisade_events::EventSender;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +39,18 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long a client connection may sit with no request in flight (HTTP/1.1 keep-alive
+/// between requests, HTTP/2 however often it answers pings, a TLS client that never sends
+/// a request).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// HTTP/2 streams one connection may have open at once.
+pub const MAX_STREAMS: u32 = 256;
+/// HTTP/2 streams a client may reset before the gateway took them before the connection
+/// is closed with `ENHANCE_YOUR_CALM` (the "rapid reset" flood, CVE-2023-44487).
+const MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams the gateway may reset for a client's protocol errors before it closes
+/// the connection (RUSTSEC-2024-0003).
+const MAX_ERROR_RESETS: usize = 256;
 
 /// State every request shares.
 pub struct Shared {
@@ -195,9 +210,14 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = peer.addr;
+    let activity = Activity::new();
+    let watched = activity.clone();
     let svc = service_fn(move |req| {
-        let (shared, peer) = (shared.clone(), peer.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle::handle(shared, req, peer).await) }
+        let (shared, peer, guard) = (shared.clone(), peer.clone(), watched.begin());
+        async move {
+            let resp = handle::handle(shared, req, peer).await;
+            Ok::<_, std::convert::Infallible>(Activity::track(resp, guard))
+        }
     });
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
@@ -207,9 +227,16 @@ where
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    if let Err(e) = b.serve_connection(io, svc).await {
+    // hyper closes neither an HTTP/2 connection whose client answers pings nor an idle
+    // HTTP/1.1 one: both are closed after `IDLE_TIMEOUT` with nothing in flight.
+    let served = serve_until_idle(b.serve_connection(io, svc), &activity, IDLE_TIMEOUT, |c| {
+        c.graceful_shutdown()
+    });
+    if let Some(Err(e)) = served.await {
         tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }

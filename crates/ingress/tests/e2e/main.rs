@@ -4,6 +4,7 @@
 //! input. The WAF runs the OWASP CRS from `../shared/data/crs-v4.25.0` when present.
 
 mod chunked;
+mod http2;
 mod https_backend;
 mod plain_routes;
 mod tools;
@@ -114,6 +115,12 @@ spec:
     - name: svc-batch
 "#
     )
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 pub async fn setup() -> Setup {

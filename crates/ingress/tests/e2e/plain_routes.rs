@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend answering each request with its head and body (`/drop`: then closes without
 /// saying so; `/slow`: after 3 s). Counts its connections.
-async fn echo_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+pub(crate) async fn echo_backend() -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
@@ -70,7 +70,7 @@ async fn echo(mut s: TcpStream) {
     }
 }
 
-async fn gateway(
+pub(crate) async fn gateway(
     dir: &std::path::Path,
     yaml: &str,
 ) -> (SocketAddr, palisade_events::EventReceiver) {
@@ -101,7 +101,7 @@ async fn curl(args: Vec<String>) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn yaml(backend: SocketAddr) -> String {
+pub(crate) fn yaml(backend: SocketAddr) -> String {
     format!(
         r#"apiVersion: palisade.dev/v1alpha1
 kind: AIGateway
