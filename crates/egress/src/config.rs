@@ -181,6 +181,9 @@ impl GatewayConfig {
         if let Some(d) = &spec.dlp {
             cfg.dlp = Some(DlpSettings::from_spec(d).map_err(EgressError::Config)?);
         }
+        if let Some(secs) = spec.idle_timeout_seconds {
+            cfg.idle_timeout = Duration::from_secs(secs.clamp(1, 86_400));
+        }
         if let Some(e) = &spec.events {
             cfg.events = EventSelection::parse(e).ok_or_else(|| {
                 EgressError::Config(format!("events {e:?} is not all, denied or none"))
@@ -260,6 +263,18 @@ mod tests {
         ] {
             assert_eq!(base64(i.as_bytes()), o, "{i}");
         }
+    }
+
+    #[test]
+    fn idle_timeout_comes_from_the_spec() {
+        let spec = |idle: &str| -> EgressSpec {
+            serde_json::from_str(&format!(r#"{{"listen": "127.0.0.1:3128"{idle}}}"#)).unwrap()
+        };
+        let base = Path::new(".");
+        let default = GatewayConfig::from_spec(&spec(""), base).unwrap();
+        assert_eq!(default.idle_timeout, Duration::from_secs(120));
+        let set = GatewayConfig::from_spec(&spec(r#", "idleTimeoutSeconds": 30"#), base).unwrap();
+        assert_eq!(set.idle_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod waf;
 
 pub use config::{compile, Compiled};
 pub use guard::{HeuristicScorer, PromptScore, PromptScorer};
-pub use proxy::{GatewayOptions, IngressGateway};
+pub use proxy::{GatewayOptions, IngressGateway, IDLE_TIMEOUT};
 
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handle::{Peer, BODY_TIMEOUT};
-use super::{Shared, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEADER_BYTES};
+use super::{Shared, HEADER_TIMEOUT, MAX_HEADER_BYTES};
 use crate::config::Route;
 use crate::events::{http_event, ExchangeLog};
 use crate::refusal::Refusal;
@@ -103,7 +103,7 @@ impl Lane {
                 &mut self.client,
                 &mut self.buf,
                 MAX_HEADER_BYTES,
-                IDLE_TIMEOUT,
+                self.shared.idle_timeout,
                 Some(HEADER_TIMEOUT),
             )
             .await;

@@ -41,7 +41,7 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// How long a client connection may sit with no request in flight (HTTP/1.1 keep-alive
 /// between requests, HTTP/2 however often it answers pings, a TLS client that never sends
-/// a request).
+/// a request), unless `spec.ingress.idleTimeoutSeconds` says otherwise.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// HTTP/2 streams one connection may have open at once.
 pub const MAX_STREAMS: u32 = 256;
@@ -68,6 +68,8 @@ pub struct Shared {
     pub origin: EventOrigin,
     /// Whether the listener terminates TLS.
     pub tls: bool,
+    /// How long a client connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
 }
 
 /// A bound gateway.
@@ -87,6 +89,9 @@ pub struct GatewayOptions {
     pub events: Option<EventSender>,
     /// Cluster and node.
     pub origin: EventOrigin,
+    /// How long a client connection may stay open with no request in flight
+    /// (default [`IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
 }
 
 impl IngressGateway {
@@ -113,6 +118,7 @@ impl IngressGateway {
             events: opts.events,
             origin: opts.origin,
             tls: acceptor.is_some(),
+            idle_timeout: opts.idle_timeout,
         });
         tokio::task::spawn_blocking(crate::tokens::preload);
         Ok(IngressGateway {
@@ -210,6 +216,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = peer.addr;
+    let idle = shared.idle_timeout;
     let activity = Activity::new();
     let watched = activity.clone();
     let svc = service_fn(move |req| {
@@ -232,8 +239,8 @@ where
         .max_local_error_reset_streams(MAX_ERROR_RESETS)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     // hyper closes neither an HTTP/2 connection whose client answers pings nor an idle
-    // HTTP/1.1 one: both are closed after `IDLE_TIMEOUT` with nothing in flight.
-    let served = serve_until_idle(b.serve_connection(io, svc), &activity, IDLE_TIMEOUT, |c| {
+    // HTTP/1.1 one: both are closed after the idle timeout with nothing in flight.
+    let served = serve_until_idle(b.serve_connection(io, svc), &activity, idle, |c| {
         c.graceful_shutdown()
     });
     if let Some(Err(e)) = served.await {

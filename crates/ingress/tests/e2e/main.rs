@@ -182,6 +182,14 @@ pub async fn setup_with(tls: bool) -> Setup {
 pub(crate) async fn serve_gateway(
     compiled: palisade_ingress::Compiled,
 ) -> (SocketAddr, EventReceiver) {
+    serve_gateway_with(compiled, palisade_ingress::IDLE_TIMEOUT).await
+}
+
+/// [`serve_gateway`] with another idle timeout for client connections.
+pub(crate) async fn serve_gateway_with(
+    compiled: palisade_ingress::Compiled,
+    idle_timeout: std::time::Duration,
+) -> (SocketAddr, EventReceiver) {
     let (tx, rx) = palisade_events::channel(4096);
     let gw = IngressGateway::bind(
         compiled,
@@ -190,6 +198,7 @@ pub(crate) async fn serve_gateway(
             scorer: Arc::new(HeuristicScorer::new()),
             events: Some(tx),
             origin: EventOrigin::default(),
+            idle_timeout,
         },
     )
     .await

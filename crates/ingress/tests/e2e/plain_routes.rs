@@ -88,6 +88,54 @@ pub(crate) async fn gateway(
     crate::serve_gateway(compiled).await
 }
 
+/// The configured idle timeout closes a client connection that sends nothing, and one
+/// that sent a request and then stays quiet; a connection with a request in flight (the
+/// backend's `/slow` answer takes 3 s) is kept past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_after_the_configured_timeout() {
+    let (backend, _) = echo_backend().await;
+    let text = format!(
+        "apiVersion: palisade.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: idle, namespace: ml}}\n\
+         spec:\n  routes:\n    - name: plain\n      pathPrefix: /\n      backend: http://{backend}\n"
+    );
+    let mut m = Manifests::new();
+    m.add_file("gateway.yaml", &text);
+    assert!(!m.has_errors(), "{:?}", m.diagnostics);
+    let compiled = palisade_ingress::compile(&Snapshot::from_manifests(&m).gateways).unwrap();
+    let (gw, _events) = crate::serve_gateway_with(compiled, Duration::from_secs(1)).await;
+    let closed_within = |mut s: TcpStream, limit: Duration| async move {
+        let t = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(limit, s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "still open after {limit:?}");
+        (t.elapsed(), rest)
+    };
+    // Nothing sent at all.
+    let s = TcpStream::connect(gw).await.unwrap();
+    let (took, rest) = closed_within(s, Duration::from_secs(5)).await;
+    assert!(
+        rest.is_empty() && took >= Duration::from_millis(900),
+        "{took:?}"
+    );
+    // One request answered, then quiet.
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, rest) = closed_within(s, Duration::from_secs(5)).await;
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A request in flight for longer than the idle timeout is answered in full.
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let (took, rest) = closed_within(s, Duration::from_secs(8)).await;
+    let answer = String::from_utf8_lossy(&rest);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+}
+
 async fn curl(args: Vec<String>) -> String {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("curl")

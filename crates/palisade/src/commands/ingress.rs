@@ -84,8 +84,11 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     runtime.block_on(async move {
-        let gw =
-            IngressGateway::bind(compiled, options(listen, None, EventOrigin::default())).await?;
+        let gw = IngressGateway::bind(
+            compiled,
+            options(listen, None, EventOrigin::default(), None),
+        )
+        .await?;
         tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
         until_stopped(gw.run()).await
     })?;
@@ -105,12 +108,16 @@ fn options(
     listen: SocketAddr,
     events: Option<palisade_events::EventSender>,
     origin: EventOrigin,
+    idle_timeout_seconds: Option<u64>,
 ) -> GatewayOptions {
     GatewayOptions {
         listen,
         scorer: Arc::new(GuardScorer(palisade_guard::Guard::builtin())),
         events,
         origin,
+        idle_timeout: idle_timeout_seconds.map_or(palisade_ingress::IDLE_TIMEOUT, |s| {
+            std::time::Duration::from_secs(s.clamp(1, 86_400))
+        }),
     }
 }
 
@@ -153,7 +160,13 @@ pub(crate) async fn serve(
         cluster: Some(rt.cluster.clone()),
         node: Some(rt.node.clone()),
     };
-    let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin)).await?;
+    let idle = rt
+        .config
+        .spec
+        .ingress
+        .as_ref()
+        .and_then(|i| i.idle_timeout_seconds);
+    let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin, idle)).await?;
     tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
     let shared = gw.shared();
     let (rt2, mut published) = (rt.clone(), state.published.clone());

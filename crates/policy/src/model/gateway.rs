@@ -303,7 +303,7 @@ pub struct PalisadeConfigSpec {
     pub egress: Option<Box<EgressSpec>>,
     /// Ingress gateway.
     #[serde(default)]
-    pub ingress: Option<ListenSpec>,
+    pub ingress: Option<IngressSpec>,
     /// Node agent.
     #[serde(default)]
     pub agent: Option<AgentSpec>,
@@ -325,6 +325,23 @@ pub struct PalisadeConfigSpec {
 pub struct ListenSpec {
     /// `host:port`.
     pub listen: String,
+    /// Off switch.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Ingress gateway settings (`spec.ingress`).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// `host:port`.
+    pub listen: String,
+    /// Seconds a client connection may stay open with no request in flight (HTTP/1.1
+    /// keep-alive, HTTP/2 however often it answers pings, TLS that never sends a request);
+    /// default 75, 1 to 86400.
+    #[serde(default)]
+    pub idle_timeout_seconds: Option<u64>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -433,6 +450,11 @@ pub struct EgressSpec {
     /// A file holding the bearer token sent to the answers feeds.
     #[serde(default)]
     pub dns_answers_token_file: Option<String>,
+    /// Seconds a client connection may stay open with no request in flight; default 120,
+    /// 1 to 86400. (Tunnels are not client connections in this sense: they last as long
+    /// as their bytes flow.)
+    #[serde(default)]
+    pub idle_timeout_seconds: Option<u64>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -413,6 +413,24 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             }
         }
     }
+    let idle = [
+        (
+            "egress",
+            s.egress.as_ref().and_then(|e| e.idle_timeout_seconds),
+        ),
+        (
+            "ingress",
+            s.ingress.as_ref().and_then(|i| i.idle_timeout_seconds),
+        ),
+    ];
+    for (name, secs) in idle {
+        if secs.is_some_and(|n| !(1..=86_400).contains(&n)) {
+            v.err(
+                &spec.key(name).key("idleTimeoutSeconds"),
+                "idleTimeoutSeconds must be 1 to 86400",
+            );
+        }
+    }
     if let Some(d) = &s.dns {
         if d.upstream.parse::<std::net::SocketAddr>().is_err() {
             v.err(

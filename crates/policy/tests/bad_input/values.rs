@@ -609,3 +609,43 @@ fn bad_dns_answers_feed_addresses() {
         &["/v1/answers"],
     );
 }
+
+#[test]
+fn idle_timeouts_out_of_range() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1", // 1
+        "kind: PalisadeConfig",              // 2
+        "metadata: {name: node}",            // 3
+        "spec:",                             // 4
+        "  egress:",                         // 5
+        "    listen: 127.0.0.1:3128",        // 6
+        "    idleTimeoutSeconds: 0",         // 7
+        "  ingress:",                        // 8
+        "    listen: 127.0.0.1:8443",        // 9
+        "    idleTimeoutSeconds: 100000",    // 10
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 2, "{:#?}", m.diagnostics);
+    for (path, line) in [
+        ("spec.egress.idleTimeoutSeconds", 7),
+        ("spec.ingress.idleTimeoutSeconds", 10),
+    ] {
+        error_at(
+            &m,
+            "config.yaml",
+            path,
+            line,
+            25,
+            "invalid-value",
+            &["1 to 86400"],
+        );
+    }
+    let ok = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",
+        "kind: PalisadeConfig",
+        "metadata: {name: node}",
+        "spec:",
+        "  ingress: {listen: 127.0.0.1:8443, idleTimeoutSeconds: 30}",
+    ]);
+    assert_eq!(errors(&load("ok.yaml", &ok)), 0);
+}
