@@ -285,18 +285,7 @@ pub(crate) async fn tunnel_with_sni(
     sni: &str,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut c = TcpStream::connect(i.s.proxy).await.unwrap();
-    let target = format!("hub.test:{}", i.port);
-    c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while find(&head, b"\r\n\r\n").is_none() {
-        assert_eq!(c.read(&mut byte).await.unwrap(), 1, "CONNECT answered");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let c = super::http2::connect_hub(i).await;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

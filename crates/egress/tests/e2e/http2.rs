@@ -183,8 +183,8 @@ async fn sequential_http2_requests_share_one_upstream_connection() {
     );
 }
 
-/// Opens a tunnel to the intercepted `hub.test` and completes TLS offering only `h2`.
-pub(crate) async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStream<TcpStream> {
+/// Opens a CONNECT tunnel to the intercepted `hub.test` (answered `200`), before TLS.
+pub(crate) async fn connect_hub(i: &Intercepting) -> TcpStream {
     let mut c = TcpStream::connect(i.s.proxy).await.unwrap();
     let target = format!("hub.test:{}", i.port);
     c.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
@@ -197,6 +197,12 @@ pub(crate) async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStre
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    c
+}
+
+/// Opens a tunnel to the intercepted `hub.test` and completes TLS offering only `h2`.
+pub(crate) async fn h2_tunnel(i: &Intercepting) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let c = connect_hub(i).await;
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
