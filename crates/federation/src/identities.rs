@@ -60,12 +60,33 @@ pub(crate) async fn publish_loop(
     mut enforced: watch::Receiver<Option<(u64, i64)>>,
     health: watch::Receiver<Health>,
     health_tx: watch::Sender<Health>,
+    mut leading: watch::Receiver<bool>,
 ) {
     loop {
-        let e = session(&settings, &mut local, &mut enforced, &health).await;
-        tracing::warn!(error = %e, "federation: cannot publish identities/status; retrying");
-        health_tx.send_modify(|h| h.last_error = Some(format!("publishing: {e}")));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            e = session(&settings, &mut local, &mut enforced, &health) => {
+                tracing::warn!(error = %e, "federation: cannot publish identities/status; retrying");
+                health_tx.send_modify(|h| h.last_error = Some(format!("publishing: {e}")));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = stepped_down(&mut leading) => {
+                tracing::info!("federation: no longer this cluster's publisher; stopped publishing");
+            }
+        }
+    }
+}
+
+/// Resolves when `leading` turns false; never when its sender is gone (the last value,
+/// true, stands).
+async fn stepped_down(leading: &mut watch::Receiver<bool>) {
+    if leading.wait_for(|l| !*l).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -90,6 +90,34 @@ pub fn start(
     local: watch::Receiver<Vec<RemoteWorkload>>,
     enforced: watch::Receiver<Option<(u64, i64)>>,
 ) -> Member {
+    start_publishing_while(settings, local, enforced, watch::channel(true).1)
+}
+
+/// [`start`], publishing only while `leading` is true: several replicas of a controller
+/// all follow the federation, and the one holding the Lease publishes for the cluster.
+pub fn start_publishing_while(
+    settings: MemberSettings,
+    local: watch::Receiver<Vec<RemoteWorkload>>,
+    enforced: watch::Receiver<Option<(u64, i64)>>,
+    leading: watch::Receiver<bool>,
+) -> Member {
+    let (member, health_tx) = start_watching(&settings);
+    let health = health_tx.subscribe();
+    tokio::spawn(identities::publish_loop(
+        settings, local, enforced, health, health_tx, leading,
+    ));
+    member
+}
+
+/// Starts watching only: the view follows the federation as in [`start`], but nothing is
+/// written to etcd. For the components of a cluster (node agents, DNS proxies, gateways)
+/// that enforce the global policy while one publisher per cluster (`palisade controller`
+/// or `palisade up`) publishes its workloads and status.
+pub fn start_watch_only(settings: MemberSettings) -> Member {
+    start_watching(&settings).0
+}
+
+fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) {
     let mut w = Watcher {
         settings: settings.clone(),
         etcd_revision: 0,
@@ -113,13 +141,9 @@ pub fn start(
         view: w.view_tx.subscribe(),
         health: w.health_tx.subscribe(),
     };
-    let health = w.health_tx.subscribe();
     let health_tx = w.health_tx.clone();
     tokio::spawn(w.run());
-    tokio::spawn(identities::publish_loop(
-        settings, local, enforced, health, health_tx,
-    ));
-    member
+    (member, health_tx)
 }
 
 struct Watcher {

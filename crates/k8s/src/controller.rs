@@ -9,7 +9,7 @@ use crate::resources::RESOURCES;
 use crate::watch::{follow, Update, WatchSettings};
 use kube::Client;
 use palisade_policy::{Engine, Posture};
-use palisade_standalone::supervisor::{Published, ReloadStatus, State};
+use palisade_standalone::supervisor::{Overlay, Published, ReloadStatus, State};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -43,6 +43,10 @@ pub struct Settings {
     pub posture: Option<Posture>,
     /// Reports delivered per round at most (the rest wait for the next round).
     pub reports_per_round: usize,
+    /// Federation: the latest overlay (global policies of one revision, other clusters'
+    /// workloads), merged into every snapshot; a new one triggers a rebuild. Until the
+    /// first arrives, only the cluster's own objects are enforced.
+    pub overlay: Option<watch::Receiver<Option<Arc<Overlay>>>>,
 }
 
 impl Default for Settings {
@@ -53,6 +57,7 @@ impl Default for Settings {
             debounce: Duration::from_millis(100),
             posture: None,
             reports_per_round: 100,
+            overlay: None,
         }
     }
 }
@@ -173,6 +178,15 @@ async fn lead(lock: LeaseLock, every: Duration, tx: watch::Sender<bool>) {
     }
 }
 
+/// Resolves when the overlay changes (`true`) or its sender is gone (`false`); never
+/// without an overlay.
+async fn overlay_changed(rx: &mut Option<watch::Receiver<Option<Arc<Overlay>>>>) -> bool {
+    match rx.as_mut() {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn reconcile_loop(
     mut rx: mpsc::Receiver<Update>,
@@ -184,6 +198,9 @@ async fn reconcile_loop(
     settings: Settings,
 ) {
     let mut r = Reconciler::new();
+    let mut overlay_rx = settings.overlay.clone();
+    let mut overlay = overlay_rx.as_ref().and_then(|o| o.borrow().clone());
+    let mut built_with: Option<Option<Arc<Overlay>>> = None;
     let mut published: Option<u64> = None;
     let mut generation = 0u64;
     let mut unique = now_us() as u64;
@@ -199,13 +216,35 @@ async fn reconcile_loop(
                 }
             }
             _ = tick.tick() => {}
+            alive = overlay_changed(&mut overlay_rx) => {
+                match overlay_rx.as_ref().filter(|_| alive) {
+                    Some(rx) => overlay = rx.borrow().clone(),
+                    None => {
+                        // The federation side stopped: keep merging its last overlay.
+                        tracing::warn!("federation overlay source stopped; keeping its last revision");
+                        overlay_rx = None;
+                    }
+                }
+            }
         }
-        if r.synced() && published != Some(r.revision()) {
+        let same_overlay = built_with.as_ref().is_some_and(|b| match (b, &overlay) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        });
+        if r.synced() && (published != Some(r.revision()) || !same_overlay) {
             published = Some(r.revision());
-            let Some(snap) = r.snapshot() else { continue };
+            built_with = Some(overlay.clone());
+            let Some(mut snap) = r.snapshot() else {
+                continue;
+            };
+            let mut objects = r.counts().0;
+            if let Some(o) = &overlay {
+                objects += o.merge_into(&mut snap);
+            }
+            let federation_revision = overlay.as_ref().and_then(|o| o.stamp());
             let (errors, warnings) = r.diagnostics();
             let posture = settings.posture.unwrap_or_else(|| snap.posture());
-            let objects = r.counts().0;
             let started = now_us();
             let engine =
                 tokio::task::spawn_blocking(move || Engine::compile_with(&snap, posture)).await;
@@ -221,6 +260,7 @@ async fn reconcile_loop(
                 pods = engine.pods().len(),
                 policies = engine.policies().len(),
                 compile_ms = (now_us() - started) / 1000,
+                federation_revision = ?federation_revision,
                 "applied policy snapshot from the Kubernetes API"
             );
             pub_tx.send_replace(Some(Arc::new(Published {
@@ -228,7 +268,7 @@ async fn reconcile_loop(
                 generation,
                 applied_at_us: now_us(),
                 objects,
-                federation_revision: None,
+                federation_revision,
             })));
             status_tx.send_replace(ReloadStatus {
                 attempted_at_us: started,

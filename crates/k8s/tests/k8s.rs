@@ -6,6 +6,7 @@ mod k8s {
     mod api;
     mod crds;
     mod fake_api;
+    mod federation_overlay;
     mod props;
     mod reconcile;
 }

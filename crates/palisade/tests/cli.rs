@@ -438,3 +438,41 @@ fn kubectl_dump_is_read_as_it_is() {
     assert_eq!(v["verdict"], "allow");
     assert_eq!(v["policy"]["name"], "db-from-frontend");
 }
+
+#[test]
+fn federation_flags_are_checked_before_anything_starts() {
+    let o = run(&["controller", "--federation", "etcd://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--cluster-name is required with --federation"),
+        "{o:?}"
+    );
+    let o = run(&[
+        "controller",
+        "--federation",
+        "etcd://127.0.0.1:1",
+        "--cluster-name",
+        "Bad Name",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cluster name \"Bad Name\" must be"),
+        "{o:?}"
+    );
+    let config = example().join("palisade.yaml");
+    let o = run(&[
+        "egress",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--federation",
+        "ftp://x",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--federation: etcd endpoint \"ftp://x\" is not host:port"),
+        "{o:?}"
+    );
+}

@@ -43,6 +43,22 @@ pub struct Overlay {
     pub cluster: ClusterIdentity,
 }
 
+impl Overlay {
+    /// Puts the global policies, the other clusters' workloads and this cluster's identity
+    /// into `snap`; returns the number of objects added.
+    pub fn merge_into(&self, snap: &mut Snapshot) -> usize {
+        snap.global_policies = self.policies.clone();
+        snap.remote_workloads = self.remote_workloads.clone();
+        snap.cluster = Some(self.cluster.clone());
+        self.policies.len()
+    }
+
+    /// The revision to stamp on snapshots built with it (`None` before the first one).
+    pub fn stamp(&self) -> Option<u64> {
+        Some(self.revision).filter(|r| *r > 0)
+    }
+}
+
 /// The outcome of the last reload attempt.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,10 +106,7 @@ pub fn build_with(
     let mut snap = Snapshot::from_manifests(&m);
     let mut objects = m.objects.len();
     if let Some(o) = overlay {
-        snap.global_policies = o.policies.clone();
-        snap.remote_workloads = o.remote_workloads.clone();
-        snap.cluster = Some(o.cluster.clone());
-        objects += o.policies.len();
+        objects += o.merge_into(&mut snap);
     }
     let engine = Engine::compile_with(&snap, rt.posture);
     Ok((engine, objects, m.diagnostics))
@@ -119,7 +132,7 @@ pub fn start_with_overlay(
                           pub_tx: &watch::Sender<Option<Arc<Published>>>,
                           status_tx: &watch::Sender<ReloadStatus>| {
         let attempted_at_us = now_us();
-        let federation_revision = overlay.as_ref().map(|o| o.revision).filter(|r| *r > 0);
+        let federation_revision = overlay.as_ref().and_then(|o| o.stamp());
         match build_with(rt, overlay.as_deref()) {
             Ok((engine, objects, diags)) => {
                 generation += 1;

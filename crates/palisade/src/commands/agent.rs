@@ -26,6 +26,10 @@ pub(crate) struct Args {
     /// Apply once and exit (the ruleset stays in the kernel).
     #[arg(long)]
     once: bool,
+    /// Enforce the federation's global policy too (a watch-only member: nothing written
+    /// to etcd; the cluster's controller or `up` publishes its workloads and status).
+    #[command(flatten)]
+    join: super::federation::JoinArgs,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -52,7 +56,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let jsonl = rt.events_jsonl.clone();
     let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
     let code = runtime.block_on(async {
-        let (state, _source) = super::start_source(a.source, &rt).await?;
+        let (state, _source) = super::start_source(a.source, &rt, &a.join).await?;
         let flows = if a.once {
             None
         } else {

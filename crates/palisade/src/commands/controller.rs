@@ -2,6 +2,8 @@
 //! NetworkPolicies, AdminNetworkPolicies, Palisade's kinds) into one validated snapshot,
 //! writes status conditions and Events for invalid objects while it holds the Lease, and
 //! serves the admin API (`/healthz`, `/readyz`, `/api/v1/status`, `/api/v1/explain`).
+//! With `--federation` it is the cluster's federation member: it merges the global policy,
+//! publishes the cluster's workloads and the revision it enforces.
 
 use super::PostureArg;
 use palisade_k8s::controller::{start, LeaderSettings, Settings};
@@ -30,15 +32,49 @@ pub(crate) struct Args {
     /// Override the default posture (else the PalisadeConfig's, else allow).
     #[arg(long, value_enum)]
     posture: Option<PostureArg>,
+    /// Federation membership: this cluster's publisher (its workloads and the revision it
+    /// enforces go to etcd; the global policy is merged into every snapshot).
+    #[command(flatten)]
+    join: super::federation::JoinArgs,
+    /// Folder for the last applied federation revision (kept across restarts, enforced at
+    /// once while etcd is unreachable). Without it nothing is saved.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::init_logging();
+    let federation = match (a.join.enabled(), a.join.cluster_name()) {
+        (false, _) => None,
+        (true, None) => {
+            eprintln!("error: --cluster-name is required with --federation");
+            return Ok(ExitCode::from(1));
+        }
+        (true, Some(name)) => {
+            let dir = a.data_dir.clone().unwrap_or_default();
+            match a.join.settings(name, &dir) {
+                Ok(mut s) => {
+                    if a.data_dir.is_none() {
+                        s.state_file = None;
+                    }
+                    Some(s)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        if let Some(dir) = &a.data_dir {
+            std::fs::create_dir_all(dir)?;
+        }
         let client = palisade_k8s::cluster::default_client().await?;
+        let overlay = federation.as_ref().map(super::federation::overlay_channel);
         let settings = Settings {
             leader: Some(LeaderSettings {
                 namespace: a
@@ -53,13 +89,23 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 PostureArg::Allow => Posture::Allow,
                 PostureArg::Deny => Posture::Deny,
             }),
+            overlay: overlay.as_ref().map(|(_, rx)| rx.clone()),
             ..Settings::default()
         };
         let running = start(client, settings);
+        let joined = match (federation, overlay) {
+            (Some(s), Some((tx, _))) => Some(super::federation::join_publishing_while(
+                s,
+                tx,
+                running.state.clone(),
+                running.leading.clone(),
+            )),
+            _ => None,
+        };
         let app = router(AdminState {
             state: running.state.clone(),
             events: None,
-            federation: None,
+            federation: joined.map(|j| j.health),
         });
         let listener = tokio::net::TcpListener::bind(a.admin).await?;
         tracing::info!(admin = %a.admin, "controller started");

@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Do not touch the kernel's FQDN sets (resolve and log only).
     #[arg(long)]
     no_sets: bool,
+    /// Enforce the federation's global policy too (a watch-only member: nothing written
+    /// to etcd; the cluster's controller or `up` publishes its workloads and status).
+    #[command(flatten)]
+    join: super::federation::JoinArgs,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -69,7 +73,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (state, _source) = super::start_source(a.source, &rt).await?;
+        let (state, _source) = super::start_source(a.source, &rt, &a.join).await?;
         let opener = (!a.no_sets).then(|| Arc::new(FqdnOpener::new(a.netns.clone(), timing(&rt))));
         serve(&rt, state, listen, upstream, opener, resolutions(&rt)).await
     })?;

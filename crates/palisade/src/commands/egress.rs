@@ -20,6 +20,10 @@ pub(crate) struct Args {
     /// Explicit proxy address, overriding spec.egress.listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Enforce the federation's global policy too (a watch-only member: nothing written
+    /// to etcd; the cluster's controller or `up` publishes its workloads and status).
+    #[command(flatten)]
+    join: super::federation::JoinArgs,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -42,7 +46,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (state, _source) = super::start_source(a.source, &rt).await?;
+        let (state, _source) = super::start_source(a.source, &rt, &a.join).await?;
         serve(&rt, state, cfg).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -95,7 +95,8 @@ struct StatusArgs {
     output: Output,
 }
 
-/// Joining a federation (`palisade up`, and later `palisade controller`).
+/// Joining a federation (`palisade up` and `palisade controller` publish; the agent, DNS
+/// proxy and egress gateway follow).
 #[derive(clap::Args, Clone, Default)]
 pub(crate) struct JoinArgs {
     /// Join the federation at these etcd endpoints (`etcd://host:port,…`).
@@ -104,7 +105,8 @@ pub(crate) struct JoinArgs {
     /// Federation set name.
     #[arg(long, default_value = DEFAULT_SET)]
     federation_set: String,
-    /// This cluster's name (default: the PalisadeConfig's spec.cluster).
+    /// This cluster's name (default: the PalisadeConfig's spec.cluster; required by the
+    /// controller).
     #[arg(long)]
     cluster_name: Option<String>,
     /// A label of this cluster, `key=value` (repeatable); `clusters:` selectors match them.
@@ -249,6 +251,11 @@ impl JoinArgs {
         self.federation.is_some()
     }
 
+    /// `--cluster-name`, when given.
+    pub(crate) fn cluster_name(&self) -> Option<&str> {
+        self.cluster_name.as_deref()
+    }
+
     /// Validates the flags into member settings.
     pub(crate) fn settings(
         &self,
@@ -290,28 +297,21 @@ pub(crate) fn overlay_channel(
 /// Starts the member and connects it to the supervisor: its views become overlays; the
 /// supervisor's snapshots give the workloads to publish and the revision enforced.
 pub(crate) fn join(settings: MemberSettings, overlay_tx: OverlayTx, state: State) -> Joined {
+    join_publishing_while(settings, overlay_tx, state, watch::channel(true).1)
+}
+
+/// [`join`], publishing only while `leading` (the controller's Lease) is true.
+pub(crate) fn join_publishing_while(
+    settings: MemberSettings,
+    overlay_tx: OverlayTx,
+    state: State,
+    leading: watch::Receiver<bool>,
+) -> Joined {
     let cluster = settings.cluster.clone();
     let (local_tx, local_rx) = watch::channel(Vec::new());
     let (enforced_tx, enforced_rx) = watch::channel(None);
-    let m = member::start(settings, local_rx, enforced_rx);
-    // Views → overlays.
-    let mut view = m.view.clone();
-    tokio::spawn(async move {
-        loop {
-            let v = view.borrow_and_update().clone();
-            if let Some(v) = v {
-                overlay_tx.send_replace(Some(Arc::new(Overlay {
-                    revision: v.revision,
-                    policies: v.policies.clone(),
-                    remote_workloads: v.remote_workloads.clone(),
-                    cluster: cluster.clone(),
-                })));
-            }
-            if view.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+    let m = member::start_publishing_while(settings, local_rx, enforced_rx, leading);
+    forward_views(&m, overlay_tx, cluster);
     // Snapshots → local workloads and the enforced revision.
     let mut published = state.published.clone();
     let own = m.health.borrow().cluster.clone();
@@ -354,6 +354,41 @@ pub(crate) fn join(settings: MemberSettings, overlay_tx: OverlayTx, state: State
             }
         }
     });
+    health_json(&m)
+}
+
+/// Starts a watch-only member (nothing written to etcd) whose views become overlays: for a
+/// component (agent, DNS proxy, gateway) of a cluster whose controller or `up` publishes.
+pub(crate) fn follow(settings: MemberSettings, overlay_tx: OverlayTx) -> Joined {
+    let cluster = settings.cluster.clone();
+    let m = member::start_watch_only(settings);
+    forward_views(&m, overlay_tx, cluster);
+    health_json(&m)
+}
+
+/// Each view of the member becomes the overlay the policy source merges.
+fn forward_views(m: &member::Member, overlay_tx: OverlayTx, cluster: ClusterIdentity) {
+    let mut view = m.view.clone();
+    tokio::spawn(async move {
+        loop {
+            let v = view.borrow_and_update().clone();
+            if let Some(v) = v {
+                overlay_tx.send_replace(Some(Arc::new(Overlay {
+                    revision: v.revision,
+                    policies: v.policies.clone(),
+                    remote_workloads: v.remote_workloads.clone(),
+                    cluster: cluster.clone(),
+                })));
+            }
+            if view.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The member's health as JSON, kept up to date.
+fn health_json(m: &member::Member) -> Joined {
     let (health_tx, health_rx) = watch::channel(serde_json::Value::Null);
     let mut h = m.health.clone();
     tokio::spawn(async move {

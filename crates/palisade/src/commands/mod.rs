@@ -97,21 +97,40 @@ pub(crate) enum SourceArg {
 }
 
 /// Starts the policy source. For Kubernetes the returned guard keeps the watches running;
-/// keep it for as long as the state is used.
+/// keep it for as long as the state is used. With `--federation`, a watch-only member
+/// follows the global policy and its overlay is merged into every snapshot.
 pub(crate) async fn start_source(
     source: SourceArg,
     rt: &palisade_standalone::config::Runtime,
+    join: &federation::JoinArgs,
 ) -> anyhow::Result<(
     palisade_standalone::supervisor::State,
     Option<palisade_k8s::controller::Running>,
 )> {
+    let overlay = match join.enabled() {
+        true => {
+            let settings = join
+                .settings(&rt.cluster, &rt.data_dir)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let (tx, rx) = federation::overlay_channel(&settings);
+            federation::follow(settings, tx);
+            Some(rx)
+        }
+        false => None,
+    };
     Ok(match source {
-        SourceArg::Files => (palisade_standalone::supervisor::start(rt.clone()), None),
+        SourceArg::Files => (
+            palisade_standalone::supervisor::start_with_overlay(rt.clone(), overlay),
+            None,
+        ),
         SourceArg::Kubernetes => {
             let client = palisade_k8s::cluster::default_client().await?;
             let running = palisade_k8s::controller::start(
                 client,
-                palisade_k8s::controller::Settings::default(),
+                palisade_k8s::controller::Settings {
+                    overlay,
+                    ..Default::default()
+                },
             );
             (running.state.clone(), Some(running))
         }
