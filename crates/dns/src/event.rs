@@ -101,6 +101,7 @@ mod tests {
             rule: "egress[0]".into(),
             rule_name: None,
             stage: Stage::Namespace,
+            federation_revision: None,
             mode,
         }
     }

@@ -148,6 +148,7 @@ mod tests {
                 rule_name: None,
                 stage: Stage::Namespace,
                 mode: Mode::Enforce,
+                federation_revision: None,
             }),
             tls: TlsMode::None,
             version: Some(HttpVersion::Http2),

@@ -28,6 +28,7 @@ impl From<palisade_policy::PolicyRef> for PolicyRef {
                 }
                 .to_string(),
             ),
+            federation_revision: r.federation_revision,
         }
     }
 }

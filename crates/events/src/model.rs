@@ -246,6 +246,9 @@ pub struct PolicyRef {
     /// Policy mode, e.g. `Enforce`, `Audit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// For a global policy (federation): the revision it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_revision: Option<u64>,
 }
 
 /// The per-type object; its variant is the event's `type`.

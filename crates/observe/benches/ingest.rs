@@ -115,6 +115,7 @@ fn generate(i: u64) -> Event {
         rule: Some("egress[0]".into()),
         stage: Some("namespace".into()),
         mode: Some("Enforce".into()),
+        federation_revision: None,
     });
     e
 }

@@ -301,6 +301,7 @@ mod tests {
             rule: None,
             stage: None,
             mode: None,
+            federation_revision: None,
         });
         let alert = Event::new(
             "a1",

@@ -148,6 +148,28 @@ fn write_cluster(dir: &Path, proxy: u16) {
     .unwrap();
 }
 
+/// The gateway's `deny` http events, from its store.
+fn denied_events(dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(exe())
+        .args([
+            "events",
+            "--type",
+            "http",
+            "--verdict",
+            "deny",
+            "--output",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 fn push(etcd_url: &str, dir: &Path, name: &str, yaml: &str) {
     let file = dir.join(name);
     std::fs::write(&file, yaml).unwrap();
@@ -184,6 +206,13 @@ fn the_egress_gateway_follows_the_federation_as_a_watch_only_member() {
     push(&url, &tmp, "deny.yaml", DENY_LOOPBACK);
     wait_until("403 under revision 1", Duration::from_secs(15), || {
         status(proxy, up) == 403
+    });
+
+    // The refusal's event names the global policy and the revision it came from.
+    wait_until("the refusal's event", Duration::from_secs(15), || {
+        denied_events(&dir).iter().any(|e| {
+            e["policy"]["name"] == "trainer-no-loopback" && e["policy"]["federationRevision"] == 1
+        })
     });
 
     // A watch-only member writes nothing: no status and no identities for east.

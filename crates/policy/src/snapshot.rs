@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// Federation: the cluster this snapshot is enforced in (default: the config's
     /// `spec.cluster`, else `default`, with no labels).
     pub cluster: Option<ClusterIdentity>,
+    /// Federation: the revision `global_policies` come from (`None`: not federated, or no
+    /// revision yet). Decisions by a global policy name it.
+    pub federation_revision: Option<u64>,
 }
 
 impl Snapshot {

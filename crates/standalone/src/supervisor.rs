@@ -50,6 +50,7 @@ impl Overlay {
         snap.global_policies = self.policies.clone();
         snap.remote_workloads = self.remote_workloads.clone();
         snap.cluster = Some(self.cluster.clone());
+        snap.federation_revision = self.stamp();
         self.policies.len()
     }
 

@@ -137,6 +137,7 @@ fn generate(ids: &mut UlidGenerator, i: u64) -> Event {
             rule: Some("egress[0]".into()),
             stage: Some("namespace".into()),
             mode: Some("Enforce".into()),
+            federation_revision: None,
         });
     }
     e

@@ -458,15 +458,19 @@ fn policy() -> impl Strategy<Value = PolicyRef> {
         opt_text(),
         opt_text(),
         opt_text(),
+        proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(kind, namespace, name, rule, stage, mode)| PolicyRef {
-            kind,
-            namespace,
-            name,
-            rule,
-            stage,
-            mode,
-        })
+        .prop_map(
+            |(kind, namespace, name, rule, stage, mode, federation_revision)| PolicyRef {
+                federation_revision,
+                kind,
+                namespace,
+                name,
+                rule,
+                stage,
+                mode,
+            },
+        )
 }
 
 fn flow() -> impl Strategy<Value = FlowInfo> {

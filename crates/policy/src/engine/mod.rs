@@ -125,6 +125,9 @@ pub struct PolicyInfo {
     pub file: String,
     /// Source line.
     pub line: usize,
+    /// A global policy's federation revision (`None` for the cluster's own policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub federation_revision: Option<u64>,
 }
 
 impl PolicyInfo {
@@ -157,6 +160,9 @@ pub struct PolicyRef {
     pub stage: Stage,
     /// Mode.
     pub mode: Mode,
+    /// The federation revision of a global policy (absent for the cluster's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub federation_revision: Option<u64>,
 }
 
 /// Rule action inside the engine.
@@ -557,6 +563,7 @@ impl Engine {
             rule_name,
             stage: d.stage,
             mode: p.mode,
+            federation_revision: p.federation_revision,
         })
     }
     /// What the egress rule that allowed `v` asks of the egress gateway (interception,

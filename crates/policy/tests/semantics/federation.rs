@@ -254,3 +254,38 @@ fn selectors_without_cluster_never_match_remote_pods() {
         Endpoint::Ip(_)
     ));
 }
+
+#[test]
+fn a_decision_by_a_global_policy_names_its_federation_revision() {
+    let mut snap = load(&csp("local-allow-blue", "baseline", 0, "Allow", BLUE, ""));
+    snap.global_policies = globals(&csp("global-deny-blue", "admin", 900, "Deny", BLUE, ""));
+    snap.cluster = Some(identity("east", &[]));
+    snap.federation_revision = Some(7);
+    let engine = Engine::compile_with(&snap, Posture::Allow);
+    let c = Cluster { engine };
+    let v = c.tcp("y/a", "x/b", 8080);
+    let r = c.engine.policy_ref(v.decisive().unwrap()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.federation_revision),
+        ("global-deny-blue", Some(7))
+    );
+    let info = c
+        .engine
+        .policies()
+        .iter()
+        .find(|p| p.name == "global-deny-blue")
+        .unwrap();
+    assert_eq!(info.federation_revision, Some(7));
+
+    // The cluster's own policy never carries one.
+    snap.global_policies.clear();
+    let c = Cluster {
+        engine: Engine::compile_with(&snap, Posture::Allow),
+    };
+    let v = c.tcp("y/a", "x/b", 8080);
+    let r = c.engine.policy_ref(v.decisive().unwrap()).unwrap();
+    assert_eq!(
+        (r.name.as_str(), r.federation_revision),
+        ("local-allow-blue", None)
+    );
+}

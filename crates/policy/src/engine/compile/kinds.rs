@@ -244,6 +244,7 @@ impl Builder {
                 tier: None,
                 file: origin.file.clone(),
                 line: origin.line,
+                federation_revision: None,
             },
             subject,
         );
@@ -377,6 +378,7 @@ impl Builder {
                 tier: None,
                 file: origin.file.clone(),
                 line: origin.line,
+                federation_revision: None,
             },
             subject,
         );
@@ -421,7 +423,12 @@ impl Builder {
         }
     }
 
-    pub(super) fn add_csp(&mut self, (csp, origin): &(ClusterSecurityPolicy, Origin)) {
+    /// A ClusterSecurityPolicy; `federation_revision` for a global one.
+    pub(super) fn add_csp(
+        &mut self,
+        (csp, origin): &(ClusterSecurityPolicy, Origin),
+        federation_revision: Option<u64>,
+    ) {
         let subject = self.pod_set(
             csp.spec.subject.namespace_selector.as_ref(),
             None,
@@ -443,6 +450,7 @@ impl Builder {
                 tier: Some(csp.spec.tier),
                 file: origin.file.clone(),
                 line: origin.line,
+                federation_revision,
             },
             subject,
         );

@@ -229,8 +229,8 @@ impl Engine {
             }
             match t {
                 Tiered::Anp(i) => b.add_anp(&snap.admin_network_policies[*i]),
-                Tiered::Csp(i) => b.add_csp(&snap.cluster_security_policies[*i]),
-                Tiered::Global(i) => b.add_csp(&snap.global_policies[*i]),
+                Tiered::Csp(i) => b.add_csp(&snap.cluster_security_policies[*i], None),
+                Tiered::Global(i) => b.add_csp(&snap.global_policies[*i], snap.federation_revision),
             }
         }
         // Namespaced, in a stable order.
@@ -253,8 +253,12 @@ impl Engine {
         // Baseline: CSP baseline tier, then BANP.
         for (rank, _, _, _, t) in &tiered {
             match (*rank, t) {
-                (RANK_GLOBAL_BASELINE, Tiered::Global(i)) => b.add_csp(&snap.global_policies[*i]),
-                (RANK_BASELINE, Tiered::Csp(i)) => b.add_csp(&snap.cluster_security_policies[*i]),
+                (RANK_GLOBAL_BASELINE, Tiered::Global(i)) => {
+                    b.add_csp(&snap.global_policies[*i], snap.federation_revision)
+                }
+                (RANK_BASELINE, Tiered::Csp(i)) => {
+                    b.add_csp(&snap.cluster_security_policies[*i], None)
+                }
                 _ => {}
             }
         }
@@ -288,6 +292,7 @@ fn admin_info(kind: PolicyKind, name: &str, priority: Option<i64>, origin: &Orig
         tier: None,
         file: origin.file.clone(),
         line: origin.line,
+        federation_revision: None,
     }
 }
 
