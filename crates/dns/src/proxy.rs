@@ -99,6 +99,13 @@ pub(crate) fn policy_decision(
     pod: Option<palisade_policy::PodId>,
     name: &str,
 ) -> (bool, Option<palisade_policy::PolicyRef>) {
+    // A name with a label no pattern can mean (a '.', '*', space, raw UTF-8 inside) is
+    // decided as one no FQDN pattern matches: the root, which none does.
+    let name = if crate::names::matchable(name) {
+        name
+    } else {
+        ""
+    };
     match (engine, pod) {
         (Some(e), Some(p)) => {
             let d = e.dns_decision(p, name);
@@ -239,7 +246,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            tcp_client(stream, peer.ip(), &shared).await;
+            // `::ffff:a.b.c.d` on a dual-stack socket is the IPv4 client a.b.c.d.
+            tcp_client(stream, peer.ip().to_canonical(), &shared).await;
             drop(permit);
         });
     }
@@ -386,18 +394,26 @@ async fn forward_tcp(
     packet: &[u8],
     id: u16,
 ) -> std::io::Result<(Vec<u8>, Message)> {
+    // The parser accepted the query, so its question is written out (no pointers).
+    let question = crate::wire::plain_question_end(packet)
+        .and_then(|end| packet.get(crate::wire::HEADER_LEN..end))
+        .ok_or_else(|| std::io::Error::other("query without a plain question"))?;
     let mut s = TcpStream::connect(upstream).await?;
     write_framed(&mut s, packet).await?;
     loop {
         let answer = read_framed(&mut s).await?;
-        if let Some(msg) = matching(&answer, id) {
+        if let Some(msg) = matching(&answer, id, question) {
             return Ok((answer, msg));
         }
     }
 }
 
-/// The parsed answer, when `bytes` is a response with our id.
-fn matching(bytes: &[u8], id: u16) -> Option<Message> {
+/// The parsed answer, when `bytes` is a response with our id that echoes `question` (the
+/// question section as sent): anything else is not the answer to this query.
+fn matching(bytes: &[u8], id: u16, question: &[u8]) -> Option<Message> {
+    if !crate::wire::answers_question(bytes, question) {
+        return None;
+    }
     let msg = Message::from_vec(bytes).ok()?;
     (msg.metadata.id == id && msg.metadata.message_type == MessageType::Response).then_some(msg)
 }

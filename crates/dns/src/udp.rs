@@ -269,14 +269,17 @@ impl Worker {
         let start = Instant::now();
         let s = &self.shared;
         let engine = (s.engine)();
-        let pod = engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip()));
+        // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: it is the pod
+        // (and the kernel element) at a.b.c.d.
+        let client = peer.ip().to_canonical();
+        let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
         let Some(q) = wire::quick_query(packet) else {
             return self.slow_query(packet, peer, engine.as_deref(), pod, start, out, events);
         };
         let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
         let features = Some(wire::name_features(&q.name));
         let mut log = QueryLog {
-            client: Some(peer.ip()),
+            client: Some(client),
             pod,
             allowed,
             policy,
@@ -324,7 +327,7 @@ impl Worker {
         );
         let (allowed, policy) = decision.unwrap_or((false, None));
         let mut log = QueryLog {
-            client: Some(peer.ip()),
+            client: Some(peer.ip().to_canonical()),
             pod,
             allowed,
             policy,
@@ -358,7 +361,7 @@ impl Worker {
             Decision::Forward(q) => {
                 // A name with unusual bytes, or a compressed question: forward it with the
                 // question as sent (the parser accepted exactly one).
-                let Some(end) = question_end(packet) else {
+                let Some(end) = wire::plain_question_end(packet) else {
                     s.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
@@ -441,7 +444,7 @@ impl Worker {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
                 for r in &summary.addresses {
-                    (s.on_answer)(p.client.ip(), r);
+                    (s.on_answer)(p.client.ip().to_canonical(), r);
                 }
                 log.answers = Some(summary.records);
                 log.ttl = summary.min_ttl;
@@ -664,23 +667,4 @@ impl Events {
             shared.events.try_send_many(&mut self.buf);
         }
     }
-}
-
-/// Offset just past the (single) question of a packet, following compression pointers
-/// only to skip them.
-fn question_end(p: &[u8]) -> Option<usize> {
-    let mut at = wire::HEADER_LEN;
-    loop {
-        let len = *p.get(at)? as usize;
-        if len == 0 {
-            at += 1;
-            break;
-        }
-        if len & 0xc0 == 0xc0 {
-            at += 2;
-            break;
-        }
-        at += 1 + len;
-    }
-    (at + 4 <= p.len()).then_some(at + 4)
 }

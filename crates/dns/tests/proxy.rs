@@ -562,3 +562,6 @@ async fn a_random_subdomain_flood_is_bounded() {
     );
     task.abort();
 }
+
+#[path = "proxy/bypass.rs"]
+mod bypass;
