@@ -343,8 +343,11 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
             match forward(&shared.cfg, packet, q.id, tcp).await {
                 Ok((bytes, msg)) => {
                     let summary = addresses(&msg, &log.query);
-                    for r in &summary.addresses {
-                        (shared.on_answer)(client, r);
+                    // As over UDP: only a NOERROR answer opens addresses.
+                    if msg.metadata.response_code == ResponseCode::NoError {
+                        for r in &summary.addresses {
+                            (shared.on_answer)(client, r);
+                        }
                     }
                     log.rcode = rcode_name(msg.metadata.response_code);
                     log.answers = Some(summary.records);

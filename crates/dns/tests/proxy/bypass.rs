@@ -93,12 +93,20 @@ async fn proxy_before(
     upstream: SocketAddr,
     posture: Posture,
 ) -> (SocketAddr, Answers, EventReceiver) {
+    proxy_with(upstream, engine(posture)).await
+}
+
+/// The proxy in front of `upstream`, deciding with `policy`.
+async fn proxy_with(
+    upstream: SocketAddr,
+    policy: Arc<Engine>,
+) -> (SocketAddr, Answers, EventReceiver) {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
     cfg.timeout = Duration::from_millis(400);
     let (tx, events) = palisade_events::channel(1000);
     let answers: Answers = Arc::default();
     let sink = Arc::clone(&answers);
-    let e = Some(engine(posture));
+    let e = Some(policy);
     let proxy = DnsProxy::bind(
         cfg,
         move || e.clone(),
@@ -655,4 +663,113 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_still_their_pod() {
     assert_eq!(got, vec![("127.0.0.1".into(), "cdn.models.test".into())]);
     let evs = dns_events(&events);
     assert_eq!(evs[0].source.as_ref().unwrap().display_name(), "ml/trainer");
+}
+
+/// Wildcard depth and case through the proxy, as DESIGN.md and Cilium's matchPattern have
+/// it: `*.` one label (not the apex, not two), `**.` one or more (not the apex), `*`
+/// inside a label stays in the label, exact is exact; case (0x20 mixing) and a trailing
+/// dot do not matter. (Found safe; a guard.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_depth_and_case_follow_the_documented_semantics() {
+    let mut m = Manifests::new();
+    m.add_file(
+        "depth.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: main}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: depth, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: trainer}}
+  egress:
+  - to: [{fqdn: "*.one.test"}, {fqdn: "**.many.test"}, {fqdn: "exact.test"}, {fqdn: "api-*.inner.test"}]
+"#,
+    );
+    let policy = Arc::new(Engine::compile_with(
+        &Snapshot::from_manifests(&m),
+        Posture::Allow,
+    ));
+    let (upstream, _) = crafted_upstream(answer_everything()).await;
+    let (proxy, answers, _events) = proxy_with(upstream, policy).await;
+    let cases = [
+        ("a.one.test", true),
+        ("A.ONE.test.", true),
+        ("one.test", false),
+        ("x.y.one.test", false),
+        ("a.many.test", true),
+        ("x.y.z.MANY.test", true),
+        ("many.test", false),
+        ("exact.test", true),
+        ("eXaCt.TeSt", true),
+        ("www.exact.test", false),
+        ("api-eu.inner.test", true),
+        ("api-eu.x.inner.test", false),
+        ("web.inner.test", false),
+        ("one.test.evil", false),
+        ("aone.test", false),
+    ];
+    for (i, (name, allowed)) in cases.iter().enumerate() {
+        let reply = ask_udp("127.0.0.1", proxy, &query(200 + i as u16, name))
+            .await
+            .expect("an answer");
+        let want = if *allowed {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::Refused
+        };
+        assert_eq!(reply.metadata.response_code, want, "{name}");
+    }
+    let recorded: Vec<String> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.name.clone())
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            "a.one.test",
+            "a.one.test",
+            "a.many.test",
+            "x.y.z.many.test",
+            "exact.test",
+            "exact.test",
+            "api-eu.inner.test"
+        ]
+    );
+}
+
+/// Only a NOERROR answer opens addresses, over TCP as over UDP: on the old code the TCP
+/// path recorded the A records of an NXDOMAIN (or SERVFAIL) response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_responses_open_nothing() {
+    let nx: Responder = Arc::new(|q: &Message| {
+        let asked = q.queries[0].name.clone();
+        let mut m = Message::from_vec(&response(q, vec![a(&asked, 30, [203, 0, 113, 5])])).unwrap();
+        m.metadata.response_code = ResponseCode::NXDomain;
+        vec![m.to_vec().unwrap()]
+    });
+    let (upstream, _) = crafted_upstream(nx).await;
+    let (proxy, answers, events) = proxy_before(upstream, Posture::Allow).await;
+    let q = query(80, "cdn.models.test");
+    let udp = ask_udp("127.0.0.1", proxy, &q).await.expect("an answer");
+    let tcp = ask_tcp(proxy, &q).await.expect("an answer");
+    for m in [udp, tcp] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+    assert!(
+        answers.lock().unwrap().is_empty(),
+        "{:?}",
+        answers.lock().unwrap()
+    );
+    let evs = dns_events(&events);
+    assert_eq!(evs.len(), 2);
+    assert!(evs
+        .iter()
+        .all(|e| dns_body(e).rcode.as_deref() == Some("NXDOMAIN")));
 }
