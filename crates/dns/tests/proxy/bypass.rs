@@ -433,25 +433,30 @@ async fn injected_and_spoofed_records_open_nothing() {
         let edge = Name::from_ascii("edge.evil.test.").unwrap();
         let mut other = q.clone();
         other.queries[0].name = Name::from_ascii("cdn.models.test.evil.").unwrap();
+        let mut right = Message::from_vec(&response(
+            q,
+            vec![
+                a(
+                    &Name::from_ascii("other.models.test.").unwrap(),
+                    30,
+                    [203, 0, 113, 2],
+                ),
+                a(
+                    &Name::from_ascii("evil.test.").unwrap(),
+                    30,
+                    [203, 0, 113, 3],
+                ),
+                Record::from_rdata(asked.clone(), 60, RData::CNAME(CNAME(edge.clone()))),
+                a(&edge, 20, [192, 0, 2, 20]),
+            ],
+        ))
+        .unwrap();
+        // Addresses for the name asked, in the sections where no answer is.
+        right.add_authority(a(&asked, 30, [203, 0, 113, 4]));
+        right.add_additional(a(&asked, 30, [203, 0, 113, 5]));
         vec![
             response(&other, vec![a(&asked, 30, [203, 0, 113, 1])]),
-            response(
-                q,
-                vec![
-                    a(
-                        &Name::from_ascii("other.models.test.").unwrap(),
-                        30,
-                        [203, 0, 113, 2],
-                    ),
-                    a(
-                        &Name::from_ascii("evil.test.").unwrap(),
-                        30,
-                        [203, 0, 113, 3],
-                    ),
-                    Record::from_rdata(asked.clone(), 60, RData::CNAME(CNAME(edge.clone()))),
-                    a(&edge, 20, [192, 0, 2, 20]),
-                ],
-            ),
+            right.to_vec().unwrap(),
         ]
     });
     let (upstream, seen) = crafted_upstream(chain).await;
@@ -537,12 +542,22 @@ async fn malformed_and_unusual_messages_are_not_forwarded() {
     update.metadata.op_code = OpCode::Update;
     let mut cut = query(5, "cdn.models.test");
     cut.truncate(cut.len() - 2);
+    // 256 octets on the wire: one more than a name may have.
+    let long: Vec<Vec<u8>> = vec![
+        vec![b'a'; 63],
+        vec![b'b'; 63],
+        vec![b'c'; 63],
+        vec![b'd'; 50],
+    ];
+    let mut too_long: Vec<&[u8]> = long.iter().map(|l| l.as_slice()).collect();
+    too_long.extend([&b"models"[..], b"test"]);
     let cases: Vec<(Vec<u8>, Option<ResponseCode>)> = vec![
         (two.to_vec().unwrap(), Some(ResponseCode::FormErr)),
         (none.to_vec().unwrap(), Some(ResponseCode::FormErr)),
         (notify.to_vec().unwrap(), Some(ResponseCode::NotImp)),
         (update.to_vec().unwrap(), Some(ResponseCode::NotImp)),
         (cut, Some(ResponseCode::FormErr)),
+        (raw_query(6, &too_long, 1), Some(ResponseCode::FormErr)),
         (response(&two, vec![]), None),
     ];
     for (i, (p, want)) in cases.iter().enumerate() {
@@ -565,6 +580,13 @@ async fn malformed_and_unusual_messages_are_not_forwarded() {
         seen.lock().unwrap().names
     );
     assert!(answers.lock().unwrap().is_empty());
+    // The longest name there may be (255 octets) is an ordinary query.
+    too_long[3] = &long[3][..49];
+    let reply = ask_udp("127.0.0.1", proxy, &raw_query(7, &too_long, 1))
+        .await
+        .expect("an answer");
+    assert_eq!(a_records(&reply), vec!["192.0.2.99"]);
+    assert_eq!(answers.lock().unwrap()[0].1.name.len(), 253);
 }
 
 /// TCP framing: queries pipelined in one write are answered in order; an empty frame ends
