@@ -29,6 +29,7 @@ use nix::sys::socket::{
 use crate::answers::addresses;
 use crate::decide::{decide, rcode_name, Decision};
 use crate::event::{dns_event, QueryLog};
+use crate::mixed_case::{echoes_exactly, mix_case, CaseCheck};
 use crate::proxy::{policy_decision, Shared};
 use crate::wire::{self, QuickQuery};
 
@@ -60,6 +61,10 @@ struct Pending {
     flags: [u8; 2],
     /// The question section as the client sent it.
     question: Box<[u8]>,
+    /// Whether the question went upstream in mixed case (then `sent` must come back).
+    mixed: bool,
+    /// The question section as sent upstream.
+    sent: Box<[u8]>,
     start: Instant,
     log: QueryLog,
 }
@@ -107,6 +112,11 @@ impl Table {
         None
     }
 
+    /// 64 random bits for the case of a question's letters.
+    fn bits(&mut self) -> u64 {
+        (0..4).fold(0, |acc, _| (acc << 16) | u64::from(self.next()))
+    }
+
     fn expired(&mut self, now: Instant, timeout: Duration) -> Vec<Pending> {
         let ids: Vec<u16> = self
             .slots
@@ -125,6 +135,8 @@ struct Worker {
     upstream: UdpSocket,
     table: Mutex<Table>,
     stop: Arc<AtomicBool>,
+    /// Whether this worker's upstream echoes the mixed case.
+    case: CaseCheck,
 }
 
 /// Starts one worker on `listen` (two threads); `done` gets the result when it ends.
@@ -149,6 +161,7 @@ pub(crate) fn spawn_worker(
         upstream,
         table: Mutex::new(Table::new(limit)),
         stop,
+        case: CaseCheck::default(),
     });
     for side in [Side::Clients, Side::Upstream] {
         let (w, done) = (Arc::clone(&w), done.clone());
@@ -393,16 +406,28 @@ impl Worker {
         to_upstream: &mut SendBatch,
     ) {
         let s = &self.shared;
-        let pending = Pending {
-            client: peer,
-            id: q.id,
-            flags,
-            question: wire::question_bytes(packet, &q).into(),
-            start,
-            log,
-        };
+        let question: Box<[u8]> = wire::question_bytes(packet, &q).into();
+        let mixed = self.case.mixing();
         let id = match self.table.lock() {
-            Ok(mut t) => t.insert(pending),
+            Ok(mut t) => {
+                let sent = match packet.get_mut(wire::HEADER_LEN..q.question_end) {
+                    Some(section) if mixed => {
+                        mix_case(section, || t.bits());
+                        Box::from(&*section)
+                    }
+                    _ => question.clone(),
+                };
+                t.insert(Pending {
+                    client: peer,
+                    id: q.id,
+                    flags,
+                    question,
+                    mixed,
+                    sent,
+                    start,
+                    log,
+                })
+            }
             Err(_) => None,
         };
         let Some(id) = id else {
@@ -421,7 +446,24 @@ impl Worker {
         let id = u16::from_be_bytes([resp[0], resp[1]]);
         let pending = match self.table.lock() {
             Ok(mut t) => match t.slots.get(&id) {
-                Some(p) if wire::answers_question(resp, &p.question) => t.slots.remove(&id),
+                Some(p) if p.mixed && echoes_exactly(resp, &p.sent) => {
+                    self.case.saw_exact_echo();
+                    t.slots.remove(&id)
+                }
+                Some(p) if p.mixed && wire::answers_question(resp, &p.sent) => {
+                    // The right question in another case: forged, or an upstream that
+                    // does not keep case. Not taken either way.
+                    if self.case.saw_other_case() {
+                        tracing::warn!(
+                            upstream = %self.shared.cfg.upstream,
+                            "the DNS upstream does not echo the question's case: 0x20 mixing off for this worker"
+                        );
+                    }
+                    None
+                }
+                Some(p) if !p.mixed && wire::answers_question(resp, &p.question) => {
+                    t.slots.remove(&id)
+                }
                 // Not ours (late, forged or mangled): leave the query waiting.
                 _ => None,
             },
@@ -430,6 +472,10 @@ impl Worker {
         let Some(p) = pending else {
             return;
         };
+        // The client gets its question back as it wrote it.
+        if let Some(q) = resp.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + p.question.len()) {
+            q.copy_from_slice(&p.question);
+        }
         let s = &self.shared;
         let engine = (s.engine)();
         let mut log = p.log;

@@ -56,6 +56,9 @@ proptest! {
         let _ = (wire::rcode(&data), wire::answer_count(&data));
         let _ = wire::simple_answers(&data);
         let _ = palisade_dns::answers::quick_addresses(&data, "a.test");
+        let _ = palisade_dns::mixed_case::echoes_exactly(&data, b"\x01a\x00\x00\x01\x00\x01");
+        let mut copy = data.clone();
+        palisade_dns::mixed_case::mix_case(&mut copy, || 0x5555);
     }
 
     #[test]
@@ -147,6 +150,33 @@ proptest! {
             }
         );
         prop_assert!(formerr, "{:?}", d);
+    }
+
+    /// 0x20 mixing changes only the case of the name's letters: the in-place reader reads
+    /// the same name, the type and class stay, and the result echoes itself exactly.
+    #[test]
+    fn mixed_case_questions_read_the_same(
+        labels in proptest::collection::vec("[a-zA-Z0-9_-]{1,20}", 1..6),
+        qtype in any::<u16>(),
+        seed in any::<u64>(),
+    ) {
+        let labels: Vec<Vec<u8>> = labels.into_iter().map(String::into_bytes).collect();
+        let p = raw_query(&labels, qtype);
+        let mut mixed = p.clone();
+        let mut x = seed | 1;
+        palisade_dns::mixed_case::mix_case(&mut mixed[wire::HEADER_LEN..], || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        });
+        prop_assert!(mixed.eq_ignore_ascii_case(&p));
+        prop_assert_eq!(&mixed[mixed.len() - 4..], &p[p.len() - 4..]);
+        let (a, b) = (wire::quick_query(&p), wire::quick_query(&mixed));
+        prop_assert_eq!(a.map(|q| q.name), b.map(|q| q.name));
+        let mut resp = mixed.clone();
+        resp[2] |= 0x80;
+        prop_assert!(palisade_dns::mixed_case::echoes_exactly(&resp, &mixed[wire::HEADER_LEN..]));
     }
 
     #[test]

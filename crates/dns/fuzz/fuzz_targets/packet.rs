@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = wire::name_features(&q.name);
     }
     let _ = wire::plain_question_end(data);
+    let _ = palisade_dns::mixed_case::echoes_exactly(data, b"\x03cdn\x00\x00\x01\x00\x01");
+    let mut copy = data.to_vec();
+    palisade_dns::mixed_case::mix_case(&mut copy, || 0x5555_5555_5555_5555);
     if let Ok(q) = palisade_dns::parse_query(data) {
         let _ = palisade_dns::names::matchable(&q.name);
     }

@@ -274,7 +274,18 @@ async fn odd_names_are_never_recorded() {
     .unwrap();
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     assert_eq!(a_records(&reply), vec!["192.0.2.99"]);
-    assert_eq!(seen.lock().unwrap().names, vec!["evil\\.models.test."]);
+    let names: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .names
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["evil\\.models.test."],
+        "forwarded (in mixed case)"
+    );
     assert!(
         answers.lock().unwrap().is_empty(),
         "{:?}",
@@ -794,4 +805,84 @@ async fn error_responses_open_nothing() {
     assert!(evs
         .iter()
         .all(|e| dns_body(e).rcode.as_deref() == Some("NXDOMAIN")));
+}
+
+/// A forged answer that knows the proxy's upstream port, comes from the upstream's address
+/// and carries the right id (here the upstream's own socket sends it first) must still
+/// guess the case the proxy gave each letter of the question (0x20 mixing). On the old code
+/// the forgery, echoing the question as the client wrote it, was taken: the client got
+/// 203.0.113.66 and it was recorded for `cdn.models.test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_answer_must_guess_the_mixed_case() {
+    const NAME: &str = "CDN-abcdefghijklmnopqrstuvwxyz.models.test.";
+    let forged_first: Responder = Arc::new(|q: &Message| {
+        let sent = q.queries[0].name.clone();
+        let mut forged = q.clone();
+        forged.queries[0].name = Name::from_ascii(NAME).unwrap();
+        vec![
+            response(
+                &forged,
+                vec![a(&forged.queries[0].name, 30, [203, 0, 113, 66])],
+            ),
+            response(q, vec![a(&sent, 30, [192, 0, 2, 10])]),
+        ]
+    });
+    let (upstream, seen) = crafted_upstream(forged_first).await;
+    let (proxy, answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let reply = ask_udp("127.0.0.1", proxy, &query(95, NAME))
+        .await
+        .expect("an answer");
+    assert_eq!(a_records(&reply), vec!["192.0.2.10"]);
+    assert_eq!(
+        reply.queries[0].name.to_ascii(),
+        NAME,
+        "the client gets its own question back"
+    );
+    let got: Vec<String> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.ip.to_string())
+        .collect();
+    assert_eq!(got, vec!["192.0.2.10"]);
+    let upstream_saw = seen.lock().unwrap().names[0].clone();
+    assert!(upstream_saw.eq_ignore_ascii_case(NAME));
+    assert_ne!(upstream_saw, NAME, "sent in mixed case (2^-33 to be equal)");
+}
+
+/// An upstream that does not keep the question's case: the first answers are not taken
+/// (the client gets SERVFAIL and retries), then each worker stops mixing and every query is
+/// answered. (Compatibility, not a bypass.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_lowercases_is_still_usable() {
+    let lower: Responder = Arc::new(|q: &Message| {
+        let mut m = q.clone();
+        m.queries[0].name =
+            Name::from_ascii(q.queries[0].name.to_ascii().to_ascii_lowercase()).unwrap();
+        let name = m.queries[0].name.clone();
+        vec![response(&m, vec![a(&name, 30, [192, 0, 2, 10])])]
+    });
+    let (upstream, _) = crafted_upstream(lower).await;
+    let (proxy, _answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    // Enough queries from many source ports that every worker sees 32 of them.
+    let mut waiting = Vec::new();
+    for i in 0..200u16 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&query(i, "abcdefgh.models.test"), proxy)
+            .await
+            .unwrap();
+        waiting.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(waiting);
+    for i in 0..20u16 {
+        let reply = ask_udp("127.0.0.1", proxy, &query(300 + i, "abcdefgh.models.test"))
+            .await
+            .expect("an answer");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "query {i}"
+        );
+    }
 }
