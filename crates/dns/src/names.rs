@@ -4,10 +4,11 @@
 //! patterns are text split on '.', so such a label must never be read as several labels
 //! (`evil.models` under `test` is not `evil` under `models.test`), nor match a wildcard.
 //! Plain labels (letters, digits, '-', '_') are written lowercase as they are; any other
-//! label is written with escapes (`\.`, `\*`, `\DDD` in decimal, as in zone files), and a
-//! name with an escape or a '*' is not [`matchable`]: no FQDN pattern matches it (Cilium's
-//! matchPattern, whose `*` is `[-a-zA-Z0-9_]*`, does not either), and no address is
-//! recorded for it.
+//! label is written with escapes (`\.`, `\*`, `\DDD` in decimal, as in zone files), and such
+//! a name is not [`matchable`]: no Allow pattern may match it (Cilium's matchPattern, whose
+//! `*` is `[-a-zA-Z0-9_]*`, does not either), no address is recorded for it, and a pod
+//! governed by names gets it refused (the proxy's `odd_name_decision`: Deny patterns must
+//! still hold, and no reading of it is right for every pattern).
 
 /// Whether a label byte is plain: a letter, digit, '-' or '_'.
 pub fn plain_byte(b: u8) -> bool {

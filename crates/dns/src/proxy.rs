@@ -99,13 +99,9 @@ pub(crate) fn policy_decision(
     pod: Option<palisade_policy::PodId>,
     name: &str,
 ) -> (bool, Option<palisade_policy::PolicyRef>) {
-    // A name with a label no pattern can mean (a '.', '*', space, raw UTF-8 inside) is
-    // decided as one no FQDN pattern matches: the root, which none does.
-    let name = if crate::names::matchable(name) {
-        name
-    } else {
-        ""
-    };
+    if !crate::names::matchable(name) {
+        return odd_name_decision(engine, pod, name);
+    }
     match (engine, pod) {
         (Some(e), Some(p)) => {
             let d = e.dns_decision(p, name);
@@ -116,6 +112,45 @@ pub(crate) fn policy_decision(
         // No good policy yet: fail closed.
         (None, _) => (false, None),
     }
+}
+
+/// The decision for a name with a label no pattern can mean (a '.', '*', space or raw
+/// UTF-8 inside, see [`crate::names`]). No reading of such a name is right for every
+/// pattern: read as matching no pattern, an allow list stays closed but a Deny of
+/// `**.blocked.test` would let `a b.blocked.test` through; split at its escaped dots, a
+/// Deny of `*.x.test` would miss `a.b` under `x.test`. So it fails closed: a pod whose
+/// egress is governed by names gets every such name refused (unless only Audit-mode
+/// policy would refuse it), with the rule that denies it read either way, when one does.
+/// Ungoverned pods and clients that are no pod resolve it as any other name.
+fn odd_name_decision(
+    engine: Option<&Engine>,
+    pod: Option<palisade_policy::PodId>,
+    name: &str,
+) -> (bool, Option<palisade_policy::PolicyRef>) {
+    let (Some(e), Some(p)) = (engine, pod) else {
+        return policy_decision(engine, None, "");
+    };
+    let as_none = e.dns_decision(p, "");
+    if !as_none.governed {
+        return (true, None);
+    }
+    if !as_none.allowed {
+        return (false, as_none.policy);
+    }
+    let as_split = e.dns_decision(p, name);
+    if !as_split.allowed {
+        return (false, as_split.policy);
+    }
+    let audit = |d: &palisade_policy::engine::DnsDecision| {
+        d.policy
+            .as_ref()
+            .is_some_and(|r| r.mode == palisade_policy::Mode::Audit)
+    };
+    if audit(&as_none) || audit(&as_split) {
+        // Audit mode logs what it would deny and denies nothing.
+        return (true, as_split.policy.or(as_none.policy));
+    }
+    (false, None)
 }
 
 /// A bound DNS proxy; [`DnsProxy::run`] serves it.

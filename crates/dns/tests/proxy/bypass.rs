@@ -886,3 +886,85 @@ async fn an_upstream_that_lowercases_is_still_usable() {
         );
     }
 }
+
+/// Deny rules fail closed on odd labels. `a b` under `blocked.test` is a subdomain of
+/// `blocked.test` (its owner answers it): a Deny of `**.blocked.test` must refuse it, or a
+/// pod could carry data to a blocked domain in labels with spaces. A label holding a '.'
+/// under `one-blocked.test` is one label there: a Deny of `*.one-blocked.test` must refuse
+/// it; on the old code its text `a\.b.one-blocked.test` had four labels, the Deny did not
+/// apply and the name resolved. Since no reading of an odd name is right for every
+/// pattern, a governed pod gets every odd name refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_rules_fail_closed_on_odd_labels() {
+    let mut m = Manifests::new();
+    m.add_file(
+        "deny.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: main}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: blocklist}
+spec:
+  tier: security
+  egress:
+  - name: blocked-domains
+    action: Deny
+    to: [{fqdn: "**.blocked.test"}, {fqdn: "*.one-blocked.test"}]
+"#,
+    );
+    let policy = Arc::new(Engine::compile_with(
+        &Snapshot::from_manifests(&m),
+        Posture::Allow,
+    ));
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let (proxy, answers, events) = proxy_with(upstream, policy).await;
+    let odd: [&[&[u8]]; 4] = [
+        &[b"a b", b"blocked", b"test"],
+        &[b"a.b", b"one-blocked", b"test"],
+        &[b"x.blocked", b"test"],
+        &[b"*", b"elsewhere", b"test"],
+    ];
+    for (i, labels) in odd.iter().enumerate() {
+        let reply = ask_udp("127.0.0.1", proxy, &raw_query(400 + i as u16, labels, 1))
+            .await
+            .expect("an answer");
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::Refused,
+            "{labels:?}"
+        );
+    }
+    assert!(
+        seen.lock().unwrap().names.is_empty(),
+        "{:?}",
+        seen.lock().unwrap().names
+    );
+    let evs = dns_events(&events);
+    assert_eq!(evs.len(), 4);
+    let p = evs[0]
+        .policy
+        .as_ref()
+        .expect("the Deny that matches the name's tail");
+    assert_eq!(
+        (p.name.as_str(), p.rule.as_deref()),
+        ("blocklist", Some("egress[0]"))
+    );
+    // Plain names: the Deny decides as always.
+    for (name, rcode) in [
+        ("ok.test", ResponseCode::NoError),
+        ("x.blocked.test", ResponseCode::Refused),
+        ("x.one-blocked.test", ResponseCode::Refused),
+        ("x.y.one-blocked.test", ResponseCode::NoError),
+    ] {
+        let reply = ask_udp("127.0.0.1", proxy, &query(410, name))
+            .await
+            .unwrap();
+        assert_eq!(reply.metadata.response_code, rcode, "{name}");
+    }
+    assert_eq!(answers.lock().unwrap().len(), 2);
+}
