@@ -38,10 +38,12 @@ pub fn name_text<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> String {
 }
 
 /// Whether an FQDN pattern may match the name text `name` (from [`name_text`], or any
-/// lowercase dotted name): only letters, digits, '-', '_' and the dots between labels.
+/// lowercase dotted name): only lowercase letters, digits, '-', '_' and the dots between
+/// labels.
 pub fn matchable(name: &str) -> bool {
-    name.bytes().all(|b| plain_byte(b) || b == b'.')
-        && !name.bytes().any(|b| b.is_ascii_uppercase())
+    name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+    })
 }
 
 #[cfg(test)]

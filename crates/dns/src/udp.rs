@@ -3,10 +3,11 @@
 //! old one lets go) and its own connected upstream socket.
 //!
 //! A worker is two threads. The client side reads a query, decides it against the policy,
-//! and either answers at once (refused, malformed) or forwards it under a fresh random id,
-//! remembering the client. The upstream side reads answers, matches them by id *and*
-//! question (an answer that does not echo the question is ignored), restores the client's
-//! id, reports the addresses, and replies. Queries the upstream leaves unanswered get
+//! and either answers at once (refused, malformed) or forwards it under a fresh random id
+//! with its letters in random case ([`crate::mixed_case`]), remembering the client. The
+//! upstream side reads answers, matches them by id *and* question (an answer that does not
+//! echo the question in the case sent is ignored), restores the client's id and question,
+//! reports the addresses, and replies. Queries the upstream leaves unanswered get
 //! SERVFAIL after the timeout. Memory is bounded: at most `max_in_flight` forwarded queries
 //! per worker; beyond that queries are dropped and counted, and clients retry.
 
