@@ -34,6 +34,33 @@ pub fn effective_ttl(ttl: u32) -> u32 {
     }
 }
 
+/// Whether an address from an answer may be opened for a pod: not one inside the node or
+/// the cluster, which whoever answers for an allowed domain must not be able to reach
+/// through it: the unspecified, loopback, link-local (the cloud metadata service at
+/// 169.254.169.254 among them), multicast and broadcast addresses, IPv4-mapped forms of
+/// them, and addresses `is_pod` says belong to a pod (reached by pod rules, never by name,
+/// as Cilium's toFQDNs never selects endpoints). Private ranges stay openable: services
+/// outside the cluster often live there.
+pub fn may_open(ip: IpAddr, is_pod: impl Fn(IpAddr) -> bool) -> bool {
+    let ip = ip.to_canonical();
+    let inside = match ip {
+        IpAddr::V4(v4) => {
+            v4.octets()[0] == 0
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+        }
+    };
+    !inside && !is_pod(ip)
+}
+
 /// One address from an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -354,6 +381,39 @@ mod tests {
         let s = addresses(&m, "evil\\.a.test");
         assert!(s.addresses.is_empty());
         assert_eq!(s.records.len(), 1, "still logged");
+    }
+
+    #[test]
+    fn addresses_inside_are_never_opened() {
+        let pod: IpAddr = "10.0.0.7".parse().unwrap();
+        let is_pod = |ip: IpAddr| ip == pod;
+        for inside in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.53",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "10.0.0.7",
+            "::",
+            "::1",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.7",
+        ] {
+            assert!(!may_open(inside.parse().unwrap(), is_pod), "{inside}");
+        }
+        for outside in [
+            "10.0.0.8",
+            "192.0.2.10",
+            "100.64.0.1",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(may_open(outside.parse().unwrap(), is_pod), "{outside}");
+        }
     }
 
     #[test]

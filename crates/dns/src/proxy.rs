@@ -380,8 +380,12 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
                     let summary = addresses(&msg, &log.query);
                     // As over UDP: only a NOERROR answer opens addresses.
                     if msg.metadata.response_code == ResponseCode::NoError {
+                        let is_pod =
+                            |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
                         for r in &summary.addresses {
-                            (shared.on_answer)(client, r);
+                            if crate::answers::may_open(r.ip, is_pod) {
+                                (shared.on_answer)(client, r);
+                            }
                         }
                     }
                     log.rcode = rcode_name(msg.metadata.response_code);

@@ -490,8 +490,11 @@ impl Worker {
             if let Some(summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
+                let is_pod = |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
                 for r in &summary.addresses {
-                    (s.on_answer)(p.client.ip().to_canonical(), r);
+                    if crate::answers::may_open(r.ip, is_pod) {
+                        (s.on_answer)(p.client.ip().to_canonical(), r);
+                    }
                 }
                 log.answers = Some(summary.records);
                 log.ttl = summary.min_ttl;

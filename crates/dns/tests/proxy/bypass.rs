@@ -968,3 +968,75 @@ spec:
     }
     assert_eq!(answers.lock().unwrap().len(), 2);
 }
+
+/// An allowed name whose answer points inside (another pod, loopback, link-local such as
+/// the cloud metadata address 169.254.169.254, the unspecified address, multicast) opens
+/// nothing: whoever answers for an allowed domain must not be able to open the pod's
+/// egress to the cluster or the node. (Cilium's toFQDNs never selects pod addresses
+/// either: they carry the pod's identity.) On the old code every one was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_pointing_inside_open_nothing() {
+    let mut m = Manifests::new();
+    m.add_file("pods.yaml", MANIFESTS);
+    m.add_file(
+        "db.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: data, labels: {app: db}}
+spec: {containers: [{name: main}]}
+status: {podIP: 10.0.0.7}
+"#,
+    );
+    let policy = Arc::new(Engine::compile_with(
+        &Snapshot::from_manifests(&m),
+        Posture::Allow,
+    ));
+    let inside: Responder = Arc::new(|q: &Message| {
+        let n = q.queries[0].name.clone();
+        let six =
+            |s: &str| Record::from_rdata(n.clone(), 30, RData::AAAA(AAAA(s.parse().unwrap())));
+        vec![response(
+            q,
+            vec![
+                a(&n, 30, [10, 0, 0, 7]),
+                a(&n, 30, [169, 254, 169, 254]),
+                a(&n, 30, [127, 0, 0, 53]),
+                a(&n, 30, [0, 0, 0, 0]),
+                a(&n, 30, [224, 0, 0, 1]),
+                a(&n, 30, [255, 255, 255, 255]),
+                six("::1"),
+                six("fe80::1"),
+                six("::ffff:169.254.169.254"),
+                six("ff02::1"),
+                a(&n, 30, [192, 0, 2, 10]),
+                six("2001:db8::10"),
+            ],
+        )]
+    });
+    let (upstream, _) = crafted_upstream(inside).await;
+    let (proxy, answers, _events) = proxy_with(upstream, policy).await;
+    for tcp in [false, true] {
+        let q = query(500, "cdn.models.test");
+        let reply = if tcp {
+            ask_tcp(proxy, &q).await
+        } else {
+            ask_udp("127.0.0.1", proxy, &q).await
+        };
+        assert_eq!(
+            reply.expect("an answer").answers.len(),
+            12,
+            "relayed as sent"
+        );
+    }
+    let got: Vec<String> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.ip.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        vec!["192.0.2.10", "2001:db8::10", "192.0.2.10", "2001:db8::10"]
+    );
+}
