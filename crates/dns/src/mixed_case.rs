@@ -29,6 +29,14 @@ pub struct CaseCheck {
 }
 
 impl CaseCheck {
+    /// A check that starts mixing (`true`) or never mixes.
+    pub fn new(mix: bool) -> Self {
+        CaseCheck {
+            state: AtomicU8::new(if mix { UNKNOWN } else { OFF }),
+            other_case: AtomicU32::new(0),
+        }
+    }
+
     /// Whether questions are mixed (and answers must echo them exactly).
     pub fn mixing(&self) -> bool {
         self.state.load(Ordering::Relaxed) != OFF
@@ -136,6 +144,8 @@ mod tests {
             assert!(!c.saw_other_case());
         }
         assert!(c.mixing(), "forgeries cannot switch it off");
+        assert!(!CaseCheck::new(false).mixing());
+        assert!(CaseCheck::new(true).mixing());
     }
 
     #[test]

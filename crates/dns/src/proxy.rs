@@ -45,6 +45,10 @@ pub struct ProxyConfig {
     pub origin: Origin,
     /// UDP workers (each a listening socket and two threads).
     pub udp_workers: usize,
+    /// 0x20 mixing of forwarded UDP questions ([`crate::mixed_case`]); on by default. Off
+    /// only for an upstream that echoes the case of some answers and not of others (a
+    /// worker turns it off by itself for one that never echoes it).
+    pub mix_case: bool,
 }
 
 impl ProxyConfig {
@@ -61,6 +65,7 @@ impl ProxyConfig {
             udp_workers: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
                 .unwrap_or(2),
+            mix_case: true,
         }
     }
 }

@@ -156,13 +156,14 @@ pub(crate) fn spawn_worker(
     upstream.connect(up)?;
     upstream.set_read_timeout(Some(TICK))?;
     let limit = shared.cfg.max_in_flight.max(1);
+    let mix_case = shared.cfg.mix_case;
     let w = Arc::new(Worker {
         shared,
         listen,
         upstream,
         table: Mutex::new(Table::new(limit)),
         stop,
-        case: CaseCheck::default(),
+        case: CaseCheck::new(mix_case),
     });
     for side in [Side::Clients, Side::Upstream] {
         let (w, done) = (Arc::clone(&w), done.clone());

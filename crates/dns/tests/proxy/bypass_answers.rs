@@ -259,7 +259,7 @@ async fn an_upstream_that_lowercases_is_still_usable() {
     let (proxy, _answers, _events) = proxy_before(upstream, Posture::Allow).await;
     // Enough queries from many source ports that every worker sees 32 of them.
     let mut waiting = Vec::new();
-    for i in 0..200u16 {
+    for i in 0..300u16 {
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         s.send_to(&query(i, "abcdefgh.models.test"), proxy)
             .await
@@ -350,4 +350,26 @@ status: {podIP: 10.0.0.7}
         got,
         vec!["192.0.2.10", "2001:db8::10", "192.0.2.10", "2001:db8::10"]
     );
+}
+
+/// With `mix_case` off the question goes upstream as the client wrote it (for an upstream
+/// that keeps case only sometimes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixing_can_be_turned_off() {
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    cfg.mix_case = false;
+    let (tx, _events) = palisade_events::channel(100);
+    let e = Some(engine(Posture::Allow));
+    let proxy = DnsProxy::bind(cfg, move || e.clone(), tx, |_, _: &Resolved| {})
+        .await
+        .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    tokio::spawn(proxy.run());
+    const NAME: &str = "abcdefghijklmnopqrstuvwxyz.models.test.";
+    let reply = ask_udp("127.0.0.1", addr, &query(600, NAME))
+        .await
+        .expect("an answer");
+    assert_eq!(a_records(&reply), vec!["192.0.2.99"]);
+    assert_eq!(seen.lock().unwrap().names, vec![NAME]);
 }
