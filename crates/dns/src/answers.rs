@@ -37,12 +37,19 @@ pub fn effective_ttl(ttl: u32) -> u32 {
 /// Whether an address from an answer may be opened for a pod: not one inside the node or
 /// the cluster, which whoever answers for an allowed domain must not be able to reach
 /// through it: the unspecified, loopback, link-local (the cloud metadata service at
-/// 169.254.169.254 among them), multicast and broadcast addresses, IPv4-mapped forms of
-/// them, and addresses `is_pod` says belong to a pod (reached by pod rules, never by name,
-/// as Cilium's toFQDNs never selects endpoints). Private ranges stay openable: services
-/// outside the cluster often live there.
+/// 169.254.169.254 among them), multicast and broadcast addresses, their IPv4-mapped and
+/// NAT64 (`64:ff9b::/96`) forms, and addresses `is_pod` says belong to a pod (reached by
+/// pod rules, never by name, as Cilium's toFQDNs never selects endpoints). Private ranges
+/// stay openable: services outside the cluster often live there.
 pub fn may_open(ip: IpAddr, is_pod: impl Fn(IpAddr) -> bool) -> bool {
-    let ip = ip.to_canonical();
+    let ip = match ip.to_canonical() {
+        // NAT64's well-known prefix (RFC 6052) reaches the IPv4 address it embeds.
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let o = v6.octets();
+            IpAddr::from([o[12], o[13], o[14], o[15]])
+        }
+        other => other,
+    };
     let inside = match ip {
         IpAddr::V4(v4) => {
             v4.octets()[0] == 0
@@ -402,6 +409,7 @@ mod tests {
             "ff02::1",
             "::ffff:169.254.169.254",
             "::ffff:10.0.0.7",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(!may_open(inside.parse().unwrap(), is_pod), "{inside}");
         }
@@ -409,6 +417,7 @@ mod tests {
             "10.0.0.8",
             "192.0.2.10",
             "100.64.0.1",
+            "64:ff9b::c000:20a",
             "2001:db8::1",
             "fec0::1",
         ] {
