@@ -3,18 +3,70 @@
 //! Only records reachable from the question name count: the name itself, then the targets
 //! of CNAME records found in the same answer, link by link. Records for unrelated names an
 //! upstream may add are ignored, so a response cannot open addresses for a name the client
-//! did not ask about.
+//! did not ask about. Only A and AAAA records of class IN count, the authority and
+//! additional sections never do, and a question name no pattern can match
+//! ([`crate::names::matchable`]) gets no addresses at all. TTLs are read as RFC 2181 §8
+//! says (a value with the top bit set is 0) and capped at [`MAX_TTL`].
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::RData;
+use hickory_proto::rr::{DNSClass, RData};
 
 use crate::decide::normalise;
+use crate::names::{matchable, name_text};
 
 /// Longest CNAME chain followed.
 const MAX_CHAIN: usize = 16;
+
+/// Longest TTL an address is kept open for, in seconds (one day, as hickory's and
+/// Unbound's caches cap it): an upstream cannot open an address for decades.
+pub const MAX_TTL: u32 = 86_400;
+
+/// A record's TTL as an address is kept: top bit set means 0 (RFC 2181 §8), at most
+/// [`MAX_TTL`].
+pub fn effective_ttl(ttl: u32) -> u32 {
+    if ttl >= 1 << 31 {
+        0
+    } else {
+        ttl.min(MAX_TTL)
+    }
+}
+
+/// Whether an address from an answer may be opened for a pod: not one inside the node or
+/// the cluster, which whoever answers for an allowed domain must not be able to reach
+/// through it: the unspecified, loopback, link-local (the cloud metadata service at
+/// 169.254.169.254 among them), multicast and broadcast addresses, their IPv4-mapped and
+/// NAT64 (`64:ff9b::/96`) forms, and addresses `is_pod` says belong to a pod (reached by
+/// pod rules, never by name, as Cilium's toFQDNs never selects endpoints). Private ranges
+/// stay openable: services outside the cluster often live there.
+pub fn may_open(ip: IpAddr, is_pod: impl Fn(IpAddr) -> bool) -> bool {
+    let ip = match ip.to_canonical() {
+        // NAT64's well-known prefix (RFC 6052) reaches the IPv4 address it embeds.
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let o = v6.octets();
+            IpAddr::from([o[12], o[13], o[14], o[15]])
+        }
+        other => other,
+    };
+    let inside = match ip {
+        IpAddr::V4(v4) => {
+            v4.octets()[0] == 0
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+        }
+    };
+    !inside && !is_pod(ip)
+}
 
 /// One address from an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,12 +123,14 @@ pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
         .answers
         .iter()
         .map(|r| SimpleRecord {
-            owner: r.name.to_ascii(),
+            owner: name_text(r.name.iter()),
             ttl: r.ttl,
             data: match &r.data {
+                // Only class IN records say where a name is on the Internet.
+                _ if r.dns_class != DNSClass::IN => SimpleData::Other,
                 RData::A(a) => SimpleData::Addr(IpAddr::V4(a.0)),
                 RData::AAAA(a) => SimpleData::Addr(IpAddr::V6(a.0)),
-                RData::CNAME(t) => SimpleData::Alias(t.0.to_ascii()),
+                RData::CNAME(t) => SimpleData::Alias(name_text(t.0.iter())),
                 _ => SimpleData::Other,
             },
         })
@@ -103,6 +157,14 @@ pub fn quick_addresses(resp: &[u8], question: &str) -> Option<AnswerSummary> {
 
 fn summarise(answers: &[SimpleRecord], records: Vec<String>, question: &str) -> AnswerSummary {
     let min_ttl = answers.iter().map(|r| r.ttl).min();
+    if !matchable(question) {
+        // No FQDN set may be opened by a name no pattern can mean.
+        return AnswerSummary {
+            addresses: Vec::new(),
+            records,
+            min_ttl,
+        };
+    }
     // Names reachable from the question, with the smallest TTL on the way to each.
     let mut reach: Vec<(String, u32)> = vec![(question.to_string(), u32::MAX)];
     let mut seen: HashSet<String> = reach.iter().map(|(n, _)| n.clone()).collect();
@@ -114,7 +176,7 @@ fn summarise(answers: &[SimpleRecord], records: Vec<String>, question: &str) -> 
                 if normalise(&r.owner) == name {
                     let t = normalise(target);
                     if seen.insert(t.clone()) {
-                        reach.push((t, ttl.min(r.ttl)));
+                        reach.push((t, ttl.min(effective_ttl(r.ttl))));
                     }
                 }
             }
@@ -131,7 +193,7 @@ fn summarise(answers: &[SimpleRecord], records: Vec<String>, question: &str) -> 
         let Some((_, chain_ttl)) = reach.iter().find(|(n, _)| *n == owner) else {
             continue;
         };
-        let ttl = r.ttl.min(*chain_ttl);
+        let ttl = effective_ttl(r.ttl).min(*chain_ttl);
         match out.iter_mut().find(|x| x.ip == ip) {
             Some(x) => x.ttl = x.ttl.max(ttl),
             None => out.push(Resolved {
@@ -284,6 +346,83 @@ mod tests {
             RData::TXT(TXT::new(vec!["hi".into()])),
         ));
         assert!(quick_addresses(&t.to_vec().unwrap(), "a.test").is_none());
+    }
+
+    #[test]
+    fn ttls_are_read_as_rfc_2181_says_and_capped() {
+        let m = response(
+            "a.test.",
+            vec![
+                a("a.test.", u32::MAX, [192, 0, 2, 1]),
+                a("a.test.", 10_000_000, [192, 0, 2, 2]),
+                a("a.test.", 0, [192, 0, 2, 3]),
+            ],
+        );
+        let s = addresses(&m, "a.test");
+        assert_eq!(
+            ips(&s),
+            vec![
+                ("192.0.2.1".into(), 0),
+                ("192.0.2.2".into(), MAX_TTL),
+                ("192.0.2.3".into(), 0)
+            ]
+        );
+        assert_eq!(
+            quick_addresses(&m.to_vec().unwrap(), "a.test").unwrap(),
+            s,
+            "both readers agree"
+        );
+    }
+
+    #[test]
+    fn other_classes_and_unmatchable_questions_give_no_addresses() {
+        let mut chaos = a("a.test.", 60, [192, 0, 2, 1]);
+        chaos.dns_class = DNSClass::CH;
+        let m = response("a.test.", vec![chaos, a("a.test.", 60, [192, 0, 2, 2])]);
+        assert_eq!(
+            ips(&addresses(&m, "a.test")),
+            vec![("192.0.2.2".into(), 60)]
+        );
+        assert!(quick_addresses(&m.to_vec().unwrap(), "a.test").is_none());
+        let m = response("a.test.", vec![a("a.test.", 60, [192, 0, 2, 2])]);
+        let s = addresses(&m, "evil\\.a.test");
+        assert!(s.addresses.is_empty());
+        assert_eq!(s.records.len(), 1, "still logged");
+    }
+
+    #[test]
+    fn addresses_inside_are_never_opened() {
+        let pod: IpAddr = "10.0.0.7".parse().unwrap();
+        let is_pod = |ip: IpAddr| ip == pod;
+        for inside in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.53",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "10.0.0.7",
+            "::",
+            "::1",
+            "fe80::1",
+            "febf::1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.7",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(!may_open(inside.parse().unwrap(), is_pod), "{inside}");
+        }
+        for outside in [
+            "10.0.0.8",
+            "192.0.2.10",
+            "100.64.0.1",
+            "64:ff9b::c000:20a",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(may_open(outside.parse().unwrap(), is_pod), "{outside}");
+        }
     }
 
     #[test]

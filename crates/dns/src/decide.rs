@@ -14,7 +14,9 @@ const HEADER_LEN: usize = 12;
 pub struct Question {
     /// Message id.
     pub id: u16,
-    /// The name asked for: lowercase ASCII (punycode), no trailing dot; empty for the root.
+    /// The name asked for: lowercase ASCII (punycode), no trailing dot, bytes other than
+    /// letters, digits, '-' and '_' escaped ([`crate::names::name_text`]); empty for the
+    /// root.
     pub name: String,
     /// Record type, e.g. `A`, `AAAA`, `TXT`.
     pub qtype: RecordType,
@@ -92,6 +94,11 @@ pub fn parse_query(packet: &[u8]) -> Result<Question, Malformed> {
     if op_code != OpCode::Query {
         return Err(error(ResponseCode::NotImp));
     }
+    if crate::wire::plain_question_end(packet).is_none() {
+        // Cut short, or a compression pointer in the question: the proxy and the upstream
+        // could read different names (the pointer may reach the id the proxy rewrites).
+        return Err(error(ResponseCode::FormErr));
+    }
     let Ok(msg) = Message::from_vec(packet) else {
         return Err(error(ResponseCode::FormErr));
     };
@@ -103,7 +110,7 @@ pub fn parse_query(packet: &[u8]) -> Result<Question, Malformed> {
     }
     Ok(Question {
         id,
-        name: normalise(&query.name.to_ascii()),
+        name: crate::names::name_text(query.name.iter()),
         qtype: query.query_type,
     })
 }
@@ -142,6 +149,18 @@ pub fn decide(packet: &[u8], allowed: impl FnOnce(&Question) -> bool, deny: Deny
             }
         }
     };
+    if crate::wire::is_zone_transfer(u16::from(question.qtype)) {
+        // A zone transfer lists every name of a zone, not just the one asked: never passed
+        // on, whatever the policy.
+        return match reply_with(packet, ResponseCode::Refused) {
+            Some(bytes) => Decision::Reply {
+                question: Some(question),
+                rcode: ResponseCode::Refused,
+                bytes,
+            },
+            None => Decision::Drop,
+        };
+    }
     if allowed(&question) {
         return Decision::Forward(question);
     }

@@ -10,6 +10,9 @@
 //! - [`resolutions`]: the (pod, name, IP, expiry) records, bounded and saved across
 //!   restarts, shared with the kernel updater and the egress gateway.
 //! - [`feed`]: `GET /v1/answers`, the records streamed to egress gateways in other processes.
+//! - [`mixed_case`]: 0x20 mixing of forwarded questions, so forged answers must guess the
+//!   case too.
+//! - [`names`]: the text of a queried name, and whether any FQDN pattern may match it.
 //! - [`wire`]: the hot path's in-place reading of ordinary queries, and name features for
 //!   tunnelling detection.
 
@@ -20,6 +23,8 @@ pub use answers::{addresses, AnswerSummary, Resolved};
 pub use decide::{decide, parse_query, Decision, DenyRcode, Question};
 pub mod event;
 pub mod feed;
+pub mod mixed_case;
+pub mod names;
 pub mod proxy;
 pub mod resolutions;
 mod udp;

@@ -45,6 +45,10 @@ pub struct ProxyConfig {
     pub origin: Origin,
     /// UDP workers (each a listening socket and two threads).
     pub udp_workers: usize,
+    /// 0x20 mixing of forwarded UDP questions ([`crate::mixed_case`]); on by default. Off
+    /// only for an upstream that echoes the case of some answers and not of others (a
+    /// worker turns it off by itself for one that never echoes it).
+    pub mix_case: bool,
 }
 
 impl ProxyConfig {
@@ -61,6 +65,7 @@ impl ProxyConfig {
             udp_workers: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
                 .unwrap_or(2),
+            mix_case: true,
         }
     }
 }
@@ -99,6 +104,9 @@ pub(crate) fn policy_decision(
     pod: Option<palisade_policy::PodId>,
     name: &str,
 ) -> (bool, Option<palisade_policy::PolicyRef>) {
+    if !crate::names::matchable(name) {
+        return odd_name_decision(engine, pod, name);
+    }
     match (engine, pod) {
         (Some(e), Some(p)) => {
             let d = e.dns_decision(p, name);
@@ -109,6 +117,45 @@ pub(crate) fn policy_decision(
         // No good policy yet: fail closed.
         (None, _) => (false, None),
     }
+}
+
+/// The decision for a name with a label no pattern can mean (a '.', '*', space or raw
+/// UTF-8 inside, see [`crate::names`]). No reading of such a name is right for every
+/// pattern: read as matching no pattern, an allow list stays closed but a Deny of
+/// `**.blocked.test` would let `a b.blocked.test` through; split at its escaped dots, a
+/// Deny of `*.x.test` would miss `a.b` under `x.test`. So it fails closed: a pod whose
+/// egress is governed by names gets every such name refused (unless only Audit-mode
+/// policy would refuse it), with the rule that denies it read either way, when one does.
+/// Ungoverned pods and clients that are no pod resolve it as any other name.
+fn odd_name_decision(
+    engine: Option<&Engine>,
+    pod: Option<palisade_policy::PodId>,
+    name: &str,
+) -> (bool, Option<palisade_policy::PolicyRef>) {
+    let (Some(e), Some(p)) = (engine, pod) else {
+        return policy_decision(engine, None, "");
+    };
+    let as_none = e.dns_decision(p, "");
+    if !as_none.governed {
+        return (true, None);
+    }
+    if !as_none.allowed {
+        return (false, as_none.policy);
+    }
+    let as_split = e.dns_decision(p, name);
+    if !as_split.allowed {
+        return (false, as_split.policy);
+    }
+    let audit = |d: &palisade_policy::engine::DnsDecision| {
+        d.policy
+            .as_ref()
+            .is_some_and(|r| r.mode == palisade_policy::Mode::Audit)
+    };
+    if audit(&as_none) || audit(&as_split) {
+        // Audit mode logs what it would deny and denies nothing.
+        return (true, as_split.policy.or(as_none.policy));
+    }
+    (false, None)
 }
 
 /// A bound DNS proxy; [`DnsProxy::run`] serves it.
@@ -239,7 +286,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            tcp_client(stream, peer.ip(), &shared).await;
+            // `::ffff:a.b.c.d` on a dual-stack socket is the IPv4 client a.b.c.d.
+            tcp_client(stream, peer.ip().to_canonical(), &shared).await;
             drop(permit);
         });
     }
@@ -335,8 +383,15 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
             match forward(&shared.cfg, packet, q.id, tcp).await {
                 Ok((bytes, msg)) => {
                     let summary = addresses(&msg, &log.query);
-                    for r in &summary.addresses {
-                        (shared.on_answer)(client, r);
+                    // As over UDP: only a NOERROR answer opens addresses.
+                    if msg.metadata.response_code == ResponseCode::NoError {
+                        let is_pod =
+                            |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
+                        for r in &summary.addresses {
+                            if crate::answers::may_open(r.ip, is_pod) {
+                                (shared.on_answer)(client, r);
+                            }
+                        }
                     }
                     log.rcode = rcode_name(msg.metadata.response_code);
                     log.answers = Some(summary.records);
@@ -386,18 +441,26 @@ async fn forward_tcp(
     packet: &[u8],
     id: u16,
 ) -> std::io::Result<(Vec<u8>, Message)> {
+    // The parser accepted the query, so its question is written out (no pointers).
+    let question = crate::wire::plain_question_end(packet)
+        .and_then(|end| packet.get(crate::wire::HEADER_LEN..end))
+        .ok_or_else(|| std::io::Error::other("query without a plain question"))?;
     let mut s = TcpStream::connect(upstream).await?;
     write_framed(&mut s, packet).await?;
     loop {
         let answer = read_framed(&mut s).await?;
-        if let Some(msg) = matching(&answer, id) {
+        if let Some(msg) = matching(&answer, id, question) {
             return Ok((answer, msg));
         }
     }
 }
 
-/// The parsed answer, when `bytes` is a response with our id.
-fn matching(bytes: &[u8], id: u16) -> Option<Message> {
+/// The parsed answer, when `bytes` is a response with our id that echoes `question` (the
+/// question section as sent): anything else is not the answer to this query.
+fn matching(bytes: &[u8], id: u16, question: &[u8]) -> Option<Message> {
+    if !crate::wire::answers_question(bytes, question) {
+        return None;
+    }
     let msg = Message::from_vec(bytes).ok()?;
     (msg.metadata.id == id && msg.metadata.message_type == MessageType::Response).then_some(msg)
 }

@@ -3,10 +3,11 @@
 //! old one lets go) and its own connected upstream socket.
 //!
 //! A worker is two threads. The client side reads a query, decides it against the policy,
-//! and either answers at once (refused, malformed) or forwards it under a fresh random id,
-//! remembering the client. The upstream side reads answers, matches them by id *and*
-//! question (an answer that does not echo the question is ignored), restores the client's
-//! id, reports the addresses, and replies. Queries the upstream leaves unanswered get
+//! and either answers at once (refused, malformed) or forwards it under a fresh random id
+//! with its letters in random case ([`crate::mixed_case`]), remembering the client. The
+//! upstream side reads answers, matches them by id *and* question (an answer that does not
+//! echo the question in the case sent is ignored), restores the client's id and question,
+//! reports the addresses, and replies. Queries the upstream leaves unanswered get
 //! SERVFAIL after the timeout. Memory is bounded: at most `max_in_flight` forwarded queries
 //! per worker; beyond that queries are dropped and counted, and clients retry.
 
@@ -29,6 +30,7 @@ use nix::sys::socket::{
 use crate::answers::addresses;
 use crate::decide::{decide, rcode_name, Decision};
 use crate::event::{dns_event, QueryLog};
+use crate::mixed_case::{echoes_exactly, mix_case, CaseCheck};
 use crate::proxy::{policy_decision, Shared};
 use crate::wire::{self, QuickQuery};
 
@@ -60,6 +62,10 @@ struct Pending {
     flags: [u8; 2],
     /// The question section as the client sent it.
     question: Box<[u8]>,
+    /// Whether the question went upstream in mixed case (then `sent` must come back).
+    mixed: bool,
+    /// The question section as sent upstream.
+    sent: Box<[u8]>,
     start: Instant,
     log: QueryLog,
 }
@@ -107,6 +113,11 @@ impl Table {
         None
     }
 
+    /// 64 random bits for the case of a question's letters.
+    fn bits(&mut self) -> u64 {
+        (0..4).fold(0, |acc, _| (acc << 16) | u64::from(self.next()))
+    }
+
     fn expired(&mut self, now: Instant, timeout: Duration) -> Vec<Pending> {
         let ids: Vec<u16> = self
             .slots
@@ -125,6 +136,8 @@ struct Worker {
     upstream: UdpSocket,
     table: Mutex<Table>,
     stop: Arc<AtomicBool>,
+    /// Whether this worker's upstream echoes the mixed case.
+    case: CaseCheck,
 }
 
 /// Starts one worker on `listen` (two threads); `done` gets the result when it ends.
@@ -143,12 +156,14 @@ pub(crate) fn spawn_worker(
     upstream.connect(up)?;
     upstream.set_read_timeout(Some(TICK))?;
     let limit = shared.cfg.max_in_flight.max(1);
+    let mix_case = shared.cfg.mix_case;
     let w = Arc::new(Worker {
         shared,
         listen,
         upstream,
         table: Mutex::new(Table::new(limit)),
         stop,
+        case: CaseCheck::new(mix_case),
     });
     for side in [Side::Clients, Side::Upstream] {
         let (w, done) = (Arc::clone(&w), done.clone());
@@ -269,14 +284,17 @@ impl Worker {
         let start = Instant::now();
         let s = &self.shared;
         let engine = (s.engine)();
-        let pod = engine.as_ref().and_then(|e| e.pod_by_ip(peer.ip()));
+        // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: it is the pod
+        // (and the kernel element) at a.b.c.d.
+        let client = peer.ip().to_canonical();
+        let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
         let Some(q) = wire::quick_query(packet) else {
             return self.slow_query(packet, peer, engine.as_deref(), pod, start, out, events);
         };
         let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
         let features = Some(wire::name_features(&q.name));
         let mut log = QueryLog {
-            client: Some(peer.ip()),
+            client: Some(client),
             pod,
             allowed,
             policy,
@@ -324,7 +342,7 @@ impl Worker {
         );
         let (allowed, policy) = decision.unwrap_or((false, None));
         let mut log = QueryLog {
-            client: Some(peer.ip()),
+            client: Some(peer.ip().to_canonical()),
             pod,
             allowed,
             policy,
@@ -358,7 +376,7 @@ impl Worker {
             Decision::Forward(q) => {
                 // A name with unusual bytes, or a compressed question: forward it with the
                 // question as sent (the parser accepted exactly one).
-                let Some(end) = question_end(packet) else {
+                let Some(end) = wire::plain_question_end(packet) else {
                     s.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
@@ -390,16 +408,28 @@ impl Worker {
         to_upstream: &mut SendBatch,
     ) {
         let s = &self.shared;
-        let pending = Pending {
-            client: peer,
-            id: q.id,
-            flags,
-            question: wire::question_bytes(packet, &q).into(),
-            start,
-            log,
-        };
+        let question: Box<[u8]> = wire::question_bytes(packet, &q).into();
+        let mixed = self.case.mixing();
         let id = match self.table.lock() {
-            Ok(mut t) => t.insert(pending),
+            Ok(mut t) => {
+                let sent = match packet.get_mut(wire::HEADER_LEN..q.question_end) {
+                    Some(section) if mixed => {
+                        mix_case(section, || t.bits());
+                        Box::from(&*section)
+                    }
+                    _ => question.clone(),
+                };
+                t.insert(Pending {
+                    client: peer,
+                    id: q.id,
+                    flags,
+                    question,
+                    mixed,
+                    sent,
+                    start,
+                    log,
+                })
+            }
             Err(_) => None,
         };
         let Some(id) = id else {
@@ -418,7 +448,24 @@ impl Worker {
         let id = u16::from_be_bytes([resp[0], resp[1]]);
         let pending = match self.table.lock() {
             Ok(mut t) => match t.slots.get(&id) {
-                Some(p) if wire::answers_question(resp, &p.question) => t.slots.remove(&id),
+                Some(p) if p.mixed && echoes_exactly(resp, &p.sent) => {
+                    self.case.saw_exact_echo();
+                    t.slots.remove(&id)
+                }
+                Some(p) if p.mixed && wire::answers_question(resp, &p.sent) => {
+                    // The right question in another case: forged, or an upstream that
+                    // does not keep case. Not taken either way.
+                    if self.case.saw_other_case() {
+                        tracing::warn!(
+                            upstream = %self.shared.cfg.upstream,
+                            "the DNS upstream does not echo the question's case: 0x20 mixing off for this worker"
+                        );
+                    }
+                    None
+                }
+                Some(p) if !p.mixed && wire::answers_question(resp, &p.question) => {
+                    t.slots.remove(&id)
+                }
                 // Not ours (late, forged or mangled): leave the query waiting.
                 _ => None,
             },
@@ -427,6 +474,10 @@ impl Worker {
         let Some(p) = pending else {
             return;
         };
+        // The client gets its question back as it wrote it.
+        if let Some(q) = resp.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + p.question.len()) {
+            q.copy_from_slice(&p.question);
+        }
         let s = &self.shared;
         let engine = (s.engine)();
         let mut log = p.log;
@@ -440,8 +491,11 @@ impl Worker {
             if let Some(summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
+                let is_pod = |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
                 for r in &summary.addresses {
-                    (s.on_answer)(p.client.ip(), r);
+                    if crate::answers::may_open(r.ip, is_pod) {
+                        (s.on_answer)(p.client.ip().to_canonical(), r);
+                    }
                 }
                 log.answers = Some(summary.records);
                 log.ttl = summary.min_ttl;
@@ -664,23 +718,4 @@ impl Events {
             shared.events.try_send_many(&mut self.buf);
         }
     }
-}
-
-/// Offset just past the (single) question of a packet, following compression pointers
-/// only to skip them.
-fn question_end(p: &[u8]) -> Option<usize> {
-    let mut at = wire::HEADER_LEN;
-    loop {
-        let len = *p.get(at)? as usize;
-        if len == 0 {
-            at += 1;
-            break;
-        }
-        if len & 0xc0 == 0xc0 {
-            at += 2;
-            break;
-        }
-        at += 1 + len;
-    }
-    (at + 4 <= p.len()).then_some(at + 4)
 }

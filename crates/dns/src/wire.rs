@@ -44,10 +44,14 @@ pub fn quick_query(p: &[u8]) -> Option<QuickQuery> {
     }
     let (name, at) = read_plain_name(p, HEADER_LEN)?;
     let rest = p.get(at..at + 4)?;
+    let qtype = u16::from_be_bytes([rest[0], rest[1]]);
+    if is_zone_transfer(qtype) {
+        return None; // refused by the full path
+    }
     Some(QuickQuery {
         id: u16::from_be_bytes([p[0], p[1]]),
         name,
-        qtype: u16::from_be_bytes([rest[0], rest[1]]),
+        qtype,
         qclass: u16::from_be_bytes([rest[2], rest[3]]),
         question_end: at + 4,
     })
@@ -82,6 +86,31 @@ fn read_plain_name(p: &[u8], mut at: usize) -> Option<(String, usize)> {
         }
     }
     Some((name, at))
+}
+
+/// Whether `qtype` asks for a zone transfer (AXFR 252, IXFR 251): answers that list every
+/// name of a zone, not the one asked.
+pub fn is_zone_transfer(qtype: u16) -> bool {
+    qtype == 251 || qtype == 252
+}
+
+/// Offset just past the first question of `p` when its name is written out label by label;
+/// `None` when it is cut short or holds a compression pointer (or a reserved label type).
+/// A query's only question has nothing earlier to point to but the header (whose id the
+/// proxy rewrites) or itself, so a pointer there is never honest.
+pub fn plain_question_end(p: &[u8]) -> Option<usize> {
+    let mut at = HEADER_LEN;
+    loop {
+        let len = *p.get(at)? as usize;
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        at += 1 + len;
+        if len == 0 {
+            break;
+        }
+    }
+    (at + 4 <= p.len()).then_some(at + 4)
 }
 
 /// The question section of a query read by [`quick_query`].

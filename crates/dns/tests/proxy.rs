@@ -1,14 +1,15 @@
 //! The proxy end to end on loopback: a fake upstream resolver, the proxy in front of it, and
 //! clients sending real DNS packets (and `dig`, when installed). The policy maps the pod
 //! `ml/trainer` to 127.0.0.1, so queries from 127.0.0.1 are the trainer's; 127.0.0.2 is no
-//! pod.
+//! pod. The `bypass_*` modules try to get names answered or addresses opened that policy
+//! does not allow, in front of a crafted upstream (`crafted`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use palisade_dns::{DenyRcode, DnsProxy, ProxyConfig, Resolved};
 use palisade_events::{Event, EventBody, EventReceiver, Verdict};
@@ -562,3 +563,12 @@ async fn a_random_subdomain_flood_is_bounded() {
     );
     task.abort();
 }
+
+#[path = "proxy/bypass_answers.rs"]
+mod bypass_answers;
+#[path = "proxy/bypass_names.rs"]
+mod bypass_names;
+#[path = "proxy/bypass_structure.rs"]
+mod bypass_structure;
+#[path = "proxy/crafted.rs"]
+mod crafted;

@@ -4,8 +4,34 @@
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
+use palisade_dns::names::{matchable, name_text};
 use palisade_dns::{decide, parse_query, wire, DenyRcode};
+use palisade_policy::fqdn::FqdnPattern;
 use proptest::prelude::*;
+
+/// A query whose one question has the raw `labels`.
+fn raw_query(labels: &[Vec<u8>], qtype: u16) -> Vec<u8> {
+    let mut p = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in labels {
+        p.push(l.len() as u8);
+        p.extend_from_slice(l);
+    }
+    p.push(0);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    p
+}
+
+/// Labels of 1 to 12 bytes drawn mostly from bytes that matter to patterns: letters of
+/// `models` and `test`, '.', '*', '-', '\\', a space, a UTF-8 lead byte.
+fn tricky_labels() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let byte = prop_oneof![
+        8 => proptest::sample::select(b"modelstMT".to_vec()),
+        2 => proptest::sample::select(b".*-_\\ \xc3".to_vec()),
+        1 => any::<u8>(),
+    ];
+    proptest::collection::vec(proptest::collection::vec(byte, 1..12), 1..6)
+}
 
 fn query(name: &str, qtype: u16) -> Option<Vec<u8>> {
     let mut m = Message::new(7, MessageType::Query, OpCode::Query);
@@ -30,6 +56,9 @@ proptest! {
         let _ = (wire::rcode(&data), wire::answer_count(&data));
         let _ = wire::simple_answers(&data);
         let _ = palisade_dns::answers::quick_addresses(&data, "a.test");
+        let _ = palisade_dns::mixed_case::echoes_exactly(&data, b"\x01a\x00\x00\x01\x00\x01");
+        let mut copy = data.clone();
+        palisade_dns::mixed_case::mix_case(&mut copy, || 0x5555);
     }
 
     #[test]
@@ -45,6 +74,109 @@ proptest! {
             prop_assert_eq!(quick.qtype, u16::from(full.qtype));
             prop_assert_eq!(quick.question_end, p.len());
         }
+    }
+
+    /// The bypass property: a name text that patterns may match splits back into exactly
+    /// the wire labels, so a pattern that matches it matches the name the upstream resolves;
+    /// and the full parser, the in-place reader and `name_text` give the same text.
+    #[test]
+    fn name_texts_split_back_into_the_wire_labels(
+        mut labels in tricky_labels(),
+        suffix in any::<bool>(),
+    ) {
+        if suffix {
+            labels.push(b"models".to_vec());
+            labels.push(b"test".to_vec());
+        }
+        let p = raw_query(&labels, 1);
+        let text = name_text(labels.iter().map(|l| l.as_slice()));
+        let plain = labels.iter().all(|l| l.iter().all(|&b| palisade_dns::names::plain_byte(b)));
+        prop_assert_eq!(matchable(&text), plain, "{}", text);
+        if let Ok(q) = parse_query(&p) {
+            prop_assert_eq!(&q.name, &text);
+        }
+        if let Some(q) = wire::quick_query(&p) {
+            prop_assert!(plain);
+            prop_assert_eq!(&q.name, &text);
+        }
+        if matchable(&text) {
+            let lower: Vec<String> = labels
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+                .collect();
+            prop_assert_eq!(text.split('.').map(String::from).collect::<Vec<_>>(), lower.clone());
+            for pat in ["**.models.test", "*.models.test", "m*.test"] {
+                if FqdnPattern::parse(pat).unwrap().matches(&text) {
+                    let n = lower.len();
+                    prop_assert!(n >= 2 && lower[n - 1] == "test", "{} ~ {}", pat, text);
+                }
+            }
+        } else {
+            // Decided as the root: no pattern can match it.
+            for pat in ["**.models.test", "*.models.test", "m*.test", "*.test"] {
+                let hit = FqdnPattern::parse(pat).unwrap().matches("");
+                prop_assert!(!hit);
+            }
+        }
+    }
+
+    /// A compression pointer (or reserved label type) anywhere in the question makes the
+    /// query FORMERR, never forwarded.
+    #[test]
+    fn pointers_in_the_question_are_formerr(
+        labels in proptest::collection::vec("[a-z]{1,8}", 0..4),
+        at in 0usize..5,
+        kind in prop_oneof![Just(0xc0u8), Just(0x40), Just(0x80)],
+        low in any::<u8>(),
+    ) {
+        let mut p = vec![0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        let at = at.min(labels.len());
+        for (i, l) in labels.iter().enumerate() {
+            if i == at {
+                break;
+            }
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.extend_from_slice(&[kind | (low & 0x3f), low, 0, 0, 1, 0, 1]);
+        prop_assert!(wire::plain_question_end(&p).is_none());
+        prop_assert!(wire::quick_query(&p).is_none());
+        let d = decide(&p, |_| true, DenyRcode::Refused);
+        let formerr = matches!(
+            d,
+            palisade_dns::Decision::Reply {
+                rcode: hickory_proto::op::ResponseCode::FormErr,
+                ..
+            }
+        );
+        prop_assert!(formerr, "{:?}", d);
+    }
+
+    /// 0x20 mixing changes only the case of the name's letters: the in-place reader reads
+    /// the same name, the type and class stay, and the result echoes itself exactly.
+    #[test]
+    fn mixed_case_questions_read_the_same(
+        labels in proptest::collection::vec("[a-zA-Z0-9_-]{1,20}", 1..6),
+        qtype in any::<u16>(),
+        seed in any::<u64>(),
+    ) {
+        let labels: Vec<Vec<u8>> = labels.into_iter().map(String::into_bytes).collect();
+        let p = raw_query(&labels, qtype);
+        let mut mixed = p.clone();
+        let mut x = seed | 1;
+        palisade_dns::mixed_case::mix_case(&mut mixed[wire::HEADER_LEN..], || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        });
+        prop_assert!(mixed.eq_ignore_ascii_case(&p));
+        prop_assert_eq!(&mixed[mixed.len() - 4..], &p[p.len() - 4..]);
+        let (a, b) = (wire::quick_query(&p), wire::quick_query(&mixed));
+        prop_assert_eq!(a.map(|q| q.name), b.map(|q| q.name));
+        let mut resp = mixed.clone();
+        resp[2] |= 0x80;
+        prop_assert!(palisade_dns::mixed_case::echoes_exactly(&resp, &mixed[wire::HEADER_LEN..]));
     }
 
     #[test]
