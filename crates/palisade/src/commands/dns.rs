@@ -147,6 +147,9 @@ pub(crate) async fn serve(
     {
         cfg.deny = DenyRcode::NxDomain;
     }
+    if let Some(mix) = rt.config.spec.dns.as_ref().and_then(|d| d.mix_case) {
+        cfg.mix_case = mix;
+    }
     cfg.origin.cluster = Some(rt.cluster.clone());
     cfg.origin.node = Some(rt.node.clone());
     // Keep the opener's set names in step with the policy.

@@ -373,6 +373,11 @@ pub struct DnsSpec {
     /// A file holding the bearer token subscribers of the answers feed must send.
     #[serde(default)]
     pub answers_token_file: Option<String>,
+    /// Send questions upstream in random letter case and take only answers that echo it
+    /// exactly (0x20 mixing, against forged answers); default true. Turn it off for an
+    /// upstream that answers some names in another case.
+    #[serde(default)]
+    pub mix_case: Option<bool>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

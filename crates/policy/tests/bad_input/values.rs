@@ -649,3 +649,32 @@ fn idle_timeouts_out_of_range() {
     ]);
     assert_eq!(errors(&load("ok.yaml", &ok)), 0);
 }
+
+#[test]
+fn dns_mix_case_is_a_boolean() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1", // 1
+        "kind: PalisadeConfig",              // 2
+        "metadata: {name: node}",            // 3
+        "spec:",                             // 4
+        "  dns: {listen: 127.0.0.1:53, upstream: 10.0.0.10:53, mixCase: maybe}", // 5
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    let d = m
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .unwrap();
+    assert_eq!((d.file.as_str(), d.line), ("config.yaml", 5), "{d:?}");
+    assert!(d.path.contains("mixCase"), "{d:?}");
+    let ok = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",
+        "kind: PalisadeConfig",
+        "metadata: {name: node}",
+        "spec:",
+        "  dns: {listen: 127.0.0.1:53, upstream: 10.0.0.10:53, mixCase: false}",
+    ]);
+    let m = load("ok.yaml", &ok);
+    assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
+}
