@@ -6,8 +6,10 @@
 //! restarted proxy (or a rebuilt ruleset) does not forget IPs that are still open.
 //!
 //! Bounded: at most `max_per_name` IPs per (pod, name) (the soonest to expire gives way, as
-//! a rotating CDN would have it) and `max_records` in all (beyond that new records are
-//! refused and counted, so a flood of answers cannot grow memory without end).
+//! a rotating CDN would have it), `max_per_pod` per pod and `max_records` in all (beyond
+//! either, new records are refused and counted, so a flood of answers cannot grow memory
+//! without end, and one pod resolving random names under a wildcard it may use cannot take
+//! the room the other pods' answers need).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -49,8 +51,43 @@ pub fn now_ms() -> u64 {
 struct Inner {
     /// pod → name → (IP, expiry).
     by_pod: HashMap<IpAddr, HashMap<String, Vec<(IpAddr, u64)>>>,
+    /// Records held per pod (live or not yet pruned).
+    per_pod: HashMap<IpAddr, usize>,
     total: usize,
     refused: u64,
+}
+
+impl Inner {
+    /// Accounts for `n` records of `pod` removed.
+    fn removed(&mut self, pod: IpAddr, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.total -= n;
+        if let Some(c) = self.per_pod.get_mut(&pod) {
+            *c -= n;
+            if *c == 0 {
+                self.per_pod.remove(&pod);
+            }
+        }
+    }
+
+    /// Drops `pod`'s expired records.
+    fn prune_pod(&mut self, pod: IpAddr, now: u64) {
+        let mut gone = 0;
+        if let Some(names) = self.by_pod.get_mut(&pod) {
+            names.retain(|_, list| {
+                let before = list.len();
+                list.retain(|(_, e)| *e > now);
+                gone += before - list.len();
+                !list.is_empty()
+            });
+            if names.is_empty() {
+                self.by_pod.remove(&pod);
+            }
+        }
+        self.removed(pod, gone);
+    }
 }
 
 /// The records, shared by the proxy, the kernel updater and the egress gateway.
@@ -58,19 +95,31 @@ struct Inner {
 pub struct Resolutions {
     inner: Mutex<Inner>,
     max_per_name: usize,
+    max_per_pod: usize,
     max_records: usize,
     dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Resolutions {
-    /// Empty, with the given bounds (each at least 1).
+    /// Empty, with the given bounds (each at least 1); a pod may hold up to a tenth of
+    /// `max_records` (at least `max_per_name`) unless [`with_max_per_pod`](Self::with_max_per_pod)
+    /// says otherwise.
     pub fn new(max_per_name: usize, max_records: usize) -> Self {
+        let max_records = max_records.max(1);
+        let max_per_name = max_per_name.max(1);
         Resolutions {
             inner: Mutex::new(Inner::default()),
-            max_per_name: max_per_name.max(1),
-            max_records: max_records.max(1),
+            max_per_name,
+            max_per_pod: (max_records / 10).max(max_per_name),
+            max_records,
             dirty: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The same, holding at most `n` (at least 1) records per pod.
+    pub fn with_max_per_pod(mut self, n: usize) -> Self {
+        self.max_per_pod = n.max(1);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -80,26 +129,44 @@ impl Resolutions {
     }
 
     /// Records that `pod` may use `ip` for `name` for `valid` from `now_ms`. Returns whether
-    /// it was recorded (false when the global bound is reached).
+    /// it was recorded (false when the pod's or the global bound is reached).
     pub fn record(&self, pod: IpAddr, name: &str, ip: IpAddr, valid: Duration, now: u64) -> bool {
         let expires = now.saturating_add(valid.as_millis() as u64);
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut g = self.lock();
         let inner = &mut *g;
+        let mut gone = 0;
         if let Some(list) = inner.by_pod.get_mut(&pod).and_then(|m| m.get_mut(name)) {
             let before = list.len();
             list.retain(|(_, e)| *e > now);
-            inner.total -= before - list.len();
+            gone = before - list.len();
             if let Some(entry) = list.iter_mut().find(|(i, _)| *i == ip) {
                 entry.1 = entry.1.max(expires);
+                inner.removed(pod, gone);
                 return true;
             }
             if list.len() >= self.max_per_name {
                 // The soonest to expire gives way.
                 if let Some(pos) = (0..list.len()).min_by_key(|&i| list[i].1) {
                     list.swap_remove(pos);
-                    inner.total -= 1;
+                    gone += 1;
                 }
+            }
+        }
+        inner.removed(pod, gone);
+        if inner
+            .per_pod
+            .get(&pod)
+            .is_some_and(|c| *c >= self.max_per_pod)
+        {
+            inner.prune_pod(pod, now);
+            if inner
+                .per_pod
+                .get(&pod)
+                .is_some_and(|c| *c >= self.max_per_pod)
+            {
+                inner.refused += 1;
+                return false;
             }
         }
         if inner.total >= self.max_records {
@@ -114,6 +181,7 @@ impl Resolutions {
             .or_default()
             .push((ip, expires));
         inner.total += 1;
+        *inner.per_pod.entry(pod).or_default() += 1;
         true
     }
 
@@ -154,12 +222,13 @@ impl Resolutions {
         let mut g = self.lock();
         let inner = &mut *g;
         let mut out = Vec::new();
-        let mut removed = 0;
+        let mut removed = Vec::new();
         inner.by_pod.retain(|pod, names| {
+            let mut gone = 0;
             names.retain(|name, list| {
                 let before = list.len();
                 list.retain(|(_, e)| *e > now);
-                removed += before - list.len();
+                gone += before - list.len();
                 for (ip, e) in list.iter() {
                     out.push(Record {
                         pod: *pod,
@@ -170,9 +239,12 @@ impl Resolutions {
                 }
                 !list.is_empty()
             });
+            removed.push((*pod, gone));
             !names.is_empty()
         });
-        inner.total -= removed;
+        for (pod, n) in removed {
+            inner.removed(pod, n);
+        }
         out
     }
 
@@ -186,7 +258,7 @@ impl Resolutions {
         self.len() == 0
     }
 
-    /// Records refused because the global bound was reached.
+    /// Records refused because the pod's or the global bound was reached.
     pub fn refused(&self) -> u64 {
         self.lock().refused
     }
@@ -304,6 +376,55 @@ mod tests {
         }
         assert_eq!(r.len(), 3);
         assert_eq!(r.refused(), 7);
+    }
+
+    #[test]
+    fn one_pod_cannot_take_the_room_of_the_others() {
+        let r = Resolutions::new(4, 100).with_max_per_pod(5);
+        let (greedy, other) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        for i in 0..50u8 {
+            r.record(
+                greedy,
+                &format!("r{i}.wild.test"),
+                IpAddr::from([192, 0, 2, i]),
+                Duration::from_secs(60),
+                0,
+            );
+        }
+        assert_eq!(r.len(), 5, "the greedy pod holds its share only");
+        assert_eq!(r.refused(), 45);
+        for i in 0..5u8 {
+            assert!(r.record(
+                other,
+                &format!("n{i}.test"),
+                IpAddr::from([198, 51, 100, i]),
+                Duration::from_secs(120),
+                0
+            ));
+        }
+        // A known address is still extended at the cap; its expired records make room.
+        assert!(r.record(
+            greedy,
+            "r0.wild.test",
+            ip("192.0.2.0"),
+            Duration::from_secs(90),
+            0
+        ));
+        assert!(r.record(
+            greedy,
+            "late.wild.test",
+            ip("192.0.2.200"),
+            Duration::from_secs(60),
+            61_000
+        ));
+        assert!(r.allows(greedy, "late.wild.test", ip("192.0.2.200"), 61_000));
+        assert!(r.allows(greedy, "r0.wild.test", ip("192.0.2.0"), 61_000));
+        assert_eq!(
+            r.live(61_000).len(),
+            2 + 5,
+            "expired records pruned; counts agree"
+        );
+        assert_eq!(r.len(), 7);
     }
 
     #[test]

@@ -104,7 +104,17 @@ pub(crate) fn resolutions(rt: &config::Runtime) -> Arc<Resolutions> {
         .as_ref()
         .and_then(|d| d.max_ips_per_name)
         .unwrap_or(50) as usize;
-    Arc::new(Resolutions::new(per_name, MAX_RECORDS))
+    let mut res = Resolutions::new(per_name, MAX_RECORDS);
+    if let Some(n) = rt
+        .config
+        .spec
+        .dns
+        .as_ref()
+        .and_then(|d| d.max_records_per_pod)
+    {
+        res = res.with_max_per_pod(n as usize);
+    }
+    Arc::new(res)
 }
 
 /// The DNS proxy's records as the egress gateway asks them (SNI / DNS / IP agreement).
@@ -207,7 +217,12 @@ pub(crate) async fn serve(
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
         let now = now_ms();
         if !res.record(client, &r.name, r.ip, valid, now) {
-            tracing::warn!(name = %r.name, ip = %r.ip, "DNS state full: address not opened");
+            // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal.
+            let refused = res.refused();
+            if refused.is_power_of_two() {
+                tracing::warn!(pod = %client, name = %r.name, ip = %r.ip, refused,
+                    "DNS state full for this pod (spec.dns.maxRecordsPerPod) or overall: address not opened");
+            }
             return;
         }
         if let Some(f) = &feed {

@@ -373,6 +373,12 @@ pub struct DnsSpec {
     /// A file holding the bearer token subscribers of the answers feed must send.
     #[serde(default)]
     pub answers_token_file: Option<String>,
+    /// Addresses one pod may hold open at once, over all its names (default 20000, a tenth
+    /// of the proxy's 200000; 1 to 200000). Beyond it the pod's new answers open nothing
+    /// until some expire, so one pod resolving random names under a wildcard cannot take
+    /// the room the others need.
+    #[serde(default)]
+    pub max_records_per_pod: Option<u32>,
     /// Send questions upstream in random letter case and take only answers that echo it
     /// exactly (0x20 mixing, against forged answers); default true. Turn it off for an
     /// upstream that answers some names in another case.

@@ -446,6 +446,14 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
                 );
             }
         }
+        if d.max_records_per_pod
+            .is_some_and(|n| !(1..=200_000).contains(&n))
+        {
+            v.err(
+                &spec.key("dns").key("maxRecordsPerPod"),
+                "maxRecordsPerPod must be 1 to 200000",
+            );
+        }
         if let Some(r) = &d.refuse_with {
             if r != "REFUSED" && r != "NXDOMAIN" {
                 v.err(

@@ -678,3 +678,28 @@ fn dns_mix_case_is_a_boolean() {
     let m = load("ok.yaml", &ok);
     assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
 }
+
+#[test]
+fn dns_max_records_per_pod_is_bounded() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1", // 1
+        "kind: PalisadeConfig",              // 2
+        "metadata: {name: node}",            // 3
+        "spec:",                             // 4
+        "  dns:",                            // 5
+        "    listen: 127.0.0.1:53",          // 6
+        "    upstream: 10.0.0.10:53",        // 7
+        "    maxRecordsPerPod: 0",           // 8
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.dns.maxRecordsPerPod",
+        8,
+        23,
+        "invalid-value",
+        &["1 to 200000"],
+    );
+}
