@@ -198,13 +198,111 @@ fn reads_prompts(
     limits: &crate::limits::Limits,
     max_prompt: Option<u64>,
 ) -> bool {
+    decides_on_body(route, rights, limits, max_prompt)
+        || route.waf.is_some() && !route.waf_inspect_prompts
+}
+
+/// Whether the route's decisions depend on what the JSON body says (models, prompt sizes,
+/// token limits, the prompt guard, the canary). Such a route reads every request body as
+/// JSON whatever its `Content-Type` says (or when it says nothing), because backends such
+/// as FastAPI, llama.cpp or Ollama parse JSON regardless; a body that is not a JSON object
+/// is refused rather than passed on unchecked.
+fn decides_on_body(
+    route: &Route,
+    rights: Option<&crate::config::ConsumerRights>,
+    limits: &crate::limits::Limits,
+    max_prompt: Option<u64>,
+) -> bool {
     !route.models.is_empty()
         || rights.is_some_and(|r| !r.models.is_empty())
         || route.guard.is_some()
         || route.filters.canary.is_some()
         || limits.tokens_per_minute.is_some()
         || max_prompt.is_some()
-        || route.waf.is_some() && !route.waf_inspect_prompts
+}
+
+/// Refuses a body the gateway could not inspect the way the backend will read it: a
+/// `Content-Encoding` other than `identity` (the gateway does not decompress; some backends
+/// do) on a route that inspects bodies (`inspects`), and a `charset` other than UTF-8 on a
+/// body read as JSON.
+fn unreadable_body(headers: &HeaderMap, inspects: bool, as_json: bool) -> Option<Refusal> {
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| !t.trim_ascii().is_empty() && !t.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if inspects && encoded {
+        return Some(Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_content_encoding",
+            "This route accepts uncompressed request bodies only.",
+        ));
+    }
+    let charset = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_ascii_lowercase())
+        .and_then(|v| {
+            v.split(|b| *b == b';')
+                .skip(1)
+                .filter_map(|p| {
+                    let p = p.trim_ascii();
+                    p.strip_prefix(b"charset=").map(|c| c.trim_ascii().to_vec())
+                })
+                .last()
+        });
+    let utf8 = |c: &[u8]| {
+        let c: Vec<u8> = c.iter().copied().filter(|b| *b != b'"').collect();
+        c == b"utf-8" || c == b"utf8"
+    };
+    if as_json && charset.is_some_and(|c| !utf8(&c)) {
+        return Some(Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_charset",
+            "JSON request bodies must be UTF-8.",
+        ));
+    }
+    None
+}
+
+/// The refusal for a body that is not strict JSON; `declared_other`: its `Content-Type`
+/// names another media type (a form, a file upload).
+fn body_refusal(e: &BodyError, declared_other: bool) -> Refusal {
+    let bad =
+        |code: &'static str, msg: String| Refusal::new(400, "invalid_request_error", code, msg);
+    match e {
+        BodyError::Malformed(_) if declared_other => Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "This route accepts JSON request bodies only.",
+        ),
+        BodyError::Malformed(_) => bad(
+            "invalid_json",
+            "We could not parse the JSON body of your request.".into(),
+        ),
+        BodyError::TooDeep => bad(
+            "invalid_json",
+            "The JSON body of your request is nested too deeply.".into(),
+        ),
+        BodyError::NotObject => bad(
+            "invalid_json",
+            "The JSON body of your request must be an object.".into(),
+        ),
+        BodyError::ByteOrderMark => bad(
+            "invalid_json",
+            "The JSON body of your request starts with a byte order mark.".into(),
+        ),
+        BodyError::DuplicateKey(k) => bad(
+            "duplicate_json_key",
+            format!("The JSON body of your request names the key `{k}` twice in one object."),
+        ),
+        BodyError::ModelNotString => bad(
+            "invalid_model",
+            "The `model` field of your request must be a string.".into(),
+        ),
+    }
 }
 
 /// Refuses a path that servers may read differently (`palisade_policy::http_path`) when
@@ -387,35 +485,43 @@ pub async fn handle(
         }
     };
     x.log.bytes_in = raw.len() as u64;
-    let is_json = parts
+    let ctype = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        .map(str::to_ascii_lowercase);
+    let is_json = ctype.as_deref().is_some_and(|v| v.contains("json"));
     let mut api = None;
-    let wanted = op.is_some() || reads_prompts(&route, rights.as_ref(), &limits, max_prompt);
-    if !raw.is_empty() && (is_json || op.is_some()) && wanted {
-        match ApiRequest::parse(&raw, &route.prompt_fields) {
-            Ok(a) => api = Some(a),
-            Err(e) => {
-                let msg = match e {
-                    BodyError::Malformed(_) => "We could not parse the JSON body of your request.",
-                    BodyError::TooDeep => "The JSON body of your request is nested too deeply.",
-                    BodyError::NotObject => "The JSON body of your request must be an object.",
-                };
-                return x.refuse(Refusal::new(
-                    400,
-                    "invalid_request_error",
-                    "invalid_json",
-                    msg,
-                ));
+    // What the route decides on the body for (models, prompts, tokens), and AI operation
+    // paths: the body is read as JSON whatever its declared type, or refused.
+    let inspects = op.is_some() || decides_on_body(&route, rights.as_ref(), &limits, max_prompt);
+    let wanted = inspects || reads_prompts(&route, rights.as_ref(), &limits, max_prompt);
+    if !raw.is_empty() {
+        let as_json = inspects || (wanted && is_json);
+        if let Some(r) = unreadable_body(&parts.headers, inspects || route.waf.is_some(), as_json) {
+            return x.refuse(r);
+        }
+        if as_json {
+            match ApiRequest::parse(&raw, &route.prompt_fields) {
+                Ok(a) => api = Some(a),
+                Err(e) => return x.refuse(body_refusal(&e, ctype.is_some() && !is_json)),
             }
         }
     }
 
-    // Models: the route's list, then the consumer's.
+    // Models: the route's list, then the consumer's. Where a list applies, a body must
+    // name its model (a backend would otherwise pick its default, whatever the lists say).
     let model = api.as_ref().and_then(|a| a.model.clone());
     x.log.model = model.clone();
+    let listed = !route.models.is_empty() || rights.as_ref().is_some_and(|r| !r.models.is_empty());
+    if api.is_some() && model.is_none() && listed {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "model_required",
+            "The request must name its `model`.",
+        ));
+    }
     if let Some(m) = &model {
         if !route.models.is_empty() && !route.models.contains(m) {
             return x.refuse(Refusal::new(
