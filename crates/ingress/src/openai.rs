@@ -27,11 +27,23 @@ pub struct ApiRequest {
     pub model: Option<String>,
     /// `stream`.
     pub stream: bool,
-    /// `max_tokens` / `max_completion_tokens`.
+    /// The largest of `max_tokens`, `max_completion_tokens` (chat) and `max_output_tokens`
+    /// (Responses API) present: backends disagree on which wins when several are sent.
     pub max_tokens: Option<u64>,
+    /// Completions asked for: the largest of `n` and `best_of`, at least 1.
+    pub choices: u64,
+    /// Token ids given as the prompt (`prompt` / `input` as integer arrays, which the
+    /// completions and embeddings APIs accept): the backend decodes them to text the
+    /// gateway cannot read.
+    pub token_ids: u64,
     /// Natural-language fields, in order.
     pub prompts: Vec<PromptField>,
 }
+
+/// Fields bounding the completion's length.
+const BUDGET_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+/// Fields multiplying the completions generated.
+const CHOICE_FIELDS: [&str; 2] = ["n", "best_of"];
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +60,10 @@ pub enum BodyError {
     /// `model` is present but not a string.
     #[error("`model` must be a string")]
     ModelNotString,
+    /// A length or count field (`max_tokens`, `n`, …) is not a non-negative integer
+    /// (lenient backends read `"100000"` or `1e5` as a number the limits never saw).
+    #[error("`{0}` must be a non-negative integer")]
+    NotAnInteger(&'static str),
     /// Nested too deeply.
     #[error("request body is nested more than {MAX_DEPTH} levels")]
     TooDeep,
@@ -87,10 +103,25 @@ impl ApiRequest {
             Some(_) => return Err(BodyError::ModelNotString),
         };
         let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let max_tokens = obj
-            .get("max_completion_tokens")
-            .or_else(|| obj.get("max_tokens"))
-            .and_then(Value::as_u64);
+        let integer = |k: &'static str| match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or(BodyError::NotAnInteger(k)),
+        };
+        let mut max_tokens: Option<u64> = None;
+        for k in BUDGET_FIELDS {
+            if let Some(n) = integer(k)? {
+                max_tokens = Some(max_tokens.map_or(n, |m| m.max(n)));
+            }
+        }
+        let mut choices = 1;
+        for k in CHOICE_FIELDS {
+            choices = choices.max(integer(k)?.unwrap_or(1));
+        }
+        let token_ids = ["prompt", "input"]
+            .iter()
+            .filter_map(|k| obj.get(*k))
+            .map(count_token_ids)
+            .sum();
         let mut prompts = Vec::new();
         for (k, v) in obj {
             if k == "messages" {
@@ -111,8 +142,16 @@ impl ApiRequest {
             model,
             stream,
             max_tokens,
+            choices,
+            token_ids,
             prompts,
         })
+    }
+
+    /// Tokens the backend may generate, as declared: `max_tokens` (the largest budget
+    /// field) times the choices; 0 when no budget is declared.
+    pub fn completion_budget(&self) -> u64 {
+        self.max_tokens.unwrap_or(0).saturating_mul(self.choices)
     }
 
     /// Characters in all prompt fields.
@@ -289,6 +328,19 @@ fn depth(v: &Value) -> usize {
         }
     }
     max
+}
+
+/// Integers in a `prompt` / `input` value given as token ids (`[1,2]` or `[[1],[2]]`).
+fn count_token_ids(v: &Value) -> u64 {
+    match v {
+        Value::Number(_) => 1,
+        Value::Array(a) => a
+            .iter()
+            .filter(|x| x.is_number() || x.is_array())
+            .map(count_token_ids)
+            .sum(),
+        _ => 0,
+    }
 }
 
 fn collect_messages(v: &Value, out: &mut Vec<PromptField>) {
@@ -570,6 +622,54 @@ mod tests {
         let b = serde_json::json!({"model":"m","messages":[{"role":"user","content":[
             {"type":"image","source":{"type":"base64","media_type":"image/png","data":"aGk="}}]}]});
         assert!(texts(b).is_empty());
+    }
+
+    /// Regression: `max_output_tokens` (Responses API) was not read, `n` / `best_of` not
+    /// counted, and a budget that is not an integer (`"100000"`, `1e5`, which lenient
+    /// backends coerce) read as none.
+    #[test]
+    fn completion_budgets_are_read_from_every_field() {
+        let budget = |b: &str| ApiRequest::parse(b.as_bytes(), &[]).map(|r| r.completion_budget());
+        assert_eq!(budget(r#"{"max_tokens":50}"#), Ok(50));
+        assert_eq!(budget(r#"{"max_completion_tokens":70}"#), Ok(70));
+        assert_eq!(budget(r#"{"max_output_tokens":900}"#), Ok(900));
+        assert_eq!(
+            budget(r#"{"max_tokens":10,"max_completion_tokens":900}"#),
+            Ok(900)
+        );
+        assert_eq!(
+            budget(r#"{"max_completion_tokens":10,"max_tokens":900}"#),
+            Ok(900)
+        );
+        assert_eq!(budget(r#"{"max_tokens":100,"n":4}"#), Ok(400));
+        assert_eq!(budget(r#"{"max_tokens":100,"n":2,"best_of":5}"#), Ok(500));
+        assert_eq!(budget(r#"{"max_tokens":null}"#), Ok(0));
+        assert_eq!(budget(r#"{"model":"m"}"#), Ok(0));
+        for (b, k) in [
+            (r#"{"max_tokens":"100000"}"#, "max_tokens"),
+            (r#"{"max_tokens":1e5}"#, "max_tokens"),
+            (r#"{"max_tokens":-1}"#, "max_tokens"),
+            (r#"{"max_output_tokens":1.5}"#, "max_output_tokens"),
+            (r#"{"max_tokens":10,"n":"8"}"#, "n"),
+            (r#"{"max_tokens":10,"best_of":8.0}"#, "best_of"),
+        ] {
+            assert_eq!(budget(b), Err(BodyError::NotAnInteger(k)), "{b}");
+        }
+        assert_eq!(
+            ApiRequest::parse(br#"{"max_tokens":18446744073709551615,"n":3}"#, &[])
+                .unwrap()
+                .completion_budget(),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn token_id_prompts_are_counted() {
+        let ids = |b: &str| ApiRequest::parse(b.as_bytes(), &[]).unwrap().token_ids;
+        assert_eq!(ids(r#"{"prompt":[1,2,3]}"#), 3);
+        assert_eq!(ids(r#"{"prompt":[[1,2],[3]],"input":[7]}"#), 4);
+        assert_eq!(ids(r#"{"prompt":"text","input":["a"]}"#), 0);
+        assert_eq!(ids(r#"{"input":[{"role":"user","content":"x"}]}"#), 0);
     }
 
     #[test]

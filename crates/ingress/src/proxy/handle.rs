@@ -302,6 +302,10 @@ fn body_refusal(e: &BodyError, declared_other: bool) -> Refusal {
             "invalid_model",
             "The `model` field of your request must be a string.".into(),
         ),
+        BodyError::NotAnInteger(k) => bad(
+            "invalid_parameter",
+            format!("The `{k}` field of your request must be a non-negative integer."),
+        ),
     }
 }
 
@@ -542,6 +546,17 @@ pub async fn handle(
             }
         }
     }
+    // A prompt given as token ids is text the guard and the size limit cannot read.
+    if api.as_ref().is_some_and(|a| a.token_ids > 0)
+        && (route.guard.is_some() || max_prompt.is_some())
+    {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "token_prompt_not_allowed",
+            "This route accepts prompts as text only, not as token ids.",
+        ));
+    }
     if let (Some(a), Some(max)) = (&api, max_prompt) {
         if a.prompt_chars() > max {
             return x.refuse(Refusal::new(
@@ -554,28 +569,36 @@ pub async fn handle(
     }
 
     // Rates: requests per second and prompt tokens per minute.
+    // The charge is the prompt (text and token ids) plus the completion budget the request
+    // declares (`max_tokens` × `n`), so that concurrent requests cannot each be admitted
+    // on their prompt alone and overdraw together; the usage reported replaces it after.
     let prompt_tokens = api
         .as_ref()
-        .map(|a| tokens::prompt_tokens(model.as_deref().unwrap_or(""), &a.prompts))
+        .map(|a| {
+            tokens::prompt_tokens(model.as_deref().unwrap_or(""), &a.prompts)
+                .saturating_add(a.token_ids)
+        })
         .unwrap_or(0);
     if api.is_some() {
         x.log.prompt_tokens = Some(prompt_tokens);
     }
-    if let Err(e) = shared.limiter.admit(
-        &route.name,
-        &limit_key,
-        &limits,
-        prompt_tokens,
-        Instant::now(),
-    ) {
-        let (kind, msg) = match e {
-            Exceeded::Requests(_) => ("requests", "Rate limit reached for requests."),
-            Exceeded::Tokens(_) => ("tokens", "Rate limit reached for tokens per minute."),
+    let charged = prompt_tokens.saturating_add(api.as_ref().map_or(0, |a| a.completion_budget()));
+    let charged =
+        match shared
+            .limiter
+            .admit(&route.name, &limit_key, &limits, charged, Instant::now())
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                let (kind, msg) = match e {
+                    Exceeded::Requests(_) => ("requests", "Rate limit reached for requests."),
+                    Exceeded::Tokens(_) => ("tokens", "Rate limit reached for tokens per minute."),
+                };
+                let mut r = Refusal::new(429, kind, "rate_limit_exceeded", msg);
+                r.retry_after = Some(e.retry_after());
+                return x.refuse(r);
+            }
         };
-        let mut r = Refusal::new(429, kind, "rate_limit_exceeded", msg);
-        r.retry_after = Some(e.retry_after());
-        return x.refuse(r);
-    }
 
     // The WAF, on everything but the prompt text.
     if let Some(waf) = &route.waf {
@@ -817,7 +840,6 @@ pub async fn handle(
         rparts.headers.remove(header::CONTENT_LENGTH);
     }
     x.log.status = rparts.status.as_u16();
-    let charged = prompt_tokens;
     let shared2 = shared.clone();
     let route2 = route.clone();
     let est_model = model.clone().unwrap_or_default();
@@ -836,7 +858,9 @@ pub async fn handle(
             x.log.completion_tokens = completion;
         }
         let used = prompt.unwrap_or(0) + completion.unwrap_or(0);
-        let delta = used as i64 - charged as i64;
+        let delta = i64::try_from(used)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(charged).unwrap_or(i64::MAX));
         if delta != 0 {
             shared2
                 .limiter

@@ -49,6 +49,13 @@ spec:
         apiKeysFile: keys.yaml
       promptGuard:
         action: block
+    - name: metered
+      pathPrefix: /metered
+      backend: http://{backend}
+      auth:
+        apiKeysFile: keys.yaml
+      limits:
+        tokensPerMinute: 1000
   consumers:
     - name: alice
       models: [gpt-4o-mini]
@@ -193,7 +200,16 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             400,
             "invalid_model",
         ),
-        // Prompt text the guard did not read.
+        // Prompt text the guard did not read: token ids (the completions API takes them;
+        // the backend decodes them) and fields beside `messages[].content`.
+        (
+            "prompt as token ids",
+            "/v1/completions",
+            json.into(),
+            br#"{"model":"gpt-4o-mini","prompt":[35490,682,3766,11470,13]}"#.to_vec(),
+            400,
+            "token_prompt_not_allowed",
+        ),
         (
             "Responses-API instructions",
             "/v1/responses",
@@ -259,4 +275,43 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
         assert_eq!(status, 200, "{path}: {answer}");
         assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
     }
+}
+
+/// The token limit charges what a request declares it may generate: `max_tokens` (or
+/// `max_completion_tokens`, `max_output_tokens`) times `n`. Before, only the prompt was
+/// charged, so requests asking for many times the minute's budget were all admitted (the
+/// echo backend reports no usage to reconcile). A budget that is not an integer, which
+/// lenient backends coerce, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_completion_budgets_are_charged_to_the_token_limit() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let ask = |extra: &str| {
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#)
+    };
+    let (status, answer) = send(
+        gw.addr,
+        "/metered/v1/chat/completions",
+        json,
+        ask(r#","max_tokens":"5000""#).as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("\"code\":\"invalid_parameter\""),
+        "{answer}"
+    );
+    // The first request finds the bucket full and is let in (it cannot wait for more than
+    // a full bucket); the next one, also asking for 2 × 800 tokens, must wait.
+    let big = ask(r#","max_output_tokens":800,"n":2"#);
+    let (status, answer) = send(gw.addr, "/metered/v1/responses", json, big.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = send(gw.addr, "/metered/v1/responses", json, big.as_bytes()).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains("\"type\":\"tokens\""), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after:"),
+        "{answer}"
+    );
 }
