@@ -32,7 +32,7 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
     let filtering = !f.filters.is_empty();
     let shape = tools::has_calls(v).then(|| v.clone());
     // The chunk's shape, for lanes of side texts that open here (cloned only then).
-    let side_shape = v
+    let has_side = v
         .get("choices")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
@@ -43,9 +43,8 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
                         .is_some_and(Value::is_string)
                 })
             })
-        })
-        .then(|| v.clone())
-        .unwrap_or(Value::Null);
+        });
+    let side_shape = if has_side { v.clone() } else { Value::Null };
     let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
         return Ok(());
     };
