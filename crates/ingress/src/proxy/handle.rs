@@ -32,6 +32,11 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Headers carrying the gateway credential, never forwarded.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
 
+/// The header naming the authenticated consumer to the backend. Only the gateway sets it:
+/// a client's own is dropped (on routes without authentication it would otherwise reach
+/// the backend as an identity nobody checked).
+pub(crate) const CONSUMER_HEADER: &str = "x-palisade-consumer";
+
 struct Exchange {
     shared: Arc<Shared>,
     log: ExchangeLog,
@@ -732,6 +737,7 @@ pub async fn handle(
             let n = k.as_str();
             if is_hop_by_hop(k)
                 || CREDENTIAL_HEADERS.contains(&n)
+                || n == CONSUMER_HEADER
                 || n == "host"
                 || n == "content-length"
             {
@@ -756,7 +762,7 @@ pub async fn handle(
             .as_deref()
             .and_then(|c| HeaderValue::from_str(c).ok())
         {
-            h.insert("x-palisade-consumer", c);
+            h.insert(CONSUMER_HEADER, c);
         }
     }
     let Ok(up) = up.body(full(out_body)) else {

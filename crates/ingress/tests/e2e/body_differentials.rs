@@ -49,6 +49,14 @@ spec:
         apiKeysFile: keys.yaml
       promptGuard:
         action: block
+    - name: open
+      pathPrefix: /open
+      backend: http://{backend}
+    - name: open-guarded
+      pathPrefix: /guarded
+      backend: http://{backend}
+      promptGuard:
+        action: block
     - name: metered
       pathPrefix: /metered
       backend: http://{backend}
@@ -314,4 +322,48 @@ async fn declared_completion_budgets_are_charged_to_the_token_limit() {
         answer.to_ascii_lowercase().contains("retry-after:"),
         "{answer}"
     );
+}
+
+/// Only the gateway names the consumer to the backend: a client's own
+/// `X-Palisade-Consumer` was forwarded on routes without authentication (through the lean
+/// lane and the full path alike), an identity the backend could not tell from a checked one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_name_its_consumer_to_the_backend() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    for (path, lane) in [("/open/x", "lean lane"), ("/guarded/x", "full path")] {
+        let body = br#"{"q":"hi"}"#;
+        let headers = "Content-Type: application/json\r\nX-Palisade-Consumer: alice\r\nx-palisade-consumer: admin\r\n";
+        let (status, answer) = send(gw.addr, path, headers, body).await;
+        assert_eq!(status, 200, "{lane}: {answer}");
+        let seen = answer
+            .split("\n---\n")
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let echoed = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_ascii_lowercase();
+        assert!(seen.contains("post "), "{lane}: {answer}");
+        assert!(
+            !echoed.contains("x-palisade-consumer"),
+            "{lane}: the backend saw it:\n{echoed}"
+        );
+    }
+    // With authentication the gateway's own value is the only one.
+    let (status, answer) = send(
+        gw.addr,
+        "/metered/v1/chat/completions",
+        "Content-Type: application/json\r\nX-Palisade-Consumer: admin\r\n",
+        br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let echoed = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_ascii_lowercase();
+    assert_eq!(echoed.matches("x-palisade-consumer").count(), 1, "{echoed}");
+    assert!(echoed.contains("x-palisade-consumer: alice"), "{echoed}");
 }
