@@ -271,6 +271,17 @@ fn unreadable_body(headers: &HeaderMap, inspects: bool, as_json: bool) -> Option
     None
 }
 
+/// Whether a (lower-cased) `Content-Type` declares a body the WAF parses as a form or XML.
+fn form_or_xml(ctype: Option<&str>) -> bool {
+    ctype.is_some_and(|c| {
+        c.starts_with("application/x-www-form-urlencoded")
+            || c.starts_with("multipart/")
+            || c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().ends_with("xml"))
+    })
+}
+
 /// The refusal for a body that is not strict JSON; `declared_other`: its `Content-Type`
 /// names another media type (a form, a file upload).
 fn body_refusal(e: &BodyError, declared_other: bool) -> Refusal {
@@ -611,11 +622,20 @@ pub async fn handle(
             (Some(a), false) => a.without_prompts(&route.prompt_fields),
             _ => raw.to_vec(),
         };
+        // The rules parse a body as JSON only when it is declared `application/json`, and
+        // backends read JSON declared as anything, or as nothing. A body the gateway read as
+        // JSON, or one not declared as a form or XML, is shown to the rules as JSON (one that
+        // is not JSON then fails their body parsing and is refused).
+        let json_view = !waf_body.is_empty() && (api.is_some() || !form_or_xml(ctype.as_deref()));
         let mut hv: Vec<(&[u8], &[u8])> = parts
             .headers
             .iter()
+            .filter(|(k, _)| !(json_view && *k == header::CONTENT_TYPE))
             .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
             .collect();
+        if json_view {
+            hv.push((b"content-type", b"application/json"));
+        }
         if parts.headers.get(header::HOST).is_none() {
             hv.push((b"Host", host.as_bytes()));
         }

@@ -367,3 +367,51 @@ async fn a_client_cannot_name_its_consumer_to_the_backend() {
     assert_eq!(echoed.matches("x-palisade-consumer").count(), 1, "{echoed}");
     assert!(echoed.contains("x-palisade-consumer: alice"), "{echoed}");
 }
+
+/// The CRS parses a body as JSON only when it is declared `application/json`. A body sent
+/// without a type, as `text/plain` or as `application/x+json` (all read as JSON by one
+/// backend or another) was refused by the CRS content-type policy (920340 / 920420 with the
+/// default allowed types), benign or not, and would have had its fields unchecked where
+/// that policy allows the type. The rules now see every body the gateway reads as JSON as
+/// JSON: the injection is found and the benign body passes, whatever the declared type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waf_reads_json_bodies_whatever_their_declared_type() {
+    let s = crate::setup().await;
+    if !s.waf {
+        eprintln!("skipped: the CRS (../shared/data/crs-v4.25.0) is not present");
+        return;
+    }
+    let body = |user: &str| {
+        serde_json::json!({"model":"gpt-4o-mini",
+            "messages":[{"role":"user","content":"hello"}],"user":user})
+        .to_string()
+    };
+    let mut wrong = Vec::new();
+    for ctype in [
+        "Content-Type: application/json\r\n",
+        "",
+        "Content-Type: text/plain\r\n",
+        "Content-Type: application/x+json\r\n",
+    ] {
+        for (user, want) in [
+            ("1' UNION SELECT password FROM users --", 403),
+            ("u-42", 200),
+        ] {
+            let b = body(user);
+            let req = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                crate::ALICE,
+                b.len()
+            );
+            let r = crate::raw(s.addr, req.as_bytes()).await;
+            let coded = want == 200 || r.contains("\"code\":\"waf_blocked\"");
+            if crate::status(&r) != want || !coded {
+                wrong.push(format!(
+                    "{ctype:?} {user}: {} want {want}",
+                    crate::status(&r)
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
