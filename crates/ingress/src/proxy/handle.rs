@@ -271,6 +271,35 @@ fn unreadable_body(headers: &HeaderMap, inspects: bool, as_json: bool) -> Option
     None
 }
 
+/// The deployment an Azure OpenAI-style path names (`…/deployments/NAME/…`), escapes
+/// decoded as the backend decodes them.
+fn deployment_in(path: &str) -> Option<String> {
+    let mut segs = path.split('/');
+    segs.by_ref().find(|s| *s == "deployments")?;
+    let raw = segs.next().filter(|s| !s.is_empty())?;
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// Whether a (lower-cased) `Content-Type` declares a body the WAF parses as a form or XML.
 fn form_or_xml(ctype: Option<&str>) -> bool {
     ctype.is_some_and(|c| {
@@ -531,10 +560,13 @@ pub async fn handle(
 
     // Models: the route's list, then the consumer's. Where a list applies, a body must
     // name its model (a backend would otherwise pick its default, whatever the lists say).
+    // Azure OpenAI-style paths name the model (the deployment) in the path and ignore the
+    // body's `model`: both names must pass the lists.
+    let deployment = deployment_in(&path);
     let model = api.as_ref().and_then(|a| a.model.clone());
-    x.log.model = model.clone();
+    x.log.model = model.clone().or_else(|| deployment.clone());
     let listed = !route.models.is_empty() || rights.as_ref().is_some_and(|r| !r.models.is_empty());
-    if api.is_some() && model.is_none() && listed {
+    if api.is_some() && model.is_none() && deployment.is_none() && listed {
         return x.refuse(Refusal::new(
             400,
             "invalid_request_error",
@@ -542,7 +574,7 @@ pub async fn handle(
             "The request must name its `model`.",
         ));
     }
-    if let Some(m) = &model {
+    for m in model.iter().chain(deployment.iter()) {
         if !route.models.is_empty() && !route.models.contains(m) {
             return x.refuse(Refusal::new(
                 404,
@@ -968,6 +1000,22 @@ mod tests {
             assert_eq!(code(p), Some((400, "invalid_path")), "{p}");
         }
         assert_eq!(code("/v1/%zz"), Some((400, "invalid_path")));
+    }
+
+    #[test]
+    fn deployments_are_read_from_azure_style_paths() {
+        let d = |p: &str| deployment_in(p);
+        assert_eq!(
+            d("/openai/deployments/gpt-4o/chat/completions").as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(
+            d("/v1/openai/deployments/gpt%2D4o/embeddings").as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(d("/v1/chat/completions"), None);
+        assert_eq!(d("/openai/deployments/"), None);
+        assert_eq!(d("/openai/deployments"), None);
     }
 
     #[test]

@@ -191,6 +191,15 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             415,
             "unsupported_content_encoding",
         ),
+        // Azure OpenAI-style backends take the model (deployment) from the path.
+        (
+            "Azure deployment in the path",
+            "/v1/openai/deployments/gpt-4o/chat/completions",
+            json.into(),
+            chat("gpt-4o-mini", "hi").into_bytes(),
+            403,
+            "model_not_allowed",
+        ),
         // The model: missing (the backend picks its default) or not a string.
         (
             "no model",
