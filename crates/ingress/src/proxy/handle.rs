@@ -803,6 +803,14 @@ pub async fn handle(
         if !out_body.is_empty() || parts.method == http::Method::POST {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(out_body.len()));
         }
+        // The output filters read the answer as sent: ask for it uncompressed (a client's
+        // `Accept-Encoding: gzip` would otherwise get compressed bytes past them).
+        if !filters.is_empty() {
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         if let Some(v) = peer.forwarded_for.clone() {
             h.append("x-forwarded-for", v);
         }
@@ -870,6 +878,20 @@ pub async fn handle(
 
     // The answer, streamed back through the filters.
     let (mut rparts, rbody) = resp.into_parts();
+    let encoded = rparts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if encoded && !filters.is_empty() && !route.audit {
+        // Compressed anyway: the filters cannot read it, so it does not go out.
+        return x.refuse(Refusal::new(
+            502,
+            "server_error",
+            "upstream_encoding_unsupported",
+            "The model backend answered in an encoding the gateway cannot inspect.",
+        ));
+    }
     let ctype = rparts
         .headers
         .get(header::CONTENT_TYPE)

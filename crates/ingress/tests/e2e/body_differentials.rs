@@ -424,3 +424,100 @@ async fn the_waf_reads_json_bodies_whatever_their_declared_type() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A chat completion leaking an API key, gzip-compressed (made with Python's `gzip`; the
+/// key does not appear in the compressed bytes).
+const LEAK_GZ: &[u8] = include_bytes!("leak.json.gz");
+
+/// A backend that compresses its answers (as servers behind a compressing proxy do) and
+/// records each request's `Accept-Encoding`; with `always`, it compresses even when asked
+/// for `identity`.
+async fn compressing_backend(
+    always: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let accept = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("accept-encoding:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let gzip = always || accept.contains("gzip");
+                log.lock().unwrap().push(accept);
+                let (enc, body): (&str, Vec<u8>) = if gzip {
+                    ("Content-Encoding: gzip\r\n", LEAK_GZ.to_vec())
+                } else {
+                    ("", br#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Here it is: sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789"},"finish_reason":"stop"}]}"#.to_vec())
+                };
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{enc}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend(body);
+                let _ = s.write_all(&answer).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The output filters read the answer as the backend sends it: a client's
+/// `Accept-Encoding: gzip` was forwarded, the backend compressed its answer, and the
+/// filters (which do not decompress) let a key through that the client then inflated. The
+/// backend is now asked for `identity`; one that compresses anyway gets a `502`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_answers_cannot_pass_the_output_filters() {
+    for always in [false, true] {
+        let (backend, seen) = compressing_backend(always).await;
+        let yaml = format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gz, namespace: ml}}\nspec:\n  routes:\n    - name: filtered\n      pathPrefix: /v1\n      backend: http://{backend}\n      outputFilters:\n        - {{kind: secrets, action: redact}}\n"
+        );
+        let mut m = Manifests::new();
+        m.add_file("gateway.yaml", &yaml);
+        assert!(!m.has_errors(), "{:?}", m.diagnostics);
+        let compiled = palisade_ingress::compile(&Snapshot::from_manifests(&m).gateways).unwrap();
+        let (addr, _events) = crate::serve_gateway(compiled).await;
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"the key?"}]}"#;
+        let (status, answer) = send(
+            addr,
+            "/v1/chat/completions",
+            "Content-Type: application/json\r\nAccept-Encoding: gzip, br\r\n",
+            body,
+        )
+        .await;
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            ["identity"],
+            "always={always}"
+        );
+        if always {
+            assert_eq!(status, 502, "{answer}");
+            assert!(answer.contains("upstream_encoding_unsupported"), "{answer}");
+        } else {
+            assert_eq!(status, 200, "{answer}");
+            assert!(
+                !answer.to_ascii_lowercase().contains("content-encoding"),
+                "{answer}"
+            );
+            assert!(answer.contains("[REDACTED:"), "{answer}");
+            assert!(!answer.contains("Abcdefghijklmnopqrstuvwxyz"), "{answer}");
+        }
+    }
+}
