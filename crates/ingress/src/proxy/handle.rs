@@ -231,6 +231,16 @@ fn decides_on_body(
 /// do) on a route that inspects bodies (`inspects`), and a `charset` other than UTF-8 on a
 /// body read as JSON.
 fn unreadable_body(headers: &HeaderMap, inspects: bool, as_json: bool) -> Option<Refusal> {
+    // `Content-Type` is a singleton field (RFC 9110 §8.3): with two, the gateway reads the
+    // first and a backend may read the last.
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Some(Refusal::new(
+            400,
+            "invalid_request_error",
+            "invalid_content_type",
+            "The request names its Content-Type more than once.",
+        ));
+    }
     let encoded = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()

@@ -200,6 +200,14 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             403,
             "model_not_allowed",
         ),
+        (
+            "two Content-Types",
+            "/v1/chat/completions",
+            "Content-Type: application/json\r\nContent-Type: application/json; charset=utf-16\r\n".into(),
+            chat("gpt-4o-mini", "hi").into_bytes(),
+            400,
+            "invalid_content_type",
+        ),
         // The model: missing (the backend picks its default) or not a string.
         (
             "no model",
