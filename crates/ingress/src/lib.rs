@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod refusal;
 pub mod sse;
 pub mod sse_filter;
+pub mod strict_json;
 pub mod tokens;
 pub mod waf;
 

@@ -38,13 +38,15 @@ impl Bucket {
         self.at = now;
     }
 
-    /// Takes `n` if there is that much; else the wait until there is.
-    fn take(&mut self, n: f64, rate: f64, capacity: f64, now: Instant) -> Result<(), Duration> {
+    /// Takes `n` if there is that much (debt stops at `-capacity`); else the wait until
+    /// there is. Returns what was taken.
+    fn take(&mut self, n: f64, rate: f64, capacity: f64, now: Instant) -> Result<f64, Duration> {
         self.refill(rate, capacity, now);
         let need = n.min(capacity);
         if self.level >= need {
+            let before = self.level;
             self.level = (self.level - n).max(-capacity);
-            Ok(())
+            Ok(before - self.level)
         } else {
             Err(Duration::from_secs_f64((need - self.level) / rate))
         }
@@ -89,18 +91,19 @@ impl Limiter {
         Self::default()
     }
 
-    /// Checks the request bucket, then that `prompt_tokens` fit the token bucket; charges
-    /// both when the request may go.
+    /// Checks the request bucket, then that `tokens` fit the token bucket; charges both
+    /// when the request may go. Returns the tokens actually taken (less than `tokens` when
+    /// the debt limit cut the charge; 0 without a token limit): reconcile against that.
     pub fn admit(
         &self,
         route: &str,
         consumer: &str,
         l: &Limits,
-        prompt_tokens: u64,
+        tokens: u64,
         now: Instant,
-    ) -> Result<(), Exceeded> {
+    ) -> Result<u64, Exceeded> {
         if l.requests_per_second.is_none() && l.tokens_per_minute.is_none() {
-            return Ok(());
+            return Ok(0);
         }
         let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_KEYS {
@@ -121,17 +124,19 @@ impl Limiter {
             b.take(1.0, rps, cap, now).map_err(Exceeded::Requests)?;
             req_bucket = Some(b);
         }
+        let mut taken = 0.0;
         if let Some(tpm) = l.tokens_per_minute {
             let cap = tpm as f64;
             let mut b = st.tokens.unwrap_or(Bucket::full(cap, now));
-            b.take(prompt_tokens as f64, cap / 60.0, cap, now)
+            taken = b
+                .take(tokens as f64, cap / 60.0, cap, now)
                 .map_err(Exceeded::Tokens)?;
             st.tokens = Some(b);
         }
         if req_bucket.is_some() {
             st.requests = req_bucket;
         }
-        Ok(())
+        Ok(taken.round() as u64)
     }
 
     /// Charges (or refunds, when negative) tokens after the response reported its usage.
@@ -193,6 +198,27 @@ mod tests {
         assert_eq!(e, Exceeded::Tokens(Duration::from_secs(21)));
         assert_eq!(e.retry_after(), 21);
         // A prompt larger than the whole minute still gets in once the bucket is full.
-        assert!(lim.admit("r", "b", &l, 5000, t).is_ok());
+        assert_eq!(lim.admit("r", "b", &l, 5000, t), Ok(1200));
+    }
+
+    /// A charge cut by the debt limit is reconciled against what was taken: a request
+    /// declaring 100 000 tokens (its `max_tokens`) on a 600-per-minute limit takes 1 200
+    /// (600 → -600); reconciled against the 100 000 declared instead, using 5 000 would
+    /// refill the bucket completely.
+    #[test]
+    fn reconciling_a_cut_charge_keeps_the_debt() {
+        let l = Limits {
+            tokens_per_minute: Some(600),
+            ..Limits::default()
+        };
+        let lim = Limiter::new();
+        let t = Instant::now();
+        let taken = lim.admit("r", "a", &l, 100_000, t).unwrap();
+        assert_eq!(taken, 1200);
+        lim.reconcile("r", "a", &l, 5000 - taken as i64, t);
+        assert_eq!(
+            lim.admit("r", "a", &l, 10, t),
+            Err(Exceeded::Tokens(Duration::from_secs(61)))
+        );
     }
 }

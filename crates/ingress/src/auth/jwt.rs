@@ -85,14 +85,22 @@ impl JwtVerifier {
         let mut v = Validation::new(header.alg);
         v.leeway = self.leeway;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
+        // A configured audience or issuer must be in the token: `jsonwebtoken` checks them
+        // only when present, so a token without them (or with one it cannot read, such as
+        // `"aud": 5`) would pass.
+        let mut required = vec!["exp"];
         match &self.audience {
-            Some(a) => v.set_audience(&[a]),
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
         if let Some(i) = &self.issuer {
             v.set_issuer(&[i]);
+            required.push("iss");
         }
+        v.set_required_spec_claims(&required);
         let keys = self.keys.load();
         let candidates = keys.iter().filter(|(jwk, key)| {
             let kid_ok = match (&header.kid, &jwk.common.key_id) {
@@ -213,6 +221,120 @@ mod tests {
             v.verify("eyJ.eyJ.x"),
             Err(AuthError::InvalidToken(_))
         ));
+    }
+
+    /// Regression: with an audience and an issuer configured, a token signed by a trusted
+    /// key but carrying no `aud` / `iss` (or ones that are not strings) was accepted.
+    #[test]
+    fn a_configured_audience_and_issuer_must_be_in_the_token() {
+        let v = verifier();
+        let exp = now() + 600;
+        for (claims, why) in [
+            (
+                json!({"sub":"a","iss":"https://idp.test","exp":exp}),
+                "missing claim",
+            ),
+            (
+                json!({"sub":"a","aud":"inference","exp":exp}),
+                "missing claim",
+            ),
+            (json!({"sub":"a","exp":exp}), "missing claim"),
+            (
+                json!({"sub":"a","iss":"https://idp.test","aud":5,"exp":exp}),
+                "missing claim",
+            ),
+            (
+                json!({"sub":"a","iss":"https://idp.test","aud":["other"],"exp":exp}),
+                "wrong audience",
+            ),
+        ] {
+            assert_eq!(
+                v.verify(&token(claims.clone())),
+                Err(AuthError::InvalidToken(why.into())),
+                "{claims}"
+            );
+        }
+        // A list naming the configured audience among others is the standard form.
+        let t =
+            token(json!({"sub":"a","iss":"https://idp.test","aud":["x","inference"],"exp":exp}));
+        assert_eq!(v.verify(&t), Ok("a".into()));
+        // Without settings, tokens need neither.
+        let open = JwtVerifier::new(&JwtSettings::default(), parse_jwks(JWKS).unwrap()).unwrap();
+        assert_eq!(
+            open.verify(&token(json!({"sub":"a","exp":exp}))),
+            Ok("a".into())
+        );
+    }
+
+    #[test]
+    fn unsigned_tokens_unknown_kids_and_wrong_claim_types_are_refused() {
+        let v = verifier();
+        // `alg: none` (the signature part empty) and `None`.
+        for t in [
+            "eyJhbGciOiJub25lIiwia2lkIjoiaDEifQ.eyJzdWIiOiJhIiwiaXNzIjoiaHR0cHM6Ly9pZHAudGVzdCIsImF1ZCI6ImluZmVyZW5jZSIsImV4cCI6OTk5OTk5OTk5OX0.",
+            "eyJhbGciOiJOb25lIiwia2lkIjoiaDEifQ.eyJzdWIiOiJhIiwiaXNzIjoiaHR0cHM6Ly9pZHAudGVzdCIsImF1ZCI6ImluZmVyZW5jZSIsImV4cCI6OTk5OTk5OTk5OX0.",
+        ] {
+            assert_eq!(v.verify(t), Err(AuthError::InvalidToken("malformed".into())));
+        }
+        let claims = json!({"sub":"a","iss":"https://idp.test","aud":"inference","exp":now()+600});
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("h2".into());
+        let t = encode(&h, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(
+            v.verify(&t),
+            Err(AuthError::InvalidToken("no matching key".into()))
+        );
+        // A non-numeric `exp` / `nbf`, and a subject that is not a string.
+        let mut c = claims.clone();
+        c["exp"] = json!("9999999999");
+        assert!(matches!(
+            v.verify(&token(c)),
+            Err(AuthError::InvalidToken(_))
+        ));
+        let mut c = claims.clone();
+        c["nbf"] = json!("0");
+        assert!(matches!(
+            v.verify(&token(c)),
+            Err(AuthError::InvalidToken(_))
+        ));
+        let mut c = claims;
+        c["sub"] = json!(["alice"]);
+        assert!(matches!(
+            v.verify(&token(c)),
+            Err(AuthError::InvalidToken(_))
+        ));
+    }
+
+    /// The classic confusion: an HS256 token whose HMAC secret is the public key the JWKS
+    /// publishes (EC here; RSA keys take the same family check). The key is of another
+    /// family, so it is never tried as a secret.
+    #[test]
+    fn an_hmac_token_keyed_with_the_public_key_is_refused() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let ek = EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap();
+        let mut jwk = Jwk::from_encoding_key(&ek, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some("k1".into());
+        let v = JwtVerifier::new(
+            &JwtSettings {
+                algorithms: vec!["ES256".into(), "HS256".into()],
+                ..Default::default()
+            },
+            parse_jwks(&json!({"keys":[jwk]}).to_string()).unwrap(),
+        )
+        .unwrap();
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("k1".into());
+        let claims = json!({"sub":"svc","exp":now()+60});
+        for secret in [
+            kp.public_key_pem().into_bytes(),
+            kp.public_key_raw().to_vec(),
+        ] {
+            let t = encode(&h, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+            assert_eq!(
+                v.verify(&t),
+                Err(AuthError::InvalidToken("no matching key".into()))
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Headers carrying the gateway credential, never forwarded.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "api-key", "x-api-key"];
 
+/// The header naming the authenticated consumer to the backend. Only the gateway sets it:
+/// a client's own is dropped (on routes without authentication it would otherwise reach
+/// the backend as an identity nobody checked).
+pub(crate) const CONSUMER_HEADER: &str = "x-palisade-consumer";
+
 struct Exchange {
     shared: Arc<Shared>,
     log: ExchangeLog,
@@ -198,13 +203,165 @@ fn reads_prompts(
     limits: &crate::limits::Limits,
     max_prompt: Option<u64>,
 ) -> bool {
+    decides_on_body(route, rights, limits, max_prompt)
+        || route.waf.is_some() && !route.waf_inspect_prompts
+}
+
+/// Whether the route's decisions depend on what the JSON body says (models, prompt sizes,
+/// token limits, the prompt guard, the canary). Such a route reads every request body as
+/// JSON whatever its `Content-Type` says (or when it says nothing), because backends such
+/// as FastAPI, llama.cpp or Ollama parse JSON regardless; a body that is not a JSON object
+/// is refused rather than passed on unchecked.
+fn decides_on_body(
+    route: &Route,
+    rights: Option<&crate::config::ConsumerRights>,
+    limits: &crate::limits::Limits,
+    max_prompt: Option<u64>,
+) -> bool {
     !route.models.is_empty()
         || rights.is_some_and(|r| !r.models.is_empty())
         || route.guard.is_some()
         || route.filters.canary.is_some()
         || limits.tokens_per_minute.is_some()
         || max_prompt.is_some()
-        || route.waf.is_some() && !route.waf_inspect_prompts
+}
+
+/// Refuses a body the gateway could not inspect the way the backend will read it: a
+/// `Content-Encoding` other than `identity` (the gateway does not decompress; some backends
+/// do) on a route that inspects bodies (`inspects`), and a `charset` other than UTF-8 on a
+/// body read as JSON.
+fn unreadable_body(headers: &HeaderMap, inspects: bool, as_json: bool) -> Option<Refusal> {
+    // `Content-Type` is a singleton field (RFC 9110 §8.3): with two, the gateway reads the
+    // first and a backend may read the last.
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Some(Refusal::new(
+            400,
+            "invalid_request_error",
+            "invalid_content_type",
+            "The request names its Content-Type more than once.",
+        ));
+    }
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| !t.trim_ascii().is_empty() && !t.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if inspects && encoded {
+        return Some(Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_content_encoding",
+            "This route accepts uncompressed request bodies only.",
+        ));
+    }
+    let charset = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_ascii_lowercase())
+        .and_then(|v| {
+            v.split(|b| *b == b';')
+                .skip(1)
+                .filter_map(|p| {
+                    let p = p.trim_ascii();
+                    p.strip_prefix(b"charset=").map(|c| c.trim_ascii().to_vec())
+                })
+                .last()
+        });
+    let utf8 = |c: &[u8]| {
+        let c: Vec<u8> = c.iter().copied().filter(|b| *b != b'"').collect();
+        c == b"utf-8" || c == b"utf8"
+    };
+    if as_json && charset.is_some_and(|c| !utf8(&c)) {
+        return Some(Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_charset",
+            "JSON request bodies must be UTF-8.",
+        ));
+    }
+    None
+}
+
+/// The deployment an Azure OpenAI-style path names (`…/deployments/NAME/…`), escapes
+/// decoded as the backend decodes them.
+fn deployment_in(path: &str) -> Option<String> {
+    let mut segs = path.split('/');
+    segs.by_ref().find(|s| *s == "deployments")?;
+    let raw = segs.next().filter(|s| !s.is_empty())?;
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Whether a (lower-cased) `Content-Type` declares a body the WAF parses as a form or XML.
+fn form_or_xml(ctype: Option<&str>) -> bool {
+    ctype.is_some_and(|c| {
+        c.starts_with("application/x-www-form-urlencoded")
+            || c.starts_with("multipart/")
+            || c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().ends_with("xml"))
+    })
+}
+
+/// The refusal for a body that is not strict JSON; `declared_other`: its `Content-Type`
+/// names another media type (a form, a file upload).
+fn body_refusal(e: &BodyError, declared_other: bool) -> Refusal {
+    let bad =
+        |code: &'static str, msg: String| Refusal::new(400, "invalid_request_error", code, msg);
+    match e {
+        BodyError::Malformed(_) if declared_other => Refusal::new(
+            415,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "This route accepts JSON request bodies only.",
+        ),
+        BodyError::Malformed(_) => bad(
+            "invalid_json",
+            "We could not parse the JSON body of your request.".into(),
+        ),
+        BodyError::TooDeep => bad(
+            "invalid_json",
+            "The JSON body of your request is nested too deeply.".into(),
+        ),
+        BodyError::NotObject => bad(
+            "invalid_json",
+            "The JSON body of your request must be an object.".into(),
+        ),
+        BodyError::ByteOrderMark => bad(
+            "invalid_json",
+            "The JSON body of your request starts with a byte order mark.".into(),
+        ),
+        BodyError::DuplicateKey(k) => bad(
+            "duplicate_json_key",
+            format!("The JSON body of your request names the key `{k}` twice in one object."),
+        ),
+        BodyError::ModelNotString => bad(
+            "invalid_model",
+            "The `model` field of your request must be a string.".into(),
+        ),
+        BodyError::NotAnInteger(k) => bad(
+            "invalid_parameter",
+            format!("The `{k}` field of your request must be a non-negative integer."),
+        ),
+    }
 }
 
 /// Refuses a path that servers may read differently (`palisade_policy::http_path`) when
@@ -387,36 +544,47 @@ pub async fn handle(
         }
     };
     x.log.bytes_in = raw.len() as u64;
-    let is_json = parts
+    let ctype = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        .map(str::to_ascii_lowercase);
+    let is_json = ctype.as_deref().is_some_and(|v| v.contains("json"));
     let mut api = None;
-    let wanted = op.is_some() || reads_prompts(&route, rights.as_ref(), &limits, max_prompt);
-    if !raw.is_empty() && (is_json || op.is_some()) && wanted {
-        match ApiRequest::parse(&raw, &route.prompt_fields) {
-            Ok(a) => api = Some(a),
-            Err(e) => {
-                let msg = match e {
-                    BodyError::Malformed(_) => "We could not parse the JSON body of your request.",
-                    BodyError::TooDeep => "The JSON body of your request is nested too deeply.",
-                    BodyError::NotObject => "The JSON body of your request must be an object.",
-                };
-                return x.refuse(Refusal::new(
-                    400,
-                    "invalid_request_error",
-                    "invalid_json",
-                    msg,
-                ));
+    // What the route decides on the body for (models, prompts, tokens), and AI operation
+    // paths: the body is read as JSON whatever its declared type, or refused.
+    let inspects = op.is_some() || decides_on_body(&route, rights.as_ref(), &limits, max_prompt);
+    let wanted = inspects || reads_prompts(&route, rights.as_ref(), &limits, max_prompt);
+    if !raw.is_empty() {
+        let as_json = inspects || (wanted && is_json);
+        if let Some(r) = unreadable_body(&parts.headers, inspects || route.waf.is_some(), as_json) {
+            return x.refuse(r);
+        }
+        if as_json {
+            match ApiRequest::parse(&raw, &route.prompt_fields) {
+                Ok(a) => api = Some(a),
+                Err(e) => return x.refuse(body_refusal(&e, ctype.is_some() && !is_json)),
             }
         }
     }
 
-    // Models: the route's list, then the consumer's.
+    // Models: the route's list, then the consumer's. Where a list applies, a body must
+    // name its model (a backend would otherwise pick its default, whatever the lists say).
+    // Azure OpenAI-style paths name the model (the deployment) in the path and ignore the
+    // body's `model`: both names must pass the lists.
+    let deployment = deployment_in(&path);
     let model = api.as_ref().and_then(|a| a.model.clone());
-    x.log.model = model.clone();
-    if let Some(m) = &model {
+    x.log.model = model.clone().or_else(|| deployment.clone());
+    let listed = !route.models.is_empty() || rights.as_ref().is_some_and(|r| !r.models.is_empty());
+    if api.is_some() && model.is_none() && deployment.is_none() && listed {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "model_required",
+            "The request must name its `model`.",
+        ));
+    }
+    for m in model.iter().chain(deployment.iter()) {
         if !route.models.is_empty() && !route.models.contains(m) {
             return x.refuse(Refusal::new(
                 404,
@@ -436,6 +604,17 @@ pub async fn handle(
             }
         }
     }
+    // A prompt given as token ids is text the guard and the size limit cannot read.
+    if api.as_ref().is_some_and(|a| a.token_ids > 0)
+        && (route.guard.is_some() || max_prompt.is_some())
+    {
+        return x.refuse(Refusal::new(
+            400,
+            "invalid_request_error",
+            "token_prompt_not_allowed",
+            "This route accepts prompts as text only, not as token ids.",
+        ));
+    }
     if let (Some(a), Some(max)) = (&api, max_prompt) {
         if a.prompt_chars() > max {
             return x.refuse(Refusal::new(
@@ -448,28 +627,36 @@ pub async fn handle(
     }
 
     // Rates: requests per second and prompt tokens per minute.
+    // The charge is the prompt (text and token ids) plus the completion budget the request
+    // declares (`max_tokens` × `n`), so that concurrent requests cannot each be admitted
+    // on their prompt alone and overdraw together; the usage reported replaces it after.
     let prompt_tokens = api
         .as_ref()
-        .map(|a| tokens::prompt_tokens(model.as_deref().unwrap_or(""), &a.prompts))
+        .map(|a| {
+            tokens::prompt_tokens(model.as_deref().unwrap_or(""), &a.prompts)
+                .saturating_add(a.token_ids)
+        })
         .unwrap_or(0);
     if api.is_some() {
         x.log.prompt_tokens = Some(prompt_tokens);
     }
-    if let Err(e) = shared.limiter.admit(
-        &route.name,
-        &limit_key,
-        &limits,
-        prompt_tokens,
-        Instant::now(),
-    ) {
-        let (kind, msg) = match e {
-            Exceeded::Requests(_) => ("requests", "Rate limit reached for requests."),
-            Exceeded::Tokens(_) => ("tokens", "Rate limit reached for tokens per minute."),
+    let charged = prompt_tokens.saturating_add(api.as_ref().map_or(0, |a| a.completion_budget()));
+    let charged =
+        match shared
+            .limiter
+            .admit(&route.name, &limit_key, &limits, charged, Instant::now())
+        {
+            Ok(taken) => taken,
+            Err(e) => {
+                let (kind, msg) = match e {
+                    Exceeded::Requests(_) => ("requests", "Rate limit reached for requests."),
+                    Exceeded::Tokens(_) => ("tokens", "Rate limit reached for tokens per minute."),
+                };
+                let mut r = Refusal::new(429, kind, "rate_limit_exceeded", msg);
+                r.retry_after = Some(e.retry_after());
+                return x.refuse(r);
+            }
         };
-        let mut r = Refusal::new(429, kind, "rate_limit_exceeded", msg);
-        r.retry_after = Some(e.retry_after());
-        return x.refuse(r);
-    }
 
     // The WAF, on everything but the prompt text.
     if let Some(waf) = &route.waf {
@@ -477,11 +664,20 @@ pub async fn handle(
             (Some(a), false) => a.without_prompts(&route.prompt_fields),
             _ => raw.to_vec(),
         };
+        // The rules parse a body as JSON only when it is declared `application/json`, and
+        // backends read JSON declared as anything, or as nothing. A body the gateway read as
+        // JSON, or one not declared as a form or XML, is shown to the rules as JSON (one that
+        // is not JSON then fails their body parsing and is refused).
+        let json_view = !waf_body.is_empty() && (api.is_some() || !form_or_xml(ctype.as_deref()));
         let mut hv: Vec<(&[u8], &[u8])> = parts
             .headers
             .iter()
+            .filter(|(k, _)| !(json_view && *k == header::CONTENT_TYPE))
             .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
             .collect();
+        if json_view {
+            hv.push((b"content-type", b"application/json"));
+        }
         if parts.headers.get(header::HOST).is_none() {
             hv.push((b"Host", host.as_bytes()));
         }
@@ -603,6 +799,7 @@ pub async fn handle(
             let n = k.as_str();
             if is_hop_by_hop(k)
                 || CREDENTIAL_HEADERS.contains(&n)
+                || n == CONSUMER_HEADER
                 || n == "host"
                 || n == "content-length"
             {
@@ -616,6 +813,14 @@ pub async fn handle(
         if !out_body.is_empty() || parts.method == http::Method::POST {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(out_body.len()));
         }
+        // The output filters read the answer as sent: ask for it uncompressed (a client's
+        // `Accept-Encoding: gzip` would otherwise get compressed bytes past them).
+        if !filters.is_empty() {
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         if let Some(v) = peer.forwarded_for.clone() {
             h.append("x-forwarded-for", v);
         }
@@ -627,7 +832,7 @@ pub async fn handle(
             .as_deref()
             .and_then(|c| HeaderValue::from_str(c).ok())
         {
-            h.insert("x-palisade-consumer", c);
+            h.insert(CONSUMER_HEADER, c);
         }
     }
     let Ok(up) = up.body(full(out_body)) else {
@@ -683,6 +888,20 @@ pub async fn handle(
 
     // The answer, streamed back through the filters.
     let (mut rparts, rbody) = resp.into_parts();
+    let encoded = rparts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if encoded && !filters.is_empty() && !route.audit {
+        // Compressed anyway: the filters cannot read it, so it does not go out.
+        return x.refuse(Refusal::new(
+            502,
+            "server_error",
+            "upstream_encoding_unsupported",
+            "The model backend answered in an encoding the gateway cannot inspect.",
+        ));
+    }
     let ctype = rparts
         .headers
         .get(header::CONTENT_TYPE)
@@ -711,7 +930,6 @@ pub async fn handle(
         rparts.headers.remove(header::CONTENT_LENGTH);
     }
     x.log.status = rparts.status.as_u16();
-    let charged = prompt_tokens;
     let shared2 = shared.clone();
     let route2 = route.clone();
     let est_model = model.clone().unwrap_or_default();
@@ -730,7 +948,9 @@ pub async fn handle(
             x.log.completion_tokens = completion;
         }
         let used = prompt.unwrap_or(0) + completion.unwrap_or(0);
-        let delta = used as i64 - charged as i64;
+        let delta = i64::try_from(used)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(charged).unwrap_or(i64::MAX));
         if delta != 0 {
             shared2
                 .limiter
@@ -812,6 +1032,22 @@ mod tests {
             assert_eq!(code(p), Some((400, "invalid_path")), "{p}");
         }
         assert_eq!(code("/v1/%zz"), Some((400, "invalid_path")));
+    }
+
+    #[test]
+    fn deployments_are_read_from_azure_style_paths() {
+        let d = |p: &str| deployment_in(p);
+        assert_eq!(
+            d("/openai/deployments/gpt-4o/chat/completions").as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(
+            d("/v1/openai/deployments/gpt%2D4o/embeddings").as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(d("/v1/chat/completions"), None);
+        assert_eq!(d("/openai/deployments/"), None);
+        assert_eq!(d("/openai/deployments"), None);
     }
 
     #[test]

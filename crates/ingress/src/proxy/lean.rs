@@ -401,7 +401,8 @@ fn plan(
             || CREDENTIAL_HEADERS.iter().any(|c| c.eq_ignore_ascii_case(n))
             || n.eq_ignore_ascii_case(b"host")
             || n.eq_ignore_ascii_case(b"content-length")
-            || n.eq_ignore_ascii_case(b"x-forwarded-proto");
+            || n.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || n.eq_ignore_ascii_case(super::handle::CONSUMER_HEADER.as_bytes());
         if !dropped {
             field(req, n, value);
         }

@@ -1,5 +1,8 @@
 //! Chat/completions stream chunks: each choice (`index`) is a lane; its text is
-//! `delta.content` (chat) or `text` (legacy completions). A choice's `finish_reason` ends
+//! `delta.content` (chat) or `text` (legacy completions). The other texts a delta may carry
+//! — `reasoning_content` (vLLM, DeepSeek), `reasoning` (vLLM, OpenRouter), `refusal`
+//! (OpenAI) — are lanes of their own per choice: clients show them, and a model that leaks
+//! its system prompt (and the canary in it) often does so while reasoning. A choice's `finish_reason` ends
 //! its lane (and, through [`super::tools`], the lanes of its tool calls, whose held-back
 //! arguments go out just before the finishing chunk). With filters, a choice's `logprobs`
 //! are dropped: their tokens spell the text out again, past the filter.
@@ -28,6 +31,20 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
     }
     let filtering = !f.filters.is_empty();
     let shape = tools::has_calls(v).then(|| v.clone());
+    // The chunk's shape, for lanes of side texts that open here (cloned only then).
+    let has_side = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                SIDE_TEXTS.iter().any(|k| {
+                    c.get("delta")
+                        .and_then(|d| d.get(*k))
+                        .is_some_and(Value::is_string)
+                })
+            })
+        });
+    let side_shape = if has_side { v.clone() } else { Value::Null };
     let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
         return Ok(());
     };
@@ -38,6 +55,9 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
         }
         if finished {
             tools::close(f, idx, out)?;
+        }
+        for field in SIDE_TEXTS {
+            side_text(f, c, idx, field, finished, &side_shape)?;
         }
         let incoming = text_of(c).map(str::to_string);
         if incoming.is_none() && !(finished && filtering) {
@@ -57,6 +77,57 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
         }
     }
     Ok(())
+}
+
+/// Texts of a chat delta beside `content`, each filtered as a lane of its own.
+const SIDE_TEXTS: [&str; 3] = ["reasoning_content", "reasoning", "refusal"];
+
+/// Filters `delta.<field>` of choice `idx` through its lane; a finishing choice releases
+/// what the lane held back into its own `delta.<field>`.
+fn side_text(
+    f: &mut SseFilter,
+    c: &mut Value,
+    idx: u64,
+    field: &'static str,
+    finished: bool,
+    shape: &Value,
+) -> Result<(), String> {
+    let key = LaneKey::Side(idx, field);
+    let incoming = c
+        .get("delta")
+        .and_then(|d| d.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if incoming.is_none() && !(finished && f.lanes.contains_key(&key)) {
+        return Ok(());
+    }
+    if incoming.is_some() {
+        f.open(&key, || shape.clone(), None);
+    }
+    let t = f.pass(&key, incoming.as_deref().unwrap_or(""), finished)?;
+    if incoming.is_none() && t.is_empty() {
+        return Ok(());
+    }
+    match c.get_mut("delta").and_then(Value::as_object_mut) {
+        Some(d) => {
+            d.insert(field.into(), Value::String(t));
+        }
+        None => {
+            if let Some(o) = c.as_object_mut() {
+                o.insert("delta".into(), serde_json::json!({ field: t }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A chunk like `template` carrying `text` in `delta.<field>` for choice `idx` only.
+pub(super) fn flush_side(template: &Value, idx: u64, field: &str, text: &str) -> Value {
+    let mut chunk = flush_chunk(template, idx, "");
+    if let Some(c) = chunk.pointer_mut("/choices/0") {
+        *c = serde_json::json!({"index": idx, "delta": {field: text}, "finish_reason": null});
+    }
+    chunk
 }
 
 /// A choice's new text: `delta.content` (chat) or `text` (completions).

@@ -8,7 +8,7 @@
 //! the completion text are picked up on the way.
 //!
 //! Which events carry text is the business of [`chat`] (`choices[].delta.content`,
-//! `choices[].text`), [`tools`] (`choices[].delta.tool_calls[].function.arguments` and the
+//! `choices[].text`, and the reasoning and refusal texts beside them), [`tools`] (`choices[].delta.tool_calls[].function.arguments` and the
 //! legacy `function_call`), [`responses`] (`response.output_text.delta` and friends, plus
 //! the full texts the `.done` events and the final response repeat) and [`anthropic`]
 //! (Messages-API `content_block_delta` events).
@@ -40,6 +40,9 @@ enum LaneKey {
     Tool(u64, Option<u64>),
     /// An Anthropic Messages content block, by `index`.
     Block(u64),
+    /// Another text of a chat choice's delta (`reasoning_content`, `reasoning`,
+    /// `refusal`): choice index and field.
+    Side(u64, &'static str),
 }
 
 #[derive(Debug)]
@@ -244,6 +247,7 @@ fn flush_event(key: &LaneKey, lane: &Lane, text: &str) -> Vec<u8> {
         LaneKey::Part(..) => responses::flush_delta(&lane.template, text),
         LaneKey::Tool(choice, call) => tools::flush_chunk(&lane.template, *choice, *call, text),
         LaneKey::Block(_) => anthropic::flush_delta(&lane.template, text),
+        LaneKey::Side(idx, field) => chat::flush_side(&lane.template, *idx, field, text),
     };
     SseEvent {
         event: lane.event.clone(),

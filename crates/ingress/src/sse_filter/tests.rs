@@ -432,3 +432,68 @@ proptest! {
         }
     }
 }
+
+/// Regression: the other texts of a chat delta — `reasoning_content` (vLLM, DeepSeek),
+/// `reasoning`, `refusal` — passed the filters untouched, so a key or the canary the model
+/// wrote while reasoning reached the client.
+#[test]
+fn reasoning_and_refusal_deltas_are_filtered_like_content() {
+    let stream = |field: &str, deltas: &[&str]| {
+        let chunk = |delta: Value, finish: Value| {
+            wire(
+                None,
+                &json!({"id":"c1","object":"chat.completion.chunk","model":"m",
+                        "choices":[{"index":0,"delta":delta,"finish_reason":finish}]}),
+            )
+        };
+        let mut w = chunk(json!({"role":"assistant","content":""}), Value::Null);
+        for d in deltas {
+            w.extend(chunk(json!({ field: d }), Value::Null));
+        }
+        w.extend(chunk(json!({"content":"done"}), json!("stop")));
+        w.extend(b"data: [DONE]\n\n");
+        w
+    };
+    for field in ["reasoning_content", "reasoning", "refusal"] {
+        let w = stream(
+            field,
+            &[
+                "The key is sk-proj-Abcdefghij",
+                "klmnopqrstuvwxyz01",
+                "23456789 and that is all.",
+            ],
+        );
+        let mut f = SseFilter::new(redacting());
+        let mut out = f.push(&w).unwrap();
+        out.extend(f.finish().unwrap());
+        let events = SseParser::new().push(&out).unwrap();
+        let text: String = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            .filter_map(|v| {
+                v.pointer(&format!("/choices/0/delta/{field}"))?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        assert!(!text.contains("klmnopqrstuvwxyz01"), "{field}: {text}");
+        assert!(
+            text.starts_with("The key is ") && text.ends_with(" and that is all."),
+            "{field}: {text}"
+        );
+        assert!(!f.hits().is_empty(), "{field}");
+        // Split anywhere in the bytes, the output is the same.
+        for cut in [1, 7, w.len() / 3, w.len() / 2, w.len() - 3] {
+            let mut g = SseFilter::new(redacting());
+            let mut o = g.push(&w[..cut]).unwrap();
+            o.extend(g.push(&w[cut..]).unwrap());
+            o.extend(g.finish().unwrap());
+            assert_eq!(o, out, "{field} cut at {cut}");
+        }
+        // The canary in a side text cuts the stream.
+        let w = stream(field, &["my marker is pcn-7f3a", "9c1e5b2d4a60, as asked"]);
+        let mut f = SseFilter::new(filters(FilterAction::Redact, FilterAction::Block));
+        let r = f.push(&w).and_then(|_| f.finish());
+        assert!(r.is_err(), "{field}: the canary passed");
+    }
+}
