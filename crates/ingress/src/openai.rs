@@ -126,6 +126,8 @@ impl ApiRequest {
         for (k, v) in obj {
             if k == "messages" {
                 collect_messages(v, &mut prompts);
+            } else if k == "tools" {
+                collect_descriptions(v, &mut prompts);
             } else if PROMPT_FIELDS.contains(&k.as_str()) || extra.iter().any(|e| e == k) {
                 if k == "input"
                     && v.is_array()
@@ -172,6 +174,8 @@ impl ApiRequest {
                         && v.as_array().is_some_and(|a| a.iter().any(Value::is_object)))
                 {
                     blank_messages(v);
+                } else if k == "tools" {
+                    blank_descriptions(v);
                 } else if PROMPT_FIELDS.contains(&k.as_str()) || extra.iter().any(|e| e == k) {
                     blank_strings(v);
                 }
@@ -378,6 +382,45 @@ fn collect_strings(v: &Value, role: &str, out: &mut Vec<PromptField>) {
                     if let Some(x) = src.get("data") {
                         collect_strings(x, role, out);
                     }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `description` strings of tool definitions, at any depth (OpenAI's
+/// `tools[].function.description` and its parameters' descriptions, Anthropic's and the
+/// Responses API's `tools[].description`, `input_schema` properties): the model reads them
+/// as instructions, so a poisoned tool description (an MCP server's, say) is an injection
+/// like any prompt.
+fn collect_descriptions(v: &Value, out: &mut Vec<PromptField>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| collect_descriptions(x, out)),
+        Value::Object(o) => {
+            for (k, x) in o {
+                match (k.as_str(), x) {
+                    ("description", Value::String(s)) => out.push(PromptField {
+                        role: "tool_definition".to_string(),
+                        text: s.clone(),
+                    }),
+                    _ => collect_descriptions(x, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Blanks what [`collect_descriptions`] reads.
+fn blank_descriptions(v: &mut Value) {
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(blank_descriptions),
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match (k.as_str(), x) {
+                    ("description", Value::String(s)) => s.clear(),
+                    (_, x) => blank_descriptions(x),
                 }
             }
         }
@@ -614,6 +657,17 @@ mod tests {
                 {"type":"document","source":{"type":"text","media_type":"text/plain","data":inj}}]}]}),
             serde_json::json!({"model":"m","messages":[{"role":"user","content":[
                 {"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":inj}]}]}]}),
+            // Tool definitions: the model reads their descriptions (tool poisoning).
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"search","description":inj,
+                    "parameters":{"type":"object","properties":{}}}}]}),
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"search","description":"Search.",
+                    "parameters":{"type":"object","properties":{"q":{"type":"string","description":inj}}}}}]}),
+            serde_json::json!({"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}],
+                "tools":[{"name":"lookup","description":inj,"input_schema":{"type":"object"}}]}),
+            serde_json::json!({"model":"m","input":"hi",
+                "tools":[{"type":"function","name":"f","description":inj,"parameters":{}}]}),
         ];
         for b in bodies {
             assert!(texts(b.clone()).iter().any(|t| t == inj), "{b}");

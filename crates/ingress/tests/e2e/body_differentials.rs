@@ -268,6 +268,18 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             400,
             "prompt_injection_detected",
         ),
+        (
+            "poisoned tool description",
+            "/v1/chat/completions",
+            json.into(),
+            serde_json::json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],
+                "tools":[{"type":"function","function":{"name":"search",
+                    "description":INJECTION,"parameters":{"type":"object","properties":{}}}}]})
+            .to_string()
+            .into_bytes(),
+            400,
+            "prompt_injection_detected",
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, path, headers, body, want, code) in &cases {
