@@ -59,6 +59,9 @@ pub(super) fn event(f: &mut SseFilter, v: &mut Value, out: &mut Vec<u8>) -> Resu
         for field in SIDE_TEXTS {
             side_text(f, c, idx, field, finished, &side_shape)?;
         }
+        if filtering {
+            text_parts(f, c, idx)?;
+        }
         let incoming = text_of(c).map(str::to_string);
         if incoming.is_none() && !(finished && filtering) {
             continue;
@@ -130,6 +133,28 @@ pub(super) fn flush_side(template: &Value, idx: u64, field: &str, text: &str) ->
     chunk
 }
 
+/// `delta.content` sent as an array of parts (`[{"type":"text","text":…}]`, as some
+/// OpenAI-compatible servers stream it): each part's `text` goes through the choice's lane
+/// in order and is replaced by what the lane lets out, so a secret split across parts or
+/// chunks is caught as in a string; what the lane holds back at the end comes out as one
+/// more part of the finishing chunk ([`set_text`]).
+fn text_parts(f: &mut SseFilter, c: &mut Value, idx: u64) -> Result<(), String> {
+    let Some(parts) = c
+        .pointer_mut("/delta/content")
+        .and_then(Value::as_array_mut)
+    else {
+        return Ok(());
+    };
+    for part in parts.iter_mut() {
+        let Some(t) = part.get("text").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        let out = f.pass(&LaneKey::Choice(idx), &t, false)?;
+        part["text"] = Value::String(out);
+    }
+    Ok(())
+}
+
 /// A choice's new text: `delta.content` (chat) or `text` (completions).
 fn text_of(c: &Value) -> Option<&str> {
     c.get("text")
@@ -145,6 +170,13 @@ fn set_text(c: &mut Value, t: String) {
         c["text"] = Value::String(t);
     } else if c.pointer("/delta/content").is_some_and(Value::is_string) {
         c["delta"]["content"] = Value::String(t);
+    } else if let Some(parts) = c
+        .pointer_mut("/delta/content")
+        .and_then(Value::as_array_mut)
+    {
+        if !t.is_empty() {
+            parts.push(serde_json::json!({"type": "text", "text": t}));
+        }
     } else if !t.is_empty() {
         if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
             d.insert("content".into(), Value::String(t));

@@ -497,3 +497,58 @@ fn reasoning_and_refusal_deltas_are_filtered_like_content() {
         assert!(r.is_err(), "{field}: the canary passed");
     }
 }
+
+/// Regression: `delta.content` streamed as an array of parts passed the filters unread.
+#[test]
+fn content_streamed_as_parts_is_filtered_like_a_string() {
+    let chunk = |delta: Value, finish: Value| {
+        wire(
+            None,
+            &json!({"id":"c1","object":"chat.completion.chunk","model":"m",
+                    "choices":[{"index":0,"delta":delta,"finish_reason":finish}]}),
+        )
+    };
+    let part = |t: &str| json!({"content":[{"type":"text","text":t}]});
+    let mut w = chunk(json!({"role":"assistant","content":""}), Value::Null);
+    w.extend(chunk(part("The key is sk-proj-Abcdefghij"), Value::Null));
+    w.extend(chunk(
+        json!({"content":[{"type":"text","text":"klmnopqrstuvwxyz01"},
+                          {"type":"text","text":"23456789 and that"}]}),
+        Value::Null,
+    ));
+    w.extend(chunk(part(" is all."), json!("stop")));
+    w.extend(b"data: [DONE]\n\n");
+    for split in [w.len(), 7, 1] {
+        let mut f = SseFilter::new(redacting());
+        let mut out = Vec::new();
+        for piece in w.chunks(split) {
+            out.extend(f.push(piece).unwrap());
+        }
+        out.extend(f.finish().unwrap());
+        let events = SseParser::new().push(&out).unwrap();
+        let text: String = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            .flat_map(|v| {
+                let parts = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                parts
+                    .into_iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            !text.contains("klmnopqrstuvwxyz01"),
+            "split {split}: {text}"
+        );
+        assert!(
+            text.starts_with("The key is ") && text.ends_with(" and that is all."),
+            "split {split}: {text}"
+        );
+        assert!(!f.hits().is_empty(), "split {split}");
+    }
+}
