@@ -17,13 +17,17 @@ use palisade_policy::{Engine, Manifests, Posture, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
-const MANIFESTS: &str = r#"
+/// The pod every test query comes from (127.0.0.1).
+const TRAINER: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
 spec: {containers: [{name: main}]}
 status: {podIP: 127.0.0.1}
----
+"#;
+
+/// The trainer's policy: `**.models.test` on 443.
+const MODEL_HUB: &str = r#"
 apiVersion: palisade.dev/v1alpha1
 kind: SecurityPolicy
 metadata: {name: model-hub, namespace: ml}
@@ -35,8 +39,14 @@ spec:
 "#;
 
 fn engine(posture: Posture) -> Arc<Engine> {
+    engine_with(MODEL_HUB, posture)
+}
+
+/// The trainer pod and `objects` (policies, more pods), compiled under `posture`.
+pub(crate) fn engine_with(objects: &str, posture: Posture) -> Arc<Engine> {
     let mut m = Manifests::new();
-    m.add_file("test.yaml", MANIFESTS);
+    m.add_file("trainer.yaml", TRAINER);
+    m.add_file("objects.yaml", objects);
     Arc::new(Engine::compile_with(&Snapshot::from_manifests(&m), posture))
 }
 
@@ -133,20 +143,8 @@ async fn setup(posture: Posture, deny: DenyRcode, policy: Option<Arc<Engine>>) -
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
     cfg.deny = deny;
     cfg.timeout = Duration::from_millis(500);
-    let (tx, events) = palisade_events::channel(1000);
-    let answers: Answers = Arc::default();
-    let sink = Arc::clone(&answers);
-    let engine = policy.or_else(|| Some(engine(posture)));
-    let proxy = DnsProxy::bind(
-        cfg,
-        move || engine.clone(),
-        tx,
-        move |client, r: &Resolved| sink.lock().unwrap().push((client, r.clone())),
-    )
-    .await
-    .unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.run());
+    let policy = policy.unwrap_or_else(|| engine(posture));
+    let (addr, answers, events) = crafted::bind(cfg, policy).await.unwrap();
     Setup {
         proxy: addr,
         answers,

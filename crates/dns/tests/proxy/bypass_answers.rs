@@ -291,22 +291,14 @@ async fn an_upstream_that_lowercases_is_still_usable() {
 /// either: they carry the pod's identity.) On the old code every one was recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_pointing_inside_open_nothing() {
-    let mut m = Manifests::new();
-    m.add_file("pods.yaml", MANIFESTS);
-    m.add_file(
-        "db.yaml",
-        r#"
+    let db = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: db, namespace: data, labels: {app: db}}
 spec: {containers: [{name: main}]}
 status: {podIP: 10.0.0.7}
-"#,
-    );
-    let policy = Arc::new(Engine::compile_with(
-        &Snapshot::from_manifests(&m),
-        Posture::Allow,
-    ));
+"#;
+    let policy = engine_with(&format!("{MODEL_HUB}---{db}"), Posture::Allow);
     let inside: Responder = Arc::new(|q: &Message| {
         let n = q.queries[0].name.clone();
         let six =
@@ -363,13 +355,7 @@ async fn mixing_can_be_turned_off() {
     let (upstream, seen) = crafted_upstream(answer_everything()).await;
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
     cfg.mix_case = false;
-    let (tx, _events) = palisade_events::channel(100);
-    let e = Some(engine(Posture::Allow));
-    let proxy = DnsProxy::bind(cfg, move || e.clone(), tx, |_, _: &Resolved| {})
-        .await
-        .unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.run());
+    let (addr, _answers, _events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
     const NAME: &str = "abcdefghijklmnopqrstuvwxyz.models.test.";
     let reply = ask_udp("127.0.0.1", addr, &query(600, NAME))
         .await

@@ -128,16 +128,8 @@ async fn odd_names_are_never_recorded() {
 /// pattern, a governed pod gets every odd name refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_rules_fail_closed_on_odd_labels() {
-    let mut m = Manifests::new();
-    m.add_file(
-        "deny.yaml",
+    let policy = engine_with(
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
-spec: {containers: [{name: main}]}
-status: {podIP: 127.0.0.1}
----
 apiVersion: palisade.dev/v1alpha1
 kind: ClusterSecurityPolicy
 metadata: {name: blocklist}
@@ -148,11 +140,8 @@ spec:
     action: Deny
     to: [{fqdn: "**.blocked.test"}, {fqdn: "*.one-blocked.test"}]
 "#,
-    );
-    let policy = Arc::new(Engine::compile_with(
-        &Snapshot::from_manifests(&m),
         Posture::Allow,
-    ));
+    );
     let (upstream, seen) = crafted_upstream(answer_everything()).await;
     let (proxy, answers, events) = proxy_with(upstream, policy).await;
     let odd: [&[&[u8]]; 4] = [
@@ -212,16 +201,8 @@ spec:
 /// dot do not matter. (Found safe; a guard.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_depth_and_case_follow_the_documented_semantics() {
-    let mut m = Manifests::new();
-    m.add_file(
-        "depth.yaml",
+    let policy = engine_with(
         r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
-spec: {containers: [{name: main}]}
-status: {podIP: 127.0.0.1}
----
 apiVersion: palisade.dev/v1alpha1
 kind: SecurityPolicy
 metadata: {name: depth, namespace: ml}
@@ -230,11 +211,8 @@ spec:
   egress:
   - to: [{fqdn: "*.one.test"}, {fqdn: "**.many.test"}, {fqdn: "exact.test"}, {fqdn: "api-*.inner.test"}]
 "#,
-    );
-    let policy = Arc::new(Engine::compile_with(
-        &Snapshot::from_manifests(&m),
         Posture::Allow,
-    ));
+    );
     let (upstream, _) = crafted_upstream(answer_everything()).await;
     let (proxy, answers, _events) = proxy_with(upstream, policy).await;
     let cases = [

@@ -206,26 +206,14 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_still_their_pod() {
     let (upstream, seen) = crafted_upstream(answer_everything()).await;
     let mut cfg = ProxyConfig::new("[::]:0".parse().unwrap(), upstream);
     cfg.timeout = Duration::from_millis(400);
-    let (tx, events) = palisade_events::channel(1000);
-    let answers: Answers = Arc::default();
-    let sink = Arc::clone(&answers);
-    let e = Some(engine(Posture::Allow));
-    let proxy = match DnsProxy::bind(
-        cfg,
-        move || e.clone(),
-        tx,
-        move |client, r: &Resolved| sink.lock().unwrap().push((client, r.clone())),
-    )
-    .await
-    {
+    let (addr, answers, events) = match crafted::bind(cfg, engine(Posture::Allow)).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("no IPv6 here ({e}); skipping");
             return;
         }
     };
-    let port = proxy.local_addr().unwrap().port();
-    tokio::spawn(proxy.run());
+    let port = addr.port();
     let to: SocketAddr = ([127, 0, 0, 1], port).into();
     let Some(reply) = ask_udp("127.0.0.1", to, &query(90, "evil.test")).await else {
         eprintln!("the [::] listener does not take IPv4 here (bindv6only); skipping");

@@ -99,6 +99,15 @@ pub(crate) async fn proxy_with(
 ) -> (SocketAddr, Answers, EventReceiver) {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
     cfg.timeout = Duration::from_millis(400);
+    bind(cfg, policy).await.unwrap()
+}
+
+/// A running proxy with `cfg`, deciding with `policy`: its address, the answers it
+/// recorded and its events.
+pub(crate) async fn bind(
+    cfg: ProxyConfig,
+    policy: Arc<Engine>,
+) -> Result<(SocketAddr, Answers, EventReceiver), palisade_dns::DnsError> {
     let (tx, events) = palisade_events::channel(1000);
     let answers: Answers = Arc::default();
     let sink = Arc::clone(&answers);
@@ -109,11 +118,10 @@ pub(crate) async fn proxy_with(
         tx,
         move |client, r: &Resolved| sink.lock().unwrap().push((client, r.clone())),
     )
-    .await
-    .unwrap();
+    .await?;
     let addr = proxy.local_addr().unwrap();
     tokio::spawn(proxy.run());
-    (addr, answers, events)
+    Ok((addr, answers, events))
 }
 
 /// A response to `q` (its id and question) with `answers`.
