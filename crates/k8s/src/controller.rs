@@ -200,7 +200,8 @@ async fn reconcile_loop(
     let mut r = Reconciler::new();
     let mut overlay_rx = settings.overlay.clone();
     let mut overlay = overlay_rx.as_ref().and_then(|o| o.borrow().clone());
-    let mut built_with: Option<Option<Arc<Overlay>>> = None;
+    // A new overlay since the last build.
+    let mut rebuild_for_overlay = false;
     let mut published: Option<u64> = None;
     let mut generation = 0u64;
     let mut unique = now_us() as u64;
@@ -218,7 +219,10 @@ async fn reconcile_loop(
             _ = tick.tick() => {}
             alive = overlay_changed(&mut overlay_rx) => {
                 match overlay_rx.as_ref().filter(|_| alive) {
-                    Some(rx) => overlay = rx.borrow().clone(),
+                    Some(rx) => {
+                        overlay = rx.borrow().clone();
+                        rebuild_for_overlay = true;
+                    }
                     None => {
                         // The federation side stopped: keep merging its last overlay.
                         tracing::warn!("federation overlay source stopped; keeping its last revision");
@@ -227,14 +231,9 @@ async fn reconcile_loop(
                 }
             }
         }
-        let same_overlay = built_with.as_ref().is_some_and(|b| match (b, &overlay) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        });
-        if r.synced() && (published != Some(r.revision()) || !same_overlay) {
+        if r.synced() && (published != Some(r.revision()) || rebuild_for_overlay) {
             published = Some(r.revision());
-            built_with = Some(overlay.clone());
+            rebuild_for_overlay = false;
             let Some(mut snap) = r.snapshot() else {
                 continue;
             };
