@@ -72,9 +72,11 @@ if [ -z "$kubectl_bin" ] && [ -x "$venv/bin/pip" ]; then
   [ -x "$venv/bin/kubectl" ] && kubectl_bin="$venv/bin/kubectl"
 fi
 if [ -n "$kubectl_bin" ] && [ -x "$venv/bin/kubernetes-validate" ]; then
-  echo "== deploy/: kubectl kustomize + kubernetes-validate"
+  echo "== deploy/ (and with its federation component): kubectl kustomize + kubernetes-validate + arguments"
   "$kubectl_bin" kustomize deploy/ > target/deploy-rendered.yaml
-  "$venv/bin/kubernetes-validate" --strict --quiet target/deploy-rendered.yaml
+  "$kubectl_bin" kustomize examples/federated-deploy > target/deploy-federated-rendered.yaml
+  "$venv/bin/kubernetes-validate" --strict --quiet target/deploy-rendered.yaml target/deploy-federated-rendered.yaml
+  "$venv/bin/python" scripts/deploy-args.py target/release/palisade target/deploy-rendered.yaml target/deploy-federated-rendered.yaml
 else
   echo "== skipping deploy/ validation: needs kubectl and kubernetes-validate"
 fi

@@ -315,31 +315,13 @@ impl Detector {
             },
             (None, None) => return,
         };
-        if is_name && self.is_internal(&dest) {
-            return;
-        }
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            book: &mut self.state.book,
+        let sent = f.bytes_sent.filter(|_| f.state == FlowState::End);
+        let reached = Reached {
+            workload,
+            learn_until,
             now,
         };
-        if self.cfg.new_destination.enabled {
-            self.state.new_destination.observe(
-                &mut ctx,
-                workload,
-                learn_until,
-                &dest,
-                is_name,
-                &e.id,
-            );
-        }
-        if self.cfg.egress_volume.enabled && f.state == FlowState::End {
-            if let Some(bytes) = f.bytes_sent {
-                self.state
-                    .egress_volume
-                    .add(&mut ctx, workload, &dest, learn_until, bytes, &e.id);
-            }
-        }
+        self.on_destination(&reached, &dest, is_name, sent, &e.id);
     }
 
     fn on_http(
@@ -367,30 +349,59 @@ impl Detector {
             return;
         };
         let is_name = dest.parse::<IpAddr>().is_err();
-        if is_name && self.is_internal(&dest) {
+        let reached = Reached {
+            workload,
+            learn_until,
+            now,
+        };
+        self.on_destination(&reached, &dest, is_name, h.bytes_in, &e.id);
+    }
+
+    /// A workload reached an outside destination (a flow or an HTTP request): the
+    /// new-destination detector sees it and the bytes it sent, when known, count towards
+    /// its egress volume. Names inside the cluster are left out.
+    fn on_destination(
+        &mut self,
+        at: &Reached<'_>,
+        dest: &str,
+        is_name: bool,
+        sent: Option<u64>,
+        event_id: &str,
+    ) {
+        if is_name && self.is_internal(dest) {
             return;
         }
         let mut ctx = Ctx {
             cfg: &self.cfg,
             book: &mut self.state.book,
-            now,
+            now: at.now,
         };
         if self.cfg.new_destination.enabled {
             self.state.new_destination.observe(
                 &mut ctx,
-                workload,
-                learn_until,
-                &dest,
+                at.workload,
+                at.learn_until,
+                dest,
                 is_name,
-                &e.id,
+                event_id,
             );
         }
-        if self.cfg.egress_volume.enabled {
-            if let Some(bytes) = h.bytes_in {
-                self.state
-                    .egress_volume
-                    .add(&mut ctx, workload, &dest, learn_until, bytes, &e.id);
-            }
+        if let Some(bytes) = sent.filter(|_| self.cfg.egress_volume.enabled) {
+            self.state.egress_volume.add(
+                &mut ctx,
+                at.workload,
+                dest,
+                at.learn_until,
+                bytes,
+                event_id,
+            );
         }
     }
+}
+
+/// Who reached a destination, and when.
+struct Reached<'a> {
+    workload: &'a str,
+    learn_until: i64,
+    now: i64,
 }

@@ -244,6 +244,7 @@ async fn reconcile_loop(
             let federation_revision = overlay.as_ref().and_then(|o| o.stamp());
             let (errors, warnings) = r.diagnostics();
             let posture = settings.posture.unwrap_or_else(|| snap.posture());
+            let gateways = Arc::new(std::mem::take(&mut snap.gateways));
             let started = now_us();
             let engine =
                 tokio::task::spawn_blocking(move || Engine::compile_with(&snap, posture)).await;
@@ -268,6 +269,7 @@ async fn reconcile_loop(
                 applied_at_us: now_us(),
                 objects,
                 federation_revision,
+                gateways,
             })));
             status_tx.send_replace(ReloadStatus {
                 attempted_at_us: started,

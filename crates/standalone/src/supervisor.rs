@@ -7,7 +7,7 @@
 
 use crate::config::Runtime;
 use crate::source;
-use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkload};
+use palisade_policy::model::{AIGateway, ClusterIdentity, ClusterSecurityPolicy, RemoteWorkload};
 use palisade_policy::snapshot::Sourced;
 use palisade_policy::{Diagnostic, Engine, Severity, Snapshot};
 use std::sync::Arc;
@@ -27,6 +27,22 @@ pub struct Published {
     /// Federation: the global policy revision merged in (`None`: not federated, or no
     /// revision received yet).
     pub federation_revision: Option<u64>,
+    /// The snapshot's AIGateways, for the ingress gateway (they are routes, not policy, so
+    /// the engine does not hold them).
+    pub gateways: Arc<Sourced<AIGateway>>,
+}
+
+/// One build of the manifests folder.
+#[derive(Debug)]
+pub struct Built {
+    /// The compiled policy.
+    pub engine: Engine,
+    /// Objects in the snapshot (the overlay's included).
+    pub objects: usize,
+    /// The snapshot's AIGateways.
+    pub gateways: Sourced<AIGateway>,
+    /// Warnings from loading the folder.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// What federation adds to the local manifests: one revision of global policies and the
@@ -91,15 +107,12 @@ pub(crate) fn now_us() -> i64 {
 }
 
 /// Loads and compiles the manifests folder once.
-pub fn build(rt: &Runtime) -> Result<(Engine, usize, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub fn build(rt: &Runtime) -> Result<Built, Vec<Diagnostic>> {
     build_with(rt, None)
 }
 
 /// Loads the manifests folder, merges the federation overlay, and compiles.
-pub fn build_with(
-    rt: &Runtime,
-    overlay: Option<&Overlay>,
-) -> Result<(Engine, usize, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub fn build_with(rt: &Runtime, overlay: Option<&Overlay>) -> Result<Built, Vec<Diagnostic>> {
     let m = source::load_paths(std::slice::from_ref(&rt.manifests));
     if m.has_errors() {
         return Err(m.diagnostics);
@@ -110,7 +123,12 @@ pub fn build_with(
         objects += o.merge_into(&mut snap);
     }
     let engine = Engine::compile_with(&snap, rt.posture);
-    Ok((engine, objects, m.diagnostics))
+    Ok(Built {
+        engine,
+        objects,
+        gateways: snap.gateways,
+        warnings: m.diagnostics,
+    })
 }
 
 /// Starts the reload loop; returns the state handle. The first load happens before this
@@ -135,7 +153,12 @@ pub fn start_with_overlay(
         let attempted_at_us = now_us();
         let federation_revision = overlay.as_ref().and_then(|o| o.stamp());
         match build_with(rt, overlay.as_deref()) {
-            Ok((engine, objects, diags)) => {
+            Ok(Built {
+                engine,
+                objects,
+                gateways,
+                warnings: diags,
+            }) => {
                 generation += 1;
                 tracing::info!(
                     generation,
@@ -150,6 +173,7 @@ pub fn start_with_overlay(
                     applied_at_us: attempted_at_us,
                     objects,
                     federation_revision,
+                    gateways: Arc::new(gateways),
                 })));
                 status_tx.send_replace(ReloadStatus {
                     attempted_at_us,

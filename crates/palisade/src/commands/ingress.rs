@@ -1,14 +1,16 @@
-//! `palisade ingress --config FILE [--listen ADDR]`: the ingress AI gateway. FILE is a
-//! PalisadeConfig (the AIGateways come from its manifests folder, the address from
-//! `spec.ingress.listen`, events go to its store) or a file of AIGateway resources
-//! (then `--listen` is required and events are not stored).
+//! `palisade ingress --config FILE [--source files|kubernetes] [--listen ADDR]`: the
+//! ingress AI gateway. FILE is a PalisadeConfig (the AIGateways come from its manifests
+//! folder, or from the Kubernetes API with `--source kubernetes`; the address from
+//! `spec.ingress.listen`; events go to its store) or a file of AIGateway resources (then
+//! `--listen` is required and events are not stored).
 
 use palisade_ingress::{
     events::EventOrigin, GatewayOptions, IngressGateway, PromptScore, PromptScorer,
 };
 use palisade_policy::model::{AIGateway, Object};
-use palisade_policy::{Manifests, Origin, Severity, Snapshot};
-use palisade_standalone::{config, source, supervisor};
+use palisade_policy::snapshot::Sourced;
+use palisade_policy::{Manifests, Severity, Snapshot};
+use palisade_standalone::{config, supervisor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ pub(crate) struct Args {
     /// A PalisadeConfig, or a file of AIGateway resources.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Where AIGateways come from (with a PalisadeConfig): the config's manifests folder,
+    /// or the Kubernetes API.
+    #[arg(long, value_enum, default_value = "files")]
+    source: super::SourceArg,
     /// Listen address, overriding spec.ingress.listen.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -60,10 +66,17 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         };
         runtime.block_on(async move {
-            let state = supervisor::start(rt.clone());
+            let no_federation = super::federation::JoinArgs::default();
+            let (state, _source) = super::start_source(a.source, &rt, &no_federation).await?;
             serve(&rt, state, listen).await
         })?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if matches!(a.source, super::SourceArg::Kubernetes) {
+        eprintln!(
+            "error: --source kubernetes needs a PalisadeConfig (for the event store and settings)"
+        );
+        return Ok(ExitCode::from(1));
     }
     let gateways = Snapshot::from_manifests(&m).gateways;
     if gateways.is_empty() {
@@ -121,10 +134,28 @@ fn options(
     }
 }
 
-/// The AIGateways of the manifests folder.
-pub(crate) fn gateways(rt: &config::Runtime) -> Vec<(AIGateway, Origin)> {
-    let m = source::load_paths(std::slice::from_ref(&rt.manifests));
-    Snapshot::from_manifests(&m).gateways
+/// The AIGateways of the snapshot in force (`None` before the first good one).
+pub(crate) fn published_gateways(state: &supervisor::State) -> Option<Arc<Sourced<AIGateway>>> {
+    state
+        .published
+        .borrow()
+        .as_ref()
+        .map(|p| Arc::clone(&p.gateways))
+}
+
+/// The first good snapshot's AIGateways (a Kubernetes source publishes once its watches
+/// have listed everything).
+async fn first_gateways(state: &supervisor::State) -> anyhow::Result<Arc<Sourced<AIGateway>>> {
+    let mut published = state.published.clone();
+    loop {
+        if let Some(g) = published_gateways(state) {
+            return Ok(g);
+        }
+        published
+            .changed()
+            .await
+            .map_err(|_| anyhow::anyhow!("the policy source stopped before a first snapshot"))?;
+    }
 }
 
 async fn until_stopped(
@@ -142,16 +173,18 @@ async fn until_stopped(
     }
 }
 
-/// Runs the gateway from a PalisadeConfig until stopped; the AIGateways are compiled
-/// again whenever the supervisor publishes a new snapshot (a change that does not compile
-/// keeps the last good one). Shared by `palisade ingress` and `palisade up`.
+/// Runs the gateway from a PalisadeConfig until stopped, with the AIGateways of the
+/// published snapshot (from files or the Kubernetes API); they are compiled again whenever
+/// a new snapshot is published (a change that does not compile keeps the last good one).
+/// Shared by `palisade ingress` and `palisade up`.
 pub(crate) async fn serve(
     rt: &config::Runtime,
     state: supervisor::State,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let compiled = palisade_ingress::compile(&gateways(rt))
-        .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let first = first_gateways(&state).await?;
+    let compiled =
+        palisade_ingress::compile(&first).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
     std::fs::create_dir_all(&rt.data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
     // The store (with its JSON-lines copy), or only the JSON-lines file (spec.events.store: false).
@@ -169,11 +202,24 @@ pub(crate) async fn serve(
     let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin, idle)).await?;
     tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
     let shared = gw.shared();
-    let (rt2, mut published) = (rt.clone(), state.published.clone());
+    let mut published = state.published.clone();
     tokio::spawn(async move {
+        let mut last = first;
         published.borrow_and_update();
         while published.changed().await.is_ok() {
-            match palisade_ingress::compile(&gateways(&rt2)) {
+            let Some(now) = published
+                .borrow_and_update()
+                .as_ref()
+                .map(|p| Arc::clone(&p.gateways))
+            else {
+                continue;
+            };
+            // Pods and policies change far more often than routes.
+            if now == last {
+                continue;
+            }
+            last = Arc::clone(&now);
+            match palisade_ingress::compile(&now) {
                 Ok(c) => {
                     palisade_ingress::jwks::refresh_all(&c).await;
                     shared.config.store(Arc::new(c));

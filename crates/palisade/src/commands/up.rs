@@ -123,7 +123,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let ingress_listen = rt.config.spec.ingress.as_ref().filter(|l| l.enabled).and_then(|l| l.listen.parse().ok());
-        if let Some(listen) = ingress_listen.filter(|_| !super::ingress::gateways(&rt).is_empty()) {
+        let has_gateways = super::ingress::published_gateways(&state).is_some_and(|g| !g.is_empty());
+        if let Some(listen) = ingress_listen.filter(|_| has_gateways) {
             let (rt2, st) = (rt.clone(), state.clone());
             tokio::spawn(async move {
                 if let Err(e) = super::ingress::serve(&rt2, st, listen).await {

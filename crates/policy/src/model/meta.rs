@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// `metadata` of an object. Every ObjectMeta field is accepted; the ones Palisade does not
 /// use are ignored, anything else is an error (it is a typo).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct ObjectMeta {
@@ -48,7 +48,7 @@ pub struct ObjectMeta {
 }
 
 /// An owner reference (only what the workload name needs).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     /// Owner kind (ReplicaSet, StatefulSet, Job, DaemonSet…).

@@ -191,7 +191,7 @@ pub struct HeaderMatch {
 }
 
 /// DLP settings of an egress rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DlpSpec {
