@@ -555,6 +555,14 @@ fn ui_answers_only_loopback_names_and_sends_security_headers() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["code"], reason, "{q}: {body}");
     }
+    // The admin API's event query: limit 0 is not "everything" either.
+    let (code, _, body) = curl_with(&format!("{base}/api/v1/events?limit=0"), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("bad-limit"), "{body}");
+    let (code, _, body) = curl_with(&format!("{base}/api/v1/events?limit=3"), &[]);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["events"].as_array().unwrap().len(), 3, "{body}");
     // The workload filter is a value, not SQL or a pattern.
     let (_, _, body) = curl_with(
         &format!("{base}/api/v1/ui/events?since=1h&workload=%25"),
