@@ -717,3 +717,62 @@ fn with_a_token_the_api_wants_it_and_the_ui_sends_it() {
         assert!(dom.contains("data-id=\"inference/vllm\""), "{dom}");
     }
 }
+
+#[test]
+fn graph_reads_only_the_newest_events_and_folds_names_a_pod_made_up() {
+    if !have("curl") {
+        eprintln!("skipping: needs curl");
+        return;
+    }
+    // 100,050 requests to as many made-up names, then 5 to the hub: the graph reads the
+    // newest 100,000 (the hub's among them), draws 200 outside names and folds the rest.
+    let n = palisade_observe::web::GRAPH_MAX_EVENTS as i64 + 50;
+    let now = palisade_events::now_micros() - 600_000_000;
+    let src = pod_ep("training/trainer-0").to_string();
+    let mut text = String::with_capacity(n as usize * 330);
+    for i in 0..n + 5 {
+        let host = if i >= n {
+            "hub.test".to_string()
+        } else {
+            format!("x{i}.tunnel.test")
+        };
+        text.push_str(&format!(
+            "{{\"id\":\"g{i:07}\",\"time\":\"{}\",\"type\":\"http\",\"source\":{src},\"destination\":{{\"kind\":\"fqdn\",\"fqdn\":\"{host}\",\"port\":443}},\"protocol\":\"TCP\",\"verdict\":\"allow\",\"http\":{{\"method\":\"GET\",\"host\":\"{host}\",\"path\":\"/\",\"status\":200}}}}\n",
+            palisade_events::format_rfc3339_micros(now + i * 1000)
+        ));
+    }
+    let port = free_port();
+    let s = setup("bounds", &text, &format!("127.0.0.1:{port}"));
+    drop(text);
+    let base = format!("http://127.0.0.1:{port}");
+    let _up = start(&s, &[], &base, None);
+    let (code, _, body) = curl_with(&format!("{base}/api/v1/graph?since=all"), &[]);
+    assert_eq!(code, 200);
+    let g: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        g["events"].as_u64(),
+        Some(palisade_observe::web::GRAPH_MAX_EVENTS as u64)
+    );
+    assert_eq!(g["truncated"], true);
+    let outside = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] != "workload")
+        .count();
+    assert_eq!(
+        outside,
+        palisade_observe::graph::MAX_OUTSIDE_NODES + 1,
+        "200 names and the folded node"
+    );
+    let hub = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == "hub.test")
+        .expect("the newest events are read, the hub's among them");
+    assert_eq!(hub["allow"], 5);
+    assert!(g["folded"].as_u64().unwrap() > 99_000, "{}", g["folded"]);
+    let (code, _, body) = curl_with(&format!("{base}/api/v1/alerts?limit=0"), &[]);
+    assert_eq!(code, 400, "{body}");
+}
