@@ -239,10 +239,12 @@ async fn events(
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-query", e.body_text()),
     };
-    let q = match p.query("1h") {
+    let mut q = match p.query("1h") {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
+    // The newest of the range: a burst of older events must not hide the latest ones.
+    q.newest = true;
     match with_store(&st, move |s| s.query(&q)).await {
         Ok(rows) => {
             Json(json!({ "events": rows.into_iter().map(|(_, e)| e).collect::<Vec<Event>>() }))

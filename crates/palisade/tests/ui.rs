@@ -775,4 +775,23 @@ fn graph_reads_only_the_newest_events_and_folds_names_a_pod_made_up() {
     assert!(g["folded"].as_u64().unwrap() > 99_000, "{}", g["folded"]);
     let (code, _, body) = curl_with(&format!("{base}/api/v1/alerts?limit=0"), &[]);
     assert_eq!(code, 400, "{body}");
+    // The events view shows the newest of the range (oldest first), not the oldest.
+    let (_, _, body) = curl_with(&format!("{base}/api/v1/ui/events?since=all&limit=5"), &[]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hosts: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["http"]["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["hub.test"; 5], "{body}");
+    let ids: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "oldest first");
 }
