@@ -487,7 +487,48 @@ fn hostile_events() -> String {
             "protocol": "UDP", "verdict": "allow",
             "dns": {"query": p, "qtype": "A", "rcode": "NOERROR", "answers": []}}).to_string());
     }
+    let t = palisade_events::format_rfc3339_micros(now + 10_000);
+    lines.push(
+        serde_json::json!({"id": "z000", "time": t, "type": "alert",
+        "source": pod_ep("training/trainer-0"),
+        "alert": {"kind": "new-destination", "severity": "high", "subject": "training/trainer",
+                  "summary": payloads[0], "evidence": ["x000", "y001"]}})
+        .to_string(),
+    );
     lines.join("\n") + "\n"
+}
+
+/// The DOM of `url` after its scripts ran, in headless chromium.
+fn rendered(url: &str) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// No markup from `hostile_events` became markup and no script of theirs ran.
+fn assert_inert(dom: &str) {
+    assert!(
+        dom.contains("<title>Palisade</title>"),
+        "an event's script ran:\n{dom}"
+    );
+    assert!(
+        !dom.contains("<img") && !dom.contains("<svg onload") && !dom.contains("<script>document"),
+        "markup from an event became markup:\n{dom}"
+    );
+    assert!(
+        dom.contains("&lt;img src=x onerror="),
+        "the name is not shown as text:\n{dom}"
+    );
 }
 
 #[test]
@@ -586,37 +627,23 @@ fn ui_answers_only_loopback_names_and_sends_security_headers() {
         assert!(code == 404 || code == 400, "{p}: {code}");
         assert!(!body.contains("root:"), "{p}");
     }
-    // Names that are markup stay text in the rendered page.
+    // Names that are markup stay text in the rendered page: graph, events, alerts.
     if have("chromium") {
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                &format!("{base}/ui/"),
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        let dom = rendered(&format!("{base}/ui/"));
         assert!(dom.contains("nodes · "), "the graph did not render:\n{dom}");
-        assert!(dom.contains("<title>Palisade</title>"), "{dom}");
+        assert_inert(&dom);
+        let dom = rendered(&format!("{base}/ui/?tab=events"));
         assert!(
-            !dom.contains("<title>pwned"),
-            "an event's script ran:\n{dom}"
+            dom.contains("/&lt;img src=x onerror="),
+            "no events rendered:\n{dom}"
         );
+        assert_inert(&dom);
+        let dom = rendered(&format!("{base}/ui/?tab=alerts"));
         assert!(
-            !dom.contains("<img")
-                && !dom.contains("<svg onload")
-                && !dom.contains("<script>document"),
-            "markup from an event became markup:\n{dom}"
+            dom.contains("evidence (2 ids, 2 found)"),
+            "no alert rendered:\n{dom}"
         );
-        assert!(
-            dom.contains("&lt;img src=x onerror="),
-            "the name is not shown as text:\n{dom}"
-        );
+        assert_inert(&dom);
     } else {
         eprintln!("chromium missing: the rendered-page part is skipped");
     }

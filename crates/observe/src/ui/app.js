@@ -253,3 +253,7 @@ $("#g-since").onchange = loadGraph;
 $("#e-go").onclick = loadEvents;
 $("#a-go").onclick = loadAlerts;
 loadGraph();
+// `/ui/?tab=events` or `?tab=alerts` opens on that tab (links, and the browser tests).
+const startTab = new URLSearchParams(location.search).get("tab");
+if (startTab === "events") { showTab("events"); loadEvents(); }
+if (startTab === "alerts") { showTab("alerts"); loadAlerts(); }
