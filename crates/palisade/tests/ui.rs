@@ -387,6 +387,11 @@ fn setup(tag: &str, events: &str, listen: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("palisade-ui-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop, also when a step below fails.
+    let s = Setup {
+        config: dir.join("palisade.yaml"),
+        dir: dir.clone(),
+    };
     let data = dir.join("data");
     let file = dir.join("events.jsonl");
     std::fs::write(&file, events).unwrap();
@@ -405,9 +410,8 @@ fn setup(tag: &str, events: &str, listen: &str) -> Setup {
         "{}",
         String::from_utf8_lossy(&imported.stderr)
     );
-    let config = dir.join("palisade.yaml");
     std::fs::write(
-        &config,
+        &s.config,
         format!(
             "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: ui-test}}\nspec:\n  manifests: {}\n  dataDir: {}\n  admin: {{listen: \"{listen}\"}}\n",
             repo().join("examples/genai").display(),
@@ -415,7 +419,7 @@ fn setup(tag: &str, events: &str, listen: &str) -> Setup {
         ),
     )
     .unwrap();
-    Setup { dir, config }
+    s
 }
 
 fn start(s: &Setup, extra: &[&str], base: &str, token: Option<&str>) -> Up {
