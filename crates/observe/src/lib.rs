@@ -6,6 +6,7 @@
 //! Everything but the web module is pure: functions of events, an engine and options. The
 //! binary reads the events (from the store or a JSON-lines file) and prints the results.
 
+pub mod access;
 pub mod evaluate;
 pub mod graph;
 pub mod identity;

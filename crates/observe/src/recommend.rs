@@ -56,17 +56,57 @@ impl Recommendation {
     pub fn render(&self, header: &[String]) -> String {
         let mut out = String::new();
         for line in header.iter().chain(&self.notes) {
-            out.push_str(&format!("# {line}\n"));
+            out.push_str(&format!("# {}\n", comment_text(line)));
         }
         for d in &self.documents {
             out.push_str("---\n");
             for line in &d.comment {
-                out.push_str(&format!("# {line}\n"));
+                out.push_str(&format!("# {}\n", comment_text(line)));
             }
             out.push_str(&d.body.render());
         }
         out
     }
+}
+
+/// A comment line with every character that could end the comment (line breaks, and any
+/// other control or line-separator character) escaped: names, paths and pod names come from
+/// events, which a pod chooses, and a line break in one would put the rest of it into the
+/// YAML itself (an extra key, rule or document).
+fn comment_text(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `name` is a plain host name (lower-case letters, digits, `-` and `_` in labels of
+/// 1 to 63 characters, at most 253 in all): the only names written as `fqdn` peers. Names
+/// come from events (DNS queries, `Host` headers, SNI), which a pod chooses; written as a
+/// pattern, `*.com` would allow every name under `.com`, and a name the FQDN pattern syntax
+/// rejects would make the whole recommended file fail to load.
+fn plain_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
+}
+
+/// Whether `method` can be written in an `http` rule (the policy loader accepts upper-case
+/// letters only).
+fn plain_method(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// A (protocol, port) pair in the order ports are written.
@@ -182,12 +222,25 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
         for (k, s) in traffic.edges.iter().filter(|(_, s)| s.passed()) {
             let port = (proto_rank(k.protocol), k.port);
             if k.dst == me {
-                ingress.entry(k.src.clone()).or_default().insert(port);
                 seen += s.allow + s.audit;
+                match &k.src {
+                    // A NetworkPolicy has no name peers; a source is known by its address.
+                    Peer::Fqdn(n) => rec.notes.push(format!(
+                        "{}: ingress from {n:?} not recommended: a source is allowed by address, not by name",
+                        w.key
+                    )),
+                    other => {
+                        ingress.entry(other.clone()).or_default().insert(port);
+                    }
+                }
             }
             if k.src == me {
                 seen += s.allow + s.audit;
                 match &k.dst {
+                    Peer::Fqdn(n) if !plain_host(n) => rec.notes.push(format!(
+                        "{}: egress to {n:?} not recommended: not a plain host name (as a pattern, `*` would match other names)",
+                        w.key
+                    )),
                     Peer::Fqdn(n) => {
                         let e = names.entry(n.clone()).or_default();
                         e.0.insert(port);
@@ -293,11 +346,13 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                 ),
             ]),
         });
-        if !names.is_empty() {
-            let egress: Vec<Yaml> = names
-                .iter()
-                .map(|(n, (ports, edges))| fqdn_rule(n, ports, edges, opts.path_depth))
-                .collect();
+        let egress: Vec<Yaml> = names
+            .iter()
+            .filter_map(|(n, (ports, edges))| {
+                fqdn_rule(n, ports, edges, opts.path_depth, &mut rec.notes)
+            })
+            .collect();
+        if !egress.is_empty() {
             rec.documents.push(Document {
                 comment: vec![format!(
                     "{}: egress by name to {}",
@@ -329,8 +384,15 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
 }
 
 /// The egress rule for one name: its ports, and HTTP rules when every request the gateway
-/// saw to it had a visible method and path.
-fn fqdn_rule(name: &str, ports: &BTreeSet<PortKey>, edges: &[&EdgeStats], depth: usize) -> Yaml {
+/// saw to it had a visible method and path. `None` when requests were seen but none can be
+/// written (a rule without `http` would allow any request).
+fn fqdn_rule(
+    name: &str,
+    ports: &BTreeSet<PortKey>,
+    edges: &[&EdgeStats],
+    depth: usize,
+    notes: &mut Vec<String>,
+) -> Option<Yaml> {
     let mut rule = vec![
         (
             "to".to_string(),
@@ -343,6 +405,12 @@ fn fqdn_rule(name: &str, ports: &BTreeSet<PortKey>, edges: &[&EdgeStats], depth:
     if !opaque && !requests.is_empty() {
         let mut by_path: BTreeMap<Option<(&str, String)>, BTreeSet<&str>> = BTreeMap::new();
         for (method, path) in requests {
+            if !plain_method(method) {
+                notes.push(format!(
+                    "{name}: method {method:?} not recommended: not an HTTP method the policy language can name"
+                ));
+                continue;
+            }
             by_path
                 .entry(path_condition(path, depth))
                 .or_default()
@@ -360,10 +428,16 @@ fn fqdn_rule(name: &str, ports: &BTreeSet<PortKey>, edges: &[&EdgeStats], depth:
                 }
                 Yaml::Map(m)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if http.is_empty() {
+            notes.push(format!(
+                "{name}: not recommended: no request to it can be written as an http rule"
+            ));
+            return None;
+        }
         rule.push(("http".to_string(), Yaml::Seq(http)));
     }
-    Yaml::Map(rule)
+    Some(Yaml::Map(rule))
 }
 
 #[cfg(test)]

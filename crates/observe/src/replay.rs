@@ -154,11 +154,31 @@ pub fn replay<'a>(proposed: &Engine, events: impl IntoIterator<Item = &'a Event>
     report
 }
 
+/// `s` with control characters escaped: methods, paths and names in events are what a pod
+/// sent (or what an imported file says), and printed raw an escape sequence would rewrite
+/// the terminal and a line break would fake a line of the report.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
 /// One line per change: `allow → deny  src → dst:port/PROTO [METHOD path] (×N)  by RULE`.
 pub fn format_change(c: &Change) -> String {
     let req = match (&c.method, &c.path) {
-        (Some(m), Some(p)) => format!(" {m} {p}"),
-        (Some(m), None) => format!(" {m}"),
+        (Some(m), Some(p)) => format!(" {} {}", printable(m), printable(p)),
+        (Some(m), None) => format!(" {}", printable(m)),
         _ => String::new(),
     };
     let by = match &c.new_policy {
@@ -177,7 +197,15 @@ pub fn format_change(c: &Change) -> String {
     };
     format!(
         "{} -> {}  {} -> {}:{}/{}{}  (x{})  by {}",
-        c.old, c.new, c.source, c.destination, c.port, c.protocol, req, c.count, by
+        c.old,
+        c.new,
+        printable(&c.source),
+        printable(&c.destination),
+        c.port,
+        c.protocol,
+        req,
+        c.count,
+        by
     )
 }
 
@@ -245,4 +273,34 @@ pub fn proposed_engine<'a>(
     extra.add_file("<pods from recorded events>", &rebuilt);
     merged.objects.extend(extra.objects);
     Engine::compile_with(&palisade_policy::Snapshot::from_manifests(&merged), posture)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_line_escapes_what_a_pod_sent() {
+        let c = Change {
+            source: "ml/trainer-0".into(),
+            source_workload: None,
+            destination: "hub.test".into(),
+            port: 443,
+            protocol: "TCP".into(),
+            method: Some("GET".into()),
+            path: Some("/x\u{1b}]2;owned\u{7}\nallow -> allow  fake line".into()),
+            count: 1,
+            old: Verdict::Allow,
+            new: Verdict::Deny,
+            old_policy: None,
+            new_policy: None,
+            first_event: "e1".into(),
+        };
+        let line = format_change(&c);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(
+            line.contains(" GET /x\\u{1b}]2;owned\\u{7}\\nallow -> allow  fake line  (x1)"),
+            "{line}"
+        );
+    }
 }

@@ -22,6 +22,7 @@ use crate::traffic::Traffic;
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
+const APP_CSS: &str = include_str!("ui/app.css");
 
 /// The enforced engine, when there is one.
 pub type EngineSource = Arc<dyn Fn() -> Option<Arc<Engine>> + Send + Sync>;
@@ -37,8 +38,8 @@ pub struct WebState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Routes: `/` (redirect), `/ui/`, `/ui/app.js`, `/metrics`, `/api/v1/graph`,
-/// `/api/v1/ui/events`, `/api/v1/alerts`.
+/// Routes: `/` (redirect), `/ui/`, `/ui/app.js`, `/ui/app.css`, `/metrics`, `/api/v1/graph`,
+/// `/api/v1/ui/events`, `/api/v1/alerts`. Serve them behind [`crate::access::Access::protect`].
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/ui/") }))
@@ -60,6 +61,10 @@ pub fn router(state: WebState) -> Router {
                     APP_JS,
                 )
             }),
+        )
+        .route(
+            "/ui/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
         )
         .route("/metrics", get(metrics))
         .route("/api/v1/graph", get(graph))
@@ -155,12 +160,18 @@ impl Filters {
                 );
             }
         }
+        if self.limit == Some(0) {
+            return bad(
+                "bad-limit",
+                format!("limit 0 is not allowed: give 1 to {EVENTS_MAX} (the default is 500)"),
+            );
+        }
         Ok(Query {
             types,
             since_us,
             verdict: self.verdict.clone().filter(|v| !v.is_empty()),
             workload: self.workload.clone().filter(|w| !w.is_empty()),
-            limit: self.limit.unwrap_or(500).min(10_000),
+            limit: self.limit.unwrap_or(500).min(EVENTS_MAX),
             ..Query::default()
         })
     }
@@ -204,14 +215,20 @@ async fn graph(
         Err(r) => return r.into_response(),
     };
     q.types = vec![EventType::Flow, EventType::Dns, EventType::Http];
-    q.limit = 0;
+    // Pods choose how many events there are: the graph reads the newest of the range only.
+    q.limit = GRAPH_MAX_EVENTS;
+    q.newest = true;
     let engine = (st.engine)();
     // No store yet: the snapshot's workloads alone.
     let events = with_store(&st, move |s| s.query(&q))
         .await
         .unwrap_or_default();
+    let truncated = events.len() >= GRAPH_MAX_EVENTS;
     let traffic = Traffic::from_events(events.iter().map(|(_, e)| e));
-    Json(crate::graph::graph(&traffic, engine.as_deref())).into_response()
+    drop(events);
+    let mut g = crate::graph::graph(&traffic, engine.as_deref());
+    g.truncated = truncated;
+    Json(g).into_response()
 }
 
 async fn events(
@@ -222,10 +239,12 @@ async fn events(
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-query", e.body_text()),
     };
-    let q = match p.query("1h") {
+    let mut q = match p.query("1h") {
         Ok(q) => q,
         Err(r) => return r.into_response(),
     };
+    // The newest of the range: a burst of older events must not hide the latest ones.
+    q.newest = true;
     match with_store(&st, move |s| s.query(&q)).await {
         Ok(rows) => {
             Json(json!({ "events": rows.into_iter().map(|(_, e)| e).collect::<Vec<Event>>() }))
@@ -237,6 +256,18 @@ async fn events(
 
 /// How far before an alert its evidence is looked for.
 const EVIDENCE_WINDOW_US: i64 = 24 * 3_600 * 1_000_000;
+
+/// Most events the graph is built from (the newest of the range).
+pub const GRAPH_MAX_EVENTS: usize = 100_000;
+
+/// Most rows `/api/v1/ui/events` returns.
+pub const EVENTS_MAX: usize = 10_000;
+
+/// Most alerts `/api/v1/alerts` returns (each looks up its evidence).
+pub const ALERTS_MAX: usize = 200;
+
+/// Most events read per alert while looking for its evidence (the newest before it).
+const EVIDENCE_SCAN_MAX: usize = 20_000;
 
 async fn alerts(
     State(st): State<WebState>,
@@ -252,6 +283,9 @@ async fn alerts(
     };
     q.types = vec![EventType::Alert];
     q.verdict = None;
+    // Newest alerts first in line; each one reads events to find its evidence.
+    q.limit = q.limit.min(ALERTS_MAX);
+    q.newest = true;
     let r = with_store(&st, move |s| {
         let mut out = Vec::new();
         for (_, a) in s.query(&q)? {
@@ -267,6 +301,8 @@ async fn alerts(
                     until_us: Some(a.time.as_micros() + 1),
                     workload: (!info.subject.starts_with("consumer:"))
                         .then(|| info.subject.clone()),
+                    limit: EVIDENCE_SCAN_MAX,
+                    newest: true,
                     ..Query::default()
                 };
                 evidence = s

@@ -60,10 +60,22 @@ fn plain_ok(s: &str) -> bool {
 
 fn scalar(s: &str) -> String {
     if plain_ok(s) {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+        return s.to_string();
     }
+    // JSON escapes every C0 control character; YAML 1.1 readers also break lines at NEL,
+    // LS and PS (and fold the break into a space), so those are escaped too (`\uXXXX` means
+    // the same in both), and a value reads back unchanged in any YAML reader.
+    let json = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{7f}'..='\u{9f}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn inline(v: &Yaml) -> String {
@@ -146,6 +158,11 @@ fn write_seq(out: &mut String, s: &[Yaml], indent: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_separators_are_escaped_in_quoted_strings() {
+        assert_eq!(scalar("a\u{2028}b\u{85}c\nd"), "\"a\\u2028b\\u0085c\\nd\"");
+    }
 
     #[test]
     fn renders_block_style_and_quotes_what_would_change_meaning() {

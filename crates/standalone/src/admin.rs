@@ -213,6 +213,14 @@ async fn events(
             }
         },
     };
+    // 0 would mean "no limit" to the store: the whole store in one answer.
+    if q.limit == Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-limit",
+            "limit 0 is not allowed: give 1 to 100000 (the default is 1000)".into(),
+        );
+    }
     let limit = q.limit.unwrap_or(1000).min(100_000);
     match tokio::task::spawn_blocking(move || backend.query(&types, since_us, limit)).await {
         Ok(Ok(rows)) => Json(json!({ "events": rows })).into_response(),

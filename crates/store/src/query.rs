@@ -28,6 +28,9 @@ pub struct Query {
     pub after_seq: Option<i64>,
     /// Maximum number of rows returned; 0 means no limit.
     pub limit: usize,
+    /// With a `limit`, keep the newest matching rows instead of the oldest (they are still
+    /// returned oldest first).
+    pub newest: bool,
 }
 
 /// A query in the store's terms: inclusive bounds and a set of kind codes.
@@ -174,24 +177,36 @@ pub(crate) fn count(conn: &Connection, q: &Query) -> Result<u64, StoreError> {
     Ok(total)
 }
 
-/// A matching row, ordered by time then sequence number.
+/// A matching row, ordered by its rank: (time, seq), or the reverse when keeping the newest.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Hit {
+    rank: (i64, i64),
     time_us: i64,
     seq: i64,
     json: String,
 }
 
-/// The first `limit` rows by (time, seq), or all rows when `limit` is 0.
+/// The first `limit` rows by rank, or all rows when `limit` is 0.
 struct Collector {
     limit: usize,
+    newest: bool,
     heap: BinaryHeap<Hit>,
 }
 
 impl Collector {
-    /// The time after which no row can be kept any more, once `limit` rows are held.
+    /// The rank of a row: lower is kept first. `!x` reverses the order without overflow.
+    fn rank(&self, time_us: i64, seq: i64) -> (i64, i64) {
+        if self.newest {
+            (!time_us, !seq)
+        } else {
+            (time_us, seq)
+        }
+    }
+
+    /// The time after which no row can be kept any more, once `limit` rows are held
+    /// (oldest-first only: candidates come in order of their earliest row).
     fn cutoff(&self) -> Option<i64> {
-        (self.limit > 0 && self.heap.len() >= self.limit)
+        (!self.newest && self.limit > 0 && self.heap.len() >= self.limit)
             .then(|| self.heap.peek().map_or(i64::MIN, |h| h.time_us))
     }
 
@@ -199,7 +214,7 @@ impl Collector {
     fn wants(&self, time_us: i64, seq: i64) -> bool {
         match self.heap.peek() {
             Some(worst) if self.limit > 0 && self.heap.len() >= self.limit => {
-                (time_us, seq) < (worst.time_us, worst.seq)
+                self.rank(time_us, seq) < worst.rank
             }
             _ => true,
         }
@@ -213,6 +228,7 @@ impl Collector {
             self.heap.pop();
         }
         self.heap.push(Hit {
+            rank: self.rank(time_us, seq),
             time_us,
             seq,
             json: json.to_owned(),
@@ -227,6 +243,7 @@ pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Vec<(i64, Event)>, S
     };
     let mut found = Collector {
         limit: q.limit,
+        newest: q.newest,
         heap: BinaryHeap::new(),
     };
     for c in plan.candidates(conn)? {
@@ -266,10 +283,11 @@ pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Vec<(i64, Event)>, S
             }
         }
     }
-    found
-        .heap
-        .into_sorted_vec()
-        .into_iter()
+    let mut hits = found.heap.into_sorted_vec();
+    if found.newest {
+        hits.reverse();
+    }
+    hits.into_iter()
         .map(|h| {
             Event::from_json_line(&h.json)
                 .map(|e| (h.seq, e))

@@ -153,6 +153,7 @@ fn random_query(rng: &mut Rng, max_seq: i64, max_time: i64) -> Query {
     }
     if rng.below(2) == 0 {
         q.limit = [1, 5, 100, 5_000][rng.below(4) as usize];
+        q.newest = rng.below(2) == 0;
     }
     q
 }
@@ -173,7 +174,9 @@ fn check(store: &Store, model: &[(i64, Event)], rng: &mut Rng, queries: usize) {
             .collect();
         want.sort_by_key(|(s, e)| (e.time, *s));
         assert_eq!(store.count(&q).unwrap(), want.len() as u64, "count {q:?}");
-        if q.limit > 0 {
+        if q.limit > 0 && q.newest {
+            want.drain(..want.len().saturating_sub(q.limit));
+        } else if q.limit > 0 {
             want.truncate(q.limit);
         }
         let got = store.query(&q).unwrap();

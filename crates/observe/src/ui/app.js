@@ -4,9 +4,21 @@ const $ = (s) => document.querySelector(s);
 const SVGNS = "http://www.w3.org/2000/svg";
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
+// The admin token, when the server wants one: opened as /ui/#token=TOKEN, kept for this tab
+// only and taken out of the address bar (and so out of history and bookmarks).
+const TOKEN = (() => {
+  const m = /^#token=(.+)$/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem("palisade-token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("palisade-token");
+})();
+
 async function api(path) {
-  const r = await fetch(path);
+  const r = await fetch(path, { headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {}, credentials: "omit" });
   const body = await r.json().catch(() => ({}));
+  if (r.status === 401) throw new Error("this server needs the admin token: open the UI as /ui/#token=<token>");
   if (!r.ok) throw new Error(`${r.status} ${r.statusText}: ${body.error ? body.error.message : ""}`);
   return body;
 }
@@ -151,7 +163,7 @@ function selectEdge(e, path) {
   const from = src && src.kind === "workload" && src.pods.length ? `${src.namespace}/${src.pods[0]}` : e.source;
   const to = dst && dst.kind === "workload" && dst.pods.length ? `${dst.namespace}/${dst.pods[0]}` : e.target;
   $("#side").innerHTML = `
-    <h3 style="margin-top:0">${esc(e.source)} → ${esc(e.target)}</h3>
+    <h3>${esc(e.source)} → ${esc(e.target)}</h3>
     <p>port ${e.port}/${esc(e.protocol)} · <span class="v-allow">${e.allow} allowed</span> · <span class="v-deny">${e.deny} denied</span> · <span class="v-audit">${e.audit} audit</span> · ${human(e.bytes)}</p>
     <p class="muted">latest event ${esc(e.lastEvent)}</p>
     <button class="act" id="explain-btn">Explain ${esc(from)} → ${esc(to)}:${e.port}</button>
@@ -178,7 +190,8 @@ async function loadGraph() {
   try {
     graphData = await api(`/api/v1/graph?since=${$("#g-since").value}`);
     drawGraph(graphData);
-    $("#status").textContent = `${graphData.nodes.length} nodes · ${graphData.edges.length} edges · ${graphData.events} events`;
+    $("#status").textContent = `${graphData.nodes.length} nodes · ${graphData.edges.length} edges · ${graphData.events} events`
+      + (graphData.truncated ? " (the newest only)" : "") + (graphData.folded ? ` · ${graphData.folded} names folded` : "");
   } catch (err) {
     $("#status").textContent = err.message;
   }
@@ -240,3 +253,7 @@ $("#g-since").onchange = loadGraph;
 $("#e-go").onclick = loadEvents;
 $("#a-go").onclick = loadAlerts;
 loadGraph();
+// `/ui/?tab=events` or `?tab=alerts` opens on that tab (links, and the browser tests).
+const startTab = new URLSearchParams(location.search).get("tab");
+if (startTab === "events") { showTab("events"); loadEvents(); }
+if (startTab === "alerts") { showTab("alerts"); loadAlerts(); }

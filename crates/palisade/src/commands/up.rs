@@ -15,6 +15,11 @@ pub(crate) struct Args {
     /// Also serve Prometheus `/metrics` on this address (it is always on the admin address).
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// A file holding the admin token: the admin API and UI then want
+    /// `Authorization: Bearer <token>` (the UI: open `/ui/#token=<token>`). Needed to listen on
+    /// an address that is not loopback.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Federation membership (global policy and shared identities over etcd).
     #[command(flatten)]
     join: super::federation::JoinArgs,
@@ -32,6 +37,19 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = a.listen {
         rt.admin_listen = l;
     }
+    // The UI and API show the cluster's traffic: off loopback only with a token.
+    let access = match &a.admin_token_file {
+        Some(f) => palisade_observe::access::Access::token_file(f),
+        None => Ok(palisade_observe::access::Access::local()),
+    }
+    .and_then(|acc| acc.check_listen(rt.admin_listen).map(|()| acc));
+    let access = match access {
+        Ok(acc) => acc,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let federation = match a.join.enabled() {
         true => match a.join.settings(&rt.cluster, &rt.data_dir) {
             Ok(s) => Some(s),
@@ -141,12 +159,14 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             tracing::info!(%addr, "metrics listening");
             tokio::spawn(async move { axum::serve(listener, metrics_only).await });
         }
-        let app = admin::router(admin::AdminState {
-            state,
-            events: Some(events),
-            federation: joined.map(|j| j.health),
-        })
-        .merge(web);
+        let app = access.protect(
+            admin::router(admin::AdminState {
+                state,
+                events: Some(events),
+                federation: joined.map(|j| j.health),
+            })
+            .merge(web),
+        );
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
         axum::serve(listener, app)

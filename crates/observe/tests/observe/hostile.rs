@@ -1,0 +1,247 @@
+//! `recommend` on events a hostile pod chose: the names, paths and methods in events are
+//! whatever a pod sent (DNS queries, `Host` headers, request lines), so the recommended YAML
+//! must load back as exactly the policy meant, never widen to a wildcard, and never let a
+//! string out of its quotes or comment.
+
+use std::collections::BTreeSet;
+
+use palisade_observe::recommend::{recommend, Options};
+use palisade_observe::traffic::Traffic;
+use palisade_policy::model::Object;
+use palisade_policy::{Manifests, Severity};
+use proptest::prelude::*;
+
+use super::support::*;
+
+/// Loads `yaml` with the project's loader; panics with every error.
+fn load(yaml: &str) -> Manifests {
+    let mut m = Manifests::new();
+    m.add_file("recommended.yaml", yaml);
+    let errors: Vec<String> = m
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{}\n{yaml}", errors.join("\n"));
+    m
+}
+
+/// An `http` rule: its methods and its path (`=/x` exact, `/x` prefix).
+type HttpRule = (Vec<String>, Option<String>);
+
+/// Every (fqdn, http rules) of the SecurityPolicies in `m`.
+fn fqdn_rules(m: &Manifests) -> Vec<(String, Vec<HttpRule>)> {
+    let mut out = Vec::new();
+    for o in &m.objects {
+        let Object::SecurityPolicy(sp) = &o.object else {
+            continue;
+        };
+        for r in sp.spec.egress.iter().flatten() {
+            for p in r.to.iter().flatten() {
+                let http = r
+                    .http
+                    .iter()
+                    .map(|h| {
+                        let path = h.path.as_ref().map(|p| {
+                            format!(
+                                "{}{}",
+                                p.exact.as_deref().map_or("", |_| "="),
+                                p.exact.clone().or(p.prefix.clone()).unwrap_or_default()
+                            )
+                        });
+                        (h.methods.clone(), path)
+                    })
+                    .collect();
+                out.push((p.fqdn.clone().unwrap_or_default(), http));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn names_a_pod_chose_never_become_wildcards() {
+    // Allowed (not yet isolated) traffic: a pod sent these Host headers through the egress
+    // gateway. `*.com` written as a pattern would allow every name under .com.
+    let ta = || trainer("trainer-a", "10.0.1.5");
+    let events = vec![
+        http(1, ta(), "evil.com", "GET", "/x", "allow"),
+        http(2, ta(), "a.evil.com", "GET", "/x", "allow"),
+        http(3, ta(), "*.com", "GET", "/x", "allow"),
+        http(4, ta(), "**.evil.com", "GET", "/x", "allow"),
+        http(5, ta(), "a*.evil.com", "GET", "/x", "allow"),
+        http(6, ta(), "\\*.evil.com", "GET", "/x", "allow"),
+    ];
+    let yaml =
+        recommend(&Traffic::from_events(&events), &Options::default()).render(&["test".into()]);
+    let m = load(&yaml);
+    let names: Vec<String> = fqdn_rules(&m).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["a.evil.com", "evil.com"], "{yaml}");
+    assert!(
+        yaml.contains("egress to \"*.com\" not recommended"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn a_line_break_in_a_name_stays_in_its_comment() {
+    // A name with a line break (an event imported from a file, or any component that does
+    // not check names) would end the comment line that lists the names and add YAML.
+    let ta = || trainer("trainer-a", "10.0.1.5");
+    let evil = "evil.com\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: injected, namespace: ml}\nspec: {podSelector: {}, ingress: [{}]}";
+    let events = vec![
+        http(1, ta(), "ok.example.com", "GET", "/x", "allow"),
+        http(2, ta(), evil, "GET", "/x", "allow"),
+        http(
+            3,
+            ta(),
+            "ok.example.com",
+            "GET\n- to: [{fqdn: '*.com'}]",
+            "/y",
+            "allow",
+        ),
+    ];
+    let yaml =
+        recommend(&Traffic::from_events(&events), &Options::default()).render(&["test".into()]);
+    let m = load(&yaml);
+    assert!(
+        !yaml
+            .lines()
+            .any(|l| l.contains("injected") && !l.starts_with('#')),
+        "{yaml}"
+    );
+    let kinds: Vec<String> = m
+        .objects
+        .iter()
+        .map(|o| match &o.object {
+            Object::NetworkPolicy(p) => format!("NetworkPolicy {}", p.metadata.name),
+            Object::SecurityPolicy(p) => format!("SecurityPolicy {}", p.metadata.name),
+            _ => "other".into(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "NetworkPolicy recommended-trainer",
+            "SecurityPolicy recommended-trainer-egress"
+        ],
+        "{yaml}"
+    );
+    assert_eq!(
+        fqdn_rules(&m),
+        [(
+            "ok.example.com".to_string(),
+            vec![(vec!["GET".to_string()], Some("/x".to_string()))]
+        )],
+        "{yaml}"
+    );
+}
+
+/// Host names: plain ones, and ones with the characters that matter to YAML and to FQDN
+/// patterns.
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-z0-9]{1,8}(\\.[a-z0-9_-]{0,6}[a-z0-9]){0,3}",
+        2 => prop::collection::vec(
+            prop_oneof![
+                Just("a".to_string()),
+                Just(".".to_string()),
+                Just("*".to_string()),
+                Just("**".to_string()),
+                Just(": ".to_string()),
+                Just("\n".to_string()),
+                Just("\r".to_string()),
+                Just("#".to_string()),
+                Just("\"".to_string()),
+                Just("'".to_string()),
+                Just("- ".to_string()),
+                Just("{".to_string()),
+                Just("[".to_string()),
+                Just("\\".to_string()),
+                Just("\u{2028}".to_string()),
+                Just("\u{85}".to_string()),
+                Just("é".to_string()),
+                Just("&x ".to_string()),
+                Just("!!str ".to_string()),
+                Just("yes".to_string()),
+                Just("0".to_string()),
+            ],
+            1..8
+        )
+        .prop_map(|v| v.concat()),
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop_oneof!["(/[a-z0-9._-]{0,6}){0,4}", "/[ -~\n\u{2028}é]{0,12}",]
+}
+
+fn method() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["GET", "HEAD", "POST", "PUT"]).prop_map(String::from),
+        1 => "[A-Za-z:\n #-]{1,6}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Whatever names, methods and paths a pod used, the recommended YAML loads without an
+    /// error and allows exactly the plain names seen, each with exactly the methods and path
+    /// conditions seen (methods the policy language cannot name left out).
+    #[test]
+    fn recommended_yaml_loads_back_as_exactly_the_observed_names(
+        reqs in prop::collection::vec((host(), method(), path()), 1..8)
+    ) {
+        let ta = || trainer("trainer-a", "10.0.1.5");
+        let events: Vec<_> = reqs
+            .iter()
+            .enumerate()
+            .map(|(i, (h, m, p))| http(i as u32 + 1, ta(), h, m, p, "allow"))
+            .collect();
+        let yaml = recommend(&Traffic::from_events(&events), &Options::default())
+            .render(&["test".into()]);
+        let m = load(&yaml);
+        let plain = |n: &str| {
+            !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            })
+        };
+        let mut want: std::collections::BTreeMap<String, std::collections::BTreeMap<Option<String>, BTreeSet<String>>> =
+            Default::default();
+        for (h, m, p) in &reqs {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            if !plain(&h) {
+                continue;
+            }
+            let m = m.to_ascii_uppercase();
+            let entry = want.entry(h).or_default();
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                continue;
+            }
+            let p = p.split(['?', '#']).next().unwrap_or("/");
+            let segs: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+            let cond = if segs.is_empty() { "=/".to_string() } else { format!("/{}", segs[0]) };
+            entry.entry(Some(cond)).or_default().insert(m);
+        }
+        // A name whose requests all had unnameable methods is left out.
+        want.retain(|_, paths| !paths.is_empty());
+        let want: Vec<(String, Vec<HttpRule>)> = want
+            .into_iter()
+            .map(|(n, paths)| {
+                (n, paths.into_iter().map(|(c, ms)| (ms.into_iter().collect(), c)).collect())
+            })
+            .collect();
+        let mut got = fqdn_rules(&m);
+        for (_, http) in &mut got {
+            http.sort_by(|a, b| a.1.cmp(&b.1));
+        }
+        prop_assert_eq!(got, want, "{}", yaml);
+        for line in yaml.lines() {
+            prop_assert!(!line.contains('\u{2028}') && !line.contains('\u{85}'), "raw line separator: {line:?}");
+        }
+    }
+}
