@@ -186,15 +186,24 @@ fn pod(v: &mut V, p: &Pod) {
 
 fn network_policy(v: &mut V, spec: &FieldPath, s: &NetworkPolicySpec) {
     selector(v, &spec.key("podSelector"), &s.pod_selector);
-    let mut seen = Vec::new();
-    for (i, t) in s.policy_types.iter().enumerate() {
-        if seen.contains(t) {
-            v.err(
-                &spec.key("policyTypes").index(i),
-                format!("duplicate policy type {t:?}"),
-            );
+    // The API server refuses more than two entries but accepts a repeated one
+    // (`ValidateNetworkPolicySpec`): a duplicate is a warning, so a cluster's own objects load.
+    if s.policy_types.len() > 2 {
+        v.err(
+            &spec.key("policyTypes"),
+            "may not specify more than two policyTypes",
+        );
+    } else {
+        let mut seen = Vec::new();
+        for (i, t) in s.policy_types.iter().enumerate() {
+            if seen.contains(t) {
+                v.warn(
+                    &spec.key("policyTypes").index(i),
+                    format!("duplicate policy type {t:?}"),
+                );
+            }
+            seen.push(*t);
         }
-        seen.push(*t);
     }
     for (i, r) in s.ingress.iter().enumerate() {
         let rp = spec.key("ingress").index(i);

@@ -17,6 +17,18 @@ fn load_errors(policies: &str) -> Vec<String> {
         .collect()
 }
 
+/// Warnings `policies` gets when loaded beside the fixture.
+fn load_warnings(policies: &str) -> Vec<String> {
+    let mut m = Manifests::new();
+    m.add_file("workloads.yaml", &workloads());
+    m.add_file("policies.yaml", policies);
+    m.diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.to_string())
+        .collect()
+}
+
 /// NetworkPolicySpec.podSelector: "This field is optional. If it is not specified, it
 /// defaults to an empty selector." NetworkPolicy.spec is `+optional` too. Both shapes
 /// (what `kubectl get -o yaml` prints for such a policy) used to be refused as a missing
@@ -51,4 +63,41 @@ metadata: {name: deny-all, namespace: x}
         // Only the policy's namespace, and only ingress (policyTypes defaults to [Ingress]).
         c.expect(&c.tcp("x/a", "y/b", 8080), Allow, DefaultStage, None);
     }
+}
+
+/// `ValidateNetworkPolicySpec`: "may not specify more than two policyTypes" is refused; a
+/// repeated entry is not (the list is atomic), so a cluster's own object must load. A
+/// duplicate used to be an error, which kept the whole set from loading.
+#[test]
+fn policy_types_may_repeat_but_not_exceed_two() {
+    let np = |types: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: x}}\n\
+             spec:\n  podSelector: {{}}\n  policyTypes: {types}\n"
+        )
+    };
+    let twice = np("[Ingress, Ingress]");
+    assert_eq!(load_errors(&twice), Vec::<String>::new());
+    assert!(
+        load_warnings(&twice)
+            .iter()
+            .any(|w| w.contains("duplicate policy type")),
+        "{:?}",
+        load_warnings(&twice)
+    );
+    let c = Cluster::new(&twice);
+    c.expect(
+        &c.tcp("y/a", "x/b", 8080),
+        Deny,
+        Namespace,
+        Some("NetworkPolicy p"),
+    );
+    c.expect(&c.tcp("x/b", "y/a", 80), Allow, DefaultStage, None);
+    let three = load_errors(&np("[Ingress, Egress, Ingress]"));
+    assert!(
+        three
+            .iter()
+            .any(|e| e.contains("may not specify more than two policyTypes")),
+        "{three:?}"
+    );
 }
