@@ -420,6 +420,8 @@ pub enum Reason {
     Posture,
     /// Host-network pods are node traffic, not subject to pod policy.
     HostNetwork,
+    /// Ingress from the pod's own node, which NetworkPolicy always allows.
+    LocalNode,
 }
 
 /// The decision for one direction.

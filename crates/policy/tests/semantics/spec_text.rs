@@ -65,6 +65,83 @@ metadata: {name: deny-all, namespace: x}
     }
 }
 
+/// An engine for one node-aware cluster: namespace x with pod `web` on node n1, a
+/// host-network `agent` on n1 and another, `far-agent`, on n2; `policies` beside them.
+fn nodes_cluster(policies: &str) -> Engine {
+    let mut y = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n");
+    for (name, node, ip, host) in [
+        ("web", "n1", "10.0.1.5", false),
+        ("agent", "n1", "192.168.1.1", true),
+        ("far-agent", "n2", "192.168.1.2", true),
+    ] {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\n\
+             spec:\n  nodeName: {node}\n  hostNetwork: {host}\n  containers: [{{name: main}}]\n\
+             status:\n  podIP: {ip}\n"
+        ));
+    }
+    let mut m = Manifests::new();
+    m.add_file("workloads.yaml", &y);
+    m.add_file("policies.yaml", policies);
+    let errors: Vec<String> = m
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    Engine::compile_with(&Snapshot::from_manifests(&m), Posture::Allow)
+}
+
+/// NetworkPolicySpec.ingress: "Traffic is allowed to a pod if there are no
+/// NetworkPolicies selecting the pod (and cluster policy otherwise allows the traffic), OR
+/// if the traffic source is the pod's local node, OR if the traffic matches at least one
+/// ingress rule". A default-deny policy used to refuse the kubelet's own node too (the
+/// agent's forward-hook ruleset never sees node-originated traffic, so the kernel let it
+/// through while `analyze`/`explain` said denied).
+#[test]
+fn ingress_from_the_pods_own_node_is_allowed_by_networkpolicy() {
+    let e = nodes_cluster(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: x}
+spec:
+  podSelector: {}
+"#,
+    );
+    let pod = |k: &str| e.pod_by_key(k).unwrap();
+    let flow = |src: Endpoint<'static>| Flow {
+        src,
+        dst: Endpoint::Pod(pod("x/web")),
+        port: 8080,
+        protocol: TCP,
+        http: None,
+    };
+    for src in [
+        Endpoint::Pod(pod("x/agent")),
+        Endpoint::Ip("192.168.1.1".parse().unwrap()),
+    ] {
+        let v = e.verdict(&flow(src));
+        assert_eq!(v.action, Allow, "{v:#?}");
+        let i = v.ingress.unwrap();
+        assert_eq!((i.stage, i.reason), (Namespace, Reason::LocalNode));
+    }
+    // Another node is not the pod's local node: the policy decides.
+    for src in [
+        Endpoint::Pod(pod("x/far-agent")),
+        Endpoint::Ip("192.168.1.2".parse().unwrap()),
+        Endpoint::Ip("10.9.9.9".parse().unwrap()),
+    ] {
+        let v = e.verdict(&flow(src));
+        assert_eq!(v.action, Deny, "{v:#?}");
+        assert_eq!(v.ingress.unwrap().reason, Reason::NoRuleAllows);
+    }
+    // The explanation says why.
+    let steps = e.explain(&flow(Endpoint::Pod(pod("x/agent"))));
+    assert!(format!("{steps:?}").contains("local-node"), "{steps:#?}");
+}
+
 /// `ValidateNetworkPolicySpec`: "may not specify more than two policyTypes" is refused; a
 /// repeated entry is not (the list is atomic), so a cluster's own object must load. A
 /// duplicate used to be an error, which kept the whole set from loading.
