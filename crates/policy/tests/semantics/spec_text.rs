@@ -178,3 +178,100 @@ fn policy_types_may_repeat_but_not_exceed_two() {
         "{three:?}"
     );
 }
+
+fn anp_egress(rule: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: a}}\n\
+         spec:\n  priority: 1\n  subject: {{namespaces: {{}}}}\n  egress:\n  - {rule}\n"
+    )
+}
+
+/// AdminNetworkPolicyEgressRule's CEL rule: "networks/nodes/domainNames peer cannot be set
+/// with namedPorts since there are no namedPorts for networks/nodes/domainNames". The API
+/// server refuses such a rule; Palisade used to accept it.
+#[test]
+fn named_ports_cannot_go_with_networks_nodes_or_domain_names() {
+    for peer in [
+        "{networks: [10.0.0.0/8]}",
+        "{nodes: {}}",
+        "{domainNames: [example.com]}",
+    ] {
+        let errs = load_errors(&anp_egress(&format!(
+            "{{action: Allow, to: [{{namespaces: {{}}}}, {peer}], ports: [{{portNumber: {{port: 80}}}}, {{namedPort: web}}]}}"
+        )));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("cannot be set with namedPorts")),
+            "{peer}: {errs:?}"
+        );
+    }
+    // Pods and namespaces peers take named ports.
+    let ok = anp_egress("{action: Allow, to: [{namespaces: {}}], ports: [{namedPort: web}]}");
+    assert_eq!(load_errors(&ok), Vec::<String>::new());
+}
+
+/// BaselineAdminNetworkPolicyEgressPeer has namespaces, pods, nodes and networks: no
+/// domainNames (an unknown field the API server drops or, strictly, refuses). Palisade used
+/// to accept and enforce it.
+#[test]
+fn a_baseline_egress_peer_has_no_domain_names() {
+    let errs = load_errors(
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  egress:
+  - action: Allow
+    to: [{domainNames: [example.com]}]
+"#,
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("BaselineAdminNetworkPolicy egress peer has no domainNames")),
+        "{errs:?}"
+    );
+}
+
+/// DomainName: "'*' may only be specified as a prefix" and the CRD pattern
+/// `^(\*\.)?([a-zA-z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.)+[a-zA-z0-9]([-a-zA-Z0-9_]*[a-zA-Z0-9])?\.?$`:
+/// at least two labels after the optional `*.`, each starting and ending with a letter or
+/// digit. `localhost`, `*.com` and `_dmarc.example.com` used to be accepted.
+#[test]
+fn domain_names_follow_the_crd_pattern() {
+    for bad in ["localhost", "*.com", "_dmarc.example.com", "example_.com"] {
+        let errs = load_errors(&anp_egress(&format!(
+            "{{action: Allow, to: [{{domainNames: ['{bad}']}}]}}"
+        )));
+        assert!(
+            errs.iter().any(|e| e.contains("domainNames[0]")),
+            "{bad}: {errs:?}"
+        );
+    }
+    for good in [
+        "kubernetes.io",
+        "*.kubernetes.io",
+        "blog.kubernetes.io.",
+        "my_host.example.com",
+    ] {
+        let text = anp_egress(&format!(
+            "{{action: Allow, to: [{{domainNames: ['{good}']}}]}}"
+        ));
+        assert_eq!(load_errors(&text), Vec::<String>::new(), "{good}");
+    }
+}
+
+/// AdminNetworkPolicyEgressPeer.domainNames: "DomainNames is only supported for ALLOW
+/// rules." Not enforced by the API server, so a warning, not an error.
+#[test]
+fn domain_names_in_a_deny_rule_are_warned_about() {
+    let text = anp_egress("{action: Deny, to: [{domainNames: [example.com]}]}");
+    assert_eq!(load_errors(&text), Vec::<String>::new());
+    let w = load_warnings(&text);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("only supported for Allow rules")),
+        "{w:?}"
+    );
+}
