@@ -491,6 +491,13 @@ fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
         }
         if let Some(s) = &peer.nodes {
             selector(v, &pp.key("nodes"), s);
+            if !s.is_empty() {
+                v.warn(
+                    &pp.key("nodes"),
+                    "node labels are not known (no Node objects): this selector matches no \
+                     address; `nodes: {}` matches every known node address",
+                );
+            }
         }
         if let Some(nets) = &peer.networks {
             if nets.is_empty() || nets.len() > 25 {

@@ -275,3 +275,63 @@ fn domain_names_in_a_deny_rule_are_warned_about() {
         "{w:?}"
     );
 }
+
+/// AdminNetworkPolicyEgressPeer.nodes: "It selects the nodeIPs [...]. This field follows
+/// standard label selector semantics; if present but empty, it selects all Nodes." A
+/// `nodes` peer used to match nothing at all, so `Deny` to `nodes: {}` let traffic to the
+/// nodes (host-network pods, the nodes' addresses) through. Node labels stay unknown (no
+/// Node objects): a non-empty selector still matches nothing, with a warning.
+#[test]
+fn an_empty_nodes_peer_selects_every_known_node_address() {
+    let policy = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: no-nodes}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - name: deny-nodes
+    action: Deny
+    to: [{nodes: {}}]
+"#;
+    let e = nodes_cluster(policy);
+    let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
+    let to = |dst: Endpoint<'static>| Flow {
+        src: web,
+        dst,
+        port: 10250,
+        protocol: TCP,
+        http: None,
+    };
+    for dst in [
+        Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
+        Endpoint::Ip("192.168.1.2".parse().unwrap()),
+    ] {
+        let v = e.verdict(&to(dst));
+        assert_eq!(v.action, Deny, "{v:#?}");
+        assert_eq!(v.egress.unwrap().stage, Admin);
+    }
+    // Not a node address.
+    assert_eq!(
+        e.verdict(&to(Endpoint::Ip("10.9.9.9".parse().unwrap())))
+            .action,
+        Allow
+    );
+    // A labelled selector cannot be answered: warned about, matches nothing.
+    let labelled = policy.replace("nodes: {}", "nodes: {matchLabels: {role: control}}");
+    let w = load_warnings(&labelled);
+    assert!(
+        w.iter().any(|w| w.contains("node labels are not known")),
+        "{w:?}"
+    );
+    let e = nodes_cluster(&labelled);
+    let v = e.verdict(&Flow {
+        src: Endpoint::Pod(e.pod_by_key("x/web").unwrap()),
+        dst: Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
+        port: 10250,
+        protocol: TCP,
+        http: None,
+    });
+    assert_eq!(v.action, Allow);
+}
