@@ -335,3 +335,64 @@ spec:
     });
     assert_eq!(v.action, Allow);
 }
+
+/// AdminNetworkPolicySpec.priority: "If two (or more) policies with the same priority could
+/// both match a connection, then the implementation can apply any of the matching policies
+/// to the connection, and there is no way for the user to reliably determine which one it
+/// will choose." Palisade's choice is deterministic (by name, whatever the file order), and
+/// `palisade check` now says so where it matters: policies at one priority over shared pods.
+#[test]
+fn same_priority_policies_over_shared_pods_go_by_name_and_are_warned_about() {
+    let anp = |name: &str, subject: &str, action: &str| {
+        format!(
+            "---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\n\
+             metadata: {{name: {name}}}\nspec:\n  priority: 7\n  subject: {subject}\n  ingress:\n  \
+             - {{action: {action}, from: [{{namespaces: {{}}}}]}}\n"
+        )
+    };
+    let allow = anp(
+        "b-allow",
+        "{namespaces: {matchLabels: {team: red}}}",
+        "Allow",
+    );
+    let deny = anp(
+        "a-deny",
+        "{pods: {namespaceSelector: {matchLabels: {team: red}}, podSelector: {matchLabels: {app: b}}}}",
+        "Deny",
+    );
+    let elsewhere = anp(
+        "c-elsewhere",
+        "{namespaces: {matchLabels: {team: blue}}}",
+        "Allow",
+    );
+    for policies in [
+        format!("{allow}{deny}{elsewhere}"),
+        format!("{elsewhere}{deny}{allow}"),
+    ] {
+        let c = Cluster::new(&policies);
+        // x/b is in both subjects: a-deny comes first by name.
+        c.expect(
+            &c.tcp("y/a", "x/b", 8080),
+            Deny,
+            Admin,
+            Some("AdminNetworkPolicy a-deny"),
+        );
+        c.expect(
+            &c.tcp("y/a", "x/a", 80),
+            Allow,
+            Admin,
+            Some("AdminNetworkPolicy b-allow"),
+        );
+        let warnings: Vec<String> = palisade_policy::lint::lint(&load(&policies))
+            .iter()
+            .filter(|d| d.code == "same-priority")
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("[AdminNetworkPolicy b-allow]")
+                && warnings[0].contains("a-deny first"),
+            "{warnings:?}"
+        );
+    }
+}
