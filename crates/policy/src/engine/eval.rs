@@ -204,20 +204,22 @@ impl Engine {
 
     /// NetworkPolicy ingress: "Traffic is allowed to a pod if there are no NetworkPolicies
     /// selecting the pod [...], OR if the traffic source is the pod's local node" (types.go).
-    /// The node is known by a host-network pod on the same `spec.nodeName`, or by the address
-    /// of one (the node's own address). Without node names nothing is local.
+    /// The node is its `spec.nodeName`: a host-network pod there, or one of the node's
+    /// addresses (pods' `status.hostIP`, host-network pods' IPs). Without a node name
+    /// nothing is local.
     fn is_from_local_node(&self, me: PodId, other: &Endpoint<'_>) -> bool {
         let Some(node) = self.pods[me as usize].node.as_deref() else {
             return false;
         };
-        let on_my_node =
-            |p: &PodInfo| p.host_network && p.cluster.is_none() && p.node.as_deref() == Some(node);
         match other {
-            Endpoint::Pod(p) => on_my_node(&self.pods[*p as usize]),
+            Endpoint::Pod(p) => {
+                let p = &self.pods[*p as usize];
+                p.host_network && p.cluster.is_none() && p.node.as_deref() == Some(node)
+            }
             Endpoint::Ip(ip) => self
-                .pods
-                .iter()
-                .any(|p| on_my_node(p) && p.ips.contains(ip)),
+                .node_addrs
+                .get(node)
+                .is_some_and(|addrs| addrs.contains(ip)),
             _ => false,
         }
     }

@@ -66,18 +66,21 @@ metadata: {name: deny-all, namespace: x}
 }
 
 /// An engine for one node-aware cluster: namespace x with pod `web` on node n1, a
-/// host-network `agent` on n1 and another, `far-agent`, on n2; `policies` beside them.
+/// host-network `agent` on n1 and another, `far-agent`, on n2, and pod `web3` on node n3
+/// (192.168.1.3, known only as its `status.hostIP`); `policies` beside them.
 fn nodes_cluster(policies: &str) -> Engine {
     let mut y = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n");
     for (name, node, ip, host) in [
         ("web", "n1", "10.0.1.5", false),
         ("agent", "n1", "192.168.1.1", true),
         ("far-agent", "n2", "192.168.1.2", true),
+        ("web3", "n3", "10.0.3.5", false),
     ] {
+        let host_ip = format!("192.168.1.{}", &node[1..]);
         y.push_str(&format!(
             "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\n\
              spec:\n  nodeName: {node}\n  hostNetwork: {host}\n  containers: [{{name: main}}]\n\
-             status:\n  podIP: {ip}\n"
+             status:\n  podIP: {ip}\n  hostIP: {host_ip}\n"
         ));
     }
     let mut m = Manifests::new();
@@ -137,6 +140,21 @@ spec:
         assert_eq!(v.action, Deny, "{v:#?}");
         assert_eq!(v.ingress.unwrap().reason, Reason::NoRuleAllows);
     }
+    // A node address known only from `status.hostIP` is local to the pods on that node.
+    let to3 = |ip: &str| Flow {
+        src: Endpoint::Ip(ip.parse().unwrap()),
+        dst: Endpoint::Pod(pod("x/web3")),
+        port: 8080,
+        protocol: TCP,
+        http: None,
+    };
+    assert_eq!(e.verdict(&to3("192.168.1.3")).action, Allow);
+    assert_eq!(e.verdict(&to3("192.168.1.1")).action, Deny);
+    assert_eq!(
+        e.verdict(&flow(Endpoint::Ip("192.168.1.3".parse().unwrap())))
+            .action,
+        Deny
+    );
     // The explanation says why.
     let steps = e.explain(&flow(Endpoint::Pod(pod("x/agent"))));
     assert!(format!("{steps:?}").contains("local-node"), "{steps:#?}");
@@ -307,6 +325,8 @@ spec:
     for dst in [
         Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
         Endpoint::Ip("192.168.1.2".parse().unwrap()),
+        // Known only as a pod's `status.hostIP`.
+        Endpoint::Ip("192.168.1.3".parse().unwrap()),
     ] {
         let v = e.verdict(&to(dst));
         assert_eq!(v.action, Deny, "{v:#?}");

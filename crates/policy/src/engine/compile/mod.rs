@@ -98,6 +98,7 @@ impl Engine {
         };
         let mut pod_index = HashMap::new();
         let mut ip_index = HashMap::new();
+        let mut node_addrs: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for (pod, _) in &snap.pods {
             let ns = pod
                 .metadata
@@ -125,6 +126,12 @@ impl Engine {
             for ip in host_ips.chain(ips.iter().copied().filter(|_| host_network)) {
                 if !b.node_ips.contains(&ip) {
                     b.node_ips.push(ip);
+                }
+                if let Some(node) = &pod.spec.node_name {
+                    let addrs = node_addrs.entry(node.clone()).or_default();
+                    if !addrs.contains(&ip) {
+                        addrs.push(ip);
+                    }
                 }
             }
             if !host_network {
@@ -288,6 +295,7 @@ impl Engine {
             posture,
             subjects: b.subjects,
             fast,
+            node_addrs,
         }
     }
 }
