@@ -242,6 +242,43 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
             }
         }
     }
+    // 7. AdminNetworkPolicies at one priority over the same pods. Upstream: "If two (or
+    // more) policies with the same priority could both match a connection, then the
+    // implementation can apply any of the matching policies". Palisade takes them by name.
+    let anps: Vec<(usize, &crate::engine::PolicyInfo)> = engine
+        .policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.kind == PolicyKind::AdminNetworkPolicy)
+        .collect();
+    for (i, &(pa, a)) in anps.iter().enumerate() {
+        for &(pb, b) in &anps[i + 1..] {
+            if a.priority != b.priority {
+                continue;
+            }
+            let (first, later) = if a.name <= b.name { (a, b) } else { (b, a) };
+            let shared = engine.subjects[pa]
+                .iter()
+                .any(|pod| engine.subjects[pb].contains(pod));
+            if shared {
+                out.push(warn(
+                    "same-priority",
+                    &later.file,
+                    later.line,
+                    "spec.priority".into(),
+                    later.display(),
+                    format!(
+                        "{} has the same priority ({}) and selects some of the same pods: \
+                         upstream leaves the order of such policies undefined; Palisade \
+                         evaluates them by name, {} first",
+                        first.display(),
+                        later.priority.unwrap_or_default(),
+                        first.name
+                    ),
+                ));
+            }
+        }
+    }
     out
 }
 

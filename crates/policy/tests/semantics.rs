@@ -33,6 +33,8 @@ mod netpol;
 mod netpol_traffic;
 #[path = "semantics/palisade.rs"]
 mod palisade;
+#[path = "semantics/spec_text.rs"]
+mod spec_text;
 #[path = "semantics/tiers.rs"]
 mod tiers;
 

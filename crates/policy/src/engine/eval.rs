@@ -133,6 +133,18 @@ impl Engine {
             .copied()
             .filter(|&p| with_audit || self.fast.enforced[p as usize]);
         if let Some(first) = isolating.next() {
+            if dir == Direction::Ingress && self.is_from_local_node(me, other) {
+                t.step(|| Step::local_node(pod));
+                return DirVerdict {
+                    direction: dir,
+                    allowed: true,
+                    stage: Stage::Namespace,
+                    reason: Reason::LocalNode,
+                    rule: None,
+                    policy: None,
+                    l7: false,
+                };
+            }
             for &rid in rules.ns_rules {
                 let r = &self.fast.rules[rid as usize];
                 if r.audit && !with_audit {
@@ -187,6 +199,28 @@ impl Engine {
             rule: None,
             policy: None,
             l7: false,
+        }
+    }
+
+    /// NetworkPolicy ingress: "Traffic is allowed to a pod if there are no NetworkPolicies
+    /// selecting the pod [...], OR if the traffic source is the pod's local node" (types.go).
+    /// The node is its `spec.nodeName`: a host-network pod there, or one of the node's
+    /// addresses (pods' `status.hostIP`, host-network pods' IPs). Without a node name
+    /// nothing is local.
+    fn is_from_local_node(&self, me: PodId, other: &Endpoint<'_>) -> bool {
+        let Some(node) = self.pods[me as usize].node.as_deref() else {
+            return false;
+        };
+        match other {
+            Endpoint::Pod(p) => {
+                let p = &self.pods[*p as usize];
+                p.host_network && p.cluster.is_none() && p.node.as_deref() == Some(node)
+            }
+            Endpoint::Ip(ip) => self
+                .node_addrs
+                .get(node)
+                .is_some_and(|addrs| addrs.contains(ip)),
+            _ => false,
         }
     }
 

@@ -12,7 +12,7 @@ pub struct Step {
     /// Stage.
     pub stage: Stage,
     /// `allow`, `deny`, `pass`, `isolated`, `not-selected`, `default-allow`, `default-deny`,
-    /// `host-network`.
+    /// `host-network`, `local-node`.
     pub outcome: String,
     /// The rule, when a rule acted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +49,19 @@ impl Step {
             None,
             format!(
                 "{} uses the host network: node traffic, not subject to pod policy",
+                pod.key()
+            ),
+        )
+    }
+
+    pub(crate) fn local_node(pod: &PodInfo) -> Self {
+        Step::new(
+            Direction::Ingress,
+            Stage::Namespace,
+            "local-node",
+            None,
+            format!(
+                "from {}'s own node: NetworkPolicy always allows it",
                 pod.key()
             ),
         )

@@ -420,6 +420,8 @@ pub enum Reason {
     Posture,
     /// Host-network pods are node traffic, not subject to pod policy.
     HostNetwork,
+    /// Ingress from the pod's own node, which NetworkPolicy always allows.
+    LocalNode,
 }
 
 /// The decision for one direction.
@@ -499,6 +501,9 @@ pub struct Engine {
     pub(crate) subjects: Vec<PodSet>,
     /// The compact copy of `rules` that `verdict` reads.
     pub(crate) fast: fast::Fast,
+    /// Each node's addresses (`spec.nodeName` → pods' `status.hostIP` and host-network
+    /// pods' IPs there), for NetworkPolicy's local-node rule.
+    pub(crate) node_addrs: HashMap<String, Vec<IpAddr>>,
 }
 
 impl Engine {

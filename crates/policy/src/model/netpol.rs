@@ -10,7 +10,9 @@ use serde::Deserialize;
 pub struct NetworkPolicy {
     /// Metadata.
     pub metadata: ObjectMeta,
-    /// Spec.
+    /// Spec (optional in the API: a NetworkPolicy without one isolates every pod of its
+    /// namespace for ingress, like `podSelector: {}` with no rules).
+    #[serde(default)]
     pub spec: NetworkPolicySpec,
     #[serde(default)]
     #[allow(dead_code)]
@@ -18,10 +20,12 @@ pub struct NetworkPolicy {
 }
 
 /// NetworkPolicy spec.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkPolicySpec {
-    /// Pods this policy applies to, in its namespace (empty: all).
+    /// Pods this policy applies to, in its namespace (empty: all). Optional: "If it is not
+    /// specified, it defaults to an empty selector" (types.go).
+    #[serde(default)]
     pub pod_selector: LabelSelector,
     /// Ingress rules (OR).
     #[serde(default)]

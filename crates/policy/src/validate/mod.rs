@@ -186,15 +186,24 @@ fn pod(v: &mut V, p: &Pod) {
 
 fn network_policy(v: &mut V, spec: &FieldPath, s: &NetworkPolicySpec) {
     selector(v, &spec.key("podSelector"), &s.pod_selector);
-    let mut seen = Vec::new();
-    for (i, t) in s.policy_types.iter().enumerate() {
-        if seen.contains(t) {
-            v.err(
-                &spec.key("policyTypes").index(i),
-                format!("duplicate policy type {t:?}"),
-            );
+    // The API server refuses more than two entries but accepts a repeated one
+    // (`ValidateNetworkPolicySpec`): a duplicate is a warning, so a cluster's own objects load.
+    if s.policy_types.len() > 2 {
+        v.err(
+            &spec.key("policyTypes"),
+            "may not specify more than two policyTypes",
+        );
+    } else {
+        let mut seen = Vec::new();
+        for (i, t) in s.policy_types.iter().enumerate() {
+            if seen.contains(t) {
+                v.warn(
+                    &spec.key("policyTypes").index(i),
+                    format!("duplicate policy type {t:?}"),
+                );
+            }
+            seen.push(*t);
         }
-        seen.push(*t);
     }
     for (i, r) in s.ingress.iter().enumerate() {
         let rp = spec.key("ingress").index(i);
@@ -355,8 +364,74 @@ fn admin_body(
         let rp = spec.key("egress").index(i);
         admin_rule(v, &rp, r.name.as_deref(), r.action, baseline);
         admin_peers(v, &rp.key("to"), &r.to, true);
+        admin_egress_rule(v, &rp, r, baseline);
         admin_ports(v, &rp.key("ports"), r.ports.as_deref());
     }
+}
+
+/// What the CRDs state about an egress rule as a whole: its CEL rule on named ports, the
+/// BANP's peer type having no `domainNames`, and "DomainNames is only supported for ALLOW
+/// rules" (a comment, not enforced by the API server: a warning).
+fn admin_egress_rule(v: &mut V, rp: &FieldPath, r: &AdminEgressRule, baseline: bool) {
+    let not_pods =
+        r.to.iter()
+            .any(|p| p.networks.is_some() || p.nodes.is_some() || p.domain_names.is_some());
+    if not_pods && r.ports.iter().flatten().any(|p| p.named_port.is_some()) {
+        v.err(
+            &rp.key("ports"),
+            "networks/nodes/domainNames peer cannot be set with namedPorts since there are no \
+             namedPorts for networks/nodes/domainNames",
+        );
+    }
+    for (j, p) in r.to.iter().enumerate() {
+        if p.domain_names.is_none() {
+            continue;
+        }
+        let pp = rp.key("to").index(j).key("domainNames");
+        if baseline {
+            v.err(
+                &pp,
+                "a BaselineAdminNetworkPolicy egress peer has no domainNames \
+                 (namespaces, pods, nodes or networks)",
+            );
+        } else if r.action != AdminAction::Allow {
+            v.warn(
+                &pp,
+                format!(
+                    "domainNames is only supported for Allow rules; this {:?} rule is applied \
+                     to the names as written, other implementations may ignore it",
+                    r.action
+                ),
+            );
+        }
+    }
+}
+
+/// The CRD's pattern for a `DomainName`: an optional `*.` prefix, then at least two labels,
+/// each starting and ending with a letter or digit (`-` and `_` inside), and an optional
+/// final dot.
+fn anp_domain_name(name: &str) -> Result<(), String> {
+    let body = name.strip_suffix('.').unwrap_or(name);
+    let body = body.strip_prefix("*.").unwrap_or(body);
+    let labels: Vec<&str> = body.split('.').collect();
+    if labels.len() < 2 {
+        return Err(format!(
+            "{name:?} is not a domain name: at least two labels are needed (`*.` may only prefix them)"
+        ));
+    }
+    for l in labels {
+        let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        let ok_inner = l
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !(ok_end(l.chars().next()) && ok_end(l.chars().last()) && ok_inner) {
+            return Err(format!(
+                "{name:?}: label {l:?} must start and end with a letter or digit and hold only \
+                 letters, digits, '-' and '_'"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn admin_rule(v: &mut V, rp: &FieldPath, name: Option<&str>, action: AdminAction, baseline: bool) {
@@ -416,6 +491,13 @@ fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
         }
         if let Some(s) = &peer.nodes {
             selector(v, &pp.key("nodes"), s);
+            if !s.is_empty() {
+                v.warn(
+                    &pp.key("nodes"),
+                    "node labels are not known (no Node objects): this selector matches no \
+                     address; `nodes: {}` matches every known node address",
+                );
+            }
         }
         if let Some(nets) = &peer.networks {
             if nets.is_empty() || nets.len() > 25 {
@@ -433,7 +515,7 @@ fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
                 );
             }
             for (j, n) in names.iter().enumerate() {
-                if let Err(e) = FqdnPattern::parse_anp(n) {
+                if let Err(e) = FqdnPattern::parse_anp(n).and_then(|_| anp_domain_name(n)) {
                     v.err(&pp.key("domainNames").index(j), e);
                 }
             }

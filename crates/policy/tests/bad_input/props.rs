@@ -46,7 +46,8 @@ spec:
   ingress:
   - {name: r, action: Pass, from: [{namespaces: {}}], ports: [{namedPort: http}]}
   egress:
-  - {action: Deny, to: [{networks: [192.168.0.0/16]}, {domainNames: ['*.example.com']}]}
+  - {action: Allow, to: [{domainNames: ['*.example.com']}]}
+  - {action: Deny, to: [{networks: [192.168.0.0/16]}]}
 ---
 apiVersion: palisade.dev/v1alpha1
 kind: SecurityPolicy

@@ -31,8 +31,21 @@ impl Builder {
                     Some(&np.pod_selector),
                 )));
             }
-            if p.nodes.is_some() {
-                out.push(PeerMatch::Nothing);
+            // "Nodes [...] selects the nodeIPs [...]; if present but empty, it selects all
+            // Nodes." With no Node objects, only the empty selector can be answered: every node
+            // address the snapshot knows. Node labels are unknown, so any other selector
+            // matches nothing (`palisade check` warns).
+            if let Some(sel) = &p.nodes {
+                if sel.is_empty() {
+                    out.extend(self.node_ips.iter().map(|ip| {
+                        PeerMatch::Block(IpBlockMatcher {
+                            cidr: Cidr::host(*ip),
+                            except: Vec::new(),
+                        })
+                    }));
+                } else {
+                    out.push(PeerMatch::Nothing);
+                }
             }
             for n in p.networks.iter().flatten() {
                 if let Ok(c) = n.parse::<Cidr>() {

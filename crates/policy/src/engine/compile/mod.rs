@@ -33,6 +33,9 @@ struct Builder {
     per_pod: Vec<PodRules>,
     subjects: Vec<PodSet>,
     cluster: String,
+    /// The nodes' addresses this snapshot knows: host-network pods' IPs and every pod's
+    /// `status.hostIP` (there are no Node objects).
+    node_ips: Vec<IpAddr>,
 }
 
 impl Engine {
@@ -57,6 +60,7 @@ impl Engine {
             per_pod: Vec::new(),
             subjects: Vec::new(),
             cluster,
+            node_ips: Vec::new(),
         };
         let mut ns_by_name: HashMap<String, u32> = HashMap::new();
         for (ns, _) in &snap.namespaces {
@@ -94,6 +98,7 @@ impl Engine {
         };
         let mut pod_index = HashMap::new();
         let mut ip_index = HashMap::new();
+        let mut node_addrs: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for (pod, _) in &snap.pods {
             let ns = pod
                 .metadata
@@ -117,6 +122,18 @@ impl Engine {
                 }
             }
             let host_network = pod.spec.host_network.unwrap_or(false);
+            let host_ips = pod.status.host_ip.iter().filter_map(|s| s.parse().ok());
+            for ip in host_ips.chain(ips.iter().copied().filter(|_| host_network)) {
+                if !b.node_ips.contains(&ip) {
+                    b.node_ips.push(ip);
+                }
+                if let Some(node) = &pod.spec.node_name {
+                    let addrs = node_addrs.entry(node.clone()).or_default();
+                    if !addrs.contains(&ip) {
+                        addrs.push(ip);
+                    }
+                }
+            }
             if !host_network {
                 for ip in &ips {
                     ip_index.insert(*ip, id);
@@ -278,6 +295,7 @@ impl Engine {
             posture,
             subjects: b.subjects,
             fast,
+            node_addrs,
         }
     }
 }
