@@ -1,7 +1,8 @@
 //! Rendering the nftables ruleset.
 //!
 //! Layout of `table inet palisade`:
-//! - `forward` (hook forward): established/related accepted first, invalid dropped; then the
+//! - `forward` (hook forward): anti-spoofing first ([`crate::antispoof`]: a pod's packets
+//!   must carry its own address), then established/related accepted, invalid dropped; then the
 //!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
@@ -41,6 +42,10 @@ pub struct RenderOptions {
     pub log_denied: bool,
     /// Log new allowed connections to NFLOG.
     pub log_allowed: bool,
+    /// The interface the node routes each local pod address to (see [`crate::antispoof`]):
+    /// packets from these interfaces must carry their pod's address, and these addresses
+    /// are accepted only from their interface. Addresses missing here are not checked.
+    pub pod_interfaces: BTreeMap<IpAddr, String>,
 }
 
 /// A named set or map and its elements.
@@ -783,14 +788,16 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
-    let mut forward = vec![
+    crate::antispoof::render_into(&mut sets, &opts.pod_interfaces);
+    let mut forward = crate::antispoof::forward_rules();
+    forward.extend([
         "ct state established,related accept".to_string(),
         "ct state invalid drop".into(),
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),
         "ip6 daddr vmap @ingress_6".into(),
-    ];
+    ]);
     if opts.log_allowed {
         // Allowed new connections to destinations that are not local pods.
         forward.push(format!(
