@@ -760,23 +760,30 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
+    // One map key per address. Two local pods can claim one address (a finished pod keeps
+    // its IP in status while a new pod reuses it); duplicate keys would make nft reject the
+    // whole update and leave the old ruleset, stale chains included, in force. The pod the
+    // engine attributes the address to wins (so kernel and engine agree), else the first.
+    let mut owner: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (idx, (p, _, _)) in entries.iter().enumerate() {
+        for ip in &engine.pods()[*p as usize].ips {
+            let e = owner.entry(*ip).or_insert(idx);
+            if engine.pod_by_ip(*ip) == Some(*p) {
+                *e = idx;
+            }
+        }
+    }
     for (map, egress) in [("egress", true), ("ingress", false)] {
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
-            let elements: BTreeSet<String> = entries
+            let elements: BTreeSet<String> = owner
                 .iter()
-                .filter_map(|(p, e, i)| {
+                .filter(|(ip, _)| ip.is_ipv6() == v6)
+                .filter_map(|(ip, &idx)| {
+                    let (_, e, i) = &entries[idx];
                     let chain = if egress { e.as_ref() } else { i.as_ref() }?;
-                    Some(
-                        engine.pods()[*p as usize]
-                            .ips
-                            .iter()
-                            .filter(|ip| ip.is_ipv6() == v6)
-                            .map(|ip| format!("{ip} : jump {chain}"))
-                            .collect::<Vec<_>>(),
-                    )
+                    Some(format!("{ip} : jump {chain}"))
                 })
-                .flatten()
                 .collect();
             sets.insert(
                 format!("{map}_{suffix}"),

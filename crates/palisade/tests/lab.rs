@@ -490,3 +490,76 @@ fn a_pod_cannot_pass_for_another_pod_or_an_allowed_ip_block() {
     assert!(!probes[0].matrix["x/a"]["x/c"]);
     assert!(observed(&c)[0] > 0, "b's real connection was counted");
 }
+
+/// A finished pod keeps its address in status while a new pod on the node reuses it. The
+/// update must still apply (one map key per address), and the new pod be isolated.
+#[test]
+fn a_reused_pod_address_does_not_keep_the_ruleset_out() {
+    if !can_run() {
+        return;
+    }
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: done-job, namespace: x, labels: {app: job}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {phase: Succeeded, podIP: 10.78.2.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: x, labels: {app: client}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: x, labels: {app: db}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 8080}]}]}
+status: {podIP: 10.78.2.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-closed, namespace: x}
+spec: {podSelector: {matchLabels: {app: db}}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: job-from-client, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: job}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+"#;
+    let eng = compile(yaml);
+    // Only the live pods get namespaces; the engine knows all three.
+    let live: Vec<(u32, String, std::net::IpAddr)> = ["x/client", "x/db"]
+        .iter()
+        .map(|k| {
+            let id = eng.pod_by_key(k).unwrap();
+            (id, k.to_string(), eng.pods()[id as usize].ips[0])
+        })
+        .collect();
+    let s = palisade_agent::lab::Session::start(
+        &format!("plru{}", std::process::id() % 10000),
+        &live,
+        &[(8080, palisade_policy::Protocol::TCP)],
+        |_| Vec::new(),
+        PathBuf::from(bin()),
+        std::time::Duration::from_millis(300),
+        false,
+    )
+    .expect("lab");
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(s.node_ns().to_string()),
+        log_flows: false,
+    });
+    agent
+        .reconcile(&eng)
+        .expect("the ruleset applies despite two pods with one address");
+    let (probes, dis) = s
+        .observe(&eng, &[(8080, palisade_policy::Protocol::TCP)])
+        .unwrap();
+    assert!(dis.is_empty(), "{dis:#?}");
+    assert!(!probes[0].matrix["x/client"]["x/db"], "db is isolated");
+}
