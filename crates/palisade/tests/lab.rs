@@ -563,3 +563,48 @@ spec:
     assert!(dis.is_empty(), "{dis:#?}");
     assert!(!probes[0].matrix["x/client"]["x/db"], "db is isolated");
 }
+
+/// A peer allowed on one TCP port gets nothing else through: no other IP protocol (raw 253,
+/// ICMP echo), no UDP on the same port number, no bare ACK on another port; only its SYN to
+/// the allowed port arrives.
+#[test]
+fn an_allowed_port_opens_nothing_else() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, _agent) = trio_session("pr", TRIO);
+    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+    observer(
+        &c,
+        &[
+            "ip saddr 10.78.1.2 meta l4proto 253",
+            "ip saddr 10.78.1.2 meta l4proto icmp",
+            "ip saddr 10.78.1.2 udp dport 8080",
+            "ip saddr 10.78.1.2 tcp dport 9090",
+            "ip saddr 10.78.1.2 tcp dport 8080",
+        ],
+    );
+    let mut udp = vec![0x9c, 0x40, 0x1f, 0x90, 0, 12, 0, 0];
+    udp.extend_from_slice(b"ping");
+    let echo = {
+        let mut m = vec![8, 0, 0, 0, 0, 1, 0, 1];
+        let c = craft::checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        m
+    };
+    for p in [
+        craft::ipv4(b_ip, c_ip, 253, b"raw"),
+        craft::ipv4(b_ip, c_ip, 1, &echo),
+        craft::ipv4(b_ip, c_ip, 17, &udp),
+        craft::tcp(b_ip, c_ip, 42000, 9090, craft::ACK),
+        craft::tcp(b_ip, c_ip, 42001, 8080, craft::SYN),
+    ] {
+        craft::send_ipv4(&b, &p).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let got = observed(&c);
+    assert_eq!(&got[..4], [0, 0, 0, 0], "{got:?}");
+    assert!(got[4] >= 1, "the allowed SYN arrives: {got:?}");
+}
