@@ -15,6 +15,8 @@
 //! - a packet whose source is a local pod address must arrive on that pod's interface
 //!   (`pod_addr_4`/`_6`), so nothing outside the pod can claim its address either.
 //!
+//! The same rules guard `input`, for what pods send to the node itself.
+//!
 //! Pod addresses without such a route (bridge-based CNIs route a whole subnet to one bridge)
 //! are not checked, and are reported by [`discover`]'s caller.
 
@@ -35,6 +37,16 @@ pub fn forward_rules() -> Vec<String> {
         "ip saddr @pod_addr_4 iifname . ip saddr != @pod_src_4 drop".to_string(),
         "ip6 saddr @pod_addr_6 iifname . ip6 saddr != @pod_src_6 drop".to_string(),
     ]
+}
+
+/// The `input` rules: what pods send to the node itself (the DNS proxy, which tells pods
+/// apart by source address, among it) carries their own address too. Link-local and
+/// unspecified IPv6 sources (neighbour discovery, duplicate address detection) are the
+/// pod's link to the node and pass.
+pub fn input_rules() -> Vec<String> {
+    let mut v = vec!["ip6 saddr { ::, fe80::/10 } accept".to_string()];
+    v.extend(forward_rules());
+    v
 }
 
 /// Adds the anti-spoofing sets for `interfaces` (pod address → its interface) to `sets`.

@@ -6,6 +6,8 @@
 //!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
+//! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
+//!   (the DNS proxy attributes queries by source address).
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
@@ -73,7 +75,24 @@ pub struct Ruleset {
     pub fqdn_sets: BTreeMap<String, (u32, FqdnPattern)>,
 }
 
-const FORWARD_HEADER: &str = "type filter hook forward priority filter; policy accept;";
+/// Base chains and their hook lines.
+const BASE_CHAINS: [(&str, &str); 2] = [
+    (
+        "forward",
+        "type filter hook forward priority filter; policy accept;",
+    ),
+    (
+        "input",
+        "type filter hook input priority filter; policy accept;",
+    ),
+];
+
+fn base_header(chain: &str) -> Option<&'static str> {
+    BASE_CHAINS
+        .iter()
+        .find(|(n, _)| *n == chain)
+        .map(|(_, h)| *h)
+}
 
 impl Ruleset {
     /// Number of chains.
@@ -107,8 +126,8 @@ impl Ruleset {
         // Declare every chain first so that jumps and gotos resolve in any order.
         for name in self.chains.keys() {
             let _ = writeln!(out, "  chain {name} {{");
-            if name == "forward" {
-                let _ = writeln!(out, "    {FORWARD_HEADER}");
+            if let Some(header) = base_header(name) {
+                let _ = writeln!(out, "    {header}");
             }
             let _ = writeln!(out, "  }}");
         }
@@ -178,6 +197,14 @@ impl Ruleset {
                 }
             }
         }
+        // A base chain needs its hook: only a full rebuild declares one.
+        if self
+            .chains
+            .keys()
+            .any(|n| base_header(n).is_some() && !old.chains.contains_key(n))
+        {
+            return None;
+        }
         // New chains, declared empty first.
         for name in self.chains.keys() {
             if !old.chains.contains_key(name) {
@@ -189,8 +216,8 @@ impl Ruleset {
             if old.chains.get(name) == Some(rules) {
                 continue;
             }
-            if name == "forward" && old.chains.contains_key(name) {
-                // The base chain is rewritten whole only on a full rebuild.
+            if base_header(name).is_some() && old.chains.contains_key(name) {
+                // Base chains are rewritten whole only on a full rebuild.
                 return None;
             }
             if old.chains.contains_key(name) {
@@ -812,6 +839,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         ));
     }
     cx.chains.insert("forward".into(), forward);
+    cx.chains
+        .insert("input".into(), crate::antispoof::input_rules());
     let rules = cx.chains.values().map(Vec::len).sum();
     Ruleset {
         sets,

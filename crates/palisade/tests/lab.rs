@@ -343,10 +343,14 @@ fn compile(yaml: &str) -> palisade_policy::Engine {
 /// Packets that reached a lab pod, counted by an nft table in its own namespace (before
 /// anything else there sees them): `rules` are match expressions, one counter each.
 fn observer(ns: &str, rules: &[&str]) {
+    observer_at(ns, "prerouting priority -500", rules)
+}
+
+/// Like [`observer`], at hook and priority `at` (`input priority 10`: after the agent).
+fn observer_at(ns: &str, at: &str, rules: &[&str]) {
     let body: String = rules.iter().map(|r| format!("{r} counter; ")).collect();
-    let script = format!(
-        "table inet obs {{ chain pre {{ type filter hook prerouting priority -500; policy accept; {body}}}; }}"
-    );
+    let script =
+        format!("table inet obs {{ chain c {{ type filter hook {at}; policy accept; {body}}}; }}");
     let st = Command::new("ip")
         .args(["netns", "exec", ns, "nft", &script])
         .status()
@@ -481,6 +485,29 @@ fn a_pod_cannot_pass_for_another_pod_or_an_allowed_ip_block() {
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(observed(&c), [0, 0, 0], "spoofed packets reached c");
+    // The node itself: its services (the DNS proxy) tell pods apart by source address.
+    let node = s.node_ns().to_string();
+    observer_at(
+        &node,
+        "input priority 10",
+        &[
+            "ip saddr 10.78.1.2 udp dport 5300",
+            "ip saddr 10.78.1.1 udp dport 5300",
+        ],
+    );
+    let mut udp = vec![0x9c, 0x41, 0x14, 0xb4, 0, 12, 0, 0];
+    udp.extend_from_slice(b"dns?");
+    let to_node = "169.254.1.1".parse().unwrap();
+    craft::send_ipv4(&a, &craft::ipv4(b_ip, to_node, 17, &udp)).unwrap();
+    let a_ip = "10.78.1.1".parse().unwrap();
+    craft::send_ipv4(&a, &craft::ipv4(a_ip, to_node, 17, &udp)).unwrap();
+    craft::send_ipv4(&netns_of(&s, "x/b"), &craft::ipv4(b_ip, to_node, 17, &udp)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&node),
+        [1, 1],
+        "only each pod's own packet reached the node"
+    );
     // Nothing allowed is lost: b reaches c, a does not, as the engine says.
     let (probes, dis) = s
         .observe(&eng, &[(8080, palisade_policy::Protocol::TCP)])
