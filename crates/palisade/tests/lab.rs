@@ -635,3 +635,42 @@ fn an_allowed_port_opens_nothing_else() {
     assert_eq!(&got[..4], [0, 0, 0, 0], "{got:?}");
     assert!(got[4] >= 1, "the allowed SYN arrives: {got:?}");
 }
+
+/// When policy tightens, a connection already open stays until it closes (as in Calico and
+/// Cilium: docs/agent.md), but a new one is refused by the very next update.
+#[test]
+fn tightened_policy_refuses_new_connections_at_once() {
+    use std::io::Read;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("tt", TRIO);
+    let c_ip = "10.78.1.3".parse().unwrap();
+    let mut held = s
+        .hold("x/b", c_ip, 8080)
+        .expect("b holds a connection to c");
+    // b loses its right to reach c.
+    let tight = compile(&TRIO.replace(
+        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+    ));
+    let stats = agent.reconcile(&tight).expect("tightened ruleset");
+    assert!(stats.incremental, "{stats:?}");
+    let (probes, dis) = s
+        .observe(&tight, &[(8080, palisade_policy::Protocol::TCP)])
+        .unwrap();
+    assert!(dis.is_empty(), "{dis:#?}");
+    assert!(
+        !probes[0].matrix["x/b"]["x/c"],
+        "a new connection is refused"
+    );
+    drop(held.stdin.take());
+    let mut out = String::new();
+    held.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = held.wait();
+    assert!(out.trim().starts_with("alive"), "held connection: {out}");
+}
