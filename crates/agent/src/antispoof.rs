@@ -205,60 +205,6 @@ mod tests {
         ));
     }
 
-    /// A dual-stack pod isolated by an IPv4-only policy: its IPv6 address is in the ingress
-    /// map too, its chain allows IPv4 sources only (IPv6 falls to the drop), and its IPv6
-    /// address is bound to its interface like the IPv4 one.
-    #[test]
-    fn ipv4_only_policy_isolates_a_dual_stack_pod_in_both_families() {
-        let yaml = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: c, namespace: x, labels: {app: c}}
-spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIPs: [{ip: 10.0.0.3}, {ip: "fd00::3"}]}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: v4-only, namespace: x}
-spec:
-  podSelector: {}
-  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]
-"#;
-        let mut m = palisade_policy::Manifests::new();
-        m.add_file("t.yaml", yaml);
-        assert!(!m.has_errors(), "{:#?}", m.diagnostics);
-        let e = palisade_policy::Engine::compile(&palisade_policy::Snapshot::from_manifests(&m));
-        let ifs: BTreeMap<IpAddr, String> = [
-            ("10.0.0.3".parse().unwrap(), "h0".to_string()),
-            ("fd00::3".parse().unwrap(), "h0".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        let rs = crate::ruleset::render(
-            &e,
-            &crate::ruleset::RenderOptions {
-                local_pods: vec![0],
-                log_denied: false,
-                log_allowed: false,
-                pod_interfaces: ifs,
-            },
-        );
-        let entry = |map: &str| -> String {
-            let el = rs.sets[map].elements.iter().next().expect(map).clone();
-            el.rsplit(' ').next().unwrap().to_string()
-        };
-        let (c4, c6) = (entry("ingress_4"), entry("ingress_6"));
-        assert_eq!(c4, c6, "both families go through the same chain");
-        let chain = &rs.chains[&c4];
-        assert_eq!(chain.last().map(String::as_str), Some("drop"), "{chain:?}");
-        for rule in &chain[..chain.len() - 1] {
-            assert!(rule.starts_with("ip saddr 10.0.0.0/8 "), "{rule}");
-        }
-        let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
-        assert_eq!(el("pod_src_6"), ["\"h0\" . fd00::3"]);
-        assert_eq!(el("pod_src_4"), ["\"h0\" . 10.0.0.3"]);
-    }
-
     #[test]
     fn sets_pair_each_address_with_its_interface() {
         let mut sets = BTreeMap::new();

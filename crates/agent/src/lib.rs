@@ -11,5 +11,7 @@ pub mod lab;
 pub mod nflog;
 pub mod nfnetlink;
 pub mod nft;
+#[cfg(test)]
+mod render_tests;
 pub mod ruleset;
 pub mod runtime;

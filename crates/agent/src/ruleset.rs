@@ -475,9 +475,13 @@ impl Ctx<'_> {
                             }
                         }
                         Direction::Egress => {
+                            // Host-network pods are node traffic: the engine never resolves
+                            // a named port at a node address, so neither does the kernel.
                             let candidates: Vec<PodId> = match peer_pods {
                                 Some(p) => p.to_vec(),
-                                None => (0..self.engine.pods().len() as PodId).collect(),
+                                None => (0..self.engine.pods().len() as PodId)
+                                    .filter(|&p| !self.engine.pods()[p as usize].host_network)
+                                    .collect(),
                             };
                             for pod in candidates {
                                 for (cp, num) in resolve(pod) {
