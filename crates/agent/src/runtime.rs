@@ -179,6 +179,35 @@ impl Agent {
         Ok(stats)
     }
 
+    /// Whether the table this agent applied is still in the kernel with its base chains
+    /// filled. Something else can remove it without the agent noticing (`nft flush
+    /// ruleset` when a host firewall reloads, a hand edit); reconciles only apply
+    /// differences, so without this check the node would stay open until policy changed.
+    pub fn table_intact(&self) -> bool {
+        let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
+        [
+            ("forward", "ct state established"),
+            ("input", "@pod_ifaces"),
+        ]
+        .iter()
+        .all(|(chain, rule)| {
+            nft::run(&["list", "chain", "inet", TABLE, chain], ns.as_deref())
+                .is_ok_and(|out| out.contains(rule))
+        })
+    }
+
+    /// The periodic check: when the table is no longer intact, forgets what was applied and
+    /// rebuilds it in one transaction from `engine`. `Ok(None)` when it was intact (or this
+    /// agent never applied anything).
+    pub fn resync(&mut self, engine: &Engine) -> Result<Option<ApplyStats>, NftError> {
+        if self.applied.is_none() || self.table_intact() {
+            return Ok(None);
+        }
+        tracing::warn!("the ruleset was removed or emptied outside the agent; rebuilding it");
+        self.applied = None;
+        self.reconcile(engine).map(Some)
+    }
+
     fn apply_elements(
         &mut self,
         batch: &crate::nfnetlink::ElementBatch,

@@ -674,3 +674,39 @@ fn tightened_policy_refuses_new_connections_at_once() {
     let _ = held.wait();
     assert!(out.trim().starts_with("alive"), "held connection: {out}");
 }
+
+/// A host firewall reload (`nft flush ruleset`) removes the agent's table behind its back.
+/// Reconciles apply differences only, so nothing would bring it back until policy changed;
+/// the periodic resync does, and the pod is isolated again.
+#[test]
+fn a_flushed_ruleset_is_rebuilt_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("rs", TRIO);
+    let probe = |e: &palisade_policy::Engine| {
+        let (p, dis) = s
+            .observe(e, &[(8080, palisade_policy::Protocol::TCP)])
+            .unwrap();
+        (p[0].matrix["x/a"]["x/c"], dis.len())
+    };
+    assert_eq!(probe(&eng), (false, 0));
+    assert!(agent.table_intact());
+    let st = Command::new("ip")
+        .args(["netns", "exec", s.node_ns(), "nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(!agent.table_intact());
+    // Nothing changed in policy: a reconcile has nothing to do, and a reaches c.
+    assert!(agent.reconcile(&eng).unwrap().unchanged);
+    assert!(probe(&eng).0, "with the table gone, c is open");
+    let rebuilt = agent.resync(&eng).unwrap().expect("rebuilt");
+    assert!(!rebuilt.incremental);
+    assert!(agent.table_intact());
+    assert_eq!(probe(&eng), (false, 0), "c is isolated again");
+    assert!(
+        agent.resync(&eng).unwrap().is_none(),
+        "intact: nothing to do"
+    );
+}
