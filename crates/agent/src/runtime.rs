@@ -197,15 +197,19 @@ impl Agent {
     }
 
     /// The periodic check: when the table is no longer intact, forgets what was applied and
-    /// rebuilds it in one transaction from `engine`. `Ok(None)` when it was intact (or this
-    /// agent never applied anything).
+    /// rebuilds it in one transaction from `engine`; otherwise reconciles as usual, which
+    /// also picks up pod interfaces whose routes appeared after their pod (anti-spoofing).
+    /// `Ok(None)` when nothing had to change (or this agent never applied anything).
     pub fn resync(&mut self, engine: &Engine) -> Result<Option<ApplyStats>, NftError> {
-        if self.applied.is_none() || self.table_intact() {
+        if self.applied.is_none() {
             return Ok(None);
         }
-        tracing::warn!("the ruleset was removed or emptied outside the agent; rebuilding it");
-        self.applied = None;
-        self.reconcile(engine).map(Some)
+        if !self.table_intact() {
+            tracing::warn!("the ruleset was removed or emptied outside the agent; rebuilding it");
+            self.applied = None;
+        }
+        let stats = self.reconcile(engine)?;
+        Ok((!stats.unchanged).then_some(stats))
     }
 
     fn apply_elements(

@@ -710,3 +710,65 @@ fn a_flushed_ruleset_is_rebuilt_by_the_resync() {
         "intact: nothing to do"
     );
 }
+
+/// A pod whose host route appears after the agent saw it is anti-spoofed from the next
+/// resync on, without any policy change.
+#[test]
+fn a_late_pod_route_is_picked_up_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("lr", TRIO);
+    let node = s.node_ns().to_string();
+    let src_set = || list_set(&node, "pod_src_4");
+    assert!(src_set().contains("10.78.1.3"), "{}", src_set());
+    let c_if = netns_if_of(&node, "10.78.1.3");
+    let st = Command::new("ip")
+        .args(["-n", &node, "route", "del", "10.78.1.3/32"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    agent.reconcile(&eng).unwrap();
+    assert!(!src_set().contains("10.78.1.3"), "{}", src_set());
+    let st = Command::new("ip")
+        .args(["-n", &node, "route", "add", "10.78.1.3/32", "dev", &c_if])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stats = agent
+        .resync(&eng)
+        .unwrap()
+        .expect("the new route changed the sets");
+    assert!(stats.incremental, "{stats:?}");
+    assert!(
+        src_set().contains(&format!("\"{c_if}\" . 10.78.1.3")),
+        "{}",
+        src_set()
+    );
+}
+
+fn list_set(ns: &str, set: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "set", "inet", "palisade", set,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The interface `ns` routes `ip` to.
+fn netns_if_of(ns: &str, ip: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "route", "get", ip])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().unwrap_or_default().to_string();
+        }
+    }
+    panic!("no route to {ip} in {ns}: {text}")
+}

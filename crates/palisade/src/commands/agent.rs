@@ -136,7 +136,8 @@ pub(crate) async fn run_agent(
             return Ok(ExitCode::SUCCESS);
         }
         // Between changes, check every 30 s that the table is still there (a host firewall
-        // reload flushes every table) and rebuild it if not.
+        // reload flushes every table) and rebuild it if not; pod routes that appeared late
+        // are picked up on the way.
         loop {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return Ok(ExitCode::SUCCESS) } else { break },
@@ -152,7 +153,11 @@ pub(crate) async fn run_agent(
                     .await?;
                     agent = a2;
                     match r {
-                        Ok(Some(s)) => tracing::info!(rules = s.rules, "ruleset rebuilt"),
+                        Ok(Some(s)) => tracing::info!(
+                            rules = s.rules,
+                            incremental = s.incremental,
+                            "ruleset resynced"
+                        ),
                         Ok(None) => {}
                         Err(e) => tracing::error!(error = %e, "ruleset could not be rebuilt"),
                     }
