@@ -39,6 +39,7 @@ fn bench_render(c: &mut Criterion) {
         local_pods: all(&e),
         log_denied: true,
         log_allowed: true,
+        pod_interfaces: Default::default(),
     };
     let rs = render(&e, &opts);
     eprintln!(
@@ -107,6 +108,7 @@ fn bench_apply() {
             local_pods: all(&e),
             log_denied: true,
             log_allowed: true,
+            pod_interfaces: Default::default(),
         };
         let a = render(&e, &opts);
         let b = render(

@@ -17,6 +17,7 @@ fn main() {
         local_pods: (0..e.pods().len() as PodId).collect(),
         log_denied: true,
         log_allowed: true,
+        pod_interfaces: Default::default(),
     };
     let t = std::time::Instant::now();
     for _ in 0..30 {

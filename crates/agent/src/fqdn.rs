@@ -61,6 +61,7 @@ impl FqdnOpener {
                 local_pods: all,
                 log_denied: false,
                 log_allowed: false,
+                pod_interfaces: Default::default(),
             },
         );
         let sets = rs

@@ -3,6 +3,7 @@
 //! step with every change. Also the lab harness that proves, in network namespaces on this
 //! machine, that the kernel enforces exactly what the engine predicts.
 
+pub mod antispoof;
 pub mod conntrack;
 pub mod flowlog;
 pub mod fqdn;
@@ -10,5 +11,7 @@ pub mod lab;
 pub mod nflog;
 pub mod nfnetlink;
 pub mod nft;
+#[cfg(test)]
+mod render_tests;
 pub mod ruleset;
 pub mod runtime;

@@ -5,8 +5,8 @@
 //! a table with thousands of elements); one netlink batch costs well under a millisecond.
 //! A batch is one nftables transaction: the kernel applies all of it or none of it.
 //!
-//! Only what Palisade's own sets use is encoded: keys made of IPv4/IPv6 addresses
-//! (concatenations included), verdict map values (`accept`, `drop`, `jump C`, `goto C`,
+//! Only what Palisade's own sets use is encoded: keys made of IPv4/IPv6 addresses and
+//! interface names (concatenations included), verdict map values (`accept`, `drop`, `jump C`, `goto C`,
 //! `return`, `continue`) and element timeouts. Anything else is refused with
 //! [`ElementError::Unsupported`] so the caller can fall back to `nft`.
 
@@ -39,6 +39,8 @@ const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
+/// Size of an `ifname` key part.
+const IFNAMSIZ: usize = 16;
 
 /// Why an element batch was not applied. Nothing of a failed batch is in force.
 #[derive(Debug, thiserror::Error)]
@@ -102,18 +104,36 @@ impl Element {
     }
 
     /// Parses an element as Palisade renders it: `10.0.0.1`, `fd00::1 . 10.0.0.2`,
-    /// `10.0.0.1 : jump chain`.
+    /// `"eth0" . 10.0.0.1` (an interface name), `10.0.0.1 : jump chain`.
     pub fn parse(text: &str) -> Result<Self, ElementError> {
         let unsupported = || ElementError::Unsupported(text.to_string());
         let (key, value) = match text.split_once(" : ") {
             Some((k, v)) => (k, Some(v.trim())),
             None => (text, None),
         };
-        let mut ips = Vec::new();
+        let mut bytes = Vec::new();
         for part in key.split(" . ") {
-            ips.push(part.trim().parse::<IpAddr>().map_err(|_| unsupported())?);
+            let part = part.trim();
+            if let Some(name) = part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                // An interface name (`ifname`): IFNAMSIZ bytes, NUL-padded.
+                if name.is_empty() || name.len() >= IFNAMSIZ || name.contains(['"', '\0']) {
+                    return Err(unsupported());
+                }
+                let mut b = [0u8; IFNAMSIZ];
+                b[..name.len()].copy_from_slice(name.as_bytes());
+                bytes.extend_from_slice(&b);
+                continue;
+            }
+            match part.parse::<IpAddr>().map_err(|_| unsupported())? {
+                IpAddr::V4(v) => bytes.extend_from_slice(&v.octets()),
+                IpAddr::V6(v) => bytes.extend_from_slice(&v.octets()),
+            }
         }
-        let mut e = Element::of_ips(&ips);
+        let mut e = Element {
+            key: bytes,
+            verdict: None,
+            timeout: None,
+        };
         if let Some(v) = value {
             let mut words = v.split_whitespace();
             let code = match words.next() {
@@ -437,6 +457,10 @@ mod tests {
         assert_eq!(e.key, vec![10, 0, 0, 1]);
         let e = Element::parse("10.0.0.1 . 192.0.2.7").unwrap();
         assert_eq!(e.key, vec![10, 0, 0, 1, 192, 0, 2, 7]);
+        let e = Element::parse("\"h0\" . 10.0.0.1").unwrap();
+        assert_eq!(&e.key[..3], b"h0\0");
+        assert_eq!(e.key.len(), 20);
+        assert_eq!(&e.key[16..], [10, 0, 0, 1]);
         let e = Element::parse("fd00::1 : jump i_abc").unwrap();
         assert_eq!(e.key.len(), 16);
         assert_eq!(e.verdict, Some((-3, Some("i_abc".into()))));
@@ -452,6 +476,9 @@ mod tests {
             "10.0.0.1 : counter",
             "",
             "80",
+            "\"\"",
+            "\"sixteen-chars-xx\"",
+            "\"h0",
         ] {
             assert!(Element::parse(bad).is_err(), "{bad}");
         }

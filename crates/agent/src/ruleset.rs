@@ -1,10 +1,13 @@
 //! Rendering the nftables ruleset.
 //!
 //! Layout of `table inet palisade`:
-//! - `forward` (hook forward): established/related accepted first, invalid dropped; then the
+//! - `forward` (hook forward): anti-spoofing first ([`crate::antispoof`]: a pod's packets
+//!   must carry its own address), then established/related accepted, invalid dropped; then the
 //!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
+//! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
+//!   (the DNS proxy attributes queries by source address).
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
@@ -18,7 +21,6 @@
 //!   elements; FQDN peers use sets of (pod IP . destination IP) with timeouts
 //!   (`fq<rule>_<peer>_4`) that the DNS proxy fills.
 
-use crate::nfnetlink::{Element, ElementBatch, ElementOp};
 use palisade_policy::engine::{PeerMatch, PortMatch};
 use palisade_policy::fqdn::FqdnPattern;
 use palisade_policy::model::AdminAction;
@@ -26,6 +28,8 @@ use palisade_policy::{Direction, Engine, PodId, Posture, Protocol};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+mod script;
 
 /// The table's name (family inet).
 pub const TABLE: &str = "palisade";
@@ -41,6 +45,10 @@ pub struct RenderOptions {
     pub log_denied: bool,
     /// Log new allowed connections to NFLOG.
     pub log_allowed: bool,
+    /// The interface the node routes each local pod address to (see [`crate::antispoof`]):
+    /// packets from these interfaces must carry their pod's address, and these addresses
+    /// are accepted only from their interface. Addresses missing here are not checked.
+    pub pod_interfaces: BTreeMap<IpAddr, String>,
 }
 
 /// A named set or map and its elements.
@@ -66,199 +74,6 @@ pub struct Ruleset {
     pub rules: usize,
     /// FQDN sets: name → (rule id, pattern).
     pub fqdn_sets: BTreeMap<String, (u32, FqdnPattern)>,
-}
-
-const FORWARD_HEADER: &str = "type filter hook forward priority filter; policy accept;";
-
-impl Ruleset {
-    /// Number of chains.
-    pub fn chain_count(&self) -> usize {
-        self.chains.len()
-    }
-
-    fn set_block(name: &str, d: &SetDef) -> String {
-        if d.elements.is_empty() {
-            format!("  {} {name} {{ {} }}\n", d.keyword, d.spec)
-        } else {
-            let e: Vec<&str> = d.elements.iter().map(String::as_str).collect();
-            format!(
-                "  {} {name} {{ {} elements = {{ {} }} }}\n",
-                d.keyword,
-                d.spec,
-                e.join(", ")
-            )
-        }
-    }
-
-    /// The script that replaces the whole table in one transaction.
-    pub fn full_script(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "table inet {TABLE} {{}}");
-        let _ = writeln!(out, "delete table inet {TABLE}");
-        let _ = writeln!(out, "table inet {TABLE} {{");
-        for (name, d) in &self.sets {
-            out.push_str(&Self::set_block(name, d));
-        }
-        // Declare every chain first so that jumps and gotos resolve in any order.
-        for name in self.chains.keys() {
-            let _ = writeln!(out, "  chain {name} {{");
-            if name == "forward" {
-                let _ = writeln!(out, "    {FORWARD_HEADER}");
-            }
-            let _ = writeln!(out, "  }}");
-        }
-        let _ = writeln!(out, "}}");
-        for (name, rules) in &self.chains {
-            for r in rules {
-                let _ = writeln!(out, "add rule inet {TABLE} {name} {r}");
-            }
-        }
-        out
-    }
-
-    /// When `self` differs from `old` only in set and map elements (the common case of pods
-    /// coming and going), those changes as one netlink batch: removed keys first (a map
-    /// element whose verdict changed is removed and re-added), then new elements. `None` when
-    /// chains or set definitions differ too, or an element cannot be encoded.
-    pub fn element_batch(&self, old: &Ruleset) -> Option<ElementBatch> {
-        if self.chains != old.chains
-            || self.sets.len() != old.sets.len()
-            || self
-                .sets
-                .iter()
-                .zip(&old.sets)
-                .any(|((n, d), (on, o))| n != on || d.spec != o.spec || d.keyword != o.keyword)
-        {
-            return None;
-        }
-        let mut batch = ElementBatch::new();
-        let mut adds = Vec::new();
-        for (name, d) in &self.sets {
-            let o = &old.sets[name];
-            if o.elements == d.elements {
-                continue;
-            }
-            let mut gone = Vec::new();
-            for e in o.elements.difference(&d.elements) {
-                gone.push(Element::parse(e).ok()?.key_only());
-            }
-            let mut new = Vec::new();
-            for e in d.elements.difference(&o.elements) {
-                new.push(Element::parse(e).ok()?);
-            }
-            batch.push(ElementOp::Delete, name, gone);
-            adds.push((name, new));
-        }
-        for (name, new) in adds {
-            batch.push(ElementOp::Add, name, new);
-        }
-        Some(batch)
-    }
-
-    /// The script that turns `old` (in the kernel) into `self`, in one transaction; `None`
-    /// when nothing differs.
-    pub fn diff_script(&self, old: &Ruleset) -> Option<String> {
-        let mut out = String::new();
-        // New sets and maps (before rules use them); changed types are replaced.
-        for (name, d) in &self.sets {
-            match old.sets.get(name) {
-                Some(o) if o.spec == d.spec && o.keyword == d.keyword => {}
-                Some(_) => return None,
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "add {} inet {TABLE} {name} {{ {} }}",
-                        d.keyword, d.spec
-                    );
-                }
-            }
-        }
-        // New chains, declared empty first.
-        for name in self.chains.keys() {
-            if !old.chains.contains_key(name) {
-                let _ = writeln!(out, "add chain inet {TABLE} {name}");
-            }
-        }
-        // Chains whose rules changed: flush and refill (new chains: fill).
-        for (name, rules) in &self.chains {
-            if old.chains.get(name) == Some(rules) {
-                continue;
-            }
-            if name == "forward" && old.chains.contains_key(name) {
-                // The base chain is rewritten whole only on a full rebuild.
-                return None;
-            }
-            if old.chains.contains_key(name) {
-                let _ = writeln!(out, "flush chain inet {TABLE} {name}");
-            }
-            for r in rules {
-                let _ = writeln!(out, "add rule inet {TABLE} {name} {r}");
-            }
-        }
-        // Elements: removed (and, for maps, re-pointed) keys first, then the new ones.
-        let key_of = |e: &str| e.split(" : ").next().unwrap_or(e).to_string();
-        for (name, d) in &self.sets {
-            let Some(o) = old.sets.get(name) else {
-                if !d.elements.is_empty() {
-                    let all: Vec<&str> = d.elements.iter().map(String::as_str).collect();
-                    let _ = writeln!(
-                        out,
-                        "add element inet {TABLE} {name} {{ {} }}",
-                        all.join(", ")
-                    );
-                }
-                continue;
-            };
-            let gone: Vec<String> = o
-                .elements
-                .iter()
-                .filter(|e| !d.elements.contains(*e))
-                .map(|e| key_of(e))
-                .collect();
-            if !gone.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "delete element inet {TABLE} {name} {{ {} }}",
-                    gone.join(", ")
-                );
-            }
-            let added: Vec<&str> = d
-                .elements
-                .iter()
-                .filter(|e| !o.elements.contains(*e))
-                .map(String::as_str)
-                .collect();
-            if !added.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "add element inet {TABLE} {name} {{ {} }}",
-                    added.join(", ")
-                );
-            }
-        }
-        // Chains that disappear: flush all first (they may jump to each other), then delete.
-        let gone: Vec<&String> = old
-            .chains
-            .keys()
-            .filter(|n| !self.chains.contains_key(*n))
-            .collect();
-        for name in &gone {
-            let _ = writeln!(out, "flush chain inet {TABLE} {name}");
-        }
-        for name in &gone {
-            let _ = writeln!(out, "delete chain inet {TABLE} {name}");
-        }
-        for (name, o) in &old.sets {
-            if !self.sets.contains_key(name) {
-                let _ = writeln!(out, "delete {} inet {TABLE} {name}", o.keyword);
-            }
-        }
-        if out.is_empty() {
-            Some(String::new())
-        } else {
-            Some(out)
-        }
-    }
 }
 
 fn proto_kw(p: Protocol) -> &'static str {
@@ -443,9 +258,13 @@ impl Ctx<'_> {
                             }
                         }
                         Direction::Egress => {
+                            // Host-network pods are node traffic: the engine never resolves
+                            // a named port at a node address, so neither does the kernel.
                             let candidates: Vec<PodId> = match peer_pods {
                                 Some(p) => p.to_vec(),
-                                None => (0..self.engine.pods().len() as PodId).collect(),
+                                None => (0..self.engine.pods().len() as PodId)
+                                    .filter(|&p| !self.engine.pods()[p as usize].host_network)
+                                    .collect(),
                             };
                             for pod in candidates {
                                 for (cp, num) in resolve(pod) {
@@ -755,23 +574,30 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
+    // One map key per address. Two local pods can claim one address (a finished pod keeps
+    // its IP in status while a new pod reuses it); duplicate keys would make nft reject the
+    // whole update and leave the old ruleset, stale chains included, in force. The pod the
+    // engine attributes the address to wins (so kernel and engine agree), else the first.
+    let mut owner: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (idx, (p, _, _)) in entries.iter().enumerate() {
+        for ip in &engine.pods()[*p as usize].ips {
+            let e = owner.entry(*ip).or_insert(idx);
+            if engine.pod_by_ip(*ip) == Some(*p) {
+                *e = idx;
+            }
+        }
+    }
     for (map, egress) in [("egress", true), ("ingress", false)] {
         for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
             let suffix = if v6 { 6 } else { 4 };
-            let elements: BTreeSet<String> = entries
+            let elements: BTreeSet<String> = owner
                 .iter()
-                .filter_map(|(p, e, i)| {
+                .filter(|(ip, _)| ip.is_ipv6() == v6)
+                .filter_map(|(ip, &idx)| {
+                    let (_, e, i) = &entries[idx];
                     let chain = if egress { e.as_ref() } else { i.as_ref() }?;
-                    Some(
-                        engine.pods()[*p as usize]
-                            .ips
-                            .iter()
-                            .filter(|ip| ip.is_ipv6() == v6)
-                            .map(|ip| format!("{ip} : jump {chain}"))
-                            .collect::<Vec<_>>(),
-                    )
+                    Some(format!("{ip} : jump {chain}"))
                 })
-                .flatten()
                 .collect();
             sets.insert(
                 format!("{map}_{suffix}"),
@@ -783,14 +609,16 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
-    let mut forward = vec![
+    crate::antispoof::render_into(&mut sets, &opts.pod_interfaces);
+    let mut forward = crate::antispoof::forward_rules();
+    forward.extend([
         "ct state established,related accept".to_string(),
         "ct state invalid drop".into(),
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),
         "ip6 daddr vmap @ingress_6".into(),
-    ];
+    ]);
     if opts.log_allowed {
         // Allowed new connections to destinations that are not local pods.
         forward.push(format!(
@@ -798,6 +626,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         ));
     }
     cx.chains.insert("forward".into(), forward);
+    cx.chains
+        .insert("input".into(), crate::antispoof::input_rules());
     let rules = cx.chains.values().map(Vec::len).sum();
     Ruleset {
         sets,

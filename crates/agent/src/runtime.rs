@@ -5,6 +5,8 @@ use crate::nfnetlink::{ElementError, NftSocket};
 use crate::nft::{self, NftError};
 use crate::ruleset::{render, RenderOptions, TABLE};
 use palisade_policy::{Engine, PodId};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// Which pods this agent enforces.
@@ -60,6 +62,41 @@ pub fn local_pods(engine: &Engine, settings: &AgentSettings) -> Vec<PodId> {
         .collect()
 }
 
+/// The interface the node routes each address of `pods` to, for anti-spoofing (see
+/// [`crate::antispoof`]). Addresses without a host route are reported and left unchecked.
+pub fn pod_interfaces(
+    engine: &Engine,
+    pods: &[PodId],
+    netns: Option<&str>,
+) -> BTreeMap<IpAddr, String> {
+    let ips: Vec<IpAddr> = pods
+        .iter()
+        .map(|&p| &engine.pods()[p as usize])
+        .filter(|p| !p.host_network)
+        .flat_map(|p| p.ips.iter().copied())
+        .collect();
+    if ips.is_empty() {
+        return BTreeMap::new();
+    }
+    match crate::antispoof::discover(netns, &ips) {
+        Ok(found) => {
+            let missing = ips.iter().filter(|ip| !found.contains_key(ip)).count();
+            if missing > 0 {
+                tracing::warn!(
+                    missing,
+                    "local pod addresses without a host route to their interface: their \
+                     source addresses are not checked (anti-spoofing)"
+                );
+            }
+            found
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "anti-spoofing off: cannot read pod routes");
+            BTreeMap::new()
+        }
+    }
+}
+
 impl Agent {
     /// A new agent.
     pub fn new(settings: AgentSettings) -> Self {
@@ -83,6 +120,7 @@ impl Agent {
         let rs = render(
             engine,
             &RenderOptions {
+                pod_interfaces: pod_interfaces(engine, &pods, settings.netns.as_deref()),
                 local_pods: pods.clone(),
                 log_denied: settings.log_flows,
                 log_allowed: settings.log_flows,
@@ -139,6 +177,39 @@ impl Agent {
         stats.apply_us = t1.elapsed().as_micros();
         self.applied = Some(rs);
         Ok(stats)
+    }
+
+    /// Whether the table this agent applied is still in the kernel with its base chains
+    /// filled. Something else can remove it without the agent noticing (`nft flush
+    /// ruleset` when a host firewall reloads, a hand edit); reconciles only apply
+    /// differences, so without this check the node would stay open until policy changed.
+    pub fn table_intact(&self) -> bool {
+        let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
+        [
+            ("forward", "ct state established"),
+            ("input", "@pod_ifaces"),
+        ]
+        .iter()
+        .all(|(chain, rule)| {
+            nft::run(&["list", "chain", "inet", TABLE, chain], ns.as_deref())
+                .is_ok_and(|out| out.contains(rule))
+        })
+    }
+
+    /// The periodic check: when the table is no longer intact, forgets what was applied and
+    /// rebuilds it in one transaction from `engine`; otherwise reconciles as usual, which
+    /// also picks up pod interfaces whose routes appeared after their pod (anti-spoofing).
+    /// `Ok(None)` when nothing had to change (or this agent never applied anything).
+    pub fn resync(&mut self, engine: &Engine) -> Result<Option<ApplyStats>, NftError> {
+        if self.applied.is_none() {
+            return Ok(None);
+        }
+        if !self.table_intact() {
+            tracing::warn!("the ruleset was removed or emptied outside the agent; rebuilding it");
+            self.applied = None;
+        }
+        let stats = self.reconcile(engine)?;
+        Ok((!stats.unchanged).then_some(stats))
     }
 
     fn apply_elements(

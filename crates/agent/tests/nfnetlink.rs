@@ -123,3 +123,50 @@ fn batches_apply_atomically_and_failures_change_nothing() {
     );
     assert!(sock.apply("t", &other).is_err());
 }
+
+#[test]
+fn interface_name_elements_match_what_nft_writes() {
+    if !root_with_nft() {
+        eprintln!("skipping: needs root and nftables");
+        return;
+    }
+    let ns = Netns(format!("plnli{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    nft::apply(
+        "table inet t {
+           set i { type ifname; }
+           set p { type ifname . ipv4_addr; }
+           set q { type ifname . ipv6_addr; }
+         }",
+        Some(&ns.0),
+    )
+    .unwrap();
+    let mut sock = NftSocket::open(Some(&ns.0)).unwrap();
+    let mut b = ElementBatch::new();
+    b.push(
+        ElementOp::Add,
+        "i",
+        vec![Element::parse("\"cali0a1b2c3d4e\"").unwrap()],
+    );
+    b.push(
+        ElementOp::Add,
+        "p",
+        vec![Element::parse("\"h0\" . 10.0.0.1").unwrap()],
+    );
+    b.push(
+        ElementOp::Add,
+        "q",
+        vec![Element::parse("\"h1\" . fd00::1").unwrap()],
+    );
+    sock.apply("t", &b).unwrap();
+    assert!(list(&ns.0, "set", "i").contains("\"cali0a1b2c3d4e\""));
+    assert!(list(&ns.0, "set", "p").contains("\"h0\" . 10.0.0.1"));
+    assert!(list(&ns.0, "set", "q").contains("\"h1\" . fd00::1"));
+    // What the kernel holds is what nft itself would write: nft can delete it by its text.
+    nft::apply("delete element inet t p { \"h0\" . 10.0.0.1 }", Some(&ns.0)).unwrap();
+    assert!(!list(&ns.0, "set", "p").contains("10.0.0.1"));
+}

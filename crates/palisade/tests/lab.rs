@@ -25,11 +25,27 @@ fn can_run() -> bool {
     root && nft
 }
 
-fn tmpdir(name: &str) -> PathBuf {
+/// A scratch folder under the system temp dir, removed when dropped (also on failure).
+struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> TmpDir {
     let d = std::env::temp_dir().join(format!("palisade-lab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -331,4 +347,444 @@ fn flow_events_come_from_the_kernel_with_the_deciding_policy() {
     } else {
         eprintln!("skipping byte counts: conntrack-tools not installed");
     }
+}
+
+fn compile(yaml: &str) -> palisade_policy::Engine {
+    let mut m = palisade_policy::Manifests::new();
+    m.add_file("lab.yaml", yaml);
+    assert!(!m.has_errors(), "{:#?}", m.diagnostics);
+    palisade_policy::Engine::compile(&palisade_policy::Snapshot::from_manifests(&m))
+}
+
+/// Packets that reached a lab pod, counted by an nft table in its own namespace (before
+/// anything else there sees them): `rules` are match expressions, one counter each.
+fn observer(ns: &str, rules: &[&str]) {
+    observer_at(ns, "prerouting priority -500", rules)
+}
+
+/// Like [`observer`], at hook and priority `at` (`input priority 10`: after the agent).
+fn observer_at(ns: &str, at: &str, rules: &[&str]) {
+    let body: String = rules.iter().map(|r| format!("{r} counter; ")).collect();
+    let script =
+        format!("table inet obs {{ chain c {{ type filter hook {at}; policy accept; {body}}}; }}");
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{script}");
+}
+
+/// The packet counts of the observer's rules, in order.
+fn observed(ns: &str) -> Vec<u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "table", "inet", "obs"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("packets ").nth(1))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+const TRIO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.1.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.1.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, labels: {app: c}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 8080, name: http}]}]}
+status: {podIP: 10.78.1.3}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c-from-b, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]
+    ports: [{port: 8080}]
+"#;
+
+/// A lab session of `TRIO` (or `yaml`) with the agent's table applied through the runtime
+/// (pod interfaces discovered from the node's routes, as on a real node).
+fn trio_session(
+    name: &str,
+    yaml: &str,
+) -> (
+    palisade_agent::lab::Session,
+    palisade_policy::Engine,
+    palisade_agent::runtime::Agent,
+) {
+    let eng = compile(yaml);
+    let pods: Vec<(u32, String, std::net::IpAddr)> = eng
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = &eng.pods()[id as usize];
+            (id, p.key(), p.ips[0])
+        })
+        .collect();
+    let session = palisade_agent::lab::Session::start(
+        &format!("pl{name}{}", std::process::id() % 10000),
+        &pods,
+        &[(8080, palisade_policy::Protocol::TCP)],
+        |_| Vec::new(),
+        PathBuf::from(bin()),
+        std::time::Duration::from_millis(300),
+        false,
+    )
+    .expect("lab");
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(session.node_ns().to_string()),
+        log_flows: false,
+    });
+    agent.reconcile(&eng).expect("ruleset applied");
+    (session, eng, agent)
+}
+
+fn netns_of(s: &palisade_agent::lab::Session, key: &str) -> String {
+    s.lab
+        .pods
+        .iter()
+        .find(|p| p.key == key)
+        .unwrap()
+        .netns
+        .clone()
+}
+
+#[test]
+fn a_pod_cannot_pass_for_another_pod_or_an_allowed_ip_block() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, eng, _agent) = trio_session("sp", TRIO);
+    let (a, c) = (netns_of(&s, "x/a"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip, outside) = (
+        "10.78.1.2".parse().unwrap(),
+        "10.78.1.3".parse().unwrap(),
+        "203.0.113.7".parse().unwrap(),
+    );
+    observer(
+        &c,
+        &[
+            "ip saddr 10.78.1.2 tcp dport 8080",
+            "ip saddr 203.0.113.7 tcp dport 8080",
+            "ip saddr 10.78.1.1",
+        ],
+    );
+    // `a` may not reach `c`; it claims to be `b`, then a host in the allowed ipBlock, with a
+    // SYN and with a bare ACK (conntrack picks up mid-stream connections as new).
+    for (src, sport) in [(b_ip, 41000), (outside, 41001)] {
+        for flags in [craft::SYN, craft::ACK] {
+            craft::send_ipv4(&a, &craft::tcp(src, c_ip, sport, 8080, flags)).unwrap();
+        }
+    }
+    // Its own address on a port `c` does not allow: dropped too (the control).
+    craft::send_ipv4(
+        &a,
+        &craft::tcp("10.78.1.1".parse().unwrap(), c_ip, 41002, 8080, craft::SYN),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(&c), [0, 0, 0], "spoofed packets reached c");
+    // The node itself: its services (the DNS proxy) tell pods apart by source address.
+    let node = s.node_ns().to_string();
+    observer_at(
+        &node,
+        "input priority 10",
+        &[
+            "ip saddr 10.78.1.2 udp dport 5300",
+            "ip saddr 10.78.1.1 udp dport 5300",
+        ],
+    );
+    let mut udp = vec![0x9c, 0x41, 0x14, 0xb4, 0, 12, 0, 0];
+    udp.extend_from_slice(b"dns?");
+    let to_node = "169.254.1.1".parse().unwrap();
+    craft::send_ipv4(&a, &craft::ipv4(b_ip, to_node, 17, &udp)).unwrap();
+    let a_ip = "10.78.1.1".parse().unwrap();
+    craft::send_ipv4(&a, &craft::ipv4(a_ip, to_node, 17, &udp)).unwrap();
+    craft::send_ipv4(&netns_of(&s, "x/b"), &craft::ipv4(b_ip, to_node, 17, &udp)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&node),
+        [1, 1],
+        "only each pod's own packet reached the node"
+    );
+    // Nothing allowed is lost: b reaches c, a does not, as the engine says.
+    let (probes, dis) = s
+        .observe(&eng, &[(8080, palisade_policy::Protocol::TCP)])
+        .unwrap();
+    assert!(dis.is_empty(), "{dis:#?}");
+    assert!(probes[0].matrix["x/b"]["x/c"]);
+    assert!(!probes[0].matrix["x/a"]["x/c"]);
+    assert!(observed(&c)[0] > 0, "b's real connection was counted");
+}
+
+/// A finished pod keeps its address in status while a new pod on the node reuses it. The
+/// update must still apply (one map key per address), and the new pod be isolated.
+#[test]
+fn a_reused_pod_address_does_not_keep_the_ruleset_out() {
+    if !can_run() {
+        return;
+    }
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: done-job, namespace: x, labels: {app: job}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {phase: Succeeded, podIP: 10.78.2.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: x, labels: {app: client}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.2.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: x, labels: {app: db}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 8080}]}]}
+status: {podIP: 10.78.2.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-closed, namespace: x}
+spec: {podSelector: {matchLabels: {app: db}}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: job-from-client, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: job}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+"#;
+    let eng = compile(yaml);
+    // Only the live pods get namespaces; the engine knows all three.
+    let live: Vec<(u32, String, std::net::IpAddr)> = ["x/client", "x/db"]
+        .iter()
+        .map(|k| {
+            let id = eng.pod_by_key(k).unwrap();
+            (id, k.to_string(), eng.pods()[id as usize].ips[0])
+        })
+        .collect();
+    let s = palisade_agent::lab::Session::start(
+        &format!("plru{}", std::process::id() % 10000),
+        &live,
+        &[(8080, palisade_policy::Protocol::TCP)],
+        |_| Vec::new(),
+        PathBuf::from(bin()),
+        std::time::Duration::from_millis(300),
+        false,
+    )
+    .expect("lab");
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(s.node_ns().to_string()),
+        log_flows: false,
+    });
+    agent
+        .reconcile(&eng)
+        .expect("the ruleset applies despite two pods with one address");
+    let (probes, dis) = s
+        .observe(&eng, &[(8080, palisade_policy::Protocol::TCP)])
+        .unwrap();
+    assert!(dis.is_empty(), "{dis:#?}");
+    assert!(!probes[0].matrix["x/client"]["x/db"], "db is isolated");
+}
+
+/// A peer allowed on one TCP port gets nothing else through: no other IP protocol (raw 253,
+/// ICMP echo), no UDP on the same port number, no bare ACK on another port; only its SYN to
+/// the allowed port arrives.
+#[test]
+fn an_allowed_port_opens_nothing_else() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, _agent) = trio_session("pr", TRIO);
+    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+    observer(
+        &c,
+        &[
+            "ip saddr 10.78.1.2 meta l4proto 253",
+            "ip saddr 10.78.1.2 meta l4proto icmp",
+            "ip saddr 10.78.1.2 udp dport 8080",
+            "ip saddr 10.78.1.2 tcp dport 9090",
+            "ip saddr 10.78.1.2 tcp dport 8080",
+        ],
+    );
+    let mut udp = vec![0x9c, 0x40, 0x1f, 0x90, 0, 12, 0, 0];
+    udp.extend_from_slice(b"ping");
+    let echo = {
+        let mut m = vec![8, 0, 0, 0, 0, 1, 0, 1];
+        let c = craft::checksum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        m
+    };
+    for p in [
+        craft::ipv4(b_ip, c_ip, 253, b"raw"),
+        craft::ipv4(b_ip, c_ip, 1, &echo),
+        craft::ipv4(b_ip, c_ip, 17, &udp),
+        craft::tcp(b_ip, c_ip, 42000, 9090, craft::ACK),
+        craft::tcp(b_ip, c_ip, 42001, 8080, craft::SYN),
+    ] {
+        craft::send_ipv4(&b, &p).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let got = observed(&c);
+    assert_eq!(&got[..4], [0, 0, 0, 0], "{got:?}");
+    assert!(got[4] >= 1, "the allowed SYN arrives: {got:?}");
+}
+
+/// When policy tightens, a connection already open stays until it closes (as in Calico and
+/// Cilium: docs/agent.md), but a new one is refused by the very next update.
+#[test]
+fn tightened_policy_refuses_new_connections_at_once() {
+    use std::io::Read;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("tt", TRIO);
+    let c_ip = "10.78.1.3".parse().unwrap();
+    let mut held = s
+        .hold("x/b", c_ip, 8080)
+        .expect("b holds a connection to c");
+    // b loses its right to reach c.
+    let tight = compile(&TRIO.replace(
+        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+    ));
+    let stats = agent.reconcile(&tight).expect("tightened ruleset");
+    assert!(stats.incremental, "{stats:?}");
+    let (probes, dis) = s
+        .observe(&tight, &[(8080, palisade_policy::Protocol::TCP)])
+        .unwrap();
+    assert!(dis.is_empty(), "{dis:#?}");
+    assert!(
+        !probes[0].matrix["x/b"]["x/c"],
+        "a new connection is refused"
+    );
+    drop(held.stdin.take());
+    let mut out = String::new();
+    held.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = held.wait();
+    assert!(out.trim().starts_with("alive"), "held connection: {out}");
+}
+
+/// A host firewall reload (`nft flush ruleset`) removes the agent's table behind its back.
+/// Reconciles apply differences only, so nothing would bring it back until policy changed;
+/// the periodic resync does, and the pod is isolated again.
+#[test]
+fn a_flushed_ruleset_is_rebuilt_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("rs", TRIO);
+    let probe = |e: &palisade_policy::Engine| {
+        let (p, dis) = s
+            .observe(e, &[(8080, palisade_policy::Protocol::TCP)])
+            .unwrap();
+        (p[0].matrix["x/a"]["x/c"], dis.len())
+    };
+    assert_eq!(probe(&eng), (false, 0));
+    assert!(agent.table_intact());
+    let st = Command::new("ip")
+        .args(["netns", "exec", s.node_ns(), "nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(!agent.table_intact());
+    // Nothing changed in policy: a reconcile has nothing to do, and a reaches c.
+    assert!(agent.reconcile(&eng).unwrap().unchanged);
+    assert!(probe(&eng).0, "with the table gone, c is open");
+    let rebuilt = agent.resync(&eng).unwrap().expect("rebuilt");
+    assert!(!rebuilt.incremental);
+    assert!(agent.table_intact());
+    assert_eq!(probe(&eng), (false, 0), "c is isolated again");
+    assert!(
+        agent.resync(&eng).unwrap().is_none(),
+        "intact: nothing to do"
+    );
+}
+
+/// A pod whose host route appears after the agent saw it is anti-spoofed from the next
+/// resync on, without any policy change.
+#[test]
+fn a_late_pod_route_is_picked_up_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("lr", TRIO);
+    let node = s.node_ns().to_string();
+    let src_set = || list_set(&node, "pod_src_4");
+    assert!(src_set().contains("10.78.1.3"), "{}", src_set());
+    let c_if = netns_if_of(&node, "10.78.1.3");
+    let st = Command::new("ip")
+        .args(["-n", &node, "route", "del", "10.78.1.3/32"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    agent.reconcile(&eng).unwrap();
+    assert!(!src_set().contains("10.78.1.3"), "{}", src_set());
+    let st = Command::new("ip")
+        .args(["-n", &node, "route", "add", "10.78.1.3/32", "dev", &c_if])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stats = agent
+        .resync(&eng)
+        .unwrap()
+        .expect("the new route changed the sets");
+    assert!(stats.incremental, "{stats:?}");
+    assert!(
+        src_set().contains(&format!("\"{c_if}\" . 10.78.1.3")),
+        "{}",
+        src_set()
+    );
+}
+
+fn list_set(ns: &str, set: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "set", "inet", "palisade", set,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The interface `ns` routes `ip` to.
+fn netns_if_of(ns: &str, ip: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "route", "get", ip])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().unwrap_or_default().to_string();
+        }
+    }
+    panic!("no route to {ip} in {ns}: {text}")
 }

@@ -390,10 +390,12 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
     };
     let started = Instant::now();
     let log = opts.events.is_some();
+    let local: Vec<u32> = session.lab.pods.iter().map(|p| p.id).collect();
     let rs = render(
         engine,
         &RenderOptions {
-            local_pods: session.lab.pods.iter().map(|p| p.id).collect(),
+            pod_interfaces: crate::runtime::pod_interfaces(engine, &local, Some(session.node_ns())),
+            local_pods: local,
             log_denied: log,
             log_allowed: log,
         },

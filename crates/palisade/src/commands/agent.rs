@@ -86,6 +86,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     code
 }
 
+/// How often the agent checks that its table is still in the kernel.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Follows the published snapshot and reconciles the kernel on every change. A rejected
 /// transaction is reported; the previous ruleset stays in force.
 pub(crate) async fn run_agent(
@@ -132,9 +135,34 @@ pub(crate) async fn run_agent(
         if once {
             return Ok(ExitCode::SUCCESS);
         }
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return Ok(ExitCode::SUCCESS) },
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        // Between changes, check every 30 s that the table is still there (a host firewall
+        // reload flushes every table) and rebuild it if not; pod routes that appeared late
+        // are picked up on the way.
+        loop {
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Ok(ExitCode::SUCCESS) } else { break },
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                _ = tokio::time::sleep(RESYNC) => {
+                    let Some(engine) = rx.borrow().as_ref().map(|p| p.engine.clone()) else {
+                        continue;
+                    };
+                    let (a2, r) = tokio::task::spawn_blocking(move || {
+                        let r = agent.resync(&engine);
+                        (agent, r)
+                    })
+                    .await?;
+                    agent = a2;
+                    match r {
+                        Ok(Some(s)) => tracing::info!(
+                            rules = s.rules,
+                            incremental = s.incremental,
+                            "ruleset resynced"
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "ruleset could not be rebuilt"),
+                    }
+                }
+            }
         }
     }
 }

@@ -1,0 +1,132 @@
+//! Rendering checks that need no kernel: what the ruleset holds for policies whose kernel
+//! form is easy to get wrong (dual stack, named ports and host-network pods).
+
+use crate::ruleset::{render, RenderOptions, Ruleset};
+use palisade_policy::{Endpoint, Engine, Flow, Manifests, Protocol, Snapshot};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+fn engine(yaml: &str) -> Engine {
+    let mut m = Manifests::new();
+    m.add_file("t.yaml", yaml);
+    assert!(!m.has_errors(), "{:#?}", m.diagnostics);
+    Engine::compile(&Snapshot::from_manifests(&m))
+}
+
+fn rendered(e: &Engine, local: Vec<u32>, ifs: BTreeMap<IpAddr, String>) -> Ruleset {
+    render(
+        e,
+        &RenderOptions {
+            local_pods: local,
+            log_denied: false,
+            log_allowed: false,
+            pod_interfaces: ifs,
+        },
+    )
+}
+
+/// A dual-stack pod isolated by an IPv4-only policy: its IPv6 address is in the ingress
+/// map too, its chain allows IPv4 sources only (IPv6 falls to the drop), and its IPv6
+/// address is bound to its interface like the IPv4 one.
+#[test]
+fn ipv4_only_policy_isolates_a_dual_stack_pod_in_both_families() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, labels: {app: c}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIPs: [{ip: 10.0.0.3}, {ip: "fd00::3"}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: v4-only, namespace: x}
+spec:
+  podSelector: {}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]
+"#;
+    let e = engine(yaml);
+    let ifs: BTreeMap<IpAddr, String> = [
+        ("10.0.0.3".parse().unwrap(), "h0".to_string()),
+        ("fd00::3".parse().unwrap(), "h0".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let rs = rendered(&e, vec![0], ifs);
+    let entry = |map: &str| -> String {
+        let el = rs.sets[map].elements.iter().next().expect(map).clone();
+        el.rsplit(' ').next().unwrap().to_string()
+    };
+    let (c4, c6) = (entry("ingress_4"), entry("ingress_6"));
+    assert_eq!(c4, c6, "both families go through the same chain");
+    let chain = &rs.chains[&c4];
+    assert_eq!(chain.last().map(String::as_str), Some("drop"), "{chain:?}");
+    for rule in &chain[..chain.len() - 1] {
+        assert!(rule.starts_with("ip saddr 10.0.0.0/8 "), "{rule}");
+    }
+    let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
+    assert_eq!(el("pod_src_6"), ["\"h0\" . fd00::3"]);
+    assert_eq!(el("pod_src_4"), ["\"h0\" . 10.0.0.3"]);
+}
+
+/// An egress rule with a named port and no peer (or an ipBlock peer) opens that port on
+/// pods declaring the name; a host-network pod's node address is not one of them (the
+/// engine denies that flow, so the kernel must too).
+#[test]
+fn named_ports_do_not_open_host_network_addresses() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: x, labels: {app: web}}
+spec: {nodeName: n2, containers: [{name: c, ports: [{containerPort: 8080, name: http}]}]}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: exporter, namespace: x, labels: {app: exporter}}
+spec: {nodeName: n2, hostNetwork: true, containers: [{name: c, ports: [{containerPort: 8080, name: http}]}]}
+status: {podIP: 192.168.1.5}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-out, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  policyTypes: [Egress]
+  egress:
+  - ports: [{port: http}]
+  - to: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{port: http}]
+"#;
+    let e = engine(yaml);
+    let a = e.pod_by_key("x/a").unwrap();
+    let rs = rendered(&e, vec![a], BTreeMap::new());
+    let rules: Vec<&String> = rs.chains.values().flatten().collect();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.contains("10.0.0.2") && r.contains("dport 8080")),
+        "{rules:#?}"
+    );
+    assert!(
+        !rules.iter().any(|r| r.contains("192.168.1.5")),
+        "{rules:#?}"
+    );
+    // The engine agrees: the node address is denied, the pod allowed.
+    let flow = |dst| Flow {
+        src: Endpoint::Pod(a),
+        dst,
+        port: 8080,
+        protocol: Protocol::TCP,
+        http: None,
+    };
+    let node = e.endpoint_for_ip("192.168.1.5".parse().unwrap());
+    assert!(!e.verdict(&flow(node)).allowed());
+    let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
+    assert!(e.verdict(&flow(web)).allowed());
+}
