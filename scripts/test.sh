@@ -61,7 +61,7 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== cargo build --release"
 cargo build --release --workspace
 echo "== cargo test --release"
-cargo test --release --workspace 2>&1 | tee target/test-output.txt
+cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 grep -q "test result: FAILED" target/test-output.txt && exit 1
 
 # deploy/: kustomize renders it and every object validates against the Kubernetes schemas

@@ -13,5 +13,6 @@ pub mod nfnetlink;
 pub mod nft;
 #[cfg(test)]
 mod render_tests;
+pub mod revoke;
 pub mod ruleset;
 pub mod runtime;

@@ -107,6 +107,26 @@ impl Agent {
         }
     }
 
+    /// Closes the open connections `engine` now denies, between pods of which at least one
+    /// is enforced here ([`crate::revoke`]); returns how many. Call it after the new
+    /// ruleset is in force, so the connections' next packets meet it.
+    pub fn close_denied(&self, engine: &Engine) -> std::io::Result<usize> {
+        let Some(settings) = &self.settings else {
+            return Ok(0);
+        };
+        let netns = settings.netns.as_deref();
+        let tracked = crate::revoke::list(netns)?;
+        let local: std::collections::HashSet<PodId> =
+            local_pods(engine, settings).into_iter().collect();
+        let mut closed = 0;
+        for t in crate::revoke::now_denied(engine, &tracked, |p| local.contains(&p)) {
+            if crate::revoke::delete(netns, t)? {
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
     /// Renders the engine's policy for the local pods and applies it in one transaction.
     pub fn reconcile(&mut self, engine: &Engine) -> Result<ApplyStats, NftError> {
         let settings = self.settings.clone().unwrap_or(AgentSettings {

@@ -517,7 +517,7 @@ fn metric(text: &str, name: &str) -> f64 {
 fn scrape(endpoint: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(endpoint).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();

@@ -652,12 +652,18 @@ fn an_allowed_port_opens_nothing_else() {
     assert!(got[4] >= 1, "the allowed SYN arrives: {got:?}");
 }
 
-/// When policy tightens, a connection already open stays until it closes (as in Calico and
-/// Cilium: docs/agent.md), but a new one is refused by the very next update.
+/// When policy tightens, a new connection is refused by the very next update, and one
+/// already open is closed (CONVENTIONS: open connections are checked again and those now
+/// denied are closed): the agent deletes its conntrack entry, so its next packet meets the
+/// new ruleset. On the old code the held connection stayed alive.
 #[test]
-fn tightened_policy_refuses_new_connections_at_once() {
+fn tightened_policy_refuses_new_connections_and_closes_open_ones() {
     use std::io::Read;
     if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
         return;
     }
     let (s, _eng, mut agent) = trio_session("tt", TRIO);
@@ -665,6 +671,10 @@ fn tightened_policy_refuses_new_connections_at_once() {
     let mut held = s
         .hold("x/b", c_ip, 8080)
         .expect("b holds a connection to c");
+    // a connection the new policy still allows: c → b is not touched by the change.
+    let mut kept = s
+        .hold("x/c", "10.78.1.2".parse().unwrap(), 8080)
+        .expect("c holds a connection to b");
     // b loses its right to reach c.
     let tight = compile(&TRIO.replace(
         "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
@@ -672,6 +682,8 @@ fn tightened_policy_refuses_new_connections_at_once() {
     ));
     let stats = agent.reconcile(&tight).expect("tightened ruleset");
     assert!(stats.incremental, "{stats:?}");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "exactly b's connection to c is closed");
     let (probes, dis) = s
         .observe(&tight, &[(8080, palisade_policy::Protocol::TCP)])
         .unwrap();
@@ -680,15 +692,25 @@ fn tightened_policy_refuses_new_connections_at_once() {
         !probes[0].matrix["x/b"]["x/c"],
         "a new connection is refused"
     );
-    drop(held.stdin.take());
-    let mut out = String::new();
-    held.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = held.wait();
-    assert!(out.trim().starts_with("alive"), "held connection: {out}");
+    // Give the held connections time to try the wire again (they ping every interval and
+    // wait 2 s for the echo).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let outcome = |child: &mut std::process::Child| {
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = child.wait();
+        out
+    };
+    let held_out = outcome(&mut held);
+    let kept_out = outcome(&mut kept);
+    assert!(held_out.trim().starts_with("broken"), "b → c: {held_out}");
+    assert!(kept_out.trim().starts_with("alive"), "c → b: {kept_out}");
 }
 
 /// A host firewall reload (`nft flush ruleset`) removes the agent's table behind its back.

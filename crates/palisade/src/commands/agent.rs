@@ -107,12 +107,33 @@ pub(crate) async fn run_agent(
             Some(p) => {
                 let engine = p.engine.clone();
                 let generation = p.generation;
-                let (a2, result) = tokio::task::spawn_blocking(move || {
+                let (a2, result, closed) = tokio::task::spawn_blocking(move || {
                     let r = agent.reconcile(&engine);
-                    (agent, r)
+                    // Connections opened under the old policy that the new one denies are
+                    // closed once the new ruleset is in force.
+                    let closed = match &r {
+                        Ok(s) if !s.unchanged => Some(agent.close_denied(&engine)),
+                        _ => None,
+                    };
+                    (agent, r, closed)
                 })
                 .await?;
                 agent = a2;
+                match closed {
+                    Some(Ok(n)) if n > 0 => {
+                        tracing::info!(
+                            generation,
+                            closed = n,
+                            "closed connections the new policy denies"
+                        )
+                    }
+                    Some(Err(e)) => tracing::warn!(
+                        generation,
+                        error = %e,
+                        "open connections not checked against the new policy (conntrack)"
+                    ),
+                    _ => {}
+                }
                 match result {
                     Ok(s) => tracing::info!(
                         generation,

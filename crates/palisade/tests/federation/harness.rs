@@ -376,7 +376,7 @@ impl Member {
     /// The member's `/api/v1/status` JSON.
     pub(crate) fn status(&self) -> serde_json::Value {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
-        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).unwrap();
