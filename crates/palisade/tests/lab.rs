@@ -435,9 +435,20 @@ fn trio_session(
             (id, p.key(), p.ips[0])
         })
         .collect();
+    let (session, mut agent) = lab_with_agent(name, &pods);
+    agent.reconcile(&eng).expect("ruleset applied");
+    (session, eng, agent)
+}
+
+/// A lab of `pods` (engine id, key, address) serving TCP 8080, and an agent for node `n1`
+/// applying inside it (nothing applied yet).
+fn lab_with_agent(
+    name: &str,
+    pods: &[(u32, String, std::net::IpAddr)],
+) -> (palisade_agent::lab::Session, palisade_agent::runtime::Agent) {
     let session = palisade_agent::lab::Session::start(
         &format!("pl{name}{}", std::process::id() % 10000),
-        &pods,
+        pods,
         &[(8080, palisade_policy::Protocol::TCP)],
         |_| Vec::new(),
         PathBuf::from(bin()),
@@ -445,14 +456,13 @@ fn trio_session(
         false,
     )
     .expect("lab");
-    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+    let agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
         node: "n1".into(),
         all_nodes: false,
         netns: Some(session.node_ns().to_string()),
         log_flows: false,
     });
-    agent.reconcile(&eng).expect("ruleset applied");
-    (session, eng, agent)
+    (session, agent)
 }
 
 fn netns_of(s: &palisade_agent::lab::Session, key: &str) -> String {
@@ -581,22 +591,7 @@ spec:
             (id, k.to_string(), eng.pods()[id as usize].ips[0])
         })
         .collect();
-    let s = palisade_agent::lab::Session::start(
-        &format!("plru{}", std::process::id() % 10000),
-        &live,
-        &[(8080, palisade_policy::Protocol::TCP)],
-        |_| Vec::new(),
-        PathBuf::from(bin()),
-        std::time::Duration::from_millis(300),
-        false,
-    )
-    .expect("lab");
-    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
-        node: "n1".into(),
-        all_nodes: false,
-        netns: Some(s.node_ns().to_string()),
-        log_flows: false,
-    });
+    let (s, mut agent) = lab_with_agent("ru", &live);
     agent
         .reconcile(&eng)
         .expect("the ruleset applies despite two pods with one address");
