@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/fake_k8s.rs"]
+mod fake_k8s;
+
 fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_palisade")
 }
@@ -187,67 +190,6 @@ fn serves_the_manifests_gateways_and_writes_events() {
     );
 }
 
-/// A Kubernetes API server just big enough for a read-only source: every collection lists
-/// empty except `aigateways`, which lists `gateway`; watches are held open with nothing
-/// in them. Returns the port.
-fn fake_api(gateway: serde_json::Value) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let gateway = std::sync::Arc::new(gateway);
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let gateway = std::sync::Arc::clone(&gateway);
-            std::thread::spawn(move || api_connection(s, &gateway));
-        }
-    });
-    port
-}
-
-fn api_connection(mut s: TcpStream, gateway: &serde_json::Value) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&got[..end]).to_string();
-        got.drain(..end + 4);
-        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        if query
-            .split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1")
-        {
-            // Held open, nothing to say: the source keeps what it listed.
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
-            );
-            std::thread::sleep(Duration::from_secs(600));
-            return;
-        }
-        let items = if path.ends_with("/aigateways") {
-            vec![gateway.clone()]
-        } else {
-            Vec::new()
-        };
-        let body = serde_json::json!({
-            "kind": "List", "apiVersion": "v1",
-            "metadata": {"resourceVersion": "7"},
-            "items": items,
-        })
-        .to_string();
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-    }
-}
-
 /// In a cluster (`deploy/ingress.yaml`) the gateway's routes are AIGateway resources read
 /// from the API (`--source kubernetes`), not files: a route listed by the API serves, its
 /// API keys (a file mounted from a Secret, absolute path) authenticate. On the old code
@@ -262,7 +204,7 @@ fn serves_aigateways_from_the_kubernetes_api() {
     };
     let keys = d.join("keys.txt");
     std::fs::write(&keys, "alice: key-of-alice\n").unwrap();
-    let api = fake_api(serde_json::json!({
+    let api = fake_k8s::serve(serde_json::json!({
         "metadata": {"name": "gw", "namespace": "ml", "uid": "u1", "resourceVersion": "5"},
         "spec": {
             "routes": [{"name": "chat", "pathPrefix": "/v1",
@@ -271,12 +213,7 @@ fn serves_aigateways_from_the_kubernetes_api() {
             "consumers": [{"name": "alice", "models": ["gpt-4o-mini"]}]
         }
     }));
-    let kubeconfig = d.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{api}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: u\ncurrent-context: fake\n"),
-    )
-    .unwrap();
+    let kubeconfig = fake_k8s::kubeconfig(&d, api);
     // No AIGateway in the (empty) manifests folder: routes can only come from the API.
     std::fs::create_dir_all(d.join("manifests")).unwrap();
     let cfg = d.join("palisade.yaml");

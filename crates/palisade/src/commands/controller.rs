@@ -40,10 +40,28 @@ pub(crate) struct Args {
     /// once while etcd is unreachable). Without it nothing is saved.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// A file holding the admin token: the admin API then wants `Authorization: Bearer
+    /// <token>` on everything but `/healthz` and `/readyz` (the kubelet's probes). Without
+    /// it the API is open to whoever can reach the address (deploy/ limits that with a
+    /// NetworkPolicy).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     super::init_logging();
+    let access = match a
+        .admin_token_file
+        .as_deref()
+        .map(palisade_observe::access::Access::token_file)
+        .transpose()
+    {
+        Ok(acc) => acc,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let federation = match (a.join.enabled(), a.join.cluster_name()) {
         (false, _) => None,
         (true, None) => {
@@ -107,6 +125,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             events: None,
             federation: joined.map(|j| j.health),
         });
+        let app = match access {
+            Some(acc) => acc.protect(app),
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(a.admin).await?;
         tracing::info!(admin = %a.admin, "controller started");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
