@@ -73,10 +73,16 @@ fn pod(m: &Map<String, Value>) -> Value {
         ),
     );
     out.insert("spec".into(), s);
-    out.insert(
-        "status".into(),
-        pick(status, &["podIP", "podIPs", "hostIP"]),
-    );
+    let mut st = pick(status, &["podIP", "podIPs", "hostIP"]);
+    // The phase matters only once the pod has finished (its address is released); a pod
+    // going from Pending to Running does not need a new snapshot.
+    if let (Some(phase @ ("Succeeded" | "Failed")), Some(o)) = (
+        status.get("phase").and_then(Value::as_str),
+        st.as_object_mut(),
+    ) {
+        o.insert("phase".into(), phase.into());
+    }
+    out.insert("status".into(), st);
     Value::Object(out)
 }
 
@@ -118,5 +124,23 @@ mod tests {
             json!({"name": "c", "ports": [{"containerPort": 80, "name": "http"}]})
         );
         assert!(a["status"].get("phase").is_none());
+    }
+
+    #[test]
+    fn a_finished_pod_keeps_its_phase() {
+        let pod = |phase: &str| {
+            json!({
+                "metadata": {"name": "a", "namespace": "x"},
+                "spec": {"containers": [{"name": "c"}]},
+                "status": {"phase": phase, "podIP": "10.0.0.1"}
+            })
+        };
+        let res = by_kind("Pod").unwrap();
+        for phase in ["Succeeded", "Failed"] {
+            assert_eq!(project(res, &pod(phase))["status"]["phase"], phase);
+        }
+        for phase in ["Pending", "Running", "Unknown"] {
+            assert!(project(res, &pod(phase))["status"].get("phase").is_none());
+        }
     }
 }

@@ -87,6 +87,17 @@ pub struct PodStatus {
     /// Host IP.
     #[serde(default, rename = "hostIP")]
     pub host_ip: Option<String>,
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+impl PodStatus {
+    /// Whether the pod has finished (`Succeeded` or `Failed`): its containers are gone and
+    /// the kubelet has released its addresses, which a new pod may already have.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
 }
 
 /// One pod IP.

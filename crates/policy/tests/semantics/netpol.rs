@@ -499,3 +499,51 @@ spec:
         Some("NetworkPolicy b-from-y"),
     );
 }
+
+/// A finished pod (phase `Succeeded` or `Failed`) keeps its IP in status after the kubelet
+/// has released it, and a new pod may hold it already: the address is the running pod's,
+/// and a rule naming the finished pod opens nothing for it. On the old code the pod listed
+/// last owned the address whatever its phase, so a rule for a finished job let its
+/// address's new holder in.
+#[test]
+fn a_finished_pod_holds_no_address() {
+    let c = Cluster::new(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: new, namespace: x, labels: {app: new}}
+spec: {containers: [{name: c}]}
+status: {phase: Running, podIP: 10.0.9.9}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done, namespace: x, labels: {app: done}}
+spec: {containers: [{name: c}]}
+status: {phase: Succeeded, podIP: 10.0.9.9}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-done, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: done}}}]
+"#,
+    );
+    let ip = "10.0.9.9".parse().unwrap();
+    assert_eq!(c.engine.pod_by_ip(ip), Some(c.pod("x/new")));
+    assert!(c.engine.pods()[c.pod("x/done") as usize].ips.is_empty());
+    let from_the_address = c.engine.verdict(&Flow {
+        src: c.engine.endpoint_for_ip(ip),
+        dst: Endpoint::Pod(c.pod("x/b")),
+        port: 8080,
+        protocol: TCP,
+        http: None,
+    });
+    c.expect(
+        &from_the_address,
+        Deny,
+        Namespace,
+        Some("NetworkPolicy b-from-done"),
+    );
+}

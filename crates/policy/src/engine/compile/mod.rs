@@ -121,6 +121,11 @@ impl Engine {
                     }
                 }
             }
+            // A finished pod keeps its IP in status, but the address is free (a new pod
+            // may hold it already): it stays a pod policy can name, with no address.
+            if pod.status.is_terminal() {
+                ips.clear();
+            }
             let host_network = pod.spec.host_network.unwrap_or(false);
             let host_ips = pod.status.host_ip.iter().filter_map(|s| s.parse().ok());
             for ip in host_ips.chain(ips.iter().copied().filter(|_| host_network)) {
