@@ -628,6 +628,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     cx.chains.insert("forward".into(), forward);
     cx.chains
         .insert("input".into(), crate::antispoof::input_rules());
+    cx.chains.insert(
+        crate::antispoof::CHAIN.into(),
+        crate::antispoof::chain_rules(),
+    );
     let rules = cx.chains.values().map(Vec::len).sum();
     Ruleset {
         sets,

@@ -207,7 +207,8 @@ impl Agent {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
         [
             ("forward", "ct state established"),
-            ("input", "@pod_ifaces"),
+            ("input", "jump pod_source"),
+            (crate::antispoof::CHAIN, "@pod_ifaces"),
         ]
         .iter()
         .all(|(chain, rule)| {
