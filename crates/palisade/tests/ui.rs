@@ -193,24 +193,7 @@ fn ui_shows_the_example_graph_with_a_denied_edge_in_chromium() {
     let d = std::env::temp_dir().join(format!("palisade-ui-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    let data = d.join("data");
-    let events = d.join("events.jsonl");
-    std::fs::write(&events, events_jsonl()).unwrap();
-    let imported = Command::new(bin())
-        .args([
-            "events",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--import",
-            events.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    let data = import_events(&d, &events_jsonl());
     let port = free_port();
     let config = d.join("palisade.yaml");
     std::fs::write(
@@ -383,6 +366,27 @@ impl Drop for Setup {
     }
 }
 
+/// Imports `events` (JSON lines) into the store of `dir/data` with `palisade events
+/// --import`; returns the data folder.
+fn import_events(dir: &std::path::Path, events: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, events).unwrap();
+    let imported = Command::new(bin())
+        .args(["events", "--data-dir"])
+        .arg(&data)
+        .arg("--import")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    data
+}
+
 fn setup(tag: &str, events: &str, listen: &str) -> Setup {
     let dir = std::env::temp_dir().join(format!("palisade-ui-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -392,24 +396,7 @@ fn setup(tag: &str, events: &str, listen: &str) -> Setup {
         config: dir.join("palisade.yaml"),
         dir: dir.clone(),
     };
-    let data = dir.join("data");
-    let file = dir.join("events.jsonl");
-    std::fs::write(&file, events).unwrap();
-    let imported = Command::new(bin())
-        .args([
-            "events",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--import",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    let data = import_events(&dir, events);
     std::fs::write(
         &s.config,
         format!(
