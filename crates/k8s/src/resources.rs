@@ -58,6 +58,7 @@ const fn r(
 /// Every resource the controller watches, workloads first.
 pub const RESOURCES: &[Resource] = &[
     r("Namespace", "", "v1", "namespaces", false, false),
+    r("Node", "", "v1", "nodes", false, false),
     r("Pod", "", "v1", "pods", true, false),
     r("Service", "", "v1", "services", true, false),
     r(

@@ -234,6 +234,7 @@ pub fn proposed_engine<'a>(
     let key = |o: &Object| -> Option<String> {
         match o {
             Object::Namespace(n) => Some(format!("Namespace {}", n.metadata.name)),
+            Object::Node(n) => Some(format!("Node {}", n.metadata.name)),
             Object::Pod(p) => Some(format!(
                 "Pod {}/{}",
                 p.metadata.namespace.as_deref().unwrap_or("default"),

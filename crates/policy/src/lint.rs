@@ -279,6 +279,58 @@ pub fn lint(snap: &Snapshot) -> Vec<Diagnostic> {
             }
         }
     }
+    // 8. `nodes` peers whose selector matches no Node object.
+    let egress_of_admin = snap
+        .admin_network_policies
+        .iter()
+        .map(|(p, o)| {
+            (
+                format!("AdminNetworkPolicy {}", p.metadata.name),
+                &p.spec.egress,
+                o,
+            )
+        })
+        .chain(snap.baseline_admin_network_policies.iter().map(|(p, o)| {
+            (
+                format!("BaselineAdminNetworkPolicy {}", p.metadata.name),
+                &p.spec.egress,
+                o,
+            )
+        }));
+    for (object, rules, origin) in egress_of_admin {
+        for (i, rule) in rules.iter().enumerate() {
+            for (j, peer) in rule.to.iter().enumerate() {
+                let Some(sel) = peer.nodes.as_ref().filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                if snap
+                    .nodes
+                    .iter()
+                    .any(|(n, _)| sel.matches(&n.metadata.labels))
+                {
+                    continue;
+                }
+                let message = if snap.nodes.is_empty() {
+                    "the input holds no Node objects, so this selector matches no address \
+                     (`nodes: {}` still matches the node addresses pods report)"
+                        .to_string()
+                } else {
+                    format!(
+                        "selects none of the {} Node objects, so it matches no address",
+                        snap.nodes.len()
+                    )
+                };
+                out.push(warn(
+                    "selects-no-nodes",
+                    &origin.file,
+                    origin.line,
+                    format!("spec.egress[{i}].to[{j}].nodes"),
+                    object.clone(),
+                    message,
+                ));
+            }
+        }
+    }
     out
 }
 

@@ -290,6 +290,7 @@ impl Manifests {
 fn deserialize_kind(kind: &str, node: &Node, base: &FieldPath) -> Result<Object, yaml::DeError> {
     Ok(match kind {
         "Namespace" => Object::Namespace(yaml::from_node(node, base)?),
+        "Node" => Object::Node(yaml::from_node(node, base)?),
         "Pod" => Object::Pod(Box::new(yaml::from_node(node, base)?)),
         "Service" => Object::Service(yaml::from_node(node, base)?),
         "NetworkPolicy" => Object::NetworkPolicy(yaml::from_node(node, base)?),

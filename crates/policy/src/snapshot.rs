@@ -12,6 +12,8 @@ pub type Sourced<T> = Vec<(T, Origin)>;
 pub struct Snapshot {
     /// Namespaces.
     pub namespaces: Sourced<Namespace>,
+    /// Nodes (their labels and addresses).
+    pub nodes: Sourced<Node>,
     /// Pods.
     pub pods: Sourced<Pod>,
     /// Services.
@@ -51,6 +53,7 @@ impl Snapshot {
             let o = lo.origin.clone();
             match &lo.object {
                 Object::Namespace(x) => s.namespaces.push((x.clone(), o)),
+                Object::Node(x) => s.nodes.push((x.clone(), o)),
                 Object::Pod(x) => s.pods.push(((**x).clone(), o)),
                 Object::Service(x) => s.services.push((x.clone(), o)),
                 Object::NetworkPolicy(x) => s.network_policies.push((x.clone(), o)),

@@ -19,10 +19,26 @@ pub fn project(res: &Resource, object: &Value) -> Value {
     if res.palisade_owned {
         m.remove("status");
     }
-    if res.kind == "Pod" {
-        return pod(m);
+    match res.kind {
+        "Pod" => pod(m),
+        "Node" => node(m),
+        _ => out,
     }
-    out
+}
+
+/// A node's status changes every few seconds (heartbeats, conditions, images); policy reads
+/// its name, labels and addresses only.
+fn node(m: &Map<String, Value>) -> Value {
+    let null = Value::Null;
+    let meta = m.get("metadata").unwrap_or(&null);
+    let status = m.get("status").unwrap_or(&null);
+    let mut out = Map::new();
+    out.insert(
+        "metadata".into(),
+        pick(meta, &["name", "uid", "labels", "deletionTimestamp"]),
+    );
+    out.insert("status".into(), pick(status, &["addresses"]));
+    Value::Object(out)
 }
 
 fn pick(from: &Value, keys: &[&str]) -> Value {
@@ -124,6 +140,34 @@ mod tests {
             json!({"name": "c", "ports": [{"containerPort": 80, "name": "http"}]})
         );
         assert!(a["status"].get("phase").is_none());
+    }
+
+    #[test]
+    fn node_heartbeats_do_not_change_the_fingerprint() {
+        let node = |beat: &str, ip: &str| {
+            json!({
+                "metadata": {"name": "n1", "resourceVersion": beat,
+                    "labels": {"pool": "gpu"},
+                    "annotations": {"node.alpha.kubernetes.io/ttl": beat}},
+                "spec": {"podCIDR": "10.244.1.0/24"},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip},
+                        {"type": "Hostname", "address": "n1"}],
+                    "conditions": [{"type": "Ready", "lastHeartbeatTime": beat}],
+                    "images": [{"names": ["x"], "sizeBytes": 1}]}
+            })
+        };
+        let res = by_kind("Node").unwrap();
+        let a = project(res, &node("1", "192.168.0.1"));
+        let b = project(res, &node("2", "192.168.0.1"));
+        let c = project(res, &node("2", "192.168.0.2"));
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&b), fingerprint(&c));
+        assert_eq!(
+            a,
+            json!({"metadata": {"name": "n1", "labels": {"pool": "gpu"}},
+                "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.1"},
+                    {"type": "Hostname", "address": "n1"}]}})
+        );
     }
 
     #[test]

@@ -295,6 +295,34 @@ fn pod_updates_that_policy_does_not_see_cost_nothing() {
     );
 }
 
+/// Nodes are watched for AdminNetworkPolicy `nodes` peers: their labels and addresses reach
+/// the snapshot, and a heartbeat (a status update every few seconds on every node) does not
+/// make a new one.
+#[test]
+fn nodes_reach_the_snapshot_and_heartbeats_cost_nothing() {
+    let mut r = Reconciler::new();
+    list_everything(&mut r, &[]);
+    let snap = r.snapshot().expect("synced");
+    let gpu: Vec<_> = snap
+        .nodes
+        .iter()
+        .filter(|(n, _)| n.metadata.labels.get("pool").map(String::as_str) == Some("gpu"))
+        .collect();
+    assert_eq!(gpu.len(), 1);
+    let ips: Vec<String> = gpu[0].0.ips().map(|ip| ip.to_string()).collect();
+    assert_eq!(ips, ["172.18.0.4", "203.0.113.4"]);
+
+    let rev = r.revision();
+    let mut node = list("nodes")["items"][1].clone();
+    node["metadata"]["resourceVersion"] = json!("1301");
+    node["status"]["conditions"][0]["lastHeartbeatTime"] = json!("2025-03-03T08:00:43Z");
+    let beat = WatchEvent::Modified(node.clone());
+    assert!(!apply_event(&mut r, "Node", beat).changed);
+    assert_eq!(r.revision(), rev);
+    node["metadata"]["labels"]["pool"] = json!("cpu");
+    assert!(apply_event(&mut r, "Node", WatchEvent::Modified(node)).changed);
+}
+
 #[test]
 fn status_already_shown_is_not_written_again() {
     let mut r = Reconciler::new();

@@ -23,6 +23,8 @@ pub use workload::*;
 pub enum Object {
     /// `v1 Namespace`.
     Namespace(Namespace),
+    /// `v1 Node`.
+    Node(Node),
     /// `v1 Pod`.
     Pod(Box<Pod>),
     /// `v1 Service`.
@@ -46,6 +48,7 @@ pub enum Object {
 /// The kinds Palisade reads: (apiVersion, kind, namespaced).
 pub const KINDS: &[(&str, &str, bool)] = &[
     ("v1", "Namespace", false),
+    ("v1", "Node", false),
     ("v1", "Pod", true),
     ("v1", "Service", true),
     ("networking.k8s.io/v1", "NetworkPolicy", true),
@@ -70,6 +73,7 @@ impl Object {
     pub fn kind(&self) -> &'static str {
         match self {
             Object::Namespace(_) => "Namespace",
+            Object::Node(_) => "Node",
             Object::Pod(_) => "Pod",
             Object::Service(_) => "Service",
             Object::NetworkPolicy(_) => "NetworkPolicy",
@@ -85,6 +89,7 @@ impl Object {
     pub fn meta(&self) -> &ObjectMeta {
         match self {
             Object::Namespace(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
@@ -99,6 +104,7 @@ impl Object {
     pub(crate) fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Object::Namespace(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::NetworkPolicy(o) => &mut o.metadata,

@@ -1,4 +1,4 @@
-//! Workload kinds: Namespace, Pod, Service (read from manifests or a cluster dump; fields
+//! Workload kinds: Namespace, Node, Pod, Service (read from manifests or a cluster dump; fields
 //! Palisade does not use are ignored, as a dump carries many).
 
 use super::meta::{IntOrString, ObjectMeta, Protocol};
@@ -11,6 +11,49 @@ use std::collections::BTreeMap;
 pub struct Namespace {
     /// Metadata.
     pub metadata: ObjectMeta,
+}
+
+/// `v1 Node`: its labels (AdminNetworkPolicy `nodes` peers select by them) and its
+/// addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Metadata.
+    pub metadata: ObjectMeta,
+    /// Status.
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// The part of a node's status policy reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, ... entries.
+    #[serde(default)]
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// One `status.addresses` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeAddress {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, `InternalDNS` or `ExternalDNS`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The address (a name for the DNS and Hostname kinds).
+    #[serde(default)]
+    pub address: String,
+}
+
+impl Node {
+    /// The node's IP addresses: every `status.addresses` entry that is an IP ("It selects
+    /// the nodeIPs [...] present in the node.Status.Addresses field", network-policy-api).
+    pub fn ips(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        self.status
+            .addresses
+            .iter()
+            .filter_map(|a| a.address.parse().ok())
+    }
 }
 
 /// `v1 Pod`.

@@ -110,7 +110,7 @@ pub fn validate_object(obj: &Object) -> Vec<Finding> {
     }
     let spec = FieldPath::root().key("spec");
     match obj {
-        Object::Namespace(_) | Object::Service(_) => {}
+        Object::Namespace(_) | Object::Node(_) | Object::Service(_) => {}
         Object::Pod(p) => pod(&mut v, p),
         Object::NetworkPolicy(np) => network_policy(&mut v, &spec, &np.spec),
         Object::AdminNetworkPolicy(anp) => {
@@ -491,13 +491,6 @@ fn admin_peers(v: &mut V, p: &FieldPath, peers: &[AdminPeer], egress: bool) {
         }
         if let Some(s) = &peer.nodes {
             selector(v, &pp.key("nodes"), s);
-            if !s.is_empty() {
-                v.warn(
-                    &pp.key("nodes"),
-                    "node labels are not known (no Node objects): this selector matches no \
-                     address; `nodes: {}` matches every known node address",
-                );
-            }
         }
         if let Some(nets) = &peer.networks {
             if nets.is_empty() || nets.len() > 25 {

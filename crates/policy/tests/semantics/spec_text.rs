@@ -297,8 +297,8 @@ fn domain_names_in_a_deny_rule_are_warned_about() {
 /// AdminNetworkPolicyEgressPeer.nodes: "It selects the nodeIPs [...]. This field follows
 /// standard label selector semantics; if present but empty, it selects all Nodes." A
 /// `nodes` peer used to match nothing at all, so `Deny` to `nodes: {}` let traffic to the
-/// nodes (host-network pods, the nodes' addresses) through. Node labels stay unknown (no
-/// Node objects): a non-empty selector still matches nothing, with a warning.
+/// nodes (host-network pods, the nodes' addresses) through. Without Node objects a
+/// labelled selector matches nothing, and `palisade check` says so.
 #[test]
 fn an_empty_nodes_peer_selects_every_known_node_address() {
     let policy = r#"
@@ -338,11 +338,12 @@ spec:
             .action,
         Allow
     );
-    // A labelled selector cannot be answered: warned about, matches nothing.
+    // A labelled selector with no Node objects to match: warned about, matches nothing.
     let labelled = policy.replace("nodes: {}", "nodes: {matchLabels: {role: control}}");
-    let w = load_warnings(&labelled);
+    let w = lint_warnings(&labelled);
     assert!(
-        w.iter().any(|w| w.contains("node labels are not known")),
+        w.iter()
+            .any(|w| w.contains("matches no address") && w.contains("no Node objects")),
         "{w:?}"
     );
     let e = nodes_cluster(&labelled);
@@ -354,6 +355,114 @@ spec:
         http: None,
     });
     assert_eq!(v.action, Allow);
+}
+
+/// Lint warnings (`palisade check`) for `policies` beside the node-aware cluster.
+fn lint_warnings(policies: &str) -> Vec<String> {
+    let mut m = Manifests::new();
+    m.add_file("policies.yaml", policies);
+    palisade_policy::lint::lint(&Snapshot::from_manifests(&m))
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// Two Node objects for [`nodes_cluster`]: n1 (`role: control`, an InternalIP, an
+/// ExternalIP and a Hostname entry) and n2 (`role: worker`); n3 has none.
+const NODES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {role: control, kubernetes.io/hostname: n1}}
+status:
+  addresses:
+  - {type: InternalIP, address: 192.168.1.1}
+  - {type: ExternalIP, address: 203.0.113.1}
+  - {type: Hostname, address: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {role: worker, kubernetes.io/hostname: n2}}
+status:
+  addresses: [{type: InternalIP, address: 192.168.1.2}]
+---
+"#;
+
+/// AdminNetworkPolicyEgressPeer.nodes: "Nodes defines a way to select a set of nodes in the
+/// cluster (based on the node's labels). It selects the nodeIPs as the peer type by matching
+/// on the IPs present in the node.Status.Addresses field of the node." A labelled selector
+/// used to match nothing (Node objects were not read), so `Deny` to the control-plane nodes
+/// let everything through.
+#[test]
+fn a_nodes_selector_selects_the_addresses_of_the_matching_node_objects() {
+    let policy = format!(
+        "{NODES}{}",
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: no-control-plane}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - name: deny-control
+    action: Deny
+    to: [{nodes: {matchExpressions: [{key: role, operator: In, values: [control]}]}}]
+"#
+    );
+    let e = nodes_cluster(&policy);
+    let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
+    let verdict = |dst: Endpoint<'static>| {
+        e.verdict(&Flow {
+            src: web,
+            dst,
+            port: 6443,
+            protocol: TCP,
+            http: None,
+        })
+    };
+    for dst in [
+        // n1's InternalIP, held by a host-network pod there.
+        Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
+        Endpoint::Ip("192.168.1.1".parse().unwrap()),
+        // n1's ExternalIP: only the Node object knows it.
+        Endpoint::Ip("203.0.113.1".parse().unwrap()),
+    ] {
+        let v = verdict(dst);
+        assert_eq!(v.action, Deny, "{v:#?}");
+        assert_eq!(v.egress.unwrap().stage, Admin);
+    }
+    // n2 (a worker) and n3 (no Node object) are not selected.
+    for ip in ["192.168.1.2", "192.168.1.3"] {
+        assert_eq!(
+            verdict(Endpoint::Ip(ip.parse().unwrap())).action,
+            Allow,
+            "{ip}"
+        );
+    }
+    assert!(!lint_warnings(&policy)
+        .iter()
+        .any(|w| w.contains("matches no address")),);
+    // `nodes: {}` now includes addresses only Node objects carry.
+    let all = policy.replace(
+        "{matchExpressions: [{key: role, operator: In, values: [control]}]}",
+        "{}",
+    );
+    let e = nodes_cluster(&all);
+    let v = e.verdict(&Flow {
+        src: Endpoint::Pod(e.pod_by_key("x/web").unwrap()),
+        dst: Endpoint::Ip("203.0.113.1".parse().unwrap()),
+        port: 6443,
+        protocol: TCP,
+        http: None,
+    });
+    assert_eq!(v.action, Deny);
+    // A selector no Node matches is warned about.
+    let w = lint_warnings(&policy.replace("values: [control]", "values: [gpu]"));
+    assert!(
+        w.iter()
+            .any(|w| w.contains("matches no address") && w.contains("none of the 2 Node objects")),
+        "{w:?}"
+    );
 }
 
 /// AdminNetworkPolicySpec.priority: "If two (or more) policies with the same priority could

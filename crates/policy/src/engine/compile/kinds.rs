@@ -31,21 +31,37 @@ impl Builder {
                     Some(&np.pod_selector),
                 )));
             }
-            // "Nodes [...] selects the nodeIPs [...]; if present but empty, it selects all
-            // Nodes." With no Node objects, only the empty selector can be answered: every node
-            // address the snapshot knows. Node labels are unknown, so any other selector
-            // matches nothing (`palisade check` warns).
+            // "Nodes [...] selects the nodeIPs as the peer type by matching on the IPs present
+            // in the node.Status.Addresses field of the node [...]; if present but empty, it
+            // selects all Nodes." Empty: every node address the snapshot knows (also those
+            // only seen as pods' hostIP). A selector: the addresses of the Node objects whose
+            // labels match, with their pods' hostIPs (`palisade check` warns when none does).
             if let Some(sel) = &p.nodes {
-                if sel.is_empty() {
-                    out.extend(self.node_ips.iter().map(|ip| {
-                        PeerMatch::Block(IpBlockMatcher {
-                            cidr: Cidr::host(*ip),
-                            except: Vec::new(),
-                        })
-                    }));
+                let ips: Vec<IpAddr> = if sel.is_empty() {
+                    self.node_ips.clone()
                 } else {
+                    let mut ips = Vec::new();
+                    for (name, labels) in &self.node_labels {
+                        if !sel.matches(labels) {
+                            continue;
+                        }
+                        for ip in self.node_addrs.get(name).into_iter().flatten() {
+                            if !ips.contains(ip) {
+                                ips.push(*ip);
+                            }
+                        }
+                    }
+                    ips
+                };
+                if ips.is_empty() {
                     out.push(PeerMatch::Nothing);
                 }
+                out.extend(ips.into_iter().map(|ip| {
+                    PeerMatch::Block(IpBlockMatcher {
+                        cidr: Cidr::host(ip),
+                        except: Vec::new(),
+                    })
+                }));
             }
             for n in p.networks.iter().flatten() {
                 if let Ok(c) = n.parse::<Cidr>() {

@@ -7,7 +7,7 @@ use crate::snapshot::Snapshot;
 
 pub(super) mod kinds;
 mod remote;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Hash, PartialEq, Eq)]
 enum SetKey {
@@ -33,9 +33,14 @@ struct Builder {
     per_pod: Vec<PodRules>,
     subjects: Vec<PodSet>,
     cluster: String,
-    /// The nodes' addresses this snapshot knows: host-network pods' IPs and every pod's
-    /// `status.hostIP` (there are no Node objects).
+    /// The nodes' addresses this snapshot knows: Node objects' `status.addresses`,
+    /// host-network pods' IPs and every pod's `status.hostIP`.
     node_ips: Vec<IpAddr>,
+    /// Each node's addresses, by node name (from its Node object and from the pods whose
+    /// `spec.nodeName` names it).
+    node_addrs: HashMap<String, Vec<IpAddr>>,
+    /// Node objects' labels, by node name, for `nodes` peers with a selector.
+    node_labels: Vec<(String, BTreeMap<String, String>)>,
 }
 
 impl Engine {
@@ -61,6 +66,8 @@ impl Engine {
             subjects: Vec::new(),
             cluster,
             node_ips: Vec::new(),
+            node_addrs: HashMap::new(),
+            node_labels: Vec::new(),
         };
         let mut ns_by_name: HashMap<String, u32> = HashMap::new();
         for (ns, _) in &snap.namespaces {
@@ -98,7 +105,6 @@ impl Engine {
         };
         let mut pod_index = HashMap::new();
         let mut ip_index = HashMap::new();
-        let mut node_addrs: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for (pod, _) in &snap.pods {
             let ns = pod
                 .metadata
@@ -133,7 +139,7 @@ impl Engine {
                     b.node_ips.push(ip);
                 }
                 if let Some(node) = &pod.spec.node_name {
-                    let addrs = node_addrs.entry(node.clone()).or_default();
+                    let addrs = b.node_addrs.entry(node.clone()).or_default();
                     if !addrs.contains(&ip) {
                         addrs.push(ip);
                     }
@@ -167,6 +173,20 @@ impl Engine {
                 cluster: None,
                 ns_id: nid,
             });
+        }
+        for (node, _) in &snap.nodes {
+            let name = &node.metadata.name;
+            for ip in node.ips() {
+                if !b.node_ips.contains(&ip) {
+                    b.node_ips.push(ip);
+                }
+                let addrs = b.node_addrs.entry(name.clone()).or_default();
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
+            }
+            b.node_labels
+                .push((name.clone(), node.metadata.labels.clone()));
         }
         b.add_remote_workloads(&snap.remote_workloads, &mut ip_index);
         // Namespaces named only by policies still exist for selectors.
@@ -300,7 +320,7 @@ impl Engine {
             posture,
             subjects: b.subjects,
             fast,
-            node_addrs,
+            node_addrs: b.node_addrs,
         }
     }
 }
