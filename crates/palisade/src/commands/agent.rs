@@ -47,6 +47,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         all_nodes: a.all_nodes || agent_spec.as_ref().is_some_and(|s| s.all_nodes),
         netns: a.netns.clone(),
         log_flows: true,
+        node_services: palisade_agent::hostfw::from_config(&rt.config),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
