@@ -170,7 +170,7 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
     assert_eq!(
         rs.chains["input"],
         [
-            "ip6 saddr { ::, fe80::/10 } accept",
+            "ip6 saddr { ::, fe80::/10 } meta l4proto ipv6-icmp accept",
             "jump pod_source",
             "ct state established,related accept",
             "meta l4proto . th dport @node_svc accept",

@@ -1003,3 +1003,92 @@ fn an_egress_isolated_pod_still_reaches_palisades_node_services() {
     agent.resync(&eng).unwrap().expect("rebuilt");
     assert!(!connects(&iso, "169.254.1.1", 10250), "closed again");
 }
+
+/// The Python for the IPv6 link-local client and server (`PALISADE_TEST_PYTHON`, else
+/// `python3`); `None`, saying so, when there is none.
+fn python() -> Option<String> {
+    let py = std::env::var("PALISADE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import socket"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipping: needs Python ({py})");
+    }
+    ok.then_some(py)
+}
+
+/// Every pod has an IPv6 link-local address on its link to the node, and the node one on
+/// the pod's veth, IPv4-only cluster or not. On the old code `input` accepted anything
+/// from a link-local source before any check, so a pod whose egress allows nothing
+/// reached every node service listening on `[::]` (kubelet does) at the node's link-local
+/// address. Now only ICMPv6 (neighbour discovery and the like) passes from link-local
+/// sources on a pod interface.
+#[test]
+fn an_egress_isolated_pod_cannot_reach_its_node_over_ipv6_link_local() {
+    if !can_run() {
+        return;
+    }
+    let Some(py) = python() else { return };
+    let (s, _eng, _agent) = trio_session("ll", TO_NODE);
+    let node = s.node_ns().to_string();
+    let veth = netns_if_of(&node, "10.78.3.1");
+    // The node's link-local address on iso's veth, once duplicate address detection is done.
+    let mut ll = String::new();
+    for _ in 0..50 {
+        let out = Command::new("ip")
+            .args(["-n", &node, "-6", "-o", "addr", "show", "dev", &veth])
+            .args(["scope", "link", "-tentative"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(a) = text.split_whitespace().find(|w| w.starts_with("fe80::")) {
+            ll = a.split('/').next().unwrap_or_default().to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if ll.is_empty() {
+        eprintln!("skipping: no IPv6 link-local address on the lab's veth (IPv6 off?)");
+        return;
+    }
+    let server = "import socket\ns=socket.socket(socket.AF_INET6)\n\
+                  s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                  s.bind(('::',10251))\ns.listen(8)\nwhile True:\n c,_=s.accept()\n \
+                  c.sendall(b'ok')\n c.close()\n";
+    let mut srv = Command::new("ip")
+        .args(["netns", "exec", &node, &py, "-c", server])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let client = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.settimeout(1)\n\
+         try:\n s.connect(('{ll}',10251,0,socket.if_nametoindex('eth0')))\n \
+         print(s.recv(2).decode())\nexcept OSError as e:\n print('refused',e)\n"
+    );
+    let reach = |pod: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &netns_of(&s, pod), &py, "-c", &client])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let refused = reach("x/iso");
+    // The control: the rule the old code had first in `input` lets the same client in.
+    let st = Command::new("ip")
+        .args([
+            "netns", "exec", &node, "nft", "insert", "rule", "inet", "palisade",
+        ])
+        .args(["input", "ip6", "saddr", "fe80::/10", "accept"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let old_rule = reach("x/iso");
+    let _ = srv.kill();
+    let _ = srv.wait();
+    assert!(
+        refused.starts_with("refused"),
+        "iso over link-local: {refused}"
+    );
+    assert_eq!(old_rule, "ok", "with the old rule, iso reaches the node");
+}
