@@ -198,4 +198,47 @@ mod tests {
         assert_eq!(el(SERVICES_4), ["10.0.0.9 . tcp . 15001"]);
         assert_eq!(el(SERVICES_6), ["fd00::9 . udp . 53"]);
     }
+    fn config(spec: &str) -> palisade_policy::model::PalisadeConfig {
+        let mut m = palisade_policy::Manifests::new();
+        m.add_file(
+            "c.yaml",
+            &format!(
+                "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: c}}\nspec:\n{spec}"
+            ),
+        );
+        assert!(!m.has_errors(), "{:#?}", m.diagnostics);
+        m.objects
+            .iter()
+            .find_map(|o| match &o.object {
+                palisade_policy::model::Object::PalisadeConfig(c) => Some(c.clone()),
+                _ => None,
+            })
+            .expect("a PalisadeConfig")
+    }
+
+    /// The DNS proxy (UDP and TCP) and the transparent egress listener (TCP) are exempt;
+    /// the explicit proxy is not, nor a disabled component.
+    #[test]
+    fn the_config_names_the_dns_proxy_and_the_transparent_listener() {
+        let c = config(
+            "  dns: {listen: \"0.0.0.0:53\", upstream: \"10.0.0.2:53\"}\n  egress: {listen: \"0.0.0.0:3128\", transparent: \"10.0.0.9:15001\"}\n",
+        );
+        let got = from_config(&c);
+        let want: Vec<NodeService> = [
+            (None, Protocol::UDP, 53),
+            (None, Protocol::TCP, 53),
+            (Some("10.0.0.9".parse().unwrap()), Protocol::TCP, 15001),
+        ]
+        .into_iter()
+        .map(|(addr, protocol, port)| NodeService {
+            addr,
+            protocol,
+            port,
+        })
+        .collect();
+        assert_eq!(got, want);
+        let off =
+            config("  dns: {listen: \"0.0.0.0:53\", upstream: \"10.0.0.2:53\", enabled: false}\n");
+        assert!(from_config(&off).is_empty());
+    }
 }
