@@ -40,6 +40,7 @@ fn bench_render(c: &mut Criterion) {
         log_denied: true,
         log_allowed: true,
         pod_interfaces: Default::default(),
+        node_services: Vec::new(),
     };
     let rs = render(&e, &opts);
     eprintln!(
@@ -90,6 +91,7 @@ fn bench_apply() {
         all_nodes: true,
         netns: (!here).then(|| ns.clone()),
         log_flows: true,
+        node_services: Vec::new(),
     };
     // Full rebuilds (render + one nft transaction).
     let mut full = Vec::new();
@@ -109,6 +111,7 @@ fn bench_apply() {
             log_denied: true,
             log_allowed: true,
             pod_interfaces: Default::default(),
+            node_services: Vec::new(),
         };
         let a = render(&e, &opts);
         let b = render(

@@ -18,6 +18,7 @@ fn main() {
         log_denied: true,
         log_allowed: true,
         pod_interfaces: Default::default(),
+        node_services: Vec::new(),
     };
     let t = std::time::Instant::now();
     for _ in 0..30 {

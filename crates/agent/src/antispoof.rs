@@ -54,12 +54,14 @@ pub fn forward_rules() -> Vec<String> {
 }
 
 /// The `input` rules: what pods send to the node itself (the DNS proxy, which tells pods
-/// apart by source address, among it) carries their own address too. Link-local and
-/// unspecified IPv6 sources (neighbour discovery, duplicate address detection) are the
-/// pod's link to the node and pass.
+/// apart by source address, among it) carries their own address too. ICMPv6 from
+/// link-local and unspecified sources (neighbour and router discovery, duplicate address
+/// detection, MLD) is the pod's link to the node and passes; anything else from such a
+/// source on a pod interface is dropped by the check (before, a pod reached every service
+/// of its node over IPv6 link-local, past any egress policy: [`crate::hostfw`]).
 pub fn input_rules() -> Vec<String> {
     vec![
-        "ip6 saddr { ::, fe80::/10 } accept".to_string(),
+        "ip6 saddr { ::, fe80::/10 } meta l4proto ipv6-icmp accept".to_string(),
         format!("jump {CHAIN}"),
     ]
 }

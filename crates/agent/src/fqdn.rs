@@ -62,6 +62,7 @@ impl FqdnOpener {
                 log_denied: false,
                 log_allowed: false,
                 pod_interfaces: Default::default(),
+                node_services: Vec::new(),
             },
         );
         let sets = rs

@@ -7,6 +7,7 @@ pub mod antispoof;
 pub mod conntrack;
 pub mod flowlog;
 pub mod fqdn;
+pub mod hostfw;
 pub mod lab;
 pub mod nflog;
 pub mod nfnetlink;

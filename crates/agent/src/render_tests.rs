@@ -1,6 +1,7 @@
 //! Rendering checks that need no kernel: what the ruleset holds for policies whose kernel
 //! form is easy to get wrong (dual stack, named ports and host-network pods).
 
+use crate::hostfw::NodeService;
 use crate::ruleset::{render, RenderOptions, Ruleset};
 use palisade_policy::{Endpoint, Engine, Flow, Manifests, Protocol, Snapshot};
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ fn rendered(e: &Engine, local: Vec<u32>, ifs: BTreeMap<IpAddr, String>) -> Rules
             log_denied: false,
             log_allowed: false,
             pod_interfaces: ifs,
+            node_services: Vec::new(),
         },
     )
 }
@@ -129,4 +131,73 @@ spec:
     assert!(!e.verdict(&flow(node)).allowed());
     let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
     assert!(e.verdict(&flow(web)).allowed());
+}
+
+/// Connections from a pod to its own node meet the pod's egress policy in `input`, after
+/// anti-spoofing and replies, with Palisade's own node services (the DNS proxy here, and
+/// whatever a `redirect` sends to it) exempt. On the old code `input` ended at the
+/// anti-spoofing jump: an egress-isolated pod reached every service of its node.
+#[test]
+fn input_holds_pods_to_their_egress_policy_except_palisades_node_services() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: iso, namespace: x, labels: {app: iso}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: iso-out, namespace: x}
+spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
+"#;
+    let e = engine(yaml);
+    let mut services =
+        NodeService::from_listen("169.254.1.1:53", &[Protocol::UDP, Protocol::TCP]).unwrap();
+    services.extend(NodeService::from_listen("[::]:15001", &[Protocol::TCP]).unwrap());
+    let rs = render(
+        &e,
+        &RenderOptions {
+            local_pods: vec![0],
+            log_denied: false,
+            log_allowed: false,
+            pod_interfaces: [("10.0.0.1".parse().unwrap(), "h0".to_string())]
+                .into_iter()
+                .collect(),
+            node_services: services,
+        },
+    );
+    assert_eq!(
+        rs.chains["input"],
+        [
+            "ip6 saddr { ::, fe80::/10 } meta l4proto ipv6-icmp accept",
+            "jump pod_source",
+            "ct state established,related accept",
+            "meta l4proto . th dport @node_svc accept",
+            "ip daddr . meta l4proto . th dport @node_svc_4 accept",
+            "ip6 daddr . meta l4proto . th dport @node_svc_6 accept",
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+            "ip saddr vmap @egress_4",
+            "ip6 saddr vmap @egress_6",
+        ]
+    );
+    let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
+    assert_eq!(el("node_svc"), ["tcp . 15001"]);
+    assert_eq!(
+        el("node_svc_4"),
+        ["169.254.1.1 . tcp . 53", "169.254.1.1 . udp . 53"]
+    );
+    assert!(el("node_svc_6").is_empty());
+    // The same egress chain as `forward`: it drops everything for the isolated pod.
+    let entry = el("egress_4");
+    assert_eq!(entry.len(), 1, "{entry:?}");
+    let chain = entry[0]
+        .strip_prefix("10.0.0.1 : jump ")
+        .expect("iso's entry");
+    assert_eq!(rs.chains[chain], ["drop"]);
+    // The full script declares the sets before the rules use them.
+    let script = rs.full_script();
+    let set_at = script.find("set node_svc_4 {").expect("declared");
+    let rule_at = script.find("@node_svc_4 accept").expect("used");
+    assert!(set_at < rule_at);
 }

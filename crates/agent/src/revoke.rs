@@ -3,7 +3,8 @@
 //!
 //! The ruleset accepts packets of tracked connections before any policy rule, so without
 //! this a connection opened under the old policy would live on for as long as it is used.
-//! After each applied change the agent lists the node's conntrack table
+//! After an applied change (coalesced by [`CloseSchedule`]: at most one pass a second,
+//! always one after the last change) the agent lists the node's conntrack table
 //! (`conntrack -L -o xml`), decides every pod-to-pod connection again with the new engine
 //! (the destination after DNAT, i.e. the reply's source, so a Service's backend is what is
 //! decided), and deletes the entries it now denies (`conntrack -D` on the exact tuple).
@@ -170,6 +171,60 @@ pub fn delete(netns: Option<&str>, t: &Tracked) -> std::io::Result<bool> {
     Ok(out.success())
 }
 
+/// When to close the connections a new policy denies: listing the node's conntrack table
+/// costs in proportion to every connection on the node, so a burst of policy changes (pods
+/// rolling out, a controller resyncing) is coalesced: at most one pass per `min_gap`, and
+/// always one after the last applied change, so no change goes unchecked.
+#[derive(Debug, Clone)]
+pub struct CloseSchedule {
+    min_gap: std::time::Duration,
+    last_run: Option<std::time::Instant>,
+    pending: bool,
+}
+
+impl CloseSchedule {
+    /// A schedule allowing one pass per `min_gap`.
+    pub fn new(min_gap: std::time::Duration) -> Self {
+        CloseSchedule {
+            min_gap,
+            last_run: None,
+            pending: false,
+        }
+    }
+
+    /// A change was applied at `now`: whether to close denied connections now. When not,
+    /// [`CloseSchedule::next_due`] says when.
+    pub fn changed(&mut self, now: std::time::Instant) -> bool {
+        self.pending = true;
+        self.due(now)
+    }
+
+    /// Whether a pass is pending and may run at `now`.
+    pub fn due(&self, now: std::time::Instant) -> bool {
+        self.pending
+            && self
+                .last_run
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.min_gap)
+    }
+
+    /// When the pending pass may run (`None`: nothing pending).
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        if !self.pending {
+            return None;
+        }
+        Some(match self.last_run {
+            Some(t) => t + self.min_gap,
+            None => std::time::Instant::now(),
+        })
+    }
+
+    /// A pass ran at `now`, with the policy in force then: nothing is pending.
+    pub fn ran(&mut self, now: std::time::Instant) {
+        self.pending = false;
+        self.last_run = Some(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +268,39 @@ mod tests {
         ] {
             assert!(parse_listing(s).is_empty(), "{s}");
         }
+    }
+    /// Ten changes within a second cost two conntrack passes, not ten: one at the first
+    /// change, one a second later covering the other nine (the last change is never left
+    /// unchecked). On the old code every applied change listed the whole table.
+    #[test]
+    fn a_burst_of_changes_is_coalesced_and_the_last_one_is_checked() {
+        use std::time::{Duration, Instant};
+        let gap = Duration::from_secs(1);
+        let mut s = CloseSchedule::new(gap);
+        let t0 = Instant::now();
+        assert_eq!(s.next_due(), None);
+        assert!(s.changed(t0), "the first change is checked at once");
+        s.ran(t0);
+        assert_eq!(s.next_due(), None);
+        let mut runs = 1;
+        for i in 1..10u32 {
+            let at = t0 + Duration::from_millis(100) * i;
+            if s.changed(at) {
+                s.ran(at);
+                runs += 1;
+            }
+        }
+        assert_eq!(runs, 1, "the burst waits");
+        assert_eq!(
+            s.next_due(),
+            Some(t0 + gap),
+            "one pass is pending, due after the gap"
+        );
+        assert!(!s.due(t0 + Duration::from_millis(999)));
+        assert!(s.due(t0 + gap));
+        s.ran(t0 + gap);
+        assert_eq!(s.next_due(), None, "nothing left after it");
+        // A lone change long after is checked at once again.
+        assert!(s.changed(t0 + Duration::from_secs(5)));
     }
 }

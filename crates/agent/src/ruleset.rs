@@ -7,7 +7,8 @@
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
 //! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
-//!   (the DNS proxy attributes queries by source address).
+//!   (the DNS proxy attributes queries by source address), then the sender's egress for new
+//!   connections to the node, Palisade's own node services exempt ([`crate::hostfw`]).
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
@@ -49,6 +50,9 @@ pub struct RenderOptions {
     /// packets from these interfaces must carry their pod's address, and these addresses
     /// are accepted only from their interface. Addresses missing here are not checked.
     pub pod_interfaces: BTreeMap<IpAddr, String>,
+    /// Palisade's listeners on the node (DNS proxy, transparent egress listener) that local
+    /// pods reach whatever their egress policy (see [`crate::hostfw`]).
+    pub node_services: Vec<crate::hostfw::NodeService>,
 }
 
 /// A named set or map and its elements.
@@ -626,8 +630,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         ));
     }
     cx.chains.insert("forward".into(), forward);
-    cx.chains
-        .insert("input".into(), crate::antispoof::input_rules());
+    crate::hostfw::render_into(&mut sets, &opts.node_services);
+    let mut input = crate::antispoof::input_rules();
+    input.extend(crate::hostfw::input_rules());
+    cx.chains.insert("input".into(), input);
     cx.chains.insert(
         crate::antispoof::CHAIN.into(),
         crate::antispoof::chain_rules(),

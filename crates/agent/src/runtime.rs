@@ -20,6 +20,10 @@ pub struct AgentSettings {
     pub netns: Option<String>,
     /// Log denied first packets and new allowed connections to NFLOG.
     pub log_flows: bool,
+    /// Palisade's listeners on this node that local pods reach whatever their egress policy
+    /// (the DNS proxy, the transparent egress listener; see [`crate::hostfw`]). Every other
+    /// new connection from a pod to its node is held to the pod's egress policy.
+    pub node_services: Vec<crate::hostfw::NodeService>,
 }
 
 /// What one reconcile did.
@@ -134,6 +138,7 @@ impl Agent {
             all_nodes: true,
             netns: None,
             log_flows: false,
+            node_services: Vec::new(),
         });
         let t0 = Instant::now();
         let pods = local_pods(engine, &settings);
@@ -144,6 +149,7 @@ impl Agent {
                 local_pods: pods.clone(),
                 log_denied: settings.log_flows,
                 log_allowed: settings.log_flows,
+                node_services: settings.node_services.clone(),
             },
         );
         let render_us = t0.elapsed().as_micros();
@@ -208,6 +214,7 @@ impl Agent {
         [
             ("forward", "ct state established"),
             ("input", "jump pod_source"),
+            ("input", "saddr vmap @egress_4"),
             (crate::antispoof::CHAIN, "@pod_ifaces"),
         ]
         .iter()

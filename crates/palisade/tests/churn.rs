@@ -76,6 +76,7 @@ fn kernel_follows_every_change_without_cutting_established_connections() {
         all_nodes: true,
         netns: Some(session.node_ns().to_string()),
         log_flows: false,
+        node_services: Vec::new(),
     });
 
     let steps: Vec<(&str, String)> = vec![

@@ -102,12 +102,22 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
             "--host-record=hub.models.test,10.99.0.12,30",
         ],
     );
-    // The agent's table in the node, then the DNS proxy beside it.
+    // The agent's table in the node, then the DNS proxy beside it: the pod's egress allows
+    // only names, yet its node's DNS proxy (config `spec.dns.listen`) stays reachable.
+    let dns_service = palisade_agent::hostfw::NodeService::from_listen(
+        "169.254.1.1:53",
+        &[
+            palisade_policy::Protocol::UDP,
+            palisade_policy::Protocol::TCP,
+        ],
+    )
+    .unwrap();
     let mut agent = Agent::new(AgentSettings {
         node: String::new(),
         all_nodes: true,
         netns: Some(node.clone()),
         log_flows: false,
+        node_services: dns_service.clone(),
     });
     agent.reconcile(&engine).expect("ruleset");
     let start_dns = || {
@@ -244,6 +254,7 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         all_nodes: true,
         netns: Some(node.clone()),
         log_flows: false,
+        node_services: dns_service.clone(),
     });
     let stats = fresh.reconcile(&engine).expect("rebuild");
     assert!(!stats.incremental);

@@ -395,6 +395,7 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
         engine,
         &RenderOptions {
             pod_interfaces: crate::runtime::pod_interfaces(engine, &local, Some(session.node_ns())),
+            node_services: Vec::new(),
             local_pods: local,
             log_denied: log,
             log_allowed: log,

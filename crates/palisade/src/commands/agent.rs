@@ -1,6 +1,7 @@
 //! `palisade agent --config FILE --node NAME`: enforce the manifests' policy for this node's
 //! pods with nftables, following every change.
 
+use palisade_agent::revoke::CloseSchedule;
 use palisade_agent::runtime::{Agent, AgentSettings};
 use palisade_standalone::{config, supervisor};
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         all_nodes: a.all_nodes || agent_spec.as_ref().is_some_and(|s| s.all_nodes),
         netns: a.netns.clone(),
         log_flows: true,
+        node_services: palisade_agent::hostfw::from_config(&rt.config),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,6 +99,7 @@ pub(crate) async fn run_agent(
     once: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut agent = Agent::new(settings);
+    let mut closes = CloseSchedule::new(CLOSE_GAP);
     let mut rx = state.published.clone();
     loop {
         let current = rx.borrow_and_update().clone();
@@ -107,32 +110,28 @@ pub(crate) async fn run_agent(
             Some(p) => {
                 let engine = p.engine.clone();
                 let generation = p.generation;
-                let (a2, result, closed) = tokio::task::spawn_blocking(move || {
+                let mut sched = closes;
+                let (a2, sched2, result, closed) = tokio::task::spawn_blocking(move || {
                     let r = agent.reconcile(&engine);
                     // Connections opened under the old policy that the new one denies are
-                    // closed once the new ruleset is in force.
+                    // closed once the new ruleset is in force: at once, or, in a burst of
+                    // changes, once the gap has passed (the wait below).
+                    let now = std::time::Instant::now();
                     let closed = match &r {
-                        Ok(s) if !s.unchanged => Some(agent.close_denied(&engine)),
+                        Ok(s) if !s.unchanged && sched.changed(now) => {
+                            let c = agent.close_denied(&engine);
+                            sched.ran(now);
+                            Some(c)
+                        }
                         _ => None,
                     };
-                    (agent, r, closed)
+                    (agent, sched, r, closed)
                 })
                 .await?;
                 agent = a2;
-                match closed {
-                    Some(Ok(n)) if n > 0 => {
-                        tracing::info!(
-                            generation,
-                            closed = n,
-                            "closed connections the new policy denies"
-                        )
-                    }
-                    Some(Err(e)) => tracing::warn!(
-                        generation,
-                        error = %e,
-                        "open connections not checked against the new policy (conntrack)"
-                    ),
-                    _ => {}
+                closes = sched2;
+                if let Some(c) = closed {
+                    log_closed(generation, c);
                 }
                 match result {
                     Ok(s) => tracing::info!(
@@ -163,6 +162,22 @@ pub(crate) async fn run_agent(
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return Ok(ExitCode::SUCCESS) } else { break },
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                _ = sleep_until_due(closes.next_due()) => {
+                    let Some((engine, generation)) =
+                        rx.borrow().as_ref().map(|p| (p.engine.clone(), p.generation))
+                    else {
+                        continue;
+                    };
+                    let now = std::time::Instant::now();
+                    let (a2, c) = tokio::task::spawn_blocking(move || {
+                        let c = agent.close_denied(&engine);
+                        (agent, c)
+                    })
+                    .await?;
+                    agent = a2;
+                    closes.ran(now);
+                    log_closed(generation, c);
+                }
                 _ = tokio::time::sleep(RESYNC) => {
                     let Some(engine) = rx.borrow().as_ref().map(|p| p.engine.clone()) else {
                         continue;
@@ -185,6 +200,36 @@ pub(crate) async fn run_agent(
                 }
             }
         }
+    }
+}
+
+/// At most one pass over the conntrack table per this gap (always one after the last
+/// change): a burst of policy changes lists the node's connections twice, not once each.
+const CLOSE_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits until `at`; forever when `None` (nothing pending).
+async fn sleep_until_due(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_closed(generation: u64, closed: std::io::Result<usize>) {
+    match closed {
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                generation,
+                closed = n,
+                "closed connections the new policy denies"
+            )
+        }
+        Err(e) => tracing::warn!(
+            generation,
+            error = %e,
+            "open connections not checked against the new policy (conntrack)"
+        ),
+        _ => {}
     }
 }
 

@@ -89,6 +89,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 all_nodes: spec.all_nodes,
                 netns: None,
                 log_flows: true,
+                node_services: palisade_agent::hostfw::from_config(&rt.config),
             };
             let st = state.clone();
             tokio::spawn(async move {
