@@ -83,6 +83,46 @@ fn addr_bits(ip: IpAddr) -> (u128, bool) {
     }
 }
 
+impl Cidr {
+    /// Parses a NetworkPolicy `ipBlock` CIDR as the API server does without strict IP
+    /// validation (`ParseCIDRSloppy`): IPv4 octets with leading zeros are read as decimal
+    /// (`010.0.0.0/8` is `10.0.0.0/8`, never octal). Returns the block and whether it was
+    /// read that way. Strict validation (Kubernetes 1.33+) refuses such a block; until then
+    /// the API server stores it, so refusing it here would leave a stored policy
+    /// unenforced.
+    pub fn parse_legacy(s: &str) -> Result<(Cidr, bool), String> {
+        match s.parse::<Cidr>() {
+            Ok(c) => Ok((c, false)),
+            Err(e) => {
+                let Some((addr, prefix)) = s.split_once('/') else {
+                    return Err(e);
+                };
+                let octets: Vec<&str> = addr.split('.').collect();
+                let decimal = octets.len() == 4
+                    && octets.iter().all(|o| {
+                        (1..=3).contains(&o.len()) && o.bytes().all(|b| b.is_ascii_digit())
+                    });
+                if !decimal {
+                    return Err(e);
+                }
+                let stripped: Vec<String> = octets
+                    .iter()
+                    .map(|o| o.trim_start_matches('0'))
+                    .map(|o| {
+                        if o.is_empty() {
+                            "0".to_string()
+                        } else {
+                            o.to_string()
+                        }
+                    })
+                    .collect();
+                let again = format!("{}/{prefix}", stripped.join("."));
+                again.parse::<Cidr>().map(|c| (c, true)).map_err(|_| e)
+            }
+        }
+    }
+}
+
 impl FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -162,6 +202,31 @@ impl IpBlockMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_ipv4_octets_with_leading_zeros_are_decimal() {
+        let (c, sloppy) = Cidr::parse_legacy("010.001.0.0/16").unwrap();
+        assert!(sloppy);
+        assert_eq!(c.to_string(), "10.1.0.0/16");
+        assert!(!c.contains("8.1.0.1".parse().unwrap()), "never octal");
+        assert_eq!(
+            Cidr::parse_legacy("10.1.0.0/16").unwrap(),
+            ("10.1.0.0/16".parse().unwrap(), false)
+        );
+        for bad in [
+            "0256.0.0.0/8",
+            "010.0.0/8",
+            "0x10.0.0.0/8",
+            "010.0.0.0",
+            "1000.0.0.0/8",
+        ] {
+            assert!(Cidr::parse_legacy(bad).is_err(), "{bad}");
+        }
+        assert!(
+            "010.0.0.0/8".parse::<Cidr>().is_err(),
+            "strict parse unchanged"
+        );
+    }
 
     #[test]
     fn parse_and_contain() {

@@ -61,6 +61,24 @@ impl V {
     }
 }
 
+/// An `ipBlock` CIDR: as [`cidr_field`], but IPv4 octets with leading zeros are read as
+/// decimal with a warning, as the API server stores them (without strict IP validation).
+fn legacy_cidr_field(v: &mut V, p: &FieldPath, text: &str) -> Option<Cidr> {
+    match Cidr::parse_legacy(text) {
+        Ok((c, true)) => {
+            v.warn(
+                p,
+                format!(
+                    "{text:?} has IPv4 octets with leading zeros: read as decimal {c} (as the \
+                     API server reads it; strict IP validation refuses it); write that"
+                ),
+            );
+            Some(c)
+        }
+        _ => cidr_field(v, p, text),
+    }
+}
+
 /// Parses a CIDR field: an error when it is not one, a warning when it is not written
 /// the canonical way (host bits set, an IPv4-mapped IPv6 block, leading zeros in IPv6),
 /// which Kubernetes warns about too and, with strict IP validation (1.33+), refuses.
@@ -281,10 +299,10 @@ fn np_peer(v: &mut V, p: &FieldPath, peer: &NetworkPolicyPeer) {
 
 /// Validates an ipBlock and returns the parsed CIDR.
 fn ip_block(v: &mut V, p: &FieldPath, b: &IpBlock) {
-    let cidr = cidr_field(v, &p.key("cidr"), &b.cidr);
+    let cidr = legacy_cidr_field(v, &p.key("cidr"), &b.cidr);
     for (i, e) in b.except.iter().enumerate() {
         let ep = p.key("except").index(i);
-        if let (Some(ec), Some(c)) = (cidr_field(v, &ep, e), cidr) {
+        if let (Some(ec), Some(c)) = (legacy_cidr_field(v, &ep, e), cidr) {
             if !c.contains_cidr(&ec) || ec.prefix_len() <= c.prefix_len() {
                 v.err(&ep, format!("{e} is not inside cidr {}", b.cidr));
             }
@@ -545,9 +563,14 @@ fn admin_ports(v: &mut V, p: &FieldPath, ports: Option<&[AdminPort]>) {
                 );
             }
         }
+        // The CRD types namedPort as a plain string: the API server stores any name. One
+        // that is not an IANA_SVC_NAME can name no container port, so it matches none.
         if let Some(name) = &port.named_port {
             if let Err(e) = port_name(name) {
-                v.err(&pp.key("namedPort"), e);
+                v.warn(
+                    &pp.key("namedPort"),
+                    format!("{e}: no container port can have this name, so it matches none"),
+                );
             }
         }
         if let Some(r) = &port.port_range {

@@ -465,6 +465,68 @@ spec:
     );
 }
 
+/// What the API server stores must be enforced, not refused: a refused object is left out,
+/// and a left-out deny policy opens what it closed. NetworkPolicy `ipBlock.cidr` is parsed
+/// by the API server with `ParseCIDRSloppy` unless strict IP validation is on (1.33+, off by
+/// default): "010.0.0.0/8" is stored and means 10.0.0.0/8 (decimal, not octal). The
+/// AdminNetworkPolicy CRD types `namedPort` as a string with no pattern. Both used to be
+/// errors, which dropped the whole policy.
+#[test]
+fn what_the_api_server_stores_is_enforced_leading_zeros_and_any_named_port() {
+    let np = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-ten, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 010.000.0.0/8, except: [010.9.0.0/16]}}]
+"#;
+    assert!(load_errors(np).is_empty(), "{:?}", load_errors(np));
+    let w = load_warnings(np);
+    assert!(
+        w.iter().any(|w| w.contains("read as decimal 10.0.0.0/8")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains("read as decimal 10.9.0.0/16")));
+    let c = Cluster::new(np);
+    for (ip, allowed) in [("10.1.2.3", true), ("10.9.0.1", false), ("8.1.2.3", false)] {
+        let v = c.pod_to_ip("x/a", ip, 443, TCP);
+        assert_eq!(v.allowed(), allowed, "{ip}: {v:#?}");
+    }
+    // ANP networks go through the CRD's CEL isCIDR, which refuses leading zeros.
+    let anp = anp_egress("{action: Allow, to: [{networks: [010.0.0.0/8]}]}");
+    assert!(!load_errors(&anp).is_empty());
+
+    let anp = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: odd-port-name}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - {name: deny-web, action: Deny, to: [{namespaces: {}}], ports: [{namedPort: web}, {namedPort: Not_A_Name}]}
+"#;
+    assert!(load_errors(anp).is_empty(), "{:?}", load_errors(anp));
+    assert!(
+        load_warnings(anp)
+            .iter()
+            .any(|w| w.contains("matches none")),
+        "{:?}",
+        load_warnings(anp)
+    );
+    // The policy is enforced: its valid named port is denied.
+    let c = Cluster::new(anp);
+    c.expect(
+        &c.tcp("x/a", "y/a", 80),
+        Deny,
+        Admin,
+        Some("AdminNetworkPolicy odd-port-name"),
+    );
+}
+
 /// AdminNetworkPolicySpec.priority: "If two (or more) policies with the same priority could
 /// both match a connection, then the implementation can apply any of the matching policies
 /// to the connection, and there is no way for the user to reliably determine which one it

@@ -241,8 +241,13 @@ impl Builder {
     }
 
     fn block(b: &IpBlock) -> Option<PeerMatch> {
-        let cidr = b.cidr.parse::<Cidr>().ok()?;
-        let except = b.except.iter().filter_map(|e| e.parse().ok()).collect();
+        let cidr = Cidr::parse_legacy(&b.cidr).ok()?.0;
+        let except = b
+            .except
+            .iter()
+            .filter_map(|e| Cidr::parse_legacy(e).ok())
+            .map(|(c, _)| c)
+            .collect();
         Some(PeerMatch::Block(IpBlockMatcher { cidr, except }))
     }
 
