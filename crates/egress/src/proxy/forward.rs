@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use super::body::{refusal_after_body, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
-use crate::decide::{decide, Decision, DenyReason, Target};
+use crate::decide::{decide, Decision, DenyReason, DnsCheck, Target};
 use crate::hop::strip_hop_by_hop;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -287,7 +287,7 @@ pub(crate) async fn handle(
     let mut decision = decision;
     if let (true, Some(o)) = (decision.allowed, fixed) {
         let answers = conn.shared.cfg.answers.as_deref();
-        if !crate::decide::dns_agrees(answers, conn.peer, &host, o.ip()) {
+        if crate::decide::dns_check(answers, conn.peer, &host, o.ip()) == DnsCheck::Disagrees {
             decision.allowed = false;
             decision.deny = Some(DenyReason::DnsMismatch);
         }

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::forward::dial;
 use super::{serve_client, Caller, Mode, Shared};
-use crate::decide::{decide, DenyReason, Target};
+use crate::decide::{decide, DenyReason, DnsCheck, Target};
 use crate::events::HttpLog;
 use crate::sni::{parse_client_hello, ClientHello, MAX_HELLO};
 
@@ -114,7 +114,8 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         d.deny = Some(DenyReason::NeedsInspection);
     }
     if let (true, Some(o)) = (d.allowed, original) {
-        if !crate::decide::dns_agrees(shared.cfg.answers.as_deref(), peer.ip(), &host, o.ip()) {
+        let answers = shared.cfg.answers.as_deref();
+        if crate::decide::dns_check(answers, peer.ip(), &host, o.ip()) == DnsCheck::Disagrees {
             d.allowed = false;
             d.deny = Some(DenyReason::DnsMismatch);
         }
