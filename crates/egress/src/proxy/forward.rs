@@ -285,11 +285,17 @@ pub(crate) async fn handle(
         )
     };
     let mut decision = decision;
+    let mut fixed = fixed;
     if let (true, Some(o)) = (decision.allowed, fixed) {
         let answers = conn.shared.cfg.answers.as_deref();
-        if crate::decide::dns_check(answers, conn.peer, &host, o.ip()) == DnsCheck::Disagrees {
-            decision.allowed = false;
-            decision.deny = Some(DenyReason::DnsMismatch);
+        match crate::decide::dns_check(answers, conn.peer, &host, o.ip()) {
+            DnsCheck::Agrees => {}
+            DnsCheck::Disagrees => {
+                decision.allowed = false;
+                decision.deny = Some(DenyReason::DnsMismatch);
+            }
+            // Nothing vouches for the address the client picked: go to the name.
+            DnsCheck::Unknown => fixed = None,
         }
     }
     // What the allowing rule asks: a body limit and an upload budget, checked up front

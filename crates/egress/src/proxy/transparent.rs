@@ -113,11 +113,18 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         d.allowed = false;
         d.deny = Some(DenyReason::NeedsInspection);
     }
+    // Where the tunnel goes: the original destination when the client's DNS answers vouch
+    // for it, else the name itself (a client whose DNS we never saw picks any address).
+    let mut to = original;
     if let (true, Some(o)) = (d.allowed, original) {
         let answers = shared.cfg.answers.as_deref();
-        if crate::decide::dns_check(answers, peer.ip(), &host, o.ip()) == DnsCheck::Disagrees {
-            d.allowed = false;
-            d.deny = Some(DenyReason::DnsMismatch);
+        match crate::decide::dns_check(answers, peer.ip(), &host, o.ip()) {
+            DnsCheck::Agrees => {}
+            DnsCheck::Disagrees => {
+                d.allowed = false;
+                d.deny = Some(DenyReason::DnsMismatch);
+            }
+            DnsCheck::Unknown => to = None,
         }
     }
     // The ClientHello is the first of the bytes the upload budget counts.
@@ -163,7 +170,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         // A TLS client gets no HTTP answer: the connection is closed.
         return;
     }
-    let (mut upstream, addr) = match dial(&shared, &host, port, original).await {
+    let (mut upstream, addr) = match dial(&shared, &host, port, to).await {
         Ok(x) => x,
         Err(e) => {
             if shared.wants_event(true) {
