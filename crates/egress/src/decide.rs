@@ -33,8 +33,11 @@ pub enum DenyReason {
     DnsMismatch,
     /// The request body is larger than the allowing rule's `maxBodyBytes` (`413`).
     BodyTooLarge,
-    /// The pod has used up its upload budget towards this name for now (`429`).
+    /// The pod has used up its upload budget under this rule for now (`429`).
     UploadBudget,
+    /// DLP is on and the body is compressed (`Content-Encoding`), so a scan of its bytes
+    /// would see nothing (`415`).
+    EncodedBody,
 }
 
 impl DenyReason {
@@ -52,15 +55,17 @@ impl DenyReason {
             DenyReason::DnsMismatch => "dns-mismatch",
             DenyReason::BodyTooLarge => "body-too-large",
             DenyReason::UploadBudget => "upload-budget",
+            DenyReason::EncodedBody => "encoded-body",
         }
     }
 
-    /// The HTTP status of the refusal: `403`, or `407`, `413`, `429` for those reasons.
+    /// The HTTP status of the refusal: `403`, or `407`, `413`, `415`, `429` for those reasons.
     pub fn status(self) -> u16 {
         match self {
             DenyReason::BadCredential => 407,
             DenyReason::BodyTooLarge => 413,
             DenyReason::UploadBudget => 429,
+            DenyReason::EncodedBody => 415,
             _ => 403,
         }
     }
@@ -79,6 +84,7 @@ impl DenyReason {
             DenyReason::DnsMismatch => "palisade: denied (dns-mismatch)\n",
             DenyReason::BodyTooLarge => "palisade: denied (body-too-large)\n",
             DenyReason::UploadBudget => "palisade: denied (upload-budget)\n",
+            DenyReason::EncodedBody => "palisade: denied (encoded-body)\n",
         }
     }
 }
