@@ -1,12 +1,12 @@
-//! Upload byte budgets: how many bytes one pod may send to one destination name in a time
-//! window (`uploadBudget` on a SecurityPolicy egress rule). Request bodies and the
-//! client → server bytes of tunnels both count.
+//! Upload byte budgets: how many bytes one pod may send under one allowing rule (to every
+//! name the rule allows, together) in a time window (`uploadBudget` on a SecurityPolicy
+//! egress rule). Request bodies and the client → server bytes of tunnels both count.
 //!
 //! Windows are fixed: the first byte opens a window of the rule's length, and the count
 //! starts again from zero when it has passed. A request that would go over is refused
 //! whole when its length is known up front (`429` with `Retry-After`); a body of unknown
 //! length or a tunnel is cut when it goes over. Memory is bounded: at most [`MAX_ENTRIES`]
-//! (pod, name) pairs are tracked; when full, pairs whose window has ended are forgotten,
+//! (pod, rule) pairs are tracked; when full, pairs whose window has ended are forgotten,
 //! then the oldest windows.
 
 use std::collections::HashMap;
@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use palisade_policy::UploadBudget;
 
-/// Most (pod, name) pairs tracked at once.
+/// Most (pod, rule) pairs tracked at once.
 pub const MAX_ENTRIES: usize = 100_000;
 
-/// One pod's budget towards one name.
+/// One pod's budget under one rule.
 #[derive(Debug)]
 pub struct BudgetCell {
     limit: UploadBudget,
@@ -103,19 +103,20 @@ impl BudgetCell {
     }
 }
 
-/// Every (pod, name) budget of a gateway.
+/// Every (pod, rule) budget of a gateway.
 #[derive(Debug, Default)]
 pub struct UploadBudgets {
     cells: Mutex<HashMap<(String, String), Arc<BudgetCell>>>,
 }
 
 impl UploadBudgets {
-    /// The budget of `who` (a pod `namespace/name`, or a client IP) towards `host`, under
-    /// `limit`. A changed limit (the policy was edited) starts a fresh window.
-    pub fn cell(&self, who: &str, host: &str, limit: UploadBudget) -> Arc<BudgetCell> {
+    /// The budget of `who` (a pod `namespace/name`, or a client IP) in `scope` (the
+    /// allowing rule), under `limit`. A changed limit (the policy was edited) starts a
+    /// fresh window.
+    pub fn cell(&self, who: &str, scope: &str, limit: UploadBudget) -> Arc<BudgetCell> {
         let now = Instant::now();
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (who.to_string(), host.to_string());
+        let key = (who.to_string(), scope.to_string());
         if let Some(c) = cells.get(&key) {
             if c.limit == limit {
                 return Arc::clone(c);

@@ -33,8 +33,11 @@ pub enum DenyReason {
     DnsMismatch,
     /// The request body is larger than the allowing rule's `maxBodyBytes` (`413`).
     BodyTooLarge,
-    /// The pod has used up its upload budget towards this name for now (`429`).
+    /// The pod has used up its upload budget under this rule for now (`429`).
     UploadBudget,
+    /// DLP is on and the body is compressed (`Content-Encoding`), so a scan of its bytes
+    /// would see nothing (`415`).
+    EncodedBody,
 }
 
 impl DenyReason {
@@ -52,15 +55,17 @@ impl DenyReason {
             DenyReason::DnsMismatch => "dns-mismatch",
             DenyReason::BodyTooLarge => "body-too-large",
             DenyReason::UploadBudget => "upload-budget",
+            DenyReason::EncodedBody => "encoded-body",
         }
     }
 
-    /// The HTTP status of the refusal: `403`, or `407`, `413`, `429` for those reasons.
+    /// The HTTP status of the refusal: `403`, or `407`, `413`, `415`, `429` for those reasons.
     pub fn status(self) -> u16 {
         match self {
             DenyReason::BadCredential => 407,
             DenyReason::BodyTooLarge => 413,
             DenyReason::UploadBudget => 429,
+            DenyReason::EncodedBody => 415,
             _ => 403,
         }
     }
@@ -79,6 +84,7 @@ impl DenyReason {
             DenyReason::DnsMismatch => "palisade: denied (dns-mismatch)\n",
             DenyReason::BodyTooLarge => "palisade: denied (body-too-large)\n",
             DenyReason::UploadBudget => "palisade: denied (upload-budget)\n",
+            DenyReason::EncodedBody => "palisade: denied (encoded-body)\n",
         }
     }
 }
@@ -152,12 +158,16 @@ pub fn decide(
         }
         None => Endpoint::Ip(client),
     };
-    let dst = match target.host.parse::<IpAddr>() {
-        Ok(ip) => engine.endpoint_for_ip(ip),
-        Err(_) => Endpoint::Fqdn {
+    let dst = match classify_host(target.host) {
+        HostKind::Ip(ip) => engine.endpoint_for_ip(ip),
+        HostKind::Name => Endpoint::Fqdn {
             name: target.host,
-            ip: target.ip,
+            ip: target.ip.map(|ip| ip.to_canonical()),
         },
+        // A numeric form the system resolver reads as an address (`2852039166`,
+        // `0xa9.0xfe.0xa9.0xfe`, `169.254.43518`): decided as a name it would dodge every
+        // address rule, so it is no name policy can allow.
+        HostKind::NumericName => return Decision::denied(DenyReason::FqdnNotAllowed),
     };
     let mut flow = Flow {
         src,
@@ -197,19 +207,74 @@ pub fn decide(
     }
 }
 
-/// Whether a redirected connection's name and original destination agree with the
-/// client's DNS answers (when they are known).
-pub fn dns_agrees(
+/// What a destination host string names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// An IP literal (`192.0.2.1`, `::1`, `[::1]`), IPv4-mapped IPv6 read as IPv4.
+    Ip(IpAddr),
+    /// A DNS name.
+    Name,
+    /// Not an IP literal, yet all of it digits, dots and hex prefixes in a way that
+    /// `inet_aton` and the system resolver read as an address (`2130706433`, `0x7f.1`,
+    /// `127.1`): a DNS name's last label is never numeric (RFC 3696 §2).
+    NumericName,
+}
+
+/// Reads a destination host (lower case, no trailing dot, IPv6 possibly in brackets).
+pub fn classify_host(host: &str) -> HostKind {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return HostKind::Ip(ip.to_canonical());
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())));
+    if numeric {
+        HostKind::NumericName
+    } else {
+        HostKind::Name
+    }
+}
+
+/// What the client's DNS answers say about a redirected connection's name and original
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsCheck {
+    /// The client was told the name lives at that address (or the name is that address).
+    Agrees,
+    /// The client's answers are known and do not include it: refuse (`dns-mismatch`).
+    Disagrees,
+    /// Nothing is known about the client's DNS (no DNS proxy in its path, or every answer
+    /// it got has expired): the original destination is not trusted, the gateway connects
+    /// to the name itself, as the explicit proxy does.
+    Unknown,
+}
+
+/// Checks a redirected connection's name and original destination against the client's
+/// DNS answers (when they are known).
+pub fn dns_check(
     answers: Option<&dyn crate::answers::ResolvedNames>,
     client: IpAddr,
     host: &str,
     ip: IpAddr,
-) -> bool {
-    // An IP literal names itself; unknown clients are not held to answers we never saw.
-    host.parse::<IpAddr>().is_ok()
-        || answers
-            .and_then(|a| a.agrees(client, host, ip))
-            .unwrap_or(true)
+) -> DnsCheck {
+    match classify_host(host) {
+        // An IP literal names itself, and only itself: the connection must go there (an
+        // allowed address in `Host` / SNI cannot carry a connection to another one).
+        HostKind::Ip(named) if named == ip.to_canonical() => DnsCheck::Agrees,
+        HostKind::Ip(_) | HostKind::NumericName => DnsCheck::Disagrees,
+        HostKind::Name => match answers.and_then(|a| a.agrees(client, host, ip)) {
+            Some(true) => DnsCheck::Agrees,
+            Some(false) => DnsCheck::Disagrees,
+            None => DnsCheck::Unknown,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -289,29 +354,97 @@ spec:
         let cdn: IpAddr = "203.0.113.7".parse().unwrap();
         book.record(pod, "hub.test", cdn, std::time::Duration::from_secs(30));
         let a = Some(&book as &dyn crate::answers::ResolvedNames);
-        assert!(dns_agrees(a, pod, "hub.test", cdn));
+        assert_eq!(dns_check(a, pod, "hub.test", cdn), DnsCheck::Agrees);
         // SNI names an allowed host, but the IP was resolved for another name: refused.
-        assert!(!dns_agrees(a, pod, "other.test", cdn));
-        assert!(!dns_agrees(
-            a,
-            pod,
-            "hub.test",
-            "203.0.113.8".parse().unwrap()
-        ));
-        // No DNS proxy in the path, or a client it never answered: not held to it.
-        assert!(dns_agrees(None, pod, "other.test", cdn));
-        assert!(dns_agrees(
-            a,
-            "10.0.0.9".parse().unwrap(),
-            "other.test",
-            cdn
-        ));
-        assert!(dns_agrees(
-            a,
-            pod,
-            "203.0.113.9",
-            "203.0.113.9".parse().unwrap()
-        ));
+        assert_eq!(dns_check(a, pod, "other.test", cdn), DnsCheck::Disagrees);
+        let other: IpAddr = "203.0.113.8".parse().unwrap();
+        assert_eq!(dns_check(a, pod, "hub.test", other), DnsCheck::Disagrees);
+        // No DNS proxy in the path, or a client it never answered: unknown.
+        assert_eq!(dns_check(None, pod, "other.test", cdn), DnsCheck::Unknown);
+        let stranger: IpAddr = "10.0.0.9".parse().unwrap();
+        assert_eq!(dns_check(a, stranger, "other.test", cdn), DnsCheck::Unknown);
+        // An IP literal names itself, and nothing else, whoever asks.
+        let lit: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(dns_check(a, pod, "203.0.113.9", lit), DnsCheck::Agrees);
+        assert_eq!(
+            dns_check(None, pod, "203.0.113.9", cdn),
+            DnsCheck::Disagrees
+        );
+        assert_eq!(dns_check(a, stranger, "[::1]", cdn), DnsCheck::Disagrees);
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(
+            dns_check(None, pod, "203.0.113.9", mapped),
+            DnsCheck::Agrees
+        );
+        assert_eq!(dns_check(None, pod, "3405803785", lit), DnsCheck::Disagrees);
+    }
+
+    #[test]
+    fn hosts_are_read_as_addresses_wherever_a_resolver_would() {
+        use HostKind::*;
+        let v4 = |s: &str| Ip(s.parse().unwrap());
+        assert_eq!(classify_host("192.0.2.1"), v4("192.0.2.1"));
+        assert_eq!(classify_host("[fd00::1]"), v4("fd00::1"));
+        assert_eq!(classify_host("::1"), v4("::1"));
+        assert_eq!(
+            classify_host("[::ffff:169.254.169.254]"),
+            v4("169.254.169.254")
+        );
+        for numeric in [
+            "2852039166",
+            "0xa9fea9fe",
+            "169.254.43518",
+            "0xa9.0xfe.0xa9.0xfe",
+        ] {
+            assert_eq!(classify_host(numeric), NumericName, "{numeric}");
+        }
+        for name in ["hub.test", "1.example", "0x.test", "xn--bcher-kva.example"] {
+            assert_eq!(classify_host(name), Name, "{name}");
+        }
+    }
+
+    /// Address rules hold whatever spelling of the address the client uses: a cluster-wide
+    /// `Deny` of the metadata service, and a pod allowed one address only.
+    #[test]
+    fn address_rules_hold_for_every_spelling_of_an_address() {
+        let policy = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: ml, labels: {app: trainer}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.0.5}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: no-metadata}
+spec:
+  tier: security
+  subject: {namespaceSelector: {}}
+  egress:
+  - action: Deny
+    to: [{ipBlock: {cidr: 169.254.169.254/32}}, {ipBlock: {cidr: "fd00:ec2::254/128"}}]
+"#;
+        let mut m = Manifests::new();
+        m.add_file("p.yaml", policy);
+        assert!(!m.has_errors(), "{:?}", m.diagnostics);
+        let e = Engine::compile_with(&Snapshot::from_manifests(&m), Posture::Allow);
+        let ip: IpAddr = "10.0.0.5".parse().unwrap();
+        let pod = e.pod_by_ip(ip);
+        assert!(decide(Some(&e), pod, ip, target("hub.test"), None).allowed);
+        for host in [
+            "169.254.169.254",
+            "[fd00:ec2::254]",
+            "[::ffff:169.254.169.254]",
+            "::ffff:a9fe:a9fe",
+            "2852039166",
+            "0xa9fea9fe",
+            "169.254.43518",
+            "0251.0376.0251.0376",
+        ] {
+            let d = decide(Some(&e), pod, ip, target(host), None);
+            assert!(!d.allowed, "{host}: {d:?}");
+            assert_eq!(d.deny, Some(DenyReason::FqdnNotAllowed), "{host}");
+        }
     }
 
     #[test]

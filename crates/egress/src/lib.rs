@@ -21,7 +21,8 @@
 //! - [`answers`]: SNI / DNS / IP agreement with what the DNS proxy told each pod.
 //! - [`answer_feed`]: subscriptions to DNS proxies in other processes (their answers feed).
 //! - [`ai`]: AI-API awareness (provider, model, operation, token usage, up/downloads).
-//! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log).
+//! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log);
+//!   [`decoded`]: the percent-, JSON- and base64-decoded readings they also look at.
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
 //! - [`workers`]: thread-per-core serving with one accept loop (shared with the ingress).
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
@@ -32,6 +33,7 @@ pub mod answers;
 pub mod budget;
 pub mod config;
 pub mod decide;
+pub mod decoded;
 pub mod dlp;
 pub mod events;
 pub mod h1;

@@ -14,6 +14,8 @@ use palisade_policy::{Engine, Manifests, Posture, Snapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "e2e/address_forms.rs"]
+mod address_forms;
 #[path = "e2e/ai.rs"]
 mod ai;
 #[path = "e2e/bad_input.rs"]

@@ -341,3 +341,68 @@ fn a_gateway_in_another_process_follows_the_dns_proxys_answers() {
     );
     assert_eq!(hello(&w, "new.models.test", "10.99.1.12"), "CLOSED");
 }
+
+/// Answers every connection on TCP 443 with `EVL` (the server a hostile pod wants to reach).
+const EVIL_SERVER: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 443))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(4096)
+        c.sendall(b"EVL")
+    except OSError:
+        pass
+    c.close()
+"#;
+
+/// A pod whose DNS the proxy never answered (it resolves elsewhere, or not at all) presents
+/// an allowed name in SNI and picks the address of a server no policy allows. Nothing
+/// vouches for that address, so the gateway connects to the name itself: the tunnel reaches
+/// the allowed host, never the address the pod chose (on the old code it reached it: `EVL`).
+#[test]
+fn a_pod_unknown_to_the_dns_proxy_reaches_the_name_not_the_address_it_picked() {
+    if !can_run() {
+        return;
+    }
+    let w = world("plu");
+    let evil = Netns(format!("plu{}-evil", std::process::id() % 10000));
+    sh(&format!(
+        "ip netns add {e} && ip -n {node} link add hv type veth peer name eth0 netns {e} && ip -n {node} link set hv up && ip -n {node} route add 10.99.1.66/32 dev hv && ip -n {e} link set lo up && ip -n {e} link set eth0 up && ip -n {e} addr add 10.99.1.66/32 dev eth0 && ip -n {e} route add 169.254.1.1 dev eth0 scope link && ip -n {e} route add default via 169.254.1.1 dev eth0",
+        e = evil.0,
+        node = w.node
+    ));
+    let _evil_server = Kill(
+        Command::new("ip")
+            .args(["netns", "exec", &evil.0, "python3", "-c", EVIL_SERVER])
+            .spawn()
+            .unwrap(),
+    );
+    let cfg = write_config(
+        &w,
+        "config.yaml",
+        "events.jsonl",
+        "",
+        ", hosts: {cdn.models.test: 10.99.1.10}",
+    );
+    let _up = palisade_in_node(&w, &["up", "--config", cfg.to_str().unwrap()], "up.log");
+    wait_for(20, "the evil server never answered", || {
+        in_ns(&w.node, &["python3", "-c", HELLO, "x.test", "10.99.1.66"]).trim() == "EVL"
+    });
+    // The pod never asks the DNS proxy anything: it stays unknown to the gateway.
+    wait_for(20, "an allowed name never got through", || {
+        hello(&w, "cdn.models.test", "10.99.1.10") == "ok"
+    });
+    for _ in 0..3 {
+        assert_eq!(
+            hello(&w, "cdn.models.test", "10.99.1.66"),
+            "ok",
+            "the tunnel must go to cdn.models.test, not to the address the pod picked"
+        );
+    }
+    // A name that is not allowed is still refused.
+    assert_eq!(hello(&w, "evil.test", "10.99.1.66"), "CLOSED");
+}

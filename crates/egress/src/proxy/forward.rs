@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use super::body::{refusal_after_body, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
-use crate::decide::{decide, Decision, DenyReason, Target};
+use crate::decide::{decide, Decision, DenyReason, DnsCheck, Target};
 use crate::hop::strip_hop_by_hop;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -285,11 +285,17 @@ pub(crate) async fn handle(
         )
     };
     let mut decision = decision;
+    let mut fixed = fixed;
     if let (true, Some(o)) = (decision.allowed, fixed) {
         let answers = conn.shared.cfg.answers.as_deref();
-        if !crate::decide::dns_agrees(answers, conn.peer, &host, o.ip()) {
-            decision.allowed = false;
-            decision.deny = Some(DenyReason::DnsMismatch);
+        match crate::decide::dns_check(answers, conn.peer, &host, o.ip()) {
+            DnsCheck::Agrees => {}
+            DnsCheck::Disagrees => {
+                decision.allowed = false;
+                decision.deny = Some(DenyReason::DnsMismatch);
+            }
+            // Nothing vouches for the address the client picked: go to the name.
+            DnsCheck::Unknown => fixed = None,
         }
     }
     // What the allowing rule asks: a body limit and an upload budget, checked up front
@@ -590,6 +596,12 @@ async fn inspect_body(
     log: &mut Option<crate::events::HttpLog>,
 ) -> Result<ReqBody, (DenyReason, Option<StatusCode>)> {
     let _ = caller;
+    // A compressed body hides what it carries from a scan of its bytes: refused rather than
+    // passed unscanned (the gateway does not decompress uploads).
+    if is_encoded(headers) {
+        conn.shared.stats.denied.fetch_add(1, Ordering::Relaxed);
+        return Err((DenyReason::EncodedBody, None));
+    }
     let bytes = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
@@ -604,17 +616,29 @@ async fn inspect_body(
     if let Some(ai) = log.as_mut().and_then(|l| l.ai.as_mut()) {
         ai.model = crate::ai::request_model(&bytes);
     }
-    if hits.is_empty() {
+    // What the detectors find in the decoded readings (percent, JSON escapes, base64) of
+    // the body as it would be sent: after redaction, what is left can only be refused.
+    let redacted = (dlp.action == DlpAction::Redact && !hits.is_empty())
+        .then(|| crate::dlp::redact(&bytes, &hits));
+    let hidden =
+        crate::decoded::hidden_hits(redacted.as_deref().unwrap_or(&bytes[..]), &dlp.detectors);
+    if hits.is_empty() && hidden.is_empty() {
         return Ok(ReqBody::Full(Some(bytes)));
     }
     let action = match dlp.action {
         DlpAction::Block => DetectionAction::Block,
-        DlpAction::Redact => DetectionAction::Redact,
+        DlpAction::Redact if hidden.is_empty() => DetectionAction::Redact,
+        // An encoded secret cannot be cut out of its encoding: refused.
+        DlpAction::Redact => DetectionAction::Block,
         DlpAction::Log => DetectionAction::Log,
     };
     let mut detections: Vec<Detection> = Vec::new();
-    for h in &hits {
-        let name = format!("dlp.{}", h.detector.name());
+    for d in hits
+        .iter()
+        .map(|h| h.detector)
+        .chain(hidden.iter().copied())
+    {
+        let name = format!("dlp.{}", d.name());
         if !detections.iter().any(|d| d.detector == name) {
             detections.push(Detection {
                 detector: name,
@@ -627,15 +651,26 @@ async fn inspect_body(
     let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
     l.detections = detections;
     *log = Some(l);
-    match dlp.action {
-        DlpAction::Block => Err((DenyReason::Dlp, None)),
-        DlpAction::Redact => {
-            let red = crate::dlp::redact(&bytes, &hits);
+    match (action, redacted) {
+        (DetectionAction::Redact, Some(red)) => {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(red.len()));
             Ok(ReqBody::Full(Some(red.into())))
         }
-        DlpAction::Log => Ok(ReqBody::Full(Some(bytes))),
+        (DetectionAction::Log, _) => Ok(ReqBody::Full(Some(bytes))),
+        _ => Err((DenyReason::Dlp, None)),
     }
+}
+
+/// Whether a request body is sent in a content coding (anything but `identity`).
+fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|c| {
+            let c = c.trim_ascii();
+            !c.is_empty() && !c.eq_ignore_ascii_case(b"identity")
+        })
 }
 
 fn upstream_failed(

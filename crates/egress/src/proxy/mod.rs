@@ -87,7 +87,11 @@ impl Shared {
         self.events.is_some() && self.cfg.events.wants(allowed)
     }
 
-    /// The upload budget of this caller towards `host`, when the allowing rule has one.
+    /// The upload budget of this caller under the allowing rule, when it has one.
+    ///
+    /// One budget per pod and *rule*, shared by every name the rule allows: keyed by name, a
+    /// wildcard rule (`*.uploads.example`) would give a fresh budget to each subdomain a
+    /// pod cares to make up (`host` is the key only when no rule is known).
     pub(crate) fn budget(
         &self,
         caller: &Caller,
@@ -107,7 +111,17 @@ impl Shared {
                     .map(|i| i.key())
             })
             .unwrap_or_else(|| client.to_string());
-        Some(self.budgets.cell(&who, host, limit))
+        let scope = match &d.policy {
+            Some(p) => format!(
+                "{} {}/{} {}",
+                p.kind,
+                p.namespace.as_deref().unwrap_or(""),
+                p.name,
+                p.rule
+            ),
+            None => host.to_string(),
+        };
+        Some(self.budgets.cell(&who, &scope, limit))
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::forward::dial;
 use super::{serve_client, Caller, Mode, Shared};
-use crate::decide::{decide, DenyReason, Target};
+use crate::decide::{decide, DenyReason, DnsCheck, Target};
 use crate::events::HttpLog;
 use crate::sni::{parse_client_hello, ClientHello, MAX_HELLO};
 
@@ -113,10 +113,18 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         d.allowed = false;
         d.deny = Some(DenyReason::NeedsInspection);
     }
+    // Where the tunnel goes: the original destination when the client's DNS answers vouch
+    // for it, else the name itself (a client whose DNS we never saw picks any address).
+    let mut to = original;
     if let (true, Some(o)) = (d.allowed, original) {
-        if !crate::decide::dns_agrees(shared.cfg.answers.as_deref(), peer.ip(), &host, o.ip()) {
-            d.allowed = false;
-            d.deny = Some(DenyReason::DnsMismatch);
+        let answers = shared.cfg.answers.as_deref();
+        match crate::decide::dns_check(answers, peer.ip(), &host, o.ip()) {
+            DnsCheck::Agrees => {}
+            DnsCheck::Disagrees => {
+                d.allowed = false;
+                d.deny = Some(DenyReason::DnsMismatch);
+            }
+            DnsCheck::Unknown => to = None,
         }
     }
     // The ClientHello is the first of the bytes the upload budget counts.
@@ -162,7 +170,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         // A TLS client gets no HTTP answer: the connection is closed.
         return;
     }
-    let (mut upstream, addr) = match dial(&shared, &host, port, original).await {
+    let (mut upstream, addr) = match dial(&shared, &host, port, to).await {
         Ok(x) => x,
         Err(e) => {
             if shared.wants_event(true) {

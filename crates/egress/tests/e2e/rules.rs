@@ -1,6 +1,6 @@
 //! What an allowing rule asks of the gateway, per rule rather than per gateway: a body size
 //! limit (`maxBodyBytes`), DLP (`dlp`), interception (`inspectTLS`) and an upload budget per
-//! pod and name (`uploadBudget`), for plain requests and tunnels.
+//! pod and rule (`uploadBudget`), for plain requests and tunnels.
 
 use super::*;
 
@@ -156,4 +156,60 @@ async fn inspect_tls_without_a_ca_refuses_the_tunnel() {
     assert_eq!(code, "403");
     let e = next_event(&s.events).await;
     assert_eq!(reason(&e).as_deref(), Some("needs-inspection"));
+}
+
+/// A wildcard rule's budget is one for all the names it allows: on the old code each
+/// subdomain a pod made up got a fresh budget (`a.up.test`, `b.up.test`, … 2,000 bytes each
+/// under a 3,000-byte budget all went through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_subdomains_share_the_rules_upload_budget() {
+    const WILDCARD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: ml, labels: {app: client}}
+spec: {containers: [{name: c}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: uploads, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  egress:
+  - to: [{fqdn: "*.up.test"}]
+    uploadBudget: {bytes: 3000, window: 1h}
+  - to: [{fqdn: "allowed.test"}]
+    uploadBudget: {bytes: 3000, window: 1h}
+"#;
+    let s = start_with(Posture::Allow, &[], |cfg, _| {
+        for n in ["a.up.test", "b.up.test", "c.up.test", "a.up.test."] {
+            cfg.hosts.insert(n.into(), "127.0.0.1".parse().unwrap());
+        }
+    })
+    .await;
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(WILDCARD, Posture::Allow))),
+    );
+    let part = "b".repeat(2000);
+    let url = |h: &str| format!("http://{h}:{}/echo", s.upstream);
+    let (body, code) = curl(via(
+        &s,
+        &["-d", &part, "-w", "\n%{http_code}"],
+        &url("a.up.test"),
+    ))
+    .await;
+    assert_eq!((body.len(), code.as_str()), (2000, "200"));
+    for name in ["b.up.test", "C.UP.TEST", "a.up.test."] {
+        let (body, code) = curl(via(&s, &["-d", &part, "-w", "\n%{http_code}"], &url(name))).await;
+        assert_eq!(code, "429", "{name}: {body}");
+    }
+    // Another rule keeps its own budget.
+    let (body, code) = curl(via(
+        &s,
+        &["-d", &part, "-w", "\n%{http_code}"],
+        &url("allowed.test"),
+    ))
+    .await;
+    assert_eq!((body.len(), code.as_str()), (2000, "200"));
 }
