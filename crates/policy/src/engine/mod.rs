@@ -200,7 +200,7 @@ pub struct GatewayDemands {
     pub max_body_bytes: Option<u64>,
     /// DLP on visible request bodies.
     pub dlp: Option<crate::model::DlpSpec>,
-    /// Bytes each pod may send to each destination name per window.
+    /// Bytes each pod may send per window under this rule (all its names together).
     pub upload_budget: Option<UploadBudget>,
 }
 

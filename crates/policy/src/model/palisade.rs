@@ -67,7 +67,8 @@ pub struct SecurityRule {
     /// Egress: data-loss prevention on visible request bodies.
     #[serde(default)]
     pub dlp: Option<DlpSpec>,
-    /// Egress: most bytes each selected pod may send to each destination name per window.
+    /// Egress: most bytes each selected pod may send per window under this rule (one budget
+    /// shared by every name the rule allows).
     #[serde(default)]
     pub upload_budget: Option<UploadBudgetSpec>,
 }
