@@ -798,8 +798,8 @@ async fn serve(
     // The prompt guard, on every prompt field (direct and indirect injection).
     if let (Some(g), Some(a)) = (&route.guard, &api) {
         let mut best = crate::guard::PromptScore::default();
-        for p in &a.prompts {
-            let s = shared.scorer.score(&p.text);
+        for text in a.guard_texts() {
+            let s = shared.scorer.score(&text);
             if s.score > best.score {
                 best = s;
             }
