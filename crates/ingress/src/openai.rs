@@ -327,6 +327,57 @@ pub fn operation(path: &str) -> Option<&'static str> {
     .map(|(_, o)| o)
 }
 
+/// The text a model generated in a non-streamed answer, for counting its tokens when the
+/// backend reports no `usage`: chat and completions `choices` (content, reasoning, refusal,
+/// tool-call arguments, `text`), Anthropic `content` blocks (text, thinking, tool input) and
+/// Responses-API `output` items (text parts, summaries, function-call arguments).
+pub fn completion_text(answer: &Value) -> String {
+    const KEYS: [&str; 7] = [
+        "content",
+        "text",
+        "reasoning_content",
+        "reasoning",
+        "refusal",
+        "thinking",
+        "arguments",
+    ];
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if KEYS.contains(&k.as_str())
+                        || matches!(
+                            k.as_str(),
+                            "message" | "tool_calls" | "function" | "summary"
+                        )
+                    {
+                        walk(x, out);
+                    } else if k == "input" && x.is_object() {
+                        // Anthropic tool_use: the model wrote the input as JSON.
+                        out.push_str(&x.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for k in ["choices", "content", "output"] {
+        if let Some(v) = answer.get(k) {
+            match v {
+                Value::String(_) => {}
+                v => walk(v, &mut out),
+            }
+        }
+    }
+    out
+}
+
 /// Token counts a backend reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -808,6 +859,33 @@ mod tests {
                 completion_tokens: Some(9)
             })
         );
+    }
+
+    /// Completion text of non-streamed answers, for when the backend reports no usage.
+    #[test]
+    fn completion_text_of_answers() {
+        let chat: Value = serde_json::from_str(
+            r#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"finish_reason":"stop",
+            "message":{"role":"assistant","content":"Hello there","tool_calls":[{"id":"t","type":"function",
+            "function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(completion_text(&chat), "Hello there\n{\"a\":1}\n");
+        let legacy: Value =
+            serde_json::from_str(r#"{"choices":[{"text":"abc","index":0}]}"#).unwrap();
+        assert_eq!(completion_text(&legacy), "abc\n");
+        let anthropic: Value = serde_json::from_str(
+            r#"{"type":"message","role":"assistant","content":[{"type":"text","text":"Hi"},
+            {"type":"tool_use","id":"x","name":"f","input":{"q":"w"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(completion_text(&anthropic), "Hi\n{\"q\":\"w\"}");
+        let responses: Value = serde_json::from_str(
+            r#"{"object":"response","output":[{"type":"message","id":"m","status":"completed",
+            "content":[{"type":"output_text","text":"Yo"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(completion_text(&responses), "Yo\n");
     }
 
     /// A signature split over the content parts of one message (or the blocks of
