@@ -305,6 +305,16 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             400,
             "prompt_injection_detected",
         ),
+        (
+            "TGI generate inputs",
+            "/guarded/generate",
+            json.into(),
+            serde_json::json!({"inputs":INJECTION,"parameters":{"max_new_tokens":20}})
+                .to_string()
+                .into_bytes(),
+            400,
+            "prompt_injection_detected",
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, path, headers, body, want, code) in &cases {
