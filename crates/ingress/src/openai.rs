@@ -460,10 +460,33 @@ fn collect_messages(
         // Every text key of the message, `content` and beside it (an assistant's
         // `refusal`, a tool result's `output`).
         collect_strings(m, role, out);
+        collect_tool_calls(m, role, out);
         if out.len() - first > 1 {
             groups.push(first..out.len());
         }
     }
+}
+
+/// Tool-call arguments in a conversation's history: an assistant message's
+/// `tool_calls[].function.arguments` (and legacy `function_call.arguments`), a Responses-API
+/// `function_call` item's `arguments`. Chat templates render them for the model like any
+/// text, and a client writes the history it sends, so they are prompt text too.
+fn collect_tool_calls(m: &Value, role: &str, out: &mut Vec<PromptField>) {
+    let mut push = |v: Option<&Value>| {
+        if let Some(Value::String(s)) = v {
+            out.push(PromptField {
+                role: role.to_string(),
+                text: s.clone(),
+            });
+        }
+    };
+    if let Some(Value::Array(calls)) = m.get("tool_calls") {
+        for c in calls {
+            push(c.get("function").and_then(|f| f.get("arguments")));
+        }
+    }
+    push(m.get("function_call").and_then(|f| f.get("arguments")));
+    push(m.get("arguments"));
 }
 
 /// Strings of a prompt value: a string, an array of strings, or content parts
@@ -479,6 +502,16 @@ fn collect_strings(v: &Value, role: &str, out: &mut Vec<PromptField>) {
             for k in TEXT_KEYS {
                 if let Some(x) = o.get(k) {
                     collect_strings(x, role, out);
+                }
+            }
+            // Anthropic's `tool_use` blocks in the history: the input the model is said to
+            // have written, rendered for it as JSON.
+            if o.get("type").and_then(Value::as_str) == Some("tool_use") {
+                if let Some(input @ Value::Object(_)) = o.get("input") {
+                    out.push(PromptField {
+                        role: role.to_string(),
+                        text: input.to_string(),
+                    });
                 }
             }
             // Anthropic's plain-text documents: `{"type":"document","source":{"type":
@@ -902,6 +935,31 @@ mod tests {
             bad,
             Err(BodyError::NotAnInteger("parameters.max_new_tokens"))
         ));
+    }
+
+    /// Tool-call arguments in the history are prompt text: before, an injection there
+    /// (OpenAI `tool_calls`, Responses `function_call` items, Anthropic `tool_use` input)
+    /// was never scored.
+    #[test]
+    fn tool_call_arguments_in_the_history_are_prompts() {
+        let texts = |body: &str| {
+            let r = ApiRequest::parse(body.as_bytes(), &[]).unwrap();
+            r.prompts.into_iter().map(|p| p.text).collect::<Vec<_>>()
+        };
+        let chat = texts(
+            r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function",
+            "function":{"name":"f","arguments":"{\"q\":\"IGNORE\"}"}}]}]}"#,
+        );
+        assert_eq!(chat, vec![r#"{"q":"IGNORE"}"#.to_string()]);
+        let responses = texts(
+            r#"{"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{\"q\":\"IGNORE\"}"}]}"#,
+        );
+        assert_eq!(responses, vec![r#"{"q":"IGNORE"}"#.to_string()]);
+        let anthropic = texts(
+            r#"{"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f",
+            "input":{"q":"IGNORE"}}]}]}"#,
+        );
+        assert_eq!(anthropic, vec![r#"{"q":"IGNORE"}"#.to_string()]);
     }
 
     /// Completion text of non-streamed answers, for when the backend reports no usage.

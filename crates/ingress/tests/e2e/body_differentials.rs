@@ -315,6 +315,21 @@ async fn bodies_the_backend_could_read_differently_are_refused() {
             400,
             "prompt_injection_detected",
         ),
+        (
+            "injection in an assistant's tool-call arguments",
+            "/v1/chat/completions",
+            json.into(),
+            serde_json::json!({"model":"gpt-4o-mini","messages":[
+                {"role":"user","content":"search"},
+                {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                    "function":{"name":"search","arguments":
+                        serde_json::json!({"q":INJECTION}).to_string()}}]},
+                {"role":"tool","tool_call_id":"c1","content":"no results"}]})
+            .to_string()
+            .into_bytes(),
+            400,
+            "prompt_injection_detected",
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, path, headers, body, want, code) in &cases {
