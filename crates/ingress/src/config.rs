@@ -190,9 +190,12 @@ impl Route {
     }
 }
 
-/// `pattern` is a name or `*.suffix`; `host` may carry a port.
+/// `pattern` is a name or `*.suffix`; `host` may carry a port. Case and a trailing dot
+/// (`llm.example.com.`, the same name to DNS and to backends) make no difference.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     let host = strip_port(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
     match pattern.strip_prefix("*.") {
         Some(suffix) => {
             host.len() > suffix.len() + 1
@@ -203,7 +206,8 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its `:port`.
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split(']').next().map(|h| &h[1..]).unwrap_or(host);
     }
@@ -221,13 +225,16 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             || path.as_bytes()[prefix.len()] == b'/')
 }
 
+/// TLS termination for one gateway: `(hosts, cert file, key file)`.
+pub type TlsEntry = (Vec<String>, std::path::PathBuf, std::path::PathBuf);
+
 /// Everything the proxy serves.
 #[derive(Debug, Default)]
 pub struct Compiled {
     /// Routes in match order.
     pub routes: Vec<Arc<Route>>,
-    /// TLS termination: `(hosts, cert file, key file)` per gateway that asks for it.
-    pub tls: Vec<(Vec<String>, std::path::PathBuf, std::path::PathBuf)>,
+    /// TLS termination, per gateway that asks for it.
+    pub tls: Vec<TlsEntry>,
 }
 
 impl Compiled {
@@ -537,6 +544,12 @@ mod tests {
         assert!(host_matches("*.example.com", "llm.example.com"));
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "evilexample.com"));
+        // A trailing dot names the same host (before, `llm.example.com.` matched no
+        // host-bound route and fell through to a catch-all one).
+        assert!(host_matches("api.example.com", "api.example.com."));
+        assert!(host_matches("api.example.com", "api.example.com.:8443"));
+        assert!(host_matches("*.example.com", "llm.example.com."));
+        assert!(!host_matches("*.example.com", "example.com."));
         assert!(prefix_matches("/v1", "/v1/chat/completions"));
         assert!(prefix_matches("/", "/anything"));
         assert!(!prefix_matches("/v1", "/v10/x"));

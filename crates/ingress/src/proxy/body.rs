@@ -33,7 +33,8 @@ pub struct BodySummary {
     pub bytes_out: u64,
     /// `usage` reported by the backend.
     pub usage: Option<Usage>,
-    /// Completion text seen (streams), for counting when `usage` is missing.
+    /// Completion text seen (streams, and non-streamed JSON answers of up to
+    /// [`MAX_CAPTURE`]), for counting when `usage` is missing.
     pub completion_text: String,
     /// Output-filter findings.
     pub hits: Vec<FilterHit>,
@@ -107,6 +108,15 @@ impl<B> FilteredBody<B> {
         if let Some(c) = self.capture.take() {
             if let Ok(v) = serde_json::from_slice::<Value>(&c) {
                 self.summary.usage = self.summary.usage.or(Usage::from_value(&v));
+                if self
+                    .summary
+                    .usage
+                    .and_then(|u| u.completion_tokens)
+                    .is_none()
+                {
+                    // No usage: what the model wrote is counted instead.
+                    self.summary.completion_text = crate::openai::completion_text(&v);
+                }
             }
         }
         match &self.mode {

@@ -151,6 +151,9 @@ pub struct Peer {
     pub limit_key: String,
     /// The address as an `X-Forwarded-For` value.
     pub forwarded_for: Option<HeaderValue>,
+    /// The server name of the TLS handshake (SNI), when the gateway terminated TLS and
+    /// the client sent one.
+    pub sni: Option<Box<str>>,
 }
 
 impl Peer {
@@ -162,6 +165,15 @@ impl Peer {
             limit_key: format!("ip:{ip}"),
             forwarded_for: HeaderValue::from_str(&ip).ok(),
             ip,
+            sni: None,
+        }
+    }
+
+    /// `addr`, on a TLS connection whose handshake named `sni`.
+    pub fn with_sni(addr: SocketAddr, sni: Option<&str>) -> Peer {
+        Peer {
+            sni: sni.map(Box::from),
+            ..Peer::new(addr)
         }
     }
 }
@@ -395,10 +407,57 @@ pub(crate) fn one_reading(
     Ok(())
 }
 
+/// Most of an unread HTTP/2 request body read and dropped after a refusal.
+const DRAIN_BYTES: usize = 1 << 20;
+/// Longest time spent reading it.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
+    peer: Arc<Peer>,
+) -> Response<ProxyBody> {
+    let (parts, body) = req.into_parts();
+    let h2 = parts.version == http::Version::HTTP_2;
+    let mut body = Some(body);
+    let resp = serve(shared, Request::from_parts(parts, ()), &mut body, peer).await;
+    if let (true, Some(b)) = (h2, body) {
+        drain_later(b);
+    }
+    resp
+}
+
+/// HTTP/2: a refusal answered before the request body was read leaves the client still
+/// sending it, and dropping the body resets the stream with `CANCEL`, which clients such
+/// as curl report as a stream error instead of the answer. The rest of the body is read and
+/// dropped instead, after the answer went out (up to [`DRAIN_BYTES`] within
+/// [`DRAIN_TIME`]; past that the stream is reset after all).
+fn drain_later(body: Incoming) {
+    if hyper::body::Body::is_end_stream(&body) {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut read = 0usize;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > DRAIN_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
+/// [`handle`] with the request body apart: taken from `body` when it is read, left there
+/// when the request is refused before.
+async fn serve(
+    shared: Arc<Shared>,
+    mut req: Request<()>,
+    body: &mut Option<Incoming>,
     peer: Arc<Peer>,
 ) -> Response<ProxyBody> {
     let remote = peer.addr;
@@ -433,6 +492,11 @@ pub async fn handle(
     let config = shared.config.load_full();
     if let Some(r) = super::target::flaw(&req) {
         return x.refuse(r);
+    }
+    if shared.tls {
+        if let Some(r) = super::sni::misdirected(&config.tls, peer.sni.as_deref(), &host) {
+            return x.refuse(r);
+        }
     }
     // HTTP/2 may split `cookie` into fields: the WAF and the backend (HTTP/1.1) get them
     // joined, as an HTTP/1.1 client sends them.
@@ -487,7 +551,15 @@ pub async fn handle(
     let limit_key = consumer.clone().unwrap_or_else(|| peer.limit_key.clone());
 
     // The body, within its size and time limits.
-    let (parts, body) = req.into_parts();
+    let (parts, ()) = req.into_parts();
+    let Some(body) = body.take() else {
+        return x.refuse(Refusal::new(
+            500,
+            "server_error",
+            "internal_error",
+            "The request body was lost.",
+        ));
+    };
     if let Some(len) = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -726,8 +798,8 @@ pub async fn handle(
     // The prompt guard, on every prompt field (direct and indirect injection).
     if let (Some(g), Some(a)) = (&route.guard, &api) {
         let mut best = crate::guard::PromptScore::default();
-        for p in &a.prompts {
-            let s = shared.scorer.score(&p.text);
+        for text in a.guard_texts() {
+            let s = shared.scorer.score(&text);
             if s.score > best.score {
                 best = s;
             }

@@ -7,6 +7,7 @@ pub mod body;
 pub mod handle;
 pub mod https;
 pub mod lean;
+mod sni;
 mod target;
 #[cfg(test)]
 mod test_body;
@@ -196,18 +197,14 @@ async fn serve_accepted(
     match acceptor {
         None => lean::serve_plain(tcp, remote, shared).await,
         Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
-            Ok(Ok(tls)) => serve_conn(TokioIo::new(tls), shared, remote).await,
+            Ok(Ok(tls)) => {
+                let peer = handle::Peer::with_sni(remote, tls.get_ref().1.server_name());
+                serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer)).await
+            }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
         },
     }
-}
-
-async fn serve_conn<I>(io: TokioIo<I>, shared: Arc<Shared>, remote: SocketAddr)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    serve_conn_with_peer(io, shared, Arc::new(handle::Peer::new(remote))).await
 }
 
 /// Serves one connection with hyper (HTTP/1.1 or HTTP/2), for `peer`.

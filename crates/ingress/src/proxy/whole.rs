@@ -129,6 +129,10 @@ fn filter_whole(
     let mut s = BodySummary::default();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
         s.usage = Usage::from_value(&v);
+        if s.usage.and_then(|u| u.completion_tokens).is_none() {
+            // No usage: what the model wrote is counted instead.
+            s.completion_text = crate::openai::completion_text(&v);
+        }
     }
     match crate::json_output::filter_body(&bytes, filters, &mut s.hits) {
         Err(name) => {

@@ -8,6 +8,7 @@ mod chunked;
 mod http2;
 mod https_backend;
 mod plain_routes;
+mod sni;
 mod tools;
 mod tools_upstream;
 mod upstream;
