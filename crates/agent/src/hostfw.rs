@@ -15,7 +15,8 @@
 //! - sends the rest through the sender's egress verdict map (`egress_4`/`_6`, the very
 //!   chains `forward` uses). Node addresses are not pod addresses, so only `ipBlock`,
 //!   network and node peers, FQDN answers that named the node, or no isolation allow them.
-//!   Traffic that is not from a local pod finds no map entry and passes untouched.
+//!   Only packets from a pod interface are looked up; anything else (not from a local
+//!   pod, or from a pod whose interface the agent has not found) passes untouched.
 //!
 //! Pod-to-pod traffic never reaches `input`, so its cost is unchanged; for the node's own
 //! traffic, an established packet costs one more compare.
@@ -118,8 +119,17 @@ pub fn input_rules() -> Vec<String> {
         format!("ip daddr . meta l4proto . th dport @{SERVICES_4} accept"),
         format!("ip6 daddr . meta l4proto . th dport @{SERVICES_6} accept"),
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept".to_string(),
-        "ip saddr vmap @egress_4".to_string(),
-        "ip6 saddr vmap @egress_6".to_string(),
+        // Only from a pod interface (whose source address anti-spoofing has just checked):
+        // a host elsewhere whose address a local pod also has in the snapshot (a pod with
+        // no routed interface, an overlapping LAN) must not meet that pod's policy here.
+        format!(
+            "iifname @{} ip saddr vmap @egress_4",
+            crate::antispoof::IFACES
+        ),
+        format!(
+            "iifname @{} ip6 saddr vmap @egress_6",
+            crate::antispoof::IFACES
+        ),
     ]
 }
 

@@ -177,8 +177,8 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
             "ip daddr . meta l4proto . th dport @node_svc_4 accept",
             "ip6 daddr . meta l4proto . th dport @node_svc_6 accept",
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
-            "ip saddr vmap @egress_4",
-            "ip6 saddr vmap @egress_6",
+            "iifname @pod_ifaces ip saddr vmap @egress_4",
+            "iifname @pod_ifaces ip6 saddr vmap @egress_6",
         ]
     );
     let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
