@@ -618,6 +618,19 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     forward.extend([
         "ct state established,related accept".to_string(),
         "ct state invalid drop".into(),
+        // A pod's TCP connection starts with a SYN. Conntrack otherwise picks a connection up
+        // from any mid-stream packet ("loose" tracking): once the agent has deleted the entry
+        // of a connection that policy now denies, the peer's next packet (an ACK, a reply)
+        // would open a fresh entry in the allowed direction, and the denied side's packets
+        // would pass again as its replies.
+        format!(
+            "iifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
+            crate::antispoof::IFACES
+        ),
+        format!(
+            "oifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
+            crate::antispoof::IFACES
+        ),
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),

@@ -648,6 +648,45 @@ fn an_allowed_port_opens_nothing_else() {
     assert!(got[4] >= 1, "the allowed SYN arrives: {got:?}");
 }
 
+/// Conntrack picks a TCP connection up from any mid-stream packet. After the agent deleted
+/// the entry of a connection that policy now denies (b → c), the allowed side's next packet
+/// (c's reply, c → b is open) opened a fresh entry in that direction, and b's packets then
+/// passed as its replies: the closed connection came back. In CI the held connection of
+/// `tightened_policy_refuses_new_connections_and_closes_open_ones` stayed alive that way
+/// now and then. Now a pod's new TCP flow must start with a SYN, so neither side's
+/// mid-stream packet opens an entry.
+#[test]
+fn a_denied_connection_is_not_picked_up_again_from_the_allowed_side() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("pk", TRIO);
+    let tight = compile(&TRIO.replace(
+        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+    // b has no socket on the port: keep its kernel's RST from closing the picked-up entry.
+    let st = Command::new("ip")
+        .args(["netns", "exec", &b, "nft"])
+        .arg("table inet quiet { chain o { type filter hook output priority 0; tcp flags rst drop; }; }")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    observer(&c, &["ip saddr 10.78.1.2 tcp dport 8080"]);
+    // c's reply of the old connection (c → b is allowed: b has no policy), then b's data.
+    craft::send_ipv4(&c, &craft::tcp(c_ip, b_ip, 8080, 42000, craft::ACK)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(&b, &craft::tcp(b_ip, c_ip, 42000, 8080, craft::ACK)).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(&c), [0], "b's packets reached c as replies");
+}
+
 /// When policy tightens, a new connection is refused by the very next update, and one
 /// already open is closed (CONVENTIONS: open connections are checked again and those now
 /// denied are closed): the agent deletes its conntrack entry, so its next packet meets the
