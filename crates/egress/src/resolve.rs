@@ -28,9 +28,86 @@ impl Resolver {
         if let Some(ip) = self.hosts.get(bare) {
             return Ok(SocketAddr::new(*ip, port));
         }
-        tokio::net::lookup_host((bare, port))
-            .await?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "name has no address"))
+        let mut internal = false;
+        for addr in tokio::net::lookup_host((bare, port)).await? {
+            if is_internal(addr.ip()) {
+                internal = true;
+                continue;
+            }
+            return Ok(addr);
+        }
+        Err(if internal {
+            io::Error::new(io::ErrorKind::PermissionDenied, INTERNAL)
+        } else {
+            io::Error::new(io::ErrorKind::NotFound, "name has no address")
+        })
+    }
+}
+
+/// Why a name was refused: it resolves only to the gateway's own or link-local addresses.
+pub const INTERNAL: &str = "name resolves to a loopback, link-local or unspecified address";
+
+/// Addresses a name from DNS may not lead the gateway to: its own host (loopback,
+/// unspecified), the link-local range, where cloud metadata services answer
+/// (169.254.169.254), and AWS's IPv6 metadata address (fd00:ec2::254). A DNS name someone else controls
+/// could otherwise point an allowed wildcard at them (SSRF, DNS rebinding). The operator's
+/// static names (`hosts`, `hostsFile`) and IP literals, which address rules decide, are not
+/// held to this.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.1",
+            "8.8.8.8",
+            "2001:db8::1",
+            "fd00::1",
+            "192.168.1.1",
+        ] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_from_dns_may_not_lead_to_loopback_but_a_static_one_may() {
+        // `localhost` comes from the system resolver (/etc/hosts): refused.
+        let r = Resolver::new(HashMap::new());
+        let e = r.resolve("localhost", 80).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        // The operator's static name and an IP literal are not held to it.
+        let r = Resolver::new(HashMap::from([(
+            "upstream.test".to_string(),
+            "127.0.0.1".parse().unwrap(),
+        )]));
+        assert!(r.resolve("upstream.test", 80).await.is_ok());
+        assert!(r.resolve("127.0.0.1", 80).await.is_ok());
     }
 }

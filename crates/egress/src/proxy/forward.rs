@@ -70,6 +70,9 @@ where
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum DialError {
     Unresolved,
+    /// The name resolves only to loopback, link-local or unspecified addresses
+    /// ([`crate::resolve::is_internal`]).
+    Internal,
     Refused,
     Timeout,
     /// The upstream's TLS failed (certificate not verified, handshake error).
@@ -86,6 +89,7 @@ impl DialError {
     pub(crate) fn text(self) -> &'static str {
         match self {
             DialError::Unresolved => "palisade: bad gateway (upstream-unresolved)\n",
+            DialError::Internal => "palisade: forbidden (upstream-internal-address)\n",
             DialError::Refused => "palisade: bad gateway (upstream-connect-failed)\n",
             DialError::Tls => "palisade: bad gateway (upstream-tls)\n",
             DialError::Timeout => "palisade: gateway timeout (upstream-connect-timeout)\n",
@@ -95,6 +99,7 @@ impl DialError {
     pub(crate) fn status(self) -> u16 {
         match self {
             DialError::Timeout => 504,
+            DialError::Internal => 403,
             _ => 502,
         }
     }
@@ -116,7 +121,10 @@ pub(crate) async fn dial(
                 .resolver
                 .resolve(host, port)
                 .await
-                .map_err(|_| DialError::Unresolved)?,
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => DialError::Internal,
+                    _ => DialError::Unresolved,
+                })?,
         };
         let s = TcpStream::connect(addr)
             .await

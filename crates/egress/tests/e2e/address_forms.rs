@@ -72,3 +72,20 @@ async fn every_spelling_of_a_denied_address_is_refused() {
         );
     }
 }
+
+/// A name from DNS may not lead the gateway to loopback or link-local addresses (the
+/// metadata service): an allowed name whose DNS someone else controls could otherwise be
+/// pointed there. `localhost` comes from the system resolver (/etc/hosts) and is allowed
+/// by policy here (posture allow, no rule names it); on the old code the gateway
+/// connected to 127.0.0.1 and relayed the upstream's 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_resolves_to_loopback_is_refused() {
+    let s = setup().await;
+    let p = s.upstream;
+    let url = format!("http://localhost:{p}/");
+    let (body, code) = curl(via(&s, &w("\n%{http_code}"), &url)).await;
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("upstream-internal-address"), "{body}");
+    let (_, code) = curl(via(&s, &["-p", "-w", "\n%{http_connect}"], &url)).await;
+    assert_eq!(code, "403", "CONNECT to a name that resolves to loopback");
+}
