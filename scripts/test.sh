@@ -61,7 +61,11 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 echo "== cargo build --release"
 cargo build --release --workspace
 echo "== cargo test --release"
-cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+# The tests' scratch files (configs, stores, etcd data, Python's temp files) go under one
+# directory that is removed afterwards, so repeated runs leave nothing in /tmp.
+test_tmp="$(mktemp -d "${TMPDIR:-/tmp}/palisade-tests.XXXXXX")"
+trap 'rm -rf "$test_tmp"' EXIT
+TMPDIR="$test_tmp" cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
 grep -q "test result: FAILED" target/test-output.txt && exit 1
 
 # deploy/: kustomize renders it and every object validates against the Kubernetes schemas
