@@ -59,6 +59,18 @@ struct ConsumerState {
     tokens: Option<Bucket>,
 }
 
+impl ConsumerState {
+    /// When a bucket of this key last took a charge (an hour ago when none ever did).
+    fn last_used(&self, now: Instant) -> Instant {
+        [self.requests, self.tokens]
+            .iter()
+            .flatten()
+            .map(|b| b.at)
+            .max()
+            .unwrap_or_else(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now))
+    }
+}
+
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exceeded {
@@ -79,11 +91,46 @@ impl Exceeded {
 /// The buckets of every (route, consumer).
 #[derive(Debug, Default)]
 pub struct Limiter {
-    state: Mutex<HashMap<(String, String), ConsumerState>>,
+    state: Mutex<Buckets>,
 }
 
-/// Most keys kept; beyond it idle ones are dropped (anonymous clients are keyed by address).
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<(String, String), ConsumerState>,
+    /// When the map was last swept (at most once a second).
+    swept: Option<Instant>,
+}
+
+/// Keys kept before a sweep (anonymous clients are keyed by IPv4 address or IPv6 /64). At
+/// the limit (at most once a second, or at twice the limit) keys idle for a minute are
+/// dropped, then the least recently used ones down to 90 % of the limit: memory stays
+/// bounded and requests do not each scan the whole map, however many clients a flood
+/// brings (an evicted key starts again with a full bucket, as in nginx's `limit_req`).
 const MAX_KEYS: usize = 100_000;
+
+impl Buckets {
+    fn sweep(&mut self, now: Instant) {
+        // Within a second of the last sweep only a map twice the limit is swept again: the
+        // sweep leaves 90 % of the limit, so that costs O(1) per key added, amortised.
+        let recent = self
+            .swept
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+        if self.map.len() < MAX_KEYS || (recent && self.map.len() < 2 * MAX_KEYS) {
+            return;
+        }
+        self.swept = Some(now);
+        self.map.retain(|_, s| {
+            now.saturating_duration_since(s.last_used(now)) < Duration::from_secs(60)
+        });
+        if self.map.len() >= MAX_KEYS * 9 / 10 {
+            let mut ages: Vec<Instant> = self.map.values().map(|s| s.last_used(now)).collect();
+            let cut = self.map.len() - MAX_KEYS * 9 / 10;
+            ages.select_nth_unstable(cut);
+            let before = ages[cut];
+            self.map.retain(|_, s| s.last_used(now) >= before);
+        }
+    }
+}
 
 impl Limiter {
     /// An empty limiter.
@@ -105,16 +152,10 @@ impl Limiter {
         if l.requests_per_second.is_none() && l.tokens_per_minute.is_none() {
             return Ok(0);
         }
-        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, s| {
-                [s.requests, s.tokens]
-                    .iter()
-                    .flatten()
-                    .any(|b| now.saturating_duration_since(b.at) < Duration::from_secs(60))
-            });
-        }
-        let st = map
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.sweep(now);
+        let st = state
+            .map
             .entry((route.to_string(), consumer.to_string()))
             .or_default();
         let mut req_bucket = None;
@@ -144,8 +185,9 @@ impl Limiter {
         let Some(tpm) = l.tokens_per_minute else {
             return;
         };
-        let mut map = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = map
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = state
+            .map
             .get_mut(&(route.to_string(), consumer.to_string()))
             .and_then(|s| s.tokens.as_mut())
         {
@@ -160,6 +202,28 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood of distinct clients, all active within the minute, used to grow the map
+    /// past its limit and made every request scan all of it (idle keys only were dropped).
+    #[test]
+    fn a_flood_of_clients_keeps_the_map_bounded() {
+        let l = Limits {
+            requests_per_second: Some(1.0),
+            ..Limits::default()
+        };
+        let lim = Limiter::new();
+        let t0 = Instant::now();
+        for i in 0..2 * MAX_KEYS + 5_000 {
+            let at = t0 + Duration::from_micros(i as u64);
+            lim.admit("r", &format!("ip:{i}"), &l, 0, at).unwrap();
+        }
+        let len = |lim: &Limiter| lim.state.lock().unwrap().map.len();
+        assert!(len(&lim) < 2 * MAX_KEYS, "{}", len(&lim));
+        // The most recent clients kept their buckets: the last one is still limited.
+        let last = format!("ip:{}", 2 * MAX_KEYS + 4_999);
+        let now = t0 + Duration::from_micros((2 * MAX_KEYS + 5_000) as u64);
+        assert!(lim.admit("r", &last, &l, 0, now).is_err());
+    }
 
     #[test]
     fn requests_per_second_with_burst() {
