@@ -314,28 +314,19 @@ spec:
     to: [{nodes: {}}]
 "#;
     let e = nodes_cluster(policy);
-    let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
-    let to = |dst: Endpoint<'static>| Flow {
-        src: web,
-        dst,
-        port: 10250,
-        protocol: TCP,
-        http: None,
-    };
     for dst in [
         Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
         Endpoint::Ip("192.168.1.2".parse().unwrap()),
         // Known only as a pod's `status.hostIP`.
         Endpoint::Ip("192.168.1.3".parse().unwrap()),
     ] {
-        let v = e.verdict(&to(dst));
+        let v = from_web(&e, dst, 10250);
         assert_eq!(v.action, Deny, "{v:#?}");
         assert_eq!(v.egress.unwrap().stage, Admin);
     }
     // Not a node address.
     assert_eq!(
-        e.verdict(&to(Endpoint::Ip("10.9.9.9".parse().unwrap())))
-            .action,
+        from_web(&e, Endpoint::Ip("10.9.9.9".parse().unwrap()), 10250).action,
         Allow
     );
     // A labelled selector with no Node objects to match: warned about, matches nothing.
@@ -347,14 +338,19 @@ spec:
         "{w:?}"
     );
     let e = nodes_cluster(&labelled);
-    let v = e.verdict(&Flow {
+    let agent = Endpoint::Pod(e.pod_by_key("x/agent").unwrap());
+    assert_eq!(from_web(&e, agent, 10250).action, Allow);
+}
+
+/// The verdict for TCP from `x/web` of [`nodes_cluster`] to `dst` on `port`.
+fn from_web(e: &Engine, dst: Endpoint<'_>, port: u16) -> palisade_policy::Verdict {
+    e.verdict(&Flow {
         src: Endpoint::Pod(e.pod_by_key("x/web").unwrap()),
-        dst: Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
-        port: 10250,
+        dst,
+        port,
         protocol: TCP,
         http: None,
-    });
-    assert_eq!(v.action, Allow);
+    })
 }
 
 /// Lint warnings (`palisade check`) for `policies` beside the node-aware cluster.
@@ -410,16 +406,7 @@ spec:
 "#
     );
     let e = nodes_cluster(&policy);
-    let web = Endpoint::Pod(e.pod_by_key("x/web").unwrap());
-    let verdict = |dst: Endpoint<'static>| {
-        e.verdict(&Flow {
-            src: web,
-            dst,
-            port: 6443,
-            protocol: TCP,
-            http: None,
-        })
-    };
+    let verdict = |dst: Endpoint<'static>| from_web(&e, dst, 6443);
     for dst in [
         // n1's InternalIP, held by a host-network pod there.
         Endpoint::Pod(e.pod_by_key("x/agent").unwrap()),
@@ -448,13 +435,7 @@ spec:
         "{}",
     );
     let e = nodes_cluster(&all);
-    let v = e.verdict(&Flow {
-        src: Endpoint::Pod(e.pod_by_key("x/web").unwrap()),
-        dst: Endpoint::Ip("203.0.113.1".parse().unwrap()),
-        port: 6443,
-        protocol: TCP,
-        http: None,
-    });
+    let v = from_web(&e, Endpoint::Ip("203.0.113.1".parse().unwrap()), 6443);
     assert_eq!(v.action, Deny);
     // A selector no Node matches is warned about.
     let w = lint_warnings(&policy.replace("values: [control]", "values: [gpu]"));
