@@ -36,36 +36,13 @@ pub fn effective_ttl(ttl: u32) -> u32 {
 
 /// Whether an address from an answer may be opened for a pod: not one inside the node or
 /// the cluster, which whoever answers for an allowed domain must not be able to reach
-/// through it: the unspecified, loopback, link-local (the cloud metadata service at
-/// 169.254.169.254 among them), multicast and broadcast addresses, their IPv4-mapped and
-/// NAT64 (`64:ff9b::/96`) forms, and addresses `is_pod` says belong to a pod (reached by
+/// through it: those [`palisade_policy::cidr::is_node_internal`] names (loopback,
+/// link-local and the metadata service, multicast, ...), and addresses `is_pod` says belong to a pod (reached by
 /// pod rules, never by name, as Cilium's toFQDNs never selects endpoints). Private ranges
 /// stay openable: services outside the cluster often live there.
 pub fn may_open(ip: IpAddr, is_pod: impl Fn(IpAddr) -> bool) -> bool {
-    let ip = match ip.to_canonical() {
-        // NAT64's well-known prefix (RFC 6052) reaches the IPv4 address it embeds.
-        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
-            let o = v6.octets();
-            IpAddr::from([o[12], o[13], o[14], o[15]])
-        }
-        other => other,
-    };
-    let inside = match ip {
-        IpAddr::V4(v4) => {
-            v4.octets()[0] == 0
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || v6.segments()[0] & 0xffc0 == 0xfe80
-        }
-    };
-    !inside && !is_pod(ip)
+    let ip = palisade_policy::cidr::reached_address(ip);
+    !palisade_policy::cidr::is_node_internal(ip) && !is_pod(ip)
 }
 
 /// One address from an answer.

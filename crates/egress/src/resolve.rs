@@ -44,25 +44,18 @@ impl Resolver {
     }
 }
 
-/// Why a name was refused: it resolves only to the gateway's own or link-local addresses.
-pub const INTERNAL: &str = "name resolves to a loopback, link-local or unspecified address";
+/// Why a name was refused: it resolves only to addresses inside the node.
+pub const INTERNAL: &str =
+    "name resolves only to loopback, link-local or other node-internal addresses";
 
-/// Addresses a name from DNS may not lead the gateway to: its own host (loopback,
-/// unspecified), the link-local range, where cloud metadata services answer
-/// (169.254.169.254), and AWS's IPv6 metadata address (fd00:ec2::254). A DNS name someone else controls
-/// could otherwise point an allowed wildcard at them (SSRF, DNS rebinding). The operator's
-/// static names (`hosts`, `hostsFile`) and IP literals, which address rules decide, are not
-/// held to this.
+/// Addresses a name from DNS may not lead the gateway to
+/// ([`palisade_policy::cidr::is_node_internal`]: its own host, the link-local range where
+/// cloud metadata services answer, ...), as the DNS proxy opens none of them for a pod. A
+/// DNS name someone else controls could otherwise point an allowed wildcard at them (SSRF,
+/// DNS rebinding). The operator's static names (`hosts`, `hostsFile`) and IP literals,
+/// which address rules decide, are not held to this.
 pub fn is_internal(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-        }
-    }
+    palisade_policy::cidr::is_node_internal(ip)
 }
 
 #[cfg(test)]

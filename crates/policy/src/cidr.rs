@@ -199,6 +199,42 @@ impl IpBlockMatcher {
     }
 }
 
+/// The address a connection to `ip` reaches: IPv4-mapped IPv6 and NAT64's well-known
+/// prefix (`64:ff9b::/96`, RFC 6052) reach the IPv4 address they embed.
+pub fn reached_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let o = v6.octets();
+            IpAddr::from([o[12], o[13], o[14], o[15]])
+        }
+        other => other,
+    }
+}
+
+/// Whether `ip` is inside the node itself or reaches what only the node should: the
+/// unspecified, loopback, link-local (the cloud metadata service at 169.254.169.254 among
+/// them), multicast and broadcast addresses, AWS's IPv6 metadata address `fd00:ec2::254`,
+/// and their IPv4-mapped and NAT64 (`64:ff9b::/96`) forms. A name from DNS must never lead
+/// there: the DNS proxy opens no such answer, the egress gateway connects to none.
+pub fn is_node_internal(ip: IpAddr) -> bool {
+    match reached_address(ip) {
+        IpAddr::V4(v4) => {
+            v4.octets()[0] == 0
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
