@@ -90,7 +90,30 @@ pub struct DlpSettings {
     pub action: palisade_policy::model::DlpAction,
     /// Largest body scanned (bytes); a larger one is refused with `413` (fail closed).
     pub max_body: usize,
+    /// Whether request heads (target and header fields) are scanned too.
+    pub scan_heads: bool,
+    /// Header fields (lower case) left out of the head scan: the pod's credential for the
+    /// destination.
+    pub credential_headers: Vec<String>,
+    /// Query parameters (lower case) left out of the head scan: presigned URLs.
+    pub credential_query_parameters: Vec<String>,
 }
+
+/// Header fields whose values are a pod's credential for the API it calls (OpenAI,
+/// Anthropic, Hugging Face, … `Authorization`; Anthropic `x-api-key`; Azure OpenAI
+/// `api-key`; Gemini `x-goog-api-key`): not scanned unless a `dlp` block says otherwise.
+pub const CREDENTIAL_HEADERS: [&str; 4] =
+    ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Query parameters of presigned URLs (AWS SigV4, Google Cloud Storage V4): not scanned
+/// unless a `dlp` block says otherwise.
+pub const CREDENTIAL_QUERY_PARAMETERS: [&str; 5] = [
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-goog-credential",
+    "x-goog-signature",
+];
 
 impl DlpSettings {
     /// Every detector, with `action`, scanning bodies up to 1 MiB.
@@ -99,13 +122,30 @@ impl DlpSettings {
             detectors: crate::dlp::ALL.to_vec(),
             action,
             max_body: 1 << 20,
+            scan_heads: true,
+            credential_headers: CREDENTIAL_HEADERS.map(String::from).to_vec(),
+            credential_query_parameters: CREDENTIAL_QUERY_PARAMETERS.map(String::from).to_vec(),
         }
     }
 
     /// The settings a `dlp` block asks for (a gateway's `spec.egress.dlp` or a rule's):
-    /// the named detectors and sets (none named: all), scanning bodies up to 1 MiB.
+    /// the named detectors and sets (none named: all), scanning bodies up to 1 MiB, and
+    /// request heads unless `scanHeads: false` (credential fields left out).
     pub fn from_spec(d: &palisade_policy::model::DlpSpec) -> Result<Self, String> {
         let mut settings = DlpSettings::all(d.action);
+        settings.scan_heads = d.scan_heads.unwrap_or(true);
+        let lower = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| n.trim().to_ascii_lowercase())
+                .collect()
+        };
+        if let Some(h) = &d.credential_headers {
+            settings.credential_headers = lower(h);
+        }
+        if let Some(q) = &d.credential_query_parameters {
+            settings.credential_query_parameters = lower(q);
+        }
         if !d.detectors.is_empty() {
             settings.detectors.clear();
             for name in &d.detectors {
@@ -275,6 +315,23 @@ mod tests {
         assert_eq!(default.idle_timeout, Duration::from_secs(120));
         let set = GatewayConfig::from_spec(&spec(r#", "idleTimeoutSeconds": 30"#), base).unwrap();
         assert_eq!(set.idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn dlp_head_settings_come_from_the_spec() {
+        let spec =
+            |json: &str| -> palisade_policy::model::DlpSpec { serde_json::from_str(json).unwrap() };
+        let d = DlpSettings::from_spec(&spec(r#"{"detectors": ["secrets"]}"#)).unwrap();
+        assert!(d.scan_heads);
+        assert_eq!(d.credential_headers, CREDENTIAL_HEADERS);
+        assert_eq!(d.credential_query_parameters, CREDENTIAL_QUERY_PARAMETERS);
+        let d = DlpSettings::from_spec(&spec(
+            r#"{"scanHeads": false, "credentialHeaders": ["X-Hub-Token"], "credentialQueryParameters": []}"#,
+        ))
+        .unwrap();
+        assert!(!d.scan_heads);
+        assert_eq!(d.credential_headers, ["x-hub-token"]);
+        assert!(d.credential_query_parameters.is_empty());
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! - [`answer_feed`]: subscriptions to DNS proxies in other processes (their answers feed).
 //! - [`ai`]: AI-API awareness (provider, model, operation, token usage, up/downloads).
 //! - [`dlp`]: secret and PII detectors for outbound bodies (block, redact, log);
-//!   [`decoded`]: the percent-, JSON- and base64-decoded readings they also look at.
+//!   [`decoded`]: the percent-, JSON- and base64-decoded readings they also look at;
+//!   [`head_dlp`]: the same detectors on request heads (target and header fields).
 //! - [`tls`]: interception — the CA, per-host leaves, verified upstream TLS.
 //! - [`workers`]: thread-per-core serving with one accept loop (shared with the ingress).
 //! - [`config`]: the gateway's settings (static hosts, proxy users, event selection).
@@ -38,6 +39,7 @@ pub mod dlp;
 pub mod events;
 pub mod h1;
 pub mod head;
+pub mod head_dlp;
 pub mod hop;
 pub mod idle;
 pub mod prefixed;

@@ -194,7 +194,7 @@ pub struct HeaderMatch {
 /// DLP settings of an egress rule.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DlpSpec {
     /// Detector names (`secrets`, `pii`, or single ones such as `aws-key`, `card`); empty: all.
     #[serde(default)]
@@ -202,6 +202,20 @@ pub struct DlpSpec {
     /// What to do on a hit.
     #[serde(default)]
     pub action: DlpAction,
+    /// Whether request heads (the request target and header fields) are scanned too;
+    /// missing: `true`. `false` scans bodies only.
+    #[serde(default)]
+    pub scan_heads: Option<bool>,
+    /// Header fields left out of the head scan: the credential a pod sends to the
+    /// destination. Missing: `Authorization`, `X-Api-Key`, `Api-Key`, `X-Goog-Api-Key`;
+    /// `[]`: every field is scanned.
+    #[serde(default)]
+    pub credential_headers: Option<Vec<String>>,
+    /// Query parameters left out of the head scan (presigned URLs). Missing:
+    /// `X-Amz-Credential`, `X-Amz-Security-Token`, `X-Amz-Signature`, `X-Goog-Credential`,
+    /// `X-Goog-Signature`; `[]`: every parameter is scanned.
+    #[serde(default)]
+    pub credential_query_parameters: Option<Vec<String>>,
 }
 
 /// DLP actions.
