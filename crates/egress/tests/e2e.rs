@@ -26,6 +26,8 @@ mod clients;
 mod dlp;
 #[path = "e2e/h2_wire.rs"]
 mod h2_wire;
+#[path = "e2e/heads.rs"]
+mod heads;
 #[path = "e2e/http2.rs"]
 mod http2;
 #[path = "e2e/http2_frames.rs"]
@@ -129,7 +131,8 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
             }
             let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
             // `/echo` answers with the request body, `/host` with the Host header (and how
-            // many there were), `/line` with the request line; anything else with `hello`.
+            // many there were), `/head` with the request head, `/line` with the request
+            // line; anything else with `hello`.
             let body = if head.contains(" /echo") {
                 body
             } else if head.contains(" /host") {
@@ -139,6 +142,9 @@ pub(crate) async fn serve_toy<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + 
                     .map(str::trim)
                     .collect();
                 format!("{} {}", hosts.len(), hosts.join(",")).into_bytes()
+            } else if head.contains(" /head") {
+                // `/head`: the whole request head as the upstream got it (lower case).
+                head.clone().into_bytes()
             } else if head.contains("/line ") {
                 // `/line`: the request line as the upstream got it (lower case).
                 head.lines().next().unwrap_or("").as_bytes().to_vec()

@@ -306,6 +306,28 @@ pub(crate) async fn handle(
             DnsCheck::Unknown => fixed = None,
         }
     }
+    // The rule's DLP settings, else the gateway's.
+    let rule_dlp = decision
+        .demands
+        .as_ref()
+        .and_then(|d| d.dlp.as_ref())
+        .map(|d| {
+            crate::config::DlpSettings::from_spec(d)
+                .unwrap_or_else(|_| crate::config::DlpSettings::all(d.action))
+        });
+    let dlp = rule_dlp.as_ref().or(conn.shared.cfg.dlp.as_ref());
+    // The request head goes upstream as surely as a body: its target and fields are
+    // scanned first (a refused request uses no budget).
+    let mut head_detections: Vec<Detection> = Vec::new();
+    if let (true, Some(dlp)) = (decision.allowed, dlp) {
+        if let Some((action, found)) = scan_head(&mut req, dlp) {
+            head_detections = detections(found, action);
+            if action == DetectionAction::Block {
+                decision.allowed = false;
+                decision.deny = Some(DenyReason::Dlp);
+            }
+        }
+    }
     // What the allowing rule asks: a body limit and an upload budget, checked up front
     // when the length is declared, else as the body streams.
     let declared: Option<u64> = req
@@ -339,6 +361,7 @@ pub(crate) async fn handle(
         if matches!(conn.mode, Mode::Intercepted(..)) {
             log.tls = TlsMode::Intercepted;
         }
+        log.detections = head_detections;
         let resp = conn.refuse(&caller, &decision, log, start);
         return refusal_after_body(with_retry_after(resp, retry_after), req).await;
     }
@@ -352,8 +375,10 @@ pub(crate) async fn handle(
         });
 
     let (mut parts, body) = req.into_parts();
-    let log = wants_event.then(|| {
+    // A detection is recorded whatever `events` selects, as for bodies.
+    let log = (wants_event || !head_detections.is_empty()).then(|| {
         let mut log = conn.log(&caller, &host, port, parts.method.as_str());
+        log.detections = std::mem::take(&mut head_detections);
         log.path = Some(parts.uri.path().to_string());
         log.allowed = true;
         log.audit = decision.audit;
@@ -382,16 +407,6 @@ pub(crate) async fn handle(
     let mut log = log;
     let mut counter = None;
     let mut req_capture = None;
-    // The rule's DLP settings, else the gateway's.
-    let rule_dlp = decision
-        .demands
-        .as_ref()
-        .and_then(|d| d.dlp.as_ref())
-        .map(|d| {
-            crate::config::DlpSettings::from_spec(d)
-                .unwrap_or_else(|_| crate::config::DlpSettings::all(d.action))
-        });
-    let dlp = rule_dlp.as_ref().or(conn.shared.cfg.dlp.as_ref());
     let up_body = match dlp {
         Some(dlp) if !body.is_end_stream() => {
             // Read whole up to the smaller of DLP's scan limit and the rule's body limit.
@@ -640,24 +655,17 @@ async fn inspect_body(
         DlpAction::Redact => DetectionAction::Block,
         DlpAction::Log => DetectionAction::Log,
     };
-    let mut detections: Vec<Detection> = Vec::new();
-    for d in hits
+    let found = hits
         .iter()
         .map(|h| h.detector)
-        .chain(hidden.iter().copied())
-    {
-        let name = format!("dlp.{}", d.name());
-        if !detections.iter().any(|d| d.detector == name) {
-            detections.push(Detection {
-                detector: name,
-                action,
-                score: None,
-                rules: Vec::new(),
-            });
+        .chain(hidden.iter().copied());
+    let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
+    // After the head's, if any.
+    for d in detections(found, action) {
+        if !l.detections.iter().any(|e| e.detector == d.detector) {
+            l.detections.push(d);
         }
     }
-    let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
-    l.detections = detections;
     *log = Some(l);
     match (action, redacted) {
         (DetectionAction::Redact, Some(red)) => {
@@ -666,6 +674,67 @@ async fn inspect_body(
         }
         (DetectionAction::Log, _) => Ok(ReqBody::Full(Some(bytes))),
         _ => Err((DenyReason::Dlp, None)),
+    }
+}
+
+/// One detection per detector found (`dlp.<name>`, once each), all with `action`.
+fn detections(
+    found: impl IntoIterator<Item = crate::dlp::Detector>,
+    action: DetectionAction,
+) -> Vec<Detection> {
+    let mut out: Vec<Detection> = Vec::new();
+    for d in found {
+        let name = format!("dlp.{}", d.name());
+        if !out.iter().any(|d| d.detector == name) {
+            out.push(Detection {
+                detector: name,
+                action,
+                score: None,
+                rules: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// DLP on the request head (`crate::head_dlp`): what was found and what is done about it.
+/// `redact` cuts hits out of header values; a hit in the request target (rewriting a URL
+/// breaks the request), in a field name or only in a decoded reading cannot be cut out,
+/// so the request is refused (the detections' action says `block`).
+fn scan_head<B>(
+    req: &mut Request<B>,
+    dlp: &crate::config::DlpSettings,
+) -> Option<(DetectionAction, Vec<crate::dlp::Detector>)> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(&b"/"[..], |p| p.as_str().as_bytes());
+    let fields = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    let found = crate::head_dlp::scan_head(target, fields, dlp)?;
+    let action = match (dlp.action, found.redacted) {
+        (DlpAction::Log, _) => DetectionAction::Log,
+        (DlpAction::Redact, Some(values)) => {
+            redact_fields(req.headers_mut(), values);
+            DetectionAction::Redact
+        }
+        (DlpAction::Redact, None) | (DlpAction::Block, _) => DetectionAction::Block,
+    };
+    Some((action, found.detectors))
+}
+
+/// Replaces the values of the fields at these positions (in `headers`' order).
+fn redact_fields(headers: &mut HeaderMap, values: Vec<(usize, Vec<u8>)>) {
+    let old = std::mem::take(headers);
+    for (i, (name, value)) in old.iter().enumerate() {
+        let value = match values.iter().find(|(j, _)| *j == i) {
+            Some((_, v)) => HeaderValue::from_bytes(v)
+                .unwrap_or_else(|_| HeaderValue::from_static("[REDACTED]")),
+            None => value.clone(),
+        };
+        headers.append(name.clone(), value);
     }
 }
 

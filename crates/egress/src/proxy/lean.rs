@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use super::forward::{dial, DialError};
 use super::guard::Guarded;
 use super::{normal_host, serve_io, Caller, ClientConn, Mode, Shared};
+use crate::config::DlpSettings;
 use crate::decide::{decide, Target};
 use crate::events::HttpLog;
 use crate::h1::{
@@ -340,6 +341,18 @@ fn plan(
     );
     if !d.allowed {
         return None;
+    }
+    // DLP on the head (the rule's, else the gateway's): whatever it finds is the full
+    // path's to answer (block, redact, log); a clean head costs one pre-filter pass.
+    let rule_dlp =
+        d.demands.as_ref().and_then(|g| g.dlp.as_ref()).map(|spec| {
+            DlpSettings::from_spec(spec).unwrap_or_else(|_| DlpSettings::all(spec.action))
+        });
+    if let Some(dlp) = rule_dlp.as_ref().or(shared.cfg.dlp.as_ref()) {
+        let fields = head.headers.iter().map(|(n, v)| (n.as_bytes(), &v[..]));
+        if crate::head_dlp::scan_head(head.target.as_bytes(), fields, dlp).is_some() {
+            return None;
+        }
     }
     let caller = Caller {
         engine,

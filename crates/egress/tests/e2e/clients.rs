@@ -153,3 +153,86 @@ async fn the_huggingface_client_downloads_and_is_refused_an_upload() {
     assert!(refused, "no denied upload event");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const KEYED_SCRIPT: &str = r#"
+import sys, openai
+proxy, ca, port, key, leak = sys.argv[1:6]
+client = openai.OpenAI(
+    base_url=f"https://api.openai.test:{port}/v1",
+    api_key=key,
+    max_retries=0,
+    default_headers={"X-Debug": leak} if leak else None,
+    http_client=openai.DefaultHttpxClient(proxy=proxy, verify=ca),
+)
+try:
+    r = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "hi"}])
+    print("OK", r.usage.prompt_tokens)
+except openai.APIStatusError as e:
+    print("REFUSED", e.status_code)
+"#;
+
+/// With DLP on for secrets (heads scanned), the `openai` client still calls the API with
+/// its real-looking key in `Authorization` (the credential for the destination is left
+/// alone), while the same key in another header is refused `403 dlp` (on the old code
+/// that request went through: heads were not scanned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_clients_key_passes_head_dlp_and_a_leaked_copy_does_not() {
+    let Some(py) = python_with("openai") else {
+        eprintln!("skipped: no Python with the openai package (set PALISADE_TEST_PYTHON)");
+        return;
+    };
+    let (up_cert, up_key) = generate_ca("test upstream CA").unwrap();
+    let upstream_ca = Interceptor::new(&up_cert, &up_key, roots(&up_cert)).unwrap();
+    let port = https_upstream(&upstream_ca, "api.openai.test").await;
+    let (gw_cert, gw_key) = generate_ca("test gateway CA").unwrap();
+    let gw = Arc::new(Interceptor::new(&gw_cert, &gw_key, roots(&up_cert)).unwrap());
+    let dir = std::env::temp_dir().join(format!("palisade-egress-pykey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("gateway-ca.crt");
+    std::fs::write(&ca_file, &gw_cert).unwrap();
+    let s = start_with(Posture::Allow, &[], move |cfg, _| {
+        cfg.intercept = Some(gw);
+        let mut dlp = palisade_egress::DlpSettings::all(palisade_policy::model::DlpAction::Block);
+        dlp.detectors = palisade_egress::dlp::Detector::parse_set("secrets").unwrap();
+        cfg.dlp = Some(dlp);
+    })
+    .await;
+    let key = "sk-proj-abcdefghijklmnopqrstuvwx0123";
+    for (leak, want) in [("", "OK 12"), (key, "REFUSED 403")] {
+        let args = vec![
+            "-c".to_string(),
+            KEYED_SCRIPT.to_string(),
+            format!("http://{}", s.proxy),
+            ca_file.display().to_string(),
+            port.to_string(),
+            key.to_string(),
+            leak.to_string(),
+        ];
+        let py = py.clone();
+        let out =
+            tokio::task::spawn_blocking(move || Command::new(py).args(args).output().unwrap())
+                .await
+                .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.trim(),
+            want,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let e = next_event(&s.events).await;
+        let EventBody::Http(h) = &e.body else {
+            panic!("{e:?}")
+        };
+        let found: Vec<&str> = h.detections.iter().map(|d| d.detector.as_str()).collect();
+        if leak.is_empty() {
+            assert_eq!((e.verdict, found), (Some(Verdict::Allow), vec![]));
+        } else {
+            assert_eq!(
+                (e.verdict, found, h.reason.as_deref()),
+                (Some(Verdict::Deny), vec!["dlp.openai-key"], Some("dlp"))
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

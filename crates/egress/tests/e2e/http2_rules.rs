@@ -481,3 +481,40 @@ async fn http2_bodies_get_dlp_body_limits_upload_budgets_and_ai_accounting() {
     assert_eq!(got, (429, "palisade: denied (upload-budget)".to_string()));
     assert_eq!(reason(&i).await.0.as_deref(), Some("upload-budget"));
 }
+
+/// HTTP/2 heads get what HTTP/1.1 heads get: a secret in a header field or in `:path`
+/// (percent-encoded) is refused `403 dlp`, the pod's own `authorization` passes. On the old
+/// code every request here went through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_heads_get_dlp() {
+    let i = intercepting("h2-heads").await;
+    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    dlp: {detectors: [secrets], action: block}\n";
+    let policy = POLICY.replace(
+        "  - to: [{fqdn: \"hub.test\"}]\n    http: [{methods: [GET, HEAD]}]\n",
+        rules,
+    );
+    assert!(policy.contains("dlp:"));
+    palisade_egress::publish(
+        &i.s.engine,
+        Some(Arc::new(engine_from(&policy, Posture::Allow))),
+    );
+    let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+    let get = |p: &str, field: Option<(&str, String)>| {
+        let mut b = Request::get(format!("https://hub.test:{}{p}", i.port));
+        if let Some((n, v)) = field {
+            b = b.header(n, v);
+        }
+        b.body(empty()).unwrap()
+    };
+    let denied = (403, "palisade: denied (dlp)".to_string());
+    let got = ask(&i, get("/models/x", Some(("x-trace", token.to_string())))).await;
+    assert_eq!(got, denied);
+    assert_eq!(reason(&i).await.0.as_deref(), Some("dlp"));
+    let path = format!("/models/x?t={}", token.replace('_', "%5F"));
+    assert_eq!(ask(&i, get(&path, None)).await, denied);
+    assert_eq!(reason(&i).await.0.as_deref(), Some("dlp"));
+    let bearer = "Bearer sk-proj-abcdefghijklmnopqrstuvwx0123".to_string();
+    let got = ask(&i, get("/models/x", Some(("authorization", bearer)))).await;
+    assert_eq!(got, (200, "hello".to_string()));
+    assert_eq!(reason(&i).await.0, None);
+}

@@ -1,0 +1,213 @@
+//! Request heads through the gateway with the real `curl`: DLP scans the request target
+//! and the header fields (plain HTTP on the lean lane and hyper's path, intercepted
+//! HTTPS) and leaves the pod's credential for the API alone. On the old code every one of
+//! the refused requests below went through: heads were not scanned.
+
+use super::intercept::intercepting;
+use super::*;
+use palisade_egress::DlpSettings;
+use palisade_policy::model::DlpAction;
+
+const AKIA: &str = "AKIAIOSFODNN7EXAMPLE";
+const OPENAI_KEY: &str = "sk-proj-abcdefghijklmnopqrstuvwx0123";
+const TOKEN: &str = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+
+/// The event's detections (`(detector, action)`) and reason.
+fn found(e: &Event) -> (Vec<(String, String)>, Option<String>) {
+    let EventBody::Http(h) = &e.body else {
+        panic!("{e:?}")
+    };
+    let d = h
+        .detections
+        .iter()
+        .map(|d| (d.detector.clone(), format!("{:?}", d.action).to_lowercase()))
+        .collect();
+    (d, h.reason.clone())
+}
+
+fn one(detector: &str, action: &str) -> Vec<(String, String)> {
+    vec![(format!("dlp.{detector}"), action.to_string())]
+}
+
+async fn gateway_dlp(action: DlpAction) -> Setup {
+    start_with(Posture::Allow, &[], move |cfg, _| {
+        cfg.dlp = Some(DlpSettings::all(action))
+    })
+    .await
+}
+
+/// A secret or PII in a header value, a cookie, the User-Agent or the query string of a
+/// plain request is refused (`403 dlp`, the detector in the event), on the lean lane
+/// (`GET`) and on hyper's path (a `POST` with a clean body) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_the_request_head_are_blocked() {
+    let s = gateway_dlp(DlpAction::Block).await;
+    let url = |p: &str| format!("http://allowed.test:{}{p}", s.upstream);
+    let debug = format!("X-Debug: {AKIA}");
+    let agent = "bot/1.0 (card 4111 1111 1111 1111)".to_string();
+    let query = format!("/q?k={}", TOKEN.replace('_', "%5F"));
+    let cases: Vec<(Vec<&str>, String, &str)> = vec![
+        (vec!["-H", &debug], url("/"), "aws-key"),
+        (
+            vec!["-H", &debug, "-d", "weights=v2"],
+            url("/echo"),
+            "aws-key",
+        ),
+        (vec![], url(&query), "github-token"),
+        (vec!["-b", "mail=bob@example.com"], url("/"), "email"),
+        (vec!["-A", &agent], url("/"), "card"),
+    ];
+    for (extra, url, detector) in cases {
+        let mut args = extra.clone();
+        args.extend(["-w", "\n%{http_code}"]);
+        let (body, code) = curl(via(&s, &args, &url)).await;
+        assert_eq!(
+            (body.as_str(), code.as_str()),
+            ("palisade: denied (dlp)", "403"),
+            "{extra:?} {url}"
+        );
+        let e = next_event(&s.events).await;
+        assert_eq!(e.verdict, Some(Verdict::Deny));
+        assert_eq!(
+            found(&e),
+            (one(detector, "block"), Some("dlp".to_string())),
+            "{extra:?} {url}"
+        );
+    }
+}
+
+/// What a pod legitimately sends to an API is not refused: its key in `Authorization` or
+/// `x-api-key`, a presigned URL's credential parameters, an ordinary head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_for_the_api_and_clean_heads_pass() {
+    let s = gateway_dlp(DlpAction::Block).await;
+    let url = |p: &str| format!("http://allowed.test:{}{p}", s.upstream);
+    let bearer = format!("Authorization: Bearer {OPENAI_KEY}");
+    let presigned = format!(
+        "/bucket/w.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AKIA}%2F20261128%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={}",
+        "0123456789abcdef".repeat(4)
+    );
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec![], url("/")),
+        (vec!["-H", &bearer], url("/")),
+        (vec!["-H", &bearer, "-d", "weights=v2"], url("/")),
+        (
+            vec!["-H", "x-api-key: sk-ant-api03-abcdefghijklmnopqrstuvwx"],
+            url("/"),
+        ),
+        (vec![], url(&presigned)),
+    ];
+    for (extra, url) in cases {
+        let mut args = extra.clone();
+        args.extend(["-w", "\n%{http_code}"]);
+        let (body, code) = curl(via(&s, &args, &url)).await;
+        assert_eq!(
+            (body.as_str(), code.as_str()),
+            ("hello", "200"),
+            "{extra:?}"
+        );
+        let e = next_event(&s.events).await;
+        assert_eq!(found(&e), (vec![], None), "{extra:?}");
+    }
+}
+
+/// `redact` cuts a hit out of a header value (the upstream gets `[REDACTED:card]`); a hit in
+/// the URL is refused (a rewritten URL breaks the request), the detection saying `block`;
+/// `log` forwards and records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_and_log_on_heads() {
+    let s = gateway_dlp(DlpAction::Redact).await;
+    let url = |p: &str| format!("http://allowed.test:{}{p}", s.upstream);
+    let (body, code) = curl(via(
+        &s,
+        &[
+            "-H",
+            "X-Note: pay 4111 1111 1111 1111",
+            "-w",
+            "\n%{http_code}",
+        ],
+        &url("/head"),
+    ))
+    .await;
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("x-note: pay [redacted:card]"), "{body}");
+    assert!(!body.contains("4111"), "{body}");
+    let e = next_event(&s.events).await;
+    assert_eq!(found(&e), (one("card", "redact"), None));
+    let (body, code) = curl(via(
+        &s,
+        &["-w", "\n%{http_code}"],
+        &url("/head?c=4111111111111111"),
+    ))
+    .await;
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        ("palisade: denied (dlp)", "403")
+    );
+    let e = next_event(&s.events).await;
+    assert_eq!(found(&e), (one("card", "block"), Some("dlp".to_string())));
+
+    let s = gateway_dlp(DlpAction::Log).await;
+    let url = format!("http://allowed.test:{}/head", s.upstream);
+    let (body, code) = curl(via(
+        &s,
+        &["-b", "mail=bob@example.com", "-w", "\n%{http_code}"],
+        &url,
+    ))
+    .await;
+    assert_eq!(code, "200");
+    assert!(body.contains("mail=bob@example.com"), "{body}");
+    let e = next_event(&s.events).await;
+    assert_eq!(e.verdict, Some(Verdict::Allow));
+    assert_eq!(found(&e), (one("email", "log"), None));
+}
+
+/// Inside intercepted TLS a rule's own `dlp` scans heads; `credentialHeaders` names the
+/// fields left alone, replacing the default list (so `Authorization` is scanned here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intercepted_heads_follow_the_rules_dlp_and_its_credential_headers() {
+    let i = intercepting("heads-intercept").await;
+    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    dlp: {detectors: [secrets], action: block, credentialHeaders: [x-hub-token]}\n";
+    let policy = POLICY.replace(
+        "  - to: [{fqdn: \"hub.test\"}]\n    http: [{methods: [GET, HEAD]}]\n",
+        rules,
+    );
+    assert!(policy.contains("credentialHeaders"));
+    palisade_egress::publish(
+        &i.s.engine,
+        Some(std::sync::Arc::new(engine_from(&policy, Posture::Allow))),
+    );
+    let url = format!("https://hub.test:{}/models/x", i.port);
+    let hub_token = "X-Hub-Token: hf_abcdefghijklmnopqrstuvwxyzABCDEF";
+    let bearer = format!("Authorization: Bearer {OPENAI_KEY}");
+    let leak = format!("X-Trace: {TOKEN}");
+    for (header, want) in [
+        (hub_token, "200"),
+        (bearer.as_str(), "403"),
+        (leak.as_str(), "403"),
+    ] {
+        let (body, code) = curl(via(
+            &i.s,
+            &[
+                "--http1.1",
+                "--cacert",
+                &i.cacert,
+                "-H",
+                header,
+                "-w",
+                "\n%{http_code}",
+            ],
+            &url,
+        ))
+        .await;
+        assert_eq!(code, want, "{header}: {body}");
+        let e = next_event(&i.s.events).await;
+        let (detections, reason) = found(&e);
+        if want == "403" {
+            assert_eq!(reason.as_deref(), Some("dlp"), "{header}");
+            assert_eq!(detections.len(), 1, "{detections:?}");
+        } else {
+            assert_eq!(detections, vec![], "{header}");
+        }
+    }
+}
