@@ -329,7 +329,8 @@ pub(crate) async fn handle(
         }
     }
     // What the allowing rule asks: a body limit and an upload budget, checked up front
-    // when the length is declared, else as the body streams.
+    // when the length is declared, else as the body streams. The budget counts the head
+    // (request line and fields) too: many requests with fat heads use it up as well.
     let declared: Option<u64> = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -347,8 +348,8 @@ pub(crate) async fn handle(
             decision.deny = Some(DenyReason::BodyTooLarge);
         }
     }
-    if let (true, Some(b), Some(len)) = (decision.allowed, &budget, declared) {
-        if let Err(wait) = b.take(len) {
+    if let (true, Some(b)) = (decision.allowed, &budget) {
+        if let Err(wait) = b.take(head_bytes(&req).saturating_add(declared.unwrap_or(0))) {
             decision.allowed = false;
             decision.deny = Some(DenyReason::UploadBudget);
             retry_after = Some(wait);
@@ -736,6 +737,19 @@ fn redact_fields(headers: &mut HeaderMap, values: Vec<(usize, Vec<u8>)>) {
         };
         headers.append(name.clone(), value);
     }
+}
+
+/// The request head's size in HTTP/1.1 form (request line in origin form, header fields,
+/// the empty line), as the upload budget counts it.
+fn head_bytes<B>(req: &Request<B>) -> u64 {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    u64::try_from(line + fields + 2).unwrap_or(u64::MAX)
 }
 
 /// Whether a request body is sent in a content coding (anything but `identity`).

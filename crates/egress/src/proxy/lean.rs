@@ -126,7 +126,7 @@ impl Lane {
             let Ok((head, consumed)) = parse_head(&self.buf, self.max_head) else {
                 return Next::HandOff;
             };
-            let Some(plan) = plan(&self.shared, &self.conn, &head, &mut self.req) else {
+            let Some(plan) = plan(&self.shared, &self.conn, &head, consumed, &mut self.req) else {
                 return Next::HandOff;
             };
             self.buf.drain(..consumed);
@@ -273,6 +273,7 @@ fn plan(
     shared: &Shared,
     conn: &ClientConn,
     head: &RequestHead<'_>,
+    head_len: usize,
     req: &mut Vec<u8>,
 ) -> Option<Plan> {
     let start = Instant::now();
@@ -359,6 +360,8 @@ fn plan(
         pod,
         version: Some(hyper::Version::HTTP_11),
     };
+    // The upload budget counts the head (taken below, once nothing hands the request over).
+    let budget = shared.budget(&caller, conn.peer, &host, &d);
     let log = if shared.wants_event(true) {
         // AI calls have their usage read from the answer: the full path's job.
         if crate::ai::classify(&host, head.method, url.path).is_some() {
@@ -373,6 +376,12 @@ fn plan(
     } else {
         None
     };
+    // Over the budget: the full path refuses it (`429 upload-budget`).
+    if let Some(b) = budget {
+        if b.take(u64::try_from(head_len).unwrap_or(u64::MAX)).is_err() {
+            return None;
+        }
+    }
     req.clear();
     req.extend_from_slice(head.method.as_bytes());
     req.push(b' ');

@@ -1,7 +1,8 @@
 //! Request heads through the gateway with the real `curl`: DLP scans the request target
 //! and the header fields (plain HTTP on the lean lane and hyper's path, intercepted
-//! HTTPS) and leaves the pod's credential for the API alone. On the old code every one of
-//! the refused requests below went through: heads were not scanned.
+//! HTTPS), leaves the pod's credential for the API alone, and upload budgets count head
+//! bytes. On the old code every one of the refused requests below went through: heads
+//! were neither scanned nor counted.
 
 use super::intercept::intercepting;
 use super::*;
@@ -210,4 +211,62 @@ async fn intercepted_heads_follow_the_rules_dlp_and_its_credential_headers() {
             assert_eq!(detections, vec![], "{header}");
         }
     }
+}
+
+/// A budget of 3,000 bytes: two `GET`s with 1,000-byte headers and no body pass, the third
+/// is refused `429 upload-budget` with `Retry-After`, and so is a `POST` with an empty
+/// body (hyper's path). On the old code every one passed (bodies only were counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_bytes_count_toward_the_upload_budget() {
+    const BUDGET: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: ml, labels: {app: client}}
+spec: {containers: [{name: c}]}
+status: {podIP: 127.0.0.1}
+---
+apiVersion: palisade.dev/v1alpha1
+kind: SecurityPolicy
+metadata: {name: budget, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  egress:
+  - to: [{fqdn: "hub.test"}]
+    uploadBudget: {bytes: 3000, window: 1h}
+  - to: [{fqdn: "allowed.test"}]
+"#;
+    let s = start(Posture::Allow, &[]).await;
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(BUDGET, Posture::Allow))),
+    );
+    let pad = format!("X-Pad: {}", "p".repeat(1000));
+    let url = format!("http://hub.test:{}/", s.upstream);
+    for _ in 0..2 {
+        let (body, code) = curl(via(&s, &["-H", &pad, "-w", "\n%{http_code}"], &url)).await;
+        assert_eq!((body.as_str(), code.as_str()), ("hello", "200"));
+    }
+    let refused: [&[&str]; 2] = [&[], &["-d", ""]];
+    for extra in refused {
+        let mut args = vec!["-i", "-H", &pad];
+        args.extend(extra);
+        args.extend(["-w", "\n%{http_code}"]);
+        let (body, code) = curl(via(&s, &args, &url)).await;
+        assert_eq!(code, "429", "{extra:?}: {body}");
+        assert!(
+            body.to_ascii_lowercase().contains("retry-after: "),
+            "{body}"
+        );
+        assert!(body.ends_with("palisade: denied (upload-budget)"), "{body}");
+    }
+    // Another rule is not charged.
+    let other = format!("http://allowed.test:{}/", s.upstream);
+    let (_, code) = curl(via(&s, &["-H", &pad, "-w", "\n%{http_code}"], &other)).await;
+    assert_eq!(code, "200");
+    let mut reasons = Vec::new();
+    for _ in 0..5 {
+        reasons.push(found(&next_event(&s.events).await).1);
+    }
+    let budget = Some("upload-budget".to_string());
+    assert_eq!(reasons, [None, None, budget.clone(), budget, None]);
 }

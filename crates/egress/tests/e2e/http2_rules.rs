@@ -483,17 +483,18 @@ async fn http2_bodies_get_dlp_body_limits_upload_budgets_and_ai_accounting() {
 }
 
 /// HTTP/2 heads get what HTTP/1.1 heads get: a secret in a header field or in `:path`
-/// (percent-encoded) is refused `403 dlp`, the pod's own `authorization` passes. On the old
-/// code every request here went through.
+/// (percent-encoded) is refused `403 dlp`, the pod's own `authorization` passes, and the
+/// HEADERS count toward the upload budget (two 600-byte fields fit in 1,500 bytes, a third
+/// is `429`). On the old code every request here went through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_heads_get_dlp() {
+async fn http2_heads_get_dlp_and_count_toward_the_upload_budget() {
     let i = intercepting("h2-heads").await;
-    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    dlp: {detectors: [secrets], action: block}\n";
+    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    uploadBudget: {bytes: 1500, window: 1h}\n    dlp: {detectors: [secrets], action: block}\n";
     let policy = POLICY.replace(
         "  - to: [{fqdn: \"hub.test\"}]\n    http: [{methods: [GET, HEAD]}]\n",
         rules,
     );
-    assert!(policy.contains("dlp:"));
+    assert!(policy.contains("uploadBudget"));
     palisade_egress::publish(
         &i.s.engine,
         Some(Arc::new(engine_from(&policy, Posture::Allow))),
@@ -517,4 +518,11 @@ async fn http2_heads_get_dlp() {
     let got = ask(&i, get("/models/x", Some(("authorization", bearer)))).await;
     assert_eq!(got, (200, "hello".to_string()));
     assert_eq!(reason(&i).await.0, None);
+    let pad = "p".repeat(600);
+    for want in [200, 200, 429] {
+        let got = ask(&i, get("/models/x", Some(("x-pad", pad.clone())))).await;
+        assert_eq!(got.0, want, "{got:?}");
+        let r = reason(&i).await.0;
+        assert_eq!(r.as_deref(), (want == 429).then_some("upload-budget"));
+    }
 }
