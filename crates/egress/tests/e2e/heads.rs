@@ -4,6 +4,7 @@
 //! bytes. On the old code every one of the refused requests below went through: heads
 //! were neither scanned nor counted.
 
+use super::bad_input::raw;
 use super::intercept::intercepting;
 use super::*;
 use palisade_egress::DlpSettings;
@@ -75,6 +76,39 @@ async fn secrets_in_the_request_head_are_blocked() {
             "{extra:?} {url}"
         );
     }
+}
+
+/// The transparent listener (plain HTTP the agent redirects) scans heads too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparent_heads_are_scanned() {
+    let s = start_with(Posture::Allow, &[], |cfg, _| {
+        cfg.transparent = Some("127.0.0.1:0".parse().unwrap());
+        cfg.dlp = Some(DlpSettings::all(DlpAction::Block));
+    })
+    .await;
+    let (t, p) = (s.transparent.unwrap(), s.upstream);
+    let ok = format!("GET /x HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n");
+    assert_eq!(raw(t, ok.as_bytes()).await, "HTTP/1.1 200 OK");
+    let leaks = [
+        format!("GET /x HTTP/1.1\r\nHost: allowed.test:{p}\r\nX-Debug: {AKIA}\r\n\r\n"),
+        format!("GET /x?k={AKIA} HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n"),
+    ];
+    for leak in leaks {
+        assert_eq!(
+            raw(t, leak.as_bytes()).await,
+            "HTTP/1.1 403 Forbidden",
+            "{leak}"
+        );
+    }
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        reasons.push(found(&next_event(&s.events).await));
+    }
+    // The allowed request's event is sent when its answer ends: in any order.
+    let dlp = (one("aws-key", "block"), Some("dlp".to_string()));
+    let refused = reasons.iter().filter(|r| **r == dlp).count();
+    assert_eq!(refused, 2, "{reasons:?}");
+    assert!(reasons.contains(&(vec![], None)), "{reasons:?}");
 }
 
 /// What a pod legitimately sends to an API is not refused: its key in `Authorization` or
