@@ -661,10 +661,13 @@ async fn inspect_body(
         .map(|h| h.detector)
         .chain(hidden.iter().copied());
     let mut l = log.take().unwrap_or_else(|| conn.log(caller, "", 0, ""));
-    // After the head's, if any.
+    // After the head's, if any (a detector the head only logged says `block` when the body
+    // is refused for it).
     for d in detections(found, action) {
-        if !l.detections.iter().any(|e| e.detector == d.detector) {
-            l.detections.push(d);
+        match l.detections.iter_mut().find(|e| e.detector == d.detector) {
+            Some(e) if d.action == DetectionAction::Block => e.action = d.action,
+            Some(_) => {}
+            None => l.detections.push(d),
         }
     }
     *log = Some(l);

@@ -182,6 +182,28 @@ async fn redact_and_log_on_heads() {
     let e = next_event(&s.events).await;
     assert_eq!(found(&e), (one("card", "block"), Some("dlp".to_string())));
 
+    // The same card cut out of a header but percent-encoded in the body: refused, and the
+    // one detection says `block`.
+    let (body, code) = curl(via(
+        &s,
+        &[
+            "-H",
+            "X-Note: pay 4111 1111 1111 1111",
+            "-d",
+            "c=4111%201111%201111%201111",
+            "-w",
+            "\n%{http_code}",
+        ],
+        &url("/echo"),
+    ))
+    .await;
+    assert_eq!(
+        (body.as_str(), code.as_str()),
+        ("palisade: denied (dlp)", "403")
+    );
+    let e = next_event(&s.events).await;
+    assert_eq!(found(&e), (one("card", "block"), Some("dlp".to_string())));
+
     let s = gateway_dlp(DlpAction::Log).await;
     let url = format!("http://allowed.test:{}/head", s.upstream);
     let (body, code) = curl(via(
