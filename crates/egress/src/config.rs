@@ -1,5 +1,6 @@
 //! The gateway's settings, validated once into an immutable value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -94,9 +95,9 @@ pub struct DlpSettings {
     pub scan_heads: bool,
     /// Header fields (lower case) left out of the head scan: the pod's credential for the
     /// destination.
-    pub credential_headers: Vec<String>,
+    pub credential_headers: Vec<Cow<'static, str>>,
     /// Query parameters (lower case) left out of the head scan: presigned URLs.
-    pub credential_query_parameters: Vec<String>,
+    pub credential_query_parameters: Vec<Cow<'static, str>>,
 }
 
 /// Header fields whose values are a pod's credential for the API it calls (OpenAI,
@@ -123,8 +124,10 @@ impl DlpSettings {
             action,
             max_body: 1 << 20,
             scan_heads: true,
-            credential_headers: CREDENTIAL_HEADERS.map(String::from).to_vec(),
-            credential_query_parameters: CREDENTIAL_QUERY_PARAMETERS.map(String::from).to_vec(),
+            // Borrowed: a rule's `dlp` is read per request, and the defaults cost one
+            // allocation each.
+            credential_headers: CREDENTIAL_HEADERS.map(Cow::Borrowed).to_vec(),
+            credential_query_parameters: CREDENTIAL_QUERY_PARAMETERS.map(Cow::Borrowed).to_vec(),
         }
     }
 
@@ -137,7 +140,7 @@ impl DlpSettings {
         let lower = |names: &[String]| {
             names
                 .iter()
-                .map(|n| n.trim().to_ascii_lowercase())
+                .map(|n| Cow::Owned(n.trim().to_ascii_lowercase()))
                 .collect()
         };
         if let Some(h) = &d.credential_headers {

@@ -13,6 +13,8 @@
 //! pass of the detectors' combined automaton ([`crate::dlp::maybe`]) over it and its
 //! decoded readings decides whether the per-detector scan runs at all. Pure, never panics.
 
+use std::borrow::Cow;
+
 use crate::config::DlpSettings;
 use crate::decoded;
 use crate::dlp::{self, Detector, Hit};
@@ -150,7 +152,7 @@ pub fn scan_head<'a>(
 
 /// Whether a field is left out: `Proxy-Authorization` (never forwarded) or one of the
 /// credential fields.
-fn is_credential(name: &[u8], credential_headers: &[String]) -> bool {
+fn is_credential(name: &[u8], credential_headers: &[Cow<'static, str>]) -> bool {
     name.eq_ignore_ascii_case(b"proxy-authorization")
         || credential_headers
             .iter()
@@ -159,7 +161,7 @@ fn is_credential(name: &[u8], credential_headers: &[String]) -> bool {
 
 /// `target` into `out`, without the query parameters named in `skip` (compared
 /// case-insensitively after percent-decoding the name).
-fn target_text(target: &[u8], skip: &[String], out: &mut Vec<u8>) {
+fn target_text(target: &[u8], skip: &[Cow<'static, str>], out: &mut Vec<u8>) {
     let Some(q) = target.iter().position(|b| *b == b'?') else {
         out.extend_from_slice(target);
         return;
