@@ -5,7 +5,9 @@
 //!
 //! Everything else — a body, `CONNECT`, HTTP/1.0, `Upgrade`, `Expect`, a `Connection`
 //! header naming other headers, an AI API call (its usage is read from the answer), a
-//! refusal, proxy credentials, an unusual byte in the URL — goes to the full hyper path
+//! refusal, a head in which DLP finds something or that does not fit the upload budget
+//! (both counted and scanned here first: a clean head that fits stays in the lane), proxy
+//! credentials, an unusual byte in the URL — goes to the full hyper path
 //! with the bytes read so far, and the connection stays there. So every refusal, every
 //! inspected request and every malformed one is answered by one code path.
 //!
