@@ -280,6 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_read_as_values() {
+        let jwt = "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijk";
+        assert_eq!(names(&scan("/", &[("cookie", jwt)])), ["jwt"]);
+        let pair = "a=1; token=Zx8qL2vR9tY4mK7pW3nB6cF1";
+        assert_eq!(names(&scan("/", &[("cookie", pair)])), ["high-entropy"]);
+        // A random value is no finding by itself, whatever the field is called.
+        assert_eq!(
+            scan("/", &[("x-auth-token", "Zx8qL2vR9tY4mK7pW3nB6cF1")]),
+            None
+        );
+    }
+
+    #[test]
     fn credentials_for_the_destination_are_left_alone() {
         let bearer = format!("Bearer {OPENAI}");
         let fields = [
