@@ -58,6 +58,15 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
                 }
             }
             if let Some(d) = &r.dlp {
+                let dp = spec.key("egress").index(i).key("dlp");
+                for (j, name) in d.credential_headers.iter().flatten().enumerate() {
+                    if !is_header_name(name) {
+                        v.err(
+                            &dp.key("credentialHeaders").index(j),
+                            format!("{name:?} is not a valid header name"),
+                        );
+                    }
+                }
                 for (j, name) in d.detectors.iter().enumerate() {
                     if !DLP_DETECTORS.contains(&name.as_str()) {
                         v.err(
@@ -83,6 +92,14 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
             "neither ingress nor egress is set: the policy has no effect",
         ));
     }
+}
+
+/// An HTTP field name (RFC 9110 §5.1: a non-empty token).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
 }
 
 /// DLP detector names a policy may list.
@@ -254,12 +271,7 @@ fn palisade_rule(
         }
         for (k, hm) in h.headers.iter().enumerate() {
             let hp2 = hp.key("headers").index(k);
-            if hm.name.is_empty()
-                || !hm
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
-            {
+            if !is_header_name(&hm.name) {
                 v.err(
                     &hp2.key("name"),
                     format!("{:?} is not a valid header name", hm.name),

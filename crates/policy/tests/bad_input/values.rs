@@ -703,3 +703,29 @@ fn dns_max_records_per_pod_is_bounded() {
         &["1 to 200000"],
     );
 }
+
+#[test]
+fn dlp_credential_headers_must_be_field_names() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",           // 1
+        "kind: SecurityPolicy",                        // 2
+        "metadata: {name: sp, namespace: x}",          // 3
+        "spec:",                                       // 4
+        "  podSelector: {}",                           // 5
+        "  egress:",                                   // 6
+        "  - to: [{fqdn: api.test}]",                  // 7
+        "    dlp:",                                    // 8
+        "      credentialHeaders: [x-key, \"x key\"]", // 9
+    ]);
+    let m = load("dlp.yaml", &text);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "dlp.yaml",
+        "spec.egress[0].dlp.credentialHeaders[1]",
+        9,
+        34,
+        "invalid-value",
+        &["\"x key\" is not a valid header name"],
+    );
+}
