@@ -14,6 +14,7 @@ use crate::identities::{self, IdentityDoc};
 use crate::layout::{KeyKind, Layout};
 use crate::revision::{parse_pointer, parse_revision, ParsedRevision};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use palisade_policy::cidr::{is_node_internal, reached_address};
 use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkload};
 use palisade_policy::snapshot::Sourced;
 use serde::Serialize;
@@ -366,7 +367,7 @@ impl Watcher {
                 // still worth reporting now rather than at rollback time.
                 for (n, d) in &docs {
                     if let Err(e) = parse_revision(*n, d) {
-                        self.report_ignored(format!("revision {n}: {}", e.join("; ")));
+                        self.report_ignored(format!("revision {n}: {}", summary(&e)));
                     }
                 }
                 if identities_changed {
@@ -439,7 +440,7 @@ impl Watcher {
             Err(e) => self.report_refused(format!(
                 "revision {n} refused, keeping revision {}: {}",
                 self.applied(),
-                e.join("; ")
+                summary(&e)
             )),
         }
         self.publish_view();
@@ -492,6 +493,14 @@ impl Watcher {
                     let Ok(ip) = s.parse::<std::net::IpAddr>() else {
                         return false;
                     };
+                    if is_node_internal(ip) {
+                        conflicts.push(format!(
+                            "identities of {cluster}: {}/{} claims {ip}, which no pod can hold (loopback, link-local, metadata, multicast…); ignored",
+                            w.namespace, w.name
+                        ));
+                        return false;
+                    }
+                    let ip = reached_address(ip);
                     match owner.get(&ip) {
                         Some(o) if *o != cluster.as_str() => {
                             conflicts.push(format!(
@@ -516,11 +525,13 @@ impl Watcher {
     }
 
     fn report_refused(&self, msg: String) {
+        let msg = bounded(msg);
         tracing::warn!(%msg, "federation: not applied");
         self.health_tx.send_modify(|h| h.refused = Some(msg));
     }
 
     fn report_ignored(&self, msg: String) {
+        let msg = bounded(msg);
         tracing::warn!(%msg, "federation: ignored");
         self.health_tx.send_modify(|h| {
             if h.ignored_keys.len() >= 100 {
@@ -619,4 +630,38 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Longest message kept in the member's health (and its status in etcd): what is reported
+/// comes from keys and documents anyone with write access to the prefix chose.
+const MAX_MESSAGE: usize = 2000;
+
+/// `msg` cut to [`MAX_MESSAGE`] bytes (on a character boundary), saying how much was cut.
+fn bounded(mut msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg;
+    }
+    let total = msg.len();
+    let mut end = MAX_MESSAGE;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    msg.truncate(end);
+    msg.push_str(&format!("… ({} more bytes)", total - end));
+    msg
+}
+
+/// The first errors of a refused document, and how many more there are.
+fn summary(errors: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = errors
+        .iter()
+        .take(SHOWN)
+        .map(|e| bounded(e.clone()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > SHOWN {
+        s.push_str(&format!("; and {} more errors", errors.len() - SHOWN));
+    }
+    s
 }

@@ -171,7 +171,7 @@ pub fn render_table(st: &FederationStatus) -> String {
         );
     }
     for p in &st.problems {
-        let _ = writeln!(out, "problem: {p}");
+        let _ = writeln!(out, "problem: {}", printable(p));
     }
     let _ = writeln!(
         out,
@@ -197,11 +197,27 @@ pub fn render_table(st: &FederationStatus) -> String {
         let _ = writeln!(
             out,
             "{:<20} {rev:>9} {lag:>5} {drift:<6} {applied:<26} {}",
-            s.cluster,
-            s.error.as_deref().unwrap_or("")
+            printable(&s.cluster),
+            printable(s.error.as_deref().unwrap_or(""))
         );
     }
     out
+}
+
+/// `s` with control and line-separator characters escaped (`\u{1b}`): member names, their
+/// errors and the keys listed as problems are whatever a writer under the prefix put there
+/// (each member writes its own status); printed raw, an escape sequence would drive the
+/// operator's terminal and a line break would fake a member's line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,5 +242,37 @@ mod tests {
         assert!(r.drift);
         let r = report(m(Some(5), None, now - STALE_AFTER_US - 1), Some(5), now);
         assert!(r.stale && r.drift);
+    }
+
+    /// Each member writes its own status: on the old code its error (and its name, and any
+    /// key listed as a problem) went to the operator's terminal raw, so an escape sequence
+    /// drove it and a line break printed a made-up member line.
+    #[test]
+    fn the_table_escapes_what_members_wrote() {
+        let evil =
+            "x\u{1b}]0;pwned\u{7}\u{1b}[2J\nsouth                        7     0 no     0.1s ago";
+        let st = FederationStatus {
+            set: "s".into(),
+            current_revision: Some(7),
+            revisions: vec![7],
+            problems: vec![format!("/palisade/federation/s/junk{evil}: unexpected key")],
+            members: vec![report(
+                MemberStatus {
+                    cluster: format!("east{evil}"),
+                    enforced_revision: Some(7),
+                    error: Some(evil.into()),
+                    heartbeat_us: now_us(),
+                    ..Default::default()
+                },
+                Some(7),
+                now_us(),
+            )],
+            serializable_read: false,
+        };
+        let out = render_table(&st);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        // Header, problem, column titles, one member: no made-up line.
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("south")), "{out}");
     }
 }

@@ -381,3 +381,129 @@ async fn a_rebuilt_etcd_is_followed() {
     .await;
     assert_eq!(v.revision, 2);
 }
+
+/// A member's identity document decides who an address is in every other cluster. On the old
+/// code a cluster could publish the cloud metadata service (169.254.169.254, also written
+/// `::ffff:169.254.169.254`), loopback or other node-internal addresses as its pods'; a
+/// global policy allowing egress to that cluster's pods then reached them. Now those
+/// addresses are dropped from the view and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_internal_addresses_are_not_taken_from_identities() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("internal");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let mut w = workload("east", "store-0", "store", "10.1.0.7");
+    w.ips.extend(
+        [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "127.0.0.1",
+            "0.0.0.0",
+            "fe80::1",
+        ]
+        .map(String::from),
+    );
+    c.put(layout.identity("east"), identity("east", vec![w]), None)
+        .await
+        .unwrap();
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    let v = wait_for("east's store", &mut view, |v| {
+        !holders(v, "10.1.0.7").is_empty()
+    })
+    .await;
+    assert_eq!(v.remote_workloads.len(), 1);
+    assert_eq!(v.remote_workloads[0].ips, ["10.1.0.7"]);
+    let h = m.health.borrow().clone();
+    assert!(
+        h.ignored_keys.iter().any(|k| k.contains("169.254.169.254")),
+        "{:?}",
+        h.ignored_keys
+    );
+}
+
+/// Refusals and ignored keys are kept in the member's health (served on the admin API and
+/// written to its status in etcd on every heartbeat). On the old code a revision with
+/// thousands of errors, or a key of 200 kB, was kept whole (up to 100 of them): now each
+/// message is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_refusals_are_reported_in_bounded_space() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("bounded");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let bad = "apiVersion: palisade.dev/v1alpha1\nkind: ClusterSecurityPolicy\nmetadata:\n  name: x\nspec:\n  priority: 5000\n";
+    let doc = palisade_federation::revision::RevisionDoc {
+        revision: 1,
+        created_at_us: 0,
+        rolled_back_from: None,
+        files: (0..3000)
+            .map(|i| RevisionFile {
+                name: format!("f{i}.yaml"),
+                yaml: bad.into(),
+            })
+            .collect(),
+    };
+    c.put(layout.revision(1), serde_json::to_vec(&doc).unwrap(), None)
+        .await
+        .unwrap();
+    c.put(layout.current(), "1", None).await.unwrap();
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("the first read", &mut view, |_| true).await;
+    c.put(
+        format!("{}junk/{}", layout.prefix(), "x".repeat(200_000)),
+        "x",
+        None,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = m.health.borrow().clone();
+        if let (Some(r), false) = (&h.refused, h.ignored_keys.is_empty()) {
+            assert!(
+                r.starts_with("revision 1 refused"),
+                "{}",
+                r.chars().take(200).collect::<String>()
+            );
+            assert!(r.len() <= 4096, "refused is {} bytes", r.len());
+            assert!(r.contains("more"), "{r}");
+            assert!(h.ignored_keys.iter().all(|k| k.len() <= 4096));
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing reported: {h:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A revision key at the largest number (garbage under the prefix): on the old code the
+/// next push wrapped around to revision 0 and wrote `current = 0`, a pointer every member
+/// refuses, and every later push did the same. Now the push fails and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revision_numbers_do_not_wrap_around() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("wrap");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    palisade_federation::push::push(&opts, &layout, vec![policy("a")], 100)
+        .await
+        .unwrap();
+    c.put(layout.revision(u64::MAX), "garbage", None)
+        .await
+        .unwrap();
+    let r = palisade_federation::push::push(&opts, &layout, vec![policy("b")], 100).await;
+    assert!(r.is_err(), "{r:?}");
+    let cur = c.get(layout.current(), None).await.unwrap();
+    assert_eq!(cur.kvs()[0].value(), b"1");
+}
