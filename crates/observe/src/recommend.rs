@@ -259,15 +259,18 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             seen
         )];
         let base = format!("{}-{}", opts.name_prefix, w.short_name());
-        let peer_yaml = |p: &Peer, notes: &mut Vec<String>| -> Yaml {
-            match p {
+        // `None`: the peer cannot be written without selecting more than was seen.
+        let peer_yaml = |p: &Peer, notes: &mut Vec<String>| -> Option<Yaml> {
+            Some(match p {
                 Peer::Workload(k) => {
                     let other = &traffic.workloads[k];
                     if other.labels.is_empty() {
+                        // `podSelector: {}` would select every pod of the namespace.
                         notes.push(format!(
-                            "{} allows every pod of namespace {}: peer {k} has no labels",
+                            "{}: {k} not recommended as a peer: its pods carry no labels to select them by (a selector would pick every pod of namespace {})",
                             w.key, other.namespace
                         ));
+                        return None;
                     }
                     let mut m = Vec::new();
                     if other.namespace != w.namespace {
@@ -284,32 +287,30 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                     Yaml::map([("ipBlock", Yaml::map([("cidr", Yaml::str(cidr(*ip)))]))])
                 }
                 Peer::Fqdn(n) => Yaml::map([("fqdn", Yaml::str(n))]),
-            }
+            })
         };
         // Peers with the same ports share a rule: a rule allows every listed peer on every
         // listed port, so this is exactly the observed pairs.
-        let rules = |peers: &BTreeMap<Peer, BTreeSet<PortKey>>,
-                     field: &str,
-                     notes: &mut Vec<String>| {
-            let mut by_ports: BTreeMap<&BTreeSet<PortKey>, Vec<&Peer>> = BTreeMap::new();
-            for (p, ports) in peers {
-                by_ports.entry(ports).or_default().push(p);
-            }
-            Yaml::Seq(
-                by_ports
-                    .into_iter()
-                    .map(|(ports, ps)| {
-                        Yaml::map([
-                            (
-                                field,
-                                Yaml::Seq(ps.into_iter().map(|p| peer_yaml(p, notes)).collect()),
-                            ),
-                            ("ports", ports_yaml(ports)),
-                        ])
-                    })
-                    .collect(),
-            )
-        };
+        let rules =
+            |peers: &BTreeMap<Peer, BTreeSet<PortKey>>, field: &str, notes: &mut Vec<String>| {
+                let mut by_ports: BTreeMap<&BTreeSet<PortKey>, Vec<&Peer>> = BTreeMap::new();
+                for (p, ports) in peers {
+                    by_ports.entry(ports).or_default().push(p);
+                }
+                Yaml::Seq(
+                    by_ports
+                        .into_iter()
+                        .filter_map(|(ports, ps)| {
+                            let peers: Vec<Yaml> =
+                                ps.into_iter().filter_map(|p| peer_yaml(p, notes)).collect();
+                            // A rule without peers would allow every peer: leave it out.
+                            (!peers.is_empty()).then(|| {
+                                Yaml::map([(field, Yaml::Seq(peers)), ("ports", ports_yaml(ports))])
+                            })
+                        })
+                        .collect(),
+                )
+            };
         let mut notes = Vec::new();
         let ingress_rules = rules(&ingress, "from", &mut notes);
         let egress_rules = rules(&egress, "to", &mut notes);

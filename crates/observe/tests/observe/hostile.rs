@@ -245,3 +245,54 @@ proptest! {
         }
     }
 }
+
+/// A peer whose pods carry no labels cannot be selected by labels. On the old code it was
+/// written as `podSelector: {}` (with a note), which selects every pod of the namespace: any
+/// pod of `ml` could then reach the trainer on 8080 and 9090, though only `ml/bare-0` was
+/// seen doing it. Now such a peer is left out (and noted), and a rule left without peers is
+/// left out too (a rule with `from: []` would allow every source).
+#[test]
+fn a_peer_without_labels_never_becomes_a_selector_for_the_whole_namespace() {
+    use palisade_observe::evaluate::{evaluate, NameBook};
+    use palisade_observe::pods::pods_from_events;
+    use palisade_policy::{Action, Posture};
+    let bare = || {
+        serde_json::json!({"kind": "pod", "namespace": "ml", "name": "bare-0",
+            "workload": "ml/bare", "ip": "10.0.1.30", "labels": {}})
+    };
+    let api = || pod("ml", "api-0", "api", "10.0.1.31");
+    let other = || pod("ml", "other-0", "other", "10.0.1.32");
+    let ta = || trainer("trainer-a", "10.0.1.5");
+    let events = vec![
+        flow(1, api(), ta(), "TCP", 8080, "allow"),
+        flow(2, bare(), ta(), "TCP", 8080, "allow"),
+        flow(3, bare(), ta(), "TCP", 9090, "allow"),
+    ];
+    let yaml =
+        recommend(&Traffic::from_events(&events), &Options::default()).render(&["test".into()]);
+    load(&yaml);
+    let mut all = events.clone();
+    all.push(flow(4, other(), ta(), "TCP", 8080, "deny"));
+    all.push(flow(5, other(), ta(), "TCP", 9090, "deny"));
+    let pods = pods_from_events(&all, &BTreeSet::new());
+    let names = NameBook::from_events(&all);
+    for posture in [Posture::Allow, Posture::Deny] {
+        let engine = engine(
+            &[("recommended.yaml", &yaml), ("pods.yaml", &pods)],
+            posture,
+        );
+        assert!(
+            evaluate(&engine, &all[0], &names).unwrap().allowed(),
+            "{posture:?}: api -> trainer denied\n{yaml}"
+        );
+        for e in &all[3..] {
+            assert_eq!(
+                evaluate(&engine, e, &names).unwrap().action,
+                Action::Deny,
+                "{posture:?}: unobserved {} allowed\n{yaml}",
+                e.id
+            );
+        }
+    }
+    assert!(yaml.contains("ml/bare not recommended as a peer"), "{yaml}");
+}
