@@ -127,6 +127,15 @@ pub async fn read(opts: &EtcdOptions, layout: &Layout, set: &str) -> Result<Fede
         }
     }
     let now = now_us();
+    for m in &members {
+        if m.heartbeat_us.saturating_sub(now) > STALE_AFTER_US {
+            st.problems.push(format!(
+                "{}: heartbeat {:.0}s in the future (clock skew?); shown as stale",
+                layout.member(&m.cluster),
+                m.heartbeat_us.saturating_sub(now) as f64 / 1e6
+            ));
+        }
+    }
     st.members = members
         .into_iter()
         .map(|m| report(m, st.current_revision, now))
@@ -140,7 +149,10 @@ fn report(m: MemberStatus, current: Option<u64>, now: i64) -> MemberReport {
         (Some(c), None) => Some(c),
         _ => None,
     };
-    let stale = now - m.heartbeat_us > STALE_AFTER_US;
+    // A heartbeat from the future (a member's clock ahead, or a made-up time) says nothing
+    // about whether the member is alive: it would never go stale.
+    let stale = now.saturating_sub(m.heartbeat_us) > STALE_AFTER_US
+        || m.heartbeat_us.saturating_sub(now) > STALE_AFTER_US;
     let drift = m.enforced_revision != current || m.error.is_some() || stale;
     MemberReport {
         status: m,
@@ -192,7 +204,7 @@ pub fn render_table(st: &FederationStatus) -> String {
         };
         let applied = s
             .applied_at_us
-            .map(|t| format!("{:.1}s ago", (now_us() - t) as f64 / 1e6))
+            .map(|t| format!("{:.1}s ago", now_us().saturating_sub(t) as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
@@ -242,6 +254,44 @@ mod tests {
         assert!(r.drift);
         let r = report(m(Some(5), None, now - STALE_AFTER_US - 1), Some(5), now);
         assert!(r.stale && r.drift);
+    }
+
+    /// A member's heartbeat is its own clock. On the old code one an hour ahead (or a status
+    /// written with a made-up time) never went stale, so a member that stopped long ago was
+    /// shown in sync forever.
+    #[test]
+    fn a_heartbeat_from_the_future_is_stale() {
+        let now = 100_000_000_000;
+        let m = MemberStatus {
+            cluster: "a".into(),
+            enforced_revision: Some(5),
+            heartbeat_us: now + 3_600_000_000,
+            ..Default::default()
+        };
+        let r = report(m.clone(), Some(5), now);
+        assert!(r.stale && r.drift, "{r:?}");
+        // A little skew is fine.
+        let r = report(
+            MemberStatus {
+                heartbeat_us: now + 1_000_000,
+                ..m.clone()
+            },
+            Some(5),
+            now,
+        );
+        assert!(!r.stale && !r.drift, "{r:?}");
+        // Made-up extremes do not wrap around into "fresh".
+        for hb in [i64::MIN, i64::MAX] {
+            let r = report(
+                MemberStatus {
+                    heartbeat_us: hb,
+                    ..m.clone()
+                },
+                Some(5),
+                now,
+            );
+            assert!(r.stale, "{hb}");
+        }
     }
 
     /// Each member writes its own status: on the old code its error (and its name, and any
