@@ -154,6 +154,50 @@ fn object_name(s: &str) -> String {
     out
 }
 
+/// A name of `kind` in `namespace` no earlier document took: `object_name(base)`, or, when
+/// two workloads map to that name (`a.b` and `a-b`, or long names cut at 63 characters),
+/// the name cut shorter with a suffix from the workload key (a duplicate object would make
+/// the whole file fail to load).
+fn unique_name(
+    used: &mut BTreeSet<(&'static str, String, String)>,
+    kind: &'static str,
+    namespace: &str,
+    base: &str,
+    key: &str,
+) -> String {
+    let mut name = object_name(base);
+    let mut salt = 0u32;
+    while used.contains(&(kind, namespace.to_string(), name.clone())) {
+        // FNV-1a: stable from run to run, so the same traffic gives the same names.
+        let h = format!("{key}#{salt}")
+            .bytes()
+            .fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+        let mut short: String = object_name(base).chars().take(54).collect();
+        while short.ends_with('-') {
+            short.pop();
+        }
+        name = format!("{short}-{h:08x}");
+        salt += 1;
+    }
+    used.insert((kind, namespace.to_string(), name.clone()));
+    name
+}
+
+/// Why a workload cannot be written in a policy, if it cannot: its namespace and labels
+/// come from events (an imported file, or a component that does not check them), and one
+/// the policy language rejects would make the whole recommended file fail to load.
+fn unwritable(w: &Workload) -> Option<String> {
+    use palisade_policy::validate::{dns_label, label_key, label_value};
+    if let Err(e) = dns_label(&w.namespace) {
+        return Some(format!("namespace {e}"));
+    }
+    w.labels
+        .iter()
+        .find_map(|(k, v)| label_key(k).and_then(|()| label_value(v)).err())
+}
+
 fn labels_yaml(labels: &BTreeMap<String, String>) -> Yaml {
     Yaml::map(labels.iter().map(|(k, v)| (k.clone(), Yaml::str(v))))
 }
@@ -205,6 +249,7 @@ fn path_condition(path: &str, depth: usize) -> Option<(&'static str, String)> {
 /// Recommends policies for the workloads of `traffic`.
 pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
     let mut rec = Recommendation::default();
+    let mut used = BTreeSet::new();
     let in_scope = |w: &Workload| opts.namespace.as_deref().is_none_or(|ns| w.namespace == ns);
     for w in traffic.workloads.values().filter(|w| in_scope(w)) {
         if w.labels.is_empty() {
@@ -212,6 +257,10 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                 "{}: not recommended: its pods carry no labels to select them by",
                 w.key
             ));
+            continue;
+        }
+        if let Some(why) = unwritable(w) {
+            rec.notes.push(format!("{}: not recommended: {why}", w.key));
             continue;
         }
         let me = Peer::Workload(w.key.clone());
@@ -259,6 +308,7 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             seen
         )];
         let base = format!("{}-{}", opts.name_prefix, w.short_name());
+        let np_name = unique_name(&mut used, "NetworkPolicy", &w.namespace, &base, &w.key);
         // `None`: the peer cannot be written without selecting more than was seen.
         let peer_yaml = |p: &Peer, notes: &mut Vec<String>| -> Option<Yaml> {
             Some(match p {
@@ -270,6 +320,10 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                             "{}: {k} not recommended as a peer: its pods carry no labels to select them by (a selector would pick every pod of namespace {})",
                             w.key, other.namespace
                         ));
+                        return None;
+                    }
+                    if let Some(why) = unwritable(other) {
+                        notes.push(format!("{}: {k} not recommended as a peer: {why}", w.key));
                         return None;
                     }
                     let mut m = Vec::new();
@@ -329,7 +383,7 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                 (
                     "metadata",
                     Yaml::map([
-                        ("name", Yaml::str(object_name(&base))),
+                        ("name", Yaml::str(np_name)),
                         ("namespace", Yaml::str(&w.namespace)),
                     ]),
                 ),
@@ -354,6 +408,13 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             })
             .collect();
         if !egress.is_empty() {
+            let sp_name = unique_name(
+                &mut used,
+                "SecurityPolicy",
+                &w.namespace,
+                &format!("{base}-egress"),
+                &w.key,
+            );
             rec.documents.push(Document {
                 comment: vec![format!(
                     "{}: egress by name to {}",
@@ -366,7 +427,7 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                     (
                         "metadata",
                         Yaml::map([
-                            ("name", Yaml::str(object_name(&format!("{base}-egress")))),
+                            ("name", Yaml::str(sp_name)),
                             ("namespace", Yaml::str(&w.namespace)),
                         ]),
                     ),
