@@ -173,25 +173,14 @@ fn print_event(e: &Event, output: Output) {
         EventBody::Http(h) => format!("{:?} {:?} {:?}", h.method, h.path, h.status),
         EventBody::Alert(a) => format!("{:?}", a.summary),
     };
-    let (src, dst, policy) = (printable(&src), printable(&dst), printable(&policy));
+    let (src, dst, policy) = (
+        super::printable(&src),
+        super::printable(&dst),
+        super::printable(&policy),
+    );
     println!(
         "{} {:5} {src} -> {dst}{port} {verdict} {policy} {detail}",
         palisade_events::format_rfc3339_micros(e.time.as_micros()),
         e.event_type().as_str(),
     );
-}
-
-/// `s` with control and line-separator characters escaped (`\u{1b}`): names in events are
-/// what a pod chose (a `Host` header, a DNS query) or what an imported file says; printed raw,
-/// an escape sequence would drive the terminal and a line break would fake an event line.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
