@@ -123,6 +123,7 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
         settings: settings.clone(),
         etcd_revision: 0,
         cluster_id: 0,
+        pointer: None,
         current: None,
         current_bytes: None,
         remotes: BTreeMap::new(),
@@ -157,6 +158,8 @@ struct Watcher {
     etcd_revision: i64,
     /// The etcd cluster the history above belongs to (0: not known yet).
     cluster_id: u64,
+    /// The revision the `current` pointer was last seen at (`None`: absent or unreadable).
+    pointer: Option<u64>,
     current: Option<ParsedRevision>,
     /// The stored document `current` was parsed from, exactly as read.
     current_bytes: Option<Vec<u8>>,
@@ -248,11 +251,13 @@ impl Watcher {
                     h.last_error = None;
                 });
             }
+            if let Err(e) = self.on_events(&mut client, resp.events()).await {
+                // Not past these events: the watch resumes at them after reconnecting, so
+                // a pointer move whose revision could not be fetched is not lost.
+                return e;
+            }
             if let Some(h) = resp.header() {
                 self.etcd_revision = self.etcd_revision.max(h.revision());
-            }
-            if let Err(e) = self.on_events(&mut client, resp.events()).await {
-                return e;
             }
             let r = self.etcd_revision;
             self.health_tx.send_modify(|h| h.etcd_revision = r);
@@ -318,7 +323,10 @@ impl Watcher {
         self.claim_order.retain(|c, _| present.contains(c));
         match cur.kvs().first() {
             Some(kv) => self.on_pointer(client, kv.value(), &HashMap::new()).await?,
-            None => self.publish_view(),
+            None => {
+                self.pointer = None;
+                self.publish_view()
+            }
         }
         self.etcd_revision = at;
         self.cluster_id = cluster_id;
@@ -344,10 +352,13 @@ impl Watcher {
             let key = String::from_utf8_lossy(kv.key()).to_string();
             match layout.classify(kv.key()) {
                 KeyKind::Current if put => pointer = Some(kv.value().to_vec()),
-                KeyKind::Current => self.report_refused(format!(
-                    "the current pointer was deleted; keeping revision {}",
-                    self.applied()
-                )),
+                KeyKind::Current => {
+                    self.pointer = None;
+                    self.report_refused(format!(
+                        "the current pointer was deleted; keeping revision {}",
+                        self.applied()
+                    ))
+                }
                 KeyKind::Revision(n) if put => {
                     docs.insert(n, kv.value().to_vec());
                 }
@@ -360,7 +371,13 @@ impl Watcher {
                 KeyKind::Unknown => self.report_ignored(format!("{key}: unexpected key")),
             }
         }
-        match pointer {
+        // The revision the pointer already names, written after it (keys written one by
+        // one, pointer first): applied now, as if the pointer had just moved there.
+        let late = self
+            .pointer
+            .filter(|p| pointer.is_none() && docs.contains_key(p))
+            .map(|p| p.to_string().into_bytes());
+        match pointer.or(late) {
             Some(p) => self.on_pointer(client, &p, &docs).await?,
             None => {
                 // A revision written without moving the pointer is not applied; garbage is
@@ -387,11 +404,13 @@ impl Watcher {
         let n = match parse_pointer(value) {
             Ok(n) => n,
             Err(e) => {
+                self.pointer = None;
                 self.report_refused(format!("{e}; keeping revision {}", self.applied()));
                 self.publish_view();
                 return Ok(());
             }
         };
+        self.pointer = Some(n);
         self.health_tx.send_modify(|h| h.seen_revision = Some(n));
         // The document is compared, not only its number: after etcd was rebuilt or restored,
         // numbers start again and revision n there need not be the n applied here.

@@ -507,3 +507,50 @@ async fn revision_numbers_do_not_wrap_around() {
     let cur = c.get(layout.current(), None).await.unwrap();
     assert_eq!(cur.kvs()[0].value(), b"1");
 }
+
+/// Keys written one by one, the pointer first: a restore that replays keys in key order
+/// (`current` sorts before `revisions/…`), or a tool that does not use one transaction. On
+/// the old code the member refused the pointer (its revision was not stored yet) and then
+/// ignored the revision when it arrived ("a revision written without moving the pointer is
+/// not applied"), so it enforced nothing until the next push. Now a revision that arrives
+/// for the pointer already seen is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_written_before_its_revision_is_applied_when_the_revision_arrives() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("order");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("the first read", &mut view, |_| true).await;
+    let doc = |n: u64, name: &str| {
+        serde_json::to_vec(&palisade_federation::revision::RevisionDoc {
+            revision: n,
+            created_at_us: 0,
+            rolled_back_from: None,
+            files: vec![policy(name)],
+        })
+        .unwrap()
+    };
+    c.put(layout.current(), "1", None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.health.borrow().refused.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the missing revision was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.put(layout.revision(1), doc(1, "a"), None).await.unwrap();
+    let v = wait_for("revision 1 once stored", &mut view, |v| v.revision == 1).await;
+    assert_eq!(v.policies[0].0.metadata.name, "a");
+    assert_eq!(m.health.borrow().refused, None);
+    // A revision that is not the pointer's is still not applied.
+    c.put(layout.revision(2), doc(2, "b"), None).await.unwrap();
+    c.put("/elsewhere/x", "y", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(view.borrow().as_ref().unwrap().revision, 1);
+}
