@@ -185,6 +185,15 @@ fn unique_name(
     name
 }
 
+/// The member cluster a workload runs in when it is not this one: under federation the
+/// engine names another cluster's workload `cluster/namespace/name` (this cluster's are
+/// `namespace/owner`). A NetworkPolicy cannot select it (its selectors pick this cluster's
+/// pods, never a remote one), and its own cluster enforces its side.
+fn remote_cluster(w: &Workload) -> Option<&str> {
+    let (cluster, rest) = w.key.split_once('/')?;
+    rest.contains('/').then_some(cluster)
+}
+
 /// Why a workload cannot be written in a policy, if it cannot: its namespace and labels
 /// come from events (an imported file, or a component that does not check them), and one
 /// the policy language rejects would make the whole recommended file fail to load.
@@ -252,6 +261,13 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
     let mut used = BTreeSet::new();
     let in_scope = |w: &Workload| opts.namespace.as_deref().is_none_or(|ns| w.namespace == ns);
     for w in traffic.workloads.values().filter(|w| in_scope(w)) {
+        if let Some(c) = remote_cluster(w) {
+            rec.notes.push(format!(
+                "{}: not recommended: a workload of member cluster {c} (its cluster enforces its side)",
+                w.key
+            ));
+            continue;
+        }
         if w.labels.is_empty() {
             rec.notes.push(format!(
                 "{}: not recommended: its pods carry no labels to select them by",
@@ -314,6 +330,15 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             Some(match p {
                 Peer::Workload(k) => {
                     let other = &traffic.workloads[k];
+                    if let Some(c) = remote_cluster(other) {
+                        // A selector here would pick this cluster's pods of the same
+                        // namespace and labels, never the remote one.
+                        notes.push(format!(
+                            "{}: {k} not recommended as a peer: a workload of member cluster {c} (a NetworkPolicy cannot select it; a SecurityPolicy peer with `cluster: {c}` can)",
+                            w.key
+                        ));
+                        return None;
+                    }
                     if other.labels.is_empty() {
                         // `podSelector: {}` would select every pod of the namespace.
                         notes.push(format!(

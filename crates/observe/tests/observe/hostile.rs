@@ -429,3 +429,61 @@ fn workloads_whose_names_collide_get_distinct_policy_names() {
     // Four workloads and the store, two of them with egress by name.
     assert_eq!(names.len(), 7, "{names:?}");
 }
+
+/// Under federation a flow can come from a pod of another member cluster: its endpoint is a
+/// pod whose workload is `cluster/namespace/name`. On the old code it was recommended like a
+/// local workload: as a peer, a `podSelector` on its labels in the local namespace of the
+/// same name, which selects this cluster's pods (never the remote one: selectors without
+/// `cluster:` do not see remote workloads), so the local trainer, never seen, was allowed;
+/// and it got a NetworkPolicy of its own applied to local pods. Now a workload of another
+/// cluster is neither a subject nor a peer of a recommended NetworkPolicy (noted).
+#[test]
+fn a_workload_of_another_cluster_is_not_recommended_as_a_local_one() {
+    use palisade_observe::evaluate::{evaluate, NameBook};
+    use palisade_observe::pods::pods_from_events;
+    use palisade_policy::{Action, Posture};
+    let remote = || {
+        serde_json::json!({"kind": "pod", "namespace": "ml", "name": "trainer-0",
+            "workload": "east/ml/trainer-0", "ip": "10.9.0.5", "labels": {"app": "trainer"}})
+    };
+    let api = || pod("ml", "api-0", "api", "10.0.1.31");
+    let local_trainer = || trainer("trainer-a", "10.0.1.5");
+    let events = vec![
+        flow(1, api(), store(), "TCP", 8080, "allow"),
+        flow(2, remote(), store(), "TCP", 8080, "allow"),
+        flow(3, store(), remote(), "TCP", 9000, "allow"),
+    ];
+    let yaml =
+        recommend(&Traffic::from_events(&events), &Options::default()).render(&["test".into()]);
+    let m = load(&yaml);
+    let unobserved = flow(4, local_trainer(), store(), "TCP", 8080, "deny");
+    let pods = pods_from_events(&[events[0].clone(), unobserved.clone()], &BTreeSet::new());
+    let names = NameBook::from_events(&events);
+    let engine = engine(
+        &[("recommended.yaml", &yaml), ("pods.yaml", &pods)],
+        Posture::Allow,
+    );
+    assert!(
+        evaluate(&engine, &events[0], &names).unwrap().allowed(),
+        "{yaml}"
+    );
+    assert_eq!(
+        evaluate(&engine, &unobserved, &names).unwrap().action,
+        Action::Deny,
+        "the local trainer was allowed\n{yaml}"
+    );
+    let names: Vec<String> = m
+        .objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::NetworkPolicy(p) => Some(p.metadata.name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["recommended-api", "recommended-feature-store"],
+        "{yaml}"
+    );
+    assert!(yaml.contains("east/ml/trainer-0"), "{yaml}");
+}
