@@ -487,3 +487,31 @@ fn a_workload_of_another_cluster_is_not_recommended_as_a_local_one() {
     );
     assert!(yaml.contains("east/ml/trainer-0"), "{yaml}");
 }
+
+/// `replay` and the recommend tests rebuild pods from events. On the old code a pod of
+/// another member cluster (workload `east/ml/trainer-0`) was rebuilt as a local pod, and
+/// merged with this cluster's pod of the same namespace and name: the one seen last gave
+/// both its address and labels, so the local `ml/trainer-0` became `app: evil` at
+/// 10.9.0.5 in the what-if engine. Now pods of other clusters are not rebuilt.
+#[test]
+fn pods_of_another_cluster_are_not_rebuilt_as_local_ones() {
+    use palisade_observe::pods::pods_from_events;
+    let local = || trainer("trainer-0", "10.0.1.5");
+    let remote = || {
+        serde_json::json!({"kind": "pod", "namespace": "ml", "name": "trainer-0",
+            "workload": "east/ml/trainer-0", "ip": "10.9.0.5", "labels": {"app": "evil"}})
+    };
+    let events = vec![
+        flow(1, local(), store(), "TCP", 8080, "allow"),
+        flow(2, remote(), store(), "TCP", 8080, "allow"),
+    ];
+    let pods = pods_from_events(&events, &BTreeSet::new());
+    assert!(
+        pods.contains("10.0.1.5") && pods.contains("app: trainer"),
+        "{pods}"
+    );
+    assert!(
+        !pods.contains("10.9.0.5") && !pods.contains("evil"),
+        "{pods}"
+    );
+}
