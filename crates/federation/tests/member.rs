@@ -548,6 +548,17 @@ async fn a_pointer_written_before_its_revision_is_applied_when_the_revision_arri
     let v = wait_for("revision 1 once stored", &mut view, |v| v.revision == 1).await;
     assert_eq!(v.policies[0].0.metadata.name, "a");
     assert_eq!(m.health.borrow().refused, None);
+    // The pointer's revision rewritten in place (revisions are immutable; this is not a
+    // push): followed, as a member starting now would read it, rather than kept silently
+    // different from the other members.
+    c.put(layout.revision(1), doc(1, "c"), None).await.unwrap();
+    let v = wait_for("revision 1 rewritten", &mut view, |v| {
+        v.policies
+            .first()
+            .is_some_and(|(p, _)| p.metadata.name == "c")
+    })
+    .await;
+    assert_eq!(v.revision, 1);
     // A revision that is not the pointer's is still not applied.
     c.put(layout.revision(2), doc(2, "b"), None).await.unwrap();
     c.put("/elsewhere/x", "y", None).await.unwrap();
