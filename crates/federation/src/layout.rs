@@ -96,8 +96,12 @@ impl Layout {
                 .map(str::to_string)
         };
         if let Some(n) = rest.strip_prefix("revisions/") {
+            // Exactly the key `revision(n)` writes: `revisions/5` or `revisions/+5` would
+            // name the same number twice, outside the range pruning deletes.
             return match n.parse::<u64>() {
-                Ok(n) if n > 0 => KeyKind::Revision(n),
+                Ok(v) if v > 0 && n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    KeyKind::Revision(v)
+                }
                 _ => KeyKind::Unknown,
             };
         }
@@ -154,6 +158,15 @@ mod tests {
             KeyKind::Unknown
         );
         assert_eq!(l.classify(b"/other/current"), KeyKind::Unknown);
+        // Only the zero-padded form is a revision key.
+        for k in [
+            "revisions/5",
+            "revisions/+0000000000000000005",
+            "revisions/000000000000000000005",
+        ] {
+            let key = format!("/palisade/federation/prod/{k}");
+            assert_eq!(l.classify(key.as_bytes()), KeyKind::Unknown, "{k}");
+        }
         // The watched range holds the pointer, revisions and identities, not the status.
         let (start, end) = (l.prefix().to_string(), l.watch_end());
         for k in [l.current(), l.revision(1), l.identity("a")] {

@@ -14,6 +14,7 @@ use crate::identities::{self, IdentityDoc};
 use crate::layout::{KeyKind, Layout};
 use crate::revision::{parse_pointer, parse_revision, ParsedRevision};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use palisade_policy::cidr::{is_node_internal, reached_address};
 use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkload};
 use palisade_policy::snapshot::Sourced;
 use serde::Serialize;
@@ -121,19 +122,25 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
     let mut w = Watcher {
         settings: settings.clone(),
         etcd_revision: 0,
+        cluster_id: 0,
+        pointer: None,
         current: None,
+        current_bytes: None,
         remotes: BTreeMap::new(),
+        claim_order: BTreeMap::new(),
+        conflicts: Vec::new(),
         view_tx: watch::channel(None).0,
         health_tx: watch::channel(Health::default()).0,
     };
     w.health_tx
         .send_modify(|h| h.cluster = settings.cluster.name.clone());
-    if let Some(saved) = w.load_saved() {
+    if let Some((saved, bytes)) = w.load_saved() {
         tracing::info!(
             revision = saved.revision,
             "federation: enforcing the saved revision until etcd answers"
         );
         w.current = Some(saved);
+        w.current_bytes = Some(bytes);
         w.remotes = w.load_saved_identities();
         w.publish_view();
     }
@@ -149,8 +156,20 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
 struct Watcher {
     settings: MemberSettings,
     etcd_revision: i64,
+    /// The etcd cluster the history above belongs to (0: not known yet).
+    cluster_id: u64,
+    /// The revision the `current` pointer was last seen at (`None`: absent or unreadable).
+    pointer: Option<u64>,
     current: Option<ParsedRevision>,
+    /// The stored document `current` was parsed from, exactly as read.
+    current_bytes: Option<Vec<u8>>,
+    /// Each cluster's last good identity document, as published.
     remotes: BTreeMap<String, Vec<RemoteWorkload>>,
+    /// When each cluster's identity key was created (etcd revision): an address claimed by
+    /// two clusters stays with the one that claimed it first.
+    claim_order: BTreeMap<String, i64>,
+    /// Addresses refused to a cluster because another claimed them first (as reported).
+    conflicts: Vec<String>,
     view_tx: watch::Sender<Option<Arc<FederationView>>>,
     health_tx: watch::Sender<Health>,
 }
@@ -182,6 +201,13 @@ impl Watcher {
             Ok(c) => c,
             Err(e) => return e,
         };
+        if self.etcd_revision != 0 {
+            match self.history_went_back(&mut client).await {
+                Ok(true) => self.etcd_revision = 0,
+                Ok(false) => {}
+                Err(e) => return e,
+            }
+        }
         if self.etcd_revision == 0 {
             if let Err(e) = self.full_read(&mut client).await {
                 return e;
@@ -225,15 +251,48 @@ impl Watcher {
                     h.last_error = None;
                 });
             }
+            if let Err(e) = self.on_events(&mut client, resp.events()).await {
+                // Not past these events: the watch resumes at them after reconnecting, so
+                // a pointer move whose revision could not be fetched is not lost.
+                return e;
+            }
             if let Some(h) = resp.header() {
                 self.etcd_revision = self.etcd_revision.max(h.revision());
-            }
-            if let Err(e) = self.on_events(&mut client, resp.events()).await {
-                return e;
             }
             let r = self.etcd_revision;
             self.health_tx.send_modify(|h| h.etcd_revision = r);
         }
+    }
+
+    /// Whether the etcd this connection reached has a history that does not continue the one
+    /// the watch would resume: a lower revision than the last one processed (the store was
+    /// rebuilt, or restored from an older backup) or another cluster. Resuming the watch
+    /// there would wait for the new history to pass the old number and miss every change
+    /// meanwhile; the caller re-reads instead.
+    async fn history_went_back(&mut self, client: &mut Client) -> Result<bool> {
+        let t = self.settings.etcd.timeout;
+        let cur = within(
+            t,
+            client.get(
+                self.settings.layout.current(),
+                Some(GetOptions::new().with_keys_only()),
+            ),
+        )
+        .await?;
+        let Some(h) = cur.header() else {
+            return Ok(false);
+        };
+        let other_cluster = self.cluster_id != 0 && h.cluster_id() != self.cluster_id;
+        if h.revision() < self.etcd_revision || other_cluster {
+            tracing::warn!(
+                etcd_revision = h.revision(),
+                seen = self.etcd_revision,
+                other_cluster,
+                "federation: etcd's history went back (rebuilt or restored); re-reading"
+            );
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Reads the pointer and the identities at one etcd revision and applies them.
@@ -242,6 +301,7 @@ impl Watcher {
         let layout = self.settings.layout.clone();
         let cur = within(t, client.get(layout.current(), None)).await?;
         let at = cur.header().map(|h| h.revision()).unwrap_or(0);
+        let cluster_id = cur.header().map(|h| h.cluster_id()).unwrap_or(0);
         let ids = within(
             t,
             client.get(
@@ -250,17 +310,26 @@ impl Watcher {
             ),
         )
         .await?;
-        self.remotes.clear();
+        // Clusters without a key now are gone; a document that does not parse keeps that
+        // cluster's last good one (as in the watch).
+        let mut present = std::collections::BTreeSet::new();
         for kv in ids.kvs() {
             if let KeyKind::Identities(c) = layout.classify(kv.key()) {
-                self.on_identity(&c, Some(kv.value()));
+                self.on_identity(&c, Some(kv.value()), kv.create_revision());
+                present.insert(c);
             }
         }
+        self.remotes.retain(|c, _| present.contains(c));
+        self.claim_order.retain(|c, _| present.contains(c));
         match cur.kvs().first() {
             Some(kv) => self.on_pointer(client, kv.value(), &HashMap::new()).await?,
-            None => self.publish_view(),
+            None => {
+                self.pointer = None;
+                self.publish_view()
+            }
         }
         self.etcd_revision = at;
+        self.cluster_id = cluster_id;
         self.health_tx.send_modify(|h| {
             h.full_reloads += 1;
             h.etcd_revision = at;
@@ -283,30 +352,39 @@ impl Watcher {
             let key = String::from_utf8_lossy(kv.key()).to_string();
             match layout.classify(kv.key()) {
                 KeyKind::Current if put => pointer = Some(kv.value().to_vec()),
-                KeyKind::Current => self.report_refused(format!(
-                    "the current pointer was deleted; keeping revision {}",
-                    self.applied()
-                )),
+                KeyKind::Current => {
+                    self.pointer = None;
+                    self.report_refused(format!(
+                        "the current pointer was deleted; keeping revision {}",
+                        self.applied()
+                    ))
+                }
                 KeyKind::Revision(n) if put => {
                     docs.insert(n, kv.value().to_vec());
                 }
                 KeyKind::Revision(_) => {}
                 KeyKind::Identities(c) => {
-                    self.on_identity(&c, put.then(|| kv.value()));
+                    self.on_identity(&c, put.then(|| kv.value()), kv.create_revision());
                     identities_changed = true;
                 }
                 KeyKind::Member(_) => {}
                 KeyKind::Unknown => self.report_ignored(format!("{key}: unexpected key")),
             }
         }
-        match pointer {
+        // The revision the pointer already names, written after it (keys written one by
+        // one, pointer first): applied now, as if the pointer had just moved there.
+        let late = self
+            .pointer
+            .filter(|p| pointer.is_none() && docs.contains_key(p))
+            .map(|p| p.to_string().into_bytes());
+        match pointer.or(late) {
             Some(p) => self.on_pointer(client, &p, &docs).await?,
             None => {
                 // A revision written without moving the pointer is not applied; garbage is
                 // still worth reporting now rather than at rollback time.
                 for (n, d) in &docs {
                     if let Err(e) = parse_revision(*n, d) {
-                        self.report_ignored(format!("revision {n}: {}", e.join("; ")));
+                        self.report_ignored(format!("revision {n}: {}", summary(&e)));
                     }
                 }
                 if identities_changed {
@@ -326,17 +404,16 @@ impl Watcher {
         let n = match parse_pointer(value) {
             Ok(n) => n,
             Err(e) => {
+                self.pointer = None;
                 self.report_refused(format!("{e}; keeping revision {}", self.applied()));
                 self.publish_view();
                 return Ok(());
             }
         };
+        self.pointer = Some(n);
         self.health_tx.send_modify(|h| h.seen_revision = Some(n));
-        if n == self.applied() {
-            self.health_tx.send_modify(|h| h.refused = None);
-            self.publish_view();
-            return Ok(());
-        }
+        // The document is compared, not only its number: after etcd was rebuilt or restored,
+        // numbers start again and revision n there need not be the n applied here.
         let bytes = match docs.get(&n) {
             Some(b) => b.clone(),
             None => {
@@ -355,6 +432,18 @@ impl Watcher {
                 }
             }
         };
+        if n == self.applied() && self.current_bytes.as_deref() == Some(bytes.as_slice()) {
+            self.health_tx.send_modify(|h| h.refused = None);
+            self.publish_view();
+            return Ok(());
+        }
+        if n <= self.applied() {
+            tracing::warn!(
+                revision = n,
+                applied = self.applied(),
+                "federation: the current pointer went back or its revision was rewritten"
+            );
+        }
         match parse_revision(n, &bytes) {
             Ok(parsed) => {
                 tracing::info!(
@@ -364,42 +453,104 @@ impl Watcher {
                 );
                 self.save(&bytes);
                 self.current = Some(parsed);
+                self.current_bytes = Some(bytes);
                 self.health_tx.send_modify(|h| h.refused = None);
             }
             Err(e) => self.report_refused(format!(
                 "revision {n} refused, keeping revision {}: {}",
                 self.applied(),
-                e.join("; ")
+                summary(&e)
             )),
         }
         self.publish_view();
         Ok(())
     }
 
-    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>) {
+    /// A cluster's identity key was put (`value`, with the etcd revision the key was
+    /// created at) or deleted (`None`). A document that does not parse is reported and the
+    /// cluster's last good one stays: one bad write must not make its pods unknown.
+    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>, created: i64) {
         if cluster == self.settings.cluster.name {
             return;
         }
         match value.map(|v| identities::parse(cluster, v)) {
             None => {
                 self.remotes.remove(cluster);
+                self.claim_order.remove(cluster);
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
                 self.remotes.insert(cluster.to_string(), workloads);
+                self.claim_order.insert(cluster.to_string(), created);
             }
             Some(Err(e)) => {
-                self.report_ignored(format!("identities of {cluster}: {e}"));
-                self.remotes.remove(cluster);
+                let kept = if self.remotes.contains_key(cluster) {
+                    "keeping its last good document"
+                } else {
+                    "none known"
+                };
+                self.report_ignored(format!("identities of {cluster}: {e}; {kept}"));
             }
         }
     }
 
+    /// The other clusters' workloads as the view holds them: an address claimed by more
+    /// than one cluster stays with the cluster whose identity key is oldest (it claimed it
+    /// first; name breaks a tie) and is dropped from the others' workloads, so a member
+    /// cannot take over, by publishing it, an address another member's pod holds (which
+    /// would change what peers naming that member select everywhere).
+    fn resolved_remotes(&self) -> (Vec<RemoteWorkload>, Vec<String>) {
+        let mut order: Vec<(&String, &Vec<RemoteWorkload>)> = self.remotes.iter().collect();
+        order.sort_by_key(|(c, _)| (self.claim_order.get(*c).copied().unwrap_or(0), *c));
+        let mut owner: HashMap<std::net::IpAddr, &str> = HashMap::new();
+        let mut out = Vec::new();
+        let mut conflicts = Vec::new();
+        for (cluster, workloads) in order {
+            let mut mine = std::collections::HashSet::new();
+            for w in workloads {
+                let mut w = w.clone();
+                w.ips.retain(|s| {
+                    let Ok(ip) = s.parse::<std::net::IpAddr>() else {
+                        return false;
+                    };
+                    if is_node_internal(ip) {
+                        conflicts.push(format!(
+                            "identities of {cluster}: {}/{} claims {ip}, which no pod can hold (loopback, link-local, metadata, multicast…); ignored",
+                            w.namespace, w.name
+                        ));
+                        return false;
+                    }
+                    let ip = reached_address(ip);
+                    match owner.get(&ip) {
+                        Some(o) if *o != cluster.as_str() => {
+                            conflicts.push(format!(
+                                "identities of {cluster}: {}/{} claims {ip}, which {o} published first; ignored",
+                                w.namespace, w.name
+                            ));
+                            false
+                        }
+                        _ => {
+                            mine.insert(ip);
+                            true
+                        }
+                    }
+                });
+                out.push(w);
+            }
+            for ip in mine {
+                owner.insert(ip, cluster);
+            }
+        }
+        (out, conflicts)
+    }
+
     fn report_refused(&self, msg: String) {
+        let msg = bounded(msg);
         tracing::warn!(%msg, "federation: not applied");
         self.health_tx.send_modify(|h| h.refused = Some(msg));
     }
 
     fn report_ignored(&self, msg: String) {
+        let msg = bounded(msg);
         tracing::warn!(%msg, "federation: ignored");
         self.health_tx.send_modify(|h| {
             if h.ignored_keys.len() >= 100 {
@@ -409,7 +560,14 @@ impl Watcher {
         });
     }
 
-    fn publish_view(&self) {
+    fn publish_view(&mut self) {
+        let (remote_workloads, conflicts) = self.resolved_remotes();
+        if conflicts != self.conflicts {
+            for c in conflicts.iter().filter(|c| !self.conflicts.contains(c)) {
+                self.report_ignored(c.clone());
+            }
+            self.conflicts = conflicts;
+        }
         let view = FederationView {
             revision: self.applied(),
             policies: self
@@ -417,7 +575,7 @@ impl Watcher {
                 .as_ref()
                 .map(|c| c.policies.clone())
                 .unwrap_or_default(),
-            remote_workloads: self.remotes.values().flatten().cloned().collect(),
+            remote_workloads,
         };
         let applied = view.revision;
         let clusters: Vec<String> = self.remotes.keys().cloned().collect();
@@ -425,8 +583,8 @@ impl Watcher {
             h.applied_revision = applied;
             h.remote_clusters = clusters;
         });
+        self.save_identities(&view.remote_workloads);
         self.view_tx.send_replace(Some(Arc::new(view)));
-        self.save_identities();
     }
 
     fn identities_file(&self) -> Option<PathBuf> {
@@ -436,12 +594,17 @@ impl Watcher {
             .map(|p| p.with_extension("identities.json"))
     }
 
-    /// Other clusters' workloads as last seen, so a restart during an outage knows them.
-    fn save_identities(&self) {
+    /// Other clusters' workloads as last seen (address conflicts resolved), so a restart
+    /// during an outage knows them.
+    fn save_identities(&self, resolved: &[RemoteWorkload]) {
         let Some(p) = self.identities_file() else {
             return;
         };
-        let Ok(bytes) = serde_json::to_vec(&self.remotes) else {
+        let mut by_cluster: BTreeMap<&str, Vec<&RemoteWorkload>> = BTreeMap::new();
+        for w in resolved {
+            by_cluster.entry(w.cluster.as_str()).or_default().push(w);
+        }
+        let Ok(bytes) = serde_json::to_vec(&by_cluster) else {
             return;
         };
         let tmp = p.with_extension("tmp");
@@ -474,16 +637,50 @@ impl Watcher {
         }
     }
 
-    fn load_saved(&self) -> Option<ParsedRevision> {
+    fn load_saved(&self) -> Option<(ParsedRevision, Vec<u8>)> {
         let p = self.settings.state_file.as_ref()?;
         let bytes = std::fs::read(p).ok()?;
         let doc: crate::revision::RevisionDoc = serde_json::from_slice(&bytes).ok()?;
         match parse_revision(doc.revision, &bytes) {
-            Ok(r) => Some(r),
+            Ok(r) => Some((r, bytes)),
             Err(e) => {
                 tracing::warn!(file = %p.display(), error = %e.join("; "), "federation: saved revision unusable");
                 None
             }
         }
     }
+}
+
+/// Longest message kept in the member's health (and its status in etcd): what is reported
+/// comes from keys and documents anyone with write access to the prefix chose.
+const MAX_MESSAGE: usize = 2000;
+
+/// `msg` cut to [`MAX_MESSAGE`] bytes (on a character boundary), saying how much was cut.
+fn bounded(mut msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg;
+    }
+    let total = msg.len();
+    let mut end = MAX_MESSAGE;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    msg.truncate(end);
+    msg.push_str(&format!("… ({} more bytes)", total - end));
+    msg
+}
+
+/// The first errors of a refused document, and how many more there are.
+fn summary(errors: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = errors
+        .iter()
+        .take(SHOWN)
+        .map(|e| bounded(e.clone()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > SHOWN {
+        s.push_str(&format!("; and {} more errors", errors.len() - SHOWN));
+    }
+    s
 }

@@ -108,7 +108,17 @@ async fn write_revision(
     for _ in 0..5 {
         let cur = within(opts.timeout, client.get(layout.current(), None)).await?;
         let cur_mod = cur.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
-        let next = latest_revision(client, opts, layout).await? + 1;
+        // A stored number at u64::MAX (garbage under the prefix) must not wrap to revision 0,
+        // a pointer members refuse.
+        let next = latest_revision(client, opts, layout)
+            .await?
+            .checked_add(1)
+            .ok_or_else(|| {
+                FederationError::Revision(
+                    "the highest stored revision number is the largest there is; delete that key"
+                        .into(),
+                )
+            })?;
         let doc = RevisionDoc {
             revision: next,
             created_at_us: now_us(),

@@ -127,6 +127,15 @@ pub async fn read(opts: &EtcdOptions, layout: &Layout, set: &str) -> Result<Fede
         }
     }
     let now = now_us();
+    for m in &members {
+        if m.heartbeat_us.saturating_sub(now) > STALE_AFTER_US {
+            st.problems.push(format!(
+                "{}: heartbeat {:.0}s in the future (clock skew?); shown as stale",
+                layout.member(&m.cluster),
+                m.heartbeat_us.saturating_sub(now) as f64 / 1e6
+            ));
+        }
+    }
     st.members = members
         .into_iter()
         .map(|m| report(m, st.current_revision, now))
@@ -140,7 +149,10 @@ fn report(m: MemberStatus, current: Option<u64>, now: i64) -> MemberReport {
         (Some(c), None) => Some(c),
         _ => None,
     };
-    let stale = now - m.heartbeat_us > STALE_AFTER_US;
+    // A heartbeat from the future (a member's clock ahead, or a made-up time) says nothing
+    // about whether the member is alive: it would never go stale.
+    let stale = now.saturating_sub(m.heartbeat_us) > STALE_AFTER_US
+        || m.heartbeat_us.saturating_sub(now) > STALE_AFTER_US;
     let drift = m.enforced_revision != current || m.error.is_some() || stale;
     MemberReport {
         status: m,
@@ -171,7 +183,7 @@ pub fn render_table(st: &FederationStatus) -> String {
         );
     }
     for p in &st.problems {
-        let _ = writeln!(out, "problem: {p}");
+        let _ = writeln!(out, "problem: {}", printable(p));
     }
     let _ = writeln!(
         out,
@@ -192,16 +204,32 @@ pub fn render_table(st: &FederationStatus) -> String {
         };
         let applied = s
             .applied_at_us
-            .map(|t| format!("{:.1}s ago", (now_us() - t) as f64 / 1e6))
+            .map(|t| format!("{:.1}s ago", now_us().saturating_sub(t) as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
             "{:<20} {rev:>9} {lag:>5} {drift:<6} {applied:<26} {}",
-            s.cluster,
-            s.error.as_deref().unwrap_or("")
+            printable(&s.cluster),
+            printable(s.error.as_deref().unwrap_or(""))
         );
     }
     out
+}
+
+/// `s` with control and line-separator characters escaped (`\u{1b}`): member names, their
+/// errors and the keys listed as problems are whatever a writer under the prefix put there
+/// (each member writes its own status); printed raw, an escape sequence would drive the
+/// operator's terminal and a line break would fake a member's line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,5 +254,75 @@ mod tests {
         assert!(r.drift);
         let r = report(m(Some(5), None, now - STALE_AFTER_US - 1), Some(5), now);
         assert!(r.stale && r.drift);
+    }
+
+    /// A member's heartbeat is its own clock. On the old code one an hour ahead (or a status
+    /// written with a made-up time) never went stale, so a member that stopped long ago was
+    /// shown in sync forever.
+    #[test]
+    fn a_heartbeat_from_the_future_is_stale() {
+        let now = 100_000_000_000;
+        let m = MemberStatus {
+            cluster: "a".into(),
+            enforced_revision: Some(5),
+            heartbeat_us: now + 3_600_000_000,
+            ..Default::default()
+        };
+        let r = report(m.clone(), Some(5), now);
+        assert!(r.stale && r.drift, "{r:?}");
+        // A little skew is fine.
+        let r = report(
+            MemberStatus {
+                heartbeat_us: now + 1_000_000,
+                ..m.clone()
+            },
+            Some(5),
+            now,
+        );
+        assert!(!r.stale && !r.drift, "{r:?}");
+        // Made-up extremes do not wrap around into "fresh".
+        for hb in [i64::MIN, i64::MAX] {
+            let r = report(
+                MemberStatus {
+                    heartbeat_us: hb,
+                    ..m.clone()
+                },
+                Some(5),
+                now,
+            );
+            assert!(r.stale, "{hb}");
+        }
+    }
+
+    /// Each member writes its own status: on the old code its error (and its name, and any
+    /// key listed as a problem) went to the operator's terminal raw, so an escape sequence
+    /// drove it and a line break printed a made-up member line.
+    #[test]
+    fn the_table_escapes_what_members_wrote() {
+        let evil =
+            "x\u{1b}]0;pwned\u{7}\u{1b}[2J\nsouth                        7     0 no     0.1s ago";
+        let st = FederationStatus {
+            set: "s".into(),
+            current_revision: Some(7),
+            revisions: vec![7],
+            problems: vec![format!("/palisade/federation/s/junk{evil}: unexpected key")],
+            members: vec![report(
+                MemberStatus {
+                    cluster: format!("east{evil}"),
+                    enforced_revision: Some(7),
+                    error: Some(evil.into()),
+                    heartbeat_us: now_us(),
+                    ..Default::default()
+                },
+                Some(7),
+                now_us(),
+            )],
+            serializable_read: false,
+        };
+        let out = render_table(&st);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        // Header, problem, column titles, one member: no made-up line.
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("south")), "{out}");
     }
 }

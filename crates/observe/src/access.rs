@@ -37,12 +37,17 @@ const OPEN_PATHS: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Access {
     token: Option<Arc<str>>,
+    /// No check at all (chosen explicitly, for a metrics-only listener).
+    open: bool,
 }
 
 impl Access {
     /// Loopback clients only (checked by their `Host` header): no token.
     pub fn local() -> Access {
-        Access { token: None }
+        Access {
+            token: None,
+            open: false,
+        }
     }
 
     /// Requests must carry `Authorization: Bearer <token>` (the probes and the UI's static
@@ -50,6 +55,17 @@ impl Access {
     pub fn token(token: &str) -> Access {
         Access {
             token: Some(token.into()),
+            open: false,
+        }
+    }
+
+    /// Anyone who can connect, on any address, with any `Host`: only for a listener that
+    /// serves nothing but `/metrics`, when the operator asked for Prometheus-style scraping
+    /// without credentials (`palisade up --metrics-unauthenticated`).
+    pub fn unauthenticated() -> Access {
+        Access {
+            token: None,
+            open: true,
         }
     }
 
@@ -70,7 +86,7 @@ impl Access {
     /// Whether a server with this access may listen on `addr`: without a token, only on a
     /// loopback address.
     pub fn check_listen(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.token.is_none() && !addr.ip().is_loopback() {
+        if self.token.is_none() && !self.open && !addr.ip().is_loopback() {
             return Err(format!(
                 "admin address {addr} is not a loopback address: the UI and API show the \
                  cluster's traffic; listen on 127.0.0.1, or give --admin-token-file FILE \
@@ -133,6 +149,7 @@ async fn admit(State(access): State<Access>, req: Request, next: Next) -> Respon
     let open = OPEN_PATHS.contains(&req.uri().path());
     let api = req.uri().path().starts_with("/api/");
     let refused = match &access.token {
+        None if access.open => None,
         None if !loopback_host(req.headers()) => Some(refuse(
             StatusCode::FORBIDDEN,
             "host-not-allowed",
@@ -211,6 +228,7 @@ mod tests {
         let e = Access::local().check_listen(any).unwrap_err();
         assert!(e.contains("--admin-token-file"), "{e}");
         assert!(Access::token("0123456789abcdef").check_listen(any).is_ok());
+        assert!(Access::unauthenticated().check_listen(any).is_ok());
         let mut h = HeaderMap::new();
         assert!(!bearer_ok(&h, "0123456789abcdef"));
         h.insert(

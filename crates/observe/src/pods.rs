@@ -29,6 +29,16 @@ pub fn pods_from_events<'a>(
         let (EndpointKind::Pod, Some(ns), Some(name)) = (ep.kind, &ep.namespace, &ep.name) else {
             return;
         };
+        // A pod of another member cluster (the engine names its workload
+        // `cluster/namespace/name`) is not one of this cluster's: rebuilt, it would take the
+        // place of a local pod of the same namespace and name.
+        if ep
+            .workload
+            .as_deref()
+            .is_some_and(|w| w.matches('/').count() >= 2)
+        {
+            return;
+        }
         let p = pods.entry((ns.clone(), name.clone())).or_default();
         if t >= p.last_seen || p.labels.is_empty() {
             if !ep.labels.is_empty() {

@@ -154,6 +154,59 @@ fn object_name(s: &str) -> String {
     out
 }
 
+/// A name of `kind` in `namespace` no earlier document took: `object_name(base)`, or, when
+/// two workloads map to that name (`a.b` and `a-b`, or long names cut at 63 characters),
+/// the name cut shorter with a suffix from the workload key (a duplicate object would make
+/// the whole file fail to load).
+fn unique_name(
+    used: &mut BTreeSet<(&'static str, String, String)>,
+    kind: &'static str,
+    namespace: &str,
+    base: &str,
+    key: &str,
+) -> String {
+    let mut name = object_name(base);
+    let mut salt = 0u32;
+    while used.contains(&(kind, namespace.to_string(), name.clone())) {
+        // FNV-1a: stable from run to run, so the same traffic gives the same names.
+        let h = format!("{key}#{salt}")
+            .bytes()
+            .fold(0x811c_9dc5u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+        let mut short: String = object_name(base).chars().take(54).collect();
+        while short.ends_with('-') {
+            short.pop();
+        }
+        name = format!("{short}-{h:08x}");
+        salt += 1;
+    }
+    used.insert((kind, namespace.to_string(), name.clone()));
+    name
+}
+
+/// The member cluster a workload runs in when it is not this one: under federation the
+/// engine names another cluster's workload `cluster/namespace/name` (this cluster's are
+/// `namespace/owner`). A NetworkPolicy cannot select it (its selectors pick this cluster's
+/// pods, never a remote one), and its own cluster enforces its side.
+fn remote_cluster(w: &Workload) -> Option<&str> {
+    let (cluster, rest) = w.key.split_once('/')?;
+    rest.contains('/').then_some(cluster)
+}
+
+/// Why a workload cannot be written in a policy, if it cannot: its namespace and labels
+/// come from events (an imported file, or a component that does not check them), and one
+/// the policy language rejects would make the whole recommended file fail to load.
+fn unwritable(w: &Workload) -> Option<String> {
+    use palisade_policy::validate::{dns_label, label_key, label_value};
+    if let Err(e) = dns_label(&w.namespace) {
+        return Some(format!("namespace {e}"));
+    }
+    w.labels
+        .iter()
+        .find_map(|(k, v)| label_key(k).and_then(|()| label_value(v)).err())
+}
+
 fn labels_yaml(labels: &BTreeMap<String, String>) -> Yaml {
     Yaml::map(labels.iter().map(|(k, v)| (k.clone(), Yaml::str(v))))
 }
@@ -205,13 +258,25 @@ fn path_condition(path: &str, depth: usize) -> Option<(&'static str, String)> {
 /// Recommends policies for the workloads of `traffic`.
 pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
     let mut rec = Recommendation::default();
+    let mut used = BTreeSet::new();
     let in_scope = |w: &Workload| opts.namespace.as_deref().is_none_or(|ns| w.namespace == ns);
     for w in traffic.workloads.values().filter(|w| in_scope(w)) {
+        if let Some(c) = remote_cluster(w) {
+            rec.notes.push(format!(
+                "{}: not recommended: a workload of member cluster {c} (its cluster enforces its side)",
+                w.key
+            ));
+            continue;
+        }
         if w.labels.is_empty() {
             rec.notes.push(format!(
                 "{}: not recommended: its pods carry no labels to select them by",
                 w.key
             ));
+            continue;
+        }
+        if let Some(why) = unwritable(w) {
+            rec.notes.push(format!("{}: not recommended: {why}", w.key));
             continue;
         }
         let me = Peer::Workload(w.key.clone());
@@ -259,15 +324,32 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             seen
         )];
         let base = format!("{}-{}", opts.name_prefix, w.short_name());
-        let peer_yaml = |p: &Peer, notes: &mut Vec<String>| -> Yaml {
-            match p {
+        let np_name = unique_name(&mut used, "NetworkPolicy", &w.namespace, &base, &w.key);
+        // `None`: the peer cannot be written without selecting more than was seen.
+        let peer_yaml = |p: &Peer, notes: &mut Vec<String>| -> Option<Yaml> {
+            Some(match p {
                 Peer::Workload(k) => {
                     let other = &traffic.workloads[k];
-                    if other.labels.is_empty() {
+                    if let Some(c) = remote_cluster(other) {
+                        // A selector here would pick this cluster's pods of the same
+                        // namespace and labels, never the remote one.
                         notes.push(format!(
-                            "{} allows every pod of namespace {}: peer {k} has no labels",
+                            "{}: {k} not recommended as a peer: a workload of member cluster {c} (a NetworkPolicy cannot select it; a SecurityPolicy peer with `cluster: {c}` can)",
+                            w.key
+                        ));
+                        return None;
+                    }
+                    if other.labels.is_empty() {
+                        // `podSelector: {}` would select every pod of the namespace.
+                        notes.push(format!(
+                            "{}: {k} not recommended as a peer: its pods carry no labels to select them by (a selector would pick every pod of namespace {})",
                             w.key, other.namespace
                         ));
+                        return None;
+                    }
+                    if let Some(why) = unwritable(other) {
+                        notes.push(format!("{}: {k} not recommended as a peer: {why}", w.key));
+                        return None;
                     }
                     let mut m = Vec::new();
                     if other.namespace != w.namespace {
@@ -284,32 +366,30 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                     Yaml::map([("ipBlock", Yaml::map([("cidr", Yaml::str(cidr(*ip)))]))])
                 }
                 Peer::Fqdn(n) => Yaml::map([("fqdn", Yaml::str(n))]),
-            }
+            })
         };
         // Peers with the same ports share a rule: a rule allows every listed peer on every
         // listed port, so this is exactly the observed pairs.
-        let rules = |peers: &BTreeMap<Peer, BTreeSet<PortKey>>,
-                     field: &str,
-                     notes: &mut Vec<String>| {
-            let mut by_ports: BTreeMap<&BTreeSet<PortKey>, Vec<&Peer>> = BTreeMap::new();
-            for (p, ports) in peers {
-                by_ports.entry(ports).or_default().push(p);
-            }
-            Yaml::Seq(
-                by_ports
-                    .into_iter()
-                    .map(|(ports, ps)| {
-                        Yaml::map([
-                            (
-                                field,
-                                Yaml::Seq(ps.into_iter().map(|p| peer_yaml(p, notes)).collect()),
-                            ),
-                            ("ports", ports_yaml(ports)),
-                        ])
-                    })
-                    .collect(),
-            )
-        };
+        let rules =
+            |peers: &BTreeMap<Peer, BTreeSet<PortKey>>, field: &str, notes: &mut Vec<String>| {
+                let mut by_ports: BTreeMap<&BTreeSet<PortKey>, Vec<&Peer>> = BTreeMap::new();
+                for (p, ports) in peers {
+                    by_ports.entry(ports).or_default().push(p);
+                }
+                Yaml::Seq(
+                    by_ports
+                        .into_iter()
+                        .filter_map(|(ports, ps)| {
+                            let peers: Vec<Yaml> =
+                                ps.into_iter().filter_map(|p| peer_yaml(p, notes)).collect();
+                            // A rule without peers would allow every peer: leave it out.
+                            (!peers.is_empty()).then(|| {
+                                Yaml::map([(field, Yaml::Seq(peers)), ("ports", ports_yaml(ports))])
+                            })
+                        })
+                        .collect(),
+                )
+            };
         let mut notes = Vec::new();
         let ingress_rules = rules(&ingress, "from", &mut notes);
         let egress_rules = rules(&egress, "to", &mut notes);
@@ -328,7 +408,7 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                 (
                     "metadata",
                     Yaml::map([
-                        ("name", Yaml::str(object_name(&base))),
+                        ("name", Yaml::str(np_name)),
                         ("namespace", Yaml::str(&w.namespace)),
                     ]),
                 ),
@@ -353,6 +433,13 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
             })
             .collect();
         if !egress.is_empty() {
+            let sp_name = unique_name(
+                &mut used,
+                "SecurityPolicy",
+                &w.namespace,
+                &format!("{base}-egress"),
+                &w.key,
+            );
             rec.documents.push(Document {
                 comment: vec![format!(
                     "{}: egress by name to {}",
@@ -365,7 +452,7 @@ pub fn recommend(traffic: &Traffic, opts: &Options) -> Recommendation {
                     (
                         "metadata",
                         Yaml::map([
-                            ("name", Yaml::str(object_name(&format!("{base}-egress")))),
+                            ("name", Yaml::str(sp_name)),
                             ("namespace", Yaml::str(&w.namespace)),
                         ]),
                     ),

@@ -476,3 +476,89 @@ fn federation_flags_are_checked_before_anything_starts() {
         "{o:?}"
     );
 }
+
+/// A one-shot HTTP server on loopback: answers each connection with `answer(request)`.
+fn fake_member(answer: fn(&str) -> Vec<u8>) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = c.write_all(&answer(&req));
+        }
+    });
+    addr
+}
+
+/// `explain --member` talks to another cluster's admin API. On the old code it read the
+/// whole answer into memory however long it was, printed an error body raw (escape sequences
+/// reached the operator's terminal; 20 MB of it here) and could not send the admin token a
+/// member with `--admin-token-file` wants. Now the answer is capped (16 MiB), what the
+/// member wrote is escaped and cut, and `--admin-token-file` sends the token.
+#[test]
+fn explain_member_bounds_and_escapes_what_a_member_answers() {
+    let huge = fake_member(|_| {
+        let mut a =
+            b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n\r\n\x1b[2Jfake line\n".to_vec();
+        a.extend(std::iter::repeat_n(b'x', 20 << 20));
+        a
+    });
+    let args = |addr: &str| -> Vec<String> {
+        [
+            "explain", "--member", addr, "--from", "a/b", "--to", "c/d", "--port", "80",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let out = Command::new(bin()).args(args(&huge)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", &err[..err.len().min(300)]);
+    assert!(err.len() < 4096, "stderr is {} bytes", err.len());
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    // A member that wants a token, and answers with escape sequences in its steps.
+    let token = "tok-0123456789abcdef";
+    let guarded = fake_member(|req| {
+        let body = if req.contains("\r\nAuthorization: Bearer tok-0123456789abcdef\r\n") {
+            "{\"explanation\":{\"verdict\":\"deny\",\"steps\":[{\"direction\":\"egress\",\"stage\":\"x\\u001b[31m\",\"text\":\"t\\nALLOWED: fake\"}],\"summary\":\"s\\u001b]0;x\\u0007\"},\"federationRevision\":3,\"generation\":1}"
+        } else {
+            "{\"error\":{\"code\":\"unauthorized\",\"message\":\"no token\"}}"
+        };
+        let status = if body.contains("unauthorized") {
+            "401 Unauthorized"
+        } else {
+            "200 OK"
+        };
+        format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    });
+    let d = tmpdir("member-token");
+    let tf = d.join("token");
+    std::fs::write(&tf, format!("{token}\n")).unwrap();
+    let out = Command::new(bin()).args(args(&guarded)).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+    let out = Command::new(bin())
+        .args(args(&guarded))
+        .args(["--admin-token-file", tf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("DENIED"), "{stdout}");
+    assert!(stdout.contains("federation revision 3"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("ALLOWED")),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

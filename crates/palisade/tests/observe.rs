@@ -297,3 +297,39 @@ fn lab_round_trip_recommended_policy_passes_observed_traffic_and_drops_new() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Names in events are what a pod chose (a `Host` header, a DNS query). On the old code
+/// `palisade events` printed the source and destination names raw in its table, so a name
+/// with an escape sequence drove the operator's terminal and one with a line break printed
+/// a made-up event line. Now control and line-separator characters are escaped.
+#[test]
+fn events_table_escapes_names_a_pod_chose() {
+    let d = tmpdir("escape");
+    let evil = "evil.test\u{1b}]0;pwned\u{7}\u{1b}[2J\n2026-11-26T10:00:00.000000Z flow  x/a -> x/b:80 allow\u{2028}";
+    let src = pod("ml", "trainer-0", "trainer", "10.0.1.5");
+    let line = serde_json::json!({"id": "h1", "time": "2026-11-26T10:00:01.000000Z",
+        "type": "http", "source": src,
+        "destination": {"kind": "fqdn", "fqdn": evil, "port": 443}, "protocol": "TCP",
+        "verdict": "allow", "policy": {"kind": "SecurityPolicy", "namespace": "ml",
+        "name": "p\u{1b}[31m"},
+        "http": {"method": "GET", "host": evil, "path": "/", "status": 200}})
+    .to_string();
+    let file = d.join("evil.jsonl");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let data = d.join("data");
+    ok(&run(&[
+        "events",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--import",
+        file.to_str().unwrap(),
+    ]));
+    let out = ok(&run(&["events", "--data-dir", data.to_str().unwrap()]));
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{2028}'),
+        "{out:?}"
+    );
+    assert!(out.contains("evil.test\\u{1b}]0;pwned"), "{out:?}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -813,3 +813,151 @@ fn graph_reads_only_the_newest_events_and_folds_names_a_pod_made_up() {
     sorted.sort();
     assert_eq!(ids, sorted, "oldest first");
 }
+
+/// Runs `palisade up` with `extra` arguments expecting it to refuse to start: its stderr.
+fn up_refuses(s: &Setup, extra: &[&str]) -> String {
+    let mut args = vec!["up", "--config", s.config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut up = Up(child);
+    let status = status.unwrap_or_else(|| panic!("palisade up {extra:?} started"));
+    assert!(!status.success(), "{extra:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(up.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    err
+}
+
+/// `--metrics-listen` served `/metrics` to anyone, on any address, even when the admin API
+/// wanted a token (on the old code the first request below got 200). Now it wants the admin
+/// token (or `--metrics-token-file`'s), answers only loopback names when there is no token,
+/// refuses a non-loopback address without one, and serves everyone only with
+/// `--metrics-unauthenticated`.
+#[test]
+fn the_metrics_listener_wants_a_token_unless_told_otherwise() {
+    if !have("curl") {
+        eprintln!("skipping: needs curl");
+        return;
+    }
+    let port = free_port();
+    let s = setup("metrics", &events_jsonl(), &format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let token = "admin-token-0123456789";
+    let token_file = s.dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    // The admin token guards the metrics listener too.
+    let mport = free_port();
+    let murl = format!("http://127.0.0.1:{mport}/metrics");
+    {
+        let _up = start(
+            &s,
+            &[
+                "--admin-token-file",
+                token_file.to_str().unwrap(),
+                "--metrics-listen",
+                &format!("127.0.0.1:{mport}"),
+            ],
+            &base,
+            Some(token),
+        );
+        let (code, head, body) = curl_with(&murl, &[]);
+        assert_eq!(code, 401, "no token: {body}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
+        assert_eq!(
+            curl_with(&murl, &["-H", &bearer("wrong-token-0123456789")]).0,
+            401
+        );
+        let (code, _, body) = curl_with(&murl, &["-H", &bearer(token)]);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("palisade_events_total"), "{body}");
+    }
+    // A token of its own: the admin token does not open it, its own does.
+    let metrics_token = "metrics-token-0123456789";
+    let metrics_token_file = s.dir.join("metrics-token");
+    std::fs::write(&metrics_token_file, metrics_token).unwrap();
+    let mport = free_port();
+    let murl = format!("http://127.0.0.1:{mport}/metrics");
+    {
+        let _up = start(
+            &s,
+            &[
+                "--admin-token-file",
+                token_file.to_str().unwrap(),
+                "--metrics-listen",
+                &format!("0.0.0.0:{mport}"),
+                "--metrics-token-file",
+                metrics_token_file.to_str().unwrap(),
+            ],
+            &base,
+            Some(token),
+        );
+        assert_eq!(curl_with(&murl, &[]).0, 401);
+        assert_eq!(curl_with(&murl, &["-H", &bearer(token)]).0, 401);
+        assert_eq!(curl_with(&murl, &["-H", &bearer(metrics_token)]).0, 200);
+        // The metrics listener serves metrics only.
+        let api = format!("http://127.0.0.1:{mport}/api/v1/status");
+        assert_eq!(curl_with(&api, &["-H", &bearer(metrics_token)]).0, 404);
+    }
+    // No token: loopback names only, and a non-loopback address is refused...
+    let mport = free_port();
+    let murl = format!("http://127.0.0.1:{mport}/metrics");
+    {
+        let _up = start(
+            &s,
+            &["--metrics-listen", &format!("127.0.0.1:{mport}")],
+            &base,
+            None,
+        );
+        assert_eq!(curl_with(&murl, &[]).0, 200);
+        let (code, _, body) = curl_with(&murl, &["-H", "Host: rebind.attacker.test"]);
+        assert_eq!(code, 403, "{body}");
+    }
+    let err = up_refuses(&s, &["--metrics-listen", &format!("0.0.0.0:{mport}")]);
+    assert!(
+        err.contains("--metrics-unauthenticated") && err.contains("--metrics-token-file"),
+        "{err}"
+    );
+    // ... unless unauthenticated scraping is chosen.
+    {
+        let _up = start(
+            &s,
+            &[
+                "--metrics-listen",
+                &format!("0.0.0.0:{mport}"),
+                "--metrics-unauthenticated",
+            ],
+            &base,
+            None,
+        );
+        let (code, _, body) = curl_with(&murl, &["-H", "Host: prometheus.scraper.test"]);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("palisade_events_total"), "{body}");
+    }
+    // The two ways do not go together.
+    let err = up_refuses(
+        &s,
+        &[
+            "--metrics-listen",
+            &format!("0.0.0.0:{mport}"),
+            "--metrics-unauthenticated",
+            "--metrics-token-file",
+            metrics_token_file.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client for a running member's admin API (plain HTTP on a local or
-//! cluster-internal address): one GET, `Connection: close`, status and body back.
+//! cluster-internal address): one GET, `Connection: close`, status and body back. The
+//! answer is another process's (another cluster's) words: it is read up to
+//! [`MAX_ANSWER`] bytes, never without bound.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -18,11 +20,16 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// GETs `path?query` from `addr` (`host:port`); returns the status code and the body.
+/// Largest answer read (an explanation is a few kB).
+pub(crate) const MAX_ANSWER: u64 = 16 << 20;
+
+/// GETs `path?query` from `addr` (`host:port`), with `Authorization: Bearer <token>` when a
+/// token is given; returns the status code and the body.
 pub(crate) fn get(
     addr: &str,
     path: &str,
     query: &[(&str, String)],
+    token: Option<&str>,
 ) -> Result<(u16, String), String> {
     let sock = addr
         .to_socket_addrs()
@@ -36,14 +43,25 @@ pub(crate) fn get(
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
         .collect();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "GET {path}?{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n",
+        "GET {path}?{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n{auth}\r\n",
         q.join("&")
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
+    (&mut s)
+        .take(MAX_ANSWER + 1)
+        .read_to_end(&mut buf)
         .map_err(|e| format!("reading the answer: {e}"))?;
+    if buf.len() as u64 > MAX_ANSWER {
+        return Err(format!(
+            "the answer is larger than {} MiB; not read",
+            MAX_ANSWER >> 20
+        ));
+    }
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -173,6 +173,11 @@ fn print_event(e: &Event, output: Output) {
         EventBody::Http(h) => format!("{:?} {:?} {:?}", h.method, h.path, h.status),
         EventBody::Alert(a) => format!("{:?}", a.summary),
     };
+    let (src, dst, policy) = (
+        super::printable(&src),
+        super::printable(&dst),
+        super::printable(&policy),
+    );
     println!(
         "{} {:5} {src} -> {dst}{port} {verdict} {policy} {detail}",
         palisade_events::format_rfc3339_micros(e.time.as_micros()),

@@ -17,6 +17,10 @@ pub(crate) struct Args {
     /// Ask a running `palisade up` at this admin address instead of reading manifests.
     #[arg(long, conflicts_with = "paths")]
     member: Option<String>,
+    /// With `--member`: a file holding the member's admin token (sent as
+    /// `Authorization: Bearer <token>`).
+    #[arg(long, value_name = "FILE", requires = "member")]
+    admin_token_file: Option<PathBuf>,
     /// Source: NAMESPACE/POD or an IP.
     #[arg(long)]
     from: String,
@@ -131,23 +135,49 @@ fn explain_member(addr: &str, a: &Args) -> anyhow::Result<ExitCode> {
             query.push((k, v));
         }
     }
-    let (status, body) = match super::admin_client::get(addr, "/api/v1/explain", &query) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: --member {addr}: {e}");
-            return Ok(ExitCode::from(1));
+    let token = match &a.admin_token_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Ok(_) => {
+                eprintln!("error: --admin-token-file {}: empty", f.display());
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => {
+                eprintln!("error: --admin-token-file {}: {e}", f.display());
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
+    // What the member answers is printed escaped and cut: it is another cluster's words.
+    let shown = |s: &str| {
+        let s = super::printable(s);
+        match s.char_indices().nth(500) {
+            Some((i, _)) => format!("{}… ({} more bytes)", &s[..i], s.len() - i),
+            None => s,
         }
     };
+    let (status, body) =
+        match super::admin_client::get(addr, "/api/v1/explain", &query, token.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: --member {addr}: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
     let v: serde_json::Value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(_) => {
-            eprintln!("error: --member {addr}: HTTP {status}: {}", body.trim());
+            eprintln!(
+                "error: --member {addr}: HTTP {status}: {}",
+                shown(body.trim())
+            );
             return Ok(ExitCode::from(1));
         }
     };
     if status != 200 {
         let msg = v["error"]["message"].as_str().unwrap_or("request failed");
-        eprintln!("error: --member {addr}: HTTP {status}: {msg}");
+        eprintln!("error: --member {addr}: HTTP {status}: {}", shown(msg));
         return Ok(ExitCode::from(1));
     }
     let stamp = match v["federationRevision"].as_u64() {
@@ -171,12 +201,12 @@ fn explain_member(addr: &str, a: &Args) -> anyhow::Result<ExitCode> {
             for s in ex["steps"].as_array().into_iter().flatten() {
                 println!(
                     "  {} {}: {}",
-                    s["direction"].as_str().unwrap_or(""),
-                    s["stage"].as_str().unwrap_or(""),
-                    s["text"].as_str().unwrap_or("")
+                    shown(s["direction"].as_str().unwrap_or("")),
+                    shown(s["stage"].as_str().unwrap_or("")),
+                    shown(s["text"].as_str().unwrap_or(""))
                 );
             }
-            println!("{}", ex["summary"].as_str().unwrap_or(""));
+            println!("{}", shown(ex["summary"].as_str().unwrap_or("")));
             println!("{stamp} (generation {})", v["generation"]);
         }
     }

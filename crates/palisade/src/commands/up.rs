@@ -13,8 +13,22 @@ pub(crate) struct Args {
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
     /// Also serve Prometheus `/metrics` on this address (it is always on the admin address).
+    /// It wants the admin token (or `--metrics-token-file`'s); without any token it answers
+    /// only on loopback, unless `--metrics-unauthenticated`.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// A file holding the token `--metrics-listen` wants instead of the admin token
+    /// (`Authorization: Bearer <token>`; Prometheus: `authorization.credentials_file`).
+    #[arg(long, value_name = "FILE", requires = "metrics_listen")]
+    metrics_token_file: Option<PathBuf>,
+    /// Serve `--metrics-listen` to anyone who can connect, with no token and on any address
+    /// (classic Prometheus scraping; the metrics name policies, namespaces and alert kinds).
+    #[arg(
+        long,
+        requires = "metrics_listen",
+        conflicts_with = "metrics_token_file"
+    )]
+    metrics_unauthenticated: bool,
     /// A file holding the admin token: the admin API and UI then want
     /// `Authorization: Bearer <token>` (the UI: open `/ui/#token=<token>`). Needed to listen on
     /// an address that is not loopback.
@@ -49,6 +63,16 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }
+    };
+    let metrics_access = match a.metrics_listen {
+        Some(addr) => match metrics_access(&a, &access, addr) {
+            Ok(acc) => Some(acc),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
     };
     let federation = match a.join.enabled() {
         true => match a.join.settings(&rt.cluster, &rt.data_dir) {
@@ -155,9 +179,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         let (web, metrics_only) = super::web::routers(&rt, &state);
         // The anomaly detectors on the live event stream (alerts into the store).
         super::web::start_detectors(&rt);
-        if let Some(addr) = a.metrics_listen {
+        if let (Some(addr), Some(acc)) = (a.metrics_listen, metrics_access) {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "metrics listening");
+            let metrics_only = acc.protect(metrics_only);
             tokio::spawn(async move { axum::serve(listener, metrics_only).await });
         }
         let app = access.protect(
@@ -183,4 +208,30 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who may read `--metrics-listen`: `--metrics-token-file`'s token, else the admin token,
+/// else (no token at all) loopback clients only; anyone only with `--metrics-unauthenticated`.
+fn metrics_access(
+    a: &Args,
+    admin: &palisade_observe::access::Access,
+    addr: std::net::SocketAddr,
+) -> Result<palisade_observe::access::Access, String> {
+    use palisade_observe::access::Access;
+    let acc = if a.metrics_unauthenticated {
+        Access::unauthenticated()
+    } else if let Some(f) = &a.metrics_token_file {
+        Access::token_file(f)?
+    } else {
+        admin.clone()
+    };
+    acc.check_listen(addr).map_err(|_| {
+        format!(
+            "--metrics-listen {addr} is not a loopback address and there is no token: give \
+             --admin-token-file or --metrics-token-file FILE (scrapers send Authorization: \
+             Bearer <token>), or --metrics-unauthenticated to let anyone who can connect read \
+             the metrics"
+        )
+    })?;
+    Ok(acc)
 }
