@@ -402,6 +402,49 @@ fn up_serves_admin_api_and_keeps_last_good_snapshot() {
 }
 
 #[test]
+fn readyz_says_not_ready_without_showing_the_policys_content() {
+    let d = tmpdir("up-broken");
+    for f in std::fs::read_dir(example()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
+    }
+    // Broken from the start: no snapshot is ever published.
+    std::fs::write(
+        d.join("secret-name.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: inference}\nspec:\n  podSelector: {matchLabels: {team: s3cr3t-label-value}}\n  ingress:\n  - ports:\n    - port: 70000\n",
+    )
+    .unwrap();
+    let port = 20000 + ((std::process::id() + 7919) % 20000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = std::fs::read_to_string(d.join("palisade.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:9900", &addr)
+        .replace(
+            "../../.palisade-data/genai",
+            d.join("data").to_str().unwrap(),
+        );
+    std::fs::write(d.join("palisade.yaml"), cfg).unwrap();
+    let _up = Up(Command::new(bin())
+        .args(["up", "--config", d.join("palisade.yaml").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let (code, body) = wait_for(|| {
+        let (code, body) = http_get(&addr, "/readyz")?;
+        body.contains("error").then_some((code, body))
+    });
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(
+        body.trim(),
+        "not ready: the policy has 1 error(s); see /api/v1/status or the log"
+    );
+    // The details are where the token (or a loopback Host) is needed.
+    let (_, status) = http_get(&addr, "/api/v1/status").unwrap();
+    assert!(status.contains("secret-name.yaml"), "{status}");
+}
+
+#[test]
 fn kubectl_dump_is_read_as_it_is() {
     let dump = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl-dump.yaml");
     let dump = dump.to_str().unwrap();

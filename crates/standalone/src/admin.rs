@@ -61,12 +61,14 @@ async fn readyz(AxState(st): AxState<AdminState>) -> Response {
         )
             .into_response(),
         None => {
-            let status = st.state.status.borrow().clone();
-            let why = status
-                .errors
-                .first()
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "no policy snapshot loaded yet".into());
+            // Anyone who can connect may probe readiness (kubelet does, without a token):
+            // say how many problems there are, not what they are (file paths, field values);
+            // `/api/v1/status` and the log carry the details.
+            let errors = st.state.status.borrow().errors.len();
+            let why = match errors {
+                0 => "no policy snapshot loaded yet".to_string(),
+                n => format!("the policy has {n} error(s); see /api/v1/status or the log"),
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),
