@@ -22,6 +22,10 @@ use std::time::Duration;
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 /// Default wait for a backend's response headers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest silence of a backend between chunks of its response body: long enough
+/// for a model thinking between streamed tokens, short enough that a stalled backend does
+/// not hold a client connection (and its task) for ever.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A backend: where requests of a route go.
 #[derive(Clone)]
@@ -155,6 +159,8 @@ pub struct Route {
     pub filters: OutputFilters,
     /// Response-header timeout.
     pub timeout: Duration,
+    /// Longest silence of the backend between chunks of the response body.
+    pub stream_idle_timeout: Duration,
     /// Audit mode: record, never refuse for content.
     pub audit: bool,
 }
@@ -489,6 +495,10 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                     .timeout_seconds
                     .map(Duration::from_secs)
                     .unwrap_or(DEFAULT_TIMEOUT),
+                stream_idle_timeout: r
+                    .stream_idle_timeout_seconds
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_STREAM_IDLE_TIMEOUT),
                 audit: s.mode == Mode::Audit,
             }));
         }

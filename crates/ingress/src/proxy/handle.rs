@@ -1068,6 +1068,10 @@ async fn serve(
         if let Some(name) = &s.blocked {
             x.log.denied = true;
             x.log.reason = Some(format!("output_blocked:{name}"));
+        } else if s.stalled {
+            // The answer was cut: recorded like the gateway's other cuts.
+            x.log.denied = true;
+            x.log.reason = Some("upstream_idle_timeout".into());
         }
         if route2.audit && !s.hits.is_empty() {
             x.log.audit = true;
@@ -1080,13 +1084,14 @@ async fn serve(
             rparts,
             rbody,
             filters,
-            route.timeout,
+            (route.timeout, route.stream_idle_timeout),
             anthropic,
             finish,
         )
         .await;
     }
-    let body = FilteredBody::new(rbody, filters, sse, json, finish);
+    let body = FilteredBody::new(rbody, filters, sse, json, finish)
+        .idle_timeout(route.stream_idle_timeout);
     Response::from_parts(rparts, body.boxed_unsync())
 }
 

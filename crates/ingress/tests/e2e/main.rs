@@ -9,6 +9,7 @@ mod http2;
 mod https_backend;
 mod plain_routes;
 mod sni;
+mod stalls;
 mod tools;
 mod tools_upstream;
 mod upstream;

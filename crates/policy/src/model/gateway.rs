@@ -96,6 +96,11 @@ pub struct AIRoute {
     /// Seconds to wait for the backend's response headers (default 60).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Seconds the backend may stay silent between chunks of its response body (after the
+    /// headers) before the answer is ended and the backend connection dropped (default
+    /// 300, 1 to 86400).
+    #[serde(default)]
+    pub stream_idle_timeout_seconds: Option<u64>,
 }
 
 /// API keys and/or JWT.

@@ -307,6 +307,14 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 "timeoutSeconds must be at least 1",
             );
         }
+        if r.stream_idle_timeout_seconds
+            .is_some_and(|n| !(1..=86_400).contains(&n))
+        {
+            v.err(
+                &rp.key("streamIdleTimeoutSeconds"),
+                "streamIdleTimeoutSeconds must be 1 to 86400",
+            );
+        }
         if let Some(l) = &r.limits {
             gateway_limits(v, &rp.key("limits"), l);
         }
