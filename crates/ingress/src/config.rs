@@ -95,6 +95,9 @@ pub struct RouteAuth {
     pub jwt: Option<Arc<JwtVerifier>>,
     /// JWKS URL fetched at start and refreshed.
     pub jwks_url: Option<String>,
+    /// Client-certificate identities (URI SAN, DNS SAN or subject CN) → consumer; the
+    /// certificate must have been verified by this route's gateway's `clientCaFile`.
+    pub mtls: Option<Arc<std::collections::BTreeMap<String, String>>>,
 }
 
 /// Rights of a named consumer.
@@ -231,8 +234,20 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             || path.as_bytes()[prefix.len()] == b'/')
 }
 
-/// TLS termination for one gateway: `(hosts, cert file, key file)`.
-pub type TlsEntry = (Vec<String>, std::path::PathBuf, std::path::PathBuf);
+/// TLS termination for one gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsEntry {
+    /// `namespace/name` of the AIGateway.
+    pub gateway: String,
+    /// Names its certificate is chosen for (SNI).
+    pub hosts: Vec<String>,
+    /// Certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Private key (PEM).
+    pub key: std::path::PathBuf,
+    /// CAs client certificates must chain to (mutual TLS), when required.
+    pub client_ca: Option<std::path::PathBuf>,
+}
 
 /// Everything the proxy serves.
 #[derive(Debug, Default)]
@@ -295,11 +310,13 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
         };
         let s = &gw.spec;
         if let Some(t) = &s.tls {
-            out.tls.push((
-                s.hosts.clone(),
-                base.join(&t.cert_file),
-                base.join(&t.key_file),
-            ));
+            out.tls.push(TlsEntry {
+                gateway: gname.clone(),
+                hosts: s.hosts.clone(),
+                cert: base.join(&t.cert_file),
+                key: base.join(&t.key_file),
+                client_ca: t.client_ca_file.as_ref().map(|f| base.join(f)),
+            });
         }
         let consumers: Arc<HashMap<String, ConsumerRights>> = Arc::new(
             s.consumers
@@ -408,12 +425,26 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                         Err(e) => errs.push(&f("auth.jwt.algorithms"), e),
                     }
                 }
+                if let Some(m) = &a.mtls {
+                    if s.tls
+                        .as_ref()
+                        .and_then(|t| t.client_ca_file.as_ref())
+                        .is_none()
+                    {
+                        errs.push(
+                            &f("auth.mtls"),
+                            "needs spec.tls.clientCaFile (the CAs that verify client certificates)",
+                        );
+                    }
+                    ra.mtls = Some(Arc::new(m.identities.clone()));
+                }
                 if ra.keys.is_none()
                     && ra.jwt.is_none()
+                    && ra.mtls.is_none()
                     && a.api_keys_file.is_none()
                     && a.jwt.is_none()
                 {
-                    errs.push(&f("auth"), "set apiKeysFile and/or jwt");
+                    errs.push(&f("auth"), "set apiKeysFile, jwt and/or mtls");
                 }
                 ra
             });
