@@ -90,3 +90,36 @@ fn client_identities_are_uri_then_dns_sans_then_the_common_name() {
     );
     assert!(client_identities(&CertificateDer::from(vec![1u8, 2, 3])).is_empty());
 }
+
+/// Before, the TLS configuration was built once at bind: a gateway added by a reload of
+/// the resources was served the first gateway's certificate.
+#[test]
+fn gateways_added_by_a_reload_get_their_own_certificate() {
+    let dir = scratch("added");
+    let a = entry(&dir);
+    let (c1, k1) = pair("gw.test");
+    std::fs::write(&a.cert, &c1).unwrap();
+    std::fs::write(&a.key, &k1).unwrap();
+    let t = TlsServer::load(std::slice::from_ref(&a)).unwrap();
+    let b = TlsEntry {
+        gateway: "ml/other".into(),
+        hosts: vec!["other.test".into()],
+        cert: dir.join("other.crt"),
+        key: dir.join("other.key"),
+        client_ca: None,
+    };
+    // Its files are not there yet: nothing changes.
+    assert!(!t.reload(&[a.clone(), b.clone()]));
+    assert_eq!(t.choose(Some("other.test")).unwrap().gateway, "ml/gw");
+    let (c2, k2) = pair("other.test");
+    std::fs::write(&b.cert, &c2).unwrap();
+    std::fs::write(&b.key, &k2).unwrap();
+    assert!(t.reload(&[a.clone(), b.clone()]));
+    assert_eq!(t.choose(Some("other.test")).unwrap().gateway, "ml/other");
+    assert_eq!(t.choose(Some("gw.test")).unwrap().gateway, "ml/gw");
+    assert_eq!(t.choose(None).unwrap().gateway, "ml/gw");
+    // Resources without TLS any more: the listener still terminates TLS, with what it had.
+    assert!(!t.reload(&[]));
+    assert_eq!(t.choose(Some("other.test")).unwrap().gateway, "ml/other");
+    let _ = std::fs::remove_dir_all(&dir);
+}
