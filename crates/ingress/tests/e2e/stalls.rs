@@ -3,7 +3,8 @@
 //! — an SSE stream with an error event (`code: upstream_idle_timeout`) and a clean end, any
 //! other body aborted — and the event records `reason: upstream_idle_timeout`. Before, the
 //! client connection and its task waited for ever. Over the full path (SSE with and without
-//! output filters, a plain JSON body) and the lean lane (a plain route).
+//! output filters, over HTTP/1.1 and HTTP/2; a plain JSON body) and the lean lane (a plain
+//! route).
 
 use super::drain;
 use palisade_events::{EventBody, HttpInfo, Verdict};
@@ -123,6 +124,29 @@ async fn answers_of_a_backend_that_goes_silent_are_ended() {
         assert!(took < Duration::from_secs(8), "{host}: {took:?}");
     }
 
+    // The same over HTTP/2 (curl, prior knowledge): the stream ends cleanly with the event.
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let url = format!("http://{gw}/v1/chat/completions");
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-N", "--http2-prior-knowledge", "--max-time", "20"])
+            .args(["-H", "content-type: application/json", "--data", body, &url])
+            .output()
+            .expect("curl is installed")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {out:?}");
+    assert!(text.contains("Thinking"), "{text}");
+    assert!(text.contains(r#""code":"upstream_idle_timeout""#), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
     // A JSON body (full path, no filters) and a plain route (lean lane): 10 of 100 bytes,
     // then the connection is closed — an incomplete answer never looks whole.
     for (path, lane) in [("/v1/models", "full"), ("/plain/x", "lean")] {
@@ -150,7 +174,8 @@ async fn answers_of_a_backend_that_goes_silent_are_ended() {
             .filter(|h| h.route.as_deref() == Some(route))
             .filter(|h| h.reason.as_deref() == Some("upstream_idle_timeout"))
             .count();
-        let want = if route == "chat" { 2 } else { 1 };
+        // chat: SSE over HTTP/1.1 and HTTP/2, and the JSON body.
+        let want = if route == "chat" { 3 } else { 1 };
         assert_eq!(cut, want, "{route}: {http:?}");
     }
 }
