@@ -22,6 +22,10 @@ use std::time::Duration;
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 /// Default wait for a backend's response headers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest silence of a backend between chunks of its response body: long enough
+/// for a model thinking between streamed tokens, short enough that a stalled backend does
+/// not hold a client connection (and its task) for ever.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A backend: where requests of a route go.
 #[derive(Clone)]
@@ -91,6 +95,9 @@ pub struct RouteAuth {
     pub jwt: Option<Arc<JwtVerifier>>,
     /// JWKS URL fetched at start and refreshed.
     pub jwks_url: Option<String>,
+    /// Client-certificate identities (URI SAN, DNS SAN or subject CN) → consumer; the
+    /// certificate must have been verified by this route's gateway's `clientCaFile`.
+    pub mtls: Option<Arc<std::collections::BTreeMap<String, String>>>,
 }
 
 /// Rights of a named consumer.
@@ -155,6 +162,8 @@ pub struct Route {
     pub filters: OutputFilters,
     /// Response-header timeout.
     pub timeout: Duration,
+    /// Longest silence of the backend between chunks of the response body.
+    pub stream_idle_timeout: Duration,
     /// Audit mode: record, never refuse for content.
     pub audit: bool,
 }
@@ -225,8 +234,20 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             || path.as_bytes()[prefix.len()] == b'/')
 }
 
-/// TLS termination for one gateway: `(hosts, cert file, key file)`.
-pub type TlsEntry = (Vec<String>, std::path::PathBuf, std::path::PathBuf);
+/// TLS termination for one gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsEntry {
+    /// `namespace/name` of the AIGateway.
+    pub gateway: String,
+    /// Names its certificate is chosen for (SNI).
+    pub hosts: Vec<String>,
+    /// Certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// Private key (PEM).
+    pub key: std::path::PathBuf,
+    /// CAs client certificates must chain to (mutual TLS), when required.
+    pub client_ca: Option<std::path::PathBuf>,
+}
 
 /// Everything the proxy serves.
 #[derive(Debug, Default)]
@@ -289,11 +310,13 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
         };
         let s = &gw.spec;
         if let Some(t) = &s.tls {
-            out.tls.push((
-                s.hosts.clone(),
-                base.join(&t.cert_file),
-                base.join(&t.key_file),
-            ));
+            out.tls.push(TlsEntry {
+                gateway: gname.clone(),
+                hosts: s.hosts.clone(),
+                cert: base.join(&t.cert_file),
+                key: base.join(&t.key_file),
+                client_ca: t.client_ca_file.as_ref().map(|f| base.join(f)),
+            });
         }
         let consumers: Arc<HashMap<String, ConsumerRights>> = Arc::new(
             s.consumers
@@ -402,12 +425,26 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                         Err(e) => errs.push(&f("auth.jwt.algorithms"), e),
                     }
                 }
+                if let Some(m) = &a.mtls {
+                    if s.tls
+                        .as_ref()
+                        .and_then(|t| t.client_ca_file.as_ref())
+                        .is_none()
+                    {
+                        errs.push(
+                            &f("auth.mtls"),
+                            "needs spec.tls.clientCaFile (the CAs that verify client certificates)",
+                        );
+                    }
+                    ra.mtls = Some(Arc::new(m.identities.clone()));
+                }
                 if ra.keys.is_none()
                     && ra.jwt.is_none()
+                    && ra.mtls.is_none()
                     && a.api_keys_file.is_none()
                     && a.jwt.is_none()
                 {
-                    errs.push(&f("auth"), "set apiKeysFile and/or jwt");
+                    errs.push(&f("auth"), "set apiKeysFile, jwt and/or mtls");
                 }
                 ra
             });
@@ -489,6 +526,10 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                     .timeout_seconds
                     .map(Duration::from_secs)
                     .unwrap_or(DEFAULT_TIMEOUT),
+                stream_idle_timeout: r
+                    .stream_idle_timeout_seconds
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_STREAM_IDLE_TIMEOUT),
                 audit: s.mode == Mode::Audit,
             }));
         }

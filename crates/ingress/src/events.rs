@@ -63,6 +63,8 @@ pub struct ExchangeLog {
     pub reason: Option<String>,
     /// The HTTP version the client spoke.
     pub version: Option<palisade_events::HttpVersion>,
+    /// The client-certificate identity that authenticated the consumer (mutual TLS).
+    pub client_identity: Option<String>,
 }
 
 /// A detection entry.
@@ -127,6 +129,17 @@ pub fn http_event(origin: &EventOrigin, log: ExchangeLog) -> Event {
         let mut src = Endpoint::new(EndpointKind::External);
         src.ip = Some(c.ip());
         src.port = Some(c.port());
+        if let Some(id) = log.client_identity {
+            // A SPIFFE ID of Kubernetes' shape names the namespace and service account.
+            let mut parts = id.strip_prefix("spiffe://").map(|p| p.split('/').skip(1));
+            if let Some(["ns", ns, "sa", sa]) =
+                parts.as_mut().map(|p| p.collect::<Vec<_>>()).as_deref()
+            {
+                src.namespace = Some(ns.to_string());
+                src.service_account = Some(sa.to_string());
+            }
+            src.name = Some(id);
+        }
         e.source = Some(src);
     }
     if let Some(b) = log.backend {

@@ -4,6 +4,7 @@
 //! a consumer that overdraws waits until the bucket refills.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,13 +54,52 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct ConsumerState {
     requests: Option<Bucket>,
     tokens: Option<Bucket>,
+    /// The limits of the last charge (to tell whether the buckets are full again).
+    limits: Limits,
 }
 
 impl ConsumerState {
+    /// Whether forgetting this key loses nothing: every bucket it has is full by `now`.
+    fn full_at(&self, now: Instant) -> bool {
+        let full = |b: Option<Bucket>, rate: Option<f64>, cap: f64| {
+            b.is_none_or(|mut b| match rate {
+                Some(r) if r > 0.0 => {
+                    b.refill(r, cap, now);
+                    b.level >= cap
+                }
+                _ => true,
+            })
+        };
+        let l = &self.limits;
+        full(self.requests, l.requests_per_second, request_capacity(l))
+            && full(
+                self.tokens,
+                l.tokens_per_minute.map(|t| t as f64 / 60.0),
+                l.tokens_per_minute.unwrap_or(0) as f64,
+            )
+    }
+
+    /// A state at least as strict as both: for each bucket the lower level and the later
+    /// time (from which it refills).
+    fn stricter(self, other: ConsumerState) -> ConsumerState {
+        let pick = |a: Option<Bucket>, b: Option<Bucket>| match (a, b) {
+            (Some(a), Some(b)) => Some(Bucket {
+                level: a.level.min(b.level),
+                at: a.at.max(b.at),
+            }),
+            (a, b) => a.or(b),
+        };
+        ConsumerState {
+            requests: pick(self.requests, other.requests),
+            tokens: pick(self.tokens, other.tokens),
+            limits: self.limits,
+        }
+    }
+
     /// When a bucket of this key last took a charge (an hour ago when none ever did).
     fn last_used(&self, now: Instant) -> Instant {
         [self.requests, self.tokens]
@@ -99,16 +139,86 @@ struct Buckets {
     map: HashMap<(String, String), ConsumerState>,
     /// When the map was last swept (at most once a second).
     swept: Option<Instant>,
+    /// What keys evicted before their buckets were full still owed, by a keyed hash into
+    /// [`EVICTED_SLOTS`] slots.
+    evicted: Vec<Option<Owed>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// What evicted keys still owed, in one slot.
+#[derive(Debug, Clone, Copy)]
+struct Owed {
+    /// The hash of the one key it is for; `None`: keys that collided, merged.
+    key: Option<u64>,
+    state: ConsumerState,
 }
 
 /// Keys kept before a sweep (anonymous clients are keyed by IPv4 address or IPv6 /64). At
-/// the limit (at most once a second, or at twice the limit) keys idle for a minute are
-/// dropped, then the least recently used ones down to 90 % of the limit: memory stays
-/// bounded and requests do not each scan the whole map, however many clients a flood
-/// brings (an evicted key starts again with a full bucket, as in nginx's `limit_req`).
+/// the limit (at most once a second, or at twice the limit) keys whose buckets are full
+/// again are dropped (forgetting them loses nothing), then the least recently used ones
+/// down to 90 % of the limit: memory stays bounded and requests do not each scan the whole
+/// map, however many clients a flood brings. A key dropped before its buckets were full
+/// leaves its state in a fixed table of [`EVICTED_SLOTS`] slots, chosen by a keyed hash;
+/// a key that comes back starts from that state, refilled since, instead of a full bucket.
+/// Two keys evicted into one slot while owing are merged into a state stricter than both
+/// (the lower level, the later time) that any key of that slot starts from. So flooding the
+/// limiter with keys cannot reset a limited key (before, an evicted key started full, and a
+/// client in token debt got a whole new budget); the price is that under such a flood a new
+/// key of a shared slot may start below full, for at most the time the merged state needs
+/// to refill.
 const MAX_KEYS: usize = 100_000;
 
+/// Slots of the table of evicted keys' state (about 3 MiB when all are used).
+const EVICTED_SLOTS: usize = 1 << 16;
+
+/// The request bucket's size for `l`.
+fn request_capacity(l: &Limits) -> f64 {
+    let rps = l.requests_per_second.unwrap_or(1.0);
+    f64::from(l.burst.unwrap_or(rps.ceil().max(1.0) as u32).max(1))
+}
+
+/// The state a key not in the map starts from: what it owed when evicted (or what the keys
+/// of its slot owed, merged), else full buckets.
+fn returning(
+    evicted: &[Option<Owed>],
+    hasher: &std::collections::hash_map::RandomState,
+    key: &(String, String),
+) -> ConsumerState {
+    if evicted.is_empty() {
+        return ConsumerState::default();
+    }
+    let h = hasher.hash_one(key);
+    match evicted[(h % EVICTED_SLOTS as u64) as usize] {
+        Some(o) if o.key.is_none_or(|k| k == h) => o.state,
+        _ => ConsumerState::default(),
+    }
+}
+
 impl Buckets {
+    /// Remembers what an evicted key still owed.
+    fn fold_evicted(&mut self, key: &(String, String), st: ConsumerState, now: Instant) {
+        if self.evicted.is_empty() {
+            self.evicted = vec![None; EVICTED_SLOTS];
+        }
+        let h = self.hasher.hash_one(key);
+        let i = (h % EVICTED_SLOTS as u64) as usize;
+        self.evicted[i] = Some(match self.evicted[i] {
+            // Empty, or what it held is paid off: the slot is this key's.
+            None => Owed {
+                key: Some(h),
+                state: st,
+            },
+            Some(o) if o.state.full_at(now) => Owed {
+                key: Some(h),
+                state: st,
+            },
+            Some(o) => Owed {
+                key: o.key.filter(|k| *k == h),
+                state: o.state.stricter(st),
+            },
+        });
+    }
+
     fn sweep(&mut self, now: Instant) {
         // Within a second of the last sweep only a map twice the limit is swept again: the
         // sweep leaves 90 % of the limit, so that costs O(1) per key added, amortised.
@@ -119,15 +229,23 @@ impl Buckets {
             return;
         }
         self.swept = Some(now);
-        self.map.retain(|_, s| {
-            now.saturating_duration_since(s.last_used(now)) < Duration::from_secs(60)
-        });
+        self.map.retain(|_, s| !s.full_at(now));
         if self.map.len() >= MAX_KEYS * 9 / 10 {
             let mut ages: Vec<Instant> = self.map.values().map(|s| s.last_used(now)).collect();
             let cut = self.map.len() - MAX_KEYS * 9 / 10;
             ages.select_nth_unstable(cut);
             let before = ages[cut];
-            self.map.retain(|_, s| s.last_used(now) >= before);
+            let old: Vec<(String, String)> = self
+                .map
+                .iter()
+                .filter(|(_, s)| s.last_used(now) < before)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in old {
+                if let Some(st) = self.map.remove(&k) {
+                    self.fold_evicted(&k, st, now);
+                }
+            }
         }
     }
 }
@@ -154,13 +272,24 @@ impl Limiter {
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.sweep(now);
-        let st = state
-            .map
-            .entry((route.to_string(), consumer.to_string()))
-            .or_default();
+        let Buckets {
+            map,
+            evicted,
+            hasher,
+            ..
+        } = &mut *state;
+        let st = match map.entry((route.to_string(), consumer.to_string())) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            // A key evicted before its buckets were full starts from what it owed.
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let back = returning(evicted, hasher, v.key());
+                v.insert(back)
+            }
+        };
+        st.limits = *l;
         let mut req_bucket = None;
         if let Some(rps) = l.requests_per_second {
-            let cap = f64::from(l.burst.unwrap_or(rps.ceil().max(1.0) as u32).max(1));
+            let cap = request_capacity(l);
             let mut b = st.requests.unwrap_or(Bucket::full(cap, now));
             b.take(1.0, rps, cap, now).map_err(Exceeded::Requests)?;
             req_bucket = Some(b);
@@ -213,16 +342,95 @@ mod tests {
         };
         let lim = Limiter::new();
         let t0 = Instant::now();
+        let mut admitted = 0;
         for i in 0..2 * MAX_KEYS + 5_000 {
             let at = t0 + Duration::from_micros(i as u64);
-            lim.admit("r", &format!("ip:{i}"), &l, 0, at).unwrap();
+            admitted += usize::from(lim.admit("r", &format!("ip:{i}"), &l, 0, at).is_ok());
         }
+        // New keys of a slot shared by evicted keys that still owe start from their
+        // merged state (see `MAX_KEYS`); most are not.
+        assert!(admitted > MAX_KEYS, "{admitted}");
         let len = |lim: &Limiter| lim.state.lock().unwrap().map.len();
         assert!(len(&lim) < 2 * MAX_KEYS, "{}", len(&lim));
         // The most recent clients kept their buckets: the last one is still limited.
         let last = format!("ip:{}", 2 * MAX_KEYS + 4_999);
         let now = t0 + Duration::from_micros((2 * MAX_KEYS + 5_000) as u64);
         assert!(lim.admit("r", &last, &l, 0, now).is_err());
+    }
+
+    /// A limited key pushed out of the map by a flood of other keys comes back limited:
+    /// before, it was recreated with full buckets (a fresh burst, its token debt gone).
+    #[test]
+    fn a_flood_of_keys_does_not_reset_a_limited_key() {
+        let l = Limits {
+            requests_per_second: Some(1.0),
+            burst: Some(1),
+            tokens_per_minute: Some(600),
+        };
+        let lim = Limiter::new();
+        let t0 = Instant::now();
+        // The victim key: its one request taken, and 100 000 tokens charged (600 → -600).
+        assert_eq!(lim.admit("r", "victim", &l, 100_000, t0), Ok(1200));
+        assert!(lim.admit("r", "victim", &l, 1, t0).is_err());
+        let flood = Limits {
+            tokens_per_minute: None,
+            ..l
+        };
+        for i in 0..2 * MAX_KEYS + 5_000 {
+            let at = t0 + Duration::from_micros(1 + i as u64);
+            let _ = lim.admit("r", &format!("ip:{i}"), &flood, 0, at);
+        }
+        let key = ("r".to_string(), "victim".to_string());
+        assert!(
+            !lim.state.lock().unwrap().map.contains_key(&key),
+            "the victim was evicted (least recently used)"
+        );
+        // 2 s later: the request bucket has refilled, the token debt has not (10/s).
+        let later = t0 + Duration::from_secs(2);
+        assert!(matches!(
+            lim.admit("r", "victim", &l, 1, later),
+            Err(Exceeded::Tokens(d)) if d > Duration::from_secs(50)
+        ));
+        // Without the debt, within the same second, the request bucket still counts.
+        let r = Limits {
+            tokens_per_minute: None,
+            ..l
+        };
+        let lim = Limiter::new();
+        lim.admit("r", "victim", &r, 0, t0).unwrap();
+        for i in 0..2 * MAX_KEYS + 5_000 {
+            let at = t0 + Duration::from_micros(1 + i as u64);
+            let _ = lim.admit("r", &format!("ip:{i}"), &r, 0, at);
+        }
+        let soon = t0 + Duration::from_millis(300);
+        assert!(lim.admit("r", "victim", &r, 0, soon).is_err());
+    }
+
+    /// Keys whose buckets are full again are what a sweep drops first, and they come back
+    /// with full buckets.
+    #[test]
+    fn full_keys_are_dropped_first_and_lose_nothing() {
+        let l = Limits {
+            requests_per_second: Some(1.0),
+            burst: Some(1),
+            tokens_per_minute: None,
+        };
+        let lim = Limiter::new();
+        let t0 = Instant::now();
+        lim.admit("r", "idle", &l, 0, t0).unwrap();
+        // Long refilled by the time the flood (all of it active) forces a sweep.
+        let t1 = t0 + Duration::from_secs(5);
+        for i in 0..MAX_KEYS + 10 {
+            let at = t1 + Duration::from_micros(i as u64);
+            let _ = lim.admit("r", &format!("ip:{i}"), &l, 0, at);
+        }
+        let map_len = lim.state.lock().unwrap().map.len();
+        assert!(map_len <= MAX_KEYS, "{map_len}");
+        let key = ("r".to_string(), "idle".to_string());
+        assert!(!lim.state.lock().unwrap().map.contains_key(&key));
+        assert!(lim
+            .admit("r", "idle", &l, 0, t1 + Duration::from_secs(2))
+            .is_ok());
     }
 
     #[test]

@@ -102,26 +102,76 @@ pub async fn relay_body(
     out: &mut Vec<u8>,
     answer: &Answer,
 ) -> Relayed {
-    let mut spare = false;
-    let outcome = relay_framed(client, upstream, buf, out, answer, &mut spare).await;
-    Relayed { outcome, spare }
+    relay_body_within(client, upstream, buf, out, answer, None).await
 }
 
-/// [`relay_body`]'s work; `spare` is set when the upstream sent bytes after the answer.
+/// [`relay_body`], breaking off (`Relayed::stalled`) when the upstream sends nothing for
+/// `idle` mid-body (a hung or slowloris upstream would otherwise hold both connections).
+pub async fn relay_body_within(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    answer: &Answer,
+    idle: Option<std::time::Duration>,
+) -> Relayed {
+    let mut r = Relay {
+        idle,
+        spare: false,
+        stalled: false,
+    };
+    let outcome = relay_framed(client, upstream, buf, out, answer, &mut r).await;
+    Relayed {
+        outcome,
+        spare: r.spare,
+        stalled: r.stalled,
+    }
+}
+
+/// How a relay goes: its idle bound, and what it saw.
+struct Relay {
+    idle: Option<std::time::Duration>,
+    /// The upstream sent bytes after the answer.
+    spare: bool,
+    /// The upstream went silent for `idle`.
+    stalled: bool,
+}
+
+impl Relay {
+    /// An upstream read, within the idle bound.
+    async fn read<F>(&mut self, read: F) -> std::io::Result<usize>
+    where
+        F: std::future::Future<Output = std::io::Result<usize>>,
+    {
+        let Some(idle) = self.idle else {
+            return read.await;
+        };
+        match tokio::time::timeout(idle, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.stalled = true;
+                Err(std::io::ErrorKind::TimedOut.into())
+            }
+        }
+    }
+}
+
+/// [`relay_body_within`]'s work; `r.spare` is set when the upstream sent bytes after the
+/// answer.
 async fn relay_framed(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
     buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     answer: &Answer,
-    spare: &mut bool,
+    r: &mut Relay,
 ) -> Result<u64, u64> {
     let first = &buf[answer.head_len..];
     match answer.framing {
         BodyFraming::None => {
             if !first.is_empty() {
                 // Bytes after a body-less answer: the connection is not kept.
-                *spare = true;
+                r.spare = true;
             }
             client.write_all(out).await.map_err(|_| 0u64)?;
             Ok(0)
@@ -133,7 +183,7 @@ async fn relay_framed(
             client.write_all(out).await.map_err(|_| 0u64)?;
             let mut sent = take as u64;
             if extra {
-                *spare = true;
+                r.spare = true;
                 return Ok(sent);
             }
             while sent < n {
@@ -142,9 +192,8 @@ async fn relay_framed(
                     .unwrap_or(usize::MAX)
                     .min(RELAY_CHUNK);
                 buf.reserve(want);
-                let got = (&mut *upstream)
-                    .take(want as u64)
-                    .read_buf(buf)
+                let got = r
+                    .read((&mut *upstream).take(want as u64).read_buf(buf))
                     .await
                     .map_err(|_| sent)?;
                 if got == 0 {
@@ -162,13 +211,16 @@ async fn relay_framed(
             out.extend_from_slice(&first[..used]);
             client.write_all(out).await.map_err(|_| 0u64)?;
             if extra {
-                *spare = true;
+                r.spare = true;
                 return Ok(scan.payload());
             }
             while !scan.done() {
                 buf.clear();
                 buf.reserve(RELAY_CHUNK);
-                let got = upstream.read_buf(buf).await.map_err(|_| scan.payload())?;
+                let got = r
+                    .read(upstream.read_buf(buf))
+                    .await
+                    .map_err(|_| scan.payload())?;
                 if got == 0 {
                     return Err(scan.payload());
                 }
@@ -178,7 +230,7 @@ async fn relay_framed(
                     .await
                     .map_err(|_| scan.payload())?;
                 if used < buf.len() {
-                    *spare = true;
+                    r.spare = true;
                     return Ok(scan.payload());
                 }
             }
@@ -191,7 +243,7 @@ async fn relay_framed(
             loop {
                 buf.clear();
                 buf.reserve(RELAY_CHUNK);
-                match upstream.read_buf(buf).await {
+                match r.read(upstream.read_buf(buf)).await {
                     Ok(0) => return Ok(sent),
                     Ok(got) => {
                         client.write_all(buf).await.map_err(|_| sent)?;
@@ -210,6 +262,8 @@ pub struct Relayed {
     pub outcome: Result<u64, u64>,
     /// The upstream sent bytes after the answer: its connection is not kept.
     pub spare: bool,
+    /// The relay broke off because the upstream went silent for the idle bound.
+    pub stalled: bool,
 }
 
 /// What reading an answer head gave.

@@ -1,5 +1,6 @@
-//! Who is calling: API keys (hashed, compared in constant time) and JWTs (HS256 / RS256 /
-//! ES256 from a JWKS), turned into a consumer name.
+//! Who is calling: API keys (hashed, compared in constant time), JWTs (HS256 / RS256 /
+//! ES256 from a JWKS) and client certificates verified in the TLS handshake (mutual TLS,
+//! identities mapped by `auth.mtls`), turned into a consumer name.
 
 pub mod jwt;
 pub mod keys;
@@ -19,6 +20,12 @@ pub enum AuthError {
     /// Any other token problem (signature, `aud`, `iss`, `nbf`, unknown key).
     #[error("invalid token: {0}")]
     InvalidToken(String),
+    /// A route authenticating by client certificate only, and none was verified for it.
+    #[error("client certificate required")]
+    CertificateRequired,
+    /// The verified client certificate names no identity the route maps to a consumer.
+    #[error("client certificate not allowed")]
+    UnknownCertificate,
 }
 
 impl AuthError {
@@ -29,6 +36,8 @@ impl AuthError {
             AuthError::InvalidKey => "invalid_api_key",
             AuthError::Expired => "token_expired",
             AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::CertificateRequired => "client_certificate_required",
+            AuthError::UnknownCertificate => "client_certificate_not_allowed",
         }
     }
 }

@@ -9,6 +9,12 @@
 //! [`MAX_CAPTURE`] while [`super::whole`] tried to keep it whole) resumes here with
 //! [`FilteredBody::continuing`]: the frames read so far go through the filters first, in
 //! order, exactly as if they had just arrived, then the rest of the body.
+//!
+//! A backend that goes silent mid-body (headers sent, then nothing: a hung model server, a
+//! slowloris upstream) is cut after the route's stream idle timeout
+//! ([`FilteredBody::idle_timeout`]): an SSE stream gets what the filters still held and an
+//! error event (`code: upstream_idle_timeout`) and ends cleanly; any other body is aborted,
+//! so the client sees it incomplete. The backend connection is dropped with it.
 
 use super::upstream::BoxError;
 use crate::filter::{FilterHit, FilterSet, Release, StreamScanner};
@@ -20,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -45,6 +52,9 @@ pub struct BodySummary {
     /// The status sent, when the gateway answered instead of the backend (an answer
     /// withheld whole, see [`super::whole`]).
     pub status: Option<u16>,
+    /// The backend went silent mid-body for longer than the stream idle timeout, and the
+    /// answer was ended there.
+    pub stalled: bool,
 }
 
 /// What runs when the body is over: charges tokens and writes the event.
@@ -67,6 +77,30 @@ pub struct FilteredBody<B = Incoming> {
     capture: Option<Vec<u8>>,
     summary: BodySummary,
     finish: Option<Finish>,
+    idle: Option<Idle>,
+}
+
+/// The stream idle timeout: how long the backend may stay silent between frames.
+struct Idle {
+    after: std::time::Duration,
+    /// When the backend last sent a frame (or the body was wrapped).
+    last: tokio::time::Instant,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Idle {
+    /// Whether the backend has been silent for too long; otherwise arms the timer to wake
+    /// the task when it will have been.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last + self.after;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl<B> FilteredBody<B> {
@@ -99,7 +133,19 @@ impl<B> FilteredBody<B> {
             capture: json.then(Vec::new),
             summary: BodySummary::default(),
             finish: Some(finish),
+            idle: None,
         }
+    }
+
+    /// Ends the body when the backend sends nothing for `after` (counted from now, then
+    /// from each frame it sends). Needs a Tokio runtime with time.
+    pub fn idle_timeout(mut self, after: std::time::Duration) -> Self {
+        self.idle = Some(Idle {
+            after,
+            last: tokio::time::Instant::now(),
+            timer: None,
+        });
+        self
     }
 
     fn done(&mut self, incomplete: bool) {
@@ -200,11 +246,21 @@ where
             let data = match this.read.pop_front() {
                 Some(d) => d,
                 None => match Pin::new(inner).poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(d) => d,
-                        Err(f) => return Poll::Ready(Some(Ok(f))),
-                    },
+                    Poll::Pending => {
+                        if this.idle.as_mut().is_some_and(|i| i.expired(cx)) {
+                            return Poll::Ready(this.stall());
+                        }
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(i) = this.idle.as_mut() {
+                            i.last = tokio::time::Instant::now();
+                        }
+                        match frame.into_data() {
+                            Ok(d) => d,
+                            Err(f) => return Poll::Ready(Some(Ok(f))),
+                        }
+                    }
                     Poll::Ready(Some(Err(e))) => {
                         this.done(true);
                         return Poll::Ready(Some(Err(e.into())));
@@ -249,6 +305,29 @@ where
 }
 
 impl<B> FilteredBody<B> {
+    /// Ends the response after the backend went silent for the idle timeout: an SSE
+    /// stream gets what the filters still held, then an error event, and ends; any other
+    /// body is aborted (an incomplete answer must not look whole).
+    fn stall(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        self.summary.stalled = true;
+        if !matches!(self.mode, Mode::Sse(_)) {
+            self.done(true);
+            return Some(Err(
+                "the backend stopped sending (stream idle timeout)".into()
+            ));
+        }
+        let mut out = match self.tail() {
+            Ok(t) => t,
+            Err(name) => return self.cut(name),
+        };
+        if let Mode::Sse(f) = &self.mode {
+            out.extend_from_slice(&f.stalled_event());
+        }
+        self.summary.bytes_out += out.len() as u64;
+        self.done(true);
+        Some(Ok(Frame::data(Bytes::from(out))))
+    }
+
     /// Ends the response after a blocking finding: SSE gets an error event, other bodies
     /// are aborted (the client sees an incomplete response, never the rest).
     fn cut(&mut self, name: String) -> Option<Result<Frame<Bytes>, BoxError>> {

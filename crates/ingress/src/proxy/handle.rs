@@ -89,14 +89,49 @@ fn auth_refusal(e: &AuthError) -> Refusal {
         AuthError::InvalidKey => "Incorrect API key provided.",
         AuthError::Expired => "The access token has expired.",
         AuthError::InvalidToken(_) => "The access token is not valid.",
+        AuthError::CertificateRequired => "This route requires a client certificate.",
+        AuthError::UnknownCertificate => "The client certificate is not allowed on this route.",
     };
     Refusal::new(401, "invalid_request_error", e.code(), msg)
 }
 
-fn authenticate(route: &Route, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+/// The consumer of a request to `route`, and the certificate identity that proved it (mutual
+/// TLS). A client certificate verified by the route's own gateway and naming an identity the
+/// route maps (`auth.mtls`) decides first; otherwise the bearer credential does, when the
+/// route takes one.
+fn authenticate(
+    route: &Route,
+    headers: &HeaderMap,
+    peer: &Peer,
+) -> Result<(Option<String>, Option<String>), AuthError> {
     let Some(auth) = &route.auth else {
-        return Ok(None);
+        return Ok((None, None));
     };
+    if let Some(map) = &auth.mtls {
+        let cert = peer
+            .client_cert
+            .as_ref()
+            .filter(|c| c.gateway == route.gateway);
+        if let Some(cert) = cert {
+            if let Some((id, consumer)) = cert.names.iter().find_map(|n| map.get(n).map(|c| (n, c)))
+            {
+                return Ok((Some(consumer.clone()), Some(id.clone())));
+            }
+        }
+        if auth.keys.is_none() && auth.jwt.is_none() {
+            return Err(match cert {
+                None => AuthError::CertificateRequired,
+                Some(_) => AuthError::UnknownCertificate,
+            });
+        }
+    }
+    bearer(auth, headers).map(|c| (c, None))
+}
+
+fn bearer(
+    auth: &crate::config::RouteAuth,
+    headers: &HeaderMap,
+) -> Result<Option<String>, AuthError> {
     let cred = credential(headers)
         .filter(|c| !c.is_empty())
         .ok_or(AuthError::Missing)?;
@@ -155,6 +190,18 @@ pub struct Peer {
     /// The server name of the TLS handshake (SNI), when the gateway terminated TLS and
     /// the client sent one.
     pub sni: Option<Box<str>>,
+    /// The client certificate verified in the handshake (mutual TLS).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate verified by a gateway's `clientCaFile`.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// `namespace/name` of the gateway whose CAs verified it: only that gateway's routes
+    /// take it as a credential.
+    pub gateway: String,
+    /// What it names: URI SANs (SPIFFE IDs), DNS SANs, subject common names.
+    pub names: Vec<String>,
 }
 
 /// The rate-limit key of an anonymous client: its IPv4 address, or its IPv6 /64.
@@ -192,6 +239,7 @@ impl Peer {
             forwarded_for: HeaderValue::from_str(&ip).ok(),
             ip,
             sni: None,
+            client_cert: None,
         }
     }
 
@@ -544,8 +592,15 @@ async fn serve(
     x.log.backend = Some(route.backend.authority.to_string());
 
     // Who is calling, and may they use this route?
-    let consumer = match authenticate(&route, req.headers()) {
-        Ok(c) => c,
+    let consumer = match authenticate(&route, req.headers(), &peer) {
+        Ok((c, id)) => {
+            // The identity that authenticated, else what a verified certificate names.
+            x.log.client_identity = id.or_else(|| {
+                let cert = peer.client_cert.as_ref();
+                cert.and_then(|c| c.names.first().cloned())
+            });
+            c
+        }
         Err(e) => return x.refuse(auth_refusal(&e)),
     };
     x.log.consumer = consumer.clone();
@@ -1068,6 +1123,10 @@ async fn serve(
         if let Some(name) = &s.blocked {
             x.log.denied = true;
             x.log.reason = Some(format!("output_blocked:{name}"));
+        } else if s.stalled {
+            // The answer was cut: recorded like the gateway's other cuts.
+            x.log.denied = true;
+            x.log.reason = Some("upstream_idle_timeout".into());
         }
         if route2.audit && !s.hits.is_empty() {
             x.log.audit = true;
@@ -1080,13 +1139,14 @@ async fn serve(
             rparts,
             rbody,
             filters,
-            route.timeout,
+            (route.timeout, route.stream_idle_timeout),
             anthropic,
             finish,
         )
         .await;
     }
-    let body = FilteredBody::new(rbody, filters, sse, json, finish);
+    let body = FilteredBody::new(rbody, filters, sse, json, finish)
+        .idle_timeout(route.stream_idle_timeout);
     Response::from_parts(rparts, body.boxed_unsync())
 }
 

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use palisade_egress::h1::{
-    field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body, trim,
-    BodyFraming, Read,
+    field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body_within,
+    trim, BodyFraming, Read,
 };
 use palisade_egress::head::{framing, parse_head, Framing, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,12 +240,13 @@ impl Lane {
             }
         };
         plan.log.status = answer.status;
-        let relayed = relay_body(
+        let relayed = relay_body_within(
             &mut self.client,
             &mut up,
             &mut self.up_buf,
             &mut self.out,
             &answer,
+            Some(plan.route.stream_idle_timeout),
         )
         .await;
         let (bytes, clean) = match relayed.outcome {
@@ -253,6 +254,12 @@ impl Lane {
             Err(n) => (n, false),
         };
         plan.log.bytes_out = bytes;
+        if relayed.stalled {
+            // The answer was cut (the client connection closes below).
+            tracing::warn!(route = %plan.route.name, "backend went silent mid-answer");
+            plan.log.denied = true;
+            plan.log.reason = Some("upstream_idle_timeout".into());
+        }
         self.finish(plan.log, plan.start);
         if clean && answer.reusable && !relayed.spare {
             pool::checkin(&backend, up);

@@ -69,6 +69,8 @@ pub struct Shared {
     pub origin: EventOrigin,
     /// Whether the listener terminates TLS.
     pub tls: bool,
+    /// The TLS configurations (reloaded when their files change), when it does.
+    pub tls_server: Option<Arc<tls::TlsServer>>,
     /// How long a client connection may stay open with no request in flight.
     pub idle_timeout: Duration,
 }
@@ -77,7 +79,6 @@ pub struct Shared {
 pub struct IngressGateway {
     listener: TcpListener,
     shared: Arc<Shared>,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Settings besides the compiled resources.
@@ -101,11 +102,11 @@ impl IngressGateway {
         compiled: Compiled,
         opts: GatewayOptions,
     ) -> Result<Self, crate::IngressError> {
-        let acceptor = if compiled.tls.is_empty() {
+        let tls_server = if compiled.tls.is_empty() {
             None
         } else {
-            let cfg = tls::server_config(&compiled.tls).map_err(crate::IngressError::Tls)?;
-            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+            let t = tls::TlsServer::load(&compiled.tls).map_err(crate::IngressError::Tls)?;
+            Some(Arc::new(t))
         };
         crate::jwks::refresh_all(&compiled).await;
         let listener = TcpListener::bind(opts.listen)
@@ -118,15 +119,12 @@ impl IngressGateway {
             client: upstream::client(),
             events: opts.events,
             origin: opts.origin,
-            tls: acceptor.is_some(),
+            tls: tls_server.is_some(),
+            tls_server,
             idle_timeout: opts.idle_timeout,
         });
         tokio::task::spawn_blocking(crate::tokens::preload);
-        Ok(IngressGateway {
-            listener,
-            shared,
-            acceptor,
-        })
+        Ok(IngressGateway { listener, shared })
     }
 
     /// The bound address.
@@ -151,12 +149,9 @@ impl IngressGateway {
     /// backend connection and its response stay on one thread, with no cross-thread
     /// wake-ups.
     pub async fn run(self) -> Result<(), crate::IngressError> {
-        let IngressGateway {
-            listener,
-            shared,
-            acceptor,
-        } = self;
+        let IngressGateway { listener, shared } = self;
         let _jwks = AbortOnDrop(tokio::spawn(crate::jwks::refresh_loop(shared.clone())));
+        let _tls = AbortOnDrop(tokio::spawn(tls::reload_loop(shared.clone())));
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         palisade_egress::workers::serve_on_workers(
@@ -167,10 +162,10 @@ impl IngressGateway {
             move |tcp, remote| {
                 // Over the connection limit: the connection is closed at once.
                 let permit = limit.clone().try_acquire_owned().ok();
-                let (shared, acceptor) = (shared.clone(), acceptor.clone());
+                let shared = shared.clone();
                 async move {
                     let Some(_permit) = permit else { return };
-                    serve_accepted(tcp, remote, shared, acceptor).await
+                    serve_accepted(tcp, remote, shared).await
                 }
             },
         )
@@ -188,23 +183,46 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serves one accepted connection: TLS first when the gateway terminates it.
-async fn serve_accepted(
-    tcp: tokio::net::TcpStream,
-    remote: SocketAddr,
-    shared: Arc<Shared>,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-) {
-    match acceptor {
+async fn serve_accepted(tcp: tokio::net::TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    match shared.tls_server.clone() {
         None => lean::serve_plain(tcp, remote, shared).await,
-        Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                let peer = handle::Peer::with_sni(remote, tls.get_ref().1.server_name());
+        Some(t) => match tokio::time::timeout(HEADER_TIMEOUT, handshake(&t, tcp)).await {
+            Ok(Ok((tls, gateway))) => {
+                let conn = tls.get_ref().1;
+                let mut peer = handle::Peer::with_sni(remote, conn.server_name());
+                // Verified by this gateway's client CAs (rustls refused the handshake
+                // otherwise).
+                peer.client_cert =
+                    conn.peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| handle::ClientCert {
+                            gateway,
+                            names: tls::client_identities(c),
+                        });
                 serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer)).await
             }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
         },
     }
+}
+
+/// The TLS handshake with the configuration of the gateway the client hello names (its
+/// certificate and client-certificate policy as last loaded); the gateway's name.
+async fn handshake(
+    tls: &tls::TlsServer,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    String,
+)> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let chosen = tls
+        .choose(start.client_hello().server_name())
+        .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+    let stream = start.into_stream(chosen.config).await?;
+    Ok((stream, chosen.gateway))
 }
 
 /// Serves one connection with hyper (HTTP/1.1 or HTTP/2), for `peer`.

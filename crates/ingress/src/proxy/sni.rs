@@ -22,11 +22,14 @@ fn bare(host: &str) -> &str {
 /// Which TLS entry the certificate for `name` comes from (the first, when none names it),
 /// as [`super::tls`] chooses it.
 fn entry_for(tls: &[TlsEntry], name: Option<&str>) -> usize {
-    name.and_then(|n| {
-        tls.iter()
-            .position(|(hosts, _, _)| hosts.iter().any(|h| host_matches(h, n)))
-    })
-    .unwrap_or(0)
+    pick(tls.iter().map(|e| e.hosts.as_slice()), name)
+}
+
+/// Of gateways serving these hosts, in order, the one whose certificate a handshake naming
+/// `name` gets: the first whose hosts match it, else the first.
+pub(crate) fn pick<'a>(mut hosts: impl Iterator<Item = &'a [String]>, name: Option<&str>) -> usize {
+    name.and_then(|n| hosts.position(|hs| hs.iter().any(|h| host_matches(h, n))))
+        .unwrap_or(0)
 }
 
 /// The refusal for a request naming `host` on a TLS connection whose handshake named
@@ -52,10 +55,14 @@ mod tests {
     use std::path::PathBuf;
 
     fn entries() -> Vec<TlsEntry> {
-        vec![
-            (vec!["open.test".into()], PathBuf::new(), PathBuf::new()),
-            (vec!["*.locked.test".into()], PathBuf::new(), PathBuf::new()),
-        ]
+        let entry = |host: &str| TlsEntry {
+            gateway: host.into(),
+            hosts: vec![host.into()],
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            client_ca: None,
+        };
+        vec![entry("open.test"), entry("*.locked.test")]
     }
 
     fn code(sni: Option<&str>, host: &str) -> Option<&'static str> {

@@ -1,61 +1,282 @@
-//! TLS termination with rustls (ring provider): one certificate, or one per gateway
-//! chosen by SNI, offering HTTP/2 and HTTP/1.1 by ALPN.
+//! TLS termination with rustls (ring provider). Each gateway with `tls` has a server
+//! configuration of its own — its certificate and, when it asks for mutual TLS, a verifier
+//! of client certificates against its `clientCaFile` — chosen per handshake by the server
+//! name the client sends (SNI; the first gateway's without one), offering HTTP/2 and
+//! HTTP/1.1 by ALPN.
+//!
+//! The files are read again every [`RELOAD_INTERVAL`] (cert-manager rotates a Secret's
+//! files in place): a gateway whose files changed gets a new configuration when the new
+//! certificate, key and CAs load and the key belongs to the certificate; new handshakes use
+//! it, connections already open keep theirs. A pair that does not load (half written,
+//! mismatched, unreadable) is logged once and the last good one stays in use.
 
+use crate::config::TlsEntry;
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-use std::path::PathBuf;
-use std::sync::Arc;
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::config::host_matches;
+/// How often the certificate, key and client CA files are checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
-#[derive(Debug)]
-struct SniResolver {
-    by_host: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+/// The bytes of one gateway's TLS files, as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Files {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
 }
 
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(name) = hello.server_name() {
-            if let Some((_, k)) = self
-                .by_host
-                .iter()
-                .find(|(hosts, _)| hosts.iter().any(|h| host_matches(h, name)))
-            {
-                return Some(k.clone());
+impl Files {
+    fn read(e: &TlsEntry) -> Result<Files, String> {
+        let read = |p: &Path| std::fs::read(p).map_err(|err| format!("{}: {err}", p.display()));
+        Ok(Files {
+            cert: read(&e.cert)?,
+            key: read(&e.key)?,
+            client_ca: e.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+}
+
+/// One gateway's loaded configuration.
+struct Loaded {
+    entry: TlsEntry,
+    files: Files,
+    config: Arc<ServerConfig>,
+}
+
+/// The TLS configurations in force, in the gateways' order.
+#[derive(Default)]
+struct TlsSet {
+    gateways: Vec<Loaded>,
+}
+
+/// The gateway's TLS termination: what handshakes use, reloaded when files change.
+pub struct TlsServer {
+    current: ArcSwap<TlsSet>,
+    /// Files that failed to load, so each bad version is logged once.
+    failed: Mutex<Vec<(TlsEntry, Files)>>,
+}
+
+/// The configuration chosen for a handshake.
+pub struct Chosen {
+    /// The server configuration.
+    pub config: Arc<ServerConfig>,
+    /// `namespace/name` of the gateway it belongs to.
+    pub gateway: String,
+}
+
+impl TlsServer {
+    /// Loads every entry; the first problem is an error (at start nothing is served
+    /// without its certificate).
+    pub fn load(entries: &[TlsEntry]) -> Result<TlsServer, String> {
+        let mut gateways = Vec::with_capacity(entries.len());
+        for e in entries {
+            let files = Files::read(e)?;
+            let config = Arc::new(server_config(e, &files)?);
+            gateways.push(Loaded {
+                entry: e.clone(),
+                files,
+                config,
+            });
+        }
+        Ok(TlsServer {
+            current: ArcSwap::from_pointee(TlsSet { gateways }),
+            failed: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The configuration for a client hello naming `sni`: the first gateway whose hosts
+    /// match it, else the first gateway (as [`super::sni`] expects).
+    pub fn choose(&self, sni: Option<&str>) -> Option<Chosen> {
+        let set = self.current.load();
+        let at = super::sni::pick(set.gateways.iter().map(|g| g.entry.hosts.as_slice()), sni);
+        set.gateways.get(at).map(|g| Chosen {
+            config: g.config.clone(),
+            gateway: g.entry.gateway.clone(),
+        })
+    }
+
+    /// Reads the files of `entries` (the gateways now configured) again and swaps in new
+    /// configurations for those that changed and load. A gateway whose new files do not
+    /// load keeps its last good configuration; a gateway new since the last load that
+    /// does not load leaves the whole set as it was (the order decides the default
+    /// certificate, which must match [`super::sni`]). Returns whether anything changed.
+    pub fn reload(&self, entries: &[TlsEntry]) -> bool {
+        if entries.is_empty() {
+            // The listener terminates TLS: never left without a certificate.
+            return false;
+        }
+        let old = self.current.load_full();
+        let mut next = Vec::with_capacity(entries.len());
+        for e in entries {
+            let prev = old.gateways.iter().find(|g| &g.entry == e);
+            let files = match Files::read(e) {
+                Ok(f) => f,
+                Err(err) => match prev {
+                    Some(p) => {
+                        self.log_once(e, None, &err);
+                        next.push(Loaded {
+                            entry: e.clone(),
+                            files: p.files.clone(),
+                            config: p.config.clone(),
+                        });
+                        continue;
+                    }
+                    None => {
+                        self.log_once(e, None, &err);
+                        return false;
+                    }
+                },
+            };
+            if let Some(p) = prev.filter(|p| p.files == files) {
+                next.push(Loaded {
+                    entry: e.clone(),
+                    files,
+                    config: p.config.clone(),
+                });
+                continue;
+            }
+            match server_config(e, &files) {
+                Ok(cfg) => {
+                    tracing::info!(gateway = %e.gateway, cert = %e.cert.display(), "TLS certificate loaded");
+                    next.push(Loaded {
+                        entry: e.clone(),
+                        files,
+                        config: Arc::new(cfg),
+                    });
+                }
+                Err(err) => {
+                    self.log_once(e, Some(files), &err);
+                    match prev {
+                        Some(p) => next.push(Loaded {
+                            entry: e.clone(),
+                            files: p.files.clone(),
+                            config: p.config.clone(),
+                        }),
+                        None => return false,
+                    }
+                }
             }
         }
-        self.by_host.first().map(|(_, k)| k.clone())
+        let changed = old.gateways.len() != next.len()
+            || old
+                .gateways
+                .iter()
+                .zip(&next)
+                .any(|(a, b)| a.entry != b.entry || !Arc::ptr_eq(&a.config, &b.config));
+        if changed {
+            self.current.store(Arc::new(TlsSet { gateways: next }));
+            return true;
+        }
+        false
+    }
+
+    /// Logs a failed load, once per distinct content (`None`: unreadable).
+    fn log_once(&self, e: &TlsEntry, files: Option<Files>, err: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let key = files.unwrap_or(Files {
+            cert: err.as_bytes().to_vec(),
+            key: Vec::new(),
+            client_ca: None,
+        });
+        if failed.iter().any(|(fe, ff)| fe == e && *ff == key) {
+            return;
+        }
+        failed.retain(|(fe, _)| fe != e);
+        failed.push((e.clone(), key));
+        tracing::warn!(gateway = %e.gateway, error = %err, "TLS files not loaded; the previous certificate stays in use");
     }
 }
 
-/// A server configuration from `(hosts, cert file, key file)` entries.
-pub fn server_config(
-    entries: &[(Vec<String>, PathBuf, PathBuf)],
-) -> Result<rustls::ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut by_host = Vec::new();
-    for (hosts, cert, key) in entries {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: {e}", cert.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate", cert.display()));
-        }
-        let key =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-        let signing = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| format!("{}: {e}", entries[0].2.display()))?;
-        by_host.push((hosts.clone(), Arc::new(CertifiedKey::new(certs, signing))));
+/// Polls the files of the gateways configured in `shared` and reloads what changed, until
+/// dropped.
+pub(crate) async fn reload_loop(shared: Arc<super::Shared>) {
+    let Some(tls) = shared.tls_server.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let entries = shared.config.load().tls.clone();
+        let tls = tls.clone();
+        // Small files, read off the runtime's threads all the same.
+        let _ = tokio::task::spawn_blocking(move || tls.reload(&entries)).await;
     }
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+}
+
+/// The server configuration of one gateway from its files' bytes.
+fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&files.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("{}: {err}", e.cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", e.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&files.key)
+        .map_err(|err| format!("{}: {err}", e.key.display()))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { by_host }));
+        .map_err(|err| err.to_string())?;
+    let builder = match (&e.client_ca, &files.client_ca) {
+        (Some(path), Some(pem)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem) {
+                let c = c.map_err(|err| format!("{}: {err}", path.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|err| format!("{}: {err}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no CA certificate", path.display()));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|err| format!("{}: {err}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    // `with_single_cert` refuses a key that does not belong to the certificate (a pair
+    // caught half rotated).
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .map_err(|err| format!("{} / {}: {err}", e.cert.display(), e.key.display()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
+
+/// The names a verified client certificate proves, most specific first: URI SANs (SPIFFE
+/// IDs), then DNS SANs, then the subject's common names. Empty when it cannot be read.
+pub fn client_identities(cert: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut uris = Vec::new();
+    let mut dns = Vec::new();
+    if let Ok(Some(san)) = c.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::URI(u) => uris.push(u.to_string()),
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let cns = c
+        .subject()
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok().map(str::to_string));
+    uris.into_iter().chain(dns).chain(cns).collect()
+}
+
+#[cfg(test)]
+mod tests;

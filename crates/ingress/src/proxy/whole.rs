@@ -83,20 +83,22 @@ fn concat(mut frames: VecDeque<Bytes>, len: usize) -> Bytes {
 }
 
 /// Answers a non-streamed JSON answer to filter: whole when its body ends within
-/// [`MAX_CAPTURE`] (read within `timeout`), else filtered as it streams. `finish` gets the
-/// summary.
+/// [`MAX_CAPTURE`] (read within the first of `timeouts`), else filtered as it streams,
+/// ended when the backend is silent for the second. `finish` gets the summary.
 pub async fn filter_answer(
     parts: http::response::Parts,
     body: Incoming,
     filters: FilterSet,
-    timeout: Duration,
+    timeouts: (Duration, Duration),
     anthropic: bool,
     finish: Finish,
 ) -> Response<ProxyBody> {
+    let (timeout, idle) = timeouts;
     match read_start(body, MAX_CAPTURE, timeout).await {
         Start::Whole(bytes) => filter_whole(parts, bytes, &filters, anthropic, finish),
         Start::Longer(read, rest) => {
-            let body = FilteredBody::continuing(read, rest, filters, false, true, finish);
+            let body = FilteredBody::continuing(read, rest, filters, false, true, finish)
+                .idle_timeout(idle);
             Response::from_parts(parts, body.boxed_unsync())
         }
         Start::Failed => {

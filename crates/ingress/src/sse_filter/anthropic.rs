@@ -105,9 +105,17 @@ pub(super) fn flush_delta(template: &Value, text: &str) -> Value {
 
 /// The `error` event that tells an Anthropic client the stream was cut.
 pub(super) fn blocked_event() -> Vec<u8> {
+    error_event(
+        "output_blocked",
+        "The response was stopped by the gateway's output filter.",
+    )
+}
+
+/// An `error` event of the Messages API.
+pub(super) fn error_event(kind: &str, message: &str) -> Vec<u8> {
     let data = json!({"type": "error", "error": {
-        "type": "output_blocked",
-        "message": "The response was stopped by the gateway's output filter.",
+        "type": kind,
+        "message": message,
     }});
     SseEvent {
         event: Some("error".into()),

@@ -273,15 +273,35 @@ impl SseFilter {
             blocked_event()
         }
     }
+
+    /// The SSE event that tells the client the backend went silent and the stream was
+    /// ended (the stream idle timeout), in its API's shape.
+    pub fn stalled_event(&self) -> Vec<u8> {
+        const MESSAGE: &str = "The model backend stopped sending; the stream was ended.";
+        if self.anthropic {
+            anthropic::error_event("api_error", MESSAGE)
+        } else {
+            openai_error_event("server_error", "upstream_idle_timeout", MESSAGE)
+        }
+    }
 }
 
 /// The SSE event that tells an OpenAI client the stream was cut.
 pub fn blocked_event() -> Vec<u8> {
+    openai_error_event(
+        "output_filter",
+        "output_blocked",
+        "The response was stopped by the gateway's output filter.",
+    )
+}
+
+/// An OpenAI-style error event (the `openai` client raises `APIError` on it).
+fn openai_error_event(kind: &str, code: &str, message: &str) -> Vec<u8> {
     let data = serde_json::json!({"error": {
-        "message": "The response was stopped by the gateway's output filter.",
-        "type": "output_filter",
+        "message": message,
+        "type": kind,
         "param": null,
-        "code": "output_blocked",
+        "code": code,
     }});
     SseEvent {
         data: data.to_string(),

@@ -9,6 +9,8 @@ mod http2;
 mod https_backend;
 mod plain_routes;
 mod sni;
+mod stalls;
+mod tls_files;
 mod tools;
 mod tools_upstream;
 mod upstream;

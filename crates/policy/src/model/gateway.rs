@@ -32,9 +32,9 @@ pub struct AIGatewaySpec {
     /// Host names served (empty: any).
     #[serde(default)]
     pub hosts: Vec<String>,
-    /// TLS termination (PEM files).
+    /// TLS termination (PEM files), optionally requiring client certificates.
     #[serde(default)]
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<GatewayTls>,
     /// Routes, first match wins.
     pub routes: Vec<AIRoute>,
     /// Known clients and their rights.
@@ -51,6 +51,25 @@ pub struct TlsFiles {
     pub cert_file: String,
     /// Private key file.
     pub key_file: String,
+}
+
+/// TLS termination of an AIGateway. The files are read again when they change (a rotated
+/// Secret): a new pair that loads replaces the old for new connections; one that does not
+/// is logged and the old pair kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayTls {
+    /// Certificate chain file (PEM).
+    pub cert_file: String,
+    /// Private key file (PEM).
+    pub key_file: String,
+    /// PEM bundle of the CAs client certificates must chain to. When set, every client of
+    /// this gateway must present a valid certificate (mutual TLS): a handshake without one,
+    /// or with one from another CA, is refused. Routes may then authenticate clients by
+    /// their certificate (`auth.mtls`).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
 }
 
 /// One route to an inference backend.
@@ -96,6 +115,11 @@ pub struct AIRoute {
     /// Seconds to wait for the backend's response headers (default 60).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// Seconds the backend may stay silent between chunks of its response body (after the
+    /// headers) before the answer is ended and the backend connection dropped (default
+    /// 300, 1 to 86400).
+    #[serde(default)]
+    pub stream_idle_timeout_seconds: Option<u64>,
 }
 
 /// API keys and/or JWT.
@@ -109,6 +133,19 @@ pub struct AuthSpec {
     /// JWT validation.
     #[serde(default)]
     pub jwt: Option<JwtSpec>,
+    /// Client certificates (the gateway's `tls.clientCaFile` verifies them).
+    #[serde(default)]
+    pub mtls: Option<MtlsSpec>,
+}
+
+/// Authentication by verified client certificate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MtlsSpec {
+    /// Certificate identity → consumer. An identity is a URI SAN (a SPIFFE ID such as
+    /// `spiffe://cluster.local/ns/apps/sa/chat`), a DNS SAN, or the subject common name.
+    pub identities: std::collections::BTreeMap<String, String>,
 }
 
 /// JWT validation settings.

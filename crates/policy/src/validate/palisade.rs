@@ -319,6 +319,29 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 "timeoutSeconds must be at least 1",
             );
         }
+        if r.stream_idle_timeout_seconds
+            .is_some_and(|n| !(1..=86_400).contains(&n))
+        {
+            v.err(
+                &rp.key("streamIdleTimeoutSeconds"),
+                "streamIdleTimeoutSeconds must be 1 to 86400",
+            );
+        }
+        if let Some(m) = r.auth.as_ref().and_then(|a| a.mtls.as_ref()) {
+            let client_ca = s.tls.as_ref().and_then(|t| t.client_ca_file.as_ref());
+            if client_ca.is_none() {
+                v.err(
+                    &rp.key("auth").key("mtls"),
+                    "needs spec.tls.clientCaFile (the CAs that verify client certificates)",
+                );
+            }
+            if m.identities.is_empty() {
+                v.err(
+                    &rp.key("auth").key("mtls").key("identities"),
+                    "name at least one certificate identity",
+                );
+            }
+        }
         if let Some(l) = &r.limits {
             gateway_limits(v, &rp.key("limits"), l);
         }

@@ -560,6 +560,39 @@ fn ai_gateway_limits_algorithms_and_timeouts() {
     assert!(m.objects.is_empty());
 }
 
+/// A stream idle timeout out of range, and client-certificate authentication on a
+/// gateway that verifies no client certificates (or maps no identity).
+#[test]
+fn ai_gateway_stream_idle_timeout_and_mtls() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",        // 1
+        "kind: AIGateway",                          // 2
+        "metadata: {name: gw, namespace: ml}",      // 3
+        "spec:",                                    // 4
+        "  tls: {certFile: a.crt, keyFile: a.key}", // 5
+        "  routes:",                                // 6
+        "  - name: chat",                           // 7
+        "    backend: http://127.0.0.1:8000",       // 8
+        "    streamIdleTimeoutSeconds: 0",          // 9
+        "    auth:",                                // 10
+        "      mtls:",                              // 11
+        "        identities: {}",                   // 12
+    ]);
+    let m = load("gw.yaml", &text);
+    assert_eq!(errors(&m), 3, "{:#?}", m.diagnostics);
+    for (path, line, words) in [
+        ("spec.routes[0].streamIdleTimeoutSeconds", 9, "1 to 86400"),
+        ("spec.routes[0].auth.mtls", 12, "clientCaFile"),
+        ("spec.routes[0].auth.mtls.identities", 12, "at least one"),
+    ] {
+        let d = at(&m, path);
+        assert_eq!(d.severity, Severity::Error, "{d}");
+        assert_eq!((d.file.as_str(), d.line), ("gw.yaml", line), "{d}");
+        assert!(d.message.contains(words), "{d}");
+    }
+    assert!(m.objects.is_empty());
+}
+
 #[test]
 fn bad_dns_answers_feed_addresses() {
     let text = lines(&[

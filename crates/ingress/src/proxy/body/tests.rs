@@ -211,3 +211,112 @@ proptest::proptest! {
         proptest::prop_assert!(!leaked);
     }
 }
+
+/// Runs frames sent `every` apart, then (unless `end`) a silent open body, through a
+/// [`FilteredBody`] with an idle timeout of `idle`: what came out, within `within`
+/// (`None` when the body did not end by then).
+async fn run_paced(
+    frames: Vec<Bytes>,
+    every: std::time::Duration,
+    end: bool,
+    sse: bool,
+    filters: FilterSet,
+    idle: std::time::Duration,
+) -> Option<Run> {
+    let (tx, inner) = test_body::channel();
+    // A sender kept open and silent: the backend stalls instead of ending the body.
+    let keep = (!end).then(|| tx.clone());
+    tokio::spawn(async move {
+        for f in frames {
+            let _ = tx.send(Ok(f));
+            tokio::time::sleep(every).await;
+        }
+    });
+    let got = Arc::new(Mutex::new(None));
+    let into = got.clone();
+    let finish: Finish = Box::new(move |s| *into.lock().unwrap() = Some(s));
+    let mut body = FilteredBody::new(inner, filters, sse, !sse, finish).idle_timeout(idle);
+    let (mut out, mut cut) = (Vec::new(), false);
+    let read = async {
+        while let Some(f) = body.frame().await {
+            match f {
+                Ok(f) => out.extend_from_slice(&f.into_data().unwrap_or_default()),
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+    };
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .is_ok();
+    drop(body);
+    drop(keep);
+    let summary = got.lock().unwrap().take()?;
+    ended.then_some(Run { out, cut, summary })
+}
+
+fn sse_delta(text: &str) -> Bytes {
+    let chunk = json!({"id": "c1", "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {"content": text}}]});
+    Bytes::from(format!("data: {chunk}\n\n"))
+}
+
+#[tokio::test]
+async fn a_stream_whose_backend_goes_silent_is_ended_with_an_error_event() {
+    let idle = std::time::Duration::from_millis(300);
+    let ms = std::time::Duration::from_millis;
+    let frames = vec![sse_delta("Hello, "), sse_delta("world")];
+    let r = run_paced(
+        frames,
+        ms(10),
+        false,
+        true,
+        secrets(FilterAction::Redact),
+        idle,
+    )
+    .await
+    .expect("the stream ends after the idle timeout (before: it waited for ever)");
+    let text = String::from_utf8_lossy(&r.out);
+    // What the filters held back goes out first, then the error event; the stream ends
+    // cleanly (no abort).
+    assert!(text.contains("Hello, ") && text.contains("world"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.contains(r#""code":"upstream_idle_timeout""#), "{text}");
+    assert!(!r.cut);
+    assert!(r.summary.stalled && r.summary.incomplete);
+    assert_eq!(r.summary.bytes_out, r.out.len() as u64);
+}
+
+#[tokio::test]
+async fn a_plain_body_whose_backend_goes_silent_is_aborted() {
+    let idle = std::time::Duration::from_millis(300);
+    let ms = std::time::Duration::from_millis;
+    let no_filters = FilterSet::default();
+    let frames = vec![Bytes::from_static(b"{\"partial\": ")];
+    let r = run_paced(frames, ms(10), false, false, no_filters, idle)
+        .await
+        .expect("the body ends after the idle timeout");
+    assert_eq!(r.out, b"{\"partial\": ");
+    assert!(
+        r.cut,
+        "an incomplete answer is aborted, never ended as if whole"
+    );
+    assert!(r.summary.stalled);
+}
+
+#[tokio::test]
+async fn a_slow_backend_that_keeps_sending_is_not_cut() {
+    let idle = std::time::Duration::from_millis(300);
+    let ms = std::time::Duration::from_millis;
+    // 12 frames 100 ms apart: longer in all than the idle timeout, never silent that long.
+    let frames: Vec<Bytes> = (0..12).map(|i| sse_delta(&format!("w{i} "))).collect();
+    let r = run_paced(frames, ms(100), true, true, FilterSet::default(), idle)
+        .await
+        .expect("the stream ends when the backend ends it");
+    let text = String::from_utf8_lossy(&r.out);
+    assert!(text.contains("w11 "), "{text}");
+    assert!(!text.contains("upstream_idle_timeout"), "{text}");
+    assert!(!r.summary.stalled && !r.summary.incomplete);
+}
