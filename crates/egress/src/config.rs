@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     pub max_head_bytes: usize,
     /// How long an idle client connection is kept.
     pub idle_timeout: Duration,
+    /// How long an upstream that owes an answer may stay silent: before the answer's head,
+    /// and between two reads of its body. Tunnels are not bounded by it.
+    pub upstream_idle_timeout: Duration,
     /// Threads serving the explicit proxy (default: one per CPU).
     pub workers: usize,
     /// Transparent listener, for connections that were not redirected (no original
@@ -99,6 +102,10 @@ pub struct DlpSettings {
     /// Query parameters (lower case) left out of the head scan: presigned URLs.
     pub credential_query_parameters: Vec<Cow<'static, str>>,
 }
+
+/// How long an upstream that owes an answer may stay silent, by default: squid's
+/// `read_timeout` (15 minutes), long enough for a slow model server between two chunks.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Header fields whose values are a pod's credential for the API it calls (OpenAI,
 /// Anthropic, Hugging Face, … `Authorization`; Anthropic `x-api-key`; Azure OpenAI
@@ -180,6 +187,7 @@ impl GatewayConfig {
             connect_timeout: Duration::from_secs(10),
             max_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: UPSTREAM_IDLE_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             transparent_fallback_port: None,
             intercept: None,
@@ -226,6 +234,9 @@ impl GatewayConfig {
         }
         if let Some(secs) = spec.idle_timeout_seconds {
             cfg.idle_timeout = Duration::from_secs(secs.clamp(1, 86_400));
+        }
+        if let Some(secs) = spec.upstream_idle_timeout_seconds {
+            cfg.upstream_idle_timeout = Duration::from_secs(secs.clamp(1, 86_400));
         }
         if let Some(e) = &spec.events {
             cfg.events = EventSelection::parse(e).ok_or_else(|| {
@@ -318,6 +329,10 @@ mod tests {
         assert_eq!(default.idle_timeout, Duration::from_secs(120));
         let set = GatewayConfig::from_spec(&spec(r#", "idleTimeoutSeconds": 30"#), base).unwrap();
         assert_eq!(set.idle_timeout, Duration::from_secs(30));
+        assert_eq!(default.upstream_idle_timeout, Duration::from_secs(900));
+        let set =
+            GatewayConfig::from_spec(&spec(r#", "upstreamIdleTimeoutSeconds": 5"#), base).unwrap();
+        assert_eq!(set.upstream_idle_timeout, Duration::from_secs(5));
     }
 
     #[test]

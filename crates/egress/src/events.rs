@@ -10,6 +10,12 @@ use palisade_events::{
 };
 use palisade_policy::{Engine, PodId};
 
+/// Reason code: the upstream sent no answer head within the upstream idle timeout (`504`).
+pub const UPSTREAM_TIMEOUT: &str = "upstream-timeout";
+
+/// Reason code: the upstream went silent in the middle of its answer's body, which was cut.
+pub const UPSTREAM_IDLE_TIMEOUT: &str = "upstream-idle-timeout";
+
 /// The facts one `http` event records.
 #[derive(Debug, Clone)]
 pub struct HttpLog {
@@ -49,7 +55,8 @@ pub struct HttpLog {
     pub detections: Vec<palisade_events::Detection>,
     /// Set when the request was an AI API call.
     pub ai: Option<palisade_events::AiInfo>,
-    /// The reason code of a refusal by the gateway (`DenyReason::code`).
+    /// The reason code of a refusal by the gateway (`DenyReason::code`), or of an answer
+    /// the gateway cut off ([`UPSTREAM_TIMEOUT`], [`UPSTREAM_IDLE_TIMEOUT`]).
     pub reason: Option<&'static str>,
 }
 

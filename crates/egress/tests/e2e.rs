@@ -40,6 +40,8 @@ mod intercept;
 mod lean;
 #[path = "e2e/rules.rs"]
 mod rules;
+#[path = "e2e/stalls.rs"]
+mod stalls;
 #[path = "e2e/transparent.rs"]
 mod transparent;
 #[path = "e2e/tunnel_checks.rs"]

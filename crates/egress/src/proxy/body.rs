@@ -63,7 +63,7 @@ impl StreamLimits {
     }
 }
 
-/// Errors of a request body on its way upstream.
+/// Errors of a body: a request body on its way upstream, or a response body.
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Body for ReqBody {
@@ -169,16 +169,64 @@ impl PendingEvent {
 /// The response body sent to the client.
 pub(crate) enum RespBody {
     /// Straight from the upstream.
-    Upstream(Incoming),
+    Upstream(Incoming, IdleBound),
     /// From the upstream, counted; the event goes out when the body ends or is dropped.
     Metered {
         inner: Incoming,
+        idle: IdleBound,
         bytes: u64,
         pending: Option<Box<PendingEvent>>,
     },
     /// A short local answer.
     Local(Option<Bytes>),
 }
+
+/// How long an upstream body may go without a frame before it is cut (the upstream idle
+/// timeout): a stalled answer would otherwise hold the client's connection for ever.
+pub(crate) struct IdleBound {
+    idle: std::time::Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleBound {
+    pub(crate) fn new(idle: std::time::Duration) -> Self {
+        IdleBound {
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// `inner`'s next frame; an error once it has been silent for the bound.
+    fn poll_frame(
+        &mut self,
+        inner: &mut Incoming,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                let next = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(next);
+                Poll::Ready(r.map(|r| r.map_err(BodyError::from)))
+            }
+            Poll::Pending if std::future::Future::poll(self.timer.as_mut(), cx).is_ready() => {
+                Poll::Ready(Some(Err(Box::new(UpstreamStalled))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The upstream sent nothing of its answer's body for the upstream idle timeout.
+#[derive(Debug)]
+pub(crate) struct UpstreamStalled;
+
+impl std::fmt::Display for UpstreamStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream went silent in the middle of its answer")
+    }
+}
+
+impl std::error::Error for UpstreamStalled {}
 
 /// Bytes of a refused HTTP/2 request's body read (and dropped) before answering.
 const DRAIN_MAX: usize = 64 * 1024;
@@ -233,20 +281,21 @@ impl Drop for RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut *self {
-            RespBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            RespBody::Upstream(b, idle) => idle.poll_frame(b, cx),
             RespBody::Metered {
                 inner,
+                idle,
                 bytes,
                 pending,
             } => {
-                let poll = Pin::new(inner).poll_frame(cx);
+                let poll = idle.poll_frame(inner, cx);
                 match &poll {
                     Poll::Ready(Some(Ok(f))) => {
                         if let Some(d) = f.data_ref() {
@@ -258,8 +307,11 @@ impl Body for RespBody {
                             }
                         }
                     }
-                    Poll::Ready(_) => {
-                        if let Some(p) = pending.take() {
+                    Poll::Ready(r) => {
+                        if let Some(mut p) = pending.take() {
+                            if matches!(r, Some(Err(e)) if e.is::<UpstreamStalled>()) {
+                                p.log.reason = Some(crate::events::UPSTREAM_IDLE_TIMEOUT);
+                            }
                             p.finish(*bytes);
                         }
                     }
@@ -273,7 +325,7 @@ impl Body for RespBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RespBody::Upstream(b) => b.is_end_stream(),
+            RespBody::Upstream(b, _) => b.is_end_stream(),
             RespBody::Metered { inner, .. } => inner.is_end_stream(),
             RespBody::Local(b) => b.is_none(),
         }
@@ -281,7 +333,7 @@ impl Body for RespBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RespBody::Upstream(b) => b.size_hint(),
+            RespBody::Upstream(b, _) => b.size_hint(),
             RespBody::Metered { inner, .. } => inner.size_hint(),
             RespBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }

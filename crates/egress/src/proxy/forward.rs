@@ -18,7 +18,7 @@ use palisade_events::TlsMode;
 use palisade_policy::HttpRequest;
 use tokio::net::TcpStream;
 
-use super::body::{refusal_after_body, PendingEvent};
+use super::body::{refusal_after_body, IdleBound, PendingEvent};
 use super::{local, normal_host, Caller, ClientConn, Mode, ReqBody, RespBody, Shared};
 use crate::decide::{decide, Decision, DenyReason, DnsCheck, Target};
 use crate::hop::strip_hop_by_hop;
@@ -518,7 +518,21 @@ pub(crate) async fn handle(
             }
             continue;
         }
-        match up.sender.try_send_request(up_req).await {
+        let answer = tokio::time::timeout(
+            conn.shared.cfg.upstream_idle_timeout,
+            up.sender.try_send_request(up_req),
+        );
+        let Ok(answer) = answer.await else {
+            // Sent, and no answer head within the bound: the connection is dropped.
+            let mut l = log.unwrap_or_else(|| conn.log(&caller, &host, port, ""));
+            l.reason = Some(crate::events::UPSTREAM_TIMEOUT);
+            let r = local(
+                StatusCode::GATEWAY_TIMEOUT,
+                "palisade: gateway timeout (upstream-timeout)\n",
+            );
+            return upstream_failed(conn, &caller, Some(l), r, 504, start);
+        };
+        match answer {
             Ok(resp) => {
                 let addr = up.addr;
                 conn.keep_upstream(up);
@@ -563,12 +577,13 @@ pub(crate) async fn handle(
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = match log {
-        None => RespBody::Upstream(body),
+        None => RespBody::Upstream(body, IdleBound::new(conn.shared.cfg.upstream_idle_timeout)),
         Some(mut log) => {
             log.status = parts.status.as_u16();
             log.ip = Some(addr.ip());
             RespBody::Metered {
                 inner: body,
+                idle: IdleBound::new(conn.shared.cfg.upstream_idle_timeout),
                 bytes: 0,
                 pending: Some(Box::new(PendingEvent {
                     shared: Arc::clone(&conn.shared),

@@ -33,10 +33,10 @@ use super::guard::Guarded;
 use super::{normal_host, serve_io, Caller, ClientConn, Mode, Shared};
 use crate::config::DlpSettings;
 use crate::decide::{decide, Target};
-use crate::events::HttpLog;
+use crate::events::{HttpLog, UPSTREAM_IDLE_TIMEOUT, UPSTREAM_TIMEOUT};
 use crate::h1::{
-    decimal, field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head, relay_body,
-    trim,
+    decimal, field, is_hop_by_hop, is_url_byte, local_answer, read_answer, read_head,
+    relay_body_within, trim,
 };
 use crate::h1::{Answer, BodyFraming, Read};
 use crate::head::{framing, parse_head, Framing, RequestHead};
@@ -115,6 +115,8 @@ enum Failure {
     Dial(DialError),
     /// The upstream failed or answered garbage before the answer started: `502`.
     Upstream,
+    /// The upstream sent no answer head within the upstream idle timeout: `504`.
+    Timeout,
 }
 
 impl Lane {
@@ -158,18 +160,24 @@ impl Lane {
         let Some(up) = self.up.as_mut() else {
             return Err(());
         };
-        let relayed = relay_body(
+        let relayed = relay_body_within(
             &mut self.client,
             &mut up.stream,
             &mut up.buf,
             &mut self.out,
             &answer,
+            Some(self.shared.cfg.upstream_idle_timeout),
         )
         .await;
         let (bytes, clean) = match relayed.outcome {
             Ok(n) => (n, true),
             Err(n) => (n, false),
         };
+        if relayed.stalled {
+            if let Some(log) = plan.log.as_mut() {
+                log.reason = Some(UPSTREAM_IDLE_TIMEOUT);
+            }
+        }
         self.finish(&mut plan, bytes);
         if !(clean && answer.reusable) || relayed.spare {
             self.up = None;
@@ -207,14 +215,20 @@ impl Lane {
             };
             up.buf.clear();
             let answered = if up.stream.write_all(&self.req).await.is_ok() {
-                read_answer(
+                let read = read_answer(
                     &mut up.stream,
                     &mut up.buf,
                     plan.head_only,
                     plan.close,
                     &mut self.out,
-                )
-                .await
+                );
+                match tokio::time::timeout(self.shared.cfg.upstream_idle_timeout, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.up = None;
+                        return Err(Failure::Timeout);
+                    }
+                }
             } else {
                 Read::Closed
             };
@@ -238,9 +252,13 @@ impl Lane {
     /// Answers a request whose upstream failed before its answer began, as the full path
     /// does: `502`/`504` with a short reason, and the event.
     async fn fail(&mut self, mut plan: Plan, f: Failure) -> Result<bool, ()> {
+        if let (Failure::Timeout, Some(log)) = (&f, plan.log.as_mut()) {
+            log.reason = Some(UPSTREAM_TIMEOUT);
+        }
         let (status, body) = match f {
             Failure::Dial(e) => (e.status(), e.text()),
             Failure::Upstream => (502, "palisade: bad gateway (upstream-failed)\n"),
+            Failure::Timeout => (504, "palisade: gateway timeout (upstream-timeout)\n"),
         };
         if let Some(log) = plan.log.as_mut() {
             log.status = status;

@@ -503,6 +503,12 @@ pub struct EgressSpec {
     /// as their bytes flow.)
     #[serde(default)]
     pub idle_timeout_seconds: Option<u64>,
+    /// Seconds the gateway waits for an upstream that owes an answer: for the answer's head
+    /// once the request is sent, then between two reads of its body; default 900 (squid's
+    /// `read_timeout`), 1 to 86400. A stalled answer is cut (its head late: `504
+    /// upstream-timeout`). Tunnels are not bounded by it.
+    #[serde(default)]
+    pub upstream_idle_timeout_seconds: Option<u64>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -451,18 +451,27 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
     let idle = [
         (
             "egress",
+            "idleTimeoutSeconds",
             s.egress.as_ref().and_then(|e| e.idle_timeout_seconds),
         ),
         (
+            "egress",
+            "upstreamIdleTimeoutSeconds",
+            s.egress
+                .as_ref()
+                .and_then(|e| e.upstream_idle_timeout_seconds),
+        ),
+        (
             "ingress",
+            "idleTimeoutSeconds",
             s.ingress.as_ref().and_then(|i| i.idle_timeout_seconds),
         ),
     ];
-    for (name, secs) in idle {
+    for (name, field, secs) in idle {
         if secs.is_some_and(|n| !(1..=86_400).contains(&n)) {
             v.err(
-                &spec.key(name).key("idleTimeoutSeconds"),
-                "idleTimeoutSeconds must be 1 to 86400",
+                &spec.key(name).key(field),
+                format!("{field} must be 1 to 86400"),
             );
         }
     }

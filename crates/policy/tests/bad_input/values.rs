@@ -673,6 +673,26 @@ fn idle_timeouts_out_of_range() {
             &["1 to 86400"],
         );
     }
+    let upstream = lines(&[
+        "apiVersion: palisade.dev/v1alpha1", // 1
+        "kind: PalisadeConfig",              // 2
+        "metadata: {name: node}",            // 3
+        "spec:",                             // 4
+        "  egress:",                         // 5
+        "    listen: 127.0.0.1:3128",        // 6
+        "    upstreamIdleTimeoutSeconds: 0", // 7
+    ]);
+    let m = load("config.yaml", &upstream);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.egress.upstreamIdleTimeoutSeconds",
+        7,
+        33,
+        "invalid-value",
+        &["upstreamIdleTimeoutSeconds must be 1 to 86400"],
+    );
     let ok = lines(&[
         "apiVersion: palisade.dev/v1alpha1",
         "kind: PalisadeConfig",
