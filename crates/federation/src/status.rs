@@ -8,6 +8,9 @@ use crate::layout::{KeyKind, Layout};
 use crate::push::now_us;
 use crate::revision::parse_pointer;
 use etcd_client::GetOptions;
+// Member names, their errors and problem keys are whatever a writer under the prefix put
+// there (each member writes its own status): printed escaped.
+use palisade_policy::diag::printable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -214,22 +217,6 @@ pub fn render_table(st: &FederationStatus) -> String {
         );
     }
     out
-}
-
-/// `s` with control and line-separator characters escaped (`\u{1b}`): member names, their
-/// errors and the keys listed as problems are whatever a writer under the prefix put there
-/// (each member writes its own status); printed raw, an escape sequence would drive the
-/// operator's terminal and a line break would fake a member's line.
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -154,25 +154,9 @@ pub fn replay<'a>(proposed: &Engine, events: impl IntoIterator<Item = &'a Event>
     report
 }
 
-/// `s` with control characters escaped: methods, paths and names in events are what a pod
-/// sent (or what an imported file says), and printed raw an escape sequence would rewrite
-/// the terminal and a line break would fake a line of the report.
-fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        s.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<String>()
-            .into()
-    } else {
-        s.into()
-    }
-}
+/// Methods, paths and names in events are what a pod sent (or what an imported file says):
+/// printed escaped.
+use palisade_policy::diag::printable;
 
 /// One line per change: `allow → deny  src → dst:port/PROTO [METHOD path] (×N)  by RULE`.
 pub fn format_change(c: &Change) -> String {

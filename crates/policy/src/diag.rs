@@ -70,3 +70,42 @@ impl fmt::Display for Diagnostic {
 pub fn has_errors(diags: &[Diagnostic]) -> bool {
     diags.iter().any(|d| d.severity == Severity::Error)
 }
+
+/// `s` as it may be printed to a terminal: control characters (C0, DEL, C1) and the Unicode
+/// line and paragraph separators escaped (`\u{1b}`), the rest as it is. Names Palisade
+/// prints are often what someone else chose (a pod's `Host` header or DNS query, another
+/// cluster's status, an imported file); printed raw, an escape sequence would drive the
+/// operator's terminal and a line break would fake a line of the output.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !s.chars().any(unsafe_char) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn terminal_controls_and_line_separators_are_escaped_the_rest_kept() {
+        assert!(matches!(
+            printable("ml/trainer-0 ✓"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\u{1b}[2Jb\nc\rd\u{85}e\u{2028}f\u{7f}"),
+            "a\\u{1b}[2Jb\\nc\\rd\\u{85}e\\u{2028}f\\u{7f}"
+        );
+    }
+}

@@ -154,7 +154,7 @@ fn explain_member(addr: &str, a: &Args) -> anyhow::Result<ExitCode> {
         let s = super::printable(s);
         match s.char_indices().nth(500) {
             Some((i, _)) => format!("{}… ({} more bytes)", &s[..i], s.len() - i),
-            None => s,
+            None => s.into_owned(),
         }
     };
     let (status, body) =

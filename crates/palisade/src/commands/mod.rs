@@ -137,18 +137,6 @@ pub(crate) async fn start_source(
     })
 }
 
-/// `s` with control and line-separator characters escaped (`\u{1b}`): names in events are
-/// what a pod chose (a `Host` header, a DNS query), what an imported file says, or what
-/// another cluster's admin API answered; printed raw,
-/// an escape sequence would drive the terminal and a line break would fake an event line.
-pub(crate) fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
+/// Names in events are what a pod chose (a `Host` header, a DNS query), what an imported
+/// file says, or what another cluster's admin API answered: printed escaped.
+pub(crate) use palisade_policy::diag::printable;
