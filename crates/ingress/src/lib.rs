@@ -25,7 +25,7 @@ pub mod waf;
 
 pub use config::{compile, Compiled};
 pub use guard::{HeuristicScorer, PromptScore, PromptScorer};
-pub use proxy::{GatewayOptions, IngressGateway, IDLE_TIMEOUT};
+pub use proxy::{GatewayOptions, IngressGateway, IDLE_TIMEOUT, SEND_TIMEOUT};
 
 /// Errors starting the gateway.
 #[derive(Debug, thiserror::Error)]

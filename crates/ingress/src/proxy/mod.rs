@@ -44,6 +44,11 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// between requests, HTTP/2 however often it answers pings, a TLS client that never sends
 /// a request), unless `spec.ingress.idleTimeoutSeconds` says otherwise.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long what the gateway sent a client may go unacknowledged, or the client keep its
+/// receive window shut, before the connection is dropped (nginx's `send_timeout`), unless
+/// `spec.ingress.sendTimeoutSeconds` says otherwise. A client that stops reading a long
+/// answer would otherwise hold the connection, its task and the backend's connection.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// HTTP/2 streams one connection may have open at once.
 pub const MAX_STREAMS: u32 = 256;
 /// HTTP/2 streams a client may reset before the gateway took them before the connection
@@ -73,6 +78,8 @@ pub struct Shared {
     pub tls_server: Option<Arc<tls::TlsServer>>,
     /// How long a client connection may stay open with no request in flight.
     pub idle_timeout: Duration,
+    /// How long bytes sent to a client may go unacknowledged (a client that stops reading).
+    pub send_timeout: Duration,
 }
 
 /// A bound gateway.
@@ -94,6 +101,9 @@ pub struct GatewayOptions {
     /// How long a client connection may stay open with no request in flight
     /// (default [`IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
+    /// How long bytes sent to a client may go unacknowledged, its receive window shut
+    /// included, before the connection is dropped (default [`SEND_TIMEOUT`]).
+    pub send_timeout: Duration,
 }
 
 impl IngressGateway {
@@ -122,6 +132,7 @@ impl IngressGateway {
             tls: tls_server.is_some(),
             tls_server,
             idle_timeout: opts.idle_timeout,
+            send_timeout: opts.send_timeout,
         });
         tokio::task::spawn_blocking(crate::tokens::preload);
         Ok(IngressGateway { listener, shared })
@@ -184,6 +195,10 @@ impl Drop for AbortOnDrop {
 
 /// Serves one accepted connection: TLS first when the gateway terminates it.
 async fn serve_accepted(tcp: tokio::net::TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
+    // The kernel bounds a stalled send (TCP_USER_TIMEOUT, zero-window probes included since
+    // Linux 5.11): the pending write then fails and the connection and its backend go, on
+    // every path (lean lane, hyper, TLS) without a timer per write.
+    let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(shared.send_timeout));
     match shared.tls_server.clone() {
         None => lean::serve_plain(tcp, remote, shared).await,
         Some(t) => match tokio::time::timeout(HEADER_TIMEOUT, handshake(&t, tcp)).await {

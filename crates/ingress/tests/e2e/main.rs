@@ -194,6 +194,15 @@ pub(crate) async fn serve_gateway_with(
     compiled: palisade_ingress::Compiled,
     idle_timeout: std::time::Duration,
 ) -> (SocketAddr, EventReceiver) {
+    serve_gateway_timeouts(compiled, idle_timeout, palisade_ingress::SEND_TIMEOUT).await
+}
+
+/// [`serve_gateway`] with other idle and send timeouts for client connections.
+pub(crate) async fn serve_gateway_timeouts(
+    compiled: palisade_ingress::Compiled,
+    idle_timeout: std::time::Duration,
+    send_timeout: std::time::Duration,
+) -> (SocketAddr, EventReceiver) {
     let (tx, rx) = palisade_events::channel(4096);
     let gw = IngressGateway::bind(
         compiled,
@@ -203,6 +212,7 @@ pub(crate) async fn serve_gateway_with(
             events: Some(tx),
             origin: EventOrigin::default(),
             idle_timeout,
+            send_timeout,
         },
     )
     .await

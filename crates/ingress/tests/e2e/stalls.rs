@@ -179,3 +179,80 @@ async fn answers_of_a_backend_that_goes_silent_are_ended() {
         assert_eq!(cut, want, "{route}: {http:?}");
     }
 }
+
+/// A backend that answers every request with a 1 GiB body, written until the gateway
+/// drops the connection; the moment that happens goes to `dropped`.
+async fn endless_backend(dropped: tokio::sync::mpsc::UnboundedSender<Instant>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let dropped = dropped.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 1073741824\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let block = vec![b'x'; 64 * 1024];
+                while s.write_all(&block).await.is_ok() {}
+                let _ = dropped.send(Instant::now());
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_with_its_backend() {
+    let (tx, mut dropped) = tokio::sync::mpsc::unbounded_channel();
+    let up = endless_backend(tx).await;
+    // A plain route (the lean lane) and one with an output filter (hyper, filtered body).
+    let text = format!(
+        "apiVersion: palisade.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: readers, namespace: ml}}\nspec:\n  routes:\n\
+         {r}filtered\n      pathPrefix: /filtered\n      backend: http://{up}\n      outputFilters: [{{kind: secrets, action: redact}}]\n\
+         {r}plain\n      pathPrefix: /plain\n      backend: http://{up}\n",
+        r = "    - name: "
+    );
+    let mut m = Manifests::new();
+    m.add_file("readers.yaml", &text);
+    assert!(!m.has_errors(), "{:?}", m.diagnostics);
+    let compiled = palisade_ingress::compile(&Snapshot::from_manifests(&m).gateways).unwrap();
+    let (gw, _events) = crate::serve_gateway_timeouts(
+        compiled,
+        palisade_ingress::IDLE_TIMEOUT,
+        Duration::from_secs(2),
+    )
+    .await;
+    for path in ["/plain/file", "/filtered/file"] {
+        // A client with a small receive buffer that reads the first bytes and then stops.
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut client = sock.connect(gw).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: llm.test\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut first = [0u8; 1024];
+        let n = client.read(&mut first).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+            "{path}"
+        );
+        let stopped = Instant::now();
+        // The backend's connection goes once the kernel gives up on the client: about the
+        // send timeout after the windows filled, not never.
+        let when = tokio::time::timeout(Duration::from_secs(30), dropped.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the backend connection was kept"))
+            .unwrap();
+        let took = when.duration_since(stopped);
+        assert!(took < Duration::from_secs(20), "{path}: {took:?}");
+        drop(client);
+    }
+}

@@ -121,16 +121,20 @@ fn options(
     listen: SocketAddr,
     events: Option<palisade_events::EventSender>,
     origin: EventOrigin,
-    idle_timeout_seconds: Option<u64>,
+    spec: Option<&palisade_policy::model::gateway::IngressSpec>,
 ) -> GatewayOptions {
+    let secs = |s: u64| std::time::Duration::from_secs(s.clamp(1, 86_400));
     GatewayOptions {
         listen,
         scorer: Arc::new(GuardScorer(palisade_guard::Guard::builtin())),
         events,
         origin,
-        idle_timeout: idle_timeout_seconds.map_or(palisade_ingress::IDLE_TIMEOUT, |s| {
-            std::time::Duration::from_secs(s.clamp(1, 86_400))
-        }),
+        idle_timeout: spec
+            .and_then(|i| i.idle_timeout_seconds)
+            .map_or(palisade_ingress::IDLE_TIMEOUT, secs),
+        send_timeout: spec
+            .and_then(|i| i.send_timeout_seconds)
+            .map_or(palisade_ingress::SEND_TIMEOUT, secs),
     }
 }
 
@@ -193,13 +197,8 @@ pub(crate) async fn serve(
         cluster: Some(rt.cluster.clone()),
         node: Some(rt.node.clone()),
     };
-    let idle = rt
-        .config
-        .spec
-        .ingress
-        .as_ref()
-        .and_then(|i| i.idle_timeout_seconds);
-    let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin, idle)).await?;
+    let spec = rt.config.spec.ingress.as_ref();
+    let gw = IngressGateway::bind(compiled, options(listen, Some(tx), origin, spec)).await?;
     tracing::info!(listen = %gw.local_addr()?, "ingress gateway serving");
     let shared = gw.shared();
     let mut published = state.published.clone();

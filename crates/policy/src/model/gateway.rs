@@ -379,6 +379,11 @@ pub struct IngressSpec {
     /// default 75, 1 to 86400.
     #[serde(default)]
     pub idle_timeout_seconds: Option<u64>,
+    /// Seconds what the gateway sent a client may go unacknowledged, or the client keep its
+    /// receive window shut, before the connection is dropped (nginx's `send_timeout`: a
+    /// client that stops reading); default 60, 1 to 86400.
+    #[serde(default)]
+    pub send_timeout_seconds: Option<u64>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -466,6 +466,11 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             "idleTimeoutSeconds",
             s.ingress.as_ref().and_then(|i| i.idle_timeout_seconds),
         ),
+        (
+            "ingress",
+            "sendTimeoutSeconds",
+            s.ingress.as_ref().and_then(|i| i.send_timeout_seconds),
+        ),
     ];
     for (name, field, secs) in idle {
         if secs.is_some_and(|n| !(1..=86_400).contains(&n)) {

@@ -681,9 +681,12 @@ fn idle_timeouts_out_of_range() {
         "  egress:",                         // 5
         "    listen: 127.0.0.1:3128",        // 6
         "    upstreamIdleTimeoutSeconds: 0", // 7
+        "  ingress:",                        // 8
+        "    listen: 127.0.0.1:8443",        // 9
+        "    sendTimeoutSeconds: 90000",     // 10
     ]);
     let m = load("config.yaml", &upstream);
-    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    assert_eq!(errors(&m), 2, "{:#?}", m.diagnostics);
     error_at(
         &m,
         "config.yaml",
@@ -692,6 +695,15 @@ fn idle_timeouts_out_of_range() {
         33,
         "invalid-value",
         &["upstreamIdleTimeoutSeconds must be 1 to 86400"],
+    );
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.ingress.sendTimeoutSeconds",
+        10,
+        25,
+        "invalid-value",
+        &["sendTimeoutSeconds must be 1 to 86400"],
     );
     let ok = lines(&[
         "apiVersion: palisade.dev/v1alpha1",
