@@ -69,6 +69,9 @@ pub struct GatewayConfig {
     /// How long an upstream that owes an answer may stay silent: before the answer's head,
     /// and between two reads of its body. Tunnels are not bounded by it.
     pub upstream_idle_timeout: Duration,
+    /// How long bytes sent to a pod or an upstream may go unacknowledged (its receive
+    /// window shut included) before the connection is dropped; tunnels included.
+    pub send_timeout: Duration,
     /// Threads serving the explicit proxy (default: one per CPU).
     pub workers: usize,
     /// Transparent listener, for connections that were not redirected (no original
@@ -106,6 +109,10 @@ pub struct DlpSettings {
 /// How long an upstream that owes an answer may stay silent, by default: squid's
 /// `read_timeout` (15 minutes), long enough for a slow model server between two chunks.
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How long what the gateway sent a pod or an upstream may go unacknowledged, or the peer
+/// keep its receive window shut, by default: squid's `write_timeout` (15 minutes).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Header fields whose values are a pod's credential for the API it calls (OpenAI,
 /// Anthropic, Hugging Face, … `Authorization`; Anthropic `x-api-key`; Azure OpenAI
@@ -188,6 +195,7 @@ impl GatewayConfig {
             max_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(120),
             upstream_idle_timeout: UPSTREAM_IDLE_TIMEOUT,
+            send_timeout: SEND_TIMEOUT,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             transparent_fallback_port: None,
             intercept: None,
@@ -237,6 +245,9 @@ impl GatewayConfig {
         }
         if let Some(secs) = spec.upstream_idle_timeout_seconds {
             cfg.upstream_idle_timeout = Duration::from_secs(secs.clamp(1, 86_400));
+        }
+        if let Some(secs) = spec.send_timeout_seconds {
+            cfg.send_timeout = Duration::from_secs(secs.clamp(1, 86_400));
         }
         if let Some(e) = &spec.events {
             cfg.events = EventSelection::parse(e).ok_or_else(|| {
@@ -333,6 +344,9 @@ mod tests {
         let set =
             GatewayConfig::from_spec(&spec(r#", "upstreamIdleTimeoutSeconds": 5"#), base).unwrap();
         assert_eq!(set.upstream_idle_timeout, Duration::from_secs(5));
+        assert_eq!(default.send_timeout, Duration::from_secs(900));
+        let set = GatewayConfig::from_spec(&spec(r#", "sendTimeoutSeconds": 7"#), base).unwrap();
+        assert_eq!(set.send_timeout, Duration::from_secs(7));
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub(crate) async fn dial(
             .await
             .map_err(|_| DialError::Refused)?;
         let _ = s.set_nodelay(true);
+        super::bound_sends(&s, shared);
         Ok((s, addr))
     };
     let r = tokio::time::timeout(deadline, work)

@@ -206,6 +206,7 @@ impl EgressGateway {
             || {},
             move |stream, peer| {
                 let shared = Arc::clone(&shared);
+                bound_sends(&stream, &shared);
                 async move {
                     // Proxy credentials name the pod per request: the full path reads them.
                     if shared.cfg.proxy_users.is_empty() {
@@ -489,4 +490,13 @@ pub(crate) fn normal_host(host: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(trimmed)
     }
+}
+
+/// Lets the kernel drop a connection whose peer stops taking what the gateway sends (its
+/// receive window shut, or no acknowledgements) for the send timeout: `TCP_USER_TIMEOUT`,
+/// which since Linux 5.11 also bounds zero-window probing. The pending write then fails
+/// and the connection, its other side and its task go, tunnels included, with no timer per
+/// write.
+pub(crate) fn bound_sends(stream: &tokio::net::TcpStream, shared: &Shared) {
+    let _ = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(shared.cfg.send_timeout));
 }

@@ -28,6 +28,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        super::bound_sends(&stream, &shared);
         tokio::spawn(handle(stream, peer, Arc::clone(&shared)));
     }
 }

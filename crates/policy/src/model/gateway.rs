@@ -514,6 +514,11 @@ pub struct EgressSpec {
     /// upstream-timeout`). Tunnels are not bounded by it.
     #[serde(default)]
     pub upstream_idle_timeout_seconds: Option<u64>,
+    /// Seconds what the gateway sent a peer (pod or upstream) may go unacknowledged, or the
+    /// peer keep its receive window shut, before the connection is dropped (squid's
+    /// `write_timeout`); default 900, 1 to 86400. Tunnels included.
+    #[serde(default)]
+    pub send_timeout_seconds: Option<u64>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

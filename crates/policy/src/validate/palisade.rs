@@ -462,6 +462,11 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
                 .and_then(|e| e.upstream_idle_timeout_seconds),
         ),
         (
+            "egress",
+            "sendTimeoutSeconds",
+            s.egress.as_ref().and_then(|e| e.send_timeout_seconds),
+        ),
+        (
             "ingress",
             "idleTimeoutSeconds",
             s.ingress.as_ref().and_then(|i| i.idle_timeout_seconds),

@@ -705,6 +705,17 @@ fn idle_timeouts_out_of_range() {
         "invalid-value",
         &["sendTimeoutSeconds must be 1 to 86400"],
     );
+    let egress_send = upstream.replace("upstreamIdleTimeoutSeconds: 0", "sendTimeoutSeconds: 0");
+    let m = load("config.yaml", &egress_send);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.egress.sendTimeoutSeconds",
+        7,
+        25,
+        "invalid-value",
+        &["sendTimeoutSeconds must be 1 to 86400"],
+    );
     let ok = lines(&[
         "apiVersion: palisade.dev/v1alpha1",
         "kind: PalisadeConfig",
