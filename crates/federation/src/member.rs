@@ -37,6 +37,10 @@ pub struct MemberSettings {
     pub identity_ttl_secs: i64,
     /// Where the last applied revision document is kept (fail static across restarts).
     pub state_file: Option<PathBuf>,
+    /// The address ranges each named member may claim for its pods (its pod CIDRs): an
+    /// address outside them is dropped from its identities and reported. A member not
+    /// named here may claim any address a pod can hold.
+    pub member_networks: std::collections::BTreeMap<String, Vec<palisade_policy::cidr::Cidr>>,
 }
 
 /// What the member contributes to the snapshot.
@@ -520,6 +524,14 @@ impl Watcher {
                         return false;
                     }
                     let ip = reached_address(ip);
+                    let allowed = self.settings.member_networks.get(cluster.as_str());
+                    if allowed.is_some_and(|nets| !nets.iter().any(|n| n.contains(ip))) {
+                        conflicts.push(format!(
+                            "identities of {cluster}: {}/{} claims {ip}, outside the networks given for {cluster} (--member-network); ignored",
+                            w.namespace, w.name
+                        ));
+                        return false;
+                    }
                     match owner.get(&ip) {
                         Some(o) if *o != cluster.as_str() => {
                             conflicts.push(format!(

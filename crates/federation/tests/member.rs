@@ -132,6 +132,7 @@ fn settings(opts: &EtcdOptions, cluster: &str) -> MemberSettings {
         },
         identity_ttl_secs: 10,
         state_file: None,
+        member_networks: Default::default(),
     }
 }
 
@@ -424,6 +425,46 @@ async fn node_internal_addresses_are_not_taken_from_identities() {
         "{:?}",
         h.ignored_keys
     );
+}
+
+/// With `member_networks` naming a member's pod CIDRs, an address it publishes outside them
+/// (here a public address, which a global allow to its pods would then open) is dropped
+/// and reported; one inside is kept. On the old code every such claim was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_outside_a_members_networks_are_not_taken() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("networks");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let mut w = workload("east", "store-0", "store", "10.1.0.7");
+    w.ips.extend(["8.8.8.8", "10.2.0.9"].map(String::from));
+    c.put(layout.identity("east"), identity("east", vec![w]), None)
+        .await
+        .unwrap();
+    let mut s = settings(&opts, "west");
+    s.member_networks
+        .insert("east".into(), vec!["10.1.0.0/16".parse().unwrap()]);
+    let m = member::start_watch_only(s);
+    let mut view = m.view.clone();
+    let v = wait_for("east's store", &mut view, |v| {
+        !holders(v, "10.1.0.7").is_empty()
+    })
+    .await;
+    assert_eq!(v.remote_workloads.len(), 1);
+    assert_eq!(v.remote_workloads[0].ips, ["10.1.0.7"]);
+    let h = m.health.borrow().clone();
+    for ip in ["8.8.8.8", "10.2.0.9"] {
+        assert!(
+            h.ignored_keys
+                .iter()
+                .any(|k| k.contains(ip) && k.contains("outside the networks given for east")),
+            "{ip}: {:?}",
+            h.ignored_keys
+        );
+    }
 }
 
 /// Refusals and ignored keys are kept in the member's health (served on the admin API and

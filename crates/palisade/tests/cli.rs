@@ -518,6 +518,20 @@ fn federation_flags_are_checked_before_anything_starts() {
             .contains("--federation: etcd endpoint \"ftp://x\" is not host:port"),
         "{o:?}"
     );
+    let o = run(&[
+        "controller",
+        "--federation",
+        "etcd://127.0.0.1:1",
+        "--cluster-name",
+        "west",
+        "--member-network",
+        "east=10.1.0.0/33",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\"east=10.1.0.0/33\""),
+        "{o:?}"
+    );
 }
 
 /// A one-shot HTTP server on loopback: answers each connection with `answer(request)`.

@@ -115,8 +115,22 @@ pub(crate) struct JoinArgs {
     /// Seconds before this cluster's published workloads expire if it stops renewing.
     #[arg(long, default_value_t = 10)]
     identity_ttl: i64,
+    /// The addresses another member may claim for its pods, `CLUSTER=CIDR` (repeatable; its
+    /// pod CIDRs): addresses it publishes outside them are ignored and reported. Members
+    /// not named may claim any pod-holdable address.
+    #[arg(long = "member-network", value_parser = parse_member_network)]
+    member_networks: Vec<(String, palisade_policy::cidr::Cidr)>,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+fn parse_member_network(s: &str) -> Result<(String, palisade_policy::cidr::Cidr), String> {
+    let (cluster, cidr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not CLUSTER=CIDR"))?;
+    check_name("cluster name", cluster)?;
+    let cidr = cidr.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((cluster.to_string(), cidr))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -277,6 +291,13 @@ impl JoinArgs {
             cluster: ClusterIdentity { name, labels },
             identity_ttl_secs: self.identity_ttl,
             state_file: Some(data_dir.join(format!("federation-{}.json", self.federation_set))),
+            member_networks: self.member_networks.iter().fold(
+                BTreeMap::new(),
+                |mut m: BTreeMap<String, Vec<_>>, (c, n)| {
+                    m.entry(c.clone()).or_default().push(*n);
+                    m
+                },
+            ),
         })
     }
 }
