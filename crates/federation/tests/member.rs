@@ -155,6 +155,14 @@ fn identity(cluster: &str, workloads: Vec<RemoteWorkload>) -> Vec<u8> {
     .unwrap()
 }
 
+/// Writes `workloads` as `cluster`'s identity document (set `test`).
+async fn publish(c: &mut etcd_client::Client, cluster: &str, workloads: Vec<RemoteWorkload>) {
+    let key = Layout::new("test").identity(cluster);
+    c.put(key, identity(cluster, workloads), None)
+        .await
+        .unwrap();
+}
+
 fn policy(name: &str) -> RevisionFile {
     RevisionFile {
         name: format!("{name}.yaml"),
@@ -218,18 +226,13 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
     }
     let etcd = Etcd::start("claims");
     let opts = etcd.options();
-    let layout = Layout::new("test");
     let mut c = client(&opts).await;
-    c.put(
-        layout.identity("east"),
-        identity(
-            "east",
-            vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
-        ),
-        None,
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
     )
-    .await
-    .unwrap();
+    .await;
     let m = member::start_watch_only(settings(&opts, "west"));
     let mut view = m.view.clone();
     wait_for("east's trainer", &mut view, |v| {
@@ -237,19 +240,15 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
     })
     .await;
     // a-evil claims east's trainer address (and one of its own).
-    c.put(
-        layout.identity("a-evil"),
-        identity(
-            "a-evil",
-            vec![
-                workload("a-evil", "trainer-0", "trainer", "10.1.0.5"),
-                workload("a-evil", "web-0", "web", "10.9.0.1"),
-            ],
-        ),
-        None,
+    publish(
+        &mut c,
+        "a-evil",
+        vec![
+            workload("a-evil", "trainer-0", "trainer", "10.1.0.5"),
+            workload("a-evil", "web-0", "web", "10.9.0.1"),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let v = wait_for("a-evil's own workload", &mut view, |v| {
         !holders(v, "10.9.0.1").is_empty()
     })
@@ -265,9 +264,7 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
         h.ignored_keys
     );
     // When east lets the address go, the other claim is taken.
-    c.put(layout.identity("east"), identity("east", vec![]), None)
-        .await
-        .unwrap();
+    publish(&mut c, "east", vec![]).await;
     let v = wait_for("the address released by east", &mut view, |v| {
         holders(v, "10.1.0.5") == ["a-evil/ml/trainer-0"]
     })
@@ -287,16 +284,12 @@ async fn a_bad_identity_document_keeps_the_last_good_one() {
     let opts = etcd.options();
     let layout = Layout::new("test");
     let mut c = client(&opts).await;
-    c.put(
-        layout.identity("east"),
-        identity(
-            "east",
-            vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
-        ),
-        None,
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
     )
-    .await
-    .unwrap();
+    .await;
     let m = member::start_watch_only(settings(&opts, "west"));
     let mut view = m.view.clone();
     wait_for("east's trainer", &mut view, |v| {
@@ -395,7 +388,6 @@ async fn node_internal_addresses_are_not_taken_from_identities() {
     }
     let etcd = Etcd::start("internal");
     let opts = etcd.options();
-    let layout = Layout::new("test");
     let mut c = client(&opts).await;
     let mut w = workload("east", "store-0", "store", "10.1.0.7");
     w.ips.extend(
@@ -408,9 +400,7 @@ async fn node_internal_addresses_are_not_taken_from_identities() {
         ]
         .map(String::from),
     );
-    c.put(layout.identity("east"), identity("east", vec![w]), None)
-        .await
-        .unwrap();
+    publish(&mut c, "east", vec![w]).await;
     let m = member::start_watch_only(settings(&opts, "west"));
     let mut view = m.view.clone();
     let v = wait_for("east's store", &mut view, |v| {
@@ -437,13 +427,10 @@ async fn addresses_outside_a_members_networks_are_not_taken() {
     }
     let etcd = Etcd::start("networks");
     let opts = etcd.options();
-    let layout = Layout::new("test");
     let mut c = client(&opts).await;
     let mut w = workload("east", "store-0", "store", "10.1.0.7");
     w.ips.extend(["8.8.8.8", "10.2.0.9"].map(String::from));
-    c.put(layout.identity("east"), identity("east", vec![w]), None)
-        .await
-        .unwrap();
+    publish(&mut c, "east", vec![w]).await;
     let mut s = settings(&opts, "west");
     s.member_networks
         .insert("east".into(), vec!["10.1.0.0/16".parse().unwrap()]);
