@@ -182,17 +182,22 @@ pub(crate) enum RespBody {
 }
 
 /// How long an upstream body may go without a frame before it is cut (the upstream idle
-/// timeout): a stalled answer would otherwise hold the client's connection for ever.
+/// timeout): a stalled answer would otherwise hold the client's connection for ever. The
+/// timer is made the first time the body has to wait, so a body that is there at once (most
+/// answers) costs no timer.
 pub(crate) struct IdleBound {
     idle: std::time::Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame came since the timer was last set.
+    progressed: bool,
 }
 
 impl IdleBound {
     pub(crate) fn new(idle: std::time::Duration) -> Self {
         IdleBound {
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            progressed: false,
         }
     }
 
@@ -202,15 +207,19 @@ impl IdleBound {
         inner: &mut Incoming,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(r) => {
-                let next = tokio::time::Instant::now() + self.idle;
-                self.timer.as_mut().reset(next);
-                Poll::Ready(r.map(|r| r.map_err(BodyError::from)))
-            }
-            Poll::Pending if std::future::Future::poll(self.timer.as_mut(), cx).is_ready() => {
-                Poll::Ready(Some(Err(Box::new(UpstreamStalled))))
-            }
+        if let Poll::Ready(r) = Pin::new(inner).poll_frame(cx) {
+            self.progressed = true;
+            return Poll::Ready(r.map(|r| r.map_err(BodyError::from)));
+        }
+        let idle = self.idle;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if std::mem::take(&mut self.progressed) {
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        match std::future::Future::poll(timer.as_mut(), cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(UpstreamStalled)))),
             Poll::Pending => Poll::Pending,
         }
     }
