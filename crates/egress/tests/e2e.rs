@@ -255,6 +255,14 @@ fn w(fmt: &str) -> [&str; 2] {
     ["-w", fmt]
 }
 
+/// The `http` object of an event.
+pub(crate) fn http(e: &Event) -> &palisade_events::HttpInfo {
+    match &e.body {
+        EventBody::Http(h) => h,
+        other => panic!("not an http event: {other:?}"),
+    }
+}
+
 pub(crate) async fn next_event(rx: &EventReceiver) -> Event {
     let rx_events = tokio::task::block_in_place(|| rx.recv_batch(1, Duration::from_secs(5)));
     rx_events.into_iter().next().expect("an event")

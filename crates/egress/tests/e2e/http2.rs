@@ -6,15 +6,7 @@ use std::sync::Arc;
 
 use super::intercept::{intercepting, roots, Intercepting};
 use super::*;
-use palisade_events::{Event, HttpVersion};
-
-/// The `http` object of an event.
-fn http(e: &Event) -> &palisade_events::HttpInfo {
-    match &e.body {
-        EventBody::Http(h) => h,
-        other => panic!("not an http event: {other:?}"),
-    }
-}
+use palisade_events::HttpVersion;
 
 /// curl through the gateway, trusting its CA; returns (body, "status version").
 async fn curl_h(i: &Intercepting, extra: &[&str], path: &str) -> (String, String) {
