@@ -30,7 +30,8 @@ pub enum Detector {
     Jwt,
     /// Email addresses.
     Email,
-    /// Payment card numbers (13–19 digits passing the Luhn check).
+    /// Payment card numbers (13–19 digits passing the Luhn check, starting with an issuer
+    /// prefix of a card network).
     Card,
     /// US social security numbers.
     Ssn,
@@ -131,7 +132,7 @@ impl Detector {
     /// Checks beyond the pattern (checksums, reserved numbers).
     fn valid(self, m: &[u8]) -> bool {
         match self {
-            Detector::Card => luhn(m),
+            Detector::Card => luhn(m) && card_issuer(&digits(m)),
             Detector::Ssn => ssn(m),
             Detector::Iban => iban(m),
             Detector::OpenaiKey => !m.starts_with(b"sk-ant-"),
@@ -250,6 +251,27 @@ pub fn luhn(m: &[u8]) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether `d` (the number's digits) starts like a card of a payment network: Visa 4;
+/// Mastercard 51–55 and 2221–2720; Mir 2200–2204; American Express 34, 37; Diners / Discover
+/// / JCB / RuPay 30, 35, 36, 38, 39; Maestro, Discover, UnionPay, RuPay and others 50, 56–69;
+/// UnionPay and RuPay 81, 82; Troy 9792; UATP 1, at 15 digits only. Other numbers that pass
+/// the Luhn check are not cards: millisecond, microsecond and nanosecond Unix times (13, 16
+/// and 19 digits starting with 1) and `yyyymmdd…` dates (starting with 20) among them.
+fn card_issuer(d: &[u32]) -> bool {
+    let prefix = |n: usize| d.iter().take(n).fold(0, |acc, &x| acc * 10 + x);
+    match d.first() {
+        Some(1) => d.len() == 15,
+        Some(2) => matches!(prefix(4), 2200..=2204 | 2221..=2720),
+        Some(3) => matches!(prefix(2), 30 | 34..=39),
+        Some(4) => true,
+        Some(5) => matches!(prefix(2), 50..=59),
+        Some(6) => true,
+        Some(8) => matches!(prefix(2), 81 | 82),
+        Some(9) => prefix(4) == 9792,
+        _ => false,
+    }
 }
 
 /// The value after the key word has at least 3.5 bits of entropy per character.
@@ -377,6 +399,33 @@ mod tests {
         assert_eq!(found("mail bob@example.com now"), ["email"]);
         assert_eq!(found("card 4111 1111 1111 1111"), ["card"]);
         assert!(found("card 4111 1111 1111 1112").is_empty(), "Luhn fails");
+        // Test numbers of other networks.
+        for card in [
+            "5555 5555 5555 4444",
+            "2223 0031 2200 3222",
+            "3782 822463 10005",
+            "6011 1111 1111 1117",
+            "3530 1113 3330 0000",
+            "3056 9309 0259 04",
+            "6200 0000 0000 0005",
+        ] {
+            assert_eq!(found(&format!("pay {card}")), ["card"], "{card}");
+        }
+        // Numbers that pass the Luhn check but no network issues: Unix times in
+        // milliseconds, microseconds and nanoseconds, and a yyyymmddhhmmss date.
+        for n in [
+            "1764301851002",
+            "1764301851000006",
+            "1764301851000000002",
+            "20261128035106",
+            "7000000000000000003",
+        ] {
+            assert!(
+                luhn(n.as_bytes()),
+                "{n} must pass Luhn for this test to mean anything"
+            );
+            assert!(found(&format!("t={n}")).is_empty(), "{n}");
+        }
         assert_eq!(found("ssn 123-45-6789"), ["ssn"]);
         assert!(found("ssn 000-45-6789").is_empty());
         assert_eq!(found("iban GB82 WEST 1234 5698 7654 32"), ["iban"]);
