@@ -406,3 +406,75 @@ fn a_pod_unknown_to_the_dns_proxy_reaches_the_name_not_the_address_it_picked() {
     // A name that is not allowed is still refused.
     assert_eq!(hello(&w, "evil.test", "10.99.1.66"), "CLOSED");
 }
+
+/// Sends `CONNECT NAME:443` to the gateway's explicit listener as the trainer (standalone
+/// proxy credential); prints what came back: the status line, and the tunnelled server's
+/// greeting when the tunnel opened.
+const CONNECT_AS_TRAINER: &str = r#"
+import base64, socket, sys
+name = sys.argv[1]
+s = socket.create_connection(("127.0.0.1", 3128), timeout=3)
+cred = base64.b64encode(b"trainer:pw").decode()
+s.sendall(f"CONNECT {name}:443 HTTP/1.1\r\nHost: {name}:443\r\nProxy-Authorization: Basic {cred}\r\n\r\n".encode())
+data = b""
+try:
+    while not (b"\r\n\r\n" in data and (not data.startswith(b"HTTP/1.1 200") or data.endswith(b"ok\n"))):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except socket.timeout:
+    pass
+print(data.decode("latin-1"))
+"#;
+
+/// A name the gateway resolves itself (explicit proxy, system resolver) may not lead it to a
+/// pod's address: pods are reached by pod rules, never by name, as the DNS proxy never
+/// opens a pod's address for a name either. Here `db.models.test` (allowed by the trainer's
+/// `**.models.test` rule) resolves to the address of pod `ml/db`; on the old code the
+/// gateway opened the tunnel to it. The node namespace's hosts file
+/// (`/etc/netns/NODE/hosts`, which `ip netns exec` mounts over `/etc/hosts`) stands in for
+/// a DNS server someone else controls.
+#[test]
+fn a_name_that_resolves_to_a_pod_does_not_lead_the_gateway_there() {
+    if !can_run() {
+        return;
+    }
+    let w = world("plp");
+    std::fs::write(
+        w.dir.join("manifests/db.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: ml, labels: {app: db}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.99.1.12}\n",
+    )
+    .unwrap();
+    struct HostsFile(PathBuf);
+    impl Drop for HostsFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let etc = HostsFile(PathBuf::from(format!("/etc/netns/{}", w.node)));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("hosts"),
+        "127.0.0.1 localhost\n10.99.1.12 db.models.test\n10.99.1.10 www.models.test\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        &w,
+        "config.yaml",
+        "events.jsonl",
+        "",
+        ", proxyUsers: [{username: trainer, password: pw, pod: ml/trainer}]",
+    );
+    let _up = palisade_in_node(&w, &["up", "--config", cfg.to_str().unwrap()], "up.log");
+    let connect = |name: &str| in_ns(&w.node, &["python3", "-c", CONNECT_AS_TRAINER, name]);
+    // An allowed name at an address outside the cluster: tunnelled.
+    wait_for(20, "the gateway never tunnelled to www.models.test", || {
+        let got = connect("www.models.test");
+        got.starts_with("HTTP/1.1 200") && got.ends_with("ok\n\n")
+    });
+    // The same rule's name at a pod's address: refused, saying why.
+    let got = connect("db.models.test");
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    assert!(got.contains("upstream-internal-address"), "{got}");
+}

@@ -71,7 +71,7 @@ where
 pub(crate) enum DialError {
     Unresolved,
     /// The name resolves only to loopback, link-local or unspecified addresses
-    /// ([`crate::resolve::is_internal`]).
+    /// ([`crate::resolve::is_internal`]), or to pods.
     Internal,
     Refused,
     Timeout,
@@ -119,7 +119,13 @@ pub(crate) async fn dial(
             Some(a) => a,
             None => shared
                 .resolver
-                .resolve(host, port)
+                .resolve(host, port, |ip| {
+                    shared
+                        .engine
+                        .load()
+                        .as_ref()
+                        .is_some_and(|e| e.pod_by_ip(ip).is_some())
+                })
                 .await
                 .map_err(|e| match e.kind() {
                     std::io::ErrorKind::PermissionDenied => DialError::Internal,
