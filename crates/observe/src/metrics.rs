@@ -5,8 +5,14 @@
 //! [`Metrics`] is fed the events as they are stored (`palisade up` tails the store, so
 //! every component's events count, whichever process wrote them); queue drops are read
 //! from the channels registered with [`watch_channel`].
+//!
+//! Policy names in events are chosen by whoever wrote them (events imported from a file or
+//! from another cluster say anything), and every distinct name would be a new series. So
+//! `palisade_verdicts_total` has series for at most [`MAX_POLICY_SERIES`] distinct deciding
+//! policies (the first seen); the verdicts of any other policy are counted under
+//! [`OVERFLOW_LABEL`], and `palisade_metrics_label_overflow_total` counts them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -20,6 +26,17 @@ pub const DNS_BUCKETS: &[f64] = &[
 pub const HTTP_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Most distinct deciding policies (kind, namespace, name) with series of their own in
+/// `palisade_verdicts_total`.
+pub const MAX_POLICY_SERIES: usize = 1_000;
+
+/// The `policy_kind`, `policy_namespace` and `policy` label value under which verdicts of
+/// policies beyond [`MAX_POLICY_SERIES`] are counted (no Kubernetes name has parentheses).
+pub const OVERFLOW_LABEL: &str = "(other)";
+
+/// Longest label value kept (bytes; Kubernetes names are at most 253): longer ones are cut.
+pub const MAX_LABEL_BYTES: usize = 253;
 
 /// A cumulative histogram.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +84,11 @@ impl Histogram {
 struct Counters {
     events: BTreeMap<&'static str, u64>,
     verdicts: BTreeMap<(String, String, String, String, String), u64>,
+    /// The policies with series of their own (at most `max_policies`).
+    policies: BTreeSet<(String, String, String)>,
+    max_policies: usize,
+    /// Verdicts counted under [`OVERFLOW_LABEL`].
+    overflow: u64,
     alerts: BTreeMap<(String, String), u64>,
     dns: Histogram,
     http: Histogram,
@@ -78,6 +100,9 @@ impl Default for Counters {
         Counters {
             events: BTreeMap::new(),
             verdicts: BTreeMap::new(),
+            policies: BTreeSet::new(),
+            max_policies: MAX_POLICY_SERIES,
+            overflow: 0,
             alerts: BTreeMap::new(),
             dns: Histogram::new(DNS_BUCKETS),
             http: Histogram::new(HTTP_BUCKETS),
@@ -99,6 +124,32 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `v` cut to at most [`MAX_LABEL_BYTES`] bytes (on a character boundary).
+fn cut(v: &str) -> String {
+    let mut end = v.len().min(MAX_LABEL_BYTES);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
+impl Counters {
+    /// The labels a verdict of `policy` is counted under: its own while fewer than
+    /// `max_policies` policies have series (or it already has), else [`OVERFLOW_LABEL`].
+    fn policy_labels(&mut self, policy: (String, String, String)) -> (String, String, String) {
+        if self.policies.contains(&policy) {
+            return policy;
+        }
+        if self.policies.len() < self.max_policies {
+            self.policies.insert(policy.clone());
+            return policy;
+        }
+        self.overflow += 1;
+        let o = || OVERFLOW_LABEL.to_string();
+        (o(), o(), o())
+    }
+}
+
 fn json_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
@@ -112,6 +163,17 @@ impl Metrics {
         Metrics::default()
     }
 
+    /// An empty registry with series for at most `max` distinct deciding policies in
+    /// `palisade_verdicts_total` (the default is [`MAX_POLICY_SERIES`]).
+    pub fn with_policy_limit(max: usize) -> Metrics {
+        let m = Metrics::default();
+        m.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .max_policies = max;
+        m
+    }
+
     /// Counts `events`.
     pub fn record<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
         let mut c = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
@@ -120,11 +182,11 @@ impl Metrics {
             c.newest_us = c.newest_us.max(e.time.as_micros());
             if let Some(v) = e.verdict {
                 let (kind, ns, name) = match &e.policy {
-                    Some(p) => (
-                        p.kind.clone(),
-                        p.namespace.clone().unwrap_or_default(),
-                        p.name.clone(),
-                    ),
+                    Some(p) => c.policy_labels((
+                        cut(&p.kind),
+                        cut(p.namespace.as_deref().unwrap_or_default()),
+                        cut(&p.name),
+                    )),
                     None => (String::new(), String::new(), String::new()),
                 };
                 let key = (
@@ -179,6 +241,12 @@ impl Metrics {
                 esc(name)
             );
         }
+        out.push_str("# HELP palisade_metrics_label_overflow_total Verdicts counted under policy=\"(other)\" because palisade_verdicts_total already had series for the most distinct policies it keeps.\n# TYPE palisade_metrics_label_overflow_total counter\n");
+        let _ = writeln!(
+            out,
+            "palisade_metrics_label_overflow_total{{metric=\"palisade_verdicts_total\"}} {}",
+            c.overflow
+        );
         out.push_str("# HELP palisade_alerts_total Detector alerts, by kind and severity.\n# TYPE palisade_alerts_total counter\n");
         for ((kind, sev), n) in &c.alerts {
             let _ = writeln!(
@@ -282,6 +350,48 @@ mod tests {
     use palisade_events::{AlertInfo, AlertKind, DnsInfo, PolicyRef, Severity, Timestamp, Verdict};
 
     #[test]
+    fn the_policy_limit_can_be_set() {
+        let m = Metrics::with_policy_limit(2);
+        let events: Vec<Event> = ["a", "b", "c", "a", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut e = Event::new(
+                    format!("e{i}"),
+                    Timestamp(1),
+                    EventBody::Dns(DnsInfo::default()),
+                );
+                e.verdict = Some(Verdict::Allow);
+                e.policy = Some(PolicyRef {
+                    kind: "NetworkPolicy".into(),
+                    namespace: Some("ns".into()),
+                    name: (*name).into(),
+                    rule: None,
+                    stage: None,
+                    mode: None,
+                    federation_revision: None,
+                });
+                e
+            })
+            .collect();
+        m.record(&events);
+        let text = m.render("");
+        for (policy, n) in [("a", 2), ("b", 1), ("(other)", 2)] {
+            assert!(
+                text.contains(&format!("policy=\"{policy}\"}} {n}\n")),
+                "{text}"
+            );
+        }
+        assert!(!text.contains("policy=\"c\""), "{text}");
+        assert!(
+            text.contains(
+                "palisade_metrics_label_overflow_total{metric=\"palisade_verdicts_total\"} 2\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn exposition_counts_verdicts_latency_alerts_and_drops() {
         let m = Metrics::new();
         let mut dns = Event::new(
@@ -347,6 +457,12 @@ mod tests {
         );
         assert!(
             text.contains("palisade_events_queued{component=\"test-queue\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "palisade_metrics_label_overflow_total{metric=\"palisade_verdicts_total\"} 0\n"
+            ),
             "{text}"
         );
         // A watch is not a sender: dropping the sender closes the channel.
