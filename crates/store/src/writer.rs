@@ -87,6 +87,8 @@ pub struct WriterStats {
     pub failed: u64,
     /// Events that could not be appended to the JSON Lines file.
     pub jsonl_failed: u64,
+    /// Events deleted by the retention ([`Writer::retention`]).
+    pub deleted: u64,
     /// The most recent error, if any.
     pub last_error: Option<String>,
 }
@@ -100,6 +102,8 @@ pub struct Writer {
     pub batch_wait: Duration,
     /// Most events per SQLite transaction when batches queue up behind a slow disk.
     pub transaction_max: usize,
+    /// What the store keeps (applied by the writer as it writes).
+    pub retention: crate::Retention,
 }
 
 impl Default for Writer {
@@ -108,6 +112,7 @@ impl Default for Writer {
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),
             transaction_max: 50_000,
+            retention: crate::Retention::default(),
         }
     }
 }
@@ -210,6 +215,10 @@ impl Writer {
     ) -> WriterStats {
         let mut stats = WriterStats::default();
         let mut pending: Vec<Chunk> = Vec::with_capacity(PIPELINE_DEPTH + 1);
+        let r = self.retention;
+        let rows_between = r.max_events.map(|m| (m / 10).max(1));
+        let mut last_check: Option<std::time::Instant> = None;
+        let mut written_since = 0u64;
         while let Ok(first) = rows_rx.recv() {
             let mut total = first.len();
             pending.push(first);
@@ -226,6 +235,7 @@ impl Writer {
                 Ok(n) => {
                     stats.written += n as u64;
                     shared.written.store(stats.written, Ordering::Release);
+                    written_since += n as u64;
                 }
                 Err(e) => {
                     stats.failed += total as u64;
@@ -234,6 +244,16 @@ impl Writer {
                 }
             }
             pending.clear();
+            let due = last_check.is_none_or(|t| t.elapsed() >= r.every)
+                || rows_between.is_some_and(|b| written_since >= b);
+            if due && (r.max_age.is_some() || r.max_events.is_some()) {
+                last_check = Some(std::time::Instant::now());
+                written_since = 0;
+                match store.apply_retention(&r, palisade_events::now_micros()) {
+                    Ok(n) => stats.deleted += n as u64,
+                    Err(e) => stats.last_error = Some(format!("retention: {e}")),
+                }
+            }
         }
         stats
     }
@@ -284,6 +304,7 @@ impl WriterHandle {
         Ok(WriterStats {
             written: inserted.written,
             failed: inserted.failed,
+            deleted: inserted.deleted,
             jsonl_failed: encoded.jsonl_failed,
             last_error: inserted.last_error.or(encoded.last_error),
         })
