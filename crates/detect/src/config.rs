@@ -60,6 +60,10 @@ pub struct NewDestinationConfig {
     /// A registered domain with at least this many distinct learned names counts as
     /// learned as a whole (CDN shards, regional endpoints).
     pub domain_known_after_names: usize,
+    /// Most destinations (and registered domains) remembered per workload: pods choose
+    /// where they connect. Beyond it a destination not remembered alerts as new each time
+    /// (no alert is lost), without being remembered.
+    pub max_destinations_per_workload: usize,
 }
 
 impl Default for NewDestinationConfig {
@@ -67,6 +71,7 @@ impl Default for NewDestinationConfig {
         NewDestinationConfig {
             enabled: true,
             domain_known_after_names: 1,
+            max_destinations_per_workload: 10_000,
         }
     }
 }
@@ -95,6 +100,11 @@ pub struct EgressVolumeConfig {
     pub new_pair_bytes: u64,
     /// Quiet seconds after which a new spike of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most (workload, destination) pairs with a baseline of their own (each keeps up to
+    /// `historyBuckets` buckets): beyond it, bytes to a destination without one count
+    /// towards its workload's `(other destinations)` pair, so a transfer spread over many
+    /// new destinations is still one volume.
+    pub max_pairs: usize,
 }
 
 impl Default for EgressVolumeConfig {
@@ -110,6 +120,7 @@ impl Default for EgressVolumeConfig {
             max_ratio: 2.0,
             new_pair_bytes: 1024 * 1024 * 1024,
             cooldown_secs: 3600,
+            max_pairs: 20_000,
         }
     }
 }
@@ -300,6 +311,12 @@ impl DetectConfig {
         }
         if self.max_evidence == 0 {
             bad.push("maxEvidence: must be at least 1".to_string());
+        }
+        if self.new_destination.max_destinations_per_workload == 0 {
+            bad.push("newDestination.maxDestinationsPerWorkload: must be at least 1".to_string());
+        }
+        if self.egress_volume.max_pairs == 0 {
+            bad.push("egressVolume.maxPairs: must be at least 1".to_string());
         }
         if bad.is_empty() {
             Ok(())

@@ -454,3 +454,99 @@ fn a_sustained_exfiltration_is_one_alert() {
         .iter()
         .all(|id| id.as_str() >= "e00005000"));
 }
+
+/// Event `i` of a flood: `w` sends 1,000 bytes to a public address of its own.
+fn to_address_of_its_own(w: &str, i: usize, secs: i64) -> Event {
+    let ip = format!("{}.{}.{}.7", 11 + i / 65_536 % 80, i / 256 % 256, i % 256);
+    ev(
+        i,
+        secs,
+        pod(w, "scanner-0"),
+        Some(ip_dst(&ip, 443)),
+        flow(FlowState::End, Some(1_000)),
+    )
+}
+
+/// Pods choose where they connect. On the old code every destination a workload reached was
+/// remembered forever, twice (the new-destination detector's list, and an egress-volume
+/// pair with up to a day of history), and every transfer of a minute was kept until the
+/// minute closed: 150,000 addresses made the saved baselines (written every minute by
+/// `palisade up`) about 30 MB, and they kept growing. Now each workload remembers at most
+/// `newDestination.maxDestinationsPerWorkload` destinations, at most `egressVolume.maxPairs`
+/// pairs have baselines of their own (the rest share one per workload), and a bucket keeps
+/// only the transfers that can be evidence.
+#[test]
+fn a_flood_of_destinations_keeps_the_baselines_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/scanner";
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            // Ten minutes, in the learning window: nothing alerts, everything is learnt.
+            let e = to_address_of_its_own(w, i, i as i64 / 250);
+            assert!(d.observe(&e).is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 75_000);
+    let saved = flood(75_000, 150_000);
+    assert!(
+        saved < 6_000_000 && saved < half + half / 10,
+        "saved baselines are {half} bytes after 75,000 destinations, {saved} after 150,000"
+    );
+}
+
+/// Past `maxPairs`, bytes to destinations without a baseline of their own still count, for
+/// their workload's `(other destinations)` pair: 2 GB spread over 2,000 new addresses in
+/// one minute (1 MB each, far below a new pair's threshold) is one volume alert.
+#[test]
+fn a_transfer_spread_over_destinations_beyond_the_limit_is_still_one_volume() {
+    let mut cfg = DetectConfig::default();
+    cfg.egress_volume.max_pairs = 100;
+    cfg.new_destination.enabled = false;
+    let w = "data/exporter";
+    let mut events: Vec<Event> = (0..100)
+        .map(|i| to_address_of_its_own(w, i, i as i64))
+        .collect();
+    let after = 26 * 3600;
+    for i in 0..2_000 {
+        let mut e = to_address_of_its_own(w, 10_000 + i, after + i as i64 / 40);
+        if let EventBody::Flow(f) = &mut e.body {
+            f.bytes_sent = Some(1_000_000);
+        }
+        events.push(e);
+    }
+    let alerts = run(cfg, &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::EgressVolume, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+    let a = alert(&alerts[0]);
+    assert!(a.summary.contains("(other destinations)"), "{}", a.summary);
+    assert_eq!(a.evidence.len(), 100, "at most maxEvidence ids");
+}
+
+/// Past `maxDestinationsPerWorkload`, a destination the workload could not remember still
+/// alerts as new after the learning window.
+#[test]
+fn destinations_beyond_the_limit_still_alert_as_new() {
+    let mut cfg = DetectConfig::default();
+    cfg.new_destination.max_destinations_per_workload = 50;
+    cfg.egress_volume.enabled = false;
+    let w = "ml/fetcher";
+    let mut events: Vec<Event> = (0..200)
+        .map(|i| to_address_of_its_own(w, i, i as i64))
+        .collect();
+    // Address 150 was seen while learning, but past the limit: not remembered.
+    events.push(to_address_of_its_own(w, 150, 26 * 3600));
+    let alerts = run(cfg.clone(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::NewDestination, w.to_string())]
+    );
+    // Address 10 was remembered: not new.
+    events.pop();
+    events.push(to_address_of_its_own(w, 10, 26 * 3600));
+    assert!(run(cfg, &events).is_empty());
+}
