@@ -291,32 +291,64 @@ impl Metrics {
 /// Stored events counted at start, at most (the newest ones), before following new ones.
 pub const TAIL_HISTORY: i64 = 100_000;
 
+/// Most stored events read at once while following the store: a follower that fell behind
+/// (a burst of events, a slow disk) reads its backlog in steps of this many.
+pub const TAIL_CHUNK: i64 = 20_000;
+
+/// Where [`tail_store`] is in the event store.
+#[derive(Debug, Default)]
+pub struct StoreTail {
+    after: Option<i64>,
+}
+
+impl StoreTail {
+    /// A follower that starts with the newest [`TAIL_HISTORY`] stored events.
+    pub fn new() -> StoreTail {
+        StoreTail::default()
+    }
+
+    /// Counts the next events stored (at most [`TAIL_CHUNK`] of them, by sequence number)
+    /// into `metrics`; returns how many were read and whether more are waiting.
+    pub fn step(
+        &mut self,
+        store: &palisade_store::Store,
+        metrics: &Metrics,
+    ) -> Result<(usize, bool), palisade_store::StoreError> {
+        let latest = store.latest_seq()?.unwrap_or(0);
+        let after = *self
+            .after
+            .get_or_insert_with(|| latest.saturating_sub(TAIL_HISTORY).max(0));
+        if latest <= after {
+            return Ok((0, false));
+        }
+        // Every row up to `latest` is committed: the window can be skipped past as a whole.
+        let through = after.saturating_add(TAIL_CHUNK).min(latest);
+        let q = palisade_store::Query {
+            after_seq: Some(after),
+            through_seq: Some(through),
+            ..palisade_store::Query::default()
+        };
+        let rows = store.query(&q)?;
+        metrics.record(rows.iter().map(|(_, e)| e));
+        self.after = Some(through);
+        Ok((rows.len(), through < latest))
+    }
+}
+
 /// Follows the event store at `path` forever: counts up to [`TAIL_HISTORY`] of the newest
-/// stored events, then every event stored after, checking every `interval`. Runs on the
-/// calling thread; errors (no store yet, a locked file) are retried.
+/// stored events, then every event stored after, checking every `interval` (reading at most
+/// [`TAIL_CHUNK`] events at once). Runs on the calling thread; errors (no store yet, a
+/// locked file) are retried.
 pub fn tail_store(path: &std::path::Path, metrics: &Metrics, interval: std::time::Duration) -> ! {
-    let mut after: Option<i64> = None;
+    let mut tail = StoreTail::new();
     let mut store = None;
     loop {
         if store.is_none() && path.exists() {
             store = palisade_store::Store::open(path).ok();
         }
         if let Some(s) = &store {
-            if after.is_none() {
-                after = s
-                    .latest_seq()
-                    .ok()
-                    .map(|l| l.map_or(0, |l| (l - TAIL_HISTORY).max(0)));
-            }
-            let q = palisade_store::Query {
-                after_seq: after,
-                ..palisade_store::Query::default()
-            };
-            if let Ok(rows) = s.query(&q) {
-                metrics.record(rows.iter().map(|(_, e)| e));
-                if let Some(max) = rows.iter().map(|(seq, _)| *seq).max() {
-                    after = Some(max);
-                }
+            if let Ok((_, true)) = tail.step(s, metrics) {
+                continue;
             }
         }
         std::thread::sleep(interval);

@@ -121,6 +121,7 @@ fn matches(q: &Query, seq: i64, e: &Event) -> bool {
             .as_deref()
             .is_none_or(|v| e.verdict.map(|x| x.as_str()) == Some(v))
         && q.after_seq.is_none_or(|a| seq > a)
+        && q.through_seq.is_none_or(|t| seq <= t)
 }
 
 fn random_query(rng: &mut Rng, max_seq: i64, max_time: i64) -> Query {
@@ -150,6 +151,9 @@ fn random_query(rng: &mut Rng, max_seq: i64, max_time: i64) -> Query {
     }
     if rng.below(4) == 0 {
         q.after_seq = Some(rng.below(max_seq as u64 + 2) as i64 - 1);
+    }
+    if rng.below(4) == 0 {
+        q.through_seq = Some(rng.below(max_seq as u64 + 2) as i64 - 1);
     }
     if rng.below(2) == 0 {
         q.limit = [1, 5, 100, 5_000][rng.below(4) as usize];

@@ -85,3 +85,38 @@ fn a_long_policy_name_is_cut_in_its_label() {
         name.len()
     );
 }
+
+#[test]
+fn the_metrics_follower_reads_a_backlog_in_bounded_steps() {
+    use palisade_observe::metrics::{StoreTail, TAIL_CHUNK};
+    let dir = std::env::temp_dir().join(format!("palisade-obs-tail-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut store = palisade_store::Store::open(dir.join("events.db")).unwrap();
+    let m = Metrics::new();
+    let mut tail = StoreTail::new();
+    assert_eq!(tail.step(&store, &m).unwrap(), (0, false));
+    // A backlog of 50,000 events (a burst while the follower was busy).
+    let events: Vec<Event> = (0..50_000)
+        .map(|i| decided_by(i, &format!("p{}", i % 7)))
+        .collect();
+    store.insert_batch(&events).unwrap();
+    let mut steps = Vec::new();
+    loop {
+        let (n, more) = tail.step(&store, &m).unwrap();
+        steps.push(n);
+        if !more {
+            break;
+        }
+    }
+    assert!(steps.iter().all(|n| *n as i64 <= TAIL_CHUNK), "{steps:?}");
+    assert_eq!(steps.iter().sum::<usize>(), 50_000, "{steps:?}");
+    assert!(m
+        .render("")
+        .contains("palisade_events_total{type=\"dns\"} 50000\n"));
+    // Caught up: nothing more, nothing counted twice.
+    assert_eq!(tail.step(&store, &m).unwrap(), (0, false));
+    store.insert_batch(&events[..3]).unwrap();
+    assert_eq!(tail.step(&store, &m).unwrap(), (3, false));
+    let _ = std::fs::remove_dir_all(&dir);
+}
