@@ -154,6 +154,10 @@ pub struct DnsTunnelConfig {
     pub long_subdomain: usize,
     /// Quiet seconds after which a new tunnel of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most queries one (workload, domain) window holds: a pod decides how fast it asks,
+    /// so beyond it the oldest leave the window early (the window is then the newest
+    /// queries; the thresholds above are far smaller).
+    pub max_queries_per_window: usize,
 }
 
 impl Default for DnsTunnelConfig {
@@ -170,6 +174,7 @@ impl Default for DnsTunnelConfig {
             long_name: 120,
             long_subdomain: 40,
             cooldown_secs: 3600,
+            max_queries_per_window: 10_000,
         }
     }
 }
@@ -314,6 +319,9 @@ impl DetectConfig {
         }
         if self.new_destination.max_destinations_per_workload == 0 {
             bad.push("newDestination.maxDestinationsPerWorkload: must be at least 1".to_string());
+        }
+        if self.dns_tunnel.max_queries_per_window == 0 {
+            bad.push("dnsTunnel.maxQueriesPerWindow: must be at least 1".to_string());
         }
         if self.egress_volume.max_pairs == 0 {
             bad.push("egressVolume.maxPairs: must be at least 1".to_string());

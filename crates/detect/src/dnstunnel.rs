@@ -48,8 +48,9 @@ struct Query {
 }
 
 impl Window {
-    fn expire(&mut self, before: i64) {
-        while self.queries.front().is_some_and(|q| q.time < before) {
+    /// Drops the queries older than `before`, and the oldest beyond `keep`.
+    fn expire(&mut self, before: i64, keep: usize) {
+        while self.queries.len() > keep || self.queries.front().is_some_and(|q| q.time < before) {
             let Some(q) = self.queries.pop_front() else {
                 break;
             };
@@ -91,7 +92,10 @@ impl State {
             .domains
             .entry(format!("{workload}\u{1f}{domain}"))
             .or_default();
-        w.expire(ctx.now - cfg.window_secs * SECOND);
+        w.expire(
+            ctx.now - cfg.window_secs * SECOND,
+            cfg.max_queries_per_window.saturating_sub(1),
+        );
         w.queries.push_back(Query {
             time: ctx.now,
             name: name.to_string(),
@@ -148,7 +152,7 @@ impl State {
     pub(crate) fn sweep(&mut self, ctx: &mut Ctx<'_>) {
         let before = ctx.now - ctx.cfg.dns_tunnel.window_secs * SECOND;
         self.domains.retain(|_, w| {
-            w.expire(before);
+            w.expire(before, usize::MAX);
             !w.queries.is_empty()
         });
     }

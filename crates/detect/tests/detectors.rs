@@ -550,3 +550,62 @@ fn destinations_beyond_the_limit_still_alert_as_new() {
     events.push(to_address_of_its_own(w, 10, 26 * 3600));
     assert!(run(cfg, &events).is_empty());
 }
+
+/// A pod decides how fast it asks. On the old code a DNS-tunnel window kept every query of
+/// its 30 minutes: 200,000 queries under one domain in ten minutes were 200,000 names and
+/// ids held (and saved every minute). Now a window holds at most
+/// `dnsTunnel.maxQueriesPerWindow` (the newest), and a tunnel in the flood still alerts.
+#[test]
+fn a_flood_of_dns_queries_keeps_the_tunnel_window_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/chatty";
+    let query = |i: usize, name: String| {
+        ev(
+            i,
+            i as i64 / 400,
+            pod(w, "chatty-0"),
+            None,
+            EventBody::Dns(DnsInfo {
+                query: name,
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                ..DnsInfo::default()
+            }),
+        )
+    };
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            assert!(d
+                .observe(&query(i, format!("h{}.example.com", i % 50)))
+                .is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000);
+    let saved = flood(100_000, 200_000);
+    assert!(
+        saved < half + half / 10 && saved < 3_000_000,
+        "saved baselines are {half} bytes after 100,000 queries, {saved} after 200,000"
+    );
+    // A tunnel under the same domain, amid the flood.
+    let mut alerts = Vec::new();
+    for i in 0..40 {
+        let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x >> 59) as usize] as char
+            })
+            .collect();
+        let name = format!("{label}.example.com");
+        alerts.extend(d.observe(&query(200_000 + i, name)));
+    }
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::DnsTunnel, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+}
