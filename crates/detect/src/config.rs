@@ -196,6 +196,10 @@ pub struct LateralMovementConfig {
     pub peak_factor: f64,
     /// Quiet seconds after which a new fan-out of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most denied connections one workload's window holds (and most targets it learns as
+    /// routine): a pod decides how fast it is denied, so beyond it the oldest leave the
+    /// window early.
+    pub max_denied_per_window: usize,
 }
 
 impl Default for LateralMovementConfig {
@@ -207,6 +211,7 @@ impl Default for LateralMovementConfig {
             min_ports: 20,
             peak_factor: 2.0,
             cooldown_secs: 3600,
+            max_denied_per_window: 10_000,
         }
     }
 }
@@ -319,6 +324,9 @@ impl DetectConfig {
         }
         if self.new_destination.max_destinations_per_workload == 0 {
             bad.push("newDestination.maxDestinationsPerWorkload: must be at least 1".to_string());
+        }
+        if self.lateral_movement.max_denied_per_window == 0 {
+            bad.push("lateralMovement.maxDeniedPerWindow: must be at least 1".to_string());
         }
         if self.dns_tunnel.max_queries_per_window == 0 {
             bad.push("dnsTunnel.maxQueriesPerWindow: must be at least 1".to_string());

@@ -609,3 +609,41 @@ fn a_flood_of_dns_queries_keeps_the_tunnel_window_bounded() {
         describe(&alerts)
     );
 }
+
+/// A pod decides how fast it is denied. On the old code a workload's lateral-movement window
+/// kept every denied connection of its 5 minutes (and their hosts and ports): 200,000 in
+/// 100 seconds were all held, and saved every minute. Now a window holds at most
+/// `lateralMovement.maxDeniedPerWindow` (the newest), and the scan still alerts once.
+#[test]
+fn a_flood_of_denied_connections_keeps_the_lateral_window_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "dev/shell";
+    let mut alerts = Vec::new();
+    let mut flood = |from: usize, to: usize, alerts: &mut Vec<Event>| {
+        for i in from..to {
+            let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256);
+            let e = ev(
+                i,
+                i as i64 / 2_000,
+                pod(w, "shell-0"),
+                Some(ip_dst(&ip, 22)),
+                flow(FlowState::Denied, None),
+            );
+            alerts.extend(d.observe(&e));
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000, &mut alerts);
+    let saved = flood(100_000, 200_000, &mut alerts);
+    assert!(
+        saved < half + half / 10 && saved < 4_000_000,
+        "saved baselines are {half} bytes after 100,000 denied connections, {saved} after 200,000"
+    );
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::LateralMovement, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+}
