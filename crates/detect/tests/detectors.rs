@@ -208,6 +208,21 @@ fn config_has_defaults_and_refuses_unknown_fields() {
         err.contains("alertHoldSecs") && err.contains("dnsTunnel.windowSecs"),
         "{err}"
     );
+    // Limits of 0 would make the detectors remember nothing: refused, all at once.
+    let err = DetectConfig::from_json(
+        r#"{"newDestination": {"maxDestinationsPerWorkload": 0}, "egressVolume": {"maxPairs": 0},
+            "dnsTunnel": {"maxQueriesPerWindow": 0}, "lateralMovement": {"maxDeniedPerWindow": 0}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for field in [
+        "newDestination.maxDestinationsPerWorkload",
+        "egressVolume.maxPairs",
+        "dnsTunnel.maxQueriesPerWindow",
+        "lateralMovement.maxDeniedPerWindow",
+    ] {
+        assert!(err.contains(field), "{field}: {err}");
+    }
     let text = serde_json::to_string(&DetectConfig::default()).unwrap();
     assert_eq!(
         DetectConfig::from_json(&text).unwrap(),
