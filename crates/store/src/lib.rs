@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub use query::Query;
 pub use store::Store;
-pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats};
+pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats, DEFAULT_JSONL_MAX_BYTES};
 
 /// How much of the event stream the store keeps. Pods decide how many events there are (a
 /// flood of connections or DNS queries), so the store keeps at most `max_events` rows by

@@ -545,3 +545,40 @@ fn events_older_than_the_retention_age_are_deleted_as_the_writer_writes() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].1, recent);
 }
+
+/// The JSON Lines copy (`spec.events.jsonl`, tailed by a log shipper) grew without end on
+/// the old code. Now it is rotated at its size limit (1 GiB by default): the file becomes
+/// `<name>.1` and a new one starts, so the two stay bounded; a second process appending to
+/// the same file follows the rotation instead of writing into the old file forever.
+#[test]
+fn the_json_lines_copy_is_rotated_at_its_size_limit() {
+    use palisade_store::JsonlSink;
+    let dir = TempDir::new("rotate");
+    let path = dir.0.join("events.jsonl");
+    let rotated = JsonlSink::rotated_path(&path);
+    let mut a = JsonlSink::open_with_limit(&path, Some(20_000)).unwrap();
+    let mut b = JsonlSink::open_with_limit(&path, Some(20_000)).unwrap();
+    let mut ids = UlidGenerator::new();
+    let events: Vec<Event> = (0..2_000).map(|i| generate(&mut ids, i)).collect();
+    for chunk in events.chunks(10) {
+        for (i, e) in chunk.iter().enumerate() {
+            let sink = if i % 2 == 0 { &mut a } else { &mut b };
+            sink.write_event(e).unwrap();
+        }
+        a.flush().unwrap();
+        b.flush().unwrap();
+    }
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    // At most the limit and one flush of each writer more, in each file.
+    assert!(size(&path) < 30_000, "{} bytes", size(&path));
+    assert!(size(&rotated) < 30_000, "{} bytes", size(&rotated));
+    let files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert_eq!(files.len(), 2, "events.jsonl and events.jsonl.1 only");
+    // The newest events are in the current file, whole lines each.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let back: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    assert_eq!(back.last(), events.last());
+}
