@@ -158,6 +158,10 @@ pub struct DnsTunnelConfig {
     /// so beyond it the oldest leave the window early (the window is then the newest
     /// queries; the thresholds above are far smaller).
     pub max_queries_per_window: usize,
+    /// Most (workload, domain) windows: a pod decides how many domains it asks for, so
+    /// beyond it queries under a domain without a window count in their workload's
+    /// `(other domains)` window (a tunnel through a new domain still adds up there).
+    pub max_windows: usize,
 }
 
 impl Default for DnsTunnelConfig {
@@ -175,6 +179,7 @@ impl Default for DnsTunnelConfig {
             long_subdomain: 40,
             cooldown_secs: 3600,
             max_queries_per_window: 10_000,
+            max_windows: 50_000,
         }
     }
 }
@@ -327,6 +332,9 @@ impl DetectConfig {
         }
         if self.lateral_movement.max_denied_per_window == 0 {
             bad.push("lateralMovement.maxDeniedPerWindow: must be at least 1".to_string());
+        }
+        if self.dns_tunnel.max_windows == 0 {
+            bad.push("dnsTunnel.maxWindows: must be at least 1".to_string());
         }
         if self.dns_tunnel.max_queries_per_window == 0 {
             bad.push("dnsTunnel.maxQueriesPerWindow: must be at least 1".to_string());

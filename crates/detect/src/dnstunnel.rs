@@ -23,6 +23,9 @@ pub(crate) fn is_suspicious(cfg: &DnsTunnelConfig, shape: &NameShape, name: &str
         || shape.length >= cfg.long_name
 }
 
+/// The domain of a workload's window for the domains beyond `dnsTunnel.maxWindows`.
+const OTHER_DOMAINS: &str = "(other domains)";
+
 /// Windows per (workload, domain).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -88,10 +91,15 @@ impl State {
             .qtype
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("TXT") || t.eq_ignore_ascii_case("NULL"));
-        let w = self
-            .domains
-            .entry(format!("{workload}\u{1f}{domain}"))
-            .or_default();
+        let mut key = format!("{workload}\u{1f}{domain}");
+        let mut domain = domain;
+        if self.domains.len() >= cfg.max_windows && !self.domains.contains_key(&key) {
+            // Beyond the limit, one window per workload for every other domain (created
+            // past the limit, at most one per workload).
+            key = format!("{workload}\u{1f}{OTHER_DOMAINS}");
+            domain = OTHER_DOMAINS;
+        }
+        let w = self.domains.entry(key).or_default();
         w.expire(
             ctx.now - cfg.window_secs * SECOND,
             cfg.max_queries_per_window.saturating_sub(1),

@@ -211,7 +211,8 @@ fn config_has_defaults_and_refuses_unknown_fields() {
     // Limits of 0 would make the detectors remember nothing: refused, all at once.
     let err = DetectConfig::from_json(
         r#"{"newDestination": {"maxDestinationsPerWorkload": 0}, "egressVolume": {"maxPairs": 0},
-            "dnsTunnel": {"maxQueriesPerWindow": 0}, "lateralMovement": {"maxDeniedPerWindow": 0}}"#,
+            "dnsTunnel": {"maxQueriesPerWindow": 0, "maxWindows": 0},
+            "lateralMovement": {"maxDeniedPerWindow": 0}}"#,
     )
     .unwrap_err()
     .to_string();
@@ -219,6 +220,7 @@ fn config_has_defaults_and_refuses_unknown_fields() {
         "newDestination.maxDestinationsPerWorkload",
         "egressVolume.maxPairs",
         "dnsTunnel.maxQueriesPerWindow",
+        "dnsTunnel.maxWindows",
         "lateralMovement.maxDeniedPerWindow",
     ] {
         assert!(err.contains(field), "{field}: {err}");
@@ -699,4 +701,63 @@ fn an_alert_about_many_destinations_has_a_bounded_summary() {
         a.summary
     );
     assert_eq!(a.evidence.len(), 100);
+}
+
+/// A pod decides how many domains it asks for. On the old code every (workload, registered
+/// domain) had a window of its own for 30 minutes: 200,000 queries under as many domains were
+/// 200,000 windows. Now at most `dnsTunnel.maxWindows` exist; queries under further domains
+/// count in their workload's `(other domains)` window, so a tunnel through a new domain
+/// after the flood still alerts.
+#[test]
+fn a_flood_of_domains_keeps_the_tunnel_windows_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/chatty";
+    let query = |i: usize, name: String| {
+        ev(
+            i,
+            i as i64 / 400,
+            pod(w, "chatty-0"),
+            None,
+            EventBody::Dns(DnsInfo {
+                query: name,
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                ..DnsInfo::default()
+            }),
+        )
+    };
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            assert!(d.observe(&query(i, format!("www.d{i}.com"))).is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000);
+    let saved = flood(100_000, 200_000);
+    assert!(
+        saved < half + half / 10,
+        "saved baselines are {half} bytes after 100,000 domains, {saved} after 200,000"
+    );
+    let mut alerts = Vec::new();
+    for i in 0..40u64 {
+        let mut x = (i + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x >> 59) as usize] as char
+            })
+            .collect();
+        alerts.extend(d.observe(&query(
+            300_000 + i as usize,
+            format!("{label}.tunnel-c2.io"),
+        )));
+    }
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::DnsTunnel, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
 }
