@@ -38,8 +38,15 @@ struct Pending {
     last: i64,
     cooldown_secs: i64,
     reasons: Vec<(String, String)>,
+    /// Signals about further topics, beyond [`MAX_REASONS`].
+    #[serde(default)]
+    more: u64,
     evidence: Vec<String>,
 }
+
+/// Most topics an alert's summary names: pods decide how many there are (every new
+/// destination is one); further ones are counted.
+const MAX_REASONS: usize = 10;
 
 /// Pending alerts, quiet periods and the id sequence.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -70,7 +77,11 @@ impl AlertBook {
             p.last = p.last.max(s.time);
             p.severity = p.severity.max(s.severity);
             if !p.reasons.iter().any(|(t, _)| *t == s.topic) {
-                p.reasons.push((s.topic, s.reason));
+                if p.reasons.len() < MAX_REASONS {
+                    p.reasons.push((s.topic, s.reason));
+                } else {
+                    p.more += 1;
+                }
             }
             for id in s.evidence {
                 if p.evidence.len() >= max_evidence {
@@ -107,6 +118,7 @@ impl AlertBook {
                 last: s.time,
                 cooldown_secs: s.cooldown_secs,
                 reasons: vec![(s.topic, s.reason)],
+                more: 0,
                 evidence,
             },
         );
@@ -157,7 +169,16 @@ impl AlertBook {
             self.seq += 1;
             let id = Ulid::from_parts(ms, u128::from(self.seq)).to_string();
             let reasons: Vec<&str> = p.reasons.iter().map(|(_, r)| r.as_str()).collect();
-            let summary = format!("{} {}.", p.subject, reasons.join("; "));
+            let summary = if p.more > 0 {
+                format!(
+                    "{} {}; and {} more signals like these.",
+                    p.subject,
+                    reasons.join("; "),
+                    p.more
+                )
+            } else {
+                format!("{} {}.", p.subject, reasons.join("; "))
+            };
             out.push(Event::new(
                 id,
                 Timestamp(time),

@@ -60,6 +60,10 @@ pub struct NewDestinationConfig {
     /// A registered domain with at least this many distinct learned names counts as
     /// learned as a whole (CDN shards, regional endpoints).
     pub domain_known_after_names: usize,
+    /// Most destinations (and registered domains) remembered per workload: pods choose
+    /// where they connect. Beyond it a destination not remembered alerts as new each time
+    /// (no alert is lost), without being remembered.
+    pub max_destinations_per_workload: usize,
 }
 
 impl Default for NewDestinationConfig {
@@ -67,6 +71,7 @@ impl Default for NewDestinationConfig {
         NewDestinationConfig {
             enabled: true,
             domain_known_after_names: 1,
+            max_destinations_per_workload: 10_000,
         }
     }
 }
@@ -95,6 +100,11 @@ pub struct EgressVolumeConfig {
     pub new_pair_bytes: u64,
     /// Quiet seconds after which a new spike of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most (workload, destination) pairs with a baseline of their own (each keeps up to
+    /// `historyBuckets` buckets): beyond it, bytes to a destination without one count
+    /// towards its workload's `(other destinations)` pair, so a transfer spread over many
+    /// new destinations is still one volume.
+    pub max_pairs: usize,
 }
 
 impl Default for EgressVolumeConfig {
@@ -110,6 +120,7 @@ impl Default for EgressVolumeConfig {
             max_ratio: 2.0,
             new_pair_bytes: 1024 * 1024 * 1024,
             cooldown_secs: 3600,
+            max_pairs: 20_000,
         }
     }
 }
@@ -143,6 +154,14 @@ pub struct DnsTunnelConfig {
     pub long_subdomain: usize,
     /// Quiet seconds after which a new tunnel of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most queries one (workload, domain) window holds: a pod decides how fast it asks,
+    /// so beyond it the oldest leave the window early (the window is then the newest
+    /// queries; the thresholds above are far smaller).
+    pub max_queries_per_window: usize,
+    /// Most (workload, domain) windows: a pod decides how many domains it asks for, so
+    /// beyond it queries under a domain without a window count in their workload's
+    /// `(other domains)` window (a tunnel through a new domain still adds up there).
+    pub max_windows: usize,
 }
 
 impl Default for DnsTunnelConfig {
@@ -159,6 +178,8 @@ impl Default for DnsTunnelConfig {
             long_name: 120,
             long_subdomain: 40,
             cooldown_secs: 3600,
+            max_queries_per_window: 10_000,
+            max_windows: 50_000,
         }
     }
 }
@@ -180,6 +201,10 @@ pub struct LateralMovementConfig {
     pub peak_factor: f64,
     /// Quiet seconds after which a new fan-out of the same workload is a new alert.
     pub cooldown_secs: i64,
+    /// Most denied connections one workload's window holds (and most targets it learns as
+    /// routine): a pod decides how fast it is denied, so beyond it the oldest leave the
+    /// window early.
+    pub max_denied_per_window: usize,
 }
 
 impl Default for LateralMovementConfig {
@@ -191,6 +216,7 @@ impl Default for LateralMovementConfig {
             min_ports: 20,
             peak_factor: 2.0,
             cooldown_secs: 3600,
+            max_denied_per_window: 10_000,
         }
     }
 }
@@ -300,6 +326,21 @@ impl DetectConfig {
         }
         if self.max_evidence == 0 {
             bad.push("maxEvidence: must be at least 1".to_string());
+        }
+        if self.new_destination.max_destinations_per_workload == 0 {
+            bad.push("newDestination.maxDestinationsPerWorkload: must be at least 1".to_string());
+        }
+        if self.lateral_movement.max_denied_per_window == 0 {
+            bad.push("lateralMovement.maxDeniedPerWindow: must be at least 1".to_string());
+        }
+        if self.dns_tunnel.max_windows == 0 {
+            bad.push("dnsTunnel.maxWindows: must be at least 1".to_string());
+        }
+        if self.dns_tunnel.max_queries_per_window == 0 {
+            bad.push("dnsTunnel.maxQueriesPerWindow: must be at least 1".to_string());
+        }
+        if self.egress_volume.max_pairs == 0 {
+            bad.push("egressVolume.maxPairs: must be at least 1".to_string());
         }
         if bad.is_empty() {
             Ok(())

@@ -23,6 +23,9 @@ pub(crate) fn is_suspicious(cfg: &DnsTunnelConfig, shape: &NameShape, name: &str
         || shape.length >= cfg.long_name
 }
 
+/// The domain of a workload's window for the domains beyond `dnsTunnel.maxWindows`.
+const OTHER_DOMAINS: &str = "(other domains)";
+
 /// Windows per (workload, domain).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -48,8 +51,9 @@ struct Query {
 }
 
 impl Window {
-    fn expire(&mut self, before: i64) {
-        while self.queries.front().is_some_and(|q| q.time < before) {
+    /// Drops the queries older than `before`, and the oldest beyond `keep`.
+    fn expire(&mut self, before: i64, keep: usize) {
+        while self.queries.len() > keep || self.queries.front().is_some_and(|q| q.time < before) {
             let Some(q) = self.queries.pop_front() else {
                 break;
             };
@@ -87,11 +91,19 @@ impl State {
             .qtype
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("TXT") || t.eq_ignore_ascii_case("NULL"));
-        let w = self
-            .domains
-            .entry(format!("{workload}\u{1f}{domain}"))
-            .or_default();
-        w.expire(ctx.now - cfg.window_secs * SECOND);
+        let mut key = format!("{workload}\u{1f}{domain}");
+        let mut domain = domain;
+        if self.domains.len() >= cfg.max_windows && !self.domains.contains_key(&key) {
+            // Beyond the limit, one window per workload for every other domain (created
+            // past the limit, at most one per workload).
+            key = format!("{workload}\u{1f}{OTHER_DOMAINS}");
+            domain = OTHER_DOMAINS;
+        }
+        let w = self.domains.entry(key).or_default();
+        w.expire(
+            ctx.now - cfg.window_secs * SECOND,
+            cfg.max_queries_per_window.saturating_sub(1),
+        );
         w.queries.push_back(Query {
             time: ctx.now,
             name: name.to_string(),
@@ -148,7 +160,7 @@ impl State {
     pub(crate) fn sweep(&mut self, ctx: &mut Ctx<'_>) {
         let before = ctx.now - ctx.cfg.dns_tunnel.window_secs * SECOND;
         self.domains.retain(|_, w| {
-            w.expire(before);
+            w.expire(before, usize::MAX);
             !w.queries.is_empty()
         });
     }

@@ -92,8 +92,9 @@ fn host_key(dst: &Endpoint) -> String {
 }
 
 impl Fanout {
-    fn expire(&mut self, before: i64) {
-        while self.denied.front().is_some_and(|d| d.time < before) {
+    /// Drops the denied connections older than `before`, and the oldest beyond `keep`.
+    fn expire(&mut self, before: i64, keep: usize) {
+        while self.denied.len() > keep || self.denied.front().is_some_and(|d| d.time < before) {
             let Some(d) = self.denied.pop_front() else {
                 break;
             };
@@ -111,13 +112,15 @@ impl Fanout {
         }
     }
 
-    fn roll(&mut self, period: i64, width: i64) {
+    fn roll(&mut self, period: i64, width: i64, max: usize) {
         if period != self.period {
             if !self.period_alerted {
                 self.peak_hosts = self.peak_hosts.max(self.period_hosts);
                 self.peak_pairs = self.peak_pairs.max(self.period_pairs);
                 if (self.period + 1) * width <= self.learn_until {
-                    self.routine.append(&mut self.period_targets);
+                    let room = max.saturating_sub(self.routine.len());
+                    let targets = std::mem::take(&mut self.period_targets);
+                    self.routine.extend(targets.into_iter().take(room));
                 }
             }
             self.period_targets.clear();
@@ -148,13 +151,16 @@ impl State {
                 period: ctx.now.div_euclid(window),
                 ..Fanout::default()
             });
-        f.expire(ctx.now - window);
-        f.roll(ctx.now.div_euclid(window), window);
+        let max = cfg.max_denied_per_window;
+        f.expire(ctx.now - window, max.saturating_sub(1));
+        f.roll(ctx.now.div_euclid(window), window, max);
         let target = target_key(dst);
         if f.routine.contains(&target) {
             return;
         }
-        f.period_targets.insert(target);
+        if f.period_targets.len() < max {
+            f.period_targets.insert(target);
+        }
         let host = host_key(dst);
         let pair = format!("{host}:{}", dst.port.unwrap_or(0));
         *f.hosts.entry(host.clone()).or_default() += 1;
@@ -201,7 +207,7 @@ impl State {
     pub(crate) fn sweep(&mut self, ctx: &mut Ctx<'_>) {
         let window = ctx.cfg.lateral_movement.window_secs * SECOND;
         for f in self.workloads.values_mut() {
-            f.expire(ctx.now - window);
+            f.expire(ctx.now - window, usize::MAX);
         }
     }
 }

@@ -38,6 +38,9 @@ impl State {
     ) {
         let known = self.workloads.entry(workload.to_string()).or_default();
         let learning = ctx.now < learn_until;
+        // Pods choose where they connect: what a workload remembers is bounded.
+        let max = ctx.cfg.new_destination.max_destinations_per_workload;
+        let full = known.dests.len() >= max;
         match known.dests.get(dest) {
             Some(None) => return,
             Some(Some(first)) => {
@@ -59,8 +62,12 @@ impl State {
             network_of(dest)
         };
         if learning {
-            known.dests.insert(dest.to_string(), None);
-            *known.domains.entry(group).or_default() += 1;
+            if !full {
+                known.dests.insert(dest.to_string(), None);
+            }
+            if known.domains.len() < max || known.domains.contains_key(&group) {
+                *known.domains.entry(group).or_default() += 1;
+            }
             return;
         }
         let needed = if is_name {
@@ -69,10 +76,14 @@ impl State {
             1
         };
         if known.domains.get(&group).is_some_and(|n| *n >= needed) {
-            known.dests.insert(dest.to_string(), None);
+            if !full {
+                known.dests.insert(dest.to_string(), None);
+            }
             return;
         }
-        known.dests.insert(dest.to_string(), Some(ctx.now));
+        if !full {
+            known.dests.insert(dest.to_string(), Some(ctx.now));
+        }
         ctx.signal(signal(ctx.cfg, workload, dest, ctx.now, id));
     }
 }

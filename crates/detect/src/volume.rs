@@ -12,6 +12,10 @@ use crate::util::{human_bytes, robust_stats};
 use crate::{Ctx, SECOND};
 
 /// Open buckets and baselines per pair.
+/// The destination of a workload's pair for the destinations beyond
+/// `egressVolume.maxPairs`.
+pub(crate) const OTHER_DESTINATIONS: &str = "(other destinations)";
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
     pairs: HashMap<String, Pair>,
@@ -40,7 +44,14 @@ impl State {
     ) {
         let width = ctx.cfg.egress_volume.bucket_secs * SECOND;
         let bucket = ctx.now.div_euclid(width);
-        let key = format!("{workload}\u{1f}{dest}");
+        let mut key = format!("{workload}\u{1f}{dest}");
+        let mut dest = dest;
+        if self.pairs.len() >= ctx.cfg.egress_volume.max_pairs && !self.pairs.contains_key(&key) {
+            // Pods choose where they send: beyond the limit, new destinations share one
+            // pair per workload (created past the limit, at most one per workload).
+            key = format!("{workload}\u{1f}{OTHER_DESTINATIONS}");
+            dest = OTHER_DESTINATIONS;
+        }
         let pair = self.pairs.entry(key).or_insert_with(|| Pair {
             workload: workload.to_string(),
             dest: dest.to_string(),
@@ -54,6 +65,13 @@ impl State {
         }
         pair.bytes = pair.bytes.saturating_add(bytes);
         pair.events.push((id.to_string(), bytes));
+        // Evidence is at most `maxEvidence` of the largest transfers (`close`): the others
+        // of a busy bucket need not be kept.
+        let keep = ctx.cfg.max_evidence;
+        if pair.events.len() >= 2 * keep.max(1) {
+            pair.events.sort_by(by_size);
+            pair.events.truncate(keep);
+        }
     }
 
     /// Closes buckets that ended before `ctx.now`, in key order.
@@ -116,7 +134,7 @@ impl Pair {
             // Evidence: the fewest largest transfers without which the bucket would not
             // be a spike (not the routine traffic of the same bucket).
             let mut ev = events;
-            ev.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            ev.sort_by(by_size);
             let mut rest = bytes as f64;
             let mut evidence = Vec::new();
             for (id, b) in ev {
@@ -157,4 +175,9 @@ impl Pair {
             self.history.pop_front();
         }
     }
+}
+
+/// Largest transfer first; equal ones by event id.
+fn by_size(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
+    b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
 }

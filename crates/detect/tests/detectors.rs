@@ -208,6 +208,23 @@ fn config_has_defaults_and_refuses_unknown_fields() {
         err.contains("alertHoldSecs") && err.contains("dnsTunnel.windowSecs"),
         "{err}"
     );
+    // Limits of 0 would make the detectors remember nothing: refused, all at once.
+    let err = DetectConfig::from_json(
+        r#"{"newDestination": {"maxDestinationsPerWorkload": 0}, "egressVolume": {"maxPairs": 0},
+            "dnsTunnel": {"maxQueriesPerWindow": 0, "maxWindows": 0},
+            "lateralMovement": {"maxDeniedPerWindow": 0}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for field in [
+        "newDestination.maxDestinationsPerWorkload",
+        "egressVolume.maxPairs",
+        "dnsTunnel.maxQueriesPerWindow",
+        "dnsTunnel.maxWindows",
+        "lateralMovement.maxDeniedPerWindow",
+    ] {
+        assert!(err.contains(field), "{field}: {err}");
+    }
     let text = serde_json::to_string(&DetectConfig::default()).unwrap();
     assert_eq!(
         DetectConfig::from_json(&text).unwrap(),
@@ -453,4 +470,294 @@ fn a_sustained_exfiltration_is_one_alert() {
         .evidence
         .iter()
         .all(|id| id.as_str() >= "e00005000"));
+}
+
+/// Event `i` of a flood: `w` sends 1,000 bytes to a public address of its own.
+fn to_address_of_its_own(w: &str, i: usize, secs: i64) -> Event {
+    let ip = format!("{}.{}.{}.7", 11 + i / 65_536 % 80, i / 256 % 256, i % 256);
+    ev(
+        i,
+        secs,
+        pod(w, "scanner-0"),
+        Some(ip_dst(&ip, 443)),
+        flow(FlowState::End, Some(1_000)),
+    )
+}
+
+/// Pods choose where they connect. On the old code every destination a workload reached was
+/// remembered forever, twice (the new-destination detector's list, and an egress-volume
+/// pair with up to a day of history), and every transfer of a minute was kept until the
+/// minute closed: 150,000 addresses made the saved baselines (written every minute by
+/// `palisade up`) about 30 MB, and they kept growing. Now each workload remembers at most
+/// `newDestination.maxDestinationsPerWorkload` destinations, at most `egressVolume.maxPairs`
+/// pairs have baselines of their own (the rest share one per workload), and a bucket keeps
+/// only the transfers that can be evidence.
+#[test]
+fn a_flood_of_destinations_keeps_the_baselines_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/scanner";
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            // Ten minutes, in the learning window: nothing alerts, everything is learnt.
+            let e = to_address_of_its_own(w, i, i as i64 / 250);
+            assert!(d.observe(&e).is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 75_000);
+    let saved = flood(75_000, 150_000);
+    assert!(
+        saved < 6_000_000 && saved < half + half / 10,
+        "saved baselines are {half} bytes after 75,000 destinations, {saved} after 150,000"
+    );
+}
+
+/// Past `maxPairs`, bytes to destinations without a baseline of their own still count, for
+/// their workload's `(other destinations)` pair: 2 GB spread over 2,000 new addresses in
+/// one minute (1 MB each, far below a new pair's threshold) is one volume alert.
+#[test]
+fn a_transfer_spread_over_destinations_beyond_the_limit_is_still_one_volume() {
+    let mut cfg = DetectConfig::default();
+    cfg.egress_volume.max_pairs = 100;
+    cfg.new_destination.enabled = false;
+    let w = "data/exporter";
+    let mut events: Vec<Event> = (0..100)
+        .map(|i| to_address_of_its_own(w, i, i as i64))
+        .collect();
+    let after = 26 * 3600;
+    for i in 0..2_000 {
+        let mut e = to_address_of_its_own(w, 10_000 + i, after + i as i64 / 40);
+        if let EventBody::Flow(f) = &mut e.body {
+            f.bytes_sent = Some(1_000_000);
+        }
+        events.push(e);
+    }
+    let alerts = run(cfg, &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::EgressVolume, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+    let a = alert(&alerts[0]);
+    assert!(a.summary.contains("(other destinations)"), "{}", a.summary);
+    assert_eq!(a.evidence.len(), 100, "at most maxEvidence ids");
+}
+
+/// Past `maxDestinationsPerWorkload`, a destination the workload could not remember still
+/// alerts as new after the learning window.
+#[test]
+fn destinations_beyond_the_limit_still_alert_as_new() {
+    let mut cfg = DetectConfig::default();
+    cfg.new_destination.max_destinations_per_workload = 50;
+    cfg.egress_volume.enabled = false;
+    let w = "ml/fetcher";
+    let mut events: Vec<Event> = (0..200)
+        .map(|i| to_address_of_its_own(w, i, i as i64))
+        .collect();
+    // Address 150 was seen while learning, but past the limit: not remembered.
+    events.push(to_address_of_its_own(w, 150, 26 * 3600));
+    let alerts = run(cfg.clone(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::NewDestination, w.to_string())]
+    );
+    // Address 10 was remembered: not new.
+    events.pop();
+    events.push(to_address_of_its_own(w, 10, 26 * 3600));
+    assert!(run(cfg, &events).is_empty());
+}
+
+/// A pod decides how fast it asks. On the old code a DNS-tunnel window kept every query of
+/// its 30 minutes: 200,000 queries under one domain in ten minutes were 200,000 names and
+/// ids held (and saved every minute). Now a window holds at most
+/// `dnsTunnel.maxQueriesPerWindow` (the newest), and a tunnel in the flood still alerts.
+#[test]
+fn a_flood_of_dns_queries_keeps_the_tunnel_window_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/chatty";
+    let query = |i: usize, name: String| {
+        ev(
+            i,
+            i as i64 / 400,
+            pod(w, "chatty-0"),
+            None,
+            EventBody::Dns(DnsInfo {
+                query: name,
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                ..DnsInfo::default()
+            }),
+        )
+    };
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            assert!(d
+                .observe(&query(i, format!("h{}.example.com", i % 50)))
+                .is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000);
+    let saved = flood(100_000, 200_000);
+    assert!(
+        saved < half + half / 10 && saved < 3_000_000,
+        "saved baselines are {half} bytes after 100,000 queries, {saved} after 200,000"
+    );
+    // A tunnel under the same domain, amid the flood.
+    let mut alerts = Vec::new();
+    for i in 0..40 {
+        let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x >> 59) as usize] as char
+            })
+            .collect();
+        let name = format!("{label}.example.com");
+        alerts.extend(d.observe(&query(200_000 + i, name)));
+    }
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::DnsTunnel, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+}
+
+/// A pod decides how fast it is denied. On the old code a workload's lateral-movement window
+/// kept every denied connection of its 5 minutes (and their hosts and ports): 200,000 in
+/// 100 seconds were all held, and saved every minute. Now a window holds at most
+/// `lateralMovement.maxDeniedPerWindow` (the newest), and the scan still alerts once.
+#[test]
+fn a_flood_of_denied_connections_keeps_the_lateral_window_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "dev/shell";
+    let mut alerts = Vec::new();
+    let mut flood = |from: usize, to: usize, alerts: &mut Vec<Event>| {
+        for i in from..to {
+            let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256);
+            let e = ev(
+                i,
+                i as i64 / 2_000,
+                pod(w, "shell-0"),
+                Some(ip_dst(&ip, 22)),
+                flow(FlowState::Denied, None),
+            );
+            alerts.extend(d.observe(&e));
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000, &mut alerts);
+    let saved = flood(100_000, 200_000, &mut alerts);
+    assert!(
+        saved < half + half / 10 && saved < 4_000_000,
+        "saved baselines are {half} bytes after 100,000 denied connections, {saved} after 200,000"
+    );
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::LateralMovement, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
+}
+
+/// Each new destination is a topic of the workload's pending alert. On the old code the
+/// alert's summary named every one of them, and each signal searched the list: 20,000 new
+/// destinations within the hold time made one alert with a summary of 1.7 MB (stored,
+/// shown in the UI) after 200 million comparisons. Now a summary names at most 10 and counts
+/// the rest.
+#[test]
+fn an_alert_about_many_destinations_has_a_bounded_summary() {
+    let w = "ml/fetcher";
+    let mut events: Vec<Event> = (0..10)
+        .map(|i| to_address_of_its_own(w, i, i as i64))
+        .collect();
+    for i in 0..20_000 {
+        events.push(to_address_of_its_own(
+            w,
+            100_000 + i,
+            26 * 3600 + i as i64 / 100,
+        ));
+    }
+    let alerts = run(DetectConfig::default(), &events);
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::NewDestination, w.to_string())]
+    );
+    let a = alert(&alerts[0]);
+    assert!(
+        a.summary.len() < 4_000,
+        "summary is {} bytes: {}…",
+        a.summary.len(),
+        a.summary.chars().take(200).collect::<String>()
+    );
+    assert!(
+        a.summary.ends_with("; and 19990 more signals like these."),
+        "{}",
+        a.summary
+    );
+    assert_eq!(a.evidence.len(), 100);
+}
+
+/// A pod decides how many domains it asks for. On the old code every (workload, registered
+/// domain) had a window of its own for 30 minutes: 200,000 queries under as many domains were
+/// 200,000 windows. Now at most `dnsTunnel.maxWindows` exist; queries under further domains
+/// count in their workload's `(other domains)` window, so a tunnel through a new domain
+/// after the flood still alerts.
+#[test]
+fn a_flood_of_domains_keeps_the_tunnel_windows_bounded() {
+    let mut d = Detector::new(DetectConfig::default());
+    let w = "ml/chatty";
+    let query = |i: usize, name: String| {
+        ev(
+            i,
+            i as i64 / 400,
+            pod(w, "chatty-0"),
+            None,
+            EventBody::Dns(DnsInfo {
+                query: name,
+                qtype: Some("A".into()),
+                rcode: Some("NXDOMAIN".into()),
+                ..DnsInfo::default()
+            }),
+        )
+    };
+    let mut flood = |from: usize, to: usize| {
+        for i in from..to {
+            assert!(d.observe(&query(i, format!("www.d{i}.com"))).is_empty());
+        }
+        d.save().len()
+    };
+    let half = flood(0, 100_000);
+    let saved = flood(100_000, 200_000);
+    assert!(
+        saved < half + half / 10,
+        "saved baselines are {half} bytes after 100,000 domains, {saved} after 200,000"
+    );
+    let mut alerts = Vec::new();
+    for i in 0..40u64 {
+        let mut x = (i + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let label: String = (0..40)
+            .map(|_| {
+                x ^= x >> 13;
+                x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                b"abcdefghijklmnopqrstuvwxyz234567"[(x >> 59) as usize] as char
+            })
+            .collect();
+        alerts.extend(d.observe(&query(
+            300_000 + i as usize,
+            format!("{label}.tunnel-c2.io"),
+        )));
+    }
+    alerts.extend(d.finish());
+    assert_eq!(
+        kinds(&alerts),
+        vec![(AlertKind::DnsTunnel, w.to_string())],
+        "{}",
+        describe(&alerts)
+    );
 }

@@ -593,3 +593,223 @@ async fn a_pointer_written_before_its_revision_is_applied_when_the_revision_arri
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(view.borrow().as_ref().unwrap().revision, 1);
 }
+
+/// A TCP proxy between a member and etcd that the test can cut (close every connection and
+/// refuse new ones) or mute (hold what the member sends, while etcd's side still reaches
+/// it): a member partitioned from etcd, or one whose requests stop getting through
+/// mid-stream.
+struct Proxy {
+    port: u16,
+    state: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: std::sync::atomic::AtomicBool,
+    mute: std::sync::atomic::AtomicBool,
+    conns: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ProxyState::default());
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                let Ok(down) = down else { continue };
+                if st.cut.load(Ordering::SeqCst) {
+                    let _ = down.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                {
+                    let mut conns = st.conns.lock().unwrap();
+                    conns.push(down.try_clone().unwrap());
+                    conns.push(up.try_clone().unwrap());
+                }
+                // Member → etcd: held while muted.
+                let (mut from, mut to, s) = (
+                    down.try_clone().unwrap(),
+                    up.try_clone().unwrap(),
+                    Arc::clone(&st),
+                );
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        while s.mute.load(Ordering::SeqCst) && !s.cut.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        if n == 0
+                            || s.cut.load(Ordering::SeqCst)
+                            || to.write_all(&buf[..n]).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                });
+                // etcd → member.
+                let (mut from, mut to) = (up, down);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, state }
+    }
+
+    fn options(&self) -> EtcdOptions {
+        let mut o = EtcdOptions::parse(&format!("etcd://127.0.0.1:{}", self.port)).unwrap();
+        o.timeout = Duration::from_secs(2);
+        o
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    fn cut(&self) {
+        self.state
+            .cut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Holds what the member sends from now on (etcd's side still reaches it).
+    fn mute(&self) {
+        self.state
+            .mute
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Lets new connections through again.
+    fn heal(&self) {
+        self.state
+            .mute
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.state
+            .cut
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits until `f` holds for the member's health.
+async fn wait_health(
+    what: &str,
+    m: &member::Member,
+    f: impl Fn(&member::Health) -> bool,
+) -> member::Health {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let h = m.health.borrow().clone();
+        if f(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {h:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The member resumes its watch from the last etcd revision it processed, and moves that
+/// position past a watch response only once the response's events were processed
+/// (docs/federation.md). Two ways it can break, both checked without a re-read (which would
+/// hide them; `fullReloads` stays 1):
+///
+/// - a member cut off from etcd while a push happens must apply that push on reconnecting
+///   (a member that resumed from etcd's revision at reconnection would skip it);
+/// - a member that received the pointer's move but could not fetch the revision it names
+///   (its requests stopped reaching etcd) must see the move again after reconnecting and
+///   apply it (a member that took the response's revision before processing it, or whatever
+///   the outcome, would have moved past the move and keep the old revision until the next
+///   push).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_resumes_at_the_last_processed_revision() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("resume");
+    let direct = etcd.options();
+    let proxy = Proxy::start(etcd.client);
+    let layout = Layout::new("test");
+    let mut c = client(&direct).await;
+    let m = member::start_watch_only(settings(&proxy.options(), "west"));
+    let mut view = m.view.clone();
+    palisade_federation::push::push(&direct, &layout, vec![policy("a")], 100)
+        .await
+        .unwrap();
+    wait_for("revision 1", &mut view, |v| v.revision == 1).await;
+    let names = |v: &FederationView| -> Vec<String> {
+        v.policies
+            .iter()
+            .map(|(p, _)| p.metadata.name.clone())
+            .collect()
+    };
+
+    // 1. Cut off while revision 2 is pushed.
+    proxy.cut();
+    wait_health("the member to notice the cut", &m, |h| !h.connected).await;
+    palisade_federation::push::push(&direct, &layout, vec![policy("b")], 100)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(view.borrow().as_ref().unwrap().revision, 1, "the cut held");
+    proxy.heal();
+    let v = wait_for("revision 2 after reconnecting", &mut view, |v| {
+        v.revision == 2
+    })
+    .await;
+    assert_eq!(names(&v), ["b"]);
+    assert_eq!(m.health.borrow().full_reloads, 1, "resumed, not re-read");
+
+    // 2. The pointer's move arrives, the fetch of its revision does not get through.
+    let doc = serde_json::to_vec(&palisade_federation::revision::RevisionDoc {
+        revision: 3,
+        created_at_us: 0,
+        rolled_back_from: None,
+        files: vec![policy("c")],
+    })
+    .unwrap();
+    let put = c.put(layout.revision(3), doc, None).await.unwrap();
+    let doc_at = put.header().unwrap().revision();
+    wait_health("the revision document processed", &m, |h| {
+        h.etcd_revision >= doc_at && h.connected
+    })
+    .await;
+    proxy.mute();
+    let put = c.put(layout.current(), "3", None).await.unwrap();
+    let pointer_at = put.header().unwrap().revision();
+    let h = wait_health("the fetch to fail", &m, |h| !h.connected).await;
+    assert_eq!(h.seen_revision, Some(3), "the move was received: {h:?}");
+    assert!(
+        h.etcd_revision < pointer_at,
+        "the position moved past the unprocessed move: {} >= {pointer_at}",
+        h.etcd_revision
+    );
+    assert_eq!(view.borrow().as_ref().unwrap().revision, 2);
+    proxy.cut();
+    proxy.heal();
+    let v = wait_for("revision 3 after reconnecting", &mut view, |v| {
+        v.revision == 3
+    })
+    .await;
+    assert_eq!(names(&v), ["c"]);
+    let h = m.health.borrow().clone();
+    assert_eq!(h.full_reloads, 1, "resumed, not re-read: {h:?}");
+    assert!(h.etcd_revision >= pointer_at);
+}

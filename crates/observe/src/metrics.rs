@@ -5,8 +5,14 @@
 //! [`Metrics`] is fed the events as they are stored (`palisade up` tails the store, so
 //! every component's events count, whichever process wrote them); queue drops are read
 //! from the channels registered with [`watch_channel`].
+//!
+//! Policy names in events are chosen by whoever wrote them (events imported from a file or
+//! from another cluster say anything), and every distinct name would be a new series. So
+//! `palisade_verdicts_total` has series for at most [`MAX_POLICY_SERIES`] distinct deciding
+//! policies (the first seen); the verdicts of any other policy are counted under
+//! [`OVERFLOW_LABEL`], and `palisade_metrics_label_overflow_total` counts them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -20,6 +26,17 @@ pub const DNS_BUCKETS: &[f64] = &[
 pub const HTTP_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// Most distinct deciding policies (kind, namespace, name) with series of their own in
+/// `palisade_verdicts_total`.
+pub const MAX_POLICY_SERIES: usize = 1_000;
+
+/// The `policy_kind`, `policy_namespace` and `policy` label value under which verdicts of
+/// policies beyond [`MAX_POLICY_SERIES`] are counted (no Kubernetes name has parentheses).
+pub const OVERFLOW_LABEL: &str = "(other)";
+
+/// Longest label value kept (bytes; Kubernetes names are at most 253): longer ones are cut.
+pub const MAX_LABEL_BYTES: usize = 253;
 
 /// A cumulative histogram.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +84,11 @@ impl Histogram {
 struct Counters {
     events: BTreeMap<&'static str, u64>,
     verdicts: BTreeMap<(String, String, String, String, String), u64>,
+    /// The policies with series of their own (at most `max_policies`).
+    policies: BTreeSet<(String, String, String)>,
+    max_policies: usize,
+    /// Verdicts counted under [`OVERFLOW_LABEL`].
+    overflow: u64,
     alerts: BTreeMap<(String, String), u64>,
     dns: Histogram,
     http: Histogram,
@@ -78,6 +100,9 @@ impl Default for Counters {
         Counters {
             events: BTreeMap::new(),
             verdicts: BTreeMap::new(),
+            policies: BTreeSet::new(),
+            max_policies: MAX_POLICY_SERIES,
+            overflow: 0,
             alerts: BTreeMap::new(),
             dns: Histogram::new(DNS_BUCKETS),
             http: Histogram::new(HTTP_BUCKETS),
@@ -99,6 +124,32 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `v` cut to at most [`MAX_LABEL_BYTES`] bytes (on a character boundary).
+fn cut(v: &str) -> String {
+    let mut end = v.len().min(MAX_LABEL_BYTES);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
+impl Counters {
+    /// The labels a verdict of `policy` is counted under: its own while fewer than
+    /// `max_policies` policies have series (or it already has), else [`OVERFLOW_LABEL`].
+    fn policy_labels(&mut self, policy: (String, String, String)) -> (String, String, String) {
+        if self.policies.contains(&policy) {
+            return policy;
+        }
+        if self.policies.len() < self.max_policies {
+            self.policies.insert(policy.clone());
+            return policy;
+        }
+        self.overflow += 1;
+        let o = || OVERFLOW_LABEL.to_string();
+        (o(), o(), o())
+    }
+}
+
 fn json_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
@@ -112,6 +163,17 @@ impl Metrics {
         Metrics::default()
     }
 
+    /// An empty registry with series for at most `max` distinct deciding policies in
+    /// `palisade_verdicts_total` (the default is [`MAX_POLICY_SERIES`]).
+    pub fn with_policy_limit(max: usize) -> Metrics {
+        let m = Metrics::default();
+        m.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .max_policies = max;
+        m
+    }
+
     /// Counts `events`.
     pub fn record<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
         let mut c = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
@@ -120,11 +182,11 @@ impl Metrics {
             c.newest_us = c.newest_us.max(e.time.as_micros());
             if let Some(v) = e.verdict {
                 let (kind, ns, name) = match &e.policy {
-                    Some(p) => (
-                        p.kind.clone(),
-                        p.namespace.clone().unwrap_or_default(),
-                        p.name.clone(),
-                    ),
+                    Some(p) => c.policy_labels((
+                        cut(&p.kind),
+                        cut(p.namespace.as_deref().unwrap_or_default()),
+                        cut(&p.name),
+                    )),
                     None => (String::new(), String::new(), String::new()),
                 };
                 let key = (
@@ -179,6 +241,12 @@ impl Metrics {
                 esc(name)
             );
         }
+        out.push_str("# HELP palisade_metrics_label_overflow_total Verdicts counted under policy=\"(other)\" because palisade_verdicts_total already had series for the most distinct policies it keeps.\n# TYPE palisade_metrics_label_overflow_total counter\n");
+        let _ = writeln!(
+            out,
+            "palisade_metrics_label_overflow_total{{metric=\"palisade_verdicts_total\"}} {}",
+            c.overflow
+        );
         out.push_str("# HELP palisade_alerts_total Detector alerts, by kind and severity.\n# TYPE palisade_alerts_total counter\n");
         for ((kind, sev), n) in &c.alerts {
             let _ = writeln!(
@@ -223,32 +291,64 @@ impl Metrics {
 /// Stored events counted at start, at most (the newest ones), before following new ones.
 pub const TAIL_HISTORY: i64 = 100_000;
 
+/// Most stored events read at once while following the store: a follower that fell behind
+/// (a burst of events, a slow disk) reads its backlog in steps of this many.
+pub const TAIL_CHUNK: i64 = 20_000;
+
+/// Where [`tail_store`] is in the event store.
+#[derive(Debug, Default)]
+pub struct StoreTail {
+    after: Option<i64>,
+}
+
+impl StoreTail {
+    /// A follower that starts with the newest [`TAIL_HISTORY`] stored events.
+    pub fn new() -> StoreTail {
+        StoreTail::default()
+    }
+
+    /// Counts the next events stored (at most [`TAIL_CHUNK`] of them, by sequence number)
+    /// into `metrics`; returns how many were read and whether more are waiting.
+    pub fn step(
+        &mut self,
+        store: &palisade_store::Store,
+        metrics: &Metrics,
+    ) -> Result<(usize, bool), palisade_store::StoreError> {
+        let latest = store.latest_seq()?.unwrap_or(0);
+        let after = *self
+            .after
+            .get_or_insert_with(|| latest.saturating_sub(TAIL_HISTORY).max(0));
+        if latest <= after {
+            return Ok((0, false));
+        }
+        // Every row up to `latest` is committed: the window can be skipped past as a whole.
+        let through = after.saturating_add(TAIL_CHUNK).min(latest);
+        let q = palisade_store::Query {
+            after_seq: Some(after),
+            through_seq: Some(through),
+            ..palisade_store::Query::default()
+        };
+        let rows = store.query(&q)?;
+        metrics.record(rows.iter().map(|(_, e)| e));
+        self.after = Some(through);
+        Ok((rows.len(), through < latest))
+    }
+}
+
 /// Follows the event store at `path` forever: counts up to [`TAIL_HISTORY`] of the newest
-/// stored events, then every event stored after, checking every `interval`. Runs on the
-/// calling thread; errors (no store yet, a locked file) are retried.
+/// stored events, then every event stored after, checking every `interval` (reading at most
+/// [`TAIL_CHUNK`] events at once). Runs on the calling thread; errors (no store yet, a
+/// locked file) are retried.
 pub fn tail_store(path: &std::path::Path, metrics: &Metrics, interval: std::time::Duration) -> ! {
-    let mut after: Option<i64> = None;
+    let mut tail = StoreTail::new();
     let mut store = None;
     loop {
         if store.is_none() && path.exists() {
             store = palisade_store::Store::open(path).ok();
         }
         if let Some(s) = &store {
-            if after.is_none() {
-                after = s
-                    .latest_seq()
-                    .ok()
-                    .map(|l| l.map_or(0, |l| (l - TAIL_HISTORY).max(0)));
-            }
-            let q = palisade_store::Query {
-                after_seq: after,
-                ..palisade_store::Query::default()
-            };
-            if let Ok(rows) = s.query(&q) {
-                metrics.record(rows.iter().map(|(_, e)| e));
-                if let Some(max) = rows.iter().map(|(seq, _)| *seq).max() {
-                    after = Some(max);
-                }
+            if let Ok((_, true)) = tail.step(s, metrics) {
+                continue;
             }
         }
         std::thread::sleep(interval);
@@ -280,6 +380,48 @@ fn watched() -> Vec<(String, ChannelWatch)> {
 mod tests {
     use super::*;
     use palisade_events::{AlertInfo, AlertKind, DnsInfo, PolicyRef, Severity, Timestamp, Verdict};
+
+    #[test]
+    fn the_policy_limit_can_be_set() {
+        let m = Metrics::with_policy_limit(2);
+        let events: Vec<Event> = ["a", "b", "c", "a", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut e = Event::new(
+                    format!("e{i}"),
+                    Timestamp(1),
+                    EventBody::Dns(DnsInfo::default()),
+                );
+                e.verdict = Some(Verdict::Allow);
+                e.policy = Some(PolicyRef {
+                    kind: "NetworkPolicy".into(),
+                    namespace: Some("ns".into()),
+                    name: (*name).into(),
+                    rule: None,
+                    stage: None,
+                    mode: None,
+                    federation_revision: None,
+                });
+                e
+            })
+            .collect();
+        m.record(&events);
+        let text = m.render("");
+        for (policy, n) in [("a", 2), ("b", 1), ("(other)", 2)] {
+            assert!(
+                text.contains(&format!("policy=\"{policy}\"}} {n}\n")),
+                "{text}"
+            );
+        }
+        assert!(!text.contains("policy=\"c\""), "{text}");
+        assert!(
+            text.contains(
+                "palisade_metrics_label_overflow_total{metric=\"palisade_verdicts_total\"} 2\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn exposition_counts_verdicts_latency_alerts_and_drops() {
@@ -347,6 +489,12 @@ mod tests {
         );
         assert!(
             text.contains("palisade_events_queued{component=\"test-queue\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "palisade_metrics_label_overflow_total{metric=\"palisade_verdicts_total\"} 0\n"
+            ),
             "{text}"
         );
         // A watch is not a sender: dropping the sender closes the channel.

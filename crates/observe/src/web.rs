@@ -177,18 +177,43 @@ impl Filters {
     }
 }
 
-/// Runs a store read off the async workers.
+/// Most store reads the API runs at once: each may hold up to [`GRAPH_MAX_EVENTS`] events
+/// (the alerts view reads up to [`EVIDENCE_SCAN_MAX`] per alert), so requests beyond it wait
+/// their turn instead of each adding its share of memory and a blocking thread.
+pub const MAX_CONCURRENT_READS: usize = 4;
+
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_READS);
+
+/// Store reads running now, and the most seen at once (for the tests).
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs a store read off the async workers, at most [`MAX_CONCURRENT_READS`] at once.
 async fn with_store<T: Send + 'static>(
     st: &WebState,
     f: impl FnOnce(&Store) -> Result<T, palisade_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    use std::sync::atomic::Ordering;
+    let Ok(_permit) = READS.acquire().await else {
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "query limiter closed".into(),
+        ));
+    };
     let path = st.store.clone();
     let r = tokio::task::spawn_blocking(move || {
-        if !path.exists() {
-            return Err("no event store yet".to_string());
-        }
-        let store = Store::open(&path).map_err(|e| e.to_string())?;
-        f(&store).map_err(|e| e.to_string())
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        let r = (|| {
+            if !path.exists() {
+                return Err("no event store yet".to_string());
+            }
+            let store = Store::open(&path).map_err(|e| e.to_string())?;
+            f(&store).map_err(|e| e.to_string())
+        })();
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        r
     })
     .await;
     match r {
@@ -321,5 +346,49 @@ async fn alerts(
     match r {
         Ok(list) => Json(json!({ "alerts": list })).into_response(),
         Err(r) => r.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn store_reads_wait_their_turn() {
+        // 16 requests at once (each of which may hold 100,000 events): at most
+        // MAX_CONCURRENT_READS run together, the others wait, and all are answered.
+        let dir = std::env::temp_dir().join(format!("palisade-web-reads-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        drop(Store::open(&path).unwrap());
+        let st = WebState {
+            store: path,
+            engine: Arc::new(|| None),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    with_store(&st, |s| {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        s.latest_seq()
+                    })
+                    .await
+                    .is_ok()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let peak = PEAK.load(Ordering::SeqCst);
+        assert!(
+            (2..=MAX_CONCURRENT_READS).contains(&peak),
+            "{peak} store reads ran at once"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,6 +2,7 @@
 //! replay of a proposed policy set against recorded events.
 
 mod observe {
+    pub(crate) mod bounds;
     pub(crate) mod hostile;
     pub(crate) mod recommend;
     pub(crate) mod replay;

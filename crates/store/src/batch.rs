@@ -285,19 +285,51 @@ pub(crate) fn delete_before(tx: &Transaction<'_>, before_us: i64) -> rusqlite::R
         if n == 0 && !whole {
             continue;
         }
-        let (info, alive) = resummarize(tx, &b)?;
-        if info.count(ALL_KINDS) == 0 && Some(b.first_seq) != newest {
-            tx.execute(
-                "DELETE FROM event_batches WHERE first_seq = ?1",
-                [b.first_seq],
-            )?;
-            tx.execute("DELETE FROM event_keys WHERE first_seq = ?1", [b.first_seq])?;
-        } else {
-            info.store(tx)?;
-            trim_keys(tx, b.first_seq, &alive)?;
-        }
+        after_delete(tx, &b, newest)?;
     }
     Ok(deleted)
+}
+
+/// Deletes the rows with a sequence number up to `last` (the oldest stored), and brings the
+/// batch tables up to date, as [`delete_before`] does.
+pub(crate) fn delete_through_seq(tx: &Transaction<'_>, last: i64) -> rusqlite::Result<usize> {
+    let newest = newest_batch(tx)?.map(|b| b.first_seq);
+    let sql = format!("SELECT {BATCH_COLUMNS} FROM event_batches WHERE first_seq <= ?1");
+    let affected = tx
+        .prepare(&sql)?
+        .query_map([last], BatchInfo::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut deleted = 0;
+    for b in affected {
+        let whole = b.last_seq <= last && Some(b.first_seq) != newest;
+        let n = tx.execute(
+            "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2",
+            [b.first_seq, b.last_seq.min(last)],
+        )?;
+        deleted += n;
+        if n == 0 && !whole {
+            continue;
+        }
+        after_delete(tx, &b, newest)?;
+    }
+    Ok(deleted)
+}
+
+/// Brings the summary and keys of batch `b` up to date after rows of it were deleted; an
+/// emptied batch goes, unless it is the `newest` (so sequence numbers are never reused).
+fn after_delete(tx: &Transaction<'_>, b: &BatchInfo, newest: Option<i64>) -> rusqlite::Result<()> {
+    let (info, alive) = resummarize(tx, b)?;
+    if info.count(ALL_KINDS) == 0 && Some(b.first_seq) != newest {
+        tx.execute(
+            "DELETE FROM event_batches WHERE first_seq = ?1",
+            [b.first_seq],
+        )?;
+        tx.execute("DELETE FROM event_keys WHERE first_seq = ?1", [b.first_seq])?;
+    } else {
+        info.store(tx)?;
+        trim_keys(tx, b.first_seq, &alive)?;
+    }
+    Ok(())
 }
 
 /// Drops from the `event_keys` rows of batch `first_seq` the hits of rows no longer

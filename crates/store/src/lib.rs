@@ -22,7 +22,34 @@ use std::path::PathBuf;
 
 pub use query::Query;
 pub use store::Store;
-pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats};
+pub use writer::{JsonlSink, Writer, WriterHandle, WriterStats, DEFAULT_JSONL_MAX_BYTES};
+
+/// How much of the event stream the store keeps. Pods decide how many events there are (a
+/// flood of connections or DNS queries), so the store keeps at most `max_events` rows by
+/// default: the oldest go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this (by event time) are deleted; `None`: kept whatever their age.
+    pub max_age: Option<std::time::Duration>,
+    /// Most events kept (the newest by insertion); `None`: no limit.
+    pub max_events: Option<u64>,
+    /// How often the writer applies it; it also does after every `max_events / 10` rows
+    /// written, so a burst cannot overshoot the limit by more than a tenth.
+    pub every: std::time::Duration,
+}
+
+/// The default [`Retention::max_events`]: about 3 GB of database (some 600 bytes an event).
+pub const DEFAULT_MAX_EVENTS: u64 = 5_000_000;
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: None,
+            max_events: Some(DEFAULT_MAX_EVENTS),
+            every: std::time::Duration::from_secs(60),
+        }
+    }
+}
 
 /// Errors of the event store.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,10 @@ pub struct Query {
     pub verdict: Option<String>,
     /// Only rows stored after this sequence number (for following new events).
     pub after_seq: Option<i64>,
+    /// Only rows stored up to this sequence number: with `after_seq`, a window of at most
+    /// `through_seq - after_seq` rows, so a follower that fell behind reads its backlog in
+    /// bounded steps (a `limit` orders by time, not by sequence).
+    pub through_seq: Option<i64>,
     /// Maximum number of rows returned; 0 means no limit.
     pub limit: usize,
     /// With a `limit`, keep the newest matching rows instead of the oldest (they are still
@@ -38,6 +42,7 @@ struct Plan<'q> {
     min_time: i64,
     max_time: i64,
     min_seq: i64,
+    max_seq: i64,
     mask: u16,
     key: Option<&'q str>,
 }
@@ -53,10 +58,12 @@ impl Query {
             min_time: self.since_us.unwrap_or(i64::MIN),
             max_time,
             min_seq: self.after_seq.map_or(i64::MIN, |s| s.saturating_add(1)),
+            max_seq: self.through_seq.unwrap_or(i64::MAX),
             mask: kind_mask(&self.types, self.verdict.as_deref()),
             key: self.workload.as_deref(),
         };
-        (plan.mask != 0 && plan.min_time <= plan.max_time).then_some(plan)
+        (plan.mask != 0 && plan.min_time <= plan.max_time && plan.min_seq <= plan.max_seq)
+            .then_some(plan)
     }
 }
 
@@ -80,10 +87,16 @@ impl Plan<'_> {
             None => {
                 let sql = format!(
                     "SELECT {BATCH_COLUMNS} FROM event_batches
-                     WHERE last_seq >= ?1 AND max_time >= ?2 AND min_time <= ?3"
+                     WHERE last_seq >= ?1 AND max_time >= ?2 AND min_time <= ?3
+                         AND first_seq <= ?4"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query(params![self.min_seq, self.min_time, self.max_time])?;
+                let mut rows = stmt.query(params![
+                    self.min_seq,
+                    self.min_time,
+                    self.max_time,
+                    self.max_seq
+                ])?;
                 while let Some(r) = rows.next()? {
                     let batch = BatchInfo::from_row(r)?;
                     if batch.count(self.mask) > 0 {
@@ -97,16 +110,22 @@ impl Plan<'_> {
                     "SELECT b.first_seq, b.last_seq, b.min_time, b.max_time, b.kinds, k.hits
                      FROM event_batches b CROSS JOIN event_keys k
                          ON k.first_seq = b.first_seq AND k.key = ?4
-                     WHERE b.last_seq >= ?1 AND b.max_time >= ?2 AND b.min_time <= ?3",
+                     WHERE b.last_seq >= ?1 AND b.max_time >= ?2 AND b.min_time <= ?3
+                         AND b.first_seq <= ?5",
                 )?;
-                let mut rows =
-                    stmt.query(params![self.min_seq, self.min_time, self.max_time, key])?;
+                let mut rows = stmt.query(params![
+                    self.min_seq,
+                    self.min_time,
+                    self.max_time,
+                    key,
+                    self.max_seq
+                ])?;
                 while let Some(r) = rows.next()? {
                     let batch = BatchInfo::from_row(r)?;
                     let seqs: Vec<i64> = hits(r.get_ref(5)?.as_blob()?)
                         .filter(|(_, kind)| self.mask & 1 << (kind % 16) != 0)
                         .map(|(offset, _)| batch.first_seq + offset)
-                        .filter(|seq| *seq >= self.min_seq)
+                        .filter(|seq| (self.min_seq..=self.max_seq).contains(seq))
                         .collect();
                     if !seqs.is_empty() {
                         out.push(Candidate {
@@ -145,11 +164,13 @@ pub(crate) fn count(conn: &Connection, q: &Query) -> Result<u64, StoreError> {
         let b = &c.batch;
         let covered = plan.covers_time(b);
         total += match &c.seqs {
-            None if covered && b.first_seq >= plan.min_seq => b.count(plan.mask),
+            None if covered && b.first_seq >= plan.min_seq && b.last_seq <= plan.max_seq => {
+                b.count(plan.mask)
+            }
             None => {
                 let args = params![
                     b.first_seq.max(plan.min_seq),
-                    b.last_seq,
+                    b.last_seq.min(plan.max_seq),
                     plan.min_time,
                     plan.max_time,
                     plan.mask
@@ -255,7 +276,7 @@ pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Vec<(i64, Event)>, S
                 let mut stmt = conn.prepare_cached(SCAN)?;
                 let args = params![
                     c.batch.first_seq.max(plan.min_seq),
-                    c.batch.last_seq,
+                    c.batch.last_seq.min(plan.max_seq),
                     plan.min_time,
                     plan.max_time,
                     plan.mask

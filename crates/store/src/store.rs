@@ -81,6 +81,44 @@ impl Store {
             .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?)
     }
 
+    /// Deletes the oldest events (by insertion) so that at most `keep` remain; returns how
+    /// many were removed.
+    pub fn keep_newest(&mut self, keep: u64) -> Result<usize, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let latest: Option<i64> = tx.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let n = match latest {
+            // Sequence numbers grow by one per row, so the newest `keep` rows are those
+            // after `latest - keep` (fewer, where rows were deleted by age).
+            Some(latest) if latest.saturating_sub(keep) > 0 => {
+                batch::delete_through_seq(&tx, latest.saturating_sub(keep))?
+            }
+            _ => 0,
+        };
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Applies `retention` at `now_us` (µs since the epoch): deletes events older than its
+    /// `max_age` and the oldest beyond its `max_events`. Returns how many were removed.
+    pub fn apply_retention(
+        &mut self,
+        retention: &crate::Retention,
+        now_us: i64,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        if let Some(age) = retention.max_age {
+            let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+            n += self.delete_before(now_us.saturating_sub(age))?;
+        }
+        if let Some(max) = retention.max_events {
+            n += self.keep_newest(max)?;
+        }
+        Ok(n)
+    }
+
     /// Deletes events older than `before_us`; returns how many were removed.
     pub fn delete_before(&mut self, before_us: i64) -> Result<usize, StoreError> {
         let tx = self

@@ -23,32 +23,88 @@ use palisade_events::{Event, EventReceiver};
 use crate::row::Chunk;
 use crate::{Store, StoreError};
 
-/// Appends events to a file, one JSON object per line.
+/// The default size at which a JSON Lines file is rotated (1 GiB): the file becomes
+/// `<name>.1` (replacing an older one) and a new file is started, so the two hold at most
+/// about twice this.
+pub const DEFAULT_JSONL_MAX_BYTES: u64 = 1 << 30;
+
+/// Appends events to a file, one JSON object per line. Pods decide how many events there
+/// are, so the file is rotated when it reaches its size limit (see [`JsonlSink::open`]).
 #[derive(Debug)]
 pub struct JsonlSink {
     path: PathBuf,
     out: BufWriter<File>,
     /// One event's line, reused so that writing an event allocates nothing.
     line: Vec<u8>,
+    /// Size at which the file is rotated; `None`: never.
+    max_bytes: Option<u64>,
+}
+
+fn open_append(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 impl JsonlSink {
-    /// Opens `path` for appending, creating it if needed.
+    /// Opens `path` for appending, creating it if needed, rotated at
+    /// [`DEFAULT_JSONL_MAX_BYTES`].
     pub fn open(path: impl AsRef<Path>) -> Result<JsonlSink, StoreError> {
+        JsonlSink::open_with_limit(path, Some(DEFAULT_JSONL_MAX_BYTES))
+    }
+
+    /// Opens `path` for appending, rotated when it reaches `max_bytes` (checked as buffered
+    /// lines are flushed; `None`: never rotated). Several processes may append to the same
+    /// file: one that finds the file renamed under it by another opens the new one.
+    pub fn open_with_limit(
+        path: impl AsRef<Path>,
+        max_bytes: Option<u64>,
+    ) -> Result<JsonlSink, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = open_append(&path)?;
         Ok(JsonlSink {
             path,
             out: BufWriter::with_capacity(1 << 16, file),
             line: Vec::with_capacity(1024),
+            max_bytes,
         })
+    }
+
+    /// The rotated file of `path`: `<path>.1`.
+    pub fn rotated_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".1");
+        PathBuf::from(name)
+    }
+
+    /// After a flush: rotates the file if it reached its limit, or follows a rotation done
+    /// by another process.
+    fn rotate_if_due(&mut self) -> Result<(), StoreError> {
+        let Some(max) = self.max_bytes else {
+            return Ok(());
+        };
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let ours = self.out.get_ref().metadata().map_err(io)?;
+        let renamed = match std::fs::metadata(&self.path) {
+            Ok(now) => !same_file(&ours, &now),
+            Err(_) => true,
+        };
+        if !renamed && ours.len() < max {
+            return Ok(());
+        }
+        if !renamed {
+            std::fs::rename(&self.path, JsonlSink::rotated_path(&self.path)).map_err(io)?;
+        }
+        self.out = BufWriter::with_capacity(1 << 16, open_append(&self.path)?);
+        Ok(())
     }
 
     /// Appends one event.
@@ -69,13 +125,25 @@ impl JsonlSink {
         })
     }
 
-    /// Writes buffered lines to the file.
+    /// Writes buffered lines to the file (and rotates it when it reached its limit).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.out.flush().map_err(|source| StoreError::Io {
             path: self.path.clone(),
             source,
-        })
+        })?;
+        self.rotate_if_due()
     }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len()
 }
 
 /// What a writer did.
@@ -87,6 +155,8 @@ pub struct WriterStats {
     pub failed: u64,
     /// Events that could not be appended to the JSON Lines file.
     pub jsonl_failed: u64,
+    /// Events deleted by the retention ([`Writer::retention`]).
+    pub deleted: u64,
     /// The most recent error, if any.
     pub last_error: Option<String>,
 }
@@ -100,6 +170,8 @@ pub struct Writer {
     pub batch_wait: Duration,
     /// Most events per SQLite transaction when batches queue up behind a slow disk.
     pub transaction_max: usize,
+    /// What the store keeps (applied by the writer as it writes).
+    pub retention: crate::Retention,
 }
 
 impl Default for Writer {
@@ -108,6 +180,7 @@ impl Default for Writer {
             batch_max: 5_000,
             batch_wait: Duration::from_millis(50),
             transaction_max: 50_000,
+            retention: crate::Retention::default(),
         }
     }
 }
@@ -210,6 +283,10 @@ impl Writer {
     ) -> WriterStats {
         let mut stats = WriterStats::default();
         let mut pending: Vec<Chunk> = Vec::with_capacity(PIPELINE_DEPTH + 1);
+        let r = self.retention;
+        let rows_between = r.max_events.map(|m| (m / 10).max(1));
+        let mut last_check: Option<std::time::Instant> = None;
+        let mut written_since = 0u64;
         while let Ok(first) = rows_rx.recv() {
             let mut total = first.len();
             pending.push(first);
@@ -226,6 +303,7 @@ impl Writer {
                 Ok(n) => {
                     stats.written += n as u64;
                     shared.written.store(stats.written, Ordering::Release);
+                    written_since += n as u64;
                 }
                 Err(e) => {
                     stats.failed += total as u64;
@@ -234,6 +312,16 @@ impl Writer {
                 }
             }
             pending.clear();
+            let due = last_check.is_none_or(|t| t.elapsed() >= r.every)
+                || rows_between.is_some_and(|b| written_since >= b);
+            if due && (r.max_age.is_some() || r.max_events.is_some()) {
+                last_check = Some(std::time::Instant::now());
+                written_since = 0;
+                match store.apply_retention(&r, palisade_events::now_micros()) {
+                    Ok(n) => stats.deleted += n as u64,
+                    Err(e) => stats.last_error = Some(format!("retention: {e}")),
+                }
+            }
         }
         stats
     }
@@ -284,6 +372,7 @@ impl WriterHandle {
         Ok(WriterStats {
             written: inserted.written,
             failed: inserted.failed,
+            deleted: inserted.deleted,
             jsonl_failed: encoded.jsonl_failed,
             last_error: inserted.last_error.or(encoded.last_error),
         })

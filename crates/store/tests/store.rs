@@ -179,7 +179,10 @@ fn tally(exp: &mut Expected, e: &Event, since: i64) {
 fn store_through_writer(db: &Path, n: u64, since: i64) -> Expected {
     let (tx, rx) = channel(65_536);
     let start = Instant::now();
-    let writer = Writer::spawn(db, rx, None).unwrap();
+    // Every event is kept (ten million is past the default row cap).
+    let mut w = Writer::default();
+    w.retention.max_events = None;
+    let writer = w.start(Store::open(db).unwrap(), rx, None).unwrap();
     let producer = std::thread::spawn(move || {
         let mut ids = UlidGenerator::new();
         let mut exp = Expected::default();
@@ -478,4 +481,104 @@ fn follow_with_after_seq_sees_only_new_rows() {
     assert_eq!(newer.len(), 30);
     assert!(newer.iter().all(|(seq, _)| *seq > cursor));
     assert_eq!(newer[0].1.time, Timestamp(BASE_US + 100 * 1_000));
+}
+
+/// Pods decide how many events there are; on the old code the store kept every one
+/// (`spec.events.retentionDays` was read and never applied), so a flood grew the database
+/// without end. Now the writer keeps at most `retention.max_events` rows (the newest) and
+/// deletes those older than `retention.max_age`, as it writes.
+#[test]
+fn a_flood_of_events_keeps_the_store_at_its_row_cap() {
+    let dir = TempDir::new("cap");
+    let db = dir.0.join("events.db");
+    let (tx, rx) = channel(200_000);
+    let mut w = Writer {
+        batch_max: 1_000,
+        ..Writer::default()
+    };
+    w.retention.max_events = Some(2_000);
+    let writer = w.start(Store::open(&db).unwrap(), rx, None).unwrap();
+    let mut ids = UlidGenerator::new();
+    let events: Vec<Event> = (0..50_000).map(|i| generate(&mut ids, i)).collect();
+    for e in &events {
+        assert!(tx.try_send(e.clone()));
+    }
+    drop(tx);
+    let stats = writer.flush_and_stop().unwrap();
+    assert_eq!(stats.written, 50_000);
+    let store = Store::open(&db).unwrap();
+    let kept = store.count(&Query::default()).unwrap();
+    assert!(
+        (2_000..=2_200).contains(&kept),
+        "{kept} events kept, the cap is 2,000 (and a tenth)"
+    );
+    assert_eq!(stats.deleted, 50_000 - kept);
+    let rows = store.query(&Query::default()).unwrap();
+    assert_eq!(rows.last().unwrap().1, events[49_999], "the newest is kept");
+    assert_eq!(
+        rows[0].1,
+        events[50_000 - kept as usize],
+        "the oldest go first"
+    );
+}
+
+#[test]
+fn events_older_than_the_retention_age_are_deleted_as_the_writer_writes() {
+    let dir = TempDir::new("age");
+    let db = dir.0.join("events.db");
+    let (tx, rx) = channel(10_000);
+    let mut w = Writer::default();
+    w.retention.max_age = Some(Duration::from_secs(3_600));
+    let writer = w.start(Store::open(&db).unwrap(), rx, None).unwrap();
+    let mut ids = UlidGenerator::new();
+    let now = now_micros();
+    let mut old = generate(&mut ids, 1);
+    old.time = Timestamp(now - 2 * 3_600_000_000);
+    let mut recent = generate(&mut ids, 2);
+    recent.time = Timestamp(now - 60_000_000);
+    assert!(tx.try_send(old));
+    assert!(tx.try_send(recent.clone()));
+    drop(tx);
+    let stats = writer.flush_and_stop().unwrap();
+    assert_eq!((stats.written, stats.deleted), (2, 1));
+    let rows = Store::open(&db).unwrap().query(&Query::default()).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1, recent);
+}
+
+/// The JSON Lines copy (`spec.events.jsonl`, tailed by a log shipper) grew without end on
+/// the old code. Now it is rotated at its size limit (1 GiB by default): the file becomes
+/// `<name>.1` and a new one starts, so the two stay bounded; a second process appending to
+/// the same file follows the rotation instead of writing into the old file forever.
+#[test]
+fn the_json_lines_copy_is_rotated_at_its_size_limit() {
+    use palisade_store::JsonlSink;
+    let dir = TempDir::new("rotate");
+    let path = dir.0.join("events.jsonl");
+    let rotated = JsonlSink::rotated_path(&path);
+    let mut a = JsonlSink::open_with_limit(&path, Some(20_000)).unwrap();
+    let mut b = JsonlSink::open_with_limit(&path, Some(20_000)).unwrap();
+    let mut ids = UlidGenerator::new();
+    let events: Vec<Event> = (0..2_000).map(|i| generate(&mut ids, i)).collect();
+    for chunk in events.chunks(10) {
+        for (i, e) in chunk.iter().enumerate() {
+            let sink = if i % 2 == 0 { &mut a } else { &mut b };
+            sink.write_event(e).unwrap();
+        }
+        a.flush().unwrap();
+        b.flush().unwrap();
+    }
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    // At most the limit and one flush of each writer more, in each file.
+    assert!(size(&path) < 30_000, "{} bytes", size(&path));
+    assert!(size(&rotated) < 30_000, "{} bytes", size(&rotated));
+    let files: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert_eq!(files.len(), 2, "events.jsonl and events.jsonl.1 only");
+    // The newest events are in the current file, whole lines each.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let back: Vec<Event> = text
+        .lines()
+        .map(|l| Event::from_json_line(l).unwrap())
+        .collect();
+    assert_eq!(back.last(), events.last());
 }
