@@ -30,6 +30,9 @@ pub struct Runtime {
     pub events_jsonl: Option<PathBuf>,
     /// Whether events go into the queryable store (spec.events.store, default true).
     pub events_store: bool,
+    /// How long the store keeps an event (spec.events.retentionDays); `None`: no age limit
+    /// (the store's row cap still holds).
+    pub events_retention: Option<std::time::Duration>,
 }
 
 /// Errors loading the config: every diagnostic, or a missing PalisadeConfig.
@@ -102,6 +105,11 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
             .and_then(|e| e.jsonl.as_ref())
             .map(|j| resolve(Some(j), "")),
         events_store: spec.events.as_ref().and_then(|e| e.store).unwrap_or(true),
+        events_retention: spec
+            .events
+            .as_ref()
+            .and_then(|e| e.retention_days)
+            .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400)),
         config,
         config_path: path.to_path_buf(),
     })

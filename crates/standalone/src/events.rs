@@ -60,6 +60,21 @@ impl EventQuery for StoreQuery {
     }
 }
 
+/// Starts the store writer of `data_dir` (and its JSON-lines copy `jsonl`), keeping events
+/// for at most `max_age` when given (`spec.events.retentionDays`) besides the store's row cap.
+pub fn spawn_store_writer(
+    data_dir: &std::path::Path,
+    rx: palisade_events::EventReceiver,
+    jsonl: Option<std::path::PathBuf>,
+    max_age: Option<std::time::Duration>,
+) -> Result<palisade_store::WriterHandle, StoreError> {
+    let store = palisade_store::Store::open(store_path(data_dir))?;
+    let sink = jsonl.map(palisade_store::JsonlSink::open).transpose()?;
+    let mut writer = palisade_store::Writer::default();
+    writer.retention.max_age = max_age;
+    writer.start(store, rx, sink)
+}
+
 /// Where a component's events go: the store (and the JSON-lines copy when configured), or
 /// only the JSON-lines file when the store is turned off.
 pub enum EventWriter {
@@ -83,10 +98,11 @@ impl EventWriter {
         rx: palisade_events::EventReceiver,
     ) -> Result<EventWriter, StoreError> {
         if rt.events_store {
-            return Ok(EventWriter::Store(palisade_store::Writer::spawn(
-                store_path(&rt.data_dir),
+            return Ok(EventWriter::Store(spawn_store_writer(
+                &rt.data_dir,
                 rx,
                 rt.events_jsonl.clone(),
+                rt.events_retention,
             )?));
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -147,5 +163,63 @@ impl EventWriter {
                 drop(t);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `spec.events.retentionDays` reaches the writer: an event older than the age is
+    /// deleted as the writer writes, a recent one stays (before, the field was read and
+    /// never applied, and both stayed).
+    #[test]
+    fn the_configured_retention_reaches_the_store_writer() {
+        let dir = std::env::temp_dir().join(format!("palisade-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("palisade.yaml"),
+            "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {name: t}\nspec:\n  events: {retentionDays: 1}\n",
+        )
+        .unwrap();
+        let rt = crate::config::load_runtime(&dir.join("palisade.yaml")).unwrap();
+        assert_eq!(
+            rt.events_retention,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        std::fs::create_dir_all(&rt.data_dir).unwrap();
+        let (tx, rx) = palisade_events::channel(16);
+        let writer = EventWriter::spawn(&rt, rx).unwrap();
+        let day_us = 86_400 * 1_000_000;
+        for (i, (name, age_us)) in [("old.test", 2 * day_us), ("new.test", 0)]
+            .into_iter()
+            .enumerate()
+        {
+            let body = palisade_events::EventBody::Dns(palisade_events::DnsInfo {
+                query: name.into(),
+                qtype: None,
+                rcode: None,
+                answers: None,
+                ttl: None,
+                latency_us: None,
+                features: None,
+            });
+            let time = palisade_events::Timestamp(palisade_events::now_micros() - age_us);
+            let id = format!("01JQ0000000000000000000{i:03}");
+            assert!(tx.try_send(palisade_events::Event::new(id, time, body)));
+        }
+        drop(tx);
+        writer.flush_and_stop();
+        let store = palisade_store::Store::open(store_path(&rt.data_dir)).unwrap();
+        let names: Vec<String> = store
+            .query(&palisade_store::Query::default())
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.to_json())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].contains("new.test"), "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

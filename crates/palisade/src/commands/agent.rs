@@ -56,6 +56,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let data_dir = rt.data_dir.clone();
     let jsonl = rt.events_jsonl.clone();
+    let retention = rt.events_retention;
     let (cluster, node) = (rt.cluster.clone(), settings.node.clone());
     let code = runtime.block_on(async {
         let (state, _source) = super::start_source(a.source, &rt, &a.join).await?;
@@ -66,6 +67,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             match start_flow_log(
                 &data_dir,
                 jsonl,
+                retention,
                 cluster,
                 node,
                 move || published.borrow().as_ref().map(|p| p.engine.clone()),
@@ -234,11 +236,12 @@ fn log_closed(generation: u64, closed: std::io::Result<usize>) {
 }
 
 /// Runs the kernel flow logger (NFLOG group of the agent's rules) on a thread, writing flow
-/// events into the event store of `data_dir`. Stops when `stop` is set; the returned handle
-/// joins after the store has flushed.
+/// events into the event store of `data_dir`, keeping them for `retention` when given.
+/// Stops when `stop` is set; the returned handle joins after the store has flushed.
 pub(crate) fn start_flow_log(
     data_dir: &std::path::Path,
     jsonl: Option<std::path::PathBuf>,
+    retention: Option<std::time::Duration>,
     cluster: String,
     node: String,
     engine: impl Fn() -> Option<std::sync::Arc<palisade_policy::Engine>> + Send + Sync + 'static,
@@ -247,11 +250,7 @@ pub(crate) fn start_flow_log(
     std::fs::create_dir_all(data_dir)?;
     let (tx, rx) = palisade_events::channel(65_536);
     palisade_observe::metrics::watch_channel("agent", tx.watch());
-    let writer = palisade_store::Writer::spawn(
-        palisade_standalone::events::store_path(data_dir),
-        rx,
-        jsonl,
-    )?;
+    let writer = palisade_standalone::events::spawn_store_writer(data_dir, rx, jsonl, retention)?;
     // Return only once the kernel's logs are being read, so that no flow is missed.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {

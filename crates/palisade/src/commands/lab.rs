@@ -256,6 +256,7 @@ fn flowlog(f: FlowlogArgs) -> anyhow::Result<ExitCode> {
     let handle = super::agent::start_flow_log(
         &f.data_dir,
         None,
+        None,
         "lab".into(),
         "lab-node".into(),
         move || Some(engine.clone()),

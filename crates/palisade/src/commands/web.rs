@@ -60,21 +60,33 @@ pub(crate) fn start_detectors(rt: &Runtime) {
                 if opened.is_none() && store.exists() {
                     opened = palisade_store::Store::open(&store).ok();
                 }
-                if let Some(s) = &opened {
-                    if after.is_none() {
-                        after = s.latest_seq().ok().map(|l| l.unwrap_or(0));
-                    }
+                // A backlog (a burst, a slow disk) is read in steps, as the metrics follower
+                // reads it, never in one query of unbounded size.
+                let mut more = false;
+                if let Some(latest) = opened
+                    .as_ref()
+                    .and_then(|s| s.latest_seq().ok())
+                    .map(|l| l.unwrap_or(0))
+                {
+                    let from = *after.get_or_insert(latest);
+                    let through = from
+                        .saturating_add(palisade_observe::metrics::TAIL_CHUNK)
+                        .min(latest);
                     let q = palisade_store::Query {
-                        after_seq: after,
+                        after_seq: Some(from),
+                        through_seq: Some(through),
                         ..palisade_store::Query::default()
                     };
-                    if let Ok(rows) = s.query(&q) {
-                        for (seq, e) in &rows {
-                            after = Some(after.map_or(*seq, |a| a.max(*seq)));
+                    if let (true, Some(Ok(rows))) =
+                        (latest > from, opened.as_ref().map(|s| s.query(&q)))
+                    {
+                        for (_, e) in &rows {
                             for alert in detector.observe(e) {
                                 tx.try_send(alert);
                             }
                         }
+                        after = Some(through);
+                        more = through < latest;
                     }
                 }
                 if last_save.elapsed() >= std::time::Duration::from_secs(60) {
@@ -84,7 +96,9 @@ pub(crate) fn start_detectors(rt: &Runtime) {
                         let _ = std::fs::rename(&tmp, &saved);
                     }
                 }
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                if !more {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
             }
         });
     if let Err(e) = spawned {

@@ -485,6 +485,16 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             );
         }
     }
+    if s.events
+        .as_ref()
+        .and_then(|e| e.retention_days)
+        .is_some_and(|d| !(1..=36_500).contains(&d))
+    {
+        v.err(
+            &spec.key("events").key("retentionDays"),
+            "retentionDays must be 1 to 36500",
+        );
+    }
     if let Some(d) = &s.dns {
         if d.upstream.parse::<std::net::SocketAddr>().is_err() {
             v.err(

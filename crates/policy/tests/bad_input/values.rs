@@ -727,6 +727,30 @@ fn idle_timeouts_out_of_range() {
 }
 
 #[test]
+fn events_retention_days_are_bounded() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",         // 1
+        "kind: PalisadeConfig",                      // 2
+        "metadata: {name: node}",                    // 3
+        "spec:",                                     // 4
+        "  events: {store: true, retentionDays: 0}", // 5
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.events.retentionDays",
+        5,
+        40,
+        "invalid-value",
+        &["retentionDays must be 1 to 36500"],
+    );
+    let ok = text.replace("retentionDays: 0", "retentionDays: 30");
+    assert_eq!(errors(&load("ok.yaml", &ok)), 0);
+}
+
+#[test]
 fn dns_mix_case_is_a_boolean() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1", // 1
