@@ -9,6 +9,7 @@
 //! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
 //!   (the DNS proxy attributes queries by source address), then the sender's egress for new
 //!   connections to the node, Palisade's own node services exempt ([`crate::hostfw`]).
+//! - `output` (hook output): a new TCP flow from the node to a pod starts with a SYN.
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
@@ -623,14 +624,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         // of a connection that policy now denies, the peer's next packet (an ACK, a reply)
         // would open a fresh entry in the allowed direction, and the denied side's packets
         // would pass again as its replies.
-        format!(
-            "iifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
-            crate::antispoof::IFACES
-        ),
-        format!(
-            "oifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
-            crate::antispoof::IFACES
-        ),
+        crate::hostfw::syn_only("iifname"),
+        crate::hostfw::syn_only("oifname"),
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),
@@ -647,6 +642,8 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     let mut input = crate::antispoof::input_rules();
     input.extend(crate::hostfw::input_rules());
     cx.chains.insert("input".into(), input);
+    cx.chains
+        .insert("output".into(), crate::hostfw::output_rules());
     cx.chains.insert(
         crate::antispoof::CHAIN.into(),
         crate::antispoof::chain_rules(),

@@ -112,18 +112,27 @@ impl Agent {
     }
 
     /// Closes the open connections `engine` now denies, between pods of which at least one
-    /// is enforced here ([`crate::revoke`]); returns how many. Call it after the new
-    /// ruleset is in force, so the connections' next packets meet it.
+    /// is enforced here and from local pods to this node ([`crate::revoke`]); returns how
+    /// many. Call it after the new ruleset is in force, so the connections' next packets
+    /// meet it.
     pub fn close_denied(&self, engine: &Engine) -> std::io::Result<usize> {
         let Some(settings) = &self.settings else {
             return Ok(0);
         };
         let netns = settings.netns.as_deref();
         let tracked = crate::revoke::list(netns)?;
-        let local: std::collections::HashSet<PodId> =
-            local_pods(engine, settings).into_iter().collect();
+        let node = crate::revoke::NodeScope {
+            local_pods: local_pods(engine, settings).into_iter().collect(),
+            local_addrs: crate::revoke::node_addresses(netns)?,
+            pod_interfaces: self
+                .applied
+                .as_ref()
+                .map(crate::antispoof::checked_addresses)
+                .unwrap_or_default(),
+            node_services: settings.node_services.clone(),
+        };
         let mut closed = 0;
-        for t in crate::revoke::now_denied(engine, &tracked, |p| local.contains(&p)) {
+        for t in crate::revoke::now_denied(engine, &node, &tracked) {
             if crate::revoke::delete(netns, t)? {
                 closed += 1;
             }
@@ -215,6 +224,7 @@ impl Agent {
             ("forward", "ct state established"),
             ("input", "jump pod_source"),
             ("input", "saddr vmap @egress_4"),
+            ("output", "oifname @pod_ifaces"),
             (crate::antispoof::CHAIN, "@pod_ifaces"),
         ]
         .iter()

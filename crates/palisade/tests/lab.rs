@@ -1146,3 +1146,170 @@ fn an_egress_isolated_pod_cannot_reach_its_node_over_ipv6_link_local() {
     );
     assert_eq!(old_rule, "ok", "with the old rule, iso reaches the node");
 }
+
+/// A lab of `TO_NODE` whose node has the address 10.79.0.1 with listeners on 10250, 10255
+/// and 5300, and an agent for `n1` that counts TCP 5300 as Palisade's DNS proxy (a node
+/// service), its ruleset applied.
+fn node_lab(
+    name: &str,
+) -> (
+    palisade_agent::lab::Session,
+    palisade_agent::runtime::Agent,
+    NodeServer,
+) {
+    let eng = compile(TO_NODE);
+    let pods: Vec<(u32, String, std::net::IpAddr)> = eng
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = &eng.pods()[id as usize];
+            (id, p.key(), p.ips[0])
+        })
+        .collect();
+    let (s, _) = lab_with_agent(name, &pods);
+    let node = s.node_ns().to_string();
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: palisade_agent::hostfw::NodeService::from_listen(
+            "0.0.0.0:5300",
+            &[palisade_policy::Protocol::TCP],
+        )
+        .unwrap(),
+    });
+    agent.reconcile(&eng).expect("ruleset applied");
+    let st = Command::new("ip")
+        .args(["-n", &node, "addr", "add", "10.79.0.1/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let servers = NodeServer::start(&node, &[10250, 10255, 5300]);
+    (s, agent, servers)
+}
+
+/// `TO_NODE` with `open` (no policy so far) now allowed only 10.79.0.1:10255 out.
+fn open_tightened() -> palisade_policy::Engine {
+    compile(&format!(
+        "{TO_NODE}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: open-to-10255, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: open}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 10.79.0.1/32}}}}], ports: [{{port: 10255}}]}}]\n"
+    ))
+}
+
+/// When policy tightens, a pod's open connection to its own node that the new policy
+/// denies is closed too, as pod-to-pod ones are: `open` holds connections to the node's
+/// "kubelet" (10250), to 10255 and to Palisade's DNS proxy (5300, a node service); its new
+/// egress policy allows only 10255. The 10250 connection breaks, the 10255 one and the one
+/// to the node service stay. On the old code the agent decided pod-to-pod connections
+/// only, so the held connection to 10250 stayed alive (and nothing was closed).
+#[test]
+fn tightened_policy_closes_a_pods_open_connection_to_its_own_node() {
+    use std::io::Read;
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, mut agent, _servers) = node_lab("nc");
+    let node_ip = "10.79.0.1".parse().unwrap();
+    let mut held = s.hold("x/open", node_ip, 10250).expect("open holds 10250");
+    let mut kept = s.hold("x/open", node_ip, 10255).expect("open holds 10255");
+    let mut svc = s
+        .hold("x/open", "169.254.1.1".parse().unwrap(), 5300)
+        .expect("open holds the node service");
+    let tight = open_tightened();
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "exactly the connection to 10250 is closed");
+    let open = netns_of(&s, "x/open");
+    assert!(!connects(&open, "10.79.0.1", 10250), "a new one is refused");
+    assert!(
+        connects(&open, "10.79.0.1", 10255),
+        "10255 is still allowed"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let outcome = |child: &mut std::process::Child| {
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = child.wait();
+        out
+    };
+    let (held_out, kept_out, svc_out) = (outcome(&mut held), outcome(&mut kept), outcome(&mut svc));
+    assert!(held_out.trim().starts_with("broken"), "→ 10250: {held_out}");
+    assert!(kept_out.trim().starts_with("alive"), "→ 10255: {kept_out}");
+    assert!(
+        svc_out.trim().starts_with("alive"),
+        "→ node service: {svc_out}"
+    );
+}
+
+/// After the agent deleted the entry of a pod's connection to its node, the node's next
+/// packet on it (an ACK, data) opened a fresh entry in the node-to-pod direction
+/// (conntrack's loose pickup) and the pod's packets then reached the node as its replies,
+/// past the pod's egress policy. Now the node opens TCP flows to its pods only with a SYN.
+#[test]
+fn a_closed_connection_to_the_node_is_not_picked_up_again_from_the_nodes_side() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, mut agent, _servers) = node_lab("np");
+    agent
+        .reconcile(&open_tightened())
+        .expect("tightened ruleset");
+    let node = s.node_ns().to_string();
+    let open = netns_of(&s, "x/open");
+    let (pod_ip, node_ip) = ("10.78.3.3".parse().unwrap(), "10.79.0.1".parse().unwrap());
+    // Neither side has a socket on these ports: keep their kernels' RSTs out of the way.
+    for ns in [&node, &open] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 10; tcp flags rst drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer_at(
+        &node,
+        "input priority 10",
+        &["ip saddr 10.78.3.3 tcp dport 10250"],
+    );
+    // The node's side of the old connection, then the pod's.
+    // (Refused at once by the new `output` rule: the kernel reports EPERM to the sender.)
+    let sent = craft::send_ipv4(
+        &node,
+        &craft::tcp(node_ip, pod_ip, 10250, 43000, craft::ACK),
+    );
+    assert!(
+        sent.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::PermissionDenied,
+            |_| true
+        ),
+        "{sent:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(
+            &open,
+            &craft::tcp(pod_ip, node_ip, 43000, 10250, craft::ACK),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&node),
+        [0],
+        "the pod's packets reached the node as replies"
+    );
+}
