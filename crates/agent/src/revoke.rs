@@ -6,13 +6,13 @@
 //! After an applied change (coalesced by [`CloseSchedule`]: at most one pass a second,
 //! always one after the last change) the agent lists the node's conntrack table
 //! (`conntrack -L -o xml`), decides again every connection the ruleset decides ([`decide`]:
-//! pod to pod, and a local pod to its own node) with the new engine (the destination after
+//! pod to pod, a local pod to its own node, to or from outside addresses) with the new engine (the destination after
 //! DNAT, i.e. the reply's source, so a Service's backend or a redirect's node port is what
 //! is decided), and deletes the entries it now denies (`conntrack -D` on the exact tuple).
 //! The connection's next packet is then a new flow to the ruleset and is dropped by policy.
 //!
 //! Not checked: what the node opens itself (`output` holds no policy), and connections to
-//! outside addresses, or to the node on a port a pod's FQDN rule allows: those may have
+//! an address (outside or the node) on a port a pod's FQDN rule allows: those may have
 //! been opened by a DNS answer, which the engine alone cannot see, and those sets expire
 //! with the answers' TTLs.
 
@@ -186,8 +186,11 @@ fn fqdn_may_allow(engine: &Engine, pod: PodId, port: u16, protocol: Protocol) ->
 ///   the receiver's ingress, on the responder's address and port (after DNAT);
 /// - from a local pod to the node itself (`input`, for pods whose interface is known): the
 ///   pod's egress to the node address, except Palisade's node services;
+/// - between a local pod and an outside address (`forward`): the pod's egress, or its
+///   ingress from that address;
 /// - never what the node itself opened (`output` holds no policy: a pod cannot block its
-///   node, kubelet probes included), nor a connection an FQDN rule may have opened.
+///   node, kubelet probes included), nor a connection to an address an FQDN rule may have
+///   opened (the pod's egress has one for that port and protocol).
 pub fn decide(engine: &Engine, node: &NodeScope, t: &Tracked) -> Option<bool> {
     let protocol = protocol(t.protocol)?;
     if node.is_node_addr(t.src) {
@@ -196,21 +199,23 @@ pub fn decide(engine: &Engine, node: &NodeScope, t: &Tracked) -> Option<bool> {
     let src = engine.endpoint_for_ip(t.src);
     let dst = engine.endpoint_for_ip(t.responder);
     let to_node = node.is_node_addr(t.responder);
-    match (src, dst) {
+    let local = |p: PodId| node.local_pods.contains(&p);
+    let decided_here = match (src, dst) {
         (Endpoint::Pod(p), _) if to_node => {
-            if !node.local_pods.contains(&p)
-                || !node.pod_interfaces.contains(&t.src)
-                || node.is_node_service(t.responder, protocol, t.responder_port)
-            {
-                return None;
-            }
+            local(p)
+                && node.pod_interfaces.contains(&t.src)
+                && !node.is_node_service(t.responder, protocol, t.responder_port)
         }
-        (Endpoint::Pod(s), Endpoint::Pod(d)) => {
-            if !node.local_pods.contains(&s) && !node.local_pods.contains(&d) {
-                return None;
-            }
-        }
-        _ => return None,
+        _ if to_node => false,
+        (Endpoint::Pod(s), Endpoint::Pod(d)) => local(s) || local(d),
+        // Through `forward` to or from an outside address: the local pod's egress, or its
+        // ingress (the outside address is the source the kernel sees, before any SNAT).
+        (Endpoint::Pod(s), Endpoint::Ip(_)) => local(s),
+        (Endpoint::Ip(_), Endpoint::Pod(d)) => local(d),
+        _ => false,
+    };
+    if !decided_here {
+        return None;
     }
     let allowed = engine
         .verdict(&Flow {
@@ -520,6 +525,18 @@ spec:
             d("10.78.0.1:40007", "10.78.0.2:8080", "10.78.0.2:8080"),
             Some(true)
         );
+        // Outside addresses through `forward`: egress, and ingress from them; an FQDN port
+        // is left alone there too.
+        assert_eq!(
+            d("10.78.0.2:40009", "192.0.2.7:80", "192.0.2.7:80"),
+            Some(true)
+        );
+        assert_eq!(d("10.78.0.1:40010", "192.0.2.7:443", "192.0.2.7:443"), None);
+        assert_eq!(
+            d("192.0.2.7:40011", "10.78.0.1:8080", "10.78.0.1:8080"),
+            Some(true)
+        );
+        assert_eq!(d("192.0.2.7:40012", "192.0.2.8:80", "192.0.2.8:80"), None);
         // A pod whose interface the ruleset does not know is not held to policy in `input`.
         let mut unknown = node.clone();
         unknown.pod_interfaces.clear();

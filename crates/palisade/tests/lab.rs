@@ -1313,3 +1313,122 @@ fn a_closed_connection_to_the_node_is_not_picked_up_again_from_the_nodes_side() 
         "the pod's packets reached the node as replies"
     );
 }
+
+/// An outside host for the lab's node: namespace `<node>-ext` with 198.51.100.1, routed
+/// from the node through a veth (`xo0`, which owns 169.254.1.1 as pod veths do), serving
+/// TCP 8080 and 9090. Removed on drop.
+struct Outside {
+    _server: NodeServer,
+    _ns: Netns,
+    ns: String,
+}
+
+impl Outside {
+    fn start(node: &str) -> Outside {
+        let ns = format!("{node}-ext");
+        let guard = Netns(ns.clone());
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        for cmd in [
+            format!("ip netns add {ns}"),
+            format!("ip -n {node} link add xo0 type veth peer name eth0 netns {ns}"),
+            format!("ip -n {node} link set xo0 up"),
+            format!("ip -n {node} addr add 169.254.1.1/32 dev xo0"),
+            format!("ip -n {node} route add 198.51.100.1/32 dev xo0"),
+            format!("ip -n {ns} link set lo up"),
+            format!("ip -n {ns} link set eth0 up"),
+            format!("ip -n {ns} addr add 198.51.100.1/32 dev eth0"),
+            format!("ip -n {ns} route add 169.254.1.1 dev eth0 scope link"),
+            format!("ip -n {ns} route add default via 169.254.1.1 dev eth0"),
+        ] {
+            let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+            assert!(st.success(), "{cmd}");
+        }
+        Outside {
+            _server: NodeServer::start(&ns, &[8080, 9090]),
+            _ns: guard,
+            ns,
+        }
+    }
+
+    /// A connection held from the outside host to `to:port` (`palisade lab hold`).
+    fn hold(&self, to: &str, port: u16) -> std::process::Child {
+        use std::io::Read;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns, bin(), "lab", "hold", "--target"])
+            .arg(format!("{to}:{port}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        let out = c.stdout.as_mut().unwrap();
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            first.push(byte[0]);
+        }
+        assert_eq!(first, b"ready", "the outside host holds {to}:{port}");
+        c
+    }
+}
+
+/// What a held connection says when its stdin closes: `alive N` or `broken N`.
+fn hold_outcome(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    drop(child.stdin.take());
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    out.trim().to_string()
+}
+
+/// When policy tightens, open connections between a pod and an outside address are closed
+/// too: `a` held 8080 and 9090 at an outside host, and the host held one to `c`; now `a`
+/// may reach the host on 9090 only and `c` takes 8080 from `b` only. `a`'s 8080 and the
+/// host's connection to `c` break, `a`'s 9090 stays. On the old code only connections
+/// between two pods were decided: nothing was closed and all three stayed alive.
+#[test]
+fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("xo", TRIO);
+    let ext = Outside::start(s.node_ns());
+    let host = "198.51.100.1".parse().unwrap();
+    // The old TRIO lets 203.0.113.0/24 and b reach c: widen it for the outside host first.
+    let open = compile(&TRIO.replace("203.0.113.0/24", "198.51.100.0/24"));
+    agent.reconcile(&open).expect("ruleset");
+    let mut a_8080 = s.hold("x/a", host, 8080).expect("a holds 8080 outside");
+    let mut a_9090 = s.hold("x/a", host, 9090).expect("a holds 9090 outside");
+    let mut to_c = ext.hold("10.78.1.3", 8080);
+    let tight = compile(&format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 9090}}]}}]\n",
+        TRIO.replace(
+            "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+            "- from: [{podSelector: {matchLabels: {app: b}}}]",
+        )
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 2, "a's 8080 and the host's connection to c");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (o8080, o9090, oc) = (
+        hold_outcome(&mut a_8080),
+        hold_outcome(&mut a_9090),
+        hold_outcome(&mut to_c),
+    );
+    assert!(o8080.starts_with("broken"), "a → outside:8080: {o8080}");
+    assert!(o9090.starts_with("alive"), "a → outside:9090: {o9090}");
+    assert!(oc.starts_with("broken"), "outside → c: {oc}");
+}
