@@ -184,8 +184,8 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
     // The node opens TCP flows to its pods only with a SYN (a closed connection is not
     // picked up again from the node's side).
     assert_eq!(
-        rs.chains["output"],
-        ["oifname @pod_ifaces tcp flags & (fin | syn | rst | ack) != syn ct state new drop"]
+        rs.chains["output"][0],
+        "oifname @pod_ifaces tcp flags & (fin | syn | rst | ack) != syn ct state new drop"
     );
     let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
     assert_eq!(el("node_svc"), ["tcp . 15001"]);

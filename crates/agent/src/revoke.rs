@@ -285,6 +285,74 @@ pub fn local_routes(json: &str) -> Vec<Cidr> {
         .collect()
 }
 
+/// Sets of closed UDP/SCTP conversations (`revoked_4`, `revoked_6`): `source . protocol .
+/// source port . destination . destination port` as the ruleset saw the first packet (the
+/// destination after DNAT), with a timeout.
+pub const REVOKED: &str = "revoked";
+
+/// How long a closed UDP or SCTP conversation stays refused in both directions.
+pub const REVOKED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// UDP has no SYN: once a connection's entry is deleted, the allowed side's next packet (a
+/// server that keeps sending, as QUIC does) opened a fresh entry in its own direction, and
+/// the denied side's packets passed as its replies. A closed UDP or SCTP conversation is
+/// therefore remembered ([`REVOKED`]) and a new flow on it, in either direction, dropped.
+/// `new_only` prefixes `ct state new` (for chains that see established packets too).
+pub fn revoked_rules(new_only: bool) -> Vec<String> {
+    let ct = if new_only { "ct state new " } else { "" };
+    let mut out = Vec::new();
+    for (fam, suffix) in [("ip", 4), ("ip6", 6)] {
+        for (a, b) in [("saddr", "daddr"), ("daddr", "saddr")] {
+            let (pa, pb) = if a == "saddr" {
+                ("sport", "dport")
+            } else {
+                ("dport", "sport")
+            };
+            out.push(format!(
+                "{ct}{fam} {a} . meta l4proto . th {pa} . {fam} {b} . th {pb} @{REVOKED}_{suffix} drop"
+            ));
+        }
+    }
+    out
+}
+
+/// The set definitions for [`revoked_rules`] (filled by [`remember`], not by rendering).
+pub fn revoked_sets(sets: &mut std::collections::BTreeMap<String, crate::ruleset::SetDef>) {
+    for (suffix, ty) in [(4, "ipv4_addr"), (6, "ipv6_addr")] {
+        sets.insert(
+            format!("{REVOKED}_{suffix}"),
+            crate::ruleset::SetDef {
+                keyword: "set",
+                spec: format!(
+                    "type {ty} . inet_proto . inet_service . {ty} . inet_service; flags timeout;"
+                ),
+                elements: Default::default(),
+            },
+        );
+    }
+}
+
+/// The `nft` script that remembers the closed UDP and SCTP conversations of `closed`
+/// ([`revoked_rules`]); empty when there are none. Apply it before deleting the entries,
+/// so that no packet in between opens a fresh one.
+pub fn remember(closed: &[&Tracked]) -> String {
+    let mut script = String::new();
+    for t in closed.iter().filter(|t| matches!(t.protocol, 17 | 132)) {
+        let proto = if t.protocol == 17 { "udp" } else { "sctp" };
+        let suffix = if t.src.is_ipv6() { 6 } else { 4 };
+        script.push_str(&format!(
+            "add element inet {} {REVOKED}_{suffix} {{ {} . {proto} . {} . {} . {} timeout {}s }}\n",
+            crate::ruleset::TABLE,
+            t.src,
+            t.src_port,
+            t.responder,
+            t.responder_port,
+            REVOKED_FOR.as_secs()
+        ));
+    }
+    script
+}
+
 /// Deletes one connection's entry (its exact original tuple); whether one was deleted.
 pub fn delete(netns: Option<&str>, t: &Tracked) -> std::io::Result<bool> {
     let proto = match t.protocol {
@@ -467,9 +535,11 @@ spec:
 
     /// `src:port → dst:port` answered by `responder:port` (TCP).
     fn tcp(src: &str, dst: &str, responder: &str) -> Tracked {
-        let (s, sp) = src.split_once(':').unwrap();
-        let (d, dp) = dst.split_once(':').unwrap();
-        let (r, rp) = responder.split_once(':').unwrap();
+        fn split(a: &str) -> (&str, &str) {
+            let (host, port) = a.rsplit_once(':').unwrap();
+            (host.trim_matches(['[', ']']), port)
+        }
+        let ((s, sp), (d, dp), (r, rp)) = (split(src), split(dst), split(responder));
         Tracked {
             protocol: 6,
             src: s.parse().unwrap(),
@@ -585,6 +655,27 @@ spec:
                 &tcp("169.254.1.1:50001", "10.78.0.1:80", "10.78.0.1:80")
             ),
             None
+        );
+    }
+
+    /// Closed UDP and SCTP conversations are remembered as the ruleset sees their first
+    /// packet (the destination after DNAT); TCP needs no memory (its SYN rule).
+    #[test]
+    fn closed_udp_conversations_are_remembered_by_their_tuple_after_dnat() {
+        let mut dns = tcp("10.78.0.1:40000", "10.96.0.10:53", "10.78.0.2:5353");
+        dns.protocol = 17;
+        let mut v6 = tcp("[fd00::1]:40001", "[fd00::2]:9", "[fd00::2]:9");
+        v6.protocol = 132;
+        let plain = tcp("10.78.0.1:40002", "10.78.0.2:80", "10.78.0.2:80");
+        assert_eq!(
+            remember(&[&dns, &plain, &v6]),
+            "add element inet palisade revoked_4 { 10.78.0.1 . udp . 40000 . 10.78.0.2 . 5353 timeout 600s }\n\
+             add element inet palisade revoked_6 { fd00::1 . sctp . 40001 . fd00::2 . 9 timeout 600s }\n"
+        );
+        assert_eq!(remember(&[&plain]), "");
+        assert_eq!(
+            revoked_rules(true)[1],
+            "ct state new ip daddr . meta l4proto . th dport . ip saddr . th sport @revoked_4 drop"
         );
     }
 

@@ -626,6 +626,9 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         // would pass again as its replies.
         crate::hostfw::syn_only("iifname"),
         crate::hostfw::syn_only("oifname"),
+    ]);
+    forward.extend(crate::revoke::revoked_rules(false));
+    forward.extend([
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),
@@ -642,8 +645,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     let mut input = crate::antispoof::input_rules();
     input.extend(crate::hostfw::input_rules());
     cx.chains.insert("input".into(), input);
-    cx.chains
-        .insert("output".into(), crate::hostfw::output_rules());
+    let mut output = crate::hostfw::output_rules();
+    output.extend(crate::revoke::revoked_rules(true));
+    cx.chains.insert("output".into(), output);
+    crate::revoke::revoked_sets(&mut sets);
     cx.chains.insert(
         crate::antispoof::CHAIN.into(),
         crate::antispoof::chain_rules(),

@@ -131,8 +131,15 @@ impl Agent {
                 .unwrap_or_default(),
             node_services: settings.node_services.clone(),
         };
+        let denied = crate::revoke::now_denied(engine, &node, &tracked);
+        let remember = crate::revoke::remember(&denied);
+        if !remember.is_empty() {
+            if let Err(e) = nft::apply(&remember, netns) {
+                tracing::warn!(error = %e, "closed UDP/SCTP conversations not remembered");
+            }
+        }
         let mut closed = 0;
-        for t in crate::revoke::now_denied(engine, &node, &tracked) {
+        for t in denied {
             if crate::revoke::delete(netns, t)? {
                 closed += 1;
             }

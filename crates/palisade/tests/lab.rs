@@ -1432,3 +1432,74 @@ fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
     assert!(o9090.starts_with("alive"), "a → outside:9090: {o9090}");
     assert!(oc.starts_with("broken"), "outside → c: {oc}");
 }
+
+/// A UDP datagram (header and `payload`; no checksum, which IPv4 allows).
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&sport.to_be_bytes());
+    d.extend_from_slice(&dport.to_be_bytes());
+    d.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    d
+}
+
+/// UDP has no SYN to tell who began. After the agent deleted the entry of a UDP
+/// conversation that policy now denies (b → c:5353), the allowed side's next datagram (c
+/// keeps sending, as a QUIC server does) opened a fresh entry in c's direction, and b's
+/// datagrams then reached c as its replies. Now a closed UDP conversation is remembered
+/// for ten minutes and refused in both directions.
+#[test]
+fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let with_udp = TRIO.replace(
+        "ports: [{port: 8080}]",
+        "ports: [{port: 8080}, {port: 5353, protocol: UDP}]",
+    );
+    let (s, _eng, mut agent) = trio_session("ud", &with_udp);
+    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+    // No sockets on these ports: keep the pods' port-unreachable errors out of the way.
+    for ns in [&b, &c] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 0; meta l4proto icmp drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer(&c, &["ip saddr 10.78.1.2 udp dport 5353"]);
+    let b_to_c = craft::ipv4(b_ip, c_ip, 17, &udp(40000, 5353, b"query"));
+    let c_to_b = craft::ipv4(c_ip, b_ip, 17, &udp(5353, 40000, b"answer"));
+    craft::send_ipv4(&b, &b_to_c).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    craft::send_ipv4(&c, &c_to_b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        observed(&c),
+        [1],
+        "the conversation is open under the old policy"
+    );
+    let tight = compile(&with_udp.replace(
+        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "b's conversation with c is closed");
+    // c speaks first (c → b is allowed on its own: b has no policy), then b.
+    craft::send_ipv4(&c, &c_to_b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(&b, &b_to_c).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(&c), [1], "b's datagrams reached c as replies");
+}
