@@ -244,7 +244,10 @@ impl Agent {
     /// The periodic check: when the table is no longer intact, forgets what was applied and
     /// rebuilds it in one transaction from `engine`; otherwise reconciles as usual, which
     /// also picks up pod interfaces whose routes appeared after their pod (anti-spoofing).
-    /// `Ok(None)` when nothing had to change (or this agent never applied anything).
+    /// When anything changed, the connections opened meanwhile that `engine` denies (while
+    /// the table was gone, or before a pod's interface was known) are closed too
+    /// ([`Agent::close_denied`]). `Ok(None)` when nothing had to change (or this agent
+    /// never applied anything).
     pub fn resync(&mut self, engine: &Engine) -> Result<Option<ApplyStats>, NftError> {
         if self.applied.is_none() {
             return Ok(None);
@@ -254,7 +257,18 @@ impl Agent {
             self.applied = None;
         }
         let stats = self.reconcile(engine)?;
-        Ok((!stats.unchanged).then_some(stats))
+        if stats.unchanged {
+            return Ok(None);
+        }
+        match self.close_denied(engine) {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(
+                closed,
+                "connections opened while the ruleset was not in force, now denied, closed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "open connections not checked after the resync"),
+        }
+        Ok(Some(stats))
     }
 
     fn apply_elements(

@@ -1503,3 +1503,37 @@ fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(observed(&c), [1], "b's datagrams reached c as replies");
 }
+
+/// While a host firewall reload has flushed the agent's table, anything connects; the
+/// resync rebuilds the table, and now also closes what was opened meanwhile that policy
+/// denies: `a`'s connection to `c` breaks, `b`'s (allowed) stays. On the old code the
+/// rebuilt table refused new connections only, and `a`'s held connection stayed alive.
+#[test]
+fn connections_opened_while_the_table_was_flushed_are_closed_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("fl", TRIO);
+    // The reload: every table flushed, the host firewall's own rules back (they track
+    // connections, as kube-proxy's and most host firewalls do, so conntrack stays on).
+    let st = Command::new("ip")
+        .args(["netns", "exec", s.node_ns(), "nft"])
+        .arg("flush ruleset; table ip hostfw { chain i { type filter hook input priority 0; ct state established accept; }; }")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let c_ip = "10.78.1.3".parse().unwrap();
+    let mut denied = s
+        .hold("x/a", c_ip, 8080)
+        .expect("a reaches c, the table gone");
+    let mut allowed = s.hold("x/b", c_ip, 8080).expect("b reaches c");
+    agent.resync(&eng).unwrap().expect("rebuilt");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (d, a) = (hold_outcome(&mut denied), hold_outcome(&mut allowed));
+    assert!(d.starts_with("broken"), "a → c: {d}");
+    assert!(a.starts_with("alive"), "b → c: {a}");
+}
