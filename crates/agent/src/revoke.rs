@@ -253,7 +253,10 @@ pub fn now_denied<'a>(
 }
 
 /// The node's own addresses: the `local` routes of its routing table (in `netns` when
-/// given), addresses and prefixes (`127.0.0.0/8`, AnyIP ranges) alike.
+/// given), addresses and prefixes (`127.0.0.0/8`, AnyIP ranges) alike. An error when the
+/// IPv4 ones cannot be read (there is always `127.0.0.1`): taken for outside addresses,
+/// the node's would be decided without the node-service exemption. A kernel without IPv6
+/// just has no IPv6 ones.
 pub fn node_addresses(netns: Option<&str>) -> std::io::Result<Vec<Cidr>> {
     let mut out = Vec::new();
     for fam in ["-4", "-6"] {
@@ -265,9 +268,17 @@ pub fn node_addresses(netns: Option<&str>) -> std::io::Result<Vec<Cidr>> {
             .args([fam, "-j", "route", "show", "table", "local"])
             .stderr(std::process::Stdio::null())
             .output()?;
-        if res.status.success() {
-            out.extend(local_routes(&String::from_utf8_lossy(&res.stdout)));
+        let found = if res.status.success() {
+            local_routes(&String::from_utf8_lossy(&res.stdout))
+        } else {
+            Vec::new()
+        };
+        if fam == "-4" && found.is_empty() {
+            return Err(std::io::Error::other(
+                "cannot read the node's addresses (`ip -4 route show table local`)",
+            ));
         }
+        out.extend(found);
     }
     Ok(out)
 }
@@ -677,6 +688,13 @@ spec:
             revoked_rules(true)[1],
             "ct state new ip daddr . meta l4proto . th dport . ip saddr . th sport @revoked_4 drop"
         );
+    }
+
+    /// No addresses is an error, not an empty node (on the old code: `Ok([])`, and every
+    /// connection to the node was taken for one to an outside address).
+    #[test]
+    fn unreadable_node_addresses_are_an_error() {
+        assert!(node_addresses(Some("palisade-no-such-netns")).is_err());
     }
 
     #[test]
