@@ -26,7 +26,7 @@
 //!
 //! Pod-to-pod traffic never reaches `input` or `output`, so its cost is unchanged; for the
 //! node's own traffic, an established packet costs one more compare, and what the node
-//! sends one interface-set lookup.
+//! sends one interface-set lookup and two connection-state compares.
 
 use crate::ruleset::SetDef;
 use palisade_policy::Protocol;

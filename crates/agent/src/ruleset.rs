@@ -9,7 +9,9 @@
 //! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
 //!   (the DNS proxy attributes queries by source address), then the sender's egress for new
 //!   connections to the node, Palisade's own node services exempt ([`crate::hostfw`]).
-//! - `output` (hook output): a new TCP flow from the node to a pod starts with a SYN.
+//! - `output` (hook output): a new TCP flow from the node to a pod starts with a SYN, and
+//!   no new flow re-opens a closed UDP/SCTP conversation (`forward` checks both too:
+//!   [`crate::revoke::revoked_rules`]).
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in

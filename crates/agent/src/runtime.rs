@@ -111,10 +111,11 @@ impl Agent {
         }
     }
 
-    /// Closes the open connections `engine` now denies, between pods of which at least one
-    /// is enforced here and from local pods to this node ([`crate::revoke`]); returns how
-    /// many. Call it after the new ruleset is in force, so the connections' next packets
-    /// meet it.
+    /// Closes the open connections `engine` now denies, of those the ruleset decides here
+    /// (pod to pod with a local end, a local pod to this node or to and from outside
+    /// addresses: [`crate::revoke::decide`]); returns how many. Closed UDP and SCTP
+    /// conversations are remembered so neither side re-opens them. Call it after the new
+    /// ruleset is in force, so the connections' next packets meet it.
     pub fn close_denied(&self, engine: &Engine) -> std::io::Result<usize> {
         let Some(settings) = &self.settings else {
             return Ok(0);
