@@ -140,14 +140,24 @@ pub fn input_rules() -> Vec<String> {
     ]
 }
 
-/// A new TCP flow from (`iifname`) or to (`oifname`) a pod interface must start with a
-/// SYN: conntrack otherwise picks a connection up from any mid-stream packet ("loose"
-/// tracking), which would re-open a connection whose entry the agent deleted.
-pub fn syn_only(side: &str) -> String {
-    format!(
-        "{side} @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
-        crate::antispoof::IFACES
-    )
+/// Sets of every local pod's addresses (`local_pods_4`, `local_pods_6`), whether or not
+/// the agent knows its interface.
+pub const LOCAL_PODS: &str = "local_pods";
+
+/// A new TCP flow from (`saddr`) or to (`daddr`) a local pod must start with a SYN:
+/// conntrack otherwise picks a connection up from any mid-stream packet ("loose"
+/// tracking), which would re-open a connection whose entry the agent deleted. The state
+/// is compared first: in `output` every packet the node sends meets these rules.
+pub fn syn_only(sides: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for side in sides {
+        for (fam, suffix) in [("ip", 4), ("ip6", 6)] {
+            out.push(format!(
+                "ct state new {fam} {side} @{LOCAL_PODS}_{suffix} tcp flags & (fin | syn | rst | ack) != syn drop"
+            ));
+        }
+    }
+    out
 }
 
 /// The `output` rules: what the node itself sends to a pod. The node may always open
@@ -156,7 +166,7 @@ pub fn syn_only(side: &str) -> String {
 /// policy now denies, the node's next packet on it (data, an ACK) opened a fresh entry in
 /// the node-to-pod direction, and the pod's packets then passed `input` as its replies.
 pub fn output_rules() -> Vec<String> {
-    vec![syn_only("oifname")]
+    syn_only(&["daddr"])
 }
 
 /// Adds the node-service sets for `services` to `sets`.

@@ -616,6 +616,20 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
+    for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
+        sets.insert(
+            format!("{}_{}", crate::hostfw::LOCAL_PODS, if v6 { 6 } else { 4 }),
+            SetDef {
+                keyword: "set",
+                spec: format!("type {ty};"),
+                elements: owner
+                    .keys()
+                    .filter(|ip| ip.is_ipv6() == v6)
+                    .map(|ip| ip.to_string())
+                    .collect(),
+            },
+        );
+    }
     crate::antispoof::render_into(&mut sets, &opts.pod_interfaces);
     let mut forward = crate::antispoof::forward_rules();
     forward.extend([
@@ -626,9 +640,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         // of a connection that policy now denies, the peer's next packet (an ACK, a reply)
         // would open a fresh entry in the allowed direction, and the denied side's packets
         // would pass again as its replies.
-        crate::hostfw::syn_only("iifname"),
-        crate::hostfw::syn_only("oifname"),
+        // By address, not interface: pods whose interface the agent does not know (bridge
+        // CNIs, a route not there yet) are covered too.
     ]);
+    forward.extend(crate::hostfw::syn_only(&["saddr", "daddr"]));
     forward.extend(crate::revoke::revoked_rules(false));
     forward.extend([
         "ip saddr vmap @egress_4".into(),

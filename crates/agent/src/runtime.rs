@@ -232,7 +232,7 @@ impl Agent {
             ("forward", "ct state established"),
             ("input", "jump pod_source"),
             ("input", "saddr vmap @egress_4"),
-            ("output", "oifname @pod_ifaces"),
+            ("output", "daddr @local_pods_4"),
             (crate::antispoof::CHAIN, "@pod_ifaces"),
         ]
         .iter()

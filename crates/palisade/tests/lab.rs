@@ -1537,3 +1537,64 @@ fn connections_opened_while_the_table_was_flushed_are_closed_by_the_resync() {
     assert!(d.starts_with("broken"), "a → c: {d}");
     assert!(a.starts_with("alive"), "b → c: {a}");
 }
+
+/// The SYN requirement held only for pods whose interface the agent knows (a host route
+/// `/32` to it): with a subnet route to a pod (bridge CNIs, or a route not there yet), an
+/// outside host's mid-stream packet re-opened a connection the agent had closed, and the
+/// pod's packets passed as its replies past its egress policy. Now the requirement holds
+/// for every local pod address. Here `a` is routed by a `/31` and its egress to the
+/// outside host is withdrawn; the host speaks first, then `a`.
+#[test]
+fn a_pod_without_a_known_interface_is_not_picked_up_again_either() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("bu", TRIO);
+    let node = s.node_ns().to_string();
+    let ext = Outside::start(&node);
+    let a_if = netns_if_of(&node, "10.78.1.1");
+    for cmd in [
+        format!("ip -n {node} route del 10.78.1.1/32"),
+        format!("ip -n {node} route add 10.78.1.0/31 dev {a_if}"),
+    ] {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let tight = compile(&format!(
+        "{TRIO}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 9090}}]}}]\n"
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    assert!(
+        !list_set(&node, "pod_src_4").contains("10.78.1.1"),
+        "a's interface is unknown to the agent"
+    );
+    let a = netns_of(&s, "x/a");
+    for ns in [&a, &ext.ns] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 0; tcp flags rst drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer(&ext.ns, &["ip saddr 10.78.1.1 tcp dport 8080"]);
+    let (a_ip, host) = (
+        "10.78.1.1".parse().unwrap(),
+        "198.51.100.1".parse().unwrap(),
+    );
+    craft::send_ipv4(&ext.ns, &craft::tcp(host, a_ip, 8080, 43000, craft::ACK)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(&a, &craft::tcp(a_ip, host, 43000, 8080, craft::ACK)).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&ext.ns),
+        [0],
+        "a's packets reached the host as replies"
+    );
+}
