@@ -96,6 +96,16 @@ pub fn render_into(sets: &mut BTreeMap<String, SetDef>, interfaces: &BTreeMap<Ip
     sets.insert("pod_addr_6".into(), set("type ipv6_addr;", addr6));
 }
 
+/// The pod addresses a rendered ruleset checks (those with a known interface).
+pub fn checked_addresses(rs: &crate::ruleset::Ruleset) -> std::collections::HashSet<IpAddr> {
+    ["pod_src_4", "pod_src_6"]
+        .iter()
+        .filter_map(|n| rs.sets.get(*n))
+        .flat_map(|d| d.elements.iter())
+        .filter_map(|e| e.rsplit(" . ").next()?.parse().ok())
+        .collect()
+}
+
 /// Whether `name` is an interface name that can go into the ruleset as it is: 1 to 15
 /// characters of letters, digits, `-`, `_`, `.` (the kernel allows more, such as quotes,
 /// which must never reach an `nft` script).

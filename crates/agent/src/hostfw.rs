@@ -18,8 +18,15 @@
 //!   Only packets from a pod interface are looked up; anything else (not from a local
 //!   pod, or from a pod whose interface the agent has not found) passes untouched.
 //!
-//! Pod-to-pod traffic never reaches `input`, so its cost is unchanged; for the node's own
-//! traffic, an established packet costs one more compare.
+//! When policy changes, the agent closes the pod-to-node connections it now denies
+//! ([`crate::revoke`]). The pod's next packet on one is then new to conntrack and meets its
+//! egress chain here; the node's next packet would open a fresh entry in the node-to-pod
+//! direction (conntrack's loose pickup), and the pod's packets would pass as its replies, so
+//! `output` ([`output_rules`]) lets the node open TCP flows to pods only with a SYN.
+//!
+//! Pod-to-pod traffic never reaches `input` or `output`, so its cost is unchanged; for the
+//! node's own traffic, an established packet costs one more compare, and what the node
+//! sends one interface-set lookup and two connection-state compares.
 
 use crate::ruleset::SetDef;
 use palisade_policy::Protocol;
@@ -131,6 +138,35 @@ pub fn input_rules() -> Vec<String> {
             crate::antispoof::IFACES
         ),
     ]
+}
+
+/// Sets of every local pod's addresses (`local_pods_4`, `local_pods_6`), whether or not
+/// the agent knows its interface.
+pub const LOCAL_PODS: &str = "local_pods";
+
+/// A new TCP flow from (`saddr`) or to (`daddr`) a local pod must start with a SYN:
+/// conntrack otherwise picks a connection up from any mid-stream packet ("loose"
+/// tracking), which would re-open a connection whose entry the agent deleted. The state
+/// is compared first: in `output` every packet the node sends meets these rules.
+pub fn syn_only(sides: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for side in sides {
+        for (fam, suffix) in [("ip", 4), ("ip6", 6)] {
+            out.push(format!(
+                "ct state new {fam} {side} @{LOCAL_PODS}_{suffix} tcp flags & (fin | syn | rst | ack) != syn drop"
+            ));
+        }
+    }
+    out
+}
+
+/// The `output` rules: what the node itself sends to a pod. The node may always open
+/// connections to its pods (upstream: a pod cannot block its node), but only with a SYN.
+/// Without this, after the agent deleted the entry of a pod's connection to the node that
+/// policy now denies, the node's next packet on it (data, an ACK) opened a fresh entry in
+/// the node-to-pod direction, and the pod's packets then passed `input` as its replies.
+pub fn output_rules() -> Vec<String> {
+    syn_only(&["daddr"])
 }
 
 /// Adds the node-service sets for `services` to `sets`.

@@ -181,6 +181,19 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
             "iifname @pod_ifaces ip6 saddr vmap @egress_6",
         ]
     );
+    // The node opens TCP flows to its pods only with a SYN (a closed connection is not
+    // picked up again from the node's side).
+    assert_eq!(
+        rs.chains["output"][..2],
+        [
+            "ct state new ip daddr @local_pods_4 tcp flags & (fin | syn | rst | ack) != syn drop",
+            "ct state new ip6 daddr @local_pods_6 tcp flags & (fin | syn | rst | ack) != syn drop",
+        ]
+    );
+    assert_eq!(
+        rs.sets["local_pods_4"].elements.iter().collect::<Vec<_>>(),
+        ["10.0.0.1"]
+    );
     let el = |n: &str| rs.sets[n].elements.iter().cloned().collect::<Vec<_>>();
     assert_eq!(el("node_svc"), ["tcp . 15001"]);
     assert_eq!(

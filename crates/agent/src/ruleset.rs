@@ -9,6 +9,9 @@
 //! - `input` (hook input): the same anti-spoofing for what pods send to the node itself
 //!   (the DNS proxy attributes queries by source address), then the sender's egress for new
 //!   connections to the node, Palisade's own node services exempt ([`crate::hostfw`]).
+//! - `output` (hook output): a new TCP flow from the node to a pod starts with a SYN, and
+//!   no new flow re-opens a closed UDP/SCTP conversation (`forward` checks both too:
+//!   [`crate::revoke::revoked_rules`]).
 //! - per pod and direction, one chain per non-empty stage section, in evaluation order:
 //!   security tier, AdminNetworkPolicy / admin tier, NetworkPolicy + SecurityPolicy,
 //!   ClusterSecurityPolicy baseline tier, BaselineAdminNetworkPolicy; the last one ends in
@@ -613,6 +616,20 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
             );
         }
     }
+    for (v6, ty) in [(false, "ipv4_addr"), (true, "ipv6_addr")] {
+        sets.insert(
+            format!("{}_{}", crate::hostfw::LOCAL_PODS, if v6 { 6 } else { 4 }),
+            SetDef {
+                keyword: "set",
+                spec: format!("type {ty};"),
+                elements: owner
+                    .keys()
+                    .filter(|ip| ip.is_ipv6() == v6)
+                    .map(|ip| ip.to_string())
+                    .collect(),
+            },
+        );
+    }
     crate::antispoof::render_into(&mut sets, &opts.pod_interfaces);
     let mut forward = crate::antispoof::forward_rules();
     forward.extend([
@@ -623,14 +640,12 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         // of a connection that policy now denies, the peer's next packet (an ACK, a reply)
         // would open a fresh entry in the allowed direction, and the denied side's packets
         // would pass again as its replies.
-        format!(
-            "iifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
-            crate::antispoof::IFACES
-        ),
-        format!(
-            "oifname @{} tcp flags & (fin | syn | rst | ack) != syn ct state new drop",
-            crate::antispoof::IFACES
-        ),
+        // By address, not interface: pods whose interface the agent does not know (bridge
+        // CNIs, a route not there yet) are covered too.
+    ]);
+    forward.extend(crate::hostfw::syn_only(&["saddr", "daddr"]));
+    forward.extend(crate::revoke::revoked_rules(false));
+    forward.extend([
         "ip saddr vmap @egress_4".into(),
         "ip6 saddr vmap @egress_6".into(),
         "ip daddr vmap @ingress_4".into(),
@@ -647,6 +662,10 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     let mut input = crate::antispoof::input_rules();
     input.extend(crate::hostfw::input_rules());
     cx.chains.insert("input".into(), input);
+    let mut output = crate::hostfw::output_rules();
+    output.extend(crate::revoke::revoked_rules(true));
+    cx.chains.insert("output".into(), output);
+    crate::revoke::revoked_sets(&mut sets);
     cx.chains.insert(
         crate::antispoof::CHAIN.into(),
         crate::antispoof::chain_rules(),

@@ -111,8 +111,10 @@ impl Agent {
         }
     }
 
-    /// Closes the open connections `engine` now denies, between pods of which at least one
-    /// is enforced here ([`crate::revoke`]); returns how many. Call it after the new
+    /// Closes the open connections `engine` now denies, of those the ruleset decides here
+    /// (pod to pod with a local end, a local pod to this node or to and from outside
+    /// addresses: [`crate::revoke::decide`]); returns how many. Closed UDP and SCTP
+    /// conversations are remembered so neither side re-opens them. Call it after the new
     /// ruleset is in force, so the connections' next packets meet it.
     pub fn close_denied(&self, engine: &Engine) -> std::io::Result<usize> {
         let Some(settings) = &self.settings else {
@@ -120,10 +122,25 @@ impl Agent {
         };
         let netns = settings.netns.as_deref();
         let tracked = crate::revoke::list(netns)?;
-        let local: std::collections::HashSet<PodId> =
-            local_pods(engine, settings).into_iter().collect();
+        let node = crate::revoke::NodeScope {
+            local_pods: local_pods(engine, settings).into_iter().collect(),
+            local_addrs: crate::revoke::node_addresses(netns)?,
+            pod_interfaces: self
+                .applied
+                .as_ref()
+                .map(crate::antispoof::checked_addresses)
+                .unwrap_or_default(),
+            node_services: settings.node_services.clone(),
+        };
+        let denied = crate::revoke::now_denied(engine, &node, &tracked);
+        let remember = crate::revoke::remember(&denied);
+        if !remember.is_empty() {
+            if let Err(e) = nft::apply(&remember, netns) {
+                tracing::warn!(error = %e, "closed UDP/SCTP conversations not remembered");
+            }
+        }
         let mut closed = 0;
-        for t in crate::revoke::now_denied(engine, &tracked, |p| local.contains(&p)) {
+        for t in denied {
             if crate::revoke::delete(netns, t)? {
                 closed += 1;
             }
@@ -215,6 +232,7 @@ impl Agent {
             ("forward", "ct state established"),
             ("input", "jump pod_source"),
             ("input", "saddr vmap @egress_4"),
+            ("output", "daddr @local_pods_4"),
             (crate::antispoof::CHAIN, "@pod_ifaces"),
         ]
         .iter()
@@ -227,7 +245,10 @@ impl Agent {
     /// The periodic check: when the table is no longer intact, forgets what was applied and
     /// rebuilds it in one transaction from `engine`; otherwise reconciles as usual, which
     /// also picks up pod interfaces whose routes appeared after their pod (anti-spoofing).
-    /// `Ok(None)` when nothing had to change (or this agent never applied anything).
+    /// When anything changed, the connections opened meanwhile that `engine` denies (while
+    /// the table was gone, or before a pod's interface was known) are closed too
+    /// ([`Agent::close_denied`]). `Ok(None)` when nothing had to change (or this agent
+    /// never applied anything).
     pub fn resync(&mut self, engine: &Engine) -> Result<Option<ApplyStats>, NftError> {
         if self.applied.is_none() {
             return Ok(None);
@@ -237,7 +258,18 @@ impl Agent {
             self.applied = None;
         }
         let stats = self.reconcile(engine)?;
-        Ok((!stats.unchanged).then_some(stats))
+        if stats.unchanged {
+            return Ok(None);
+        }
+        match self.close_denied(engine) {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(
+                closed,
+                "connections opened while the ruleset was not in force, now denied, closed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "open connections not checked after the resync"),
+        }
+        Ok(Some(stats))
     }
 
     fn apply_elements(

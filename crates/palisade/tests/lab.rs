@@ -1146,3 +1146,455 @@ fn an_egress_isolated_pod_cannot_reach_its_node_over_ipv6_link_local() {
     );
     assert_eq!(old_rule, "ok", "with the old rule, iso reaches the node");
 }
+
+/// A lab of `TO_NODE` whose node has the address 10.79.0.1 with listeners on 10250, 10255
+/// and 5300, and an agent for `n1` that counts TCP 5300 as Palisade's DNS proxy (a node
+/// service), its ruleset applied.
+fn node_lab(
+    name: &str,
+) -> (
+    palisade_agent::lab::Session,
+    palisade_agent::runtime::Agent,
+    NodeServer,
+) {
+    let eng = compile(TO_NODE);
+    let pods: Vec<(u32, String, std::net::IpAddr)> = eng
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = &eng.pods()[id as usize];
+            (id, p.key(), p.ips[0])
+        })
+        .collect();
+    let (s, _) = lab_with_agent(name, &pods);
+    let node = s.node_ns().to_string();
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: palisade_agent::hostfw::NodeService::from_listen(
+            "0.0.0.0:5300",
+            &[palisade_policy::Protocol::TCP],
+        )
+        .unwrap(),
+    });
+    agent.reconcile(&eng).expect("ruleset applied");
+    let st = Command::new("ip")
+        .args(["-n", &node, "addr", "add", "10.79.0.1/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let servers = NodeServer::start(&node, &[10250, 10255, 5300]);
+    (s, agent, servers)
+}
+
+/// `TO_NODE` with `open` (no policy so far) now allowed only 10.79.0.1:10255 out.
+fn open_tightened() -> palisade_policy::Engine {
+    compile(&format!(
+        "{TO_NODE}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: open-to-10255, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: open}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 10.79.0.1/32}}}}], ports: [{{port: 10255}}]}}]\n"
+    ))
+}
+
+/// When policy tightens, a pod's open connection to its own node that the new policy
+/// denies is closed too, as pod-to-pod ones are: `open` holds connections to the node's
+/// "kubelet" (10250), to 10255 and to Palisade's DNS proxy (5300, a node service); its new
+/// egress policy allows only 10255. The 10250 connection breaks, the 10255 one and the one
+/// to the node service stay. On the old code the agent decided pod-to-pod connections
+/// only, so the held connection to 10250 stayed alive (and nothing was closed).
+#[test]
+fn tightened_policy_closes_a_pods_open_connection_to_its_own_node() {
+    use std::io::Read;
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, mut agent, _servers) = node_lab("nc");
+    let node_ip = "10.79.0.1".parse().unwrap();
+    let mut held = s.hold("x/open", node_ip, 10250).expect("open holds 10250");
+    let mut kept = s.hold("x/open", node_ip, 10255).expect("open holds 10255");
+    let mut svc = s
+        .hold("x/open", "169.254.1.1".parse().unwrap(), 5300)
+        .expect("open holds the node service");
+    let tight = open_tightened();
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "exactly the connection to 10250 is closed");
+    let open = netns_of(&s, "x/open");
+    assert!(!connects(&open, "10.79.0.1", 10250), "a new one is refused");
+    assert!(
+        connects(&open, "10.79.0.1", 10255),
+        "10255 is still allowed"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let outcome = |child: &mut std::process::Child| {
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = child.wait();
+        out
+    };
+    let (held_out, kept_out, svc_out) = (outcome(&mut held), outcome(&mut kept), outcome(&mut svc));
+    assert!(held_out.trim().starts_with("broken"), "→ 10250: {held_out}");
+    assert!(kept_out.trim().starts_with("alive"), "→ 10255: {kept_out}");
+    assert!(
+        svc_out.trim().starts_with("alive"),
+        "→ node service: {svc_out}"
+    );
+}
+
+/// After the agent deleted the entry of a pod's connection to its node, the node's next
+/// packet on it (an ACK, data) opened a fresh entry in the node-to-pod direction
+/// (conntrack's loose pickup) and the pod's packets then reached the node as its replies,
+/// past the pod's egress policy. Now the node opens TCP flows to its pods only with a SYN.
+#[test]
+fn a_closed_connection_to_the_node_is_not_picked_up_again_from_the_nodes_side() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, mut agent, _servers) = node_lab("np");
+    agent
+        .reconcile(&open_tightened())
+        .expect("tightened ruleset");
+    let node = s.node_ns().to_string();
+    let open = netns_of(&s, "x/open");
+    let (pod_ip, node_ip) = ("10.78.3.3".parse().unwrap(), "10.79.0.1".parse().unwrap());
+    // Neither side has a socket on these ports: keep their kernels' RSTs out of the way.
+    for ns in [&node, &open] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 10; tcp flags rst drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer_at(
+        &node,
+        "input priority 10",
+        &["ip saddr 10.78.3.3 tcp dport 10250"],
+    );
+    // The node's side of the old connection, then the pod's.
+    // (Refused at once by the new `output` rule: the kernel reports EPERM to the sender.)
+    let sent = craft::send_ipv4(
+        &node,
+        &craft::tcp(node_ip, pod_ip, 10250, 43000, craft::ACK),
+    );
+    assert!(
+        sent.as_ref().map_or_else(
+            |e| e.kind() == std::io::ErrorKind::PermissionDenied,
+            |_| true
+        ),
+        "{sent:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(
+            &open,
+            &craft::tcp(pod_ip, node_ip, 43000, 10250, craft::ACK),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&node),
+        [0],
+        "the pod's packets reached the node as replies"
+    );
+}
+
+/// An outside host for the lab's node: namespace `<node>-ext` with 198.51.100.1, routed
+/// from the node through a veth (`xo0`, which owns 169.254.1.1 as pod veths do), serving
+/// TCP 8080 and 9090. Removed on drop.
+struct Outside {
+    _server: NodeServer,
+    _ns: Netns,
+    ns: String,
+}
+
+impl Outside {
+    fn start(node: &str) -> Outside {
+        let ns = format!("{node}-ext");
+        let guard = Netns(ns.clone());
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        for cmd in [
+            format!("ip netns add {ns}"),
+            format!("ip -n {node} link add xo0 type veth peer name eth0 netns {ns}"),
+            format!("ip -n {node} link set xo0 up"),
+            format!("ip -n {node} addr add 169.254.1.1/32 dev xo0"),
+            format!("ip -n {node} route add 198.51.100.1/32 dev xo0"),
+            format!("ip -n {ns} link set lo up"),
+            format!("ip -n {ns} link set eth0 up"),
+            format!("ip -n {ns} addr add 198.51.100.1/32 dev eth0"),
+            format!("ip -n {ns} route add 169.254.1.1 dev eth0 scope link"),
+            format!("ip -n {ns} route add default via 169.254.1.1 dev eth0"),
+        ] {
+            let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+            assert!(st.success(), "{cmd}");
+        }
+        Outside {
+            _server: NodeServer::start(&ns, &[8080, 9090]),
+            _ns: guard,
+            ns,
+        }
+    }
+
+    /// A connection held from the outside host to `to:port` (`palisade lab hold`).
+    fn hold(&self, to: &str, port: u16) -> std::process::Child {
+        use std::io::Read;
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &self.ns, bin(), "lab", "hold", "--target"])
+            .arg(format!("{to}:{port}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        let out = c.stdout.as_mut().unwrap();
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            first.push(byte[0]);
+        }
+        assert_eq!(first, b"ready", "the outside host holds {to}:{port}");
+        c
+    }
+}
+
+/// What a held connection says when its stdin closes: `alive N` or `broken N`.
+fn hold_outcome(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    drop(child.stdin.take());
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    out.trim().to_string()
+}
+
+/// When policy tightens, open connections between a pod and an outside address are closed
+/// too: `a` held 8080 and 9090 at an outside host, and the host held one to `c`; now `a`
+/// may reach the host on 9090 only and `c` takes 8080 from `b` only. `a`'s 8080 and the
+/// host's connection to `c` break, `a`'s 9090 stays. On the old code only connections
+/// between two pods were decided: nothing was closed and all three stayed alive.
+#[test]
+fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("xo", TRIO);
+    let ext = Outside::start(s.node_ns());
+    let host = "198.51.100.1".parse().unwrap();
+    // The old TRIO lets 203.0.113.0/24 and b reach c: widen it for the outside host first.
+    let open = compile(&TRIO.replace("203.0.113.0/24", "198.51.100.0/24"));
+    agent.reconcile(&open).expect("ruleset");
+    let mut a_8080 = s.hold("x/a", host, 8080).expect("a holds 8080 outside");
+    let mut a_9090 = s.hold("x/a", host, 9090).expect("a holds 9090 outside");
+    let mut to_c = ext.hold("10.78.1.3", 8080);
+    let tight = compile(&format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 9090}}]}}]\n",
+        TRIO.replace(
+            "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+            "- from: [{podSelector: {matchLabels: {app: b}}}]",
+        )
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 2, "a's 8080 and the host's connection to c");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (o8080, o9090, oc) = (
+        hold_outcome(&mut a_8080),
+        hold_outcome(&mut a_9090),
+        hold_outcome(&mut to_c),
+    );
+    assert!(o8080.starts_with("broken"), "a → outside:8080: {o8080}");
+    assert!(o9090.starts_with("alive"), "a → outside:9090: {o9090}");
+    assert!(oc.starts_with("broken"), "outside → c: {oc}");
+}
+
+/// A UDP datagram (header and `payload`; no checksum, which IPv4 allows).
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&sport.to_be_bytes());
+    d.extend_from_slice(&dport.to_be_bytes());
+    d.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    d
+}
+
+/// UDP has no SYN to tell who began. After the agent deleted the entry of a UDP
+/// conversation that policy now denies (b → c:5353), the allowed side's next datagram (c
+/// keeps sending, as a QUIC server does) opened a fresh entry in c's direction, and b's
+/// datagrams then reached c as its replies. Now a closed UDP conversation is remembered
+/// for ten minutes and refused in both directions.
+#[test]
+fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let with_udp = TRIO.replace(
+        "ports: [{port: 8080}]",
+        "ports: [{port: 8080}, {port: 5353, protocol: UDP}]",
+    );
+    let (s, _eng, mut agent) = trio_session("ud", &with_udp);
+    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+    // No sockets on these ports: keep the pods' port-unreachable errors out of the way.
+    for ns in [&b, &c] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 0; meta l4proto icmp drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer(&c, &["ip saddr 10.78.1.2 udp dport 5353"]);
+    let b_to_c = craft::ipv4(b_ip, c_ip, 17, &udp(40000, 5353, b"query"));
+    let c_to_b = craft::ipv4(c_ip, b_ip, 17, &udp(5353, 40000, b"answer"));
+    craft::send_ipv4(&b, &b_to_c).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    craft::send_ipv4(&c, &c_to_b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        observed(&c),
+        [1],
+        "the conversation is open under the old policy"
+    );
+    let tight = compile(&with_udp.replace(
+        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "b's conversation with c is closed");
+    // c speaks first (c → b is allowed on its own: b has no policy), then b.
+    craft::send_ipv4(&c, &c_to_b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(&b, &b_to_c).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(&c), [1], "b's datagrams reached c as replies");
+}
+
+/// While a host firewall reload has flushed the agent's table, anything connects; the
+/// resync rebuilds the table, and now also closes what was opened meanwhile that policy
+/// denies: `a`'s connection to `c` breaks, `b`'s (allowed) stays. On the old code the
+/// rebuilt table refused new connections only, and `a`'s held connection stayed alive.
+#[test]
+fn connections_opened_while_the_table_was_flushed_are_closed_by_the_resync() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("conntrack").arg("--version").output().is_err() {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+        return;
+    }
+    let (s, eng, mut agent) = trio_session("fl", TRIO);
+    // The reload: every table flushed, the host firewall's own rules back (they track
+    // connections, as kube-proxy's and most host firewalls do, so conntrack stays on).
+    let st = Command::new("ip")
+        .args(["netns", "exec", s.node_ns(), "nft"])
+        .arg("flush ruleset; table ip hostfw { chain i { type filter hook input priority 0; ct state established accept; }; }")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let c_ip = "10.78.1.3".parse().unwrap();
+    let mut denied = s
+        .hold("x/a", c_ip, 8080)
+        .expect("a reaches c, the table gone");
+    let mut allowed = s.hold("x/b", c_ip, 8080).expect("b reaches c");
+    agent.resync(&eng).unwrap().expect("rebuilt");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (d, a) = (hold_outcome(&mut denied), hold_outcome(&mut allowed));
+    assert!(d.starts_with("broken"), "a → c: {d}");
+    assert!(a.starts_with("alive"), "b → c: {a}");
+}
+
+/// The SYN requirement held only for pods whose interface the agent knows (a host route
+/// `/32` to it): with a subnet route to a pod (bridge CNIs, or a route not there yet), an
+/// outside host's mid-stream packet re-opened a connection the agent had closed, and the
+/// pod's packets passed as its replies past its egress policy. Now the requirement holds
+/// for every local pod address. Here `a` is routed by a `/31` and its egress to the
+/// outside host is withdrawn; the host speaks first, then `a`.
+#[test]
+fn a_pod_without_a_known_interface_is_not_picked_up_again_either() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let (s, _eng, mut agent) = trio_session("bu", TRIO);
+    let node = s.node_ns().to_string();
+    let ext = Outside::start(&node);
+    let a_if = netns_if_of(&node, "10.78.1.1");
+    for cmd in [
+        format!("ip -n {node} route del 10.78.1.1/32"),
+        format!("ip -n {node} route add 10.78.1.0/31 dev {a_if}"),
+    ] {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let tight = compile(&format!(
+        "{TRIO}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  policyTypes: [Egress]\n  \
+         egress: [{{to: [{{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 9090}}]}}]\n"
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    assert!(
+        !list_set(&node, "pod_src_4").contains("10.78.1.1"),
+        "a's interface is unknown to the agent"
+    );
+    let a = netns_of(&s, "x/a");
+    for ns in [&a, &ext.ns] {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "nft"])
+            .arg("table inet quiet { chain o { type filter hook output priority 0; tcp flags rst drop; }; }")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    observer(&ext.ns, &["ip saddr 10.78.1.1 tcp dport 8080"]);
+    let (a_ip, host) = (
+        "10.78.1.1".parse().unwrap(),
+        "198.51.100.1".parse().unwrap(),
+    );
+    craft::send_ipv4(&ext.ns, &craft::tcp(host, a_ip, 8080, 43000, craft::ACK)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        craft::send_ipv4(&a, &craft::tcp(a_ip, host, 43000, 8080, craft::ACK)).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(&ext.ns),
+        [0],
+        "a's packets reached the host as replies"
+    );
+}

@@ -6,7 +6,7 @@ use crate::nfnetlink::{Element, ElementBatch, ElementOp};
 use std::fmt::Write as _;
 
 /// Base chains and their hook lines.
-const BASE_CHAINS: [(&str, &str); 2] = [
+const BASE_CHAINS: [(&str, &str); 3] = [
     (
         "forward",
         "type filter hook forward priority filter; policy accept;",
@@ -14,6 +14,10 @@ const BASE_CHAINS: [(&str, &str); 2] = [
     (
         "input",
         "type filter hook input priority filter; policy accept;",
+    ),
+    (
+        "output",
+        "type filter hook output priority filter; policy accept;",
     ),
 ];
 
