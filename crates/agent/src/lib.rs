@@ -4,6 +4,7 @@
 //! machine, that the kernel enforces exactly what the engine predicts.
 
 pub mod antispoof;
+pub mod bridge;
 pub mod conntrack;
 pub mod flowlog;
 pub mod fqdn;

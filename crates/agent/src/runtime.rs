@@ -91,6 +91,25 @@ pub fn pod_interfaces(
                     "local pod addresses without a host route to their interface: their \
                      source addresses are not checked (anti-spoofing)"
                 );
+                // Such pods may sit behind a Linux bridge, whose traffic meets the policy
+                // in `forward` only through br_netfilter.
+                use crate::bridge::BridgeFiltering;
+                match crate::bridge::filter_bridged_traffic(netns) {
+                    Ok(BridgeFiltering::AlreadyOn) => {}
+                    Ok(BridgeFiltering::TurnedOn) => tracing::info!(
+                        "bridged pod traffic now passes the policy: \
+                         net.bridge.bridge-nf-call-iptables and -ip6tables turned on"
+                    ),
+                    Ok(BridgeFiltering::Unavailable) => tracing::warn!(
+                        "br_netfilter is not loaded: pods behind a Linux bridge reach each \
+                         other past the policy (load it: modprobe br_netfilter)"
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "cannot turn on br_netfilter: pods behind a Linux bridge reach each \
+                         other past the policy"
+                    ),
+                }
             }
             found
         }

@@ -1598,3 +1598,77 @@ fn a_pod_without_a_known_interface_is_not_picked_up_again_either() {
         "a's packets reached the host as replies"
     );
 }
+
+/// Pods behind one Linux bridge (flannel's `cni0`, the `bridge` plugin): their frames are
+/// switched, not routed, and meet the policy in `forward` only through br_netfilter. With
+/// `net.bridge.bridge-nf-call-iptables` off, `a` reached `c` although `c` takes 8080 from
+/// `b` only (the old code warned about addresses without a host route and left it there).
+/// The agent now turns the switch on for such pods: `a` is refused, `b` still connects.
+#[test]
+fn pods_behind_a_bridge_meet_the_policy() {
+    if !can_run() {
+        return;
+    }
+    let prefix = format!("plbr{}", std::process::id() % 10000);
+    let node = format!("{prefix}-node");
+    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let mut guards = vec![Netns(node.clone())];
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip netns add {node}"));
+    sh(format!(
+        "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
+         ip -n {node} link set br0 up && ip -n {node} addr add 10.78.1.254/24 dev br0"
+    ));
+    let read_switch = || {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &node, "cat", switch])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    if read_switch().is_empty() {
+        eprintln!("skipping: br_netfilter is not loaded ({switch} is missing)");
+        return;
+    }
+    sh(format!("ip netns exec {node} sh -c 'echo 0 > {switch}'"));
+    let mut pod_ns = Vec::new();
+    for (i, ip) in ["10.78.1.1", "10.78.1.2", "10.78.1.3"].iter().enumerate() {
+        let ns = format!("{prefix}-p{i}");
+        guards.push(Netns(ns.clone()));
+        sh(format!("ip netns add {ns}"));
+        sh(format!(
+            "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
+             ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
+             ip -n {ns} link set eth0 up && ip -n {ns} addr add {ip}/24 dev eth0 && \
+             ip -n {ns} route add default via 10.78.1.254"
+        ));
+        pod_ns.push(ns);
+    }
+    // Dropped in reverse: the server first, then the namespaces.
+    let _namespaces = guards;
+    let _server = NodeServer::start(&pod_ns[2], &[8080]);
+    assert!(
+        connects(&pod_ns[0], "10.78.1.3", 8080),
+        "the bridge switches a's SYN to c before any policy"
+    );
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: Vec::new(),
+    });
+    agent.reconcile(&compile(TRIO)).expect("ruleset applied");
+    assert_eq!(read_switch(), "1", "the agent turned bridge filtering on");
+    assert!(
+        !connects(&pod_ns[0], "10.78.1.3", 8080),
+        "a → c:8080 must be refused: c takes 8080 from b only"
+    );
+    assert!(
+        connects(&pod_ns[1], "10.78.1.3", 8080),
+        "b → c:8080 is allowed"
+    );
+}
