@@ -165,8 +165,12 @@ pub fn syn_only(sides: &[&str]) -> Vec<String> {
 /// Without this, after the agent deleted the entry of a pod's connection to the node that
 /// policy now denies, the node's next packet on it (data, an ACK) opened a fresh entry in
 /// the node-to-pod direction, and the pod's packets then passed `input` as its replies.
+/// Every packet the node sends meets this chain, so packets of connections already
+/// tracked leave it at the first rule.
 pub fn output_rules() -> Vec<String> {
-    syn_only(&["daddr"])
+    let mut rules = vec!["ct state != new accept".to_string()];
+    rules.extend(syn_only(&["daddr"]));
+    rules
 }
 
 /// Adds the node-service sets for `services` to `sets`.

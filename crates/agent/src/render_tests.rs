@@ -184,8 +184,9 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
     // The node opens TCP flows to its pods only with a SYN (a closed connection is not
     // picked up again from the node's side).
     assert_eq!(
-        rs.chains["output"][..2],
+        rs.chains["output"][..3],
         [
+            "ct state != new accept",
             "ct state new ip daddr @local_pods_4 tcp flags & (fin | syn | rst | ack) != syn drop",
             "ct state new ip6 daddr @local_pods_6 tcp flags & (fin | syn | rst | ack) != syn drop",
         ]
