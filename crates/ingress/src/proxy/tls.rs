@@ -9,11 +9,19 @@
 //! certificate, key and CAs load and the key belongs to the certificate; new handshakes use
 //! it, connections already open keep theirs. A pair that does not load (half written,
 //! mismatched, unreadable) is logged once and the last good one stays in use.
+//!
+//! Client certificates (`clientCaFile`) are checked against the gateway's revocation lists
+//! (`clientCrlFiles`): every certificate of the chain below the trust anchor must be covered
+//! by a CRL of its issuer that has not passed its `nextUpdate`, and not be listed in it
+//! (unknown status is refused, as nginx's `ssl_crl` does). Gateways that verify client
+//! certificates resume no TLS sessions (no session cache, no tickets): each connection's
+//! certificate is verified in a full handshake against the CAs and CRLs in force, never
+//! taken from an earlier handshake's verdict.
 
 use crate::config::TlsEntry;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use std::path::Path;
@@ -29,6 +37,7 @@ struct Files {
     cert: Vec<u8>,
     key: Vec<u8>,
     client_ca: Option<Vec<u8>>,
+    client_crls: Vec<Vec<u8>>,
 }
 
 impl Files {
@@ -38,6 +47,11 @@ impl Files {
             cert: read(&e.cert)?,
             key: read(&e.key)?,
             client_ca: e.client_ca.as_deref().map(read).transpose()?,
+            client_crls: e
+                .client_crls
+                .iter()
+                .map(|p| read(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -183,6 +197,7 @@ impl TlsServer {
             cert: err.as_bytes().to_vec(),
             key: Vec::new(),
             client_ca: None,
+            client_crls: Vec::new(),
         });
         if failed.iter().any(|(fe, ff)| fe == e && *ff == key) {
             return;
@@ -237,9 +252,25 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
             if roots.is_empty() {
                 return Err(format!("{}: no CA certificate", path.display()));
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|err| format!("{}: {err}", path.display()))?;
+            let mut crls = Vec::new();
+            for (p, bytes) in e.client_crls.iter().zip(&files.client_crls) {
+                crls.extend(
+                    revocation_lists(bytes).map_err(|err| format!("{}: {err}", p.display()))?,
+                );
+            }
+            let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls)
+                .enforce_revocation_expiration();
+            if e.client_cert_optional {
+                b = b.allow_unauthenticated();
+            }
+            let verifier = b.build().map_err(|err| {
+                let files = std::iter::once(path)
+                    .chain(&e.client_crls)
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>();
+                format!("{}: {err}", files.join(", "))
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         _ => builder.with_no_client_auth(),
@@ -250,7 +281,30 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
         .with_single_cert(certs, key)
         .map_err(|err| format!("{} / {}: {err}", e.cert.display(), e.key.display()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if e.client_ca.is_some() {
+        // A resumed session would keep the verdict of its first handshake (rustls does not
+        // verify the certificate again): a certificate revoked, expired or from a CA removed
+        // since would stay in. No session cache (TLS 1.2 IDs, TLS 1.3 stateful tickets) and
+        // no tickets: every connection verifies its certificate in a full handshake.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+    }
     Ok(cfg)
+}
+
+/// The revocation lists of one file: PEM (one or more `X509 CRL` blocks) or one DER list.
+/// Their content (signature, issuer) is checked when the verifier is built.
+fn revocation_lists(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    if bytes.starts_with(&[0x30]) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes.to_vec())]);
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| err.to_string())?;
+    if crls.is_empty() {
+        return Err("no certificate revocation list (PEM X509 CRL or DER)".into());
+    }
+    Ok(crls)
 }
 
 /// The names a verified client certificate proves, most specific first: URI SANs (SPIFFE
