@@ -16,7 +16,9 @@
 //! (unknown status is refused, as nginx's `ssl_crl` does). Gateways that verify client
 //! certificates resume no TLS sessions (no session cache, no tickets): each connection's
 //! certificate is verified in a full handshake against the CAs and CRLs in force, never
-//! taken from an earlier handshake's verdict.
+//! taken from an earlier handshake's verdict. When a gateway's CAs, CRLs or client-auth
+//! mode change, its open connections are checked again ([`TlsServer::still_accepts`]) and
+//! those now refused are closed.
 
 use crate::config::TlsEntry;
 use arc_swap::ArcSwap;
@@ -61,7 +63,11 @@ struct Loaded {
     entry: TlsEntry,
     files: Files,
     config: Arc<ServerConfig>,
+    /// The verifier of client certificates in `config`, when the gateway asks for them.
+    verifier: Option<Verifier>,
 }
+
+type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 /// The TLS configurations in force, in the gateways' order.
 #[derive(Default)]
@@ -72,6 +78,8 @@ struct TlsSet {
 /// The gateway's TLS termination: what handshakes use, reloaded when files change.
 pub struct TlsServer {
     current: ArcSwap<TlsSet>,
+    /// Bumped when `current` changes, so open connections are checked again.
+    generation: tokio::sync::watch::Sender<u64>,
     /// Files that failed to load, so each bad version is logged once.
     failed: Mutex<Vec<(TlsEntry, Files)>>,
 }
@@ -82,6 +90,9 @@ pub struct Chosen {
     pub config: Arc<ServerConfig>,
     /// `namespace/name` of the gateway it belongs to.
     pub gateway: String,
+    /// Whether the gateway verifies client certificates (its connections are checked
+    /// again when its configuration changes).
+    pub verifies_clients: bool,
 }
 
 impl TlsServer {
@@ -91,15 +102,17 @@ impl TlsServer {
         let mut gateways = Vec::with_capacity(entries.len());
         for e in entries {
             let files = Files::read(e)?;
-            let config = Arc::new(server_config(e, &files)?);
+            let (config, verifier) = server_config(e, &files)?;
             gateways.push(Loaded {
                 entry: e.clone(),
                 files,
-                config,
+                config: Arc::new(config),
+                verifier,
             });
         }
         Ok(TlsServer {
             current: ArcSwap::from_pointee(TlsSet { gateways }),
+            generation: tokio::sync::watch::Sender::new(0),
             failed: Mutex::new(Vec::new()),
         })
     }
@@ -112,7 +125,32 @@ impl TlsServer {
         set.gateways.get(at).map(|g| Chosen {
             config: g.config.clone(),
             gateway: g.entry.gateway.clone(),
+            verifies_clients: g.entry.client_ca.is_some(),
         })
+    }
+
+    /// A receiver told of every change of the configurations in force.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether `gateway`'s configuration in force would accept a handshake presenting
+    /// `chain` (`None`: no certificate): its CAs, revocation lists and client-auth mode. A
+    /// gateway no longer configured accepts nothing.
+    pub fn still_accepts(&self, gateway: &str, chain: Option<&[CertificateDer<'static>]>) -> bool {
+        let set = self.current.load();
+        let Some(g) = set.gateways.iter().find(|g| g.entry.gateway == gateway) else {
+            return false;
+        };
+        let Some(verifier) = &g.verifier else {
+            return true;
+        };
+        match chain {
+            Some([leaf, intermediates @ ..]) => verifier
+                .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                .is_ok(),
+            _ => !verifier.client_auth_mandatory(),
+        }
     }
 
     /// Reads the files of `entries` (the gateways now configured) again and swaps in new
@@ -138,6 +176,7 @@ impl TlsServer {
                             entry: e.clone(),
                             files: p.files.clone(),
                             config: p.config.clone(),
+                            verifier: p.verifier.clone(),
                         });
                         continue;
                     }
@@ -152,16 +191,18 @@ impl TlsServer {
                     entry: e.clone(),
                     files,
                     config: p.config.clone(),
+                    verifier: p.verifier.clone(),
                 });
                 continue;
             }
             match server_config(e, &files) {
-                Ok(cfg) => {
+                Ok((cfg, verifier)) => {
                     tracing::info!(gateway = %e.gateway, cert = %e.cert.display(), "TLS certificate loaded");
                     next.push(Loaded {
                         entry: e.clone(),
                         files,
                         config: Arc::new(cfg),
+                        verifier,
                     });
                 }
                 Err(err) => {
@@ -171,6 +212,7 @@ impl TlsServer {
                             entry: e.clone(),
                             files: p.files.clone(),
                             config: p.config.clone(),
+                            verifier: p.verifier.clone(),
                         }),
                         None => return false,
                     }
@@ -185,6 +227,7 @@ impl TlsServer {
                 .any(|(a, b)| a.entry != b.entry || !Arc::ptr_eq(&a.config, &b.config));
         if changed {
             self.current.store(Arc::new(TlsSet { gateways: next }));
+            self.generation.send_modify(|g| *g += 1);
             return true;
         }
         false
@@ -227,7 +270,7 @@ pub(crate) async fn reload_loop(shared: Arc<super::Shared>) {
 }
 
 /// The server configuration of one gateway from its files' bytes.
-fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
+fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Verifier>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&files.cert)
         .collect::<Result<Vec<_>, _>>()
@@ -240,6 +283,7 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|err| err.to_string())?;
+    let mut client_verifier = None;
     let builder = match (&e.client_ca, &files.client_ca) {
         (Some(path), Some(pem)) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -271,6 +315,7 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
                     .collect::<Vec<_>>();
                 format!("{}: {err}", files.join(", "))
             })?;
+            client_verifier = Some(verifier.clone());
             builder.with_client_cert_verifier(verifier)
         }
         _ => builder.with_no_client_auth(),
@@ -289,7 +334,7 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
     }
-    Ok(cfg)
+    Ok((cfg, client_verifier))
 }
 
 /// The revocation lists of one file: PEM (one or more `X509 CRL` blocks) or one DER list.

@@ -5,7 +5,7 @@
 //! a rustls client (the alert the server sends), `openssl s_client` resuming a saved session,
 //! and `curl --cert`.
 
-use crate::tls_files::{ca, connect, scratch, serve, server_pair};
+use crate::tls_files::{ca, connect, http, models, scratch, serve, server_pair};
 use rcgen::{
     CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType, KeyIdMethod,
     KeyPair, RevocationReason, RevokedCertParams, SanType, SerialNumber,
@@ -84,7 +84,15 @@ async fn get_models(gw: SocketAddr, roots: &str, cert: &(String, String)) -> Res
     let mut tls = connect(gw, roots, Some((&cert.0, &cert.1)))
         .await
         .map_err(|e| e.to_string())?;
-    // TLS 1.3: the client learns of a refusal (the server's alert) at its first read.
+    // TLS 1.3: the client learns of a refusal (the server's alert) at its first read; read
+    // before writing, so a write into the closed connection cannot reset it first.
+    let mut first = [0u8; 1];
+    if let Ok(r) = tokio::time::timeout(Duration::from_millis(300), tls.read(&mut first)).await {
+        return Err(match r {
+            Err(e) => e.to_string(),
+            Ok(n) => format!("{n} bytes before the request"),
+        });
+    }
     tls.write_all(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .map_err(|e| e.to_string())?;
@@ -210,6 +218,68 @@ async fn revoked_client_certificates_are_refused_and_crls_reload() {
     );
     let r = until(gw, &roots, &other, |r| r.is_err()).await;
     assert!(matches!(&r, Err(e) if e.contains("UnknownCA")), "{r:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_closed_when_their_certificate_is_revoked() {
+    let up = crate::upstream::start().await;
+    let dir = scratch("mtls-open");
+    let server_ca = ca("Palisade server CA");
+    let client_ca = ca("Palisade client CA");
+    let roots = server_ca.pem();
+    let (c, k, _) = server_pair(&server_ca);
+    std::fs::write(dir.join("tls.crt"), &c).unwrap();
+    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
+    let crl_path = dir.join("client.crl");
+    std::fs::write(
+        &crl_path,
+        crl(&client_ca, 1, &[], in_a_day()).pem().unwrap(),
+    )
+    .unwrap();
+    let (gw, _events) = serve(&dir, &gateway_yaml(up, ", clientCrlFiles: [client.crl]")).await;
+    let revoked = client_cert(&client_ca, CHAT, 2, None);
+    let kept = client_cert(&client_ca, CHAT, 3, None);
+    let open = |cert: (String, String)| {
+        let roots = roots.clone();
+        async move {
+            let tls = connect(gw, &roots, Some((&cert.0, &cert.1))).await.unwrap();
+            http(tls).await
+        }
+    };
+    // Two kept-alive connections, each serving.
+    let mut a = open(revoked.clone()).await;
+    let mut b = open(kept).await;
+    assert_eq!(models(&mut a).await.map(|r| r.0), Ok(200));
+    assert_eq!(models(&mut b).await.map(|r| r.0), Ok(200));
+
+    // The CA revokes the first certificate: its open connection is closed (before, it was
+    // served for as long as the client kept it open), the other one still serves.
+    replace_bytes(
+        &crl_path,
+        crl(&client_ca, 2, &[2], in_a_day())
+            .pem()
+            .unwrap()
+            .as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = models(&mut a).await.map(|r| r.0);
+    while last.is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        last = models(&mut a).await.map(|r| r.0);
+    }
+    assert!(
+        last.is_err(),
+        "the revoked certificate's connection still served: {last:?}"
+    );
+    assert_eq!(models(&mut b).await.map(|r| r.0), Ok(200));
+    // And a new handshake with it is refused.
+    let r = get_models(gw, &roots, &revoked).await;
+    assert!(
+        matches!(&r, Err(e) if e.contains("CertificateRevoked")),
+        "{r:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -178,3 +178,30 @@ fn revocation_lists_load_from_pem_or_der_and_bad_ones_are_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What open connections are checked against: a connection without a certificate is
+/// accepted while client certificates are optional, not once they are required; a gateway
+/// no longer configured accepts nothing; every change is announced.
+#[test]
+fn open_connections_are_checked_against_the_client_auth_in_force() {
+    let dir = scratch("still");
+    let mut e = entry(&dir);
+    let (c, k) = pair("gw.test");
+    std::fs::write(&e.cert, &c).unwrap();
+    std::fs::write(&e.key, &k).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    e.client_ca = Some(dir.join("ca.pem"));
+    e.client_cert_optional = true;
+    let t = TlsServer::load(std::slice::from_ref(&e)).unwrap();
+    let changes = t.subscribe();
+    assert!(t.still_accepts("ml/gw", None));
+    assert!(!t.still_accepts("ml/other", None));
+    e.client_cert_optional = false;
+    assert!(t.reload(std::slice::from_ref(&e)));
+    assert!(changes.has_changed().unwrap());
+    assert!(!t.still_accepts("ml/gw", None));
+    let _ = std::fs::remove_dir_all(&dir);
+}
