@@ -298,9 +298,14 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Ve
             }
             let mut crls = Vec::new();
             for (p, bytes) in e.client_crls.iter().zip(&files.client_crls) {
-                crls.extend(
-                    revocation_lists(bytes).map_err(|err| format!("{}: {err}", p.display()))?,
-                );
+                let list =
+                    revocation_lists(bytes).map_err(|err| format!("{}: {err}", p.display()))?;
+                if list.iter().any(|c| stale(c)) {
+                    // Loaded all the same (an older list would be no better): the
+                    // certificates of its issuer are refused until a current one arrives.
+                    tracing::warn!(gateway = %e.gateway, crl = %p.display(), "CRL past its nextUpdate: client certificates of its issuer are refused");
+                }
+                crls.extend(list);
             }
             let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .with_crls(crls)
@@ -335,6 +340,14 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Ve
         cfg.send_tls13_tickets = 0;
     }
     Ok((cfg, client_verifier))
+}
+
+/// Whether a revocation list's `nextUpdate` has passed.
+fn stale(crl: &CertificateRevocationListDer<'_>) -> bool {
+    x509_parser::parse_x509_crl(crl.as_ref())
+        .ok()
+        .and_then(|(_, c)| c.next_update())
+        .is_some_and(|t| t < x509_parser::time::ASN1Time::now())
 }
 
 /// The revocation lists of one file: PEM (one or more `X509 CRL` blocks) or one DER list.

@@ -205,3 +205,28 @@ fn open_connections_are_checked_against_the_client_auth_in_force() {
     assert!(!t.still_accepts("ml/gw", None));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_crl_past_its_next_update_is_stale() {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let crl = |next: std::time::SystemTime| {
+        rcgen::CertificateRevocationListParams {
+            this_update: (next - std::time::Duration::from_secs(7200)).into(),
+            next_update: next.into(),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap()
+        .der()
+        .clone()
+    };
+    let now = std::time::SystemTime::now();
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(stale(&crl(now - hour)));
+    assert!(!stale(&crl(now + hour)));
+}
