@@ -12,7 +12,7 @@ use crate::proxy::https::{self, HttpsUpstream};
 use crate::waf::{self, Waf, WafSettings};
 use palisade_egress::dlp::Detector;
 use palisade_policy::diag::Origin;
-use palisade_policy::model::{AIGateway, GuardAction, LimitsSpec, Mode};
+use palisade_policy::model::{AIGateway, ClientAuth, GuardAction, LimitsSpec, Mode};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -247,6 +247,10 @@ pub struct TlsEntry {
     pub key: std::path::PathBuf,
     /// CAs client certificates must chain to (mutual TLS), when required.
     pub client_ca: Option<std::path::PathBuf>,
+    /// Revocation lists (PEM or DER) checked for every client certificate.
+    pub client_crls: Vec<std::path::PathBuf>,
+    /// Clients may connect without a certificate (`clientAuth: optional`).
+    pub client_cert_optional: bool,
 }
 
 /// Everything the proxy serves.
@@ -316,7 +320,23 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                 cert: base.join(&t.cert_file),
                 key: base.join(&t.key_file),
                 client_ca: t.client_ca_file.as_ref().map(|f| base.join(f)),
+                client_crls: t.client_crl_files.iter().map(|f| base.join(f)).collect(),
+                client_cert_optional: t.client_auth == Some(ClientAuth::Optional),
             });
+            if t.client_ca_file.is_none() {
+                if !t.client_crl_files.is_empty() {
+                    errs.push(
+                        "spec.tls.clientCrlFiles",
+                        "needs clientCaFile (revocation lists are checked for client certificates)",
+                    );
+                }
+                if t.client_auth.is_some() {
+                    errs.push(
+                        "spec.tls.clientAuth",
+                        "needs clientCaFile (the CAs that verify client certificates)",
+                    );
+                }
+            }
         }
         let consumers: Arc<HashMap<String, ConsumerRights>> = Arc::new(
             s.consumers

@@ -207,14 +207,27 @@ async fn serve_accepted(tcp: tokio::net::TcpStream, remote: SocketAddr, shared: 
                 let mut peer = handle::Peer::with_sni(remote, conn.server_name());
                 // Verified by this gateway's client CAs (rustls refused the handshake
                 // otherwise).
+                let chain = conn.peer_certificates().map(|c| c.to_vec());
                 peer.client_cert =
-                    conn.peer_certificates()
+                    chain
+                        .as_ref()
                         .and_then(|c| c.first())
                         .map(|c| handle::ClientCert {
-                            gateway,
+                            gateway: gateway.name.clone(),
                             names: tls::client_identities(c),
                         });
-                serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer)).await
+                let served = serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer));
+                if !gateway.verifies_clients {
+                    return served.await;
+                }
+                // Checked again when the gateway's CAs, CRLs or client-auth mode change:
+                // closed once they refuse what this handshake presented.
+                tokio::select! {
+                    () = served => {}
+                    () = refused_later(&t, &gateway.name, chain) => {
+                        tracing::info!(%remote, gateway = %gateway.name, "client certificate no longer accepted; connection closed");
+                    }
+                }
             }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -222,14 +235,22 @@ async fn serve_accepted(tcp: tokio::net::TcpStream, remote: SocketAddr, shared: 
     }
 }
 
+/// The gateway whose TLS configuration a handshake used.
+struct HandshakeGateway {
+    /// `namespace/name`.
+    name: String,
+    /// Whether it verified client certificates.
+    verifies_clients: bool,
+}
+
 /// The TLS handshake with the configuration of the gateway the client hello names (its
-/// certificate and client-certificate policy as last loaded); the gateway's name.
+/// certificate and client-certificate policy as last loaded); that gateway.
 async fn handshake(
     tls: &tls::TlsServer,
     tcp: tokio::net::TcpStream,
 ) -> std::io::Result<(
     tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    String,
+    HandshakeGateway,
 )> {
     let start =
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
@@ -237,7 +258,27 @@ async fn handshake(
         .choose(start.client_hello().server_name())
         .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
     let stream = start.into_stream(chosen.config).await?;
-    Ok((stream, chosen.gateway))
+    let gateway = HandshakeGateway {
+        name: chosen.gateway,
+        verifies_clients: chosen.verifies_clients,
+    };
+    Ok((stream, gateway))
+}
+
+/// Resolves when a change of the TLS configurations makes `gateway` refuse what a
+/// connection's handshake presented (`chain`), e.g. a CRL now revoking its certificate.
+async fn refused_later(
+    tls: &tls::TlsServer,
+    gateway: &str,
+    chain: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
+) {
+    let mut changes = tls.subscribe();
+    while changes.changed().await.is_ok() {
+        if !tls.still_accepts(gateway, chain.as_deref()) {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Serves one connection with hyper (HTTP/1.1 or HTTP/2), for `peer`.

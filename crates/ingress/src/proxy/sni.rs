@@ -61,6 +61,8 @@ mod tests {
             cert: PathBuf::new(),
             key: PathBuf::new(),
             client_ca: None,
+            client_crls: Vec::new(),
+            client_cert_optional: false,
         };
         vec![entry("open.test"), entry("*.locked.test")]
     }

@@ -9,11 +9,21 @@
 //! certificate, key and CAs load and the key belongs to the certificate; new handshakes use
 //! it, connections already open keep theirs. A pair that does not load (half written,
 //! mismatched, unreadable) is logged once and the last good one stays in use.
+//!
+//! Client certificates (`clientCaFile`) are checked against the gateway's revocation lists
+//! (`clientCrlFiles`): every certificate of the chain below the trust anchor must be covered
+//! by a CRL of its issuer that has not passed its `nextUpdate`, and not be listed in it
+//! (unknown status is refused, as nginx's `ssl_crl` does). Gateways that verify client
+//! certificates resume no TLS sessions (no session cache, no tickets): each connection's
+//! certificate is verified in a full handshake against the CAs and CRLs in force, never
+//! taken from an earlier handshake's verdict. When a gateway's CAs, CRLs or client-auth
+//! mode change, its open connections are checked again ([`TlsServer::still_accepts`]) and
+//! those now refused are closed.
 
 use crate::config::TlsEntry;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use std::path::Path;
@@ -29,6 +39,7 @@ struct Files {
     cert: Vec<u8>,
     key: Vec<u8>,
     client_ca: Option<Vec<u8>>,
+    client_crls: Vec<Vec<u8>>,
 }
 
 impl Files {
@@ -38,6 +49,11 @@ impl Files {
             cert: read(&e.cert)?,
             key: read(&e.key)?,
             client_ca: e.client_ca.as_deref().map(read).transpose()?,
+            client_crls: e
+                .client_crls
+                .iter()
+                .map(|p| read(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -47,7 +63,11 @@ struct Loaded {
     entry: TlsEntry,
     files: Files,
     config: Arc<ServerConfig>,
+    /// The verifier of client certificates in `config`, when the gateway asks for them.
+    verifier: Option<Verifier>,
 }
+
+type Verifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
 
 /// The TLS configurations in force, in the gateways' order.
 #[derive(Default)]
@@ -58,6 +78,8 @@ struct TlsSet {
 /// The gateway's TLS termination: what handshakes use, reloaded when files change.
 pub struct TlsServer {
     current: ArcSwap<TlsSet>,
+    /// Bumped when `current` changes, so open connections are checked again.
+    generation: tokio::sync::watch::Sender<u64>,
     /// Files that failed to load, so each bad version is logged once.
     failed: Mutex<Vec<(TlsEntry, Files)>>,
 }
@@ -68,6 +90,9 @@ pub struct Chosen {
     pub config: Arc<ServerConfig>,
     /// `namespace/name` of the gateway it belongs to.
     pub gateway: String,
+    /// Whether the gateway verifies client certificates (its connections are checked
+    /// again when its configuration changes).
+    pub verifies_clients: bool,
 }
 
 impl TlsServer {
@@ -77,15 +102,17 @@ impl TlsServer {
         let mut gateways = Vec::with_capacity(entries.len());
         for e in entries {
             let files = Files::read(e)?;
-            let config = Arc::new(server_config(e, &files)?);
+            let (config, verifier) = server_config(e, &files)?;
             gateways.push(Loaded {
                 entry: e.clone(),
                 files,
-                config,
+                config: Arc::new(config),
+                verifier,
             });
         }
         Ok(TlsServer {
             current: ArcSwap::from_pointee(TlsSet { gateways }),
+            generation: tokio::sync::watch::Sender::new(0),
             failed: Mutex::new(Vec::new()),
         })
     }
@@ -98,7 +125,32 @@ impl TlsServer {
         set.gateways.get(at).map(|g| Chosen {
             config: g.config.clone(),
             gateway: g.entry.gateway.clone(),
+            verifies_clients: g.entry.client_ca.is_some(),
         })
+    }
+
+    /// A receiver told of every change of the configurations in force.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether `gateway`'s configuration in force would accept a handshake presenting
+    /// `chain` (`None`: no certificate): its CAs, revocation lists and client-auth mode. A
+    /// gateway no longer configured accepts nothing.
+    pub fn still_accepts(&self, gateway: &str, chain: Option<&[CertificateDer<'static>]>) -> bool {
+        let set = self.current.load();
+        let Some(g) = set.gateways.iter().find(|g| g.entry.gateway == gateway) else {
+            return false;
+        };
+        let Some(verifier) = &g.verifier else {
+            return true;
+        };
+        match chain {
+            Some([leaf, intermediates @ ..]) => verifier
+                .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                .is_ok(),
+            _ => !verifier.client_auth_mandatory(),
+        }
     }
 
     /// Reads the files of `entries` (the gateways now configured) again and swaps in new
@@ -124,6 +176,7 @@ impl TlsServer {
                             entry: e.clone(),
                             files: p.files.clone(),
                             config: p.config.clone(),
+                            verifier: p.verifier.clone(),
                         });
                         continue;
                     }
@@ -138,16 +191,18 @@ impl TlsServer {
                     entry: e.clone(),
                     files,
                     config: p.config.clone(),
+                    verifier: p.verifier.clone(),
                 });
                 continue;
             }
             match server_config(e, &files) {
-                Ok(cfg) => {
+                Ok((cfg, verifier)) => {
                     tracing::info!(gateway = %e.gateway, cert = %e.cert.display(), "TLS certificate loaded");
                     next.push(Loaded {
                         entry: e.clone(),
                         files,
                         config: Arc::new(cfg),
+                        verifier,
                     });
                 }
                 Err(err) => {
@@ -157,6 +212,7 @@ impl TlsServer {
                             entry: e.clone(),
                             files: p.files.clone(),
                             config: p.config.clone(),
+                            verifier: p.verifier.clone(),
                         }),
                         None => return false,
                     }
@@ -171,6 +227,7 @@ impl TlsServer {
                 .any(|(a, b)| a.entry != b.entry || !Arc::ptr_eq(&a.config, &b.config));
         if changed {
             self.current.store(Arc::new(TlsSet { gateways: next }));
+            self.generation.send_modify(|g| *g += 1);
             return true;
         }
         false
@@ -183,6 +240,7 @@ impl TlsServer {
             cert: err.as_bytes().to_vec(),
             key: Vec::new(),
             client_ca: None,
+            client_crls: Vec::new(),
         });
         if failed.iter().any(|(fe, ff)| fe == e && *ff == key) {
             return;
@@ -212,7 +270,7 @@ pub(crate) async fn reload_loop(shared: Arc<super::Shared>) {
 }
 
 /// The server configuration of one gateway from its files' bytes.
-fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
+fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Verifier>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&files.cert)
         .collect::<Result<Vec<_>, _>>()
@@ -225,6 +283,7 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|err| err.to_string())?;
+    let mut client_verifier = None;
     let builder = match (&e.client_ca, &files.client_ca) {
         (Some(path), Some(pem)) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -237,9 +296,31 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
             if roots.is_empty() {
                 return Err(format!("{}: no CA certificate", path.display()));
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|err| format!("{}: {err}", path.display()))?;
+            let mut crls = Vec::new();
+            for (p, bytes) in e.client_crls.iter().zip(&files.client_crls) {
+                let list =
+                    revocation_lists(bytes).map_err(|err| format!("{}: {err}", p.display()))?;
+                if list.iter().any(|c| stale(c)) {
+                    // Loaded all the same (an older list would be no better): the
+                    // certificates of its issuer are refused until a current one arrives.
+                    tracing::warn!(gateway = %e.gateway, crl = %p.display(), "CRL past its nextUpdate: client certificates of its issuer are refused");
+                }
+                crls.extend(list);
+            }
+            let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(crls)
+                .enforce_revocation_expiration();
+            if e.client_cert_optional {
+                b = b.allow_unauthenticated();
+            }
+            let verifier = b.build().map_err(|err| {
+                let files = std::iter::once(path)
+                    .chain(&e.client_crls)
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>();
+                format!("{}: {err}", files.join(", "))
+            })?;
+            client_verifier = Some(verifier.clone());
             builder.with_client_cert_verifier(verifier)
         }
         _ => builder.with_no_client_auth(),
@@ -250,7 +331,38 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<ServerConfig, String> {
         .with_single_cert(certs, key)
         .map_err(|err| format!("{} / {}: {err}", e.cert.display(), e.key.display()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
+    if e.client_ca.is_some() {
+        // A resumed session would keep the verdict of its first handshake (rustls does not
+        // verify the certificate again): a certificate revoked, expired or from a CA removed
+        // since would stay in. No session cache (TLS 1.2 IDs, TLS 1.3 stateful tickets) and
+        // no tickets: every connection verifies its certificate in a full handshake.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+    }
+    Ok((cfg, client_verifier))
+}
+
+/// Whether a revocation list's `nextUpdate` has passed.
+fn stale(crl: &CertificateRevocationListDer<'_>) -> bool {
+    x509_parser::parse_x509_crl(crl.as_ref())
+        .ok()
+        .and_then(|(_, c)| c.next_update())
+        .is_some_and(|t| t < x509_parser::time::ASN1Time::now())
+}
+
+/// The revocation lists of one file: PEM (one or more `X509 CRL` blocks) or one DER list.
+/// Their content (signature, issuer) is checked when the verifier is built.
+fn revocation_lists(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    if bytes.starts_with(&[0x30]) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes.to_vec())]);
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| err.to_string())?;
+    if crls.is_empty() {
+        return Err("no certificate revocation list (PEM X509 CRL or DER)".into());
+    }
+    Ok(crls)
 }
 
 /// The names a verified client certificate proves, most specific first: URI SANs (SPIFFE

@@ -7,6 +7,7 @@ mod body_differentials;
 mod chunked;
 mod http2;
 mod https_backend;
+mod mtls;
 mod plain_routes;
 mod sni;
 mod stalls;

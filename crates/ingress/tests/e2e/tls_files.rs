@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+pub(crate) fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
@@ -25,7 +25,7 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 }
 
 /// A certificate for `localhost` from `ca`: (certificate PEM, key PEM, certificate DER).
-fn server_pair(ca: &CertifiedIssuer<'static, KeyPair>) -> (String, String, Vec<u8>) {
+pub(crate) fn server_pair(ca: &CertifiedIssuer<'static, KeyPair>) -> (String, String, Vec<u8>) {
     let key = KeyPair::generate().unwrap();
     let c = CertificateParams::new(vec!["localhost".to_string()])
         .unwrap()
@@ -45,20 +45,20 @@ fn client_pair(ca: &CertifiedIssuer<'static, KeyPair>, spiffe: &str, cn: &str) -
     (c.pem(), key.serialize_pem())
 }
 
-fn scratch(tag: &str) -> PathBuf {
+pub(crate) fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("palisade-ingress-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 /// Replaces `path`'s content at once (write aside, rename), as a Secret volume does.
-fn replace(path: &Path, text: &str) {
+pub(crate) fn replace(path: &Path, text: &str) {
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn serve(dir: &Path, yaml: &str) -> (SocketAddr, palisade_events::EventReceiver) {
+pub(crate) async fn serve(dir: &Path, yaml: &str) -> (SocketAddr, palisade_events::EventReceiver) {
     let file = dir.join("gateway.yaml");
     std::fs::write(&file, yaml).unwrap();
     let mut m = Manifests::new();
@@ -70,7 +70,7 @@ async fn serve(dir: &Path, yaml: &str) -> (SocketAddr, palisade_events::EventRec
 
 /// A TLS connection to the gateway as `localhost`, trusting `roots`, with a client
 /// certificate when given: the stream, or the handshake's error.
-async fn connect(
+pub(crate) async fn connect(
     gw: SocketAddr,
     roots: &str,
     client: Option<(&str, &str)>,
@@ -111,7 +111,7 @@ async fn served(gw: SocketAddr, roots: &str) -> Vec<u8> {
 }
 
 /// An HTTP/1.1 connection over a TLS stream.
-async fn http(
+pub(crate) async fn http(
     tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
 ) -> SendRequest<Full<Bytes>> {
     let (tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
@@ -122,7 +122,7 @@ async fn http(
 }
 
 /// GETs `/v1/models`: status and body, or the error (the server refused the connection).
-async fn models(tx: &mut SendRequest<Full<Bytes>>) -> Result<(u16, String), String> {
+pub(crate) async fn models(tx: &mut SendRequest<Full<Bytes>>) -> Result<(u16, String), String> {
     let req = http::Request::get("/v1/models")
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))
@@ -205,7 +205,7 @@ async fn rotated_certificates_are_served_and_broken_ones_never() {
 
 /// Why the server refused a handshake: the handshake's error, or (TLS 1.3, where the
 /// client finishes first) the alert read right after it.
-async fn refusal(
+pub(crate) async fn refusal(
     tls: std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
 ) -> String {
     use tokio::io::AsyncReadExt;

@@ -65,11 +65,36 @@ pub struct GatewayTls {
     /// Private key file (PEM).
     pub key_file: String,
     /// PEM bundle of the CAs client certificates must chain to. When set, every client of
-    /// this gateway must present a valid certificate (mutual TLS): a handshake without one,
-    /// or with one from another CA, is refused. Routes may then authenticate clients by
-    /// their certificate (`auth.mtls`).
+    /// this gateway must present a valid certificate (mutual TLS; see `clientAuth`): a
+    /// handshake without one, or with one from another CA, is refused. Routes may then
+    /// authenticate clients by their certificate (`auth.mtls`). Sessions are not resumed:
+    /// every connection's certificate is verified in a full handshake.
     #[serde(default)]
     pub client_ca_file: Option<String>,
+    /// Certificate revocation lists (PEM or DER files, needs `clientCaFile`) checked for
+    /// every client certificate: each certificate of the chain below the CA must be
+    /// covered by a CRL of its issuer and not listed in it, else the handshake is refused.
+    /// Reloaded with the certificates; a file that does not load keeps the last good set.
+    #[serde(default)]
+    pub client_crl_files: Vec<String>,
+    /// Whether every client must present a certificate (`required`, the default with
+    /// `clientCaFile`) or may connect without one (`optional`: routes with `auth.mtls` still
+    /// need a mapped certificate, others serve anyone). A certificate that is presented is
+    /// always verified.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Whether a mutual-TLS gateway's clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A handshake without a certificate is refused.
+    #[default]
+    Required,
+    /// A handshake without a certificate is accepted (nginx `ssl_verify_client optional`).
+    Optional,
 }
 
 /// One route to an inference backend.

@@ -293,6 +293,28 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
     if s.routes.is_empty() {
         v.err(&spec.key("routes"), "at least one route is required");
     }
+    if let Some(t) = &s.tls {
+        let tp = spec.key("tls");
+        if t.client_ca_file.is_none() {
+            if !t.client_crl_files.is_empty() {
+                v.err(
+                    &tp.key("clientCrlFiles"),
+                    "needs clientCaFile (revocation lists are checked for client certificates)",
+                );
+            }
+            if t.client_auth.is_some() {
+                v.err(
+                    &tp.key("clientAuth"),
+                    "needs clientCaFile (the CAs that verify client certificates)",
+                );
+            }
+        }
+        for (i, f) in t.client_crl_files.iter().enumerate() {
+            if f.trim().is_empty() {
+                v.err(&tp.key("clientCrlFiles").index(i), "empty file name");
+            }
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for (i, r) in s.routes.iter().enumerate() {
         let rp = spec.key("routes").index(i);

@@ -593,6 +593,50 @@ fn ai_gateway_stream_idle_timeout_and_mtls() {
     assert!(m.objects.is_empty());
 }
 
+/// Revocation lists and an optional client certificate on a gateway that verifies no
+/// client certificates, an empty CRL file name, and a client-auth mode that does not exist.
+#[test]
+fn ai_gateway_client_crls_and_client_auth() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",   // 1
+        "kind: AIGateway",                     // 2
+        "metadata: {name: gw, namespace: ml}", // 3
+        "spec:",                               // 4
+        "  tls:",                              // 5
+        "    certFile: a.crt",                 // 6
+        "    keyFile: a.key",                  // 7
+        "    clientCrlFiles: [ca.crl, \"\"]",  // 8
+        "    clientAuth: optional",            // 9
+        "  routes:",                           // 10
+        "  - name: chat",                      // 11
+        "    backend: http://127.0.0.1:8000",  // 12
+    ]);
+    let m = load("gw.yaml", &text);
+    assert_eq!(errors(&m), 3, "{:#?}", m.diagnostics);
+    for (path, line, words) in [
+        ("spec.tls.clientCrlFiles", 8, "clientCaFile"),
+        ("spec.tls.clientCrlFiles[1]", 8, "empty"),
+        ("spec.tls.clientAuth", 9, "clientCaFile"),
+    ] {
+        let d = at(&m, path);
+        assert_eq!(d.severity, Severity::Error, "{d}");
+        assert_eq!((d.file.as_str(), d.line), ("gw.yaml", line), "{d}");
+        assert!(d.message.contains(words), "{d}");
+    }
+    assert!(m.objects.is_empty());
+
+    let bad = text.replace("clientAuth: optional", "clientAuth: sometimes");
+    let m = load("gw.yaml", &bad);
+    assert!(errors(&m) >= 1, "{:#?}", m.diagnostics);
+    let d = m
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("sometimes"))
+        .unwrap_or_else(|| panic!("{:#?}", m.diagnostics));
+    assert_eq!((d.file.as_str(), d.line), ("gw.yaml", 9), "{d}");
+    assert!(m.objects.is_empty());
+}
+
 #[test]
 fn bad_dns_answers_feed_addresses() {
     let text = lines(&[

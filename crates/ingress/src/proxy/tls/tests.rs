@@ -13,6 +13,8 @@ fn entry(dir: &Path) -> TlsEntry {
         cert: dir.join("tls.crt"),
         key: dir.join("tls.key"),
         client_ca: None,
+        client_crls: Vec::new(),
+        client_cert_optional: false,
     }
 }
 
@@ -107,6 +109,8 @@ fn gateways_added_by_a_reload_get_their_own_certificate() {
         cert: dir.join("other.crt"),
         key: dir.join("other.key"),
         client_ca: None,
+        client_crls: Vec::new(),
+        client_cert_optional: false,
     };
     // Its files are not there yet: nothing changes.
     assert!(!t.reload(&[a.clone(), b.clone()]));
@@ -122,4 +126,107 @@ fn gateways_added_by_a_reload_get_their_own_certificate() {
     assert!(!t.reload(&[]));
     assert_eq!(t.choose(Some("other.test")).unwrap().gateway, "ml/other");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CRL files in PEM (several lists) or DER load; an empty, non-CRL or truncated one is an
+/// error naming the file, at start and at a reload (which keeps the last good set); client
+/// certificate gateways resume no sessions.
+#[test]
+fn revocation_lists_load_from_pem_or_der_and_bad_ones_are_refused() {
+    let dir = scratch("crl");
+    let mut e = entry(&dir);
+    let (c, k) = pair("gw.test");
+    std::fs::write(&e.cert, &c).unwrap();
+    std::fs::write(&e.key, &k).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let crl = |n: u64| {
+        let now = std::time::SystemTime::now();
+        rcgen::CertificateRevocationListParams {
+            this_update: now.into(),
+            next_update: (now + std::time::Duration::from_secs(3600)).into(),
+            crl_number: rcgen::SerialNumber::from(n),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap()
+    };
+    e.client_ca = Some(dir.join("ca.pem"));
+    e.client_crls = vec![dir.join("a.crl"), dir.join("b.crl")];
+    let (a, b) = (crl(1), crl(2));
+    std::fs::write(&e.client_crls[0], a.pem().unwrap() + &b.pem().unwrap()).unwrap();
+    std::fs::write(&e.client_crls[1], b.der()).unwrap();
+    let t = TlsServer::load(std::slice::from_ref(&e)).unwrap();
+    let cfg = t.choose(Some("gw.test")).unwrap().config;
+    assert_eq!(cfg.send_tls13_tickets, 0);
+    assert!(!cfg.session_storage.can_cache());
+    for bad in [&b""[..], b"not a CRL", &b.der()[..b.der().len() / 2]] {
+        std::fs::write(&e.client_crls[1], bad).unwrap();
+        let err = TlsServer::load(std::slice::from_ref(&e)).err().unwrap();
+        assert!(err.contains("b.crl"), "{err}");
+        assert!(!t.reload(std::slice::from_ref(&e)), "a bad CRL was taken");
+        assert!(Arc::ptr_eq(&t.choose(None).unwrap().config, &cfg));
+    }
+    std::fs::write(&e.client_crls[1], crl(3).der()).unwrap();
+    assert!(
+        t.reload(std::slice::from_ref(&e)),
+        "a new CRL was not taken"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What open connections are checked against: a connection without a certificate is
+/// accepted while client certificates are optional, not once they are required; a gateway
+/// no longer configured accepts nothing; every change is announced.
+#[test]
+fn open_connections_are_checked_against_the_client_auth_in_force() {
+    let dir = scratch("still");
+    let mut e = entry(&dir);
+    let (c, k) = pair("gw.test");
+    std::fs::write(&e.cert, &c).unwrap();
+    std::fs::write(&e.key, &k).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    e.client_ca = Some(dir.join("ca.pem"));
+    e.client_cert_optional = true;
+    let t = TlsServer::load(std::slice::from_ref(&e)).unwrap();
+    let changes = t.subscribe();
+    assert!(t.still_accepts("ml/gw", None));
+    assert!(!t.still_accepts("ml/other", None));
+    e.client_cert_optional = false;
+    assert!(t.reload(std::slice::from_ref(&e)));
+    assert!(changes.has_changed().unwrap());
+    assert!(!t.still_accepts("ml/gw", None));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_crl_past_its_next_update_is_stale() {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let crl = |next: std::time::SystemTime| {
+        rcgen::CertificateRevocationListParams {
+            this_update: (next - std::time::Duration::from_secs(7200)).into(),
+            next_update: next.into(),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap()
+        .der()
+        .clone()
+    };
+    let now = std::time::SystemTime::now();
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(stale(&crl(now - hour)));
+    assert!(!stale(&crl(now + hour)));
 }
