@@ -49,9 +49,19 @@ pub struct ProxyConfig {
     /// only for an upstream that echoes the case of some answers and not of others (a
     /// worker turns it off by itself for one that never echoes it).
     pub mix_case: bool,
+    /// The cluster's own networks (`spec.clusterNetworks`): no address in them is opened
+    /// for a name, as for pods' addresses ([`crate::answers::may_open`]).
+    pub cluster_networks: Vec<palisade_policy::cidr::Cidr>,
 }
 
 impl ProxyConfig {
+    /// Whether `ip` belongs to the cluster itself: a pod's (by `engine`) or inside one of
+    /// [`ProxyConfig::cluster_networks`]. No name opens such an address.
+    pub fn inside_cluster(&self, engine: Option<&Engine>, ip: std::net::IpAddr) -> bool {
+        engine.is_some_and(|e| e.pod_by_ip(ip).is_some())
+            || self.cluster_networks.iter().any(|c| c.contains(ip))
+    }
+
     /// Defaults: 2 s upstream timeout, REFUSED for denied names, 4096 queries in flight per
     /// UDP worker, one worker per core (at most 4).
     pub fn new(listen: SocketAddr, upstream: SocketAddr) -> Self {
@@ -66,6 +76,7 @@ impl ProxyConfig {
                 .map(|n| n.get().min(4))
                 .unwrap_or(2),
             mix_case: true,
+            cluster_networks: Vec::new(),
         }
     }
 }
@@ -385,8 +396,7 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
                     let summary = addresses(&msg, &log.query);
                     // As over UDP: only a NOERROR answer opens addresses.
                     if msg.metadata.response_code == ResponseCode::NoError {
-                        let is_pod =
-                            |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
+                        let is_pod = |ip| shared.cfg.inside_cluster(engine.as_deref(), ip);
                         for r in &summary.addresses {
                             if crate::answers::may_open(r.ip, is_pod) {
                                 (shared.on_answer)(client, r);

@@ -491,7 +491,7 @@ impl Worker {
             if let Some(summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
-                let is_pod = |ip| engine.as_ref().is_some_and(|e| e.pod_by_ip(ip).is_some());
+                let is_pod = |ip| self.shared.cfg.inside_cluster(engine.as_deref(), ip);
                 for r in &summary.addresses {
                     if crate::answers::may_open(r.ip, is_pod) {
                         (s.on_answer)(p.client.ip().to_canonical(), r);

@@ -86,6 +86,9 @@ pub struct GatewayConfig {
     pub dlp: Option<DlpSettings>,
     /// What the DNS proxy told each client; redirected connections must agree with it.
     pub answers: Option<std::sync::Arc<dyn crate::answers::ResolvedNames>>,
+    /// The cluster's own networks (`spec.clusterNetworks`): a name from the system resolver
+    /// never leads the gateway there, as it never leads to a pod.
+    pub cluster_networks: Vec<palisade_policy::cidr::Cidr>,
 }
 
 /// What DLP looks for and does.
@@ -201,6 +204,7 @@ impl GatewayConfig {
             intercept: None,
             dlp: None,
             answers: None,
+            cluster_networks: Vec::new(),
         }
     }
 

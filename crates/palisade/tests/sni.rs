@@ -478,3 +478,54 @@ fn a_name_that_resolves_to_a_pod_does_not_lead_the_gateway_there() {
     assert!(got.starts_with("HTTP/1.1 403"), "{got}");
     assert!(got.contains("upstream-internal-address"), "{got}");
 }
+
+/// `spec.clusterNetworks` names the cluster's own ranges (Service CIDR, node network): a
+/// name never leads there. Here "the internet" (10.99.1.10 and .12) is declared such a range:
+/// the explicit proxy refuses `www.models.test` (which the node's resolver puts at .10), and
+/// the DNS proxy still answers the pod for `cdn.models.test` (.10) but opens nothing, so the
+/// pod's TLS to that address is refused as one no answer gave. On the old code the field did
+/// not exist (and the config did not load).
+#[test]
+fn the_clusters_own_networks_are_never_opened_by_a_name() {
+    if !can_run() {
+        return;
+    }
+    let w = world("plc");
+    struct HostsFile(PathBuf);
+    impl Drop for HostsFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let etc = HostsFile(PathBuf::from(format!("/etc/netns/{}", w.node)));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(
+        etc.0.join("hosts"),
+        "127.0.0.1 localhost\n10.99.1.10 www.models.test\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        &w,
+        "config.yaml",
+        "events.jsonl",
+        "",
+        ", proxyUsers: [{username: trainer, password: pw, pod: ml/trainer}]",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("  clusterNetworks: [\"10.99.1.8/29\"]\n");
+    std::fs::write(&cfg, text).unwrap();
+    let _up = palisade_in_node(&w, &["up", "--config", cfg.to_str().unwrap()], "up.log");
+    let connect = |name: &str| in_ns(&w.node, &["python3", "-c", CONNECT_AS_TRAINER, name]);
+    wait_for(20, "the explicit proxy never answered", || {
+        !connect("www.models.test").is_empty()
+    });
+    let got = connect("www.models.test");
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    assert!(got.contains("upstream-internal-address"), "{got}");
+    // The pod is told the address, but nothing opens it for the name.
+    wait_for(20, "the DNS proxy never answered", || {
+        dig(&w, "cdn.models.test").contains("10.99.1.10")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hello(&w, "cdn.models.test", "10.99.1.10"), "CLOSED");
+}

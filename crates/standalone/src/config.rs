@@ -33,6 +33,8 @@ pub struct Runtime {
     /// How long the store keeps an event (spec.events.retentionDays); `None`: no age limit
     /// (the store's row cap still holds).
     pub events_retention: Option<std::time::Duration>,
+    /// The cluster's own networks (spec.clusterNetworks): names never lead there.
+    pub cluster_networks: Vec<palisade_policy::cidr::Cidr>,
 }
 
 /// Errors loading the config: every diagnostic, or a missing PalisadeConfig.
@@ -110,6 +112,12 @@ pub fn load_runtime(path: &Path) -> Result<Runtime, ConfigError> {
             .as_ref()
             .and_then(|e| e.retention_days)
             .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400)),
+        // Validated above: every entry parses.
+        cluster_networks: spec
+            .cluster_networks
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect(),
         config,
         config_path: path.to_path_buf(),
     })

@@ -120,11 +120,12 @@ pub(crate) async fn dial(
             None => shared
                 .resolver
                 .resolve(host, port, |ip| {
-                    shared
-                        .engine
-                        .load()
-                        .as_ref()
-                        .is_some_and(|e| e.pod_by_ip(ip).is_some())
+                    shared.cfg.cluster_networks.iter().any(|c| c.contains(ip))
+                        || shared
+                            .engine
+                            .load()
+                            .as_ref()
+                            .is_some_and(|e| e.pod_by_ip(ip).is_some())
                 })
                 .await
                 .map_err(|e| match e.kind() {

@@ -162,6 +162,7 @@ pub(crate) async fn serve(
     }
     cfg.origin.cluster = Some(rt.cluster.clone());
     cfg.origin.node = Some(rt.node.clone());
+    cfg.cluster_networks = rt.cluster_networks.clone();
     // Keep the opener's set names in step with the policy.
     if let Some(op) = opener.clone() {
         let mut rx = state.published.clone();

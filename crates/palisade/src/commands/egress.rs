@@ -89,6 +89,7 @@ pub(crate) fn gateway_config(
     }
     cfg.cluster = Some(rt.cluster.clone());
     cfg.node = Some(rt.node.clone());
+    cfg.cluster_networks = rt.cluster_networks.clone();
     Ok(cfg)
 }
 

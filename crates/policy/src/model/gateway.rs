@@ -378,6 +378,12 @@ pub struct PalisadeConfigSpec {
     /// How often the manifests folder is checked for changes, in milliseconds (default 1000).
     #[serde(default)]
     pub reload_interval_ms: Option<u64>,
+    /// The cluster's own address ranges (the Service CIDR, the node network, ...) that a
+    /// name from DNS never leads to: the DNS proxy opens no address in them for a pod and
+    /// the egress gateway connects to none, as for pods' addresses. Reach them with pod or
+    /// `ipBlock` rules.
+    #[serde(default)]
+    pub cluster_networks: Vec<String>,
 }
 
 /// A listener.

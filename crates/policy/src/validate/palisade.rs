@@ -454,6 +454,14 @@ fn gateway_limits(v: &mut V, lp: &FieldPath, l: &LimitsSpec) {
 }
 
 pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpec) {
+    for (i, c) in s.cluster_networks.iter().enumerate() {
+        if c.parse::<crate::cidr::Cidr>().is_err() {
+            v.err(
+                &spec.key("clusterNetworks").index(i),
+                format!("{c:?} is not a CIDR (e.g. 10.96.0.0/12)"),
+            );
+        }
+    }
     let listeners = [
         ("admin", s.admin.as_ref().map(|l| &l.listen)),
         ("egress", s.egress.as_ref().map(|l| &l.listen)),

@@ -795,6 +795,32 @@ fn events_retention_days_are_bounded() {
 }
 
 #[test]
+fn cluster_networks_are_cidrs() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1", // 1
+        "kind: PalisadeConfig",              // 2
+        "metadata: {name: node}",            // 3
+        "spec:",                             // 4
+        "  clusterNetworks:",                // 5
+        "  - 10.96.0.0/12",                  // 6
+        "  - 10.0.0.0/33",                   // 7
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 1, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.clusterNetworks[1]",
+        7,
+        5,
+        "invalid-value",
+        &["\"10.0.0.0/33\" is not a CIDR"],
+    );
+    let ok = text.replace("10.0.0.0/33", "10.0.0.0/16");
+    assert_eq!(errors(&load("ok.yaml", &ok)), 0);
+}
+
+#[test]
 fn dns_mix_case_is_a_boolean() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1", // 1
