@@ -220,3 +220,26 @@ fn encoded_parts_and_foreign_charsets_are_refused() {
     );
     assert!(status.is_some() && ids.contains(&920480), "{ids:?}");
 }
+
+/// Django decodes multipart fields in the Content-Type's charset: `+ACc-` is a quote in
+/// UTF-7. CRS 920480 refuses `charset=utf-7` but matches the parameter name case-sensitively,
+/// so `CHARSET=utf-7` passed.
+#[test]
+fn a_form_in_utf7_is_refused_whatever_the_case_of_charset() {
+    let Some(rs) = rules() else { return };
+    let body = "--aaa\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nx+ACc- OR +ACc-1+ACc-+AD0-+ACc-1\r\n--aaa--\r\n";
+    for ct in [
+        "multipart/form-data; boundary=aaa; CHARSET=utf-7",
+        "multipart/form-data; boundary=aaa; Charset=\"UTF-16\"",
+    ] {
+        let (status, ids) = post(rs, ct, body);
+        assert!(status.is_some(), "{ct}: passed, rules {ids:?}");
+    }
+    // A UTF-8 or Latin-1 form is read as it is.
+    let (status, ids) = post(
+        rs,
+        "multipart/form-data; boundary=aaa; charset=UTF-8",
+        "--aaa\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nblue widget\r\n--aaa--\r\n",
+    );
+    assert_eq!(status, None, "{ids:?}");
+}
