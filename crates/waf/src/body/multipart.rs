@@ -5,8 +5,9 @@
 //! Django, busboy and Go each read some of them differently), so a body one of them could
 //! read differently from this parser is a body-processor error (`REQBODY_ERROR`, which
 //! ModSecurity's recommended rule 200002 and the ingress gateway refuse), and parsing goes on
-//! so the rules still see every part: two `boundary` parameters; `--boundary` anywhere but
-//! at the start of a CRLF line followed by optional blanks and CRLF (or `--`); data before
+//! so the rules still see every part: two `boundary` parameters, or an unquoted one that is
+//! not a token; `--boundary` anywhere but at the start of a CRLF line followed by optional
+//! blanks and CRLF (or `--`); data before
 //! the first or after the last delimiter (Django reads parts there); line breaks other than
 //! CRLF, bare CRs and folded lines in part headers; a part with two Content-Disposition
 //! headers or two `name` / `filename` parameters. A part is taken for a file (its content
@@ -179,6 +180,11 @@ pub(crate) fn parse(body: &[u8], content_type: &[u8], p: &mut Parsed) -> Result<
     let mut err = None;
     if count > 1 {
         ambiguous(&mut err, "more than one boundary parameter in Content-Type");
+    }
+    // werkzeug and Go end an unquoted value at the first non-token character
+    // (`boundary=a,b` is `a` for them), Django and python-multipart at the `;`.
+    if !quoted && !b.iter().all(|&c| is_tchar(c)) {
+        ambiguous(&mut err, "unquoted boundary that is not a token");
     }
     p.mp_flags.boundary_quoted = quoted;
     p.mp_flags.boundary_whitespace = ws;

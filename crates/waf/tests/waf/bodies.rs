@@ -80,6 +80,18 @@ fn multipart_two_boundary_parameters_are_refused() {
     );
 }
 
+/// werkzeug ends an unquoted boundary at the `,` (`aaa`), Django, python-multipart and the
+/// old WAF at the `;` (`aaa,text/plain`, and one upload). CRS 920470 allows `,` and `/`.
+#[test]
+fn multipart_unquoted_boundary_that_is_not_a_token_is_refused() {
+    assert_refused(
+        "multipart/form-data; boundary=aaa,text/plain",
+        &format!(
+            "--aaa,text/plain\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n--aaa\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{SQLI}\r\n--aaa--\r\n\r\n--aaa,text/plain--\r\n"
+        ),
+    );
+}
+
 /// `--aaa` in the middle of a line is content for werkzeug, python-multipart, busboy and Go
 /// (the field `q` holds the injection); the old WAF split there and saw a file.
 #[test]
