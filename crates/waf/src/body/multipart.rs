@@ -139,7 +139,8 @@ pub(crate) fn boundary(content_type: &[u8]) -> Option<(Vec<u8>, bool, bool, usiz
     let ps = params(content_type);
     let n = ps.iter().filter(|p| p.name == b"boundary").count();
     let last = ps.iter().rev().find(|p| p.name == b"boundary")?;
-    if last.value.is_empty() {
+    // An unterminated quote is part of the boundary for Django, none for werkzeug.
+    if last.value.is_empty() || last.bad_quoting {
         return None;
     }
     Some((last.value.clone(), last.quoted, last.space_around_eq, n))
@@ -445,6 +446,8 @@ mod tests {
             Some((b"b".to_vec(), false, false, 1))
         );
         assert_eq!(boundary(b"multipart/form-data; xboundary=a"), None);
+        assert_eq!(boundary(b"multipart/form-data; boundary=\"a"), None);
+        assert_eq!(boundary(b"multipart/form-data; boundary='a'"), None);
         assert!(split_is_ambiguous(
             b"form-data; name=\"q\\\\\"; filename=\"a\""
         ));

@@ -92,6 +92,17 @@ fn multipart_unquoted_boundary_that_is_not_a_token_is_refused() {
     );
 }
 
+/// `boundary="aaa` (no closing quote) is `"aaa` for Django and no boundary for werkzeug.
+#[test]
+fn multipart_boundary_with_an_unterminated_quote_is_refused() {
+    assert_refused(
+        "multipart/form-data; boundary=\"aaa",
+        &format!(
+            "--aaa\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n--\"aaa\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{SQLI}\r\n--\"aaa--\r\n\r\n--aaa--\r\n"
+        ),
+    );
+}
+
 /// `--aaa` in the middle of a line is content for werkzeug, python-multipart, busboy and Go
 /// (the field `q` holds the injection); the old WAF split there and saw a file.
 #[test]
