@@ -126,6 +126,19 @@ fn multipart_lf_delimiter_in_a_crlf_body_is_refused() {
     );
 }
 
+/// werkzeug also takes a bare CR for a line break: `\r--aaa\r` starts a part `q` for it,
+/// inside the file `f` for the others (the old WAF read `q`'s header and value as junk after
+/// a delimiter).
+#[test]
+fn multipart_cr_only_delimiter_is_refused() {
+    assert_refused(
+        CT,
+        &format!(
+            "--aaa\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nx\r--aaa\rContent-Disposition: form-data; name=\"q\"\r\r{SQLI}\r\n--aaa--\r\n"
+        ),
+    );
+}
+
 /// `--aaaX` is no delimiter for werkzeug, python-multipart or Go.
 #[test]
 fn multipart_delimiter_followed_by_text_is_refused() {
