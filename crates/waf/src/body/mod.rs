@@ -120,6 +120,12 @@ pub(crate) fn process(
 /// while the rules see the raw bytes. CRS 920480 checks only a lower-case `charset=`, so
 /// this is a body-processor error whatever the parameter's case.
 fn foreign_charset(content_type: &[u8]) -> Option<String> {
+    if !content_type
+        .windows(7)
+        .any(|w| w.eq_ignore_ascii_case(b"charset"))
+    {
+        return None;
+    }
     for p in multipart::params(content_type) {
         if p.name != b"charset" {
             continue;

@@ -59,6 +59,11 @@ fn a_plain_multipart_field_with_sqli_is_refused_and_an_upload_passes() {
     let field =
         format!("--aaa\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{SQLI}\r\n--aaa--\r\n");
     assert_eq!(post(rs, CT, &field).0, Some(403));
+    // The processor is chosen whatever the case and spacing of the type and parameter.
+    assert_eq!(
+        post(rs, "Multipart/Form-Data ; BOUNDARY=aaa", &field).0,
+        Some(403)
+    );
     // File contents are not arguments: an uploaded SQL dump passes, with a quoted boundary
     // (.NET's HttpClient quotes it) and a trailing line break.
     let upload = format!(
