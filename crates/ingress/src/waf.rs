@@ -223,4 +223,40 @@ mod tests {
         });
         assert_eq!(o.blocked, Some(403), "{o:?}");
     }
+
+    /// A multipart body that backends read differently (two boundary parameters: werkzeug
+    /// and Django read the last, the old WAF the first and saw an upload) is refused by the
+    /// preamble's body-error rule; the same field in a plain body is refused by the rule.
+    #[test]
+    fn ambiguous_multipart_bodies_are_refused() {
+        let w = Waf::from_text(
+            r#"SecRule ARGS "@rx (?i)union\s+select" "id:1003,phase:2,deny,status:403,log""#,
+        )
+        .unwrap();
+        let check = |ct: &'static [u8], body: &'static [u8]| {
+            w.check(&WafInput {
+                method: "POST",
+                uri: b"/upload",
+                protocol: "HTTP/1.1",
+                headers: &[(b"Host", b"x"), (b"Content-Type", ct)],
+                body,
+                remote_addr: "127.0.0.1",
+            })
+        };
+        let o = check(
+            b"multipart/form-data; boundary=aaa; boundary=bbb",
+            b"--aaa\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n--bbb\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n1 UNION SELECT pw\r\n--bbb--\r\n\r\n--aaa--\r\n",
+        );
+        assert!(o.blocked.is_some(), "{o:?}");
+        let o = check(
+            b"multipart/form-data; boundary=bbb",
+            b"--bbb\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n1 UNION SELECT pw\r\n--bbb--\r\n",
+        );
+        assert_eq!((o.blocked, o.rule_ids), (Some(403), vec![1003]));
+        let o = check(
+            b"multipart/form-data; boundary=bbb",
+            b"--bbb\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nblue widget\r\n--bbb--\r\n",
+        );
+        assert_eq!(o.blocked, None, "{o:?}");
+    }
 }

@@ -103,5 +103,45 @@ pub(crate) fn process(
     if let Err(e) = result {
         p.error = Some(e);
     }
+    if matches!(
+        processor,
+        BodyProcessor::UrlEncoded | BodyProcessor::Multipart
+    ) && p.error.is_none()
+    {
+        if let Some(e) = foreign_charset(content_type) {
+            p.error = Some(e);
+        }
+    }
     p
+}
+
+/// A form declared in a charset whose ASCII letters and quotes are not ASCII bytes (UTF-7,
+/// UTF-16, EBCDIC…): Django decodes multipart fields with it (`+ACc-` is a `'` in UTF-7)
+/// while the rules see the raw bytes. CRS 920480 checks only a lower-case `charset=`, so
+/// this is a body-processor error whatever the parameter's case.
+fn foreign_charset(content_type: &[u8]) -> Option<String> {
+    if !content_type
+        .windows(7)
+        .any(|w| w.eq_ignore_ascii_case(b"charset"))
+    {
+        return None;
+    }
+    for p in multipart::params(content_type) {
+        if p.name != b"charset" {
+            continue;
+        }
+        let c = p.value.to_ascii_lowercase();
+        let c = c.as_slice();
+        let ascii_compatible = matches!(c, b"utf-8" | b"utf8" | b"us-ascii" | b"ascii" | b"latin1")
+            || c.starts_with(b"iso-8859-")
+            || c.starts_with(b"windows-125")
+            || c.starts_with(b"cp125");
+        if !ascii_compatible {
+            return Some(format!(
+                "Request body charset not supported: {}",
+                String::from_utf8_lossy(c)
+            ));
+        }
+    }
+    None
 }

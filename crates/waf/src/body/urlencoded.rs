@@ -34,4 +34,47 @@ mod tests {
         assert_eq!(out[2], Kv::new(b"c", b""));
         assert_eq!(out[3], Kv::new(b"", b"z"));
     }
+
+    fn encode(v: &[u8]) -> String {
+        v.iter()
+            .map(|&c| match c {
+                b' ' => "+".to_string(),
+                c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => (c as char).to_string(),
+                c => format!("%{c:02X}"),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_bytes(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            sep in proptest::prelude::any::<u8>(),
+        ) {
+            let mut out = Vec::new();
+            parse(&body, sep, &mut out);
+            proptest::prop_assert!(out.len() <= body.len());
+        }
+
+        /// What a browser, `requests` or Go's `url.Values.Encode` sends reads back as the
+        /// same pairs, in order.
+        #[test]
+        fn encoded_pairs_round_trip(
+            pairs in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 1..20),
+                 proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
+                0..8,
+            ),
+        ) {
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let mut out = Vec::new();
+            parse(body.as_bytes(), b'&', &mut out);
+            let want: Vec<Kv> = pairs.iter().map(|(k, v)| Kv::new(k, v)).collect();
+            proptest::prop_assert_eq!(out, want);
+        }
+    }
 }

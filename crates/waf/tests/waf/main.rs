@@ -1,6 +1,7 @@
 //! Integration tests of the WAF engine: SecLang semantics, property tests for every parser
 //! of untrusted input, and the OWASP CRS regression suite.
 
+mod bodies;
 mod crs;
 mod crs334;
 mod props;
