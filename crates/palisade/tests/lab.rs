@@ -1672,3 +1672,132 @@ fn pods_behind_a_bridge_meet_the_policy() {
         "b → c:8080 is allowed"
     );
 }
+
+/// Pods of node `n1` under zero trust for the new-pod tests: `a` and `b` may reach and be
+/// reached from the lab's addresses by `ipBlock`; `n` (when the snapshot holds it) takes
+/// 8080 from `a` only and may reach the lab's addresses.
+fn new_pod_manifests(with_n: bool) -> String {
+    let mut yaml = String::from(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: PalisadeConfig
+metadata: {name: zt}
+spec: {defaultPosture: deny}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.6.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.6.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lab-open, namespace: x}
+spec:
+  podSelector: {matchExpressions: [{key: app, operator: In, values: [a, b]}]}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+  egress: [{to: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: n-from-a, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: n}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8080}]}]
+  egress: [{to: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+"#,
+    );
+    if with_n {
+        yaml.push_str(
+            "---\napiVersion: v1\nkind: Pod\n\
+             metadata: {name: n, namespace: x, labels: {app: n}}\n\
+             spec: {nodeName: n1, containers: [{name: c}]}\nstatus: {podIP: 10.78.6.3}\n",
+        );
+    }
+    yaml
+}
+
+/// A pod that has started (its interface `h2` is up and routed, matching the configured
+/// pod interface prefix `h`) but that the agent's snapshot does not hold yet is held to the
+/// zero-trust posture: it reaches no pod and no pod reaches it, though `a`'s and `b`'s
+/// `ipBlock` rules would let its traffic through. Once the snapshot includes it, its own
+/// policy decides at once (`a` reaches it, `b` does not; it reaches both). On the old code
+/// its address was in no verdict map: `n` connected to `b` (its egress unchecked, `b`'s
+/// ingress allows the block) and `a` connected to `n` (its ingress unchecked).
+#[test]
+fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
+    if !can_run() {
+        return;
+    }
+    let all = compile(&new_pod_manifests(true));
+    let known = compile(&new_pod_manifests(false));
+    assert!(known.pod_by_ip("10.78.6.3".parse().unwrap()).is_none());
+    let pods: Vec<(u32, String, std::net::IpAddr)> = all
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = &all.pods()[id as usize];
+            (id, p.key(), p.ips[0])
+        })
+        .collect();
+    let (s, _) = lab_with_agent("np", &pods);
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(s.node_ns().to_string()),
+        log_flows: false,
+        node_services: Vec::new(),
+    })
+    .with_pod_interface_prefixes(vec!["h".into()]);
+    let node = s.node_ns().to_string();
+    assert!(
+        netns_if_of(&node, "10.78.6.3").starts_with('h'),
+        "n's interface matches the prefix"
+    );
+    let (a, b, n) = (
+        netns_of(&s, "x/a"),
+        netns_of(&s, "x/b"),
+        netns_of(&s, "x/n"),
+    );
+    agent.reconcile(&known).expect("ruleset applied");
+    assert!(connects(&a, "10.78.6.2", 8080), "a → b is allowed");
+    assert!(connects(&b, "10.78.6.1", 8080), "b → a is allowed");
+    assert!(
+        !connects(&n, "10.78.6.2", 8080),
+        "unknown n → b must be dropped (zero trust)"
+    );
+    assert!(
+        !connects(&n, "10.78.6.1", 8080),
+        "unknown n → a must be dropped"
+    );
+    assert!(
+        !connects(&a, "10.78.6.3", 8080),
+        "a → unknown n must be dropped"
+    );
+    assert!(
+        !connects(&b, "10.78.6.3", 8080),
+        "b → unknown n must be dropped"
+    );
+    // The reconcile that includes n: its policy, nothing else, decides from now on.
+    let stats = agent.reconcile(&all).expect("ruleset with n applied");
+    assert!(stats.incremental, "{stats:?}");
+    assert!(
+        connects(&a, "10.78.6.3", 8080),
+        "a → n: n takes 8080 from a"
+    );
+    assert!(
+        !connects(&b, "10.78.6.3", 8080),
+        "b → n: n takes 8080 from a only"
+    );
+    assert!(connects(&n, "10.78.6.2", 8080), "n → b is allowed");
+    assert!(connects(&n, "10.78.6.1", 8080), "n → a is allowed");
+    assert!(connects(&a, "10.78.6.2", 8080), "a → b is still allowed");
+}

@@ -517,6 +517,22 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             "retentionDays must be 1 to 36500",
         );
     }
+    if let Some(a) = &s.agent {
+        for (i, p) in a.pod_interface_prefixes.iter().enumerate() {
+            let ok = (1..=14).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                v.err(
+                    &spec.key("agent").key("podInterfacePrefixes").index(i),
+                    format!(
+                        "{p:?} is not an interface-name prefix: 1 to 14 letters, digits, \
+                         '-', '_', '.' (no wildcard: \"cali\" matches cali*)"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(d) = &s.dns {
         if d.upstream.parse::<std::net::SocketAddr>().is_err() {
             v.err(
