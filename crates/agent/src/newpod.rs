@@ -16,6 +16,10 @@
 //! allowing posture the pod is allowed by default, so nothing is added; anti-spoofing
 //! ([`crate::antispoof`]) already keeps it from using a known pod's address.
 //!
+//! Bridge CNIs (flannel, the `bridge` plugin, kubenet) are covered by the bridge's name
+//! (`cni0`, `cbr0`): br_netfilter hands bridged packets to `forward` with the bridge as both
+//! input and output interface, so the same address check applies.
+//!
 //! By address, not by interface: a pod the snapshot holds whose host route the agent has not
 //! read yet (that happens on the next resync) is enforced by its map entries at once and
 //! must not be cut off. The same holds in `input` for what an unknown pod sends to its node,

@@ -1730,8 +1730,9 @@ spec:
 /// zero-trust posture: it reaches no pod and no pod reaches it, though `a`'s and `b`'s
 /// `ipBlock` rules would let its traffic through. Once the snapshot includes it, its own
 /// policy decides at once (`a` reaches it, `b` does not; it reaches both). On the old code
-/// its address was in no verdict map: `n` connected to `b` (its egress unchecked, `b`'s
-/// ingress allows the block) and `a` connected to `n` (its ingress unchecked).
+/// (the same as no prefixes) its address was in no verdict map and all four connections
+/// went through: `n` to `a` and `b` (its egress unchecked, their ingress allows the block),
+/// `a` and `b` to `n` (its ingress unchecked).
 #[test]
 fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
     if !can_run() {
@@ -1800,4 +1801,78 @@ fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
     assert!(connects(&n, "10.78.6.2", 8080), "n → b is allowed");
     assert!(connects(&n, "10.78.6.1", 8080), "n → a is allowed");
     assert!(connects(&a, "10.78.6.2", 8080), "a → b is still allowed");
+}
+
+/// The same hold for pods behind a Linux bridge (flannel's `cni0`, the `bridge` plugin):
+/// br_netfilter hands their packets to `forward` with the bridge as both interfaces, so the
+/// bridge's name is the prefix (`br` here). Unknown `n` reaches no pod and no pod reaches it
+/// until the snapshot holds it; then its policy decides (`a` reaches it, `b` does not).
+#[test]
+fn a_pod_the_agent_does_not_know_yet_behind_a_bridge_is_held_too() {
+    if !can_run() {
+        return;
+    }
+    let prefix = format!("plnb{}", std::process::id() % 10000);
+    let node = format!("{prefix}-node");
+    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let mut guards = vec![Netns(node.clone())];
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip netns add {node}"));
+    sh(format!(
+        "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
+         ip -n {node} link set br0 up && ip -n {node} addr add 10.78.6.254/24 dev br0"
+    ));
+    if !Path::new(switch).exists() {
+        eprintln!("skipping: br_netfilter is not loaded ({switch} is missing)");
+        return;
+    }
+    let mut pod_ns = Vec::new();
+    for (i, ip) in ["10.78.6.1", "10.78.6.2", "10.78.6.3"].iter().enumerate() {
+        let ns = format!("{prefix}-p{i}");
+        guards.push(Netns(ns.clone()));
+        sh(format!("ip netns add {ns}"));
+        sh(format!(
+            "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
+             ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
+             ip -n {ns} link set eth0 up && ip -n {ns} addr add {ip}/24 dev eth0 && \
+             ip -n {ns} route add default via 10.78.6.254"
+        ));
+        pod_ns.push(ns);
+    }
+    // Dropped in reverse: the servers first, then the namespaces.
+    let _namespaces = guards;
+    let _servers: Vec<NodeServer> = pod_ns
+        .iter()
+        .map(|ns| NodeServer::start(ns, &[8080]))
+        .collect();
+    let (a, b, n) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: Vec::new(),
+    })
+    .with_pod_interface_prefixes(vec!["br".into()]);
+    agent
+        .reconcile(&compile(&new_pod_manifests(false)))
+        .expect("ruleset applied");
+    assert!(connects(a, "10.78.6.2", 8080), "a → b is allowed");
+    assert!(
+        !connects(n, "10.78.6.2", 8080),
+        "unknown n → b must be dropped"
+    );
+    assert!(
+        !connects(a, "10.78.6.3", 8080),
+        "a → unknown n must be dropped"
+    );
+    agent
+        .reconcile(&compile(&new_pod_manifests(true)))
+        .expect("ruleset with n applied");
+    assert!(connects(a, "10.78.6.3", 8080), "a → n: n takes 8080 from a");
+    assert!(!connects(b, "10.78.6.3", 8080), "b → n: from a only");
+    assert!(connects(n, "10.78.6.2", 8080), "n → b is allowed");
 }
