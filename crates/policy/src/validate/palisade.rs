@@ -518,6 +518,13 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
         );
     }
     if let Some(a) = &s.agent {
+        if !a.pod_interface_prefixes.is_empty() && s.default_posture == Posture::Allow {
+            v.warn(
+                &spec.key("agent").key("podInterfacePrefixes"),
+                "podInterfacePrefixes holds pods the agent does not know yet only under \
+                 defaultPosture: deny; under allow they pass until the agent knows them",
+            );
+        }
         for (i, p) in a.pod_interface_prefixes.iter().enumerate() {
             let ok = (1..=14).contains(&p.len())
                 && p.bytes()

@@ -909,8 +909,17 @@ fn agent_pod_interface_prefixes_are_name_beginnings() {
         "kind: PalisadeConfig",
         "metadata: {name: node}",
         "spec:",
+        "  defaultPosture: deny",
         "  agent: {podInterfacePrefixes: [cali, lxc, veth]}",
     ]);
     let m = load("ok.yaml", &ok);
+    assert!(m.diagnostics.is_empty(), "{:#?}", m.diagnostics);
+    // Under the allowing posture the setting holds nothing: a warning says so.
+    let allow = ok.replace("  defaultPosture: deny\n", "");
+    let m = load("allow.yaml", &allow);
     assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
+    let d = at(&m, "spec.agent.podInterfacePrefixes");
+    assert_eq!(d.severity, Severity::Warning, "{d}");
+    assert_eq!(d.line, 5, "{d}");
+    assert!(d.message.contains("defaultPosture: deny"), "{d}");
 }
