@@ -1732,7 +1732,8 @@ spec:
 /// policy decides at once (`a` reaches it, `b` does not; it reaches both). On the old code
 /// (the same as no prefixes) its address was in no verdict map and all four connections
 /// went through: `n` to `a` and `b` (its egress unchecked, their ingress allows the block),
-/// `a` and `b` to `n` (its ingress unchecked).
+/// `a` and `b` to `n` (its ingress unchecked). The same for what it sends to its node
+/// (`input`), Palisade's node services excepted.
 #[test]
 fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
     if !can_run() {
@@ -1755,10 +1756,22 @@ fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
         all_nodes: false,
         netns: Some(s.node_ns().to_string()),
         log_flows: false,
-        node_services: Vec::new(),
+        node_services: palisade_agent::hostfw::NodeService::from_listen(
+            "0.0.0.0:5300",
+            &[palisade_policy::Protocol::TCP],
+        )
+        .unwrap(),
     })
     .with_pod_interface_prefixes(vec!["h".into()]);
     let node = s.node_ns().to_string();
+    // The node's own address inside the lab's block, a "kubelet" on 10250 and a Palisade
+    // node service on 5300 there.
+    let st = Command::new("ip")
+        .args(["-n", &node, "addr", "add", "10.78.9.9/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _node_server = NodeServer::start(&node, &[10250, 5300]);
     assert!(
         netns_if_of(&node, "10.78.6.3").starts_with('h'),
         "n's interface matches the prefix"
@@ -1787,6 +1800,15 @@ fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
         !connects(&b, "10.78.6.3", 8080),
         "b → unknown n must be dropped"
     );
+    assert!(connects(&a, "10.78.9.9", 10250), "a → its node is allowed");
+    assert!(
+        !connects(&n, "10.78.9.9", 10250),
+        "unknown n → its node must be dropped"
+    );
+    assert!(
+        connects(&n, "10.78.9.9", 5300),
+        "Palisade's node services decide for themselves"
+    );
     // The reconcile that includes n: its policy, nothing else, decides from now on.
     let stats = agent.reconcile(&all).expect("ruleset with n applied");
     assert!(stats.incremental, "{stats:?}");
@@ -1800,6 +1822,7 @@ fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
     );
     assert!(connects(&n, "10.78.6.2", 8080), "n → b is allowed");
     assert!(connects(&n, "10.78.6.1", 8080), "n → a is allowed");
+    assert!(connects(&n, "10.78.9.9", 10250), "n → its node is allowed");
     assert!(connects(&a, "10.78.6.2", 8080), "a → b is still allowed");
 }
 
