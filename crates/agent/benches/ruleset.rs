@@ -41,6 +41,7 @@ fn bench_render(c: &mut Criterion) {
         log_allowed: true,
         pod_interfaces: Default::default(),
         node_services: Vec::new(),
+        pod_interface_prefixes: Vec::new(),
     };
     let rs = render(&e, &opts);
     eprintln!(
@@ -111,6 +112,7 @@ fn bench_apply() {
             log_denied: true,
             log_allowed: true,
             pod_interfaces: Default::default(),
+            pod_interface_prefixes: Vec::new(),
             node_services: Vec::new(),
         };
         let a = render(&e, &opts);

@@ -19,6 +19,7 @@ fn main() {
         log_allowed: true,
         pod_interfaces: Default::default(),
         node_services: Vec::new(),
+        pod_interface_prefixes: Vec::new(),
     };
     let t = std::time::Instant::now();
     for _ in 0..30 {

@@ -63,6 +63,7 @@ impl FqdnOpener {
                 log_allowed: false,
                 pod_interfaces: Default::default(),
                 node_services: Vec::new(),
+                pod_interface_prefixes: Vec::new(),
             },
         );
         let sets = rs

@@ -118,14 +118,19 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
-/// The `input` rules after anti-spoofing (see the module docs).
-pub fn input_rules() -> Vec<String> {
-    vec![
+/// The `input` rules after anti-spoofing (see the module docs); `new_pods` (what holds pods
+/// the snapshot does not know yet: [`crate::newpod::input_rules`]) go after the exempt node
+/// services, before the egress lookup.
+pub fn input_rules(new_pods: Vec<String>) -> Vec<String> {
+    let mut rules = vec![
         "ct state established,related accept".to_string(),
         format!("meta l4proto . th dport @{SERVICES_ANY} accept"),
         format!("ip daddr . meta l4proto . th dport @{SERVICES_4} accept"),
         format!("ip6 daddr . meta l4proto . th dport @{SERVICES_6} accept"),
         "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept".to_string(),
+    ];
+    rules.extend(new_pods);
+    rules.extend([
         // Only from a pod interface (whose source address anti-spoofing has just checked):
         // a host elsewhere whose address a local pod also has in the snapshot (a pod with
         // no routed interface, an overlapping LAN) must not meet that pod's policy here.
@@ -137,7 +142,8 @@ pub fn input_rules() -> Vec<String> {
             "iifname @{} ip6 saddr vmap @egress_6",
             crate::antispoof::IFACES
         ),
-    ]
+    ]);
+    rules
 }
 
 /// Sets of every local pod's addresses (`local_pods_4`, `local_pods_6`), whether or not

@@ -23,6 +23,7 @@ fn rendered(e: &Engine, local: Vec<u32>, ifs: BTreeMap<IpAddr, String>) -> Rules
             log_allowed: false,
             pod_interfaces: ifs,
             node_services: Vec::new(),
+            pod_interface_prefixes: Vec::new(),
         },
     )
 }
@@ -164,6 +165,7 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
             pod_interfaces: [("10.0.0.1".parse().unwrap(), "h0".to_string())]
                 .into_iter()
                 .collect(),
+            pod_interface_prefixes: Vec::new(),
             node_services: services,
         },
     );
@@ -214,4 +216,68 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
     let set_at = script.find("set node_svc_4 {").expect("declared");
     let rule_at = script.find("@node_svc_4 accept").expect("used");
     assert!(set_at < rule_at);
+}
+
+/// Pod interface prefixes under zero trust: the rules holding unknown pods come after
+/// `ct state established,related accept` in `forward` (established traffic of known pods
+/// pays nothing for them) and before the verdict maps, and in `input` after Palisade's node
+/// services; under the allowing posture nothing is added.
+#[test]
+fn unknown_pod_interfaces_are_held_after_established_traffic() {
+    let pods = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.0.0.1}
+"#;
+    let with = |e: &Engine| {
+        render(
+            e,
+            &RenderOptions {
+                local_pods: vec![0],
+                log_denied: false,
+                log_allowed: false,
+                pod_interfaces: BTreeMap::new(),
+                node_services: Vec::new(),
+                pod_interface_prefixes: vec!["cali".into()],
+            },
+        )
+    };
+    let deny = engine(&format!(
+        "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: zt}}\n\
+         spec: {{defaultPosture: deny}}\n---{pods}"
+    ));
+    let rs = with(&deny);
+    let fwd = &rs.chains["forward"];
+    let at = |r: &str| {
+        fwd.iter()
+            .position(|l| l == r)
+            .unwrap_or_else(|| panic!("{r} in {fwd:#?}"))
+    };
+    let established = at("ct state established,related accept");
+    let from = at("iifname \"cali*\" ip saddr != @local_pods_4 drop");
+    let to = at("oifname \"cali*\" ip6 daddr != @local_pods_6 drop");
+    let maps = at("ip saddr vmap @egress_4");
+    assert!(established < from && from < to && to < maps, "{fwd:#?}");
+    let input = &rs.chains["input"];
+    let svc = input
+        .iter()
+        .position(|l| l.contains("@node_svc accept"))
+        .unwrap();
+    let held = input
+        .iter()
+        .position(|l| l == "iifname \"cali*\" ip saddr != @local_pods_4 drop")
+        .expect("held in input");
+    assert!(svc < held, "{input:#?}");
+    let open = with(&engine(pods));
+    let rules = |rs: &Ruleset| {
+        rs.chains
+            .values()
+            .flatten()
+            .filter(|l| l.contains("cali"))
+            .count()
+    };
+    assert_eq!(rules(&open), 0);
+    assert_eq!(rules(&rs), 6);
 }

@@ -3,6 +3,8 @@
 //! Layout of `table inet palisade`:
 //! - `forward` (hook forward): anti-spoofing first ([`crate::antispoof`]: a pod's packets
 //!   must carry its own address), then established/related accepted, invalid dropped; then the
+//!   under the deny posture new traffic of pod interfaces the snapshot does not know yet
+//!   dropped ([`crate::newpod`]), then the
 //!   sender's egress via a verdict map keyed by source IP, then the receiver's ingress via a
 //!   verdict map keyed by destination IP. Lookups are hashed: cost does not grow with the
 //!   number of pods.
@@ -56,6 +58,11 @@ pub struct RenderOptions {
     /// Palisade's listeners on the node (DNS proxy, transparent egress listener) that local
     /// pods reach whatever their egress policy (see [`crate::hostfw`]).
     pub node_services: Vec<crate::hostfw::NodeService>,
+    /// Interface-name prefixes of the node's pod interfaces (`spec.agent
+    /// .podInterfacePrefixes`): under the deny posture, new traffic from or to such an
+    /// interface whose address is no local pod of the snapshot is dropped
+    /// ([`crate::newpod`]).
+    pub pod_interface_prefixes: Vec<String>,
 }
 
 /// A named set or map and its elements.
@@ -643,6 +650,12 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
         // By address, not interface: pods whose interface the agent does not know (bridge
         // CNIs, a route not there yet) are covered too.
     ]);
+    // A pod the snapshot does not hold yet is held to the deny posture (new packets only).
+    forward.extend(crate::newpod::forward_rules(
+        &opts.pod_interface_prefixes,
+        engine.posture(),
+        opts.log_denied,
+    ));
     forward.extend(crate::hostfw::syn_only(&["saddr", "daddr"]));
     forward.extend(crate::revoke::revoked_rules(false));
     forward.extend([
@@ -660,7 +673,11 @@ pub fn render(engine: &Engine, opts: &RenderOptions) -> Ruleset {
     cx.chains.insert("forward".into(), forward);
     crate::hostfw::render_into(&mut sets, &opts.node_services);
     let mut input = crate::antispoof::input_rules();
-    input.extend(crate::hostfw::input_rules());
+    input.extend(crate::hostfw::input_rules(crate::newpod::input_rules(
+        &opts.pod_interface_prefixes,
+        engine.posture(),
+        opts.log_denied,
+    )));
     cx.chains.insert("input".into(), input);
     let mut output = crate::hostfw::output_rules();
     output.extend(crate::revoke::revoked_rules(true));

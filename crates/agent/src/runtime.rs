@@ -53,6 +53,8 @@ pub struct Agent {
     applied: Option<crate::ruleset::Ruleset>,
     /// Netlink socket for element-only updates, opened on first use.
     netlink: Option<NftSocket>,
+    /// Interface-name prefixes of pod interfaces (`spec.agent.podInterfacePrefixes`).
+    pod_interface_prefixes: Vec<String>,
 }
 
 /// The pods local to `settings.node` (all when `all_nodes`).
@@ -127,7 +129,20 @@ impl Agent {
             settings: Some(settings),
             applied: None,
             netlink: None,
+            pod_interface_prefixes: Vec::new(),
         }
+    }
+
+    /// Holds interfaces whose names start with one of `prefixes` (the CNI's pod interfaces:
+    /// `cali`, `lxc`, …) to the deny posture while their address is no local pod of the
+    /// snapshot ([`crate::newpod`]); nothing changes under the allowing posture. Prefixes
+    /// that are not interface-name beginnings are left out (validation reports them).
+    pub fn with_pod_interface_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.pod_interface_prefixes = prefixes
+            .into_iter()
+            .filter(|p| crate::newpod::valid_prefix(p))
+            .collect();
+        self
     }
 
     /// Closes the open connections `engine` now denies, of those the ruleset decides here
@@ -186,6 +201,7 @@ impl Agent {
                 log_denied: settings.log_flows,
                 log_allowed: settings.log_flows,
                 node_services: settings.node_services.clone(),
+                pod_interface_prefixes: self.pod_interface_prefixes.clone(),
             },
         );
         let render_us = t0.elapsed().as_micros();

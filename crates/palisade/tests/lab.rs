@@ -1672,3 +1672,230 @@ fn pods_behind_a_bridge_meet_the_policy() {
         "b → c:8080 is allowed"
     );
 }
+
+/// Pods of node `n1` under zero trust for the new-pod tests: `a` and `b` may reach and be
+/// reached from the lab's addresses by `ipBlock`; `n` (when the snapshot holds it) takes
+/// 8080 from `a` only and may reach the lab's addresses.
+fn new_pod_manifests(with_n: bool) -> String {
+    let mut yaml = String::from(
+        r#"
+apiVersion: palisade.dev/v1alpha1
+kind: PalisadeConfig
+metadata: {name: zt}
+spec: {defaultPosture: deny}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.6.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.6.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: lab-open, namespace: x}
+spec:
+  podSelector: {matchExpressions: [{key: app, operator: In, values: [a, b]}]}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+  egress: [{to: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: n-from-a, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: n}}
+  policyTypes: [Ingress, Egress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8080}]}]
+  egress: [{to: [{ipBlock: {cidr: 10.78.0.0/16}}]}]
+"#,
+    );
+    if with_n {
+        yaml.push_str(
+            "---\napiVersion: v1\nkind: Pod\n\
+             metadata: {name: n, namespace: x, labels: {app: n}}\n\
+             spec: {nodeName: n1, containers: [{name: c}]}\nstatus: {podIP: 10.78.6.3}\n",
+        );
+    }
+    yaml
+}
+
+/// A pod that has started (its interface `h2` is up and routed, matching the configured
+/// pod interface prefix `h`) but that the agent's snapshot does not hold yet is held to the
+/// zero-trust posture: it reaches no pod and no pod reaches it, though `a`'s and `b`'s
+/// `ipBlock` rules would let its traffic through. Once the snapshot includes it, its own
+/// policy decides at once (`a` reaches it, `b` does not; it reaches both). On the old code
+/// (the same as no prefixes) its address was in no verdict map and all four connections
+/// went through: `n` to `a` and `b` (its egress unchecked, their ingress allows the block),
+/// `a` and `b` to `n` (its ingress unchecked). The same for what it sends to its node
+/// (`input`), Palisade's node services excepted.
+#[test]
+fn a_pod_the_agent_does_not_know_yet_is_held_to_zero_trust() {
+    if !can_run() {
+        return;
+    }
+    let all = compile(&new_pod_manifests(true));
+    let known = compile(&new_pod_manifests(false));
+    assert!(known.pod_by_ip("10.78.6.3".parse().unwrap()).is_none());
+    let pods: Vec<(u32, String, std::net::IpAddr)> = all
+        .sorted_pods()
+        .into_iter()
+        .map(|id| {
+            let p = &all.pods()[id as usize];
+            (id, p.key(), p.ips[0])
+        })
+        .collect();
+    let (s, _) = lab_with_agent("np", &pods);
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(s.node_ns().to_string()),
+        log_flows: false,
+        node_services: palisade_agent::hostfw::NodeService::from_listen(
+            "0.0.0.0:5300",
+            &[palisade_policy::Protocol::TCP],
+        )
+        .unwrap(),
+    })
+    .with_pod_interface_prefixes(vec!["h".into()]);
+    let node = s.node_ns().to_string();
+    // The node's own address inside the lab's block, a "kubelet" on 10250 and a Palisade
+    // node service on 5300 there.
+    let st = Command::new("ip")
+        .args(["-n", &node, "addr", "add", "10.78.9.9/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _node_server = NodeServer::start(&node, &[10250, 5300]);
+    assert!(
+        netns_if_of(&node, "10.78.6.3").starts_with('h'),
+        "n's interface matches the prefix"
+    );
+    let (a, b, n) = (
+        netns_of(&s, "x/a"),
+        netns_of(&s, "x/b"),
+        netns_of(&s, "x/n"),
+    );
+    agent.reconcile(&known).expect("ruleset applied");
+    assert!(connects(&a, "10.78.6.2", 8080), "a → b is allowed");
+    assert!(connects(&b, "10.78.6.1", 8080), "b → a is allowed");
+    assert!(
+        !connects(&n, "10.78.6.2", 8080),
+        "unknown n → b must be dropped (zero trust)"
+    );
+    assert!(
+        !connects(&n, "10.78.6.1", 8080),
+        "unknown n → a must be dropped"
+    );
+    assert!(
+        !connects(&a, "10.78.6.3", 8080),
+        "a → unknown n must be dropped"
+    );
+    assert!(
+        !connects(&b, "10.78.6.3", 8080),
+        "b → unknown n must be dropped"
+    );
+    assert!(connects(&a, "10.78.9.9", 10250), "a → its node is allowed");
+    assert!(
+        !connects(&n, "10.78.9.9", 10250),
+        "unknown n → its node must be dropped"
+    );
+    assert!(
+        connects(&n, "10.78.9.9", 5300),
+        "Palisade's node services decide for themselves"
+    );
+    // The reconcile that includes n: its policy, nothing else, decides from now on.
+    let stats = agent.reconcile(&all).expect("ruleset with n applied");
+    assert!(stats.incremental, "{stats:?}");
+    assert!(
+        connects(&a, "10.78.6.3", 8080),
+        "a → n: n takes 8080 from a"
+    );
+    assert!(
+        !connects(&b, "10.78.6.3", 8080),
+        "b → n: n takes 8080 from a only"
+    );
+    assert!(connects(&n, "10.78.6.2", 8080), "n → b is allowed");
+    assert!(connects(&n, "10.78.6.1", 8080), "n → a is allowed");
+    assert!(connects(&n, "10.78.9.9", 10250), "n → its node is allowed");
+    assert!(connects(&a, "10.78.6.2", 8080), "a → b is still allowed");
+}
+
+/// The same hold for pods behind a Linux bridge (flannel's `cni0`, the `bridge` plugin):
+/// br_netfilter hands their packets to `forward` with the bridge as both interfaces, so the
+/// bridge's name is the prefix (`br` here). Unknown `n` reaches no pod and no pod reaches it
+/// until the snapshot holds it; then its policy decides (`a` reaches it, `b` does not).
+#[test]
+fn a_pod_the_agent_does_not_know_yet_behind_a_bridge_is_held_too() {
+    if !can_run() {
+        return;
+    }
+    let prefix = format!("plnb{}", std::process::id() % 10000);
+    let node = format!("{prefix}-node");
+    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    let mut guards = vec![Netns(node.clone())];
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip netns add {node}"));
+    sh(format!(
+        "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
+         ip -n {node} link set br0 up && ip -n {node} addr add 10.78.6.254/24 dev br0"
+    ));
+    if !Path::new(switch).exists() {
+        eprintln!("skipping: br_netfilter is not loaded ({switch} is missing)");
+        return;
+    }
+    let mut pod_ns = Vec::new();
+    for (i, ip) in ["10.78.6.1", "10.78.6.2", "10.78.6.3"].iter().enumerate() {
+        let ns = format!("{prefix}-p{i}");
+        guards.push(Netns(ns.clone()));
+        sh(format!("ip netns add {ns}"));
+        sh(format!(
+            "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
+             ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
+             ip -n {ns} link set eth0 up && ip -n {ns} addr add {ip}/24 dev eth0 && \
+             ip -n {ns} route add default via 10.78.6.254"
+        ));
+        pod_ns.push(ns);
+    }
+    // Dropped in reverse: the servers first, then the namespaces.
+    let _namespaces = guards;
+    let _servers: Vec<NodeServer> = pod_ns
+        .iter()
+        .map(|ns| NodeServer::start(ns, &[8080]))
+        .collect();
+    let (a, b, n) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: Vec::new(),
+    })
+    .with_pod_interface_prefixes(vec!["br".into()]);
+    agent
+        .reconcile(&compile(&new_pod_manifests(false)))
+        .expect("ruleset applied");
+    assert!(connects(a, "10.78.6.2", 8080), "a → b is allowed");
+    assert!(
+        !connects(n, "10.78.6.2", 8080),
+        "unknown n → b must be dropped"
+    );
+    assert!(
+        !connects(a, "10.78.6.3", 8080),
+        "a → unknown n must be dropped"
+    );
+    agent
+        .reconcile(&compile(&new_pod_manifests(true)))
+        .expect("ruleset with n applied");
+    assert!(connects(a, "10.78.6.3", 8080), "a → n: n takes 8080 from a");
+    assert!(!connects(b, "10.78.6.3", 8080), "b → n: from a only");
+    assert!(connects(n, "10.78.6.2", 8080), "n → b is allowed");
+}

@@ -396,6 +396,7 @@ pub fn verify(engine: &Engine, opts: &VerifyOptions) -> Result<VerifyReport, Lab
         &RenderOptions {
             pod_interfaces: crate::runtime::pod_interfaces(engine, &local, Some(session.node_ns())),
             node_services: Vec::new(),
+            pod_interface_prefixes: Vec::new(),
             local_pods: local,
             log_denied: log,
             log_allowed: log,

@@ -50,6 +50,10 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         log_flows: true,
         node_services: palisade_agent::hostfw::from_config(&rt.config),
     };
+    let prefixes = agent_spec
+        .as_ref()
+        .map(|s| s.pod_interface_prefixes.clone())
+        .unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -80,7 +84,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let code = run_agent(state, settings, a.once).await;
+        let agent = Agent::new(settings).with_pod_interface_prefixes(prefixes);
+        let code = run_agent(state, agent, a.once).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = flows {
             let _ = h.join();
@@ -97,10 +102,9 @@ const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 /// transaction is reported; the previous ruleset stays in force.
 pub(crate) async fn run_agent(
     state: supervisor::State,
-    settings: AgentSettings,
+    mut agent: Agent,
     once: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut agent = Agent::new(settings);
     let mut closes = CloseSchedule::new(CLOSE_GAP);
     let mut rx = state.published.clone();
     loop {

@@ -117,7 +117,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             };
             let st = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = super::agent::run_agent(st, settings, false).await {
+                let agent = palisade_agent::runtime::Agent::new(settings)
+                    .with_pod_interface_prefixes(spec.pod_interface_prefixes.clone());
+                if let Err(e) = super::agent::run_agent(st, agent, false).await {
                     tracing::error!(error = %e, "agent stopped");
                 }
             });

@@ -470,6 +470,14 @@ pub struct AgentSpec {
     /// Enforce for every pod regardless of node (standalone).
     #[serde(default)]
     pub all_nodes: bool,
+    /// Beginnings of the names of this node's pod interfaces, as the CNI names them
+    /// (Calico `cali`, Cilium `lxc`, the `ptp` plugin `veth`, AWS VPC CNI `eni`; for bridge
+    /// CNIs the bridge: flannel and the `bridge` plugin `cni0`, kubenet `cbr0`). Under
+    /// `defaultPosture: deny`, new traffic from or to such an interface whose address the
+    /// agent's snapshot does not hold yet (a pod that just started) is dropped until the
+    /// reconcile that includes the pod. 1 to 14 letters, digits, `-`, `_`, `.`; default none.
+    #[serde(default)]
+    pub pod_interface_prefixes: Vec<String>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -525,6 +525,29 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
             "retentionDays must be 1 to 36500",
         );
     }
+    if let Some(a) = &s.agent {
+        if !a.pod_interface_prefixes.is_empty() && s.default_posture == Posture::Allow {
+            v.warn(
+                &spec.key("agent").key("podInterfacePrefixes"),
+                "podInterfacePrefixes holds pods the agent does not know yet only under \
+                 defaultPosture: deny; under allow they pass until the agent knows them",
+            );
+        }
+        for (i, p) in a.pod_interface_prefixes.iter().enumerate() {
+            let ok = (1..=14).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                v.err(
+                    &spec.key("agent").key("podInterfacePrefixes").index(i),
+                    format!(
+                        "{p:?} is not an interface-name prefix: 1 to 14 letters, digits, \
+                         '-', '_', '.' (no wildcard: \"cali\" matches cali*)"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(d) = &s.dns {
         if d.upstream.parse::<std::net::SocketAddr>().is_err() {
             v.err(

@@ -899,3 +899,53 @@ fn dlp_credential_headers_must_be_field_names() {
         &["\"x key\" is not a valid header name"],
     );
 }
+
+#[test]
+fn agent_pod_interface_prefixes_are_name_beginnings() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",                 // 1
+        "kind: PalisadeConfig",                              // 2
+        "metadata: {name: node}",                            // 3
+        "spec:",                                             // 4
+        "  agent:",                                          // 5
+        "    podInterfacePrefixes: [cali, \"cali*\", \"\"]", // 6
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 2, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.agent.podInterfacePrefixes[1]",
+        6,
+        34,
+        "invalid-value",
+        &["\"cali*\" is not an interface-name prefix"],
+    );
+    error_at(
+        &m,
+        "config.yaml",
+        "spec.agent.podInterfacePrefixes[2]",
+        6,
+        43,
+        "invalid-value",
+        &["\"\" is not an interface-name prefix"],
+    );
+    let ok = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",
+        "kind: PalisadeConfig",
+        "metadata: {name: node}",
+        "spec:",
+        "  defaultPosture: deny",
+        "  agent: {podInterfacePrefixes: [cali, lxc, veth]}",
+    ]);
+    let m = load("ok.yaml", &ok);
+    assert!(m.diagnostics.is_empty(), "{:#?}", m.diagnostics);
+    // Under the allowing posture the setting holds nothing: a warning says so.
+    let allow = ok.replace("  defaultPosture: deny\n", "");
+    let m = load("allow.yaml", &allow);
+    assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
+    let d = at(&m, "spec.agent.podInterfacePrefixes");
+    assert_eq!(d.severity, Severity::Warning, "{d}");
+    assert_eq!(d.line, 5, "{d}");
+    assert!(d.message.contains("defaultPosture: deny"), "{d}");
+}
