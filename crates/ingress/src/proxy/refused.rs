@@ -5,7 +5,9 @@
 //!
 //! A flood of bad handshakes must not flood the event store: each gateway writes at most
 //! [`MAX_PER_SECOND`] such events per second; the ones over that are counted, and the next
-//! event the gateway writes carries the count (`http.suppressed`).
+//! event the gateway writes carries the count (`http.suppressed`). When the burst stops,
+//! the last refusal suppressed is written with the count of the others at the next
+//! reload tick (every 2 s), so a burst is never left unreported.
 
 use crate::events::{certificate_event, CertificateRefusal};
 use rustls::pki_types::CertificateDer;
@@ -47,7 +49,10 @@ pub(crate) fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
 struct Window {
     start: Instant,
     written: u32,
+    /// Refusals not written since the gateway's last event.
     suppressed: u64,
+    /// The last of them.
+    last: Option<CertificateRefusal>,
 }
 
 /// Per-gateway rate limit of refusal events.
@@ -57,14 +62,15 @@ pub struct RefusalEvents {
 }
 
 impl RefusalEvents {
-    /// Whether `gateway` may write an event now: `Some(n)` with the events suppressed since
-    /// its last one, `None` when this one is suppressed (and counted).
-    fn admit(&self, gateway: &str, now: Instant) -> Option<u64> {
+    /// `r` with the count of refusals suppressed before it, when its gateway may write an
+    /// event now; `None` when it is suppressed (counted, and kept as the last one).
+    fn admit(&self, mut r: CertificateRefusal, now: Instant) -> Option<CertificateRefusal> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let w = windows.entry(gateway.to_string()).or_insert(Window {
+        let w = windows.entry(r.gateway.clone()).or_insert(Window {
             start: now,
             written: 0,
             suppressed: 0,
+            last: None,
         });
         if now.duration_since(w.start) >= Duration::from_secs(1) {
             w.start = now;
@@ -72,13 +78,41 @@ impl RefusalEvents {
         }
         if w.written < MAX_PER_SECOND {
             w.written += 1;
-            Some(std::mem::take(&mut w.suppressed))
+            r.suppressed = std::mem::take(&mut w.suppressed);
+            w.last = None;
+            Some(r)
         } else {
             w.suppressed += 1;
+            w.last = Some(r);
             None
         }
     }
+
+    /// For each gateway with refusals suppressed and no event written since its window
+    /// closed: its last refusal, carrying the count of the others (so a burst that stops is
+    /// reported without waiting for the next refusal). Forgets gateways quiet for a minute.
+    fn overdue(&self, now: Instant) -> Vec<CertificateRefusal> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for w in windows.values_mut() {
+            if w.suppressed == 0 || now.duration_since(w.start) < Duration::from_secs(1) {
+                continue;
+            }
+            if let Some(mut last) = w.last.take() {
+                last.suppressed = w.suppressed - 1;
+                out.push(last);
+            }
+            w.suppressed = 0;
+            w.start = now;
+            w.written = 1;
+        }
+        windows.retain(|_, w| w.suppressed > 0 || now.duration_since(w.start) < QUIET);
+        out
+    }
 }
+
+/// How long a gateway's count is kept without a refusal.
+const QUIET: Duration = Duration::from_secs(60);
 
 /// What is known of one refusal.
 pub(crate) struct Refused<'a> {
@@ -100,28 +134,41 @@ pub(crate) struct Refused<'a> {
 
 /// Writes the event for `r`, unless the gateway's rate limit suppresses it.
 pub(crate) fn record(shared: &super::Shared, r: Refused<'_>) {
-    tracing::info!(client = %r.client, gateway = %r.gateway, reason = r.reason, "client certificate refused");
-    let Some(tx) = &shared.events else { return };
-    let Some(suppressed) = shared.refusals.admit(r.gateway, Instant::now()) else {
-        return;
+    let Some(tx) = &shared.events else {
+        return tracing::info!(client = %r.client, gateway = %r.gateway, reason = r.reason, "client certificate refused");
     };
-    let event = certificate_event(
-        &shared.origin,
-        CertificateRefusal {
-            client: r.client,
-            gateway: r.gateway.to_string(),
-            host: r.sni.map(str::to_string),
-            reason: r.reason,
-            certificate: r.certificate.map(|c| Box::new(certificate_info(c))),
-            identity: r
-                .certificate
-                .and_then(|c| super::tls::client_identities(c).into_iter().next()),
-            version: r.version,
-            duration: r.duration,
-            suppressed,
-        },
-    );
-    tx.try_send(event);
+    let refusal = CertificateRefusal {
+        client: r.client,
+        gateway: r.gateway.to_string(),
+        host: r.sni.map(str::to_string),
+        reason: r.reason,
+        certificate: r.certificate.map(|c| Box::new(certificate_info(c))),
+        identity: r
+            .certificate
+            .and_then(|c| super::tls::client_identities(c).into_iter().next()),
+        version: r.version,
+        duration: r.duration,
+        suppressed: 0,
+    };
+    match shared.refusals.admit(refusal, Instant::now()) {
+        Some(refusal) => {
+            tracing::info!(client = %r.client, gateway = %r.gateway, reason = r.reason, suppressed = refusal.suppressed, "client certificate refused");
+            tx.try_send(certificate_event(&shared.origin, refusal));
+        }
+        None => {
+            tracing::debug!(client = %r.client, gateway = %r.gateway, reason = r.reason, "client certificate refused (event suppressed)");
+        }
+    }
+}
+
+/// Writes the events of gateways whose suppressed refusals are still unreported (called
+/// every [`super::tls::RELOAD_INTERVAL`]).
+pub(crate) fn flush(shared: &super::Shared) {
+    let Some(tx) = &shared.events else { return };
+    for refusal in shared.refusals.overdue(Instant::now()) {
+        tracing::info!(gateway = %refusal.gateway, suppressed = refusal.suppressed, "client certificate refusals suppressed");
+        tx.try_send(certificate_event(&shared.origin, refusal));
+    }
 }
 
 /// The subject, issuer, serial number and alternative names of a certificate (what can be
@@ -165,22 +212,60 @@ fn serial_hex(raw: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn refusal(gateway: &str, port: u16) -> CertificateRefusal {
+        CertificateRefusal {
+            client: SocketAddr::from(([127, 0, 0, 1], port)),
+            gateway: gateway.into(),
+            host: None,
+            reason: "client_certificate_revoked",
+            certificate: None,
+            identity: None,
+            version: None,
+            duration: None,
+            suppressed: 0,
+        }
+    }
+
     #[test]
     fn a_gateway_writes_at_most_the_limit_per_second_and_counts_the_rest() {
         let r = RefusalEvents::default();
         let t0 = Instant::now();
-        for _ in 0..MAX_PER_SECOND {
-            assert_eq!(r.admit("ml/gw", t0), Some(0));
+        let admitted = |x: Option<CertificateRefusal>| x.map(|x| (x.client.port(), x.suppressed));
+        for p in 0..MAX_PER_SECOND as u16 {
+            assert_eq!(admitted(r.admit(refusal("ml/gw", p), t0)), Some((p, 0)));
         }
-        for _ in 0..25 {
-            assert_eq!(r.admit("ml/gw", t0 + Duration::from_millis(500)), None);
+        for p in 100..125 {
+            let late = t0 + Duration::from_millis(500);
+            assert_eq!(admitted(r.admit(refusal("ml/gw", p), late)), None);
         }
         // Another gateway has its own budget.
-        assert_eq!(r.admit("ml/other", t0), Some(0));
+        assert_eq!(admitted(r.admit(refusal("ml/other", 1), t0)), Some((1, 0)));
+        // Nothing overdue within the second.
+        assert!(r.overdue(t0 + Duration::from_millis(900)).is_empty());
         // The next second: the first event carries the count.
         let t1 = t0 + Duration::from_millis(1000);
-        assert_eq!(r.admit("ml/gw", t1), Some(25));
-        assert_eq!(r.admit("ml/gw", t1), Some(0));
+        assert_eq!(admitted(r.admit(refusal("ml/gw", 7), t1)), Some((7, 25)));
+        assert_eq!(admitted(r.admit(refusal("ml/gw", 8), t1)), Some((8, 0)));
+    }
+
+    #[test]
+    fn a_burst_that_stops_is_reported_by_its_last_refusal() {
+        let r = RefusalEvents::default();
+        let t0 = Instant::now();
+        for p in 0..MAX_PER_SECOND as u16 + 5 {
+            r.admit(refusal("ml/gw", p), t0);
+        }
+        let due = r.overdue(t0 + Duration::from_secs(2));
+        let due: Vec<_> = due
+            .iter()
+            .map(|x| (x.client.port(), x.suppressed))
+            .collect();
+        // The last suppressed refusal stands for the four before it.
+        assert_eq!(due, [(MAX_PER_SECOND as u16 + 4, 4)]);
+        assert!(r.overdue(t0 + Duration::from_secs(4)).is_empty());
+        // Quiet gateways are forgotten.
+        r.overdue(t0 + Duration::from_secs(120));
+        assert!(r.windows.lock().unwrap().is_empty());
     }
 
     #[test]

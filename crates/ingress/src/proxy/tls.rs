@@ -287,6 +287,7 @@ pub(crate) async fn reload_loop(shared: Arc<super::Shared>) {
         let tls = tls.clone();
         // Small files, read off the runtime's threads all the same.
         let _ = tokio::task::spawn_blocking(move || tls.reload(&entries)).await;
+        super::refused::flush(&shared);
     }
 }
 

@@ -226,6 +226,7 @@ async fn refused_client_certificates_are_recorded_as_events() {
 
     // A flood of refused handshakes: at most MAX_PER_SECOND events a second; the others
     // are counted in the next event written (`suppressed`), so nothing goes unaccounted.
+    // (Before, none was written at all.)
     tokio::time::sleep(Duration::from_millis(1100)).await;
     const FLOOD: u64 = 60;
     let mut tasks = tokio::task::JoinSet::new();
@@ -238,11 +239,11 @@ async fn refused_client_certificates_are_recorded_as_events() {
         assert!(r.unwrap().is_err(), "a revoked certificate was served");
     }
     let flood_secs = started.elapsed().as_secs() + 1;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(get_models(gw, &roots, &revoked).await.is_err());
+    // No further handshake: the count of a burst that stopped comes within the next reload
+    // tick (2 s) as its last refusal's event.
     let all = gather(&events, |a| {
         let f = refusals(a);
-        f.len() as u64 + f.iter().filter_map(|(_, h)| h.suppressed).sum::<u64>() > FLOOD
+        f.len() as u64 + f.iter().filter_map(|(_, h)| h.suppressed).sum::<u64>() >= FLOOD
     });
     let found = refusals(&all);
     let written = found.len() as u64;
@@ -257,11 +258,12 @@ async fn refused_client_certificates_are_recorded_as_events() {
         written <= u64::from(MAX_PER_SECOND) * (flood_secs + 1) + 1 && written < FLOOD,
         "{written} events for {FLOOD} refusals in {flood_secs} s"
     );
-    assert_eq!(written + suppressed, FLOOD + 1, "every refusal is counted");
-    assert!(
-        found.last().unwrap().1.suppressed.is_some(),
-        "the event after the flood carries the count: {found:?}"
-    );
+    assert_eq!(written + suppressed, FLOOD, "every refusal is counted");
+    assert!(suppressed > 0, "{found:?}");
+    for (e, h) in &found {
+        let c = h.client_certificate.as_ref().unwrap();
+        assert_eq!(c.serial.as_deref(), Some("02"), "{e:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
