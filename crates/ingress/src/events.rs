@@ -275,4 +275,37 @@ mod tests {
         }
         assert!(Event::from_json_line(&json).is_ok());
     }
+
+    #[test]
+    fn a_refused_client_certificate_in_the_schema() {
+        let r = CertificateRefusal {
+            client: "10.1.2.3:5555".parse().unwrap(),
+            gateway: "ml/gw".into(),
+            host: Some("llm.test".into()),
+            reason: "client_certificate_revoked",
+            certificate: Some(Box::new(palisade_events::ClientCertificate {
+                subject: Some("CN=client".into()),
+                issuer: Some("CN=Client CA".into()),
+                serial: Some("02".into()),
+                names: vec!["spiffe://cluster.local/ns/apps/sa/chat".into()],
+            })),
+            identity: Some("spiffe://cluster.local/ns/apps/sa/chat".into()),
+            version: None,
+            duration: None,
+            suppressed: 3,
+        };
+        let json = certificate_event(&EventOrigin::default(), r).to_json();
+        for want in [
+            r#""type":"http""#,
+            r#""verdict":"deny""#,
+            r#""policy":{"kind":"AIGateway","namespace":"ml","name":"gw","rule":"tls"}"#,
+            r#""namespace":"apps""#,
+            r#""serviceAccount":"chat""#,
+            r#""reason":"client_certificate_revoked","clientCertificate":{"subject":"CN=client","issuer":"CN=Client CA","serial":"02","names":["spiffe://cluster.local/ns/apps/sa/chat"]},"suppressed":3"#,
+        ] {
+            assert!(json.contains(want), "{want} not in {json}");
+        }
+        assert!(!json.contains(r#""status""#), "{json}");
+        assert!(Event::from_json_line(&json).is_ok());
+    }
 }
