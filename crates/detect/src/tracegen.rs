@@ -297,6 +297,8 @@ impl Gen {
             }),
             detections,
             reason: None,
+            client_certificate: None,
+            suppressed: None,
         });
         self.push(t, src, Some(dst), body)
     }

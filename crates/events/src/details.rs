@@ -249,6 +249,32 @@ pub struct HttpInfo {
     /// `l7-not-allowed`); absent when the exchange was not refused by the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On ingress with mutual TLS, the client certificate the event is about (a handshake
+    /// refused for it, a connection closed when it was revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<Box<ClientCertificate>>,
+    /// Events of the same kind the producer did not write since its previous one (rate
+    /// limited); this one stands for them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
+}
+
+/// The `http.clientCertificate` object: a certificate a TLS client presented.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificate {
+    /// Subject distinguished name, e.g. `CN=client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Issuer distinguished name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Serial number, lowercase hex without separators (`0a1b`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Subject alternative names: URIs (SPIFFE IDs), then DNS names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// What an alert is about.

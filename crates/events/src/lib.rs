@@ -18,8 +18,8 @@ mod ulid;
 
 pub use channel::{channel, ChannelStats, ChannelWatch, EventReceiver, EventSender};
 pub use details::{
-    AiInfo, AlertInfo, AlertKind, Centi, Detection, DetectionAction, DnsFeatures, DnsInfo,
-    FlowInfo, FlowState, HttpInfo, HttpVersion, Severity, TlsMode, Transfer,
+    AiInfo, AlertInfo, AlertKind, Centi, ClientCertificate, Detection, DetectionAction,
+    DnsFeatures, DnsInfo, FlowInfo, FlowState, HttpInfo, HttpVersion, Severity, TlsMode, Transfer,
 };
 pub use model::{
     Endpoint, EndpointKind, Event, EventBody, EventType, PolicyRef, Protocol, Verdict,

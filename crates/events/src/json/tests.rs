@@ -586,6 +586,10 @@ fn http() -> impl Strategy<Value = HttpInfo> {
         proptest::option::of(ai()),
         proptest::collection::vec(detection(), 0..3),
         opt_text(),
+        (
+            proptest::option::of(client_certificate().prop_map(Box::new)),
+            any::<Option<u64>>(),
+        ),
     )
         .prop_map(
             |(
@@ -598,6 +602,7 @@ fn http() -> impl Strategy<Value = HttpInfo> {
                 ai,
                 detections,
                 reason,
+                (client_certificate, suppressed),
             )| HttpInfo {
                 method,
                 host,
@@ -613,8 +618,25 @@ fn http() -> impl Strategy<Value = HttpInfo> {
                 ai,
                 detections,
                 reason,
+                client_certificate,
+                suppressed,
             },
         )
+}
+
+fn client_certificate() -> impl Strategy<Value = ClientCertificate> {
+    (
+        opt_text(),
+        opt_text(),
+        opt_text(),
+        proptest::collection::vec(text(), 0..3),
+    )
+        .prop_map(|(subject, issuer, serial, names)| ClientCertificate {
+            subject,
+            issuer,
+            serial,
+            names,
+        })
 }
 
 fn alert() -> impl Strategy<Value = AlertInfo> {

@@ -445,6 +445,7 @@ pub async fn serve_plain(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>
             hyper_util::rt::TokioIo::new(Prefixed::new(tcp, read)),
             shared,
             peer,
+            std::future::pending(),
         )
         .await;
     }

@@ -7,6 +7,7 @@ pub mod body;
 pub mod handle;
 pub mod https;
 pub mod lean;
+pub mod refused;
 mod sni;
 mod target;
 #[cfg(test)]
@@ -23,8 +24,9 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use palisade_egress::idle::{serve_until_idle, Activity};
+use palisade_egress::idle::{serve_until_idle, Activity, GRACE};
 use palisade_events::EventSender;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +82,8 @@ pub struct Shared {
     pub idle_timeout: Duration,
     /// How long bytes sent to a client may go unacknowledged (a client that stops reading).
     pub send_timeout: Duration,
+    /// Rate limit of the events for refused client certificates.
+    pub refusals: refused::RefusalEvents,
 }
 
 /// A bound gateway.
@@ -133,6 +137,7 @@ impl IngressGateway {
             tls_server,
             idle_timeout: opts.idle_timeout,
             send_timeout: opts.send_timeout,
+            refusals: refused::RefusalEvents::default(),
         });
         tokio::task::spawn_blocking(crate::tokens::preload);
         Ok(IngressGateway { listener, shared })
@@ -199,40 +204,84 @@ async fn serve_accepted(tcp: tokio::net::TcpStream, remote: SocketAddr, shared: 
     // Linux 5.11): the pending write then fails and the connection and its backend go, on
     // every path (lean lane, hyper, TLS) without a timer per write.
     let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(shared.send_timeout));
-    match shared.tls_server.clone() {
-        None => lean::serve_plain(tcp, remote, shared).await,
-        Some(t) => match tokio::time::timeout(HEADER_TIMEOUT, handshake(&t, tcp)).await {
-            Ok(Ok((tls, gateway))) => {
-                let conn = tls.get_ref().1;
-                let mut peer = handle::Peer::with_sni(remote, conn.server_name());
-                // Verified by this gateway's client CAs (rustls refused the handshake
-                // otherwise).
-                let chain = conn.peer_certificates().map(|c| c.to_vec());
-                peer.client_cert =
-                    chain
-                        .as_ref()
-                        .and_then(|c| c.first())
-                        .map(|c| handle::ClientCert {
-                            gateway: gateway.name.clone(),
-                            names: tls::client_identities(c),
-                        });
-                let served = serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer));
-                if !gateway.verifies_clients {
-                    return served.await;
-                }
-                // Checked again when the gateway's CAs, CRLs or client-auth mode change:
-                // closed once they refuse what this handshake presented.
-                tokio::select! {
-                    () = served => {}
-                    () = refused_later(&t, &gateway.name, chain) => {
-                        tracing::info!(%remote, gateway = %gateway.name, "client certificate no longer accepted; connection closed");
-                    }
-                }
+    let Some(t) = shared.tls_server.clone() else {
+        return lean::serve_plain(tcp, remote, shared).await;
+    };
+    let (tls, gateway) = match tokio::time::timeout(HEADER_TIMEOUT, handshake(&t, tcp)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e.error, "TLS handshake failed");
+            // A client certificate refused (or missing where required) is a security
+            // event; other failures (a client that does not trust the gateway, a scanner)
+            // are not.
+            let reason = e
+                .refused
+                .as_ref()
+                .and_then(|(_, err)| refused::reason(err))
+                .or_else(|| refused::tls_error(&e.error).and_then(refused::reason));
+            if let (Some(reason), Some(gateway)) = (reason, &e.gateway) {
+                refused::record(
+                    &shared,
+                    refused::Refused {
+                        client: remote,
+                        gateway,
+                        sni: e.sni.as_deref(),
+                        reason,
+                        certificate: e.refused.as_ref().map(|(c, _)| c),
+                        version: None,
+                        duration: None,
+                    },
+                );
             }
-            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-        },
+            return;
+        }
+        Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+    };
+    let conn = tls.get_ref().1;
+    let sni = conn.server_name().map(str::to_string);
+    let version = match conn.alpn_protocol() {
+        Some(b"h2") => Some(palisade_events::HttpVersion::Http2),
+        Some(b"http/1.1") => Some(palisade_events::HttpVersion::Http11),
+        _ => None,
+    };
+    let mut peer = handle::Peer::with_sni(remote, sni.as_deref());
+    // Verified by this gateway's client CAs (rustls refused the handshake otherwise).
+    let chain = conn.peer_certificates().map(|c| c.to_vec());
+    peer.client_cert = chain
+        .as_ref()
+        .and_then(|c| c.first())
+        .map(|c| handle::ClientCert {
+            gateway: gateway.name.clone(),
+            names: tls::client_identities(c),
+        });
+    if !gateway.verifies_clients {
+        let never = std::future::pending();
+        return serve_conn_with_peer(TokioIo::new(tls), shared, Arc::new(peer), never).await;
     }
+    // Checked again when the gateway's CAs, CRLs or client-auth mode change: once they
+    // refuse what this handshake presented, the connection is shut down gracefully (HTTP/2
+    // GOAWAY; HTTP/1.1 finishes the response in flight with `Connection: close`), given
+    // `GRACE` to finish, and the refusal recorded.
+    let opened = std::time::Instant::now();
+    let stop = async {
+        let why = refused_later(&t, &gateway.name, chain.clone()).await;
+        tracing::info!(%remote, gateway = %gateway.name, ?why, "client certificate no longer accepted; connection shut down");
+        if let tls::Refusal::Certificate(reason) = why {
+            refused::record(
+                &shared,
+                refused::Refused {
+                    client: remote,
+                    gateway: &gateway.name,
+                    sni: sni.as_deref(),
+                    reason,
+                    certificate: chain.as_ref().and_then(|c| c.first()),
+                    version,
+                    duration: Some(opened.elapsed()),
+                },
+            );
+        }
+    };
+    serve_conn_with_peer(TokioIo::new(tls), shared.clone(), Arc::new(peer), stop).await;
 }
 
 /// The gateway whose TLS configuration a handshake used.
@@ -243,47 +292,99 @@ struct HandshakeGateway {
     verifies_clients: bool,
 }
 
+/// A failed TLS handshake.
+struct HandshakeError {
+    error: std::io::Error,
+    /// The gateway whose configuration it used, once chosen.
+    gateway: Option<String>,
+    /// The server name the client asked for.
+    sni: Option<String>,
+    /// The client certificate the verifier refused, and why.
+    refused: Option<(rustls::pki_types::CertificateDer<'static>, rustls::Error)>,
+}
+
 /// The TLS handshake with the configuration of the gateway the client hello names (its
 /// certificate and client-certificate policy as last loaded); that gateway.
 async fn handshake(
     tls: &tls::TlsServer,
     tcp: tokio::net::TcpStream,
-) -> std::io::Result<(
-    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    HandshakeGateway,
-)> {
-    let start =
-        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-    let chosen = tls
-        .choose(start.client_hello().server_name())
-        .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
-    let stream = start.into_stream(chosen.config).await?;
-    let gateway = HandshakeGateway {
-        name: chosen.gateway,
-        verifies_clients: chosen.verifies_clients,
+) -> Result<
+    (
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        HandshakeGateway,
+    ),
+    HandshakeError,
+> {
+    let failed = |error, gateway, sni| HandshakeError {
+        error,
+        gateway,
+        sni,
+        refused: None,
     };
-    Ok((stream, gateway))
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .map_err(|e| failed(e, None, None))?;
+    let sni = start.client_hello().server_name().map(str::to_string);
+    let Some(chosen) = tls.choose(sni.as_deref()) else {
+        let e = std::io::Error::other("no TLS configuration");
+        return Err(failed(e, None, sni));
+    };
+    let mut accept = start.into_stream(chosen.config);
+    // The verifier runs inside the poll that then fails: what it refused is taken on the
+    // same thread before anything else runs there.
+    let mut refused = None;
+    let done = std::future::poll_fn(|cx| {
+        tls::clear_refused();
+        let polled = std::pin::Pin::new(&mut accept).poll(cx);
+        if polled.is_ready() {
+            refused = tls::take_refused();
+        }
+        polled
+    })
+    .await;
+    match done {
+        Ok(stream) => Ok((
+            stream,
+            HandshakeGateway {
+                name: chosen.gateway,
+                verifies_clients: chosen.verifies_clients,
+            },
+        )),
+        Err(error) => Err(HandshakeError {
+            error,
+            gateway: Some(chosen.gateway),
+            sni,
+            refused,
+        }),
+    }
 }
 
 /// Resolves when a change of the TLS configurations makes `gateway` refuse what a
-/// connection's handshake presented (`chain`), e.g. a CRL now revoking its certificate.
+/// connection's handshake presented (`chain`), e.g. a CRL now revoking its certificate:
+/// why.
 async fn refused_later(
     tls: &tls::TlsServer,
     gateway: &str,
     chain: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
-) {
+) -> tls::Refusal {
     let mut changes = tls.subscribe();
     while changes.changed().await.is_ok() {
-        if !tls.still_accepts(gateway, chain.as_deref()) {
-            return;
+        if let Some(why) = tls.refusal(gateway, chain.as_deref()) {
+            return why;
         }
     }
     std::future::pending().await
 }
 
 /// Serves one connection with hyper (HTTP/1.1 or HTTP/2), for `peer`.
-async fn serve_conn_with_peer<I>(io: TokioIo<I>, shared: Arc<Shared>, peer: Arc<handle::Peer>)
-where
+/// When `stop` resolves, the connection is shut down gracefully (HTTP/2 GOAWAY, HTTP/1.1
+/// `Connection: close` on the response in flight) and given [`GRACE`] to finish.
+async fn serve_conn_with_peer<I>(
+    io: TokioIo<I>,
+    shared: Arc<Shared>,
+    peer: Arc<handle::Peer>,
+    stop: impl std::future::Future<Output = ()>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let remote = peer.addr;
@@ -311,10 +412,17 @@ where
         .keep_alive_interval(Some(Duration::from_secs(30)));
     // hyper closes neither an HTTP/2 connection whose client answers pings nor an idle
     // HTTP/1.1 one: both are closed after the idle timeout with nothing in flight.
-    let served = serve_until_idle(b.serve_connection(io, svc), &activity, idle, |c| {
-        c.graceful_shutdown()
-    });
-    if let Some(Err(e)) = served.await {
+    let mut conn = std::pin::pin!(b.serve_connection(io, svc));
+    let served = tokio::select! {
+        served = serve_until_idle(conn.as_mut(), &activity, idle, |c| {
+            c.get_mut().as_mut().graceful_shutdown()
+        }) => served,
+        () = stop => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(GRACE, conn).await.ok()
+        }
+    };
+    if let Some(Err(e)) = served {
         tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }

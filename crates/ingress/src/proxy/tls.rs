@@ -18,7 +18,7 @@
 //! certificate is verified in a full handshake against the CAs and CRLs in force, never
 //! taken from an earlier handshake's verdict. When a gateway's CAs, CRLs or client-auth
 //! mode change, its open connections are checked again ([`TlsServer::still_accepts`]) and
-//! those now refused are closed.
+//! those now refused are shut down gracefully and closed.
 
 use crate::config::TlsEntry;
 use arc_swap::ArcSwap;
@@ -84,6 +84,15 @@ pub struct TlsServer {
     failed: Mutex<Vec<(TlsEntry, Files)>>,
 }
 
+/// Why an open connection is no longer accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its gateway is no longer configured.
+    GatewayGone,
+    /// Its certificate (or its lack of one) is refused: the reason code.
+    Certificate(&'static str),
+}
+
 /// The configuration chosen for a handshake.
 pub struct Chosen {
     /// The server configuration.
@@ -138,19 +147,31 @@ impl TlsServer {
     /// `chain` (`None`: no certificate): its CAs, revocation lists and client-auth mode. A
     /// gateway no longer configured accepts nothing.
     pub fn still_accepts(&self, gateway: &str, chain: Option<&[CertificateDer<'static>]>) -> bool {
+        self.refusal(gateway, chain).is_none()
+    }
+
+    /// Why `gateway`'s configuration in force would refuse a handshake presenting `chain`
+    /// (see [`TlsServer::still_accepts`]); `None` when it would accept it.
+    pub fn refusal(
+        &self,
+        gateway: &str,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Option<Refusal> {
         let set = self.current.load();
         let Some(g) = set.gateways.iter().find(|g| g.entry.gateway == gateway) else {
-            return false;
+            return Some(Refusal::GatewayGone);
         };
-        let Some(verifier) = &g.verifier else {
-            return true;
-        };
-        match chain {
+        let verifier = g.verifier.as_ref()?;
+        let err = match chain {
             Some([leaf, intermediates @ ..]) => verifier
                 .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
-                .is_ok(),
-            _ => !verifier.client_auth_mandatory(),
-        }
+                .err()?,
+            _ if verifier.client_auth_mandatory() => rustls::Error::NoCertificatesPresented,
+            _ => return None,
+        };
+        Some(Refusal::Certificate(
+            super::refused::reason(&err).unwrap_or("client_certificate_invalid"),
+        ))
     }
 
     /// Reads the files of `entries` (the gateways now configured) again and swaps in new
@@ -266,6 +287,7 @@ pub(crate) async fn reload_loop(shared: Arc<super::Shared>) {
         let tls = tls.clone();
         // Small files, read off the runtime's threads all the same.
         let _ = tokio::task::spawn_blocking(move || tls.reload(&entries)).await;
+        super::refused::flush(&shared);
     }
 }
 
@@ -321,7 +343,7 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Ve
                 format!("{}: {err}", files.join(", "))
             })?;
             client_verifier = Some(verifier.clone());
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(Recording(verifier)))
         }
         _ => builder.with_no_client_auth(),
     };
@@ -340,6 +362,85 @@ fn server_config(e: &TlsEntry, files: &Files) -> Result<(ServerConfig, Option<Ve
         cfg.send_tls13_tickets = 0;
     }
     Ok((cfg, client_verifier))
+}
+
+thread_local! {
+    /// The certificate and error of the last client certificate a handshake on this thread
+    /// refused (see [`Recording`]).
+    static REFUSED: std::cell::RefCell<Option<(CertificateDer<'static>, rustls::Error)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The verifier of a gateway's handshakes: the WebPKI verifier, remembering on the
+/// running thread the certificate it refused and why. rustls reports only the error, and
+/// drops the connection with the certificate; a handshake's poll that fails right after the
+/// verifier ran takes them back ([`take_refused`]) for the security event.
+#[derive(Debug)]
+struct Recording(Verifier);
+
+/// Forgets what an earlier handshake on this thread left (before polling a handshake).
+pub(crate) fn clear_refused() {
+    REFUSED.with(|r| r.borrow_mut().take());
+}
+
+/// The certificate the verifier refused in the handshake just polled on this thread, and
+/// why.
+pub(crate) fn take_refused() -> Option<(CertificateDer<'static>, rustls::Error)> {
+    REFUSED.with(|r| r.borrow_mut().take())
+}
+
+impl rustls::server::danger::ClientCertVerifier for Recording {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verdict = self.0.verify_client_cert(end_entity, intermediates, now);
+        if let Err(e) = &verdict {
+            let cert = end_entity.clone().into_owned();
+            REFUSED.with(|r| *r.borrow_mut() = Some((cert, e.clone())));
+        }
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
 }
 
 /// Whether a revocation list's `nextUpdate` has passed.

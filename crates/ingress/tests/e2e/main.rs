@@ -8,6 +8,7 @@ mod chunked;
 mod http2;
 mod https_backend;
 mod mtls;
+mod mtls_events;
 mod plain_routes;
 mod sni;
 mod stalls;

@@ -15,11 +15,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-const CHAT: &str = "spiffe://cluster.local/ns/apps/sa/chat";
+pub(crate) const CHAT: &str = "spiffe://cluster.local/ns/apps/sa/chat";
 
 /// A client certificate from `ca` naming `spiffe`, with serial number `serial`, valid until
 /// `not_after` (default: far off): (certificate PEM, key PEM).
-fn client_cert(
+pub(crate) fn client_cert(
     ca: &CertifiedIssuer<'static, KeyPair>,
     spiffe: &str,
     serial: u64,
@@ -39,7 +39,7 @@ fn client_cert(
 }
 
 /// A CRL of `ca` numbered `number` revoking `serials`, whose `nextUpdate` is `next_update`.
-fn crl(
+pub(crate) fn crl(
     ca: &CertifiedIssuer<'static, KeyPair>,
     number: u64,
     serials: &[u64],
@@ -66,12 +66,12 @@ fn crl(
     .unwrap()
 }
 
-fn in_a_day() -> SystemTime {
+pub(crate) fn in_a_day() -> SystemTime {
     SystemTime::now() + Duration::from_secs(86_400)
 }
 
 /// Replaces `path`'s content at once (write aside, rename), as a Secret volume does.
-fn replace_bytes(path: &Path, bytes: &[u8]) {
+pub(crate) fn replace_bytes(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -79,7 +79,11 @@ fn replace_bytes(path: &Path, bytes: &[u8]) {
 
 /// `GET /v1/models` over a new TLS connection with the client certificate `(cert, key)`:
 /// the status, or why the handshake was refused.
-async fn get_models(gw: SocketAddr, roots: &str, cert: &(String, String)) -> Result<u16, String> {
+pub(crate) async fn get_models(
+    gw: SocketAddr,
+    roots: &str,
+    cert: &(String, String),
+) -> Result<u16, String> {
     // On a loaded machine the server's alert can come after the 300 ms wait below; the
     // request then meets a closed connection and the alert is lost to the reset. Such an
     // ending says nothing about why: ask again (a refusal is refused again, with its alert).
@@ -97,7 +101,8 @@ async fn get_models(gw: SocketAddr, roots: &str, cert: &(String, String)) -> Res
     last
 }
 
-async fn get_models_once(
+/// One attempt of [`get_models`]: every call is exactly one handshake.
+pub(crate) async fn get_models_once(
     gw: SocketAddr,
     roots: &str,
     cert: &(String, String),
@@ -147,7 +152,7 @@ async fn until(
     }
 }
 
-fn gateway_yaml(up: SocketAddr, tls_extra: &str) -> String {
+pub(crate) fn gateway_yaml(up: SocketAddr, tls_extra: &str) -> String {
     format!(
         "apiVersion: palisade.dev/v1alpha1\nkind: AIGateway\nmetadata: {{name: gw, namespace: ml}}\nspec:\n  hosts: [localhost]\n  tls: {{certFile: tls.crt, keyFile: tls.key, clientCaFile: client-ca.pem{tls_extra}}}\n  routes:\n    - name: models\n      pathPrefix: /v1\n      backend: http://{up}\n      auth:\n        mtls:\n          identities: {{\"{CHAT}\": chat-bot}}\n"
     )
