@@ -25,6 +25,18 @@ fn can_run() -> bool {
     root && nft
 }
 
+/// [`can_run`], and the `conntrack` tool the close pass uses (saying so when it is missing).
+fn can_run_with_conntrack() -> bool {
+    if !can_run() {
+        return false;
+    }
+    let ok = Command::new("conntrack").arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    }
+    ok
+}
+
 /// A scratch folder under the system temp dir, removed when dropped (also on failure).
 struct TmpDir(PathBuf);
 
@@ -694,11 +706,7 @@ fn a_denied_connection_is_not_picked_up_again_from_the_allowed_side() {
 #[test]
 fn tightened_policy_refuses_new_connections_and_closes_open_ones() {
     use std::io::Read;
-    if !can_run() {
-        return;
-    }
-    if Command::new("conntrack").arg("--version").output().is_err() {
-        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    if !can_run_with_conntrack() {
         return;
     }
     let (s, _eng, mut agent) = trio_session("tt", TRIO);
@@ -1208,11 +1216,7 @@ fn open_tightened() -> palisade_policy::Engine {
 #[test]
 fn tightened_policy_closes_a_pods_open_connection_to_its_own_node() {
     use std::io::Read;
-    if !can_run() {
-        return;
-    }
-    if Command::new("conntrack").arg("--version").output().is_err() {
-        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    if !can_run_with_conntrack() {
         return;
     }
     let (s, mut agent, _servers) = node_lab("nc");
@@ -1393,11 +1397,7 @@ fn hold_outcome(child: &mut std::process::Child) -> String {
 /// between two pods were decided: nothing was closed and all three stayed alive.
 #[test]
 fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
-    if !can_run() {
-        return;
-    }
-    if Command::new("conntrack").arg("--version").output().is_err() {
-        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    if !can_run_with_conntrack() {
         return;
     }
     let (s, _eng, mut agent) = trio_session("xo", TRIO);
@@ -1452,11 +1452,7 @@ fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
     use palisade_agent::lab::craft;
-    if !can_run() {
-        return;
-    }
-    if Command::new("conntrack").arg("--version").output().is_err() {
-        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    if !can_run_with_conntrack() {
         return;
     }
     let with_udp = TRIO.replace(
@@ -1510,11 +1506,7 @@ fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
 /// rebuilt table refused new connections only, and `a`'s held connection stayed alive.
 #[test]
 fn connections_opened_while_the_table_was_flushed_are_closed_by_the_resync() {
-    if !can_run() {
-        return;
-    }
-    if Command::new("conntrack").arg("--version").output().is_err() {
-        eprintln!("skipping: needs conntrack (conntrack-tools)");
+    if !can_run_with_conntrack() {
         return;
     }
     let (s, eng, mut agent) = trio_session("fl", TRIO);

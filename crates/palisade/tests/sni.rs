@@ -428,13 +428,42 @@ except socket.timeout:
 print(data.decode("latin-1"))
 "#;
 
+/// The node namespace's own hosts file (`/etc/netns/NODE/hosts`, which `ip netns exec`
+/// mounts over `/etc/hosts`): what the gateway's system resolver says there, standing in for
+/// a DNS server someone else controls. Removed on drop.
+struct NodeHosts(PathBuf);
+
+impl NodeHosts {
+    fn write(w: &World, names: &str) -> NodeHosts {
+        let dir = PathBuf::from(format!("/etc/netns/{}", w.node));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts"), format!("127.0.0.1 localhost\n{names}")).unwrap();
+        NodeHosts(dir)
+    }
+}
+
+impl Drop for NodeHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config of `w` whose explicit proxy takes the credential `trainer:pw` as `ml/trainer`.
+fn proxy_user_config(w: &World) -> PathBuf {
+    write_config(
+        w,
+        "config.yaml",
+        "events.jsonl",
+        "",
+        ", proxyUsers: [{username: trainer, password: pw, pod: ml/trainer}]",
+    )
+}
+
 /// A name the gateway resolves itself (explicit proxy, system resolver) may not lead it to a
 /// pod's address: pods are reached by pod rules, never by name, as the DNS proxy never
 /// opens a pod's address for a name either. Here `db.models.test` (allowed by the trainer's
 /// `**.models.test` rule) resolves to the address of pod `ml/db`; on the old code the
-/// gateway opened the tunnel to it. The node namespace's hosts file
-/// (`/etc/netns/NODE/hosts`, which `ip netns exec` mounts over `/etc/hosts`) stands in for
-/// a DNS server someone else controls.
+/// gateway opened the tunnel to it.
 #[test]
 fn a_name_that_resolves_to_a_pod_does_not_lead_the_gateway_there() {
     if !can_run() {
@@ -446,26 +475,11 @@ fn a_name_that_resolves_to_a_pod_does_not_lead_the_gateway_there() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: ml, labels: {app: db}}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.99.1.12}\n",
     )
     .unwrap();
-    struct HostsFile(PathBuf);
-    impl Drop for HostsFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let etc = HostsFile(PathBuf::from(format!("/etc/netns/{}", w.node)));
-    std::fs::create_dir_all(&etc.0).unwrap();
-    std::fs::write(
-        etc.0.join("hosts"),
-        "127.0.0.1 localhost\n10.99.1.12 db.models.test\n10.99.1.10 www.models.test\n",
-    )
-    .unwrap();
-    let cfg = write_config(
+    let _hosts = NodeHosts::write(
         &w,
-        "config.yaml",
-        "events.jsonl",
-        "",
-        ", proxyUsers: [{username: trainer, password: pw, pod: ml/trainer}]",
+        "10.99.1.12 db.models.test\n10.99.1.10 www.models.test\n",
     );
+    let cfg = proxy_user_config(&w);
     let _up = palisade_in_node(&w, &["up", "--config", cfg.to_str().unwrap()], "up.log");
     let connect = |name: &str| in_ns(&w.node, &["python3", "-c", CONNECT_AS_TRAINER, name]);
     // An allowed name at an address outside the cluster: tunnelled.
@@ -491,26 +505,8 @@ fn the_clusters_own_networks_are_never_opened_by_a_name() {
         return;
     }
     let w = world("plc");
-    struct HostsFile(PathBuf);
-    impl Drop for HostsFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let etc = HostsFile(PathBuf::from(format!("/etc/netns/{}", w.node)));
-    std::fs::create_dir_all(&etc.0).unwrap();
-    std::fs::write(
-        etc.0.join("hosts"),
-        "127.0.0.1 localhost\n10.99.1.10 www.models.test\n",
-    )
-    .unwrap();
-    let cfg = write_config(
-        &w,
-        "config.yaml",
-        "events.jsonl",
-        "",
-        ", proxyUsers: [{username: trainer, password: pw, pod: ml/trainer}]",
-    );
+    let _hosts = NodeHosts::write(&w, "10.99.1.10 www.models.test\n");
+    let cfg = proxy_user_config(&w);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("  clusterNetworks: [\"10.99.1.8/29\"]\n");
     std::fs::write(&cfg, text).unwrap();
