@@ -80,6 +80,15 @@ struct World {
     dir: PathBuf,
 }
 
+/// The test folder goes with the world, unless the test failed (its logs say why).
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 fn world(prefix: &str) -> World {
     let id = std::process::id() % 10000;
     let dir: PathBuf = std::env::temp_dir().join(format!("palisade-{prefix}-e2e-{id}"));
