@@ -1591,6 +1591,61 @@ fn a_pod_without_a_known_interface_is_not_picked_up_again_either() {
     );
 }
 
+/// A node whose three pods (`NET.1` to `NET.3`, `/24`) sit behind one Linux bridge `br0`
+/// (`NET.254`), as flannel's `cni0` or the `bridge` plugin lay them out. `None` (saying why)
+/// when br_netfilter is not loaded. Its namespaces go on drop.
+struct BridgedNode {
+    node: String,
+    pods: Vec<String>,
+    _namespaces: Vec<Netns>,
+}
+
+impl BridgedNode {
+    /// br_netfilter's switch for IPv4.
+    const SWITCH: &'static str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+    fn create(name: &str, net: &str) -> Option<BridgedNode> {
+        if !Path::new(Self::SWITCH).exists() {
+            eprintln!(
+                "skipping: br_netfilter is not loaded ({} is missing)",
+                Self::SWITCH
+            );
+            return None;
+        }
+        let prefix = format!("{name}{}", std::process::id() % 10000);
+        let node = format!("{prefix}-node");
+        let mut namespaces = vec![Netns(node.clone())];
+        let sh = |cmd: String| {
+            let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+            assert!(st.success(), "{cmd}");
+        };
+        sh(format!("ip netns add {node}"));
+        sh(format!(
+            "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
+             ip -n {node} link set br0 up && ip -n {node} addr add {net}.254/24 dev br0"
+        ));
+        let mut pods = Vec::new();
+        for i in 0..3 {
+            let ns = format!("{prefix}-p{i}");
+            namespaces.push(Netns(ns.clone()));
+            sh(format!("ip netns add {ns}"));
+            sh(format!(
+                "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
+                 ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
+                 ip -n {ns} link set eth0 up && ip -n {ns} addr add {net}.{}/24 dev eth0 && \
+                 ip -n {ns} route add default via {net}.254",
+                i + 1
+            ));
+            pods.push(ns);
+        }
+        Some(BridgedNode {
+            node,
+            pods,
+            _namespaces: namespaces,
+        })
+    }
+}
+
 /// Pods behind one Linux bridge (flannel's `cni0`, the `bridge` plugin): their frames are
 /// switched, not routed, and meet the policy in `forward` only through br_netfilter. With
 /// `net.bridge.bridge-nf-call-iptables` off, `a` reached `c` although `c` takes 8080 from
@@ -1601,46 +1656,30 @@ fn pods_behind_a_bridge_meet_the_policy() {
     if !can_run() {
         return;
     }
-    let prefix = format!("plbr{}", std::process::id() % 10000);
-    let node = format!("{prefix}-node");
-    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-    let mut guards = vec![Netns(node.clone())];
-    let sh = |cmd: String| {
-        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
-        assert!(st.success(), "{cmd}");
+    let Some(bridged) = BridgedNode::create("plbr", "10.78.1") else {
+        return;
     };
-    sh(format!("ip netns add {node}"));
-    sh(format!(
-        "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
-         ip -n {node} link set br0 up && ip -n {node} addr add 10.78.1.254/24 dev br0"
-    ));
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let switch = BridgedNode::SWITCH;
     let read_switch = || {
         let o = Command::new("ip")
-            .args(["netns", "exec", &node, "cat", switch])
+            .args(["netns", "exec", node, "cat", switch])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
-    if read_switch().is_empty() {
-        eprintln!("skipping: br_netfilter is not loaded ({switch} is missing)");
-        return;
-    }
-    sh(format!("ip netns exec {node} sh -c 'echo 0 > {switch}'"));
-    let mut pod_ns = Vec::new();
-    for (i, ip) in ["10.78.1.1", "10.78.1.2", "10.78.1.3"].iter().enumerate() {
-        let ns = format!("{prefix}-p{i}");
-        guards.push(Netns(ns.clone()));
-        sh(format!("ip netns add {ns}"));
-        sh(format!(
-            "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
-             ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
-             ip -n {ns} link set eth0 up && ip -n {ns} addr add {ip}/24 dev eth0 && \
-             ip -n {ns} route add default via 10.78.1.254"
-        ));
-        pod_ns.push(ns);
-    }
-    // Dropped in reverse: the server first, then the namespaces.
-    let _namespaces = guards;
+    let st = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node,
+            "sh",
+            "-c",
+            &format!("echo 0 > {switch}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "switch turned off");
     let _server = NodeServer::start(&pod_ns[2], &[8080]);
     assert!(
         connects(&pod_ns[0], "10.78.1.3", 8080),
@@ -1827,38 +1866,10 @@ fn a_pod_the_agent_does_not_know_yet_behind_a_bridge_is_held_too() {
     if !can_run() {
         return;
     }
-    let prefix = format!("plnb{}", std::process::id() % 10000);
-    let node = format!("{prefix}-node");
-    let switch = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-    let mut guards = vec![Netns(node.clone())];
-    let sh = |cmd: String| {
-        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
-        assert!(st.success(), "{cmd}");
-    };
-    sh(format!("ip netns add {node}"));
-    sh(format!(
-        "ip -n {node} link set lo up && ip -n {node} link add br0 type bridge && \
-         ip -n {node} link set br0 up && ip -n {node} addr add 10.78.6.254/24 dev br0"
-    ));
-    if !Path::new(switch).exists() {
-        eprintln!("skipping: br_netfilter is not loaded ({switch} is missing)");
+    let Some(bridged) = BridgedNode::create("plnb", "10.78.6") else {
         return;
-    }
-    let mut pod_ns = Vec::new();
-    for (i, ip) in ["10.78.6.1", "10.78.6.2", "10.78.6.3"].iter().enumerate() {
-        let ns = format!("{prefix}-p{i}");
-        guards.push(Netns(ns.clone()));
-        sh(format!("ip netns add {ns}"));
-        sh(format!(
-            "ip -n {node} link add v{i} type veth peer name eth0 netns {ns} && \
-             ip -n {node} link set v{i} master br0 up && ip -n {ns} link set lo up && \
-             ip -n {ns} link set eth0 up && ip -n {ns} addr add {ip}/24 dev eth0 && \
-             ip -n {ns} route add default via 10.78.6.254"
-        ));
-        pod_ns.push(ns);
-    }
-    // Dropped in reverse: the servers first, then the namespaces.
-    let _namespaces = guards;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
     let _servers: Vec<NodeServer> = pod_ns
         .iter()
         .map(|ns| NodeServer::start(ns, &[8080]))
