@@ -5,7 +5,7 @@
 //! a rustls client (the alert the server sends), `openssl s_client` resuming a saved session,
 //! and `curl --cert`.
 
-use crate::tls_files::{ca, connect, http, models, scratch, serve, server_pair};
+use crate::tls_files::{ca, connect, http, models, scratch, serve, write_server_pair};
 use rcgen::{
     CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType, KeyIdMethod,
     KeyPair, RevocationReason, RevokedCertParams, SanType, SerialNumber,
@@ -167,9 +167,7 @@ async fn revoked_client_certificates_are_refused_and_crls_reload() {
     // A second client CA with no revocation list.
     let uncovered_ca = ca("Palisade CA without a CRL");
     let roots = server_ca.pem();
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(
         dir.join("client-ca.pem"),
         format!("{}{}", client_ca.pem(), uncovered_ca.pem()),
@@ -255,9 +253,7 @@ async fn open_connections_are_closed_when_their_certificate_is_revoked() {
     let server_ca = ca("Palisade server CA");
     let client_ca = ca("Palisade client CA");
     let roots = server_ca.pem();
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
     let crl_path = dir.join("client.crl");
     std::fs::write(
@@ -383,9 +379,7 @@ async fn resumed_sessions_do_not_skip_the_certificate_check() {
     let dir = scratch("mtls-resume");
     let server_ca = ca("Palisade server CA");
     let client_ca = ca("Palisade client CA");
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("server-ca.pem"), server_ca.pem()).unwrap();
     std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
     let crl_path = dir.join("client.crl");
@@ -516,9 +510,7 @@ async fn optional_client_certificates_leave_other_routes_open() {
     let server_ca = ca("Palisade server CA");
     let client_ca = ca("Palisade client CA");
     let other_ca = ca("Some other CA");
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("server-ca.pem"), server_ca.pem()).unwrap();
     std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
     std::fs::write(

@@ -9,7 +9,7 @@
 
 use crate::drain;
 use crate::mtls::{client_cert, crl, gateway_yaml, get_models_once, in_a_day, replace_bytes, CHAT};
-use crate::tls_files::{ca, scratch, serve, server_pair};
+use crate::tls_files::{ca, scratch, serve, write_server_pair};
 use palisade_events::{Event, EventBody, EventReceiver, HttpInfo, Verdict};
 use palisade_ingress::proxy::refused::MAX_PER_SECOND;
 use std::net::SocketAddr;
@@ -112,9 +112,7 @@ async fn refused_client_certificates_are_recorded_as_events() {
     let uncovered_ca = ca("Palisade CA without a CRL");
     let foreign_ca = ca("Some other CA");
     let roots = server_ca.pem();
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("server-ca.pem"), &roots).unwrap();
     std::fs::write(
         dir.join("client-ca.pem"),
@@ -311,9 +309,7 @@ async fn revoked_connections_finish_requests_in_flight_then_close() {
     let dir = scratch("mtls-graceful");
     let server_ca = ca("Palisade server CA");
     let client_ca = ca("Palisade client CA");
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("server-ca.pem"), server_ca.pem()).unwrap();
     std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
     let crl_path = dir.join("client.crl");

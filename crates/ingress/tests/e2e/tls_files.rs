@@ -25,6 +25,13 @@ pub(crate) fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 }
 
 /// A certificate for `localhost` from `ca`: (certificate PEM, key PEM, certificate DER).
+/// A server pair for `localhost` from `ca`, written as `tls.crt` / `tls.key` in `dir`.
+pub(crate) fn write_server_pair(dir: &std::path::Path, ca: &CertifiedIssuer<'static, KeyPair>) {
+    let (c, k, _) = server_pair(ca);
+    std::fs::write(dir.join("tls.crt"), c).unwrap();
+    std::fs::write(dir.join("tls.key"), k).unwrap();
+}
+
 pub(crate) fn server_pair(ca: &CertifiedIssuer<'static, KeyPair>) -> (String, String, Vec<u8>) {
     let key = KeyPair::generate().unwrap();
     let c = CertificateParams::new(vec!["localhost".to_string()])
@@ -228,9 +235,7 @@ async fn client_certificates_are_required_and_name_the_consumer() {
     let client_ca = ca("Palisade client CA");
     let other_ca = ca("Some other CA");
     let roots = server_ca.pem();
-    let (c, k, _) = server_pair(&server_ca);
-    std::fs::write(dir.join("tls.crt"), &c).unwrap();
-    std::fs::write(dir.join("tls.key"), &k).unwrap();
+    write_server_pair(&dir, &server_ca);
     std::fs::write(dir.join("client-ca.pem"), client_ca.pem()).unwrap();
     const CHAT: &str = "spiffe://cluster.local/ns/apps/sa/chat";
     let yaml = format!(
