@@ -10,6 +10,7 @@ command -v nft >/dev/null 2>&1 || need_pkgs+=(nftables)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # mTLS session-resumption test
 command -v iperf3 >/dev/null 2>&1 || need_pkgs+=(iperf3)
 command -v conntrack >/dev/null 2>&1 || need_pkgs+=(conntrack)
 command -v dnsmasq >/dev/null 2>&1 || need_pkgs+=(dnsmasq)
