@@ -58,8 +58,7 @@ impl ProxyConfig {
     /// Whether `ip` belongs to the cluster itself: a pod's (by `engine`) or inside one of
     /// [`ProxyConfig::cluster_networks`]. No name opens such an address.
     pub fn inside_cluster(&self, engine: Option<&Engine>, ip: std::net::IpAddr) -> bool {
-        engine.is_some_and(|e| e.pod_by_ip(ip).is_some())
-            || self.cluster_networks.iter().any(|c| c.contains(ip))
+        Engine::inside_cluster(engine, &self.cluster_networks, ip)
     }
 
     /// Defaults: 2 s upstream timeout, REFUSED for denied names, 4096 queries in flight per

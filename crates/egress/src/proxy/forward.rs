@@ -120,12 +120,12 @@ pub(crate) async fn dial(
             None => shared
                 .resolver
                 .resolve(host, port, |ip| {
-                    shared.cfg.cluster_networks.iter().any(|c| c.contains(ip))
-                        || shared
-                            .engine
-                            .load()
-                            .as_ref()
-                            .is_some_and(|e| e.pod_by_ip(ip).is_some())
+                    let engine = shared.engine.load();
+                    palisade_policy::Engine::inside_cluster(
+                        engine.as_deref(),
+                        &shared.cfg.cluster_networks,
+                        ip,
+                    )
                 })
                 .await
                 .map_err(|e| match e.kind() {

@@ -538,6 +538,16 @@ impl Engine {
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<PodId> {
         self.ip_index.get(&ip).copied()
     }
+    /// Whether `ip` belongs to the cluster itself, which no DNS name may lead to: a pod's
+    /// address (by `engine`) or one inside `networks` (`spec.clusterNetworks`). The DNS proxy
+    /// opens no such address for a name and the egress gateway connects to none.
+    pub fn inside_cluster(
+        engine: Option<&Engine>,
+        networks: &[crate::cidr::Cidr],
+        ip: IpAddr,
+    ) -> bool {
+        networks.iter().any(|c| c.contains(ip)) || engine.is_some_and(|e| e.pod_by_ip(ip).is_some())
+    }
     /// Turns an IP into a pod endpoint when a pod has it.
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint<'static> {
         match self.pod_by_ip(ip) {
