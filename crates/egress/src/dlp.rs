@@ -176,29 +176,45 @@ pub struct Hit {
     pub end: usize,
 }
 
-/// Every hit of `detectors` in `text`, in order, non-overlapping (earlier detectors win).
+/// Every hit of `detectors` in `text`, in order, non-overlapping. Where valid matches of
+/// several detectors overlap, one hit spans them all and names the earliest detector in
+/// [`ALL`], so that redacting the hits leaves no part of any match in place.
 pub fn scan(text: &[u8], detectors: &[Detector]) -> Vec<Hit> {
     let res = regexes();
-    let mut hits: Vec<Hit> = Vec::new();
+    let mut found: Vec<(usize, Hit)> = Vec::new();
     for (i, d) in ALL.iter().enumerate() {
         if !detectors.contains(d) {
             continue;
         }
         for m in res[i].find_iter(text) {
-            if !d.valid(m.as_bytes()) {
-                continue;
-            }
-            let overlaps = hits.iter().any(|h| m.start() < h.end && h.start < m.end());
-            if !overlaps {
-                hits.push(Hit {
+            if d.valid(m.as_bytes()) {
+                let hit = Hit {
                     detector: *d,
                     start: m.start(),
                     end: m.end(),
-                });
+                };
+                found.push((i, hit));
             }
         }
     }
-    hits.sort_by_key(|h| h.start);
+    found.sort_by_key(|(rank, h)| (h.start, *rank));
+    let mut hits: Vec<Hit> = Vec::with_capacity(found.len());
+    let mut rank_of_last = usize::MAX;
+    for (rank, h) in found {
+        match hits.last_mut() {
+            Some(last) if h.start < last.end => {
+                last.end = last.end.max(h.end);
+                if rank < rank_of_last {
+                    last.detector = h.detector;
+                    rank_of_last = rank;
+                }
+            }
+            _ => {
+                hits.push(h);
+                rank_of_last = rank;
+            }
+        }
+    }
     hits
 }
 
@@ -449,11 +465,87 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_matches_are_redacted_whole() {
+        // The key id alone is an `aws-key` match, and the whole value after `token=` a
+        // `high-entropy` one: redacting only the first would leave the secret after the dot.
+        let t = b"token=AKIAIOSFODNN7EXAMPLE.wJalrXUtnFEMI/K7MDENG/bPxRfiCY and more";
+        let hits = scan(t, &ALL);
+        assert_eq!(
+            String::from_utf8(redact(t, &hits)).unwrap(),
+            "[REDACTED:aws-key] and more"
+        );
+    }
+
+    #[test]
     fn sets_by_name() {
         assert_eq!(Detector::parse_set("card"), Some(vec![Detector::Card]));
         assert_eq!(Detector::parse_set("pii").unwrap().len(), 5);
         assert_eq!(Detector::parse_set("secrets").unwrap().len(), 10);
         assert_eq!(Detector::parse_set("nope"), None);
+    }
+
+    /// Every valid match of every detector, as byte ranges.
+    fn every_valid_match(text: &[u8]) -> Vec<(Detector, usize, usize)> {
+        let res = regexes();
+        let mut all = Vec::new();
+        for (i, d) in ALL.iter().enumerate() {
+            for m in res[i].find_iter(text) {
+                if d.valid(m.as_bytes()) {
+                    all.push((*d, m.start(), m.end()));
+                }
+            }
+        }
+        all
+    }
+
+    const PIECES: &[&str] = &[
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "glpat-0123456789abcdefghij",
+        "xoxb-0123456789-abcdef",
+        "sk-proj-0123456789abcdefghij",
+        "hf_0123456789abcdefghijABCDEFGHIJ",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXZhbHVl",
+        "bob",
+        "@example.com",
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "078-05-1120",
+        "GB82 WEST 1234 5698 7654 32",
+        "+44 20 7946 0958",
+        "token=",
+        "api_key: ",
+        "Zx8qL2vR9tY4mK7pW3nB6cF1aa",
+        "aws secret key=",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        " ",
+        "-",
+        "_",
+        ".",
+        "=",
+        "0",
+        "x",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Redaction leaves no part of any valid match in place: where matches of two
+        /// detectors overlap, the one reported covers both.
+        #[test]
+        fn redaction_covers_every_valid_match(
+            picks in proptest::collection::vec(0..PIECES.len(), 1..8)
+        ) {
+            let text: String = picks.iter().map(|&i| PIECES[i]).collect();
+            let t = text.as_bytes();
+            let hits = scan(t, &ALL);
+            for w in hits.windows(2) {
+                prop_assert!(w[0].end <= w[1].start, "{text:?}: overlapping hits {hits:?}");
+            }
+            for (d, start, end) in every_valid_match(t) {
+                let covered = (start..end).all(|b| hits.iter().any(|h| h.start <= b && b < h.end));
+                prop_assert!(covered, "{text:?}: {d:?} {start}..{end} left in place by {hits:?}");
+            }
+        }
     }
 
     proptest! {
