@@ -343,25 +343,134 @@ pub fn revoked_sets(sets: &mut std::collections::BTreeMap<String, crate::ruleset
     }
 }
 
+/// One remembered conversation: its set (`revoked_4`, `revoked_6`) and its key as nft
+/// writes it (`10.78.0.1 . udp . 40000 . 10.78.0.2 . 5353`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revoked {
+    /// The set's name.
+    pub set: String,
+    /// The element's key.
+    pub key: String,
+}
+
+/// The closed UDP and SCTP conversations of `closed`, as [`revoked_rules`] match them.
+pub fn revoked_entries(closed: &[&Tracked]) -> Vec<Revoked> {
+    closed
+        .iter()
+        .filter(|t| matches!(t.protocol, 17 | 132))
+        .map(|t| {
+            let proto = if t.protocol == 17 { "udp" } else { "sctp" };
+            let suffix = if t.src.is_ipv6() { 6 } else { 4 };
+            Revoked {
+                set: format!("{REVOKED}_{suffix}"),
+                key: format!(
+                    "{} . {proto} . {} . {} . {}",
+                    t.src, t.src_port, t.responder, t.responder_port
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The `nft` script that adds `entries`, each with its timeout in seconds (at least 1).
+pub fn remember_script(entries: &[(Revoked, u64)]) -> String {
+    let mut script = String::new();
+    for (r, secs) in entries {
+        script.push_str(&format!(
+            "add element inet {} {} {{ {} timeout {}s }}\n",
+            crate::ruleset::TABLE,
+            r.set,
+            r.key,
+            (*secs).max(1)
+        ));
+    }
+    script
+}
+
 /// The `nft` script that remembers the closed UDP and SCTP conversations of `closed`
 /// ([`revoked_rules`]); empty when there are none. Apply it before deleting the entries,
 /// so that no packet in between opens a fresh one.
 pub fn remember(closed: &[&Tracked]) -> String {
-    let mut script = String::new();
-    for t in closed.iter().filter(|t| matches!(t.protocol, 17 | 132)) {
-        let proto = if t.protocol == 17 { "udp" } else { "sctp" };
-        let suffix = if t.src.is_ipv6() { 6 } else { 4 };
-        script.push_str(&format!(
-            "add element inet {} {REVOKED}_{suffix} {{ {} . {proto} . {} . {} . {} timeout {}s }}\n",
-            crate::ruleset::TABLE,
-            t.src,
-            t.src_port,
-            t.responder,
-            t.responder_port,
-            REVOKED_FOR.as_secs()
-        ));
+    let entries: Vec<(Revoked, u64)> = revoked_entries(closed)
+        .into_iter()
+        .map(|r| (r, REVOKED_FOR.as_secs()))
+        .collect();
+    remember_script(&entries)
+}
+
+/// The elements of a `revoked_*` set in `nft -j list set` output, each with the seconds
+/// until it expires.
+pub fn parse_revoked(json: &str) -> Vec<(Revoked, u64)> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    let mut out = Vec::new();
+    for item in v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(set) = item.get("set") else { continue };
+        let Some(name) = set.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        if !name.starts_with(REVOKED) {
+            continue;
+        }
+        for e in set
+            .get("elem")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let e = e.get("elem").unwrap_or(e);
+            let Some(parts) = e.pointer("/val/concat").and_then(|c| c.as_array()) else {
+                continue;
+            };
+            let key: Option<Vec<String>> = parts
+                .iter()
+                .map(|p| match p {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let (Some(key), Some(expires)) = (key, e.get("expires").and_then(|x| x.as_u64()))
+            else {
+                continue;
+            };
+            out.push((
+                Revoked {
+                    set: name.to_string(),
+                    key: key.join(" . "),
+                },
+                expires,
+            ));
+        }
     }
-    script
+    out
+}
+
+/// The closed conversations the kernel remembers now (in `netns` when given); none when the
+/// table or its sets are not there.
+pub fn read_revoked(netns: Option<&str>) -> Vec<(Revoked, u64)> {
+    [4, 6]
+        .iter()
+        .filter_map(|s| {
+            crate::nft::run(
+                &[
+                    "-j",
+                    "list",
+                    "set",
+                    "inet",
+                    crate::ruleset::TABLE,
+                    &format!("{REVOKED}_{s}"),
+                ],
+                netns,
+            )
+            .ok()
+        })
+        .flat_map(|out| parse_revoked(&out))
+        .collect()
 }
 
 /// Deletes one connection's entry (its exact original tuple); whether one was deleted.
@@ -688,6 +797,22 @@ spec:
             revoked_rules(true)[1],
             "ct state new ip daddr . meta l4proto . th dport . ip saddr . th sport @revoked_4 drop"
         );
+    }
+
+    /// What the kernel remembers is read back with the time left, to be carried over a full
+    /// rebuild of the table.
+    #[test]
+    fn remembered_conversations_are_read_back_with_the_time_left() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "revoked_4", "table": "palisade", "type": ["ipv4_addr", "inet_proto", "inet_service", "ipv4_addr", "inet_service"], "handle": 1, "flags": ["timeout"], "elem": [{"elem": {"val": {"concat": ["10.78.0.1", "sctp", 40001, "10.78.0.2", 9]}, "timeout": 60, "expires": 59}}, {"elem": {"val": {"concat": ["10.78.0.1", "udp", 40000, "10.78.0.2", 5353]}, "timeout": 600, "expires": 599}}]}}]}"#;
+        let r = parse_revoked(json);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].0.key, "10.78.0.1 . udp . 40000 . 10.78.0.2 . 5353");
+        assert_eq!(r[1].1, 599);
+        assert_eq!(
+            remember_script(&r[..1]),
+            "add element inet palisade revoked_4 { 10.78.0.1 . sctp . 40001 . 10.78.0.2 . 9 timeout 59s }\n"
+        );
+        assert!(parse_revoked("garbage").is_empty());
     }
 
     /// No addresses is an error, not an empty node (on the old code: `Ok([])`, and every
