@@ -12,15 +12,21 @@
 //! The connection's next packet is then a new flow to the ruleset and is dropped by policy.
 //!
 //! Not checked: what the node opens itself (`output` holds no policy), and connections to
-//! an address (outside or the node) on a port a pod's FQDN rule allows: those may have
-//! been opened by a DNS answer, which the engine alone cannot see, and those sets expire
-//! with the answers' TTLs.
+//! an address (outside or the node) on a port a pod's FQDN rule allows, when that rule is
+//! evaluated before the stage that denies them: those may have been opened by a DNS
+//! answer, which the engine alone cannot see. Looking the address up in the kernel's FQDN
+//! sets instead would not be right: their elements expire with the answers' TTLs (seconds
+//! to minutes) while the connections they opened rightly live on, so an address missing
+//! from them says nothing about whether policy still allows the connection, and closing on
+//! it would cut every long download from an allowed domain at the next policy change. What
+//! would decide it is the name the address was resolved for, kept as long as the
+//! connection lives; the DNS proxy's records expire with the TTL too.
 
 use crate::hostfw::NodeService;
 use palisade_policy::cidr::Cidr;
 use palisade_policy::engine::{PeerMatch, PortMatch};
 use palisade_policy::model::AdminAction;
-use palisade_policy::{Direction, Endpoint, Engine, Flow, PodId, Protocol};
+use palisade_policy::{Direction, Endpoint, Engine, Flow, PodId, Protocol, Stage};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::process::Command;
@@ -153,18 +159,35 @@ impl NodeScope {
     }
 }
 
-/// Whether one of `pod`'s egress rules with an FQDN peer could allow `port`/`protocol`.
-/// The kernel opens such rules from the DNS answers the pod received, which the engine
-/// alone does not see: a connection it might have opened is left alone.
-fn fqdn_may_allow(engine: &Engine, pod: PodId, port: u16, protocol: Protocol) -> bool {
+/// Whether one of `pod`'s egress rules with an FQDN peer could let `port`/`protocol` through
+/// before the stage that denied it (`denied_at`, the egress verdict's stage; `None`: any
+/// rule counts). The kernel opens such rules from the DNS answers the pod received, which
+/// the engine alone does not see: a connection one of them might have let through is left
+/// alone. A rule the kernel never reaches does not count: a tiered Deny (security or admin
+/// tier, AdminNetworkPolicy) is decided before any namespaced or baseline rule, and a
+/// namespaced isolation before any baseline rule, so an FQDN rule there cannot have opened
+/// what the earlier stage denies. FQDN `Pass` rules count as well: a passed connection
+/// goes on to the later stages, which may allow it.
+fn fqdn_may_allow(
+    engine: &Engine,
+    pod: PodId,
+    port: u16,
+    protocol: Protocol,
+    denied_at: Option<Stage>,
+) -> bool {
     let rules = engine.pod_rules(pod, Direction::Egress);
+    let (ns, baseline): (&[u32], &[u32]) = match denied_at {
+        Some(Stage::Admin) => (&[], &[]),
+        Some(Stage::Namespace) => (rules.ns_rules, &[]),
+        _ => (rules.ns_rules, rules.baseline),
+    };
     rules
         .tiered
         .iter()
-        .chain(rules.ns_rules)
-        .chain(rules.baseline)
+        .chain(ns)
+        .chain(baseline)
         .map(|&rid| engine.rule(rid))
-        .filter(|r| r.action == AdminAction::Allow)
+        .filter(|r| r.action != AdminAction::Deny)
         .filter(|r| {
             r.peers
                 .is_some_and(|p| p.iter().any(|p| matches!(p, PeerMatch::Fqdn(_))))
@@ -217,23 +240,22 @@ pub fn decide(engine: &Engine, node: &NodeScope, t: &Tracked) -> Option<bool> {
     if !decided_here {
         return None;
     }
-    let allowed = engine
-        .verdict(&Flow {
-            src,
-            dst,
-            port: t.responder_port,
-            protocol,
-            http: None,
-        })
-        .allowed();
-    if allowed {
+    let verdict = engine.verdict(&Flow {
+        src,
+        dst,
+        port: t.responder_port,
+        protocol,
+        http: None,
+    });
+    if verdict.allowed() {
         return Some(false);
     }
+    let denied_at = verdict.egress.filter(|d| !d.allowed).map(|d| d.stage);
     // The kernel's FQDN sets hold (pod . address) pairs that DNS answers opened; a pod
     // is no DNS answer here (the engine decides pod peers by selector), an address is.
     if let Endpoint::Pod(p) = src {
         let to_address = to_node || matches!(dst, Endpoint::Ip(_));
-        if to_address && fqdn_may_allow(engine, p, t.responder_port, protocol) {
+        if to_address && fqdn_may_allow(engine, p, t.responder_port, protocol, denied_at) {
             return None;
         }
     }
@@ -631,8 +653,13 @@ spec:
 "#;
 
     fn node_engine() -> (Engine, NodeScope) {
+        node_engine_with("")
+    }
+
+    /// [`node_engine`] with `extra` manifests added.
+    fn node_engine_with(extra: &str) -> (Engine, NodeScope) {
         let mut m = palisade_policy::Manifests::new();
-        m.add_file("n.yaml", NODE);
+        m.add_file("n.yaml", &format!("{NODE}{extra}"));
         assert!(!m.has_errors(), "{:#?}", m.diagnostics);
         let e = Engine::compile_with(
             &palisade_policy::Snapshot::from_manifests(&m),
@@ -747,6 +774,36 @@ spec:
             .len(),
             1
         );
+    }
+
+    /// A port a pod's FQDN rule allows no longer shields a connection that a tiered Deny
+    /// now refuses: the kernel decides the Deny before the namespaced FQDN rule, whatever
+    /// DNS answers opened. On the old code every connection on an FQDN port was left alone
+    /// (`None` here). Below a tiered FQDN Pass, which hands the connection on to the
+    /// namespaced stage, it is left alone still.
+    #[test]
+    fn a_tiered_deny_closes_connections_on_an_fqdn_port() {
+        let deny = r#"---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: block}
+spec:
+  tier: security
+  egress:
+  - {action: Deny, to: [{ipBlock: {cidr: 192.0.2.0/24}}], ports: [{port: 443}]}
+"#;
+        let conn = tcp("10.78.0.1:40010", "192.0.2.7:443", "192.0.2.7:443");
+        let (e, node) = node_engine_with(deny);
+        assert_eq!(decide(&e, &node, &conn), Some(true));
+        // Elsewhere on 443 the FQDN rule may still have opened it.
+        let other = tcp("10.78.0.1:40011", "203.0.113.9:443", "203.0.113.9:443");
+        assert_eq!(decide(&e, &node, &other), None);
+        let pass = deny.replace(
+            "  - {action: Deny",
+            "  - {action: Pass, to: [{fqdn: \"**.models.test\"}], ports: [{port: 443}]}\n  - {action: Deny",
+        );
+        let (e, node) = node_engine_with(&pass);
+        assert_eq!(decide(&e, &node, &conn), None);
     }
 
     /// What the node opens itself (kubelet probes, a host-network pod) passes `output`,

@@ -1433,6 +1433,40 @@ fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
     assert!(oc.starts_with("broken"), "outside → c: {oc}");
 }
 
+/// A port a pod's FQDN rule allows kept every open connection on it alive after a policy
+/// change, even one a tiered Deny now refuses, which the kernel decides before any FQDN
+/// rule: `a` (egress: `**.models.test` and the outside host on 8080) held 8080 at the host;
+/// a security-tier ClusterSecurityPolicy then denied the host. On the old code the close
+/// pass skipped the connection (0 closed) and it stayed alive; now it is closed.
+#[test]
+fn a_tiered_deny_closes_a_connection_on_a_port_an_fqdn_rule_allows() {
+    if !can_run_with_conntrack() {
+        return;
+    }
+    let open = format!(
+        "{TRIO}---\napiVersion: palisade.dev/v1alpha1\nkind: SecurityPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  egress:\n  \
+         - {{to: [{{fqdn: \"**.models.test\"}}, {{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 8080}}]}}\n"
+    );
+    let (s, _eng, mut agent) = trio_session("fd", &open);
+    let ext = Outside::start(s.node_ns());
+    let host = "198.51.100.1".parse().unwrap();
+    let mut held = s.hold("x/a", host, 8080).expect("a holds 8080 outside");
+    let tight = compile(&format!(
+        "{open}---\napiVersion: palisade.dev/v1alpha1\nkind: ClusterSecurityPolicy\n\
+         metadata: {{name: block}}\nspec:\n  tier: security\n  egress:\n  \
+         - {{action: Deny, to: [{{ipBlock: {{cidr: 198.51.100.0/24}}}}], ports: [{{port: 8080}}]}}\n"
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "a's connection to the denied host");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let o = hold_outcome(&mut held);
+    assert!(o.starts_with("broken"), "a → outside:8080: {o}");
+    drop(ext);
+}
+
 /// A UDP datagram (header and `payload`; no checksum, which IPv4 allows).
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut d = Vec::with_capacity(8 + payload.len());
