@@ -2025,19 +2025,19 @@ apiVersion: v1
 kind: Pod
 metadata: {name: a, namespace: x, labels: {app: a}}
 spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.78.7.1}
+status: {podIP: 10.78.7.1, podIPs: [{ip: 10.78.7.1}, {ip: 'fd78:7::1'}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: b, namespace: x, labels: {app: b}}
 spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.78.7.2}
+status: {podIP: 10.78.7.2, podIPs: [{ip: 10.78.7.2}, {ip: 'fd78:7::2'}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: c, namespace: x, labels: {app: c}}
 spec: {nodeName: n1, containers: [{name: c}]}
-status: {podIP: 10.78.7.3}
+status: {podIP: 10.78.7.3, podIPs: [{ip: 10.78.7.3}, {ip: 'fd78:7::3'}]}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -2068,9 +2068,10 @@ fn send_arp(ns: &str, sender: &str, target: &str) {
 /// Pods behind a Linux bridge were not anti-spoofed: only addresses with a host route to
 /// their own interface were checked, and behind a bridge every pod address is routed to the
 /// bridge. `b` sent as `a` (IPv4 source, a SYN and a bare ACK) and reached `c`, which takes
-/// 8080 from `a` only; its ARP claiming `a`'s address reached `c` too. Now the agent binds
-/// each bridged pod address to the bridge port its MAC was learned on (`table bridge
-/// palisade`): `b`'s forged packets are dropped at its port, `a` still connects.
+/// 8080 from `a` only; its ARP claiming `a`'s address reached `c` too, and so did its
+/// IPv6 SYN from `a`'s IPv6 address. Now the agent binds each bridged pod address (IPv4
+/// and IPv6) to the bridge port its MAC was learned on (`table bridge palisade`): `b`'s
+/// forged packets are dropped at its port, `a` still connects.
 #[test]
 fn a_pod_behind_a_bridge_cannot_pass_for_another_pod() {
     use palisade_agent::lab::craft;
@@ -2083,6 +2084,18 @@ fn a_pod_behind_a_bridge_cannot_pass_for_another_pod() {
     let (node, pod_ns) = (&bridged.node, &bridged.pods);
     let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
     let _server = NodeServer::start(c, &[8080]);
+    // IPv6 too: the bridge and the pods on one /64.
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip -n {node} addr add fd78:7::fe/64 dev br0 nodad"));
+    for (i, ns) in pod_ns.iter().enumerate() {
+        sh(format!(
+            "ip -n {ns} addr add fd78:7::{}/64 dev eth0 nodad",
+            i + 1
+        ));
+    }
     let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
         node: "n1".into(),
         all_nodes: false,
@@ -2136,4 +2149,38 @@ fn a_pod_behind_a_bridge_cannot_pass_for_another_pod() {
         "a's own ARP reached c"
     );
     assert!(connects(a, "10.78.7.3", 8080), "a → c:8080 still connects");
+    // IPv6: b knows c's link address (its own connection attempt), then sends from a's
+    // address, which it has taken on as well.
+    observer(c, &["ip6 saddr fd78:7::1 tcp dport 8080"]);
+    tcp6_syn(a, "fd78:7::1", "fd78:7::3");
+    tcp6_syn(b, "fd78:7::2", "fd78:7::3");
+    // The observer's second rule (its first counts b's IPv4 forgeries, none).
+    let before = observed(c)[1];
+    assert_eq!(before, 1, "a's own IPv6 SYN reached c");
+    sh(format!("ip -n {b} addr add fd78:7::1/128 dev eth0 nodad"));
+    tcp6_syn(b, "fd78:7::1", "fd78:7::3");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c)[1],
+        before,
+        "b's IPv6 packets claiming a's address reached c"
+    );
+}
+
+/// One TCP connection attempt from `src` to `[dst]:8080` inside `ns` (Python), waiting at
+/// most half a second; whether it connects does not matter.
+fn tcp6_syn(ns: &str, src: &str, dst: &str) {
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
+         s.bind(('{src}',0))\n\
+         s.settimeout(0.5)\n\
+         try: s.connect(('{dst}',8080))\n\
+         except OSError: pass\n"
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "python in {ns}");
 }
