@@ -19,7 +19,7 @@
 //! The same rules guard `input`, for what pods send to the node itself.
 //!
 //! Pod addresses without such a route (bridge-based CNIs route a whole subnet to one bridge)
-//! are not checked, and are reported by [`discover`]'s caller.
+//! are checked at their bridge port instead ([`crate::bridge::port_script`]).
 
 use crate::ruleset::SetDef;
 use std::collections::{BTreeMap, BTreeSet};

@@ -12,15 +12,21 @@
 //! The connection's next packet is then a new flow to the ruleset and is dropped by policy.
 //!
 //! Not checked: what the node opens itself (`output` holds no policy), and connections to
-//! an address (outside or the node) on a port a pod's FQDN rule allows: those may have
-//! been opened by a DNS answer, which the engine alone cannot see, and those sets expire
-//! with the answers' TTLs.
+//! an address (outside or the node) on a port a pod's FQDN rule allows, when that rule is
+//! evaluated before the stage that denies them: those may have been opened by a DNS
+//! answer, which the engine alone cannot see. Looking the address up in the kernel's FQDN
+//! sets instead would not be right: their elements expire with the answers' TTLs (seconds
+//! to minutes) while the connections they opened rightly live on, so an address missing
+//! from them says nothing about whether policy still allows the connection, and closing on
+//! it would cut every long download from an allowed domain at the next policy change. What
+//! would decide it is the name the address was resolved for, kept as long as the
+//! connection lives; the DNS proxy's records expire with the TTL too.
 
 use crate::hostfw::NodeService;
 use palisade_policy::cidr::Cidr;
 use palisade_policy::engine::{PeerMatch, PortMatch};
 use palisade_policy::model::AdminAction;
-use palisade_policy::{Direction, Endpoint, Engine, Flow, PodId, Protocol};
+use palisade_policy::{Direction, Endpoint, Engine, Flow, PodId, Protocol, Stage};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::process::Command;
@@ -153,18 +159,35 @@ impl NodeScope {
     }
 }
 
-/// Whether one of `pod`'s egress rules with an FQDN peer could allow `port`/`protocol`.
-/// The kernel opens such rules from the DNS answers the pod received, which the engine
-/// alone does not see: a connection it might have opened is left alone.
-fn fqdn_may_allow(engine: &Engine, pod: PodId, port: u16, protocol: Protocol) -> bool {
+/// Whether one of `pod`'s egress rules with an FQDN peer could let `port`/`protocol` through
+/// before the stage that denied it (`denied_at`, the egress verdict's stage; `None`: any
+/// rule counts). The kernel opens such rules from the DNS answers the pod received, which
+/// the engine alone does not see: a connection one of them might have let through is left
+/// alone. A rule the kernel never reaches does not count: a tiered Deny (security or admin
+/// tier, AdminNetworkPolicy) is decided before any namespaced or baseline rule, and a
+/// namespaced isolation before any baseline rule, so an FQDN rule there cannot have opened
+/// what the earlier stage denies. FQDN `Pass` rules count as well: a passed connection
+/// goes on to the later stages, which may allow it.
+fn fqdn_may_allow(
+    engine: &Engine,
+    pod: PodId,
+    port: u16,
+    protocol: Protocol,
+    denied_at: Option<Stage>,
+) -> bool {
     let rules = engine.pod_rules(pod, Direction::Egress);
+    let (ns, baseline): (&[u32], &[u32]) = match denied_at {
+        Some(Stage::Admin) => (&[], &[]),
+        Some(Stage::Namespace) => (rules.ns_rules, &[]),
+        _ => (rules.ns_rules, rules.baseline),
+    };
     rules
         .tiered
         .iter()
-        .chain(rules.ns_rules)
-        .chain(rules.baseline)
+        .chain(ns)
+        .chain(baseline)
         .map(|&rid| engine.rule(rid))
-        .filter(|r| r.action == AdminAction::Allow)
+        .filter(|r| r.action != AdminAction::Deny)
         .filter(|r| {
             r.peers
                 .is_some_and(|p| p.iter().any(|p| matches!(p, PeerMatch::Fqdn(_))))
@@ -217,23 +240,22 @@ pub fn decide(engine: &Engine, node: &NodeScope, t: &Tracked) -> Option<bool> {
     if !decided_here {
         return None;
     }
-    let allowed = engine
-        .verdict(&Flow {
-            src,
-            dst,
-            port: t.responder_port,
-            protocol,
-            http: None,
-        })
-        .allowed();
-    if allowed {
+    let verdict = engine.verdict(&Flow {
+        src,
+        dst,
+        port: t.responder_port,
+        protocol,
+        http: None,
+    });
+    if verdict.allowed() {
         return Some(false);
     }
+    let denied_at = verdict.egress.filter(|d| !d.allowed).map(|d| d.stage);
     // The kernel's FQDN sets hold (pod . address) pairs that DNS answers opened; a pod
     // is no DNS answer here (the engine decides pod peers by selector), an address is.
     if let Endpoint::Pod(p) = src {
         let to_address = to_node || matches!(dst, Endpoint::Ip(_));
-        if to_address && fqdn_may_allow(engine, p, t.responder_port, protocol) {
+        if to_address && fqdn_may_allow(engine, p, t.responder_port, protocol, denied_at) {
             return None;
         }
     }
@@ -343,25 +365,134 @@ pub fn revoked_sets(sets: &mut std::collections::BTreeMap<String, crate::ruleset
     }
 }
 
+/// One remembered conversation: its set (`revoked_4`, `revoked_6`) and its key as nft
+/// writes it (`10.78.0.1 . udp . 40000 . 10.78.0.2 . 5353`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revoked {
+    /// The set's name.
+    pub set: String,
+    /// The element's key.
+    pub key: String,
+}
+
+/// The closed UDP and SCTP conversations of `closed`, as [`revoked_rules`] match them.
+pub fn revoked_entries(closed: &[&Tracked]) -> Vec<Revoked> {
+    closed
+        .iter()
+        .filter(|t| matches!(t.protocol, 17 | 132))
+        .map(|t| {
+            let proto = if t.protocol == 17 { "udp" } else { "sctp" };
+            let suffix = if t.src.is_ipv6() { 6 } else { 4 };
+            Revoked {
+                set: format!("{REVOKED}_{suffix}"),
+                key: format!(
+                    "{} . {proto} . {} . {} . {}",
+                    t.src, t.src_port, t.responder, t.responder_port
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The `nft` script that adds `entries`, each with its timeout in seconds (at least 1).
+pub fn remember_script(entries: &[(Revoked, u64)]) -> String {
+    let mut script = String::new();
+    for (r, secs) in entries {
+        script.push_str(&format!(
+            "add element inet {} {} {{ {} timeout {}s }}\n",
+            crate::ruleset::TABLE,
+            r.set,
+            r.key,
+            (*secs).max(1)
+        ));
+    }
+    script
+}
+
 /// The `nft` script that remembers the closed UDP and SCTP conversations of `closed`
 /// ([`revoked_rules`]); empty when there are none. Apply it before deleting the entries,
 /// so that no packet in between opens a fresh one.
 pub fn remember(closed: &[&Tracked]) -> String {
-    let mut script = String::new();
-    for t in closed.iter().filter(|t| matches!(t.protocol, 17 | 132)) {
-        let proto = if t.protocol == 17 { "udp" } else { "sctp" };
-        let suffix = if t.src.is_ipv6() { 6 } else { 4 };
-        script.push_str(&format!(
-            "add element inet {} {REVOKED}_{suffix} {{ {} . {proto} . {} . {} . {} timeout {}s }}\n",
-            crate::ruleset::TABLE,
-            t.src,
-            t.src_port,
-            t.responder,
-            t.responder_port,
-            REVOKED_FOR.as_secs()
-        ));
+    let entries: Vec<(Revoked, u64)> = revoked_entries(closed)
+        .into_iter()
+        .map(|r| (r, REVOKED_FOR.as_secs()))
+        .collect();
+    remember_script(&entries)
+}
+
+/// The elements of a `revoked_*` set in `nft -j list set` output, each with the seconds
+/// until it expires.
+pub fn parse_revoked(json: &str) -> Vec<(Revoked, u64)> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    let mut out = Vec::new();
+    for item in v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let Some(set) = item.get("set") else { continue };
+        let Some(name) = set.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
+        if !name.starts_with(REVOKED) {
+            continue;
+        }
+        for e in set
+            .get("elem")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let e = e.get("elem").unwrap_or(e);
+            let Some(parts) = e.pointer("/val/concat").and_then(|c| c.as_array()) else {
+                continue;
+            };
+            let key: Option<Vec<String>> = parts
+                .iter()
+                .map(|p| match p {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let (Some(key), Some(expires)) = (key, e.get("expires").and_then(|x| x.as_u64()))
+            else {
+                continue;
+            };
+            out.push((
+                Revoked {
+                    set: name.to_string(),
+                    key: key.join(" . "),
+                },
+                expires,
+            ));
+        }
     }
-    script
+    out
+}
+
+/// The closed conversations the kernel remembers now (in `netns` when given); none when the
+/// table or its sets are not there.
+pub fn read_revoked(netns: Option<&str>) -> Vec<(Revoked, u64)> {
+    [4, 6]
+        .iter()
+        .filter_map(|s| {
+            crate::nft::run(
+                &[
+                    "-j",
+                    "list",
+                    "set",
+                    "inet",
+                    crate::ruleset::TABLE,
+                    &format!("{REVOKED}_{s}"),
+                ],
+                netns,
+            )
+            .ok()
+        })
+        .flat_map(|out| parse_revoked(&out))
+        .collect()
 }
 
 /// Deletes one connection's entry (its exact original tuple); whether one was deleted.
@@ -522,8 +653,13 @@ spec:
 "#;
 
     fn node_engine() -> (Engine, NodeScope) {
+        node_engine_with("")
+    }
+
+    /// [`node_engine`] with `extra` manifests added.
+    fn node_engine_with(extra: &str) -> (Engine, NodeScope) {
         let mut m = palisade_policy::Manifests::new();
-        m.add_file("n.yaml", NODE);
+        m.add_file("n.yaml", &format!("{NODE}{extra}"));
         assert!(!m.has_errors(), "{:#?}", m.diagnostics);
         let e = Engine::compile_with(
             &palisade_policy::Snapshot::from_manifests(&m),
@@ -640,6 +776,36 @@ spec:
         );
     }
 
+    /// A port a pod's FQDN rule allows no longer shields a connection that a tiered Deny
+    /// now refuses: the kernel decides the Deny before the namespaced FQDN rule, whatever
+    /// DNS answers opened. On the old code every connection on an FQDN port was left alone
+    /// (`None` here). Below a tiered FQDN Pass, which hands the connection on to the
+    /// namespaced stage, it is left alone still.
+    #[test]
+    fn a_tiered_deny_closes_connections_on_an_fqdn_port() {
+        let deny = r#"---
+apiVersion: palisade.dev/v1alpha1
+kind: ClusterSecurityPolicy
+metadata: {name: block}
+spec:
+  tier: security
+  egress:
+  - {action: Deny, to: [{ipBlock: {cidr: 192.0.2.0/24}}], ports: [{port: 443}]}
+"#;
+        let conn = tcp("10.78.0.1:40010", "192.0.2.7:443", "192.0.2.7:443");
+        let (e, node) = node_engine_with(deny);
+        assert_eq!(decide(&e, &node, &conn), Some(true));
+        // Elsewhere on 443 the FQDN rule may still have opened it.
+        let other = tcp("10.78.0.1:40011", "203.0.113.9:443", "203.0.113.9:443");
+        assert_eq!(decide(&e, &node, &other), None);
+        let pass = deny.replace(
+            "  - {action: Deny",
+            "  - {action: Pass, to: [{fqdn: \"**.models.test\"}], ports: [{port: 443}]}\n  - {action: Deny",
+        );
+        let (e, node) = node_engine_with(&pass);
+        assert_eq!(decide(&e, &node, &conn), None);
+    }
+
     /// What the node opens itself (kubelet probes, a host-network pod) passes `output`,
     /// which holds no policy, whatever the engine says of it (here the zero-trust posture
     /// denies the host-network pod's connection to `iso`). On the old code the agent
@@ -688,6 +854,22 @@ spec:
             revoked_rules(true)[1],
             "ct state new ip daddr . meta l4proto . th dport . ip saddr . th sport @revoked_4 drop"
         );
+    }
+
+    /// What the kernel remembers is read back with the time left, to be carried over a full
+    /// rebuild of the table.
+    #[test]
+    fn remembered_conversations_are_read_back_with_the_time_left() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "revoked_4", "table": "palisade", "type": ["ipv4_addr", "inet_proto", "inet_service", "ipv4_addr", "inet_service"], "handle": 1, "flags": ["timeout"], "elem": [{"elem": {"val": {"concat": ["10.78.0.1", "sctp", 40001, "10.78.0.2", 9]}, "timeout": 60, "expires": 59}}, {"elem": {"val": {"concat": ["10.78.0.1", "udp", 40000, "10.78.0.2", 5353]}, "timeout": 600, "expires": 599}}]}}]}"#;
+        let r = parse_revoked(json);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].0.key, "10.78.0.1 . udp . 40000 . 10.78.0.2 . 5353");
+        assert_eq!(r[1].1, 599);
+        assert_eq!(
+            remember_script(&r[..1]),
+            "add element inet palisade revoked_4 { 10.78.0.1 . sctp . 40001 . 10.78.0.2 . 9 timeout 59s }\n"
+        );
+        assert!(parse_revoked("garbage").is_empty());
     }
 
     /// No addresses is an error, not an empty node (on the old code: `Ok([])`, and every

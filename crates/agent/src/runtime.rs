@@ -55,7 +55,20 @@ pub struct Agent {
     netlink: Option<NftSocket>,
     /// Interface-name prefixes of pod interfaces (`spec.agent.podInterfacePrefixes`).
     pod_interface_prefixes: Vec<String>,
+    /// Pod addresses bound to the bridge port they sit behind ([`crate::bridge::bind`]).
+    bridge_ports: BTreeMap<IpAddr, String>,
+    /// Whether `table bridge palisade` in the kernel holds exactly `bridge_ports` (false at
+    /// start: a previous run's table is replaced or removed).
+    bridge_applied: bool,
+    /// When each unbound bridged address was last probed ([`crate::bridge::probe`]).
+    bridge_probed: BTreeMap<IpAddr, Instant>,
+    /// Closed UDP/SCTP conversations and until when they stay refused: carried over full
+    /// rebuilds of the table, which would otherwise start their sets empty.
+    revoked: BTreeMap<crate::revoke::Revoked, Instant>,
 }
+
+/// How often an address that did not answer is probed again.
+const PROBE_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The pods local to `settings.node` (all when `all_nodes`).
 pub fn local_pods(engine: &Engine, settings: &AgentSettings) -> Vec<PodId> {
@@ -91,7 +104,7 @@ pub fn pod_interfaces(
                 tracing::warn!(
                     missing,
                     "local pod addresses without a host route to their interface: their \
-                     source addresses are not checked (anti-spoofing)"
+                     source addresses are checked only once bound to a bridge port"
                 );
                 // Such pods may sit behind a Linux bridge, whose traffic meets the policy
                 // in `forward` only through br_netfilter.
@@ -130,7 +143,133 @@ impl Agent {
             applied: None,
             netlink: None,
             pod_interface_prefixes: Vec::new(),
+            bridge_ports: BTreeMap::new(),
+            bridge_applied: false,
+            bridge_probed: BTreeMap::new(),
+            revoked: BTreeMap::new(),
         }
+    }
+
+    /// The script that replaces the whole table with `rs`, the closed UDP/SCTP
+    /// conversations still remembered (by this agent, or by the kernel's table: a previous
+    /// run's) added in the same transaction with the time they have left.
+    fn full_script(&mut self, rs: &crate::ruleset::Ruleset, netns: Option<&str>) -> String {
+        let now = Instant::now();
+        for (r, secs) in crate::revoke::read_revoked(netns) {
+            let until = now + std::time::Duration::from_secs(secs);
+            let e = self.revoked.entry(r).or_insert(until);
+            *e = (*e).max(until);
+        }
+        self.revoked.retain(|_, until| *until > now);
+        let left: Vec<(crate::revoke::Revoked, u64)> = self
+            .revoked
+            .iter()
+            .map(|(r, until)| (r.clone(), until.duration_since(now).as_secs()))
+            .collect();
+        let mut script = rs.full_script();
+        script.push_str(&crate::revoke::remember_script(&left));
+        script
+    }
+
+    /// The pod addresses bound to bridge ports ([`crate::bridge`]'s anti-spoofing).
+    pub fn bridge_ports(&self) -> &BTreeMap<IpAddr, String> {
+        &self.bridge_ports
+    }
+
+    /// Binds the local pod addresses that have no host route (`routed`) to the bridge port
+    /// they sit behind and keeps `table bridge palisade` in step ([`crate::bridge::bind`],
+    /// [`crate::bridge::port_script`]). Addresses not yet resolved are probed once, waited
+    /// for briefly, and picked up by a later reconcile or resync if they answer late.
+    fn guard_bridge_ports(
+        &mut self,
+        engine: &Engine,
+        pods: &[PodId],
+        routed: &BTreeMap<IpAddr, String>,
+        netns: Option<&str>,
+    ) {
+        let wanted: Vec<(IpAddr, PodId)> = pods
+            .iter()
+            .filter(|&&p| !engine.pods()[p as usize].host_network)
+            .flat_map(|&p| engine.pods()[p as usize].ips.iter().map(move |ip| (*ip, p)))
+            .filter(|(ip, _)| !routed.contains_key(ip))
+            .collect();
+        let bound = if wanted.is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.bind_bridge_ports(&wanted, netns) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the node's bridges: bridge port bindings kept");
+                    self.bridge_ports.clone()
+                }
+            }
+        };
+        if self.bridge_applied && bound == self.bridge_ports {
+            return;
+        }
+        match nft::apply(&crate::bridge::port_script(&bound), netns) {
+            Ok(()) => {
+                if bound.len() != self.bridge_ports.len() {
+                    tracing::info!(bound = bound.len(), "pod addresses bound to bridge ports");
+                }
+                self.bridge_ports = bound;
+                self.bridge_applied = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bridge port anti-spoofing not applied");
+                self.bridge_applied = false;
+            }
+        }
+    }
+
+    fn bind_bridge_ports(
+        &mut self,
+        wanted: &[(IpAddr, PodId)],
+        netns: Option<&str>,
+    ) -> Result<BTreeMap<IpAddr, String>, String> {
+        let ports = crate::bridge::read_ports(netns)?;
+        if ports.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let only_ports = crate::bridge::BridgeView {
+            ports: ports.clone(),
+            ..Default::default()
+        };
+        let mut bound = crate::bridge::bind(&self.bridge_ports, wanted, &only_ports);
+        if bound.len() == wanted.len() {
+            return Ok(bound);
+        }
+        let view = crate::bridge::read_view(netns, ports.clone())?;
+        bound = crate::bridge::bind(&self.bridge_ports, wanted, &view);
+        let now = Instant::now();
+        self.bridge_probed
+            .retain(|ip, _| wanted.iter().any(|(w, _)| w == ip));
+        let to_probe: Vec<IpAddr> = wanted
+            .iter()
+            .map(|(ip, _)| *ip)
+            .filter(|ip| !bound.contains_key(ip))
+            .filter(|ip| {
+                self.bridge_probed
+                    .get(ip)
+                    .is_none_or(|t| now.duration_since(*t) >= PROBE_AGAIN)
+            })
+            .collect();
+        if to_probe.is_empty() {
+            return Ok(bound);
+        }
+        for ip in &to_probe {
+            self.bridge_probed.insert(*ip, now);
+        }
+        crate::bridge::probe(netns, &to_probe);
+        for _ in 0..6 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let view = crate::bridge::read_view(netns, ports.clone())?;
+            bound = crate::bridge::bind(&self.bridge_ports, wanted, &view);
+            if to_probe.iter().all(|ip| bound.contains_key(ip)) {
+                break;
+            }
+        }
+        Ok(bound)
     }
 
     /// Holds interfaces whose names start with one of `prefixes` (the CNI's pod interfaces:
@@ -148,9 +287,10 @@ impl Agent {
     /// Closes the open connections `engine` now denies, of those the ruleset decides here
     /// (pod to pod with a local end, a local pod to this node or to and from outside
     /// addresses: [`crate::revoke::decide`]); returns how many. Closed UDP and SCTP
-    /// conversations are remembered so neither side re-opens them. Call it after the new
+    /// conversations are remembered so neither side re-opens them (also over a full rebuild
+    /// of the table, until they expire). Call it after the new
     /// ruleset is in force, so the connections' next packets meet it.
-    pub fn close_denied(&self, engine: &Engine) -> std::io::Result<usize> {
+    pub fn close_denied(&mut self, engine: &Engine) -> std::io::Result<usize> {
         let Some(settings) = &self.settings else {
             return Ok(0);
         };
@@ -171,6 +311,10 @@ impl Agent {
         if !remember.is_empty() {
             if let Err(e) = nft::apply(&remember, netns) {
                 tracing::warn!(error = %e, "closed UDP/SCTP conversations not remembered");
+            }
+            let until = Instant::now() + crate::revoke::REVOKED_FOR;
+            for r in crate::revoke::revoked_entries(&denied) {
+                self.revoked.insert(r, until);
             }
         }
         let mut closed = 0;
@@ -193,10 +337,12 @@ impl Agent {
         });
         let t0 = Instant::now();
         let pods = local_pods(engine, &settings);
+        let routed = pod_interfaces(engine, &pods, settings.netns.as_deref());
+        self.guard_bridge_ports(engine, &pods, &routed, settings.netns.as_deref());
         let rs = render(
             engine,
             &RenderOptions {
-                pod_interfaces: pod_interfaces(engine, &pods, settings.netns.as_deref()),
+                pod_interfaces: routed,
                 local_pods: pods.clone(),
                 log_denied: settings.log_flows,
                 log_allowed: settings.log_flows,
@@ -247,10 +393,14 @@ impl Agent {
                 if let Err(e) = nft::apply(&d, settings.netns.as_deref()) {
                     tracing::warn!(error = %e, "incremental update rejected; rebuilding the table");
                     stats.incremental = false;
-                    nft::apply(&rs.full_script(), settings.netns.as_deref())?;
+                    let script = self.full_script(&rs, settings.netns.as_deref());
+                    nft::apply(&script, settings.netns.as_deref())?;
                 }
             }
-            None => nft::apply(&rs.full_script(), settings.netns.as_deref())?,
+            None => {
+                let script = self.full_script(&rs, settings.netns.as_deref());
+                nft::apply(&script, settings.netns.as_deref())?
+            }
         }
         stats.apply_us = t1.elapsed().as_micros();
         self.applied = Some(rs);
@@ -263,6 +413,21 @@ impl Agent {
     /// differences, so without this check the node would stay open until policy changed.
     pub fn table_intact(&self) -> bool {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
+        if !self.bridge_ports.is_empty()
+            && !nft::run(
+                &[
+                    "list",
+                    "chain",
+                    "bridge",
+                    crate::bridge::PORT_TABLE,
+                    "port_source",
+                ],
+                ns.as_deref(),
+            )
+            .is_ok_and(|out| out.contains("@src_4"))
+        {
+            return false;
+        }
         [
             ("forward", "ct state established"),
             ("input", "jump pod_source"),
@@ -291,6 +456,7 @@ impl Agent {
         if !self.table_intact() {
             tracing::warn!("the ruleset was removed or emptied outside the agent; rebuilding it");
             self.applied = None;
+            self.bridge_applied = false;
         }
         let stats = self.reconcile(engine)?;
         if stats.unchanged {
@@ -325,8 +491,13 @@ impl Agent {
     pub fn remove(&mut self) -> Result<(), NftError> {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
         self.applied = None;
+        self.bridge_ports.clear();
+        self.bridge_applied = false;
         nft::apply(
-            &format!("table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"),
+            &format!(
+                "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n{}",
+                crate::bridge::port_script(&BTreeMap::new())
+            ),
             ns.as_deref(),
         )
     }

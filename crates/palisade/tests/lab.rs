@@ -1433,6 +1433,40 @@ fn tightened_policy_closes_open_connections_to_and_from_outside_addresses() {
     assert!(oc.starts_with("broken"), "outside → c: {oc}");
 }
 
+/// A port a pod's FQDN rule allows kept every open connection on it alive after a policy
+/// change, even one a tiered Deny now refuses, which the kernel decides before any FQDN
+/// rule: `a` (egress: `**.models.test` and the outside host on 8080) held 8080 at the host;
+/// a security-tier ClusterSecurityPolicy then denied the host. On the old code the close
+/// pass skipped the connection (0 closed) and it stayed alive; now it is closed.
+#[test]
+fn a_tiered_deny_closes_a_connection_on_a_port_an_fqdn_rule_allows() {
+    if !can_run_with_conntrack() {
+        return;
+    }
+    let open = format!(
+        "{TRIO}---\napiVersion: palisade.dev/v1alpha1\nkind: SecurityPolicy\n\
+         metadata: {{name: a-out, namespace: x}}\nspec:\n  \
+         podSelector: {{matchLabels: {{app: a}}}}\n  egress:\n  \
+         - {{to: [{{fqdn: \"**.models.test\"}}, {{ipBlock: {{cidr: 198.51.100.1/32}}}}], ports: [{{port: 8080}}]}}\n"
+    );
+    let (s, _eng, mut agent) = trio_session("fd", &open);
+    let ext = Outside::start(s.node_ns());
+    let host = "198.51.100.1".parse().unwrap();
+    let mut held = s.hold("x/a", host, 8080).expect("a holds 8080 outside");
+    let tight = compile(&format!(
+        "{open}---\napiVersion: palisade.dev/v1alpha1\nkind: ClusterSecurityPolicy\n\
+         metadata: {{name: block}}\nspec:\n  tier: security\n  egress:\n  \
+         - {{action: Deny, to: [{{ipBlock: {{cidr: 198.51.100.0/24}}}}], ports: [{{port: 8080}}]}}\n"
+    ));
+    agent.reconcile(&tight).expect("tightened ruleset");
+    let closed = agent.close_denied(&tight).expect("conntrack listed");
+    assert_eq!(closed, 1, "a's connection to the denied host");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let o = hold_outcome(&mut held);
+    assert!(o.starts_with("broken"), "a → outside:8080: {o}");
+    drop(ext);
+}
+
 /// A UDP datagram (header and `payload`; no checksum, which IPv4 allows).
 fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut d = Vec::with_capacity(8 + payload.len());
@@ -1444,6 +1478,83 @@ fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     d
 }
 
+/// A lab where `b`'s UDP conversation with `c` (b:40000 → c:5353) was open under the old
+/// policy and has just been closed by tightening it (`c` no longer takes 5353 from `b`):
+/// the session, the agent, `b`'s and `c`'s namespaces and their datagrams. `c`'s observer
+/// counts `b`'s datagrams to 5353 (one so far).
+struct ClosedUdp {
+    s: palisade_agent::lab::Session,
+    agent: palisade_agent::runtime::Agent,
+    tight: palisade_policy::Engine,
+    b: String,
+    c: String,
+    b_to_c: Vec<u8>,
+    c_to_b: Vec<u8>,
+}
+
+impl ClosedUdp {
+    fn start(name: &str) -> ClosedUdp {
+        use palisade_agent::lab::craft;
+        let with_udp = TRIO.replace(
+            "ports: [{port: 8080}]",
+            "ports: [{port: 8080}, {port: 5353, protocol: UDP}]",
+        );
+        let (s, _eng, mut agent) = trio_session(name, &with_udp);
+        let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
+        let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
+        // No sockets on these ports: keep the pods' port-unreachable errors out of the way.
+        for ns in [&b, &c] {
+            let st = Command::new("ip")
+                .args(["netns", "exec", ns, "nft"])
+                .arg("table inet quiet { chain o { type filter hook output priority 0; meta l4proto icmp drop; }; }")
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        observer(&c, &["ip saddr 10.78.1.2 udp dport 5353"]);
+        let b_to_c = craft::ipv4(b_ip, c_ip, 17, &udp(40000, 5353, b"query"));
+        let c_to_b = craft::ipv4(c_ip, b_ip, 17, &udp(5353, 40000, b"answer"));
+        craft::send_ipv4(&b, &b_to_c).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        craft::send_ipv4(&c, &c_to_b).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(
+            observed(&c),
+            [1],
+            "the conversation is open under the old policy"
+        );
+        let tight = compile(&with_udp.replace(
+            "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
+            "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
+        ));
+        agent.reconcile(&tight).expect("tightened ruleset");
+        let closed = agent.close_denied(&tight).expect("conntrack listed");
+        assert_eq!(closed, 1, "b's conversation with c is closed");
+        ClosedUdp {
+            s,
+            agent,
+            tight,
+            b,
+            c,
+            b_to_c,
+            c_to_b,
+        }
+    }
+
+    /// `c` speaks first (c → b is allowed on its own: b has no policy), then `b`, three
+    /// times; `b`'s datagrams that reached `c` since the start.
+    fn c_then_b(&self) -> Vec<u64> {
+        use palisade_agent::lab::craft;
+        craft::send_ipv4(&self.c, &self.c_to_b).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _ in 0..3 {
+            craft::send_ipv4(&self.b, &self.b_to_c).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        observed(&self.c)
+    }
+}
+
 /// UDP has no SYN to tell who began. After the agent deleted the entry of a UDP
 /// conversation that policy now denies (b → c:5353), the allowed side's next datagram (c
 /// keeps sending, as a QUIC server does) opened a fresh entry in c's direction, and b's
@@ -1451,53 +1562,58 @@ fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 /// for ten minutes and refused in both directions.
 #[test]
 fn a_closed_udp_conversation_is_not_picked_up_again_from_the_allowed_side() {
-    use palisade_agent::lab::craft;
     if !can_run_with_conntrack() {
         return;
     }
-    let with_udp = TRIO.replace(
-        "ports: [{port: 8080}]",
-        "ports: [{port: 8080}, {port: 5353, protocol: UDP}]",
-    );
-    let (s, _eng, mut agent) = trio_session("ud", &with_udp);
-    let (b, c) = (netns_of(&s, "x/b"), netns_of(&s, "x/c"));
-    let (b_ip, c_ip) = ("10.78.1.2".parse().unwrap(), "10.78.1.3".parse().unwrap());
-    // No sockets on these ports: keep the pods' port-unreachable errors out of the way.
-    for ns in [&b, &c] {
-        let st = Command::new("ip")
-            .args(["netns", "exec", ns, "nft"])
-            .arg("table inet quiet { chain o { type filter hook output priority 0; meta l4proto icmp drop; }; }")
-            .status()
-            .unwrap();
-        assert!(st.success());
+    let closed = ClosedUdp::start("ud");
+    assert_eq!(closed.c_then_b(), [1], "b's datagrams reached c as replies");
+}
+
+/// The memory of closed UDP conversations lived only in the kernel's set, and a full
+/// rebuild of the table (after a host firewall reload removed it, or when the agent
+/// restarts) started that set empty: c's next datagram re-opened the conversation and b's
+/// reached c again as replies (on the old code: 4 datagrams counted, not 1). Now the agent
+/// carries what it remembers over a rebuild, and a restarted agent adopts what the kernel
+/// remembers, each with the time left.
+#[test]
+fn a_closed_udp_conversation_stays_closed_over_a_full_rebuild() {
+    if !can_run_with_conntrack() {
+        return;
     }
-    observer(&c, &["ip saddr 10.78.1.2 udp dport 5353"]);
-    let b_to_c = craft::ipv4(b_ip, c_ip, 17, &udp(40000, 5353, b"query"));
-    let c_to_b = craft::ipv4(c_ip, b_ip, 17, &udp(5353, 40000, b"answer"));
-    craft::send_ipv4(&b, &b_to_c).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    craft::send_ipv4(&c, &c_to_b).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut closed = ClosedUdp::start("ur");
+    let node = closed.s.node_ns().to_string();
+    let st = Command::new("ip")
+        .args(["netns", "exec", &node, "nft", "delete table inet palisade"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let stats = closed
+        .agent
+        .resync(&closed.tight)
+        .unwrap()
+        .expect("rebuilt");
+    assert!(!stats.incremental, "{stats:?}");
     assert_eq!(
-        observed(&c),
+        closed.c_then_b(),
         [1],
-        "the conversation is open under the old policy"
+        "after the rebuild b's datagrams reached c as replies"
     );
-    let tight = compile(&with_udp.replace(
-        "- from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 203.0.113.0/24}}]",
-        "- from: [{ipBlock: {cidr: 203.0.113.0/24}}]",
-    ));
-    agent.reconcile(&tight).expect("tightened ruleset");
-    let closed = agent.close_denied(&tight).expect("conntrack listed");
-    assert_eq!(closed, 1, "b's conversation with c is closed");
-    // c speaks first (c → b is allowed on its own: b has no policy), then b.
-    craft::send_ipv4(&c, &c_to_b).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    for _ in 0..3 {
-        craft::send_ipv4(&b, &b_to_c).unwrap();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(observed(&c), [1], "b's datagrams reached c as replies");
+    // A restarted agent: its first reconcile replaces the table whole.
+    let mut restarted =
+        palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+            node: "n1".into(),
+            all_nodes: false,
+            netns: Some(node.clone()),
+            log_flows: false,
+            node_services: Vec::new(),
+        });
+    let stats = restarted.reconcile(&closed.tight).expect("ruleset applied");
+    assert!(!stats.incremental && !stats.unchanged, "{stats:?}");
+    assert_eq!(
+        closed.c_then_b(),
+        [1],
+        "after a restart b's datagrams reached c as replies"
+    );
 }
 
 /// While a host firewall reload has flushed the agent's table, anything connects; the
@@ -1901,4 +2017,170 @@ fn a_pod_the_agent_does_not_know_yet_behind_a_bridge_is_held_too() {
     assert!(connects(a, "10.78.6.3", 8080), "a → n: n takes 8080 from a");
     assert!(!connects(b, "10.78.6.3", 8080), "b → n: from a only");
     assert!(connects(n, "10.78.6.2", 8080), "n → b is allowed");
+}
+
+/// `a`, `b` and `c` behind one bridge; `c` takes 8080 from `a` only.
+const BRIDGED_TRIO: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.7.1, podIPs: [{ip: 10.78.7.1}, {ip: 'fd78:7::1'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.7.2, podIPs: [{ip: 10.78.7.2}, {ip: 'fd78:7::2'}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: x, labels: {app: c}}
+spec: {nodeName: n1, containers: [{name: c}]}
+status: {podIP: 10.78.7.3, podIPs: [{ip: 10.78.7.3}, {ip: 'fd78:7::3'}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c-from-a, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8080}]}]
+"#;
+
+/// An ARP request sent on `ns`'s `eth0` from its own MAC, claiming `sender` (Python, raw
+/// `AF_PACKET` socket).
+fn send_arp(ns: &str, sender: &str, target: &str) {
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
+         s.bind(('eth0',0))\n\
+         mac=s.getsockname()[4]\n\
+         a=socket.inet_aton\n\
+         s.send(b'\\xff'*6+mac+b'\\x08\\x06'+b'\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x01'+mac+a('{sender}')+b'\\x00'*6+a('{target}'))\n"
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "ARP sent from {ns}");
+}
+
+/// Pods behind a Linux bridge were not anti-spoofed: only addresses with a host route to
+/// their own interface were checked, and behind a bridge every pod address is routed to the
+/// bridge. `b` sent as `a` (IPv4 source, a SYN and a bare ACK) and reached `c`, which takes
+/// 8080 from `a` only; its ARP claiming `a`'s address reached `c` too, and so did its
+/// IPv6 SYN from `a`'s IPv6 address. Now the agent binds each bridged pod address (IPv4
+/// and IPv6) to the bridge port its MAC was learned on (`table bridge palisade`): `b`'s
+/// forged packets are dropped at its port, `a` still connects.
+#[test]
+fn a_pod_behind_a_bridge_cannot_pass_for_another_pod() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let Some(bridged) = BridgedNode::create("plbs", "10.78.7") else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let _server = NodeServer::start(c, &[8080]);
+    // IPv6 too: the bridge and the pods on one /64.
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip -n {node} addr add fd78:7::fe/64 dev br0 nodad"));
+    for (i, ns) in pod_ns.iter().enumerate() {
+        sh(format!(
+            "ip -n {ns} addr add fd78:7::{}/64 dev eth0 nodad",
+            i + 1
+        ));
+    }
+    let mut agent = palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.clone()),
+        log_flows: false,
+        node_services: Vec::new(),
+    });
+    agent
+        .reconcile(&compile(BRIDGED_TRIO))
+        .expect("ruleset applied");
+    assert!(connects(a, "10.78.7.3", 8080), "a → c:8080 is allowed");
+    assert!(!connects(b, "10.78.7.3", 8080), "b → c:8080 is denied");
+    observer(
+        c,
+        &["ip saddr 10.78.7.1 tcp dport 8080 tcp sport 41000-41001"],
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", c, "nft"])
+        .arg("table arp obs { chain c { type filter hook input priority 0; arp saddr ip 10.78.7.1 counter; }; }")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a_ip, c_ip) = ("10.78.7.1".parse().unwrap(), "10.78.7.3".parse().unwrap());
+    craft::send_ipv4(b, &craft::tcp(a_ip, c_ip, 41000, 8080, craft::SYN)).unwrap();
+    craft::send_ipv4(b, &craft::tcp(a_ip, c_ip, 41001, 8080, craft::ACK)).unwrap();
+    send_arp(b, "10.78.7.1", "10.78.7.3");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c),
+        [0],
+        "b's packets claiming a's address reached c"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", c, "nft", "list", "table", "arp", "obs"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("packets 0 "),
+        "b's ARP claiming a's address reached c: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The real a is not affected, and its own ARP still passes.
+    send_arp(a, "10.78.7.1", "10.78.7.3");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let out = Command::new("ip")
+        .args(["netns", "exec", c, "nft", "list", "table", "arp", "obs"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("packets 0 "),
+        "a's own ARP reached c"
+    );
+    assert!(connects(a, "10.78.7.3", 8080), "a → c:8080 still connects");
+    // IPv6: b knows c's link address (its own connection attempt), then sends from a's
+    // address, which it has taken on as well.
+    observer(c, &["ip6 saddr fd78:7::1 tcp dport 8080"]);
+    tcp6_syn(a, "fd78:7::1", "fd78:7::3");
+    tcp6_syn(b, "fd78:7::2", "fd78:7::3");
+    // The observer's second rule (its first counts b's IPv4 forgeries, none).
+    let before = observed(c)[1];
+    assert_eq!(before, 1, "a's own IPv6 SYN reached c");
+    sh(format!("ip -n {b} addr add fd78:7::1/128 dev eth0 nodad"));
+    tcp6_syn(b, "fd78:7::1", "fd78:7::3");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c)[1],
+        before,
+        "b's IPv6 packets claiming a's address reached c"
+    );
+}
+
+/// One TCP connection attempt from `src` to `[dst]:8080` inside `ns` (Python), waiting at
+/// most half a second; whether it connects does not matter.
+fn tcp6_syn(ns: &str, src: &str, dst: &str) {
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
+         s.bind(('{src}',0))\n\
+         s.settimeout(0.5)\n\
+         try: s.connect(('{dst}',8080))\n\
+         except OSError: pass\n"
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "python in {ns}");
 }
