@@ -62,33 +62,42 @@ pub(crate) fn get(
             MAX_ANSWER >> 20
         ));
     }
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or("the answer is not HTTP")?;
+    let (head, body) = (String::from_utf8_lossy(&buf[..end]), &buf[end + 4..]);
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or("the answer has no status code")?;
-    if head
+    // Chunk sizes count bytes: the body is joined before it is read as text, so a chunk
+    // that ends inside a character is no panic.
+    let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return Ok((status, dechunk(body)));
-    }
-    Ok((status, body.to_string()))
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
+        let (size, rest) = (&body[..i], &body[i + 2..]);
+        let n = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
@@ -100,6 +109,37 @@ mod tests {
     #[test]
     fn values_are_encoded_and_chunks_joined() {
         assert_eq!(encode("x/a b&c"), "x/a%20b%26c");
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+    }
+
+    /// Serves `answer` once on a real listener; returns its address.
+    fn answer_once(answer: &'static [u8]) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(answer);
+        });
+        addr
+    }
+
+    #[test]
+    fn a_chunk_that_splits_a_character_is_read_not_a_panic() {
+        // A chunked answer whose chunks split the two bytes of "é" (chunk sizes count
+        // bytes, not characters): the old client cut the text at a byte that was not a
+        // character boundary and panicked.
+        let addr = answer_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              2\r\n{\xC3\r\n3\r\n\xA9}\n\r\n0\r\n\r\n",
+        );
+        let (status, body) = get(&addr, "/api/v1/status", &[], None).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, "{\u{e9}}\n");
+        // Garbage sizes end the body; they do not panic either.
+        let addr =
+            answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n");
+        assert_eq!(get(&addr, "/", &[], None).unwrap(), (200, String::new()));
     }
 }
