@@ -23,6 +23,9 @@ fn encode(s: &str) -> String {
 /// Largest answer read (an explanation is a few kB).
 pub(crate) const MAX_ANSWER: u64 = 16 << 20;
 
+/// Longest the whole answer may take: a member that trickles bytes does not hold the CLI.
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
+
 /// GETs `path?query` from `addr` (`host:port`), with `Authorization: Bearer <token>` when a
 /// token is given; returns the status code and the body.
 pub(crate) fn get(
@@ -38,7 +41,7 @@ pub(crate) fn get(
         .ok_or("no address")?;
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(3))
         .map_err(|e| format!("cannot connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let deadline = std::time::Instant::now() + ANSWER_DEADLINE;
     let q: Vec<String> = query
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -52,10 +55,27 @@ pub(crate) fn get(
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    (&mut s)
-        .take(MAX_ANSWER + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no whole answer within {} s",
+                ANSWER_DEADLINE.as_secs()
+            ));
+        }
+        s.set_read_timeout(Some(left.min(Duration::from_secs(10))))
+            .ok();
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the answer: {e}")),
+        }
+        if buf.len() as u64 > MAX_ANSWER {
+            break;
+        }
+    }
     if buf.len() as u64 > MAX_ANSWER {
         return Err(format!(
             "the answer is larger than {} MiB; not read",
@@ -141,5 +161,33 @@ mod tests {
         let addr =
             answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n");
         assert_eq!(get(&addr, "/", &[], None).unwrap(), (200, String::new()));
+    }
+
+    #[test]
+    fn a_member_that_trickles_its_answer_is_given_up_on() {
+        // One byte every 2 s (each read well within the old 10 s read timeout) for 30 s:
+        // the old client waited for all of it; now it gives up after ANSWER_DEADLINE.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_secs(2));
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        let start = std::time::Instant::now();
+        let r = get(&addr, "/api/v1/explain", &[], None);
+        let took = start.elapsed();
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("within 20 s")),
+            "{r:?}"
+        );
+        assert!(took < Duration::from_secs(25), "{took:?}");
     }
 }
