@@ -17,6 +17,10 @@ pub struct DetectConfig {
     pub max_evidence: usize,
     /// Name suffixes that are never external destinations nor tunnels.
     pub internal_suffixes: Vec<String>,
+    /// Most workloads and consumers (together) with baselines: one more evicts the tenth
+    /// of them that was quiet longest (their baselines, windows and learning start), and
+    /// [`crate::Detector::evicted`] counts them.
+    pub max_subjects: usize,
     /// New external destination detector.
     pub new_destination: NewDestinationConfig,
     /// Egress volume spike detector.
@@ -42,6 +46,7 @@ impl Default for DetectConfig {
                 "in-addr.arpa".into(),
                 "ip6.arpa".into(),
             ],
+            max_subjects: 20_000,
             new_destination: NewDestinationConfig::default(),
             egress_volume: EgressVolumeConfig::default(),
             dns_tunnel: DnsTunnelConfig::default(),
@@ -323,6 +328,9 @@ impl DetectConfig {
             if v < 0 || (v == 0 && !zero_ok) {
                 bad.push(format!("{field}: must be positive, got {v}"));
             }
+        }
+        if self.max_subjects == 0 {
+            bad.push("maxSubjects: must be at least 1".to_string());
         }
         if self.max_evidence == 0 {
             bad.push("maxEvidence: must be at least 1".to_string());

@@ -73,6 +73,14 @@ impl Window {
 }
 
 impl State {
+    /// Forgets the windows of evicted workloads.
+    pub(crate) fn forget(&mut self, gone: &std::collections::HashSet<String>) {
+        self.domains.retain(|k, _| {
+            !k.split_once('\u{1f}')
+                .is_some_and(|(w, _)| gone.contains(w))
+        });
+    }
+
     pub(crate) fn observe(
         &mut self,
         ctx: &mut Ctx<'_>,

@@ -56,6 +56,11 @@ struct Sig {
 }
 
 impl State {
+    /// Forgets evicted consumers (`consumer:<name>`).
+    pub(crate) fn forget(&mut self, gone: &std::collections::HashSet<String>) {
+        self.consumers.retain(|c, _| !gone.contains(c));
+    }
+
     pub(crate) fn observe(
         &mut self,
         ctx: &mut Ctx<'_>,

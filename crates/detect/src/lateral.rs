@@ -133,6 +133,11 @@ impl Fanout {
 }
 
 impl State {
+    /// Forgets evicted workloads.
+    pub(crate) fn forget(&mut self, gone: &std::collections::HashSet<String>) {
+        self.workloads.retain(|w, _| !gone.contains(w));
+    }
+
     pub(crate) fn observe(
         &mut self,
         ctx: &mut Ctx<'_>,

@@ -81,6 +81,12 @@ struct State {
     last_sweep: i64,
     /// First event time of each workload and `consumer:<name>`.
     first_seen: HashMap<String, i64>,
+    /// Latest event time of each of them (absent: its first), for eviction.
+    #[serde(default)]
+    last_seen: HashMap<String, i64>,
+    /// Workloads and consumers evicted so far (`maxSubjects`).
+    #[serde(default)]
+    evicted: u64,
     /// Address → name, from DNS answers, so flows to an address count for its name.
     ip_names: HashMap<IpAddr, String>,
     book: AlertBook,
@@ -190,9 +196,55 @@ impl Detector {
         self.state.book.flush(self.cfg.alert_hold_secs)
     }
 
+    /// Workloads and consumers evicted so far because there were more than `maxSubjects`
+    /// (the caller logs or counts the increase).
+    pub fn evicted(&self) -> u64 {
+        self.state.evicted
+    }
+
     fn learn_until(&mut self, key: &str, now: i64) -> i64 {
+        if !self.state.first_seen.contains_key(key)
+            && self.state.first_seen.len() >= self.cfg.max_subjects
+        {
+            self.evict_quietest();
+        }
         let first = *self.state.first_seen.entry(key.to_string()).or_insert(now);
+        match self.state.last_seen.get_mut(key) {
+            Some(t) => *t = now,
+            None => {
+                self.state.last_seen.insert(key.to_string(), now);
+            }
+        }
         first + self.cfg.learning_window_secs * SECOND
+    }
+
+    /// Pods and clients decide how many workloads and consumers there are: past
+    /// `maxSubjects`, the tenth that was quiet longest (ties by name) is forgotten by every
+    /// detector, so a subject seen again starts a new learning window.
+    fn evict_quietest(&mut self) {
+        let st = &mut self.state;
+        let mut by_quiet: Vec<(i64, &String)> = st
+            .first_seen
+            .iter()
+            .map(|(k, first)| (st.last_seen.get(k).copied().unwrap_or(*first), k))
+            .collect();
+        let n = (self.cfg.max_subjects / 10).max(1).min(by_quiet.len());
+        if n == 0 {
+            return;
+        }
+        by_quiet.select_nth_unstable(n - 1);
+        let gone: std::collections::HashSet<String> =
+            by_quiet[..n].iter().map(|(_, k)| (*k).clone()).collect();
+        for k in &gone {
+            st.first_seen.remove(k);
+            st.last_seen.remove(k);
+        }
+        st.new_destination.forget(&gone);
+        st.egress_volume.forget(&gone);
+        st.dns_tunnel.forget(&gone);
+        st.lateral.forget(&gone);
+        st.inference.forget(&gone);
+        st.evicted += gone.len() as u64;
     }
 
     fn is_internal(&self, name: &str) -> bool {

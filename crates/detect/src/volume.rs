@@ -33,6 +33,11 @@ struct Pair {
 }
 
 impl State {
+    /// Forgets the pairs of evicted workloads.
+    pub(crate) fn forget(&mut self, gone: &std::collections::HashSet<String>) {
+        self.pairs.retain(|_, p| !gone.contains(&p.workload));
+    }
+
     pub(crate) fn add(
         &mut self,
         ctx: &mut Ctx<'_>,

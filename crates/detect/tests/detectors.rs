@@ -761,3 +761,54 @@ fn a_flood_of_domains_keeps_the_tunnel_windows_bounded() {
         describe(&alerts)
     );
 }
+
+/// Clients and pods decide how many consumers and workloads there are (every subject a
+/// JWT issuer signs is a consumer, every bare pod name a workload). On the old code each
+/// one got baselines for ever: 5,000 consumers of one request each left 5,000 of them in the
+/// saved state. Now at most `maxSubjects` are kept, the quietest are evicted (and counted),
+/// and a busy one keeps its baselines.
+#[test]
+fn a_flood_of_consumers_evicts_the_quietest_and_counts_them() {
+    let cfg: DetectConfig = serde_json::from_str(r#"{"maxSubjects": 100}"#).unwrap();
+    let mut d = Detector::new(cfg);
+    let mut client = Endpoint::new(EndpointKind::External);
+    client.ip = Some("192.0.2.1".parse().unwrap());
+    let req = |i: usize, secs: i64, consumer: &str| {
+        let body = EventBody::Http(HttpInfo {
+            path: Some("/v1/chat/completions".into()),
+            consumer: Some(consumer.into()),
+            bytes_in: Some(100),
+            ..HttpInfo::default()
+        });
+        ev(i, secs, client.clone(), None, body)
+    };
+    for i in 0..5_000 {
+        d.observe(&req(i, i as i64, &format!("made-up-{i}")));
+        // A consumer that keeps calling, and a workload that keeps resolving names.
+        d.observe(&req(100_000 + i, i as i64, "steady"));
+        let q = EventBody::Dns(DnsInfo {
+            query: "huggingface.co".into(),
+            rcode: Some("NOERROR".into()),
+            ..DnsInfo::default()
+        });
+        d.observe(&ev(
+            200_000 + i,
+            i as i64,
+            pod("ml/train", "train-0"),
+            None,
+            q,
+        ));
+    }
+    let saved: serde_json::Value = serde_json::from_str(&d.save()).unwrap();
+    let kept = saved["first_seen"].as_object().unwrap();
+    assert!(kept.len() <= 100, "{} subjects kept", kept.len());
+    let consumers = saved["inference"]["consumers"].as_object().unwrap();
+    assert!(consumers.len() <= 100, "{} consumers kept", consumers.len());
+    // The busy ones kept their first event time (their learning window did not restart).
+    assert_eq!(kept["consumer:steady"].as_i64(), Some(T0));
+    assert_eq!(kept["ml/train"].as_i64(), Some(T0));
+    assert!(d.evicted() >= 4_900, "{} evicted", d.evicted());
+    // Saved state with the count loads back.
+    let again = Detector::load(DetectConfig::default(), &d.save()).unwrap();
+    assert_eq!(again.evicted(), d.evicted());
+}

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pods;
 pub mod recommend;
 pub mod replay;
+pub mod serve;
 pub mod source;
 pub mod traffic;
 pub mod web;

@@ -188,6 +188,8 @@ static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CON
 static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+const NO_STORE: &str = "no event store yet";
+
 /// Runs a store read off the async workers, at most [`MAX_CONCURRENT_READS`] at once.
 async fn with_store<T: Send + 'static>(
     st: &WebState,
@@ -207,7 +209,7 @@ async fn with_store<T: Send + 'static>(
         PEAK.fetch_max(now, Ordering::SeqCst);
         let r = (|| {
             if !path.exists() {
-                return Err("no event store yet".to_string());
+                return Err(NO_STORE.to_string());
             }
             let store = Store::open(&path).map_err(|e| e.to_string())?;
             f(&store).map_err(|e| e.to_string())
@@ -218,7 +220,16 @@ async fn with_store<T: Send + 'static>(
     .await;
     match r {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "store", e)),
+        Ok(Err(e)) if e == NO_STORE => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "store", e)),
+        Ok(Err(e)) => {
+            // The details (paths, SQLite's words) go to the log, not to the client.
+            tracing::warn!(error = %e, "UI API: the event store could not be read");
+            Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store",
+                "the event store could not be read; see the log".into(),
+            ))
+        }
         Err(_) => Err(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -389,6 +400,28 @@ mod tests {
             (2..=MAX_CONCURRENT_READS).contains(&peak),
             "{peak} store reads ran at once"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_broken_store_is_a_503_without_its_details() {
+        // On the old code the client got the store's error as it was: the file's path
+        // and SQLite's words.
+        let dir = std::env::temp_dir().join(format!("palisade-web-broken-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let st = WebState {
+            store: path,
+            engine: Arc::new(|| None),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let Err(ApiError(code, reason, message)) = with_store(&st, |s| s.latest_seq()).await else {
+            panic!("a store of garbage was read");
+        };
+        assert_eq!((code, reason), (StatusCode::SERVICE_UNAVAILABLE, "store"));
+        assert_eq!(message, "the event store could not be read; see the log");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

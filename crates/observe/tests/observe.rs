@@ -4,6 +4,7 @@
 mod observe {
     pub(crate) mod bounds;
     pub(crate) mod hostile;
+    pub(crate) mod listener;
     pub(crate) mod recommend;
     pub(crate) mod replay;
     pub(crate) mod support;

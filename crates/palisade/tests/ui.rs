@@ -961,3 +961,66 @@ fn the_metrics_listener_wants_a_token_unless_told_otherwise() {
     );
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+/// Reads from `s` until the server closes the connection; the time that took, or `None`
+/// when it was still open after `wait`.
+fn closed_within(mut s: std::net::TcpStream, wait: Duration) -> Option<Duration> {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = wait.checked_sub(start.elapsed())?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn slow_and_idle_clients_are_disconnected_from_the_admin_api() {
+    // Slowloris: a client that sends half a request head, one that connects and says
+    // nothing, and one that keeps its connection alive after a response are all closed
+    // after the header timeout (10 s), so they cannot hold the listener's connections.
+    if !have("curl") {
+        eprintln!("skipping: needs curl");
+        return;
+    }
+    use std::io::{Read, Write};
+    let port = free_port();
+    let s = setup("slowloris", &events_jsonl(), &format!("127.0.0.1:{port}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let _up = start(&s, &[], &base, None);
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut half = connect();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+        .unwrap();
+    let silent = connect();
+    let mut idle = connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let waits: Vec<_> = [
+        ("half a head", half),
+        ("nothing sent", silent),
+        ("idle", idle),
+    ]
+    .into_iter()
+    .map(|(what, c)| std::thread::spawn(move || (what, closed_within(c, Duration::from_secs(20)))))
+    .collect();
+    for w in waits {
+        let (what, closed) = w.join().unwrap();
+        let t = closed.unwrap_or_else(|| panic!("{what}: still open after 20 s"));
+        assert!(t >= Duration::from_secs(5), "{what}: closed after {t:?}");
+    }
+    // The server still answers.
+    assert_eq!(curl_with(&format!("{base}/healthz"), &[]).0, 200);
+}

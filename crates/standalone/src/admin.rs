@@ -25,14 +25,24 @@ pub struct AdminState {
 
 /// Answers `/api/v1/events` (implemented by the event store).
 pub trait EventQuery: Send + Sync {
-    /// JSON events matching the filters, oldest first.
+    /// Events matching the filters, oldest first, each as its JSON text (EVENTS.md).
     fn query(
         &self,
         types: &[String],
         since_us: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<serde_json::Value>, String>;
+    ) -> Result<Vec<String>, String>;
 }
+
+/// Most events one `/api/v1/events` answer holds (`limit` is 1 to this).
+pub const EVENTS_MAX: usize = 10_000;
+
+/// Most `/api/v1/events` reads running at once (each holds up to [`EVENTS_MAX`] events
+/// until its answer is built); further requests wait their turn.
+pub const MAX_CONCURRENT_EVENT_READS: usize = 2;
+
+static EVENT_READS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_EVENT_READS);
 
 /// The router.
 pub fn router(st: AdminState) -> Router {
@@ -216,21 +226,142 @@ async fn events(
         },
     };
     // 0 would mean "no limit" to the store: the whole store in one answer.
-    if q.limit == Some(0) {
+    let limit = match q.limit {
+        None => 1000,
+        Some(n @ 1..=EVENTS_MAX) => n,
+        Some(n) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-limit",
+                format!("limit {n} is not allowed: give 1 to {EVENTS_MAX} (the default is 1000)"),
+            )
+        }
+    };
+    let Ok(_permit) = EVENT_READS.acquire().await else {
         return error(
-            StatusCode::BAD_REQUEST,
-            "bad-limit",
-            "limit 0 is not allowed: give 1 to 100000 (the default is 1000)".into(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "query limiter closed".into(),
         );
-    }
-    let limit = q.limit.unwrap_or(1000).min(100_000);
+    };
     match tokio::task::spawn_blocking(move || backend.query(&types, since_us, limit)).await {
-        Ok(Ok(rows)) => Json(json!({ "events": rows })).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e),
+        Ok(Ok(rows)) => {
+            // The events' own JSON text, joined: no second copy of every event as a tree.
+            let mut body =
+                String::with_capacity(16 + rows.iter().map(|r| r.len() + 1).sum::<usize>());
+            body.push_str("{\"events\":[");
+            for (i, r) in rows.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(r);
+            }
+            body.push_str("]}");
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            // The details (paths, SQLite's words) go to the log, not to the client.
+            tracing::warn!(error = %e, "/api/v1/events: the event store could not be read");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store",
+                "the event store could not be read; see the log".into(),
+            )
+        }
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "query task failed".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store of identical events that counts the reads running at once.
+    struct Fake {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl EventQuery for Fake {
+        fn query(&self, _: &[String], _: Option<i64>, limit: usize) -> Result<Vec<String>, String> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![r#"{"id":"e1","type":"dns"}"#.to_string(); limit])
+        }
+    }
+
+    fn get_sync(port: u16, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head[9..12].parse().unwrap(), body.to_string())
+    }
+
+    async fn get(port: u16, path: &'static str) -> (u16, String) {
+        tokio::task::spawn_blocking(move || get_sync(port, path))
+            .await
+            .unwrap()
+    }
+
+    /// The admin API's events are bounded like the UI's: on the old code `limit` went up
+    /// to 100,000 (a 63 MB answer that took about 850 MB to build, and any number built at
+    /// once); now it is 1 to 10,000 (400 beyond), at most two reads run at once, and a
+    /// store error says no more than that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn events_answers_are_bounded_and_read_two_at_a_time() {
+        let (_ptx, published) = tokio::sync::watch::channel(None);
+        let (_stx, status) = tokio::sync::watch::channel(Default::default());
+        let fake = Arc::new(Fake {
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        });
+        let app = router(AdminState {
+            state: State { published, status },
+            events: Some(fake.clone()),
+            federation: None,
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, app).await });
+
+        let (code, body) = get(port, "/api/v1/events?limit=100000").await;
+        let start = &body[..body.len().min(300)];
+        assert_eq!(code, 400, "{start}");
+        assert!(
+            body.contains("bad-limit") && body.contains("1 to 10000"),
+            "{start}"
+        );
+        let (code, body) = get(port, "/api/v1/events?limit=10000").await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 10_000);
+        assert_eq!(v["events"][0]["id"], "e1");
+
+        let all: Vec<_> = (0..12)
+            .map(|_| tokio::spawn(get(port, "/api/v1/events?limit=10")))
+            .collect();
+        for t in all {
+            assert_eq!(t.await.unwrap().0, 200);
+        }
+        let peak = fake.peak.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX_CONCURRENT_EVENT_READS).contains(&peak),
+            "{peak} reads at once"
+        );
     }
 }

@@ -42,7 +42,7 @@ impl EventQuery for StoreQuery {
         types: &[String],
         since_us: Option<i64>,
         limit: usize,
-    ) -> Result<Vec<serde_json::Value>, String> {
+    ) -> Result<Vec<String>, String> {
         let q = Query {
             types: types.iter().filter_map(|t| parse_type(t)).collect(),
             since_us,
@@ -54,9 +54,7 @@ impl EventQuery for StoreQuery {
             .lock()
             .map_err(|_| "store lock poisoned".to_string())?;
         let rows = store.query(&q).map_err(|e| e.to_string())?;
-        rows.into_iter()
-            .map(|(_, e)| serde_json::from_str(&e.to_json()).map_err(|e| e.to_string()))
-            .collect()
+        Ok(rows.into_iter().map(|(_, e)| e.to_json()).collect())
     }
 }
 

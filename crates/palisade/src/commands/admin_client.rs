@@ -23,6 +23,9 @@ fn encode(s: &str) -> String {
 /// Largest answer read (an explanation is a few kB).
 pub(crate) const MAX_ANSWER: u64 = 16 << 20;
 
+/// Longest the whole answer may take: a member that trickles bytes does not hold the CLI.
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(20);
+
 /// GETs `path?query` from `addr` (`host:port`), with `Authorization: Bearer <token>` when a
 /// token is given; returns the status code and the body.
 pub(crate) fn get(
@@ -38,7 +41,7 @@ pub(crate) fn get(
         .ok_or("no address")?;
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(3))
         .map_err(|e| format!("cannot connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let deadline = std::time::Instant::now() + ANSWER_DEADLINE;
     let q: Vec<String> = query
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -52,43 +55,69 @@ pub(crate) fn get(
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    (&mut s)
-        .take(MAX_ANSWER + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no whole answer within {} s",
+                ANSWER_DEADLINE.as_secs()
+            ));
+        }
+        s.set_read_timeout(Some(left.min(Duration::from_secs(10))))
+            .ok();
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the answer: {e}")),
+        }
+        if buf.len() as u64 > MAX_ANSWER {
+            break;
+        }
+    }
     if buf.len() as u64 > MAX_ANSWER {
         return Err(format!(
             "the answer is larger than {} MiB; not read",
             MAX_ANSWER >> 20
         ));
     }
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or("the answer is not HTTP")?;
+    let (head, body) = (String::from_utf8_lossy(&buf[..end]), &buf[end + 4..]);
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or("the answer has no status code")?;
-    if head
+    // Chunk sizes count bytes: the body is joined before it is read as text, so a chunk
+    // that ends inside a character is no panic.
+    let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return Ok((status, dechunk(body)));
-    }
-    Ok((status, body.to_string()))
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
+        let (size, rest) = (&body[..i], &body[i + 2..]);
+        let n = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        body = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }
@@ -100,6 +129,65 @@ mod tests {
     #[test]
     fn values_are_encoded_and_chunks_joined() {
         assert_eq!(encode("x/a b&c"), "x/a%20b%26c");
-        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+    }
+
+    /// Serves `answer` once on a real listener; returns its address.
+    fn answer_once(answer: &'static [u8]) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(answer);
+        });
+        addr
+    }
+
+    #[test]
+    fn a_chunk_that_splits_a_character_is_read_not_a_panic() {
+        // A chunked answer whose chunks split the two bytes of "é" (chunk sizes count
+        // bytes, not characters): the old client cut the text at a byte that was not a
+        // character boundary and panicked.
+        let addr = answer_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              2\r\n{\xC3\r\n3\r\n\xA9}\n\r\n0\r\n\r\n",
+        );
+        let (status, body) = get(&addr, "/api/v1/status", &[], None).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, "{\u{e9}}\n");
+        // Garbage sizes end the body; they do not panic either.
+        let addr =
+            answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n");
+        assert_eq!(get(&addr, "/", &[], None).unwrap(), (200, String::new()));
+    }
+
+    #[test]
+    fn a_member_that_trickles_its_answer_is_given_up_on() {
+        // One byte every 2 s (each read well within the old 10 s read timeout) for 30 s:
+        // the old client waited for all of it; now it gives up after ANSWER_DEADLINE.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_secs(2));
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        let start = std::time::Instant::now();
+        let r = get(&addr, "/api/v1/explain", &[], None);
+        let took = start.elapsed();
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("within 20 s")),
+            "{r:?}"
+        );
+        assert!(took < Duration::from_secs(25), "{took:?}");
     }
 }

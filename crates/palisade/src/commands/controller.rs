@@ -133,7 +133,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         tracing::info!(admin = %a.admin, "controller started");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = axum::serve(listener, app) => r?,
+            r = palisade_observe::serve::serve(listener, app, Default::default(), std::future::pending()) => r?,
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }

@@ -152,6 +152,12 @@ fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             a.file.display()
         );
     }
+    if det.evicted() > 0 {
+        eprintln!(
+            "warning: more workloads and consumers than maxSubjects: {} of the quietest were evicted (their baselines restarted)",
+            det.evicted()
+        );
+    }
     eprintln!("{replayed} event(s) replayed, {alerts} alert(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -185,7 +185,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "metrics listening");
             let metrics_only = acc.protect(metrics_only);
-            tokio::spawn(async move { axum::serve(listener, metrics_only).await });
+            tokio::spawn(palisade_observe::serve::serve(listener, metrics_only, Default::default(), std::future::pending()));
         }
         let app = access.protect(
             admin::router(admin::AdminState {
@@ -197,8 +197,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
         let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(%listen, manifests = %rt.manifests.display(), "palisade up: admin API listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+        palisade_observe::serve::serve(listener, app, Default::default(), async {
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {},

@@ -56,6 +56,7 @@ pub(crate) fn start_detectors(rt: &Runtime) {
             let mut opened = None;
             let mut after: Option<i64> = None;
             let mut last_save = std::time::Instant::now();
+            let mut evicted = detector.evicted();
             loop {
                 if opened.is_none() && store.exists() {
                     opened = palisade_store::Store::open(&store).ok();
@@ -87,6 +88,14 @@ pub(crate) fn start_detectors(rt: &Runtime) {
                         }
                         after = Some(through);
                         more = through < latest;
+                        if detector.evicted() > evicted {
+                            tracing::warn!(
+                                evicted = detector.evicted() - evicted,
+                                total = detector.evicted(),
+                                "anomaly detectors: more workloads and consumers than maxSubjects; the quietest were evicted (their baselines restart)"
+                            );
+                            evicted = detector.evicted();
+                        }
                     }
                 }
                 if last_save.elapsed() >= std::time::Duration::from_secs(60) {
