@@ -161,7 +161,16 @@ fn host_name(raw: &[u8]) -> Result<String, &'static str> {
         .iter()
         .map(|b| char::from(b.to_ascii_lowercase()))
         .collect();
-    Ok(s.strip_suffix('.').map(str::to_string).unwrap_or(s))
+    let s = s.strip_suffix('.').map(str::to_string).unwrap_or(s);
+    // Every label 1 to 63 bytes (RFC 1035), so `.`, `a..b` or `.a` name nothing; and no
+    // IPv4 literal, which RFC 6066 does not allow as a HostName.
+    if s.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err("server name has an empty or over-long label");
+    }
+    if s.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("server name is an IP address");
+    }
+    Ok(s)
 }
 
 /// Builds a minimal ClientHello (one record) naming `sni`; for tests and fuzzing seeds.
@@ -200,6 +209,26 @@ pub fn client_hello_for(sni: Option<&str>) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn server_names_that_are_not_host_names_are_malformed() {
+        let long = format!("{}.test", "a".repeat(64));
+        for bad in [".", "..", "a..b", ".a", "a.b..", long.as_str(), "10.0.0.5"] {
+            assert!(
+                matches!(
+                    parse_client_hello(&client_hello_for(Some(bad))),
+                    ClientHello::Malformed(_)
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_client_hello(&client_hello_for(Some("Models.Example.TEST."))),
+            ClientHello::Parsed {
+                server_name: Some("models.example.test".into())
+            }
+        );
+    }
 
     #[test]
     fn reads_the_server_name() {
