@@ -248,6 +248,46 @@ impl Resolutions {
         out
     }
 
+    /// Removes every record whose address `closed` names and returns them, so their kernel
+    /// elements can be removed too. For addresses that came inside the cluster after they
+    /// were opened (a new pod took an address an allowed name once resolved to, a new
+    /// `spec.clusterNetworks`, a state file saved before the rule): kept, the record stayed
+    /// open to them for up to its TTL (a day) and every resync put its element back.
+    pub fn forget(&self, closed: impl Fn(IpAddr) -> bool) -> Vec<Record> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let mut out = Vec::new();
+        let mut removed = Vec::new();
+        inner.by_pod.retain(|pod, names| {
+            let before = out.len();
+            names.retain(|name, list| {
+                list.retain(|(ip, e)| {
+                    if closed(*ip) {
+                        out.push(Record {
+                            pod: *pod,
+                            name: name.clone(),
+                            ip: *ip,
+                            expires_ms: *e,
+                        });
+                        false
+                    } else {
+                        true
+                    }
+                });
+                !list.is_empty()
+            });
+            removed.push((*pod, out.len() - before));
+            !names.is_empty()
+        });
+        for (pod, n) in removed {
+            inner.removed(pod, n);
+        }
+        if !out.is_empty() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    }
+
     /// Number of records held (live or not yet pruned).
     pub fn len(&self) -> usize {
         self.lock().total
