@@ -163,22 +163,6 @@ pub(crate) async fn serve(
     cfg.origin.cluster = Some(rt.cluster.clone());
     cfg.origin.node = Some(rt.node.clone());
     cfg.cluster_networks = rt.cluster_networks.clone();
-    // Keep the opener's set names in step with the policy.
-    if let Some(op) = opener.clone() {
-        let mut rx = state.published.clone();
-        tokio::spawn(async move {
-            loop {
-                let cur = rx.borrow_and_update().clone();
-                if let Some(p) = cur {
-                    let (op, eng) = (op.clone(), p.engine.clone());
-                    let _ = tokio::task::spawn_blocking(move || op.refresh(&eng)).await;
-                }
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
     // What pods resolved: bounded, saved across restarts, and put back into the kernel's
     // FQDN sets whenever they may have lost it (new sets, a rebuilt table, a restart).
     let state_file = rt.data_dir.join(STATE_FILE);
@@ -195,7 +179,8 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let mut save = tokio::time::interval(SAVE);
             let mut kernel = tokio::time::interval(RESYNC);
-            // The first policy (and the restored state) is checked once it is there.
+            // Each new policy (the first one included, with the restored state): the
+            // opener learns its sets, and records now inside are closed.
             let mut checked: Option<Arc<palisade_policy::Engine>> = None;
             loop {
                 let restore = tokio::select! {
@@ -212,6 +197,11 @@ pub(crate) async fn serve(
                     (res.clone(), op.clone(), file.clone(), networks.clone());
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Some(e) = check {
+                        // The opener's set names follow the policy first: the elements
+                        // closed below are looked up in the sets it knows.
+                        if let Some(op) = &op {
+                            op.refresh(&e);
+                        }
                         close_inside(&res, op.as_deref(), &e, &networks);
                     }
                     resync(&res, op.as_deref().filter(|_| restore), &file)
