@@ -514,6 +514,9 @@ impl Worker {
             let summary = crate::answers::quick_addresses(resp, &log.query).or_else(|| {
                 Message::from_vec(resp)
                     .ok()
+                    // The header's 4 bits and an OPT record's extended ones: NOERROR only,
+                    // as over TCP.
+                    .filter(|msg| msg.metadata.response_code == ResponseCode::NoError)
                     .map(|msg| addresses(&msg, &log.query))
             });
             if let Some(summary) = summary {

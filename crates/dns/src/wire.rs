@@ -268,6 +268,11 @@ pub fn simple_answers(resp: &[u8]) -> Option<Vec<crate::answers::SimpleRecord>> 
     for _ in 0..u32::from(ns) + u32::from(ar) {
         let (_, after) = read_name(resp, at)?;
         let fixed = resp.get(after..after + 10)?;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == 41 && fixed[4] != 0 {
+            // An OPT record with extended RCODE bits: not NOERROR whatever the header
+            // says (BADVERS, BADCOOKIE, ...); the full parser reads the whole code.
+            return None;
+        }
         let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
         at = after + 10 + rdlen;
         if at > resp.len() {

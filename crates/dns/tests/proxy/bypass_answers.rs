@@ -398,3 +398,32 @@ async fn malformed_answers_open_nothing() {
         answers.lock().unwrap()
     );
 }
+
+/// An error code may sit in an OPT record's extended RCODE bits with the header's four bits
+/// at 0 (BADVERS is 16): such an answer is no NOERROR. On the old code the UDP path read
+/// the header's bits only and opened its address; the TCP path (hickory's whole code) did
+/// not. Now neither does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_error_codes_open_nothing() {
+    let badvers: Responder = Arc::new(|q: &Message| {
+        let asked = q.queries[0].name.clone();
+        let mut d = response(q, vec![a(&asked, 30, [203, 0, 113, 6])]);
+        // OPT: root owner, type 41, payload 1232, extended RCODE 1 (16 with the header's 0).
+        d.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 1, 0, 0, 0, 0, 0]);
+        d[11] += 1;
+        vec![d]
+    });
+    let (upstream, _) = crafted_upstream(badvers).await;
+    let (proxy, answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let q = query(81, "cdn.models.test");
+    let udp = ask_udp("127.0.0.1", proxy, &q).await.expect("relayed");
+    let tcp = ask_tcp(proxy, &q).await.expect("relayed");
+    for m in [udp, tcp] {
+        assert_eq!(u16::from(m.metadata.response_code), 16, "BADVERS relayed");
+    }
+    assert!(
+        answers.lock().unwrap().is_empty(),
+        "{:?}",
+        answers.lock().unwrap()
+    );
+}
