@@ -162,6 +162,26 @@ impl FqdnOpener {
         Ok(names)
     }
 
+    /// Removes the elements of (pod IP, name, IP) from every set whose pattern matches the
+    /// name (absent ones are fine). One transaction. Returns the number of elements sent.
+    pub fn close(&self, records: &[(IpAddr, &str, IpAddr)]) -> Result<usize, nft::NftError> {
+        let mut batch = ElementBatch::new();
+        let mut sent = 0;
+        for &(pod_ip, name, ip) in records {
+            if pod_ip.is_ipv4() != ip.is_ipv4() {
+                continue;
+            }
+            for n in self.sets_for(name, ip.is_ipv4()) {
+                batch.push(ElementOp::Destroy, &n, vec![Element::of_ips(&[pod_ip, ip])]);
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            self.apply(&batch)?;
+        }
+        Ok(sent)
+    }
+
     /// Puts back elements the kernel may have lost (a rebuilt table, a new FQDN set): each
     /// (pod IP, name, IP, time left) is added where missing; elements already present keep
     /// their timeout. One transaction. Returns the number of elements sent.

@@ -20,6 +20,20 @@ use crate::names::{matchable, name_text};
 /// Longest CNAME chain followed.
 const MAX_CHAIN: usize = 16;
 
+/// Answer records an event lists (then one `+N more` line): whoever answers for an allowed
+/// domain may send thousands (a 64 KiB TCP answer holds about 4,000 A records), and the
+/// event queue holds 65,536 events.
+pub const MAX_EVENT_RECORDS: usize = 64;
+
+/// The event's text of the records `texts` gives, at most [`MAX_EVENT_RECORDS`] of `total`.
+fn event_records(total: usize, texts: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = texts.take(MAX_EVENT_RECORDS).collect();
+    if total > out.len() {
+        out.push(format!("+{} more", total - out.len()));
+    }
+    out
+}
+
 /// Longest TTL an address is kept open for, in seconds (one day, as hickory's and
 /// Unbound's caches cap it): an upstream cannot open an address for decades.
 pub const MAX_TTL: u32 = 86_400;
@@ -91,11 +105,12 @@ pub enum SimpleData {
 
 /// Extracts the addresses for `question` (normalised) from a parsed response.
 pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
-    let records = msg
-        .answers
-        .iter()
-        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
-        .collect();
+    let records = event_records(
+        msg.answers.len(),
+        msg.answers
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data)),
+    );
     let simple: Vec<SimpleRecord> = msg
         .answers
         .iter()
@@ -120,15 +135,15 @@ pub fn addresses(msg: &Message, question: &str) -> AnswerSummary {
 /// the caller hands to the full parser. Both give the same summary.
 pub fn quick_addresses(resp: &[u8], question: &str) -> Option<AnswerSummary> {
     let simple = crate::wire::simple_answers(resp)?;
-    let records = simple
-        .iter()
-        .map(|r| match &r.data {
+    let records = event_records(
+        simple.len(),
+        simple.iter().map(|r| match &r.data {
             SimpleData::Addr(IpAddr::V4(ip)) => format!("{} {} A {ip}", r.owner, r.ttl),
             SimpleData::Addr(IpAddr::V6(ip)) => format!("{} {} AAAA {ip}", r.owner, r.ttl),
             SimpleData::Alias(t) => format!("{} {} CNAME {t}", r.owner, r.ttl),
             SimpleData::Other => String::new(),
-        })
-        .collect();
+        }),
+    );
     Some(summarise(&simple, records, question))
 }
 
@@ -400,6 +415,28 @@ mod tests {
         ] {
             assert!(may_open(outside.parse().unwrap(), is_pod), "{outside}");
         }
+    }
+
+    /// An answer with thousands of records made an event holding every one of them as text
+    /// (about 280 KiB for a 64 KiB TCP answer; the event queue holds 65,536 events): on the
+    /// old code `records` had all 300 here. Events now list the first 64 and a count.
+    #[test]
+    fn events_list_a_bounded_number_of_records() {
+        let many: Vec<Record> = (0..300u32)
+            .map(|i| {
+                a(
+                    "a.test.",
+                    60,
+                    [192, 0, (i / 256) as u8 + 2, (i % 256) as u8],
+                )
+            })
+            .collect();
+        let m = response("a.test.", many);
+        let s = addresses(&m, "a.test");
+        assert_eq!(s.records.len(), MAX_EVENT_RECORDS + 1);
+        assert_eq!(s.records.last().map(String::as_str), Some("+236 more"));
+        assert_eq!(s.addresses.len(), 300, "every address is still read");
+        assert_eq!(quick_addresses(&m.to_vec().unwrap(), "a.test").unwrap(), s);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! Over TCP each allowed query is sent to the upstream over its own connection and waited
 //! for with a timeout; a timeout or an unreadable answer is a SERVFAIL. Work is bounded: at
 //! most `max_in_flight` forwarded queries per UDP worker and as many TCP connections are
-//! handled at once; beyond that, packets are dropped and counted, and clients retry.
+//! handled at once, and at most `max_in_flight_per_client` / `max_tcp_per_client` of them
+//! for one client address; beyond that, packets are dropped and counted, and clients retry.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,11 @@ pub struct ProxyConfig {
     pub deny: DenyRcode,
     /// Queries (and TCP connections) handled at once.
     pub max_in_flight: usize,
+    /// Forwarded UDP queries one client address may have in flight per worker (default
+    /// 256): one pod cannot take the room of the others, whatever it asks.
+    pub max_in_flight_per_client: usize,
+    /// TCP connections one client address may hold at once (default 32).
+    pub max_tcp_per_client: usize,
     /// Cluster and node, for events.
     pub origin: Origin,
     /// UDP workers (each a listening socket and two threads).
@@ -70,6 +77,8 @@ impl ProxyConfig {
             timeout: Duration::from_secs(2),
             deny: DenyRcode::Refused,
             max_in_flight: 4096,
+            max_in_flight_per_client: 256,
+            max_tcp_per_client: 32,
             origin: Origin::default(),
             udp_workers: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
@@ -283,11 +292,59 @@ impl DnsProxy {
     }
 }
 
+/// TCP connections held per client address.
+type TcpCounts = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One client's TCP connection, counted while it lives.
+struct TcpSlot {
+    counts: TcpCounts,
+    client: IpAddr,
+}
+
+impl TcpSlot {
+    /// Counts a connection of `client`, unless it already holds `limit`.
+    fn take(counts: &TcpCounts, client: IpAddr, limit: usize) -> Option<TcpSlot> {
+        let mut c = counts.lock().ok()?;
+        let n = c.entry(client).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(TcpSlot {
+            counts: Arc::clone(counts),
+            client,
+        })
+    }
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.counts.lock() {
+            if let std::collections::hash_map::Entry::Occupied(mut n) = c.entry(self.client) {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
+        }
+    }
+}
+
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
     let permits = Arc::new(Semaphore::new(limit));
+    let per_client = shared.cfg.max_tcp_per_client.clamp(1, limit);
+    let counts: TcpCounts = Arc::default();
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // `::ffff:a.b.c.d` on a dual-stack socket is the IPv4 client a.b.c.d.
+        let client = peer.ip().to_canonical();
+        // One client cannot hold every connection (idle ones wait TCP_IDLE each) and shut
+        // the others out.
+        let Some(slot) = TcpSlot::take(&counts, client, per_client) else {
+            shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
@@ -296,9 +353,9 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            // `::ffff:a.b.c.d` on a dual-stack socket is the IPv4 client a.b.c.d.
-            tcp_client(stream, peer.ip().to_canonical(), &shared).await;
+            tcp_client(stream, client, &shared).await;
             drop(permit);
+            drop(slot);
         });
     }
 }

@@ -72,6 +72,53 @@ impl Inner {
         }
     }
 
+    /// Frees one record's room for `pod` when every room is taken: from the pod holding the
+    /// most records, if it holds at least two more than `pod` (its expired records first,
+    /// else its soonest to expire). So pods that each stay within their own bound cannot
+    /// together keep every other pod's answers from being opened; the largest holders give
+    /// way. Only runs at the global bound.
+    fn make_room_for(&mut self, pod: IpAddr, now: u64) -> bool {
+        let mine = self.per_pod.get(&pod).copied().unwrap_or(0);
+        let Some((&largest, &held)) = self
+            .per_pod
+            .iter()
+            .filter(|(p, _)| **p != pod)
+            .max_by_key(|(_, n)| **n)
+        else {
+            return false;
+        };
+        if held < mine + 2 {
+            return false;
+        }
+        let before = self.total;
+        self.prune_pod(largest, now);
+        if self.total < before {
+            return true;
+        }
+        let Some(names) = self.by_pod.get_mut(&largest) else {
+            return false;
+        };
+        let soonest = names
+            .iter()
+            .flat_map(|(name, list)| list.iter().enumerate().map(move |(i, r)| (r.1, name, i)))
+            .min_by_key(|(e, _, _)| *e)
+            .map(|(_, name, i)| (name.clone(), i));
+        let Some((name, i)) = soonest else {
+            return false;
+        };
+        if let Some(list) = names.get_mut(&name) {
+            list.swap_remove(i);
+            if list.is_empty() {
+                names.remove(&name);
+            }
+        }
+        if names.is_empty() {
+            self.by_pod.remove(&largest);
+        }
+        self.removed(largest, 1);
+        true
+    }
+
     /// Drops `pod`'s expired records.
     fn prune_pod(&mut self, pod: IpAddr, now: u64) {
         let mut gone = 0;
@@ -169,7 +216,7 @@ impl Resolutions {
                 return false;
             }
         }
-        if inner.total >= self.max_records {
+        if inner.total >= self.max_records && !inner.make_room_for(pod, now) {
             inner.refused += 1;
             return false;
         }
@@ -244,6 +291,46 @@ impl Resolutions {
         });
         for (pod, n) in removed {
             inner.removed(pod, n);
+        }
+        out
+    }
+
+    /// Removes every record whose address `closed` names and returns them, so their kernel
+    /// elements can be removed too. For addresses that came inside the cluster after they
+    /// were opened (a new pod took an address an allowed name once resolved to, a new
+    /// `spec.clusterNetworks`, a state file saved before the rule): kept, the record stayed
+    /// open to them for up to its TTL (a day) and every resync put its element back.
+    pub fn forget(&self, closed: impl Fn(IpAddr) -> bool) -> Vec<Record> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let mut out = Vec::new();
+        let mut removed = Vec::new();
+        inner.by_pod.retain(|pod, names| {
+            let before = out.len();
+            names.retain(|name, list| {
+                list.retain(|(ip, e)| {
+                    if closed(*ip) {
+                        out.push(Record {
+                            pod: *pod,
+                            name: name.clone(),
+                            ip: *ip,
+                            expires_ms: *e,
+                        });
+                        false
+                    } else {
+                        true
+                    }
+                });
+                !list.is_empty()
+            });
+            removed.push((*pod, out.len() - before));
+            !names.is_empty()
+        });
+        for (pod, n) in removed {
+            inner.removed(pod, n);
+        }
+        if !out.is_empty() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         out
     }
@@ -376,6 +463,57 @@ mod tests {
         }
         assert_eq!(r.len(), 3);
         assert_eq!(r.refused(), 7);
+    }
+
+    /// Ten pods each within their own bound (a tenth of the total) filled the global bound:
+    /// on the old code every other pod's answers were refused, nothing opened for them, for
+    /// as long as the ten kept resolving. Now the largest holder gives way.
+    #[test]
+    fn pods_within_their_bound_cannot_together_shut_out_the_others() {
+        let r = Resolutions::new(4, 100);
+        for p in 1..=10u8 {
+            for i in 0..10u8 {
+                assert!(r.record(
+                    IpAddr::from([10, 0, 0, p]),
+                    &format!("r{i}.wild.test"),
+                    IpAddr::from([192, 0, 2, i]),
+                    Duration::from_secs(60 + u64::from(i)),
+                    0,
+                ));
+            }
+        }
+        assert_eq!(r.len(), 100);
+        let late = ip("10.0.0.99");
+        assert!(r.record(
+            late,
+            "a.test",
+            ip("198.51.100.1"),
+            Duration::from_secs(60),
+            0
+        ));
+        assert!(r.allows(late, "a.test", ip("198.51.100.1"), 1));
+        assert_eq!(r.len(), 100, "the global bound holds");
+        // One of the ten lost its soonest to expire (r0), the rest is kept.
+        let lost: Vec<u8> = (1..=10u8)
+            .filter(|p| {
+                !r.allows(
+                    IpAddr::from([10, 0, 0, *p]),
+                    "r0.wild.test",
+                    ip("192.0.2.0"),
+                    1,
+                )
+            })
+            .collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        // A pod as large as the others gets no room at their expense.
+        assert!(!r.record(
+            ip("10.0.0.2"),
+            "more.wild.test",
+            ip("192.0.2.77"),
+            Duration::from_secs(60),
+            0
+        ));
+        assert_eq!(r.live(1).len(), 100, "counts agree");
     }
 
     #[test]

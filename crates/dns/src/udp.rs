@@ -74,11 +74,16 @@ struct Pending {
 struct Table {
     slots: HashMap<u16, Pending>,
     limit: usize,
+    /// Forwarded queries in flight per client address (entries removed at 0).
+    per_client: HashMap<IpAddr, usize>,
+    /// At most this many of them per client: one pod flooding names whose answers never
+    /// come (its own slow authoritative server) cannot take every slot.
+    client_limit: usize,
     rng: u64,
 }
 
 impl Table {
-    fn new(limit: usize) -> Self {
+    fn new(limit: usize, client_limit: usize) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -87,6 +92,8 @@ impl Table {
         Table {
             slots: HashMap::with_capacity(limit.min(4096)),
             limit,
+            per_client: HashMap::new(),
+            client_limit: client_limit.clamp(1, limit.max(1)),
             rng: seed | 1,
         }
     }
@@ -103,14 +110,36 @@ impl Table {
         if self.slots.len() >= self.limit {
             return None;
         }
+        let client = p.client.ip().to_canonical();
+        if self
+            .per_client
+            .get(&client)
+            .is_some_and(|n| *n >= self.client_limit)
+        {
+            return None;
+        }
         for _ in 0..32 {
             let id = self.next();
             if let std::collections::hash_map::Entry::Vacant(v) = self.slots.entry(id) {
                 v.insert(p);
+                *self.per_client.entry(client).or_default() += 1;
                 return Some(id);
             }
         }
         None
+    }
+
+    /// Takes the query forwarded under `id` out of the table.
+    fn take(&mut self, id: u16) -> Option<Pending> {
+        let p = self.slots.remove(&id)?;
+        let client = p.client.ip().to_canonical();
+        if let std::collections::hash_map::Entry::Occupied(mut n) = self.per_client.entry(client) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
+        Some(p)
     }
 
     /// 64 random bits for the case of a question's letters.
@@ -125,7 +154,7 @@ impl Table {
             .filter(|(_, p)| now.duration_since(p.start) >= timeout)
             .map(|(id, _)| *id)
             .collect();
-        ids.iter().filter_map(|id| self.slots.remove(id)).collect()
+        ids.iter().filter_map(|id| self.take(*id)).collect()
     }
 }
 
@@ -156,12 +185,13 @@ pub(crate) fn spawn_worker(
     upstream.connect(up)?;
     upstream.set_read_timeout(Some(TICK))?;
     let limit = shared.cfg.max_in_flight.max(1);
+    let client_limit = shared.cfg.max_in_flight_per_client;
     let mix_case = shared.cfg.mix_case;
     let w = Arc::new(Worker {
         shared,
         listen,
         upstream,
-        table: Mutex::new(Table::new(limit)),
+        table: Mutex::new(Table::new(limit, client_limit)),
         stop,
         case: CaseCheck::new(mix_case),
     });
@@ -450,7 +480,7 @@ impl Worker {
             Ok(mut t) => match t.slots.get(&id) {
                 Some(p) if p.mixed && echoes_exactly(resp, &p.sent) => {
                     self.case.saw_exact_echo();
-                    t.slots.remove(&id)
+                    t.take(id)
                 }
                 Some(p) if p.mixed && wire::answers_question(resp, &p.sent) => {
                     // The right question in another case: forged, or an upstream that
@@ -463,9 +493,7 @@ impl Worker {
                     }
                     None
                 }
-                Some(p) if !p.mixed && wire::answers_question(resp, &p.question) => {
-                    t.slots.remove(&id)
-                }
+                Some(p) if !p.mixed && wire::answers_question(resp, &p.question) => t.take(id),
                 // Not ours (late, forged or mangled): leave the query waiting.
                 _ => None,
             },
@@ -486,6 +514,9 @@ impl Worker {
             let summary = crate::answers::quick_addresses(resp, &log.query).or_else(|| {
                 Message::from_vec(resp)
                     .ok()
+                    // The header's 4 bits and an OPT record's extended ones: NOERROR only,
+                    // as over TCP.
+                    .filter(|msg| msg.metadata.response_code == ResponseCode::NoError)
                     .map(|msg| addresses(&msg, &log.query))
             });
             if let Some(summary) = summary {

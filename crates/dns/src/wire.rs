@@ -228,7 +228,8 @@ pub fn simple_answers(resp: &[u8]) -> Option<Vec<crate::answers::SimpleRecord>> 
         let (_, after) = read_name(resp, at)?;
         at = after + 4;
     }
-    let mut out = Vec::with_capacity(an as usize);
+    // Each record takes at least 11 bytes: the count cannot make a large allocation.
+    let mut out = Vec::with_capacity(usize::from(an).min(resp.len() / 11));
     for _ in 0..an {
         let (owner, after) = read_name(resp, at)?;
         let fixed = resp.get(after..after + 10)?;
@@ -259,6 +260,24 @@ pub fn simple_answers(resp: &[u8]) -> Option<Vec<crate::answers::SimpleRecord>> 
         // hickory prints TTLs as sent; keep the same.
         out.push(SimpleRecord { owner, ttl, data });
         at = rdata_at + rdlen;
+    }
+    // The rest must be there too: a message cut short or with counts beyond its end is
+    // malformed, and the full parser (and the client) reject it; nothing is opened for it.
+    let ns = u16::from_be_bytes([resp[8], resp[9]]);
+    let ar = u16::from_be_bytes([resp[10], resp[11]]);
+    for _ in 0..u32::from(ns) + u32::from(ar) {
+        let (_, after) = read_name(resp, at)?;
+        let fixed = resp.get(after..after + 10)?;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == 41 && fixed[4] != 0 {
+            // An OPT record with extended RCODE bits: not NOERROR whatever the header
+            // says (BADVERS, BADCOOKIE, ...); the full parser reads the whole code.
+            return None;
+        }
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        at = after + 10 + rdlen;
+        if at > resp.len() {
+            return None;
+        }
     }
     Some(out)
 }

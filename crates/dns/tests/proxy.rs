@@ -564,6 +564,8 @@ async fn a_random_subdomain_flood_is_bounded() {
 
 #[path = "proxy/bypass_answers.rs"]
 mod bypass_answers;
+#[path = "proxy/bypass_load.rs"]
+mod bypass_load;
 #[path = "proxy/bypass_names.rs"]
 mod bypass_names;
 #[path = "proxy/bypass_structure.rs"]

@@ -189,3 +189,126 @@ proptest! {
         let _ = decide(&p, |_| true, DenyRcode::Refused);
     }
 }
+
+/// Owner and target names of the generated answers: the question, names under it and
+/// beside it, in any case.
+const NAMES: [&str; 5] = [
+    "a.models.test.",
+    "A.Models.TEST.",
+    "edge.cdn.test.",
+    "x.edge.cdn.test.",
+    "bank.test.",
+];
+
+/// One generated answer record: owner index, then an address or a CNAME target index.
+#[derive(Debug, Clone)]
+enum Gen {
+    A(usize, [u8; 4], u32),
+    Cname(usize, usize, u32),
+    Txt(usize),
+}
+
+fn gen_records() -> impl Strategy<Value = Vec<Gen>> {
+    let one = prop_oneof![
+        4 => (0..NAMES.len(), any::<[u8; 4]>(), any::<u32>()).prop_map(|(o, ip, t)| Gen::A(o, ip, t)),
+        3 => (0..NAMES.len(), 0..NAMES.len(), 0u32..1000).prop_map(|(o, t, ttl)| Gen::Cname(o, t, ttl)),
+        1 => (0..NAMES.len()).prop_map(Gen::Txt),
+    ];
+    proptest::collection::vec(one, 0..10)
+}
+
+/// A response to `a.models.test A` with `records` in the answer section (hickory compresses
+/// the names).
+fn answer_wire(records: &[Gen]) -> Vec<u8> {
+    use hickory_proto::rr::rdata::{A, CNAME, TXT};
+    use hickory_proto::rr::{RData, Record};
+    let n = |i: usize| Name::from_ascii(NAMES[i]).unwrap();
+    let mut m = Message::new(9, MessageType::Response, OpCode::Query);
+    m.add_query(Query::query(n(0), RecordType::A));
+    for r in records {
+        m.add_answer(match r {
+            Gen::A(o, ip, ttl) => Record::from_rdata(
+                n(*o),
+                *ttl,
+                RData::A(A::from(std::net::Ipv4Addr::from(*ip))),
+            ),
+            Gen::Cname(o, t, ttl) => Record::from_rdata(n(*o), *ttl, RData::CNAME(CNAME(n(*t)))),
+            Gen::Txt(o) => Record::from_rdata(n(*o), 5, RData::TXT(TXT::new(vec!["x".into()]))),
+        });
+    }
+    m.to_vec().unwrap()
+}
+
+/// Names reachable from the question through the generated CNAMEs (by lowercase index).
+fn reachable(records: &[Gen]) -> Vec<String> {
+    let low = |i: usize| NAMES[i].to_ascii_lowercase();
+    let mut reach = vec![low(0)];
+    let mut i = 0;
+    while i < reach.len() {
+        for r in records {
+            if let Gen::Cname(o, t, _) = r {
+                if low(*o) == reach[i] && !reach.contains(&low(*t)) {
+                    reach.push(low(*t));
+                }
+            }
+        }
+        i += 1;
+    }
+    reach
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The in-place answer reader and hickory give the same addresses, and every address
+    /// opened is one an A record of a name reachable from the question gave.
+    #[test]
+    fn answer_readers_agree_and_open_only_reachable_names(records in gen_records()) {
+        let wire = answer_wire(&records);
+        let full = palisade_dns::addresses(&Message::from_vec(&wire).unwrap(), "a.models.test");
+        if let Some(quick) = palisade_dns::answers::quick_addresses(&wire, "a.models.test") {
+            prop_assert_eq!(&quick, &full);
+        }
+        let reach = reachable(&records);
+        for got in &full.addresses {
+            prop_assert_eq!(got.name.as_str(), "a.models.test");
+            let from_reachable = records.iter().any(|r| matches!(r,
+                Gen::A(o, ip, _) if std::net::IpAddr::from(*ip) == got.ip
+                    && reach.contains(&NAMES[*o].to_ascii_lowercase())));
+            prop_assert!(from_reachable, "{} opened from {:?}", got.ip, records);
+        }
+        for r in &records {
+            if let Gen::A(o, ip, _) = r {
+                if reach.contains(&NAMES[*o].to_ascii_lowercase()) {
+                    prop_assert!(full.addresses.iter().any(|g| g.ip == std::net::IpAddr::from(*ip)));
+                }
+            }
+        }
+    }
+
+    /// On a mutated or cut response the in-place reader never panics, and it never opens
+    /// an address the full parser would not (when it reads anything, hickory agrees).
+    #[test]
+    fn mutated_answers_open_nothing_the_full_parser_would_not(
+        records in gen_records(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let mut wire = answer_wire(&records);
+        for (at, b) in edits {
+            let at = at % wire.len();
+            wire[at] = b;
+        }
+        if let Some(c) = cut {
+            wire.truncate(c % (wire.len() + 1));
+        }
+        if let Some(quick) = palisade_dns::answers::quick_addresses(&wire, "a.models.test") {
+            if quick.addresses.is_empty() {
+                return Ok(());
+            }
+            let full = Message::from_vec(&wire)
+                .map(|m| palisade_dns::addresses(&m, "a.models.test").addresses);
+            prop_assert_eq!(Ok(quick.addresses), full.map_err(|e| e.to_string()));
+        }
+    }
+}

@@ -284,5 +284,21 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
     );
     let saved = std::fs::read_to_string(dir.join("data/dns-resolutions.jsonl")).unwrap();
     assert!(saved.contains("\"name\":\"hub.models.test\""), "{saved}");
+
+    // A pod takes the address hub.models.test opened (for 30 s): a name never opens a pod,
+    // so the proxy closes it at the next policy. On the old code it stayed open.
+    std::fs::write(
+        dir.join("manifests/late.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: web}\nspec: {containers: [{name: c}]}\nstatus: {podIP: 10.99.0.12}\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    while connect(&pod, "10.99.0.12") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the address a pod took is still open by name"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let _ = Path::new(&dir);
 }

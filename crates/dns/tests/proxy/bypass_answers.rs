@@ -363,3 +363,67 @@ async fn mixing_can_be_turned_off() {
     assert_eq!(a_records(&reply), vec!["192.0.2.99"]);
     assert_eq!(seen.lock().unwrap().names, vec![NAME]);
 }
+
+/// A response whose authority or additional count reaches past its end (or that is cut
+/// short after its answers) is malformed: hickory, and the client's resolver, reject it.
+/// On the old code the in-place reader looked at the answer section only and opened its
+/// address anyway over UDP; now the malformed message opens nothing (it is still relayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_open_nothing() {
+    let broken: Responder = Arc::new(|q: &Message| {
+        let asked = q.queries[0].name.clone();
+        let mut d = response(q, vec![a(&asked, 30, [192, 0, 2, 10])]);
+        // One additional record announced, none there.
+        d[11] = 1;
+        vec![d]
+    });
+    let (upstream, _) = crafted_upstream(broken).await;
+    let (proxy, answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(&query(70, "cdn.models.test"), proxy)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(1), client.recv(&mut buf))
+        .await
+        .expect("relayed")
+        .unwrap();
+    assert_eq!(&buf[..2], &70u16.to_be_bytes(), "the client's id");
+    assert!(Message::from_vec(&buf[..n]).is_err(), "still malformed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        answers.lock().unwrap().is_empty(),
+        "{:?}",
+        answers.lock().unwrap()
+    );
+}
+
+/// An error code may sit in an OPT record's extended RCODE bits with the header's four bits
+/// at 0 (BADVERS is 16): such an answer is no NOERROR. On the old code the UDP path read
+/// the header's bits only and opened its address; the TCP path (hickory's whole code) did
+/// not. Now neither does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_error_codes_open_nothing() {
+    let badvers: Responder = Arc::new(|q: &Message| {
+        let asked = q.queries[0].name.clone();
+        let mut d = response(q, vec![a(&asked, 30, [203, 0, 113, 6])]);
+        // OPT: root owner, type 41, payload 1232, extended RCODE 1 (16 with the header's 0).
+        d.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 1, 0, 0, 0, 0, 0]);
+        d[11] += 1;
+        vec![d]
+    });
+    let (upstream, _) = crafted_upstream(badvers).await;
+    let (proxy, answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let q = query(81, "cdn.models.test");
+    let udp = ask_udp("127.0.0.1", proxy, &q).await.expect("relayed");
+    let tcp = ask_tcp(proxy, &q).await.expect("relayed");
+    for m in [udp, tcp] {
+        assert_eq!(u16::from(m.metadata.response_code), 16, "BADVERS relayed");
+    }
+    assert!(
+        answers.lock().unwrap().is_empty(),
+        "{:?}",
+        answers.lock().unwrap()
+    );
+}

@@ -163,22 +163,6 @@ pub(crate) async fn serve(
     cfg.origin.cluster = Some(rt.cluster.clone());
     cfg.origin.node = Some(rt.node.clone());
     cfg.cluster_networks = rt.cluster_networks.clone();
-    // Keep the opener's set names in step with the policy.
-    if let Some(op) = opener.clone() {
-        let mut rx = state.published.clone();
-        tokio::spawn(async move {
-            loop {
-                let cur = rx.borrow_and_update().clone();
-                if let Some(p) = cur {
-                    let (op, eng) = (op.clone(), p.engine.clone());
-                    let _ = tokio::task::spawn_blocking(move || op.refresh(&eng)).await;
-                }
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
     // What pods resolved: bounded, saved across restarts, and put back into the kernel's
     // FQDN sets whenever they may have lost it (new sets, a rebuilt table, a restart).
     let state_file = rt.data_dir.join(STATE_FILE);
@@ -191,17 +175,35 @@ pub(crate) async fn serve(
     {
         let (res, op, file) = (resolutions.clone(), opener.clone(), state_file.clone());
         let mut policy = state.published.clone();
+        let networks = Arc::new(rt.cluster_networks.clone());
         tokio::spawn(async move {
             let mut save = tokio::time::interval(SAVE);
             let mut kernel = tokio::time::interval(RESYNC);
+            // Each new policy (the first one included, with the restored state): the
+            // opener learns its sets, and records now inside are closed.
+            let mut checked: Option<Arc<palisade_policy::Engine>> = None;
             loop {
                 let restore = tokio::select! {
                     _ = save.tick() => false,
                     _ = kernel.tick() => true,
                     changed = policy.changed() => if changed.is_err() { break } else { true },
                 };
-                let (res, op, file) = (res.clone(), op.clone(), file.clone());
+                let engine = policy.borrow().as_ref().map(|p| p.engine.clone());
+                let check = engine.filter(|e| !checked.as_ref().is_some_and(|c| Arc::ptr_eq(c, e)));
+                if let Some(e) = &check {
+                    checked = Some(e.clone());
+                }
+                let (res, op, file, networks) =
+                    (res.clone(), op.clone(), file.clone(), networks.clone());
                 let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(e) = check {
+                        // The opener's set names follow the policy first: the elements
+                        // closed below are looked up in the sets it knows.
+                        if let Some(op) = &op {
+                            op.refresh(&e);
+                        }
+                        close_inside(&res, op.as_deref(), &e, &networks);
+                    }
                     resync(&res, op.as_deref().filter(|_| restore), &file)
                 })
                 .await;
@@ -321,6 +323,41 @@ pub(crate) fn read_token(rt: &config::Runtime, file: &str) -> anyhow::Result<Opt
     Ok(Some(token.to_string()))
 }
 
+/// Forgets (and closes in the kernel) the records whose address is now inside the node or
+/// the cluster under `engine`: a pod that took an address after an allowed name resolved to
+/// it, a new `spec.clusterNetworks` range, a state file saved before the rule. Kept, they
+/// stayed open to the pod for up to a day (the longest TTL) and each resync put them back.
+/// Returns how many were forgotten.
+pub(crate) fn close_inside(
+    res: &Resolutions,
+    opener: Option<&FqdnOpener>,
+    engine: &palisade_policy::Engine,
+    networks: &[palisade_policy::cidr::Cidr],
+) -> usize {
+    let gone = res.forget(|ip| {
+        !palisade_dns::answers::may_open(ip, |ip| {
+            palisade_policy::Engine::inside_cluster(Some(engine), networks, ip)
+        })
+    });
+    if gone.is_empty() {
+        return 0;
+    }
+    tracing::info!(
+        records = gone.len(),
+        "DNS answers now inside the cluster (a new pod, clusterNetworks) closed"
+    );
+    if let Some(op) = opener {
+        let records: Vec<_> = gone
+            .iter()
+            .map(|r| (r.pod, r.name.as_str(), r.ip))
+            .collect();
+        if let Err(e) = op.close(&records) {
+            tracing::warn!(error = %e, "FQDN elements not closed");
+        }
+    }
+    gone.len()
+}
+
 /// Saves the state and puts live records back into the kernel's sets.
 fn resync(res: &Resolutions, opener: Option<&FqdnOpener>, file: &std::path::Path) {
     let now = now_ms();
@@ -360,6 +397,42 @@ async fn shutdown() {
 
 #[cfg(test)]
 mod tests {
+    /// An allowed name resolved to an address no pod had; a pod then took it. On the old
+    /// code the record stayed (the egress gateway still allowed it, each resync put the
+    /// kernel element `(client . address)` back) for up to its TTL, a day: the client
+    /// reached the new pod through its FQDN rule, which must never open a pod. Records
+    /// restored from a state file saved before the rule (the metadata service) or pointing
+    /// into a newly listed `spec.clusterNetworks` range are closed the same way.
+    #[test]
+    fn answers_a_pod_took_later_are_closed() {
+        use palisade_dns::Resolutions;
+        use palisade_policy::{Engine, Manifests, Posture, Snapshot};
+        use std::net::IpAddr;
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let res = Resolutions::new(50, 1000).with_max_per_pod(4);
+        let client = ip("10.0.0.5");
+        let now = palisade_dns::resolutions::now_ms();
+        let day = std::time::Duration::from_secs(86_400);
+        for addr in ["10.244.1.9", "192.0.2.1", "169.254.169.254", "10.96.0.1"] {
+            assert!(res.record(client, "hub.models.test", ip(addr), day, now));
+        }
+        let mut m = Manifests::new();
+        m.add_file(
+            "pods.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: ml}\nspec: {containers: [{name: main}]}\nstatus: {podIP: 10.244.1.9}\n",
+        );
+        let engine = Engine::compile_with(&Snapshot::from_manifests(&m), Posture::Allow);
+        let networks = vec!["10.96.0.0/12".parse().unwrap()];
+        assert_eq!(super::close_inside(&res, None, &engine, &networks), 3);
+        let left: Vec<IpAddr> = res.live(now).iter().map(|r| r.ip).collect();
+        assert_eq!(left, vec![ip("192.0.2.1")]);
+        assert!(!res.allows(client, "hub.models.test", ip("10.244.1.9"), now));
+        assert!(res.take_dirty(), "the state file is written again");
+        // Their room is free again.
+        assert!(res.record(client, "b.models.test", ip("192.0.2.2"), day, now));
+        assert_eq!(super::close_inside(&res, None, &engine, &networks), 0);
+    }
+
     /// The DNS proxy writes the answers feed and the egress gateway reads it: the two sides
     /// of the wire format must agree.
     #[test]
