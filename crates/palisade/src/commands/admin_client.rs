@@ -132,17 +132,25 @@ mod tests {
         assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
     }
 
-    /// Serves `answer` once on a real listener; returns its address.
-    fn answer_once(answer: &'static [u8]) -> String {
+    /// Accepts one connection on a real listener, reads the request and hands the
+    /// connection to `answer`; returns the listener's address.
+    fn serve_once(answer: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             let mut head = [0u8; 1024];
             let _ = s.read(&mut head);
-            let _ = s.write_all(answer);
+            answer(s);
         });
         addr
+    }
+
+    /// Serves `answer` once on a real listener; returns its address.
+    fn answer_once(answer: &'static [u8]) -> String {
+        serve_once(move |mut s| {
+            let _ = s.write_all(answer);
+        })
     }
 
     #[test]
@@ -167,12 +175,7 @@ mod tests {
     fn a_member_that_trickles_its_answer_is_given_up_on() {
         // One byte every 2 s (each read well within the old 10 s read timeout) for 30 s:
         // the old client waited for all of it; now it gives up after ANSWER_DEADLINE.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut head = [0u8; 1024];
-            let _ = s.read(&mut head);
+        let addr = serve_once(|mut s| {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
             for _ in 0..15 {
                 std::thread::sleep(Duration::from_secs(2));
