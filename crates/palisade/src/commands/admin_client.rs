@@ -69,7 +69,15 @@ pub(crate) fn get(
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A read timeout: the loop's deadline check decides (the last wait before
+            // the deadline is shorter than the gaps of a trickling answer).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(format!("reading the answer: {e}")),
         }
         if buf.len() as u64 > MAX_ANSWER {
