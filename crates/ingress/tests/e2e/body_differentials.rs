@@ -592,12 +592,12 @@ async fn compressed_answers_cannot_pass_the_output_filters() {
     }
 }
 
-/// A backend answering every request with a non-streamed chat completion of about 1500
+/// A backend answering every request with a non-streamed chat completion of about `words`
 /// tokens and no `usage`.
-async fn wordy_backend_without_usage() -> SocketAddr {
+async fn wordy_backend_without_usage(words: usize) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let words = "word ".repeat(1500);
+    let words = "word ".repeat(words);
     let body = serde_json::json!({"id":"c1","object":"chat.completion","model":"gpt-4o-mini",
         "choices":[{"index":0,"finish_reason":"stop",
             "message":{"role":"assistant","content":words}}]})
@@ -650,7 +650,7 @@ async fn wordy_backend_without_usage() -> SocketAddr {
 /// usage could draw 1500 tokens a request from a 1000-token-per-minute limit indefinitely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_without_usage_are_charged_what_they_hold() {
-    let gw = gateway(wordy_backend_without_usage().await).await;
+    let gw = gateway(wordy_backend_without_usage(1500).await).await;
     let json = "Content-Type: application/json\r\n";
     let ask = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
@@ -661,3 +661,31 @@ async fn completions_without_usage_are_charged_what_they_hold() {
     assert_eq!(status, 429, "{answer}");
     assert!(answer.contains("\"type\":\"tokens\""), "{answer}");
 }
+
+/// What an answer used is owed in full. Before, the debt stopped at one minute's worth: on
+/// a 1000-token-per-minute route, an answer of 6000 tokens (no `max_tokens` declared) left
+/// the consumer a wait of about 61 s, after which it could draw 6000 more — any number of
+/// tokens a minute, one long answer at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_past_the_charge_is_owed_in_full() {
+    let gw = gateway(wordy_backend_without_usage(6000).await).await;
+    let json = "Content-Type: application/json\r\n";
+    let ask = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains("\"type\":\"tokens\""), "{answer}");
+    let wait: u64 = answer
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {answer}"));
+    // About 5000 tokens over the minute's 1000, at 1000/60 a second: some 300 s.
+    assert!((240..=400).contains(&wait), "Retry-After {wait}: {answer}");
+}
+
