@@ -91,8 +91,24 @@ pub const PROMPT_FIELDS: [&str; 6] = [
 /// Keys of a prompt item whose strings are text the model reads: `text` / `input_text`
 /// (content parts), `content` (messages, tool results), `refusal` (assistant refusal
 /// parts, which chat templates render as text), `output` (Responses-API
-/// `function_call_output` items: tool results, where indirect injection arrives).
-const TEXT_KEYS: [&str; 5] = ["text", "content", "input_text", "refusal", "output"];
+/// `function_call_output` items: tool results, where indirect injection arrives), the
+/// reasoning of earlier assistant turns — `reasoning_content` (llama.cpp, vLLM and the
+/// Qwen3 / DeepSeek chat templates render it), `reasoning`, `thinking` (Anthropic thinking
+/// blocks, Ollama messages), `summary` (Responses-API reasoning items) — and Anthropic
+/// documents' `title` and `context`, which the model reads with the document.
+const TEXT_KEYS: [&str; 11] = [
+    "text",
+    "content",
+    "input_text",
+    "refusal",
+    "output",
+    "reasoning_content",
+    "reasoning",
+    "thinking",
+    "summary",
+    "title",
+    "context",
+];
 
 impl ApiRequest {
     /// Parses a JSON request body; `extra` names further top-level prompt fields.
@@ -515,16 +531,26 @@ fn collect_strings(v: &Value, role: &str, out: &mut Vec<PromptField>) {
                 }
             }
             // Anthropic's plain-text documents: `{"type":"document","source":{"type":
-            // "text","data":…}}` (base64 sources are not text).
-            if let Some(Value::Object(src)) = o.get("source") {
-                if src.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(x) = src.get("data") {
-                        collect_strings(x, role, out);
-                    }
-                }
+            // "text","data":…}}`, and custom-content ones: `"source":{"type":"content",
+            // "content":[text blocks]}` (base64 sources are not text).
+            if let Some(x) = document_text(o) {
+                collect_strings(x, role, out);
             }
         }
         _ => {}
+    }
+}
+
+/// The text of an Anthropic document block's `source`: `data` of a `text` source, the
+/// blocks of a `content` source.
+fn document_text(o: &Map<String, Value>) -> Option<&Value> {
+    let Some(Value::Object(src)) = o.get("source") else {
+        return None;
+    };
+    match src.get("type").and_then(Value::as_str) {
+        Some("text") => src.get("data"),
+        Some("content") => src.get("content"),
+        _ => None,
     }
 }
 
@@ -587,10 +613,13 @@ fn blank_strings(v: &mut Value) {
                 }
             }
             if let Some(Value::Object(src)) = o.get_mut("source") {
-                if src.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(x) = src.get_mut("data") {
-                        blank_strings(x);
-                    }
+                let key = match src.get("type").and_then(Value::as_str) {
+                    Some("text") => "data",
+                    Some("content") => "content",
+                    _ => return,
+                };
+                if let Some(x) = src.get_mut(key) {
+                    blank_strings(x);
                 }
             }
         }
@@ -638,6 +667,26 @@ mod tests {
         assert!(!w.contains("OR 1=1"), "{w}");
         assert!(w.contains("\"user\":\"u-42\""), "{w}");
         assert!(w.contains("tool_call_id"), "{w}");
+    }
+
+    /// Reasoning of earlier turns and Anthropic document text are prompts: read for the
+    /// guard, blanked in the WAF's copy.
+    #[test]
+    fn reasoning_and_document_text_are_prompts() {
+        let body = br#"{"model":"m","messages":[
+            {"role":"assistant","content":"ok","reasoning_content":"R1","thinking":"R2"},
+            {"role":"user","content":[{"type":"document","title":"D1","context":"D2",
+              "source":{"type":"content","content":[{"type":"text","text":"D3"}]}},
+              {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}}]}]}"#;
+        let r = ApiRequest::parse(body, &[]).unwrap();
+        let mut texts: Vec<_> = r.prompts.iter().map(|p| p.text.as_str()).collect();
+        texts.sort_unstable();
+        assert_eq!(texts, ["D1", "D2", "D3", "R1", "R2", "ok"]);
+        let w = String::from_utf8(r.without_prompts(&[])).unwrap();
+        for t in ["R1", "R2", "D1", "D2", "D3"] {
+            assert!(!w.contains(t), "{t}: {w}");
+        }
+        assert!(w.contains("JVBERi0="), "{w}");
     }
 
     #[test]

@@ -689,3 +689,94 @@ async fn usage_past_the_charge_is_owed_in_full() {
     assert!((240..=400).contains(&wait), "Retry-After {wait}: {answer}");
 }
 
+/// Prompt text hides in more places than `content`: the reasoning of earlier assistant
+/// turns (`reasoning_content`, which llama.cpp and the Qwen3 / DeepSeek templates render;
+/// `reasoning`; Anthropic and Ollama `thinking`; Responses-API reasoning `summary` items)
+/// and Anthropic documents (a `content` source's text blocks, `title`, `context`). Before,
+/// the guard never read them and each of these reached the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_in_reasoning_and_documents_are_guarded() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let chat = |extra: serde_json::Value| {
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": "hi"},
+            extra,
+            {"role": "user", "content": "go on"}]})
+        .to_string()
+    };
+    let doc = |document: serde_json::Value| {
+        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [
+            {"role": "user", "content": [document, {"type": "text", "text": "Summarise it."}]}]})
+        .to_string()
+    };
+    let cases = [
+        (
+            "assistant reasoning_content",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "reasoning_content": INJECTION})),
+        ),
+        (
+            "assistant reasoning",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "reasoning": INJECTION})),
+        ),
+        (
+            "Ollama-style thinking",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "thinking": INJECTION})),
+        ),
+        (
+            "Anthropic thinking block",
+            "/v1/messages",
+            chat(serde_json::json!({"role": "assistant", "content": [
+                {"type": "thinking", "thinking": INJECTION, "signature": "x"},
+                {"type": "text", "text": "ok"}]})),
+        ),
+        (
+            "Responses-API reasoning summary",
+            "/v1/responses",
+            serde_json::json!({"model": "gpt-4o-mini", "input": [
+                {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": INJECTION}]},
+                {"role": "user", "content": "go on"}]})
+            .to_string(),
+        ),
+        (
+            "Anthropic document with a content source",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "source": {"type": "content",
+                "content": [{"type": "text", "text": INJECTION}]}})),
+        ),
+        (
+            "Anthropic document context",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "context": INJECTION,
+                "source": {"type": "text", "media_type": "text/plain", "data": "A report."}})),
+        ),
+        (
+            "Anthropic document title",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "title": INJECTION,
+                "source": {"type": "text", "media_type": "text/plain", "data": "A report."}})),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body) in &cases {
+        let (status, answer) = send(gw.addr, path, json, body.as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        // The OpenAI shape names the code; the Anthropic shape (`/v1/messages`) has none.
+        let guarded = answer.contains("\"code\":\"prompt_injection_detected\"")
+            || path.ends_with("/messages") && answer.contains("refused by the prompt guard");
+        if status != 400 || !guarded || reached {
+            wrong.push(format!("{name}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    // The same shapes with harmless text pass, as sent.
+    let body = chat(serde_json::json!({"role": "assistant", "content": "ok",
+        "reasoning_content": "The user greets me; answer briefly."}));
+    let (status, answer) = send(gw.addr, "/v1/chat/completions", json, body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
+}
