@@ -360,6 +360,13 @@ pub fn operation(path: &str) -> Option<&'static str> {
     .map(|(_, o)| o)
 }
 
+/// Whether the path creates a batch (`…/batches`: OpenAI's and Azure's `/v1/batches`,
+/// Anthropic's `/v1/messages/batches`): one request that runs many, given inline
+/// (`requests[].params`) or as a file uploaded before, none of which the gateway reads.
+pub fn creates_batch(path: &str) -> bool {
+    path.trim_end_matches('/').ends_with("/batches")
+}
+
 /// The text a model generated in a non-streamed answer, for counting its tokens when the
 /// backend reports no `usage`: chat and completions `choices` (content, reasoning, refusal,
 /// tool-call arguments, `text`), Anthropic `content` blocks (text, thinking, tool input) and

@@ -780,3 +780,41 @@ async fn prompts_in_reasoning_and_documents_are_guarded() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
 }
+
+/// A batch runs many requests the gateway never reads: Anthropic's `/v1/messages/batches`
+/// carries them inline (`requests[].params`: model, messages, max_tokens), OpenAI's
+/// `/v1/batches` names a file uploaded before. Before, a route with the prompt guard or a
+/// token limit passed both: the injection inside and every batched request's tokens went by
+/// unchecked. Such routes now refuse to create batches; a route that checks nothing
+/// forwards them as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_not_created_through_routes_that_check_requests() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let inline = serde_json::json!({"requests": [{"custom_id": "a", "params": {
+        "model": "gpt-4o", "max_tokens": 100000,
+        "messages": [{"role": "user", "content": INJECTION}]}}]})
+    .to_string();
+    let file = r#"{"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h"}"#;
+    let mut wrong = Vec::new();
+    for (path, body) in [
+        ("/guarded/v1/messages/batches", inline.as_str()),
+        ("/guarded/v1/batches", file),
+        ("/metered/v1/messages/batches", inline.as_str()),
+        ("/metered/v1/batches/", file),
+        ("/v1/messages/batches", inline.as_str()),
+    ] {
+        let (status, answer) = send(gw.addr, path, json, body.as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        let coded = answer.contains("\"code\":\"batch_not_allowed\"")
+            || path.ends_with("/messages/batches") && answer.contains("Batches cannot be created");
+        if status != 403 || !coded || reached {
+            wrong.push(format!("{path}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    let (status, answer) = send(gw.addr, "/open/v1/batches", json, file.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{file}")), "{answer}");
+}
