@@ -78,15 +78,28 @@ pub enum BodyError {
 
 /// The top-level fields whose strings are prompts (`system`: Anthropic's system prompt;
 /// `instructions`: the Responses API's; `inputs`: Hugging Face TGI's `/generate` and
-/// `/generate_stream`, and TEI's).
-pub const PROMPT_FIELDS: [&str; 6] = [
+/// `/generate_stream`, and TEI's; `suffix`: the text after the insertion point of a
+/// completions request, which fill-in-the-middle models read (Ollama's `/v1/completions`
+/// and `/api/generate`); `template`: Ollama's prompt template, the text around the prompt;
+/// `input_prefix`, `input_suffix`, `input_extra`: llama.cpp's `/infill`).
+pub const PROMPT_FIELDS: [&str; 11] = [
     "messages",
     "prompt",
     "input",
     "system",
     "instructions",
     "inputs",
+    "suffix",
+    "template",
+    "input_prefix",
+    "input_suffix",
+    "input_extra",
 ];
+
+/// The top-level fields that may hold a prompt as token ids: `prompt` / `input`
+/// (completions, embeddings) and Ollama's `context` (`/api/generate`: the tokens of an
+/// earlier exchange, put before the prompt).
+const TOKEN_ID_FIELDS: [&str; 3] = ["prompt", "input", "context"];
 
 /// Keys of a prompt item whose strings are text the model reads: `text` / `input_text`
 /// (content parts), `content` (messages, tool results), `refusal` (assistant refusal
@@ -154,7 +167,7 @@ impl ApiRequest {
         for k in CHOICE_FIELDS {
             choices = choices.max(integer(k)?.unwrap_or(1));
         }
-        let token_ids = ["prompt", "input"]
+        let token_ids = TOKEN_ID_FIELDS
             .iter()
             .filter_map(|k| obj.get(*k))
             .map(count_token_ids)

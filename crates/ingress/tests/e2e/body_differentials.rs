@@ -818,3 +818,63 @@ async fn batches_are_not_created_through_routes_that_check_requests() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.ends_with(&format!("\n---\n{file}")), "{answer}");
 }
+
+/// Prompt text in the top-level fields of fill-in-the-middle and native APIs: a completions
+/// request's `suffix` (Ollama), Ollama's `template` and its `context` token ids
+/// (`/api/generate`), llama.cpp's `/infill` `input_prefix`, `input_suffix` and
+/// `input_extra`. Before, none was read: each reached the backend past the prompt guard
+/// (and past `maxPromptChars` and the token count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_in_the_middle_and_native_prompt_fields_are_guarded() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let cases = [
+        (
+            "completions suffix",
+            "/guarded/v1/completions",
+            serde_json::json!({"model": "m", "prompt": "def f():", "suffix": INJECTION}),
+            "prompt_injection_detected",
+        ),
+        (
+            "Ollama template",
+            "/guarded/api/generate",
+            serde_json::json!({"model": "m", "prompt": "hi",
+                "template": format!("{{{{ .Prompt }}}} {INJECTION}")}),
+            "prompt_injection_detected",
+        ),
+        (
+            "llama.cpp infill prefix",
+            "/guarded/infill",
+            serde_json::json!({"input_prefix": INJECTION, "input_suffix": "}"}),
+            "prompt_injection_detected",
+        ),
+        (
+            "llama.cpp infill extra context",
+            "/guarded/infill",
+            serde_json::json!({"input_prefix": "x = ", "input_suffix": "",
+                "input_extra": [{"filename": "notes.md", "text": INJECTION}]}),
+            "prompt_injection_detected",
+        ),
+        (
+            "Ollama context token ids",
+            "/guarded/api/generate",
+            serde_json::json!({"model": "m", "prompt": "go on", "context": [128000, 9906, 1917]}),
+            "token_prompt_not_allowed",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body, code) in &cases {
+        let (status, answer) = send(gw.addr, path, json, body.to_string().as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        if status != 400 || !answer.contains(&format!("\"code\":\"{code}\"")) || reached {
+            wrong.push(format!("{name}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    let body = serde_json::json!({"model": "m", "prompt": "def f():", "suffix": "    return 1"})
+        .to_string();
+    let (status, answer) = send(gw.addr, "/guarded/v1/completions", json, body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
+}
