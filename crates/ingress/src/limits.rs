@@ -39,8 +39,9 @@ impl Bucket {
         self.at = now;
     }
 
-    /// Takes `n` if there is that much (debt stops at `-capacity`); else the wait until
-    /// there is. Returns what was taken.
+    /// Takes `n` if there is that much (a declared charge stops at `-capacity`: what is
+    /// used is reconciled after, without a floor); else the wait until there is. Returns
+    /// what was taken.
     fn take(&mut self, n: f64, rate: f64, capacity: f64, now: Instant) -> Result<f64, Duration> {
         self.refill(rate, capacity, now);
         let need = n.min(capacity);
@@ -49,7 +50,8 @@ impl Bucket {
             self.level = (self.level - n).max(-capacity);
             Ok(before - self.level)
         } else {
-            Err(Duration::from_secs_f64((need - self.level) / rate))
+            // A deep debt (usage is charged in full) may be a long wait, never a panic.
+            Err(Duration::try_from_secs_f64((need - self.level) / rate).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -322,8 +324,10 @@ impl Limiter {
         {
             let cap = tpm as f64;
             b.refill(cap / 60.0, cap, now);
-            // Debt is allowed (down to one minute's worth), refunds stop at full.
-            b.level = (b.level - delta as f64).clamp(-cap, cap);
+            // What was used is owed in full: debt has no floor (a floor forgave every
+            // token past it, so one request a minute or two could use any number), refunds
+            // stop at full.
+            b.level = (b.level - delta as f64).min(cap);
         }
     }
 }
@@ -488,9 +492,41 @@ mod tests {
         let taken = lim.admit("r", "a", &l, 100_000, t).unwrap();
         assert_eq!(taken, 1200);
         lim.reconcile("r", "a", &l, 5000 - taken as i64, t);
+        // -600 after the charge, 3 800 more used: 4 400 owed + 10 at 10 tokens/s.
         assert_eq!(
             lim.admit("r", "a", &l, 10, t),
-            Err(Exceeded::Tokens(Duration::from_secs(61)))
+            Err(Exceeded::Tokens(Duration::from_secs(441)))
         );
+    }
+
+    /// Usage past the declared charge is owed in full. Before, reconciling stopped the debt
+    /// at one minute's worth: a consumer of 600 tokens a minute that used 100 000 in one
+    /// answer (no `max_tokens` declared, or usage over it) waited 61 s and could do it again,
+    /// drawing any number of tokens a minute.
+    #[test]
+    fn usage_past_the_charge_is_owed_in_full() {
+        let l = Limits {
+            tokens_per_minute: Some(600),
+            ..Limits::default()
+        };
+        let lim = Limiter::new();
+        let t = Instant::now();
+        let taken = lim.admit("r", "a", &l, 10, t).unwrap();
+        assert_eq!(taken, 10);
+        lim.reconcile("r", "a", &l, 100_000, t);
+        // 590 left - 100 000 = 99 410 owed, + 10, at 10 tokens/s.
+        assert_eq!(
+            lim.admit("r", "a", &l, 10, t),
+            Err(Exceeded::Tokens(Duration::from_secs(9942)))
+        );
+        // Paid off in time, not forgiven.
+        let later = t + Duration::from_secs(9942);
+        assert!(lim.admit("r", "a", &l, 10, later).is_ok());
+        // A debt beyond any wait a `Duration` holds is a long wait, not a panic.
+        lim.admit("r", "b", &l, 10, t).unwrap();
+        for _ in 0..30 {
+            lim.reconcile("r", "b", &l, i64::MAX, t);
+        }
+        assert!(lim.admit("r", "b", &l, 10, t).unwrap_err().retry_after() > 1 << 40);
     }
 }

@@ -78,21 +78,50 @@ pub enum BodyError {
 
 /// The top-level fields whose strings are prompts (`system`: Anthropic's system prompt;
 /// `instructions`: the Responses API's; `inputs`: Hugging Face TGI's `/generate` and
-/// `/generate_stream`, and TEI's).
-pub const PROMPT_FIELDS: [&str; 6] = [
+/// `/generate_stream`, and TEI's; `suffix`: the text after the insertion point of a
+/// completions request, which fill-in-the-middle models read (Ollama's `/v1/completions`
+/// and `/api/generate`); `template`: Ollama's prompt template, the text around the prompt;
+/// `input_prefix`, `input_suffix`, `input_extra`: llama.cpp's `/infill`).
+pub const PROMPT_FIELDS: [&str; 11] = [
     "messages",
     "prompt",
     "input",
     "system",
     "instructions",
     "inputs",
+    "suffix",
+    "template",
+    "input_prefix",
+    "input_suffix",
+    "input_extra",
 ];
+
+/// The top-level fields that may hold a prompt as token ids: `prompt` / `input`
+/// (completions, embeddings) and Ollama's `context` (`/api/generate`: the tokens of an
+/// earlier exchange, put before the prompt).
+const TOKEN_ID_FIELDS: [&str; 3] = ["prompt", "input", "context"];
 
 /// Keys of a prompt item whose strings are text the model reads: `text` / `input_text`
 /// (content parts), `content` (messages, tool results), `refusal` (assistant refusal
 /// parts, which chat templates render as text), `output` (Responses-API
-/// `function_call_output` items: tool results, where indirect injection arrives).
-const TEXT_KEYS: [&str; 5] = ["text", "content", "input_text", "refusal", "output"];
+/// `function_call_output` items: tool results, where indirect injection arrives), the
+/// reasoning of earlier assistant turns — `reasoning_content` (llama.cpp, vLLM and the
+/// Qwen3 / DeepSeek chat templates render it), `reasoning`, `thinking` (Anthropic thinking
+/// blocks, Ollama messages), `summary` (Responses-API reasoning items) — and Anthropic
+/// documents' `title` and `context`, which the model reads with the document.
+const TEXT_KEYS: [&str; 11] = [
+    "text",
+    "content",
+    "input_text",
+    "refusal",
+    "output",
+    "reasoning_content",
+    "reasoning",
+    "thinking",
+    "summary",
+    "title",
+    "context",
+];
 
 impl ApiRequest {
     /// Parses a JSON request body; `extra` names further top-level prompt fields.
@@ -138,7 +167,7 @@ impl ApiRequest {
         for k in CHOICE_FIELDS {
             choices = choices.max(integer(k)?.unwrap_or(1));
         }
-        let token_ids = ["prompt", "input"]
+        let token_ids = TOKEN_ID_FIELDS
             .iter()
             .filter_map(|k| obj.get(*k))
             .map(count_token_ids)
@@ -344,6 +373,13 @@ pub fn operation(path: &str) -> Option<&'static str> {
     .map(|(_, o)| o)
 }
 
+/// Whether the path creates a batch (`…/batches`: OpenAI's and Azure's `/v1/batches`,
+/// Anthropic's `/v1/messages/batches`): one request that runs many, given inline
+/// (`requests[].params`) or as a file uploaded before, none of which the gateway reads.
+pub fn creates_batch(path: &str) -> bool {
+    path.trim_end_matches('/').ends_with("/batches")
+}
+
 /// The text a model generated in a non-streamed answer, for counting its tokens when the
 /// backend reports no `usage`: chat and completions `choices` (content, reasoning, refusal,
 /// tool-call arguments, `text`), Anthropic `content` blocks (text, thinking, tool input) and
@@ -515,16 +551,26 @@ fn collect_strings(v: &Value, role: &str, out: &mut Vec<PromptField>) {
                 }
             }
             // Anthropic's plain-text documents: `{"type":"document","source":{"type":
-            // "text","data":…}}` (base64 sources are not text).
-            if let Some(Value::Object(src)) = o.get("source") {
-                if src.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(x) = src.get("data") {
-                        collect_strings(x, role, out);
-                    }
-                }
+            // "text","data":…}}`, and custom-content ones: `"source":{"type":"content",
+            // "content":[text blocks]}` (base64 sources are not text).
+            if let Some(x) = document_text(o) {
+                collect_strings(x, role, out);
             }
         }
         _ => {}
+    }
+}
+
+/// The text of an Anthropic document block's `source`: `data` of a `text` source, the
+/// blocks of a `content` source.
+fn document_text(o: &Map<String, Value>) -> Option<&Value> {
+    let Some(Value::Object(src)) = o.get("source") else {
+        return None;
+    };
+    match src.get("type").and_then(Value::as_str) {
+        Some("text") => src.get("data"),
+        Some("content") => src.get("content"),
+        _ => None,
     }
 }
 
@@ -587,10 +633,13 @@ fn blank_strings(v: &mut Value) {
                 }
             }
             if let Some(Value::Object(src)) = o.get_mut("source") {
-                if src.get("type").and_then(Value::as_str) == Some("text") {
-                    if let Some(x) = src.get_mut("data") {
-                        blank_strings(x);
-                    }
+                let key = match src.get("type").and_then(Value::as_str) {
+                    Some("text") => "data",
+                    Some("content") => "content",
+                    _ => return,
+                };
+                if let Some(x) = src.get_mut(key) {
+                    blank_strings(x);
                 }
             }
         }
@@ -638,6 +687,26 @@ mod tests {
         assert!(!w.contains("OR 1=1"), "{w}");
         assert!(w.contains("\"user\":\"u-42\""), "{w}");
         assert!(w.contains("tool_call_id"), "{w}");
+    }
+
+    /// Reasoning of earlier turns and Anthropic document text are prompts: read for the
+    /// guard, blanked in the WAF's copy.
+    #[test]
+    fn reasoning_and_document_text_are_prompts() {
+        let body = br#"{"model":"m","messages":[
+            {"role":"assistant","content":"ok","reasoning_content":"R1","thinking":"R2"},
+            {"role":"user","content":[{"type":"document","title":"D1","context":"D2",
+              "source":{"type":"content","content":[{"type":"text","text":"D3"}]}},
+              {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}}]}]}"#;
+        let r = ApiRequest::parse(body, &[]).unwrap();
+        let mut texts: Vec<_> = r.prompts.iter().map(|p| p.text.as_str()).collect();
+        texts.sort_unstable();
+        assert_eq!(texts, ["D1", "D2", "D3", "R1", "R2", "ok"]);
+        let w = String::from_utf8(r.without_prompts(&[])).unwrap();
+        for t in ["R1", "R2", "D1", "D2", "D3"] {
+            assert!(!w.contains(t), "{t}: {w}");
+        }
+        assert!(w.contains("JVBERi0="), "{w}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::config::Route;
 use crate::events::{detection, http_event, ExchangeLog};
 use crate::filter::{FilterAction, FilterSet};
 use crate::limits::Exceeded;
-use crate::openai::{operation, ApiRequest, BodyError};
+use crate::openai::{creates_batch, operation, ApiRequest, BodyError};
 use crate::refusal::Refusal;
 use crate::tokens;
 use bytes::Bytes;
@@ -469,10 +469,10 @@ pub(crate) fn one_reading(
     }
     let first = &views[0];
     let route = |p: &str| config.route(host, p).map(|r| r.name.clone());
-    let (r0, o0) = (route(first), operation(first));
+    let (r0, o0, b0) = (route(first), operation(first), creates_batch(first));
     if views[1..]
         .iter()
-        .any(|v| route(v) != r0 || operation(v) != o0)
+        .any(|v| route(v) != r0 || operation(v) != o0 || creates_batch(v) != b0)
     {
         return Err(bad(
             "The path reads differently once normalised (escapes, dot segments, slashes).",
@@ -630,6 +630,20 @@ async fn serve(
     }
     let (limits, max_body, max_prompt) = route.limits_for(consumer.as_deref());
     let limit_key = consumer.clone().unwrap_or_else(|| peer.limit_key.clone());
+    // A batch runs many requests the gateway never reads (inline `requests[].params` or a
+    // file uploaded before): where the route decides on what requests say (models,
+    // prompts, tokens), it cannot decide on those, so it does not create them.
+    if req.method() == http::Method::POST
+        && creates_batch(&path)
+        && decides_on_body(&route, rights.as_ref(), &limits, max_prompt)
+    {
+        return x.refuse(Refusal::new(
+            403,
+            "permission_error",
+            "batch_not_allowed",
+            "Batches cannot be created through this route: their requests are not checked one by one.",
+        ));
+    }
 
     // The body, within its size and time limits.
     let (parts, ()) = req.into_parts();
@@ -1186,6 +1200,8 @@ mod tests {
             "/v1/chat/x/../completions",
             "/v1/x/..%2F..%2Fadmin",
             "/v1/chat/completions%2F..%2Fembeddings",
+            "/v1/messages/%62atches",
+            "/v1/batches/x/..",
         ] {
             assert_eq!(code(p), Some((400, "invalid_path")), "{p}");
         }

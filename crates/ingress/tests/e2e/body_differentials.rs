@@ -592,12 +592,12 @@ async fn compressed_answers_cannot_pass_the_output_filters() {
     }
 }
 
-/// A backend answering every request with a non-streamed chat completion of about 1500
+/// A backend answering every request with a non-streamed chat completion of about `words`
 /// tokens and no `usage`.
-async fn wordy_backend_without_usage() -> SocketAddr {
+async fn wordy_backend_without_usage(words: usize) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let words = "word ".repeat(1500);
+    let words = "word ".repeat(words);
     let body = serde_json::json!({"id":"c1","object":"chat.completion","model":"gpt-4o-mini",
         "choices":[{"index":0,"finish_reason":"stop",
             "message":{"role":"assistant","content":words}}]})
@@ -650,7 +650,7 @@ async fn wordy_backend_without_usage() -> SocketAddr {
 /// usage could draw 1500 tokens a request from a 1000-token-per-minute limit indefinitely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_without_usage_are_charged_what_they_hold() {
-    let gw = gateway(wordy_backend_without_usage().await).await;
+    let gw = gateway(wordy_backend_without_usage(1500).await).await;
     let json = "Content-Type: application/json\r\n";
     let ask = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
@@ -660,4 +660,221 @@ async fn completions_without_usage_are_charged_what_they_hold() {
     let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
     assert_eq!(status, 429, "{answer}");
     assert!(answer.contains("\"type\":\"tokens\""), "{answer}");
+}
+
+/// What an answer used is owed in full. Before, the debt stopped at one minute's worth: on
+/// a 1000-token-per-minute route, an answer of 6000 tokens (no `max_tokens` declared) left
+/// the consumer a wait of about 61 s, after which it could draw 6000 more — any number of
+/// tokens a minute, one long answer at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_past_the_charge_is_owed_in_full() {
+    let gw = gateway(wordy_backend_without_usage(6000).await).await;
+    let json = "Content-Type: application/json\r\n";
+    let ask = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = send(gw.addr, "/metered/v1/chat/completions", json, ask).await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains("\"type\":\"tokens\""), "{answer}");
+    let wait: u64 = answer
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After: {answer}"));
+    // About 5000 tokens over the minute's 1000, at 1000/60 a second: some 300 s.
+    assert!((240..=400).contains(&wait), "Retry-After {wait}: {answer}");
+}
+
+/// Prompt text hides in more places than `content`: the reasoning of earlier assistant
+/// turns (`reasoning_content`, which llama.cpp and the Qwen3 / DeepSeek templates render;
+/// `reasoning`; Anthropic and Ollama `thinking`; Responses-API reasoning `summary` items)
+/// and Anthropic documents (a `content` source's text blocks, `title`, `context`). Before,
+/// the guard never read them and each of these reached the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_in_reasoning_and_documents_are_guarded() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let chat = |extra: serde_json::Value| {
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": "hi"},
+            extra,
+            {"role": "user", "content": "go on"}]})
+        .to_string()
+    };
+    let doc = |document: serde_json::Value| {
+        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [
+            {"role": "user", "content": [document, {"type": "text", "text": "Summarise it."}]}]})
+        .to_string()
+    };
+    let cases = [
+        (
+            "assistant reasoning_content",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "reasoning_content": INJECTION})),
+        ),
+        (
+            "assistant reasoning",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "reasoning": INJECTION})),
+        ),
+        (
+            "Ollama-style thinking",
+            "/v1/chat/completions",
+            chat(serde_json::json!({"role": "assistant", "content": "ok", "thinking": INJECTION})),
+        ),
+        (
+            "Anthropic thinking block",
+            "/v1/messages",
+            chat(serde_json::json!({"role": "assistant", "content": [
+                {"type": "thinking", "thinking": INJECTION, "signature": "x"},
+                {"type": "text", "text": "ok"}]})),
+        ),
+        (
+            "Responses-API reasoning summary",
+            "/v1/responses",
+            serde_json::json!({"model": "gpt-4o-mini", "input": [
+                {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": INJECTION}]},
+                {"role": "user", "content": "go on"}]})
+            .to_string(),
+        ),
+        (
+            "Anthropic document with a content source",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "source": {"type": "content",
+                "content": [{"type": "text", "text": INJECTION}]}})),
+        ),
+        (
+            "Anthropic document context",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "context": INJECTION,
+                "source": {"type": "text", "media_type": "text/plain", "data": "A report."}})),
+        ),
+        (
+            "Anthropic document title",
+            "/v1/messages",
+            doc(serde_json::json!({"type": "document", "title": INJECTION,
+                "source": {"type": "text", "media_type": "text/plain", "data": "A report."}})),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body) in &cases {
+        let (status, answer) = send(gw.addr, path, json, body.as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        // The OpenAI shape names the code; the Anthropic shape (`/v1/messages`) has none.
+        let guarded = answer.contains("\"code\":\"prompt_injection_detected\"")
+            || path.ends_with("/messages") && answer.contains("refused by the prompt guard");
+        if status != 400 || !guarded || reached {
+            wrong.push(format!("{name}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    // The same shapes with harmless text pass, as sent.
+    let body = chat(serde_json::json!({"role": "assistant", "content": "ok",
+        "reasoning_content": "The user greets me; answer briefly."}));
+    let (status, answer) = send(gw.addr, "/v1/chat/completions", json, body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
+}
+
+/// A batch runs many requests the gateway never reads: Anthropic's `/v1/messages/batches`
+/// carries them inline (`requests[].params`: model, messages, max_tokens), OpenAI's
+/// `/v1/batches` names a file uploaded before. Before, a route with the prompt guard or a
+/// token limit passed both: the injection inside and every batched request's tokens went by
+/// unchecked. Such routes now refuse to create batches; a route that checks nothing
+/// forwards them as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_not_created_through_routes_that_check_requests() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let inline = serde_json::json!({"requests": [{"custom_id": "a", "params": {
+        "model": "gpt-4o", "max_tokens": 100000,
+        "messages": [{"role": "user", "content": INJECTION}]}}]})
+    .to_string();
+    let file = r#"{"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h"}"#;
+    let mut wrong = Vec::new();
+    for (path, body) in [
+        ("/guarded/v1/messages/batches", inline.as_str()),
+        ("/guarded/v1/batches", file),
+        ("/metered/v1/messages/batches", inline.as_str()),
+        ("/metered/v1/batches/", file),
+        ("/v1/messages/batches", inline.as_str()),
+    ] {
+        let (status, answer) = send(gw.addr, path, json, body.as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        let coded = answer.contains("\"code\":\"batch_not_allowed\"")
+            || path.ends_with("/messages/batches") && answer.contains("Batches cannot be created");
+        if status != 403 || !coded || reached {
+            wrong.push(format!("{path}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    let (status, answer) = send(gw.addr, "/open/v1/batches", json, file.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{file}")), "{answer}");
+}
+
+/// Prompt text in the top-level fields of fill-in-the-middle and native APIs: a completions
+/// request's `suffix` (Ollama), Ollama's `template` and its `context` token ids
+/// (`/api/generate`), llama.cpp's `/infill` `input_prefix`, `input_suffix` and
+/// `input_extra`. Before, none was read: each reached the backend past the prompt guard
+/// (and past `maxPromptChars` and the token count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_in_the_middle_and_native_prompt_fields_are_guarded() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let json = "Content-Type: application/json\r\n";
+    let cases = [
+        (
+            "completions suffix",
+            "/guarded/v1/completions",
+            serde_json::json!({"model": "m", "prompt": "def f():", "suffix": INJECTION}),
+            "prompt_injection_detected",
+        ),
+        (
+            "Ollama template",
+            "/guarded/api/generate",
+            serde_json::json!({"model": "m", "prompt": "hi",
+                "template": format!("{{{{ .Prompt }}}} {INJECTION}")}),
+            "prompt_injection_detected",
+        ),
+        (
+            "llama.cpp infill prefix",
+            "/guarded/infill",
+            serde_json::json!({"input_prefix": INJECTION, "input_suffix": "}"}),
+            "prompt_injection_detected",
+        ),
+        (
+            "llama.cpp infill extra context",
+            "/guarded/infill",
+            serde_json::json!({"input_prefix": "x = ", "input_suffix": "",
+                "input_extra": [{"filename": "notes.md", "text": INJECTION}]}),
+            "prompt_injection_detected",
+        ),
+        (
+            "Ollama context token ids",
+            "/guarded/api/generate",
+            serde_json::json!({"model": "m", "prompt": "go on", "context": [128000, 9906, 1917]}),
+            "token_prompt_not_allowed",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body, code) in &cases {
+        let (status, answer) = send(gw.addr, path, json, body.to_string().as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        if status != 400 || !answer.contains(&format!("\"code\":\"{code}\"")) || reached {
+            wrong.push(format!("{name}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    let body = serde_json::json!({"model": "m", "prompt": "def f():", "suffix": "    return 1"})
+        .to_string();
+    let (status, answer) = send(gw.addr, "/guarded/v1/completions", json, body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
 }
