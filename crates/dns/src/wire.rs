@@ -148,6 +148,23 @@ pub fn error_reply(id: u16, query_flags: [u8; 2], question: &[u8], rcode: u8) ->
     out
 }
 
+/// `REFUSED` for the query `p` with its question echoed, when it is a query with one
+/// question written out label by label; `None` for anything else (drop it). Cheap: no name
+/// is read.
+pub fn refusal(p: &[u8]) -> Option<Vec<u8>> {
+    if p.len() < HEADER_LEN || p[2] & 0x80 != 0 || u16::from_be_bytes([p[4], p[5]]) != 1 {
+        return None;
+    }
+    let end = plain_question_end(p)?;
+    let question = p.get(HEADER_LEN..end)?;
+    Some(error_reply(
+        u16::from_be_bytes([p[0], p[1]]),
+        [p[2], p[3]],
+        question,
+        5,
+    ))
+}
+
 /// Response code (low 4 bits of the header; extended codes are not combined here).
 pub fn rcode(resp: &[u8]) -> u8 {
     resp.get(3).map_or(0, |b| b & 0x0f)
