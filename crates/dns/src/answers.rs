@@ -402,6 +402,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "::ffff:10.0.0.7",
             "64:ff9b::a9fe:a9fe",
+            // The local-use NAT64 prefix (RFC 8215) in the /48 format, and as a /96.
+            "64:ff9b:1:a00:0:700::",
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "64:ff9b:1::a00:7",
         ] {
             assert!(!may_open(inside.parse().unwrap(), is_pod), "{inside}");
         }
@@ -410,6 +414,7 @@ mod tests {
             "192.0.2.10",
             "100.64.0.1",
             "64:ff9b::c000:20a",
+            "64:ff9b:1:c000:2:a00::",
             "2001:db8::1",
             "fec0::1",
         ] {
