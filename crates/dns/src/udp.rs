@@ -531,8 +531,10 @@ impl Worker {
         let s = &self.shared;
         let engine = (s.engine)();
         let mut log = p.log;
-        log.rcode = rcode_name(ResponseCode::from(0, wire::rcode(resp)));
-        if wire::rcode(resp) == 0 && wire::answer_count(resp) > 0 {
+        // The whole code, with an OPT record's extended bits (BADVERS is no NOERROR).
+        let rcode = wire::full_rcode(resp);
+        log.rcode = rcode_name(<ResponseCode as From<u16>>::from(rcode));
+        if rcode == 0 && wire::answer_count(resp) > 0 {
             let summary = crate::answers::quick_addresses(resp, &log.query).or_else(|| {
                 Message::from_vec(resp)
                     .ok()
