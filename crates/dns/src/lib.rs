@@ -39,6 +39,11 @@ pub use resolutions::{Record, Resolutions};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The longest query served, over UDP and TCP alike (4 KiB, EDNS0's usual payload size
+/// and more than any question with its OPT record needs): a longer datagram is dropped,
+/// a TCP connection announcing a longer message is closed without reading it.
+pub const MAX_QUERY: usize = 4096;
+
 /// What can go wrong running the proxy.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {

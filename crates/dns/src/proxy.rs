@@ -427,8 +427,14 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
 /// Serves the queries of one TCP client, one after another.
 async fn tcp_client(mut stream: TcpStream, client: IpAddr, shared: &Shared) {
     loop {
-        let packet = match timeout(TCP_IDLE, read_framed(&mut stream)).await {
-            Ok(Ok(p)) => p,
+        let packet = match timeout(TCP_IDLE, read_query(&mut stream)).await {
+            Ok(Ok(Some(p))) => p,
+            Ok(Ok(None)) => {
+                // Larger than any query over UDP: closed unread, as UDP drops it.
+                shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%client, "closed a TCP connection sending an over-long query");
+                return;
+            }
             _ => return,
         };
         let Some(reply) = handle(shared, client, &packet, true).await else {
@@ -438,6 +444,18 @@ async fn tcp_client(mut stream: TcpStream, client: IpAddr, shared: &Shared) {
             return;
         }
     }
+}
+
+/// Reads one client query; `None` (nothing read past its length) when it is longer than
+/// [`crate::MAX_QUERY`].
+async fn read_query(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let len = usize::from(stream.read_u16().await?);
+    if len > crate::MAX_QUERY {
+        return Ok(None);
+    }
+    let mut packet = vec![0u8; len];
+    stream.read_exact(&mut packet).await?;
+    Ok(Some(packet))
 }
 
 async fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {

@@ -588,7 +588,7 @@ impl Worker {
 /// Datagrams read per system call.
 const RECV_BATCH: usize = 32;
 /// Room for one client query (larger ones are dropped as truncated).
-const QUERY_SLOT: usize = 4096;
+const QUERY_SLOT: usize = crate::MAX_QUERY;
 
 /// Buffers for reading up to [`RECV_BATCH`] datagrams with one `recvmmsg(2)`: under load a
 /// worker wakes once per batch instead of once per packet.
