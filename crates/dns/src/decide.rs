@@ -184,6 +184,10 @@ pub fn rcode_name(rcode: ResponseCode) -> String {
         ResponseCode::NXDomain => "NXDOMAIN".into(),
         ResponseCode::NotImp => "NOTIMP".into(),
         ResponseCode::Refused => "REFUSED".into(),
+        // 16 is BADSIG only in TSIG records, which the proxy never handles; in a
+        // response's header and OPT record it is BADVERS (RFC 6891).
+        ResponseCode::BADSIG => "BADVERS".into(),
+        ResponseCode::BADCOOKIE => "BADCOOKIE".into(),
         other => format!("RCODE{}", u16::from(other)),
     }
 }

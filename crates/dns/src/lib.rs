@@ -7,6 +7,7 @@
 //!   asked, following CNAME chains.
 //! - [`proxy`]: the UDP/TCP server that ties both to the policy engine and the event stream;
 //!   the UDP path runs on a few blocking worker threads (`udp`).
+//! - [`rate`]: per-client query rate limits (token buckets).
 //! - [`resolutions`]: the (pod, name, IP, expiry) records, bounded and saved across
 //!   restarts, shared with the kernel updater and the egress gateway.
 //! - [`feed`]: `GET /v1/answers`, the records streamed to egress gateways in other processes.
@@ -26,6 +27,7 @@ pub mod feed;
 pub mod mixed_case;
 pub mod names;
 pub mod proxy;
+pub mod rate;
 pub mod resolutions;
 mod udp;
 pub mod wire;
@@ -36,6 +38,11 @@ pub use resolutions::{Record, Resolutions};
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The longest query served, over UDP and TCP alike (4 KiB, EDNS0's usual payload size
+/// and more than any question with its OPT record needs): a longer datagram is dropped,
+/// a TCP connection announcing a longer message is closed without reading it.
+pub const MAX_QUERY: usize = 4096;
 
 /// What can go wrong running the proxy.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,9 @@
 //! most `max_in_flight` forwarded queries per UDP worker and as many TCP connections are
 //! handled at once, and at most `max_in_flight_per_client` / `max_tcp_per_client` of them
 //! for one client address; beyond that, packets are dropped and counted, and clients retry.
+//! Each client address may also send at most `query_rate` queries a second (`query_burst`
+//! at once, [`crate::rate`]); queries over it are answered `REFUSED` before anything else
+//! is done with them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +28,7 @@ use tokio::time::timeout;
 use crate::answers::{addresses, Resolved};
 use crate::decide::{decide, rcode_name, reply_with, Decision, DenyRcode};
 use crate::event::{dns_event, Origin, QueryLog};
+use crate::rate::{Admit, ClientRates};
 use crate::DnsError;
 
 /// How long an idle TCP client connection is kept.
@@ -48,6 +52,13 @@ pub struct ProxyConfig {
     pub max_in_flight_per_client: usize,
     /// TCP connections one client address may hold at once (default 32).
     pub max_tcp_per_client: usize,
+    /// Queries one client address may send per second, per UDP worker and over TCP
+    /// (default [`crate::rate::DEFAULT_QPS`]; 0: no limit). Beyond it (and its burst) the
+    /// client's queries are answered `REFUSED` without being decided or forwarded.
+    pub query_rate: u32,
+    /// Queries one client address may send at once above `query_rate` (default
+    /// [`crate::rate::DEFAULT_BURST`]).
+    pub query_burst: u32,
     /// Cluster and node, for events.
     pub origin: Origin,
     /// UDP workers (each a listening socket and two threads).
@@ -79,6 +90,8 @@ impl ProxyConfig {
             max_in_flight: 4096,
             max_in_flight_per_client: 256,
             max_tcp_per_client: 32,
+            query_rate: crate::rate::DEFAULT_QPS,
+            query_burst: crate::rate::DEFAULT_BURST,
             origin: Origin::default(),
             udp_workers: std::thread::available_parallelism()
                 .map(|n| n.get().min(4))
@@ -107,6 +120,9 @@ pub struct ProxyStats {
     pub dropped: AtomicU64,
     /// Upstream timeouts and errors (answered SERVFAIL).
     pub upstream_errors: AtomicU64,
+    /// Queries over their client's rate limit (answered REFUSED, or dropped when they
+    /// cannot be answered).
+    pub rate_limited: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -115,6 +131,53 @@ pub(crate) struct Shared {
     pub(crate) events: EventSender,
     pub(crate) on_answer: Box<AnswerSink>,
     pub(crate) stats: Arc<ProxyStats>,
+    /// The TCP path's rate limits (the UDP workers have their own).
+    pub(crate) tcp_rates: std::sync::Mutex<ClientRates>,
+}
+
+/// A query of `client` over its rate limit: counted, and when `note`, logged and made a
+/// `dns` event (verdict deny, `REFUSED`, no deciding policy). Returns the reply (`None`:
+/// drop it) and the event.
+pub(crate) fn over_rate(
+    shared: &Shared,
+    client: IpAddr,
+    packet: &[u8],
+    note: bool,
+    tcp: bool,
+    start: Instant,
+) -> (Option<Vec<u8>>, Option<palisade_events::Event>) {
+    shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+    let reply = crate::wire::refusal(packet);
+    if reply.is_some() {
+        shared.stats.answered.fetch_add(1, Ordering::Relaxed);
+    }
+    if !note {
+        return (reply, None);
+    }
+    tracing::warn!(
+        %client,
+        rate = shared.cfg.query_rate,
+        burst = shared.cfg.query_burst,
+        "DNS queries over the client's rate limit are refused (noted once a second)"
+    );
+    let engine = (shared.engine)();
+    let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
+    let mut log = QueryLog {
+        client: Some(client),
+        pod,
+        allowed: false,
+        tcp,
+        rcode: rcode_name(ResponseCode::Refused),
+        ..QueryLog::default()
+    };
+    if let Some(q) = crate::wire::quick_query(packet) {
+        log.features = Some(crate::wire::name_features(&q.name));
+        log.qtype = hickory_proto::rr::RecordType::from(q.qtype).to_string();
+        log.query = q.name;
+    }
+    log.latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let event = dns_event(engine.as_deref(), &shared.cfg.origin, log);
+    (reply, Some(event))
 }
 
 /// Whether the client (`pod`, when known) may resolve `name`, and the deciding rule.
@@ -242,9 +305,10 @@ impl DnsProxy {
             addr,
             tcp,
             shared: Arc::new(Shared {
-                cfg,
                 engine: Box::new(engine),
                 events,
+                tcp_rates: std::sync::Mutex::new(ClientRates::new(cfg.query_rate, cfg.query_burst)),
+                cfg,
                 on_answer: Box::new(on_answer),
                 stats: Arc::default(),
             }),
@@ -363,8 +427,14 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, limit: usize) {
 /// Serves the queries of one TCP client, one after another.
 async fn tcp_client(mut stream: TcpStream, client: IpAddr, shared: &Shared) {
     loop {
-        let packet = match timeout(TCP_IDLE, read_framed(&mut stream)).await {
-            Ok(Ok(p)) => p,
+        let packet = match timeout(TCP_IDLE, read_query(&mut stream)).await {
+            Ok(Ok(Some(p))) => p,
+            Ok(Ok(None)) => {
+                // Larger than any query over UDP: closed unread, as UDP drops it.
+                shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%client, "closed a TCP connection sending an over-long query");
+                return;
+            }
             _ => return,
         };
         let Some(reply) = handle(shared, client, &packet, true).await else {
@@ -374,6 +444,18 @@ async fn tcp_client(mut stream: TcpStream, client: IpAddr, shared: &Shared) {
             return;
         }
     }
+}
+
+/// Reads one client query; `None` (nothing read past its length) when it is longer than
+/// [`crate::MAX_QUERY`].
+async fn read_query(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let len = usize::from(stream.read_u16().await?);
+    if len > crate::MAX_QUERY {
+        return Ok(None);
+    }
+    let mut packet = vec![0u8; len];
+    stream.read_exact(&mut packet).await?;
+    Ok(Some(packet))
 }
 
 async fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -395,6 +477,18 @@ async fn write_framed(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()>
 /// Answers one packet from `client`; `None` drops it.
 async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let start = Instant::now();
+    let admit = shared
+        .tcp_rates
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .check(client, start);
+    if let Admit::Limited { note } = admit {
+        let (reply, event) = over_rate(shared, client, packet, note, true, start);
+        if let Some(e) = event {
+            shared.events.try_send(e);
+        }
+        return reply;
+    }
     let engine = (shared.engine)();
     let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
     let mut decision = None;

@@ -31,7 +31,8 @@ use crate::answers::addresses;
 use crate::decide::{decide, rcode_name, Decision};
 use crate::event::{dns_event, QueryLog};
 use crate::mixed_case::{echoes_exactly, mix_case, CaseCheck};
-use crate::proxy::{policy_decision, Shared};
+use crate::proxy::{over_rate, policy_decision, Shared};
+use crate::rate::{Admit, ClientRates};
 use crate::wire::{self, QuickQuery};
 
 /// Largest UDP datagram.
@@ -234,6 +235,8 @@ impl Worker {
         let mut batch = RecvBatch::new(QUERY_SLOT);
         let mut events = Events::new();
         let mut out = Outbox::default();
+        // Only this thread reads queries: its rate limits need no lock.
+        let mut rates = ClientRates::new(self.shared.cfg.query_rate, self.shared.cfg.query_burst);
         while !self.stop.load(Ordering::Relaxed) {
             let n = match batch.recv(&self.listen) {
                 Ok(n) => n,
@@ -247,7 +250,8 @@ impl Worker {
                 let (len, peer, truncated) = batch.got[i];
                 match peer {
                     Some(peer) if !truncated => {
-                        self.on_query(&mut batch.bufs[i][..len], peer, &mut out, &mut events)
+                        let packet = &mut batch.bufs[i][..len];
+                        self.on_query(packet, peer, &mut rates, &mut out, &mut events)
                     }
                     _ => {
                         self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -310,13 +314,31 @@ impl Worker {
         events.push(dns_event(engine, &s.cfg.origin, log));
     }
 
-    fn on_query(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Outbox, events: &mut Events) {
+    fn on_query(
+        &self,
+        packet: &mut [u8],
+        peer: SocketAddr,
+        rates: &mut ClientRates,
+        out: &mut Outbox,
+        events: &mut Events,
+    ) {
         let start = Instant::now();
         let s = &self.shared;
-        let engine = (s.engine)();
         // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: it is the pod
         // (and the kernel element) at a.b.c.d.
         let client = peer.ip().to_canonical();
+        // Before anything else is done with it: a client over its rate costs one lookup.
+        if let Admit::Limited { note } = rates.check(client, start) {
+            let (reply, event) = over_rate(s, client, packet, note, false, start);
+            if let Some(bytes) = reply {
+                self.reply(&mut out.clients, &bytes, peer);
+            }
+            if let Some(e) = event {
+                events.push(e);
+            }
+            return;
+        }
+        let engine = (s.engine)();
         let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
         let Some(q) = wire::quick_query(packet) else {
             return self.slow_query(packet, peer, engine.as_deref(), pod, start, out, events);
@@ -509,8 +531,10 @@ impl Worker {
         let s = &self.shared;
         let engine = (s.engine)();
         let mut log = p.log;
-        log.rcode = rcode_name(ResponseCode::from(0, wire::rcode(resp)));
-        if wire::rcode(resp) == 0 && wire::answer_count(resp) > 0 {
+        // The whole code, with an OPT record's extended bits (BADVERS is no NOERROR).
+        let rcode = wire::full_rcode(resp);
+        log.rcode = rcode_name(<ResponseCode as From<u16>>::from(rcode));
+        if rcode == 0 && wire::answer_count(resp) > 0 {
             let summary = crate::answers::quick_addresses(resp, &log.query).or_else(|| {
                 Message::from_vec(resp)
                     .ok()
@@ -564,7 +588,7 @@ impl Worker {
 /// Datagrams read per system call.
 const RECV_BATCH: usize = 32;
 /// Room for one client query (larger ones are dropped as truncated).
-const QUERY_SLOT: usize = 4096;
+const QUERY_SLOT: usize = crate::MAX_QUERY;
 
 /// Buffers for reading up to [`RECV_BATCH`] datagrams with one `recvmmsg(2)`: under load a
 /// worker wakes once per batch instead of once per packet.

@@ -148,9 +148,70 @@ pub fn error_reply(id: u16, query_flags: [u8; 2], question: &[u8], rcode: u8) ->
     out
 }
 
+/// `REFUSED` for the query `p` with its question echoed, when it is a query with one
+/// question written out label by label; `None` for anything else (drop it). Cheap: no name
+/// is read.
+pub fn refusal(p: &[u8]) -> Option<Vec<u8>> {
+    if p.len() < HEADER_LEN || p[2] & 0x80 != 0 || u16::from_be_bytes([p[4], p[5]]) != 1 {
+        return None;
+    }
+    let end = plain_question_end(p)?;
+    let question = p.get(HEADER_LEN..end)?;
+    Some(error_reply(
+        u16::from_be_bytes([p[0], p[1]]),
+        [p[2], p[3]],
+        question,
+        5,
+    ))
+}
+
 /// Response code (low 4 bits of the header; extended codes are not combined here).
 pub fn rcode(resp: &[u8]) -> u8 {
     resp.get(3).map_or(0, |b| b & 0x0f)
+}
+
+/// The whole response code: the header's 4 bits and, when the message has an OPT record
+/// (EDNS0, RFC 6891), the 8 extended bits of its TTL field above them (BADVERS is 16 with
+/// the header's bits at 0). A message whose records cannot be walked gives the header's
+/// bits only. No allocation.
+pub fn full_rcode(resp: &[u8]) -> u16 {
+    let low = u16::from(rcode(resp));
+    if resp.len() < HEADER_LEN {
+        return low;
+    }
+    let count = |i: usize| u32::from(u16::from_be_bytes([resp[i], resp[i + 1]]));
+    let mut at = HEADER_LEN;
+    for _ in 0..count(4) {
+        match skip_name(resp, at) {
+            Some(after) => at = after + 4,
+            None => return low,
+        }
+    }
+    for _ in 0..count(6) + count(8) + count(10) {
+        let Some(fixed) = skip_name(resp, at).and_then(|a| resp.get(a..a + 10).map(|f| (a, f)))
+        else {
+            return low;
+        };
+        let (after, fixed) = fixed;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == 41 {
+            return (u16::from(fixed[4]) << 4) | low;
+        }
+        at = after + 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    }
+    low
+}
+
+/// The offset after the (possibly compressed) name at `at`, without reading its labels.
+fn skip_name(p: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *p.get(at)?;
+        match len & 0xc0 {
+            0xc0 => return p.get(at + 1).map(|_| at + 2),
+            0 if len == 0 => return Some(at + 1),
+            0 => at += 1 + usize::from(len),
+            _ => return None,
+        }
+    }
 }
 
 /// Number of answer records.
@@ -407,6 +468,27 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_response_code_counts_the_opt_records_bits() {
+        // A response (REFUSED in the header) to `a.test A` with one A record and an OPT
+        // record whose extended RCODE byte is `ext`.
+        let with_opt = |ext: u8, low: u8| {
+            let mut p = vec![0, 1, 0x81, 0x80 | low, 0, 1, 0, 1, 0, 0, 0, 1];
+            p.extend_from_slice(b"\x01a\x04test\x00\x00\x01\x00\x01");
+            p.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1]);
+            p.extend_from_slice(&[0, 0, 41, 4, 0xd0, ext, 0, 0, 0, 0, 0]);
+            p
+        };
+        assert_eq!(full_rcode(&with_opt(0, 0)), 0);
+        assert_eq!(full_rcode(&with_opt(1, 0)), 16, "BADVERS");
+        assert_eq!(full_rcode(&with_opt(1, 7)), 23, "BADCOOKIE");
+        assert_eq!(rcode(&with_opt(1, 0)), 0, "the header alone says NOERROR");
+        // Without an OPT record, or cut short: the header's bits.
+        let mut cut = with_opt(1, 5);
+        cut.truncate(cut.len() - 11);
+        assert_eq!(full_rcode(&cut), 5);
+    }
+
+    #[test]
     fn never_panics_on_random_bytes() {
         let mut seed: u64 = 0xdead_beef;
         for len in 0..600 {
@@ -423,6 +505,7 @@ mod tests {
                 let _ = name_features(&qq.name);
             }
             let _ = rcode(&buf);
+            let _ = full_rcode(&buf);
             let _ = answer_count(&buf);
         }
     }

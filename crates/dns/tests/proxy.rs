@@ -425,6 +425,8 @@ async fn start_proxy(
     let mut cfg = ProxyConfig::new(listen, upstream);
     cfg.timeout = Duration::from_millis(300);
     cfg.max_in_flight = max_in_flight;
+    // These tests measure the in-flight bound and restarts, not the rate limit.
+    cfg.query_rate = 0;
     let (tx, rx) = palisade_events::channel(1000);
     // Keep the receiver alive (and drained) for the proxy's lifetime.
     std::thread::spawn(move || {

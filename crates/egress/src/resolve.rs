@@ -128,8 +128,14 @@ mod tests {
         let pod: IpAddr = "10.1.2.3".parse().unwrap();
         let is_pod = |ip: IpAddr| ip == pod;
         let addr = |s: &str| SocketAddr::new(s.parse().unwrap(), 443);
-        // Only the pod (also spelled IPv4-mapped): refused as internal.
-        for answer in [vec![addr("10.1.2.3")], vec![addr("::ffff:10.1.2.3")]] {
+        // Only the pod (also spelled IPv4-mapped, or behind NAT64's well-known or
+        // local-use prefix): refused as internal.
+        for answer in [
+            vec![addr("10.1.2.3")],
+            vec![addr("::ffff:10.1.2.3")],
+            vec![addr("64:ff9b::a01:203")],
+            vec![addr("64:ff9b:1:a01:2:300::")],
+        ] {
             let e = pick(answer, is_pod).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         }

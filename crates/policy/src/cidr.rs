@@ -199,13 +199,25 @@ impl IpBlockMatcher {
     }
 }
 
-/// The address a connection to `ip` reaches: IPv4-mapped IPv6 and NAT64's well-known
-/// prefix (`64:ff9b::/96`, RFC 6052) reach the IPv4 address they embed.
+/// The address a connection to `ip` reaches: IPv4-mapped IPv6 and NAT64 addresses reach
+/// the IPv4 address they embed. NAT64 here is the well-known prefix `64:ff9b::/96` and the
+/// local-use prefix `64:ff9b:1::/48` (RFC 8215) in RFC 6052's /48 format: the IPv4 address
+/// in bits 48..63 and 72..87, around the zero `u` octet. An address of the local-use
+/// prefix whose bits 48..95 are all zero is read in the /96 format (`64:ff9b:1::/96`, the
+/// IPv4 address in the last 32 bits), since the /48 format would embed 0.0.0.0 there.
 pub fn reached_address(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
             let o = v6.octets();
             IpAddr::from([o[12], o[13], o[14], o[15]])
+        }
+        IpAddr::V6(v6) if v6.segments()[..3] == [0x64, 0xff9b, 1] => {
+            let o = v6.octets();
+            if o[6..12].iter().all(|b| *b == 0) {
+                IpAddr::from([o[12], o[13], o[14], o[15]])
+            } else {
+                IpAddr::from([o[6], o[7], o[9], o[10]])
+            }
         }
         other => other,
     }
@@ -214,7 +226,7 @@ pub fn reached_address(ip: IpAddr) -> IpAddr {
 /// Whether `ip` is inside the node itself or reaches what only the node should: the
 /// unspecified, loopback, link-local (the cloud metadata service at 169.254.169.254 among
 /// them), multicast and broadcast addresses, AWS's IPv6 metadata address `fd00:ec2::254`,
-/// and their IPv4-mapped and NAT64 (`64:ff9b::/96`) forms. A name from DNS must never lead
+/// and their IPv4-mapped and NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) forms. A name from DNS must never lead
 /// there: the DNS proxy opens no such answer, the egress gateway connects to none.
 pub fn is_node_internal(ip: IpAddr) -> bool {
     match reached_address(ip) {
@@ -309,6 +321,32 @@ mod tests {
         // A shorter prefix is an IPv6 block (it is not all IPv4-mapped addresses).
         let wide: Cidr = "::ffff:0.0.0.0/80".parse().unwrap();
         assert!(wide.is_ipv6());
+    }
+
+    #[test]
+    fn nat64_prefixes_reach_the_ipv4_address_they_embed() {
+        let reached = |s: &str| reached_address(s.parse().unwrap()).to_string();
+        // The well-known prefix, /96.
+        assert_eq!(reached("64:ff9b::a9fe:a9fe"), "169.254.169.254");
+        // The local-use prefix in RFC 6052's /48 format (its example 192.0.2.33 is
+        // c0.00 | u | 02.21): on the old code these were read as the IPv6 addresses they
+        // are, so 10.0.0.7 or the metadata service behind a NAT64 could be opened by name.
+        assert_eq!(reached("64:ff9b:1:c000:2:2100::"), "192.0.2.33");
+        assert_eq!(reached("64:ff9b:1:a00:0:700::"), "10.0.0.7");
+        assert_eq!(reached("64:ff9b:1:a9fe:a9:fe00::"), "169.254.169.254");
+        assert!(is_node_internal(
+            "64:ff9b:1:a9fe:a9:fe00::".parse().unwrap()
+        ));
+        assert!(is_node_internal("64:ff9b:1:7f00:0:100::".parse().unwrap()));
+        // Nothing between the prefix and the last 32 bits: the /96 form.
+        assert_eq!(reached("64:ff9b:1::a00:7"), "10.0.0.7");
+        assert!(is_node_internal("64:ff9b:1::7f00:1".parse().unwrap()));
+        // Outside both prefixes nothing changes.
+        assert_eq!(reached("64:ff9b:2:a00:0:700::"), "64:ff9b:2:a00:0:700::");
+        assert_eq!(reached("2001:db8::a00:7"), "2001:db8::a00:7");
+        assert!(!is_node_internal(
+            "64:ff9b:1:c000:2:2100::".parse().unwrap()
+        ));
     }
 
     #[test]

@@ -414,7 +414,7 @@ async fn extended_error_codes_open_nothing() {
         vec![d]
     });
     let (upstream, _) = crafted_upstream(badvers).await;
-    let (proxy, answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let (proxy, answers, events) = proxy_before(upstream, Posture::Allow).await;
     let q = query(81, "cdn.models.test");
     let udp = ask_udp("127.0.0.1", proxy, &q).await.expect("relayed");
     let tcp = ask_tcp(proxy, &q).await.expect("relayed");
@@ -426,4 +426,17 @@ async fn extended_error_codes_open_nothing() {
         "{:?}",
         answers.lock().unwrap()
     );
+    // The events say what the client got: on the old code the UDP one said NOERROR (the
+    // header's 4 bits) although nothing was opened.
+    let mut got: Vec<(bool, Option<String>)> = events
+        .recv_batch(10, Duration::from_millis(300))
+        .iter()
+        .map(|e| {
+            let tcp = e.protocol == Some(palisade_events::Protocol::Tcp);
+            (tcp, dns_body(e).rcode.clone())
+        })
+        .collect();
+    got.sort();
+    let badvers = Some("BADVERS".to_string());
+    assert_eq!(got, vec![(false, badvers.clone()), (true, badvers)]);
 }

@@ -106,3 +106,106 @@ async fn one_client_cannot_hold_every_tcp_connection() {
     }
     assert_eq!(closed, 6, "all but the flooder's share are closed");
 }
+
+/// Sends `n` queries for distinct names under `flood.models.test` from one socket of
+/// 127.0.0.1 and returns the response codes of the replies that come within 1 s.
+async fn flood_udp(proxy: SocketAddr, n: u16) -> Vec<ResponseCode> {
+    let flooder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..n {
+        let name = format!("r{i}.flood.models.test");
+        flooder.send_to(&query(i, &name), proxy).await.unwrap();
+    }
+    let mut codes = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_secs(1), flooder.recv(&mut buf)).await
+    {
+        codes.push(
+            Message::from_vec(&buf[..len])
+                .unwrap()
+                .metadata
+                .response_code,
+        );
+        if codes.len() == usize::from(n) {
+            break;
+        }
+    }
+    codes
+}
+
+/// A pod could make the proxy send queries upstream as fast as it could send them (upstream
+/// abuse, CPU, an event per query): on the old code all 60 of these allowed queries reached
+/// the upstream. Now each client address has a token bucket (`query_rate` a second,
+/// `query_burst` at once): the flooder's first 10 queries go upstream, the rest are answered
+/// REFUSED at once, one event (verdict deny, REFUSED, no policy) notes it, and another
+/// client is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_over_its_query_rate_is_refused_over_udp() {
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    cfg.udp_workers = 1;
+    cfg.query_rate = 2;
+    cfg.query_burst = 10;
+    let (proxy, _answers, events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
+    let codes = flood_udp(proxy, 60).await;
+    let count = |c: ResponseCode| codes.iter().filter(|x| **x == c).count();
+    let forwarded = seen.lock().unwrap().names.len();
+    assert!(
+        (10..=11).contains(&forwarded),
+        "{forwarded} of 60 queries went upstream"
+    );
+    assert_eq!(count(ResponseCode::NoError), forwarded, "{codes:?}");
+    assert_eq!(count(ResponseCode::Refused), 60 - forwarded, "{codes:?}");
+    // Another client has its own budget.
+    let reply = ask_udp("127.0.0.2", proxy, &query(900, "hub.models.test"))
+        .await
+        .expect("the other client is answered");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    // The refusals are noted once (a second), not once per query.
+    let all = events.recv_batch(1000, Duration::from_millis(300));
+    let limited: Vec<&Event> = all
+        .iter()
+        .filter(|e| dns_body(e).rcode.as_deref() == Some("REFUSED"))
+        .collect();
+    assert_eq!(limited.len(), 1, "{all:?}");
+    let e = limited[0];
+    assert_eq!(e.verdict, Some(Verdict::Deny));
+    assert!(e.policy.is_none());
+    assert_eq!(e.source.as_ref().unwrap().display_name(), "ml/trainer");
+    assert!(dns_body(e).query.ends_with(".flood.models.test"), "{e:?}");
+}
+
+/// The same over TCP: on the old code every query on the connection was forwarded. With a
+/// burst of 3 the fourth and later queries are REFUSED and never reach the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_over_its_query_rate_is_refused_over_tcp() {
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    cfg.query_rate = 1;
+    cfg.query_burst = 3;
+    let (proxy, _answers, _events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
+    let mut c = connect_from("127.0.0.1", proxy).await;
+    let mut codes = Vec::new();
+    for id in 0..6u16 {
+        let q = query(id, &format!("t{id}.models.test"));
+        c.write_all(&u16::try_from(q.len()).unwrap().to_be_bytes())
+            .await
+            .unwrap();
+        c.write_all(&q).await.unwrap();
+        let len = tokio::time::timeout(Duration::from_secs(2), c.read_u16())
+            .await
+            .expect("an answer")
+            .unwrap();
+        let mut buf = vec![0u8; usize::from(len)];
+        c.read_exact(&mut buf).await.unwrap();
+        let m = Message::from_vec(&buf).unwrap();
+        assert_eq!(m.metadata.id, id);
+        codes.push(m.metadata.response_code);
+    }
+    use ResponseCode::{NoError, Refused};
+    assert_eq!(
+        codes,
+        vec![NoError, NoError, NoError, Refused, Refused, Refused]
+    );
+    assert_eq!(seen.lock().unwrap().names.len(), 3);
+}

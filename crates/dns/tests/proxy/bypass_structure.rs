@@ -242,3 +242,53 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_still_their_pod() {
         .iter()
         .all(|e| e.source.as_ref().unwrap().display_name() == "ml/trainer"));
 }
+
+/// `query(id, name)` grown to `total` bytes by an EDNS0 padding option (RFC 7830): still
+/// a well-formed query.
+fn padded_query(id: u16, name: &str, total: usize) -> Vec<u8> {
+    let mut q = query(id, name);
+    q[11] = 1; // ARCOUNT
+    let pad = total - q.len() - 15;
+    let rdlen = u16::try_from(pad + 4).unwrap();
+    q.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0, 0, 0]);
+    q.extend_from_slice(&rdlen.to_be_bytes());
+    q.extend_from_slice(&[0, 12]);
+    q.extend_from_slice(&u16::try_from(pad).unwrap().to_be_bytes());
+    q.resize(total, 0);
+    q
+}
+
+/// Queries over UDP are at most 4 KiB (a longer datagram is dropped), but over TCP a client
+/// could send 64 KiB ones, which the proxy read, parsed and forwarded: on the old code this
+/// 5,000-byte query was answered NOERROR after reaching the upstream. Now a TCP message
+/// longer than `MAX_QUERY` closes the connection unread; one of exactly 4 KiB is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_long_tcp_queries_are_not_served() {
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let (proxy, _answers, _events) = proxy_before(upstream, Posture::Allow).await;
+    let fits = padded_query(95, "a.models.test", palisade_dns::MAX_QUERY);
+    assert_eq!(fits.len(), 4096);
+    Message::from_vec(&fits).expect("a well-formed query");
+    let reply = ask_tcp(proxy, &fits).await.expect("4 KiB is served");
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(seen.lock().unwrap().names.len(), 1);
+
+    let long = padded_query(96, "b.models.test", 5_000);
+    Message::from_vec(&long).expect("a well-formed query");
+    let mut c = TcpStream::connect(proxy).await.unwrap();
+    c.write_all(&u16::try_from(long.len()).unwrap().to_be_bytes())
+        .await
+        .unwrap();
+    // The connection may be closed before the body is written.
+    let _ = c.write_all(&long).await;
+    let mut rest = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut rest))
+        .await
+        .expect("closed, not left waiting");
+    assert!(
+        rest.is_empty(),
+        "no answer to an over-long query ({got:?}, {} bytes)",
+        rest.len()
+    );
+    assert_eq!(seen.lock().unwrap().names.len(), 1, "never forwarded");
+}

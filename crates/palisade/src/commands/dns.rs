@@ -157,8 +157,22 @@ pub(crate) async fn serve(
     {
         cfg.deny = DenyRcode::NxDomain;
     }
-    if let Some(mix) = rt.config.spec.dns.as_ref().and_then(|d| d.mix_case) {
-        cfg.mix_case = mix;
+    if let Some(d) = rt.config.spec.dns.as_deref() {
+        if let Some(mix) = d.mix_case {
+            cfg.mix_case = mix;
+        }
+        if let Some(n) = d.queries_per_second_per_client {
+            cfg.query_rate = n;
+        }
+        if let Some(n) = d.query_burst_per_client {
+            cfg.query_burst = n;
+        }
+        if let Some(n) = d.max_in_flight_per_client {
+            cfg.max_in_flight_per_client = n as usize;
+        }
+        if let Some(n) = d.max_tcp_per_client {
+            cfg.max_tcp_per_client = n as usize;
+        }
     }
     cfg.origin.cluster = Some(rt.cluster.clone());
     cfg.origin.node = Some(rt.node.clone());

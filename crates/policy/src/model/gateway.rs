@@ -457,6 +457,23 @@ pub struct DnsSpec {
     /// upstream that answers some names in another case.
     #[serde(default)]
     pub mix_case: Option<bool>,
+    /// Queries one client address may send per second (a token bucket, per UDP worker and
+    /// over TCP); beyond it and its burst they are answered REFUSED without reaching the
+    /// upstream. Default 500; 0 turns the limit off; at most 1000000.
+    #[serde(default)]
+    pub queries_per_second_per_client: Option<u32>,
+    /// Queries one client address may send at once above its rate (default 1000, 1 to
+    /// 1000000).
+    #[serde(default)]
+    pub query_burst_per_client: Option<u32>,
+    /// Forwarded UDP queries one client address may have waiting for the upstream per
+    /// worker (default 256, 1 to 4096); beyond it its queries are dropped.
+    #[serde(default)]
+    pub max_in_flight_per_client: Option<u32>,
+    /// TCP connections one client address may hold at once (default 32, 1 to 4096); the
+    /// ones beyond are closed.
+    #[serde(default)]
+    pub max_tcp_per_client: Option<u32>,
     /// Off switch.
     #[serde(default = "yes")]
     pub enabled: bool,

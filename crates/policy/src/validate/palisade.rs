@@ -571,6 +571,30 @@ pub(super) fn palisade_config(v: &mut V, spec: &FieldPath, s: &PalisadeConfigSpe
                 "maxRecordsPerPod must be 1 to 200000",
             );
         }
+        let bounded: [(&str, Option<u32>, u32, u32); 4] = [
+            (
+                "queriesPerSecondPerClient",
+                d.queries_per_second_per_client,
+                0,
+                1_000_000,
+            ),
+            (
+                "queryBurstPerClient",
+                d.query_burst_per_client,
+                1,
+                1_000_000,
+            ),
+            ("maxInFlightPerClient", d.max_in_flight_per_client, 1, 4096),
+            ("maxTcpPerClient", d.max_tcp_per_client, 1, 4096),
+        ];
+        for (field, value, min, max) in bounded {
+            if value.is_some_and(|n| !(min..=max).contains(&n)) {
+                v.err(
+                    &spec.key("dns").key(field),
+                    format!("{field} must be {min} to {max}"),
+                );
+            }
+        }
         if let Some(r) = &d.refuse_with {
             if r != "REFUSED" && r != "NXDOMAIN" {
                 v.err(

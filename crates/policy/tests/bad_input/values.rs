@@ -874,6 +874,77 @@ fn dns_max_records_per_pod_is_bounded() {
     );
 }
 
+/// The proxy's per-client limits were code-only (`ProxyConfig`): on the old code these
+/// fields were unknown (one deny_unknown_fields error at the first), the limits could not
+/// be set. Now each is a `spec.dns` field, bounded, and every bad one gets its own error
+/// at its line; good values load cleanly.
+#[test]
+fn dns_client_limits_are_configurable_and_bounded() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",      // 1
+        "kind: PalisadeConfig",                   // 2
+        "metadata: {name: node}",                 // 3
+        "spec:",                                  // 4
+        "  dns:",                                 // 5
+        "    listen: 127.0.0.1:53",               // 6
+        "    upstream: 10.0.0.10:53",             // 7
+        "    queriesPerSecondPerClient: 2000000", // 8
+        "    queryBurstPerClient: 0",             // 9
+        "    maxInFlightPerClient: 5000",         // 10
+        "    maxTcpPerClient: 0",                 // 11
+    ]);
+    let m = load("config.yaml", &text);
+    assert_eq!(errors(&m), 4, "{:#?}", m.diagnostics);
+    for (path, line, col, words) in [
+        ("spec.dns.queriesPerSecondPerClient", 8, 32, "0 to 1000000"),
+        ("spec.dns.queryBurstPerClient", 9, 26, "1 to 1000000"),
+        ("spec.dns.maxInFlightPerClient", 10, 27, "1 to 4096"),
+        ("spec.dns.maxTcpPerClient", 11, 22, "1 to 4096"),
+    ] {
+        error_at(
+            &m,
+            "config.yaml",
+            path,
+            line,
+            col,
+            "invalid-value",
+            &[words],
+        );
+    }
+    let ok = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",
+        "kind: PalisadeConfig",
+        "metadata: {name: node}",
+        "spec:",
+        "  dns:",
+        "    listen: 127.0.0.1:53",
+        "    upstream: 10.0.0.10:53",
+        "    queriesPerSecondPerClient: 0",
+        "    queryBurstPerClient: 50",
+        "    maxInFlightPerClient: 64",
+        "    maxTcpPerClient: 8",
+    ]);
+    let m = load("ok.yaml", &ok);
+    assert_eq!(errors(&m), 0, "{:#?}", m.diagnostics);
+    let dns = m
+        .objects
+        .iter()
+        .find_map(|o| match &o.object {
+            palisade_policy::model::Object::PalisadeConfig(c) => c.spec.dns.clone(),
+            _ => None,
+        })
+        .expect("the config's dns");
+    assert_eq!(
+        (
+            dns.queries_per_second_per_client,
+            dns.query_burst_per_client,
+            dns.max_in_flight_per_client,
+            dns.max_tcp_per_client
+        ),
+        (Some(0), Some(50), Some(64), Some(8))
+    );
+}
+
 #[test]
 fn dlp_credential_headers_must_be_field_names() {
     let text = lines(&[

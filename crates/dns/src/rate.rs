@@ -1,0 +1,205 @@
+//! Per-client query rate limits: a token bucket per client address (`rate` queries a second,
+//! up to `burst` at once), checked before a query is decided or forwarded, so one pod cannot
+//! make the proxy send an unbounded stream of queries upstream, nor flood the event store
+//! with refusals.
+//!
+//! Each UDP worker's client thread owns its own [`ClientRates`] (no lock on the hot path);
+//! TCP queries share one behind a mutex. Memory is bounded: at most [`MAX_CLIENTS`] buckets
+//! each; a bucket that has filled up again is the same as none and is dropped by the
+//! periodic sweep. When the table is full of clients that are all still limited, a new
+//! client is limited too (fail closed; only thousands of addresses sending at once, which
+//! pods on one node do not have, can fill it).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Buckets one [`ClientRates`] holds at most (a few dozen bytes each).
+pub const MAX_CLIENTS: usize = 16_384;
+/// How often idle (full again) buckets are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// A limited client is noted (logged, one event) at most this often.
+const NOTE_EVERY: Duration = Duration::from_secs(1);
+
+/// The default sustained rate, queries per second per client.
+pub const DEFAULT_QPS: u32 = 500;
+/// The default burst per client.
+pub const DEFAULT_BURST: u32 = 1000;
+
+/// Whether a query may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Within the client's rate.
+    Yes,
+    /// Over it; `note` is true at most once per second per client (log it, emit an event).
+    Limited {
+        /// Whether this one should be logged and turned into an event.
+        note: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    noted: Option<Instant>,
+}
+
+/// Token buckets by client address.
+#[derive(Debug)]
+pub struct ClientRates {
+    /// Tokens added per second; 0 means no limit.
+    rate: f64,
+    burst: f64,
+    capacity: usize,
+    buckets: HashMap<IpAddr, Bucket>,
+    last_sweep: Instant,
+    full_noted: Option<Instant>,
+}
+
+impl ClientRates {
+    /// `per_second` queries a second per client (0: no limit), at most `burst` at once.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self::with_capacity(per_second, burst, MAX_CLIENTS)
+    }
+
+    /// As [`ClientRates::new`], holding at most `capacity` clients.
+    pub fn with_capacity(per_second: u32, burst: u32, capacity: usize) -> Self {
+        ClientRates {
+            rate: f64::from(per_second),
+            burst: f64::from(burst.max(1)),
+            capacity: capacity.max(1),
+            buckets: HashMap::new(),
+            last_sweep: Instant::now(),
+            full_noted: None,
+        }
+    }
+
+    /// Clients tracked now.
+    pub fn clients(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Takes one token from `client`'s bucket at `now`.
+    pub fn check(&mut self, client: IpAddr, now: Instant) -> Admit {
+        if self.rate <= 0.0 {
+            return Admit::Yes;
+        }
+        if now.saturating_duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.sweep(now);
+        }
+        if let Some(b) = self.buckets.get_mut(&client) {
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+            b.at = now;
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                return Admit::Yes;
+            }
+            let note = b
+                .noted
+                .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
+            if note {
+                b.noted = Some(now);
+            }
+            return Admit::Limited { note };
+        }
+        if self.buckets.len() >= self.capacity {
+            self.sweep(now);
+            if self.buckets.len() >= self.capacity {
+                let note = self
+                    .full_noted
+                    .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
+                if note {
+                    self.full_noted = Some(now);
+                }
+                return Admit::Limited { note };
+            }
+        }
+        self.buckets.insert(
+            client,
+            Bucket {
+                tokens: self.burst - 1.0,
+                at: now,
+                noted: None,
+            },
+        );
+        Admit::Yes
+    }
+
+    /// Drops the buckets that have filled up again (a full bucket is the same as none).
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        let (rate, burst) = (self.rate, self.burst);
+        self.buckets.retain(|_, b| {
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens + elapsed * rate < burst
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_gets_its_burst_then_its_rate() {
+        let mut r = ClientRates::new(10, 5);
+        let t0 = Instant::now();
+        let a = ip("10.0.0.1");
+        for _ in 0..5 {
+            assert_eq!(r.check(a, t0), Admit::Yes);
+        }
+        assert_eq!(r.check(a, t0), Admit::Limited { note: true });
+        assert_eq!(r.check(a, t0), Admit::Limited { note: false });
+        // Another client has its own bucket.
+        assert_eq!(r.check(ip("10.0.0.2"), t0), Admit::Yes);
+        // 10 a second: one more token after 100 ms, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(r.check(a, t1), Admit::Yes);
+        assert_eq!(r.check(a, t1), Admit::Limited { note: false });
+        // Noted again a second later.
+        let t2 = t0 + Duration::from_millis(1050);
+        for _ in 0..5 {
+            assert_eq!(r.check(a, t2), Admit::Yes, "refilled up to the burst");
+        }
+        assert_eq!(r.check(a, t2), Admit::Limited { note: true });
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let mut r = ClientRates::new(0, 1);
+        let t0 = Instant::now();
+        for _ in 0..10_000 {
+            assert_eq!(r.check(ip("10.0.0.1"), t0), Admit::Yes);
+        }
+        assert_eq!(r.clients(), 0);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_idle_clients_are_forgotten() {
+        let mut r = ClientRates::with_capacity(10, 5, 100);
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            let a = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+            assert_eq!(r.check(a, t0), Admit::Yes);
+        }
+        assert_eq!(r.clients(), 100);
+        // Full of clients that are all still limited: a new one is limited (fail closed).
+        assert_eq!(r.check(ip("192.0.2.1"), t0), Admit::Limited { note: true });
+        assert_eq!(r.clients(), 100);
+        // Half a second later every bucket is full again: they are dropped, the new client
+        // gets in.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(r.check(ip("192.0.2.1"), t1), Admit::Yes);
+        assert_eq!(r.clients(), 1);
+        // The periodic sweep forgets idle clients without a full table.
+        let t2 = t1 + SWEEP_EVERY;
+        assert_eq!(r.check(ip("192.0.2.2"), t2), Admit::Yes);
+        assert_eq!(r.clients(), 1);
+    }
+}
