@@ -7,6 +7,10 @@
 # PALISADE_DNS_STORE=false logs to the JSON-lines file only (spec.events.store: false), as
 # dnsmasq does; the default also keeps every event in the queryable SQLite store.
 #
+# The one load generator stands for a whole cluster's pods (dnsmasq has no per-client limit),
+# so the per-client query rate is set far above the load: the check still runs on every
+# query, it never refuses one.
+#
 # The blocklist is expressed as Palisade policy: the load generator's address is a pod,
 # and a security-tier ClusterSecurityPolicy denies egress to those FQDNs.
 #   PALISADE_DNS_CMD="bash $PWD/bench/dns.sh" bash ../shared/bench/dns-anchor.sh
@@ -43,7 +47,8 @@ metadata: {name: dns-bench}
 spec:
   manifests: .
   dataDir: $dir/data
-  dns: {listen: "127.0.0.1:15355", upstream: "${PALISADE_DNS_UPSTREAM:-127.0.0.1:15353}", refuseWith: NXDOMAIN}
+  dns: {listen: "127.0.0.1:15355", upstream: "${PALISADE_DNS_UPSTREAM:-127.0.0.1:15353}", refuseWith: NXDOMAIN,
+        queriesPerSecondPerClient: 1000000, queryBurstPerClient: 1000000}
   events: {jsonl: "${PALISADE_QUERY_LOG:-$dir/queries.jsonl}", store: ${PALISADE_DNS_STORE:-true}}
 YAML
 exec "$bin" dns --config "$dir/palisade.yaml" --no-sets
