@@ -19,6 +19,7 @@ use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkl
 use palisade_policy::snapshot::Sourced;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,7 +132,6 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
         current: None,
         current_bytes: None,
         remotes: BTreeMap::new(),
-        claim_order: BTreeMap::new(),
         conflicts: Vec::new(),
         view_tx: watch::channel(None).0,
         health_tx: watch::channel(Health::default()).0,
@@ -169,10 +169,8 @@ struct Watcher {
     current_bytes: Option<Vec<u8>>,
     /// Each cluster's last good identity document, as published.
     remotes: BTreeMap<String, Vec<RemoteWorkload>>,
-    /// When each cluster's identity key was created (etcd revision): an address claimed by
-    /// two clusters stays with the one that claimed it first.
-    claim_order: BTreeMap<String, i64>,
-    /// Addresses refused to a cluster because another claimed them first (as reported).
+    /// Addresses refused to clusters (claimed by several, outside their networks…), as
+    /// reported.
     conflicts: Vec<String>,
     view_tx: watch::Sender<Option<Arc<FederationView>>>,
     health_tx: watch::Sender<Health>,
@@ -319,12 +317,11 @@ impl Watcher {
         let mut present = std::collections::BTreeSet::new();
         for kv in ids.kvs() {
             if let KeyKind::Identities(c) = layout.classify(kv.key()) {
-                self.on_identity(&c, Some(kv.value()), kv.create_revision());
+                self.on_identity(&c, Some(kv.value()));
                 present.insert(c);
             }
         }
         self.remotes.retain(|c, _| present.contains(c));
-        self.claim_order.retain(|c, _| present.contains(c));
         match cur.kvs().first() {
             Some(kv) => self.on_pointer(client, kv.value(), &HashMap::new()).await?,
             None => {
@@ -368,7 +365,7 @@ impl Watcher {
                 }
                 KeyKind::Revision(_) => {}
                 KeyKind::Identities(c) => {
-                    self.on_identity(&c, put.then(|| kv.value()), kv.create_revision());
+                    self.on_identity(&c, put.then(|| kv.value()));
                     identities_changed = true;
                 }
                 KeyKind::Member(_) => {}
@@ -470,21 +467,18 @@ impl Watcher {
         Ok(())
     }
 
-    /// A cluster's identity key was put (`value`, with the etcd revision the key was
-    /// created at) or deleted (`None`). A document that does not parse is reported and the
+    /// A cluster's identity key was put (`value`) or deleted (`None`). A document that does not parse is reported and the
     /// cluster's last good one stays: one bad write must not make its pods unknown.
-    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>, created: i64) {
+    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>) {
         if cluster == self.settings.cluster.name {
             return;
         }
         match value.map(|v| identities::parse(cluster, v)) {
             None => {
                 self.remotes.remove(cluster);
-                self.claim_order.remove(cluster);
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
                 self.remotes.insert(cluster.to_string(), workloads);
-                self.claim_order.insert(cluster.to_string(), created);
             }
             Some(Err(e)) => {
                 let kept = if self.remotes.contains_key(cluster) {
@@ -497,31 +491,31 @@ impl Watcher {
         }
     }
 
-    /// The other clusters' workloads as the view holds them: an address claimed by more
-    /// than one cluster stays with the cluster whose identity key is oldest (it claimed it
-    /// first; name breaks a tie) and is dropped from the others' workloads, so a member
-    /// cannot take over, by publishing it, an address another member's pod holds (which
-    /// would change what peers naming that member select everywhere).
+    /// The other clusters' workloads as the view holds them. An address no pod can hold, or
+    /// outside the networks given for its cluster, is dropped. An address claimed by more
+    /// than one cluster is dropped from all of them and reported: no order of claims (which
+    /// key is older, which name sorts first) decides who an address is, since a member can
+    /// choose both (claim in advance, let its key expire and create it again). A member
+    /// that claims another's pod address thus makes it an unknown address (only `ipBlock`
+    /// rules apply to it), never its own workload.
     fn resolved_remotes(&self) -> (Vec<RemoteWorkload>, Vec<String>) {
-        let mut order: Vec<(&String, &Vec<RemoteWorkload>)> = self.remotes.iter().collect();
-        order.sort_by_key(|(c, _)| (self.claim_order.get(*c).copied().unwrap_or(0), *c));
-        let mut owner: HashMap<std::net::IpAddr, &str> = HashMap::new();
-        let mut out = Vec::new();
         let mut conflicts = Vec::new();
-        for (cluster, workloads) in order {
-            let mut mine = std::collections::HashSet::new();
+        // First pass: what each cluster may claim at all.
+        let mut candidates: Vec<(RemoteWorkload, Vec<(String, IpAddr)>)> = Vec::new();
+        let mut claimants: HashMap<IpAddr, std::collections::BTreeSet<&str>> = HashMap::new();
+        for (cluster, workloads) in &self.remotes {
             for w in workloads {
-                let mut w = w.clone();
-                w.ips.retain(|s| {
-                    let Ok(ip) = s.parse::<std::net::IpAddr>() else {
-                        return false;
+                let mut kept = Vec::new();
+                for s in &w.ips {
+                    let Ok(ip) = s.parse::<IpAddr>() else {
+                        continue;
                     };
                     if is_node_internal(ip) {
                         conflicts.push(format!(
                             "identities of {cluster}: {}/{} claims {ip}, which no pod can hold (loopback, link-local, metadata, multicast…); ignored",
                             w.namespace, w.name
                         ));
-                        return false;
+                        continue;
                     }
                     let ip = reached_address(ip);
                     let allowed = self.settings.member_networks.get(cluster.as_str());
@@ -530,27 +524,42 @@ impl Watcher {
                             "identities of {cluster}: {}/{} claims {ip}, outside the networks given for {cluster} (--member-network); ignored",
                             w.namespace, w.name
                         ));
-                        return false;
+                        continue;
                     }
-                    match owner.get(&ip) {
-                        Some(o) if *o != cluster.as_str() => {
-                            conflicts.push(format!(
-                                "identities of {cluster}: {}/{} claims {ip}, which {o} published first; ignored",
-                                w.namespace, w.name
-                            ));
-                            false
-                        }
-                        _ => {
-                            mine.insert(ip);
-                            true
-                        }
+                    claimants.entry(ip).or_default().insert(cluster.as_str());
+                    kept.push((s.clone(), ip));
+                }
+                candidates.push((w.clone(), kept));
+            }
+        }
+        // Second pass: an address with more than one claimant is nobody's.
+        let mut out = Vec::with_capacity(candidates.len());
+        for (mut w, kept) in candidates {
+            w.ips = kept
+                .into_iter()
+                .filter(|(_, ip)| {
+                    let holders = &claimants[ip];
+                    if holders.len() == 1 {
+                        return true;
                     }
-                });
-                out.push(w);
-            }
-            for ip in mine {
-                owner.insert(ip, cluster);
-            }
+                    let others: Vec<&str> = holders
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != w.cluster)
+                        .collect();
+                    conflicts.push(format!(
+                        "identities of {}: {}/{} claims {ip}, which {} also claim{}; refused to all of them",
+                        w.cluster,
+                        w.namespace,
+                        w.name,
+                        others.join(", "),
+                        if others.len() == 1 { "s" } else { "" }
+                    ));
+                    false
+                })
+                .map(|(s, _)| s)
+                .collect();
+            out.push(w);
         }
         (out, conflicts)
     }

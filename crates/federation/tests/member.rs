@@ -212,13 +212,12 @@ fn holders(v: &FederationView, ip: &str) -> Vec<String> {
         .collect()
 }
 
-/// A member cluster may write its own `identities/<cluster>` key. On the old code a second
-/// cluster could publish a workload with the IP of another cluster's pod; members took the
-/// claim of the cluster whose name sorts first, so `a-evil` (before `east`) decided who
-/// 10.1.0.5 is in every other cluster: east's trainer stopped matching peers
-/// `{cluster: east, app: trainer}` and a Deny naming east's pods no longer matched it. Now
-/// the cluster that claimed an address first keeps it, the later claim is dropped from the
-/// view and reported.
+/// A member cluster may write its own `identities/<cluster>` key. An address two clusters
+/// publish is nobody's: it is dropped from both and reported, whichever claimed it first.
+/// On the old code the older identity key won, which a member can arrange: `a-evil`
+/// publishing east's next pod address before east does (or after east's key expired and was
+/// created again) kept it, and every other cluster took 10.1.0.5 for a-evil's trainer (a
+/// policy allowing a-evil's pods reached east's pod, a Deny naming east's pods missed it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_cluster_cannot_take_over_a_members_addresses() {
     if !Etcd::available() {
@@ -227,19 +226,7 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
     let etcd = Etcd::start("claims");
     let opts = etcd.options();
     let mut c = client(&opts).await;
-    publish(
-        &mut c,
-        "east",
-        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
-    )
-    .await;
-    let m = member::start_watch_only(settings(&opts, "west"));
-    let mut view = m.view.clone();
-    wait_for("east's trainer", &mut view, |v| {
-        holders(v, "10.1.0.5") == ["east/ml/trainer-0"]
-    })
-    .await;
-    // a-evil claims east's trainer address (and one of its own).
+    // a-evil claims the address first (east's pod is not scheduled yet), and one of its own.
     publish(
         &mut c,
         "a-evil",
@@ -249,27 +236,60 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
         ],
     )
     .await;
-    let v = wait_for("a-evil's own workload", &mut view, |v| {
-        !holders(v, "10.9.0.1").is_empty()
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("a-evil's workloads", &mut view, |v| {
+        holders(v, "10.9.0.1") == ["a-evil/ml/web-0"]
     })
     .await;
-    assert_eq!(holders(&v, "10.1.0.5"), ["east/ml/trainer-0"]);
+    // East's pod gets the address and east publishes it: nobody holds it now.
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let v = wait_for("east's claim", &mut view, |v| {
+        v.remote_workloads.iter().any(|w| w.cluster == "east")
+    })
+    .await;
+    assert_eq!(holders(&v, "10.1.0.5"), Vec::<String>::new());
     assert_eq!(holders(&v, "10.9.0.1"), ["a-evil/ml/web-0"]);
     let h = m.health.borrow().clone();
-    assert!(
-        h.ignored_keys
-            .iter()
-            .any(|k| k.contains("10.1.0.5") && k.contains("a-evil") && k.contains("east")),
-        "{:?}",
-        h.ignored_keys
-    );
-    // When east lets the address go, the other claim is taken.
-    publish(&mut c, "east", vec![]).await;
-    let v = wait_for("the address released by east", &mut view, |v| {
-        holders(v, "10.1.0.5") == ["a-evil/ml/trainer-0"]
+    for (who, other) in [("a-evil", "east"), ("east", "a-evil")] {
+        assert!(
+            h.ignored_keys
+                .iter()
+                .any(|k| k.starts_with(&format!("identities of {who}:"))
+                    && k.contains("10.1.0.5")
+                    && k.contains(&format!("which {other} also claims"))),
+            "{who}: {:?}",
+            h.ignored_keys
+        );
+    }
+    // The same when east claimed it first (the order of claims decides nothing).
+    publish(&mut c, "a-evil", vec![]).await;
+    wait_for("east's trainer alone", &mut view, |v| {
+        holders(v, "10.1.0.5") == ["east/ml/trainer-0"]
+    })
+    .await;
+    publish(
+        &mut c,
+        "a-evil",
+        vec![workload("a-evil", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let v = wait_for("the contested address dropped", &mut view, |v| {
+        holders(v, "10.1.0.5").is_empty()
     })
     .await;
     assert_eq!(v.remote_workloads.len(), 2);
+    // When east lets the address go, the remaining claim is taken.
+    publish(&mut c, "east", vec![]).await;
+    wait_for("the address released by east", &mut view, |v| {
+        holders(v, "10.1.0.5") == ["a-evil/ml/trainer-0"]
+    })
+    .await;
 }
 
 /// On the old code an identity document that did not parse removed that cluster's workloads
