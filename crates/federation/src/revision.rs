@@ -61,6 +61,19 @@ fn load(files: &[RevisionFile], name: impl Fn(&RevisionFile) -> String) -> (Mani
     for f in files {
         m.add_file(&name(f), &f.yaml);
     }
+    // `palisade check` skips kinds it does not use with a note; in a revision every object
+    // is a global policy, so one it would skip (a misspelt kind, or a kind a newer version
+    // reads) is an error: applying the rest would enforce part of what was pushed.
+    for d in &mut m.diagnostics {
+        if d.code == "skipped-kind" {
+            d.severity = Severity::Error;
+            d.code = "not-global-policy";
+            d.message = format!(
+                "{}; only ClusterSecurityPolicy objects can be pushed to the federation",
+                d.message
+            );
+        }
+    }
     let mut extra = Vec::new();
     let mut count = 0;
     for o in &m.objects {
@@ -204,6 +217,43 @@ mod tests {
             "{errs:?}"
         );
         assert_eq!(validate_files(&[file("ok.yaml", CSP)]).unwrap(), 1);
+    }
+
+    /// A misspelt kind was skipped with a note: on the old code `push` accepted the file and
+    /// members applied the revision without that policy (here the Deny), i.e. part of what
+    /// was pushed. Now the whole revision is refused, at push and by members.
+    #[test]
+    fn an_object_of_a_skipped_kind_refuses_the_whole_revision() {
+        let typo = CSP.replace(
+            "kind: ClusterSecurityPolicy",
+            "kind: ClusterSecurityPolicies",
+        );
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: palisade.dev/v1alpha1\n  kind: GlobalPolicy\n  metadata: {{name: x}}\n"
+        );
+        for bad in [typo, list] {
+            let files = vec![
+                file("ok.yaml", &CSP.replace("deny-db", "other")),
+                file("bad.yaml", &bad),
+            ];
+            let errs = validate_files(&files).unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|d| d.file == "bad.yaml" && d.code == "not-global-policy"),
+                "{errs:?}"
+            );
+            let doc = RevisionDoc {
+                revision: 4,
+                created_at_us: 1,
+                rolled_back_from: None,
+                files,
+            };
+            let err = parse_revision(4, &serde_json::to_vec(&doc).unwrap()).unwrap_err();
+            assert!(
+                err.iter().any(|e| e.contains("federation/r4/bad.yaml")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
