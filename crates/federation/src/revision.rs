@@ -228,9 +228,7 @@ mod tests {
             "kind: ClusterSecurityPolicy",
             "kind: ClusterSecurityPolicies",
         );
-        let list = format!(
-            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: palisade.dev/v1alpha1\n  kind: GlobalPolicy\n  metadata: {{name: x}}\n"
-        );
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: palisade.dev/v1alpha1\n  kind: GlobalPolicy\n  metadata: {name: x}\n".to_string();
         for bad in [typo, list] {
             let files = vec![
                 file("ok.yaml", &CSP.replace("deny-db", "other")),
