@@ -518,10 +518,9 @@ impl Watcher {
                         continue;
                     }
                     let ip = reached_address(ip);
-                    let allowed = self.settings.member_networks.get(cluster.as_str());
-                    if allowed.is_some_and(|nets| !nets.iter().any(|n| n.contains(ip))) {
+                    if let Err(why) = self.may_claim(cluster, ip) {
                         conflicts.push(format!(
-                            "identities of {cluster}: {}/{} claims {ip}, outside the networks given for {cluster} (--member-network); ignored",
+                            "identities of {cluster}: {}/{} claims {ip}, {why}; ignored",
                             w.namespace, w.name
                         ));
                         continue;
@@ -562,6 +561,42 @@ impl Watcher {
             out.push(w);
         }
         (out, conflicts)
+    }
+
+    /// Whether `cluster` may claim `ip` for its pods. The networks the operator declared in
+    /// the applied revision (`memberNetworks`) and those given to this process
+    /// (`--member-network`) both apply. Once any networks are declared, a member named in
+    /// neither claims nothing: it cannot publish another member's (or any routable)
+    /// address as its own. With none declared anywhere, any pod-holdable address is taken.
+    fn may_claim(&self, cluster: &str, ip: IpAddr) -> std::result::Result<(), String> {
+        let declared = self.current.as_ref().map(|c| &c.member_networks);
+        let sources = [
+            (
+                declared.and_then(|d| d.get(cluster)),
+                "the networks declared for it (memberNetworks)",
+            ),
+            (
+                self.settings.member_networks.get(cluster),
+                "the networks given for it (--member-network)",
+            ),
+        ];
+        let mut named = false;
+        for (nets, what) in sources {
+            if let Some(nets) = nets {
+                named = true;
+                if !nets.iter().any(|n| n.contains(ip)) {
+                    return Err(format!("outside {what}"));
+                }
+            }
+        }
+        let any_declared =
+            declared.is_some_and(|d| !d.is_empty()) || !self.settings.member_networks.is_empty();
+        if any_declared && !named {
+            return Err(format!(
+                "but no networks are declared for {cluster} (memberNetworks, --member-network)"
+            ));
+        }
+        Ok(())
     }
 
     fn report_refused(&self, msg: String) {

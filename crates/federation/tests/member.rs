@@ -451,27 +451,157 @@ async fn addresses_outside_a_members_networks_are_not_taken() {
     let mut w = workload("east", "store-0", "store", "10.1.0.7");
     w.ips.extend(["8.8.8.8", "10.2.0.9"].map(String::from));
     publish(&mut c, "east", vec![w]).await;
+    // A member no network is given for claims nothing once networks are given (on the old
+    // code it could claim any address, 10.1.0.8 in east's network included).
+    publish(
+        &mut c,
+        "south",
+        vec![workload("south", "web-0", "web", "10.1.0.8")],
+    )
+    .await;
     let mut s = settings(&opts, "west");
     s.member_networks
         .insert("east".into(), vec!["10.1.0.0/16".parse().unwrap()]);
     let m = member::start_watch_only(s);
     let mut view = m.view.clone();
-    let v = wait_for("east's store", &mut view, |v| {
-        !holders(v, "10.1.0.7").is_empty()
+    let v = wait_for("east's store and south's claim", &mut view, |v| {
+        !holders(v, "10.1.0.7").is_empty() && v.remote_workloads.len() == 2
     })
     .await;
-    assert_eq!(v.remote_workloads.len(), 1);
-    assert_eq!(v.remote_workloads[0].ips, ["10.1.0.7"]);
+    assert_eq!(holders(&v, "10.1.0.7"), ["east/ml/store-0"]);
+    assert_eq!(holders(&v, "10.1.0.8"), Vec::<String>::new());
+    let east = v.remote_workloads.iter().find(|w| w.cluster == "east");
+    assert_eq!(east.unwrap().ips, ["10.1.0.7"]);
     let h = m.health.borrow().clone();
     for ip in ["8.8.8.8", "10.2.0.9"] {
         assert!(
             h.ignored_keys
                 .iter()
-                .any(|k| k.contains(ip) && k.contains("outside the networks given for east")),
+                .any(|k| k.starts_with("identities of east:")
+                    && k.contains(ip)
+                    && k.contains("outside the networks given for it (--member-network)")),
             "{ip}: {:?}",
             h.ignored_keys
         );
     }
+    assert!(
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of south:")
+                && k.contains("10.1.0.8")
+                && k.contains("no networks are declared for south")),
+        "{:?}",
+        h.ignored_keys
+    );
+}
+
+/// The operator declares each member's networks once, in the pushed revision
+/// (`push_with_networks`, `palisade federation push --member-network`): every member applies
+/// the same limits with the policies they come with, without a flag on each process. An
+/// address outside a member's declared networks, and every address of a member not
+/// declared, is refused; a later push of policies alone keeps the networks; a revision whose
+/// networks do not parse is refused whole. On the old code there was no such declaration:
+/// a member without `--member-network` took 8.8.8.8 and south's 10.1.0.8 (in east's network).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_claim_only_in_the_networks_the_revision_declares() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("declared");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let nets: std::collections::BTreeMap<String, Vec<String>> = [
+        ("east".to_string(), vec!["10.1.0.0/16".to_string()]),
+        ("north".to_string(), vec!["10.4.0.0/16".to_string()]),
+    ]
+    .into();
+    let pushed = palisade_federation::push::push_with_networks(
+        &opts,
+        &layout,
+        vec![policy("one")],
+        Some(nets.clone()),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pushed.revision, 1);
+    // Policies alone: the networks stay.
+    let pushed = palisade_federation::push::push(&opts, &layout, vec![policy("two")], 10)
+        .await
+        .unwrap();
+    assert_eq!(pushed.revision, 2);
+    let stored = c.get(layout.revision(2), None).await.unwrap();
+    let doc: palisade_federation::revision::RevisionDoc =
+        serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    assert_eq!(doc.member_networks, nets);
+    let mut w = workload("east", "store-0", "store", "10.1.0.7");
+    w.ips.push("8.8.8.8".into());
+    publish(&mut c, "east", vec![w]).await;
+    publish(
+        &mut c,
+        "south",
+        vec![workload("south", "web-0", "web", "10.1.0.8")],
+    )
+    .await;
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    let v = wait_for("revision 2 and both clusters", &mut view, |v| {
+        v.revision == 2 && v.remote_workloads.len() == 2
+    })
+    .await;
+    let east = v.remote_workloads.iter().find(|w| w.cluster == "east");
+    assert_eq!(east.unwrap().ips, ["10.1.0.7"]);
+    let south = v.remote_workloads.iter().find(|w| w.cluster == "south");
+    assert_eq!(south.unwrap().ips, Vec::<String>::new());
+    let h = m.health.borrow().clone();
+    assert!(
+        h.ignored_keys.iter().any(|k| k.contains("8.8.8.8")
+            && k.contains("outside the networks declared for it (memberNetworks)")),
+        "{:?}",
+        h.ignored_keys
+    );
+    assert!(
+        h.ignored_keys
+            .iter()
+            .any(|k| k.contains("10.1.0.8") && k.contains("no networks are declared for south")),
+        "{:?}",
+        h.ignored_keys
+    );
+    // A revision whose networks do not parse is refused whole: revision 2 stays.
+    let mut bad = doc.clone();
+    bad.revision = 3;
+    bad.files = vec![policy("three")];
+    bad.member_networks
+        .insert("south".into(), vec!["10.3.0.0/99".into()]);
+    c.put(layout.revision(3), serde_json::to_vec(&bad).unwrap(), None)
+        .await
+        .unwrap();
+    c.put(layout.current(), "3", None).await.unwrap();
+    let h = wait_health("revision 3 refused", &m, |h| {
+        h.refused
+            .as_deref()
+            .is_some_and(|r| r.contains("revision 3 refused") && r.contains("10.3.0.0/99"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 2);
+    let v = m.view.borrow().clone().unwrap();
+    assert_eq!(v.revision, 2);
+    assert_eq!(v.policies[0].0.metadata.name, "two");
+    // Networks removed (an empty declaration): back to taking any pod-holdable address.
+    palisade_federation::push::push_with_networks(
+        &opts,
+        &layout,
+        vec![policy("four")],
+        Some(Default::default()),
+        10,
+    )
+    .await
+    .unwrap();
+    wait_for("south's address taken", &mut view, |v| {
+        v.revision == 4 && holders(v, "10.1.0.8") == ["south/ml/web-0"]
+    })
+    .await;
 }
 
 /// Refusals and ignored keys are kept in the member's health (served on the admin API and
@@ -492,6 +622,7 @@ async fn huge_refusals_are_reported_in_bounded_space() {
         revision: 1,
         created_at_us: 0,
         rolled_back_from: None,
+        member_networks: Default::default(),
         files: (0..3000)
             .map(|i| RevisionFile {
                 name: format!("f{i}.yaml"),
@@ -579,6 +710,7 @@ async fn a_pointer_written_before_its_revision_is_applied_when_the_revision_arri
             revision: n,
             created_at_us: 0,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![policy(name)],
         })
         .unwrap()
@@ -802,6 +934,7 @@ async fn the_watch_resumes_at_the_last_processed_revision() {
         revision: 3,
         created_at_us: 0,
         rolled_back_from: None,
+        member_networks: Default::default(),
         files: vec![policy("c")],
     })
     .unwrap();
