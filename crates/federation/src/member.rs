@@ -79,7 +79,14 @@ pub struct Health {
     pub ignored_keys: Vec<String>,
     /// Clusters whose workloads are known.
     pub remote_clusters: Vec<String>,
+    /// Address claims refused right now (claimed by several clusters, outside a member's
+    /// networks, no pod can hold them): the first [`SHOWN_CLAIMS`], then how many more.
+    /// Also written to this member's status, so `federation status` shows them.
+    pub refused_claims: Vec<String>,
 }
+
+/// Refused claims listed in the health and status (the rest are counted).
+pub const SHOWN_CLAIMS: usize = 20;
 
 /// Handles to a running member.
 pub struct Member {
@@ -635,9 +642,22 @@ impl Watcher {
         };
         let applied = view.revision;
         let clusters: Vec<String> = self.remotes.keys().cloned().collect();
+        let mut claims: Vec<String> = self
+            .conflicts
+            .iter()
+            .take(SHOWN_CLAIMS)
+            .map(|c| bounded(c.clone()))
+            .collect();
+        if self.conflicts.len() > SHOWN_CLAIMS {
+            claims.push(format!(
+                "and {} more refused claims",
+                self.conflicts.len() - SHOWN_CLAIMS
+            ));
+        }
         self.health_tx.send_modify(|h| {
             h.applied_revision = applied;
             h.remote_clusters = clusters;
+            h.refused_claims = claims;
         });
         self.save_identities(&view.remote_workloads);
         self.view_tx.send_replace(Some(Arc::new(view)));

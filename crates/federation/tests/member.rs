@@ -966,3 +966,60 @@ async fn the_watch_resumes_at_the_last_processed_revision() {
     assert_eq!(h.full_reloads, 1, "resumed, not re-read: {h:?}");
     assert!(h.etcd_revision >= pointer_at);
 }
+
+/// Refused address claims are surfaced in `federation status`, not only in each member's
+/// logs and admin API: the publishing member writes them to its status key and the table
+/// lists them under the member that refuses them. On the old code the status had no such
+/// field: a contested address was visible only on each member's health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_claims_are_shown_in_the_federation_status() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("claimstatus");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    publish(
+        &mut c,
+        "a-evil",
+        vec![workload("a-evil", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let mut s = settings(&opts, "west");
+    s.identity_ttl_secs = 3;
+    let (_local_tx, local) = tokio::sync::watch::channel(Vec::new());
+    let (_enforced_tx, enforced) = tokio::sync::watch::channel(None);
+    let m = member::start(s, local, enforced);
+    wait_health("the refused claims", &m, |h| h.refused_claims.len() == 2).await;
+    let layout = Layout::new("test");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let st = loop {
+        let st = palisade_federation::status::read(&opts, &layout, "test")
+            .await
+            .unwrap();
+        if st
+            .members
+            .iter()
+            .any(|m| m.status.cluster == "west" && m.status.refused_claims.len() == 2)
+        {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no refused claims in {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let table = palisade_federation::status::render_table(&st);
+    for who in ["a-evil", "east"] {
+        assert!(
+            table.lines().any(|l| l.starts_with("refused by west: ")
+                && l.contains(&format!("identities of {who}:"))
+                && l.contains("10.1.0.5")),
+            "{table}"
+        );
+    }
+}
