@@ -260,7 +260,8 @@ impl Watcher {
                     h.last_error = None;
                 });
             }
-            if let Err(e) = self.on_events(&mut client, resp.events()).await {
+            let at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            if let Err(e) = self.on_events(&mut client, resp.events(), at).await {
                 // Not past these events: the watch resumes at them after reconnecting, so
                 // a pointer move whose revision could not be fetched is not lost.
                 return e;
@@ -330,7 +331,10 @@ impl Watcher {
         }
         self.remotes.retain(|c, _| present.contains(c));
         match cur.kvs().first() {
-            Some(kv) => self.on_pointer(client, kv.value(), &HashMap::new()).await?,
+            Some(kv) => {
+                self.on_pointer(client, kv.value(), &HashMap::new(), at)
+                    .await?
+            }
             None => {
                 self.pointer = None;
                 self.publish_view()
@@ -349,6 +353,7 @@ impl Watcher {
         &mut self,
         client: &mut Client,
         events: &[etcd_client::Event],
+        at: i64,
     ) -> Result<()> {
         let layout = self.settings.layout.clone();
         let mut docs: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -386,7 +391,7 @@ impl Watcher {
             .filter(|p| pointer.is_none() && docs.contains_key(p))
             .map(|p| p.to_string().into_bytes());
         match pointer.or(late) {
-            Some(p) => self.on_pointer(client, &p, &docs).await?,
+            Some(p) => self.on_pointer(client, &p, &docs, at).await?,
             None => {
                 // A revision written without moving the pointer is not applied; garbage is
                 // still worth reporting now rather than at rollback time.
@@ -408,6 +413,7 @@ impl Watcher {
         client: &mut Client,
         value: &[u8],
         docs: &HashMap<u64, Vec<u8>>,
+        at: i64,
     ) -> Result<()> {
         let n = match parse_pointer(value) {
             Ok(n) => n,
@@ -420,6 +426,42 @@ impl Watcher {
         };
         self.pointer = Some(n);
         self.health_tx.send_modify(|h| h.seen_revision = Some(n));
+        // Push and rollback always move the pointer to a new, highest revision. A pointer
+        // naming an older one while a newer is stored was written by hand (or by someone
+        // holding only the pointer): a replay of old policies, refused by every member
+        // alike, since it depends only on what is stored (read as of `at`, the state this
+        // pointer is part of), not on what a member applied before.
+        let t = self.settings.etcd.timeout;
+        let keys = within(
+            t,
+            client.get(
+                self.settings.layout.revisions(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_revision(at.max(0)),
+                ),
+            ),
+        )
+        .await?;
+        let newest = keys
+            .kvs()
+            .iter()
+            .filter_map(|kv| match self.settings.layout.classify(kv.key()) {
+                KeyKind::Revision(r) => Some(r),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if newest > n {
+            self.report_refused(format!(
+                "current points at revision {n}, but revision {newest} is stored: the pointer went back (a rollback writes a new revision); keeping revision {}",
+                self.applied()
+            ));
+            self.publish_view();
+            return Ok(());
+        }
         // The document is compared, not only its number: after etcd was rebuilt or restored,
         // numbers start again and revision n there need not be the n applied here.
         let bytes = match docs.get(&n) {

@@ -1023,3 +1023,57 @@ async fn refused_claims_are_shown_in_the_federation_status() {
         );
     }
 }
+
+/// Revision numbers only grow: push and rollback write a new, highest revision and move the
+/// pointer there. On the old code a pointer written back to an older revision (by hand, or
+/// by a writer holding only `current`) was applied: a replay of revoked policies. Now it is
+/// refused while a newer revision is stored, by a member that applied the newer one and by a
+/// member starting now alike (no divergence), and a proper push moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_moved_back_to_an_older_revision_is_refused() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("replay");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    for name in ["old", "new"] {
+        palisade_federation::push::push(&opts, &layout, vec![policy(name)], 10)
+            .await
+            .unwrap();
+    }
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("revision 2", &mut view, |v| v.revision == 2).await;
+    c.put(layout.current(), "1", None).await.unwrap();
+    let h = wait_health("the replay refused", &m, |h| {
+        h.seen_revision == Some(1)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("revision 2 is stored: the pointer went back"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 2);
+    let v = m.view.borrow().clone().unwrap();
+    assert_eq!(
+        (v.revision, v.policies[0].0.metadata.name.as_str()),
+        (2, "new")
+    );
+    // A member starting now refuses it too: it applies nothing rather than revision 1.
+    let fresh = member::start_watch_only(settings(&opts, "south"));
+    let h = wait_health("the fresh member's refusal", &fresh, |h| {
+        h.refused
+            .as_deref()
+            .is_some_and(|r| r.contains("went back"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 0);
+    // A push moves on (and a rollback is a push).
+    let pushed = palisade_federation::push::rollback(&opts, &layout, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(pushed.revision, 3);
+    let v = wait_for("revision 3", &mut view, |v| v.revision == 3).await;
+    assert_eq!(v.policies[0].0.metadata.name, "old");
+}
