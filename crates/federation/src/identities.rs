@@ -131,6 +131,7 @@ async fn run(
             seen_revision: h.seen_revision,
             error: h.refused.clone(),
             heartbeat_us: now_us(),
+            refused_claims: h.refused_claims.clone(),
         };
         serde_json::to_vec(&st).unwrap_or_default()
     };

@@ -90,9 +90,12 @@ impl Layout {
         if rest == "current" {
             return KeyKind::Current;
         }
+        // A cluster name as `--cluster-name` takes it: `identities/East`, `identities/..`,
+        // `identities/east\u{202e}` or a name with a NUL are nobody's key (reported, ignored),
+        // never a cluster whose workloads are merged.
         let name_after = |p: &str| {
             rest.strip_prefix(p)
-                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .filter(|n| check_name("cluster", n).is_ok())
                 .map(str::to_string)
         };
         if let Some(n) = rest.strip_prefix("revisions/") {
@@ -173,6 +176,30 @@ mod tests {
             assert!(k >= start && k < end, "{k}");
         }
         assert!(l.member("a") >= end);
+    }
+
+    /// On the old code any key segment without '/' was a cluster: `identities/..`,
+    /// `identities/East` or one with control or bidi characters were merged as clusters
+    /// (names no `--cluster-name` can have, shown as-is in health and saved state).
+    #[test]
+    fn only_valid_cluster_names_are_identity_or_status_keys() {
+        let l = Layout::new("prod");
+        for name in [
+            "..",
+            ".",
+            "East",
+            "east\u{202e}",
+            "east\0",
+            "-east",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
+            for kind in ["identities", "status"] {
+                let key = format!("/palisade/federation/prod/{kind}/{name}");
+                assert_eq!(l.classify(key.as_bytes()), KeyKind::Unknown, "{key:?}");
+            }
+        }
     }
 
     #[test]

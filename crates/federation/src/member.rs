@@ -19,6 +19,7 @@ use palisade_policy::model::{ClusterIdentity, ClusterSecurityPolicy, RemoteWorkl
 use palisade_policy::snapshot::Sourced;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +79,14 @@ pub struct Health {
     pub ignored_keys: Vec<String>,
     /// Clusters whose workloads are known.
     pub remote_clusters: Vec<String>,
+    /// Address claims refused right now (claimed by several clusters, outside a member's
+    /// networks, no pod can hold them): the first [`SHOWN_CLAIMS`], then how many more.
+    /// Also written to this member's status, so `federation status` shows them.
+    pub refused_claims: Vec<String>,
 }
+
+/// Refused claims listed in the health and status (the rest are counted).
+pub const SHOWN_CLAIMS: usize = 20;
 
 /// Handles to a running member.
 pub struct Member {
@@ -131,7 +139,6 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
         current: None,
         current_bytes: None,
         remotes: BTreeMap::new(),
-        claim_order: BTreeMap::new(),
         conflicts: Vec::new(),
         view_tx: watch::channel(None).0,
         health_tx: watch::channel(Health::default()).0,
@@ -169,10 +176,8 @@ struct Watcher {
     current_bytes: Option<Vec<u8>>,
     /// Each cluster's last good identity document, as published.
     remotes: BTreeMap<String, Vec<RemoteWorkload>>,
-    /// When each cluster's identity key was created (etcd revision): an address claimed by
-    /// two clusters stays with the one that claimed it first.
-    claim_order: BTreeMap<String, i64>,
-    /// Addresses refused to a cluster because another claimed them first (as reported).
+    /// Addresses refused to clusters (claimed by several, outside their networks…), as
+    /// reported.
     conflicts: Vec<String>,
     view_tx: watch::Sender<Option<Arc<FederationView>>>,
     health_tx: watch::Sender<Health>,
@@ -255,7 +260,8 @@ impl Watcher {
                     h.last_error = None;
                 });
             }
-            if let Err(e) = self.on_events(&mut client, resp.events()).await {
+            let at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            if let Err(e) = self.on_events(&mut client, resp.events(), at).await {
                 // Not past these events: the watch resumes at them after reconnecting, so
                 // a pointer move whose revision could not be fetched is not lost.
                 return e;
@@ -319,14 +325,16 @@ impl Watcher {
         let mut present = std::collections::BTreeSet::new();
         for kv in ids.kvs() {
             if let KeyKind::Identities(c) = layout.classify(kv.key()) {
-                self.on_identity(&c, Some(kv.value()), kv.create_revision());
+                self.on_identity(&c, Some(kv.value()));
                 present.insert(c);
             }
         }
         self.remotes.retain(|c, _| present.contains(c));
-        self.claim_order.retain(|c, _| present.contains(c));
         match cur.kvs().first() {
-            Some(kv) => self.on_pointer(client, kv.value(), &HashMap::new()).await?,
+            Some(kv) => {
+                self.on_pointer(client, kv.value(), &HashMap::new(), at)
+                    .await?
+            }
             None => {
                 self.pointer = None;
                 self.publish_view()
@@ -345,6 +353,7 @@ impl Watcher {
         &mut self,
         client: &mut Client,
         events: &[etcd_client::Event],
+        at: i64,
     ) -> Result<()> {
         let layout = self.settings.layout.clone();
         let mut docs: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -368,7 +377,7 @@ impl Watcher {
                 }
                 KeyKind::Revision(_) => {}
                 KeyKind::Identities(c) => {
-                    self.on_identity(&c, put.then(|| kv.value()), kv.create_revision());
+                    self.on_identity(&c, put.then(|| kv.value()));
                     identities_changed = true;
                 }
                 KeyKind::Member(_) => {}
@@ -382,7 +391,7 @@ impl Watcher {
             .filter(|p| pointer.is_none() && docs.contains_key(p))
             .map(|p| p.to_string().into_bytes());
         match pointer.or(late) {
-            Some(p) => self.on_pointer(client, &p, &docs).await?,
+            Some(p) => self.on_pointer(client, &p, &docs, at).await?,
             None => {
                 // A revision written without moving the pointer is not applied; garbage is
                 // still worth reporting now rather than at rollback time.
@@ -404,6 +413,7 @@ impl Watcher {
         client: &mut Client,
         value: &[u8],
         docs: &HashMap<u64, Vec<u8>>,
+        at: i64,
     ) -> Result<()> {
         let n = match parse_pointer(value) {
             Ok(n) => n,
@@ -416,6 +426,42 @@ impl Watcher {
         };
         self.pointer = Some(n);
         self.health_tx.send_modify(|h| h.seen_revision = Some(n));
+        // Push and rollback always move the pointer to a new, highest revision. A pointer
+        // naming an older one while a newer is stored was written by hand (or by someone
+        // holding only the pointer): a replay of old policies, refused by every member
+        // alike, since it depends only on what is stored (read as of `at`, the state this
+        // pointer is part of), not on what a member applied before.
+        let t = self.settings.etcd.timeout;
+        let keys = within(
+            t,
+            client.get(
+                self.settings.layout.revisions(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_revision(at.max(0)),
+                ),
+            ),
+        )
+        .await?;
+        let newest = keys
+            .kvs()
+            .iter()
+            .filter_map(|kv| match self.settings.layout.classify(kv.key()) {
+                KeyKind::Revision(r) => Some(r),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if newest > n {
+            self.report_refused(format!(
+                "current points at revision {n}, but revision {newest} is stored: the pointer went back (a rollback writes a new revision); keeping revision {}",
+                self.applied()
+            ));
+            self.publish_view();
+            return Ok(());
+        }
         // The document is compared, not only its number: after etcd was rebuilt or restored,
         // numbers start again and revision n there need not be the n applied here.
         let bytes = match docs.get(&n) {
@@ -470,21 +516,18 @@ impl Watcher {
         Ok(())
     }
 
-    /// A cluster's identity key was put (`value`, with the etcd revision the key was
-    /// created at) or deleted (`None`). A document that does not parse is reported and the
+    /// A cluster's identity key was put (`value`) or deleted (`None`). A document that does not parse is reported and the
     /// cluster's last good one stays: one bad write must not make its pods unknown.
-    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>, created: i64) {
+    fn on_identity(&mut self, cluster: &str, value: Option<&[u8]>) {
         if cluster == self.settings.cluster.name {
             return;
         }
         match value.map(|v| identities::parse(cluster, v)) {
             None => {
                 self.remotes.remove(cluster);
-                self.claim_order.remove(cluster);
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
                 self.remotes.insert(cluster.to_string(), workloads);
-                self.claim_order.insert(cluster.to_string(), created);
             }
             Some(Err(e)) => {
                 let kept = if self.remotes.contains_key(cluster) {
@@ -497,62 +540,112 @@ impl Watcher {
         }
     }
 
-    /// The other clusters' workloads as the view holds them: an address claimed by more
-    /// than one cluster stays with the cluster whose identity key is oldest (it claimed it
-    /// first; name breaks a tie) and is dropped from the others' workloads, so a member
-    /// cannot take over, by publishing it, an address another member's pod holds (which
-    /// would change what peers naming that member select everywhere).
+    /// The other clusters' workloads as the view holds them. An address no pod can hold, or
+    /// outside the networks given for its cluster, is dropped. An address claimed by more
+    /// than one cluster is dropped from all of them and reported: no order of claims (which
+    /// key is older, which name sorts first) decides who an address is, since a member can
+    /// choose both (claim in advance, let its key expire and create it again). A member
+    /// that claims another's pod address thus makes it an unknown address (only `ipBlock`
+    /// rules apply to it), never its own workload.
     fn resolved_remotes(&self) -> (Vec<RemoteWorkload>, Vec<String>) {
-        let mut order: Vec<(&String, &Vec<RemoteWorkload>)> = self.remotes.iter().collect();
-        order.sort_by_key(|(c, _)| (self.claim_order.get(*c).copied().unwrap_or(0), *c));
-        let mut owner: HashMap<std::net::IpAddr, &str> = HashMap::new();
-        let mut out = Vec::new();
         let mut conflicts = Vec::new();
-        for (cluster, workloads) in order {
-            let mut mine = std::collections::HashSet::new();
+        // First pass: what each cluster may claim at all.
+        let mut candidates: Vec<(RemoteWorkload, Vec<(String, IpAddr)>)> = Vec::new();
+        let mut claimants: HashMap<IpAddr, std::collections::BTreeSet<&str>> = HashMap::new();
+        for (cluster, workloads) in &self.remotes {
             for w in workloads {
-                let mut w = w.clone();
-                w.ips.retain(|s| {
-                    let Ok(ip) = s.parse::<std::net::IpAddr>() else {
-                        return false;
+                let mut kept = Vec::new();
+                for s in &w.ips {
+                    let Ok(ip) = s.parse::<IpAddr>() else {
+                        continue;
                     };
                     if is_node_internal(ip) {
                         conflicts.push(format!(
                             "identities of {cluster}: {}/{} claims {ip}, which no pod can hold (loopback, link-local, metadata, multicast…); ignored",
                             w.namespace, w.name
                         ));
-                        return false;
+                        continue;
                     }
                     let ip = reached_address(ip);
-                    let allowed = self.settings.member_networks.get(cluster.as_str());
-                    if allowed.is_some_and(|nets| !nets.iter().any(|n| n.contains(ip))) {
+                    if let Err(why) = self.may_claim(cluster, ip) {
                         conflicts.push(format!(
-                            "identities of {cluster}: {}/{} claims {ip}, outside the networks given for {cluster} (--member-network); ignored",
+                            "identities of {cluster}: {}/{} claims {ip}, {why}; ignored",
                             w.namespace, w.name
                         ));
-                        return false;
+                        continue;
                     }
-                    match owner.get(&ip) {
-                        Some(o) if *o != cluster.as_str() => {
-                            conflicts.push(format!(
-                                "identities of {cluster}: {}/{} claims {ip}, which {o} published first; ignored",
-                                w.namespace, w.name
-                            ));
-                            false
-                        }
-                        _ => {
-                            mine.insert(ip);
-                            true
-                        }
-                    }
-                });
-                out.push(w);
-            }
-            for ip in mine {
-                owner.insert(ip, cluster);
+                    claimants.entry(ip).or_default().insert(cluster.as_str());
+                    kept.push((s.clone(), ip));
+                }
+                candidates.push((w.clone(), kept));
             }
         }
+        // Second pass: an address with more than one claimant is nobody's.
+        let mut out = Vec::with_capacity(candidates.len());
+        for (mut w, kept) in candidates {
+            w.ips = kept
+                .into_iter()
+                .filter(|(_, ip)| {
+                    let holders = &claimants[ip];
+                    if holders.len() == 1 {
+                        return true;
+                    }
+                    let others: Vec<&str> = holders
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != w.cluster)
+                        .collect();
+                    conflicts.push(format!(
+                        "identities of {}: {}/{} claims {ip}, which {} also claim{}; refused to all of them",
+                        w.cluster,
+                        w.namespace,
+                        w.name,
+                        others.join(", "),
+                        if others.len() == 1 { "s" } else { "" }
+                    ));
+                    false
+                })
+                .map(|(s, _)| s)
+                .collect();
+            out.push(w);
+        }
         (out, conflicts)
+    }
+
+    /// Whether `cluster` may claim `ip` for its pods. The networks the operator declared in
+    /// the applied revision (`memberNetworks`) and those given to this process
+    /// (`--member-network`) both apply. Once any networks are declared, a member named in
+    /// neither claims nothing: it cannot publish another member's (or any routable)
+    /// address as its own. With none declared anywhere, any pod-holdable address is taken.
+    fn may_claim(&self, cluster: &str, ip: IpAddr) -> std::result::Result<(), String> {
+        let declared = self.current.as_ref().map(|c| &c.member_networks);
+        let sources = [
+            (
+                declared.and_then(|d| d.get(cluster)),
+                "the networks declared for it (memberNetworks)",
+            ),
+            (
+                self.settings.member_networks.get(cluster),
+                "the networks given for it (--member-network)",
+            ),
+        ];
+        let mut named = false;
+        for (nets, what) in sources {
+            if let Some(nets) = nets {
+                named = true;
+                if !nets.iter().any(|n| n.contains(ip)) {
+                    return Err(format!("outside {what}"));
+                }
+            }
+        }
+        let any_declared =
+            declared.is_some_and(|d| !d.is_empty()) || !self.settings.member_networks.is_empty();
+        if any_declared && !named {
+            return Err(format!(
+                "but no networks are declared for {cluster} (memberNetworks, --member-network)"
+            ));
+        }
+        Ok(())
     }
 
     fn report_refused(&self, msg: String) {
@@ -591,9 +684,22 @@ impl Watcher {
         };
         let applied = view.revision;
         let clusters: Vec<String> = self.remotes.keys().cloned().collect();
+        let mut claims: Vec<String> = self
+            .conflicts
+            .iter()
+            .take(SHOWN_CLAIMS)
+            .map(|c| bounded(c.clone()))
+            .collect();
+        if self.conflicts.len() > SHOWN_CLAIMS {
+            claims.push(format!(
+                "and {} more refused claims",
+                self.conflicts.len() - SHOWN_CLAIMS
+            ));
+        }
         self.health_tx.send_modify(|h| {
             h.applied_revision = applied;
             h.remote_clusters = clusters;
+            h.refused_claims = claims;
         });
         self.save_identities(&view.remote_workloads);
         self.view_tx.send_replace(Some(Arc::new(view)));

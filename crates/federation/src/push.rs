@@ -7,8 +7,11 @@
 use crate::connect::{within, EtcdOptions};
 use crate::error::{FederationError, Result};
 use crate::layout::{KeyKind, Layout};
-use crate::revision::{parse_revision, validate_files, RevisionDoc, RevisionFile};
+use crate::revision::{
+    parse_member_networks, parse_pointer, parse_revision, validate_files, RevisionDoc, RevisionFile,
+};
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
+use std::collections::BTreeMap;
 
 /// Largest revision document written (etcd refuses requests over 1.5 MiB by default).
 pub const MAX_REVISION_BYTES: usize = 1_400_000;
@@ -34,10 +37,35 @@ pub async fn push(
     files: Vec<RevisionFile>,
     keep: u64,
 ) -> Result<Pushed> {
+    push_with_networks(opts, layout, files, None, keep).await
+}
+
+/// [`push`], declaring the networks each member may claim addresses in (`CLUSTER: [CIDR…]`).
+/// `None` keeps those of the current revision, so a push of policies alone does not drop
+/// them; `Some` of an empty map removes them.
+pub async fn push_with_networks(
+    opts: &EtcdOptions,
+    layout: &Layout,
+    files: Vec<RevisionFile>,
+    networks: Option<BTreeMap<String, Vec<String>>>,
+    keep: u64,
+) -> Result<Pushed> {
     let policies = validate_files(&files).map_err(FederationError::Invalid)?;
+    if let Some(n) = &networks {
+        parse_member_networks(n).map_err(|e| FederationError::Revision(e.join("\n")))?;
+    }
     let revision = retry_transient(opts, || async {
         let mut client = opts.connect().await?;
-        write_revision(&mut client, opts, layout, files.clone(), None, keep).await
+        write_revision(
+            &mut client,
+            opts,
+            layout,
+            files.clone(),
+            networks.clone(),
+            None,
+            keep,
+        )
+        .await
     })
     .await?;
     Ok(Pushed { revision, policies })
@@ -65,7 +93,9 @@ async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64)
     })?;
     let doc: RevisionDoc = serde_json::from_slice(kv.value())
         .map_err(|e| FederationError::Revision(format!("revision {rev}: {e}")))?;
-    let revision = write_revision(&mut client, opts, layout, doc.files, Some(rev), keep).await?;
+    // The policies of `rev`; the member networks stay those of the current revision.
+    let revision =
+        write_revision(&mut client, opts, layout, doc.files, None, Some(rev), keep).await?;
     Ok(Pushed {
         revision,
         policies: parsed.policies.len(),
@@ -102,12 +132,17 @@ async fn write_revision(
     opts: &EtcdOptions,
     layout: &Layout,
     files: Vec<RevisionFile>,
+    networks: Option<BTreeMap<String, Vec<String>>>,
     rolled_back_from: Option<u64>,
     keep: u64,
 ) -> Result<u64> {
     for _ in 0..5 {
         let cur = within(opts.timeout, client.get(layout.current(), None)).await?;
         let cur_mod = cur.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
+        let member_networks = match &networks {
+            Some(n) => n.clone(),
+            None => current_networks(client, opts, layout, cur.kvs().first()).await?,
+        };
         // A stored number at u64::MAX (garbage under the prefix) must not wrap to revision 0,
         // a pointer members refuse.
         let next = latest_revision(client, opts, layout)
@@ -124,6 +159,7 @@ async fn write_revision(
             created_at_us: now_us(),
             rolled_back_from,
             files: files.clone(),
+            member_networks,
         };
         let body = serde_json::to_vec(&doc)
             .map_err(|e| FederationError::Revision(format!("cannot encode revision: {e}")))?;
@@ -159,6 +195,57 @@ async fn write_revision(
         }
     }
     Err(FederationError::Conflict)
+}
+
+/// The member networks in force: those the revision `current` names declares; when the
+/// pointer or that document is garbage (members then keep their last good revision), those
+/// of the newest stored revision that parses. None at all only when no revision parses.
+async fn current_networks(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+    current: Option<&etcd_client::KeyValue>,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let Some(kv) = current else {
+        return Ok(BTreeMap::new());
+    };
+    let networks_of = |bytes: &[u8]| {
+        serde_json::from_slice::<RevisionDoc>(bytes)
+            .ok()
+            .filter(|d| parse_member_networks(&d.member_networks).is_ok())
+            .map(|d| d.member_networks)
+    };
+    let pointed = parse_pointer(kv.value()).ok();
+    if let Some(n) = pointed {
+        let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+            return Ok(found);
+        }
+    }
+    let keys = within(
+        opts.timeout,
+        client.get(
+            layout.revisions(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    )
+    .await?;
+    let mut stored: Vec<u64> = keys
+        .kvs()
+        .iter()
+        .filter_map(|kv| match layout.classify(kv.key()) {
+            KeyKind::Revision(n) if Some(n) != pointed => Some(n),
+            _ => None,
+        })
+        .collect();
+    stored.sort_unstable_by(|a, b| b.cmp(a));
+    for n in stored {
+        let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+            return Ok(found);
+        }
+    }
+    Ok(BTreeMap::new())
 }
 
 /// The key range `[from, to)` of the revisions that fall out when `next` is written and the

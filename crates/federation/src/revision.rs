@@ -1,10 +1,16 @@
 //! Revision documents: the policy files of one push, stored as written so members parse
 //! them with the same loader (and get the same file:line diagnostics) as `palisade check`.
 
+use palisade_policy::cidr::Cidr;
 use palisade_policy::model::{ClusterSecurityPolicy, Object};
 use palisade_policy::snapshot::Sourced;
 use palisade_policy::{Diagnostic, Manifests, Severity};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The networks each member cluster may claim addresses in (its pod CIDRs), as pushed by
+/// the operator: `{cluster: [cidr, …]}`.
+pub type MemberNetworks = BTreeMap<String, Vec<Cidr>>;
 
 /// One policy file of a revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +35,11 @@ pub struct RevisionDoc {
     pub rolled_back_from: Option<u64>,
     /// The policy files.
     pub files: Vec<RevisionFile>,
+    /// The networks each member may claim its pods' addresses in (`CLUSTER: [CIDR…]`), set
+    /// by the operator at push: once any are given, a member's addresses outside its own
+    /// networks, and every address of a member not named, are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub member_networks: BTreeMap<String, Vec<String>>,
 }
 
 /// A revision parsed and validated, ready to merge.
@@ -38,6 +49,38 @@ pub struct ParsedRevision {
     pub revision: u64,
     /// Its global policies, with origins naming the revision and file.
     pub policies: Sourced<ClusterSecurityPolicy>,
+    /// The member networks it declares (empty: none).
+    pub member_networks: MemberNetworks,
+}
+
+/// Checks declared member networks: cluster names as `--cluster-name` takes them, CIDRs
+/// that parse; every error is reported.
+pub fn parse_member_networks(
+    declared: &BTreeMap<String, Vec<String>>,
+) -> Result<MemberNetworks, Vec<String>> {
+    let mut out = MemberNetworks::new();
+    let mut errors = Vec::new();
+    for (cluster, nets) in declared {
+        if let Err(e) = crate::layout::check_name("memberNetworks: cluster", cluster) {
+            errors.push(e);
+            continue;
+        }
+        let parsed: &mut Vec<Cidr> = out.entry(cluster.clone()).or_default();
+        for n in nets {
+            match n.parse::<Cidr>() {
+                Ok(c) => parsed.push(c),
+                Err(e) => errors.push(format!("memberNetworks: {cluster}: {n:?}: {e}")),
+            }
+        }
+        if nets.is_empty() {
+            errors.push(format!("memberNetworks: {cluster}: no network given"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Validates policy files for a push: every error of every file, with file:line; objects
@@ -60,6 +103,19 @@ fn load(files: &[RevisionFile], name: impl Fn(&RevisionFile) -> String) -> (Mani
     let mut m = Manifests::new();
     for f in files {
         m.add_file(&name(f), &f.yaml);
+    }
+    // `palisade check` skips kinds it does not use with a note; in a revision every object
+    // is a global policy, so one it would skip (a misspelt kind, or a kind a newer version
+    // reads) is an error: applying the rest would enforce part of what was pushed.
+    for d in &mut m.diagnostics {
+        if d.code == "skipped-kind" {
+            d.severity = Severity::Error;
+            d.code = "not-global-policy";
+            d.message = format!(
+                "{}; only ClusterSecurityPolicy objects can be pushed to the federation",
+                d.message
+            );
+        }
     }
     let mut extra = Vec::new();
     let mut count = 0;
@@ -97,12 +153,19 @@ pub fn parse_revision(expected: u64, bytes: &[u8]) -> Result<ParsedRevision, Vec
         )]);
     }
     let (m, _) = load(&doc.files, |f| format!("federation/r{expected}/{}", f.name));
-    let errors: Vec<String> = m
+    let mut errors: Vec<String> = m
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .map(|d| d.to_string())
         .collect();
+    let member_networks = match parse_member_networks(&doc.member_networks) {
+        Ok(n) => n,
+        Err(e) => {
+            errors.extend(e.into_iter().map(|e| format!("revision {expected}: {e}")));
+            MemberNetworks::new()
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -117,6 +180,7 @@ pub fn parse_revision(expected: u64, bytes: &[u8]) -> Result<ParsedRevision, Vec
     Ok(ParsedRevision {
         revision: expected,
         policies,
+        member_networks,
     })
 }
 
@@ -153,6 +217,7 @@ mod tests {
             revision: 3,
             created_at_us: 1,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![file("g.yaml", CSP)],
         };
         let bytes = serde_json::to_vec(&doc).unwrap();
@@ -171,6 +236,7 @@ mod tests {
             revision: 2,
             created_at_us: 1,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![file("g.yaml", CSP)],
         };
         let err = parse_revision(1, &serde_json::to_vec(&doc).unwrap()).unwrap_err();
@@ -179,6 +245,7 @@ mod tests {
             revision: 1,
             created_at_us: 1,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![file("g.yaml", "kind: ClusterSecurityPolicy\nspec: [\n")],
         };
         assert!(parse_revision(1, &serde_json::to_vec(&bad).unwrap()).is_err());
@@ -204,6 +271,42 @@ mod tests {
             "{errs:?}"
         );
         assert_eq!(validate_files(&[file("ok.yaml", CSP)]).unwrap(), 1);
+    }
+
+    /// A misspelt kind was skipped with a note: on the old code `push` accepted the file and
+    /// members applied the revision without that policy (here the Deny), i.e. part of what
+    /// was pushed. Now the whole revision is refused, at push and by members.
+    #[test]
+    fn an_object_of_a_skipped_kind_refuses_the_whole_revision() {
+        let typo = CSP.replace(
+            "kind: ClusterSecurityPolicy",
+            "kind: ClusterSecurityPolicies",
+        );
+        let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: palisade.dev/v1alpha1\n  kind: GlobalPolicy\n  metadata: {name: x}\n".to_string();
+        for bad in [typo, list] {
+            let files = vec![
+                file("ok.yaml", &CSP.replace("deny-db", "other")),
+                file("bad.yaml", &bad),
+            ];
+            let errs = validate_files(&files).unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|d| d.file == "bad.yaml" && d.code == "not-global-policy"),
+                "{errs:?}"
+            );
+            let doc = RevisionDoc {
+                revision: 4,
+                created_at_us: 1,
+                rolled_back_from: None,
+                member_networks: Default::default(),
+                files,
+            };
+            let err = parse_revision(4, &serde_json::to_vec(&doc).unwrap()).unwrap_err();
+            assert!(
+                err.iter().any(|e| e.contains("federation/r4/bad.yaml")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

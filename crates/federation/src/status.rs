@@ -40,6 +40,10 @@ pub struct MemberStatus {
     pub error: Option<String>,
     /// When it wrote this (µs since the epoch).
     pub heartbeat_us: i64,
+    /// Other members' address claims it refuses right now (contested, outside their
+    /// networks…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_claims: Vec<String>,
 }
 
 /// One member as `federation status` shows it.
@@ -215,6 +219,16 @@ pub fn render_table(st: &FederationStatus) -> String {
             printable(&s.cluster),
             printable(s.error.as_deref().unwrap_or(""))
         );
+    }
+    for m in &st.members {
+        for c in &m.status.refused_claims {
+            let _ = writeln!(
+                out,
+                "refused by {}: {}",
+                printable(&m.status.cluster),
+                printable(c)
+            );
+        }
     }
     out
 }

@@ -212,13 +212,12 @@ fn holders(v: &FederationView, ip: &str) -> Vec<String> {
         .collect()
 }
 
-/// A member cluster may write its own `identities/<cluster>` key. On the old code a second
-/// cluster could publish a workload with the IP of another cluster's pod; members took the
-/// claim of the cluster whose name sorts first, so `a-evil` (before `east`) decided who
-/// 10.1.0.5 is in every other cluster: east's trainer stopped matching peers
-/// `{cluster: east, app: trainer}` and a Deny naming east's pods no longer matched it. Now
-/// the cluster that claimed an address first keeps it, the later claim is dropped from the
-/// view and reported.
+/// A member cluster may write its own `identities/<cluster>` key. An address two clusters
+/// publish is nobody's: it is dropped from both and reported, whichever claimed it first.
+/// On the old code the older identity key won, which a member can arrange: `a-evil`
+/// publishing east's next pod address before east does (or after east's key expired and was
+/// created again) kept it, and every other cluster took 10.1.0.5 for a-evil's trainer (a
+/// policy allowing a-evil's pods reached east's pod, a Deny naming east's pods missed it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_cluster_cannot_take_over_a_members_addresses() {
     if !Etcd::available() {
@@ -227,19 +226,7 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
     let etcd = Etcd::start("claims");
     let opts = etcd.options();
     let mut c = client(&opts).await;
-    publish(
-        &mut c,
-        "east",
-        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
-    )
-    .await;
-    let m = member::start_watch_only(settings(&opts, "west"));
-    let mut view = m.view.clone();
-    wait_for("east's trainer", &mut view, |v| {
-        holders(v, "10.1.0.5") == ["east/ml/trainer-0"]
-    })
-    .await;
-    // a-evil claims east's trainer address (and one of its own).
+    // a-evil claims the address first (east's pod is not scheduled yet), and one of its own.
     publish(
         &mut c,
         "a-evil",
@@ -249,27 +236,60 @@ async fn another_cluster_cannot_take_over_a_members_addresses() {
         ],
     )
     .await;
-    let v = wait_for("a-evil's own workload", &mut view, |v| {
-        !holders(v, "10.9.0.1").is_empty()
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("a-evil's workloads", &mut view, |v| {
+        holders(v, "10.9.0.1") == ["a-evil/ml/web-0"]
     })
     .await;
-    assert_eq!(holders(&v, "10.1.0.5"), ["east/ml/trainer-0"]);
+    // East's pod gets the address and east publishes it: nobody holds it now.
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let v = wait_for("east's claim", &mut view, |v| {
+        v.remote_workloads.iter().any(|w| w.cluster == "east")
+    })
+    .await;
+    assert_eq!(holders(&v, "10.1.0.5"), Vec::<String>::new());
     assert_eq!(holders(&v, "10.9.0.1"), ["a-evil/ml/web-0"]);
     let h = m.health.borrow().clone();
-    assert!(
-        h.ignored_keys
-            .iter()
-            .any(|k| k.contains("10.1.0.5") && k.contains("a-evil") && k.contains("east")),
-        "{:?}",
-        h.ignored_keys
-    );
-    // When east lets the address go, the other claim is taken.
-    publish(&mut c, "east", vec![]).await;
-    let v = wait_for("the address released by east", &mut view, |v| {
-        holders(v, "10.1.0.5") == ["a-evil/ml/trainer-0"]
+    for (who, other) in [("a-evil", "east"), ("east", "a-evil")] {
+        assert!(
+            h.ignored_keys
+                .iter()
+                .any(|k| k.starts_with(&format!("identities of {who}:"))
+                    && k.contains("10.1.0.5")
+                    && k.contains(&format!("which {other} also claims"))),
+            "{who}: {:?}",
+            h.ignored_keys
+        );
+    }
+    // The same when east claimed it first (the order of claims decides nothing).
+    publish(&mut c, "a-evil", vec![]).await;
+    wait_for("east's trainer alone", &mut view, |v| {
+        holders(v, "10.1.0.5") == ["east/ml/trainer-0"]
+    })
+    .await;
+    publish(
+        &mut c,
+        "a-evil",
+        vec![workload("a-evil", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let v = wait_for("the contested address dropped", &mut view, |v| {
+        holders(v, "10.1.0.5").is_empty()
     })
     .await;
     assert_eq!(v.remote_workloads.len(), 2);
+    // When east lets the address go, the remaining claim is taken.
+    publish(&mut c, "east", vec![]).await;
+    wait_for("the address released by east", &mut view, |v| {
+        holders(v, "10.1.0.5") == ["a-evil/ml/trainer-0"]
+    })
+    .await;
 }
 
 /// On the old code an identity document that did not parse removed that cluster's workloads
@@ -431,27 +451,157 @@ async fn addresses_outside_a_members_networks_are_not_taken() {
     let mut w = workload("east", "store-0", "store", "10.1.0.7");
     w.ips.extend(["8.8.8.8", "10.2.0.9"].map(String::from));
     publish(&mut c, "east", vec![w]).await;
+    // A member no network is given for claims nothing once networks are given (on the old
+    // code it could claim any address, 10.1.0.8 in east's network included).
+    publish(
+        &mut c,
+        "south",
+        vec![workload("south", "web-0", "web", "10.1.0.8")],
+    )
+    .await;
     let mut s = settings(&opts, "west");
     s.member_networks
         .insert("east".into(), vec!["10.1.0.0/16".parse().unwrap()]);
     let m = member::start_watch_only(s);
     let mut view = m.view.clone();
-    let v = wait_for("east's store", &mut view, |v| {
-        !holders(v, "10.1.0.7").is_empty()
+    let v = wait_for("east's store and south's claim", &mut view, |v| {
+        !holders(v, "10.1.0.7").is_empty() && v.remote_workloads.len() == 2
     })
     .await;
-    assert_eq!(v.remote_workloads.len(), 1);
-    assert_eq!(v.remote_workloads[0].ips, ["10.1.0.7"]);
+    assert_eq!(holders(&v, "10.1.0.7"), ["east/ml/store-0"]);
+    assert_eq!(holders(&v, "10.1.0.8"), Vec::<String>::new());
+    let east = v.remote_workloads.iter().find(|w| w.cluster == "east");
+    assert_eq!(east.unwrap().ips, ["10.1.0.7"]);
     let h = m.health.borrow().clone();
     for ip in ["8.8.8.8", "10.2.0.9"] {
         assert!(
             h.ignored_keys
                 .iter()
-                .any(|k| k.contains(ip) && k.contains("outside the networks given for east")),
+                .any(|k| k.starts_with("identities of east:")
+                    && k.contains(ip)
+                    && k.contains("outside the networks given for it (--member-network)")),
             "{ip}: {:?}",
             h.ignored_keys
         );
     }
+    assert!(
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of south:")
+                && k.contains("10.1.0.8")
+                && k.contains("no networks are declared for south")),
+        "{:?}",
+        h.ignored_keys
+    );
+}
+
+/// The operator declares each member's networks once, in the pushed revision
+/// (`push_with_networks`, `palisade federation push --member-network`): every member applies
+/// the same limits with the policies they come with, without a flag on each process. An
+/// address outside a member's declared networks, and every address of a member not
+/// declared, is refused; a later push of policies alone keeps the networks; a revision whose
+/// networks do not parse is refused whole. On the old code there was no such declaration:
+/// a member without `--member-network` took 8.8.8.8 and south's 10.1.0.8 (in east's network).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_claim_only_in_the_networks_the_revision_declares() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("declared");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let nets: std::collections::BTreeMap<String, Vec<String>> = [
+        ("east".to_string(), vec!["10.1.0.0/16".to_string()]),
+        ("north".to_string(), vec!["10.4.0.0/16".to_string()]),
+    ]
+    .into();
+    let pushed = palisade_federation::push::push_with_networks(
+        &opts,
+        &layout,
+        vec![policy("one")],
+        Some(nets.clone()),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pushed.revision, 1);
+    // Policies alone: the networks stay.
+    let pushed = palisade_federation::push::push(&opts, &layout, vec![policy("two")], 10)
+        .await
+        .unwrap();
+    assert_eq!(pushed.revision, 2);
+    let stored = c.get(layout.revision(2), None).await.unwrap();
+    let doc: palisade_federation::revision::RevisionDoc =
+        serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    assert_eq!(doc.member_networks, nets);
+    let mut w = workload("east", "store-0", "store", "10.1.0.7");
+    w.ips.push("8.8.8.8".into());
+    publish(&mut c, "east", vec![w]).await;
+    publish(
+        &mut c,
+        "south",
+        vec![workload("south", "web-0", "web", "10.1.0.8")],
+    )
+    .await;
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    let v = wait_for("revision 2 and both clusters", &mut view, |v| {
+        v.revision == 2 && v.remote_workloads.len() == 2
+    })
+    .await;
+    let east = v.remote_workloads.iter().find(|w| w.cluster == "east");
+    assert_eq!(east.unwrap().ips, ["10.1.0.7"]);
+    let south = v.remote_workloads.iter().find(|w| w.cluster == "south");
+    assert_eq!(south.unwrap().ips, Vec::<String>::new());
+    let h = m.health.borrow().clone();
+    assert!(
+        h.ignored_keys.iter().any(|k| k.contains("8.8.8.8")
+            && k.contains("outside the networks declared for it (memberNetworks)")),
+        "{:?}",
+        h.ignored_keys
+    );
+    assert!(
+        h.ignored_keys
+            .iter()
+            .any(|k| k.contains("10.1.0.8") && k.contains("no networks are declared for south")),
+        "{:?}",
+        h.ignored_keys
+    );
+    // A revision whose networks do not parse is refused whole: revision 2 stays.
+    let mut bad = doc.clone();
+    bad.revision = 3;
+    bad.files = vec![policy("three")];
+    bad.member_networks
+        .insert("south".into(), vec!["10.3.0.0/99".into()]);
+    c.put(layout.revision(3), serde_json::to_vec(&bad).unwrap(), None)
+        .await
+        .unwrap();
+    c.put(layout.current(), "3", None).await.unwrap();
+    let h = wait_health("revision 3 refused", &m, |h| {
+        h.refused
+            .as_deref()
+            .is_some_and(|r| r.contains("revision 3 refused") && r.contains("10.3.0.0/99"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 2);
+    let v = m.view.borrow().clone().unwrap();
+    assert_eq!(v.revision, 2);
+    assert_eq!(v.policies[0].0.metadata.name, "two");
+    // Networks removed (an empty declaration): back to taking any pod-holdable address.
+    palisade_federation::push::push_with_networks(
+        &opts,
+        &layout,
+        vec![policy("four")],
+        Some(Default::default()),
+        10,
+    )
+    .await
+    .unwrap();
+    wait_for("south's address taken", &mut view, |v| {
+        v.revision == 4 && holders(v, "10.1.0.8") == ["south/ml/web-0"]
+    })
+    .await;
 }
 
 /// Refusals and ignored keys are kept in the member's health (served on the admin API and
@@ -472,6 +622,7 @@ async fn huge_refusals_are_reported_in_bounded_space() {
         revision: 1,
         created_at_us: 0,
         rolled_back_from: None,
+        member_networks: Default::default(),
         files: (0..3000)
             .map(|i| RevisionFile {
                 name: format!("f{i}.yaml"),
@@ -559,6 +710,7 @@ async fn a_pointer_written_before_its_revision_is_applied_when_the_revision_arri
             revision: n,
             created_at_us: 0,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![policy(name)],
         })
         .unwrap()
@@ -782,6 +934,7 @@ async fn the_watch_resumes_at_the_last_processed_revision() {
         revision: 3,
         created_at_us: 0,
         rolled_back_from: None,
+        member_networks: Default::default(),
         files: vec![policy("c")],
     })
     .unwrap();
@@ -812,4 +965,115 @@ async fn the_watch_resumes_at_the_last_processed_revision() {
     let h = m.health.borrow().clone();
     assert_eq!(h.full_reloads, 1, "resumed, not re-read: {h:?}");
     assert!(h.etcd_revision >= pointer_at);
+}
+
+/// Refused address claims are surfaced in `federation status`, not only in each member's
+/// logs and admin API: the publishing member writes them to its status key and the table
+/// lists them under the member that refuses them. On the old code the status had no such
+/// field: a contested address was visible only on each member's health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_claims_are_shown_in_the_federation_status() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("claimstatus");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    publish(
+        &mut c,
+        "east",
+        vec![workload("east", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    publish(
+        &mut c,
+        "a-evil",
+        vec![workload("a-evil", "trainer-0", "trainer", "10.1.0.5")],
+    )
+    .await;
+    let mut s = settings(&opts, "west");
+    s.identity_ttl_secs = 3;
+    let (_local_tx, local) = tokio::sync::watch::channel(Vec::new());
+    let (_enforced_tx, enforced) = tokio::sync::watch::channel(None);
+    let m = member::start(s, local, enforced);
+    wait_health("the refused claims", &m, |h| h.refused_claims.len() == 2).await;
+    let layout = Layout::new("test");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let st = loop {
+        let st = palisade_federation::status::read(&opts, &layout, "test")
+            .await
+            .unwrap();
+        if st
+            .members
+            .iter()
+            .any(|m| m.status.cluster == "west" && m.status.refused_claims.len() == 2)
+        {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no refused claims in {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let table = palisade_federation::status::render_table(&st);
+    for who in ["a-evil", "east"] {
+        assert!(
+            table.lines().any(|l| l.starts_with("refused by west: ")
+                && l.contains(&format!("identities of {who}:"))
+                && l.contains("10.1.0.5")),
+            "{table}"
+        );
+    }
+}
+
+/// Revision numbers only grow: push and rollback write a new, highest revision and move the
+/// pointer there. On the old code a pointer written back to an older revision (by hand, or
+/// by a writer holding only `current`) was applied: a replay of revoked policies. Now it is
+/// refused while a newer revision is stored, by a member that applied the newer one and by a
+/// member starting now alike (no divergence), and a proper push moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_moved_back_to_an_older_revision_is_refused() {
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("replay");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    for name in ["old", "new"] {
+        palisade_federation::push::push(&opts, &layout, vec![policy(name)], 10)
+            .await
+            .unwrap();
+    }
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let mut view = m.view.clone();
+    wait_for("revision 2", &mut view, |v| v.revision == 2).await;
+    c.put(layout.current(), "1", None).await.unwrap();
+    let h = wait_health("the replay refused", &m, |h| {
+        h.seen_revision == Some(1)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("revision 2 is stored: the pointer went back"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 2);
+    let v = m.view.borrow().clone().unwrap();
+    assert_eq!(
+        (v.revision, v.policies[0].0.metadata.name.as_str()),
+        (2, "new")
+    );
+    // A member starting now refuses it too: it applies nothing rather than revision 1.
+    let fresh = member::start_watch_only(settings(&opts, "south"));
+    let h = wait_health("the fresh member's refusal", &fresh, |h| {
+        h.refused
+            .as_deref()
+            .is_some_and(|r| r.contains("went back"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 0);
+    // A push moves on (and a rollback is a push).
+    let pushed = palisade_federation::push::rollback(&opts, &layout, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(pushed.revision, 3);
+    let v = wait_for("revision 3", &mut view, |v| v.revision == 3).await;
+    assert_eq!(v.policies[0].0.metadata.name, "old");
 }

@@ -21,6 +21,7 @@ proptest! {
             revision: 1,
             created_at_us: 0,
             rolled_back_from: None,
+            member_networks: Default::default(),
             files: vec![RevisionFile { name: "f.yaml".into(), yaml }],
         };
         let bytes = serde_json::to_vec(&doc).unwrap();

@@ -72,6 +72,15 @@ struct PushArgs {
     #[arg(long, default_value_t = palisade_federation::push::DEFAULT_KEEP_REVISIONS,
           value_parser = clap::value_parser!(u64).range(1..))]
     keep_revisions: u64,
+    /// The networks a member may claim its pods' addresses in, `CLUSTER=CIDR` (repeatable;
+    /// its pod CIDRs), declared for every member in this revision: replaces those of the
+    /// current revision (kept when not given). Once any are declared, members not named
+    /// claim no address.
+    #[arg(long = "member-network", value_parser = parse_member_network)]
+    member_networks: Vec<(String, palisade_policy::cidr::Cidr)>,
+    /// Remove the member networks the current revision declares.
+    #[arg(long, conflicts_with = "member_networks")]
+    clear_member_networks: bool,
 }
 
 #[derive(clap::Args)]
@@ -116,8 +125,9 @@ pub(crate) struct JoinArgs {
     #[arg(long, default_value_t = 10)]
     identity_ttl: i64,
     /// The addresses another member may claim for its pods, `CLUSTER=CIDR` (repeatable; its
-    /// pod CIDRs): addresses it publishes outside them are ignored and reported. Members
-    /// not named may claim any pod-holdable address.
+    /// pod CIDRs), on top of those the revision declares (`federation push
+    /// --member-network`): addresses it publishes outside them are ignored and reported.
+    /// Once any networks are given or declared, members named nowhere claim no address.
     #[arg(long = "member-network", value_parser = parse_member_network)]
     member_networks: Vec<(String, palisade_policy::cidr::Cidr)>,
     #[command(flatten)]
@@ -184,8 +194,26 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::from(1));
                     }
                 };
+                let networks = if p.clear_member_networks {
+                    Some(BTreeMap::new())
+                } else if p.member_networks.is_empty() {
+                    None
+                } else {
+                    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for (c, n) in &p.member_networks {
+                        m.entry(c.clone()).or_default().push(n.to_string());
+                    }
+                    Some(m)
+                };
                 report(
-                    palisade_federation::push::push(&opts, &layout, files, p.keep_revisions).await,
+                    palisade_federation::push::push_with_networks(
+                        &opts,
+                        &layout,
+                        files,
+                        networks,
+                        p.keep_revisions,
+                    )
+                    .await,
                     &set,
                 )
             }
