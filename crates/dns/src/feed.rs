@@ -125,7 +125,7 @@ impl AnswerFeed {
             let given = req
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                .and_then(|v| bearer_token(v.as_bytes()))
                 .unwrap_or_default();
             if !same_secret(given, want.as_bytes()) {
                 tracing::warn!(%peer, "answers feed: subscriber refused (bad or missing token)");
@@ -248,6 +248,13 @@ impl hyper::body::Body for Lines {
 }
 
 /// Compares two secrets in time that depends only on their lengths.
+/// The token of an `Authorization: Bearer <token>` value; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -255,6 +262,16 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_whatever_its_case() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER t0k"] {
+            assert_eq!(bearer_token(v.as_bytes()), Some(&b"t0k"[..]), "{v}");
+        }
+        for v in ["Basic t0k", "Bearer", "", "Bearert0k"] {
+            assert_eq!(bearer_token(v.as_bytes()), None, "{v}");
+        }
+    }
     use std::net::IpAddr;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -137,11 +137,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `Authorization: Bearer <token>`; the scheme's name is case-insensitive (RFC 9110
+/// §11.1), as the ingress gateway reads it.
 fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
         .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()))
 }
 
@@ -194,6 +199,22 @@ mod tests {
         let mut m = HeaderMap::new();
         m.insert(header::HOST, HeaderValue::from_str(h).unwrap());
         m
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_whatever_its_case() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer_ok(&h, "s3cret")
+        };
+        for ok in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"] {
+            assert!(with(ok), "{ok}");
+        }
+        for bad in ["Bearer other", "Basic s3cret", "Bearers3cret", "s3cret"] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(!bearer_ok(&HeaderMap::new(), "s3cret"));
     }
 
     #[test]
