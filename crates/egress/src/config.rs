@@ -107,6 +107,9 @@ pub struct DlpSettings {
     pub credential_headers: Vec<Cow<'static, str>>,
     /// Query parameters (lower case) left out of the head scan: presigned URLs.
     pub credential_query_parameters: Vec<Cow<'static, str>>,
+    /// Provider keys the destination takes in its credential fields though it is not
+    /// that provider's host (`forwardedCredentials`: an AI gateway forwarding them).
+    pub forwarded_credentials: Vec<crate::dlp::Detector>,
 }
 
 /// How long an upstream that owes an answer may stay silent, by default: squid's
@@ -145,6 +148,7 @@ impl DlpSettings {
             // allocation each.
             credential_headers: CREDENTIAL_HEADERS.map(Cow::Borrowed).to_vec(),
             credential_query_parameters: CREDENTIAL_QUERY_PARAMETERS.map(Cow::Borrowed).to_vec(),
+            forwarded_credentials: Vec::new(),
         }
     }
 
@@ -165,6 +169,21 @@ impl DlpSettings {
         }
         if let Some(q) = &d.credential_query_parameters {
             settings.credential_query_parameters = lower(q);
+        }
+        for name in d.forwarded_credentials.iter().flatten() {
+            match crate::dlp::ALL
+                .into_iter()
+                .find(|det| det.name() == name.trim())
+            {
+                Some(det) if det.provider_domains().is_some() => {
+                    settings.forwarded_credentials.push(det)
+                }
+                _ => {
+                    return Err(format!(
+                        "dlp.forwardedCredentials: {name:?} is not a provider's key detector"
+                    ))
+                }
+            }
         }
         if !d.detectors.is_empty() {
             settings.detectors.clear();
@@ -368,6 +387,46 @@ mod tests {
         assert!(!d.scan_heads);
         assert_eq!(d.credential_headers, ["x-hub-token"]);
         assert!(d.credential_query_parameters.is_empty());
+        assert!(d.forwarded_credentials.is_empty());
+        let d = DlpSettings::from_spec(&spec(
+            r#"{"forwardedCredentials": ["anthropic-key", "gitlab-token"]}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            d.forwarded_credentials,
+            [
+                crate::dlp::Detector::AnthropicKey,
+                crate::dlp::Detector::GitlabToken
+            ]
+        );
+        // Only a provider's key can be forwarded: not a shape many take, not PII.
+        for bad in ["openai-key", "card", "secrets", "nope"] {
+            let json = format!(r#"{{"forwardedCredentials": ["{bad}"]}}"#);
+            let e = DlpSettings::from_spec(&spec(&json)).unwrap_err();
+            assert!(e.contains("forwardedCredentials") && e.contains(bad), "{e}");
+        }
+    }
+
+    /// The names a policy may list (validated before the gateway reads them) are exactly
+    /// the gateway's detectors and sets.
+    #[test]
+    fn policy_detector_names_are_the_gateways() {
+        use palisade_policy::validate::{DLP_DETECTORS, DLP_PROVIDER_KEYS};
+        let mut ours: Vec<&str> = vec!["secrets", "pii"];
+        ours.extend(crate::dlp::ALL.iter().map(|d| d.name()));
+        let mut theirs = DLP_DETECTORS.to_vec();
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
+        let mut bound: Vec<&str> = crate::dlp::ALL
+            .iter()
+            .filter(|d| d.provider_domains().is_some())
+            .map(|d| d.name())
+            .collect();
+        let mut theirs = DLP_PROVIDER_KEYS.to_vec();
+        bound.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(bound, theirs);
     }
 
     #[test]

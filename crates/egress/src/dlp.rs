@@ -92,6 +92,41 @@ impl Detector {
         )
     }
 
+    /// For a key that only one provider takes: the registrable domains of that provider's
+    /// hosts (a host is one of them or under one). `Some(&[])`: no host takes it in a
+    /// header (a private key). `None`: the shape says nothing about who takes it (an
+    /// `sk-…` key is also the shape of many OpenAI-compatible providers' keys; a JWT or a
+    /// PII value is no provider's credential).
+    pub fn provider_domains(self) -> Option<&'static [&'static str]> {
+        match self {
+            Detector::AwsKey => Some(&["amazonaws.com", "amazonaws.com.cn", "api.aws"]),
+            Detector::GithubToken => Some(&["github.com", "githubusercontent.com", "ghcr.io"]),
+            Detector::GitlabToken => Some(&["gitlab.com"]),
+            Detector::SlackToken => Some(&["slack.com"]),
+            Detector::AnthropicKey => Some(&["anthropic.com"]),
+            Detector::HuggingfaceToken => {
+                Some(&["huggingface.co", "hf.co", "huggingface.cloud", "hf.space"])
+            }
+            Detector::PrivateKey => Some(&[]),
+            _ => None,
+        }
+    }
+
+    /// Whether `host` (a name, any case, a trailing dot allowed) is one of the provider's
+    /// hosts ([`Detector::provider_domains`]); `false` for a detector with no provider.
+    pub fn is_provider_host(self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
+        self.provider_domains().is_some_and(|domains| {
+            domains.iter().any(|d| {
+                let Some(cut) = host.len().checked_sub(d.len()) else {
+                    return false;
+                };
+                host[cut..].eq_ignore_ascii_case(d.as_bytes())
+                    && (cut == 0 || host[cut - 1] == b'.')
+            })
+        })
+    }
+
     /// Detectors named by a config entry: one name, or `secrets` / `pii`.
     pub fn parse_set(name: &str) -> Option<Vec<Detector>> {
         match name {
@@ -360,6 +395,34 @@ mod tests {
             .into_iter()
             .map(|h| h.detector.name())
             .collect()
+    }
+
+    #[test]
+    fn provider_hosts_are_the_domains_and_what_is_under_them() {
+        let d = Detector::HuggingfaceToken;
+        for host in [
+            "huggingface.co",
+            "HF.co.",
+            "cdn-lfs.huggingface.co",
+            "x.endpoints.huggingface.cloud",
+        ] {
+            assert!(d.is_provider_host(host), "{host}");
+        }
+        for host in [
+            "evilhuggingface.co",
+            "huggingface.co.evil.test",
+            "co",
+            "",
+            ".",
+            "hü.co",
+            "ä",
+        ] {
+            assert!(!d.is_provider_host(host), "{host}");
+        }
+        assert!(!Detector::PrivateKey.is_provider_host("github.com"));
+        assert!(!Detector::OpenaiKey.is_provider_host("api.openai.com"));
+        assert_eq!(Detector::OpenaiKey.provider_domains(), None);
+        assert_eq!(Detector::Card.provider_domains(), None);
     }
 
     #[test]

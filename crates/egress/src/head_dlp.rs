@@ -6,7 +6,12 @@
 //! Left out: the fields that carry the pod's credential for the API it calls
 //! (`Authorization`, `X-Api-Key`, … [`crate::config::CREDENTIAL_HEADERS`]) and the
 //! credential parameters of presigned URLs (`X-Amz-Credential`, …), each list set per `dlp`
-//! block; `Proxy-Authorization` (never forwarded) always.
+//! block; `Proxy-Authorization` (never forwarded) always. Those fields carry the pod's key
+//! *for the destination*, so they are still read for one thing: a key that only one
+//! provider takes ([`Detector::provider_domains`]: AWS, GitHub, GitLab, Slack, Anthropic,
+//! Hugging Face; a private key, which no API takes in a header) sent to a host that is not
+//! that provider's is a finding, unless the `dlp` block's `forwardedCredentials` names it
+//! (an AI gateway that forwards an Anthropic key, a self-hosted GitLab).
 //!
 //! Cheap for the usual clean head: the parts scanned are joined into one buffer (NUL
 //! between them, which no pattern or base64 run crosses into a false negative) and one
@@ -44,9 +49,11 @@ struct Segment {
     part: Part,
 }
 
-/// Scans a request head: `target` as sent (origin or absolute form) and `fields` (name,
-/// value) in order. `None`: nothing found (or heads are not scanned under `dlp`).
+/// Scans a request head to `host` (the destination's name or IP literal): `target` as sent
+/// (origin or absolute form) and `fields` (name, value) in order. `None`: nothing found
+/// (or heads are not scanned under `dlp`).
 pub fn scan_head<'a>(
+    host: &str,
     target: &[u8],
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     dlp: &DlpSettings,
@@ -56,7 +63,14 @@ pub fn scan_head<'a>(
     }
     let mut buf: Vec<u8> = Vec::with_capacity(target.len() + 512);
     let mut segments: Vec<Segment> = Vec::with_capacity(16);
-    target_text(target, &dlp.credential_query_parameters, &mut buf);
+    // The credential fields' and parameters' values, read only for foreign keys.
+    let mut credentials: Vec<&[u8]> = Vec::new();
+    target_text(
+        target,
+        &dlp.credential_query_parameters,
+        &mut buf,
+        &mut credentials,
+    );
     // Path segments one by one too: `/` is a base64 character, so a base64 segment read
     // with the path before it would decode misaligned.
     let end = buf.len();
@@ -76,6 +90,9 @@ pub fn scan_head<'a>(
     });
     for (i, (name, value)) in fields.into_iter().enumerate() {
         if is_credential(name, &dlp.credential_headers) {
+            if !name.eq_ignore_ascii_case(b"proxy-authorization") {
+                credentials.push(value);
+            }
             continue;
         }
         for (part, bytes) in [(Part::Name, name), (Part::Value(i), value)] {
@@ -89,14 +106,18 @@ pub fn scan_head<'a>(
             });
         }
     }
+    let foreign = foreign_credentials(host, &credentials, dlp);
     // The pre-filter: no pattern anywhere in the head or its readings, nothing to find.
     if !dlp::maybe(&buf) && !decoded::readings(&buf).iter().any(|r| dlp::maybe(r)) {
-        return None;
+        return (!foreign.is_empty()).then_some(HeadFindings {
+            detectors: foreign,
+            redacted: None,
+        });
     }
     let hits = dlp::scan(&buf, &dlp.detectors);
     let cut = (!hits.is_empty()).then(|| dlp::redact(&buf, &hits));
     let hidden = decoded::hidden_hits(cut.as_deref().unwrap_or(&buf), &dlp.detectors);
-    if hits.is_empty() && hidden.is_empty() {
+    if hits.is_empty() && hidden.is_empty() && foreign.is_empty() {
         return None;
     }
     let mut detectors: Vec<Detector> = Vec::new();
@@ -104,6 +125,7 @@ pub fn scan_head<'a>(
         .iter()
         .map(|h| h.detector)
         .chain(hidden.iter().copied())
+        .chain(foreign.iter().copied())
     {
         if !detectors.contains(&d) {
             detectors.push(d);
@@ -111,7 +133,9 @@ pub fn scan_head<'a>(
     }
     // Each raw hit in the value it lies in, at offsets within that value.
     let mut per_field: Vec<(usize, Vec<Hit>)> = Vec::new();
-    let mut redactable = hidden.is_empty();
+    // A credential field is the destination's to read: a foreign key in it is refused,
+    // never cut out (what is left would be no credential either).
+    let mut redactable = hidden.is_empty() && foreign.is_empty();
     for h in &hits {
         let seg = segments
             .iter()
@@ -159,9 +183,51 @@ fn is_credential(name: &[u8], credential_headers: &[Cow<'static, str>]) -> bool 
             .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
 }
 
+/// Keys in credential fields or parameters (`values`) that only a provider other than
+/// `host`'s takes, found raw or in a decoded reading (`Basic` credentials are base64),
+/// each detector once; those the `dlp` block forwards are left out.
+fn foreign_credentials(host: &str, values: &[&[u8]], dlp: &DlpSettings) -> Vec<Detector> {
+    let mut found: Vec<Detector> = Vec::new();
+    if values.is_empty() {
+        return found;
+    }
+    let bound: Vec<Detector> = dlp
+        .detectors
+        .iter()
+        .copied()
+        .filter(|d| {
+            d.provider_domains().is_some()
+                && !dlp.forwarded_credentials.contains(d)
+                && !d.is_provider_host(host)
+        })
+        .collect();
+    if bound.is_empty() {
+        return found;
+    }
+    for value in values {
+        let readings = decoded::readings(value);
+        for reading in std::iter::once(*value).chain(readings.iter().map(Vec::as_slice)) {
+            if !dlp::maybe(reading) {
+                continue;
+            }
+            for h in dlp::scan(reading, &bound) {
+                if !found.contains(&h.detector) {
+                    found.push(h.detector);
+                }
+            }
+        }
+    }
+    found
+}
+
 /// `target` into `out`, without the query parameters named in `skip` (compared
-/// case-insensitively after percent-decoding the name).
-fn target_text(target: &[u8], skip: &[Cow<'static, str>], out: &mut Vec<u8>) {
+/// case-insensitively after percent-decoding the name), whose values go to `skipped`.
+fn target_text<'t>(
+    target: &'t [u8],
+    skip: &[Cow<'static, str>],
+    out: &mut Vec<u8>,
+    skipped: &mut Vec<&'t [u8]>,
+) {
     let Some(q) = target.iter().position(|b| *b == b'?') else {
         out.extend_from_slice(target);
         return;
@@ -179,6 +245,7 @@ fn target_text(target: &[u8], skip: &[Cow<'static, str>], out: &mut Vec<u8>) {
         let decoded = decoded::percent_decoded(name);
         let name = decoded.as_deref().unwrap_or(name);
         if skip.iter().any(|s| name.eq_ignore_ascii_case(s.as_bytes())) {
+            skipped.push(pair);
             continue;
         }
         if !first {
@@ -209,10 +276,20 @@ mod tests {
     }
 
     fn scan(target: &str, fields: &[(&str, &str)]) -> Option<HeadFindings> {
+        scan_to("api.example.test", target, fields, &settings())
+    }
+
+    fn scan_to(
+        host: &str,
+        target: &str,
+        fields: &[(&str, &str)],
+        dlp: &DlpSettings,
+    ) -> Option<HeadFindings> {
         scan_head(
+            host,
             target.as_bytes(),
             fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
-            &settings(),
+            dlp,
         )
     }
 
@@ -300,23 +377,23 @@ mod tests {
             ("x-api-key", "sk-ant-api03-abcdefghijklmnopqrstuvwx"),
             ("proxy-authorization", "Basic Ym9iQGV4YW1wbGUuY29tOnB3"),
         ];
-        assert_eq!(scan("/v1/chat/completions", &fields), None);
+        let to_anthropic = |t: &str| scan_to("api.anthropic.com", t, &fields, &settings());
+        assert_eq!(to_anthropic("/v1/messages"), None);
         // A presigned S3 URL.
         let presigned = "/bucket/w.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256\
             &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261128%2Fus-east-1%2Fs3%2Faws4_request\
             &X-Amz-Date=20261128T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host\
             &X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr%2F%2F%2F%2FtokenWJalrXUtnFEMIK7MDENG\
             &X-Amz-Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        assert_eq!(scan(presigned, &[]), None);
+        assert_eq!(
+            scan_to("b.s3.amazonaws.com", presigned, &[], &settings()),
+            None
+        );
         // Lists set to `[]`: scanned.
         let mut strict = settings();
         strict.credential_headers.clear();
         strict.credential_query_parameters.clear();
-        let f = scan_head(
-            presigned.as_bytes(),
-            fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
-            &strict,
-        );
+        let f = scan_to("api.anthropic.com", presigned, &fields, &strict);
         let found = names(&f);
         assert!(
             found.contains(&"aws-key") && found.contains(&"openai-key"),
@@ -325,7 +402,89 @@ mod tests {
         // `scanHeads: false`: nothing.
         let mut off = settings();
         off.scan_heads = false;
-        assert_eq!(scan_head(b"/?k=AKIAIOSFODNN7EXAMPLE", [], &off), None);
+        assert_eq!(
+            scan_head("x.test", b"/?k=AKIAIOSFODNN7EXAMPLE", [], &off),
+            None
+        );
+    }
+
+    #[test]
+    fn a_providers_key_in_a_credential_field_goes_only_to_that_provider() {
+        let anthropic = [("x-api-key", "sk-ant-api03-abcdefghijklmnopqrstuvwx")];
+        let s = settings();
+        for host in ["api.anthropic.com", "API.Anthropic.COM.", "anthropic.com"] {
+            assert_eq!(
+                scan_to(host, "/v1/messages", &anthropic, &s),
+                None,
+                "{host}"
+            );
+        }
+        // Anywhere else, a lookalike suffix and an IP literal included: refused, never cut.
+        for host in [
+            "gateway.ai.example",
+            "notanthropic.com",
+            "anthropic.com.evil.test",
+            "192.0.2.7",
+        ] {
+            let f = scan_to(host, "/v1/messages", &anthropic, &s);
+            assert_eq!(names(&f), ["anthropic-key"], "{host}");
+            assert_eq!(f.unwrap().redacted, None, "{host}");
+        }
+        // GitHub's token to another hub, as a bearer and inside `Basic` (base64).
+        let bearer = format!("Bearer {TOKEN}");
+        let f = [("authorization", bearer.as_str())];
+        assert_eq!(scan_to("api.github.com", "/user", &f, &s), None);
+        assert_eq!(scan_to("ghcr.io", "/v2/", &f, &s), None);
+        assert_eq!(
+            names(&scan_to("huggingface.co", "/", &f, &s)),
+            ["github-token"]
+        );
+        let basic = format!(
+            "Basic {}",
+            crate::config::base64(format!("x-access-token:{TOKEN}").as_bytes())
+        );
+        let f = [("authorization", basic.as_str())];
+        assert_eq!(scan_to("github.com", "/o/r.git/info/refs", &f, &s), None);
+        assert_eq!(
+            names(&scan_to("git.evil.test", "/", &f, &s)),
+            ["github-token"]
+        );
+        // An `sk-` key is the shape of many OpenAI-compatible providers' keys: left alone.
+        let bearer = format!("Bearer {OPENAI}");
+        let f = [("authorization", bearer.as_str())];
+        assert_eq!(
+            scan_to("api.deepseek.test", "/v1/chat/completions", &f, &s),
+            None
+        );
+        // A private key goes to no host in a header.
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA";
+        let f = [("authorization", pem)];
+        assert_eq!(names(&scan_to("github.com", "/", &f, &s)), ["private-key"]);
+        // A presigned URL's credential to a host that is not AWS's.
+        let presigned = "/w.bin?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20261128%2Fus-east-1%2Fs3%2Faws4_request";
+        assert_eq!(
+            names(&scan_to("files.example", presigned, &[], &s)),
+            ["aws-key"]
+        );
+        assert_eq!(
+            scan_to("s3.us-east-1.amazonaws.com", presigned, &[], &s),
+            None
+        );
+        // What the block forwards, and detectors it does not run, are not looked for.
+        let mut gateway = settings();
+        gateway.forwarded_credentials = vec![Detector::AnthropicKey];
+        assert_eq!(
+            scan_to("gateway.ai.example", "/", &anthropic, &gateway),
+            None
+        );
+        let mut pii = settings();
+        pii.detectors = Detector::parse_set("pii").unwrap();
+        assert_eq!(scan_to("gateway.ai.example", "/", &anthropic, &pii), None);
+        // Found with another finding elsewhere in the head: both named, not redactable.
+        let both = [anthropic[0], ("x-note", "pay 4111 1111 1111 1111")];
+        let f = scan_to("gateway.ai.example", "/", &both, &s);
+        assert_eq!(names(&f), ["card", "anthropic-key"]);
+        assert_eq!(f.unwrap().redacted, None);
     }
 
     #[test]
@@ -333,6 +492,7 @@ mod tests {
         let mut only_cards = settings();
         only_cards.detectors = vec![Detector::Card];
         let f = scan_head(
+            "x.test",
             b"/?k=AKIAIOSFODNN7EXAMPLE&c=4111111111111111",
             [],
             &only_cards,
@@ -360,7 +520,7 @@ mod tests {
                 s.credential_headers.clear();
                 s.credential_query_parameters.clear();
             }
-            let f = scan_head(&target, fields.iter().map(|(n, v)| (&n[..], &v[..])), &s);
+            let f = scan_head("x.test", &target, fields.iter().map(|(n, v)| (&n[..], &v[..])), &s);
             if let Some(HeadFindings { detectors, redacted: Some(r) }) = f {
                 prop_assert!(!detectors.is_empty());
                 for (i, _) in r {
@@ -377,7 +537,7 @@ mod tests {
             name in "x-[a-z]{1,10}",
         ) {
             let value = format!("{before} {TOKEN}{after}");
-            let f = scan_head(b"/", [(name.as_bytes(), value.as_bytes())], &settings());
+            let f = scan_head("x.test", b"/", [(name.as_bytes(), value.as_bytes())], &settings());
             let f = f.expect("found");
             prop_assert!(f.detectors.contains(&Detector::GithubToken));
             let r = f.redacted.expect("redactable");

@@ -1,6 +1,6 @@
 //! Any bytes as a request head: an answer, never a panic; a parsed head never claims more
 //! bytes than it was given. The head DLP scanner runs on every parsed head (credential
-//! fields included) and on the raw bytes as a request target: never a panic.
+//! fields included, and left out but read for foreign keys) and on the raw bytes as a request target: never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
         every_field.credential_headers.clear();
         every_field.credential_query_parameters.clear();
         let fields = head.headers.iter().map(|(n, v)| (n.as_bytes(), *v));
-        let _ = scan_head(head.target.as_bytes(), fields, &every_field);
+        let _ = scan_head("example.test", head.target.as_bytes(), fields, &every_field);
+        // Credential fields left out, read for foreign keys; the host from the input.
+        let host = String::from_utf8_lossy(&data[..data.len().min(16)]);
+        let fields = head.headers.iter().map(|(n, v)| (n.as_bytes(), *v));
+        let _ = scan_head(&host, head.target.as_bytes(), fields, &dlp);
     }
-    let _ = scan_head(data, [], &dlp);
+    let _ = scan_head("example.test", data, [], &dlp);
 });

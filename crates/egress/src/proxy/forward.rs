@@ -328,7 +328,7 @@ pub(crate) async fn handle(
     // scanned first (a refused request uses no budget).
     let mut head_detections: Vec<Detection> = Vec::new();
     if let (true, Some(dlp)) = (decision.allowed, dlp) {
-        if let Some((action, found)) = scan_head(&mut req, dlp) {
+        if let Some((action, found)) = scan_head(&host, &mut req, dlp) {
             head_detections = detections(found, action);
             if action == DetectionAction::Block {
                 decision.allowed = false;
@@ -729,6 +729,7 @@ fn detections(
 /// breaks the request), in a field name or only in a decoded reading cannot be cut out,
 /// so the request is refused (the detections' action says `block`).
 fn scan_head<B>(
+    host: &str,
     req: &mut Request<B>,
     dlp: &crate::config::DlpSettings,
 ) -> Option<(DetectionAction, Vec<crate::dlp::Detector>)> {
@@ -740,7 +741,7 @@ fn scan_head<B>(
         .headers()
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
-    let found = crate::head_dlp::scan_head(target, fields, dlp)?;
+    let found = crate::head_dlp::scan_head(host, target, fields, dlp)?;
     let action = match (dlp.action, found.redacted) {
         (DlpAction::Log, _) => DetectionAction::Log,
         (DlpAction::Redact, Some(values)) => {

@@ -371,7 +371,7 @@ fn plan(
         });
     if let Some(dlp) = rule_dlp.as_ref().or(shared.cfg.dlp.as_ref()) {
         let fields = head.headers.iter().map(|(n, v)| (n.as_bytes(), &v[..]));
-        if crate::head_dlp::scan_head(head.target.as_bytes(), fields, dlp).is_some() {
+        if crate::head_dlp::scan_head(&host, head.target.as_bytes(), fields, dlp).is_some() {
             return None;
         }
     }

@@ -38,6 +38,38 @@ async fn gateway_dlp(action: DlpAction) -> Setup {
     .await
 }
 
+/// Provider hosts (resolved to the local upstream), which the client may reach too.
+const PROVIDER_HOSTS: [&str; 2] = ["api.anthropic.com", "bucket.s3.amazonaws.com"];
+
+/// [`gateway_dlp`] with [`PROVIDER_HOSTS`] and `forwarded` credentials.
+async fn gateway_with_providers(
+    action: DlpAction,
+    forwarded: Vec<palisade_egress::dlp::Detector>,
+) -> Setup {
+    let s = start_with(Posture::Allow, &[], move |cfg, _| {
+        for host in PROVIDER_HOSTS {
+            cfg.hosts.insert(host.into(), "127.0.0.1".parse().unwrap());
+        }
+        let mut dlp = DlpSettings::all(action);
+        dlp.forwarded_credentials = forwarded;
+        cfg.dlp = Some(dlp);
+    })
+    .await;
+    let rule = PROVIDER_HOSTS
+        .map(|h| format!("{{fqdn: \"{h}\"}}"))
+        .join(", ");
+    let policy = POLICY.replace(
+        "  - to: [{fqdn: \"allowed.test\"}]\n",
+        &format!("  - to: [{{fqdn: \"allowed.test\"}}]\n  - to: [{rule}]\n"),
+    );
+    assert_ne!(policy, POLICY);
+    palisade_egress::publish(
+        &s.engine,
+        Some(std::sync::Arc::new(engine_from(&policy, Posture::Allow))),
+    );
+    s
+}
+
 /// A secret or PII in a header value, a cookie, the User-Agent or the query string of a
 /// plain request is refused (`403 dlp`, the detector in the event), on the lean lane
 /// (`GET`) and on hyper's path (a `POST` with a clean body) alike.
@@ -115,9 +147,10 @@ async fn transparent_heads_are_scanned() {
 /// `x-api-key`, a presigned URL's credential parameters, an ordinary head.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_for_the_api_and_clean_heads_pass() {
-    let s = gateway_dlp(DlpAction::Block).await;
+    let s = gateway_with_providers(DlpAction::Block, Vec::new()).await;
     let url = |p: &str| format!("http://allowed.test:{}{p}", s.upstream);
     let bearer = format!("Authorization: Bearer {OPENAI_KEY}");
+    let x_api_key = format!("x-api-key: {OPENAI_KEY}");
     let presigned = format!(
         "/bucket/w.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={AKIA}%2F20261128%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={}",
         "0123456789abcdef".repeat(4)
@@ -126,11 +159,11 @@ async fn credentials_for_the_api_and_clean_heads_pass() {
         (vec![], url("/")),
         (vec!["-H", &bearer], url("/")),
         (vec!["-H", &bearer, "-d", "weights=v2"], url("/")),
+        (vec!["-H", &x_api_key], url("/")),
         (
-            vec!["-H", "x-api-key: sk-ant-api03-abcdefghijklmnopqrstuvwx"],
-            url("/"),
+            vec![],
+            format!("http://bucket.s3.amazonaws.com:{}{presigned}", s.upstream),
         ),
-        (vec![], url(&presigned)),
     ];
     for (extra, url) in cases {
         let mut args = extra.clone();
@@ -143,6 +176,49 @@ async fn credentials_for_the_api_and_clean_heads_pass() {
         );
         let e = next_event(&s.events).await;
         assert_eq!(found(&e), (vec![], None), "{extra:?}");
+    }
+}
+
+/// A credential field carries the pod's key *for the destination*: a key only another
+/// provider takes (Anthropic's, GitHub's) sent there is refused `403 dlp` (under `redact`
+/// too: a credential is not cut), while the provider's own host gets it, and a gateway
+/// whose `dlp` lists `forwardedCredentials` (an AI gateway forwarding Anthropic keys) gets
+/// the listed kind. On the old code every one of these requests passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_key_goes_only_to_that_provider() {
+    let start = |forwarded| gateway_with_providers(DlpAction::Redact, forwarded);
+    let anthropic = "x-api-key: sk-ant-api03-abcdefghijklmnopqrstuvwx";
+    let github = format!("Authorization: Bearer {TOKEN}");
+    let presigned = format!("?X-Amz-Credential={AKIA}%2F20261128%2Fus-east-1%2Fs3%2Faws4_request");
+    let s = start(Vec::new()).await;
+    let cases = [
+        ("allowed.test", anthropic, "403", Some("anthropic-key")),
+        ("allowed.test", github.as_str(), "403", Some("github-token")),
+        ("api.anthropic.com", anthropic, "200", None),
+        ("allowed.test", presigned.as_str(), "403", Some("aws-key")),
+        ("bucket.s3.amazonaws.com", presigned.as_str(), "200", None),
+    ];
+    for (host, part, want, detector) in cases {
+        // A header, or a presigned URL's query.
+        let (header, query) = match part.strip_prefix('?') {
+            Some(q) => ("X-Clean: 1", q),
+            None => (part, ""),
+        };
+        let url = format!("http://{host}:{}/w.bin?{query}", s.upstream);
+        let (body, code) = curl(via(&s, &["-H", header, "-w", "\n%{http_code}"], &url)).await;
+        assert_eq!(code, want, "{host} {part}: {body}");
+        let e = next_event(&s.events).await;
+        match detector {
+            Some(d) => assert_eq!(found(&e), (one(d, "block"), Some("dlp".into()))),
+            None => assert_eq!(found(&e), (vec![], None), "{host} {part}"),
+        }
+    }
+    let gateway = start(vec![palisade_egress::dlp::Detector::AnthropicKey]).await;
+    for (header, want) in [(anthropic, "200"), (github.as_str(), "403")] {
+        let url = format!("http://allowed.test:{}/", gateway.upstream);
+        let (body, code) = curl(via(&gateway, &["-H", header, "-w", "\n%{http_code}"], &url)).await;
+        assert_eq!(code, want, "{header}: {body}");
+        next_event(&gateway.events).await;
     }
 }
 
@@ -224,7 +300,8 @@ async fn redact_and_log_on_heads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intercepted_heads_follow_the_rules_dlp_and_its_credential_headers() {
     let i = intercepting("heads-intercept").await;
-    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    dlp: {detectors: [secrets], action: block, credentialHeaders: [x-hub-token]}\n";
+    // `hub.test` stands in for Hugging Face, so it takes Hugging Face's token.
+    let rules = "  - to: [{fqdn: \"hub.test\"}]\n    inspectTLS: true\n    dlp: {detectors: [secrets], action: block, credentialHeaders: [x-hub-token], forwardedCredentials: [huggingface-token]}\n";
     let policy = POLICY.replace(
         "  - to: [{fqdn: \"hub.test\"}]\n    http: [{methods: [GET, HEAD]}]\n",
         rules,

@@ -4,7 +4,7 @@
 //! `palisade_policy::validate`, so the API server refuses at `kubectl apply` what Palisade
 //! would refuse later; the controller still validates everything (it is the authority).
 
-use palisade_policy::validate::DLP_DETECTORS;
+use palisade_policy::validate::{DLP_DETECTORS, DLP_PROVIDER_KEYS};
 use serde_json::{json, Map, Value};
 
 /// One addition: the definition (Rust type name), the field (`""`: the type itself;
@@ -103,6 +103,11 @@ pub(super) fn rules() -> Vec<Rule> {
             "DlpSpec",
             "detectors[]",
             json!({"type": "string", "enum": DLP_DETECTORS}),
+        ),
+        r(
+            "DlpSpec",
+            "forwardedCredentials[]",
+            json!({"type": "string", "enum": DLP_PROVIDER_KEYS}),
         ),
         r(
             "ClusterSecurityPolicySpec",

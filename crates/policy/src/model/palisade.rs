@@ -216,6 +216,13 @@ pub struct DlpSpec {
     /// `X-Goog-Signature`; `[]`: every parameter is scanned.
     #[serde(default)]
     pub credential_query_parameters: Option<Vec<String>>,
+    /// Keys of other providers that this destination takes in its credential fields
+    /// (detector names among `aws-key`, `github-token`, `gitlab-token`, `slack-token`,
+    /// `anthropic-key`, `huggingface-token`), e.g. an AI gateway that forwards an Anthropic
+    /// key, or a self-hosted GitLab. Missing: such a key in a credential field goes only to
+    /// its provider's hosts; anywhere else it is a finding.
+    #[serde(default)]
+    pub forwarded_credentials: Option<Vec<String>>,
 }
 
 /// DLP actions.

@@ -11,8 +11,8 @@ mod names;
 mod palisade;
 
 pub use names::{dns_label, dns_subdomain, label_key, label_value, port_name};
-pub use palisade::DLP_DETECTORS;
 use palisade::{ai_gateway, cluster_security_policy, palisade_config, security_policy};
+pub use palisade::{DLP_DETECTORS, DLP_PROVIDER_KEYS};
 
 /// A problem at a field path of one object.
 #[derive(Debug, Clone)]

@@ -67,6 +67,17 @@ pub(super) fn security_policy(v: &mut V, spec: &FieldPath, s: &SecurityPolicySpe
                         );
                     }
                 }
+                for (j, name) in d.forwarded_credentials.iter().flatten().enumerate() {
+                    if !DLP_PROVIDER_KEYS.contains(&name.as_str()) {
+                        v.err(
+                            &dp.key("forwardedCredentials").index(j),
+                            format!(
+                                "{name:?} is not a provider's key detector (known: {})",
+                                DLP_PROVIDER_KEYS.join(", ")
+                            ),
+                        );
+                    }
+                }
                 for (j, name) in d.detectors.iter().enumerate() {
                     if !DLP_DETECTORS.contains(&name.as_str()) {
                         v.err(
@@ -107,8 +118,6 @@ pub const DLP_DETECTORS: &[&str] = &[
     "secrets",
     "pii",
     "aws-key",
-    "gcp-key",
-    "azure-key",
     "github-token",
     "gitlab-token",
     "slack-token",
@@ -117,12 +126,23 @@ pub const DLP_DETECTORS: &[&str] = &[
     "huggingface-token",
     "private-key",
     "jwt",
-    "generic-secret",
+    "high-entropy",
     "email",
     "card",
     "ssn",
     "iban",
     "phone",
+];
+
+/// DLP detectors whose keys only one provider takes (`dlp.forwardedCredentials`).
+pub const DLP_PROVIDER_KEYS: &[&str] = &[
+    "aws-key",
+    "github-token",
+    "gitlab-token",
+    "slack-token",
+    "anthropic-key",
+    "huggingface-token",
+    "private-key",
 ];
 
 pub(super) fn cluster_security_policy(v: &mut V, spec: &FieldPath, s: &ClusterSecurityPolicySpec) {

@@ -972,6 +972,42 @@ fn dlp_credential_headers_must_be_field_names() {
 }
 
 #[test]
+fn dlp_forwarded_credentials_must_be_provider_keys() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",        // 1
+        "kind: SecurityPolicy",                     // 2
+        "metadata: {name: sp, namespace: x}",       // 3
+        "spec:",                                    // 4
+        "  podSelector: {}",                        // 5
+        "  egress:",                                // 6
+        "  - to: [{fqdn: gateway.ai.test}]",        // 7
+        "    dlp:",                                 // 8
+        "      detectors: [secrets, high-entropy]", // 9
+        "      forwardedCredentials: [anthropic-key, openai-key, gcp-key]", // 10
+    ]);
+    let m = load("dlp.yaml", &text);
+    assert_eq!(errors(&m), 2, "{:#?}", m.diagnostics);
+    error_at(
+        &m,
+        "dlp.yaml",
+        "spec.egress[0].dlp.forwardedCredentials[1]",
+        10,
+        45,
+        "invalid-value",
+        &["\"openai-key\" is not a provider's key detector"],
+    );
+    error_at(
+        &m,
+        "dlp.yaml",
+        "spec.egress[0].dlp.forwardedCredentials[2]",
+        10,
+        57,
+        "invalid-value",
+        &["\"gcp-key\" is not a provider's key detector"],
+    );
+}
+
+#[test]
 fn agent_pod_interface_prefixes_are_name_beginnings() {
     let text = lines(&[
         "apiVersion: palisade.dev/v1alpha1",                 // 1
