@@ -3,11 +3,15 @@
 //! API): a client has [`HEADER_TIMEOUT`] to send a request's head, also when a kept-alive
 //! connection waits for its next request, so connections that trickle bytes or say nothing
 //! (slowloris) are closed instead of held for ever; a client that stops reading a response
-//! is dropped by the kernel after [`SEND_TIMEOUT`]; and at most [`MAX_CONNECTIONS`] are
-//! served at once, further clients waiting in the listen queue until one ends.
+//! is dropped by the kernel after [`SEND_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are
+//! served at once, further clients waiting in the listen queue until one ends; and one
+//! client address holds at most [`MAX_CONNECTIONS_PER_CLIENT`] of them, its further
+//! connections closed at once, so a single host cannot take every slot.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +30,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// Most connections one client address holds at once (a browser opens about six).
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+
 /// Largest request head (request line and headers), bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -38,6 +45,8 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// See [`MAX_CONNECTIONS`].
     pub max_connections: usize,
+    /// See [`MAX_CONNECTIONS_PER_CLIENT`].
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +55,7 @@ impl Default for Limits {
             header_timeout: HEADER_TIMEOUT,
             send_timeout: SEND_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_client: MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -59,6 +69,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_client = Arc::new(Mutex::new(HashMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -82,11 +93,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(client) = ClientSlot::take(&per_client, peer.ip(), limits) else {
+            tracing::debug!(%peer, "client at its connection limit: closed");
+            continue;
+        };
         let _ = socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(limits.send_timeout));
         let svc = TowerToHyperService::new(app.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slots = (permit, client);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
@@ -114,4 +129,43 @@ pub async fn serve(
     let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(5), slots.acquire_many(all)).await;
     Ok(())
+}
+
+/// One connection counted against its client address; uncounted when dropped.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// Counts a connection from `ip`, unless the address already holds the most allowed.
+    fn take(
+        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        limits: Limits,
+    ) -> Option<Self> {
+        let ip = ip.to_canonical();
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= limits.max_connections_per_client.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }

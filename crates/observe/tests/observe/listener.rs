@@ -1,6 +1,7 @@
 //! The limits of `palisade_observe::serve::serve` on a real listener: slow clients are
-//! closed after the header timeout, and no more than the connection limit are served at
-//! once (the others wait in the listen queue and are served when a slot frees).
+//! closed after the header timeout, no more than the connection limit are served at once
+//! (the others wait in the listen queue and are served when a slot frees), and one client
+//! address cannot take every slot.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -25,12 +26,26 @@ fn start(limits: Limits) -> (u16, tokio::runtime::Runtime) {
 }
 
 fn get_healthz(port: u16) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    get_healthz_from("127.0.0.1", port)
+}
+
+/// `GET /healthz` from the local address `from` (any of 127.0.0.0/8).
+fn get_healthz_from(from: &str, port: u16) -> std::io::Result<String> {
+    let mut s = connect_from(from, port)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+fn connect_from(from: &str, port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let local: std::net::SocketAddr = (from.parse::<std::net::Ipv4Addr>().unwrap(), 0).into();
+    socket.bind(&local.into())?;
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&server.into())?;
+    Ok(socket.into())
 }
 
 #[test]
@@ -96,4 +111,44 @@ fn no_more_than_the_connection_limit_are_served_at_once() {
     let start = Instant::now();
     assert!(get_healthz(port).unwrap().starts_with("HTTP/1.1 200"));
     assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+/// One address holding its share of connections cannot take the rest: its next connection
+/// is closed at once, while another address is served straight away. On the old code the
+/// third connection from 127.0.0.2 was served and the slots were one address's to take.
+#[test]
+fn one_client_cannot_take_every_slot() {
+    let (port, _rt) = start(Limits {
+        header_timeout: Duration::from_secs(5),
+        max_connections: 8,
+        max_connections_per_client: 2,
+        ..Limits::default()
+    });
+    let held = [
+        connect_from("127.0.0.2", port).unwrap(),
+        connect_from("127.0.0.2", port).unwrap(),
+    ];
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let refused = get_healthz_from("127.0.0.2", port);
+    assert!(
+        !matches!(&refused, Ok(a) if a.starts_with("HTTP/1.1 200")),
+        "a third connection from the same address was served: {refused:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    assert!(get_healthz_from("127.0.0.3", port)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // Its own connections ended, the address is served again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(get_healthz_from("127.0.0.2", port)
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
 }
