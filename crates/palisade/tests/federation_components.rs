@@ -316,6 +316,7 @@ fn a_controller_replica_publishes_only_while_it_leads() {
         identity_ttl_secs: 2,
         state_file: None,
         member_networks: Default::default(),
+        trusted_keys: Default::default(),
     };
     let (lead_tx, lead_rx) = tokio::sync::watch::channel(false);
     let (_local_tx, local_rx) = tokio::sync::watch::channel(Vec::new());

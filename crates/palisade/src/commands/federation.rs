@@ -326,6 +326,7 @@ impl JoinArgs {
                     m
                 },
             ),
+            trusted_keys: Default::default(),
         })
     }
 }
