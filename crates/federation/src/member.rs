@@ -92,6 +92,12 @@ pub struct Health {
 /// Refused claims listed in the health and status (the rest are counted).
 pub const SHOWN_CLAIMS: usize = 20;
 
+/// Most other clusters whose workloads a member holds. Identity keys are not rate-limited:
+/// a writer under `identities/` could create keys for new cluster names without end, each
+/// merged (and re-resolved on every change) by every member. Past this many, a cluster not
+/// yet known is reported and ignored; known ones keep updating.
+pub const MAX_REMOTE_CLUSTERS: usize = 256;
+
 /// Handles to a running member.
 pub struct Member {
     /// The latest view; `None` until a revision (or the saved one) is known.
@@ -562,6 +568,14 @@ impl Watcher {
         match value.map(|v| identities::parse(cluster, v)) {
             None => {
                 self.remotes.remove(cluster);
+            }
+            Some(Ok(_))
+                if !self.remotes.contains_key(cluster)
+                    && self.remotes.len() >= MAX_REMOTE_CLUSTERS =>
+            {
+                self.report_ignored(format!(
+                    "identities of {cluster}: {MAX_REMOTE_CLUSTERS} other clusters already publish, the most a member holds; ignored"
+                ));
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
                 self.remotes.insert(cluster.to_string(), workloads);

@@ -1230,6 +1230,73 @@ async fn only_revisions_signed_by_a_trusted_key_are_applied() {
     assert_eq!(h.applied_revision, 7);
 }
 
+/// Identity keys were not bounded: on the old code a writer under `identities/` that kept
+/// creating cluster names had every one merged by every member. Now a member holds at most
+/// `MAX_REMOTE_CLUSTERS` other clusters, reports the rest (at start and as they arrive) and
+/// keeps following the ones it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_holds_a_bounded_number_of_other_clusters() {
+    use palisade_federation::member::MAX_REMOTE_CLUSTERS;
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("churn");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let names: Vec<String> = (0..=MAX_REMOTE_CLUSTERS)
+        .map(|i| format!("c{i:04}"))
+        .collect();
+    for chunk in names.chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|n| {
+                // One address each: no contested claims in the report.
+                let i: usize = n[1..].parse().unwrap();
+                let ip = format!("10.9.{}.{}", i / 200, i % 200 + 1);
+                let w = workload(n, "p", "app", &ip);
+                etcd_client::TxnOp::put(layout.identity(n), identity(n, vec![w]), None)
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let over = |h: &member::Health, who: &str| {
+        h.ignored_keys.iter().any(|k| {
+            k.starts_with(&format!("identities of {who}: "))
+                && k.contains("other clusters already publish")
+        })
+    };
+    let h = wait_health("the cluster past the bound refused", &m, |h| {
+        h.remote_clusters.len() == MAX_REMOTE_CLUSTERS && over(h, &names[MAX_REMOTE_CLUSTERS])
+    })
+    .await;
+    assert!(!h.remote_clusters.contains(&names[MAX_REMOTE_CLUSTERS]));
+    // One more name through the watch: refused too; a held cluster still updates.
+    publish(
+        &mut c,
+        "late",
+        vec![workload("late", "p", "app", "10.8.0.2")],
+    )
+    .await;
+    publish(
+        &mut c,
+        "c0000",
+        vec![workload("c0000", "q", "app", "10.8.0.3")],
+    )
+    .await;
+    let mut view = m.view.clone();
+    wait_for("c0000's update", &mut view, |v| {
+        v.remote_workloads
+            .iter()
+            .any(|w| w.cluster == "c0000" && w.name == "q")
+    })
+    .await;
+    let h = wait_health("the late cluster refused", &m, |h| over(h, "late")).await;
+    assert_eq!(h.remote_clusters.len(), MAX_REMOTE_CLUSTERS);
+    assert!(!h.remote_clusters.iter().any(|c| c == "late"));
+}
+
 /// Writes revision `n` and moves the pointer to it in one transaction, as any writer
 /// holding the prefix could.
 async fn put_revision(c: &mut etcd_client::Client, layout: &Layout, n: u64, bytes: Vec<u8>) {
