@@ -14,6 +14,7 @@
 /// Key names of one federation set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    set: String,
     prefix: String,
 }
 
@@ -39,8 +40,13 @@ impl Layout {
     /// The layout of set `set`.
     pub fn new(set: &str) -> Layout {
         Layout {
+            set: set.to_string(),
             prefix: format!("/palisade/federation/{set}/"),
         }
+    }
+    /// The set's name (part of what a revision signature covers).
+    pub fn set(&self) -> &str {
+        &self.set
     }
     /// The prefix every key of the set starts with.
     pub fn prefix(&self) -> &str {

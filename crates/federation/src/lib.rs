@@ -7,7 +7,8 @@
 //! tier, publish their own workloads under a lease ([`identities`]), and report the revision
 //! they enforce ([`status`]). When etcd is unreachable or has lost quorum, members keep the
 //! last revision they applied (fail static) and catch up from the last etcd revision they saw.
-//! Key layout: [`layout`]; revision documents: [`revision`]; connecting: [`connect`].
+//! Key layout: [`layout`]; revision documents: [`revision`]; Ed25519 revision signatures:
+//! [`signing`]; connecting: [`connect`].
 
 pub mod connect;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod layout;
 pub mod member;
 pub mod push;
 pub mod revision;
+pub mod signing;
 pub mod status;
 
 pub use connect::EtcdOptions;

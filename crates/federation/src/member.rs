@@ -42,6 +42,10 @@ pub struct MemberSettings {
     /// address outside them is dropped from its identities and reported. A member not
     /// named here may claim any address a pod can hold.
     pub member_networks: std::collections::BTreeMap<String, Vec<palisade_policy::cidr::Cidr>>,
+    /// The keys revisions must be signed with (`--trust-key`): a revision unsigned, signed
+    /// by another key or altered after signing is refused and the last good one stays.
+    /// Empty: revisions are applied unsigned (anyone who can write the prefix sets policy).
+    pub trusted_keys: crate::signing::TrustedKeys,
 }
 
 /// What the member contributes to the snapshot.
@@ -87,6 +91,12 @@ pub struct Health {
 
 /// Refused claims listed in the health and status (the rest are counted).
 pub const SHOWN_CLAIMS: usize = 20;
+
+/// Most other clusters whose workloads a member holds. Identity keys are not rate-limited:
+/// a writer under `identities/` could create keys for new cluster names without end, each
+/// merged (and re-resolved on every change) by every member. Past this many, a cluster not
+/// yet known is reported and ignored; known ones keep updating.
+pub const MAX_REMOTE_CLUSTERS: usize = 256;
 
 /// Handles to a running member.
 pub struct Member {
@@ -145,6 +155,15 @@ fn start_watching(settings: &MemberSettings) -> (Member, watch::Sender<Health>) 
     };
     w.health_tx
         .send_modify(|h| h.cluster = settings.cluster.name.clone());
+    if settings.trusted_keys.is_empty() {
+        tracing::warn!(
+            set = settings.layout.set(),
+            "federation: no trusted signing key (--trust-key): revisions are applied unsigned, so anyone who can write the etcd prefix sets this cluster's global policy"
+        );
+    } else {
+        let keys: Vec<&str> = settings.trusted_keys.0.iter().map(|k| k.key_id()).collect();
+        tracing::info!(keys = %keys.join(","), "federation: applying only revisions signed by these keys");
+    }
     if let Some((saved, bytes)) = w.load_saved() {
         tracing::info!(
             revision = saved.revision,
@@ -494,6 +513,30 @@ impl Watcher {
                 "federation: the current pointer went back or its revision was rewritten"
             );
         }
+        // Signed by a trusted key, as revision n of this set (when keys are configured).
+        // Checked before anything else of the document is believed, including its number.
+        if let Err(why) = self
+            .settings
+            .trusted_keys
+            .verify(self.settings.layout.set(), n, &bytes)
+        {
+            self.report_refused(format!(
+                "revision {n} refused, keeping revision {}: {why}",
+                self.applied()
+            ));
+            self.publish_view();
+            return Ok(());
+        }
+        // A signed revision older than the one applied is a replay (its newer ones deleted
+        // from the store): the hub's numbers only grow.
+        if !self.settings.trusted_keys.is_empty() && n < self.applied() {
+            self.report_refused(format!(
+                "revision {n} refused, keeping revision {}: it is older than the applied revision (a replay of an old signed revision)",
+                self.applied()
+            ));
+            self.publish_view();
+            return Ok(());
+        }
         match parse_revision(n, &bytes) {
             Ok(parsed) => {
                 tracing::info!(
@@ -525,6 +568,14 @@ impl Watcher {
         match value.map(|v| identities::parse(cluster, v)) {
             None => {
                 self.remotes.remove(cluster);
+            }
+            Some(Ok(_))
+                if !self.remotes.contains_key(cluster)
+                    && self.remotes.len() >= MAX_REMOTE_CLUSTERS =>
+            {
+                self.report_ignored(format!(
+                    "identities of {cluster}: {MAX_REMOTE_CLUSTERS} other clusters already publish, the most a member holds; ignored"
+                ));
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
                 self.remotes.insert(cluster.to_string(), workloads);
@@ -758,7 +809,16 @@ impl Watcher {
     fn load_saved(&self) -> Option<(ParsedRevision, Vec<u8>)> {
         let p = self.settings.state_file.as_ref()?;
         let bytes = std::fs::read(p).ok()?;
-        let doc: crate::revision::RevisionDoc = serde_json::from_slice(&bytes).ok()?;
+        let doc: crate::revision::RevisionDoc =
+            serde_json::from_slice(&crate::signing::document(&bytes)).ok()?;
+        if let Err(why) =
+            self.settings
+                .trusted_keys
+                .verify(self.settings.layout.set(), doc.revision, &bytes)
+        {
+            tracing::warn!(file = %p.display(), %why, "federation: saved revision not applied");
+            return None;
+        }
         match parse_revision(doc.revision, &bytes) {
             Ok(r) => Some((r, bytes)),
             Err(e) => {

@@ -10,6 +10,7 @@ use crate::layout::{KeyKind, Layout};
 use crate::revision::{
     parse_member_networks, parse_pointer, parse_revision, validate_files, RevisionDoc, RevisionFile,
 };
+use crate::signing::{self, SigningKey};
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use std::collections::BTreeMap;
 
@@ -50,6 +51,19 @@ pub async fn push_with_networks(
     networks: Option<BTreeMap<String, Vec<String>>>,
     keep: u64,
 ) -> Result<Pushed> {
+    push_signed(opts, layout, files, networks, keep, None).await
+}
+
+/// [`push_with_networks`], signing the revision with `signer` when given
+/// ([`crate::signing`]).
+pub async fn push_signed(
+    opts: &EtcdOptions,
+    layout: &Layout,
+    files: Vec<RevisionFile>,
+    networks: Option<BTreeMap<String, Vec<String>>>,
+    keep: u64,
+    signer: Option<&SigningKey>,
+) -> Result<Pushed> {
     let policies = validate_files(&files).map_err(FederationError::Invalid)?;
     if let Some(n) = &networks {
         parse_member_networks(n).map_err(|e| FederationError::Revision(e.join("\n")))?;
@@ -64,6 +78,7 @@ pub async fn push_with_networks(
             networks.clone(),
             None,
             keep,
+            signer,
         )
         .await
     })
@@ -74,10 +89,27 @@ pub async fn push_with_networks(
 /// Writes a new revision with the policies of revision `rev` (which must be a valid one, and
 /// still kept), keeping the newest `keep` revisions.
 pub async fn rollback(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64) -> Result<Pushed> {
-    retry_transient(opts, || rollback_once(opts, layout, rev, keep)).await
+    rollback_signed(opts, layout, rev, keep, None).await
 }
 
-async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64) -> Result<Pushed> {
+/// [`rollback`], signing the new revision with `signer` when given.
+pub async fn rollback_signed(
+    opts: &EtcdOptions,
+    layout: &Layout,
+    rev: u64,
+    keep: u64,
+    signer: Option<&SigningKey>,
+) -> Result<Pushed> {
+    retry_transient(opts, || rollback_once(opts, layout, rev, keep, signer)).await
+}
+
+async fn rollback_once(
+    opts: &EtcdOptions,
+    layout: &Layout,
+    rev: u64,
+    keep: u64,
+    signer: Option<&SigningKey>,
+) -> Result<Pushed> {
     let mut client = opts.connect().await?;
     let resp = within(opts.timeout, client.get(layout.revision(rev), None)).await?;
     let kv = resp.kvs().first().ok_or_else(|| {
@@ -91,11 +123,20 @@ async fn rollback_once(opts: &EtcdOptions, layout: &Layout, rev: u64, keep: u64)
             e.join("\n")
         ))
     })?;
-    let doc: RevisionDoc = serde_json::from_slice(kv.value())
+    let doc: RevisionDoc = serde_json::from_slice(&signing::document(kv.value()))
         .map_err(|e| FederationError::Revision(format!("revision {rev}: {e}")))?;
     // The policies of `rev`; the member networks stay those of the current revision.
-    let revision =
-        write_revision(&mut client, opts, layout, doc.files, None, Some(rev), keep).await?;
+    let revision = write_revision(
+        &mut client,
+        opts,
+        layout,
+        doc.files,
+        None,
+        Some(rev),
+        keep,
+        signer,
+    )
+    .await?;
     Ok(Pushed {
         revision,
         policies: parsed.policies.len(),
@@ -127,6 +168,7 @@ pub async fn latest_revision(
         .unwrap_or(0))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_revision(
     client: &mut Client,
     opts: &EtcdOptions,
@@ -135,6 +177,7 @@ async fn write_revision(
     networks: Option<BTreeMap<String, Vec<String>>>,
     rolled_back_from: Option<u64>,
     keep: u64,
+    signer: Option<&SigningKey>,
 ) -> Result<u64> {
     for _ in 0..5 {
         let cur = within(opts.timeout, client.get(layout.current(), None)).await?;
@@ -161,8 +204,17 @@ async fn write_revision(
             files: files.clone(),
             member_networks,
         };
-        let body = serde_json::to_vec(&doc)
+        let mut body = serde_json::to_vec(&doc)
             .map_err(|e| FederationError::Revision(format!("cannot encode revision: {e}")))?;
+        if let Some(k) = signer {
+            // The revision the pointer names now: the signature covers it and the number.
+            let previous = cur
+                .kvs()
+                .first()
+                .and_then(|kv| parse_pointer(kv.value()).ok())
+                .unwrap_or(0);
+            body = k.seal(layout.set(), next, previous, &body);
+        }
         if body.len() > MAX_REVISION_BYTES {
             return Err(FederationError::Revision(format!(
                 "the revision is {} bytes; etcd takes at most {MAX_REVISION_BYTES}",
@@ -210,7 +262,7 @@ async fn current_networks(
         return Ok(BTreeMap::new());
     };
     let networks_of = |bytes: &[u8]| {
-        serde_json::from_slice::<RevisionDoc>(bytes)
+        serde_json::from_slice::<RevisionDoc>(&signing::document(bytes))
             .ok()
             .filter(|d| parse_member_networks(&d.member_networks).is_ok())
             .map(|d| d.member_networks)

@@ -143,8 +143,10 @@ fn load(files: &[RevisionFile], name: impl Fn(&RevisionFile) -> String) -> (Mani
 
 /// Parses a stored revision document. Anything that is not a well-formed document with the
 /// expected number whose policies all validate is refused whole, with the reasons.
+/// A signed revision's envelope is opened without checking its signature (members check it
+/// first, [`crate::signing::TrustedKeys::verify`]).
 pub fn parse_revision(expected: u64, bytes: &[u8]) -> Result<ParsedRevision, Vec<String>> {
-    let doc: RevisionDoc = serde_json::from_slice(bytes)
+    let doc: RevisionDoc = serde_json::from_slice(&crate::signing::document(bytes))
         .map_err(|e| vec![format!("revision {expected}: not a revision document: {e}")])?;
     if doc.revision != expected {
         return Err(vec![format!(

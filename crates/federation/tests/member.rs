@@ -133,6 +133,7 @@ fn settings(opts: &EtcdOptions, cluster: &str) -> MemberSettings {
         identity_ttl_secs: 10,
         state_file: None,
         member_networks: Default::default(),
+        trusted_keys: Default::default(),
     }
 }
 
@@ -1076,4 +1077,244 @@ async fn a_pointer_moved_back_to_an_older_revision_is_refused() {
     assert_eq!(pushed.revision, 3);
     let v = wait_for("revision 3", &mut view, |v| v.revision == 3).await;
     assert_eq!(v.policies[0].0.metadata.name, "old");
+}
+
+/// Signed revisions (docs/federation.md, "Signed revisions"). On the old code a member
+/// applied whatever revision the pointer named: anyone with write access to the prefix (a
+/// member cluster's credentials) set every cluster's global policy. A member given a trusted
+/// key now applies the signed revision and refuses, keeping it in force and saying why in
+/// its health and in `federation status`: an unsigned revision, one signed by another key,
+/// one altered after signing, a valid signed revision copied under another number, and an
+/// older signed revision replayed after the newer ones were deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_revisions_signed_by_a_trusted_key_are_applied() {
+    use palisade_federation::push::{push, push_signed};
+    use palisade_federation::revision::RevisionDoc;
+    use palisade_federation::signing::{self, SigningKey, TrustedKeys};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("signed");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let keys = etcd.dir.join("keys");
+    let (private, public, _) = signing::keygen(&keys).unwrap();
+    let (other_private, _, _) = signing::keygen(&keys.join("other")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let other = SigningKey::load(&other_private).unwrap();
+
+    let r1 = push_signed(&opts, &layout, vec![policy("signed")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r1.revision, 1);
+    let mut s = settings(&opts, "west");
+    s.trusted_keys = TrustedKeys::load(&[public]).unwrap();
+    let (_local_tx, local) = tokio::sync::watch::channel(Vec::new());
+    let (_enforced_tx, enforced) = tokio::sync::watch::channel(None);
+    let m = member::start(s, local, enforced);
+    let mut view = m.view.clone();
+    wait_for("signed revision 1", &mut view, |v| v.revision == 1).await;
+
+    let doc = |n: u64, name: &str| {
+        serde_json::to_vec(&RevisionDoc {
+            revision: n,
+            created_at_us: 1,
+            rolled_back_from: None,
+            files: vec![policy(name)],
+            member_networks: Default::default(),
+        })
+        .unwrap()
+    };
+    let stored_r1 = c.get(layout.revision(1), None).await.unwrap().kvs()[0]
+        .value()
+        .to_vec();
+    let cases: Vec<(u64, Vec<u8>, &str)> = vec![
+        (2, doc(2, "unsigned"), "revision 2 is not signed"),
+        (
+            3,
+            other.seal("test", 3, 2, &doc(3, "other-key")),
+            "which this member does not trust",
+        ),
+        (
+            4,
+            replaced(
+                key.seal("test", 4, 3, &doc(4, "signed")),
+                b"name: signed",
+                b"name: evil-1",
+            ),
+            "altered after signing",
+        ),
+        (
+            5,
+            stored_r1.clone(),
+            "signed as revision 1 (a signature copied onto another revision number)",
+        ),
+    ];
+    for (n, bytes, why) in cases {
+        put_revision(&mut c, &layout, n, bytes).await;
+        let h = wait_health(why, &m, |h| {
+            h.seen_revision == Some(n)
+                && h.refused.as_deref().is_some_and(|r| {
+                    r.contains(&format!("revision {n} refused, keeping revision 1"))
+                        && r.contains(why)
+                })
+        })
+        .await;
+        assert_eq!(h.applied_revision, 1, "{why}");
+        let v = m.view.borrow().clone().unwrap();
+        assert_eq!(
+            (
+                v.revision,
+                v.policies.len(),
+                v.policies[0].0.metadata.name.as_str()
+            ),
+            (1, 1, "signed"),
+            "{why}"
+        );
+    }
+    // The refusal is in the member's status, which `federation status` shows.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = palisade_federation::status::read(&opts, &layout, "test")
+            .await
+            .unwrap();
+        let west = st.members.iter().find(|m| m.status.cluster == "west");
+        if let Some(w) = west.filter(|w| {
+            w.status
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("signed as revision 1"))
+        }) {
+            assert_eq!(w.status.enforced_revision, None); // nothing reported it enforced
+            assert!(w.drift);
+            assert!(palisade_federation::status::render_table(&st).contains("signed as revision 1"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal in {st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An unsigned push through the API is refused the same way; a signed one is applied.
+    push(&opts, &layout, vec![policy("unsigned-push")], 10)
+        .await
+        .unwrap();
+    wait_health("the unsigned push refused", &m, |h| {
+        h.seen_revision == Some(6)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("not signed"))
+    })
+    .await;
+    let r7 = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r7.revision, 7);
+    let v = wait_for("signed revision 7", &mut view, |v| v.revision == 7).await;
+    assert_eq!(v.policies[0].0.metadata.name, "next");
+    assert_eq!(m.health.borrow().refused, None);
+    // Revision 1, validly signed, replayed after every newer revision was deleted.
+    c.delete(
+        layout.revision(2),
+        Some(etcd_client::DeleteOptions::new().with_range(layout.revision(8))),
+    )
+    .await
+    .unwrap();
+    c.put(layout.current(), "1", None).await.unwrap();
+    let h = wait_health("the replay refused", &m, |h| {
+        h.seen_revision == Some(1)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("older than the applied revision"))
+    })
+    .await;
+    assert_eq!(h.applied_revision, 7);
+}
+
+/// Identity keys were not bounded: on the old code a writer under `identities/` that kept
+/// creating cluster names had every one merged by every member. Now a member holds at most
+/// `MAX_REMOTE_CLUSTERS` other clusters, reports the rest (at start and as they arrive) and
+/// keeps following the ones it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_holds_a_bounded_number_of_other_clusters() {
+    use palisade_federation::member::MAX_REMOTE_CLUSTERS;
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("churn");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let names: Vec<String> = (0..=MAX_REMOTE_CLUSTERS)
+        .map(|i| format!("c{i:04}"))
+        .collect();
+    for chunk in names.chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|n| {
+                // One address each: no contested claims in the report.
+                let i: usize = n[1..].parse().unwrap();
+                let ip = format!("10.9.{}.{}", i / 200, i % 200 + 1);
+                let w = workload(n, "p", "app", &ip);
+                etcd_client::TxnOp::put(layout.identity(n), identity(n, vec![w]), None)
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    let m = member::start_watch_only(settings(&opts, "west"));
+    let over = |h: &member::Health, who: &str| {
+        h.ignored_keys.iter().any(|k| {
+            k.starts_with(&format!("identities of {who}: "))
+                && k.contains("other clusters already publish")
+        })
+    };
+    let h = wait_health("the cluster past the bound refused", &m, |h| {
+        h.remote_clusters.len() == MAX_REMOTE_CLUSTERS && over(h, &names[MAX_REMOTE_CLUSTERS])
+    })
+    .await;
+    assert!(!h.remote_clusters.contains(&names[MAX_REMOTE_CLUSTERS]));
+    // One more name through the watch: refused too; a held cluster still updates.
+    publish(
+        &mut c,
+        "late",
+        vec![workload("late", "p", "app", "10.8.0.2")],
+    )
+    .await;
+    publish(
+        &mut c,
+        "c0000",
+        vec![workload("c0000", "q", "app", "10.8.0.3")],
+    )
+    .await;
+    let mut view = m.view.clone();
+    wait_for("c0000's update", &mut view, |v| {
+        v.remote_workloads
+            .iter()
+            .any(|w| w.cluster == "c0000" && w.name == "q")
+    })
+    .await;
+    let h = wait_health("the late cluster refused", &m, |h| over(h, "late")).await;
+    assert_eq!(h.remote_clusters.len(), MAX_REMOTE_CLUSTERS);
+    assert!(!h.remote_clusters.iter().any(|c| c == "late"));
+}
+
+/// Writes revision `n` and moves the pointer to it in one transaction, as any writer
+/// holding the prefix could.
+async fn put_revision(c: &mut etcd_client::Client, layout: &Layout, n: u64, bytes: Vec<u8>) {
+    let txn = etcd_client::Txn::new().and_then([
+        etcd_client::TxnOp::put(layout.revision(n), bytes, None),
+        etcd_client::TxnOp::put(layout.current(), n.to_string(), None),
+    ]);
+    assert!(c.txn(txn).await.unwrap().succeeded());
+}
+
+/// `bytes` with the first `from` replaced by `to` (same length: the envelope stays
+/// well-formed, only the signed document changes).
+fn replaced(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
+    bytes[at..at + from.len()].copy_from_slice(to);
+    bytes
 }

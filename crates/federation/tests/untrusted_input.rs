@@ -4,6 +4,7 @@
 use palisade_federation::identities;
 use palisade_federation::layout::Layout;
 use palisade_federation::revision::{parse_pointer, parse_revision, RevisionDoc, RevisionFile};
+use palisade_federation::signing::{self, PublicKey, TrustedKeys};
 use proptest::prelude::*;
 
 proptest! {
@@ -13,6 +14,11 @@ proptest! {
         let _ = parse_pointer(&bytes);
         let _ = identities::parse("east", &bytes);
         let _ = Layout::new("s").classify(&bytes);
+        // Signed envelopes are untrusted too, and so is a public key file's text.
+        let key: PublicKey = format!("ed25519 {}", "ab".repeat(32)).parse().unwrap();
+        let _ = TrustedKeys(vec![key]).verify("s", n, &bytes);
+        let _ = signing::document(&bytes);
+        let _ = String::from_utf8_lossy(&bytes).parse::<PublicKey>();
     }
 
     #[test]

@@ -11,7 +11,7 @@
 #[allow(dead_code)] // shared with federation.rs
 mod harness;
 
-use harness::{exe, federation, free_ports, wait_until, Etcd};
+use harness::{exe, federation, federation_with, free_ports, wait_until, Etcd};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -111,12 +111,17 @@ struct Gateway {
 
 impl Gateway {
     fn start(dir: &Path, etcd_url: &str) -> Gateway {
+        Gateway::start_with(dir, etcd_url, &[])
+    }
+
+    fn start_with(dir: &Path, etcd_url: &str, extra: &[&str]) -> Gateway {
         let log = std::fs::File::create(dir.join("egress.log")).unwrap();
         let child = Command::new(exe())
             .args(["egress", "--config"])
             .arg(dir.join("config.yaml"))
             .args(["--federation", etcd_url, "--federation-set", "test"])
             .args(["--cluster-name", "east", "--cluster-label", "env=prod"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -261,6 +266,100 @@ fn the_egress_gateway_follows_the_federation_as_a_watch_only_member() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// `palisade federation keygen`, `push --signing-key` and `--trust-key` end to end: the
+/// gateway given the public key applies the signed revision and refuses an unsigned one
+/// (pushed by anyone who can write etcd; on the old code it was applied and the trainer let
+/// through), keeping the signed revision in force and logging why; a bad key file is an
+/// error naming it, and a member without trusted keys warns at start.
+#[test]
+fn the_gateway_applies_only_revisions_signed_by_a_trusted_key() {
+    if !can_run() {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("palisade-fedsign-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let keys = tmp.join("keys");
+    let out = Command::new(exe())
+        .args(["federation", "keygen", "--out"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (private, public) = (
+        keys.join("federation-signing.key"),
+        keys.join("federation-signing.pub"),
+    );
+    let etcd = Etcd::start(&tmp);
+    let url = etcd.url();
+    wait_until("etcd to answer", Duration::from_secs(20), || {
+        federation(&url, &["status"]).0
+    });
+    let dir = tmp.join("east");
+    let proxy = free_ports(1)[0];
+    write_cluster(&dir, proxy);
+    let up = upstream();
+    let log = || std::fs::read_to_string(dir.join("egress.log")).unwrap_or_default();
+
+    // A trusted key file that is not one: the gateway does not start, and says which file.
+    let bad = tmp.join("bad.pub");
+    std::fs::write(&bad, "ssh-ed25519 AAAA\n").unwrap();
+    let mut gw = Gateway::start_with(&dir, &url, &["--trust-key", bad.to_str().unwrap()]);
+    let st = gw.child.wait().unwrap();
+    assert!(!st.success());
+    assert!(
+        log().contains(&format!("--trust-key {}", bad.display())),
+        "{}",
+        log()
+    );
+
+    let signed = |name: &str, yaml: &str| {
+        let file = tmp.join(name);
+        std::fs::write(&file, yaml).unwrap();
+        let (ok, out, err) = federation_with(
+            &url,
+            &["push", file.to_str().unwrap()],
+            &["--signing-key".into(), private.display().to_string()],
+        );
+        assert!(ok, "signed push {name}: {out}{err}");
+    };
+    let _gw = Gateway::start_with(&dir, &url, &["--trust-key", public.to_str().unwrap()]);
+    wait_until("the gateway to answer 200", Duration::from_secs(20), || {
+        status(proxy, up) == 200
+    });
+    signed("deny.yaml", DENY_LOOPBACK);
+    wait_until(
+        "403 under signed revision 1",
+        Duration::from_secs(15),
+        || status(proxy, up) == 403,
+    );
+    // Anyone who can write etcd pushes an unsigned revision that would let the trainer out.
+    push(&url, &tmp, "harmless.yaml", HARMLESS);
+    wait_until(
+        "the unsigned revision refused",
+        Duration::from_secs(15),
+        || log().contains("revision 2 refused, keeping revision 1: revision 2 is not signed"),
+    );
+    assert_eq!(status(proxy, up), 403, "{}", log());
+    // The same policies, signed, are applied.
+    signed("harmless-signed.yaml", HARMLESS);
+    wait_until(
+        "200 under signed revision 3",
+        Duration::from_secs(15),
+        || status(proxy, up) == 200,
+    );
+    drop(_gw);
+
+    // Without a trusted key the gateway says so.
+    let _gw = Gateway::start(&dir, &url);
+    wait_until("the no-key warning", Duration::from_secs(15), || {
+        log().contains("no trusted signing key (--trust-key)")
+    });
+    drop(_gw);
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// Keys under the federation set `test` holding this cluster's identities or status.
 fn published_keys(etcd: &Etcd, cluster: &str) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -316,6 +415,7 @@ fn a_controller_replica_publishes_only_while_it_leads() {
         identity_ttl_secs: 2,
         state_file: None,
         member_networks: Default::default(),
+        trusted_keys: Default::default(),
     };
     let (lead_tx, lead_rx) = tokio::sync::watch::channel(false);
     let (_local_tx, local_rx) = tokio::sync::watch::channel(Vec::new());

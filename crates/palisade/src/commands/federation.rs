@@ -1,11 +1,12 @@
-//! `palisade federation push | rollback | status`, and the join flags (`--federation`,
-//! `--cluster-name`, `--cluster-label`, TLS) that `palisade up` takes, with the glue between
+//! `palisade federation push | rollback | status | keygen`, and the join flags (`--federation`,
+//! `--cluster-name`, `--cluster-label`, `--trust-key`, TLS) that `palisade up` takes, with the glue between
 //! a federation member and the standalone supervisor.
 
 use super::Output;
 use palisade_federation::layout::{check_name, DEFAULT_SET};
 use palisade_federation::member::{self, MemberSettings};
 use palisade_federation::revision::RevisionFile;
+use palisade_federation::signing::{self, SigningKey, TrustedKeys};
 use palisade_federation::{status, EtcdOptions, FederationError, Layout};
 use palisade_policy::model::{ClusterIdentity, RemoteWorkload};
 use palisade_standalone::supervisor::{Overlay, State};
@@ -29,6 +30,17 @@ enum Command {
     Rollback(RollbackArgs),
     /// Show the current revision and what every member enforces (lag, drift).
     Status(StatusArgs),
+    /// Write a new Ed25519 key pair for signing revisions (`push --signing-key`; members
+    /// take the public key with `--trust-key`).
+    Keygen(KeygenArgs),
+}
+
+#[derive(clap::Args)]
+struct KeygenArgs {
+    /// Folder to write `federation-signing.key` (PKCS#8, mode 0600) and
+    /// `federation-signing.pub` into (created if missing; existing files are not replaced).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// How to reach the federation store (shared by every federation command).
@@ -81,6 +93,10 @@ struct PushArgs {
     /// Remove the member networks the current revision declares.
     #[arg(long, conflicts_with = "member_networks")]
     clear_member_networks: bool,
+    /// Sign the revision with this Ed25519 private key (PKCS#8, from `federation keygen`);
+    /// members given its public key (`--trust-key`) refuse unsigned revisions.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +109,9 @@ struct RollbackArgs {
     #[arg(long, default_value_t = palisade_federation::push::DEFAULT_KEEP_REVISIONS,
           value_parser = clap::value_parser!(u64).range(1..))]
     keep_revisions: u64,
+    /// Sign the new revision with this Ed25519 private key (as `push --signing-key`).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +149,11 @@ pub(crate) struct JoinArgs {
     /// Once any networks are given or declared, members named nowhere claim no address.
     #[arg(long = "member-network", value_parser = parse_member_network)]
     member_networks: Vec<(String, palisade_policy::cidr::Cidr)>,
+    /// Apply only revisions signed by this public key (`federation keygen`'s `.pub` file;
+    /// repeatable: any of them). Unsigned, altered or otherwise signed revisions are refused
+    /// and the last good one stays. Without it, revisions are applied unsigned.
+    #[arg(long = "trust-key")]
+    trust_keys: Vec<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -167,6 +191,34 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         Command::Push(p) => &p.store,
         Command::Rollback(r) => &r.store,
         Command::Status(s) => &s.store,
+        Command::Keygen(k) => {
+            return match signing::keygen(&k.out) {
+                Ok((private, public, id)) => {
+                    println!(
+                        "key {id}: private key {} (keep it secret; `push --signing-key`), public key {} (give it to members: `--trust-key`)",
+                        private.display(),
+                        public.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            };
+        }
+    };
+    let signing_key_file = match &a.command {
+        Command::Push(p) => p.signing_key.as_deref(),
+        Command::Rollback(r) => r.signing_key.as_deref(),
+        _ => None,
+    };
+    let signer = match signing_key_file.map(SigningKey::load).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: --signing-key {e}");
+            return Ok(ExitCode::from(1));
+        }
     };
     if let Err(e) = check_name("federation set", &store.name) {
         eprintln!("error: --name: {e}");
@@ -206,25 +258,33 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
                     Some(m)
                 };
                 report(
-                    palisade_federation::push::push_with_networks(
+                    palisade_federation::push::push_signed(
                         &opts,
                         &layout,
                         files,
                         networks,
                         p.keep_revisions,
+                        signer.as_ref(),
                     )
                     .await,
                     &set,
                 )
             }
             Command::Rollback(r) => report(
-                palisade_federation::push::rollback(&opts, &layout, r.revision, r.keep_revisions)
-                    .await
-                    .inspect(|_| {
-                        eprintln!("restoring the policies of revision {}", r.revision);
-                    }),
+                palisade_federation::push::rollback_signed(
+                    &opts,
+                    &layout,
+                    r.revision,
+                    r.keep_revisions,
+                    signer.as_ref(),
+                )
+                .await
+                .inspect(|_| {
+                    eprintln!("restoring the policies of revision {}", r.revision);
+                }),
                 &set,
             ),
+            Command::Keygen(_) => Ok(ExitCode::SUCCESS),
             Command::Status(s) => match status::read(&opts, &layout, &set).await {
                 Ok(st) => {
                     match s.output {
@@ -313,6 +373,12 @@ impl JoinArgs {
             .unwrap_or_else(|| default_cluster.to_string());
         check_name("cluster name", &name)?;
         let labels: BTreeMap<String, String> = self.cluster_labels.iter().cloned().collect();
+        let trusted_keys = TrustedKeys::load(&self.trust_keys).map_err(|errs| {
+            errs.iter()
+                .map(|e| format!("--trust-key {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
         Ok(MemberSettings {
             etcd,
             layout: Layout::new(&self.federation_set),
@@ -326,6 +392,7 @@ impl JoinArgs {
                     m
                 },
             ),
+            trusted_keys,
         })
     }
 }
