@@ -32,7 +32,7 @@ use crate::decide::{decide, rcode_name, Decision};
 use crate::event::{dns_event, QueryLog};
 use crate::mixed_case::{echoes_exactly, mix_case, CaseCheck};
 use crate::proxy::{over_rate, policy_decision, Shared};
-use crate::rate::{Admit, ClientRates};
+use crate::rate::Admit;
 use crate::wire::{self, QuickQuery};
 
 /// Largest UDP datagram.
@@ -235,8 +235,6 @@ impl Worker {
         let mut batch = RecvBatch::new(QUERY_SLOT);
         let mut events = Events::new();
         let mut out = Outbox::default();
-        // Only this thread reads queries: its rate limits need no lock.
-        let mut rates = ClientRates::new(self.shared.cfg.query_rate, self.shared.cfg.query_burst);
         while !self.stop.load(Ordering::Relaxed) {
             let n = match batch.recv(&self.listen) {
                 Ok(n) => n,
@@ -251,7 +249,7 @@ impl Worker {
                 match peer {
                     Some(peer) if !truncated => {
                         let packet = &mut batch.bufs[i][..len];
-                        self.on_query(packet, peer, &mut rates, &mut out, &mut events)
+                        self.on_query(packet, peer, &mut out, &mut events)
                     }
                     _ => {
                         self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -314,21 +312,15 @@ impl Worker {
         events.push(dns_event(engine, &s.cfg.origin, log));
     }
 
-    fn on_query(
-        &self,
-        packet: &mut [u8],
-        peer: SocketAddr,
-        rates: &mut ClientRates,
-        out: &mut Outbox,
-        events: &mut Events,
-    ) {
+    fn on_query(&self, packet: &mut [u8], peer: SocketAddr, out: &mut Outbox, events: &mut Events) {
         let start = Instant::now();
         let s = &self.shared;
         // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: it is the pod
         // (and the kernel element) at a.b.c.d.
         let client = peer.ip().to_canonical();
-        // Before anything else is done with it: a client over its rate costs one lookup.
-        if let Admit::Limited { note } = rates.check(client, start) {
+        // Before anything else is done with it: a client over its rate costs one lookup
+        // (in the bucket every worker and the TCP path share).
+        if let Admit::Limited { note } = s.rates.check(client, start) {
             let (reply, event) = over_rate(s, client, packet, note, false, start);
             if let Some(bytes) = reply {
                 self.reply(&mut out.clients, &bytes, peer);
