@@ -233,7 +233,20 @@ pub(crate) async fn serve(
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
         let now = now_ms();
-        if !res.record(client, &r.name, r.ip, valid, now) {
+        let (recorded, gave_way) = res.record_evicting(client, &r.name, r.ip, valid, now);
+        // Records that gave way to a bound (maxIpsPerName, the overall one) are closed in
+        // the kernel too: else the bounds would hold for this table only, and a pod whose
+        // answers rotate through fresh addresses would keep each open for its TTL.
+        if let (Some(op), false) = (&opener, gave_way.is_empty()) {
+            let closing: Vec<_> = gave_way
+                .iter()
+                .map(|g| (g.pod, g.name.as_str(), g.ip))
+                .collect();
+            if let Err(e) = tokio::task::block_in_place(|| op.close(&closing)) {
+                tracing::warn!(error = %e, "could not close FQDN set elements that gave way");
+            }
+        }
+        if !recorded {
             // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal.
             let refused = res.refused();
             if refused.is_power_of_two() {
