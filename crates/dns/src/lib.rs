@@ -11,6 +11,8 @@
 //! - [`resolutions`]: the (pod, name, IP, expiry) records, bounded and saved across
 //!   restarts, shared with the kernel updater and the egress gateway.
 //! - [`feed`]: `GET /v1/answers`, the records streamed to egress gateways in other processes.
+//! - `source_ports`: the rotated pool of random source ports forwarded UDP queries
+//!   leave from.
 //! - [`mixed_case`]: 0x20 mixing of forwarded questions, so forged answers must guess the
 //!   case too.
 //! - [`names`]: the text of a queried name, and whether any FQDN pattern may match it.
@@ -29,6 +31,7 @@ pub mod names;
 pub mod proxy;
 pub mod rate;
 pub mod resolutions;
+mod source_ports;
 mod udp;
 pub mod wire;
 

@@ -28,7 +28,7 @@ use tokio::time::timeout;
 use crate::answers::{addresses, Resolved};
 use crate::decide::{decide, rcode_name, reply_with, Decision, DenyRcode};
 use crate::event::{dns_event, Origin, QueryLog};
-use crate::rate::{Admit, ClientRates};
+use crate::rate::{Admit, SharedRates};
 use crate::DnsError;
 
 /// How long an idle TCP client connection is kept.
@@ -52,8 +52,8 @@ pub struct ProxyConfig {
     pub max_in_flight_per_client: usize,
     /// TCP connections one client address may hold at once (default 32).
     pub max_tcp_per_client: usize,
-    /// Queries one client address may send per second, per UDP worker and over TCP
-    /// (default [`crate::rate::DEFAULT_QPS`]; 0: no limit). Beyond it (and its burst) the
+    /// Queries one client address may send per second, over UDP (whichever worker) and TCP
+    /// together (default [`crate::rate::DEFAULT_QPS`]; 0: no limit). Beyond it (and its burst) the
     /// client's queries are answered `REFUSED` without being decided or forwarded.
     pub query_rate: u32,
     /// Queries one client address may send at once above `query_rate` (default
@@ -131,8 +131,8 @@ pub(crate) struct Shared {
     pub(crate) events: EventSender,
     pub(crate) on_answer: Box<AnswerSink>,
     pub(crate) stats: Arc<ProxyStats>,
-    /// The TCP path's rate limits (the UDP workers have their own).
-    pub(crate) tcp_rates: std::sync::Mutex<ClientRates>,
+    /// The per-client rate limits, shared by the UDP workers and the TCP path.
+    pub(crate) rates: SharedRates,
 }
 
 /// A query of `client` over its rate limit: counted, and when `note`, logged and made a
@@ -307,7 +307,7 @@ impl DnsProxy {
             shared: Arc::new(Shared {
                 engine: Box::new(engine),
                 events,
-                tcp_rates: std::sync::Mutex::new(ClientRates::new(cfg.query_rate, cfg.query_burst)),
+                rates: SharedRates::new(cfg.query_rate, cfg.query_burst),
                 cfg,
                 on_answer: Box::new(on_answer),
                 stats: Arc::default(),
@@ -477,11 +477,7 @@ async fn write_framed(stream: &mut TcpStream, msg: &[u8]) -> std::io::Result<()>
 /// Answers one packet from `client`; `None` drops it.
 async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let start = Instant::now();
-    let admit = shared
-        .tcp_rates
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .check(client, start);
+    let admit = shared.rates.check(client, start);
     if let Admit::Limited { note } = admit {
         let (reply, event) = over_rate(shared, client, packet, note, true, start);
         if let Some(e) = event {

@@ -3,19 +3,28 @@
 //! make the proxy send an unbounded stream of queries upstream, nor flood the event store
 //! with refusals.
 //!
-//! Each UDP worker's client thread owns its own [`ClientRates`] (no lock on the hot path);
-//! TCP queries share one behind a mutex. Memory is bounded: at most [`MAX_CLIENTS`] buckets
-//! each; a bucket that has filled up again is the same as none and is dropped by the
-//! periodic sweep. When the table is full of clients that are all still limited, a new
-//! client is limited too (fail closed; only thousands of addresses sending at once, which
-//! pods on one node do not have, can fill it).
+//! One [`SharedRates`] serves every UDP worker and the TCP path: a client's bucket is the
+//! same whichever worker its source port lands on (the kernel spreads a client's ports over
+//! the `SO_REUSEPORT` sockets) and whether it asks over UDP or TCP. It is split into
+//! [`SHARDS`] shards by a keyed hash of the client address, each a [`ClientRates`] behind
+//! its own mutex: no lock is shared by all queries, and a worker holds one only for one
+//! bucket update. Memory is bounded: at most [`MAX_CLIENTS`] buckets in all; a bucket that
+//! has filled up again is the same as none and is dropped by the periodic sweep. When a
+//! shard is full of clients that are all still limited, a new client is limited too (fail
+//! closed; only thousands of addresses sending at once, which pods on one node do not have,
+//! can fill it).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Buckets one [`ClientRates`] holds at most (a few dozen bytes each).
+/// Buckets a [`SharedRates`] (or one [`ClientRates`]) holds at most (a few dozen bytes
+/// each).
 pub const MAX_CLIENTS: usize = 16_384;
+/// Shards of a [`SharedRates`].
+pub const SHARDS: usize = 64;
 /// How often idle (full again) buckets are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A limited client is noted (logged, one event) at most this often.
@@ -91,7 +100,9 @@ impl ClientRates {
         if let Some(b) = self.buckets.get_mut(&client) {
             let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
             b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
-            b.at = now;
+            // Threads read the clock before taking the shard's lock: a slightly older `now`
+            // must not move the bucket's clock back (the time would be counted twice).
+            b.at = b.at.max(now);
             if b.tokens >= 1.0 {
                 b.tokens -= 1.0;
                 return Admit::Yes;
@@ -135,6 +146,57 @@ impl ClientRates {
             let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
             b.tokens + elapsed * rate < burst
         });
+    }
+}
+
+/// The token buckets of every UDP worker and the TCP path, by client address: sharded,
+/// bounded, one short lock per query (see the module's documentation).
+#[derive(Debug)]
+pub struct SharedRates {
+    shards: Box<[Mutex<ClientRates>]>,
+    /// Keyed per process: a client cannot choose addresses that all land in one shard.
+    hasher: std::collections::hash_map::RandomState,
+    limited: bool,
+}
+
+impl SharedRates {
+    /// `per_second` queries a second per client (0: no limit), at most `burst` at once,
+    /// for at most [`MAX_CLIENTS`] clients.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self::with_capacity(per_second, burst, MAX_CLIENTS)
+    }
+
+    /// As [`SharedRates::new`], holding at most `capacity` clients (rounded up to a
+    /// multiple of [`SHARDS`]).
+    pub fn with_capacity(per_second: u32, burst: u32, capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(SHARDS).max(1);
+        SharedRates {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(ClientRates::with_capacity(per_second, burst, per_shard)))
+                .collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            limited: per_second > 0,
+        }
+    }
+
+    /// Takes one token from `client`'s bucket at `now`.
+    pub fn check(&self, client: IpAddr, now: Instant) -> Admit {
+        if !self.limited {
+            return Admit::Yes;
+        }
+        let shard = (self.hasher.hash_one(client) as usize) % self.shards.len();
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(client, now)
+    }
+
+    /// Clients tracked now, in all shards.
+    pub fn clients(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clients())
+            .sum()
     }
 }
 
@@ -201,5 +263,65 @@ mod tests {
         let t2 = t1 + SWEEP_EVERY;
         assert_eq!(r.check(ip("192.0.2.2"), t2), Admit::Yes);
         assert_eq!(r.clients(), 1);
+    }
+
+    /// The old code kept one table per UDP worker: a client whose source ports landed on
+    /// four workers had four buckets. Now every thread checks the same bucket: eight
+    /// threads taking tokens for one client at once get exactly the burst between them.
+    #[test]
+    fn threads_share_one_bucket_per_client() {
+        let r = std::sync::Arc::new(SharedRates::new(1, 100));
+        let t0 = Instant::now();
+        let admitted: usize = (0..8)
+            .map(|_| {
+                let r = std::sync::Arc::clone(&r);
+                std::thread::spawn(move || {
+                    (0..100)
+                        .filter(|_| r.check(ip("10.0.0.1"), t0) == Admit::Yes)
+                        .count()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(admitted, 100);
+        assert_eq!(r.check(ip("10.0.0.2"), t0), Admit::Yes, "its own bucket");
+        assert_eq!(r.clients(), 2);
+    }
+
+    #[test]
+    fn the_shared_table_is_bounded() {
+        let r = SharedRates::with_capacity(10, 5, SHARDS * 2);
+        let t0 = Instant::now();
+        let admitted = (0..10_000u32)
+            .map(|i| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()))
+            .filter(|a| r.check(*a, t0) == Admit::Yes)
+            .count();
+        assert_eq!(r.clients(), SHARDS * 2);
+        assert_eq!(
+            admitted,
+            SHARDS * 2,
+            "new clients of full shards are limited"
+        );
+        // Idle clients are forgotten: once their buckets are full, new ones get in.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(r.check(ip("192.0.2.1"), t1), Admit::Yes);
+        assert!(r.clients() <= SHARDS * 2);
+    }
+
+    #[test]
+    fn an_older_clock_reading_does_not_refill_twice() {
+        let mut r = ClientRates::new(10, 2);
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(100);
+        let a = ip("10.0.0.1");
+        assert_eq!(r.check(a, t0), Admit::Yes);
+        assert_eq!(r.check(a, t1), Admit::Yes);
+        assert_eq!(r.check(a, t1), Admit::Yes);
+        // A thread that read the clock at t0 but took the lock later: no token, and the
+        // bucket's clock stays at t1 (else the 100 ms would be counted again).
+        assert!(matches!(r.check(a, t0), Admit::Limited { .. }));
+        assert!(matches!(r.check(a, t1), Admit::Limited { .. }));
     }
 }

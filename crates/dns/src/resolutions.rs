@@ -77,7 +77,7 @@ impl Inner {
     /// else its soonest to expire). So pods that each stay within their own bound cannot
     /// together keep every other pod's answers from being opened; the largest holders give
     /// way. Only runs at the global bound.
-    fn make_room_for(&mut self, pod: IpAddr, now: u64) -> bool {
+    fn make_room_for(&mut self, pod: IpAddr, now: u64, evicted: &mut Vec<Record>) -> bool {
         let mine = self.per_pod.get(&pod).copied().unwrap_or(0);
         let Some((&largest, &held)) = self
             .per_pod
@@ -107,7 +107,15 @@ impl Inner {
             return false;
         };
         if let Some(list) = names.get_mut(&name) {
-            list.swap_remove(i);
+            let (ip, expires_ms) = list.swap_remove(i);
+            if expires_ms > now {
+                evicted.push(Record {
+                    pod: largest,
+                    name: name.clone(),
+                    ip,
+                    expires_ms,
+                });
+            }
             if list.is_empty() {
                 names.remove(&name);
             }
@@ -117,6 +125,16 @@ impl Inner {
         }
         self.removed(largest, 1);
         true
+    }
+
+    /// Whether `pod` still holds `ip` live for some name: its kernel element (one per
+    /// (pod, IP) in each set whose pattern matches a name) may serve that name too.
+    fn holds_ip(&self, pod: IpAddr, ip: IpAddr, now: u64) -> bool {
+        self.by_pod.get(&pod).is_some_and(|names| {
+            names
+                .values()
+                .any(|list| list.iter().any(|(i, e)| *i == ip && *e > now))
+        })
     }
 
     /// Drops `pod`'s expired records.
@@ -178,6 +196,22 @@ impl Resolutions {
     /// Records that `pod` may use `ip` for `name` for `valid` from `now_ms`. Returns whether
     /// it was recorded (false when the pod's or the global bound is reached).
     pub fn record(&self, pod: IpAddr, name: &str, ip: IpAddr, valid: Duration, now: u64) -> bool {
+        self.record_evicting(pod, name, ip, valid, now).0
+    }
+
+    /// As [`Resolutions::record`], also returning the live records that gave way to it (the
+    /// soonest to expire of the name beyond `max_per_name`, or of the largest holder at the
+    /// overall bound): their kernel elements must be closed too, or the bounds would bound
+    /// only this table while the kernel kept every address ever answered open for its TTL.
+    pub fn record_evicting(
+        &self,
+        pod: IpAddr,
+        name: &str,
+        ip: IpAddr,
+        valid: Duration,
+        now: u64,
+    ) -> (bool, Vec<Record>) {
+        let mut evicted = Vec::new();
         let expires = now.saturating_add(valid.as_millis() as u64);
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut g = self.lock();
@@ -190,12 +224,18 @@ impl Resolutions {
             if let Some(entry) = list.iter_mut().find(|(i, _)| *i == ip) {
                 entry.1 = entry.1.max(expires);
                 inner.removed(pod, gone);
-                return true;
+                return (true, evicted);
             }
             if list.len() >= self.max_per_name {
                 // The soonest to expire gives way.
                 if let Some(pos) = (0..list.len()).min_by_key(|&i| list[i].1) {
-                    list.swap_remove(pos);
+                    let (old, expires_ms) = list.swap_remove(pos);
+                    evicted.push(Record {
+                        pod,
+                        name: name.to_string(),
+                        ip: old,
+                        expires_ms,
+                    });
                     gone += 1;
                 }
             }
@@ -213,12 +253,14 @@ impl Resolutions {
                 .is_some_and(|c| *c >= self.max_per_pod)
             {
                 inner.refused += 1;
-                return false;
+                evicted.retain(|g| !inner.holds_ip(g.pod, g.ip, now));
+                return (false, evicted);
             }
         }
-        if inner.total >= self.max_records && !inner.make_room_for(pod, now) {
+        if inner.total >= self.max_records && !inner.make_room_for(pod, now, &mut evicted) {
             inner.refused += 1;
-            return false;
+            evicted.retain(|g| !inner.holds_ip(g.pod, g.ip, now));
+            return (false, evicted);
         }
         inner
             .by_pod
@@ -229,7 +271,9 @@ impl Resolutions {
             .push((ip, expires));
         inner.total += 1;
         *inner.per_pod.entry(pod).or_default() += 1;
-        true
+        // An address the pod still holds for another name stays open.
+        evicted.retain(|g| !inner.holds_ip(g.pod, g.ip, now));
+        (true, evicted)
     }
 
     /// Whether `pod` resolved `name` to `ip` and it has not expired.
@@ -447,6 +491,62 @@ mod tests {
         ips.sort();
         assert_eq!(ips, vec![ip("192.0.2.2"), ip("192.0.2.3")]);
         assert_eq!(r.len(), 2);
+    }
+
+    /// A record that gave way to the `maxIpsPerName` cap (or to another pod at the overall
+    /// bound) was forgotten here while its kernel element stayed open for its TTL (up to a
+    /// day): a pod whose answers for one name rotate through fresh addresses kept every one
+    /// of them open, beyond any bound (an unbounded kernel set; addresses the bounds say are
+    /// closed). Now the records that gave way are handed back so their elements are closed.
+    #[test]
+    fn records_that_give_way_are_handed_back_for_closing() {
+        let r = Resolutions::new(2, 100);
+        let p = ip("10.0.0.1");
+        let day = Duration::from_secs(86_400);
+        for (i, secs) in [(1u8, 600u64), (2, 500)] {
+            let (ok, gone) = r.record_evicting(
+                p,
+                "rot.test",
+                IpAddr::from([198, 51, 100, i]),
+                Duration::from_secs(secs),
+                0,
+            );
+            assert!(ok && gone.is_empty());
+        }
+        let (ok, gone) = r.record_evicting(p, "rot.test", ip("198.51.100.3"), day, 0);
+        assert!(ok);
+        assert_eq!(
+            gone,
+            vec![Record {
+                pod: p,
+                name: "rot.test".into(),
+                ip: ip("198.51.100.2"),
+                expires_ms: 500_000,
+            }]
+        );
+        // At the overall bound: the largest holder's soonest to expire, still live.
+        let r = Resolutions::new(4, 3).with_max_per_pod(3);
+        for i in 0..3u8 {
+            let ttl = Duration::from_secs(100 + u64::from(i));
+            assert!(r.record(
+                p,
+                &format!("n{i}.test"),
+                IpAddr::from([192, 0, 2, i]),
+                ttl,
+                0
+            ));
+        }
+        let (ok, gone) = r.record_evicting(ip("10.0.0.2"), "a.test", ip("192.0.2.50"), day, 0);
+        assert!(ok);
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].pod, gone[0].ip), (p, ip("192.0.2.0")));
+        // An address the pod still holds for another name is not handed back: its
+        // element may be what lets the other name through.
+        let r = Resolutions::new(1, 100);
+        assert!(r.record(p, "a.cdn.test", ip("192.0.2.9"), day, 0));
+        assert!(r.record(p, "b.cdn.test", ip("192.0.2.9"), day, 0));
+        let (ok, gone) = r.record_evicting(p, "a.cdn.test", ip("192.0.2.10"), day, 0);
+        assert!(ok && gone.is_empty(), "{gone:?}");
     }
 
     #[test]

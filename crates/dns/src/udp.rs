@@ -1,12 +1,14 @@
 //! The UDP path: a few workers, each with its own listening socket (`SO_REUSEPORT`, so the
 //! kernel spreads clients over them, and a restarted proxy can take over the port before the
-//! old one lets go) and its own connected upstream socket.
+//! old one lets go) and its own small pool of upstream sockets on random ports, rotated
+//! ([`crate::source_ports`]).
 //!
 //! A worker is two threads. The client side reads a query, decides it against the policy,
 //! and either answers at once (refused, malformed) or forwards it under a fresh random id
-//! with its letters in random case ([`crate::mixed_case`]), remembering the client. The
-//! upstream side reads answers, matches them by id *and* question (an answer that does not
-//! echo the question in the case sent is ignored), restores the client's id and question,
+//! with its letters in random case ([`crate::mixed_case`]) from a socket of the pool picked
+//! at random, remembering the client and the socket. The upstream side reads answers,
+//! matches them by socket, id *and* question (an answer that arrives on another socket, or
+//! does not echo the question in the case sent, is ignored), restores the client's id and question,
 //! reports the addresses, and replies. Queries the upstream leaves unanswered get
 //! SERVFAIL after the timeout. Memory is bounded: at most `max_in_flight` forwarded queries
 //! per worker; beyond that queries are dropped and counted, and clients retry.
@@ -14,7 +16,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,8 @@ use crate::decide::{decide, rcode_name, Decision};
 use crate::event::{dns_event, QueryLog};
 use crate::mixed_case::{echoes_exactly, mix_case, CaseCheck};
 use crate::proxy::{over_rate, policy_decision, Shared};
-use crate::rate::{Admit, ClientRates};
+use crate::rate::Admit;
+use crate::source_ports::{Reader, Source, Sources, POOL};
 use crate::wire::{self, QuickQuery};
 
 /// Largest UDP datagram.
@@ -67,6 +70,8 @@ struct Pending {
     mixed: bool,
     /// The question section as sent upstream.
     sent: Box<[u8]>,
+    /// The local port of the upstream socket it left from: the answer must come back there.
+    port: u16,
     start: Instant,
     log: QueryLog,
 }
@@ -81,6 +86,8 @@ struct Table {
     /// come (its own slow authoritative server) cannot take every slot.
     client_limit: usize,
     rng: u64,
+    /// The pool socket the last query left from (the next one leaves from another).
+    last_source: usize,
 }
 
 impl Table {
@@ -96,6 +103,7 @@ impl Table {
             per_client: HashMap::new(),
             client_limit: client_limit.clamp(1, limit.max(1)),
             rng: seed | 1,
+            last_source: 0,
         }
     }
 
@@ -143,6 +151,17 @@ impl Table {
         Some(p)
     }
 
+    /// A pool socket for the next query, at random among those but the last one used: two
+    /// queries in a row never leave from the same port.
+    fn source(&mut self, pool: usize) -> usize {
+        if pool < 2 {
+            return 0;
+        }
+        let skip = 1 + usize::from(self.next()) % (pool - 1);
+        self.last_source = (self.last_source + skip) % pool;
+        self.last_source
+    }
+
     /// 64 random bits for the case of a question's letters.
     fn bits(&mut self) -> u64 {
         (0..4).fold(0, |acc, _| (acc << 16) | u64::from(self.next()))
@@ -163,7 +182,8 @@ impl Table {
 struct Worker {
     shared: Arc<Shared>,
     listen: UdpSocket,
-    upstream: UdpSocket,
+    /// The sockets queries leave from.
+    sources: Sources,
     table: Mutex<Table>,
     stop: Arc<AtomicBool>,
     /// Whether this worker's upstream echoes the mixed case.
@@ -177,21 +197,14 @@ pub(crate) fn spawn_worker(
     stop: Arc<AtomicBool>,
     done: tokio::sync::mpsc::UnboundedSender<std::io::Result<()>>,
 ) -> std::io::Result<()> {
-    let up = shared.cfg.upstream;
-    let local: IpAddr = match up {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let upstream = UdpSocket::bind((local, 0))?;
-    upstream.connect(up)?;
-    upstream.set_read_timeout(Some(TICK))?;
+    let sources = Sources::new(shared.cfg.upstream)?;
     let limit = shared.cfg.max_in_flight.max(1);
     let client_limit = shared.cfg.max_in_flight_per_client;
     let mix_case = shared.cfg.mix_case;
     let w = Arc::new(Worker {
         shared,
         listen,
-        upstream,
+        sources,
         table: Mutex::new(Table::new(limit, client_limit)),
         stop,
         case: CaseCheck::new(mix_case),
@@ -235,10 +248,8 @@ impl Worker {
         let mut batch = RecvBatch::new(QUERY_SLOT);
         let mut events = Events::new();
         let mut out = Outbox::default();
-        // Only this thread reads queries: its rate limits need no lock.
-        let mut rates = ClientRates::new(self.shared.cfg.query_rate, self.shared.cfg.query_burst);
         while !self.stop.load(Ordering::Relaxed) {
-            let n = match batch.recv(&self.listen) {
+            let n = match batch.recv(&self.listen, MsgFlags::MSG_WAITFORONE) {
                 Ok(n) => n,
                 Err(e) if transient(&e) => {
                     events.flush(&self.shared);
@@ -246,19 +257,22 @@ impl Worker {
                 }
                 Err(e) => return Err(e),
             };
+            let pool = self.sources.current();
             for i in 0..n {
                 let (len, peer, truncated) = batch.got[i];
                 match peer {
                     Some(peer) if !truncated => {
                         let packet = &mut batch.bufs[i][..len];
-                        self.on_query(packet, peer, &mut rates, &mut out, &mut events)
+                        self.on_query(packet, peer, &pool, &mut out, &mut events)
                     }
                     _ => {
                         self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            out.upstream.flush(&self.upstream);
+            for (to, source) in out.upstream.iter_mut().zip(pool.iter()) {
+                to.flush(&source.sock);
+            }
             out.clients.flush(&self.listen);
             events.flush_if_due(&self.shared);
         }
@@ -271,20 +285,29 @@ impl Worker {
         let mut last_sweep = Instant::now();
         let mut events = Events::new();
         let mut replies = SendBatch::new();
+        let mut reader = Reader::new();
         while !self.stop.load(Ordering::Relaxed) {
-            match batch.recv(&self.upstream) {
-                Ok(n) => {
-                    for i in 0..n {
-                        let (len, _, truncated) = batch.got[i];
-                        if !truncated {
-                            self.on_answer(&mut batch.bufs[i][..len], &mut replies, &mut events);
+            reader.rotate_if_due(&self.sources, self.shared.cfg.timeout);
+            let ready = reader.ready(&self.sources, TICK)?;
+            if ready.is_empty() {
+                events.flush(&self.shared);
+            }
+            for source in ready {
+                match batch.recv(&source.sock, MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) => {
+                        for i in 0..n {
+                            let (len, _, truncated) = batch.got[i];
+                            if !truncated {
+                                let resp = &mut batch.bufs[i][..len];
+                                self.on_answer(resp, source.port, &mut replies, &mut events);
+                            }
                         }
+                        replies.flush(&self.listen);
+                        events.flush_if_due(&self.shared);
                     }
-                    replies.flush(&self.listen);
-                    events.flush_if_due(&self.shared);
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) if transient(&e) => events.flush(&self.shared),
-                Err(e) => return Err(e),
             }
             if last_sweep.elapsed() >= TICK {
                 last_sweep = Instant::now();
@@ -318,7 +341,7 @@ impl Worker {
         &self,
         packet: &mut [u8],
         peer: SocketAddr,
-        rates: &mut ClientRates,
+        pool: &[Arc<Source>],
         out: &mut Outbox,
         events: &mut Events,
     ) {
@@ -327,8 +350,9 @@ impl Worker {
         // An IPv4 client of a dual-stack socket arrives as `::ffff:a.b.c.d`: it is the pod
         // (and the kernel element) at a.b.c.d.
         let client = peer.ip().to_canonical();
-        // Before anything else is done with it: a client over its rate costs one lookup.
-        if let Admit::Limited { note } = rates.check(client, start) {
+        // Before anything else is done with it: a client over its rate costs one lookup
+        // (in the bucket every worker and the TCP path share).
+        if let Admit::Limited { note } = s.rates.check(client, start) {
             let (reply, event) = over_rate(s, client, packet, note, false, start);
             if let Some(bytes) = reply {
                 self.reply(&mut out.clients, &bytes, peer);
@@ -341,7 +365,16 @@ impl Worker {
         let engine = (s.engine)();
         let pod = engine.as_ref().and_then(|e| e.pod_by_ip(client));
         let Some(q) = wire::quick_query(packet) else {
-            return self.slow_query(packet, peer, engine.as_deref(), pod, start, out, events);
+            return self.slow_query(
+                packet,
+                peer,
+                pool,
+                engine.as_deref(),
+                pod,
+                start,
+                out,
+                events,
+            );
         };
         let (allowed, policy) = policy_decision(engine.as_deref(), pod, &q.name);
         let features = Some(wire::name_features(&q.name));
@@ -366,7 +399,7 @@ impl Worker {
             return self.emit(engine.as_deref(), log, start, events);
         }
         log.query = q.name.clone();
-        self.forward(packet, peer, q, flags, log, start, &mut out.upstream);
+        self.forward(packet, peer, q, flags, log, start, pool, &mut out.upstream);
     }
 
     /// Queries the quick reader leaves alone: the full parser decides.
@@ -375,6 +408,7 @@ impl Worker {
         &self,
         packet: &mut [u8],
         peer: SocketAddr,
+        pool: &[Arc<Source>],
         engine: Option<&palisade_policy::Engine>,
         pod: Option<palisade_policy::PodId>,
         start: Instant,
@@ -443,7 +477,7 @@ impl Worker {
                     question_end: end,
                 };
                 let flags = [packet[2], packet[3]];
-                self.forward(packet, peer, qq, flags, log, start, &mut out.upstream);
+                self.forward(packet, peer, qq, flags, log, start, pool, &mut out.upstream);
             }
         }
     }
@@ -457,13 +491,16 @@ impl Worker {
         flags: [u8; 2],
         log: QueryLog,
         start: Instant,
-        to_upstream: &mut SendBatch,
+        pool: &[Arc<Source>],
+        to_upstream: &mut [SendBatch; POOL],
     ) {
         let s = &self.shared;
         let question: Box<[u8]> = wire::question_bytes(packet, &q).into();
         let mixed = self.case.mixing();
+        let mut slot = 0;
         let id = match self.table.lock() {
             Ok(mut t) => {
+                slot = t.source(pool.len().min(POOL));
                 let sent = match packet.get_mut(wire::HEADER_LEN..q.question_end) {
                     Some(section) if mixed => {
                         mix_case(section, || t.bits());
@@ -478,6 +515,7 @@ impl Worker {
                     question,
                     mixed,
                     sent,
+                    port: pool.get(slot).map_or(0, |s| s.port),
                     start,
                     log,
                 })
@@ -490,16 +528,22 @@ impl Worker {
         };
         wire::set_id(packet, id);
         // A query that cannot be sent is answered SERVFAIL by the sweep when it expires.
-        to_upstream.push(&self.upstream, packet, None);
+        if let Some(source) = pool.get(slot) {
+            to_upstream[slot].push(&source.sock, packet, None);
+        }
     }
 
-    fn on_answer(&self, resp: &mut [u8], replies: &mut SendBatch, events: &mut Events) {
+    /// An answer read on the upstream socket bound to `port`.
+    fn on_answer(&self, resp: &mut [u8], port: u16, replies: &mut SendBatch, events: &mut Events) {
         if resp.len() < wire::HEADER_LEN {
             return;
         }
         let id = u16::from_be_bytes([resp[0], resp[1]]);
         let pending = match self.table.lock() {
             Ok(mut t) => match t.slots.get(&id) {
+                // On another socket than the query left from: not its answer (the id is
+                // all a forger that sprays every port of the pool would have to guess).
+                Some(p) if p.port != port => None,
                 Some(p) if p.mixed && echoes_exactly(resp, &p.sent) => {
                     self.case.saw_exact_echo();
                     t.take(id)
@@ -608,9 +652,10 @@ impl RecvBatch {
         }
     }
 
-    /// Blocks (up to the socket's read timeout) for at least one datagram, then takes what
-    /// else is queued, up to the batch size.
-    fn recv(&mut self, sock: &UdpSocket) -> std::io::Result<usize> {
+    /// With `MSG_WAITFORONE`, blocks (up to the socket's read timeout) for at least one
+    /// datagram; with `MSG_DONTWAIT`, does not block. Then takes what else is queued, up to
+    /// the batch size.
+    fn recv(&mut self, sock: &UdpSocket, flags: MsgFlags) -> std::io::Result<usize> {
         self.got.clear();
         let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
             .bufs
@@ -621,7 +666,7 @@ impl RecvBatch {
             sock.as_raw_fd(),
             &mut self.headers,
             iovs.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
+            flags,
             None,
         )
         .map_err(std::io::Error::from)?;
@@ -720,14 +765,15 @@ impl SendBatch {
 
 /// What the client side sends after a batch: queries to the upstream, replies to clients.
 struct Outbox {
-    upstream: SendBatch,
+    /// One batch per socket of the upstream pool.
+    upstream: [SendBatch; POOL],
     clients: SendBatch,
 }
 
 impl Default for Outbox {
     fn default() -> Self {
         Outbox {
-            upstream: SendBatch::new(),
+            upstream: std::array::from_fn(|_| SendBatch::new()),
             clients: SendBatch::new(),
         }
     }

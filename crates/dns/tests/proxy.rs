@@ -570,6 +570,8 @@ mod bypass_answers;
 mod bypass_load;
 #[path = "proxy/bypass_names.rs"]
 mod bypass_names;
+#[path = "proxy/bypass_ports.rs"]
+mod bypass_ports;
 #[path = "proxy/bypass_structure.rs"]
 mod bypass_structure;
 #[path = "proxy/crafted.rs"]

@@ -277,6 +277,15 @@ impl Metrics {
                 s.queued
             );
         }
+        for c in counters() {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                (c.read)(),
+                name = c.name,
+                help = c.help
+            );
+        }
         out.push_str("# HELP palisade_newest_event_timestamp_seconds Time of the newest event counted.\n# TYPE palisade_newest_event_timestamp_seconds gauge\n");
         let _ = writeln!(
             out,
@@ -366,6 +375,47 @@ pub fn watch_channel(component: &str, watch: ChannelWatch) {
     let mut r = registry().lock().unwrap_or_else(PoisonError::into_inner);
     r.retain(|(c, _)| c != component);
     r.push((component.to_string(), watch));
+}
+
+/// A counter a component keeps itself (not built from events), read when `/metrics` is
+/// rendered.
+#[derive(Clone)]
+struct Counter {
+    name: &'static str,
+    help: &'static str,
+    read: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+fn counter_registry() -> &'static Mutex<Vec<Counter>> {
+    static COUNTERS: OnceLock<Mutex<Vec<Counter>>> = OnceLock::new();
+    COUNTERS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Registers a counter kept by a component of this process (e.g. the DNS proxy's queries
+/// refused for their client's rate), rendered in `/metrics` as `name` with `help` and the
+/// value `read` returns then. Registering the same name again replaces the earlier one.
+pub fn watch_counter(
+    name: &'static str,
+    help: &'static str,
+    read: impl Fn() -> u64 + Send + Sync + 'static,
+) {
+    let mut r = counter_registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    r.retain(|c| c.name != name);
+    r.push(Counter {
+        name,
+        help,
+        read: std::sync::Arc::new(read),
+    });
+}
+
+/// The registered counters.
+fn counters() -> Vec<Counter> {
+    counter_registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// The registered queues.
@@ -501,5 +551,23 @@ mod tests {
         drop(tx);
         assert_eq!(rx.recv_batch(10, std::time::Duration::ZERO).len(), 1);
         assert!(rx.is_closed());
+    }
+
+    #[test]
+    fn registered_counters_are_rendered_with_their_current_value() {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+        let read = std::sync::Arc::clone(&n);
+        watch_counter("palisade_test_things_total", "Things counted.", move || {
+            read.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        let text = Metrics::new().render("");
+        assert!(
+            text.contains("# HELP palisade_test_things_total Things counted.\n# TYPE palisade_test_things_total counter\npalisade_test_things_total 3\n"),
+            "{text}"
+        );
+        n.store(7, std::sync::atomic::Ordering::Relaxed);
+        assert!(Metrics::new()
+            .render("")
+            .contains("\npalisade_test_things_total 7\n"));
     }
 }

@@ -68,7 +68,7 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
     std::fs::write(
         &cfg,
         format!(
-            "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: e2e}}\nspec:\n  manifests: manifests\n  dataDir: {}\n  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\", minTtlSeconds: 1}}\n",
+            "apiVersion: palisade.dev/v1alpha1\nkind: PalisadeConfig\nmetadata: {{name: e2e}}\nspec:\n  manifests: manifests\n  dataDir: {}\n  dns: {{listen: \"169.254.1.1:53\", upstream: \"127.0.0.1:5353\", minTtlSeconds: 1, maxIpsPerName: 1}}\n",
             dir.join("data").display()
         ),
     )
@@ -93,6 +93,14 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         e = ext.0
     ));
     let _servers = lab_server(&ext.0, "443");
+    // Two addresses for one name (maxIpsPerName is 1 here).
+    let hosts = dir.join("rot.hosts");
+    std::fs::write(
+        &hosts,
+        "10.99.0.10 rot.models.test\n10.99.0.11 rot.models.test\n",
+    )
+    .unwrap();
+    let addn_hosts = format!("--addn-hosts={}", hosts.display());
     let _dnsmasq = dnsmasq(
         &node,
         &[
@@ -100,6 +108,7 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
             "--address=/cdn.models.test/10.99.0.10",
             "--address=/evil.test/10.99.0.11",
             "--host-record=hub.models.test,10.99.0.12,30",
+            &addn_hosts,
         ],
     );
     // The agent's table in the node, then the DNS proxy beside it: the pod's egress allows
@@ -300,5 +309,20 @@ fn pods_reach_only_what_they_resolved_and_only_for_the_ttl() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+
+    // rot.models.test answers two addresses and maxIpsPerName is 1: the second takes the
+    // first's place. On the old code the first one's kernel element stayed open for its
+    // TTL (both reachable: a pod with rotating answers kept every address open, beyond the
+    // bound); now the one that gave way is closed.
+    let rot = dig("rot.models.test", "+short");
+    assert!(
+        rot.contains("10.99.0.10") && rot.contains("10.99.0.11"),
+        "{rot}"
+    );
+    let open: Vec<&str> = ["10.99.0.10", "10.99.0.11"]
+        .into_iter()
+        .filter(|ip| connect(&pod, ip))
+        .collect();
+    assert_eq!(open.len(), 1, "reachable: {open:?} (answer {rot})");
     let _ = Path::new(&dir);
 }

@@ -209,3 +209,61 @@ async fn one_client_over_its_query_rate_is_refused_over_tcp() {
     );
     assert_eq!(seen.lock().unwrap().names.len(), 3);
 }
+
+/// The rate limit was kept per UDP worker: a client spreading its queries over many source
+/// ports (which the kernel spreads over the four workers' `SO_REUSEPORT` sockets) had a
+/// bucket on each worker and up to four times its burst went upstream (about 40 of these
+/// 60 on the old code), and its TCP queries had yet another. Now one bucket per client
+/// address serves every worker and TCP: about the burst (10) goes upstream, the rest are
+/// REFUSED, and so is the same client's next query over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_on_many_source_ports_gets_one_rate() {
+    let (upstream, seen) = crafted_upstream(answer_everything()).await;
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream);
+    cfg.udp_workers = 4;
+    cfg.query_rate = 1;
+    cfg.query_burst = 10;
+    let (proxy, _answers, _events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
+    let mut sockets = Vec::new();
+    for i in 0..60u16 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let name = format!("p{i}.ports.models.test");
+        s.send_to(&query(i, &name), proxy).await.unwrap();
+        sockets.push(s);
+    }
+    let mut codes = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    for s in &sockets {
+        if let Ok(Ok(len)) = tokio::time::timeout(Duration::from_secs(2), s.recv(&mut buf)).await {
+            codes.push(
+                Message::from_vec(&buf[..len])
+                    .unwrap()
+                    .metadata
+                    .response_code,
+            );
+        }
+    }
+    let count = |c: ResponseCode| codes.iter().filter(|x| **x == c).count();
+    let forwarded = seen.lock().unwrap().names.len();
+    assert!(
+        (10..=11).contains(&forwarded),
+        "{forwarded} of 60 queries from 60 source ports went upstream"
+    );
+    assert_eq!(count(ResponseCode::NoError), forwarded, "{codes:?}");
+    assert_eq!(count(ResponseCode::Refused), 60 - forwarded, "{codes:?}");
+    // The same bucket over TCP.
+    let mut c = connect_from("127.0.0.1", proxy).await;
+    let q = query(7, "tcp.ports.models.test");
+    c.write_all(&u16::try_from(q.len()).unwrap().to_be_bytes())
+        .await
+        .unwrap();
+    c.write_all(&q).await.unwrap();
+    let len = tokio::time::timeout(Duration::from_secs(2), c.read_u16())
+        .await
+        .expect("an answer")
+        .unwrap();
+    let mut buf = vec![0u8; usize::from(len)];
+    c.read_exact(&mut buf).await.unwrap();
+    let m = Message::from_vec(&buf).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}

@@ -233,7 +233,20 @@ pub(crate) async fn serve(
     let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
         let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
         let now = now_ms();
-        if !res.record(client, &r.name, r.ip, valid, now) {
+        let (recorded, gave_way) = res.record_evicting(client, &r.name, r.ip, valid, now);
+        // Records that gave way to a bound (maxIpsPerName, the overall one) are closed in
+        // the kernel too: else the bounds would hold for this table only, and a pod whose
+        // answers rotate through fresh addresses would keep each open for its TTL.
+        if let (Some(op), false) = (&opener, gave_way.is_empty()) {
+            let closing: Vec<_> = gave_way
+                .iter()
+                .map(|g| (g.pod, g.name.as_str(), g.ip))
+                .collect();
+            if let Err(e) = tokio::task::block_in_place(|| op.close(&closing)) {
+                tracing::warn!(error = %e, "could not close FQDN set elements that gave way");
+            }
+        }
+        if !recorded {
             // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal.
             let refused = res.refused();
             if refused.is_power_of_two() {
@@ -261,6 +274,7 @@ pub(crate) async fn serve(
         }
     };
     let proxy = DnsProxy::bind(cfg, engine, tx, on_answer).await?;
+    export_stats(proxy.stats());
     tracing::info!(listen = %proxy.local_addr()?, %upstream, "DNS proxy serving");
     let result = tokio::select! {
         r = proxy.run() => r.map_err(anyhow::Error::from),
@@ -271,6 +285,16 @@ pub(crate) async fn serve(
     }
     let _ = tokio::task::spawn_blocking(move || writer.flush_and_stop()).await;
     result
+}
+
+/// The proxy's own counters in `/metrics` (next to those built from its events).
+fn export_stats(stats: Arc<palisade_dns::ProxyStats>) {
+    use std::sync::atomic::Ordering;
+    palisade_observe::metrics::watch_counter(
+        "palisade_dns_queries_rate_limited_total",
+        "DNS queries over their client's rate limit (spec.dns.queriesPerSecondPerClient), answered REFUSED without being decided or forwarded.",
+        move || stats.rate_limited.load(Ordering::Relaxed),
+    );
 }
 
 /// Serves the answers feed when `spec.dns.answersListen` is set (egress gateways in other
@@ -445,6 +469,26 @@ mod tests {
         // Their room is free again.
         assert!(res.record(client, "b.models.test", ip("192.0.2.2"), day, now));
         assert_eq!(super::close_inside(&res, None, &engine, &networks), 0);
+    }
+
+    /// Queries refused for their client's rate were counted (`ProxyStats::rate_limited`)
+    /// and logged once a second, but `/metrics` had no series for them: now
+    /// `palisade_dns_queries_rate_limited_total` shows the proxy's count.
+    #[test]
+    fn rate_limited_queries_are_exported() {
+        let stats = std::sync::Arc::new(palisade_dns::ProxyStats::default());
+        stats
+            .rate_limited
+            .store(41, std::sync::atomic::Ordering::Relaxed);
+        super::export_stats(stats.clone());
+        stats
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let text = palisade_observe::metrics::Metrics::new().render("");
+        assert!(
+            text.contains("# TYPE palisade_dns_queries_rate_limited_total counter\npalisade_dns_queries_rate_limited_total 42\n"),
+            "{text}"
+        );
     }
 
     /// The DNS proxy writes the answers feed and the egress gateway reads it: the two sides

@@ -457,8 +457,8 @@ pub struct DnsSpec {
     /// upstream that answers some names in another case.
     #[serde(default)]
     pub mix_case: Option<bool>,
-    /// Queries one client address may send per second (a token bucket, per UDP worker and
-    /// over TCP); beyond it and its burst they are answered REFUSED without reaching the
+    /// Queries one client address may send per second (one token bucket per address, over
+    /// UDP and TCP together); beyond it and its burst they are answered REFUSED without reaching the
     /// upstream. Default 500; 0 turns the limit off; at most 1000000.
     #[serde(default)]
     pub queries_per_second_per_client: Option<u32>,

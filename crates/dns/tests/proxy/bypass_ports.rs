@@ -1,0 +1,135 @@
+//! Off-path forgery of upstream answers (RFC 5452): the source port of forwarded queries,
+//! and answers from another address, port or socket, or to another question.
+
+use super::*;
+use crate::crafted::*;
+
+/// A query as the upstream got it: the parsed message and where it came from.
+async fn next_query(upstream: &UdpSocket) -> (Message, SocketAddr) {
+    let mut buf = vec![0u8; 4096];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(2), upstream.recv_from(&mut buf))
+        .await
+        .expect("a query reached the upstream")
+        .unwrap();
+    (Message::from_vec(&buf[..n]).unwrap(), from)
+}
+
+/// The reply a client gets within 2 s.
+async fn reply_to(client: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf))
+        .await
+        .expect("a reply")
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+/// Every forwarded query of a worker left from its one upstream socket: an off-path forger
+/// that learnt the port once had only the 16-bit id (and the 0x20 case) to guess. Now
+/// queries leave from a rotated pool of random ports, never two in a row from the same one
+/// (on the old code all six came from one port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_queries_leave_from_different_source_ports() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        upstream.local_addr().unwrap(),
+    );
+    cfg.udp_workers = 1;
+    let (proxy, _answers, _events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut ports = Vec::new();
+    for id in 0..6u16 {
+        client
+            .send_to(&query(id, &format!("p{id}.models.test")), proxy)
+            .await
+            .unwrap();
+        let (q, from) = next_query(&upstream).await;
+        ports.push(from.port());
+        let name = q.queries[0].name.clone();
+        upstream
+            .send_to(&response(&q, vec![a(&name, 30, [192, 0, 2, 1])]), from)
+            .await
+            .unwrap();
+        assert_eq!(reply_to(&client).await.metadata.id, id);
+    }
+    for pair in ports.windows(2) {
+        assert_ne!(pair[0], pair[1], "source ports {ports:?}");
+    }
+}
+
+/// With the query's id known, an answer is still not taken when it comes from another port
+/// than the upstream's, answers another question, or arrives on another pool socket than
+/// the query left from; the upstream's real answer then is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_elsewhere_or_to_other_questions_are_ignored() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        upstream.local_addr().unwrap(),
+    );
+    cfg.udp_workers = 1;
+    let (proxy, answers, _events) = bind(cfg, engine(Posture::Allow)).await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(&query(31, "hub.models.test"), proxy)
+        .await
+        .unwrap();
+    let (q, from) = next_query(&upstream).await;
+    let name = q.queries[0].name.clone();
+    // Another client's query in flight, from another pool socket.
+    let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    other
+        .send_to(&query(32, "other.models.test"), proxy)
+        .await
+        .unwrap();
+    let (q2, from2) = next_query(&upstream).await;
+    assert_ne!(from.port(), from2.port());
+
+    // The right id and question, from another port of the upstream's host.
+    let forger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let forged = response(&q, vec![a(&name, 30, [203, 0, 113, 1])]);
+    forger.send_to(&forged, from).await.unwrap();
+    // From the upstream's address and port, with the right id, for another question.
+    let mut elsewhere = q.clone();
+    elsewhere.queries[0].name = Name::from_ascii("evil.models.test.").unwrap();
+    let asked = elsewhere.queries[0].name.clone();
+    let wrong_question = response(&elsewhere, vec![a(&asked, 30, [203, 0, 113, 2])]);
+    upstream.send_to(&wrong_question, from).await.unwrap();
+    // From the upstream, the right id and question, to the other query's socket.
+    let crossed = response(&q, vec![a(&name, 30, [203, 0, 113, 3])]);
+    upstream.send_to(&crossed, from2).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        answers.lock().unwrap().is_empty(),
+        "nothing opened for a forged answer"
+    );
+
+    // The real answers.
+    let real = response(&q, vec![a(&name, 30, [192, 0, 2, 7])]);
+    upstream.send_to(&real, from).await.unwrap();
+    let name2 = q2.queries[0].name.clone();
+    let real2 = response(&q2, vec![a(&name2, 30, [192, 0, 2, 8])]);
+    upstream.send_to(&real2, from2).await.unwrap();
+    let r = reply_to(&client).await;
+    assert_eq!(
+        (r.metadata.id, a_records(&r)),
+        (31, vec!["192.0.2.7".to_string()])
+    );
+    let r2 = reply_to(&other).await;
+    assert_eq!(
+        (r2.metadata.id, a_records(&r2)),
+        (32, vec!["192.0.2.8".to_string()])
+    );
+    let opened: Vec<String> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.ip.to_string())
+        .collect();
+    assert_eq!(opened.len(), 2, "{opened:?}");
+    assert!(
+        opened.iter().all(|ip| ip.starts_with("192.0.2.")),
+        "{opened:?}"
+    );
+}
