@@ -41,10 +41,30 @@ struct Exchange {
     shared: Arc<Shared>,
     log: ExchangeLog,
     started: Instant,
+    /// Completion tokens reserved at admission, given back when the request is refused
+    /// before anything was generated (WAF, guard, an unreachable backend).
+    reserved: Option<Reserved>,
+}
+
+/// A completion reservation taken from a token bucket.
+struct Reserved {
+    route: String,
+    key: String,
+    limits: crate::limits::Limits,
+    tokens: u64,
 }
 
 impl Exchange {
     fn refuse(mut self, r: Refusal) -> Response<ProxyBody> {
+        if let Some(res) = self.reserved.take().filter(|r| r.tokens > 0) {
+            self.shared.limiter.reconcile(
+                &res.route,
+                &res.key,
+                &res.limits,
+                -i64::try_from(res.tokens).unwrap_or(i64::MAX),
+                Instant::now(),
+            );
+        }
         self.log.status = r.status;
         self.log.denied = true;
         self.log.reason = Some(r.code.to_string());
@@ -481,6 +501,44 @@ pub(crate) fn one_reading(
     Ok(())
 }
 
+/// Most completion tokens reserved (per choice) for a request that declares no budget, or
+/// asks for none (a negative Ollama `num_predict` / llama.cpp `n_predict`), on a route with
+/// a token limit; see [`default_reservation`].
+pub const DEFAULT_COMPLETION_RESERVATION: u64 = 1024;
+
+/// The reservation per choice for a request without a budget under `tokens_per_minute`:
+/// a tenth of the minute's budget, at most [`DEFAULT_COMPLETION_RESERVATION`] (a typical
+/// chat answer), at least 1. Without a reservation nothing is held while such a request
+/// runs, so N of them sent at once each saw the whole remaining budget and all passed;
+/// with it, at most about ten run at once on a full bucket (a 60 000-per-minute limit:
+/// about 58), and the rest wait. What the answer used replaces the reservation afterwards
+/// (refunded when less, owed in full when more); a tenth keeps one-at-a-time callers of a
+/// small limit from waiting for a bucket that is completely full again.
+pub fn default_reservation(tokens_per_minute: Option<u64>) -> u64 {
+    tokens_per_minute.map_or(0, |t| (t / 10).clamp(1, DEFAULT_COMPLETION_RESERVATION))
+}
+
+/// Whether a request on `path` makes the backend generate text (everything but embedding,
+/// tokenizing, scoring and listing endpoints): only those get
+/// [`DEFAULT_COMPLETION_RESERVATION`].
+fn generates(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    ![
+        "/embeddings",
+        "/embed",
+        "/tokenize",
+        "/detokenize",
+        "/rerank",
+        "/score",
+        "/classify",
+        "/pooling",
+        "/models",
+        "/count_tokens",
+    ]
+    .iter()
+    .any(|s| p.ends_with(s))
+}
+
 /// Most of an unread HTTP/2 request body read and dropped after a refusal.
 const DRAIN_BYTES: usize = 1 << 20;
 /// Longest time spent reading it.
@@ -562,6 +620,7 @@ async fn serve(
         },
         shared: shared.clone(),
         started,
+        reserved: None,
     };
     let config = shared.config.load_full();
     if let Some(r) = super::target::flaw(&req) {
@@ -807,7 +866,17 @@ async fn serve(
     if api.is_some() {
         x.log.prompt_tokens = Some(prompt_tokens);
     }
-    let charged = prompt_tokens.saturating_add(api.as_ref().map_or(0, |a| a.completion_budget()));
+    // A request that declares no budget (or an unbounded one) reserves
+    // `default_reservation` per choice where it generates text.
+    let default_budget = if generates(&path) {
+        default_reservation(limits.tokens_per_minute)
+    } else {
+        0
+    };
+    let charged = prompt_tokens.saturating_add(
+        api.as_ref()
+            .map_or(0, |a| a.completion_budget(default_budget)),
+    );
     let charged =
         match shared
             .limiter
@@ -824,6 +893,14 @@ async fn serve(
                 return x.refuse(r);
             }
         };
+    if limits.tokens_per_minute.is_some() && charged > prompt_tokens {
+        x.reserved = Some(Reserved {
+            route: route.name.clone(),
+            key: limit_key.clone(),
+            limits,
+            tokens: charged - prompt_tokens,
+        });
+    }
 
     // The WAF, on everything but the prompt text.
     if let Some(waf) = &route.waf {
@@ -1018,12 +1095,14 @@ async fn serve(
     };
     let resp = match tokio::time::timeout(route.timeout, sent).await {
         Err(_) => {
+            // The backend may be generating still: the reservation stays charged.
+            x.reserved = None;
             return x.refuse(Refusal::new(
                 504,
                 "server_error",
                 "upstream_timeout",
                 "The model backend did not answer in time.",
-            ))
+            ));
         }
         Ok(Err(e)) => {
             let tls = tls_failure(&*e);
@@ -1061,7 +1140,9 @@ async fn serve(
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
     if encoded && !filters.is_empty() && !route.audit {
-        // Compressed anyway: the filters cannot read it, so it does not go out.
+        // Compressed anyway: the filters cannot read it, so it does not go out (it was
+        // generated: the reservation stays charged).
+        x.reserved = None;
         return x.refuse(Refusal::new(
             502,
             "server_error",
@@ -1258,5 +1339,25 @@ mod tests {
         plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         strip_hop_by_hop(&mut plain);
         assert_eq!(plain.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn reservations_for_requests_without_a_budget() {
+        assert!(generates("/v1/chat/completions"));
+        assert!(generates("/api/generate"));
+        assert!(generates("/completion"));
+        assert!(!generates("/v1/embeddings"));
+        assert!(!generates("/api/embed"));
+        assert!(!generates("/tokenize"));
+        assert!(!generates("/v1/messages/count_tokens"));
+        assert_eq!(default_reservation(None), 0);
+        assert_eq!(default_reservation(Some(1000)), 100);
+        assert_eq!(default_reservation(Some(60_000)), 1024);
+        assert_eq!(default_reservation(Some(5)), 1);
     }
 }
