@@ -539,6 +539,48 @@ fn generates(path: &str) -> bool {
     .any(|s| p.ends_with(s))
 }
 
+/// Whether a request without a body may be forwarded on a route that decides on request
+/// bodies: `GET` / `HEAD` of read-only metadata a client of an AI API expects to reach —
+/// model lists and one model (`…/models`, `…/models/{id}`, ids may hold `/`), file metadata
+/// (`…/files`, `…/files/{id}`, not `…/files/{id}/content`), Ollama's `/api/tags`,
+/// `/api/version`, `/api/ps`, TGI's `/info`, and health checks (`/health`, `/healthz`,
+/// `/ping`, `/version`) — and `OPTIONS` (CORS preflight). Every reading of the path must
+/// be one of those (`/v1/models/../slots` is `/v1/slots` to the backend).
+fn bodyless_allowed(method: &http::Method, path: &str) -> bool {
+    if method == http::Method::OPTIONS {
+        return true;
+    }
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return false;
+    }
+    let one = |p: &str| {
+        let segs: Vec<&str> = p.trim_end_matches('/').split('/').skip(1).collect();
+        if segs.is_empty() || segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+            return false;
+        }
+        let n = segs.len();
+        let last = segs[n - 1];
+        let prev = n.checked_sub(2).map_or("", |i| segs[i]);
+        // `v1/NAME/` followed by 1..=max segments.
+        let under_v1 = |name: &str, max: usize| {
+            segs.windows(2)
+                .position(|w| w == ["v1", name])
+                .is_some_and(|i| (1..=max).contains(&(n - i - 2)))
+        };
+        [
+            "models", "health", "healthz", "ping", "version", "info", "files",
+        ]
+        .contains(&last)
+            || (prev == "api" && ["tags", "version", "ps"].contains(&last))
+            || under_v1("models", 2)
+            || (under_v1("files", 1) && last != "content")
+    };
+    match palisade_policy::http_path::views(path) {
+        Ok(views) => views.iter().all(|v| one(v)),
+        Err(_) => false,
+    }
+}
+
 /// Most of an unread HTTP/2 request body read and dropped after a refusal.
 const DRAIN_BYTES: usize = 1 << 20;
 /// Longest time spent reading it.
@@ -770,6 +812,20 @@ async fn serve(
         }
     };
     x.log.bytes_in = raw.len() as u64;
+    // No body on a route that decides on bodies: there is nothing to check, so only the
+    // read-only endpoints an AI API client expects (model lists, file metadata, health) go
+    // through. Before, any path did (`GET /slots`, `DELETE /v1/files/x`, …).
+    if raw.is_empty()
+        && decides_on_body(&route, rights.as_ref(), &limits, max_prompt)
+        && !bodyless_allowed(&parts.method, &path)
+    {
+        return x.refuse(Refusal::new(
+            403,
+            "permission_error",
+            "endpoint_not_allowed",
+            "This route forwards only requests it can check: API calls with a JSON body, and reads of model lists, file metadata and health.",
+        ));
+    }
     let ctype = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -1345,6 +1401,60 @@ mod tests {
 #[cfg(test)]
 mod endpoint_tests {
     use super::*;
+
+    /// On a route that decides on bodies, a request without one may only read model lists,
+    /// file metadata and health; before, every path was forwarded (`GET /slots` shows
+    /// llama.cpp's slots with other clients' prompts, `DELETE /v1/files/x` deletes).
+    #[test]
+    fn bodyless_requests_reach_read_only_endpoints_only() {
+        let get = http::Method::GET;
+        for p in [
+            "/v1/models",
+            "/v1/models/",
+            "/v1/models/gpt-4o-mini",
+            "/v1/models/meta-llama/Llama-3.1-8B",
+            "/v1/files",
+            "/v1/files/file-abc",
+            "/api/tags",
+            "/api/version",
+            "/api/ps",
+            "/health",
+            "/v1/health",
+            "/ollama/api/tags",
+            "/tgi/info",
+            "/ping",
+        ] {
+            assert!(bodyless_allowed(&get, p), "{p}");
+            assert!(bodyless_allowed(&http::Method::HEAD, p), "{p}");
+        }
+        for p in [
+            "/",
+            "/slots",
+            "/v1/slots",
+            "/props",
+            "/metrics",
+            "/v1/files/file-abc/content",
+            "/v1/chat/completions",
+            "/v1/batches",
+            "/v1/fine_tuning/jobs",
+            "/v1/models/../slots",
+            "/v1/models/%2e%2e/slots",
+            "/v1/models/a/b/c",
+            "/models/v1/slots/x",
+            "/v1//models",
+            "/api/show",
+        ] {
+            assert!(!bodyless_allowed(&get, p), "{p}");
+        }
+        for m in [http::Method::POST, http::Method::DELETE, http::Method::PUT] {
+            assert!(!bodyless_allowed(&m, "/v1/models/x"), "{m}");
+            assert!(!bodyless_allowed(&m, "/health"), "{m}");
+        }
+        assert!(bodyless_allowed(
+            &http::Method::OPTIONS,
+            "/v1/chat/completions"
+        ));
+    }
 
     #[test]
     fn reservations_for_requests_without_a_budget() {

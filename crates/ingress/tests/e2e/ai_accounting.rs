@@ -1,14 +1,17 @@
 //! Token accounting and request checks of the AI gateway that a client could get around
 //! (a review of known limits): Ollama's and llama.cpp's completion budgets, requests
 //! declaring no budget sent all at once, prompt text in message names, structured-output
-//! schemas and vLLM documents. The gateway of `body_differentials.rs` is used: `metered` has a limit of 1000
+//! schemas and vLLM documents, and requests without a body to endpoints the route cannot
+//! check. The gateway of `body_differentials.rs` is used: `metered` has a limit of 1000
 //! tokens a minute, `guarded` the prompt guard, `ai` models, keys and the guard. The echo
 //! backend answers `…?/slow` after 3 s and reports no usage (so a request settles to its
 //! prompt).
 
-use crate::body_differentials::{gateway, send, INJECTION};
+use crate::body_differentials::{gateway, send, INJECTION, KEY};
 use crate::plain_routes::echo_backend;
 use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const JSON: &str = "Content-Type: application/json\r\n";
 
@@ -201,4 +204,62 @@ async fn names_schemas_and_documents_are_guarded() {
     .await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
+}
+
+/// One request without a body; returns the status and the answer.
+async fn bodyless(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n"
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    (crate::status(&text), text)
+}
+
+/// On a route that decides on request bodies, a request without a body reaches only
+/// read-only endpoints an AI API client expects (model lists, one model, file metadata,
+/// Ollama's tags, health); any other is `403 endpoint_not_allowed`. Before, each of these
+/// reached the backend: llama.cpp's `/slots` (other clients' prompts), `/metrics`, a
+/// `DELETE` of a file, a file's content, a fine-tuning job cancelled. A route that checks
+/// nothing still forwards them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_body_reach_only_read_only_endpoints() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    for (method, path) in [
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/gpt-4o-mini"),
+        ("GET", "/v1/files/file-abc"),
+        ("HEAD", "/v1/models"),
+        ("GET", "/metered/api/tags"),
+        ("GET", "/metered/health"),
+    ] {
+        let (status, answer) = bodyless(gw.addr, method, path).await;
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+    }
+    for (method, path) in [
+        ("GET", "/v1/slots"),
+        ("GET", "/v1/metrics"),
+        ("DELETE", "/v1/files/file-abc"),
+        ("GET", "/v1/files/file-abc/content"),
+        ("POST", "/v1/fine_tuning/jobs/ft-1/cancel"),
+        ("GET", "/v1/chat/completions"),
+        ("GET", "/metered/slots"),
+        ("POST", "/metered/slots/0?action=erase"),
+        ("GET", "/guarded/props"),
+        ("GET", "/v1/models/x/../../v1/slots"),
+    ] {
+        let (status, answer) = bodyless(gw.addr, method, path).await;
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert!(
+            answer.contains("\"code\":\"endpoint_not_allowed\""),
+            "{method} {path}: {answer}"
+        );
+        assert!(!answer.contains("\n---\n"), "reached the backend: {answer}");
+    }
+    let (status, answer) = bodyless(gw.addr, "GET", "/open/slots").await;
+    assert_eq!(status, 200, "{answer}");
 }
