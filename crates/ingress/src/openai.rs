@@ -217,6 +217,18 @@ impl ApiRequest {
             }
         }
         let mut choices = tgi("best_of", "parameters.best_of")?.unwrap_or(1).max(1);
+        // SGLang's native `/generate`: `sampling_params.max_new_tokens` and `.n`.
+        let sampling = obj.get("sampling_params").filter(|p| p.is_object());
+        let sglang = |k: &str, name: &'static str| match sampling.and_then(|p| p.get(k)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or(BodyError::NotAnInteger(name)),
+        };
+        if let Some(n) = sglang("max_new_tokens", "sampling_params.max_new_tokens")? {
+            max_tokens = Some(max_tokens.map_or(n, |m| m.max(n)));
+        }
+        if let Some(n) = sglang("n", "sampling_params.n")? {
+            choices = choices.max(n);
+        }
         for k in CHOICE_FIELDS {
             choices = choices.max(integer(k)?.unwrap_or(1));
         }
@@ -1089,6 +1101,21 @@ mod tests {
         assert_eq!(budget(r#"{"model":"m","n":3}"#, 100), Ok(300));
         assert_eq!(budget(r#"{"model":"m","max_tokens":null}"#, 100), Ok(100));
         assert_eq!(budget(r#"{"max_tokens":7}"#, 100), Ok(7));
+        // SGLang's native API.
+        assert_eq!(
+            budget(
+                r#"{"text":"hi","sampling_params":{"max_new_tokens":4000,"n":2}}"#,
+                100
+            ),
+            Ok(8000)
+        );
+        assert_eq!(
+            budget(
+                r#"{"text":"hi","sampling_params":{"max_new_tokens":"4000"}}"#,
+                100
+            ),
+            Err(BodyError::NotAnInteger("sampling_params.max_new_tokens"))
+        );
         for (b, k) in [
             (
                 r#"{"options":{"num_predict":"5000"}}"#,
