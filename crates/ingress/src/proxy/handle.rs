@@ -41,10 +41,30 @@ struct Exchange {
     shared: Arc<Shared>,
     log: ExchangeLog,
     started: Instant,
+    /// Completion tokens reserved at admission, given back when the request is refused
+    /// before anything was generated (WAF, guard, an unreachable backend).
+    reserved: Option<Reserved>,
+}
+
+/// A completion reservation taken from a token bucket.
+struct Reserved {
+    route: String,
+    key: String,
+    limits: crate::limits::Limits,
+    tokens: u64,
 }
 
 impl Exchange {
     fn refuse(mut self, r: Refusal) -> Response<ProxyBody> {
+        if let Some(res) = self.reserved.take().filter(|r| r.tokens > 0) {
+            self.shared.limiter.reconcile(
+                &res.route,
+                &res.key,
+                &res.limits,
+                -i64::try_from(res.tokens).unwrap_or(i64::MAX),
+                Instant::now(),
+            );
+        }
         self.log.status = r.status;
         self.log.denied = true;
         self.log.reason = Some(r.code.to_string());
@@ -481,6 +501,86 @@ pub(crate) fn one_reading(
     Ok(())
 }
 
+/// Most completion tokens reserved (per choice) for a request that declares no budget, or
+/// asks for none (a negative Ollama `num_predict` / llama.cpp `n_predict`), on a route with
+/// a token limit; see [`default_reservation`].
+pub const DEFAULT_COMPLETION_RESERVATION: u64 = 1024;
+
+/// The reservation per choice for a request without a budget under `tokens_per_minute`:
+/// a tenth of the minute's budget, at most [`DEFAULT_COMPLETION_RESERVATION`] (a typical
+/// chat answer), at least 1. Without a reservation nothing is held while such a request
+/// runs, so N of them sent at once each saw the whole remaining budget and all passed;
+/// with it, at most about ten run at once on a full bucket (a 60 000-per-minute limit:
+/// about 58), and the rest wait. What the answer used replaces the reservation afterwards
+/// (refunded when less, owed in full when more); a tenth keeps one-at-a-time callers of a
+/// small limit from waiting for a bucket that is completely full again.
+pub fn default_reservation(tokens_per_minute: Option<u64>) -> u64 {
+    tokens_per_minute.map_or(0, |t| (t / 10).clamp(1, DEFAULT_COMPLETION_RESERVATION))
+}
+
+/// Whether a request on `path` makes the backend generate text (everything but embedding,
+/// tokenizing, scoring and listing endpoints): only those get
+/// [`DEFAULT_COMPLETION_RESERVATION`].
+fn generates(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    ![
+        "/embeddings",
+        "/embed",
+        "/tokenize",
+        "/detokenize",
+        "/rerank",
+        "/score",
+        "/classify",
+        "/pooling",
+        "/models",
+        "/count_tokens",
+    ]
+    .iter()
+    .any(|s| p.ends_with(s))
+}
+
+/// Whether a request without a body may be forwarded on a route that decides on request
+/// bodies: `GET` / `HEAD` of read-only metadata a client of an AI API expects to reach —
+/// model lists and one model (`…/models`, `…/models/{id}`, ids may hold `/`), file metadata
+/// (`…/files`, `…/files/{id}`, not `…/files/{id}/content`), Ollama's `/api/tags`,
+/// `/api/version`, `/api/ps`, TGI's `/info`, and health checks (`/health`, `/healthz`,
+/// `/ping`, `/version`) — and `OPTIONS` (CORS preflight). Every reading of the path must
+/// be one of those (`/v1/models/../slots` is `/v1/slots` to the backend).
+fn bodyless_allowed(method: &http::Method, path: &str) -> bool {
+    if method == http::Method::OPTIONS {
+        return true;
+    }
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return false;
+    }
+    let one = |p: &str| {
+        let segs: Vec<&str> = p.trim_end_matches('/').split('/').skip(1).collect();
+        if segs.is_empty() || segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+            return false;
+        }
+        let n = segs.len();
+        let last = segs[n - 1];
+        let prev = n.checked_sub(2).map_or("", |i| segs[i]);
+        // `v1/NAME/` followed by 1..=max segments.
+        let under_v1 = |name: &str, max: usize| {
+            segs.windows(2)
+                .position(|w| w == ["v1", name])
+                .is_some_and(|i| (1..=max).contains(&(n - i - 2)))
+        };
+        [
+            "models", "health", "healthz", "ping", "version", "info", "files",
+        ]
+        .contains(&last)
+            || (prev == "api" && ["tags", "version", "ps"].contains(&last))
+            || under_v1("models", 2)
+            || (under_v1("files", 1) && last != "content")
+    };
+    match palisade_policy::http_path::views(path) {
+        Ok(views) => views.iter().all(|v| one(v)),
+        Err(_) => false,
+    }
+}
+
 /// Most of an unread HTTP/2 request body read and dropped after a refusal.
 const DRAIN_BYTES: usize = 1 << 20;
 /// Longest time spent reading it.
@@ -562,6 +662,7 @@ async fn serve(
         },
         shared: shared.clone(),
         started,
+        reserved: None,
     };
     let config = shared.config.load_full();
     if let Some(r) = super::target::flaw(&req) {
@@ -711,6 +812,20 @@ async fn serve(
         }
     };
     x.log.bytes_in = raw.len() as u64;
+    // No body on a route that decides on bodies: there is nothing to check, so only the
+    // read-only endpoints an AI API client expects (model lists, file metadata, health) go
+    // through. Before, any path did (`GET /slots`, `DELETE /v1/files/x`, …).
+    if raw.is_empty()
+        && decides_on_body(&route, rights.as_ref(), &limits, max_prompt)
+        && !bodyless_allowed(&parts.method, &path)
+    {
+        return x.refuse(Refusal::new(
+            403,
+            "permission_error",
+            "endpoint_not_allowed",
+            "This route forwards only requests it can check: API calls with a JSON body, and reads of model lists, file metadata and health.",
+        ));
+    }
     let ctype = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -807,7 +922,17 @@ async fn serve(
     if api.is_some() {
         x.log.prompt_tokens = Some(prompt_tokens);
     }
-    let charged = prompt_tokens.saturating_add(api.as_ref().map_or(0, |a| a.completion_budget()));
+    // A request that declares no budget (or an unbounded one) reserves
+    // `default_reservation` per choice where it generates text.
+    let default_budget = if generates(&path) {
+        default_reservation(limits.tokens_per_minute)
+    } else {
+        0
+    };
+    let charged = prompt_tokens.saturating_add(
+        api.as_ref()
+            .map_or(0, |a| a.completion_budget(default_budget)),
+    );
     let charged =
         match shared
             .limiter
@@ -824,6 +949,14 @@ async fn serve(
                 return x.refuse(r);
             }
         };
+    if limits.tokens_per_minute.is_some() && charged > prompt_tokens {
+        x.reserved = Some(Reserved {
+            route: route.name.clone(),
+            key: limit_key.clone(),
+            limits,
+            tokens: charged - prompt_tokens,
+        });
+    }
 
     // The WAF, on everything but the prompt text.
     if let Some(waf) = &route.waf {
@@ -1018,12 +1151,14 @@ async fn serve(
     };
     let resp = match tokio::time::timeout(route.timeout, sent).await {
         Err(_) => {
+            // The backend may be generating still: the reservation stays charged.
+            x.reserved = None;
             return x.refuse(Refusal::new(
                 504,
                 "server_error",
                 "upstream_timeout",
                 "The model backend did not answer in time.",
-            ))
+            ));
         }
         Ok(Err(e)) => {
             let tls = tls_failure(&*e);
@@ -1061,7 +1196,9 @@ async fn serve(
         .iter()
         .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
     if encoded && !filters.is_empty() && !route.audit {
-        // Compressed anyway: the filters cannot read it, so it does not go out.
+        // Compressed anyway: the filters cannot read it, so it does not go out (it was
+        // generated: the reservation stays charged).
+        x.reserved = None;
         return x.refuse(Refusal::new(
             502,
             "server_error",
@@ -1258,5 +1395,79 @@ mod tests {
         plain.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         strip_hop_by_hop(&mut plain);
         assert_eq!(plain.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    /// On a route that decides on bodies, a request without one may only read model lists,
+    /// file metadata and health; before, every path was forwarded (`GET /slots` shows
+    /// llama.cpp's slots with other clients' prompts, `DELETE /v1/files/x` deletes).
+    #[test]
+    fn bodyless_requests_reach_read_only_endpoints_only() {
+        let get = http::Method::GET;
+        for p in [
+            "/v1/models",
+            "/v1/models/",
+            "/v1/models/gpt-4o-mini",
+            "/v1/models/meta-llama/Llama-3.1-8B",
+            "/v1/files",
+            "/v1/files/file-abc",
+            "/api/tags",
+            "/api/version",
+            "/api/ps",
+            "/health",
+            "/v1/health",
+            "/ollama/api/tags",
+            "/tgi/info",
+            "/ping",
+        ] {
+            assert!(bodyless_allowed(&get, p), "{p}");
+            assert!(bodyless_allowed(&http::Method::HEAD, p), "{p}");
+        }
+        for p in [
+            "/",
+            "/slots",
+            "/v1/slots",
+            "/props",
+            "/metrics",
+            "/v1/files/file-abc/content",
+            "/v1/chat/completions",
+            "/v1/batches",
+            "/v1/fine_tuning/jobs",
+            "/v1/models/../slots",
+            "/v1/models/%2e%2e/slots",
+            "/v1/models/a/b/c",
+            "/models/v1/slots/x",
+            "/v1//models",
+            "/api/show",
+        ] {
+            assert!(!bodyless_allowed(&get, p), "{p}");
+        }
+        for m in [http::Method::POST, http::Method::DELETE, http::Method::PUT] {
+            assert!(!bodyless_allowed(&m, "/v1/models/x"), "{m}");
+            assert!(!bodyless_allowed(&m, "/health"), "{m}");
+        }
+        assert!(bodyless_allowed(
+            &http::Method::OPTIONS,
+            "/v1/chat/completions"
+        ));
+    }
+
+    #[test]
+    fn reservations_for_requests_without_a_budget() {
+        assert!(generates("/v1/chat/completions"));
+        assert!(generates("/api/generate"));
+        assert!(generates("/completion"));
+        assert!(!generates("/v1/embeddings"));
+        assert!(!generates("/api/embed"));
+        assert!(!generates("/tokenize"));
+        assert!(!generates("/v1/messages/count_tokens"));
+        assert_eq!(default_reservation(None), 0);
+        assert_eq!(default_reservation(Some(1000)), 100);
+        assert_eq!(default_reservation(Some(60_000)), 1024);
+        assert_eq!(default_reservation(Some(5)), 1);
     }
 }

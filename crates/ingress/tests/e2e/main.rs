@@ -3,6 +3,7 @@
 //! with the package is found; set `PALISADE_TEST_PYTHON`), plus raw-HTTP checks of bad
 //! input. The WAF runs the OWASP CRS from `../shared/data/crs-v4.25.0` when present.
 
+mod ai_accounting;
 mod body_differentials;
 mod chunked;
 mod http2;
