@@ -4,6 +4,7 @@
 //! reset limits, and an idle timeout hyper does not have.
 
 pub mod body;
+mod endpoints;
 pub mod handle;
 pub mod https;
 pub mod lean;
