@@ -31,28 +31,21 @@ const AF_INET6: u8 = 10;
 /// read is present even when none of its interfaces has an address.
 pub type PeerAddresses = BTreeMap<i32, BTreeMap<u32, BTreeSet<IpAddr>>>;
 
-/// Turns on strict checking, without which the kernel ignores `IFA_TARGET_NETNSID` in a
-/// dump request (and answers with this namespace's addresses).
-#[allow(unsafe_code)]
+// nix's own macro writes the `setsockopt` call, so this crate needs no unsafe code.
+use nix::{setsockopt_impl, sockopt_impl};
+sockopt_impl!(
+    /// `NETLINK_GET_STRICT_CHK`: strict checking of dump requests, without which the kernel
+    /// ignores `IFA_TARGET_NETNSID` (and answers with this namespace's addresses).
+    StrictCheck,
+    SetOnly,
+    SOL_NETLINK,
+    NETLINK_GET_STRICT_CHK,
+    bool
+);
+
+/// Turns on strict checking ([`StrictCheck`]).
 fn strict(sock: &socket2::Socket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is a live socket owned by `sock`; the option value points at a
-    // `c_int` on this stack frame and its exact size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            SOL_NETLINK,
-            NETLINK_GET_STRICT_CHK,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(sock, StrictCheck, &true).map_err(std::io::Error::from)
 }
 
 fn open_here() -> std::io::Result<socket2::Socket> {
@@ -194,7 +187,7 @@ pub fn read(netns: Option<&str>, nsids: &BTreeSet<i32>) -> std::io::Result<PeerA
                 break end;
             }
             if n == 0 {
-                break -libc::EIO;
+                break -(nix::errno::Errno::EIO as i32);
             }
         };
         if end != 0 {
