@@ -11,10 +11,11 @@
 //! Behind a bridge every pod address is routed to the bridge, so [`crate::antispoof`]'s
 //! interface check cannot tell pods apart. The bridge family can: its `prerouting` hook sees
 //! the port a frame came in on (the pod veth's host end). [`bind`] pairs each bridged pod
-//! address with the port the bridge learned its MAC on, and [`port_script`] turns the
-//! pairs into `table bridge palisade`. (Calico and Cilium need no such step: they route
+//! address with the port whose veth peer has it configured ([`crate::peers`]; the port the
+//! bridge learned its MAC on only where the peer cannot be read), and [`port_script`] turns
+//! the pairs into `table bridge palisade`. (Calico and Cilium need no such step: they route
 //! each pod to its own interface and check the source there, Calico by strict reverse-path
-//! filtering, Cilium per endpoint in its program; a bridge layout has to learn the port.)
+//! filtering, Cilium per endpoint in its program; a bridge layout has to find the port.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -114,14 +115,24 @@ pub struct Port {
     pub name: String,
     /// The bridge it belongs to.
     pub bridge: String,
+    /// Its interface index (a port deleted and made again under the same name is another
+    /// port).
+    pub index: u32,
+    /// Its veth peer in another namespace: (that namespace's id here, the peer's index
+    /// there). `None` for a port that is no veth into another namespace.
+    pub peer: Option<(i32, u32)>,
 }
 
-/// What the node's bridges know: their ports, the neighbour table (address → bridge and
-/// MAC, as the node resolved it) and the MACs each bridge learned on each port.
+/// What the node's bridges know: their ports, the addresses configured on each port's peer
+/// (the pod's interface), the neighbour table (address → bridge and MAC, as the node
+/// resolved it) and the MACs each bridge learned on each port.
 #[derive(Debug, Clone, Default)]
 pub struct BridgeView {
     /// Ports of Linux bridges.
     pub ports: Vec<Port>,
+    /// The addresses configured on the peer of each port whose peer could be read (a port
+    /// missing here is one whose peer could not be read).
+    pub peer_addrs: BTreeMap<String, BTreeSet<IpAddr>>,
     /// Neighbours on a bridge device: address → (bridge, MAC).
     pub neighbours: BTreeMap<IpAddr, (String, String)>,
     /// Learned (dynamic) FDB entries: (bridge, MAC) → port.
@@ -134,6 +145,17 @@ fn json_array(out: &str) -> Vec<serde_json::Value> {
 
 fn s<'a>(v: &'a serde_json::Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(|x| x.as_str())
+}
+
+/// A veth's peer in another namespace: `link_netnsid` and `link_index` of its `ip -j -d
+/// link` entry.
+fn peer_of(l: &serde_json::Value) -> Option<(i32, u32)> {
+    if l.pointer("/linkinfo/info_kind").and_then(|k| k.as_str()) != Some("veth") {
+        return None;
+    }
+    let nsid = i32::try_from(l.get("link_netnsid")?.as_i64()?).ok()?;
+    let index = u32::try_from(l.get("link_index")?.as_u64()?).ok()?;
+    (nsid >= 0 && index > 0).then_some((nsid, index))
 }
 
 /// The ports of Linux bridges in `ip -j -d link show` output.
@@ -154,6 +176,8 @@ pub fn parse_ports(json: &str) -> Vec<Port> {
             .then(|| Port {
                 name: name.to_string(),
                 bridge: master.to_string(),
+                index: l.get("ifindex").and_then(|x| x.as_u64()).unwrap_or(0) as u32,
+                peer: peer_of(l),
             })
         })
         .collect()
@@ -247,6 +271,27 @@ pub fn read_view(netns: Option<&str>, ports: Vec<Port>) -> Result<BridgeView, St
     Ok(view)
 }
 
+/// The addresses configured on each port's peer ([`crate::peers`]); ports whose peer is
+/// no veth in another namespace, or whose namespace cannot be read, are left out.
+pub fn read_peers(
+    netns: Option<&str>,
+    ports: &[Port],
+) -> Result<BTreeMap<String, BTreeSet<IpAddr>>, String> {
+    let nsids: BTreeSet<i32> = ports
+        .iter()
+        .filter_map(|p| p.peer.map(|(n, _)| n))
+        .collect();
+    let found = crate::peers::read(netns, &nsids).map_err(|e| format!("pod addresses: {e}"))?;
+    Ok(ports
+        .iter()
+        .filter_map(|p| {
+            let (nsid, index) = p.peer?;
+            let addrs = found.get(&nsid)?.get(&index).cloned().unwrap_or_default();
+            Some((p.name.clone(), addrs))
+        })
+        .collect())
+}
+
 /// Makes the node resolve `ips` (one UDP datagram to the discard port each, from inside
 /// `netns` when given): the pod answers the ARP or neighbour solicitation from its own
 /// port, so the neighbour table and the bridge's FDB then say which port it is on.
@@ -284,34 +329,124 @@ pub fn probe(netns: Option<&str>, ips: &[IpAddr]) {
     }
 }
 
+/// What [`bind`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding<P> {
+    /// Pod address → the bridge port it may be sent from.
+    pub bound: BTreeMap<IpAddr, String>,
+    /// Pod addresses no bridge port may send from: configured on the peers of several ports
+    /// that could each serve the pod, only on ports serving other pods, or (when every
+    /// port's peer can be read) on none.
+    pub held: BTreeSet<IpAddr>,
+    /// Bridge port → (its index, the pod it serves): to be passed back to the next [`bind`].
+    pub owners: BTreeMap<String, (u32, P)>,
+}
+
 /// Binds pod addresses to bridge ports. `wanted` are the local pod addresses without a
-/// host route of their own, each with its pod; `known` the bindings made before. A binding
-/// stays while its pod wants the address and its port is still a bridge port (a pod whose
-/// port is bound cannot move its address to another port: its ARP or neighbour
-/// advertisement from there is dropped). A new address is bound to the port its MAC was
-/// learned on, unless that port is already bound to another pod (one port, one pod).
-pub fn bind<P: Copy + Eq + Ord>(
+/// host route of their own, each with its pod (a key that stays the same across snapshots:
+/// `namespace/name`); `known` and `owners` what the last call decided.
+///
+/// A port serves one pod, the first it was bound to, for as long as it exists (a port is
+/// one pod sandbox's veth: a pod that is deleted leaves its port to no other pod, which is
+/// what lets a new pod reusing the address win while the old port is still there). An
+/// address is bound to the one port that may serve its pod and whose peer (the pod's own
+/// interface, [`crate::peers`]) has the address configured: what the CNI assigned, not what
+/// anyone answered for it, so no other pod can claim an address first. An earlier binding
+/// stays while its port exists and (if its peer can be read) still has the address.
+/// Several candidate ports, or only ports of other pods, hold the address at every port.
+///
+/// Only for an address configured on no readable peer, the port its MAC was learned on
+/// (neighbour table and FDB) is used, and only if that port's peer cannot be read (no veth
+/// into another namespace, or a kernel before 4.20). When every port's peer can be read,
+/// such an address is held instead.
+pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
     known: &BTreeMap<IpAddr, String>,
+    owners: &BTreeMap<String, (u32, P)>,
     wanted: &[(IpAddr, P)],
     view: &BridgeView,
-) -> BTreeMap<IpAddr, String> {
-    let ports: BTreeMap<&str, &str> = view
-        .ports
+) -> Binding<P> {
+    let ports: BTreeMap<&str, &Port> = view.ports.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut owner: BTreeMap<String, (u32, P)> = owners
         .iter()
-        .map(|p| (p.name.as_str(), p.bridge.as_str()))
+        .filter(|(name, (index, _))| ports.get(name.as_str()).is_some_and(|p| p.index == *index))
+        .map(|(n, o)| (n.clone(), o.clone()))
         .collect();
+    let may_serve = |owner: &BTreeMap<String, (u32, P)>, port: &str, pod: &P| {
+        owner.get(port).is_none_or(|(_, o)| o == pod)
+    };
+    let carriers = |ip: &IpAddr| -> Vec<&str> {
+        view.peer_addrs
+            .iter()
+            .filter(|(port, a)| a.contains(ip) && ports.contains_key(port.as_str()))
+            .map(|(port, _)| port.as_str())
+            .collect()
+    };
     let mut out = BTreeMap::new();
-    let mut owner: BTreeMap<String, P> = BTreeMap::new();
     for (ip, pod) in wanted {
-        if let Some(port) = known.get(ip) {
-            if ports.contains_key(port.as_str()) && owner.get(port).is_none_or(|o| o == pod) {
-                owner.insert(port.clone(), *pod);
-                out.insert(*ip, port.clone());
-            }
+        let Some(port) = known.get(ip) else {
+            continue;
+        };
+        let Some(p) = ports.get(port.as_str()) else {
+            continue;
+        };
+        let configured = view.peer_addrs.get(port).is_none_or(|a| a.contains(ip));
+        if configured && !out.contains_key(ip) && may_serve(&owner, port, pod) {
+            owner.insert(port.clone(), (p.index, pod.clone()));
+            out.insert(*ip, port.clone());
         }
     }
+    // Addresses configured on readable peers: bound where exactly one port may take them;
+    // binding one may settle which pod a port serves, so go round until nothing changes.
+    let mut open: Vec<&(IpAddr, P)> = wanted
+        .iter()
+        .filter(|(ip, _)| !out.contains_key(ip) && !carriers(ip).is_empty())
+        .collect();
+    loop {
+        let before = open.len();
+        open.retain(|(ip, pod)| {
+            if out.contains_key(ip) {
+                return false;
+            }
+            let can: Vec<&str> = carriers(ip)
+                .into_iter()
+                .filter(|port| may_serve(&owner, port, pod))
+                .collect();
+            let [port] = can[..] else {
+                return true;
+            };
+            owner.insert(port.to_string(), (ports[port].index, pod.clone()));
+            out.insert(*ip, port.to_string());
+            false
+        });
+        if open.len() == before {
+            break;
+        }
+    }
+    let mut held = BTreeSet::new();
+    for (ip, pod) in open {
+        tracing::warn!(%ip, ?pod, ports = ?carriers(ip),
+            "pod address configured on several bridge ports' pods, or only on other pods' \
+             ports: held at every port");
+        held.insert(*ip);
+    }
+    for (ip, port) in &out {
+        let others: Vec<&str> = carriers(ip).into_iter().filter(|p| p != port).collect();
+        if !others.is_empty() {
+            tracing::warn!(%ip, port, ?others,
+                "pod address configured in other pods too: not sent from their ports");
+        }
+    }
+    // The learned fallback, for ports whose peer cannot be read.
+    let all_readable = view
+        .ports
+        .iter()
+        .all(|p| view.peer_addrs.contains_key(&p.name));
     for (ip, pod) in wanted {
-        if out.contains_key(ip) {
+        if out.contains_key(ip) || held.contains(ip) || !carriers(ip).is_empty() {
+            continue;
+        }
+        if all_readable {
+            held.insert(*ip);
             continue;
         }
         let Some((bridge, mac)) = view.neighbours.get(ip) else {
@@ -320,17 +455,24 @@ pub fn bind<P: Copy + Eq + Ord>(
         let Some(port) = view.fdb.get(&(bridge.clone(), mac.clone())) else {
             continue;
         };
-        if ports.get(port.as_str()) != Some(&bridge.as_str()) {
+        let Some(p) = ports.get(port.as_str()) else {
+            continue;
+        };
+        if p.bridge != *bridge || view.peer_addrs.contains_key(port) {
             continue;
         }
-        if owner.get(port).is_some_and(|o| o != pod) {
+        if !may_serve(&owner, port, pod) {
             tracing::warn!(%ip, port, "address learned on another pod's bridge port: not bound");
             continue;
         }
-        owner.insert(port.clone(), *pod);
+        owner.insert(port.clone(), (p.index, pod.clone()));
         out.insert(*ip, port.clone());
     }
-    out
+    Binding {
+        bound: out,
+        held,
+        owners: owner,
+    }
 }
 
 /// The `nft` script that replaces `table bridge palisade` with the checks for `bound`
@@ -341,12 +483,13 @@ pub fn bind<P: Copy + Eq + Ord>(
 ///   its link-local address may only send ICMPv6 (neighbour and router discovery, as in
 ///   `inet palisade`'s `input`); anything else from it,
 ///   other EtherTypes (VLAN tags) included, is dropped;
-/// - a frame from any other port must not carry a bound pod's address.
+/// - a frame from any other port must not carry a bound pod's address;
+/// - `held` addresses ([`Binding::held`]) may be sent from no port.
 ///
 /// A pod's own packet costs two set lookups (is the port bound, does the pair match).
-pub fn port_script(bound: &BTreeMap<IpAddr, String>) -> String {
+pub fn port_script(bound: &BTreeMap<IpAddr, String>, held: &BTreeSet<IpAddr>) -> String {
     let mut out = format!("table bridge {PORT_TABLE} {{}}\ndelete table bridge {PORT_TABLE}\n");
-    if bound.is_empty() {
+    if bound.is_empty() && held.is_empty() {
         return out;
     }
     let mut ports = BTreeSet::new();
@@ -373,6 +516,12 @@ pub fn port_script(bound: &BTreeMap<IpAddr, String>) -> String {
                 nd6.insert(format!("\"{port}\" . 0x{:032x}", u128::from(*v6)));
             }
         }
+    }
+    for ip in held {
+        match ip {
+            IpAddr::V4(_) => addr4.insert(ip.to_string()),
+            IpAddr::V6(_) => addr6.insert(ip.to_string()),
+        };
     }
     let set = |name: &str, spec: &str, el: &BTreeSet<String>| {
         if el.is_empty() {
@@ -441,6 +590,7 @@ mod tests {
             ports,
             neighbours: parse_neighbours(neigh, &bridges),
             fdb: parse_fdb(fdb, "cni0"),
+            ..BridgeView::default()
         }
     }
 
@@ -460,47 +610,179 @@ mod tests {
         assert_eq!(v.neighbours[&ip("10.0.0.1")].1, "aa:00:00:00:00:01");
         assert_eq!(v.fdb.len(), 2, "{:?}", v.fdb);
         assert!(parse_ports("nonsense").is_empty());
+        let veth = r#"[{"ifindex":2,"ifname":"cni0","linkinfo":{"info_kind":"bridge"}},
+            {"ifindex":7,"ifname":"veth9","link_index":2,"link_netnsid":3,"master":"cni0",
+             "linkinfo":{"info_kind":"veth","info_slave_kind":"bridge"}}]"#;
+        let p = &parse_ports(veth)[0];
+        assert_eq!((p.index, p.peer), (7, Some((3, 2))));
     }
 
-    /// An address is bound to the port its MAC was learned on; a binding stays while its
-    /// port exists, even when the tables say otherwise later (a forged ARP cannot move it);
-    /// a port already bound to one pod is never bound to another pod's address.
+    fn next(prev: &Binding<u32>, wanted: &[(IpAddr, u32)], v: &BridgeView) -> Binding<u32> {
+        bind(&prev.bound, &prev.owners, wanted, v)
+    }
+
+    fn fresh(wanted: &[(IpAddr, u32)], v: &BridgeView) -> Binding<u32> {
+        bind(&BTreeMap::new(), &BTreeMap::new(), wanted, v)
+    }
+
+    /// Where a port's peer cannot be read (the ports here are no veths into other
+    /// namespaces): an address is bound to the port its MAC was learned on; a binding stays
+    /// while its port exists, even when the tables say otherwise later (a forged ARP cannot
+    /// move it); a port already bound to one pod is never bound to another pod's address.
     #[test]
     fn addresses_are_bound_to_their_port_once_and_one_port_serves_one_pod() {
         let v = view();
+        assert!(v.ports.iter().all(|p| p.peer.is_none()));
         let wanted = [
             (ip("10.0.0.1"), 1u32),
             (ip("10.0.0.2"), 2),
             (ip("10.0.0.3"), 3),
         ];
-        let b = bind(&BTreeMap::new(), &wanted, &v);
-        assert_eq!(b.len(), 2);
-        assert_eq!(b[&ip("10.0.0.1")], "veth1");
-        assert_eq!(b[&ip("10.0.0.2")], "veth2");
+        let b = fresh(&wanted, &v);
+        assert_eq!(b.bound.len(), 2);
+        assert_eq!(b.bound[&ip("10.0.0.1")], "veth1");
+        assert_eq!(b.bound[&ip("10.0.0.2")], "veth2");
+        assert!(b.held.is_empty(), "unreadable peers: nothing held");
         // Pod 2's port now answers for pod 1's address: the earlier binding stands.
         let mut forged = v.clone();
         forged
             .neighbours
             .insert(ip("10.0.0.1"), ("cni0".into(), "aa:00:00:00:00:02".into()));
-        assert_eq!(bind(&b, &wanted, &forged), b);
+        assert_eq!(next(&b, &wanted, &forged).bound, b.bound);
         // Pod 3's address learned on pod 2's port: not bound.
         let mut claim = v.clone();
         claim
             .neighbours
             .insert(ip("10.0.0.3"), ("cni0".into(), "aa:00:00:00:00:02".into()));
-        assert!(!bind(&b, &wanted, &claim).contains_key(&ip("10.0.0.3")));
+        assert!(!next(&b, &wanted, &claim)
+            .bound
+            .contains_key(&ip("10.0.0.3")));
         // A pod's second address on its own port is bound.
         let two = [(ip("10.0.0.1"), 1u32), (ip("fd00::1"), 1)];
         let mut v6 = v.clone();
         v6.neighbours
             .insert(ip("fd00::1"), ("cni0".into(), "aa:00:00:00:00:01".into()));
-        assert_eq!(bind(&BTreeMap::new(), &two, &v6).len(), 2);
+        assert_eq!(fresh(&two, &v6).bound.len(), 2);
         // A port that is gone, or a pod that is gone, drops the binding.
         let mut gone = v.clone();
         gone.ports.retain(|p| p.name != "veth1");
         gone.neighbours.clear();
-        assert_eq!(bind(&b, &wanted, &gone).len(), 1);
-        assert_eq!(bind(&b, &wanted[1..], &v).len(), 1);
+        assert_eq!(next(&b, &wanted, &gone).bound.len(), 1);
+        assert_eq!(next(&b, &wanted[1..], &v).bound.len(), 1);
+    }
+
+    /// Ports `veth1`..`veth4`, each the host end of a veth into its own namespace, with the
+    /// addresses configured on the peers.
+    fn peers(addrs: &[(&str, &[&str])]) -> BridgeView {
+        let ports = (1..=4)
+            .map(|i| Port {
+                name: format!("veth{i}"),
+                bridge: "cni0".into(),
+                index: 10 + i,
+                peer: Some((i as i32, 2)),
+            })
+            .collect();
+        BridgeView {
+            ports,
+            peer_addrs: (1..=4)
+                .map(|i| (format!("veth{i}"), BTreeSet::new()))
+                .chain(
+                    addrs
+                        .iter()
+                        .map(|(p, a)| (p.to_string(), a.iter().map(|s| ip(s)).collect())),
+                )
+                .collect(),
+            ..BridgeView::default()
+        }
+    }
+
+    /// An address is bound to the port whose peer has it configured, whatever the
+    /// neighbour table says; a port serves one pod for as long as it exists.
+    #[test]
+    fn addresses_are_bound_where_they_are_configured_not_where_they_were_answered() {
+        let wanted = [
+            (ip("10.0.0.3"), 3u32),
+            (ip("10.0.0.1"), 1),
+            (ip("10.0.0.2"), 2),
+        ];
+        // Pod 2 answered ARP for pod 3's address before pod 3 sent anything; pod 3's
+        // address is not configured yet: held, not bound to pod 2's port.
+        let mut v = peers(&[("veth1", &["10.0.0.1"]), ("veth2", &["10.0.0.2"])]);
+        v.neighbours
+            .insert(ip("10.0.0.3"), ("cni0".into(), "aa:00:00:00:00:02".into()));
+        v.fdb
+            .insert(("cni0".into(), "aa:00:00:00:00:02".into()), "veth2".into());
+        let b = fresh(&wanted, &v);
+        assert_eq!(b.bound.len(), 2, "{b:?}");
+        assert_eq!(b.held, [ip("10.0.0.3")].into());
+        // Configured on pod 3's interface: bound there.
+        let v = peers(&[
+            ("veth1", &["10.0.0.1"]),
+            ("veth2", &["10.0.0.2"]),
+            ("veth3", &["10.0.0.3"]),
+        ]);
+        let b3 = next(&b, &wanted, &v);
+        assert_eq!(b3.bound[&ip("10.0.0.3")], "veth3");
+        assert!(b3.held.is_empty());
+        // Pod 2 (NET_ADMIN) configures pod 3's address on its own interface too, from the
+        // first reconcile on: its port serves pod 2, so the address goes to pod 3's port.
+        let mut both = v.clone();
+        both.peer_addrs
+            .get_mut("veth2")
+            .unwrap()
+            .insert(ip("10.0.0.3"));
+        let f = fresh(&wanted, &both);
+        assert_eq!(f.bound[&ip("10.0.0.3")], "veth3", "{f:?}");
+        assert_eq!(f.bound[&ip("10.0.0.2")], "veth2");
+        // ... and once bound, pod 2 taking it on later moves nothing.
+        assert_eq!(next(&b3, &wanted, &both).bound, b3.bound);
+        // Two ports that could both serve the pod: bound to neither, held everywhere.
+        let twice = peers(&[("veth3", &["10.0.0.3"]), ("veth4", &["10.0.0.3"])]);
+        let t = fresh(&wanted[..1], &twice);
+        assert!(t.bound.is_empty());
+        assert_eq!(t.held, [ip("10.0.0.3")].into());
+        // Pod 1 is deleted and its address goes to the new pod 4 while pod 1's port is still
+        // there with it configured: the new pod's port wins.
+        let reuse = peers(&[
+            ("veth1", &["10.0.0.1"]),
+            ("veth2", &["10.0.0.2"]),
+            ("veth3", &["10.0.0.3"]),
+            ("veth4", &["10.0.0.1"]),
+        ]);
+        let wanted4 = [
+            (ip("10.0.0.1"), 4u32),
+            (ip("10.0.0.2"), 2),
+            (ip("10.0.0.3"), 3),
+        ];
+        let r = next(&b3, &wanted4, &reuse);
+        assert_eq!(r.bound[&ip("10.0.0.1")], "veth4", "{r:?}");
+        assert!(r.held.is_empty());
+        // An address taken off its pod's interface is held; a port whose peer cannot be
+        // read is still bound by what was learned, a readable one never.
+        let mut off = v.clone();
+        off.peer_addrs.get_mut("veth1").unwrap().clear();
+        assert_eq!(next(&b3, &wanted, &off).held, [ip("10.0.0.1")].into());
+        let mut unreadable = v.clone();
+        unreadable.peer_addrs.remove("veth3");
+        unreadable
+            .peer_addrs
+            .get_mut("veth2")
+            .unwrap()
+            .insert(ip("10.0.0.9"));
+        unreadable
+            .neighbours
+            .insert(ip("10.0.0.3"), ("cni0".into(), "aa:00:00:00:00:03".into()));
+        unreadable
+            .fdb
+            .insert(("cni0".into(), "aa:00:00:00:00:03".into()), "veth3".into());
+        let u = fresh(&wanted, &unreadable);
+        assert_eq!(u.bound[&ip("10.0.0.3")], "veth3", "{u:?}");
+        let mut learned_on_readable = unreadable.clone();
+        learned_on_readable
+            .fdb
+            .insert(("cni0".into(), "aa:00:00:00:00:03".into()), "veth4".into());
+        let l = fresh(&wanted, &learned_on_readable);
+        assert!(!l.bound.contains_key(&ip("10.0.0.3")), "{l:?}");
     }
 
     #[test]
@@ -512,7 +794,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let s = port_script(&bound);
+        let s = port_script(&bound, &[ip("10.0.0.7")].into());
         assert!(s.starts_with("table bridge palisade {}\ndelete table bridge palisade\n"));
         assert!(
             s.contains(
@@ -525,8 +807,12 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains("bad"), "{s}");
+        assert!(
+            s.contains("set addr_4 { type ipv4_addr; elements = { 10.0.0.1, 10.0.0.7 } }"),
+            "held addresses are sent from no port: {s}"
+        );
         assert_eq!(
-            port_script(&BTreeMap::new()),
+            port_script(&BTreeMap::new(), &BTreeSet::new()),
             "table bridge palisade {}\ndelete table bridge palisade\n"
         );
     }

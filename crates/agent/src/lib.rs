@@ -14,6 +14,7 @@ pub mod newpod;
 pub mod nflog;
 pub mod nfnetlink;
 pub mod nft;
+pub mod peers;
 #[cfg(test)]
 mod render_tests;
 pub mod revoke;

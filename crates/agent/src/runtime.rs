@@ -5,7 +5,7 @@ use crate::nfnetlink::{ElementError, NftSocket};
 use crate::nft::{self, NftError};
 use crate::ruleset::{render, RenderOptions, TABLE};
 use palisade_policy::{Engine, PodId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -57,8 +57,12 @@ pub struct Agent {
     pod_interface_prefixes: Vec<String>,
     /// Pod addresses bound to the bridge port they sit behind ([`crate::bridge::bind`]).
     bridge_ports: BTreeMap<IpAddr, String>,
-    /// Whether `table bridge palisade` in the kernel holds exactly `bridge_ports` (false at
-    /// start: a previous run's table is replaced or removed).
+    /// Pod addresses no bridge port may send from ([`crate::bridge::Binding::held`]).
+    bridge_held: BTreeSet<IpAddr>,
+    /// Bridge port → (its index, the pod, `namespace/name`, it serves).
+    bridge_owners: BTreeMap<String, (u32, String)>,
+    /// Whether `table bridge palisade` in the kernel holds exactly `bridge_ports` and
+    /// `bridge_held` (false at start: a previous run's table is replaced or removed).
     bridge_applied: bool,
     /// When each unbound bridged address was last probed ([`crate::bridge::probe`]).
     bridge_probed: BTreeMap<IpAddr, Instant>,
@@ -144,6 +148,8 @@ impl Agent {
             netlink: None,
             pod_interface_prefixes: Vec::new(),
             bridge_ports: BTreeMap::new(),
+            bridge_held: BTreeSet::new(),
+            bridge_owners: BTreeMap::new(),
             bridge_applied: false,
             bridge_probed: BTreeMap::new(),
             revoked: BTreeMap::new(),
@@ -178,8 +184,10 @@ impl Agent {
 
     /// Binds the local pod addresses that have no host route (`routed`) to the bridge port
     /// they sit behind and keeps `table bridge palisade` in step ([`crate::bridge::bind`],
-    /// [`crate::bridge::port_script`]). Addresses not yet resolved are probed once, waited
-    /// for briefly, and picked up by a later reconcile or resync if they answer late.
+    /// [`crate::bridge::port_script`]). Each port's peer (the pod's interface) is read for
+    /// the addresses configured on it; only addresses found on no readable peer fall back to
+    /// the learned tables: probed once, waited for briefly, and picked up by a later
+    /// reconcile or resync if they answer late.
     fn guard_bridge_ports(
         &mut self,
         engine: &Engine,
@@ -187,32 +195,45 @@ impl Agent {
         routed: &BTreeMap<IpAddr, String>,
         netns: Option<&str>,
     ) {
-        let wanted: Vec<(IpAddr, PodId)> = pods
+        let wanted: Vec<(IpAddr, String)> = pods
             .iter()
-            .filter(|&&p| !engine.pods()[p as usize].host_network)
-            .flat_map(|&p| engine.pods()[p as usize].ips.iter().map(move |ip| (*ip, p)))
+            .map(|&p| &engine.pods()[p as usize])
+            .filter(|p| !p.host_network)
+            .flat_map(|p| {
+                let key = format!("{}/{}", p.namespace, p.name);
+                p.ips.iter().map(move |ip| (*ip, key.clone()))
+            })
             .filter(|(ip, _)| !routed.contains_key(ip))
             .collect();
-        let bound = if wanted.is_empty() {
-            BTreeMap::new()
+        let (bound, held) = if wanted.is_empty() {
+            self.bridge_owners.clear();
+            (BTreeMap::new(), BTreeSet::new())
         } else {
             match self.bind_bridge_ports(&wanted, netns) {
-                Ok(b) => b,
+                Ok(b) => {
+                    self.bridge_owners = b.owners;
+                    (b.bound, b.held)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the node's bridges: bridge port bindings kept");
-                    self.bridge_ports.clone()
+                    (self.bridge_ports.clone(), self.bridge_held.clone())
                 }
             }
         };
-        if self.bridge_applied && bound == self.bridge_ports {
+        if self.bridge_applied && bound == self.bridge_ports && held == self.bridge_held {
             return;
         }
-        match nft::apply(&crate::bridge::port_script(&bound), netns) {
+        match nft::apply(&crate::bridge::port_script(&bound, &held), netns) {
             Ok(()) => {
-                if bound.len() != self.bridge_ports.len() {
-                    tracing::info!(bound = bound.len(), "pod addresses bound to bridge ports");
+                if bound.len() != self.bridge_ports.len() || held.len() != self.bridge_held.len() {
+                    tracing::info!(
+                        bound = bound.len(),
+                        held = held.len(),
+                        "pod addresses bound to bridge ports"
+                    );
                 }
                 self.bridge_ports = bound;
+                self.bridge_held = held;
                 self.bridge_applied = true;
             }
             Err(e) => {
@@ -224,30 +245,55 @@ impl Agent {
 
     fn bind_bridge_ports(
         &mut self,
-        wanted: &[(IpAddr, PodId)],
+        wanted: &[(IpAddr, String)],
         netns: Option<&str>,
-    ) -> Result<BTreeMap<IpAddr, String>, String> {
+    ) -> Result<crate::bridge::Binding<String>, String> {
         let ports = crate::bridge::read_ports(netns)?;
         if ports.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok(crate::bridge::Binding {
+                bound: BTreeMap::new(),
+                held: BTreeSet::new(),
+                owners: BTreeMap::new(),
+            });
         }
-        let only_ports = crate::bridge::BridgeView {
+        let peer_addrs = match crate::bridge::read_peers(netns, &ports) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "bridge ports' pod addresses not read: learned bindings only");
+                BTreeMap::new()
+            }
+        };
+        let authoritative = crate::bridge::BridgeView {
             ports: ports.clone(),
+            peer_addrs: peer_addrs.clone(),
             ..Default::default()
         };
-        let mut bound = crate::bridge::bind(&self.bridge_ports, wanted, &only_ports);
-        if bound.len() == wanted.len() {
-            return Ok(bound);
+        let bind = |view: &crate::bridge::BridgeView| {
+            crate::bridge::bind(&self.bridge_ports, &self.bridge_owners, wanted, view)
+        };
+        let unresolved = |b: &crate::bridge::Binding<String>| -> Vec<IpAddr> {
+            wanted
+                .iter()
+                .map(|(ip, _)| *ip)
+                .filter(|ip| !b.bound.contains_key(ip) && !b.held.contains(ip))
+                .collect()
+        };
+        let mut binding = bind(&authoritative);
+        if unresolved(&binding).is_empty() {
+            return Ok(binding);
         }
-        let view = crate::bridge::read_view(netns, ports.clone())?;
-        bound = crate::bridge::bind(&self.bridge_ports, wanted, &view);
+        // The learned fallback, for pods behind ports whose peer cannot be read.
+        let learned = || -> Result<crate::bridge::BridgeView, String> {
+            let mut view = crate::bridge::read_view(netns, ports.clone())?;
+            view.peer_addrs = peer_addrs.clone();
+            Ok(view)
+        };
+        binding = bind(&learned()?);
         let now = Instant::now();
         self.bridge_probed
             .retain(|ip, _| wanted.iter().any(|(w, _)| w == ip));
-        let to_probe: Vec<IpAddr> = wanted
-            .iter()
-            .map(|(ip, _)| *ip)
-            .filter(|ip| !bound.contains_key(ip))
+        let to_probe: Vec<IpAddr> = unresolved(&binding)
+            .into_iter()
             .filter(|ip| {
                 self.bridge_probed
                     .get(ip)
@@ -255,7 +301,7 @@ impl Agent {
             })
             .collect();
         if to_probe.is_empty() {
-            return Ok(bound);
+            return Ok(binding);
         }
         for ip in &to_probe {
             self.bridge_probed.insert(*ip, now);
@@ -263,13 +309,13 @@ impl Agent {
         crate::bridge::probe(netns, &to_probe);
         for _ in 0..6 {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            let view = crate::bridge::read_view(netns, ports.clone())?;
-            bound = crate::bridge::bind(&self.bridge_ports, wanted, &view);
-            if to_probe.iter().all(|ip| bound.contains_key(ip)) {
+            binding =
+                crate::bridge::bind(&self.bridge_ports, &self.bridge_owners, wanted, &learned()?);
+            if to_probe.iter().all(|ip| binding.bound.contains_key(ip)) {
                 break;
             }
         }
-        Ok(bound)
+        Ok(binding)
     }
 
     /// Holds interfaces whose names start with one of `prefixes` (the CNI's pod interfaces:
@@ -492,11 +538,13 @@ impl Agent {
         let ns = self.settings.as_ref().and_then(|s| s.netns.clone());
         self.applied = None;
         self.bridge_ports.clear();
+        self.bridge_held.clear();
+        self.bridge_owners.clear();
         self.bridge_applied = false;
         nft::apply(
             &format!(
                 "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n{}",
-                crate::bridge::port_script(&BTreeMap::new())
+                crate::bridge::port_script(&BTreeMap::new(), &BTreeSet::new())
             ),
             ns.as_deref(),
         )

@@ -2184,3 +2184,166 @@ fn tcp6_syn(ns: &str, src: &str, dst: &str) {
         .unwrap();
     assert!(st.success(), "python in {ns}");
 }
+
+/// `a` and (when `with_c`) the new pod `c` behind one bridge (`b`, on the same bridge, is
+/// not in the snapshot yet); `a` takes 8080 from `c` only.
+fn bridged_new_pods(net: &str, with_c: bool) -> String {
+    let pod = |name: &str, i: u8| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c}}]}}\nstatus: {{podIP: {net}.{i}}}\n---\n"
+        )
+    };
+    let mut yaml = pod("a", 1);
+    if with_c {
+        yaml += &pod("c", 3);
+    }
+    yaml += "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-from-c, namespace: x}\n\
+             spec:\n  podSelector: {matchLabels: {app: a}}\n  \
+             ingress: [{from: [{podSelector: {matchLabels: {app: c}}}], ports: [{port: 8080}]}]\n";
+    yaml
+}
+
+fn bridged_agent(node: &str) -> palisade_agent::runtime::Agent {
+    palisade_agent::runtime::Agent::new(palisade_agent::runtime::AgentSettings {
+        node: "n1".into(),
+        all_nodes: false,
+        netns: Some(node.to_string()),
+        log_flows: false,
+        node_services: Vec::new(),
+    })
+}
+
+/// A bridged pod's address was bound to the port the node learned its MAC on, so the first
+/// pod to answer for an address got it: `b`, a pod the agent does not know yet (its status
+/// not seen), claimed the new pod `c`'s address (an ARP request from `c`'s address to the
+/// node) before `c` sent anything; the agent bound `c`'s address to `b`'s port, so `b`'s
+/// SYN from `c`'s address reached `a`, which takes 8080 from `c` only, and `c`'s own
+/// connection was dropped. Now the binding comes from the
+/// addresses configured on each port's veth peer (the pod's `eth0`, read over rtnetlink by
+/// namespace id): `c`'s address is bound to `c`'s port from the start, `b`'s forgeries are
+/// dropped at its port, and `c` connects.
+#[test]
+fn a_pod_answering_first_for_a_new_pods_address_does_not_get_it() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.8";
+    let Some(bridged) = BridgedNode::create("plbf", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let _server = NodeServer::start(a, &[8080]);
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_new_pods(net, false)))
+        .expect("ruleset applied");
+    // b learns a's link address (its own, refused, connection attempt).
+    assert!(!connects(b, "10.78.8.1", 8080), "b → a:8080 is denied");
+    // c is created (its address configured) and sends nothing; b claims c's address first.
+    send_arp(b, "10.78.8.3", "10.78.8.254");
+    let neigh = Command::new("ip")
+        .args(["-n", node, "neigh", "show", "10.78.8.3"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&neigh.stdout).trim().is_empty(),
+        "the node learned b's claim"
+    );
+    agent
+        .reconcile(&compile(&bridged_new_pods(net, true)))
+        .expect("ruleset with c applied");
+    assert_eq!(
+        agent.bridge_ports().get(&"10.78.8.3".parse().unwrap()),
+        Some(&"v2".to_string()),
+        "c's address is bound to c's port"
+    );
+    observer(
+        a,
+        &["ip saddr 10.78.8.3 tcp dport 8080 tcp sport 41000-41001"],
+    );
+    let (c_ip, a_ip) = ("10.78.8.3".parse().unwrap(), "10.78.8.1".parse().unwrap());
+    craft::send_ipv4(b, &craft::tcp(c_ip, a_ip, 41000, 8080, craft::SYN)).unwrap();
+    craft::send_ipv4(b, &craft::tcp(c_ip, a_ip, 41001, 8080, craft::ACK)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(a),
+        [0],
+        "b's packets claiming the new pod c's address reached a"
+    );
+    assert!(connects(c, "10.78.8.1", 8080), "c → a:8080 is allowed");
+    assert!(!connects(b, "10.78.8.1", 8080), "b → a:8080 is denied");
+}
+
+/// A pod address reused while the old pod's port still existed stayed bound to the old
+/// port (the binding held while anyone wanted the address), so the new pod's traffic was
+/// dropped until that port went. Now a port serves the pod it was first bound to, and the
+/// new pod's port, whose peer has the address configured, wins: the new pod `d`, reusing
+/// the deleted `a`'s address, connects; the old port sending as that address is dropped.
+#[test]
+fn a_reused_address_goes_to_the_new_pods_bridge_port() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.9";
+    let Some(bridged) = BridgedNode::create("plbu", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b) = (&pod_ns[0], &pod_ns[1]);
+    let d = format!("{node}-d");
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!("ip netns add {d}"));
+    let _d_ns = Netns(d.clone());
+    let _server = NodeServer::start(b, &[8080]);
+    // b takes 8080 from a (and, later, from d, which has a's labels).
+    let yaml = |first: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {first}, namespace: x, labels: {{app: a}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c}}]}}\nstatus: {{podIP: {net}.1}}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: b, namespace: x, labels: {{app: b}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c}}]}}\nstatus: {{podIP: {net}.2}}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: c, namespace: x, labels: {{app: c}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c}}]}}\nstatus: {{podIP: {net}.3}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: b-from-a, namespace: x}}\n\
+             spec:\n  podSelector: {{matchLabels: {{app: b}}}}\n  \
+             ingress: [{{from: [{{podSelector: {{matchLabels: {{app: a}}}}}}], ports: [{{port: 8080}}]}}]\n"
+        )
+    };
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&yaml("a")))
+        .expect("ruleset applied");
+    assert!(connects(a, "10.78.9.2", 8080), "a → b:8080 is allowed");
+    // a is deleted, its sandbox (and port) not yet; d gets a's address on a new port.
+    sh(format!(
+        "ip -n {node} link add v3 type veth peer name eth0 netns {d} && \
+         ip -n {node} link set v3 master br0 up && ip -n {d} link set lo up && \
+         ip -n {d} link set eth0 up && ip -n {d} addr add {net}.1/24 dev eth0 && \
+         ip -n {d} route add default via {net}.254"
+    ));
+    agent
+        .reconcile(&compile(&yaml("d")))
+        .expect("ruleset with d applied");
+    assert_eq!(
+        agent.bridge_ports().get(&"10.78.9.1".parse().unwrap()),
+        Some(&"v3".to_string()),
+        "the reused address is bound to the new pod's port"
+    );
+    assert!(connects(&d, "10.78.9.2", 8080), "d → b:8080 is allowed");
+    observer(b, &["ip saddr 10.78.9.1 tcp dport 8080 tcp sport 41000"]);
+    let (a_ip, b_ip) = ("10.78.9.1".parse().unwrap(), "10.78.9.2".parse().unwrap());
+    craft::send_ipv4(a, &craft::tcp(a_ip, b_ip, 41000, 8080, craft::SYN)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(b),
+        [0],
+        "the old port still sent as the reused address"
+    );
+}
