@@ -117,6 +117,15 @@ async fn rollback_once(
             "there is no revision {rev} (never written, or older than the kept ones)"
         ))
     })?;
+    // Signing it again must not sign what a writer of the prefix put there: with a key,
+    // only a revision that key signed (as revision `rev` of this set) is restored.
+    if let Some(k) = signer {
+        k.check_own(layout.set(), rev, kv.value()).map_err(|why| {
+            FederationError::Revision(format!(
+                "revision {rev} cannot be rolled back to with this signing key: {why}; push the policy files instead"
+            ))
+        })?;
+    }
     let parsed = parse_revision(rev, kv.value()).map_err(|e| {
         FederationError::Revision(format!(
             "revision {rev} cannot be rolled back to:\n{}",
@@ -184,7 +193,7 @@ async fn write_revision(
         let cur_mod = cur.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
         let member_networks = match &networks {
             Some(n) => n.clone(),
-            None => current_networks(client, opts, layout, cur.kvs().first()).await?,
+            None => current_networks(client, opts, layout, cur.kvs().first(), signer).await?,
         };
         // A stored number at u64::MAX (garbage under the prefix) must not wrap to revision 0,
         // a pointer members refuse.
@@ -252,25 +261,33 @@ async fn write_revision(
 /// The member networks in force: those the revision `current` names declares; when the
 /// pointer or that document is garbage (members then keep their last good revision), those
 /// of the newest stored revision that parses. None at all only when no revision parses.
+/// With a `signer`, only revisions it signed count (members refuse the others, and copying
+/// networks from one into a new signed revision would sign what any writer of the prefix
+/// chose); when revisions are stored but none is its own, the push is refused rather than
+/// dropping the networks silently.
 async fn current_networks(
     client: &mut Client,
     opts: &EtcdOptions,
     layout: &Layout,
     current: Option<&etcd_client::KeyValue>,
+    signer: Option<&SigningKey>,
 ) -> Result<BTreeMap<String, Vec<String>>> {
     let Some(kv) = current else {
         return Ok(BTreeMap::new());
     };
-    let networks_of = |bytes: &[u8]| {
+    let networks_of = |n: u64, bytes: &[u8]| {
+        if let Some(k) = signer {
+            k.check_own(layout.set(), n, bytes).ok()?;
+        }
         serde_json::from_slice::<RevisionDoc>(&signing::document(bytes))
             .ok()
-            .filter(|d| parse_member_networks(&d.member_networks).is_ok())
+            .filter(|d| d.revision == n && parse_member_networks(&d.member_networks).is_ok())
             .map(|d| d.member_networks)
     };
     let pointed = parse_pointer(kv.value()).ok();
     if let Some(n) = pointed {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
-        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
             return Ok(found);
         }
     }
@@ -293,9 +310,15 @@ async fn current_networks(
     stored.sort_unstable_by(|a, b| b.cmp(a));
     for n in stored {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
-        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
             return Ok(found);
         }
+    }
+    if let Some(k) = signer {
+        return Err(FederationError::Revision(format!(
+            "no stored revision is signed by this signing key (key {}), so the member networks in force are not known; give them (--member-network) or --clear-member-networks",
+            k.key_id()
+        )));
     }
     Ok(BTreeMap::new())
 }

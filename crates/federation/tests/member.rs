@@ -1318,3 +1318,138 @@ fn replaced(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
     bytes[at..at + from.len()].copy_from_slice(to);
     bytes
 }
+
+/// The hub must not sign what a writer of the prefix chose. On the old code `rollback
+/// --signing-key` re-signed whatever was stored under the revision rolled back to, and a push
+/// without `--member-network` copied the networks of whatever revision the pointer named:
+/// a writer holding only a member's credentials put an unsigned revision (its own policy,
+/// networks giving its cluster everyone's addresses), moved the pointer to it (refused by
+/// members), and the operator's next signed rollback or push carried it to every member,
+/// validly signed. Now the hub takes policies and networks only from revisions its own key
+/// signed, and refuses otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_signs_only_what_it_signed_before() {
+    use palisade_federation::push::{push_signed, rollback_signed};
+    use palisade_federation::revision::RevisionDoc;
+    use palisade_federation::signing::{self, SigningKey, TrustedKeys};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("oracle");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let (private, public, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let east: std::collections::BTreeMap<String, Vec<String>> =
+        [("east".to_string(), vec!["10.1.0.0/16".to_string()])].into();
+    let r1 = push_signed(
+        &opts,
+        &layout,
+        vec![policy("signed")],
+        Some(east.clone()),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r1.revision, 1);
+    let mut s = settings(&opts, "west");
+    s.trusted_keys = TrustedKeys::load(&[public]).unwrap();
+    let m = member::start_watch_only(s);
+    let mut view = m.view.clone();
+    wait_for("signed revision 1", &mut view, |v| v.revision == 1).await;
+
+    // The attacker's revision 2: its policy, and every address for its cluster.
+    let evil = serde_json::to_vec(&RevisionDoc {
+        revision: 2,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("evil")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 2, evil).await;
+    wait_health("the unsigned revision refused", &m, |h| {
+        h.seen_revision == Some(2)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("not signed"))
+    })
+    .await;
+
+    // A signed rollback to it is refused (the old code signed it as revision 3).
+    let err = rollback_signed(&opts, &layout, 2, 10, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("revision 2 cannot be rolled back to with this signing key")
+            && err.contains("not signed"),
+        "{err}"
+    );
+    // A rollback to the hub's own revision 1 is fine.
+    let r3 = rollback_signed(&opts, &layout, 1, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r3.revision, 3);
+    let v = wait_for("the rollback", &mut view, |v| v.revision == 3).await;
+    assert_eq!(v.policies[0].0.metadata.name, "signed");
+
+    // The attacker moves the pointer to its revision again; a signed push of policies alone
+    // keeps the networks of the hub's newest own revision, not the attacker's.
+    let evil4 = serde_json::to_vec(&RevisionDoc {
+        revision: 4,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("signed")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 4, evil4).await;
+    let r5 = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r5.revision, 5);
+    let stored = c.get(layout.revision(5), None).await.unwrap().kvs()[0]
+        .value()
+        .to_vec();
+    let doc: RevisionDoc = serde_json::from_slice(&signing::document(&stored)).unwrap();
+    assert_eq!(doc.member_networks, east);
+    let v = wait_for("revision 5", &mut view, |v| v.revision == 5).await;
+    assert_eq!(v.policies[0].0.metadata.name, "next");
+
+    // With none of the hub's own revisions left (all deleted), a push that does not say which
+    // networks hold is refused rather than signing the attacker's or silently dropping them.
+    c.delete(
+        layout.revisions(),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    let evil6 = serde_json::to_vec(&RevisionDoc {
+        revision: 6,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("signed")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 6, evil6).await;
+    let err = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--member-network"), "{err}");
+    let r7 = push_signed(
+        &opts,
+        &layout,
+        vec![policy("next")],
+        Some(east.clone()),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r7.revision, 7);
+}
