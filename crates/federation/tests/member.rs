@@ -1453,3 +1453,117 @@ async fn the_hub_signs_only_what_it_signed_before() {
     .unwrap();
     assert_eq!(r7.revision, 7);
 }
+
+/// The bound on other clusters was first come, first held: on the old code a writer under
+/// `identities/` that created `MAX_REMOTE_CLUSTERS` names (sorting before the real ones, or
+/// created while a real cluster's key had expired) locked the real clusters out of every
+/// member: their pods became unknown addresses (a policy allowing them denied, a Deny naming
+/// them missed). Now a cluster the operator names (signed `memberNetworks`, or
+/// `--member-network`) is always held, at start, through the watch, and when a new revision
+/// names a cluster refused before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_clusters_are_held_past_the_bound() {
+    use palisade_federation::member::MAX_REMOTE_CLUSTERS;
+    use palisade_federation::push::push_signed;
+    use palisade_federation::signing::{self, SigningKey, TrustedKeys};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("lockout");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let (private, public, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let nets = |names: &[&str]| -> std::collections::BTreeMap<String, Vec<String>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), vec![format!("10.{}.0.0/16", 100 + i)]))
+            .collect()
+    };
+    push_signed(
+        &opts,
+        &layout,
+        vec![policy("p")],
+        Some(nets(&["zz-east"])),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = (0..MAX_REMOTE_CLUSTERS)
+        .map(|i| format!("a{i:04}"))
+        .collect();
+    for chunk in names.chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|n| {
+                let w = workload(n, "p", "app", "10.9.0.1");
+                etcd_client::TxnOp::put(layout.identity(n), identity(n, vec![w]), None)
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    publish(
+        &mut c,
+        "zz-east",
+        vec![workload("zz-east", "api", "api", "10.100.0.5")],
+    )
+    .await;
+    let mut s = settings(&opts, "west");
+    s.trusted_keys = TrustedKeys::load(&[public]).unwrap();
+    let m = member::start_watch_only(s);
+    let mut view = m.view.clone();
+    let v = wait_for("zz-east held at start", &mut view, |v| {
+        v.revision == 1 && !holders(v, "10.100.0.5").is_empty()
+    })
+    .await;
+    assert_eq!(holders(&v, "10.100.0.5"), ["zz-east/ml/api"]);
+    assert_eq!(
+        m.health.borrow().remote_clusters.len(),
+        MAX_REMOTE_CLUSTERS + 1
+    );
+    // A cluster not named yet is refused; once a signed revision names it, it is read and held.
+    publish(
+        &mut c,
+        "zz-west",
+        vec![workload("zz-west", "api", "api", "10.101.0.5")],
+    )
+    .await;
+    wait_health("zz-west refused", &m, |h| {
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of zz-west: ") && k.contains("already publish"))
+    })
+    .await;
+    push_signed(
+        &opts,
+        &layout,
+        vec![policy("p")],
+        Some(nets(&["zz-east", "zz-west"])),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    let v = wait_for("zz-west held", &mut view, |v| {
+        v.revision == 2 && !holders(v, "10.101.0.5").is_empty()
+    })
+    .await;
+    assert_eq!(holders(&v, "10.101.0.5"), ["zz-west/ml/api"]);
+    // Undeclared names are still bounded.
+    publish(
+        &mut c,
+        "zz-late",
+        vec![workload("zz-late", "p", "app", "10.9.0.2")],
+    )
+    .await;
+    let h = wait_health("zz-late refused", &m, |h| {
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of zz-late: ") && k.contains("already publish"))
+    })
+    .await;
+    assert!(!h.remote_clusters.iter().any(|c| c == "zz-late"));
+}
