@@ -206,6 +206,9 @@ async fn write_revision(
                         .into(),
                 )
             })?;
+        if let Some(k) = signer {
+            check_jump(client, opts, layout, next, k).await?;
+        }
         let doc = RevisionDoc {
             revision: next,
             created_at_us: now_us(),
@@ -256,6 +259,67 @@ async fn write_revision(
         }
     }
     Err(FederationError::Conflict)
+}
+
+/// Furthest a signed revision's number may lie past the newest revision its key signed.
+/// Members refuse a signed revision numbered below the one they applied, and the hub numbers
+/// past every stored key; unchecked, a writer of the prefix storing a key near `u64::MAX`
+/// had the hub sign the largest number there is, after which it could sign nothing members
+/// take again.
+pub const MAX_REVISION_JUMP: u64 = 1_000_000;
+
+/// Revisions looked at (newest first) for the newest one the key signed.
+const OWN_REVISION_SCAN: usize = 200;
+
+/// Refuses to sign revision `next` when it lies more than [`MAX_REVISION_JUMP`] past the
+/// newest stored revision `key` signed (0 when none).
+async fn check_jump(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+    next: u64,
+    key: &SigningKey,
+) -> Result<()> {
+    if next <= MAX_REVISION_JUMP {
+        return Ok(());
+    }
+    let keys = within(
+        opts.timeout,
+        client.get(
+            layout.revisions(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    )
+    .await?;
+    let mut stored: Vec<u64> = keys
+        .kvs()
+        .iter()
+        .filter_map(|kv| match layout.classify(kv.key()) {
+            KeyKind::Revision(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    stored.sort_unstable_by(|a, b| b.cmp(a));
+    let mut own = 0;
+    for n in stored.iter().copied().take(OWN_REVISION_SCAN) {
+        let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
+        if resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| key.check_own(layout.set(), n, kv.value()).is_ok())
+        {
+            own = n;
+            break;
+        }
+    }
+    if next - own > MAX_REVISION_JUMP {
+        let highest = stored.first().copied().unwrap_or(0);
+        return Err(FederationError::Revision(format!(
+            "the next revision would be {next}, more than {MAX_REVISION_JUMP} past the newest revision this key signed ({own}): revision {highest} is stored but not signed by it (written by hand, or by someone pushing the numbers towards the largest there is); delete {} and push again",
+            layout.revision(highest)
+        )));
+    }
+    Ok(())
 }
 
 /// The member networks in force: those the revision `current` names declares; when the

@@ -1567,3 +1567,46 @@ async fn declared_clusters_are_held_past_the_bound() {
     .await;
     assert!(!h.remote_clusters.iter().any(|c| c == "zz-late"));
 }
+
+/// A writer of the prefix stores a key just below `u64::MAX`. On the old code the hub's next
+/// signed push was numbered `u64::MAX`, members applied it, and from then on the hub could
+/// push nothing (no larger number) while members refused every lower one: the global policy
+/// was frozen for good. Now a signed push refuses to jump more than `MAX_REVISION_JUMP` past
+/// the newest revision its key signed, naming the key to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_does_not_jump_to_the_largest_number() {
+    use palisade_federation::push::push_signed;
+    use palisade_federation::signing::{self, SigningKey};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("jump");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let (private, _, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let r1 = push_signed(&opts, &layout, vec![policy("a")], None, 100, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r1.revision, 1);
+    c.put(layout.revision(u64::MAX - 1), "garbage", None)
+        .await
+        .unwrap();
+    let err = push_signed(&opts, &layout, vec![policy("b")], None, 100, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("newest revision this key signed (1)")
+            && err.contains(&layout.revision(u64::MAX - 1)),
+        "{err}"
+    );
+    let cur = c.get(layout.current(), None).await.unwrap();
+    assert_eq!(cur.kvs()[0].value(), b"1");
+    c.delete(layout.revision(u64::MAX - 1), None).await.unwrap();
+    let r2 = push_signed(&opts, &layout, vec![policy("b")], None, 100, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r2.revision, 2);
+}
