@@ -391,7 +391,7 @@ async fn current_networks(
 /// newest `keep` (at least 1) stay: every revision below `next + 1 - keep`. Revision keys are
 /// zero-padded, so the range holds exactly those numbers.
 fn pruned_range(layout: &Layout, next: u64, keep: u64) -> Option<(String, String)> {
-    let first_kept = (next + 1).saturating_sub(keep.max(1));
+    let first_kept = next.saturating_sub(keep.max(1) - 1);
     (first_kept > 1).then(|| (layout.revision(0), layout.revision(first_kept)))
 }
 
@@ -445,6 +445,13 @@ mod tests {
         // keep 0 is taken as 1: only the revision written stays.
         assert_eq!(pruned_range(&l, 5, 0), Some((l.revision(0), l.revision(5))));
         assert_eq!(pruned_range(&l, 5, 1), Some((l.revision(0), l.revision(5))));
+        // The largest number (an unsigned push past a key stored by hand near it): the
+        // old code computed `next + 1`, which wrapped to 0 in release (nothing pruned, the
+        // store kept growing) and panicked in debug builds.
+        assert_eq!(
+            pruned_range(&l, u64::MAX, 100),
+            Some((l.revision(0), l.revision(u64::MAX - 99)))
+        );
         // The range never reaches non-numeric keys under revisions/.
         let (_, to) = pruned_range(&l, 500, 3).unwrap();
         assert!(to.as_str() < format!("{}a", l.revisions()).as_str());
