@@ -336,9 +336,11 @@ async fn current_networks(
     current: Option<&etcd_client::KeyValue>,
     signer: Option<&SigningKey>,
 ) -> Result<BTreeMap<String, Vec<String>>> {
-    let Some(kv) = current else {
+    // Unsigned, no pointer means no revision in force. Signed, a deleted pointer must not
+    // drop the networks either: the newest own revision stored still says them.
+    if current.is_none() && signer.is_none() {
         return Ok(BTreeMap::new());
-    };
+    }
     let networks_of = |n: u64, bytes: &[u8]| {
         if let Some(k) = signer {
             k.check_own(layout.set(), n, bytes).ok()?;
@@ -348,7 +350,7 @@ async fn current_networks(
             .filter(|d| d.revision == n && parse_member_networks(&d.member_networks).is_ok())
             .map(|d| d.member_networks)
     };
-    let pointed = parse_pointer(kv.value()).ok();
+    let pointed = current.and_then(|kv| parse_pointer(kv.value()).ok());
     if let Some(n) = pointed {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
         if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
@@ -372,13 +374,14 @@ async fn current_networks(
         })
         .collect();
     stored.sort_unstable_by(|a, b| b.cmp(a));
+    let stored_is_empty = stored.is_empty();
     for n in stored {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
         if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
             return Ok(found);
         }
     }
-    if let Some(k) = signer {
+    if let Some(k) = signer.filter(|_| current.is_some() || !stored_is_empty) {
         return Err(FederationError::Revision(format!(
             "no stored revision is signed by this signing key (key {}), so the member networks in force are not known; give them (--member-network) or --clear-member-networks",
             k.key_id()

@@ -1452,6 +1452,18 @@ async fn the_hub_signs_only_what_it_signed_before() {
     .await
     .unwrap();
     assert_eq!(r7.revision, 7);
+    // The pointer deleted: the networks of the hub's newest own revision still hold (the old
+    // code took "no pointer" as "no networks" and dropped them).
+    c.delete(layout.current(), None).await.unwrap();
+    let r8 = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r8.revision, 8);
+    let stored = c.get(layout.revision(8), None).await.unwrap().kvs()[0]
+        .value()
+        .to_vec();
+    let doc: RevisionDoc = serde_json::from_slice(&signing::document(&stored)).unwrap();
+    assert_eq!(doc.member_networks, east);
 }
 
 /// The bound on other clusters was first come, first held: on the old code a writer under
