@@ -95,7 +95,9 @@ pub const SHOWN_CLAIMS: usize = 20;
 /// Most other clusters whose workloads a member holds. Identity keys are not rate-limited:
 /// a writer under `identities/` could create keys for new cluster names without end, each
 /// merged (and re-resolved on every change) by every member. Past this many, a cluster not
-/// yet known is reported and ignored; known ones keep updating.
+/// yet known is reported and ignored; known ones keep updating. Clusters the operator names
+/// (`--member-network`, or `memberNetworks` of a signed revision) are always held and not
+/// counted, so names created first cannot lock them out.
 pub const MAX_REMOTE_CLUSTERS: usize = 256;
 
 /// Handles to a running member.
@@ -503,6 +505,7 @@ impl Watcher {
         };
         if n == self.applied() && self.current_bytes.as_deref() == Some(bytes.as_slice()) {
             self.health_tx.send_modify(|h| h.refused = None);
+            self.read_declared_identities(client).await?;
             self.publish_view();
             return Ok(());
         }
@@ -548,6 +551,7 @@ impl Watcher {
                 self.current = Some(parsed);
                 self.current_bytes = Some(bytes);
                 self.health_tx.send_modify(|h| h.refused = None);
+                self.read_declared_identities(client).await?;
             }
             Err(e) => self.report_refused(format!(
                 "revision {n} refused, keeping revision {}: {}",
@@ -571,10 +575,11 @@ impl Watcher {
             }
             Some(Ok(_))
                 if !self.remotes.contains_key(cluster)
-                    && self.remotes.len() >= MAX_REMOTE_CLUSTERS =>
+                    && !self.is_declared(cluster)
+                    && self.undeclared_remotes() >= MAX_REMOTE_CLUSTERS =>
             {
                 self.report_ignored(format!(
-                    "identities of {cluster}: {MAX_REMOTE_CLUSTERS} other clusters already publish, the most a member holds; ignored"
+                    "identities of {cluster}: {MAX_REMOTE_CLUSTERS} other clusters already publish, the most a member holds; ignored (declare its networks to have it held)"
                 ));
             }
             Some(Ok(IdentityDoc { workloads, .. })) => {
@@ -589,6 +594,50 @@ impl Watcher {
                 self.report_ignored(format!("identities of {cluster}: {e}; {kept}"));
             }
         }
+    }
+
+    /// Whether the operator named `cluster` as a member: `--member-network`, or the
+    /// `memberNetworks` of the applied revision when revisions are signed (unsigned, anyone
+    /// who writes the prefix could name clusters without end). A named cluster is always
+    /// held: it does not count against [`MAX_REMOTE_CLUSTERS`], so names created first
+    /// cannot lock it out.
+    fn is_declared(&self, cluster: &str) -> bool {
+        self.settings.member_networks.contains_key(cluster)
+            || (!self.settings.trusted_keys.is_empty()
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.member_networks.contains_key(cluster)))
+    }
+
+    /// Clusters held that the operator did not name (those [`MAX_REMOTE_CLUSTERS`] bounds).
+    fn undeclared_remotes(&self) -> usize {
+        self.remotes.keys().filter(|c| !self.is_declared(c)).count()
+    }
+
+    /// Reads the identities of the clusters the applied revision names that are not held
+    /// (refused while the bound was reached, before the revision named them).
+    async fn read_declared_identities(&mut self, client: &mut Client) -> Result<()> {
+        let missing: Vec<String> = self
+            .current
+            .as_ref()
+            .map(|c| c.member_networks.keys().cloned().collect::<Vec<String>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                *c != self.settings.cluster.name
+                    && !self.remotes.contains_key(c)
+                    && self.is_declared(c)
+            })
+            .collect();
+        let t = self.settings.etcd.timeout;
+        for c in missing {
+            let resp = within(t, client.get(self.settings.layout.identity(&c), None)).await?;
+            if let Some(kv) = resp.kvs().first() {
+                self.on_identity(&c, Some(kv.value()));
+            }
+        }
+        Ok(())
     }
 
     /// The other clusters' workloads as the view holds them. An address no pod can hold, or

@@ -117,6 +117,15 @@ async fn rollback_once(
             "there is no revision {rev} (never written, or older than the kept ones)"
         ))
     })?;
+    // Signing it again must not sign what a writer of the prefix put there: with a key,
+    // only a revision that key signed (as revision `rev` of this set) is restored.
+    if let Some(k) = signer {
+        k.check_own(layout.set(), rev, kv.value()).map_err(|why| {
+            FederationError::Revision(format!(
+                "revision {rev} cannot be rolled back to with this signing key: {why}; push the policy files instead"
+            ))
+        })?;
+    }
     let parsed = parse_revision(rev, kv.value()).map_err(|e| {
         FederationError::Revision(format!(
             "revision {rev} cannot be rolled back to:\n{}",
@@ -184,7 +193,7 @@ async fn write_revision(
         let cur_mod = cur.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
         let member_networks = match &networks {
             Some(n) => n.clone(),
-            None => current_networks(client, opts, layout, cur.kvs().first()).await?,
+            None => current_networks(client, opts, layout, cur.kvs().first(), signer).await?,
         };
         // A stored number at u64::MAX (garbage under the prefix) must not wrap to revision 0,
         // a pointer members refuse.
@@ -197,6 +206,9 @@ async fn write_revision(
                         .into(),
                 )
             })?;
+        if let Some(k) = signer {
+            check_jump(client, opts, layout, next, k).await?;
+        }
         let doc = RevisionDoc {
             revision: next,
             created_at_us: now_us(),
@@ -249,28 +261,99 @@ async fn write_revision(
     Err(FederationError::Conflict)
 }
 
+/// Furthest a signed revision's number may lie past the newest revision its key signed.
+/// Members refuse a signed revision numbered below the one they applied, and the hub numbers
+/// past every stored key; unchecked, a writer of the prefix storing a key near `u64::MAX`
+/// had the hub sign the largest number there is, after which it could sign nothing members
+/// take again.
+pub const MAX_REVISION_JUMP: u64 = 1_000_000;
+
+/// Revisions looked at (newest first) for the newest one the key signed.
+const OWN_REVISION_SCAN: usize = 200;
+
+/// Refuses to sign revision `next` when it lies more than [`MAX_REVISION_JUMP`] past the
+/// newest stored revision `key` signed (0 when none).
+async fn check_jump(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+    next: u64,
+    key: &SigningKey,
+) -> Result<()> {
+    if next <= MAX_REVISION_JUMP {
+        return Ok(());
+    }
+    let keys = within(
+        opts.timeout,
+        client.get(
+            layout.revisions(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    )
+    .await?;
+    let mut stored: Vec<u64> = keys
+        .kvs()
+        .iter()
+        .filter_map(|kv| match layout.classify(kv.key()) {
+            KeyKind::Revision(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    stored.sort_unstable_by(|a, b| b.cmp(a));
+    let mut own = 0;
+    for n in stored.iter().copied().take(OWN_REVISION_SCAN) {
+        let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
+        if resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| key.check_own(layout.set(), n, kv.value()).is_ok())
+        {
+            own = n;
+            break;
+        }
+    }
+    if next - own > MAX_REVISION_JUMP {
+        let highest = stored.first().copied().unwrap_or(0);
+        return Err(FederationError::Revision(format!(
+            "the next revision would be {next}, more than {MAX_REVISION_JUMP} past the newest revision this key signed ({own}): revision {highest} is stored but not signed by it (written by hand, or by someone pushing the numbers towards the largest there is); delete {} and push again",
+            layout.revision(highest)
+        )));
+    }
+    Ok(())
+}
+
 /// The member networks in force: those the revision `current` names declares; when the
 /// pointer or that document is garbage (members then keep their last good revision), those
 /// of the newest stored revision that parses. None at all only when no revision parses.
+/// With a `signer`, only revisions it signed count (members refuse the others, and copying
+/// networks from one into a new signed revision would sign what any writer of the prefix
+/// chose); when revisions are stored but none is its own, the push is refused rather than
+/// dropping the networks silently.
 async fn current_networks(
     client: &mut Client,
     opts: &EtcdOptions,
     layout: &Layout,
     current: Option<&etcd_client::KeyValue>,
+    signer: Option<&SigningKey>,
 ) -> Result<BTreeMap<String, Vec<String>>> {
-    let Some(kv) = current else {
+    // Unsigned, no pointer means no revision in force. Signed, a deleted pointer must not
+    // drop the networks either: the newest own revision stored still says them.
+    if current.is_none() && signer.is_none() {
         return Ok(BTreeMap::new());
-    };
-    let networks_of = |bytes: &[u8]| {
+    }
+    let networks_of = |n: u64, bytes: &[u8]| {
+        if let Some(k) = signer {
+            k.check_own(layout.set(), n, bytes).ok()?;
+        }
         serde_json::from_slice::<RevisionDoc>(&signing::document(bytes))
             .ok()
-            .filter(|d| parse_member_networks(&d.member_networks).is_ok())
+            .filter(|d| d.revision == n && parse_member_networks(&d.member_networks).is_ok())
             .map(|d| d.member_networks)
     };
-    let pointed = parse_pointer(kv.value()).ok();
+    let pointed = current.and_then(|kv| parse_pointer(kv.value()).ok());
     if let Some(n) = pointed {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
-        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
             return Ok(found);
         }
     }
@@ -291,11 +374,18 @@ async fn current_networks(
         })
         .collect();
     stored.sort_unstable_by(|a, b| b.cmp(a));
+    let stored_is_empty = stored.is_empty();
     for n in stored {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
-        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(d.value())) {
+        if let Some(found) = resp.kvs().first().and_then(|d| networks_of(n, d.value())) {
             return Ok(found);
         }
+    }
+    if let Some(k) = signer.filter(|_| current.is_some() || !stored_is_empty) {
+        return Err(FederationError::Revision(format!(
+            "no stored revision is signed by this signing key (key {}), so the member networks in force are not known; give them (--member-network) or --clear-member-networks",
+            k.key_id()
+        )));
     }
     Ok(BTreeMap::new())
 }
@@ -304,7 +394,7 @@ async fn current_networks(
 /// newest `keep` (at least 1) stay: every revision below `next + 1 - keep`. Revision keys are
 /// zero-padded, so the range holds exactly those numbers.
 fn pruned_range(layout: &Layout, next: u64, keep: u64) -> Option<(String, String)> {
-    let first_kept = (next + 1).saturating_sub(keep.max(1));
+    let first_kept = next.saturating_sub(keep.max(1) - 1);
     (first_kept > 1).then(|| (layout.revision(0), layout.revision(first_kept)))
 }
 
@@ -358,6 +448,13 @@ mod tests {
         // keep 0 is taken as 1: only the revision written stays.
         assert_eq!(pruned_range(&l, 5, 0), Some((l.revision(0), l.revision(5))));
         assert_eq!(pruned_range(&l, 5, 1), Some((l.revision(0), l.revision(5))));
+        // The largest number (an unsigned push past a key stored by hand near it): the
+        // old code computed `next + 1`, which wrapped to 0 in release (nothing pruned, the
+        // store kept growing) and panicked in debug builds.
+        assert_eq!(
+            pruned_range(&l, u64::MAX, 100),
+            Some((l.revision(0), l.revision(u64::MAX - 99)))
+        );
         // The range never reaches non-numeric keys under revisions/.
         let (_, to) = pruned_range(&l, 500, 3).unwrap();
         assert!(to.as_str() < format!("{}a", l.revisions()).as_str());

@@ -95,6 +95,12 @@ impl SigningKey {
         }
     }
 
+    /// Whether `stored` is revision `revision` of set `set` as this key signed it: what the
+    /// hub checks before taking anything from a stored revision into a new one it signs.
+    pub fn check_own(&self, set: &str, revision: u64, stored: &[u8]) -> Result<(), String> {
+        TrustedKeys(vec![self.public_key()]).verify(set, revision, stored)
+    }
+
     /// Wraps `document` (a revision document's bytes) in a signed envelope for revision
     /// `revision` of set `set`, written while the pointer named `previous` (0: none).
     pub fn seal(&self, set: &str, revision: u64, previous: u64, document: &[u8]) -> Vec<u8> {

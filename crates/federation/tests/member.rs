@@ -1318,3 +1318,307 @@ fn replaced(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
     bytes[at..at + from.len()].copy_from_slice(to);
     bytes
 }
+
+/// The hub must not sign what a writer of the prefix chose. On the old code `rollback
+/// --signing-key` re-signed whatever was stored under the revision rolled back to, and a push
+/// without `--member-network` copied the networks of whatever revision the pointer named:
+/// a writer holding only a member's credentials put an unsigned revision (its own policy,
+/// networks giving its cluster everyone's addresses), moved the pointer to it (refused by
+/// members), and the operator's next signed rollback or push carried it to every member,
+/// validly signed. Now the hub takes policies and networks only from revisions its own key
+/// signed, and refuses otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_signs_only_what_it_signed_before() {
+    use palisade_federation::push::{push_signed, rollback_signed};
+    use palisade_federation::revision::RevisionDoc;
+    use palisade_federation::signing::{self, SigningKey, TrustedKeys};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("oracle");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let (private, public, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let east: std::collections::BTreeMap<String, Vec<String>> =
+        [("east".to_string(), vec!["10.1.0.0/16".to_string()])].into();
+    let r1 = push_signed(
+        &opts,
+        &layout,
+        vec![policy("signed")],
+        Some(east.clone()),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r1.revision, 1);
+    let mut s = settings(&opts, "west");
+    s.trusted_keys = TrustedKeys::load(&[public]).unwrap();
+    let m = member::start_watch_only(s);
+    let mut view = m.view.clone();
+    wait_for("signed revision 1", &mut view, |v| v.revision == 1).await;
+
+    // The attacker's revision 2: its policy, and every address for its cluster.
+    let evil = serde_json::to_vec(&RevisionDoc {
+        revision: 2,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("evil")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 2, evil).await;
+    wait_health("the unsigned revision refused", &m, |h| {
+        h.seen_revision == Some(2)
+            && h.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("not signed"))
+    })
+    .await;
+
+    // A signed rollback to it is refused (the old code signed it as revision 3).
+    let err = rollback_signed(&opts, &layout, 2, 10, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("revision 2 cannot be rolled back to with this signing key")
+            && err.contains("not signed"),
+        "{err}"
+    );
+    // A rollback to the hub's own revision 1 is fine.
+    let r3 = rollback_signed(&opts, &layout, 1, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r3.revision, 3);
+    let v = wait_for("the rollback", &mut view, |v| v.revision == 3).await;
+    assert_eq!(v.policies[0].0.metadata.name, "signed");
+
+    // The attacker moves the pointer to its revision again; a signed push of policies alone
+    // keeps the networks of the hub's newest own revision, not the attacker's.
+    let evil4 = serde_json::to_vec(&RevisionDoc {
+        revision: 4,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("signed")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 4, evil4).await;
+    let r5 = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r5.revision, 5);
+    let stored = c.get(layout.revision(5), None).await.unwrap().kvs()[0]
+        .value()
+        .to_vec();
+    let doc: RevisionDoc = serde_json::from_slice(&signing::document(&stored)).unwrap();
+    assert_eq!(doc.member_networks, east);
+    let v = wait_for("revision 5", &mut view, |v| v.revision == 5).await;
+    assert_eq!(v.policies[0].0.metadata.name, "next");
+
+    // With none of the hub's own revisions left (all deleted), a push that does not say which
+    // networks hold is refused rather than signing the attacker's or silently dropping them.
+    c.delete(
+        layout.revisions(),
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    let evil6 = serde_json::to_vec(&RevisionDoc {
+        revision: 6,
+        created_at_us: 1,
+        rolled_back_from: None,
+        files: vec![policy("signed")],
+        member_networks: [("evil".to_string(), vec!["10.0.0.0/8".to_string()])].into(),
+    })
+    .unwrap();
+    put_revision(&mut c, &layout, 6, evil6).await;
+    let err = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--member-network"), "{err}");
+    let r7 = push_signed(
+        &opts,
+        &layout,
+        vec![policy("next")],
+        Some(east.clone()),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r7.revision, 7);
+    // The pointer deleted: the networks of the hub's newest own revision still hold (the old
+    // code took "no pointer" as "no networks" and dropped them).
+    c.delete(layout.current(), None).await.unwrap();
+    let r8 = push_signed(&opts, &layout, vec![policy("next")], None, 10, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r8.revision, 8);
+    let stored = c.get(layout.revision(8), None).await.unwrap().kvs()[0]
+        .value()
+        .to_vec();
+    let doc: RevisionDoc = serde_json::from_slice(&signing::document(&stored)).unwrap();
+    assert_eq!(doc.member_networks, east);
+}
+
+/// The bound on other clusters was first come, first held: on the old code a writer under
+/// `identities/` that created `MAX_REMOTE_CLUSTERS` names (sorting before the real ones, or
+/// created while a real cluster's key had expired) locked the real clusters out of every
+/// member: their pods became unknown addresses (a policy allowing them denied, a Deny naming
+/// them missed). Now a cluster the operator names (signed `memberNetworks`, or
+/// `--member-network`) is always held, at start, through the watch, and when a new revision
+/// names a cluster refused before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_clusters_are_held_past_the_bound() {
+    use palisade_federation::member::MAX_REMOTE_CLUSTERS;
+    use palisade_federation::push::push_signed;
+    use palisade_federation::signing::{self, SigningKey, TrustedKeys};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("lockout");
+    let opts = etcd.options();
+    let mut c = client(&opts).await;
+    let layout = Layout::new("test");
+    let (private, public, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let nets = |names: &[&str]| -> std::collections::BTreeMap<String, Vec<String>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), vec![format!("10.{}.0.0/16", 100 + i)]))
+            .collect()
+    };
+    push_signed(
+        &opts,
+        &layout,
+        vec![policy("p")],
+        Some(nets(&["zz-east"])),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = (0..MAX_REMOTE_CLUSTERS)
+        .map(|i| format!("a{i:04}"))
+        .collect();
+    for chunk in names.chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|n| {
+                let w = workload(n, "p", "app", "10.9.0.1");
+                etcd_client::TxnOp::put(layout.identity(n), identity(n, vec![w]), None)
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    publish(
+        &mut c,
+        "zz-east",
+        vec![workload("zz-east", "api", "api", "10.100.0.5")],
+    )
+    .await;
+    let mut s = settings(&opts, "west");
+    s.trusted_keys = TrustedKeys::load(&[public]).unwrap();
+    let m = member::start_watch_only(s);
+    let mut view = m.view.clone();
+    let v = wait_for("zz-east held at start", &mut view, |v| {
+        v.revision == 1 && !holders(v, "10.100.0.5").is_empty()
+    })
+    .await;
+    assert_eq!(holders(&v, "10.100.0.5"), ["zz-east/ml/api"]);
+    assert_eq!(
+        m.health.borrow().remote_clusters.len(),
+        MAX_REMOTE_CLUSTERS + 1
+    );
+    // A cluster not named yet is refused; once a signed revision names it, it is read and held.
+    publish(
+        &mut c,
+        "zz-west",
+        vec![workload("zz-west", "api", "api", "10.101.0.5")],
+    )
+    .await;
+    wait_health("zz-west refused", &m, |h| {
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of zz-west: ") && k.contains("already publish"))
+    })
+    .await;
+    push_signed(
+        &opts,
+        &layout,
+        vec![policy("p")],
+        Some(nets(&["zz-east", "zz-west"])),
+        10,
+        Some(&key),
+    )
+    .await
+    .unwrap();
+    let v = wait_for("zz-west held", &mut view, |v| {
+        v.revision == 2 && !holders(v, "10.101.0.5").is_empty()
+    })
+    .await;
+    assert_eq!(holders(&v, "10.101.0.5"), ["zz-west/ml/api"]);
+    // Undeclared names are still bounded.
+    publish(
+        &mut c,
+        "zz-late",
+        vec![workload("zz-late", "p", "app", "10.9.0.2")],
+    )
+    .await;
+    let h = wait_health("zz-late refused", &m, |h| {
+        h.ignored_keys
+            .iter()
+            .any(|k| k.starts_with("identities of zz-late: ") && k.contains("already publish"))
+    })
+    .await;
+    assert!(!h.remote_clusters.iter().any(|c| c == "zz-late"));
+}
+
+/// A writer of the prefix stores a key just below `u64::MAX`. On the old code the hub's next
+/// signed push was numbered `u64::MAX`, members applied it, and from then on the hub could
+/// push nothing (no larger number) while members refused every lower one: the global policy
+/// was frozen for good. Now a signed push refuses to jump more than `MAX_REVISION_JUMP` past
+/// the newest revision its key signed, naming the key to delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_does_not_jump_to_the_largest_number() {
+    use palisade_federation::push::push_signed;
+    use palisade_federation::signing::{self, SigningKey};
+    if !Etcd::available() {
+        return;
+    }
+    let etcd = Etcd::start("jump");
+    let opts = etcd.options();
+    let layout = Layout::new("test");
+    let mut c = client(&opts).await;
+    let (private, _, _) = signing::keygen(&etcd.dir.join("keys")).unwrap();
+    let key = SigningKey::load(&private).unwrap();
+    let r1 = push_signed(&opts, &layout, vec![policy("a")], None, 100, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r1.revision, 1);
+    c.put(layout.revision(u64::MAX - 1), "garbage", None)
+        .await
+        .unwrap();
+    let err = push_signed(&opts, &layout, vec![policy("b")], None, 100, Some(&key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("newest revision this key signed (1)")
+            && err.contains(&layout.revision(u64::MAX - 1)),
+        "{err}"
+    );
+    let cur = c.get(layout.current(), None).await.unwrap();
+    assert_eq!(cur.kvs()[0].value(), b"1");
+    c.delete(layout.revision(u64::MAX - 1), None).await.unwrap();
+    let r2 = push_signed(&opts, &layout, vec![policy("b")], None, 100, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(r2.revision, 2);
+}

@@ -37,3 +37,72 @@ proptest! {
         }
     }
 }
+
+/// One key pair for the signed-envelope properties (written once into a temporary folder).
+fn test_key() -> &'static (signing::SigningKey, TrustedKeys) {
+    static KEY: std::sync::OnceLock<(signing::SigningKey, TrustedKeys)> =
+        std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("palisade-untrusted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let (private, public, _) = signing::keygen(&d).unwrap();
+        let pair = (
+            signing::SigningKey::load(&private).unwrap(),
+            TrustedKeys::load(&[public]).unwrap(),
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+        pair
+    })
+}
+
+proptest! {
+    /// What a member verifies is what it parses: a signed envelope rewritten in any way
+    /// (bytes changed, inserted or removed, JSON re-encoded with escapes, duplicate keys,
+    /// trailing data) either fails to verify or opens to exactly the document signed.
+    #[test]
+    fn a_verified_envelope_opens_to_the_signed_document(
+        at in 0usize..400,
+        insert in proptest::collection::vec(any::<u8>(), 0..24),
+        remove in 0usize..4,
+    ) {
+        let (key, trusted) = test_key();
+        let doc = serde_json::to_vec(&RevisionDoc {
+            revision: 3,
+            created_at_us: 1,
+            rolled_back_from: None,
+            member_networks: Default::default(),
+            files: vec![RevisionFile { name: "f.yaml".into(), yaml: "a: b\n".into() }],
+        })
+        .unwrap();
+        let sealed = key.seal("s", 3, 2, &doc);
+        let at = at % (sealed.len() + 1);
+        let mut mutated = sealed[..at].to_vec();
+        mutated.extend_from_slice(&insert);
+        mutated.extend_from_slice(&sealed[(at + remove).min(sealed.len())..]);
+        if trusted.verify("s", 3, &mutated).is_ok() {
+            prop_assert_eq!(&*signing::document(&mutated), doc.as_slice());
+        }
+    }
+}
+
+/// Hand-made rewrites of a signed envelope: a second `document` key, trailing data, a
+/// document smuggled beside the envelope. None verifies with another document.
+#[test]
+fn envelope_rewrites_do_not_swap_the_document() {
+    let (key, trusted) = test_key();
+    let sealed =
+        String::from_utf8(key.seal("s", 3, 2, br#"{"revision":3,"createdAtUs":1,"files":[]}"#))
+            .unwrap();
+    let evil = r#"{\"revision\":3,\"createdAtUs\":1,\"files\":[{\"name\":\"x\",\"yaml\":\"x\"}]}"#;
+    let dup = sealed.replacen(
+        "\"document\":",
+        &format!("\"document\":\"{evil}\",\"document\":"),
+        1,
+    );
+    let dup_after = sealed.replacen("}}", &format!(",\"document\":\"{evil}\"}}}}"), 1);
+    let trailing = format!("{sealed}{{\"revision\":3}}");
+    for bytes in [dup, dup_after, trailing] {
+        assert!(trusted.verify("s", 3, bytes.as_bytes()).is_err(), "{bytes}");
+        assert!(parse_revision(3, bytes.as_bytes()).is_err(), "{bytes}");
+    }
+}
