@@ -587,14 +587,15 @@ impl Worker {
                     .filter(|msg| msg.metadata.response_code == ResponseCode::NoError)
                     .map(|msg| addresses(&msg, &log.query))
             });
-            if let Some(summary) = summary {
+            if let Some(mut summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
                 let is_pod = |ip| self.shared.cfg.inside_cluster(engine.as_deref(), ip);
-                for r in &summary.addresses {
-                    if crate::answers::may_open(r.ip, is_pod) {
-                        (s.on_answer)(p.client.ip().to_canonical(), r);
-                    }
+                summary
+                    .addresses
+                    .retain(|r| crate::answers::may_open(r.ip, is_pod));
+                if !summary.addresses.is_empty() {
+                    (s.on_answer)(p.client.ip().to_canonical(), &summary.addresses);
                 }
                 log.answers = Some(summary.records);
                 log.ttl = summary.min_ttl;
