@@ -106,8 +106,10 @@ impl ProxyConfig {
 /// proxy then refuses every query).
 pub type EngineSource = dyn Fn() -> Option<Arc<Engine>> + Send + Sync;
 
-/// Called for every address in an allowed answer, with the client's address.
-pub type AnswerSink = dyn Fn(IpAddr, &Resolved) + Send + Sync;
+/// Called once per allowed answer with the client's address and the answer's addresses that
+/// may be opened, in answer order (never with none): the addresses of one answer are
+/// recorded together, so that a bound on them keeps the first ones, which clients use.
+pub type AnswerSink = dyn Fn(IpAddr, &[Resolved]) + Send + Sync;
 
 /// Counters of a running proxy.
 #[derive(Debug, Default)]
@@ -277,7 +279,7 @@ impl DnsProxy {
         cfg: ProxyConfig,
         engine: impl Fn() -> Option<Arc<Engine>> + Send + Sync + 'static,
         events: EventSender,
-        on_answer: impl Fn(IpAddr, &Resolved) + Send + Sync + 'static,
+        on_answer: impl Fn(IpAddr, &[Resolved]) + Send + Sync + 'static,
     ) -> Result<DnsProxy, DnsError> {
         let bind_err = |addr| move |source| DnsError::Bind { addr, source };
         // With port 0 the UDP port is the kernel's choice and TCP must take the same one,
@@ -539,14 +541,15 @@ async fn handle(shared: &Shared, client: IpAddr, packet: &[u8], tcp: bool) -> Op
             log.qtype = q.qtype.to_string();
             match forward(&shared.cfg, packet, q.id, tcp).await {
                 Ok((bytes, msg)) => {
-                    let summary = addresses(&msg, &log.query);
+                    let mut summary = addresses(&msg, &log.query);
                     // As over UDP: only a NOERROR answer opens addresses.
                     if msg.metadata.response_code == ResponseCode::NoError {
                         let is_pod = |ip| shared.cfg.inside_cluster(engine.as_deref(), ip);
-                        for r in &summary.addresses {
-                            if crate::answers::may_open(r.ip, is_pod) {
-                                (shared.on_answer)(client, r);
-                            }
+                        summary
+                            .addresses
+                            .retain(|r| crate::answers::may_open(r.ip, is_pod));
+                        if !summary.addresses.is_empty() {
+                            (shared.on_answer)(client, &summary.addresses);
                         }
                     }
                     log.rcode = rcode_name(msg.metadata.response_code);

@@ -10,9 +10,11 @@
 //! its own mutex: no lock is shared by all queries, and a worker holds one only for one
 //! bucket update. Memory is bounded: at most [`MAX_CLIENTS`] buckets in all; a bucket that
 //! has filled up again is the same as none and is dropped by the periodic sweep. When a
-//! shard is full of clients that are all still limited, a new client is limited too (fail
-//! closed; only thousands of addresses sending at once, which pods on one node do not have,
-//! can fill it).
+//! shard is full of clients that are all still limited, the clients it cannot track share
+//! one more bucket, the shard's overflow, with one client's rate and burst: refusing them
+//! all would let whoever keeps a shard full (thousands of forged source addresses, each
+//! sending at its rate) shut out every pod whose bucket had been forgotten, that is every
+//! pod idle for a moment. The upstream still sees at most one client's rate more per shard.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -54,6 +56,28 @@ struct Bucket {
     noted: Option<Instant>,
 }
 
+impl Bucket {
+    /// Refills at `rate` up to `burst` until `now`, then takes one token.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Admit {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
+        // Threads read the clock before taking the shard's lock: a slightly older `now`
+        // must not move the bucket's clock back (the time would be counted twice).
+        self.at = self.at.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admit::Yes;
+        }
+        let note = self
+            .noted
+            .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
+        if note {
+            self.noted = Some(now);
+        }
+        Admit::Limited { note }
+    }
+}
+
 /// Token buckets by client address.
 #[derive(Debug)]
 pub struct ClientRates {
@@ -63,7 +87,8 @@ pub struct ClientRates {
     capacity: usize,
     buckets: HashMap<IpAddr, Bucket>,
     last_sweep: Instant,
-    full_noted: Option<Instant>,
+    /// Shared by the clients that find the table full of clients still limited.
+    overflow: Bucket,
 }
 
 impl ClientRates {
@@ -74,13 +99,19 @@ impl ClientRates {
 
     /// As [`ClientRates::new`], holding at most `capacity` clients.
     pub fn with_capacity(per_second: u32, burst: u32, capacity: usize) -> Self {
+        let burst = f64::from(burst.max(1));
+        let now = Instant::now();
         ClientRates {
             rate: f64::from(per_second),
-            burst: f64::from(burst.max(1)),
+            burst,
             capacity: capacity.max(1),
             buckets: HashMap::new(),
-            last_sweep: Instant::now(),
-            full_noted: None,
+            last_sweep: now,
+            overflow: Bucket {
+                tokens: burst,
+                at: now,
+                noted: None,
+            },
         }
     }
 
@@ -98,33 +129,14 @@ impl ClientRates {
             self.sweep(now);
         }
         if let Some(b) = self.buckets.get_mut(&client) {
-            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-            b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
-            // Threads read the clock before taking the shard's lock: a slightly older `now`
-            // must not move the bucket's clock back (the time would be counted twice).
-            b.at = b.at.max(now);
-            if b.tokens >= 1.0 {
-                b.tokens -= 1.0;
-                return Admit::Yes;
-            }
-            let note = b
-                .noted
-                .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
-            if note {
-                b.noted = Some(now);
-            }
-            return Admit::Limited { note };
+            return b.take(now, self.rate, self.burst);
         }
         if self.buckets.len() >= self.capacity {
             self.sweep(now);
             if self.buckets.len() >= self.capacity {
-                let note = self
-                    .full_noted
-                    .is_none_or(|t| now.saturating_duration_since(t) >= NOTE_EVERY);
-                if note {
-                    self.full_noted = Some(now);
-                }
-                return Admit::Limited { note };
+                // Every tracked client is still limited: this one shares the overflow
+                // bucket with the others the table has no room for.
+                return self.overflow.take(now, self.rate, self.burst);
             }
         }
         self.buckets.insert(
@@ -251,8 +263,12 @@ mod tests {
             assert_eq!(r.check(a, t0), Admit::Yes);
         }
         assert_eq!(r.clients(), 100);
-        // Full of clients that are all still limited: a new one is limited (fail closed).
-        assert_eq!(r.check(ip("192.0.2.1"), t0), Admit::Limited { note: true });
+        // Full of clients that are all still limited: newcomers share the overflow bucket
+        // (one client's burst between them) and are not tracked.
+        for _ in 0..5 {
+            assert_eq!(r.check(ip("192.0.2.1"), t0), Admit::Yes);
+        }
+        assert_eq!(r.check(ip("192.0.2.2"), t0), Admit::Limited { note: true });
         assert_eq!(r.clients(), 100);
         // Half a second later every bucket is full again: they are dropped, the new client
         // gets in.
@@ -301,13 +317,46 @@ mod tests {
         assert_eq!(r.clients(), SHARDS * 2);
         assert_eq!(
             admitted,
-            SHARDS * 2,
-            "new clients of full shards are limited"
+            SHARDS * (2 + 5),
+            "beyond its two clients, a full shard lets one more burst through, no more"
         );
         // Idle clients are forgotten: once their buckets are full, new ones get in.
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(r.check(ip("192.0.2.1"), t1), Admit::Yes);
         assert!(r.clients() <= SHARDS * 2);
+    }
+
+    /// A table full of clients that each keep to their rate (forged source addresses can
+    /// do that) refused every client it did not track: a pod whose bucket had been
+    /// forgotten (any pod idle for a moment) got REFUSED for as long as the flood went on
+    /// (on the old code the newcomer below was limited). Now the newcomers share an
+    /// overflow bucket: one client's burst and rate between them, so the upstream still
+    /// sees a bounded rate.
+    #[test]
+    fn a_full_table_does_not_shut_out_newcomers() {
+        let mut r = ClientRates::with_capacity(10, 5, 100);
+        let t0 = Instant::now();
+        let flood = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+        for i in 0..100 {
+            for _ in 0..5 {
+                assert_eq!(r.check(flood(i), t0), Admit::Yes);
+            }
+        }
+        // 50 ms on, every flooding client is still limited.
+        let t1 = t0 + Duration::from_millis(50);
+        assert!(matches!(r.check(flood(7), t1), Admit::Limited { .. }));
+        let pod = ip("192.0.2.1");
+        assert_eq!(r.check(pod, t1), Admit::Yes, "a newcomer is served");
+        assert_eq!(r.clients(), 100, "and not tracked");
+        for _ in 1..5 {
+            assert_eq!(r.check(ip("192.0.2.2"), t1), Admit::Yes);
+        }
+        assert_eq!(r.check(pod, t1), Admit::Limited { note: true }, "one burst");
+        // Then one client's rate, for all the newcomers together.
+        let t2 = t1 + Duration::from_millis(150);
+        assert_eq!(r.check(ip("192.0.2.3"), t2), Admit::Yes);
+        assert_eq!(r.check(pod, t2), Admit::Limited { note: false });
+        assert_eq!(r.clients(), 100);
     }
 
     #[test]

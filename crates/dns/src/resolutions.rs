@@ -211,6 +211,23 @@ impl Resolutions {
         valid: Duration,
         now: u64,
     ) -> (bool, Vec<Record>) {
+        self.record_in_answer(pod, name, ip, valid, now, &[])
+    }
+
+    /// As [`Resolutions::record_evicting`], for `ip`, one of the addresses `answer` gave
+    /// `pod` for `name` (all recorded in turn): no address of that same answer gives way to
+    /// it. The client got them all and most connect to the first, so when an answer holds
+    /// more than `max_per_name` addresses, its first ones stay recorded (and open) and the
+    /// rest are refused, rather than each later one closing an earlier one as it comes.
+    pub fn record_in_answer(
+        &self,
+        pod: IpAddr,
+        name: &str,
+        ip: IpAddr,
+        valid: Duration,
+        now: u64,
+        answer: &[IpAddr],
+    ) -> (bool, Vec<Record>) {
         let mut evicted = Vec::new();
         let expires = now.saturating_add(valid.as_millis() as u64);
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -227,17 +244,23 @@ impl Resolutions {
                 return (true, evicted);
             }
             if list.len() >= self.max_per_name {
-                // The soonest to expire gives way.
-                if let Some(pos) = (0..list.len()).min_by_key(|&i| list[i].1) {
-                    let (old, expires_ms) = list.swap_remove(pos);
-                    evicted.push(Record {
-                        pod,
-                        name: name.to_string(),
-                        ip: old,
-                        expires_ms,
-                    });
-                    gone += 1;
-                }
+                // The soonest to expire gives way, unless it came in this same answer.
+                let pos = (0..list.len())
+                    .filter(|&i| !answer.contains(&list[i].0))
+                    .min_by_key(|&i| list[i].1);
+                let Some(pos) = pos else {
+                    inner.removed(pod, gone);
+                    inner.refused += 1;
+                    return (false, evicted);
+                };
+                let (old, expires_ms) = list.swap_remove(pos);
+                evicted.push(Record {
+                    pod,
+                    name: name.to_string(),
+                    ip: old,
+                    expires_ms,
+                });
+                gone += 1;
             }
         }
         inner.removed(pod, gone);
@@ -547,6 +570,48 @@ mod tests {
         assert!(r.record(p, "b.cdn.test", ip("192.0.2.9"), day, 0));
         let (ok, gone) = r.record_evicting(p, "a.cdn.test", ip("192.0.2.10"), day, 0);
         assert!(ok && gone.is_empty(), "{gone:?}");
+    }
+
+    /// An answer with more addresses than `maxIpsPerName`: each address recorded in turn
+    /// made the soonest to expire give way, and that was an earlier address of the same
+    /// answer, whose kernel element was then closed. The client got the whole answer and
+    /// connects to its first address, which was closed before the reply left (on the old
+    /// code 192.0.2.1 and .2 were handed back for closing and .3, .4 kept). Now the answer's
+    /// first addresses are kept, the ones beyond the cap refused; older answers still give
+    /// way.
+    #[test]
+    fn an_answer_larger_than_the_cap_keeps_its_first_addresses() {
+        let r = Resolutions::new(2, 100);
+        let p = ip("10.0.0.1");
+        let old = ip("198.51.100.1");
+        assert!(r.record(p, "many.test", old, Duration::from_secs(5), 0));
+        let answer: Vec<IpAddr> = (1..=4u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let ttl = Duration::from_secs(60);
+        let mut closed = Vec::new();
+        let mut kept = Vec::new();
+        for a in &answer {
+            let (ok, gone) = r.record_in_answer(p, "many.test", *a, ttl, 1_000, &answer);
+            closed.extend(gone.into_iter().map(|g| g.ip));
+            if ok {
+                kept.push(*a);
+            }
+        }
+        assert_eq!(
+            closed,
+            vec![old],
+            "only the older answer's address gives way"
+        );
+        assert_eq!(kept, answer[..2].to_vec());
+        let mut ips = r.ips(p, "many.test", 1_000);
+        ips.sort();
+        assert_eq!(ips, answer[..2].to_vec());
+        assert_eq!(r.refused(), 2);
+        // The next answer (another set of addresses) takes their place as before.
+        let next = [ip("203.0.113.1")];
+        let (ok, gone) = r.record_in_answer(p, "many.test", next[0], ttl, 2_000, &next);
+        assert!(ok);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(r.len(), 2);
     }
 
     #[test]

@@ -182,4 +182,38 @@ mod tests {
             [before[0]]
         );
     }
+
+    /// Over many rotations, every replaced socket is closed once it is no longer read: no
+    /// descriptor outlives its keep time, and the retired list does not grow.
+    #[test]
+    fn replaced_sockets_are_closed_after_their_keep_time() {
+        let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sources = Sources::new(upstream.local_addr().unwrap()).unwrap();
+        let mut reader = Reader::new();
+        let mut seen: Vec<std::sync::Weak<Source>> = Vec::new();
+        let note = |seen: &mut Vec<std::sync::Weak<Source>>| {
+            for s in sources.current().iter() {
+                let w = Arc::downgrade(s);
+                if !seen.iter().any(|o| o.ptr_eq(&w)) {
+                    seen.push(w);
+                }
+            }
+        };
+        for _ in 0..100 {
+            note(&mut seen);
+            reader.next_rotation = Instant::now();
+            reader.rotate_if_due(&sources, Duration::from_secs(60));
+            assert!(reader.retired.len() <= 1, "{}", reader.retired.len());
+            // As if the keep time had passed: the next call closes it.
+            for r in &mut reader.retired {
+                r.1 = Instant::now();
+            }
+        }
+        reader.rotate_if_due(&sources, Duration::ZERO);
+        assert!(reader.retired.is_empty());
+        note(&mut seen);
+        assert_eq!(seen.len(), 100 + POOL, "one new socket per rotation");
+        let open = seen.iter().filter(|w| w.upgrade().is_some()).count();
+        assert_eq!(open, POOL, "only the current pool is open");
+    }
 }

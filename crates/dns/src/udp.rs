@@ -243,6 +243,15 @@ fn transient(e: &std::io::Error) -> bool {
     )
 }
 
+/// Whether a read error says the socket or the call is broken (a bug here), rather than
+/// reporting something the network sent: only then does a worker stop.
+fn local_fault(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EBADF | Errno::EFAULT | Errno::EINVAL | Errno::ENOTSOCK)
+    )
+}
+
 impl Worker {
     fn serve_clients(&self) -> std::io::Result<()> {
         let mut batch = RecvBatch::new(QUERY_SLOT);
@@ -306,6 +315,14 @@ impl Worker {
                         events.flush_if_due(&self.shared);
                     }
                     Err(e) if transient(&e) => {}
+                    Err(e) if !local_fault(&e) => {
+                        // An ICMP error for this socket's upstream exchange (protocol
+                        // unreachable, administratively prohibited: what a firewall on the
+                        // way sends, or an off-path host that guessed the port): reading it
+                        // cleared it, and it is this socket's alone. Its queries get
+                        // SERVFAIL when they expire; the worker goes on.
+                        tracing::debug!(port = source.port, error = %e, "error on a DNS upstream socket");
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -587,14 +604,15 @@ impl Worker {
                     .filter(|msg| msg.metadata.response_code == ResponseCode::NoError)
                     .map(|msg| addresses(&msg, &log.query))
             });
-            if let Some(summary) = summary {
+            if let Some(mut summary) = summary {
                 // Before the reply leaves: the client cannot connect before the kernel
                 // lets it.
                 let is_pod = |ip| self.shared.cfg.inside_cluster(engine.as_deref(), ip);
-                for r in &summary.addresses {
-                    if crate::answers::may_open(r.ip, is_pod) {
-                        (s.on_answer)(p.client.ip().to_canonical(), r);
-                    }
+                summary
+                    .addresses
+                    .retain(|r| crate::answers::may_open(r.ip, is_pod));
+                if !summary.addresses.is_empty() {
+                    (s.on_answer)(p.client.ip().to_canonical(), &summary.addresses);
                 }
                 log.answers = Some(summary.records);
                 log.ttl = summary.min_ttl;

@@ -333,7 +333,7 @@ async fn no_policy_yet_refuses_everything() {
         ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream),
         || None,
         tx,
-        |_, _: &Resolved| {},
+        |_, _: &[Resolved]| {},
     )
     .await
     .unwrap();
@@ -433,7 +433,7 @@ async fn start_proxy(
         while !rx.recv_batch(1000, Duration::from_millis(100)).is_empty() || !rx.is_closed() {}
     });
     let engine = Some(engine(Posture::Allow));
-    let proxy = DnsProxy::bind(cfg, move || engine.clone(), tx, |_, _: &Resolved| {})
+    let proxy = DnsProxy::bind(cfg, move || engine.clone(), tx, |_, _: &[Resolved]| {})
         .await
         .unwrap();
     let addr = proxy.local_addr().unwrap();

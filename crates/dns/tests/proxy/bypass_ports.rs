@@ -133,3 +133,100 @@ async fn answers_from_elsewhere_or_to_other_questions_are_ignored() {
         "{opened:?}"
     );
 }
+
+/// Runs `script` with `sh -c` (in the calling thread's network namespace); whether it
+/// succeeded.
+fn sh(script: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An ICMP error for an upstream socket (here "administratively prohibited", what a
+/// firewall's REJECT sends; an off-path host that guesses one of the pool's ports can send
+/// it too) surfaces as the next read's error (here EHOSTUNREACH; EACCES, ENOPROTOOPT,
+/// ENETUNREACH for other codes). The upstream thread took every error but "refused" and
+/// "reset" for a broken socket and returned: the worker stopped, and with it
+/// `DnsProxy::run`, so every pod of the node lost DNS, hence all egress by name (on the old
+/// code the first query got no reply at all and `run` ended with "No route to host").
+/// Now the error is that socket's: its query gets SERVFAIL, and the next one is answered.
+/// Needs root (a private network namespace with an nftables rule); skipped otherwise.
+#[test]
+fn an_icmp_error_on_an_upstream_socket_does_not_stop_the_proxy() {
+    std::thread::spawn(|| {
+        // This thread only (and what it starts: the runtime, the proxy's threads, `nft`).
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            eprintln!("skipped: no private network namespace ({e}; needs root)");
+            return;
+        }
+        if !sh("ip link set lo up && nft list tables >/dev/null") {
+            eprintln!("skipped: needs `ip` and `nft`");
+            return;
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(icmp_error_then_serve());
+    })
+    .join()
+    .unwrap();
+}
+
+async fn icmp_error_then_serve() {
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let mut cfg = ProxyConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        upstream.local_addr().unwrap(),
+    );
+    cfg.udp_workers = 1;
+    cfg.timeout = Duration::from_millis(300);
+    let (tx, _events) = palisade_events::channel(100);
+    let e = Some(engine(Posture::Allow));
+    let proxy = DnsProxy::bind(cfg, move || e.clone(), tx, |_, _: &[Resolved]| {})
+        .await
+        .unwrap();
+    let addr = proxy.local_addr().unwrap();
+    let running = tokio::spawn(proxy.run());
+    assert!(sh(&format!(
+        "nft 'add table inet icmptest; add chain inet icmptest input {{ type filter hook input priority 0; }}; add rule inet icmptest input udp dport {port} reject with icmpx type admin-prohibited'"
+    )));
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client
+        .send_to(&query(51, "hub.models.test"), addr)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let first = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf)).await;
+    assert!(sh("nft delete table inet icmptest"));
+    let first = first.map(|n| Message::from_vec(&buf[..n.unwrap()]).unwrap());
+    assert_eq!(
+        first
+            .as_ref()
+            .ok()
+            .map(|m| (m.metadata.id, m.metadata.response_code)),
+        Some((51, ResponseCode::ServFail)),
+        "the refused query is answered SERVFAIL (proxy ended: {})",
+        running.is_finished()
+    );
+    assert!(!running.is_finished(), "the proxy still runs");
+    // The upstream reachable again: the same worker answers.
+    client
+        .send_to(&query(52, "hub.models.test"), addr)
+        .await
+        .unwrap();
+    let (q, from) = next_query(&upstream).await;
+    let name = q.queries[0].name.clone();
+    upstream
+        .send_to(&response(&q, vec![a(&name, 30, [192, 0, 2, 52])]), from)
+        .await
+        .unwrap();
+    let r = reply_to(&client).await;
+    assert_eq!(
+        (r.metadata.id, a_records(&r)),
+        (52, vec!["192.0.2.52".to_string()])
+    );
+    running.abort();
+}

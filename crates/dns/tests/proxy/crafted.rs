@@ -116,7 +116,10 @@ pub(crate) async fn bind(
         cfg,
         move || e.clone(),
         tx,
-        move |client, r: &Resolved| sink.lock().unwrap().push((client, r.clone())),
+        move |client, rs: &[Resolved]| {
+            let mut a = sink.lock().unwrap();
+            a.extend(rs.iter().map(|r| (client, r.clone())));
+        },
     )
     .await?;
     let addr = proxy.local_addr().unwrap();

@@ -230,46 +230,52 @@ pub(crate) async fn serve(
     let published = state.published.clone();
     let engine = move || published.borrow().as_ref().map(|p| p.engine.clone());
     let res = resolutions.clone();
-    let on_answer = move |client: std::net::IpAddr, r: &palisade_dns::Resolved| {
-        let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
+    let on_answer = move |client: std::net::IpAddr, answer: &[palisade_dns::Resolved]| {
         let now = now_ms();
-        let (recorded, gave_way) = res.record_evicting(client, &r.name, r.ip, valid, now);
-        // Records that gave way to a bound (maxIpsPerName, the overall one) are closed in
-        // the kernel too: else the bounds would hold for this table only, and a pod whose
-        // answers rotate through fresh addresses would keep each open for its TTL.
-        if let (Some(op), false) = (&opener, gave_way.is_empty()) {
-            let closing: Vec<_> = gave_way
-                .iter()
-                .map(|g| (g.pod, g.name.as_str(), g.ip))
-                .collect();
-            if let Err(e) = tokio::task::block_in_place(|| op.close(&closing)) {
-                tracing::warn!(error = %e, "could not close FQDN set elements that gave way");
+        // One answer's addresses are recorded together: none of them gives way to another
+        // at maxIpsPerName (the client connects to the first ones).
+        let ips: Vec<std::net::IpAddr> = answer.iter().map(|r| r.ip).collect();
+        for r in answer {
+            let valid = Duration::from_secs(r.ttl as u64).max(timing.min_ttl) + timing.grace;
+            let (recorded, gave_way) =
+                res.record_in_answer(client, &r.name, r.ip, valid, now, &ips);
+            // Records that gave way to a bound (maxIpsPerName, the overall one) are closed
+            // in the kernel too: else the bounds would hold for this table only, and a pod
+            // whose answers rotate through fresh addresses would keep each open for its TTL.
+            if let (Some(op), false) = (&opener, gave_way.is_empty()) {
+                let closing: Vec<_> = gave_way
+                    .iter()
+                    .map(|g| (g.pod, g.name.as_str(), g.ip))
+                    .collect();
+                if let Err(e) = tokio::task::block_in_place(|| op.close(&closing)) {
+                    tracing::warn!(error = %e, "could not close FQDN set elements that gave way");
+                }
             }
-        }
-        if !recorded {
-            // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal.
-            let refused = res.refused();
-            if refused.is_power_of_two() {
-                tracing::warn!(pod = %client, name = %r.name, ip = %r.ip, refused,
-                    "DNS state full for this pod (spec.dns.maxRecordsPerPod) or overall: address not opened");
+            if !recorded {
+                // A flood must not flood the log too: the 1st, 2nd, 4th, 8th… refusal.
+                let refused = res.refused();
+                if refused.is_power_of_two() {
+                    tracing::warn!(pod = %client, name = %r.name, ip = %r.ip, refused,
+                        "DNS state full for this name (spec.dns.maxIpsPerName, within one answer), this pod (spec.dns.maxRecordsPerPod) or overall: address not opened");
+                }
+                continue;
             }
-            return;
-        }
-        if let Some(f) = &feed {
-            f.publish(palisade_dns::Record {
-                pod: client,
-                name: r.name.clone(),
-                ip: r.ip,
-                expires_ms: now.saturating_add(valid.as_millis() as u64),
-            });
-        }
-        if let Some(op) = &opener {
-            // Runs before the reply leaves: the client cannot connect before the kernel
-            // lets it.
-            if let Err(e) =
-                tokio::task::block_in_place(|| op.open_for(client, &r.name, r.ip, valid))
-            {
-                tracing::warn!(error = %e, name = %r.name, ip = %r.ip, "could not open FQDN set");
+            if let Some(f) = &feed {
+                f.publish(palisade_dns::Record {
+                    pod: client,
+                    name: r.name.clone(),
+                    ip: r.ip,
+                    expires_ms: now.saturating_add(valid.as_millis() as u64),
+                });
+            }
+            if let Some(op) = &opener {
+                // Runs before the reply leaves: the client cannot connect before the kernel
+                // lets it.
+                if let Err(e) =
+                    tokio::task::block_in_place(|| op.open_for(client, &r.name, r.ip, valid))
+                {
+                    tracing::warn!(error = %e, name = %r.name, ip = %r.ip, "could not open FQDN set");
+                }
             }
         }
     };

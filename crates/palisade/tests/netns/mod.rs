@@ -67,6 +67,10 @@ pub(crate) fn dnsmasq(ns: &str, records: &[&str]) -> Kill {
                 "--no-resolv",
                 "--no-hosts",
                 "--pid-file=",
+                // Stay root: files it is given (`--addn-hosts`) sit in the test's temporary
+                // folder, which CI makes private (`TMPDIR` of mode 0700), and dnsmasq reads
+                // them after dropping to `nobody`.
+                "--user=root",
             ])
             .args(records)
             .stderr(Stdio::null())
