@@ -96,6 +96,35 @@ pub fn render_into(sets: &mut BTreeMap<String, SetDef>, interfaces: &BTreeMap<Ip
     sets.insert("pod_addr_6".into(), set("type ipv6_addr;", addr6));
 }
 
+/// Adds pod addresses that sit behind a Linux bridge to the anti-spoofing sets (`bridged`:
+/// address → the bridges that may carry it): they may arrive on such a bridge (whose ports
+/// check which pod sent them, [`crate::bridge::port_script`]) and from nowhere else. The
+/// bridges are not pod interfaces: what else comes from them is not dropped here. Before,
+/// these addresses were in no set, so a host outside the node (the uplink, another node)
+/// could send as a bridged pod and meet the policy as that pod.
+pub fn add_bridged(
+    sets: &mut BTreeMap<String, SetDef>,
+    bridged: &BTreeMap<IpAddr, BTreeSet<String>>,
+) {
+    for (ip, bridges) in bridged {
+        let (src, addr) = if ip.is_ipv6() {
+            ("pod_src_6", "pod_addr_6")
+        } else {
+            ("pod_src_4", "pod_addr_4")
+        };
+        let mut any = false;
+        for br in bridges.iter().filter(|b| valid_ifname(b)) {
+            if let Some(set) = sets.get_mut(src) {
+                set.elements.insert(format!("\"{br}\" . {ip}"));
+                any = true;
+            }
+        }
+        if let (true, Some(set)) = (any, sets.get_mut(addr)) {
+            set.elements.insert(ip.to_string());
+        }
+    }
+}
+
 /// The pod addresses a rendered ruleset checks (those with a known interface).
 pub fn checked_addresses(rs: &crate::ruleset::Ruleset) -> std::collections::HashSet<IpAddr> {
     ["pod_src_4", "pod_src_6"]
@@ -230,6 +259,30 @@ mod tests {
             host_routes("{not json"),
             Err(RouteError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn bridged_addresses_come_from_their_bridge_only() {
+        let mut sets = BTreeMap::new();
+        render_into(&mut sets, &BTreeMap::new());
+        let bridged: BTreeMap<IpAddr, BTreeSet<String>> = [
+            ("10.0.0.1".parse().unwrap(), ["cni0".to_string()].into()),
+            ("fd00::1".parse().unwrap(), ["cni0".to_string()].into()),
+            ("10.0.0.2".parse().unwrap(), ["x\" drop".to_string()].into()),
+        ]
+        .into_iter()
+        .collect();
+        add_bridged(&mut sets, &bridged);
+        let el = |n: &str| sets[n].elements.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(el("pod_src_4"), ["\"cni0\" . 10.0.0.1"]);
+        assert_eq!(
+            el("pod_addr_4"),
+            ["10.0.0.1"],
+            "from anywhere else: dropped"
+        );
+        assert_eq!(el("pod_src_6"), ["\"cni0\" . fd00::1"]);
+        assert_eq!(el("pod_addr_6"), ["fd00::1"]);
+        assert!(el(IFACES).is_empty(), "the bridge is no pod interface");
     }
 
     #[test]

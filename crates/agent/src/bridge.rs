@@ -104,9 +104,7 @@ pub fn filter_bridged_traffic(netns: Option<&str>) -> Result<BridgeFiltering, St
 // Anti-spoofing on bridge ports.
 // ---------------------------------------------------------------------------------------
 
-/// The bridge-family table that binds bridge ports to their pods' addresses
-/// (`table bridge palisade`).
-pub const PORT_TABLE: &str = "palisade";
+pub use crate::porttable::{bind_macs, port_script, PortGuard, PORT_TABLE};
 
 /// One bridge port as `ip -d link` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +158,10 @@ fn peer_of(l: &serde_json::Value) -> Option<(i32, u32)> {
 
 /// The ports of Linux bridges in `ip -j -d link show` output.
 pub fn parse_ports(json: &str) -> Vec<Port> {
-    let links = json_array(json);
+    ports_of(&json_array(json))
+}
+
+fn ports_of(links: &[serde_json::Value]) -> Vec<Port> {
     let bridges: BTreeSet<&str> = links
         .iter()
         .filter(|l| l.pointer("/linkinfo/info_kind").and_then(|k| k.as_str()) == Some("bridge"))
@@ -244,13 +245,31 @@ fn ip_cmd(netns: Option<&str>, bin: &str, args: &[&str]) -> Result<String, Strin
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The node's bridge ports (in `netns` when given).
-pub fn read_ports(netns: Option<&str>) -> Result<Vec<Port>, String> {
-    Ok(parse_ports(&ip_cmd(
-        netns,
-        "ip",
-        &["-j", "-d", "link", "show"],
-    )?))
+/// The addresses of the bridges that have ports in `ip -j -d addr show` output: the
+/// node's own addresses on its pods' link (their gateway), which no port may claim.
+pub fn parse_bridge_addrs(json: &str) -> BTreeSet<IpAddr> {
+    let links = json_array(json);
+    bridge_addrs(&links, &ports_of(&links))
+}
+
+fn bridge_addrs(links: &[serde_json::Value], ports: &[Port]) -> BTreeSet<IpAddr> {
+    let with_ports: BTreeSet<&str> = ports.iter().map(|p| p.bridge.as_str()).collect();
+    links
+        .iter()
+        .filter(|l| s(l, "ifname").is_some_and(|n| with_ports.contains(n)))
+        .filter_map(|l| l.get("addr_info")?.as_array())
+        .flatten()
+        .filter_map(|a| s(a, "local")?.parse().ok())
+        .collect()
+}
+
+/// The node's bridge ports and its own addresses on those bridges (in `netns` when given),
+/// from one `ip -j -d addr show`.
+pub fn read_ports(netns: Option<&str>) -> Result<(Vec<Port>, BTreeSet<IpAddr>), String> {
+    let links = json_array(&ip_cmd(netns, "ip", &["-j", "-d", "addr", "show"])?);
+    let ports = ports_of(&links);
+    let addrs = bridge_addrs(&links, &ports);
+    Ok((ports, addrs))
 }
 
 /// The neighbour and FDB tables of the bridges that `ports` belong to.
@@ -277,17 +296,37 @@ pub fn read_peers(
     netns: Option<&str>,
     ports: &[Port],
 ) -> Result<BTreeMap<String, BTreeSet<IpAddr>>, String> {
-    let nsids: BTreeSet<i32> = ports
-        .iter()
-        .filter_map(|p| p.peer.map(|(n, _)| n))
-        .collect();
-    let found = crate::peers::read(netns, &nsids).map_err(|e| format!("pod addresses: {e}"))?;
+    let mut peers: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
+    for (nsid, index) in ports.iter().filter_map(|p| p.peer) {
+        peers.entry(nsid).or_default().insert(index);
+    }
+    let found = crate::peers::read(netns, &peers).map_err(|e| format!("pod addresses: {e}"))?;
     Ok(ports
         .iter()
         .filter_map(|p| {
             let (nsid, index) = p.peer?;
             let addrs = found.get(&nsid)?.get(&index).cloned().unwrap_or_default();
             Some((p.name.clone(), addrs))
+        })
+        .collect())
+}
+
+/// The Ethernet address of each port's peer (the pod's interface), for the ports whose
+/// peer could be read.
+pub fn read_peer_macs(
+    netns: Option<&str>,
+    ports: &[Port],
+) -> Result<BTreeMap<String, [u8; 6]>, String> {
+    let mut peers: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
+    for (nsid, index) in ports.iter().filter_map(|p| p.peer) {
+        peers.entry(nsid).or_default().insert(index);
+    }
+    let found = crate::peers::read_macs(netns, &peers).map_err(|e| format!("pod MACs: {e}"))?;
+    Ok(ports
+        .iter()
+        .filter_map(|p| {
+            let (nsid, index) = p.peer?;
+            Some((p.name.clone(), *found.get(&nsid)?.get(&index)?))
         })
         .collect())
 }
@@ -371,15 +410,33 @@ pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
         .filter(|(name, (index, _))| ports.get(name.as_str()).is_some_and(|p| p.index == *index))
         .map(|(n, o)| (n.clone(), o.clone()))
         .collect();
+    // Which readable ports carry each wanted address, computed once (a lookup per address
+    // and pass instead of a walk over every port).
+    let mut carried: BTreeMap<IpAddr, Vec<&str>> = BTreeMap::new();
+    let pod_of: BTreeMap<&IpAddr, &P> = wanted.iter().map(|(ip, pod)| (ip, pod)).collect();
+    // Ports whose peer carries the addresses of more than one pod: no pod's own interface
+    // looks like that (a pod deleted leaves its address to one new pod), one that took on
+    // other pods' addresses does. Such a port is bound to no new pod, so a pod cannot
+    // hold every address it expects new pods to get by configuring them all.
+    let mut mixed: BTreeSet<&str> = BTreeSet::new();
+    for (port, addrs) in &view.peer_addrs {
+        if !ports.contains_key(port.as_str()) {
+            continue;
+        }
+        let mut pods = BTreeSet::new();
+        for ip in addrs {
+            if let Some(pod) = pod_of.get(ip) {
+                carried.entry(*ip).or_default().push(port.as_str());
+                pods.insert(*pod);
+            }
+        }
+        if pods.len() > 1 {
+            mixed.insert(port.as_str());
+        }
+    }
+    let carriers = |ip: &IpAddr| -> Vec<&str> { carried.get(ip).cloned().unwrap_or_default() };
     let may_serve = |owner: &BTreeMap<String, (u32, P)>, port: &str, pod: &P| {
         owner.get(port).is_none_or(|(_, o)| o == pod)
-    };
-    let carriers = |ip: &IpAddr| -> Vec<&str> {
-        view.peer_addrs
-            .iter()
-            .filter(|(port, a)| a.contains(ip) && ports.contains_key(port.as_str()))
-            .map(|(port, _)| port.as_str())
-            .collect()
     };
     let mut out = BTreeMap::new();
     for (ip, pod) in wanted {
@@ -397,10 +454,13 @@ pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
     }
     // Addresses configured on readable peers: bound where exactly one port may take them;
     // binding one may settle which pod a port serves, so go round until nothing changes.
+    // Then once more with the ports that carry several pods' addresses and still serve no
+    // pod left out.
     let mut open: Vec<&(IpAddr, P)> = wanted
         .iter()
         .filter(|(ip, _)| !out.contains_key(ip) && !carriers(ip).is_empty())
         .collect();
+    let mut shun_mixed = false;
     loop {
         let before = open.len();
         open.retain(|(ip, pod)| {
@@ -410,6 +470,7 @@ pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
             let can: Vec<&str> = carriers(ip)
                 .into_iter()
                 .filter(|port| may_serve(&owner, port, pod))
+                .filter(|port| !shun_mixed || owner.contains_key(*port) || !mixed.contains(port))
                 .collect();
             let [port] = can[..] else {
                 return true;
@@ -419,7 +480,10 @@ pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
             false
         });
         if open.len() == before {
-            break;
+            if shun_mixed || open.is_empty() {
+                break;
+            }
+            shun_mixed = true;
         }
     }
     let mut held = BTreeSet::new();
@@ -475,94 +539,6 @@ pub fn bind<P: Clone + Eq + Ord + std::fmt::Debug>(
     }
 }
 
-/// The `nft` script that replaces `table bridge palisade` with the checks for `bound`
-/// (pod address → its bridge port), or removes it when nothing is bound. In the bridge's
-/// `prerouting` hook, before br_netfilter hands the packet to the `inet` table:
-/// - a frame from a bound port must carry one of its pod's addresses: IPv4 and IPv6
-///   source, ARP sender, and the target of a neighbour advertisement (unless link-local);
-///   its link-local address may only send ICMPv6 (neighbour and router discovery, as in
-///   `inet palisade`'s `input`); anything else from it,
-///   other EtherTypes (VLAN tags) included, is dropped;
-/// - a frame from any other port must not carry a bound pod's address;
-/// - `held` addresses ([`Binding::held`]) may be sent from no port.
-///
-/// A pod's own packet costs two set lookups (is the port bound, does the pair match).
-pub fn port_script(bound: &BTreeMap<IpAddr, String>, held: &BTreeSet<IpAddr>) -> String {
-    let mut out = format!("table bridge {PORT_TABLE} {{}}\ndelete table bridge {PORT_TABLE}\n");
-    if bound.is_empty() && held.is_empty() {
-        return out;
-    }
-    let mut ports = BTreeSet::new();
-    let (mut src4, mut src6, mut addr4, mut addr6, mut nd6) = <(
-        BTreeSet<String>,
-        BTreeSet<String>,
-        BTreeSet<String>,
-        BTreeSet<String>,
-        BTreeSet<String>,
-    )>::default();
-    for (ip, port) in bound {
-        if !crate::antispoof::valid_ifname(port) {
-            continue;
-        }
-        ports.insert(format!("\"{port}\""));
-        match ip {
-            IpAddr::V4(_) => {
-                src4.insert(format!("\"{port}\" . {ip}"));
-                addr4.insert(ip.to_string());
-            }
-            IpAddr::V6(v6) => {
-                src6.insert(format!("\"{port}\" . {ip}"));
-                addr6.insert(ip.to_string());
-                nd6.insert(format!("\"{port}\" . 0x{:032x}", u128::from(*v6)));
-            }
-        }
-    }
-    for ip in held {
-        match ip {
-            IpAddr::V4(_) => addr4.insert(ip.to_string()),
-            IpAddr::V6(_) => addr6.insert(ip.to_string()),
-        };
-    }
-    let set = |name: &str, spec: &str, el: &BTreeSet<String>| {
-        if el.is_empty() {
-            format!("  set {name} {{ {spec}; }}\n")
-        } else {
-            let e: Vec<&str> = el.iter().map(String::as_str).collect();
-            format!(
-                "  set {name} {{ {spec}; elements = {{ {} }} }}\n",
-                e.join(", ")
-            )
-        }
-    };
-    out.push_str(&format!("table bridge {PORT_TABLE} {{\n"));
-    out.push_str(&set("ports", "type ifname", &ports));
-    out.push_str(&set("src_4", "type ifname . ipv4_addr", &src4));
-    out.push_str(&set("src_6", "type ifname . ipv6_addr", &src6));
-    out.push_str(&set("addr_4", "type ipv4_addr", &addr4));
-    out.push_str(&set("addr_6", "type ipv6_addr", &addr6));
-    out.push_str(&set("nd_6", "typeof iifname . @th,64,128", &nd6));
-    out.push_str(
-        "  chain prerouting {\n    type filter hook prerouting priority filter; policy accept;\n    \
-         iifname @ports jump port_source\n    \
-         ip saddr @addr_4 drop\n    \
-         arp saddr ip @addr_4 drop\n    \
-         ip6 saddr @addr_6 drop\n  }\n",
-    );
-    out.push_str(
-        "  chain port_source {\n    \
-         iifname . ip saddr @src_4 accept\n    \
-         iifname . arp saddr ip @src_4 accept\n    \
-         arp saddr ip 0.0.0.0 accept\n    \
-         icmpv6 type nd-neighbor-advert iifname . @th,64,128 @nd_6 accept\n    \
-         icmpv6 type nd-neighbor-advert @th,64,10 0x3fa accept\n    \
-         icmpv6 type nd-neighbor-advert drop\n    \
-         iifname . ip6 saddr @src_6 accept\n    \
-         ip6 saddr { ::, fe80::/10 } meta l4proto ipv6-icmp accept\n    \
-         drop\n  }\n}\n",
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +568,50 @@ mod tests {
             fdb: parse_fdb(fdb, "cni0"),
             ..BridgeView::default()
         }
+    }
+
+    /// A pod whose port served no pod yet (it took its own address off its interface before
+    /// the agent bound it) and that configured the addresses new pods would get made the
+    /// agent hold all of them: each was on two ports that could serve its pod. A port that
+    /// carries several pods' addresses and serves none now serves none of them either.
+    #[test]
+    fn a_port_carrying_several_pods_addresses_holds_none_of_them() {
+        let wanted = [
+            (ip("10.0.0.1"), 1u32),
+            (ip("10.0.0.3"), 3),
+            (ip("10.0.0.4"), 4),
+        ];
+        let v = peers(&[
+            ("veth1", &["10.0.0.3", "10.0.0.4"]),
+            ("veth3", &["10.0.0.3"]),
+            ("veth4", &["10.0.0.4"]),
+        ]);
+        let b = fresh(&wanted, &v);
+        assert_eq!(
+            b.bound.get(&ip("10.0.0.3")),
+            Some(&"veth3".to_string()),
+            "{b:?}"
+        );
+        assert_eq!(
+            b.bound.get(&ip("10.0.0.4")),
+            Some(&"veth4".to_string()),
+            "{b:?}"
+        );
+        assert_eq!(b.held, [ip("10.0.0.1")].into(), "{b:?}");
+        assert!(!b.owners.contains_key("veth1"), "{b:?}");
+        // One other pod's address only: still held (left open).
+        let one = peers(&[("veth1", &["10.0.0.3"]), ("veth3", &["10.0.0.3"])]);
+        assert_eq!(fresh(&wanted[1..2], &one).held, [ip("10.0.0.3")].into());
+        // The node's own addresses are read from its bridges with ports.
+        let links = r#"[{"ifindex":2,"ifname":"cni0","linkinfo":{"info_kind":"bridge"},
+            "addr_info":[{"family":"inet","local":"10.0.0.254"},{"family":"inet6","local":"fe80::1"}]},
+            {"ifindex":3,"ifname":"br9","linkinfo":{"info_kind":"bridge"},
+             "addr_info":[{"family":"inet","local":"10.9.0.1"}]},
+            {"ifindex":7,"ifname":"veth9","master":"cni0","addr_info":[{"local":"10.0.0.9"}]}]"#;
+        assert_eq!(
+            parse_bridge_addrs(links),
+            [ip("10.0.0.254"), ip("fe80::1")].into()
+        );
     }
 
     #[test]
@@ -783,37 +803,5 @@ mod tests {
             .insert(("cni0".into(), "aa:00:00:00:00:03".into()), "veth4".into());
         let l = fresh(&wanted, &learned_on_readable);
         assert!(!l.bound.contains_key(&ip("10.0.0.3")), "{l:?}");
-    }
-
-    #[test]
-    fn the_port_table_pairs_each_port_with_its_addresses() {
-        let bound: BTreeMap<IpAddr, String> = [
-            (ip("10.0.0.1"), "veth1".to_string()),
-            (ip("fd00::1"), "veth1".to_string()),
-            (ip("10.0.0.2"), "bad\"x".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        let s = port_script(&bound, &[ip("10.0.0.7")].into());
-        assert!(s.starts_with("table bridge palisade {}\ndelete table bridge palisade\n"));
-        assert!(
-            s.contains(
-                "set src_4 { type ifname . ipv4_addr; elements = { \"veth1\" . 10.0.0.1 } }"
-            ),
-            "{s}"
-        );
-        assert!(
-            s.contains("\"veth1\" . 0xfd000000000000000000000000000001"),
-            "{s}"
-        );
-        assert!(!s.contains("bad"), "{s}");
-        assert!(
-            s.contains("set addr_4 { type ipv4_addr; elements = { 10.0.0.1, 10.0.0.7 } }"),
-            "held addresses are sent from no port: {s}"
-        );
-        assert_eq!(
-            port_script(&BTreeMap::new(), &BTreeSet::new()),
-            "table bridge palisade {}\ndelete table bridge palisade\n"
-        );
     }
 }

@@ -131,17 +131,13 @@ pub fn input_rules(new_pods: Vec<String>) -> Vec<String> {
     ];
     rules.extend(new_pods);
     rules.extend([
-        // Only from a pod interface (whose source address anti-spoofing has just checked):
-        // a host elsewhere whose address a local pod also has in the snapshot (a pod with
-        // no routed interface, an overlapping LAN) must not meet that pod's policy here.
-        format!(
-            "iifname @{} ip saddr vmap @egress_4",
-            crate::antispoof::IFACES
-        ),
-        format!(
-            "iifname @{} ip6 saddr vmap @egress_6",
-            crate::antispoof::IFACES
-        ),
+        // Only a pod address from its own interface, or a bridged pod's from its bridge
+        // (the pairs anti-spoofing has just checked): a host elsewhere whose address a
+        // local pod also has in the snapshot (an overlapping LAN) must not meet that pod's
+        // policy here. (Matching pod interfaces alone left bridged pods, which arrive on
+        // the bridge, out: an egress-isolated pod behind a bridge reached its node.)
+        "iifname . ip saddr @pod_src_4 ip saddr vmap @egress_4".to_string(),
+        "iifname . ip6 saddr @pod_src_6 ip6 saddr vmap @egress_6".to_string(),
     ]);
     rules
 }

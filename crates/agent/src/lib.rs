@@ -15,6 +15,7 @@ pub mod nflog;
 pub mod nfnetlink;
 pub mod nft;
 pub mod peers;
+pub mod porttable;
 #[cfg(test)]
 mod render_tests;
 pub mod revoke;

@@ -179,8 +179,8 @@ spec: {podSelector: {matchLabels: {app: iso}}, policyTypes: [Egress]}
             "ip daddr . meta l4proto . th dport @node_svc_4 accept",
             "ip6 daddr . meta l4proto . th dport @node_svc_6 accept",
             "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
-            "iifname @pod_ifaces ip saddr vmap @egress_4",
-            "iifname @pod_ifaces ip6 saddr vmap @egress_6",
+            "iifname . ip saddr @pod_src_4 ip saddr vmap @egress_4",
+            "iifname . ip6 saddr @pod_src_6 ip6 saddr vmap @egress_6",
         ]
     );
     // The node opens TCP flows to its pods only with a SYN (a closed connection is not

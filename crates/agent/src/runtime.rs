@@ -61,8 +61,13 @@ pub struct Agent {
     bridge_held: BTreeSet<IpAddr>,
     /// Bridge port → (its index, the pod, `namespace/name`, it serves).
     bridge_owners: BTreeMap<String, (u32, String)>,
-    /// Whether `table bridge palisade` in the kernel holds exactly `bridge_ports` and
-    /// `bridge_held` (false at start: a previous run's table is replaced or removed).
+    /// The rest of what `table bridge palisade` checks ([`crate::bridge::PortGuard`]).
+    bridge_guard: crate::bridge::PortGuard,
+    /// Bridge port → (its index, the MAC it is bound to) ([`crate::bridge::bind_macs`]).
+    bridge_macs: BTreeMap<String, (u32, [u8; 6])>,
+    /// Whether `table bridge palisade` in the kernel holds exactly `bridge_ports`,
+    /// `bridge_held` and `bridge_guard` (false at start: a previous run's table is replaced
+    /// or removed).
     bridge_applied: bool,
     /// When each unbound bridged address was last probed ([`crate::bridge::probe`]).
     bridge_probed: BTreeMap<IpAddr, Instant>,
@@ -150,6 +155,8 @@ impl Agent {
             bridge_ports: BTreeMap::new(),
             bridge_held: BTreeSet::new(),
             bridge_owners: BTreeMap::new(),
+            bridge_guard: crate::bridge::PortGuard::default(),
+            bridge_macs: BTreeMap::new(),
             bridge_applied: false,
             bridge_probed: BTreeMap::new(),
             revoked: BTreeMap::new(),
@@ -194,7 +201,7 @@ impl Agent {
         pods: &[PodId],
         routed: &BTreeMap<IpAddr, String>,
         netns: Option<&str>,
-    ) {
+    ) -> BTreeMap<IpAddr, BTreeSet<String>> {
         let wanted: Vec<(IpAddr, String)> = pods
             .iter()
             .map(|&p| &engine.pods()[p as usize])
@@ -205,25 +212,48 @@ impl Agent {
             })
             .filter(|(ip, _)| !routed.contains_key(ip))
             .collect();
-        let (bound, held) = if wanted.is_empty() {
+        let (bound, held, guard) = if wanted.is_empty() {
             self.bridge_owners.clear();
-            (BTreeMap::new(), BTreeSet::new())
+            self.bridge_macs.clear();
+            (
+                BTreeMap::new(),
+                BTreeSet::new(),
+                crate::bridge::PortGuard::default(),
+            )
         } else {
             match self.bind_bridge_ports(&wanted, netns) {
-                Ok(b) => {
+                Ok((b, guard)) => {
                     self.bridge_owners = b.owners;
-                    (b.bound, b.held)
+                    (b.bound, b.held, guard)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the node's bridges: bridge port bindings kept");
-                    (self.bridge_ports.clone(), self.bridge_held.clone())
+                    (
+                        self.bridge_ports.clone(),
+                        self.bridge_held.clone(),
+                        self.bridge_guard.clone(),
+                    )
                 }
             }
         };
-        if self.bridge_applied && bound == self.bridge_ports && held == self.bridge_held {
-            return;
+        // The bridged addresses may reach `inet palisade` from the node's bridges only.
+        let bridges: BTreeSet<String> = guard.bridges.clone();
+        let bridged = if bridges.is_empty() {
+            BTreeMap::new()
+        } else {
+            wanted
+                .iter()
+                .map(|(ip, _)| (*ip, bridges.clone()))
+                .collect()
+        };
+        if self.bridge_applied
+            && bound == self.bridge_ports
+            && held == self.bridge_held
+            && guard == self.bridge_guard
+        {
+            return bridged;
         }
-        match nft::apply(&crate::bridge::port_script(&bound, &held), netns) {
+        match nft::apply(&crate::bridge::port_script(&bound, &held, &guard), netns) {
             Ok(()) => {
                 if bound.len() != self.bridge_ports.len() || held.len() != self.bridge_held.len() {
                     tracing::info!(
@@ -234,6 +264,7 @@ impl Agent {
                 }
                 self.bridge_ports = bound;
                 self.bridge_held = held;
+                self.bridge_guard = guard;
                 self.bridge_applied = true;
             }
             Err(e) => {
@@ -241,21 +272,77 @@ impl Agent {
                 self.bridge_applied = false;
             }
         }
+        bridged
     }
 
     fn bind_bridge_ports(
         &mut self,
         wanted: &[(IpAddr, String)],
         netns: Option<&str>,
-    ) -> Result<crate::bridge::Binding<String>, String> {
-        let ports = crate::bridge::read_ports(netns)?;
+    ) -> Result<(crate::bridge::Binding<String>, crate::bridge::PortGuard), String> {
+        let (ports, node_addrs) = crate::bridge::read_ports(netns)?;
         if ports.is_empty() {
-            return Ok(crate::bridge::Binding {
+            let none = crate::bridge::Binding {
                 bound: BTreeMap::new(),
                 held: BTreeSet::new(),
                 owners: BTreeMap::new(),
-            });
+            };
+            return Ok((none, crate::bridge::PortGuard::default()));
         }
+        let mut guard = crate::bridge::PortGuard {
+            served: BTreeSet::new(),
+            pod_ports: ports
+                .iter()
+                .filter(|p| p.peer.is_some())
+                .map(|p| p.name.clone())
+                .collect(),
+            bridges: ports.iter().map(|p| p.bridge.clone()).collect(),
+            node_addrs,
+            macs: BTreeMap::new(),
+        };
+        let binding = self.bind_ports(wanted, netns, ports.clone())?;
+        // The ports that serve a pod, each held to its pod's MAC from the first time it is
+        // read.
+        let served: BTreeMap<String, u32> = binding
+            .owners
+            .iter()
+            .map(|(port, (index, _))| (port.clone(), *index))
+            .collect();
+        // Only ports not bound to a MAC yet are read (a bound one keeps its MAC).
+        let unbound: Vec<crate::bridge::Port> = ports
+            .iter()
+            .filter(|p| served.get(&p.name) == Some(&p.index))
+            .filter(|p| {
+                self.bridge_macs
+                    .get(&p.name)
+                    .is_none_or(|(index, _)| *index != p.index)
+            })
+            .cloned()
+            .collect();
+        let read = if unbound.is_empty() {
+            BTreeMap::new()
+        } else {
+            crate::bridge::read_peer_macs(netns, &unbound).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "bridge ports' pod MACs not read: bound MACs kept");
+                BTreeMap::new()
+            })
+        };
+        self.bridge_macs = crate::bridge::bind_macs(&self.bridge_macs, &served, &read);
+        guard.macs = self
+            .bridge_macs
+            .iter()
+            .map(|(port, (_, mac))| (port.clone(), *mac))
+            .collect();
+        guard.served = served.into_keys().collect();
+        Ok((binding, guard))
+    }
+
+    fn bind_ports(
+        &mut self,
+        wanted: &[(IpAddr, String)],
+        netns: Option<&str>,
+        ports: Vec<crate::bridge::Port>,
+    ) -> Result<crate::bridge::Binding<String>, String> {
         let peer_addrs = match crate::bridge::read_peers(netns, &ports) {
             Ok(p) => p,
             Err(e) => {
@@ -384,8 +471,8 @@ impl Agent {
         let t0 = Instant::now();
         let pods = local_pods(engine, &settings);
         let routed = pod_interfaces(engine, &pods, settings.netns.as_deref());
-        self.guard_bridge_ports(engine, &pods, &routed, settings.netns.as_deref());
-        let rs = render(
+        let bridged = self.guard_bridge_ports(engine, &pods, &routed, settings.netns.as_deref());
+        let mut rs = render(
             engine,
             &RenderOptions {
                 pod_interfaces: routed,
@@ -396,6 +483,7 @@ impl Agent {
                 pod_interface_prefixes: self.pod_interface_prefixes.clone(),
             },
         );
+        crate::antispoof::add_bridged(&mut rs.sets, &bridged);
         let render_us = t0.elapsed().as_micros();
         let mut stats = ApplyStats {
             pods: pods.len(),
@@ -540,11 +628,17 @@ impl Agent {
         self.bridge_ports.clear();
         self.bridge_held.clear();
         self.bridge_owners.clear();
+        self.bridge_guard = crate::bridge::PortGuard::default();
+        self.bridge_macs.clear();
         self.bridge_applied = false;
         nft::apply(
             &format!(
                 "table inet {TABLE} {{}}\ndelete table inet {TABLE}\n{}",
-                crate::bridge::port_script(&BTreeMap::new(), &BTreeSet::new())
+                crate::bridge::port_script(
+                    &BTreeMap::new(),
+                    &BTreeSet::new(),
+                    &crate::bridge::PortGuard::default()
+                )
             ),
             ns.as_deref(),
         )

@@ -2347,3 +2347,636 @@ fn a_reused_address_goes_to_the_new_pods_bridge_port() {
         "the old port still sent as the reused address"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Frames a hostile pod behind a bridge puts on the wire (`bridgerev`).
+// ---------------------------------------------------------------------------------------
+
+/// The MAC address of `dev` in namespace `ns`.
+fn mac_of(ns: &str, dev: &str) -> Vec<u8> {
+    let o = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show", dev])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0]["address"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+/// Sends one whole Ethernet frame on `ns`'s `eth0` (Python, raw `AF_PACKET` socket).
+fn send_frame(ns: &str, frame: &[u8]) {
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n\
+         s.bind(('eth0',0))\n\
+         s.send(bytes.fromhex('{hex}'))\n"
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "frame sent from {ns}");
+}
+
+/// An Ethernet frame, with an 802.1Q tag (`tci`: priority and VLAN id) when given.
+fn ether(dst: &[u8], src: &[u8], tci: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(src);
+    if let Some(tci) = tci {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+const BROADCAST: [u8; 6] = [0xff; 6];
+/// `ff02::1` (all nodes) as a MAC.
+const ALL_NODES: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// An ARP packet (`op` 1 request, 2 reply) from `mac` claiming `sender`.
+fn arp(op: u16, mac: &[u8], sender: &str, target: &str) -> Vec<u8> {
+    let ip4 = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(mac);
+    a.extend_from_slice(&ip4(sender));
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&ip4(target));
+    a
+}
+
+/// An IPv6 packet (hop limit 255, as neighbour discovery wants) carrying the ICMPv6
+/// message `icmp`, its checksum filled in.
+fn icmp6(src: &str, dst: &str, icmp: &[u8]) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut m = icmp.to_vec();
+    m[2] = 0;
+    m[3] = 0;
+    let mut pseudo = s.octets().to_vec();
+    pseudo.extend_from_slice(&d.octets());
+    pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(&m);
+    let c = palisade_agent::lab::craft::checksum(&pseudo);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[58, 255]);
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    p.extend(m);
+    p
+}
+
+/// A neighbour advertisement (override set) saying `target` is at `mac`, to all nodes
+/// from the link-local `src`, as a whole frame from `mac`.
+fn na_frame(mac: &[u8], src: &str, target: &str) -> Vec<u8> {
+    let mut m = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    m.extend_from_slice(&target.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    m.extend_from_slice(&[2, 1]);
+    m.extend_from_slice(mac);
+    ether(&ALL_NODES, mac, None, 0x86dd, &icmp6(src, "ff02::1", &m))
+}
+
+/// [`na_frame`] with a destination options header (padding only) before the ICMPv6
+/// message, which Linux takes as the same advertisement.
+fn na_frame_with_options(mac: &[u8], src: &str, target: &str) -> Vec<u8> {
+    let mut f = na_frame(mac, src, target);
+    // Ethernet 14 + IPv6 40: the IPv6 header's next header (offset 6) and payload length.
+    let mut ip = f.split_off(14);
+    let icmp = ip.split_off(40);
+    ip[6] = 60;
+    ip[4..6].copy_from_slice(&((icmp.len() + 8) as u16).to_be_bytes());
+    ip.extend_from_slice(&[58, 0, 1, 4, 0, 0, 0, 0]);
+    ip.extend(icmp);
+    f.extend(ip);
+    f
+}
+
+/// A router advertisement (a default router for 30 minutes) to all nodes from the
+/// link-local `src`, as a whole frame from `mac`.
+fn ra_frame(mac: &[u8], src: &str) -> Vec<u8> {
+    let mut m = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&[1, 1]);
+    m.extend_from_slice(mac);
+    ether(&ALL_NODES, mac, None, 0x86dd, &icmp6(src, "ff02::1", &m))
+}
+
+/// `rules` counted by `table arp obs` in `ns` (ARP input, before anything else there).
+fn arp_observer(ns: &str, rules: &[&str]) {
+    let body: String = rules.iter().map(|r| format!("{r} counter; ")).collect();
+    let script = format!(
+        "table arp obs {{ chain c {{ type filter hook input priority -500; policy accept; {body}}}; }}"
+    );
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", &script])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{script}");
+}
+
+/// The packet counts of [`arp_observer`]'s rules, in order.
+fn arp_observed(ns: &str) -> Vec<u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "list", "table", "arp", "obs"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("packets ").nth(1))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Pods `names` (from `a`, `b`, `c`: `NET.1` to `NET.3`, and `V6::1` to `V6::3` when
+/// given) of node `n1`, and `extra` YAML.
+fn bridged_pods(net: &str, v6: Option<&str>, names: &[&str], extra: &str) -> String {
+    let mut yaml = String::new();
+    for name in names {
+        let i = match *name {
+            "a" => 1,
+            "b" => 2,
+            _ => 3,
+        };
+        let ips = match v6 {
+            Some(p) => format!("podIP: {net}.{i}, podIPs: [{{ip: {net}.{i}}}, {{ip: '{p}::{i}'}}]"),
+            None => format!("podIP: {net}.{i}"),
+        };
+        yaml += &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: x, labels: {{app: {name}}}}}\n\
+             spec: {{nodeName: n1, containers: [{{name: c}}]}}\nstatus: {{{ips}}}\n---\n"
+        );
+    }
+    if extra.is_empty() {
+        yaml.trim_end_matches("---\n").to_string()
+    } else {
+        yaml + extra
+    }
+}
+
+/// Gives the bridge `V6::fe/64` and each pod `V6::N/64`, without duplicate detection.
+fn bridged_ipv6(bridged: &BridgedNode, v6: &str) {
+    let sh = |cmd: String| {
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(format!(
+        "ip -n {} addr add {v6}::fe/64 dev br0 nodad",
+        bridged.node
+    ));
+    for (i, ns) in bridged.pods.iter().enumerate() {
+        sh(format!(
+            "ip -n {ns} addr add {v6}::{}/64 dev eth0 nodad",
+            i + 1
+        ));
+    }
+}
+
+/// The raw 128-bit value of an IPv6 address, as nft's `@th,64,128` compares it.
+fn raw6(ip: &str) -> String {
+    format!(
+        "0x{:032x}",
+        u128::from(ip.parse::<std::net::Ipv6Addr>().unwrap())
+    )
+}
+
+/// Only a neighbour advertisement's IPv6 source was checked at a port serving no pod (a pod
+/// the agent does not know yet, `b` here), and a link-local source passes: `b` advertised
+/// the bound `a`'s IPv6 address (also behind a destination options header), and the
+/// node's own, as its link address, and `c` (like the node) took it. `b`'s ARP claiming the node's gateway address reached `c` too (the node's
+/// addresses were in no set), and so did its ARP claiming `a`'s address inside a VLAN 0
+/// tag (`arp` matches depend on the outer EtherType, which the tag hides; the receiving
+/// kernel takes VLAN 0 as untagged), and its router advertisement (pods are no routers).
+/// Once `b` is known and bound, it may advertise only its own address. Now all of these are
+/// dropped at `b`'s port; `a`'s own advertisement and ARP still reach `c`.
+#[test]
+fn a_bridged_pod_cannot_advertise_another_pods_or_the_nodes_address() {
+    if !can_run() {
+        return;
+    }
+    let (net, v6) = ("10.78.11", "fd78:b");
+    let Some(bridged) = BridgedNode::create("plna", net) else {
+        return;
+    };
+    bridged_ipv6(&bridged, v6);
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_pods(net, Some(v6), &["a", "c"], "")))
+        .expect("ruleset applied");
+    let (a_v6, gw_v6) = (format!("{v6}::1"), format!("{v6}::fe"));
+    observer(
+        c,
+        &[
+            format!("icmpv6 type nd-neighbor-advert @th,64,128 {}", raw6(&a_v6)).as_str(),
+            format!("icmpv6 type nd-neighbor-advert @th,64,128 {}", raw6(&gw_v6)).as_str(),
+            "icmpv6 type nd-router-advert",
+        ],
+    );
+    arp_observer(
+        c,
+        &[
+            format!("arp saddr ip {net}.1").as_str(),
+            format!("arp saddr ip {net}.254").as_str(),
+        ],
+    );
+    let (a_mac, b_mac) = (mac_of(a, "eth0"), mac_of(b, "eth0"));
+    // b, which the agent does not know yet.
+    send_frame(b, &na_frame(&b_mac, "fe80::b", &a_v6));
+    send_frame(b, &na_frame_with_options(&b_mac, "fe80::b", &a_v6));
+    send_frame(b, &na_frame(&b_mac, "fe80::b", &gw_v6));
+    send_frame(b, &ra_frame(&b_mac, "fe80::b"));
+    let gw = format!("{net}.254");
+    let (a_ip, c_ip) = (format!("{net}.1"), format!("{net}.3"));
+    send_frame(
+        b,
+        &ether(
+            &BROADCAST,
+            &b_mac,
+            None,
+            0x0806,
+            &arp(2, &b_mac, &a_ip, &a_ip),
+        ),
+    );
+    send_frame(
+        b,
+        &ether(
+            &BROADCAST,
+            &b_mac,
+            None,
+            0x0806,
+            &arp(1, &b_mac, &gw, &c_ip),
+        ),
+    );
+    send_frame(
+        b,
+        &ether(
+            &BROADCAST,
+            &b_mac,
+            Some(0),
+            0x0806,
+            &arp(2, &b_mac, &a_ip, &a_ip),
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c),
+        [0, 0, 0],
+        "an unknown pod's advertisements (a's address, the node's, a router) reached c"
+    );
+    assert_eq!(
+        arp_observed(c),
+        [0, 0],
+        "an unknown pod's ARP claiming a's address (tagged or not) or the node's reached c"
+    );
+    // a's own advertisement and ARP pass.
+    send_frame(a, &na_frame(&a_mac, "fe80::a", &a_v6));
+    send_arp(a, &a_ip, &c_ip);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(c)[0], 1, "a's own advertisement reached c");
+    assert_eq!(arp_observed(c)[0], 1, "a's own ARP reached c");
+    // b known and bound: its own address only.
+    agent
+        .reconcile(&compile(&bridged_pods(net, Some(v6), &["a", "b", "c"], "")))
+        .expect("ruleset with b applied");
+    send_frame(b, &na_frame(&b_mac, "fe80::b", &a_v6));
+    send_frame(b, &na_frame_with_options(&b_mac, "fe80::b", &a_v6));
+    send_frame(b, &na_frame(&b_mac, "fe80::b", &gw_v6));
+    send_frame(b, &ra_frame(&b_mac, "fe80::b"));
+    send_frame(
+        b,
+        &ether(
+            &BROADCAST,
+            &b_mac,
+            None,
+            0x0806,
+            &arp(2, &b_mac, &a_ip, &a_ip),
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(observed(c), [1, 0, 0], "a bound pod advertised others");
+    assert_eq!(
+        arp_observed(c),
+        [1, 0],
+        "a bound pod's ARP claimed a's address"
+    );
+}
+
+/// `br_netfilter` hands VLAN-tagged frames to no `inet` hook, and the receiving pod's
+/// kernel takes a VLAN 0 (priority) tag as no tag: `b`, bound to its port and refused by
+/// `c`'s policy, sent its own SYN to `c` in such a tag and it reached `c` (the bridge
+/// table's `ip saddr` match depends on the protocol inside the tag, so the tagged frame
+/// passed as `b`'s own). Now pod ports send no tagged frames; `a` still connects.
+#[test]
+fn a_bridged_pod_cannot_slip_past_the_policy_in_a_vlan_tag() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.12";
+    let Some(bridged) = BridgedNode::create("plbv", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let _server = NodeServer::start(c, &[8080]);
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-a, namespace: x}\n\
+                  spec:\n  podSelector: {matchLabels: {app: c}}\n  \
+                  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8080}]}]\n";
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_pods(net, None, &["a", "b", "c"], policy)))
+        .expect("ruleset applied");
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 is allowed"
+    );
+    assert!(
+        !connects(b, &format!("{net}.3"), 8080),
+        "b → c:8080 is denied"
+    );
+    observer(
+        c,
+        &[format!("ip saddr {net}.2 tcp dport 8080 tcp sport 41000-41001").as_str()],
+    );
+    let (b_ip, c_ip) = (
+        format!("{net}.2").parse().unwrap(),
+        format!("{net}.3").parse().unwrap(),
+    );
+    let (b_mac, c_mac) = (mac_of(b, "eth0"), mac_of(c, "eth0"));
+    for (sport, tci) in [(41000, 0x0000), (41001, 0xe000)] {
+        let syn = craft::tcp(b_ip, c_ip, sport, 8080, craft::SYN);
+        send_frame(b, &ether(&c_mac, &b_mac, Some(tci), 0x0800, &syn));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c),
+        [0],
+        "b's SYN in a VLAN 0 tag reached c past c's policy"
+    );
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 still connects"
+    );
+}
+
+/// A pod that took its own address off its interface left its port unbound, and an unbound
+/// port may send from any address no pod is bound to: `b` (bound, then without its address)
+/// sent a SYN from an address of `c`'s allowed `ipBlock` and reached `c`, and its ARP
+/// claiming the node's gateway address reached `c` as well. Now a port that serves a pod
+/// stays held to that pod's bound addresses, none left or not.
+#[test]
+fn a_bridged_pod_that_takes_its_address_off_is_still_held_at_its_port() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.13";
+    let Some(bridged) = BridgedNode::create("plbo", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let _server = NodeServer::start(c, &[8080]);
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-outside, namespace: x}\n\
+                  spec:\n  podSelector: {matchLabels: {app: c}}\n  \
+                  ingress: [{from: [{ipBlock: {cidr: 198.51.100.0/24}}], ports: [{port: 8080}]}]\n";
+    let yaml = bridged_pods(net, None, &["a", "b", "c"], policy);
+    let mut agent = bridged_agent(node);
+    agent.reconcile(&compile(&yaml)).expect("ruleset applied");
+    assert_eq!(
+        agent
+            .bridge_ports()
+            .get(&format!("{net}.2").parse().unwrap()),
+        Some(&"v1".to_string()),
+        "b's address is bound to b's port"
+    );
+    let st = Command::new("ip")
+        .args([
+            "-n",
+            b,
+            "addr",
+            "del",
+            &format!("{net}.2/24"),
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "b took its address off");
+    agent
+        .reconcile(&compile(&yaml))
+        .expect("ruleset applied again");
+    observer(c, &["ip saddr 198.51.100.7 tcp dport 8080"]);
+    let gw = format!("{net}.254");
+    let (a_ip, c_ip) = (format!("{net}.1"), format!("{net}.3"));
+    arp_observer(
+        c,
+        &[
+            format!("arp saddr ip {gw}").as_str(),
+            format!("arp saddr ip {a_ip}").as_str(),
+        ],
+    );
+    let (b_mac, c_mac) = (mac_of(b, "eth0"), mac_of(c, "eth0"));
+    let syn = craft::tcp(
+        "198.51.100.7".parse().unwrap(),
+        c_ip.parse().unwrap(),
+        41000,
+        8080,
+        craft::SYN,
+    );
+    send_frame(b, &ether(&c_mac, &b_mac, None, 0x0800, &syn));
+    send_frame(
+        b,
+        &ether(
+            &BROADCAST,
+            &b_mac,
+            None,
+            0x0806,
+            &arp(1, &b_mac, &gw, &c_ip),
+        ),
+    );
+    send_arp(a, &a_ip, &c_ip);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c),
+        [0],
+        "b, without its address, sent from c's allowed ipBlock and reached c"
+    );
+    assert_eq!(
+        arp_observed(c),
+        [0, 1],
+        "b's ARP claiming the gateway reached c (or a's own did not)"
+    );
+}
+
+/// Bridged pod addresses were checked only at their bridge port, and in `inet palisade`
+/// not at all: a host outside the node (here on the node's uplink) sent a SYN from `a`'s
+/// address to `c`, which takes 8080 from `a` only, and reached it. Now bridged pod
+/// addresses may reach `forward` and `input` from the node's bridges only.
+#[test]
+fn a_bridged_pods_address_from_outside_the_node_is_dropped() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.14";
+    let Some(bridged) = BridgedNode::create("plbx", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, c) = (&pod_ns[0], &pod_ns[2]);
+    let st = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ext = Outside::start(node);
+    let _server = NodeServer::start(c, &[8080]);
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c-from-a, namespace: x}\n\
+                  spec:\n  podSelector: {matchLabels: {app: c}}\n  \
+                  ingress: [{from: [{podSelector: {matchLabels: {app: a}}}], ports: [{port: 8080}]}]\n";
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_pods(net, None, &["a", "b", "c"], policy)))
+        .expect("ruleset applied");
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 is allowed"
+    );
+    observer(
+        c,
+        &[format!("ip saddr {net}.1 tcp dport 8080 tcp sport 41000").as_str()],
+    );
+    let syn = craft::tcp(
+        format!("{net}.1").parse().unwrap(),
+        format!("{net}.3").parse().unwrap(),
+        41000,
+        8080,
+        craft::SYN,
+    );
+    craft::send_ipv4(&ext.ns, &syn).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        observed(c),
+        [0],
+        "a SYN from outside the node with a's address reached c"
+    );
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 still connects"
+    );
+}
+
+/// The bridge port `br0` of `node` last learned `mac` on.
+fn fdb_port(node: &str, mac: &[u8]) -> Option<String> {
+    let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    let mac = mac.join(":");
+    let o = Command::new("bridge")
+        .args(["-n", node, "-j", "fdb", "show", "br", "br0"])
+        .output()
+        .unwrap();
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v.iter()
+        .filter(|e| e["mac"] == mac.as_str() && e["state"] != "permanent")
+        .find_map(|e| e["ifname"].as_str().map(String::from))
+}
+
+/// Nothing bound a pod's frames to its own MAC: `b` sent its own (allowed) packet with
+/// `a`'s MAC as source, and the bridge learned `a`'s MAC on `b`'s port, so what the node
+/// and `c` sent to `a` went to `b`. Now a port that serves a pod sends only its pod's MAC
+/// (read from the pod's interface when the port is first bound) and no pod port sends
+/// another's: the bridge keeps `a`'s MAC on `a`'s port and `a` still connects.
+#[test]
+fn a_bridged_pod_cannot_take_another_pods_mac() {
+    use palisade_agent::lab::craft;
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.15";
+    let Some(bridged) = BridgedNode::create("plbm", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b, c) = (&pod_ns[0], &pod_ns[1], &pod_ns[2]);
+    let _server = NodeServer::start(c, &[8080]);
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_pods(net, None, &["a", "b", "c"], "")))
+        .expect("ruleset applied");
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 is allowed"
+    );
+    let (a_mac, c_mac) = (mac_of(a, "eth0"), mac_of(c, "eth0"));
+    assert_eq!(
+        fdb_port(node, &a_mac).as_deref(),
+        Some("v0"),
+        "a's MAC on a's port"
+    );
+    let syn = craft::tcp(
+        format!("{net}.2").parse().unwrap(),
+        format!("{net}.3").parse().unwrap(),
+        41000,
+        8080,
+        craft::SYN,
+    );
+    send_frame(b, &ether(&c_mac, &a_mac, None, 0x0800, &syn));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        fdb_port(node, &a_mac).as_deref(),
+        Some("v0"),
+        "b's frame with a's MAC moved a's MAC to b's port"
+    );
+    assert!(
+        connects(a, &format!("{net}.3"), 8080),
+        "a → c:8080 still connects"
+    );
+}
+
+/// `input` held a pod to its egress policy only for packets arriving on a pod interface,
+/// and pods behind a bridge arrive on the bridge: `a`, whose egress allows nothing,
+/// reached a service of its own node on the bridge's address. Now their packets meet their
+/// egress policy there too (their addresses are checked as coming from the bridge); `b`,
+/// without egress policy, still connects.
+#[test]
+fn an_egress_isolated_pod_behind_a_bridge_cannot_reach_its_node() {
+    if !can_run() {
+        return;
+    }
+    let net = "10.78.16";
+    let Some(bridged) = BridgedNode::create("plbe", net) else {
+        return;
+    };
+    let (node, pod_ns) = (&bridged.node, &bridged.pods);
+    let (a, b) = (&pod_ns[0], &pod_ns[1]);
+    let _kubelet = NodeServer::start(node, &[10250]);
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a-isolated, namespace: x}\n\
+                  spec:\n  podSelector: {matchLabels: {app: a}}\n  policyTypes: [Egress]\n";
+    let mut agent = bridged_agent(node);
+    agent
+        .reconcile(&compile(&bridged_pods(net, None, &["a", "b"], policy)))
+        .expect("ruleset applied");
+    let gw = format!("{net}.254");
+    assert!(
+        !connects(a, &gw, 10250),
+        "the egress-isolated bridged pod reached its node"
+    );
+    assert!(connects(b, &gw, 10250), "b reaches its node");
+}
