@@ -144,6 +144,9 @@ pub struct Route {
     pub backend: Backend,
     /// Models served (empty: any).
     pub models: Vec<String>,
+    /// Paths forwarded besides the built-in endpoint lists on a route that decides on
+    /// request bodies (`extraEndpoints`).
+    pub extra_endpoints: Vec<String>,
     /// Credentials; `None`: anonymous access.
     pub auth: Option<RouteAuth>,
     /// Named consumers of the gateway.
@@ -521,6 +524,7 @@ pub fn compile(gateways: &[(AIGateway, Origin)]) -> Result<Compiled, Vec<String>
                 path_prefix: r.path_prefix.clone().unwrap_or_else(|| "/".into()),
                 backend,
                 models: r.models.clone(),
+                extra_endpoints: r.extra_endpoints.clone(),
                 auth,
                 consumers: consumers.clone(),
                 limits: r.limits.clone().unwrap_or(LimitsSpec {

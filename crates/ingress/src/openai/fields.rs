@@ -48,9 +48,9 @@ pub(super) fn collect_messages(
         let first = out.len();
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         // A message's participant `name`, which chat templates render beside the text
-        // (OpenAI puts it in the prompt; a client chooses it freely). Items without a
-        // `role` (Responses-API `function_call`) name a tool, not a participant.
-        if let (Some(Value::String(name)), true) = (m.get("name"), m.get("role").is_some()) {
+        // (OpenAI puts it in the prompt; a client chooses it freely), and the tool an item
+        // without a `role` calls (Responses-API `function_call`), rendered with the call.
+        if let Some(Value::String(name)) = m.get("name") {
             out.push(PromptField {
                 role: role.to_string(),
                 text: name.clone(),
@@ -66,26 +66,88 @@ pub(super) fn collect_messages(
     }
 }
 
-/// Tool-call arguments in a conversation's history: an assistant message's
-/// `tool_calls[].function.arguments` (and legacy `function_call.arguments`), a Responses-API
-/// `function_call` item's `arguments`. Chat templates render them for the model like any
-/// text, and a client writes the history it sends, so they are prompt text too.
+/// Tool calls in a conversation's history: an assistant message's
+/// `tool_calls[].function.name` and `.arguments` (a string; Ollama's an object), legacy
+/// `function_call.name` and `.arguments`, a Responses-API `function_call` item's
+/// `arguments` (its `name` is read with the item's). Chat templates render them for the
+/// model like any text, and a client writes the history it sends, so they are prompt text
+/// too.
 pub(super) fn collect_tool_calls(m: &Value, role: &str, out: &mut Vec<PromptField>) {
     let mut push = |v: Option<&Value>| {
-        if let Some(Value::String(s)) = v {
+        if let Some(text) = v.and_then(json_text) {
             out.push(PromptField {
                 role: role.to_string(),
-                text: s.clone(),
+                text,
             });
         }
     };
-    if let Some(Value::Array(calls)) = m.get("tool_calls") {
-        for c in calls {
-            push(c.get("function").and_then(|f| f.get("arguments")));
+    let calls = m.get("tool_calls").and_then(Value::as_array);
+    let functions = calls
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("function"))
+        .chain(m.get("function_call"));
+    for f in functions {
+        push(f.get("name"));
+        push(f.get("arguments"));
+    }
+    push(m.get("arguments"));
+}
+
+/// Blanks what [`collect_tool_calls`] reads.
+fn blank_tool_calls(m: &mut Value) {
+    let Value::Object(o) = m else {
+        return;
+    };
+    if let Some(Value::Array(calls)) = o.get_mut("tool_calls") {
+        for c in calls.iter_mut() {
+            if let Some(f) = c.get_mut("function") {
+                blank_call(f);
+            }
         }
     }
-    push(m.get("function_call").and_then(|f| f.get("arguments")));
-    push(m.get("arguments"));
+    if let Some(f) = o.get_mut("function_call") {
+        blank_call(f);
+    }
+    if let Some(a) = o.get_mut("arguments") {
+        blank_json_text(a);
+    }
+}
+
+/// Blanks a called function's `name` and `arguments`.
+fn blank_call(f: &mut Value) {
+    for k in ["name", "arguments"] {
+        if let Some(v) = f.get_mut(k) {
+            blank_json_text(v);
+        }
+    }
+}
+
+/// A value a template renders as text: a string as it is, a non-empty object (tool-call
+/// arguments or input given as JSON) as its JSON.
+fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) if !o.is_empty() => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// Blanks what [`json_text`] reads: a string emptied, an object emptied.
+fn blank_json_text(v: &mut Value) {
+    match v {
+        Value::String(s) => s.clear(),
+        Value::Object(o) => o.clear(),
+        _ => {}
+    }
+}
+
+/// Whether a content block is a tool call the history says the model made (Anthropic's
+/// `tool_use`, `server_tool_use`, `mcp_tool_use`).
+fn is_tool_use(o: &Map<String, Value>) -> bool {
+    o.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("tool_use"))
 }
 
 /// Strings of a prompt value: a string, an array of strings, or content parts
@@ -103,14 +165,16 @@ pub(super) fn collect_strings(v: &Value, role: &str, out: &mut Vec<PromptField>)
                     collect_strings(x, role, out);
                 }
             }
-            // Anthropic's `tool_use` blocks in the history: the input the model is said to
-            // have written, rendered for it as JSON.
-            if o.get("type").and_then(Value::as_str) == Some("tool_use") {
-                if let Some(input @ Value::Object(_)) = o.get("input") {
-                    out.push(PromptField {
-                        role: role.to_string(),
-                        text: input.to_string(),
-                    });
+            // Anthropic's `tool_use` blocks in the history: the tool's name and the input
+            // the model is said to have written, rendered for it as JSON.
+            if is_tool_use(o) {
+                for k in ["name", "input"] {
+                    if let Some(text) = o.get(k).and_then(json_text) {
+                        out.push(PromptField {
+                            role: role.to_string(),
+                            text,
+                        });
+                    }
                 }
             }
             // Anthropic's plain-text documents: `{"type":"document","source":{"type":
@@ -137,21 +201,48 @@ pub(super) fn document_text(o: &Map<String, Value>) -> Option<&Value> {
     }
 }
 
-/// The `description` and `title` strings of tool definitions and JSON schemas, at any
-/// depth (OpenAI's `tools[].function.description` and its parameters' descriptions,
-/// Anthropic's and the Responses API's `tools[].description`, `input_schema` properties,
-/// structured-output schemas): the model reads them as instructions, so a poisoned tool
-/// description (an MCP server's, say) or schema is an injection like any prompt.
+/// Keys of a tool definition or JSON schema whose strings the model reads: `description`,
+/// `title`, and `name` (a tool's, a function's, a structured-output schema's).
+const SCHEMA_TEXT_KEYS: [&str; 3] = ["description", "title", "name"];
+
+/// Schema keywords whose values (every string, at any depth) the model reads with the
+/// schema: allowed and example values, defaults, and the property names `required` lists.
+const SCHEMA_VALUE_KEYS: [&str; 5] = ["enum", "const", "default", "examples", "required"];
+
+/// Schema keywords whose keys are names the model reads (property names, the names of
+/// definitions) and whose values are schemas.
+const SCHEMA_NAMED_KEYS: [&str; 4] = ["properties", "patternProperties", "$defs", "definitions"];
+
+/// The text of tool definitions and JSON schemas, at any depth (OpenAI's `tools[].function`
+/// and its parameters, Anthropic's and the Responses API's `tools[]`, `input_schema`,
+/// structured-output schemas): [`SCHEMA_TEXT_KEYS`] strings, every string under
+/// [`SCHEMA_VALUE_KEYS`], and the names [`SCHEMA_NAMED_KEYS`] hold. The model reads them
+/// (a backend renders the tools into the prompt as JSON), so a poisoned tool definition (an
+/// MCP server's, say) or schema is an injection like any prompt: in its description, its
+/// name, a property's name or an enum value alike.
 pub(super) fn collect_descriptions(v: &Value, out: &mut Vec<PromptField>) {
+    let push = |out: &mut Vec<PromptField>, s: &str| {
+        out.push(PromptField {
+            role: "tool_definition".to_string(),
+            text: s.to_string(),
+        })
+    };
     match v {
         Value::Array(a) => a.iter().for_each(|x| collect_descriptions(x, out)),
         Value::Object(o) => {
             for (k, x) in o {
-                match (k.as_str(), x) {
-                    ("description" | "title", Value::String(s)) => out.push(PromptField {
-                        role: "tool_definition".to_string(),
-                        text: s.clone(),
-                    }),
+                let k = k.as_str();
+                match x {
+                    Value::String(s) if SCHEMA_TEXT_KEYS.contains(&k) => push(out, s),
+                    _ if SCHEMA_VALUE_KEYS.contains(&k) => {
+                        collect_all_strings(x, "tool_definition", out)
+                    }
+                    Value::Object(named) if SCHEMA_NAMED_KEYS.contains(&k) => {
+                        for (name, schema) in named {
+                            push(out, name);
+                            collect_descriptions(schema, out);
+                        }
+                    }
                     _ => collect_descriptions(x, out),
                 }
             }
@@ -198,9 +289,23 @@ pub(super) fn blank_descriptions_in(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(blank_descriptions_in),
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
-                match (k.as_str(), x) {
-                    ("description" | "title", Value::String(s)) => s.clear(),
-                    (_, x) => blank_descriptions_in(x),
+                let k = k.as_str();
+                match x {
+                    Value::String(s) if SCHEMA_TEXT_KEYS.contains(&k) => s.clear(),
+                    _ if SCHEMA_VALUE_KEYS.contains(&k) => blank_all_strings(x),
+                    Value::Object(named) if SCHEMA_NAMED_KEYS.contains(&k) => {
+                        // The names go (blanked they would collide); the schemas stay, in
+                        // order, as a list.
+                        let schemas = std::mem::take(named)
+                            .into_iter()
+                            .map(|(_, mut schema)| {
+                                blank_descriptions_in(&mut schema);
+                                schema
+                            })
+                            .collect();
+                        *x = Value::Array(schemas);
+                    }
+                    x => blank_descriptions_in(x),
                 }
             }
         }
@@ -212,12 +317,11 @@ pub(super) fn blank_messages(v: &mut Value) {
     match v {
         Value::Array(msgs) => {
             for m in msgs.iter_mut() {
-                if m.get("role").is_some() {
-                    if let Some(Value::String(name)) = m.get_mut("name") {
-                        name.clear();
-                    }
+                if let Some(Value::String(name)) = m.get_mut("name") {
+                    name.clear();
                 }
                 blank_strings(m);
+                blank_tool_calls(m);
             }
         }
         other => blank_strings(other),
@@ -232,6 +336,13 @@ pub(super) fn blank_strings(v: &mut Value) {
             for k in TEXT_KEYS {
                 if let Some(x) = o.get_mut(k) {
                     blank_strings(x);
+                }
+            }
+            if is_tool_use(o) {
+                for k in ["name", "input"] {
+                    if let Some(x) = o.get_mut(k) {
+                        blank_json_text(x);
+                    }
                 }
             }
             if let Some(Value::Object(src)) = o.get_mut("source") {

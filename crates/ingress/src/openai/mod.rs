@@ -139,8 +139,11 @@ const TOKEN_ID_FIELDS: [&str; 3] = ["prompt", "input", "context"];
 /// Qwen3 / DeepSeek chat templates render it), `reasoning`, `thinking` (Anthropic thinking
 /// blocks, Ollama messages), `summary` (Responses-API reasoning items) — and Anthropic
 /// documents' `title` and `context`, which the model reads with the document; `prompt_string`:
-/// llama.cpp's multimodal prompt objects (`{"prompt_string": …, "multimodal_data": […]}`).
-const TEXT_KEYS: [&str; 12] = [
+/// llama.cpp's multimodal prompt objects (`{"prompt_string": …, "multimodal_data": […]}`);
+/// `filename`: llama.cpp's `/infill` `input_extra[]` chunks (the template puts the file name
+/// before the chunk's text) and file content parts; `tool_name`: the tool an Ollama `tool`
+/// message answers for, which its templates render.
+const TEXT_KEYS: [&str; 14] = [
     "text",
     "content",
     "input_text",
@@ -153,6 +156,8 @@ const TEXT_KEYS: [&str; 12] = [
     "title",
     "context",
     "prompt_string",
+    "filename",
+    "tool_name",
 ];
 
 impl ApiRequest {

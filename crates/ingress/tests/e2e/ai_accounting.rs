@@ -263,3 +263,251 @@ async fn requests_without_a_body_reach_only_read_only_endpoints() {
     let (status, answer) = bodyless(gw.addr, "GET", "/open/slots").await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// On a route that decides on request bodies, a request with a JSON body reaches only the
+/// inference endpoints whose bodies the gateway reads; model management and server
+/// administration are `403 endpoint_not_allowed`. Before, each of these was checked (a
+/// model the lists allow, no injection) and forwarded: Ollama's `/api/push` (a model sent
+/// to a registry), `/api/pull`, `/api/create`, `/api/copy`, `/api/delete`, llama.cpp's slot
+/// save / restore / erase and `/props`, vLLM's and SGLang's LoRA, profiling, cache, sleep
+/// and weight endpoints. A route that checks nothing still forwards them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_a_body_reach_only_inference_endpoints() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let body =
+        r#"{"model":"gpt-4o-mini","filename":"slot.bin","lora_name":"x","lora_path":"/tmp/x"}"#;
+    let mut wrong = Vec::new();
+    for path in [
+        "/metered/api/push",
+        "/guarded/api/pull",
+        "/metered/api/pull/x",
+        "/metered/api/create",
+        "/metered/api/copy",
+        "/metered/api/delete",
+        "/guarded/api/push",
+        "/guarded/slots/0?action=save",
+        "/guarded/slots/0?action=restore",
+        "/guarded/slots/0?action=erase",
+        "/guarded/props",
+        "/guarded/load_lora_adapter",
+        "/guarded/v1/load_lora_adapter",
+        "/guarded/unload_lora_adapter",
+        "/guarded/start_profile",
+        "/guarded/stop_profile",
+        "/guarded/reset_prefix_cache",
+        "/guarded/sleep",
+        "/guarded/wake_up",
+        "/guarded/update_weights_from_disk",
+        "/guarded/flush_cache",
+        "/v1/api/push",
+        "/v1/models/gpt-4o-mini",
+        "/v1/threads/t1/messages",
+    ] {
+        let (status, answer) = send(gw.addr, path, JSON, body.as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        if status != 403 || !answer.contains("\"code\":\"endpoint_not_allowed\"") || reached {
+            wrong.push(format!("{path}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "forwarded:\n{}", wrong.join("\n"));
+    // Inference endpoints of each API still pass, the body as sent.
+    let chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let prompt = r#"{"model":"gpt-4o-mini","prompt":"hi","inputs":"hi","input":"hi"}"#;
+    for (path, body) in [
+        ("/metered/v1/chat/completions", chat),
+        ("/metered/api/chat", chat),
+        ("/metered/api/generate", prompt),
+        ("/metered/api/embed", prompt),
+        ("/metered/api/show", r#"{"model":"gpt-4o-mini"}"#),
+        ("/metered/v1/messages", chat),
+        ("/metered/v1/messages/count_tokens", chat),
+        (
+            "/metered/openai/deployments/gpt-4o-mini/chat/completions",
+            chat,
+        ),
+        ("/guarded/v1/embeddings", prompt),
+        ("/guarded/v1/rerank", prompt),
+        ("/guarded/tokenize", prompt),
+        ("/guarded/completion", prompt),
+        ("/guarded/generate_stream", prompt),
+        ("/guarded/apply-template", chat),
+        ("/v1/invocations", chat),
+    ] {
+        let (status, answer) = send(gw.addr, path, JSON, body.as_bytes()).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(
+            answer.ends_with(&format!("\n---\n{body}")),
+            "{path}: {answer}"
+        );
+    }
+    let (status, answer) = send(gw.addr, "/open/api/push", JSON, body.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    // A route's `extraEndpoints` pass, checked like any request.
+    let pull = r#"{"model":"gpt-4o-mini"}"#;
+    let (status, answer) = send(gw.addr, "/metered/api/pull", JSON, pull.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{pull}")), "{answer}");
+    let (status, answer) = send(gw.addr, "/metered/api/pull", JSON, br#"{"model":"gpt-4o"}"#).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer.contains("\"code\":\"model_not_allowed\""),
+        "{answer}"
+    );
+}
+
+/// A model's metadata (`GET /v1/models/{id}`) is read only for models the route serves and
+/// the consumer may use, as generation requests are: a model the route does not serve is
+/// `404 model_not_found`, one the consumer may not use `403 model_not_allowed`. Before,
+/// both were forwarded and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_metadata_follows_the_model_lists() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    for (path, want, code) in [
+        ("/v1/models/gpt-4o", 403, "model_not_allowed"),
+        ("/v1/models/gpt-%34o", 403, "model_not_allowed"),
+        ("/v1/models/llama-3-70b", 404, "model_not_found"),
+        ("/v1/models/meta-llama/Llama-3.1-8B", 404, "model_not_found"),
+        ("/metered/v1/models/gpt-4o", 403, "model_not_allowed"),
+    ] {
+        let (status, answer) = bodyless(gw.addr, "GET", path).await;
+        assert_eq!(status, want, "{path}: {answer}");
+        assert!(
+            answer.contains(&format!("\"code\":\"{code}\"")),
+            "{path}: {answer}"
+        );
+        assert!(!answer.contains("\n---\n"), "reached the backend: {answer}");
+    }
+    for path in [
+        "/v1/models/gpt-4o-mini",
+        "/v1/models",
+        "/metered/v1/models/gpt-4o-mini",
+    ] {
+        let (status, answer) = bodyless(gw.addr, "GET", path).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    // Ollama's `/api/show` names its model in the body, checked as any request's.
+    let (status, answer) = send(gw.addr, "/metered/api/show", JSON, br#"{"model":"gpt-4o"}"#).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer.contains("\"code\":\"model_not_allowed\""),
+        "{answer}"
+    );
+}
+
+/// Tool and function names (definitions and calls in the history), names and values inside
+/// tool schemas (property names, `enum`, `const`, `default`), Ollama's `tool_name` and
+/// llama.cpp's `input_extra[].filename` are read by the prompt guard. Before, each reached
+/// the backend with the injection unscored, though the model reads all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_names_schema_values_and_file_names_are_guarded() {
+    let (backend, _) = echo_backend().await;
+    let gw = gateway(backend).await;
+    let hi = serde_json::json!([{"role": "user", "content": "hi"}]);
+    let tool = |parameters: serde_json::Value| {
+        serde_json::json!([{"type": "function", "function": {"name": "lookup",
+            "description": "Looks a word up.", "parameters": parameters}}])
+    };
+    let chat = |extra: serde_json::Value| {
+        let mut b = serde_json::json!({"model": "m", "messages": hi});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let cases = [
+        (
+            "tool name",
+            "/guarded/v1/chat/completions",
+            chat(
+                serde_json::json!({"tools": [{"type": "function", "function": {
+                "name": INJECTION, "parameters": {"type": "object"}}}]}),
+            ),
+        ),
+        (
+            "property name",
+            "/guarded/v1/chat/completions",
+            chat(
+                serde_json::json!({"tools": tool(serde_json::json!({"type": "object",
+                "properties": {INJECTION: {"type": "string"}}}))}),
+            ),
+        ),
+        (
+            "enum value",
+            "/guarded/v1/chat/completions",
+            chat(
+                serde_json::json!({"tools": tool(serde_json::json!({"type": "object",
+                "properties": {"w": {"type": "string", "enum": ["a", INJECTION]}}}))}),
+            ),
+        ),
+        (
+            "const value",
+            "/guarded/v1/chat/completions",
+            chat(
+                serde_json::json!({"tools": tool(serde_json::json!({"type": "object",
+                "properties": {"w": {"const": INJECTION}}}))}),
+            ),
+        ),
+        (
+            "default value",
+            "/guarded/v1/chat/completions",
+            chat(
+                serde_json::json!({"tools": tool(serde_json::json!({"type": "object",
+                "properties": {"w": {"type": "string", "default": INJECTION}}}))}),
+            ),
+        ),
+        (
+            "tool call name in the history",
+            "/guarded/v1/chat/completions",
+            serde_json::json!({"model": "m", "messages": [
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "1",
+                    "type": "function", "function": {"name": INJECTION, "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "1", "content": "ok"}]}),
+        ),
+        (
+            "Ollama tool call arguments (an object)",
+            "/guarded/api/chat",
+            serde_json::json!({"model": "m", "messages": [
+                {"role": "assistant", "content": "", "tool_calls": [{"function": {
+                    "name": "lookup", "arguments": {"word": INJECTION}}}]}]}),
+        ),
+        (
+            "Ollama tool_name",
+            "/guarded/api/chat",
+            serde_json::json!({"model": "m", "messages": [
+                {"role": "tool", "content": "ok", "tool_name": INJECTION}]}),
+        ),
+        (
+            "llama.cpp input_extra filename",
+            "/guarded/infill",
+            serde_json::json!({"input_prefix": "def f():", "input_suffix": "",
+                "input_extra": [{"filename": INJECTION, "text": "x = 1"}]}),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, path, body) in &cases {
+        let (status, answer) = send(gw.addr, path, JSON, body.to_string().as_bytes()).await;
+        let reached = answer.contains("\n---\n");
+        if status != 400 || !answer.contains("\"code\":\"prompt_injection_detected\"") || reached {
+            wrong.push(format!("{name}: {status} (backend reached: {reached})"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused:\n{}", wrong.join("\n"));
+    // Ordinary tools pass as sent.
+    let body = chat(
+        serde_json::json!({"tools": tool(serde_json::json!({"type": "object",
+        "properties": {"word": {"type": "string", "enum": ["apple", "pear"],
+            "default": "apple"}}, "required": ["word"]}))}),
+    )
+    .to_string();
+    let (status, answer) = send(
+        gw.addr,
+        "/guarded/v1/chat/completions",
+        JSON,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(&format!("\n---\n{body}")), "{answer}");
+}

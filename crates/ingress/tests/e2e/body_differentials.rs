@@ -61,6 +61,7 @@ spec:
     - name: metered
       pathPrefix: /metered
       backend: http://{backend}
+      extraEndpoints: [/metered/api/pull]
       auth:
         apiKeysFile: keys.yaml
       limits:
@@ -416,7 +417,7 @@ async fn declared_completion_budgets_are_charged_to_the_token_limit() {
 async fn a_client_cannot_name_its_consumer_to_the_backend() {
     let (backend, _) = echo_backend().await;
     let gw = gateway(backend).await;
-    for (path, lane) in [("/open/x", "lean lane"), ("/guarded/x", "full path")] {
+    for (path, lane) in [("/open/x", "lean lane"), ("/guarded/generate", "full path")] {
         let body = br#"{"q":"hi"}"#;
         let headers = "Content-Type: application/json\r\nX-Palisade-Consumer: alice\r\nx-palisade-consumer: admin\r\n";
         let (status, answer) = send(gw.addr, path, headers, body).await;

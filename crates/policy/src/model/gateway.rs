@@ -122,6 +122,13 @@ pub struct AIRoute {
     /// Models served on this route (empty: any).
     #[serde(default)]
     pub models: Vec<String>,
+    /// Paths (whole request paths, without the query) this route forwards besides the
+    /// inference endpoints and the read-only reads it admits when it decides on request
+    /// bodies (model lists, prompt guard, canary, token limit, `maxPromptChars`). Requests
+    /// to them are still read and checked like any other (a JSON body naming an allowed
+    /// model where lists apply), with any method.
+    #[serde(default)]
+    pub extra_endpoints: Vec<String>,
     /// Authentication.
     #[serde(default)]
     pub auth: Option<AuthSpec>,

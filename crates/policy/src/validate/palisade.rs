@@ -355,6 +355,17 @@ pub(super) fn ai_gateway(v: &mut V, spec: &FieldPath, s: &AIGatewaySpec) {
                 v.err(&rp.key("pathPrefix"), "pathPrefix must start with '/'");
             }
         }
+        for (j, e) in r.extra_endpoints.iter().enumerate() {
+            if !e.starts_with('/') || e.contains(['?', '#']) || !crate::http_path::is_plain(e) {
+                v.err(
+                    &rp.key("extraEndpoints").index(j),
+                    format!(
+                        "{e:?} must be a path starting with '/', without a query, escapes, \
+                         empty or dot segments"
+                    ),
+                );
+            }
+        }
         if r.timeout_seconds == Some(0) {
             v.err(
                 &rp.key("timeoutSeconds"),

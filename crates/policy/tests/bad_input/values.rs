@@ -593,6 +593,41 @@ fn ai_gateway_stream_idle_timeout_and_mtls() {
     assert!(m.objects.is_empty());
 }
 
+/// A route's `extraEndpoints` must be plain paths: one a backend reads another way (dot
+/// segments, escapes), or with a query, would match other resources than the one named.
+#[test]
+fn ai_gateway_extra_endpoints_are_plain_paths() {
+    let text = lines(&[
+        "apiVersion: palisade.dev/v1alpha1",   // 1
+        "kind: AIGateway",                     // 2
+        "metadata: {name: gw, namespace: ml}", // 3
+        "spec:",                               // 4
+        "  routes:",                           // 5
+        "  - name: chat",                      // 6
+        "    backend: http://127.0.0.1:8000",  // 7
+        "    extraEndpoints:",                 // 8
+        "    - /api/pull",                     // 9
+        "    - api/push",                      // 10
+        "    - /slots/0?action=save",          // 11
+        "    - /api/../push",                  // 12
+        "    - /api/%70ush",                   // 13
+    ]);
+    let m = load("gw.yaml", &text);
+    assert_eq!(errors(&m), 4, "{:#?}", m.diagnostics);
+    for (path, line) in [
+        ("spec.routes[0].extraEndpoints[1]", 10),
+        ("spec.routes[0].extraEndpoints[2]", 11),
+        ("spec.routes[0].extraEndpoints[3]", 12),
+        ("spec.routes[0].extraEndpoints[4]", 13),
+    ] {
+        let d = at(&m, path);
+        assert_eq!(d.severity, Severity::Error, "{d}");
+        assert_eq!((d.file.as_str(), d.line), ("gw.yaml", line), "{d}");
+        assert!(d.message.contains("must be a path"), "{d}");
+    }
+    assert!(m.objects.is_empty());
+}
+
 /// Revocation lists and an optional client certificate on a gateway that verifies no
 /// client certificates, an empty CRL file name, and a client-auth mode that does not exist.
 #[test]

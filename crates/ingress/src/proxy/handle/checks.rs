@@ -7,7 +7,7 @@ use super::admission::Admitted;
 use super::{Exchange, Reserved};
 use crate::limits::Exceeded;
 use crate::openai::ApiRequest;
-use crate::proxy::endpoints::{default_reservation, deployment_in, generates};
+use crate::proxy::endpoints::{default_reservation, deployment_in, generates, model_in_path};
 use crate::refusal::Refusal;
 use crate::tokens;
 use std::time::Instant;
@@ -24,8 +24,10 @@ pub(super) fn models(
     // name its model (a backend would otherwise pick its default, whatever the lists say).
     // Azure OpenAI-style paths name the model (the deployment) in the path and ignore the
     // body's `model`: both names must pass the lists.
+    // A model's metadata (`GET …/v1/models/{id}`) names the model in the path: a consumer
+    // learns only about models it may use. Before, the lists were not applied to it.
     let (route, rights) = (&a.route, &a.rights);
-    let deployment = deployment_in(path);
+    let deployment = deployment_in(path).or_else(|| model_in_path(path));
     let model = api.and_then(|a| a.model.clone());
     x.log.model = model.clone().or_else(|| deployment.clone());
     let listed = !route.models.is_empty() || rights.as_ref().is_some_and(|r| !r.models.is_empty());

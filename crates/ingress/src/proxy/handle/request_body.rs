@@ -6,7 +6,7 @@ use super::admission::Admitted;
 use super::{Exchange, BODY_TIMEOUT};
 use crate::config::Route;
 use crate::openai::{ApiRequest, BodyError};
-use crate::proxy::endpoints::bodyless_allowed;
+use crate::proxy::endpoints::{body_allowed, bodyless_allowed, extra_allowed};
 use crate::refusal::Refusal;
 use bytes::Bytes;
 use http::{header, HeaderMap};
@@ -42,15 +42,24 @@ pub(super) async fn read(
     };
     let raw = read_within_limits(body, &parts.headers, a.max_body).await?;
     x.log.bytes_in = raw.len() as u64;
-    // No body on a route that decides on bodies: there is nothing to check, so only the
-    // read-only endpoints an AI API client expects (model lists, file metadata, health) go
-    // through. Before, any path did (`GET /slots`, `DELETE /v1/files/x`, …).
-    if raw.is_empty() && a.decides_on_body() && !bodyless_allowed(&parts.method, path) {
+    // On a route that decides on bodies, only what it can check goes through. No body:
+    // only the read-only endpoints an AI API client expects (model lists, file metadata,
+    // health); before, any path did (`GET /slots`, `DELETE /v1/files/x`, …). A body: only
+    // the inference endpoints whose bodies the gateway reads; before, any path with a JSON
+    // body was checked and forwarded (Ollama's `/api/push`, llama.cpp's `/slots/0?action=
+    // save`, vLLM's `/load_lora_adapter`, …). The route's `extraEndpoints` pass too, and
+    // are checked like any request.
+    let allowed = if raw.is_empty() {
+        bodyless_allowed(&parts.method, path)
+    } else {
+        body_allowed(&parts.method, path)
+    } || extra_allowed(&a.route.extra_endpoints, path);
+    if a.decides_on_body() && !allowed {
         return Err(Refusal::new(
             403,
             "permission_error",
             "endpoint_not_allowed",
-            "This route forwards only requests it can check: API calls with a JSON body, and reads of model lists, file metadata and health.",
+            "This route forwards only requests it can check: inference API calls with a JSON body, and reads of model lists, file metadata and health.",
         ));
     }
     parse(a, &parts.headers, raw, op)
