@@ -117,11 +117,18 @@ struct Part {
     end: Option<i32>,
 }
 
-/// Parses one datagram of an address dump answering `seq`; malformed parts end it.
-fn parse(mut data: &[u8], seq: u32) -> Part {
-    let mut part = Part::default();
-    let u16_at = |d: &[u8], i: usize| u16::from_ne_bytes([d[i], d[i + 1]]);
-    let u32_at = |d: &[u8], i: usize| u32::from_ne_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+fn u16_at(d: &[u8], i: usize) -> u16 {
+    u16::from_ne_bytes([d[i], d[i + 1]])
+}
+
+fn u32_at(d: &[u8], i: usize) -> u32 {
+    u32::from_ne_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
+}
+
+/// Walks the messages of one datagram answering `seq` (malformed parts end it), handing
+/// each other message's type and bytes to `each`; returns the end of the dump when it is
+/// in here: `Some(0)` done, `Some(negative errno)` failed.
+fn walk(mut data: &[u8], seq: u32, mut each: impl FnMut(u16, &[u8])) -> Option<i32> {
     while data.len() >= 16 {
         let len = u32_at(data, 0) as usize;
         if len < 16 || len > data.len() {
@@ -130,45 +137,11 @@ fn parse(mut data: &[u8], seq: u32) -> Part {
         let (ty, msg_seq) = (u16_at(data, 4), u32_at(data, 8));
         let msg = &data[..len];
         if msg_seq == seq {
-            match ty {
-                NLMSG_DONE | NLMSG_ERROR => {
-                    let code = if len >= 20 { u32_at(msg, 16) as i32 } else { 0 };
-                    part.end = Some(code.min(0));
-                    return part;
-                }
-                RTM_NEWADDR if len >= 24 => {
-                    let (family, index) = (msg[16], u32_at(msg, 20));
-                    let (mut local, mut address) = (None, None);
-                    let mut at = 24;
-                    while at + 4 <= len {
-                        let (alen, aty) = (u16_at(msg, at) as usize, u16_at(msg, at + 2));
-                        if alen < 4 || at + alen > len {
-                            break;
-                        }
-                        let v = &msg[at + 4..at + alen];
-                        let ip = match (family, v.len()) {
-                            (AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3]))),
-                            (AF_INET6, 16) => {
-                                let mut b = [0u8; 16];
-                                b.copy_from_slice(v);
-                                Some(IpAddr::V6(Ipv6Addr::from(b)))
-                            }
-                            _ => None,
-                        };
-                        match aty & 0x3fff {
-                            IFA_LOCAL => local = ip.or(local),
-                            IFA_ADDRESS => address = ip.or(address),
-                            _ => {}
-                        }
-                        at += (alen + 3) & !3;
-                    }
-                    // IPv4 point-to-point links keep the peer in IFA_ADDRESS.
-                    if let Some(ip) = local.or(address) {
-                        part.addrs.push((index, ip));
-                    }
-                }
-                _ => {}
+            if ty == NLMSG_DONE || ty == NLMSG_ERROR {
+                let code = if len >= 20 { u32_at(msg, 16) as i32 } else { 0 };
+                return Some(code.min(0));
             }
+            each(ty, msg);
         }
         let aligned = (len + 3) & !3;
         if aligned >= data.len() {
@@ -176,7 +149,57 @@ fn parse(mut data: &[u8], seq: u32) -> Part {
         }
         data = &data[aligned..];
     }
-    part
+    None
+}
+
+/// The attributes (type without its flags, value) of `msg` from offset `at` on; a
+/// malformed one ends them.
+fn attributes(msg: &[u8], mut at: usize) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if at + 4 > msg.len() {
+            return None;
+        }
+        let (alen, aty) = (u16_at(msg, at) as usize, u16_at(msg, at + 2));
+        if alen < 4 || at + alen > msg.len() {
+            return None;
+        }
+        let value = &msg[at + 4..at + alen];
+        at += (alen + 3) & !3;
+        Some((aty & 0x3fff, value))
+    })
+}
+
+/// Parses one datagram of an address dump answering `seq`; malformed parts end it.
+fn parse(data: &[u8], seq: u32) -> Part {
+    let mut addrs = Vec::new();
+    let end = walk(data, seq, |ty, msg| {
+        if ty != RTM_NEWADDR || msg.len() < 24 {
+            return;
+        }
+        let (family, index) = (msg[16], u32_at(msg, 20));
+        let (mut local, mut address) = (None, None);
+        for (aty, v) in attributes(msg, 24) {
+            let ip = match (family, v.len()) {
+                (AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3]))),
+                (AF_INET6, 16) => {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(v);
+                    Some(IpAddr::V6(Ipv6Addr::from(b)))
+                }
+                _ => None,
+            };
+            match aty {
+                IFA_LOCAL => local = ip.or(local),
+                IFA_ADDRESS => address = ip.or(address),
+                _ => {}
+            }
+        }
+        // IPv4 point-to-point links keep the peer in IFA_ADDRESS.
+        if let Some(ip) = local.or(address) {
+            addrs.push((index, ip));
+        }
+    });
+    Part { addrs, end }
 }
 
 /// The dump request for the links of namespace `nsid` (strict checking wants the
@@ -197,50 +220,22 @@ fn link_request(nsid: i32, seq: u32) -> Vec<u8> {
 
 /// Parses one datagram of a link dump answering `seq`: (interface index, its Ethernet
 /// address) of each link that has one, and the end of the dump when it is in here.
-fn parse_links(mut data: &[u8], seq: u32) -> (Vec<(u32, [u8; 6])>, Option<i32>) {
+fn parse_links(data: &[u8], seq: u32) -> (Vec<(u32, [u8; 6])>, Option<i32>) {
     let mut links = Vec::new();
-    let u16_at = |d: &[u8], i: usize| u16::from_ne_bytes([d[i], d[i + 1]]);
-    let u32_at = |d: &[u8], i: usize| u32::from_ne_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
-    while data.len() >= 16 {
-        let len = u32_at(data, 0) as usize;
-        if len < 16 || len > data.len() {
-            break;
+    let end = walk(data, seq, |ty, msg| {
+        if ty != RTM_NEWLINK || msg.len() < 32 {
+            return;
         }
-        let (ty, msg_seq) = (u16_at(data, 4), u32_at(data, 8));
-        let msg = &data[..len];
-        if msg_seq == seq {
-            match ty {
-                NLMSG_DONE | NLMSG_ERROR => {
-                    let code = if len >= 20 { u32_at(msg, 16) as i32 } else { 0 };
-                    return (links, Some(code.min(0)));
-                }
-                RTM_NEWLINK if len >= 32 => {
-                    let index = u32_at(msg, 20);
-                    let mut at = 32;
-                    while at + 4 <= len {
-                        let (alen, aty) = (u16_at(msg, at) as usize, u16_at(msg, at + 2));
-                        if alen < 4 || at + alen > len {
-                            break;
-                        }
-                        if aty & 0x3fff == IFLA_ADDRESS && alen == 10 {
-                            let mut mac = [0u8; 6];
-                            mac.copy_from_slice(&msg[at + 4..at + 10]);
-                            links.push((index, mac));
-                            break;
-                        }
-                        at += (alen + 3) & !3;
-                    }
-                }
-                _ => {}
-            }
+        let index = u32_at(msg, 20);
+        if let Some((_, v)) =
+            attributes(msg, 32).find(|(aty, v)| *aty == IFLA_ADDRESS && v.len() == 6)
+        {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(v);
+            links.push((index, mac));
         }
-        let aligned = (len + 3) & !3;
-        if aligned >= data.len() {
-            break;
-        }
-        data = &data[aligned..];
-    }
-    (links, None)
+    });
+    (links, end)
 }
 
 /// The Ethernet addresses of the interfaces `peers` (namespace id → interface indexes

@@ -268,21 +268,12 @@ async fn write_revision(
 /// take again.
 pub const MAX_REVISION_JUMP: u64 = 1_000_000;
 
-/// Revisions looked at (newest first) for the newest one the key signed.
-const OWN_REVISION_SCAN: usize = 200;
-
-/// Refuses to sign revision `next` when it lies more than [`MAX_REVISION_JUMP`] past the
-/// newest stored revision `key` signed (0 when none).
-async fn check_jump(
+/// The numbers of the revisions stored, newest first.
+async fn stored_revisions(
     client: &mut Client,
     opts: &EtcdOptions,
     layout: &Layout,
-    next: u64,
-    key: &SigningKey,
-) -> Result<()> {
-    if next <= MAX_REVISION_JUMP {
-        return Ok(());
-    }
+) -> Result<Vec<u64>> {
     let keys = within(
         opts.timeout,
         client.get(
@@ -300,6 +291,25 @@ async fn check_jump(
         })
         .collect();
     stored.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(stored)
+}
+
+/// Revisions looked at (newest first) for the newest one the key signed.
+const OWN_REVISION_SCAN: usize = 200;
+
+/// Refuses to sign revision `next` when it lies more than [`MAX_REVISION_JUMP`] past the
+/// newest stored revision `key` signed (0 when none).
+async fn check_jump(
+    client: &mut Client,
+    opts: &EtcdOptions,
+    layout: &Layout,
+    next: u64,
+    key: &SigningKey,
+) -> Result<()> {
+    if next <= MAX_REVISION_JUMP {
+        return Ok(());
+    }
+    let stored = stored_revisions(client, opts, layout).await?;
     let mut own = 0;
     for n in stored.iter().copied().take(OWN_REVISION_SCAN) {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
@@ -357,23 +367,8 @@ async fn current_networks(
             return Ok(found);
         }
     }
-    let keys = within(
-        opts.timeout,
-        client.get(
-            layout.revisions(),
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        ),
-    )
-    .await?;
-    let mut stored: Vec<u64> = keys
-        .kvs()
-        .iter()
-        .filter_map(|kv| match layout.classify(kv.key()) {
-            KeyKind::Revision(n) if Some(n) != pointed => Some(n),
-            _ => None,
-        })
-        .collect();
-    stored.sort_unstable_by(|a, b| b.cmp(a));
+    let mut stored = stored_revisions(client, opts, layout).await?;
+    stored.retain(|n| Some(*n) != pointed);
     let stored_is_empty = stored.is_empty();
     for n in stored {
         let resp = within(opts.timeout, client.get(layout.revision(n), None)).await?;
