@@ -347,22 +347,7 @@ pub fn probe(netns: Option<&str>, ips: &[IpAddr]) {
         }
         Ok(())
     };
-    let res = match netns {
-        None => send(),
-        Some(ns) => {
-            let path = format!("/run/netns/{ns}");
-            std::thread::scope(|sc| {
-                sc.spawn(|| {
-                    let f = std::fs::File::open(&path)?;
-                    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)?;
-                    send()
-                })
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
-            })
-        }
-    };
+    let res = crate::netns::run_in(netns, send);
     if let Err(e) = res {
         tracing::debug!(error = %e, "bridged pod addresses not probed");
     }

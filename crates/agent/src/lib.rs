@@ -10,6 +10,7 @@ pub mod flowlog;
 pub mod fqdn;
 pub mod hostfw;
 pub mod lab;
+pub mod netns;
 pub mod newpod;
 pub mod nflog;
 pub mod nfnetlink;

@@ -305,22 +305,7 @@ impl NftSocket {
     /// A socket belongs to the namespace it was created in, so a short-lived thread enters
     /// the namespace, creates it and exits; the process itself never moves.
     pub fn open(netns: Option<&str>) -> std::io::Result<Self> {
-        let sock = match netns {
-            None => open_here()?,
-            Some(ns) => {
-                let path = format!("/run/netns/{ns}");
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        let f = std::fs::File::open(&path)?;
-                        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                            .map_err(std::io::Error::from)?;
-                        open_here()
-                    })
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
-                })?
-            }
-        };
+        let sock = crate::netns::run_in(netns, open_here)?;
         Ok(NftSocket {
             sock,
             seq: 1,

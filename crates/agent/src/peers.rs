@@ -75,22 +75,7 @@ fn open_here() -> std::io::Result<socket2::Socket> {
 /// A route netlink socket in `netns` (a name under `/run/netns`) or in this namespace; the
 /// namespace ids it resolves are those of that namespace.
 fn open(netns: Option<&str>) -> std::io::Result<socket2::Socket> {
-    match netns {
-        None => open_here(),
-        Some(ns) => {
-            let path = format!("/run/netns/{ns}");
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let f = std::fs::File::open(&path)?;
-                    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(std::io::Error::from)?;
-                    open_here()
-                })
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
-            })
-        }
-    }
+    crate::netns::run_in(netns, open_here)
 }
 
 /// The dump request for the addresses of namespace `nsid`.

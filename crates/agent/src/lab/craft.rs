@@ -65,23 +65,15 @@ pub fn send_ipv4(netns: &str, packet: &[u8]) -> std::io::Result<()> {
         return Err(std::io::Error::other("packet shorter than an IPv4 header"));
     }
     let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    let path = format!("/run/netns/{netns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let f = std::fs::File::open(&path)?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)?;
-            // IPPROTO_RAW: the header is ours, source address included.
-            let sock = socket2::Socket::new(
-                socket2::Domain::IPV4,
-                socket2::Type::RAW,
-                Some(socket2::Protocol::from(255)),
-            )?;
-            sock.send_to(packet, &SocketAddr::new(dst.into(), 0).into())
-                .map(|_| ())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    crate::netns::run_in(Some(netns), || {
+        // IPPROTO_RAW: the header is ours, source address included.
+        let sock = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(255)),
+        )?;
+        sock.send_to(packet, &SocketAddr::new(dst.into(), 0).into())
+            .map(|_| ())
     })
 }
 
